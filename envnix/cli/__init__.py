@@ -1,0 +1,208 @@
+"""envnix command line: thin click layer over the pipeline stages.
+
+Every command raises EnvnixError for anything the user can fix; ``main`` prints it as one
+``envnix: ...`` line (plus a hint line) and exits with the error's code. Progress goes to
+stderr, results (paths, digests, JSON) to stdout, so scripts can capture them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import click
+
+from envnix import __version__
+from envnix.errors import EnvnixError, StaleLockError, UsageError
+from envnix.frontend import load_spec
+from envnix.lock import (
+    LOCK_NAME,
+    Lock,
+    apt_sources,
+    lock_inputs,
+    make_lock,
+    read_lock,
+    stale_reason,
+    write_lock,
+)
+from envnix.nix import nix_build
+from envnix.render import render
+from envnix.spec import ImageSpec
+
+GENERATED_DIR = ".envnix"
+_TAG_RE = re.compile(
+    r"^[a-z0-9]+(?:[._/-][a-z0-9]+)*(?::\d+)?(?:/[a-z0-9._-]+)*(?::[\w][\w.-]{0,127})?$"
+)
+
+
+def _progress(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def _context(path_arg: str | None, path_opt: str | None) -> Path:
+    if path_arg and path_opt and Path(path_arg).resolve() != Path(path_opt).resolve():
+        raise UsageError("give the build context either as an argument or with --path, not both")
+    context = Path(path_arg or path_opt or ".")
+    if not context.is_dir():
+        raise UsageError(f"build context {context} does not exist or is not a directory")
+    return context.resolve()
+
+
+def _default_tag(context: Path) -> str:
+    """envd's default: the context directory's name, normalised, with tag 'dev'."""
+    name = re.sub(r"[^a-z0-9._-]+", "-", context.name.lower()).strip("-._") or "envnix"
+    return f"{name}:dev"
+
+
+def _lock_path(context: Path, spec: ImageSpec) -> Path:
+    return (context / spec.manifest).parent / LOCK_NAME
+
+
+def _ensure_lock(context: Path, spec: ImageSpec, apt_mirror: str | None, locked: bool) -> Lock:
+    """Use envnix.lock when it still answers the inputs; otherwise re-lock (unless --locked)."""
+    path = _lock_path(context, spec)
+    existing = read_lock(path)
+    inputs = lock_inputs(spec, context)
+    if existing is not None:
+        reason = stale_reason(existing, inputs)
+        if reason is None:
+            _progress(f"lock: {path.name} is up to date ({len(existing.artifacts())} artifacts)")
+            return existing
+        if locked:
+            raise StaleLockError(f"{path.name} is stale: {reason}",
+                                 hint="run envnix lock, or drop --locked")
+        _progress(f"lock: {path.name} is stale ({reason}); re-locking")
+    lock = make_lock(spec, context, apt_sources(spec.os.codename, apt_mirror), _progress)
+    write_lock(path, lock)
+    _progress(f"lock: wrote {path} ({len(lock.artifacts())} artifacts)")
+    return lock
+
+
+common_path = click.argument("path", required=False)
+path_option = click.option("-p", "--path", "path_opt", help="Build context (default: .).")
+from_option = click.option("-f", "--from", "from_", default="build.envd:build", show_default=True,
+                           help="Manifest and function, as file:func.")
+mirror_option = click.option("--apt-mirror", envvar="ENVNIX_APT_MIRROR",
+                             help="Debian mirror base URL (default: this machine's apt sources).")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="envnix")
+def cli() -> None:
+    """Reproducible OCI images from envd build.envd files, built by Nix."""
+
+
+@cli.command("spec")
+@common_path
+@path_option
+@from_option
+def spec_cmd(path: str | None, path_opt: str | None, from_: str) -> None:
+    """Evaluate build.envd and print the ImageSpec as JSON."""
+    spec = load_spec(_context(path, path_opt), from_)
+    click.echo(spec.to_json(), nl=False)
+
+
+@cli.command("lock")
+@common_path
+@path_option
+@from_option
+@mirror_option
+@click.option("--check", is_flag=True, help="Exit non-zero if envnix.lock does not match inputs.")
+def lock_cmd(path: str | None, path_opt: str | None, from_: str, apt_mirror: str | None,
+             check: bool) -> None:
+    """Resolve every apt and pip package to URL + sha256 and write envnix.lock."""
+    context = _context(path, path_opt)
+    spec = load_spec(context, from_)
+    lock_path = _lock_path(context, spec)
+    if check:
+        existing = read_lock(lock_path)
+        if existing is None:
+            raise StaleLockError(f"{lock_path.name} does not exist", hint="run envnix lock")
+        reason = stale_reason(existing, lock_inputs(spec, context))
+        if reason:
+            raise StaleLockError(f"{lock_path.name} is stale: {reason}", hint="run envnix lock")
+        click.echo(f"{lock_path.name} is up to date")
+        return
+    lock = make_lock(spec, context, apt_sources(spec.os.codename, apt_mirror), _progress)
+    changed = write_lock(lock_path, lock)
+    click.echo(f"{lock_path} {'written' if changed else 'unchanged'}: "
+               f"{len(lock.apt_packages)} debs, {len(lock.pip_wheels)} wheels")
+
+
+def _build_options(fn):  # type: ignore[no-untyped-def]
+    for option in reversed([
+        common_path, path_option, from_option, mirror_option,
+        click.option("-t", "--tag", help="Image name:tag (default: <context dir>:dev)."),
+        click.option("--locked", is_flag=True, help="Fail instead of re-locking a stale lock."),
+        click.option("--out-dir", type=click.Path(path_type=Path),
+                     help=f"Where to write the Nix project (default: <context>/{GENERATED_DIR})."),
+        click.option("--toolchain", type=click.Choice(["host", "nixpkgs"]), default="host",
+                     show_default=True, help="Python that runs the builders inside Nix."),
+        click.option("--nixpkgs", default="nixpkgs", show_default=True,
+                     help="Flake reference for nixpkgs (toolchain=nixpkgs)."),
+    ]):
+        fn = option(fn)
+    return fn
+
+
+@cli.command("render")
+@_build_options
+def render_cmd(path: str | None, path_opt: str | None, from_: str, apt_mirror: str | None,
+               tag: str | None, locked: bool, out_dir: Path | None, toolchain: str,
+               nixpkgs: str) -> None:
+    """Lock if needed and write the Nix project (flake.nix, default.nix) without building."""
+    context = _context(path, path_opt)
+    spec = load_spec(context, from_)
+    lock = _ensure_lock(context, spec, apt_mirror, locked)
+    rendered = render(spec, lock, out_dir or context / GENERATED_DIR, tag or _default_tag(context),
+                      toolchain, nixpkgs)
+    click.echo(str(rendered.directory))
+
+
+@cli.command("build")
+@_build_options
+@click.option("--store", help="Nix store to build in (e.g. a directory for a chroot store).")
+@click.option("-v", "--verbose", is_flag=True, help="Show Nix's full build log.")
+def build_cmd(path: str | None, path_opt: str | None, from_: str, apt_mirror: str | None,
+              tag: str | None, locked: bool, out_dir: Path | None, toolchain: str, nixpkgs: str,
+              store: str | None, verbose: bool) -> None:
+    """Lock (if needed), render and build the image with Nix; print its OCI layout path."""
+    context = _context(path, path_opt)
+    tag = tag or _default_tag(context)
+    if not _TAG_RE.match(tag):
+        raise UsageError(f"invalid tag {tag!r}: expected name[:tag] in lowercase")
+    spec = load_spec(context, from_)
+    lock = _ensure_lock(context, spec, apt_mirror, locked)
+    rendered = render(spec, lock, out_dir or context / GENERATED_DIR, tag, toolchain, nixpkgs)
+    result = nix_build(rendered.directory, "image", toolchain,
+                       out_link=rendered.directory / "result", store=store,
+                       progress=_progress, verbose=verbose)
+    store_root = Path(store) if store and "://" not in store else None
+    real = Path(str(store_root) + str(result.out_path)) if store_root else result.out_path
+    digests = json.loads((real / "digests.json").read_text())
+    _progress(f"build: {result.built} derivation(s) built in {result.seconds:.1f}s")
+    layout = rendered.directory / "result" / "oci"
+    click.echo(f"image:    {tag}")
+    click.echo(f"store:    {result.out_path}")
+    click.echo(f"config:   {digests['config']}")
+    click.echo(f"manifest: {digests['manifest']}")
+    click.echo(f"oci:      oci:{layout}")
+    click.echo(f"run:      podman run --rm oci:{layout} python3")
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("envnix: aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except EnvnixError as exc:
+        click.echo(f"envnix: {exc}", err=True)
+        if exc.hint:
+            click.echo(f"  hint: {exc.hint}", err=True)
+        sys.exit(exc.exit_code)

@@ -1,0 +1,3 @@
+from envnix.cli import main
+
+main()

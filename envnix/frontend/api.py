@@ -1,0 +1,146 @@
+"""The envd build.envd API surface as envnix knows it: names, parameters, and support status.
+
+One table drives three things: the Starlark prelude (so the interpreter itself checks arity and
+keyword names and reports the call site), did-you-mean suggestions, and the list of functions
+that are accepted but not built yet (so a file that uses them fails loudly, never silently).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+REQUIRED = object()
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    kind: str  # "str", "list", "dict", "bool", "int", "any"
+    default: object = None
+
+    @property
+    def required(self) -> bool:
+        return self.default is REQUIRED
+
+
+@dataclass(frozen=True)
+class Function:
+    qualname: str
+    params: tuple[Param, ...]
+    supported: bool = True
+    positional_only: bool = False
+
+    @property
+    def module(self) -> str | None:
+        return self.qualname.split(".")[0] if "." in self.qualname else None
+
+    @property
+    def attr(self) -> str:
+        return self.qualname.split(".")[-1]
+
+    @property
+    def starlark_name(self) -> str:
+        return "_envnix_" + self.qualname.replace(".", "__")
+
+
+def _f(
+    qualname: str, *params: Param, supported: bool = True, positional_only: bool = False
+) -> Function:
+    return Function(qualname, params, supported, positional_only)
+
+
+def _p(name: str, kind: str = "str", default: object = None) -> Param:
+    return Param(name, kind, default)
+
+
+FUNCTIONS: tuple[Function, ...] = (
+    # global functions
+    _f("base", _p("os"), _p("language"), _p("image"), _p("dev", "bool")),
+    _f("shell", _p("name", "str", REQUIRED), supported=False, positional_only=True),
+    _f("run", _p("commands", "list", REQUIRED), _p("mount_host", "bool"), supported=False),
+    _f("git_config", _p("name"), _p("email"), _p("editor"), supported=False),
+    _f("include", _p("git", "str", REQUIRED), supported=False),
+    # install.*
+    _f("install.apt_packages", _p("name", "list")),
+    _f("install.system_packages", _p("name", "list")),
+    _f("install.python_packages", _p("name", "list"), _p("requirements"),
+       _p("local_wheels", "list")),
+    _f("install.conda_packages", _p("name", "list"), _p("channel", "list"), _p("env_file"),
+       supported=False),
+    _f("install.cuda", _p("version", "str", REQUIRED), _p("cudnn"), supported=False),
+    _f("install.r_packages", _p("name", "list"), supported=False),
+    _f("install.julia_packages", _p("name", "list"), supported=False),
+    _f("install.vscode_extensions", _p("name", "list"), supported=False),
+    _f("install.python", _p("version"), supported=False),
+    _f("install.conda", _p("use_mamba", "bool"), supported=False),
+    _f("install.uv", _p("python_version"), supported=False),
+    _f("install.pixi", _p("use_pixi_mirror", "bool"), _p("pypi_index"), supported=False),
+    _f("install.r_lang", supported=False),
+    _f("install.julia", supported=False),
+    _f("install.rust", _p("version"), supported=False),
+    _f("install.go", _p("version"), supported=False),
+    _f("install.nodejs", _p("version"), supported=False),
+    _f("install.codex", _p("version"), supported=False),
+    # config.*
+    _f("config.pip_index", _p("url"), _p("extra_url"), _p("trust", "bool"), _p("mode")),
+    _f("config.conda_channel", _p("channel"), _p("use_mamba", "bool"), supported=False),
+    _f("config.apt_source", _p("source"), _p("mode"), supported=False),
+    _f("config.jupyter", _p("token"), _p("port", "int"), _p("password"), supported=False),
+    _f("config.gpu", _p("count", "int"), supported=False),
+    _f("config.shm_size", _p("size", "int"), supported=False),
+    _f("config.cran_mirror", _p("url"), supported=False),
+    _f("config.julia_pkg_server", _p("url"), supported=False),
+    _f("config.rstudio_server", supported=False),
+    _f("config.entrypoint", _p("args", "list"), supported=False),
+    _f("config.repo", _p("url"), _p("description"), supported=False),
+    _f("config.owner", _p("uid", "int", REQUIRED), _p("gid", "int", REQUIRED), supported=False),
+    # io.*
+    _f("io.copy", _p("host_path"), _p("envd_path"), _p("src"), _p("dest"), _p("source"),
+       _p("target"), _p("image"), supported=False),
+    _f("io.http", _p("url", "str", REQUIRED), _p("checksum"), _p("filename"), supported=False),
+    _f("io.mount", _p("src"), _p("dest"), supported=False),
+    # runtime.*
+    _f("runtime.environ", _p("env", "dict"), _p("extra_path", "list")),
+    _f("runtime.command", _p("commands", "dict"), supported=False),
+    _f("runtime.expose", _p("envd_port", "int", REQUIRED), _p("host_port", "int"),
+       _p("service"), _p("listen_addr"), supported=False),
+    _f("runtime.daemon", _p("commands", "list"), supported=False),
+    _f("runtime.init", _p("commands", "list"), supported=False),
+    _f("runtime.mount", _p("host_path"), _p("envd_path"), supported=False),
+    # data.*
+    _f("data.envd", _p("name", "str", REQUIRED), supported=False),
+)
+
+BY_NAME: dict[str, Function] = {f.qualname: f for f in FUNCTIONS}
+BY_STARLARK_NAME: dict[str, Function] = {f.starlark_name: f for f in FUNCTIONS}
+MODULES: tuple[str, ...] = tuple(sorted({f.module for f in FUNCTIONS if f.module}))
+GLOBALS: tuple[str, ...] = (*MODULES, *sorted(f.qualname for f in FUNCTIONS if not f.module))
+
+
+def prelude_source() -> str:
+    """Starlark that defines every API function with its real signature.
+
+    Each wrapper hands its arguments, and their Starlark type names, to the Python side
+    (``_envnix_call``), so tuples-for-lists are caught exactly as envd catches them.
+    """
+    lines: list[str] = []
+    for fn in FUNCTIONS:
+        params = []
+        for p in fn.params:
+            params.append(p.name if p.required else f"{p.name} = None")
+        if fn.positional_only and params:
+            params.append("/")
+        names = [p.name for p in fn.params]
+        lines.append(f"def {fn.starlark_name}({', '.join(params)}):")
+        values = "[" + ", ".join(names) + "]"
+        types = "[" + ", ".join(f"type({n})" for n in names) + "]"
+        lines.append(f"    return _envnix_call({fn.qualname!r}, {values}, {types})")
+        lines.append("")
+    for module in MODULES:
+        members = [f for f in FUNCTIONS if f.module == module]
+        fields = ", ".join(f"{f.attr} = {f.starlark_name}" for f in members)
+        lines.append(f"{module} = struct({fields})")
+    for fn in FUNCTIONS:
+        if not fn.module:
+            lines.append(f"{fn.qualname} = {fn.starlark_name}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,229 @@
+"""Evaluate build.envd with a real Starlark interpreter and record every API call.
+
+The file is never run as Python: starlark-pyo3 gives no file system, network or host state.
+The API functions come from a generated prelude (see api.py) that forwards each call to
+``_envnix_call``; this module turns Starlark's errors into one-line ``file:line:col`` messages
+with did-you-mean suggestions.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import starlark as sl
+
+from envnix.errors import EnvnixError, FrontendError
+from envnix.frontend.api import BY_NAME, BY_STARLARK_NAME, FUNCTIONS, GLOBALS, prelude_source
+
+PRELUDE_FILE = "<envnix prelude>"
+
+_STARLARK_TYPE_WANTED = {
+    "str": "string", "list": "list", "dict": "dict", "bool": "bool", "int": "int",
+}
+
+
+CallHandler = Callable[[str, dict[str, Any]], None]
+
+
+@dataclass
+class _Frame:
+    file: str
+    line: int
+    function: str
+
+
+class _CallError(Exception):
+    """Raised from Python into Starlark; carries the real error out through the interpreter."""
+
+
+class Evaluator:
+    """Runs one manifest: top-level statements first, then the chosen function."""
+
+    def __init__(self, manifest: Path, handler: CallHandler) -> None:
+        self.manifest = manifest
+        self.display_name = manifest.name
+        self.source = ""
+        self.handler = handler
+        self._pending: dict[str, EnvnixError] = {}
+
+    # -- public -------------------------------------------------------------------------------
+    def run(self, function: str) -> str:
+        """Evaluate the manifest and call ``function``; returns the syntax marker (v0/v1)."""
+        try:
+            self.source = self.manifest.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise FrontendError(
+                f"{self.manifest}: file does not exist",
+                hint="run envnix in the directory with build.envd, or pass --path/--from",
+            ) from None
+        except UnicodeDecodeError as exc:
+            raise FrontendError(f"{self.manifest}: not UTF-8 text ({exc.reason})") from None
+
+        globals_ = sl.Globals.extended_by([sl.LibraryExtension.StructType])
+        module = sl.Module()
+        module.add_callable("_envnix_call", self._record)
+        prelude_dialect = sl.Dialect.extended()
+        prelude_dialect.enable_positional_only_arguments = True
+        user_dialect = sl.Dialect.extended()
+        user_dialect.enable_load = False  # load() arrives with full envd compatibility
+        try:
+            sl.eval(module, sl.parse(PRELUDE_FILE, prelude_source(), prelude_dialect), globals_)
+            ast = sl.parse(self.display_name, self.source, user_dialect)
+            sl.eval(module, ast, globals_)
+            frozen = module.freeze()
+        except sl.StarlarkError as exc:
+            raise self._translate(exc) from None
+        try:
+            frozen.call(function)
+        except sl.StarlarkError as exc:
+            text = str(exc)
+            if "Module has no symbol" in text and "Traceback" not in text:
+                defined = re.findall(r"^def\s+(\w+)", self.source, flags=re.M)
+                raise FrontendError(
+                    f"{self.display_name} has no function {function!r}"
+                    + _did_you_mean(function, defined),
+                    file=None,
+                ) from None
+            raise self._translate(exc) from None
+        return _syntax_marker(self.source)
+
+    # -- Python side of the prelude ----------------------------------------------------------
+    def _record(self, qualname: str, values: list[Any], types: list[str]) -> None:
+        fn = BY_NAME[qualname]
+        args: dict[str, Any] = {}
+        for param, value, type_name in zip(fn.params, values, types, strict=True):
+            if value is None:
+                continue
+            want = _STARLARK_TYPE_WANTED.get(param.kind)
+            if want and type_name != want:
+                self._fail(f"{qualname}: for parameter {param.name}: got {type_name}, want {want}")
+            if param.kind == "list":
+                for item in value:
+                    if not isinstance(item, str):
+                        self._fail(
+                            f"{qualname}: for parameter {param.name}: expected a list of strings, "
+                            f"got {_starlark_type(item)} {item!r}"
+                        )
+            if param.kind == "dict":
+                for key, item in value.items():
+                    if not isinstance(key, str) or not isinstance(item, str):
+                        self._fail(
+                            f"{qualname}: for parameter {param.name}: expected string keys and "
+                            f"values, got {key!r}: {item!r}"
+                        )
+            args[param.name] = value
+        if not fn.supported:
+            self._fail(
+                f"{qualname}() is part of envd's API but envnix cannot build it yet",
+                hint="remove the call, or follow the envnix issue tracker for support",
+            )
+        # The handler validates meaning (e.g. an unknown os); raising here, inside the call,
+        # is what lets the error point at the call site.
+        try:
+            self.handler(qualname, args)
+        except EnvnixError as exc:
+            self._fail(exc.message, exc.hint)
+
+    def _fail(self, message: str, hint: str | None = None) -> None:
+        key = f"envnix-error-{len(self._pending)}"
+        self._pending[key] = FrontendError(message, hint=hint)
+        raise _CallError(key)
+
+    # -- error translation -------------------------------------------------------------------
+    def _translate(self, exc: sl.StarlarkError) -> FrontendError:
+        text = str(exc)
+        frames = [
+            _Frame(m[1], int(m[2]), m[3])
+            for m in re.finditer(r"^\s*\* (.+?):(\d+), in (\S+)", text, flags=re.M)
+        ]
+        pointer = re.search(r"^\s*--> (.+?):(\d+):(\d+)", text, flags=re.M)
+        message_match = re.search(r"^error: (.*)$", text, flags=re.M)
+        message = message_match[1] if message_match else text.strip().splitlines()[-1]
+
+        file, line, col = self.display_name, None, None
+        if pointer and pointer[1] != PRELUDE_FILE:
+            file, line, col = pointer[1], int(pointer[2]), int(pointer[3])
+        else:
+            user_frames = [f for f in frames if f.file != PRELUDE_FILE]
+            if user_frames:
+                file, line = user_frames[-1].file, user_frames[-1].line
+                col = self._column_of_call(line)
+
+        pending = re.search(r"envnix-error-\d+", message)
+        if pending and pending[0] in self._pending:
+            err = self._pending[pending[0]]
+            return FrontendError(err.message, file=file, line=line, col=col, hint=err.hint)
+        return FrontendError(self._rewrite(message, line, col), file=file, line=line, col=col)
+
+    def _column_of_call(self, line: int) -> int | None:
+        lines = self.source.splitlines()
+        if not 0 < line <= len(lines):
+            return None
+        text = lines[line - 1]
+        return len(text) - len(text.lstrip()) + 1
+
+    def _source_at(self, line: int | None, col: int | None) -> str:
+        lines = self.source.splitlines()
+        if line is None or not 0 < line <= len(lines):
+            return ""
+        return lines[line - 1][(col or 1) - 1 :]
+
+    def _rewrite(self, message: str, line: int | None, col: int | None) -> str:
+        """Say Starlark's complaints in envd's words, naming the API function, not the wrapper."""
+        m = re.match(r"Found `(.+?)` extra named parameter\(s\) for call to `?.*?(_envnix_\w+)`?$",
+                     message)
+        if m and m[2] in BY_STARLARK_NAME:
+            fn = BY_STARLARK_NAME[m[2]]
+            names = [p.name for p in fn.params]
+            bad = m[1].split("`, `")[0]
+            return f"{fn.qualname}() got an unexpected keyword argument {bad!r}" + _did_you_mean(
+                bad, names
+            )
+        m = re.match(r"Missing parameter `(.+?)` for call to `?.*?(_envnix_\w+)`?$", message)
+        if m and m[2] in BY_STARLARK_NAME:
+            return f"{BY_STARLARK_NAME[m[2]].qualname}() missing required argument {m[1]!r}"
+        m = re.match(r"Object of type `struct` has no attribute `(\w+)`", message)
+        if m:
+            called = re.match(r"(\w+)\.(\w+)", self._source_at(line, col))
+            module = called[1] if called else "module"
+            members = [f.attr for f in FUNCTIONS if f.module == module]
+            suggestion = _did_you_mean(m[1], members)
+            if suggestion:
+                suggestion = suggestion.replace("'", f"'{module}.", 1)
+            return f"{module} has no function {m[1]!r}" + suggestion
+        m = re.match(r"Variable `(\w+)` not found", message)
+        if m:
+            defined = re.findall(r"^(?:def\s+)?(\w+)\s*[(=]", self.source, flags=re.M)
+            return f"unknown name {m[1]!r}" + _did_you_mean(m[1], [*GLOBALS, *defined])
+        message = re.sub(r"`?<envnix prelude>\._envnix_(\w+)`?",
+                         lambda mm: mm[1].replace("__", "."), message)
+        return message
+
+
+def _did_you_mean(word: str, candidates: list[str]) -> str:
+    close = difflib.get_close_matches(word, sorted(set(candidates)), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _starlark_type(value: Any) -> str:
+    return {int: "int", bool: "bool", float: "float", dict: "dict", list: "list"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def _syntax_marker(source: str) -> str:
+    first = source.splitlines()[0] if source else ""
+    return "v1" if "# syntax=v1" in first else "v0"
+
+
+def parse_from(value: str, default_file: str = "build.envd") -> tuple[str, str]:
+    """envd's ``--from file:func`` rules: empty parts fall back to build.envd / build."""
+    if value.count(":") > 1:
+        raise FrontendError("invalid from format, expected `file:func`")
+    file, _, func = value.partition(":")
+    return (file or default_file, func or "build")

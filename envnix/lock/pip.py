@@ -1,0 +1,221 @@
+"""Lock pip requirements for the *image's* Python and platform with uv.
+
+uv resolves for a target that is not the host (``--python-version``, ``--python-platform``),
+binary-only, and its PEP 751 pylock.toml output names exactly one wheel per package with URL,
+size and sha256 — which is what the lock needs. Nothing is downloaded except metadata.
+"""
+
+from __future__ import annotations
+
+import difflib
+import gzip
+import json
+import os
+import re
+import subprocess
+import tempfile
+import time
+import tomllib
+import urllib.request
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from envnix.errors import FetchError, LockError, PackageNotFoundError, ToolMissingError
+from envnix.spec import PipRequest
+
+DEFAULT_INDEX = "https://pypi.org/simple"
+_NAMES_CACHE_SECONDS = 7 * 24 * 3600
+
+
+@dataclass(frozen=True)
+class Wheel:
+    """One pinned wheel, as the lock records it."""
+
+    name: str
+    version: str
+    filename: str
+    url: str
+    sha256: str
+    size: int
+
+    def to_lock_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+    @classmethod
+    def from_lock_dict(cls, data: dict[str, object]) -> Wheel:
+        return cls(**data)  # type: ignore[arg-type]
+
+
+def manylinux_platform(glibc: str) -> str:
+    """uv's platform name for an x86_64 glibc target, e.g. 2.36 -> x86_64-manylinux_2_36."""
+    major, minor = glibc.split(".")[:2]
+    return f"x86_64-manylinux_{major}_{minor}"
+
+
+def _uv_binary() -> str:
+    try:
+        from uv import find_uv_bin
+    except ImportError as exc:  # pragma: no cover - uv is a declared dependency
+        raise ToolMissingError("uv is not installed: pip install uv") from exc
+    return find_uv_bin()
+
+
+def requirements_text(request: PipRequest, context: Path) -> str:
+    """The requirements.in that uv resolves: names, then the requirements files' contents.
+
+    Files are inlined (not referenced with -r) so the lock fingerprint covers their contents.
+    """
+    lines = list(request.packages)
+    for rel in request.requirements_files:
+        for raw in (context / rel).read_text(encoding="utf-8").splitlines():
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            if line.startswith("-"):
+                raise LockError(
+                    f"{rel}: pip option line {line!r} is not supported yet",
+                    hint="put index URLs in config.pip_index(url=..., extra_url=...)",
+                )
+            lines.append(line)
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+def lock_pip(
+    request: PipRequest,
+    context: Path,
+    python_version: str,
+    glibc: str,
+    progress: Callable[[str], None] | None = None,
+) -> list[Wheel]:
+    """Resolve the request to wheels for CPython ``python_version`` on manylinux ``glibc``."""
+    reqs = requirements_text(request, context)
+    if not reqs:
+        return []
+    index = request.index_url or DEFAULT_INDEX
+    if progress:
+        progress(f"pip: resolving {len(reqs.splitlines())} requirement(s) for "
+                 f"python{python_version} {manylinux_platform(glibc)} with uv")
+    with tempfile.TemporaryDirectory(prefix="envnix-uv-") as tmp:
+        req_in = Path(tmp) / "requirements.in"
+        req_in.write_text(reqs, encoding="utf-8")
+        out = Path(tmp) / "pylock.toml"
+        cmd = [
+            _uv_binary(), "pip", "compile", str(req_in),
+            "--python-version", python_version,
+            "--python-platform", manylinux_platform(glibc),
+            "--only-binary", ":all:",
+            "--format", "pylock.toml", "-o", str(out),
+            "--no-header", "--no-config", "--quiet",
+        ]
+        if request.index_url:
+            cmd += ["--index-url", request.index_url]
+        for extra in request.extra_index_urls:
+            cmd += ["--extra-index-url", extra]
+        for host in request.trusted_hosts:
+            cmd += ["--allow-insecure-host", host]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("UV_")}
+        started = time.monotonic()
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+        if proc.returncode != 0:
+            raise _uv_error(proc.stderr, index)
+        wheels = _parse_pylock(out.read_text(encoding="utf-8"))
+    if progress:
+        total = sum(w.size for w in wheels)
+        progress(f"pip: locked {len(wheels)} wheel(s), {total / 1e6:.1f} MB, "
+                 f"in {time.monotonic() - started:.1f}s")
+    return wheels
+
+
+def _parse_pylock(text: str) -> list[Wheel]:
+    data = tomllib.loads(text)
+    wheels = []
+    for pkg in data.get("packages", []):
+        files = pkg.get("wheels") or []
+        if not files:
+            raise LockError(f"pip: {pkg['name']} {pkg.get('version')} has no wheel for the "
+                            "target platform (sdists are not built)")
+        wheel = max(files, key=lambda f: _wheel_preference(f["url"].rsplit("/", 1)[-1]))
+        url = wheel["url"]
+        wheels.append(Wheel(
+            name=pkg["name"],
+            version=str(pkg["version"]),
+            filename=url.rsplit("/", 1)[-1],
+            url=url,
+            sha256=wheel["hashes"]["sha256"],
+            size=int(wheel["size"]),
+        ))
+    return sorted(wheels, key=lambda w: w.name)
+
+
+_LEGACY_MANYLINUX = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
+
+
+def _wheel_preference(filename: str) -> tuple[int, tuple[int, int], str]:
+    """Rank wheels uv found compatible: exact CPython ABI first, then the newest manylinux."""
+    parts = filename[: -len(".whl")].split("-")
+    abi, platforms = parts[-2], parts[-1].split(".")
+    abi_rank = 2 if abi.startswith("cp") and abi != "abi3" else (1 if abi == "abi3" else 0)
+    glibc = (0, 0)
+    for tag in platforms:
+        legacy = _LEGACY_MANYLINUX.get(tag.rsplit("_x86_64", 1)[0])
+        m = re.match(r"manylinux_(\d+)_(\d+)_", tag)
+        version = legacy or ((int(m[1]), int(m[2])) if m else (0, 0))
+        glibc = max(glibc, version)
+    return (abi_rank, glibc, filename)
+
+
+def _uv_error(stderr: str, index: str) -> LockError:
+    """Turn uv's resolver report into one line; unknown names get did-you-mean suggestions."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", stderr)
+    missing = re.search(r"Because (\S+) was not found in the package registry", text)
+    if missing:
+        name = missing[1]
+        return PackageNotFoundError(f"pip package {name!r} not found on {index}"
+                                    + _suggest_pypi(name, index))
+    if re.search(r"(error sending request|dns error|Connection refused|failed to fetch)", text,
+                 re.I):
+        first = next((ln.strip() for ln in text.splitlines() if ln.strip()), text.strip())
+        return FetchError(f"pip: cannot reach the index {index}: {first}")
+    versions = re.search(r"Because (?:only )?(.+?) (?:is|are) available and you require (.+?),",
+                         text)
+    if versions:
+        return LockError(f"pip: you require {versions[2]}, but only {versions[1]} is available "
+                         "as a wheel for the target")
+    decorations = " \u00d7\u2570\u2500\u25b6\u2502"  # uv's report art: x, corners, arrows
+    lines = [ln.strip(decorations) for ln in text.splitlines() if ln.strip()]
+    summary = " ".join(lines[:3]) if lines else "uv failed"
+    return LockError(f"pip: resolution failed: {summary}")
+
+
+def _suggest_pypi(name: str, index: str) -> str:
+    """Closest project names from the index's full listing (fetched once, cached for a week)."""
+    try:
+        names = _index_names(index)
+    except (OSError, ValueError):
+        return ""
+    normalized = re.sub(r"[-_.]+", "-", name).lower()
+    pool = [n for n in names if abs(len(n) - len(normalized)) <= 3 and n[:1] == normalized[:1]]
+    close = difflib.get_close_matches(normalized, pool, n=3, cutoff=0.75)
+    return f"; did you mean: {', '.join(close)}?" if close else ""
+
+
+def _index_names(index: str) -> list[str]:
+    cache_root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "envnix"
+    key = re.sub(r"[^A-Za-z0-9]+", "_", index).strip("_")
+    cache = cache_root / f"index-names-{key}.json.gz"
+    if cache.exists() and time.time() - cache.stat().st_mtime < _NAMES_CACHE_SECONDS:
+        return json.loads(gzip.decompress(cache.read_bytes()))
+    req = urllib.request.Request(index.rstrip("/") + "/",
+                                 headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        body = resp.read().decode("utf-8", "replace")
+    if body.lstrip().startswith("{"):
+        names = sorted(p["name"] for p in json.loads(body).get("projects", []))
+    else:  # PEP 503 HTML: some indexes and proxies ignore the JSON Accept header
+        names = sorted(m.lower() for m in re.findall(r">([^<>]+)</a>", body))
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=cache.parent, delete=False) as tmp:
+        tmp.write(gzip.compress(json.dumps(names).encode(), mtime=0))
+    os.replace(tmp.name, cache)
+    return names

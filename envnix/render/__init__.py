@@ -1,0 +1,198 @@
+"""Render: ImageSpec + Lock -> a self-contained directory that Nix builds.
+
+The directory carries everything `nix build` needs with no envnix installed: the Nix
+expression (from templates/*.j2), plan.json (artifacts and layer grouping, from the lock),
+image-config.json (the OCI config template) and the builder programs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from envnix import __version__
+from envnix.lock.lockfile import LOCK_NAME, Lock
+from envnix.spec import ImageSpec
+
+HOST_PYTHON = "/usr/bin/python3"
+HOST_SANDBOX_PATHS = ("/usr", "/lib", "/lib64")
+NIX_BASE_OPTIONS = ("--option", "sandbox", "true", "--option", "substituters", "")
+
+# Artifacts at least this big (compressed) get a layer of their own, so changing a small
+# package never re-uploads torch; the rest are grouped by kind. Stays far below ~100 layers.
+OWN_LAYER_BYTES = 10 * 1024 * 1024
+MAX_LAYERS = 100
+
+
+@dataclass(frozen=True)
+class Rendered:
+    directory: Path
+    tag: str
+    toolchain: str
+
+
+def nix_options(toolchain: str) -> list[str]:
+    """Options every Nix call needs here: sandboxed, no binary cache, host python visible."""
+    opts = list(NIX_BASE_OPTIONS)
+    if toolchain == "host":
+        opts += ["--option", "extra-sandbox-paths", " ".join(HOST_SANDBOX_PATHS)]
+    return opts
+
+
+def store_name(text: str) -> str:
+    """A valid Nix store path name (letters, digits, + - . _ ? =; no leading dot)."""
+    name = re.sub(r"[^A-Za-z0-9+._?=-]", "-", text).lstrip(".")
+    return name[:180] or "artifact"
+
+
+def source_date_epoch() -> int:
+    value = os.environ.get("SOURCE_DATE_EPOCH", "0")
+    try:
+        return int(value)
+    except ValueError:
+        return 0
+
+
+def _artifact_key(kind: str, name: str) -> str:
+    return f"{kind}:{name}"
+
+
+def plan_layers(artifacts: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Group artifacts into layers: skeleton, OS, pip, metadata; big artifacts alone."""
+    layers: list[dict[str, Any]] = [{"name": "skeleton", "trees": ["@skeleton"]}]
+    for kind, group in (("deb", "os"), ("wheel", "pip")):
+        keys = sorted(k for k, a in artifacts.items() if a["kind"] == kind)
+        small = [k for k in keys if artifacts[k]["size"] < OWN_LAYER_BYTES]
+        big = [k for k in keys if artifacts[k]["size"] >= OWN_LAYER_BYTES]
+        if small:
+            layers.append({"name": group, "trees": small})
+        for key in big:
+            layers.append({"name": f"{group}-{store_name(artifacts[key]['name'])}", "trees": [key]})
+    layers.append({"name": "meta", "trees": ["@meta"]})
+    if len(layers) > MAX_LAYERS:  # fold the smallest own-layer artifacts back into their group
+        raise ValueError(f"{len(layers)} layers exceed the limit of {MAX_LAYERS}")
+    return layers
+
+
+def build_plan(spec: ImageSpec, lock: Lock, tag: str) -> dict[str, Any]:
+    artifacts: dict[str, dict[str, Any]] = {}
+    for pkg in lock.apt_packages:
+        artifacts[_artifact_key("deb", pkg["name"])] = {
+            "kind": "deb", "name": pkg["name"], "version": pkg["version"], "url": pkg["url"],
+            "sha256": pkg["sha256"], "size": pkg["size"],
+            "storeName": store_name(pkg["url"].rsplit("/", 1)[-1]),
+        }
+    for wheel in lock.pip_wheels:
+        artifacts[_artifact_key("wheel", wheel["name"])] = {
+            "kind": "wheel", "name": wheel["name"], "version": wheel["version"],
+            "url": wheel["url"], "sha256": wheel["sha256"], "size": wheel["size"],
+            "storeName": store_name(wheel["filename"]),
+        }
+    python = spec.python
+    return {
+        "tag": tag,
+        "storeName": store_name(tag.replace(":", "-")),
+        "mtime": source_date_epoch(),
+        "workdir": spec.workdir,
+        "python": {
+            "interpreter": python.interpreter if python else "",
+            "sitePackages": python.site_packages if python else "",
+            "scriptsDir": python.scripts_dir if python else "",
+            "dataDir": python.data_dir if python else "",
+            "headersRoot": f"/usr/local/include/python{python.version}" if python else "",
+        },
+        "artifacts": artifacts,
+        "layers": plan_layers(artifacts),
+    }
+
+
+def image_config(spec: ImageSpec, lock: Lock) -> dict[str, Any]:
+    """The OCI config minus rootfs/history (which mkimage fills from the built layers)."""
+    created = datetime.fromtimestamp(source_date_epoch(), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        "architecture": "amd64",
+        "os": "linux",
+        "created": created,
+        "config": {
+            "Env": spec.env_list(),
+            "WorkingDir": spec.workdir,
+            "Cmd": ["/bin/sh"],
+            "Labels": {
+                "io.envnix.version": __version__,
+                "io.envnix.lock.digest": lock.digest,
+                "io.envnix.manifest": f"{spec.manifest}:{spec.function}",
+                "ai.tensorchord.envd.build.manifestFile": spec.manifest,
+            },
+        },
+    }
+
+
+def _templates() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FunctionLoader(
+            lambda name: (resources.files("envnix.templates") / name).read_text("utf-8")
+        ),
+        keep_trailing_newline=True,
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+    )
+
+
+def _write(path: Path, text: str) -> None:
+    """Atomic write, skipped when unchanged (keeps mtimes stable for tools that watch them)."""
+    if path.exists() and path.read_text(encoding="utf-8") == text:
+        return
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+def _json(obj: Any) -> str:
+    return json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def render(spec: ImageSpec, lock: Lock, out_dir: Path, tag: str,
+           toolchain: str = "host", nixpkgs: str = "nixpkgs") -> Rendered:
+    """Write the Nix project for ``spec`` + ``lock`` into ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    env = _templates()
+    context = {
+        "envnix_version": __version__,
+        "manifest": spec.manifest,
+        "tag": tag,
+        "toolchain": toolchain,
+        "nixpkgs": nixpkgs,
+        "host_python": HOST_PYTHON,
+        "nix_options": " ".join(f"'{o}'" if " " in o or not o else o
+                                for o in nix_options(toolchain)),
+    }
+    _write(out_dir / "default.nix", env.get_template("default.nix.j2").render(context))
+    _write(out_dir / "flake.nix", env.get_template("flake.nix.j2").render(context))
+    _write(out_dir / "plan.json", _json(build_plan(spec, lock, tag)))
+    _write(out_dir / "image-config.json", _json(image_config(spec, lock)))
+    _write(out_dir / LOCK_NAME, lock.dumps())
+    builders = out_dir / "builders"
+    builders.mkdir(exist_ok=True)
+    source = resources.files("envnix.builders")
+    wanted = {p.name for p in source.iterdir()
+              if p.name.endswith(".py") and p.name != "__init__.py"}
+    for stale in builders.iterdir():
+        if stale.name not in wanted:
+            if stale.is_dir():
+                shutil.rmtree(stale)
+            else:
+                stale.unlink()
+    for name in sorted(wanted):
+        _write(builders / name, (source / name).read_text("utf-8"))
+    return Rendered(out_dir, tag, toolchain)

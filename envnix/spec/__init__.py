@@ -1,0 +1,149 @@
+"""ImageSpec: the typed description of an image that every stage after the frontend reads.
+
+The frontend (Starlark) only *records* intent into an ImageSpec; lock, render and build never
+look at build.envd again. Keeping it plain data (JSON round-trip) is what lets ``envnix spec``
+show exactly what will be built and lets the lock fingerprint its inputs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from envnix.errors import SpecError
+
+PythonProvider = Literal["system", "conda"]
+
+
+@dataclass(frozen=True)
+class OsRelease:
+    """A distribution release, e.g. Debian 12 (bookworm)."""
+
+    distro: str
+    release: str
+    codename: str
+    glibc: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.distro}{self.release}"
+
+
+# Releases envnix can build from; the key is what build.envd writes in base(os=...).
+KNOWN_RELEASES: dict[str, OsRelease] = {
+    "debian12": OsRelease("debian", "12", "bookworm", "2.36"),
+}
+
+# Python versions each release ships as its own packages (the "system" provider).
+SYSTEM_PYTHONS: dict[str, tuple[str, ...]] = {"bookworm": ("3.11",)}
+
+
+@dataclass(frozen=True)
+class PythonSpec:
+    """Where the image's interpreter comes from and the paths that follow from that."""
+
+    provider: PythonProvider
+    version: str
+
+    @property
+    def interpreter(self) -> str:
+        return f"/usr/bin/python{self.version}"
+
+    @property
+    def site_packages(self) -> str:
+        # Debian's python puts /usr/local/lib/pythonX.Y/dist-packages on sys.path.
+        return f"/usr/local/lib/python{self.version}/dist-packages"
+
+    @property
+    def scripts_dir(self) -> str:
+        return "/usr/local/bin"
+
+    @property
+    def data_dir(self) -> str:
+        return "/usr/local"
+
+    @property
+    def apt_packages(self) -> tuple[str, ...]:
+        """The distribution packages that provide this interpreter (system provider)."""
+        return (f"python{self.version}", "python3") if self.provider == "system" else ()
+
+
+@dataclass
+class PipRequest:
+    """pip requirements, with the index settings from config.pip_index."""
+
+    packages: list[str] = field(default_factory=list)
+    requirements_files: list[str] = field(default_factory=list)
+    index_url: str | None = None
+    extra_index_urls: list[str] = field(default_factory=list)
+    trusted_hosts: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ImageSpec:
+    """Everything the image should contain, independent of how it is resolved."""
+
+    name: str
+    manifest: str
+    function: str
+    os: OsRelease
+    python: PythonSpec | None
+    apt_packages: list[str] = field(default_factory=list)
+    pip: PipRequest = field(default_factory=PipRequest)
+    env: dict[str, str] = field(default_factory=dict)
+    extra_path: list[str] = field(default_factory=list)
+    workdir: str = "/"
+    syntax: str = "v0"
+    warnings: list[str] = field(default_factory=list)
+
+    # Base packages every image gets: libc, a /bin/sh and CA certificates.
+    BASE_APT = ("base-files", "libc6", "dash", "ca-certificates")
+
+    def apt_roots(self) -> list[str]:
+        """The package names the apt resolver starts from, in a stable order."""
+        roots = list(self.BASE_APT)
+        if self.python:
+            roots += self.python.apt_packages
+        roots += self.apt_packages
+        seen: dict[str, None] = {}
+        for name in roots:
+            seen.setdefault(name, None)
+        return list(seen)
+
+    def env_list(self) -> list[str]:
+        """The image config's Env, in a fixed order."""
+        path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+        if self.extra_path:
+            path = path + ":" + ":".join(self.extra_path)
+        env = {"PATH": path, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
+        env.update(self.env)
+        if "PATH" in self.env:
+            env["PATH"] = self.env["PATH"]
+        return [f"{k}={v}" for k, v in env.items()]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+
+
+def release_for(os_name: str) -> OsRelease:
+    """Map base(os=...) to a release, or explain which ones are supported."""
+    try:
+        return KNOWN_RELEASES[os_name]
+    except KeyError:
+        known = ", ".join(sorted(KNOWN_RELEASES))
+        raise SpecError(
+            f"os {os_name!r} is not supported yet (supported: {known})",
+            hint='write base(os="debian12", language="python3.11")',
+        ) from None
+
+
+def fingerprint(obj: Any) -> str:
+    """sha256 of the canonical JSON of ``obj``: how the lock notices its inputs changed."""
+    data = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "sha256:" + hashlib.sha256(data.encode()).hexdigest()

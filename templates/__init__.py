@@ -1,0 +1,1 @@
+"""Jinja2 templates for the generated Nix project; installed as the envnix.templates package."""
