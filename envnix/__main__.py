@@ -1,3 +1,5 @@
+"""python -m envnix"""
+
 from envnix.cli import main
 
 main()

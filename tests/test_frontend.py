@@ -1,0 +1,173 @@
+"""Frontend: build.envd evaluated by Starlark into an ImageSpec, and its error messages."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from envnix.errors import FrontendError
+from envnix.frontend import load_spec, parse_from
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write(tmp_path: Path, source: str, name: str = "build.envd") -> Path:
+    (tmp_path / name).write_text(source)
+    return tmp_path
+
+
+def error_of(tmp_path: Path, source: str, from_: str = "build.envd:build") -> FrontendError:
+    write(tmp_path, source)
+    with pytest.raises(FrontendError) as info:
+        load_spec(tmp_path, from_, warn=lambda _: None)
+    return info.value
+
+
+def test_quickstart_spec() -> None:
+    spec = load_spec(ROOT / "examples" / "quickstart")
+    assert spec.os.codename == "bookworm"
+    assert spec.python is not None and spec.python.version == "3.11"
+    assert spec.python.provider == "system"
+    assert spec.apt_packages == ["libgl1", "libglib2.0-0"]
+    assert spec.pip.packages == ["six", "numpy", "opencv-python"]
+    assert "ENVNIX_EXAMPLE=quickstart" in spec.env_list()
+    assert spec.workdir == "/home/envd/quickstart"
+    roots = spec.apt_roots()
+    assert roots[:4] == ["base-files", "libc6", "dash", "ca-certificates"]
+    assert "python3.11" in roots and "libgl1" in roots
+    assert json.loads(spec.to_json())["pip"]["packages"] == spec.pip.packages
+
+
+def test_helpers_pip_index_environ_and_requirements(tmp_path: Path) -> None:
+    (tmp_path / "requirements.txt").write_text("six==1.17.0\n")
+    spec = load_spec(write(tmp_path, '''
+def mirror():
+    config.pip_index(url="https://mirror.example/simple", extra_url="https://b.example/s",
+                     trust=True)
+
+def build():
+    mirror()
+    base(os="debian12", language="python")
+    install.python_packages(requirements="requirements.txt")
+    runtime.environ(env={"A": "1"}, extra_path=["/opt/tools/bin"])
+'''))
+    assert spec.pip.index_url == "https://mirror.example/simple"
+    assert spec.pip.extra_index_urls == ["https://b.example/s"]
+    assert spec.pip.trusted_hosts == ["b.example", "mirror.example"]
+    assert spec.pip.requirements_files == ["requirements.txt"]
+    assert spec.python is not None and spec.python.version == "3.11"  # envd: python -> 3.11
+    env = spec.env_list()
+    assert env[0].endswith(":/opt/tools/bin") and "A=1" in env
+
+
+def test_legacy_system_packages_warns(tmp_path: Path) -> None:
+    warnings: list[str] = []
+    write(tmp_path, 'def build():\n    base(os="debian12", language="python3.11")\n'
+                    '    install.system_packages(name=["curl"])\n')
+    spec = load_spec(tmp_path, warn=warnings.append)
+    assert spec.apt_packages == ["curl"]
+    assert warnings and "install.apt_packages" in warnings[0]
+
+
+def test_from_selects_function(tmp_path: Path) -> None:
+    write(tmp_path, 'def serve():\n    base(os="debian12", language="python3.11")\n'
+                    '    install.apt_packages(name=["jq"])\n', name="other.envd")
+    spec = load_spec(tmp_path, "other.envd:serve")
+    assert spec.apt_packages == ["jq"] and spec.function == "serve"
+    assert parse_from(":serve") == ("build.envd", "serve")
+    assert parse_from("x.envd") == ("x.envd", "build")
+    with pytest.raises(FrontendError, match="invalid from format"):
+        parse_from("a:b:c")
+
+
+def test_typo_in_module_function_points_at_call_with_suggestion(tmp_path: Path) -> None:
+    err = error_of(tmp_path, 'def build():\n    base(os="debian12", language="python3.11")\n'
+                             '    install.pythn_packages(name=["six"])\n')
+    assert str(err) == ("build.envd:3:5: install has no function 'pythn_packages'; "
+                        "did you mean 'install.python_packages'?")
+
+
+def test_unknown_keyword_names_function_and_suggests(tmp_path: Path) -> None:
+    err = error_of(tmp_path, 'def build():\n    install.apt_packages(nme=["jq"])\n')
+    assert str(err) == ("build.envd:2:5: install.apt_packages() got an unexpected keyword "
+                        "argument 'nme'; did you mean 'name'?")
+
+
+def test_unknown_global_in_helper(tmp_path: Path) -> None:
+    err = error_of(tmp_path, 'def build():\n    helper()\n\ndef helper():\n    bse(os="x")\n')
+    assert str(err).startswith("build.envd:5:5: ") and "did you mean 'base'" in str(err)
+
+
+def test_syntax_error_has_location(tmp_path: Path) -> None:
+    err = error_of(tmp_path, 'def build():\n    base(os="debian12",, language="python3.11")\n')
+    assert str(err).startswith("build.envd:2:") and "Parse error" in str(err)
+
+
+def test_tuple_where_list_expected(tmp_path: Path) -> None:
+    err = error_of(tmp_path, 'def build():\n    install.apt_packages(name=("jq",))\n')
+    assert str(err) == ("build.envd:2:5: install.apt_packages: for parameter name: "
+                        "got tuple, want list")
+
+
+def test_non_string_list_element(tmp_path: Path) -> None:
+    err = error_of(tmp_path, 'def build():\n    install.python_packages(name=["six", 3])\n')
+    assert "expected a list of strings" in str(err) and str(err).startswith("build.envd:2:5:")
+
+
+def test_missing_required_argument(tmp_path: Path) -> None:
+    err = error_of(tmp_path, 'def build():\n    install.cuda()\n')
+    assert str(err) == "build.envd:2:5: install.cuda() missing required argument 'version'"
+
+
+def test_unsupported_os_and_python_point_at_base(tmp_path: Path) -> None:
+    err = error_of(tmp_path, 'def build():\n    base(os="ubuntu20.4", language="python3.8")\n')
+    assert str(err).startswith("build.envd:2:5: os 'ubuntu20.4' is not supported yet")
+    err = error_of(tmp_path, 'def build():\n    base(os="debian12", language="python3.8")\n')
+    assert "python3.8 is not available on debian12" in str(err)
+
+
+def test_not_yet_supported_envd_function_is_loud(tmp_path: Path) -> None:
+    err = error_of(tmp_path, 'def build():\n    io.copy(src="a", dest="/")\n')
+    assert "io.copy() is part of envd's API but envnix cannot build it yet" in str(err)
+
+
+def test_missing_function_and_file(tmp_path: Path) -> None:
+    err = error_of(tmp_path, 'def biuld():\n    pass\n')
+    assert "has no function 'build'" in str(err) and "did you mean 'biuld'" in str(err)
+    with pytest.raises(FrontendError, match="file does not exist"):
+        load_spec(tmp_path, "nope.envd")
+
+
+def test_requirements_file_must_exist_inside_context(tmp_path: Path) -> None:
+    err = error_of(tmp_path, 'def build():\n    install.python_packages(requirements="r.txt")\n')
+    assert str(err).startswith("build.envd:2:5: requirements file 'r.txt' does not exist")
+    err = error_of(tmp_path, 'def build():\n'
+                             '    install.python_packages(requirements="../r.txt")\n')
+    assert "outside the build context" in str(err)
+
+
+def test_no_python_exec_or_host_access(tmp_path: Path) -> None:
+    # Starlark has no open/import; a Python-ism is an unknown name, not host access.
+    err = error_of(tmp_path, 'def build():\n    open("/etc/passwd")\n')
+    assert "unknown name 'open'" in str(err)
+
+
+def test_cli_spec_prints_json_and_errors_are_one_line(tmp_path: Path) -> None:
+    out = subprocess.run([sys.executable, "-m", "envnix", "spec", str(ROOT / "examples/quickstart")],
+                         capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout)["name"] == "quickstart"
+    write(tmp_path, 'def build():\n    install.pythn_packages(name=["six"])\n')
+    proc = subprocess.run([sys.executable, "-m", "envnix", "spec", "-p", str(tmp_path)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 3
+    assert proc.stderr.splitlines()[0].startswith("envnix: build.envd:2:5: install has no")
+    assert "Traceback" not in proc.stderr
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    proc = subprocess.run([sys.executable, "-m", "envnix", "spec", str(empty)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 3 and "build.envd: file does not exist" in proc.stderr
