@@ -157,7 +157,8 @@ def test_no_python_exec_or_host_access(tmp_path: Path) -> None:
 
 
 def test_cli_spec_prints_json_and_errors_are_one_line(tmp_path: Path) -> None:
-    out = subprocess.run([sys.executable, "-m", "envnix", "spec", str(ROOT / "examples/quickstart")],
+    quickstart = str(ROOT / "examples" / "quickstart")
+    out = subprocess.run([sys.executable, "-m", "envnix", "spec", quickstart],
                          capture_output=True, text=True, check=True)
     assert json.loads(out.stdout)["name"] == "quickstart"
     write(tmp_path, 'def build():\n    install.pythn_packages(name=["six"])\n')
