@@ -1,0 +1,998 @@
+"""Lock Debian packages by hash without apt: read apt sources, fetch Packages indexes, resolve.
+
+The result of a lock is a sorted list of :class:`DebPackage` pins (URL, sha256, size and the
+control fields a dpkg status entry needs) plus :class:`IndexSnapshot` records naming the exact
+Packages index every pin came from. The Nix build later only fetches the pinned .debs.
+
+Scope and deliberate limits (background: the team's locking notes, §6 Debian):
+
+* single architecture (``amd64`` plus ``all``); ``:any``/``:native`` qualifiers are ignored;
+* Pre-Depends + Depends only (no Recommends), breadth-first, no backtracking: every choice is
+  the first alternative with a candidate, newest version first, so the result is deterministic
+  and easy to explain;
+* Essential/``Priority: required`` packages are *not* added implicitly: the caller decides;
+* Conflicts/Breaks are checked among the selected packages after resolution and reported as an
+  error (no attempt to find another solution);
+* InRelease signatures are **not verified yet** (see :func:`fetch_index`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import functools
+import gzip
+import hashlib
+import http.client
+import lzma
+import os
+import re
+import string
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import zlib
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from envnix.errors import FetchError, LockError, PackageNotFoundError, UsageError
+
+ARCH = "amd64"
+"""The only target architecture for now; ``Architecture: all`` packages are accepted too."""
+
+HTTP_TIMEOUT = 30.0
+"""Seconds before a mirror that accepted the connection but stopped answering is given up."""
+
+Progress = Callable[[str], None]
+
+# --------------------------------------------------------------------------------------------
+# Debian version comparison (Debian policy §5.6.12, same algorithm as dpkg's verrevcmp)
+# --------------------------------------------------------------------------------------------
+
+_LETTERS = frozenset(string.ascii_letters)
+_FRAGMENT_RE = re.compile(r"([^0-9]*)([0-9]*)")
+_EMPTY_PAIR: tuple[tuple[int, ...], int] = ((0,), 0)
+
+
+def _char_weight(c: str) -> int:
+    """dpkg's order(): '~' sorts before the end of a part, letters before other characters."""
+    if c == "~":
+        return -1
+    if c in _LETTERS:
+        return ord(c)
+    return ord(c) + 256
+
+
+def _fragment_key(s: str) -> tuple[tuple[tuple[int, ...], int], ...]:
+    """Turn an upstream version or revision into a tuple that sorts like dpkg compares.
+
+    The string is cut into (non-digit run, digit run) pairs. A non-digit run becomes its char
+    weights plus a terminating 0 (the weight of "end of string"), so ``~`` (-1) sorts before the
+    end and letters after it. A trailing sentinel pair stands for the exhausted string, which
+    dpkg treats as an endless run of ("", 0) pairs.
+    """
+    pairs: list[tuple[tuple[int, ...], int]] = []
+    for m in _FRAGMENT_RE.finditer(s):
+        text, digits = m.group(1), m.group(2)
+        if not text and not digits:
+            continue
+        pairs.append(((*map(_char_weight, text), 0), int(digits) if digits else 0))
+    # ("", 0) can only be the first pair; it is equal to an empty string, so drop it.
+    while pairs and pairs[-1] == _EMPTY_PAIR:
+        pairs.pop()
+    pairs.append(_EMPTY_PAIR)
+    return tuple(pairs)
+
+
+@functools.cache
+def version_key(version: str) -> tuple[Any, ...]:
+    """A sort key for a Debian version: ``sorted(vs, key=version_key)`` orders like dpkg."""
+    epoch = 0
+    rest = version.strip()
+    head, sep, tail = rest.partition(":")
+    if sep and head.isdigit():
+        epoch, rest = int(head), tail
+    upstream, dash, revision = rest.rpartition("-")
+    if not dash:
+        upstream, revision = rest, ""
+    return (epoch, _fragment_key(upstream), _fragment_key(revision))
+
+
+def version_compare(a: str, b: str) -> int:
+    """Return -1, 0 or 1 as Debian version *a* is older than, equal to or newer than *b*."""
+    ka, kb = version_key(a), version_key(b)
+    return (ka > kb) - (ka < kb)
+
+
+# --------------------------------------------------------------------------------------------
+# Relations (Depends / Pre-Depends / Provides / Conflicts / Breaks)
+# --------------------------------------------------------------------------------------------
+
+_OPS: dict[str, Callable[[int], bool]] = {
+    "<<": lambda c: c < 0,
+    "<=": lambda c: c <= 0,
+    "=": lambda c: c == 0,
+    ">=": lambda c: c >= 0,
+    ">>": lambda c: c > 0,
+}
+_LEGACY_OPS = {"<": "<=", ">": ">="}  # obsolete forms; policy says they mean <= and >=
+
+_RELATION_RE = re.compile(
+    r"""^\s*
+    (?P<name>[A-Za-z0-9][A-Za-z0-9+.\-_]*)
+    (?::[A-Za-z0-9\-]+)?                                   # :any / :native / :amd64 (ignored)
+    \s*(?:\(\s*(?P<op><<|<=|>=|>>|=|<|>)\s*(?P<ver>[^\s()<>=]+)\s*\))?
+    \s*(?:\[(?P<arches>[^\]]*)\])?
+    \s*(?:<[^>]*>\s*)*                                     # build profiles (dropped)
+    $""",
+    re.X,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Relation:
+    """One alternative of a relation field: a name with an optional version constraint."""
+
+    name: str
+    op: str | None = None
+    version: str | None = None
+
+    def satisfied_by(self, version: str) -> bool:
+        """True if *version* meets the constraint (always true when there is none)."""
+        if self.op is None or self.version is None:
+            return True
+        return _OPS[self.op](version_compare(version, self.version))
+
+    def __str__(self) -> str:
+        if self.op is None:
+            return self.name
+        return f"{self.name} ({self.op} {self.version})"
+
+
+def _arch_term_matches(term: str, arch: str) -> bool:
+    """Whether an architecture name or wildcard in ``[...]`` covers *arch* on Linux."""
+    return term in ("any", arch, "linux-any", f"any-{arch}", f"linux-{arch}")
+
+
+def _arch_allowed(arches: str, arch: str) -> bool:
+    """Evaluate a ``[a b]`` / ``[!a !b]`` restriction list for *arch*."""
+    terms = arches.split()
+    if not terms:
+        return True
+    if terms[0].startswith("!"):
+        return not any(_arch_term_matches(t.lstrip("!"), arch) for t in terms)
+    return any(_arch_term_matches(t, arch) for t in terms)
+
+
+def parse_relations(text: str, arch: str = ARCH) -> list[tuple[Relation, ...]]:
+    """Parse a relation field into OR-groups of :class:`Relation`, for one architecture.
+
+    Alternatives restricted to other architectures are removed (and a group left empty is
+    dropped), ``:any``-style qualifiers and ``<profile>`` restrictions are ignored, and the
+    legacy ``<``/``>`` operators are read as ``<=``/``>=``.
+    """
+    groups: list[tuple[Relation, ...]] = []
+    for group_text in text.split(","):
+        if not group_text.strip():
+            continue
+        alternatives: list[Relation] = []
+        for alt in group_text.split("|"):
+            m = _RELATION_RE.match(alt)
+            if m is None:
+                raise LockError(f"cannot parse package relation {alt.strip()!r} in {text!r}")
+            if m.group("arches") is not None and not _arch_allowed(m.group("arches"), arch):
+                continue
+            op = m.group("op")
+            if op is not None:
+                op = _LEGACY_OPS.get(op, op)
+            alternatives.append(Relation(m.group("name"), op, m.group("ver")))
+        if alternatives:
+            groups.append(tuple(alternatives))
+    return groups
+
+
+def _format_group(group: Sequence[Relation]) -> str:
+    return " | ".join(str(r) for r in group)
+
+
+# --------------------------------------------------------------------------------------------
+# Packages index parsing
+# --------------------------------------------------------------------------------------------
+
+# Fields kept from each stanza: what resolution needs plus what a dpkg status entry needs.
+_KEPT_FIELDS = (
+    "Package", "Version", "Architecture", "Provides", "Depends", "Pre-Depends", "Priority",
+    "Essential", "Filename", "Size", "SHA256", "Multi-Arch", "Source", "Installed-Size",
+    "Description", "Section", "Maintainer", "Breaks", "Conflicts", "Replaces", "Recommends",
+    "Suggests",
+)
+# One regex pass per stanza (0.37 s for bookworm main) is 2.5x faster than a Python loop over
+# its lines; a lazy ``(.*?)[ \t]*$`` to trim trailing blanks would triple that, so values that
+# matter are stripped where used. Only the first line of Description matches (continuation
+# lines start with a space); no other kept field is folded in archive-generated Packages files.
+_FIELD_RE = re.compile(r"^(" + "|".join(map(re.escape, _KEPT_FIELDS)) + r"):[ \t]*(.*)", re.M)
+
+# dpkg's field order in /var/lib/dpkg/status (dpkg adds Status: after Package itself).
+_CONTROL_FIELDS = (
+    "Package", "Essential", "Priority", "Section", "Installed-Size", "Maintainer", "Architecture",
+    "Multi-Arch", "Source", "Version", "Replaces", "Provides", "Depends", "Pre-Depends",
+    "Recommends", "Suggests", "Breaks", "Conflicts", "Description",
+)
+
+_PRIORITY_RANK = {"required": 0, "important": 1, "standard": 2, "optional": 3, "extra": 4}
+
+
+@dataclass(slots=True, eq=False)
+class _Entry:
+    """One binary package stanza from one index (identity matters, so no __eq__)."""
+
+    name: str
+    version: str
+    fields: dict[str, str]
+    origin: int  # position in DebIndex.origins
+    provides: tuple[Relation, ...]
+
+    @property
+    def priority_rank(self) -> int:
+        return _PRIORITY_RANK.get(self.fields.get("Priority", ""), len(_PRIORITY_RANK))
+
+
+class DebIndex:
+    """The amd64/all stanzas of one or more Packages files, by name and by Provides.
+
+    All versions are kept (a versioned relation may need an older one); lookups return them
+    newest first, and for equal versions the index added first (the main suite) wins.
+    """
+
+    def __init__(self, label: str = "", arch: str = ARCH) -> None:
+        self.label = label
+        self.arch = arch
+        self.origins: list[tuple[str, str]] = []  # (mirror uri, suite) per added index
+        self._by_name: dict[str, list[_Entry]] = {}
+        self._providers: dict[str, list[tuple[_Entry, str | None]]] = {}
+        self._dirty = False
+
+    @classmethod
+    def from_packages_text(
+        cls, text: str, uri: str, suite: str, label: str | None = None
+    ) -> DebIndex:
+        """Build an index from one Packages file's text (handy for tests and tools)."""
+        index = cls(label if label is not None else suite)
+        index.add_packages_text(text, uri, suite)
+        return index
+
+    def add_packages_text(self, text: str, uri: str, suite: str) -> int:
+        """Add every stanza for this architecture; return how many were added."""
+        origin = len(self.origins)
+        self.origins.append((uri.rstrip("/"), suite))
+        accepted_arches = (self.arch, "all")
+        added = 0
+        for stanza in text.split("\n\n"):
+            fields = dict(_FIELD_RE.findall(stanza))
+            name = fields.get("Package", "").rstrip()
+            version = fields.get("Version", "").rstrip()
+            arch = fields.get("Architecture", "").rstrip()
+            if not name or not version or arch not in accepted_arches:
+                continue
+            same_name = self._by_name.get(name)
+            if same_name is not None and any(e.version == version for e in same_name):
+                continue  # the same version from a later suite: keep the first
+            provides_text = fields.get("Provides")
+            provides: tuple[Relation, ...] = ()
+            if provides_text:
+                # One malformed stanza among 63k must not break every lock: it just provides
+                # nothing (it is only an error if the resolver ever walks its Depends).
+                with contextlib.suppress(LockError):
+                    provides = tuple(g[0] for g in parse_relations(provides_text, self.arch))
+            entry = _Entry(name, version, fields, origin, provides)
+            if same_name is None:
+                self._by_name[name] = [entry]
+            else:
+                same_name.append(entry)
+            for rel in provides:
+                self._providers.setdefault(rel.name, []).append(
+                    (entry, rel.version if rel.op == "=" else None)
+                )
+            added += 1
+        self._dirty = True
+        return added
+
+    def _sort(self) -> None:
+        """Order versions newest first and providers by (Priority, name, newest version)."""
+        if not self._dirty:
+            return
+        for entries in self._by_name.values():
+            if len(entries) > 1:
+                entries.sort(key=lambda e: version_key(e.version), reverse=True)
+        for provs in self._providers.values():
+            provs.sort(key=lambda p: version_key(p[0].version), reverse=True)
+            provs.sort(key=lambda p: (p[0].priority_rank, p[0].name))
+        self._dirty = False
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self._by_name.values())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._by_name or name in self._providers
+
+    def names(self) -> list[str]:
+        """All real package names, sorted."""
+        return sorted(self._by_name)
+
+    def versions(self, name: str) -> list[str]:
+        """All versions of a real package, newest first (empty if unknown)."""
+        self._sort()
+        return [e.version for e in self._by_name.get(name, ())]
+
+    def entries(self, name: str) -> list[_Entry]:
+        """The resolver's view: stanzas of a real package, newest first (do not mutate)."""
+        self._sort()
+        return self._by_name.get(name, [])
+
+    def providers(self, name: str) -> list[tuple[_Entry, str | None]]:
+        """(stanza, provided version or None) for a virtual name, in tie-break order."""
+        self._sort()
+        return self._providers.get(name, [])
+
+    def suggest(self, name: str, n: int = 5) -> list[str]:
+        """Close package names for a typo, in well under a second on the full archive.
+
+        difflib over all ~63k names takes seconds, so only names sharing the first two
+        characters or of nearly the same length are compared.
+        """
+        key = name.lower()
+        pool = [
+            c for c in (*self._by_name, *self._providers)
+            if c[:2] == key[:2] or abs(len(c) - len(key)) <= 1
+        ]
+        return difflib.get_close_matches(key, sorted(set(pool)), n=n, cutoff=0.6)
+
+
+def _control_text(fields: Mapping[str, str]) -> str:
+    """The stanza a dpkg status entry needs, in dpkg's field order (Description: first line)."""
+    return "".join(f"{k}: {fields[k]}\n" for k in _CONTROL_FIELDS if fields.get(k))
+
+
+# --------------------------------------------------------------------------------------------
+# Pins
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DebPackage:
+    """One resolved .deb, pinned by URL + sha256 + size, with its dpkg control fields."""
+
+    name: str
+    version: str
+    arch: str
+    filename: str
+    url: str
+    sha256: str
+    size: int
+    priority: str
+    essential: bool
+    source_suite: str
+    control: str
+
+    def to_lock_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict with sorted keys, so the lock file is byte-stable."""
+        return dict(sorted(
+            {
+                "name": self.name, "version": self.version, "arch": self.arch,
+                "filename": self.filename, "url": self.url, "sha256": self.sha256,
+                "size": self.size, "priority": self.priority, "essential": self.essential,
+                "source_suite": self.source_suite, "control": self.control,
+            }.items()
+        ))
+
+    @classmethod
+    def from_lock_dict(cls, d: Mapping[str, Any]) -> DebPackage:
+        """Inverse of :meth:`to_lock_dict`; a malformed entry is a :class:`LockError`."""
+        try:
+            return cls(
+                name=str(d["name"]), version=str(d["version"]), arch=str(d["arch"]),
+                filename=str(d["filename"]), url=str(d["url"]), sha256=str(d["sha256"]),
+                size=int(d["size"]), priority=str(d["priority"]),
+                essential=bool(d["essential"]), source_suite=str(d["source_suite"]),
+                control=str(d["control"]),
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise LockError(f"malformed apt package entry in lock: {e!r} in {dict(d)!r}") from e
+
+
+@dataclass(frozen=True)
+class IndexSnapshot:
+    """Which Packages index a lock was resolved against (the by-hash URL pins its content)."""
+
+    uri: str
+    suite: str
+    component: str
+    url: str
+    sha256: str
+    size: int
+
+    def to_lock_dict(self) -> dict[str, Any]:
+        return dict(sorted(
+            {
+                "uri": self.uri, "suite": self.suite, "component": self.component,
+                "url": self.url, "sha256": self.sha256, "size": self.size,
+            }.items()
+        ))
+
+    @classmethod
+    def from_lock_dict(cls, d: Mapping[str, Any]) -> IndexSnapshot:
+        try:
+            return cls(
+                uri=str(d["uri"]), suite=str(d["suite"]), component=str(d["component"]),
+                url=str(d["url"]), sha256=str(d["sha256"]), size=int(d["size"]),
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise LockError(f"malformed apt index entry in lock: {e!r} in {dict(d)!r}") from e
+
+
+# --------------------------------------------------------------------------------------------
+# Resolver
+# --------------------------------------------------------------------------------------------
+
+
+class _Resolver:
+    """Breadth-first closure over Pre-Depends + Depends; see :func:`resolve`."""
+
+    def __init__(self, index: DebIndex) -> None:
+        self.index = index
+        self.selected: dict[str, _Entry] = {}
+        self.parent: dict[str, str | None] = {}
+        self.provided: dict[str, list[tuple[_Entry, str | None]]] = {}
+        self.queue: deque[_Entry] = deque()
+
+    def select(self, entry: _Entry, parent: str | None) -> None:
+        self.selected[entry.name] = entry
+        self.parent[entry.name] = parent
+        for rel in entry.provides:
+            self.provided.setdefault(rel.name, []).append(
+                (entry, rel.version if rel.op == "=" else None)
+            )
+        self.queue.append(entry)
+
+    def chain(self, name: str) -> list[str]:
+        out: list[str] = []
+        cur: str | None = name
+        while cur is not None:
+            out.append(cur)
+            cur = self.parent.get(cur)
+        return out[::-1]
+
+    def satisfied(self, rel: Relation) -> bool:
+        """Already met by a selected package, by its own name or through Provides."""
+        entry = self.selected.get(rel.name)
+        if entry is not None and rel.satisfied_by(entry.version):
+            return True
+        for _, provided_version in self.provided.get(rel.name, ()):
+            if rel.op is None:
+                return True
+            if provided_version is not None and rel.satisfied_by(provided_version):
+                return True
+        return False
+
+    def candidates(self, rel: Relation) -> list[_Entry]:
+        """Real packages newest first, then providers (a versioned relation needs a versioned
+        Provides that satisfies it) by Priority then name. Names already selected are out:
+        only one version of a package can be installed."""
+        out = [
+            e for e in self.index.entries(rel.name)
+            if e.name not in self.selected and rel.satisfied_by(e.version)
+        ]
+        for entry, provided_version in self.index.providers(rel.name):
+            if entry.name in self.selected or entry in out:
+                continue
+            if rel.op is not None and (
+                provided_version is None or not rel.satisfied_by(provided_version)
+            ):
+                continue
+            out.append(entry)
+        return out
+
+    def why_not(self, rel: Relation) -> str:
+        """Explain, for an error message, why *rel* has no candidate."""
+        chosen = self.selected.get(rel.name)
+        if chosen is not None:
+            via = " -> ".join(self.chain(rel.name))
+            return f"{rel.name} {chosen.version} is already selected (via {via})"
+        versions = self.index.versions(rel.name)
+        if versions:
+            shown = ", ".join(versions[:5]) + (", ..." if len(versions) > 5 else "")
+            return f"the index has only {rel.name} {shown}"
+        providers = sorted({e.name for e, _ in self.index.providers(rel.name)})
+        if providers:
+            return (f"{rel.name} is virtual and no provider fits "
+                    f"(providers: {', '.join(providers[:5])})")
+        return f"{rel.name} is not in the index"
+
+    def add_root(self, spec: str) -> None:
+        name, eq, want = spec.strip().partition("=")
+        name, want = name.strip(), want.strip()
+        if not name or (eq and not want):
+            raise PackageNotFoundError(
+                f"invalid apt package spec {spec!r}; use NAME or NAME=VERSION"
+            )
+        rel = Relation(name, "=", want) if want else Relation(name)
+        chosen = self.selected.get(name)
+        if chosen is not None:
+            if not rel.satisfied_by(chosen.version):
+                raise LockError(
+                    f"apt package {name} is requested as both {chosen.version} and {want}"
+                )
+            return
+        if name not in self.index:
+            where = f"{self.index.label} ({self.index.arch})"
+            hint = self.index.suggest(name)
+            msg = f"apt package {name!r} not found in {where}"
+            if hint:
+                msg += f"; did you mean: {', '.join(hint)}?"
+            raise PackageNotFoundError(msg)
+        if self.satisfied(rel):
+            return  # a virtual root already provided by an earlier root
+        found = self.candidates(rel)
+        if not found:
+            available = ", ".join(self.index.versions(name)) or "none (virtual package)"
+            raise PackageNotFoundError(
+                f"apt package {spec.strip()!r} not found in {self.index.label} "
+                f"({self.index.arch}); available versions: {available}"
+            )
+        self.select(found[0], None)
+
+    def relations(self, entry: _Entry, field: str) -> list[tuple[Relation, ...]]:
+        """Parsed relation field of *entry*, with the package named if it is malformed."""
+        text = entry.fields.get(field)
+        if not text:
+            return []
+        try:
+            return parse_relations(text, self.index.arch)
+        except LockError as e:
+            raise LockError(f"{field} of {entry.name} {entry.version}: {e}") from e
+
+    def run(self) -> None:
+        while self.queue:
+            entry = self.queue.popleft()
+            for field in ("Pre-Depends", "Depends"):
+                for group in self.relations(entry, field):
+                    if any(self.satisfied(r) for r in group):
+                        continue
+                    for rel in group:
+                        found = self.candidates(rel)
+                        if found:
+                            self.select(found[0], entry.name)
+                            break
+                    else:
+                        reasons = "; ".join(self.why_not(r) for r in group)
+                        via = " -> ".join(self.chain(entry.name))
+                        raise LockError(
+                            f"unsatisfiable apt dependency: {entry.name} {entry.version} "
+                            f"{field.lower()} on {_format_group(group)}, but {reasons} "
+                            f"(via {via})"
+                        )
+
+    def check_conflicts(self) -> None:
+        """Report Conflicts/Breaks between selected packages (a package may conflict with a
+        virtual name it provides itself, the usual Provides+Conflicts+Replaces idiom)."""
+        for name in sorted(self.selected):
+            entry = self.selected[name]
+            for field in ("Conflicts", "Breaks"):
+                for group in self.relations(entry, field):
+                    for rel in group:
+                        hit = self.selected.get(rel.name)
+                        if hit is not None and hit is not entry and rel.satisfied_by(hit.version):
+                            self._conflict(entry, field, rel, hit, hit.version)
+                        for provider, pv in self.provided.get(rel.name, ()):
+                            if provider is entry:
+                                continue
+                            if rel.op is None or (pv is not None and rel.satisfied_by(pv)):
+                                self._conflict(entry, field, rel, provider, pv)
+
+    def _conflict(
+        self, entry: _Entry, field: str, rel: Relation, other: _Entry, version: str | None
+    ) -> None:
+        what = other.name if other.name == rel.name else f"{other.name} (provides {rel.name})"
+        raise LockError(
+            f"selected apt packages conflict: {entry.name} {entry.version} "
+            f"{field.lower()} {rel}, and {what} {version or other.version} was selected "
+            f"(via {' -> '.join(self.chain(other.name))})"
+        )
+
+
+def _to_package(index: DebIndex, entry: _Entry) -> DebPackage:
+    fields = entry.fields
+    uri, suite = index.origins[entry.origin]
+    filename, sha256, size = (fields.get(k, "").strip() for k in ("Filename", "SHA256", "Size"))
+    if not filename or not sha256 or not size or not size.isdigit():
+        raise LockError(
+            f"index entry {entry.name} {entry.version} ({suite}) lacks Filename/SHA256/Size; "
+            "cannot pin it"
+        )
+    return DebPackage(
+        name=entry.name,
+        version=entry.version,
+        arch=fields.get("Architecture", index.arch),
+        filename=filename,
+        url=f"{uri}/{filename}",
+        sha256=sha256.lower(),
+        size=int(size),
+        priority=fields.get("Priority", ""),
+        essential=fields.get("Essential", "").lower() == "yes",
+        source_suite=suite,
+        control=_control_text(fields),
+    )
+
+
+def resolve(index: DebIndex, roots: Sequence[str]) -> list[DebPackage]:
+    """Resolve *roots* (``name`` or ``name=version``) to a dependency closure, sorted by name.
+
+    Roots are selected first, in the given order; then Pre-Depends and Depends are walked
+    breadth-first. An OR-group already met by a selected package (by name with a fitting version,
+    or through a possibly versioned Provides) is skipped; otherwise its first alternative that
+    has a candidate is taken (see ``_Resolver.candidates``). Unsatisfiable dependencies raise
+    :class:`LockError` naming the dependency chain; unknown roots raise
+    :class:`PackageNotFoundError` with close names. Conflicts/Breaks among the result are an
+    error too. Essential packages are not added implicitly.
+    """
+    r = _Resolver(index)
+    for spec in roots:
+        r.add_root(spec)
+    r.run()
+    r.check_conflicts()
+    return [_to_package(index, r.selected[n]) for n in sorted(r.selected)]
+
+
+# --------------------------------------------------------------------------------------------
+# apt sources
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AptSource:
+    """One archive suite to read: ``<uri>/dists/<suite>/<component>/binary-amd64/``."""
+
+    uri: str
+    suite: str
+    components: tuple[str, ...] = ("main",)
+
+
+_DEBIAN_PATH_RE = re.compile(r"/debian(-security)?(/\d{8}T\d{6}Z)?$")  # incl. snapshot URLs
+_URL_SCHEMES = ("http", "https", "file")
+
+
+def _is_debian_uri(uri: str) -> bool:
+    parts = urllib.parse.urlsplit(uri)
+    return parts.scheme in _URL_SCHEMES and bool(_DEBIAN_PATH_RE.search(parts.path.rstrip("/")))
+
+
+def _deb822_paragraphs(text: str) -> list[dict[str, str]]:
+    """Paragraphs of a deb822 file, keys lower-cased; comment lines may sit inside one."""
+    paragraphs: list[dict[str, str]] = []
+    current: dict[str, str] = {}
+    key: str | None = None
+    for line in text.splitlines():
+        if line.startswith("#"):
+            continue
+        if not line.strip():
+            if current:
+                paragraphs.append(current)
+            current, key = {}, None
+        elif line[0] in " \t":
+            if key is not None:
+                current[key] += " " + line.strip()
+        else:
+            k, sep, v = line.partition(":")
+            if sep:
+                key = k.strip().lower()
+                current[key] = v.strip()
+    if current:
+        paragraphs.append(current)
+    return paragraphs
+
+
+def _entries_from_deb822(text: str) -> Iterable[tuple[str, str, tuple[str, ...]]]:
+    for p in _deb822_paragraphs(text):
+        if p.get("enabled", "yes").lower() == "no" or "deb" not in p.get("types", "").split():
+            continue
+        arches = p.get("architectures", "").split()
+        if arches and ARCH not in arches:
+            continue
+        components = tuple(p.get("components", "").split())
+        for uri in p.get("uris", "").split():
+            for suite in p.get("suites", "").split():
+                yield uri, suite, components
+
+
+def _entries_from_one_line(text: str) -> Iterable[tuple[str, str, tuple[str, ...]]]:
+    for raw in text.splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if not line.startswith("deb") or line.split()[0] != "deb":
+            continue
+        rest = line[3:].strip()
+        options = ""
+        if rest.startswith("["):
+            options, _, rest = rest[1:].partition("]")
+        arch_opts = [o.split("=", 1)[1] for o in options.split() if o.startswith("arch=")]
+        if arch_opts and ARCH not in arch_opts[0].split(","):
+            continue
+        words = rest.split()
+        if len(words) >= 2:
+            yield words[0], words[1], tuple(words[2:])
+
+
+def _default_source_files() -> list[Path]:
+    files = [Path("/etc/apt/sources.list")]
+    d = Path("/etc/apt/sources.list.d")
+    if d.is_dir():
+        files += sorted(p for p in d.iterdir() if p.suffix in (".list", ".sources"))
+    return files
+
+
+def machine_apt_sources(
+    codename: str, paths: Iterable[str | os.PathLike[str]] | None = None
+) -> list[AptSource]:
+    """This machine's Debian sources for *codename* (main, -updates, -security suites).
+
+    Reads deb822 ``*.sources`` and one-line ``*.list`` files (*paths* overrides the default
+    /etc/apt locations), keeps enabled ``deb`` entries on Debian archives only (URI path ending
+    in /debian or /debian-security, or a snapshot of them), main suite first.
+    """
+    files = [Path(p) for p in paths] if paths is not None else _default_source_files()
+    rank = {codename: 0, f"{codename}-updates": 1, f"{codename}-security": 2}
+    found: dict[tuple[str, str], list[str]] = {}
+    for path in files:
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        parse = _entries_from_deb822 if path.suffix == ".sources" else _entries_from_one_line
+        for uri, suite, components in parse(text):
+            if suite not in rank or not _is_debian_uri(uri):
+                continue
+            comps = found.setdefault((uri.rstrip("/"), suite), [])
+            comps += [c for c in components if c not in comps]
+    if not found:
+        where = ", ".join(str(f) for f in files) or "(no files)"
+        raise LockError(
+            f"no Debian {codename} apt source found in {where}; "
+            "pass --apt-mirror URL (the base URL of a Debian mirror, ending in /debian)"
+        )
+    ordered = sorted(found.items(), key=lambda kv: rank[kv[0][1]])  # stable: file order kept
+    return [AptSource(uri, suite, tuple(comps) or ("main",)) for (uri, suite), comps in ordered]
+
+
+def sources_for_mirror(
+    mirror: str, codename: str, security_mirror: str | None = None
+) -> list[AptSource]:
+    """Sources for an explicit ``--apt-mirror``: the main and -updates suites, plus -security
+    from *security_mirror* if given (the security archive is a separate tree, so only the user
+    knows where it is mirrored)."""
+    out = []
+    for url, suites in ((mirror, ("", "-updates")), (security_mirror, ("-security",))):
+        if url is None:
+            continue
+        if urllib.parse.urlsplit(url).scheme not in _URL_SCHEMES:
+            raise UsageError(f"apt mirror must be an http(s):// or file:// URL, got {url!r}")
+        out += [AptSource(url.rstrip("/"), codename + s) for s in suites]
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Fetching indexes
+# --------------------------------------------------------------------------------------------
+
+
+def default_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/envnix/apt``, default ``~/.cache/envnix/apt``."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "envnix" / "apt"
+
+
+def _human_size(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 100_000 else f"{n / 1e3:.1f} kB"
+
+
+def _reason(err: object) -> str:
+    if isinstance(err, TimeoutError):
+        return f"timed out after {HTTP_TIMEOUT:g} s"
+    if isinstance(err, OSError) and err.strerror:
+        return err.strerror
+    text = str(err) or type(err).__name__
+    return " ".join(text.split())
+
+
+def _http_get(url: str, *, missing_ok: bool = False) -> bytes | None:
+    """GET *url* (proxies and CAs from the environment, as urllib does by default).
+
+    Returns None for "not found" when *missing_ok*; any other failure is a one-line FetchError.
+    """
+    request = urllib.request.Request(url, headers={"User-Agent": "envnix"})
+    try:
+        with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT) as response:
+            return response.read()
+    except urllib.error.HTTPError as e:
+        if missing_ok and e.code in (404, 410):
+            return None
+        raise FetchError(f"cannot fetch {url}: HTTP {e.code} {_reason(e.reason)}") from e
+    except urllib.error.URLError as e:
+        if missing_ok and isinstance(e.reason, FileNotFoundError):
+            return None
+        raise FetchError(f"cannot reach {url}: {_reason(e.reason)}; check --apt-mirror") from e
+    except (OSError, http.client.HTTPException) as e:
+        raise FetchError(f"cannot reach {url}: {_reason(e)}; check --apt-mirror") from e
+
+
+def _strip_clearsign(text: str) -> str:
+    """The signed body of a clearsigned InRelease (signature NOT checked), or *text* as is."""
+    if not text.startswith("-----BEGIN PGP SIGNED MESSAGE-----"):
+        return text
+    start = text.find("\n\n")
+    end = text.find("\n-----BEGIN PGP SIGNATURE-----")
+    if start < 0 or end < start:
+        raise LockError("malformed InRelease: cannot find the signed message body")
+    lines = text[start + 2:end].split("\n")
+    return "\n".join(line[2:] if line.startswith("- ") else line for line in lines)
+
+
+@dataclass(frozen=True)
+class Release:
+    """The parts of a Release file envnix uses."""
+
+    fields: dict[str, str]
+    sha256: dict[str, tuple[str, int]]  # path below dists/<suite>/ -> (sha256, size)
+
+    @property
+    def by_hash(self) -> bool:
+        return self.fields.get("Acquire-By-Hash", "").lower() == "yes"
+
+
+def parse_release(text: str) -> Release:
+    """Parse an InRelease or Release file's fields and SHA256 checksum list."""
+    fields: dict[str, str] = {}
+    sums: dict[str, tuple[str, int]] = {}
+    current: str | None = None
+    for line in _strip_clearsign(text).splitlines():
+        if line[:1] in (" ", "\t"):
+            if current == "SHA256":
+                parts = line.split()
+                if len(parts) == 3 and parts[1].isdigit():
+                    sums[parts[2]] = (parts[0].lower(), int(parts[1]))
+            continue
+        key, sep, value = line.partition(":")
+        if sep:
+            current = key.strip()
+            fields[current] = value.strip()
+    return Release(fields, sums)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Write via a temp file + os.replace so a concurrent reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _verified(data: bytes, sha256: str, size: int) -> bool:
+    return len(data) == size and hashlib.sha256(data).hexdigest() == sha256
+
+
+def _decompress(data: bytes, ext: str, url: str) -> str:
+    try:
+        if ext == ".xz":
+            raw = lzma.decompress(data)
+        elif ext == ".gz":
+            raw = gzip.decompress(data)
+        else:
+            raw = data
+    except (lzma.LZMAError, OSError, EOFError, zlib.error) as e:
+        raise FetchError(f"corrupt index {url}: {_reason(e)}") from e
+    return raw.decode("utf-8", errors="replace")
+
+
+def fetch_index(
+    source: AptSource,
+    component: str,
+    cache_dir: str | os.PathLike[str] | None = None,
+    progress: Progress | None = None,
+) -> tuple[IndexSnapshot, str]:
+    """Fetch one ``<component>/binary-amd64/Packages`` index; return its snapshot and text.
+
+    The (In)Release file is always fetched (it says what is current); the Packages.xz it
+    names is taken from the cache when a verified copy is there, else downloaded by its
+    by-hash URL (immutable, so the recorded URL keeps meaning the same bytes) with a fallback to
+    the plain path, and checked against the Release sha256 and size.
+
+    TODO: the InRelease signature is not verified yet (needs gpgv + debian-archive-keyring);
+    integrity currently rests on the transport and on the sha256 chain below InRelease.
+    """
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    base = f"{source.uri.rstrip('/')}/dists/{source.suite}"
+    raw = _http_get(f"{base}/InRelease", missing_ok=True)
+    if raw is None:
+        raw = _http_get(f"{base}/Release")
+    assert raw is not None
+    release = parse_release(raw.decode("utf-8", errors="replace"))
+
+    stem = f"{component}/binary-{ARCH}/Packages"
+    ext = next((e for e in (".xz", ".gz") if stem + e in release.sha256), None)
+    if ext is None:
+        raise LockError(f"{base}/InRelease lists no {stem}.xz; is {component} a component "
+                        f"of {source.suite} on this mirror?")
+    sha256, size = release.sha256[stem + ext]
+    plain_url = f"{base}/{stem}{ext}"
+    by_hash_url = f"{base}/{component}/binary-{ARCH}/by-hash/SHA256/{sha256}"
+    url = by_hash_url if release.by_hash else plain_url
+    label = f"{source.suite} {component} index ({_human_size(size)})"
+
+    cached = cache / f"{sha256}{ext}"
+    data: bytes | None = None
+    with contextlib.suppress(OSError):
+        data = cached.read_bytes()
+    if data is not None and _verified(data, sha256, size):
+        if progress:
+            progress(f"apt: using cached {label}")
+    else:
+        if progress:
+            progress(f"apt: fetching {label}")
+        data = _http_get(url, missing_ok=True) if release.by_hash else None
+        if data is None:
+            url = plain_url
+            data = _http_get(url)
+        assert data is not None
+        if not _verified(data, sha256, size):
+            raise FetchError(
+                f"index {url} does not match its Release entry (sha256 {sha256[:12]}..., "
+                f"{size} bytes); the mirror may be syncing, retry later"
+            )
+        with contextlib.suppress(OSError):  # the cache only saves time: a read-only
+            _atomic_write(cached, data)  # home must not fail the lock
+    text = _decompress(data, ext, url)
+    snapshot = IndexSnapshot(source.uri.rstrip("/"), source.suite, component, url, sha256, size)
+    return snapshot, text
+
+
+def load_index(
+    sources: Sequence[AptSource],
+    cache_dir: str | os.PathLike[str] | None = None,
+    progress: Progress | None = None,
+) -> tuple[list[IndexSnapshot], DebIndex]:
+    """Fetch every component of every source and merge them into one :class:`DebIndex`."""
+    if not sources:
+        raise LockError("no apt sources given; pass --apt-mirror URL")
+    index = DebIndex(label=sources[0].suite)
+    snapshots: list[IndexSnapshot] = []
+    for source in sources:
+        for component in source.components:
+            snapshot, text = fetch_index(source, component, cache_dir, progress)
+            index.add_packages_text(text, source.uri, source.suite)
+            snapshots.append(snapshot)
+    return snapshots, index
+
+
+def lock_apt(
+    sources: Sequence[AptSource],
+    roots: Sequence[str],
+    cache_dir: str | os.PathLike[str] | None = None,
+    progress: Progress | None = None,
+) -> tuple[list[IndexSnapshot], list[DebPackage]]:
+    """Fetch the indexes of *sources* and resolve *roots*: everything ``envnix lock`` needs."""
+    started = time.monotonic()
+    snapshots, index = load_index(sources, cache_dir, progress)
+    packages = resolve(index, roots)
+    if progress:
+        total = sum(p.size for p in packages)
+        progress(f"apt: resolved {len(packages)} packages ({_human_size(total)}) "
+                 f"in {time.monotonic() - started:.1f} s")
+    return snapshots, packages
