@@ -1,0 +1,121 @@
+"""Nix builder: unpack one Debian package (.deb) into an envnix package tree, no dpkg needed.
+
+Environment:
+  src      path of the .deb (a fixed-output fetch, already checked by hash)
+  out      output directory (Nix's $out)
+  pkgName  package name for meta.json (optional: defaults to the control file's Package)
+  pkgVersion package version for meta.json (optional: defaults to the control's Version)
+
+Output (see README.md, "Package tree format"):
+  $out/root/...     data.tar.* extracted with merged-/usr paths: top-level bin/ sbin/ lib/
+                    lib32/ lib64/ libx32/ are stored under usr/ (the skeleton layer provides
+                    the /bin -> usr/bin ... links). Symlink targets are kept as written.
+                    Hard links become regular-file copies.
+  $out/control      the control file from control.tar.*, verbatim (for /var/lib/dpkg/status)
+  $out/meta.json    {"kind": "deb", "name", "version", "modes", "notes"?}
+
+Maintainer scripts are not run (see mkmeta.py for what they would have produced).
+If a canonical path appears twice (``bin/x`` and ``usr/bin/x``) the non-symlink wins; two
+regular files with different content are an error.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tarfile
+from typing import IO
+
+import _archive as A
+
+ALIASED_TOP_DIRS = frozenset({"bin", "sbin", "lib", "lib32", "lib64", "libx32"})
+DATA_NAMES = ("data.tar", "data.tar.xz", "data.tar.gz", "data.tar.zst", "data.tar.bz2",
+              "data.tar.lzma")
+CONTROL_NAMES = ("control.tar", "control.tar.xz", "control.tar.gz", "control.tar.zst")
+
+
+def canonical_path(rel: str, member: tarfile.TarInfo, writer: A.TreeWriter) -> str | None:
+    """Merged-/usr: ``bin/x`` -> ``usr/bin/x``; a top-level alias symlink itself is skipped."""
+    head = rel.split("/", 1)[0]
+    if head not in ALIASED_TOP_DIRS:
+        return rel
+    if rel == head and member.issym():
+        writer.note(f"{rel}: skipped top-level symlink -> {member.linkname} "
+                    "(merged-/usr links come from the skeleton)")
+        return None
+    return "usr/" + rel
+
+
+def _pick(members: list[A.ArMember], names: tuple[str, ...], what: str) -> A.ArMember:
+    found = [m for m in members if m.name in names]
+    if len(found) != 1:
+        have = ", ".join(m.name for m in members) or "nothing"
+        raise A.BuilderError(f"expected exactly one {what} member in the .deb, found: {have}")
+    return found[0]
+
+
+def read_control(f: IO[bytes], member: A.ArMember) -> bytes:
+    """The ``control`` file from control.tar.* (read only, nothing is extracted)."""
+    with A.open_tar_stream(A.ar_member_reader(f, member)) as tf:
+        for m in tf:
+            if A.safe_relpath(m.name, "control member") != "control":
+                continue
+            if not m.isreg():
+                raise A.BuilderError("control.tar: 'control' is not a regular file")
+            data = tf.extractfile(m)
+            if data is None:
+                raise A.BuilderError("control.tar: cannot read 'control'")
+            return data.read()
+    raise A.BuilderError("control.tar has no 'control' file")
+
+
+def control_field(control: bytes, field: str) -> str | None:
+    prefix = field.lower() + ":"
+    for line in control.decode("utf-8", "replace").splitlines():
+        if line.lower().startswith(prefix):
+            return line[len(prefix):].strip()
+    return None
+
+
+def main() -> None:
+    src = A.getenv("src")
+    out = A.getenv("out")
+    name_env = A.getenv("pkgName", "")
+    version_env = A.getenv("pkgVersion", "")
+    A.set_context(f"deb {name_env or os.path.basename(src)}"
+                  + (f" {version_env}" if version_env else ""))
+
+    with open(src, "rb") as f:
+        members = A.read_ar(f)
+        if not members or members[0].name != "debian-binary":
+            raise A.BuilderError("not a Debian package: first ar member is not debian-binary")
+        db = members[0]
+        if db.size > 64:
+            raise A.BuilderError("debian-binary member is too large")
+        f.seek(db.offset)
+        fmt = f.read(db.size).decode("ascii", "replace").strip()
+        if not fmt.startswith("2."):
+            raise A.BuilderError(f"unsupported .deb format version {fmt!r}")
+        control_member = _pick(members, CONTROL_NAMES, "control.tar")
+        data_member = _pick(members, DATA_NAMES, "data.tar")
+
+        control = read_control(f, control_member)
+        name = name_env or control_field(control, "Package") or ""
+        version = version_env or control_field(control, "Version") or ""
+        if not name:
+            raise A.BuilderError("control file has no Package field and 'name' is not set")
+
+        os.makedirs(out, exist_ok=True)
+        writer = A.TreeWriter(os.path.join(out, "root"), what="data.tar member")
+        A.extract_tar(
+            A.ar_member_reader(f, data_member), writer,
+            lambda rel, m: canonical_path(rel, m, writer),
+        )
+
+    A.write_new_file(os.path.join(out, "control"), control)
+    A.write_meta(out, "deb", name, version, writer.modes, writer.notes)
+
+
+if __name__ == "__main__":
+    A.main_wrapper(main, "unpack_deb")
+    sys.exit(0)
