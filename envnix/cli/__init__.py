@@ -183,11 +183,14 @@ def build_cmd(path: str | None, path_opt: str | None, from_: str, apt_mirror: st
     real = Path(str(store_root) + str(result.out_path)) if store_root else result.out_path
     digests = json.loads((real / "digests.json").read_text())
     _progress(f"build: {result.built} derivation(s) built in {result.seconds:.1f}s")
-    layout = rendered.directory / "result" / "oci"
+    # The store path, not the result link: podman derives an image name from an oci: path,
+    # and a component like ".envnix" is not a valid name.
+    layout = result.out_path / "oci"
     click.echo(f"image:    {tag}")
     click.echo(f"store:    {result.out_path}")
     click.echo(f"config:   {digests['config']}")
     click.echo(f"manifest: {digests['manifest']}")
+    click.echo(f"result:   {rendered.directory / 'result'}")
     click.echo(f"oci:      oci:{layout}")
     click.echo(f"run:      podman run --rm oci:{layout} python3")
 
