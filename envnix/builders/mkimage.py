@@ -1,0 +1,335 @@
+"""Write an OCI image layout (and optionally a docker/OCI dual tar) from built layers.
+
+Run by Nix as `python3 mkimage.py` with these environment variables:
+  out      output directory (created if missing)
+  layers   JSON list of layer output paths (mklayer.py outputs), bottom first, or (when it does
+           not start with '[') the path of a file holding that list
+  config   path of the image config template written by envnix: {"architecture", "os",
+           "config": {...}, "created"?, "history_comment"?, other OCI config keys?}
+  tag      optional image reference `name[:tag]` (tag defaults to "latest")
+  archive  optional; "1" also writes `$out/image.tar`
+  blobs    optional; "link" (default) or "copy": how layer blobs enter `$out/oci/blobs`
+
+Outputs:
+  $out/oci/           OCI image layout: oci-layout, index.json, blobs/sha256/*
+  $out/digests.json   {"config": ..., "manifest": ..., "layers": [...]} for the CLI
+  $out/image.tar      (archive=1) one tar that is both an OCI layout (`oci-archive:`) and a
+                      docker-archive (`manifest.json`, the Docker >= 25 `docker save` shape),
+                      for `podman load` / `docker load`
+Why the layer blobs are symlinks by default: podman, skopeo and umoci read `oci:` layouts
+through symlinked blobs, so the image output costs no second copy of GBs of layers, and the
+links make Nix keep the layers as runtime dependencies of the image. A layer that is a sibling
+of `$out` (the store) is linked relatively (`../../../../<layer>/layer.tar.gz`), so the layout
+also resolves inside a chroot store (`nix-build --store DIR`); other layers get absolute links.
+`blobs=copy` gives a self-contained directory. image.tar always contains real bytes.
+
+All JSON is `sort_keys=True, separators=(",", ":")`, UTF-8, no trailing newline; digests are
+over exactly those bytes. `created` defaults to 1970-01-01T00:00:00Z; every history entry
+uses it and says `created_by: "envnix <layer name>"` (the layer path's name, store hash
+stripped). Errors: one line `envnix-builder: image: ...` on stderr, exit 1.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import sys
+from dataclasses import dataclass
+
+from _tarwrite import Entry, TarError, TarWriter
+
+MT_INDEX = "application/vnd.oci.image.index.v1+json"
+MT_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+MT_CONFIG = "application/vnd.oci.image.config.v1+json"
+MT_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
+DEFAULT_CREATED = "1970-01-01T00:00:00Z"
+
+# Docker reference grammar (distribution/reference), lower-case repository, optional tag.
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_DOMAIN = r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*" \
+          r"[a-zA-Z0-9])?)*(?::[0-9]+)?/)?"
+_REF = re.compile(rf"({_DOMAIN}{_COMPONENT}(?:/{_COMPONENT})*)(?::([\w][\w.-]{{0,127}}))?")
+_STORE_HASH = re.compile(r"^[0-9a-df-np-sv-z]{32}-")
+
+
+class ImageError(Exception):
+    """Bad input, reported as one line."""
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One built layer: where its blob is and what layer.json says about it."""
+
+    path: str
+    name: str
+    blob: str
+    diff_id: str
+    digest: str
+    size: int
+
+
+def canonical_json(obj: object) -> bytes:
+    """The one serialisation used for every JSON blob and file (digests depend on it)."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def sha256(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def _hex(digest: str) -> str:
+    return digest.removeprefix("sha256:")
+
+
+def read_list(value: str, what: str) -> list[str]:
+    """A JSON list given inline (`[...]`) or in a file named by the value."""
+    text = value
+    if not value.lstrip().startswith("["):
+        try:
+            with open(value, encoding="utf-8") as f:
+                text = f.read()
+        except OSError as e:
+            raise ImageError(f"cannot read {what} list {value}: {e.strerror}") from None
+    try:
+        items = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ImageError(f"{what} is not a JSON list: {e}") from None
+    if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+        raise ImageError(f"{what} must be a JSON list of paths")
+    return items
+
+
+def parse_tag(tag: str) -> tuple[str, str]:
+    """`name[:tag]` -> (name, tag); the tag defaults to "latest" as in docker."""
+    m = _REF.fullmatch(tag)
+    if not m:
+        raise ImageError(f"tag {tag!r} is not a valid image reference name[:tag]")
+    return m.group(1), m.group(2) or "latest"
+
+
+def layer_name(path: str) -> str:
+    """The derivation name of a layer path (`/nix/store/<hash>-os-base` -> `os-base`)."""
+    return _STORE_HASH.sub("", os.path.basename(os.path.normpath(path)))
+
+
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+
+
+def read_layer(path: str) -> Layer:
+    """Read `<path>/layer.json` and check it against `<path>/layer.tar.gz`'s size."""
+    meta_path = os.path.join(path, "layer.json")
+    try:
+        with open(meta_path, encoding="utf-8") as f:
+            meta = json.load(f)
+    except OSError as e:
+        raise ImageError(f"{path}: cannot read layer.json: {e.strerror}") from None
+    except json.JSONDecodeError as e:
+        raise ImageError(f"{meta_path}: bad JSON: {e}") from None
+    if not (
+        isinstance(meta, dict)
+        and isinstance(meta.get("diff_id"), str) and _DIGEST.fullmatch(meta["diff_id"])
+        and isinstance(meta.get("digest"), str) and _DIGEST.fullmatch(meta["digest"])
+        and isinstance(meta.get("size"), int)
+    ):
+        raise ImageError(f"{meta_path}: needs diff_id, digest (sha256:<hex>) and size")
+    blob = os.path.join(path, "layer.tar.gz")
+    try:
+        actual = os.stat(blob).st_size
+    except OSError as e:
+        raise ImageError(f"{path}: cannot read layer.tar.gz: {e.strerror}") from None
+    if actual != meta["size"]:
+        raise ImageError(f"{blob} has {actual} bytes, layer.json says {meta['size']}")
+    return Layer(path, layer_name(path), blob, meta["diff_id"], meta["digest"], meta["size"])
+
+
+def make_config(template: dict[str, object], layers: list[Layer]) -> bytes:
+    """The image config blob: the template plus rootfs and one history entry per layer."""
+    config = dict(template)
+    comment = config.pop("history_comment", None)
+    for key in ("rootfs", "history"):
+        if key in config:
+            raise ImageError(f"config template must not set {key!r} (mkimage computes it)")
+    for key in ("architecture", "os"):
+        if not isinstance(config.get(key), str) or not config[key]:
+            raise ImageError(f"config template needs a string {key!r}")
+    if comment is not None and not isinstance(comment, str):
+        raise ImageError("config template history_comment must be a string")
+    created = config.setdefault("created", DEFAULT_CREATED)
+    if not isinstance(created, str):
+        raise ImageError("config template created must be an RFC 3339 string")
+    history: list[dict[str, str]] = []
+    for layer in layers:
+        h = {"created": created, "created_by": f"envnix {layer.name}"}
+        if comment:
+            h["comment"] = comment
+        history.append(h)
+    config["history"] = history
+    config["rootfs"] = {"type": "layers", "diff_ids": [layer.diff_id for layer in layers]}
+    return canonical_json(config)
+
+
+def make_manifest(config: bytes, layers: list[Layer]) -> bytes:
+    return canonical_json({
+        "schemaVersion": 2,
+        "mediaType": MT_MANIFEST,
+        "config": {"mediaType": MT_CONFIG, "digest": sha256(config), "size": len(config)},
+        "layers": [
+            {"mediaType": MT_LAYER, "digest": layer.digest, "size": layer.size}
+            for layer in layers
+        ],
+    })
+
+
+def make_index(manifest: bytes, ref: tuple[str, str] | None) -> bytes:
+    desc: dict[str, object] = {
+        "mediaType": MT_MANIFEST, "digest": sha256(manifest), "size": len(manifest),
+    }
+    if ref:
+        desc["annotations"] = {
+            "io.containerd.image.name": f"{ref[0]}:{ref[1]}",
+            "org.opencontainers.image.ref.name": ref[1],
+        }
+    return canonical_json({"schemaVersion": 2, "mediaType": MT_INDEX, "manifests": [desc]})
+
+
+def make_docker_manifest(config: bytes, layers: list[Layer], ref: tuple[str, str] | None) -> bytes:
+    """docker-archive's manifest.json, pointing into the same blobs/ as the OCI layout."""
+    return canonical_json([{
+        "Config": f"blobs/sha256/{_hex(sha256(config))}",
+        "RepoTags": [f"{ref[0]}:{ref[1]}"] if ref else [],
+        "Layers": [f"blobs/sha256/{_hex(layer.digest)}" for layer in layers],
+    }])
+
+
+def _link_target(layer: Layer, out: str) -> str:
+    """Relative when the layer sits next to $out (the store), else absolute."""
+    layer_dir = os.path.abspath(layer.path)
+    if os.path.dirname(layer_dir) == os.path.dirname(os.path.abspath(out)):
+        return os.path.join("..", "..", "..", "..", os.path.basename(layer_dir), "layer.tar.gz")
+    return os.path.join(layer_dir, "layer.tar.gz")
+
+
+def _write_file(path: str, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def write_layout(
+    out: str, layers: list[Layer], blobs: dict[str, bytes], index: bytes, mode: str
+) -> None:
+    """`$out/oci`: small blobs written, layer blobs linked or copied (once per digest)."""
+    blob_dir = os.path.join(out, "oci", "blobs", "sha256")
+    os.makedirs(blob_dir, exist_ok=True)
+    _write_file(os.path.join(out, "oci", "oci-layout"), canonical_json({
+        "imageLayoutVersion": "1.0.0"
+    }))
+    _write_file(os.path.join(out, "oci", "index.json"), index)
+    for digest, data in sorted(blobs.items()):
+        _write_file(os.path.join(blob_dir, _hex(digest)), data)
+    for layer in layers:
+        dest = os.path.join(blob_dir, _hex(layer.digest))
+        if os.path.lexists(dest):
+            continue
+        if mode == "copy":
+            shutil.copyfile(layer.blob, dest)
+        else:
+            os.symlink(_link_target(layer, out), dest)
+
+
+def write_archive(
+    path: str, layers: list[Layer], blobs: dict[str, bytes], index: bytes, docker: bytes
+) -> None:
+    """image.tar: the OCI layout plus docker's manifest.json, members sorted, mtime 0."""
+    files: dict[bytes, bytes | str] = {
+        b"oci-layout": canonical_json({"imageLayoutVersion": "1.0.0"}),
+        b"index.json": index,
+        b"manifest.json": docker,
+    }
+    for digest, data in blobs.items():
+        files[b"blobs/sha256/" + _hex(digest).encode()] = data
+    for layer in layers:
+        files.setdefault(b"blobs/sha256/" + _hex(layer.digest).encode(), layer.blob)
+    with open(path, "wb") as f:
+        tar = TarWriter(f)
+        tar.add(Entry(b"blobs", "dir", 0o755))
+        tar.add(Entry(b"blobs/sha256", "dir", 0o755))
+        for name in sorted(files, key=lambda p: p.split(b"/")):
+            content = files[name]
+            if isinstance(content, bytes):
+                tar.add(Entry(name, "file", 0o644, size=len(content)), io.BytesIO(content))
+            else:
+                with open(content, "rb") as src:
+                    size = os.fstat(src.fileno()).st_size
+                    tar.add(Entry(name, "file", 0o644, size=size), src)
+        tar.close()
+
+
+def _env(name: str) -> str | None:
+    """A derivation attribute (Nix passes them as lower-case environment variables)."""
+    return os.environ.get(name)
+
+
+def build(out: str, layer_paths: list[str], config_path: str, tag: str | None,
+          archive: bool, blob_mode: str) -> dict[str, object]:
+    """Everything mkimage writes; returns digests.json's content."""
+    if not layer_paths:
+        raise ImageError("layers is empty")
+    layers = [read_layer(p) for p in layer_paths]
+    try:
+        with open(config_path, encoding="utf-8") as f:
+            template = json.load(f)
+    except OSError as e:
+        raise ImageError(f"cannot read config {config_path}: {e.strerror}") from None
+    except json.JSONDecodeError as e:
+        raise ImageError(f"{config_path}: bad JSON: {e}") from None
+    if not isinstance(template, dict):
+        raise ImageError(f"{config_path}: the config template must be a JSON object")
+    ref = parse_tag(tag) if tag else None
+
+    config = make_config(template, layers)
+    manifest = make_manifest(config, layers)
+    index = make_index(manifest, ref)
+    blobs = {sha256(config): config, sha256(manifest): manifest}
+    os.makedirs(out, exist_ok=True)
+    write_layout(out, layers, blobs, index, blob_mode)
+    if archive:
+        docker = make_docker_manifest(config, layers, ref)
+        write_archive(os.path.join(out, "image.tar"), layers, blobs, index, docker)
+    digests: dict[str, object] = {
+        "config": sha256(config),
+        "manifest": sha256(manifest),
+        "layers": [layer.digest for layer in layers],
+    }
+    _write_file(os.path.join(out, "digests.json"), canonical_json(digests))
+    return digests
+
+
+def main() -> int:
+    try:
+        out, layers_value, config = _env("out"), _env("layers"), _env("config")
+        if not out or layers_value is None or not config:
+            raise ImageError("the environment must set out, layers and config")
+        archive = _env("archive") or ""
+        if archive not in ("", "0", "1"):
+            raise ImageError(f"archive={archive!r}: use 1 or leave it unset")
+        blob_mode = _env("blobs") or "link"
+        if blob_mode not in ("link", "copy"):
+            raise ImageError(f"blobs={blob_mode!r}: use link or copy")
+        build(out, read_list(layers_value, "layers"), config, _env("tag") or None,
+              archive == "1", blob_mode)
+    except (ImageError, TarError) as e:
+        print(f"envnix-builder: image: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        where = os.fsdecode(e.filename) if e.filename is not None else "I/O error"
+        print(f"envnix-builder: image: {where}: {e.strerror}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,273 @@
+"""Pack package trees into one deterministic, gzipped OCI layer.
+
+Run by Nix as `python3 mklayer.py` with these environment variables:
+  out     where to write `layer.tar.gz` and `layer.json` (created if missing)
+  trees   JSON list of package-tree paths, or (when it does not start with '[') the path of a
+          file holding that list
+  mtime   optional integer mtime for every member (SOURCE_DATE_EPOCH-style), default 0
+
+Each tree is `<tree>/root/...` plus `<tree>/meta.json` (see README.md). Why the work is done
+here and not by `tar`: the Nix store forgets modes and owners, and the diffID must not depend on
+the host's tar, Python or file system. So:
+- all trees are walked with lstat (symlinks are never followed), merged, and written sorted by
+  path components compared as bytes (parents first, a directory's members together, the order
+  of GNU tar `--sort=name`); every directory gets an explicit entry;
+- modes are normalised (dir 0755, file 0644 or 0755 if any x bit, symlink 0777, owner 0:0),
+  then `meta.json` `modes` entries `[mode, uid, gid]` are applied (setuid, sticky, owners);
+- files that are hard links of each other in the store stay separate regular files (the store
+  hard-links identical files when optimising, which must not change the layer);
+- the same path in two trees is fine only for directories with the same mode/owner, regular
+  files with the same content/mode/owner, or symlinks with the same target/mode/owner;
+  anything else is an error naming both trees.
+Writes are streamed (tar -> gzip -> file); the uncompressed tar is hashed, never stored.
+`layer.json` = {"diff_id", "digest", "size" (gz bytes), "tar_size", "paths" (members)}.
+Errors: one line `envnix-builder: layer: ...` on stderr, exit 1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import sys
+from dataclasses import dataclass, replace
+
+from _gzip import GzipWriter
+from _tarwrite import Entry, TarError, TarWriter
+
+COMPARE_CHUNK = 1 << 20
+
+
+class LayerError(Exception):
+    """Bad input, reported as one line."""
+
+
+@dataclass(frozen=True)
+class Item:
+    """A member to write: the tar entry, which tree gave it, and where its content is."""
+
+    entry: Entry
+    tree: str  # display name for errors
+    source: bytes  # absolute path of the file on disk (content of regular files)
+
+
+def _show(path: bytes) -> str:
+    return "/" + path.decode("utf-8", "backslashreplace")
+
+
+def read_list(value: str, what: str) -> list[str]:
+    """A JSON list given inline (`[...]`) or in a file named by the value."""
+    text = value
+    if not value.lstrip().startswith("["):
+        try:
+            with open(value, encoding="utf-8") as f:
+                text = f.read()
+        except OSError as e:
+            raise LayerError(f"cannot read {what} list {value}: {e.strerror}") from None
+    try:
+        items = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise LayerError(f"{what} is not a JSON list: {e}") from None
+    if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+        raise LayerError(f"{what} must be a JSON list of paths")
+    return items
+
+
+def _tree_name(tree: str, meta: dict[str, object]) -> str:
+    name = meta.get("name")
+    return name if isinstance(name, str) and name else os.path.basename(tree.rstrip("/"))
+
+
+def _load_meta(tree: str) -> dict[str, object]:
+    path = os.path.join(tree, "meta.json")
+    try:
+        with open(path, encoding="utf-8") as f:
+            meta = json.load(f)
+    except OSError as e:
+        raise LayerError(f"{tree}: cannot read meta.json: {e.strerror}") from None
+    except json.JSONDecodeError as e:
+        raise LayerError(f"{path}: bad JSON: {e}") from None
+    if not isinstance(meta, dict):
+        raise LayerError(f"{path}: not a JSON object")
+    return meta
+
+
+def _default_entry(rel: bytes, full: bytes, st: os.stat_result, name: str) -> Entry:
+    if stat.S_ISDIR(st.st_mode):
+        return Entry(rel, "dir", 0o755)
+    if stat.S_ISREG(st.st_mode):
+        return Entry(rel, "file", 0o755 if st.st_mode & 0o111 else 0o644, size=st.st_size)
+    if stat.S_ISLNK(st.st_mode):
+        return Entry(rel, "symlink", 0o777, linkname=os.readlink(full))
+    raise LayerError(f"{name}: {_show(rel)} is not a file, directory or symlink")
+
+
+def walk_tree(tree: str) -> dict[bytes, Item]:
+    """Every member of `<tree>/root` with normalised metadata and `modes` applied."""
+    meta = _load_meta(tree)
+    name = _tree_name(tree, meta)
+    root = os.fsencode(os.path.abspath(os.path.join(tree, "root")))
+    if not os.path.isdir(root):
+        raise LayerError(f"{name}: {tree} has no root/ directory")
+    items: dict[bytes, Item] = {}
+    stack: list[bytes] = [b""]
+    while stack:
+        rel_dir = stack.pop()
+        with os.scandir(os.path.join(root, rel_dir) if rel_dir else root) as it:
+            for de in it:
+                rel = rel_dir + b"/" + de.name if rel_dir else de.name
+                full = de.path
+                st = de.stat(follow_symlinks=False)
+                entry = _default_entry(rel, full, st, name)
+                try:
+                    rel.decode("utf-8")
+                    entry.linkname.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise LayerError(
+                        f"{name}: {_show(rel)}: file name or link target is not UTF-8"
+                    ) from None
+                items[rel] = Item(entry, name, full)
+                if entry.kind == "dir":
+                    stack.append(rel)
+
+    modes = meta.get("modes", {})
+    if not isinstance(modes, dict):
+        raise LayerError(f"{name}: meta.json modes must be an object")
+    for key, value in modes.items():
+        rel = key.encode("utf-8", "surrogateescape").strip(b"/")
+        rel = rel.removeprefix(b"./")
+        ok = (
+            isinstance(value, list) and len(value) == 3
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+            and 0 <= value[0] <= 0o7777 and value[1] >= 0 and value[2] >= 0
+        )
+        if not ok:
+            raise LayerError(f"{name}: meta.json modes[{key!r}] must be [mode, uid, gid]")
+        if rel not in items:
+            raise LayerError(f"{name}: meta.json modes names {_show(rel)}, which is not in root/")
+        item = items[rel]
+        entry = replace(item.entry, mode=value[0], uid=value[1], gid=value[2])
+        items[rel] = replace(item, entry=entry)
+    return items
+
+
+def _same_content(a: bytes, b: bytes) -> bool:
+    sa, sb = os.stat(a), os.stat(b)
+    if sa.st_size != sb.st_size:
+        return False
+    if (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino):
+        return True
+    with open(a, "rb") as fa, open(b, "rb") as fb:
+        while True:
+            ca, cb = fa.read(COMPARE_CHUNK), fb.read(COMPARE_CHUNK)
+            if ca != cb:
+                return False
+            if not ca:
+                return True
+
+
+def _compatible(old: Item, new: Item) -> bool:
+    a, b = old.entry, new.entry
+    if (a.kind, a.mode, a.uid, a.gid, a.linkname) != (b.kind, b.mode, b.uid, b.gid, b.linkname):
+        return False
+    if a.kind == "file":
+        return a.size == b.size and _same_content(old.source, new.source)
+    return True
+
+
+def _owner_mode(item: Item) -> str:
+    return f"{item.entry.mode:04o} {item.entry.uid}:{item.entry.gid}"
+
+
+def _order(path: bytes) -> list[bytes]:
+    """Archive order: by path components as bytes (parents first, directories contiguous)."""
+    return path.split(b"/")
+
+
+def merge_trees(trees: list[str]) -> list[Item]:
+    """All trees' members as one list in archive order; conflicting paths are errors."""
+    merged: dict[bytes, Item] = {}
+    for tree in trees:
+        items = walk_tree(tree)
+        for rel in sorted(items, key=_order):  # report the first conflict in archive order
+            item = items[rel]
+            old = merged.get(rel)
+            if old is None:
+                merged[rel] = item
+            elif not _compatible(old, item):
+                why = ""
+                if old.entry.kind == item.entry.kind == "dir":
+                    why = f" with different modes ({_owner_mode(old)} vs {_owner_mode(item)})"
+                raise LayerError(
+                    f"{_show(rel)} is provided by both {old.tree} and {item.tree}{why}"
+                )
+    return [merged[k] for k in sorted(merged, key=_order)]
+
+
+def write_layer(items: list[Item], out: str, mtime: int) -> dict[str, object]:
+    """Stream the tar through gzip into `out/layer.tar.gz`; return layer.json's content."""
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "layer.tar.gz"), "wb") as f:
+        gz = GzipWriter(f)
+        tar = TarWriter(gz, mtime=mtime)
+        for item in items:
+            if item.entry.kind == "file":
+                with open(item.source, "rb") as src:
+                    tar.add(item.entry, src)
+            else:
+                tar.add(item.entry)
+        tar.close()
+        gz.close()
+    return {
+        "diff_id": tar.digest,
+        "digest": gz.digest,
+        "size": gz.size,
+        "tar_size": tar.size,
+        "paths": tar.count,
+    }
+
+
+def _env(name: str) -> str | None:
+    """A derivation attribute (Nix passes them as lower-case environment variables)."""
+    return os.environ.get(name)
+
+
+def _env_int(name: str, default: int) -> int:
+    value = _env(name) or ""
+    if not value:
+        return default
+    try:
+        n = int(value)
+    except ValueError:
+        raise LayerError(f"{name}={value!r} is not an integer") from None
+    if n < 0:
+        raise LayerError(f"{name}={value!r} is negative")
+    return n
+
+
+def main() -> int:
+    try:
+        out = _env("out")
+        trees_value = _env("trees")
+        if not out or trees_value is None:
+            raise LayerError("the environment must set out and trees")
+        trees = read_list(trees_value, "trees")
+        if not trees:
+            raise LayerError("trees is empty")
+        mtime = _env_int("mtime", 0)
+        items = merge_trees(trees)
+        layer = write_layer(items, out, mtime)
+        with open(os.path.join(out, "layer.json"), "w", encoding="utf-8") as f:
+            f.write(json.dumps(layer, sort_keys=True, separators=(",", ":")))
+    except (LayerError, TarError) as e:
+        print(f"envnix-builder: layer: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        where = os.fsdecode(e.filename) if e.filename is not None else "I/O error"
+        print(f"envnix-builder: layer: {where}: {e.strerror}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
