@@ -101,12 +101,18 @@ class ImageSpec:
 
     # Base packages every image gets: libc, a /bin/sh and CA certificates.
     BASE_APT = ("base-files", "libc6", "dash", "ca-certificates")
+    # The system libraries every manylinux wheel may link against without vendoring them
+    # (PEP 600's core set). The optional GUI ones (libGL, libglib, X11) must be asked for,
+    # as with envd; a missing one is the import error users know from envd images.
+    MANYLINUX_APT = ("libgcc-s1", "libstdc++6")
 
     def apt_roots(self) -> list[str]:
         """The package names the apt resolver starts from, in a stable order."""
         roots = list(self.BASE_APT)
         if self.python:
             roots += self.python.apt_packages
+        if self.pip.packages or self.pip.requirements_files:
+            roots += self.MANYLINUX_APT
         roots += self.apt_packages
         seen: dict[str, None] = {}
         for name in roots:

@@ -1,0 +1,145 @@
+#!/usr/bin/env python3
+"""Benchmark the quickstart image: cold build, no-op rebuild, one-package rebuild, size.
+
+Every figure is printed next to a baseline measured in the same run on the same machine, so
+the ratios mean something across machines:
+- cold build       vs. downloading + sha256-checking every locked artifact with urllib
+                   (the network floor any builder must pay);
+- no-op rebuild    vs. nix-build of an already-built one-line derivation (Nix's own floor);
+- +1 pip package   vs. the cold build;
+- image size       vs. the sum of the locked artifacts' (compressed) download sizes.
+
+Usage:  .venv/bin/python bench/quickstart.py [--keep DIR]
+The cold build runs in a fresh chroot Nix store (``--store``) so nothing is cached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+NIX_FLAGS = ["--option", "sandbox", "true", "--option", "substituters", "",
+             "--option", "extra-sandbox-paths", "/usr /lib /lib64"]
+
+
+def envnix(*args: str) -> tuple[float, str, str]:
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "envnix", *args], capture_output=True,
+                          text=True, check=False)
+    elapsed = time.monotonic() - started
+    if proc.returncode != 0:
+        sys.exit(f"envnix {' '.join(args)} failed:\n{proc.stderr}")
+    return elapsed, proc.stdout, proc.stderr
+
+
+def download_floor(lock: dict, dest: Path) -> tuple[float, int]:
+    artifacts = lock["apt"]["packages"] + lock["pip"]["wheels"]
+    started, total = time.monotonic(), 0
+    for a in artifacts:
+        with urllib.request.urlopen(a["url"], timeout=120) as resp:
+            data = resp.read()
+        if hashlib.sha256(data).hexdigest() != a["sha256"]:
+            sys.exit(f"sha256 mismatch for {a['url']}")
+        total += len(data)
+        (dest / a["sha256"]).write_bytes(data)
+    return time.monotonic() - started, total
+
+
+def nix_floor(work: Path, store: Path) -> float:
+    expr = work / "noop.nix"
+    expr.write_text('derivation { name = "noop"; system = "x86_64-linux"; '
+                    'builder = "/bin/sh"; args = [ "-c" "echo > $out" ]; }')
+    cmd = ["nix-build", str(expr), "--no-out-link", "--store", str(store), *NIX_FLAGS,
+           "--option", "extra-sandbox-paths", "/bin /usr /lib /lib64"]
+    subprocess.run(cmd, capture_output=True, check=True)
+    started = time.monotonic()
+    subprocess.run(cmd, capture_output=True, check=True)
+    return time.monotonic() - started
+
+
+def image_bytes(store: Path, store_path: str) -> tuple[int, int, int]:
+    """(compressed layer bytes, uncompressed tar bytes, layer count) of a built image."""
+    layout = Path(str(store) + store_path) / "oci"
+    index = json.loads((layout / "index.json").read_text())
+    manifest = json.loads((layout / "blobs/sha256" / index["manifests"][0]["digest"][7:])
+                          .read_text())
+    compressed = sum(layer["size"] for layer in manifest["layers"])
+    uncompressed = 0
+    for layer in manifest["layers"]:
+        # Layer blobs are relative symlinks into the layer derivations, next to layer.json.
+        blob = (layout / "blobs/sha256" / layer["digest"][7:]).resolve()
+        uncompressed += json.loads((blob.parent / "layer.json").read_text())["tar_size"]
+    return compressed, uncompressed, len(manifest["layers"])
+
+
+def field(stdout: str, name: str) -> str:
+    return next(line.split(None, 1)[1] for line in stdout.splitlines()
+                if line.startswith(name + ":"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--keep", type=Path, help="work directory to keep (default: temp)")
+    args = parser.parse_args()
+    work = args.keep or Path(tempfile.mkdtemp(prefix="envnix-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    context = work / "quickstart"
+    shutil.rmtree(context, ignore_errors=True)
+    shutil.copytree(ROOT / "examples/quickstart", context,
+                    ignore=shutil.ignore_patterns(".envnix", "envnix.lock"))
+    store = work / "store"
+    subprocess.run(["chmod", "-R", "u+w", str(store)], check=False, capture_output=True)
+    shutil.rmtree(store, ignore_errors=True)
+
+    t_lock, _, _ = envnix("lock", str(context))
+    lock = json.loads((context / "envnix.lock").read_text())
+    downloads = work / "downloads"
+    shutil.rmtree(downloads, ignore_errors=True)
+    downloads.mkdir()
+    t_floor, artifact_bytes = download_floor(lock, downloads)
+
+    t_cold, out, _ = envnix("build", str(context), "--locked", "--store", str(store))
+    t_noop, out2, _ = envnix("build", str(context), "--locked", "--store", str(store))
+    assert field(out, "manifest") == field(out2, "manifest")
+    t_nix = nix_floor(work, store)
+
+    manifest = context / "build.envd"
+    manifest.write_text(manifest.read_text().replace('"six",', '"six",\n        "tqdm",'))
+    envnix("lock", str(context))
+    t_incr, _, err3 = envnix("build", str(context), "--locked", "--store", str(store))
+    rebuilt = next((line for line in err3.splitlines() if "derivation(s) built" in line), "")
+
+    compressed, uncompressed, layers = image_bytes(store, field(out, "store"))
+    rows = [
+        ("lock (apt + pip resolve)", f"{t_lock:.1f} s", ""),
+        ("download floor (urllib + sha256)", f"{t_floor:.1f} s",
+         f"{artifact_bytes / 1e6:.1f} MB, {len(lock['apt']['packages'])} debs + "
+         f"{len(lock['pip']['wheels'])} wheels"),
+        ("cold build (fresh store)", f"{t_cold:.1f} s", f"{t_cold / t_floor:.2f}x download floor"),
+        ("nix floor (no-op trivial drv)", f"{t_nix:.2f} s", ""),
+        ("no-op rebuild", f"{t_noop:.2f} s", f"{t_noop / t_nix:.1f}x nix floor"),
+        ("+1 pip package (tqdm) rebuild", f"{t_incr:.1f} s",
+         f"{t_incr / t_cold:.2f}x cold; {rebuilt.removeprefix('build: ')}"),
+        ("image size (compressed layers)", f"{compressed / 1e6:.1f} MB",
+         f"{compressed / artifact_bytes:.2f}x artifacts; {layers} layers"),
+        ("image size (uncompressed)", f"{uncompressed / 1e6:.1f} MB", ""),
+    ]
+    width = max(len(r[0]) for r in rows)
+    for name, value, note in rows:
+        print(f"{name:<{width}}  {value:>10}  {note}")
+    if not args.keep:
+        subprocess.run(["chmod", "-R", "u+w", str(work)], check=False, capture_output=True)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
