@@ -126,8 +126,46 @@ def test_missing_required_argument(tmp_path: Path) -> None:
 def test_unsupported_os_and_python_point_at_base(tmp_path: Path) -> None:
     err = error_of(tmp_path, 'def build():\n    base(os="ubuntu20.4", language="python3.8")\n')
     assert str(err).startswith("build.envd:2:5: os 'ubuntu20.4' is not supported yet")
-    err = error_of(tmp_path, 'def build():\n    base(os="debian12", language="python3.8")\n')
-    assert "python3.8 is not available on debian12" in str(err)
+
+
+
+def test_python_provider_follows_release_and_conda(tmp_path: Path) -> None:
+    # Debian 12 ships python3.11: the distribution provides it unless conda is asked for.
+    write(tmp_path, 'def build():\n    base(os="debian12", language="python3.8")\n')
+    spec = load_spec(tmp_path)
+    assert spec.python is not None and spec.python.provider == "conda"
+    assert spec.python.interpreter == "/opt/conda/envs/envd/bin/python3.8"
+    assert spec.python.site_packages == "/opt/conda/envs/envd/lib/python3.8/site-packages"
+    assert spec.env_list()[0].startswith("PATH=/opt/conda/envs/envd/bin:/opt/conda/bin:")
+    assert "python3.8" not in spec.apt_roots()
+
+
+def test_seed_style_conda_calls(tmp_path: Path) -> None:
+    (tmp_path / "env.yaml").write_text("dependencies:\n  - requests\n")
+    warnings: list[str] = []
+    write(tmp_path, '''
+def build():
+    mirror_config()
+    base(language="python3.11", os="debian12")
+    install.conda_packages(channel= ["pytorch"], env_file = "env.yaml")
+    install.conda_packages(name=["numpy"])
+
+def mirror_config():
+    config.conda_channel(channel="""
+    channels:
+    - defaults
+    default_channels:
+    - http://127.0.0.1:1/main
+    """)
+''')
+    spec = load_spec(tmp_path, warn=warnings.append)
+    assert spec.python is not None and spec.python.provider == "conda"
+    assert spec.conda.channels == ["pytorch"] and spec.conda.packages == ["numpy"]
+    assert spec.conda.env_file == "env.yaml"
+    assert spec.conda.condarc == "channels:\n- defaults\ndefault_channels:\n- http://127.0.0.1:1/main\n"
+    assert len(warnings) == 1 and "env_file together with name/channel" in warnings[0]
+    err = error_of(tmp_path, 'def build():\n    install.conda_packages(env_file="nope.yaml")\n')
+    assert str(err) == (f"build.envd:2:5: env_file 'nope.yaml' does not exist in {tmp_path}")
 
 
 def test_not_yet_supported_envd_function_is_loud(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import sys
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,15 @@ from urllib.parse import urlsplit
 
 from envnix.errors import SpecError, UsageError
 from envnix.frontend.evaluate import Evaluator, parse_from
-from envnix.spec import SYSTEM_PYTHONS, ImageSpec, OsRelease, PipRequest, PythonSpec, release_for
+from envnix.spec import (
+    SYSTEM_PYTHONS,
+    CondaRequest,
+    ImageSpec,
+    OsRelease,
+    PipRequest,
+    PythonSpec,
+    release_for,
+)
 
 __all__ = ["load_spec", "parse_from"]
 
@@ -38,6 +47,7 @@ class SpecBuilder:
         self.language: str | None = None
         self.apt: list[str] = []
         self.pip = PipRequest()
+        self.conda = CondaRequest()
         self.env: dict[str, str] = {}
         self.extra_path: list[str] = []
         self.warnings: list[str] = []
@@ -67,13 +77,6 @@ class SpecBuilder:
         if version == "3":
             version = DEFAULT_PYTHON
         release = release_for(os if os is not None else "ubuntu22.04")
-        shipped = SYSTEM_PYTHONS.get(release.codename, ())
-        if version not in shipped:
-            raise SpecError(
-                f"python{version} is not available on {release.label}: the distribution ships "
-                f"{', '.join('python' + v for v in shipped)}",
-                hint="conda-provided Python versions are not supported yet",
-            )
         self.os, self.language, self.base_called = release, version, True
 
     # -- install.* -------------------------------------------------------------------------------
@@ -96,18 +99,42 @@ class SpecBuilder:
                 )
             self.pip.packages.append(entry.strip())
         if requirements is not None:
-            path = (self.context / requirements).resolve()
-            if not path.is_relative_to(self.context.resolve()):
-                raise SpecError(f"requirements file {requirements!r} is outside the build context")
-            if not path.is_file():
-                raise SpecError(f"requirements file {requirements!r} does not exist in "
-                                f"{self.context}")
             # envd: the last requirements= wins.
-            self.pip.requirements_files = [path.relative_to(self.context.resolve()).as_posix()]
+            self.pip.requirements_files = [self._context_file(requirements, "requirements file")]
         if local_wheels:
             raise SpecError("install.python_packages(local_wheels=...) is not supported yet")
 
+    def _install_conda_packages(self, name: list[str] | None = None,
+                                channel: list[str] | None = None,
+                                env_file: str | None = None) -> None:
+        if env_file is not None and (name or channel):
+            # envd says "env_file and name/channel are mutually exclusive", yet the seed's own
+            # build.envd does exactly this; take both, channel= first, and say so once.
+            self._warn("install.conda_packages: envd rejects env_file together with "
+                       "name/channel; envnix accepts it and searches channel= before "
+                       "env.yaml's channels")
+        self.conda.packages.extend(name or [])
+        self.conda.channels.extend(channel or [])
+        if env_file is not None:
+            # envd: the last env_file wins.
+            self.conda.env_file = self._context_file(env_file, "env_file")
+
+    def _context_file(self, rel: str, what: str) -> str:
+        path = (self.context / rel).resolve()
+        if not path.is_relative_to(self.context.resolve()):
+            raise SpecError(f"{what} {rel!r} is outside the build context")
+        if not path.is_file():
+            raise SpecError(f"{what} {rel!r} does not exist in {self.context}")
+        return path.relative_to(self.context.resolve()).as_posix()
+
     # -- config.* --------------------------------------------------------------------------------
+    def _config_conda_channel(self, channel: str | None = None,
+                              use_mamba: bool | None = None) -> None:
+        if not channel:
+            raise SpecError("channel is required")
+        # envd writes the string verbatim to .condarc; it is usually an indented """ block.
+        self.conda.condarc = textwrap.dedent(channel).strip("\n") + "\n"
+
     def _config_pip_index(self, url: str | None = None, extra_url: str | None = None,
                           trust: bool | None = None, mode: str | None = None) -> None:
         if not url:
@@ -125,6 +152,14 @@ class SpecBuilder:
         self.env.update(env or {})
         self.extra_path.extend(extra_path or [])
 
+    def _provider(self) -> str:
+        """Distribution python when the release ships the version and no conda is asked for;
+        otherwise conda, envd's own default (env at /opt/conda/envs/envd)."""
+        assert self.os is not None
+        if self.conda.requested or self.language not in SYSTEM_PYTHONS.get(self.os.codename, ()):
+            return "conda"
+        return "system"
+
     def build(self, name: str, manifest: str, function: str, syntax: str) -> ImageSpec:
         if not self.base_called or self.os is None or self.language is None:
             raise SpecError(
@@ -137,9 +172,10 @@ class SpecBuilder:
             manifest=manifest,
             function=function,
             os=self.os,
-            python=PythonSpec("system", self.language),
+            python=PythonSpec(self._provider(), self.language),
             apt_packages=self.apt,
             pip=self.pip,
+            conda=self.conda,
             env=self.env,
             extra_path=self.extra_path,
             workdir=f"/home/envd/{name}",

@@ -65,8 +65,7 @@ FUNCTIONS: tuple[Function, ...] = (
     _f("install.system_packages", _p("name", "list")),
     _f("install.python_packages", _p("name", "list"), _p("requirements"),
        _p("local_wheels", "list")),
-    _f("install.conda_packages", _p("name", "list"), _p("channel", "list"), _p("env_file"),
-       supported=False),
+    _f("install.conda_packages", _p("name", "list"), _p("channel", "list"), _p("env_file")),
     _f("install.cuda", _p("version", "str", REQUIRED), _p("cudnn"), supported=False),
     _f("install.r_packages", _p("name", "list"), supported=False),
     _f("install.julia_packages", _p("name", "list"), supported=False),
@@ -83,7 +82,7 @@ FUNCTIONS: tuple[Function, ...] = (
     _f("install.codex", _p("version"), supported=False),
     # config.*
     _f("config.pip_index", _p("url"), _p("extra_url"), _p("trust", "bool"), _p("mode")),
-    _f("config.conda_channel", _p("channel"), _p("use_mamba", "bool"), supported=False),
+    _f("config.conda_channel", _p("channel"), _p("use_mamba", "bool")),
     _f("config.apt_source", _p("source"), _p("mode"), supported=False),
     _f("config.jupyter", _p("token"), _p("port", "int"), _p("password"), supported=False),
     _f("config.gpu", _p("count", "int"), supported=False),

@@ -109,7 +109,7 @@ def build_plan(spec: ImageSpec, lock: Lock, tag: str) -> dict[str, Any]:
             "sitePackages": python.site_packages if python else "",
             "scriptsDir": python.scripts_dir if python else "",
             "dataDir": python.data_dir if python else "",
-            "headersRoot": f"/usr/local/include/python{python.version}" if python else "",
+            "headersRoot": python.headers_dir if python else "",
         },
         "artifacts": artifacts,
         "layers": plan_layers(artifacts),

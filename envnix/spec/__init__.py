@@ -40,30 +40,50 @@ KNOWN_RELEASES: dict[str, OsRelease] = {
 # Python versions each release ships as its own packages (the "system" provider).
 SYSTEM_PYTHONS: dict[str, tuple[str, ...]] = {"bookworm": ("3.11",)}
 
+# envd's conda environment: every conda package and the env's pip packages live here.
+CONDA_PREFIX = "/opt/conda/envs/envd"
+
 
 @dataclass(frozen=True)
 class PythonSpec:
-    """Where the image's interpreter comes from and the paths that follow from that."""
+    """Where the image's interpreter comes from and the paths that follow from that.
+
+    "system": the distribution's python (Debian's python3.X packages, /usr/bin/python3.X, pip
+    packages in /usr/local/lib/python3.X/dist-packages). "conda": python from conda channels
+    in envd's env at /opt/conda/envs/envd, pip packages in that env's site-packages.
+    """
 
     provider: PythonProvider
     version: str
 
     @property
+    def prefix(self) -> str:
+        return CONDA_PREFIX if self.provider == "conda" else "/usr"
+
+    @property
     def interpreter(self) -> str:
+        if self.provider == "conda":
+            return f"{CONDA_PREFIX}/bin/python{self.version}"
         return f"/usr/bin/python{self.version}"
 
     @property
     def site_packages(self) -> str:
+        if self.provider == "conda":
+            return f"{CONDA_PREFIX}/lib/python{self.version}/site-packages"
         # Debian's python puts /usr/local/lib/pythonX.Y/dist-packages on sys.path.
         return f"/usr/local/lib/python{self.version}/dist-packages"
 
     @property
     def scripts_dir(self) -> str:
-        return "/usr/local/bin"
+        return f"{CONDA_PREFIX}/bin" if self.provider == "conda" else "/usr/local/bin"
 
     @property
     def data_dir(self) -> str:
-        return "/usr/local"
+        return CONDA_PREFIX if self.provider == "conda" else "/usr/local"
+
+    @property
+    def headers_dir(self) -> str:
+        return f"{self.data_dir}/include/python{self.version}"
 
     @property
     def apt_packages(self) -> tuple[str, ...]:
@@ -83,6 +103,23 @@ class PipRequest:
 
 
 @dataclass
+class CondaRequest:
+    """conda packages: install.conda_packages names/channels, env.yaml, and the .condarc text.
+
+    ``env_file`` is relative to the build context; its parsed content is locked, not the path.
+    """
+
+    packages: list[str] = field(default_factory=list)
+    channels: list[str] = field(default_factory=list)
+    env_file: str | None = None
+    condarc: str | None = None
+
+    @property
+    def requested(self) -> bool:
+        return bool(self.packages or self.env_file)
+
+
+@dataclass
 class ImageSpec:
     """Everything the image should contain, independent of how it is resolved."""
 
@@ -93,6 +130,7 @@ class ImageSpec:
     python: PythonSpec | None
     apt_packages: list[str] = field(default_factory=list)
     pip: PipRequest = field(default_factory=PipRequest)
+    conda: CondaRequest = field(default_factory=CondaRequest)
     env: dict[str, str] = field(default_factory=dict)
     extra_path: list[str] = field(default_factory=list)
     workdir: str = "/"
@@ -122,6 +160,8 @@ class ImageSpec:
     def env_list(self) -> list[str]:
         """The image config's Env, in a fixed order."""
         path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+        if self.python and self.python.provider == "conda":
+            path = f"{CONDA_PREFIX}/bin:/opt/conda/bin:{path}"  # as envd sets it
         if self.extra_path:
             path = path + ":" + ":".join(self.extra_path)
         env = {"PATH": path, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
