@@ -88,3 +88,9 @@ class ToolMissingError(EnvnixError):
     """A required external program (nix-build, skopeo, podman) is not on PATH."""
 
     exit_code = 127
+
+
+class PublishError(EnvnixError):
+    """Pushing to a registry, loading into a container engine or exporting an archive failed."""
+
+    exit_code = 7

@@ -78,6 +78,11 @@ def shebang(interpreter: str, args: str = "") -> bytes:
     line = "#!" + interpreter + (" " + args if args else "")
     if len(line.encode("utf-8")) <= 127 and not any(c.isspace() for c in interpreter):
         return (line + "\n").encode("utf-8")
+    return sh_exec_shebang(interpreter, args)
+
+
+def sh_exec_shebang(interpreter: str, args: str = "") -> bytes:
+    """The ``#!/bin/sh`` re-exec header (distlib's; conda uses the same three lines)."""
     if SH_UNSAFE & set(interpreter + args):
         raise A.BuilderError(f"interpreter {interpreter!r} with arguments {args!r} cannot be "
                              "quoted for a /bin/sh shebang")

@@ -26,7 +26,11 @@ from envnix.spec import ImageSpec
 
 HOST_PYTHON = "/usr/bin/python3"
 HOST_SANDBOX_PATHS = ("/usr", "/lib", "/lib64")
-NIX_BASE_OPTIONS = ("--option", "sandbox", "true", "--option", "substituters", "")
+NIX_BASE_OPTIONS = (
+    "--option", "sandbox", "true", "--option", "substituters", "",
+    # Fetches and layer compression are independent derivations: build them in parallel.
+    "--option", "max-jobs", "auto",
+)
 
 # Artifacts at least this big (compressed) get a layer of their own, so changing a small
 # package never re-uploads torch; the rest are grouped by kind. Stays far below ~100 layers.
