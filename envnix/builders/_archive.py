@@ -545,6 +545,39 @@ def _zstd_reader(fileobj: IO[bytes]) -> IO[bytes]:
     return cast(IO[bytes], zstd.ZstdFile(fileobj))
 
 
+def import_zstandard_from(directory: str) -> None:
+    """Import ``zstandard`` from ``directory`` (e.g. a builder's ``zstdPath`` input).
+
+    ``python -E`` ignores PYTHONPATH, so a builder that needs zstd gets the directory holding
+    a copy of the installed ``zstandard`` package as an input instead. Only that import sees
+    the directory: it goes first on ``sys.path`` and is removed again, so nothing else (the
+    standard library included) can be shadowed by what else the directory holds. Later
+    ``import zstandard`` (``_zstd_reader``) finds the module in ``sys.modules``.
+    """
+    if not directory.startswith("/") or not os.path.isdir(os.path.join(directory, "zstandard")):
+        raise BuilderError(f"zstdPath={directory!r} is not an absolute directory that holds "
+                           "the 'zstandard' package")
+    sys.path.insert(0, directory)
+    try:
+        importlib.import_module("zstandard")
+    except ImportError as exc:
+        raise BuilderError(f"zstdPath={directory!r}: cannot import zstandard with this "
+                           f"Python ({sys.version.split()[0]}): {exc}") from None
+    finally:
+        sys.path.remove(directory)
+
+
+def zstd_available() -> bool:
+    """True if zstd data can be decompressed (``zstandard``, or Python 3.14's own module)."""
+    for name in ("zstandard", "compression.zstd"):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            continue
+        return True
+    return False
+
+
 @contextlib.contextmanager
 def open_tar_stream(fileobj: IO[bytes]) -> Iterator[tarfile.TarFile]:
     """Open a tar stream (plain, gz, xz, bz2 or zstd, detected by magic) for reading only."""
