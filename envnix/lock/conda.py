@@ -1,0 +1,567 @@
+"""Lock conda packages for the *image* with py-rattler: repodata from channels/mirrors, a solve
+against virtual packages that describe the target, and one pinned archive per package.
+
+Why this shape (background: the team's locking notes §1-3):
+
+* envnix fetches ``repodata.json`` itself rather than through rattler's gateway, so it decides
+  the mirror order, names the channel and every mirror tried when all fail, and caches
+  atomically under ``$XDG_CACHE_HOME/envnix/conda``. rattler then solves from those files
+  (``SparseRepoData`` labelled with the *canonical* channel URL), so every record URL is
+  canonical whichever mirror served it; the mirrors go into the lock next to it.
+* Virtual packages are declared, never detected: ``__glibc`` comes from the base OS release,
+  ``__cuda`` only when the image asks for CUDA. The build host's driver and libc are irrelevant.
+* Specs are parsed leniently (``MatchSpec(s, strict=False)``), which accepts what
+  ``conda env export`` writes (``numpy=1.24.4=py38h...``, ``python=3.8.*``).
+* A package whose repodata has no sha256 (old channels) is downloaded once and hashed: Nix's
+  fetchurl needs a sha256, and the md5/size from repodata are checked on the way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import hashlib
+import http.client
+import io
+import json
+import os
+import re
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, TypeVar
+
+import zstandard
+
+from envnix.errors import FetchError, LockError, PackageNotFoundError
+
+if TYPE_CHECKING:
+    from rattler import GenericVirtualPackage, RepoDataRecord
+
+HTTP_TIMEOUT = 30.0
+"""Seconds before a mirror that accepted the connection but stopped answering is given up."""
+
+DEFAULT_LINUX_KERNEL = "4.18"
+"""``__linux`` for the target. An image runs on whatever kernel its host has; 4.18 (the oldest
+kernel of mainstream enterprise distributions still supported) is the floor envnix promises,
+the same default pixi uses for its system requirements."""
+
+LOCK_KEYS = ("build", "build_number", "channel", "constrains", "depends", "fn", "kind",
+             "license", "md5", "mirrors", "name", "noarch", "sha256", "size", "subdir",
+             "timestamp", "url", "version")
+"""The keys of every conda lock entry, in the order they are written."""
+
+_ARCH = {"linux-64": "x86_64", "linux-aarch64": "aarch64", "linux-ppc64le": "ppc64le"}
+_USER_AGENT = "envnix (conda repodata)"
+_T = TypeVar("_T")
+
+Progress = Callable[[str], None]
+
+
+class ChannelLike(Protocol):
+    """What the lock needs of a channel (``envnix.frontend.envyaml.ChannelLocation``)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def canonical(self) -> str: ...
+
+    @property
+    def urls(self) -> tuple[str, ...]: ...
+
+
+def default_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/envnix/conda``, default ``~/.cache/envnix/conda``."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "envnix" / "conda"
+
+
+# --------------------------------------------------------------------------------------------
+# HTTP and the cache
+# --------------------------------------------------------------------------------------------
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _reason(err: BaseException) -> str:
+    if isinstance(err, urllib.error.HTTPError):
+        return f"HTTP {err.code}"
+    if isinstance(err, urllib.error.URLError):
+        reason = err.reason
+        if isinstance(reason, OSError) and reason.strerror:
+            return reason.strerror.lower()
+        return str(reason)
+    if isinstance(err, TimeoutError):
+        return f"no answer in {HTTP_TIMEOUT:.0f}s"
+    return str(err) or type(err).__name__
+
+
+class _NotFound(Exception):
+    """The server answered 404/410: the file is not there (as opposed to the server is down)."""
+
+
+_CHUNK = 1 << 20
+
+
+@dataclass
+class _Response:
+    """An open download: ``status`` is 200 or 304; ``body`` is a file object to stream."""
+
+    status: int
+    body: BinaryIO
+    etag: str | None = None
+    last_modified: str | None = None
+
+
+@contextlib.contextmanager
+def _open_url(url: str, headers: dict[str, str] | None = None) -> Iterator[_Response]:
+    """Open ``url`` for streaming; 404/410 raise _NotFound, other failures OSError & co.
+
+    Streaming matters: a big channel's repodata.json is hundreds of MB, and a package that
+    must be hashed can be a GB.
+    """
+    if url.startswith("file:"):
+        path = Path(urllib.request.url2pathname(urllib.parse.urlsplit(url).path))
+        if not path.is_file():
+            raise _NotFound(url)
+        with path.open("rb") as f:
+            yield _Response(200, f)
+        return
+    request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT, **(headers or {})})
+    try:
+        resp = urllib.request.urlopen(request, timeout=HTTP_TIMEOUT)
+    except urllib.error.HTTPError as err:
+        if err.code == 304:
+            yield _Response(304, io.BytesIO(), err.headers.get("ETag"),
+                            err.headers.get("Last-Modified"))
+            return
+        if err.code in (404, 410):
+            raise _NotFound(url) from None
+        raise
+    with resp:
+        yield _Response(resp.status, resp, resp.headers.get("ETag"),
+                        resp.headers.get("Last-Modified"))
+
+
+@dataclass(frozen=True)
+class RepodataFile:
+    """One subdir's repodata.json, cached on disk, and the mirror it came from."""
+
+    channel: str
+    subdir: str
+    path: Path | None
+    """None when the channel has no such subdir (every mirror answered 404)."""
+    fetched_from: str | None
+
+
+def _cache_key(url: str) -> str:
+    return hashlib.sha256(url.encode()).hexdigest()[:24]
+
+
+def fetch_repodata(channel: ChannelLike, subdir: str, cache_dir: Path,
+                   progress: Progress | None = None) -> RepodataFile:
+    """repodata.json of one subdir, trying each mirror in order (``.zst`` first, as conda does).
+
+    A mirror that is down or answers an error is skipped, and so is one that answers 404 (it
+    may be a partial mirror); if none has the subdir but one said 404, the channel has no
+    packages for it (an error for ``noarch``, which every channel has). Revalidation uses the
+    cached ETag/Last-Modified, so an unchanged index is not downloaded again. If no mirror
+    answers, FetchError names the channel and what each mirror said.
+    """
+    tried: list[str] = []
+    missing = 0
+    for base in channel.urls:
+        base = base.rstrip("/")
+        for name in ("repodata.json.zst", "repodata.json"):
+            url = f"{base}/{subdir}/{name}"
+            try:
+                path = _fetch_cached(url, cache_dir)
+            except _NotFound:
+                continue
+            except urllib.error.HTTPError as err:
+                if name.endswith(".zst"):
+                    continue  # some mirrors refuse what they do not have with 403/500
+                tried.append(f"{base} ({_reason(err)})")
+                break
+            except (OSError, http.client.HTTPException) as err:
+                tried.append(f"{base} ({_reason(err)})")
+                break
+            if progress:
+                progress(f"conda: repodata {channel.canonical} {subdir} from {base}")
+            return RepodataFile(channel.canonical, subdir, path, base)
+        else:
+            missing += 1
+            tried.append(f"{base} (no {subdir}/repodata.json)")
+    if missing and subdir != "noarch":
+        # A mirror answered that the channel has no packages for this platform (noarch-only
+        # channels are common); only noarch/repodata.json is required of every channel.
+        return RepodataFile(channel.canonical, subdir, None, None)
+    what = ("is not a conda channel (no noarch/repodata.json)" if missing == len(channel.urls)
+            else "is unreachable")
+    label = channel.canonical if channel.name in ("", channel.canonical) else (
+        f"{channel.name!r} ({channel.canonical})")
+    raise FetchError(f"conda channel {label} {what}: tried {', '.join(tried)}",
+                     hint="check the mirror URLs in config.conda_channel / env.yaml channels")
+
+
+def _fetch_cached(url: str, cache_dir: Path) -> Path:
+    """Download ``url`` into the cache (decompressing .zst), revalidating a cached copy.
+
+    The file is streamed to a temporary name next to its final one and renamed into place,
+    so a concurrent or interrupted lock never sees half a repodata.json.
+    """
+    key = _cache_key(url)
+    data_path = cache_dir / "repodata" / f"{key}.json"
+    meta_path = cache_dir / "repodata" / f"{key}.meta.json"
+    headers: dict[str, str] = {}
+    if data_path.is_file() and meta_path.is_file():
+        meta: dict[str, Any] = {}
+        with contextlib.suppress(OSError, ValueError):
+            meta = json.loads(meta_path.read_text())
+        if meta.get("url") == url and meta.get("size") == data_path.stat().st_size:
+            if meta.get("etag"):
+                headers["If-None-Match"] = meta["etag"]
+            if meta.get("last_modified"):
+                headers["If-Modified-Since"] = meta["last_modified"]
+    data_path.parent.mkdir(parents=True, exist_ok=True)
+    with _open_url(url, headers) as resp:
+        if resp.status == 304 and headers:
+            return data_path
+        fd, tmp = tempfile.mkstemp(dir=data_path.parent, prefix=f".{data_path.name}.")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                source: BinaryIO = resp.body
+                if url.endswith(".zst"):
+                    source = zstandard.ZstdDecompressor().stream_reader(
+                        resp.body, read_across_frames=True)
+                try:
+                    first = source.read(_CHUNK)
+                    if not first.lstrip()[:1] == b"{":
+                        raise OSError(f"{url.rsplit('/', 1)[-1]} is not a JSON object")
+                    size = len(first)
+                    out.write(first)
+                    while chunk := source.read(_CHUNK):
+                        out.write(chunk)
+                        size += len(chunk)
+                except zstandard.ZstdError as err:
+                    raise OSError(f"corrupt {url.rsplit('/', 1)[-1]}: {err}") from None
+            os.replace(tmp, data_path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+    _atomic_write(meta_path, json.dumps({
+        "url": url, "etag": resp.etag, "last_modified": resp.last_modified, "size": size,
+    }, sort_keys=True).encode())
+    return data_path
+
+
+# --------------------------------------------------------------------------------------------
+# solving
+# --------------------------------------------------------------------------------------------
+
+
+def target_virtual_packages(glibc: str, cuda: str | None = None, platform: str = "linux-64",
+                            linux: str = DEFAULT_LINUX_KERNEL) -> list[GenericVirtualPackage]:
+    """The virtual packages of the target image; none of them is read from this machine."""
+    from rattler import BuildString, GenericVirtualPackage, PackageName, Version
+
+    def vp(name: str, version: str, build: str = "0") -> GenericVirtualPackage:
+        return GenericVirtualPackage(PackageName(name), Version(version), BuildString(build))
+
+    out = [vp("__unix", "0"), vp("__linux", linux), vp("__glibc", glibc)]
+    if platform in _ARCH:
+        out.append(vp("__archspec", "1", _ARCH[platform]))
+    if cuda:
+        out.append(vp("__cuda", cuda))
+    return out
+
+
+def _run(coro: Coroutine[Any, Any, _T]) -> _T:
+    """asyncio.run, also from a thread when the caller already runs an event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+def _channel_for_spec(channel: str, channels: Sequence[ChannelLike]) -> ChannelLike | None:
+    wanted = channel.rstrip("/")
+    for loc in channels:
+        if wanted in (loc.name.rstrip("/"), loc.canonical.rstrip("/")) or wanted in (
+                u.rstrip("/") for u in loc.urls):
+            return loc
+    return None
+
+
+def _match_specs(specs: Sequence[str], channels: Sequence[ChannelLike]) -> list[Any]:
+    """Lenient MatchSpecs, with ``chan::`` rewritten to the channel's canonical URL."""
+    from rattler import MatchSpec
+
+    from envnix.frontend.envyaml import conda_spec_channel
+
+    out = []
+    for spec in specs:
+        channel, subdir, rest = conda_spec_channel(spec)
+        text = rest
+        if channel is not None:
+            loc = _channel_for_spec(channel, channels)
+            if loc is None:
+                raise LockError(f"conda spec {spec!r} names channel {channel!r}, which is not "
+                                "among the channels to search",
+                                hint="add it to env.yaml channels: or install.conda_packages"
+                                     "(channel=[...])")
+            text = f"{loc.canonical}{'/' + subdir if subdir else ''}::{rest}"
+        try:
+            out.append(MatchSpec(text, strict=False))
+        except Exception as exc:  # rattler's InvalidMatchSpecError
+            raise LockError(f"invalid conda match spec {spec!r}: {exc}") from None
+    return out
+
+
+def _solver_error(message: str, platform: str, glibc: str, cuda: str | None,
+                  versions_of: Callable[[str], list[str]]) -> LockError:
+    """The solver's explanation, first line as the summary and its tree below it.
+
+    ``versions_of(name)`` lists what the channels have, to tell a misspelt package from a
+    version that does not exist.
+    """
+    text = re.sub(r"^Cannot solve the request because of:\s*", "", message.strip())
+    lines = [ln.rstrip() for ln in text.splitlines() if ln.strip()]
+    summary = lines[0] if lines else "no solution"
+    target = f"{platform}, __glibc {glibc}, " + (f"__cuda {cuda}" if cuda else "no __cuda")
+    missing = re.fullmatch(r"No candidates were found for (\S+)( .*)?\.", summary)
+    if missing and len(lines) == 1:
+        name, spec = missing[1], (missing[1] + (missing[2] or "")).strip()
+        versions = versions_of(name)
+        if not versions:
+            return PackageNotFoundError(
+                f"conda package {name!r} is not in any of the channels ({target})",
+                hint="check the name and the channels; conda names often differ from PyPI's")
+        return LockError(f"conda: no {name} package matches {spec!r} ({target}); the "
+                         f"channels have {name} {', '.join(versions)}")
+    body = "\n".join("    " + ln for ln in lines[1:])
+    hint = None
+    if re.search(r"__glibc [^,\n]*, for which no candidates were found", text):
+        hint = (f"the image's glibc is {glibc} (from base(os=...)); a package needs a newer "
+                "one: pin an older build or use a newer base OS")
+    elif re.search(r"__cuda [^,\n]*, for which no candidates were found", text):
+        hint = ("a package needs a newer CUDA driver than the image's" if cuda else
+                "a package needs CUDA (__cuda): request a CUDA image, or pin a CPU build")
+    return LockError(f"conda: cannot satisfy the request ({target}): {summary}"
+                     + (f"\n{body}" if body else ""), hint=hint)
+
+
+def solve_conda(specs: Sequence[str], channels: Sequence[ChannelLike],
+                repodata: Sequence[RepodataFile], *, glibc: str, cuda: str | None = None,
+                platform: str = "linux-64") -> list[RepoDataRecord]:
+    """Run rattler's solver on cached repodata; channel order is priority (strict, as conda)."""
+    from rattler import Channel, ChannelPriority, SparseRepoData, solve_with_sparse_repodata
+
+    sources = [SparseRepoData(Channel(r.channel), r.subdir, str(r.path))
+               for r in repodata if r.path is not None]
+    match_specs = _match_specs(specs, channels)
+    vps = target_virtual_packages(glibc, cuda, platform)
+    try:
+        return _run(solve_with_sparse_repodata(
+            match_specs, sources, virtual_packages=vps,
+            channel_priority=ChannelPriority.Strict, strategy="highest"))
+    except Exception as exc:
+        if type(exc).__name__ != "SolverError":
+            raise
+        raise _solver_error(str(exc), platform, glibc, cuda,
+                            lambda name: _versions(name, sources)) from None
+
+
+def _versions(name: str, sources: Sequence[Any]) -> list[str]:
+    """Every version of ``name`` in the repodata, oldest first."""
+    from rattler import PackageName
+
+    try:
+        package = PackageName(name)
+    except Exception:  # not a valid conda name: certainly not in the channels
+        return []
+    found = {str(r.version): r.version for src in sources for r in src.load_records(package)}
+    return [v for v, _ in sorted(found.items(), key=lambda kv: kv[1])]
+
+
+# --------------------------------------------------------------------------------------------
+# lock entries
+# --------------------------------------------------------------------------------------------
+
+
+def _noarch(record: RepoDataRecord) -> str | None:
+    kind = record.noarch
+    if kind.python:
+        return "python"
+    if kind.generic:
+        return "generic"
+    return None
+
+
+def _mirrors(url: str, loc: ChannelLike) -> list[str]:
+    canonical = loc.canonical.rstrip("/")
+    if not url.startswith(canonical + "/"):
+        return []
+    tail = url[len(canonical):]
+    return [u.rstrip("/") + tail for u in loc.urls if u.rstrip("/") != canonical]
+
+
+def _hash_download(urls: Sequence[str], md5: str | None, size: int | None, cache_dir: Path,
+                   fn: str, progress: Progress | None) -> tuple[str, int]:
+    """sha256 and size of a package whose repodata has no sha256: download it once.
+
+    The result is cached by URL + md5, so relocking does not download it again; without an md5
+    there is nothing to tie a cached hash to the file, so it is not cached.
+    """
+    key_file = None
+    if md5:
+        key_file = cache_dir / "hashes" / f"{_cache_key(urls[-1] + '#' + md5)}.json"
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            cached = json.loads(key_file.read_text())
+            return str(cached["sha256"]), int(cached["size"])
+    errors = []
+    for url in urls:
+        if progress:
+            progress(f"conda: {fn} has no sha256 in repodata; hashing it from {url}")
+        sha, md5sum, got = hashlib.sha256(), hashlib.md5(), 0
+        try:
+            with _open_url(url) as resp:
+                while chunk := resp.body.read(_CHUNK):
+                    sha.update(chunk)
+                    md5sum.update(chunk)
+                    got += len(chunk)
+        except _NotFound:
+            errors.append(f"{url} (not found)")
+            continue
+        except (OSError, http.client.HTTPException) as err:
+            errors.append(f"{url} ({_reason(err)})")
+            continue
+        if md5 and md5sum.hexdigest() != md5:
+            errors.append(f"{url} (md5 differs from repodata)")
+            continue
+        if size is not None and got != size:
+            errors.append(f"{url} (size {got} differs from repodata's {size})")
+            continue
+        sha256 = sha.hexdigest()
+        if key_file is not None:
+            with contextlib.suppress(OSError):
+                _atomic_write(key_file, json.dumps({"sha256": sha256, "size": got}).encode())
+        return sha256, got
+    raise FetchError(f"conda: {fn} has no sha256 in repodata and could not be downloaded to "
+                     f"hash it: tried {', '.join(errors)}")
+
+
+def lock_entry(record: RepoDataRecord, loc: ChannelLike, cache_dir: Path,
+               progress: Progress | None = None, served_by: str | None = None) -> dict[str, Any]:
+    """The envnix.lock entry of one solved package: plain JSON, keys sorted.
+
+    ``served_by`` is the mirror whose repodata listed it: tried first if it must be hashed.
+    """
+    url = str(record.url)
+    mirrors = _mirrors(url, loc)
+    md5 = record.md5.hex() if record.md5 else None
+    sha256 = record.sha256.hex() if record.sha256 else None
+    size = record.size
+    if sha256 is None or size is None:
+        first = [m for m in mirrors if served_by and m.startswith(served_by.rstrip("/") + "/")]
+        candidates = [*first, *(m for m in mirrors if m not in first), url]
+        sha256, size = _hash_download(candidates, md5, size, cache_dir, str(record.file_name),
+                                      progress)
+    timestamp = record.timestamp
+    entry = {
+        "kind": "conda",
+        "name": record.name.normalized,
+        "version": str(record.version),
+        "build": str(record.build),
+        "build_number": int(record.build_number),
+        "subdir": str(record.subdir),
+        "fn": str(record.file_name),
+        "url": str(url),
+        "mirrors": mirrors,
+        "channel": loc.canonical.rstrip("/"),
+        "sha256": sha256,
+        "md5": md5,
+        "size": int(size),
+        "depends": [str(d) for d in record.depends],
+        "constrains": [str(c) for c in record.constrains],
+        "noarch": _noarch(record),
+        "license": str(record.license) if record.license is not None else None,
+        "timestamp": round(timestamp.timestamp() * 1000) if timestamp else None,
+    }
+    return {k: entry[k] for k in sorted(entry)}
+
+
+def lock_conda(
+    specs: Sequence[str],
+    channels: Sequence[ChannelLike],
+    *,
+    glibc: str,
+    cuda: str | None = None,
+    platform: str = "linux-64",
+    progress: Progress | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> list[dict[str, Any]]:
+    """Resolve conda ``specs`` for ``platform`` with the given target glibc/CUDA.
+
+    ``channels`` are in priority order (a package comes from the first channel that has its
+    name). Returns one lock entry per package, sorted by name.
+    """
+    if not specs:
+        return []
+    if not channels:
+        raise LockError("conda packages are requested but no channel is configured",
+                        hint="list channels in env.yaml or install.conda_packages(channel=...)")
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    try:
+        (cache / "repodata").mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise LockError(f"cannot create the conda cache {cache}: {err.strerror or err}",
+                        hint="point XDG_CACHE_HOME at a writable directory") from None
+    started = time.monotonic()
+    jobs = [(loc, subdir) for loc in channels for subdir in (platform, "noarch")]
+    # Indexes download in parallel; results (and the first error) are taken in priority order.
+    with concurrent.futures.ThreadPoolExecutor(min(8, len(jobs))) as pool:
+        futures = [pool.submit(fetch_repodata, loc, subdir, cache, progress)
+                   for loc, subdir in jobs]
+        repodata = [f.result() for f in futures]
+    if progress:
+        extra = f", __cuda {cuda}" if cuda else ""
+        progress(f"conda: solving {len(specs)} spec(s) for {platform} (__glibc {glibc}{extra})")
+    records = solve_conda(specs, channels, repodata, glibc=glibc, cuda=cuda, platform=platform)
+    by_canonical = {loc.canonical.rstrip("/"): loc for loc in channels}
+    served = {(r.channel.rstrip("/"), r.subdir): r.fetched_from for r in repodata}
+    entries = []
+    for record in records:
+        loc = by_canonical.get(record.channel.rstrip("/")) if record.channel else None
+        if loc is None:  # pragma: no cover - rattler labels records with our Channel
+            raise LockError(f"conda: {record.file_name} came from an unknown channel "
+                            f"{record.channel!r}")
+        served_by = served.get((loc.canonical.rstrip("/"), str(record.subdir)))
+        entries.append(lock_entry(record, loc, cache, progress, served_by))
+    entries.sort(key=lambda e: (e["name"], e["subdir"], e["fn"]))
+    if progress:
+        total = sum(e["size"] for e in entries)
+        progress(f"conda: locked {len(entries)} package(s), {total / 1e6:.1f} MB, "
+                 f"in {time.monotonic() - started:.1f}s")
+    return entries
