@@ -6,36 +6,106 @@ image with no resolver and no index access.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from envnix.errors import LockError
+from envnix.frontend.envyaml import (
+    ChannelLocation,
+    Condarc,
+    EnvFile,
+    effective_channels,
+    parse_condarc,
+    parse_env_yaml,
+    resolve_channels,
+)
 from envnix.lock import debian, pip
 from envnix.lock.lockfile import LOCK_NAME, Lock, read_lock, stale_reason, write_lock
-from envnix.spec import ImageSpec
+from envnix.spec import ImageSpec, PipRequest
 
-__all__ = ["LOCK_NAME", "Lock", "apt_sources", "lock_inputs", "make_lock", "read_lock",
-           "stale_reason", "write_lock"]
+__all__ = ["LOCK_NAME", "CondaPlan", "Lock", "apt_sources", "conda_plan", "lock_inputs",
+           "make_lock", "pip_request", "read_lock", "stale_reason", "write_lock"]
 
 Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class CondaPlan:
+    """The conda side of a spec, with env.yaml and the .condarc read: what the solver gets."""
+
+    specs: tuple[str, ...]
+    channel_names: tuple[str, ...]
+    channels: tuple[ChannelLocation, ...]
+    condarc: Condarc | None
+    env_file: EnvFile | None
+
+
+def conda_plan(spec: ImageSpec, context: Path) -> CondaPlan | None:
+    """Read env.yaml and config.conda_channel for a conda-provided Python; None otherwise."""
+    if spec.python is None or spec.python.provider != "conda":
+        return None
+    env = parse_env_yaml(context / spec.conda.env_file) if spec.conda.env_file else None
+    condarc = (parse_condarc(spec.conda.condarc, f"{spec.manifest}: config.conda_channel")
+               if spec.conda.condarc else None)
+    names = effective_channels(env.channels if env else (), condarc,
+                               nodefaults=env.nodefaults if env else False,
+                               first=spec.conda.channels)
+    specs = (f"python {spec.python.version}.*", *spec.conda.packages,
+             *(env.dependencies if env else ()))
+    if not names and not any("::" in s for s in specs):
+        raise LockError("no conda channel is configured for this image's conda packages",
+                        hint="name one in install.conda_packages(channel=[...]), env.yaml "
+                             "channels:, or config.conda_channel")
+    return CondaPlan(specs, names, resolve_channels(names, condarc, specs), condarc, env)
+
+
+def pip_request(spec: ImageSpec, plan: CondaPlan | None) -> PipRequest:
+    """build.envd's pip request plus env.yaml's pip: section (installed into the conda env)."""
+    env = plan.env_file if plan else None
+    if env is None:
+        return spec.pip
+    if env.pip_local:
+        path, _ = env.pip_local[0]
+        raise LockError(f"{env.source.name}: local pip path {path} is not supported yet",
+                        hint="install it from an index, or wait for io.copy + run() support")
+    return dataclasses.replace(
+        spec.pip,
+        packages=[*spec.pip.packages, *env.pip],
+        index_url=env.pip_index_url or spec.pip.index_url,
+        extra_index_urls=[*spec.pip.extra_index_urls, *env.pip_extra_index_urls],
+        trusted_hosts=sorted({*spec.pip.trusted_hosts, *env.pip_trusted_hosts}),
+    )
 
 
 def lock_inputs(spec: ImageSpec, context: Path) -> dict[str, Any]:
     """What the lock answers: the requests, not the machine. A change here makes it stale."""
     python = spec.python
-    return {
+    plan = conda_plan(spec, context)
+    request = pip_request(spec, plan)
+    inputs: dict[str, Any] = {
         "apt": {"release": spec.os.codename, "architecture": "amd64",
                 "packages": spec.apt_roots()},
         "pip": {
             "python": python.version if python else None,
             "platform": pip.manylinux_platform(spec.os.glibc),
-            "requirements": pip.requirements_text(spec.pip, context).splitlines(),
-            "index": spec.pip.index_url,
-            "extra-index": spec.pip.extra_index_urls,
+            "requirements": pip.requirements_text(request, context).splitlines(),
+            "index": request.index_url,
+            "extra-index": request.extra_index_urls,
         },
     }
+    if plan is not None:
+        inputs["conda"] = {
+            "specs": list(plan.specs),
+            "channels": [c.canonical for c in plan.channels],
+            "mirrors": [list(c.urls) for c in plan.channels],
+            "glibc": spec.os.glibc,
+            "platform": "linux-64",
+        }
+    return inputs
 
 
 def apt_sources(codename: str, mirror: str | None = None,
@@ -53,8 +123,16 @@ def make_lock(spec: ImageSpec, context: Path, sources: list[debian.AptSource],
     """Resolve everything the spec asks for. Network access happens here and only here."""
     if spec.python is None:
         raise LockError("the image has no Python; nothing to lock pip packages for")
+    plan = conda_plan(spec, context)
     indexes, packages = debian.lock_apt(sources, spec.apt_roots(), progress=progress)
-    wheels = pip.lock_pip(spec.pip, context, spec.python.version, spec.os.glibc, progress)
+    conda_packages: list[dict[str, Any]] = []
+    if plan is not None:
+        from envnix.lock.conda import lock_conda  # rattler loads only for conda images
+
+        conda_packages = lock_conda(plan.specs, plan.channels, glibc=spec.os.glibc,
+                                    progress=progress)
+    wheels = pip.lock_pip(pip_request(spec, plan), context, spec.python.version,
+                          spec.os.glibc, progress)
     return Lock(
         inputs=lock_inputs(spec, context),
         apt_sources=[{"uri": s.uri, "suite": s.suite, "components": list(s.components)}
@@ -62,4 +140,7 @@ def make_lock(spec: ImageSpec, context: Path, sources: list[debian.AptSource],
         apt_indexes=[i.to_lock_dict() for i in indexes],
         apt_packages=[p.to_lock_dict() for p in packages],
         pip_wheels=[w.to_lock_dict() for w in wheels],
+        conda_channels=[{"name": c.name, "url": c.canonical, "mirrors": list(c.urls)}
+                        for c in plan.channels] if plan else [],
+        conda_packages=conda_packages,
     )

@@ -31,6 +31,8 @@ class Lock:
     apt_indexes: list[dict[str, Any]] = field(default_factory=list)
     apt_packages: list[dict[str, Any]] = field(default_factory=list)
     pip_wheels: list[dict[str, Any]] = field(default_factory=list)
+    conda_channels: list[dict[str, Any]] = field(default_factory=list)
+    conda_packages: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -43,6 +45,10 @@ class Lock:
                 "packages": sorted(self.apt_packages, key=lambda p: p["name"]),
             },
             "pip": {"wheels": sorted(self.pip_wheels, key=lambda w: w["name"])},
+            "conda": {
+                "channels": self.conda_channels,
+                "packages": sorted(self.conda_packages, key=lambda p: p["name"]),
+            },
         }
 
     def dumps(self) -> str:
@@ -68,10 +74,12 @@ class Lock:
             apt_indexes=data["apt"]["indexes"],
             apt_packages=data["apt"]["packages"],
             pip_wheels=data["pip"]["wheels"],
+            conda_channels=data.get("conda", {}).get("channels", []),
+            conda_packages=data.get("conda", {}).get("packages", []),
         )
 
     def artifacts(self) -> list[dict[str, Any]]:
-        return [*self.apt_packages, *self.pip_wheels]
+        return [*self.apt_packages, *self.conda_packages, *self.pip_wheels]
 
 
 def read_lock(path: Path) -> Lock | None:

@@ -22,7 +22,7 @@ import jinja2
 
 from envnix import __version__
 from envnix.lock.lockfile import LOCK_NAME, Lock
-from envnix.spec import ImageSpec
+from envnix.spec import CONDA_PREFIX, ImageSpec
 
 HOST_PYTHON = "/usr/bin/python3"
 HOST_SANDBOX_PATHS = ("/usr", "/lib", "/lib64")
@@ -74,7 +74,7 @@ def _artifact_key(kind: str, name: str) -> str:
 def plan_layers(artifacts: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """Group artifacts into layers: skeleton, OS, pip, metadata; big artifacts alone."""
     layers: list[dict[str, Any]] = [{"name": "skeleton", "trees": ["@skeleton"]}]
-    for kind, group in (("deb", "os"), ("wheel", "pip")):
+    for kind, group in (("deb", "os"), ("conda", "conda"), ("wheel", "pip")):
         keys = sorted(k for k, a in artifacts.items() if a["kind"] == kind)
         small = [k for k in keys if artifacts[k]["size"] < OWN_LAYER_BYTES]
         big = [k for k in keys if artifacts[k]["size"] >= OWN_LAYER_BYTES]
@@ -96,6 +96,18 @@ def build_plan(spec: ImageSpec, lock: Lock, tag: str) -> dict[str, Any]:
             "sha256": pkg["sha256"], "size": pkg["size"],
             "storeName": store_name(pkg["url"].rsplit("/", 1)[-1]),
         }
+    for pkg in lock.conda_packages:
+        # The whole record goes to the builder: it becomes conda-meta/<name>-<ver>-<build>.json.
+        record = {k: v for k, v in pkg.items() if k not in ("kind", "mirrors")}
+        # Nix's builtin fetcher takes one URL: the channel's configured mirror (what this
+        # machine reached when locking) before the canonical URL. The hash pins the bytes.
+        fetch_url = (pkg.get("mirrors") or [pkg["url"]])[0]
+        artifacts[_artifact_key("conda", pkg["name"])] = {
+            "kind": "conda", "name": pkg["name"], "version": pkg["version"], "url": fetch_url,
+            "sha256": pkg["sha256"], "size": pkg["size"], "fn": pkg["fn"],
+            "storeName": store_name(pkg["fn"]),
+            "record": json.dumps(record, sort_keys=True, separators=(",", ":")),
+        }
     for wheel in lock.pip_wheels:
         artifacts[_artifact_key("wheel", wheel["name"])] = {
             "kind": "wheel", "name": wheel["name"], "version": wheel["version"],
@@ -108,12 +120,14 @@ def build_plan(spec: ImageSpec, lock: Lock, tag: str) -> dict[str, Any]:
         "storeName": store_name(tag.replace(":", "-")),
         "mtime": source_date_epoch(),
         "workdir": spec.workdir,
+        "condaPrefix": CONDA_PREFIX,
         "python": {
             "interpreter": python.interpreter if python else "",
             "sitePackages": python.site_packages if python else "",
             "scriptsDir": python.scripts_dir if python else "",
             "dataDir": python.data_dir if python else "",
             "headersRoot": python.headers_dir if python else "",
+            "version": python.version if python else "",
         },
         "artifacts": artifacts,
         "layers": plan_layers(artifacts),
@@ -166,6 +180,26 @@ def _json(obj: Any) -> str:
     return json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
+def _write_zstandard(directory: Path, needed: bool) -> None:
+    """Give the host toolchain's Python the ``zstandard`` module for .conda packages.
+
+    Debian's python3 has no zstandard, and ``python -E`` ignores PYTHONPATH, so the builders
+    take a directory holding a copy of envnix's own installed zstandard as ``zstdPath``. Only
+    the installed module is copied (same CPython ABI as the host's python3 on Debian 12).
+    """
+    target = directory / "zstandard"
+    if not needed:
+        shutil.rmtree(directory, ignore_errors=True)
+        return
+    import zstandard
+
+    source = Path(zstandard.__file__).parent
+    if target.is_dir():
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyi"))
+
+
 def render(spec: ImageSpec, lock: Lock, out_dir: Path, tag: str,
            toolchain: str = "host", nixpkgs: str = "nixpkgs") -> Rendered:
     """Write the Nix project for ``spec`` + ``lock`` into ``out_dir``."""
@@ -186,6 +220,8 @@ def render(spec: ImageSpec, lock: Lock, out_dir: Path, tag: str,
     _write(out_dir / "plan.json", _json(build_plan(spec, lock, tag)))
     _write(out_dir / "image-config.json", _json(image_config(spec, lock)))
     _write(out_dir / LOCK_NAME, lock.dumps())
+    _write_zstandard(out_dir / "toolchain",
+                     needed=any(p["fn"].endswith(".conda") for p in lock.conda_packages))
     builders = out_dir / "builders"
     builders.mkdir(exist_ok=True)
     source = resources.files("envnix.builders")
