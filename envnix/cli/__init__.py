@@ -28,6 +28,7 @@ from envnix.lock import (
     write_lock,
 )
 from envnix.nix import nix_build
+from envnix.oci.output import parse_output
 from envnix.render import render
 from envnix.spec import ImageSpec
 
@@ -165,12 +166,16 @@ def render_cmd(path: str | None, path_opt: str | None, from_: str, apt_mirror: s
 @_build_options
 @click.option("--store", help="Nix store to build in (e.g. a directory for a chroot store).")
 @click.option("-v", "--verbose", is_flag=True, help="Show Nix's full build log.")
+@click.option("-o", "--output", "outputs", multiple=True, metavar="CSV",
+              help="envd's --output: type=image,name=REF,push=true | "
+                   "type=oci|docker|tar,dest=FILE|- (see envnix push for credentials).")
 def build_cmd(path: str | None, path_opt: str | None, from_: str, apt_mirror: str | None,
               tag: str | None, locked: bool, out_dir: Path | None, toolchain: str, nixpkgs: str,
-              store: str | None, verbose: bool) -> None:
+              store: str | None, verbose: bool, outputs: tuple[str, ...]) -> None:
     """Lock (if needed), render and build the image with Nix; print its OCI layout path."""
     context = _context(path, path_opt)
-    tag = tag or _default_tag(context)
+    output = parse_output(outputs)  # before the build: a bad --output fails fast
+    tag = output.build_tag(tag, _default_tag(context)) if output else tag or _default_tag(context)
     if not _TAG_RE.match(tag):
         raise UsageError(f"invalid tag {tag!r}: expected name[:tag] in lowercase")
     spec = load_spec(context, from_)
@@ -186,13 +191,17 @@ def build_cmd(path: str | None, path_opt: str | None, from_: str, apt_mirror: st
     # The store path, not the result link: podman derives an image name from an oci: path,
     # and a component like ".envnix" is not a valid name.
     layout = result.out_path / "oci"
-    click.echo(f"image:    {tag}")
-    click.echo(f"store:    {result.out_path}")
-    click.echo(f"config:   {digests['config']}")
-    click.echo(f"manifest: {digests['manifest']}")
-    click.echo(f"result:   {rendered.directory / 'result'}")
-    click.echo(f"oci:      oci:{layout}")
-    click.echo(f"run:      podman run --rm oci:{layout} python3")
+    # With --output ...,dest=- stdout carries the archive, so the summary goes to stderr.
+    echo = _progress if output and output.to_stdout else click.echo
+    echo(f"image:    {tag}")
+    echo(f"store:    {result.out_path}")
+    echo(f"config:   {digests['config']}")
+    echo(f"manifest: {digests['manifest']}")
+    echo(f"result:   {rendered.directory / 'result'}")
+    echo(f"oci:      oci:{layout}")
+    echo(f"run:      podman run --rm oci:{layout} python3")
+    if output:
+        _publish.run_output(output, rendered.directory, result.out_path, store, verbose)
 
 
 def main() -> None:
@@ -209,3 +218,6 @@ def main() -> None:
         if exc.hint:
             click.echo(f"  hint: {exc.hint}", err=True)
         sys.exit(exc.exit_code)
+
+
+from envnix.cli import publish as _publish  # noqa: E402  (registers push/load on cli)

@@ -1,0 +1,169 @@
+"""``envnix push`` and ``envnix load``, and what ``envnix build --output`` does after the build.
+
+Why these read ``<context>/.envnix/result``: envnix keeps no image store of its own; the last
+build of a context *is* its image (a Nix store path), so publishing never rebuilds and never
+touches the lock. Results (``DEST@sha256:...``, loaded names) go to stdout, progress to stderr.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from envnix.cli import GENERATED_DIR, _context, _progress, cli, path_option
+from envnix.errors import UsageError
+from envnix.oci.output import OutputSpec
+from envnix.oci.publish import (
+    BuiltImage,
+    RegistryOptions,
+    build_archive,
+    choose_engine,
+    is_registry_ref,
+    last_build,
+    load_archive,
+    parse_destination,
+    push,
+    read_image,
+    store_real_path,
+    write_archive,
+    write_rootfs,
+)
+
+
+def _registry_options(fn):  # type: ignore[no-untyped-def]
+    for option in reversed([
+        click.option("--creds", metavar="USER[:PASSWORD]", envvar="ENVNIX_REGISTRY_CREDS",
+                     show_envvar=True,
+                     help="Registry credentials (prompted for the password if omitted). "
+                          "Prefer the environment variable or --authfile in CI."),
+        click.option("--authfile", type=click.Path(path_type=Path),
+                     help="Auth file (auth.json / docker config.json). Default: skopeo's own "
+                          "lookup (REGISTRY_AUTH_FILE, then podman and docker logins)."),
+        click.option("--cert-dir", type=click.Path(path_type=Path),
+                     envvar="ENVNIX_REGISTRY_CERT_DIR", show_envvar=True,
+                     help="Directory with the registry's CA as ca.crt (and client certs)."),
+        click.option("--tls-verify", type=click.BOOL, default=True, show_default=True,
+                     envvar="ENVNIX_REGISTRY_TLS_VERIFY", metavar="BOOL",
+                     help="Require HTTPS and verify certificates; --tls-verify=false allows "
+                          "plain HTTP and untrusted certificates."),
+    ]):
+        fn = option(fn)
+    return fn
+
+
+def _creds(creds: str | None) -> str | None:
+    """USER without a password: ask for it (hidden), as skopeo does; never echo it."""
+    if creds is None or ":" in creds:
+        return creds
+    if not click.get_text_stream("stdin").isatty():
+        raise UsageError("--creds has no password and stdin is not a terminal",
+                         hint="use --creds USER:PASSWORD via ENVNIX_REGISTRY_CREDS, "
+                              "or --authfile")
+    password = click.prompt(f"password for {creds}", hide_input=True, err=True)
+    return f"{creds}:{password}"
+
+
+def _generated(context: Path, out_dir: Path | None) -> Path:
+    return (out_dir or context / GENERATED_DIR).absolute()
+
+
+def _check_name(image: BuiltImage, wanted: str | None, context: Path) -> None:
+    """``envnix push NAME:TAG DEST``: NAME:TAG must be what the last build was tagged."""
+    if wanted is not None and wanted != image.name:
+        raise UsageError(f"the last build in {context} is {image.name}, not {wanted}",
+                         hint=f"run envnix build -t {wanted} first (or pass -p CONTEXT)")
+
+
+@cli.command("push")
+@click.argument("args", nargs=-1, metavar="[PATH|NAME:TAG] DEST...")
+@path_option
+@click.option("-t", "--tag", "name", help="The built image's name:tag (must match the last "
+                                          "build; a guard for scripts).")
+@click.option("--out-dir", type=click.Path(path_type=Path),
+              help=f"The build's Nix project (default: <context>/{GENERATED_DIR}).")
+@_registry_options
+@click.option("--store", help="The Nix store the image was built in (as given to build).")
+@click.option("-v", "--verbose", is_flag=True, help="Show skopeo's log (credentials removed).")
+def push_cmd(args: tuple[str, ...], path_opt: str | None, name: str | None,
+             out_dir: Path | None, creds: str | None, authfile: Path | None,
+             cert_dir: Path | None, tls_verify: bool, store: str | None, verbose: bool) -> None:
+    """Push the last image built in PATH to each DEST (host[:port]/name[:tag]).
+
+    The first argument may be the build context (a directory) or the built image's NAME:TAG;
+    every other argument is a destination (a `docker://` prefix is optional, the tag defaults
+    to the build's). Without DEST, pushes to the build's own tag when that names a registry.
+    Prints DEST@sha256:... per destination after checking that the registry holds exactly
+    the manifest the build computed. Exit 7 when the registry or the push fails.
+    """
+    path_arg: str | None = None
+    rest = list(args)
+    if rest and not is_registry_ref(rest[0]):
+        first = rest.pop(0)
+        if Path(first).is_dir():
+            path_arg = first
+        elif not rest and "/" in first:
+            parse_destination(first, "latest")  # meant as DEST: say why it is not one
+            raise UsageError(f"{first} is not a registry reference")
+        elif name is None:
+            name = first
+        else:
+            raise UsageError(f"{first} is neither a build context nor a registry reference")
+    context = _context(path_arg, path_opt)
+    image = last_build(_generated(context, out_dir), store)
+    _check_name(image, name, context)
+    targets = rest or ([image.name] if image.name and is_registry_ref(image.name) else [])
+    if not targets:
+        raise UsageError(f"no destination: the image is tagged {image.name}, which names no "
+                         "registry", hint="give one: envnix push host[:port]/name[:tag]")
+    dests = [parse_destination(t, image.tag) for t in targets]
+    opts = RegistryOptions(creds=_creds(creds), authfile=authfile, cert_dir=cert_dir,
+                           tls_verify=tls_verify)
+    for result in push(image, dests, opts, _progress, verbose=verbose):
+        click.echo(f"{result.dest}@{result.digest}")
+
+
+@cli.command("load")
+@click.argument("path", required=False)
+@path_option
+@click.option("--out-dir", type=click.Path(path_type=Path),
+              help=f"The build's Nix project (default: <context>/{GENERATED_DIR}).")
+@click.option("--engine", type=click.Choice(["auto", "podman", "docker"]), default="auto",
+              show_default=True,
+              help="auto: docker when its daemon answers, else podman.")
+@click.option("--store", help="The Nix store the image was built in (as given to build).")
+@click.option("-v", "--verbose", is_flag=True, help="Show Nix's full build log.")
+def load_cmd(path: str | None, path_opt: str | None, out_dir: Path | None, engine: str,
+             store: str | None, verbose: bool) -> None:
+    """Load the last image built in PATH into podman or docker (as its build tag)."""
+    context = _context(path, path_opt)
+    generated = _generated(context, out_dir)
+    image = last_build(generated, store)
+    chosen = choose_engine(engine)
+    archive = build_archive(generated, image, store, _progress, verbose)
+    result = load_archive(archive, image, chosen, _progress)
+    for loaded in result.names or (image.name or image.manifest,):
+        click.echo(f"{result.engine}: {loaded}")
+
+
+def run_output(spec: OutputSpec, generated: Path, out_path: Path, store: str | None,
+               verbose: bool) -> None:
+    """After ``envnix build --output ...``: push, or write the archive / root filesystem."""
+    image = read_image(store_real_path(out_path, store), out_path)
+    if spec.type == "image":
+        if not spec.push:
+            _progress("output: type=image without push=true: the image stays in the Nix store "
+                      "(envnix push publishes it)")
+            return
+        targets = spec.names or ((image.name,) if image.name else ())
+        dests = [parse_destination(t, image.tag) for t in targets]
+        opts = RegistryOptions.from_env(insecure=spec.insecure)
+        for result in push(image, dests, opts, _progress, verbose=verbose):
+            click.echo(f"pushed:   {result.dest}@{result.digest}")
+        return
+    if spec.type == "tar":
+        where = write_rootfs(image, spec.dest)
+    else:
+        where = write_archive(build_archive(generated, image, store, _progress, verbose),
+                              spec.dest)
+    _progress(f"output: wrote type={spec.type} to {where}")

@@ -1,0 +1,837 @@
+"""Publish a built image: push it to a registry, load it into podman/docker, write it to a file.
+
+Why skopeo from the OCI layout: the layout's layers are already gzipped by envnix's own
+deterministic writer, so ``skopeo copy --preserve-digests oci:... docker://...`` sends the
+bytes Nix built, unchanged, and skips blobs the registry already has (a HEAD per blob). The
+push is then *proved*: skopeo's ``--digestfile`` and a read-back of the manifest from the
+registry (``skopeo inspect --raw``, hashed here) must both equal the manifest digest the build
+wrote to ``digests.json``. A manifest digest covers the config and every layer digest, and a
+registry verifies each blob's digest on upload, so equal manifest digests mean equal bytes.
+
+Credentials never reach argv, logs or errors: ``--creds`` is written to a private auth file
+(mode 0600, in a 0700 temporary directory, deleted afterwards) that skopeo reads, and every
+line skopeo prints is scrubbed of the secret before it is parsed or shown.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import posixpath
+import re
+import shutil
+import ssl
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from envnix.errors import PublishError, ToolMissingError, UsageError
+
+Progress = Callable[[str], None]
+
+# --------------------------------------------------------------------------------------------
+# The built image
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Blob:
+    digest: str
+    size: int
+
+
+@dataclass(frozen=True)
+class BuiltImage:
+    """What one build produced: the OCI layout and the digests the build computed."""
+
+    out_path: Path          # the store path Nix reported
+    root: Path              # where its files are (differs from out_path in a chroot store)
+    ref: str | None         # index.json's org.opencontainers.image.ref.name (the tag part)
+    name: str | None        # io.containerd.image.name (name:tag given to the build)
+    manifest: str
+    config: Blob
+    layers: tuple[Blob, ...]
+    manifest_size: int
+
+    @property
+    def layout(self) -> Path:
+        return self.root / "oci"
+
+    @property
+    def source(self) -> str:
+        """The skopeo source reference of the layout."""
+        return f"oci:{self.layout}:{self.ref}" if self.ref else f"oci:{self.layout}"
+
+    @property
+    def tag(self) -> str:
+        return self.ref or "latest"
+
+    def blob_path(self, digest: str) -> Path:
+        return self.layout / "blobs" / "sha256" / digest.removeprefix("sha256:")
+
+
+def _read_json(path: Path, what: str) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise PublishError(f"cannot read {what} {path}: {e.strerror}",
+                           hint="run envnix build again") from None
+    except json.JSONDecodeError as e:
+        raise PublishError(f"{what} {path} is not valid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise PublishError(f"{what} {path} is not a JSON object")
+    return data
+
+
+def read_image(root: Path, out_path: Path | None = None) -> BuiltImage:
+    """Read an image derivation output ($out with oci/ and digests.json) and cross-check it."""
+    digests = _read_json(root / "digests.json", "digests file")
+    index = _read_json(root / "oci" / "index.json", "OCI index")
+    manifests = index.get("manifests") or []
+    if len(manifests) != 1:
+        raise PublishError(f"{root}/oci/index.json lists {len(manifests)} manifests, expected 1")
+    desc = manifests[0]
+    if desc.get("digest") != digests.get("manifest"):
+        raise PublishError(f"{root}: index.json names manifest {desc.get('digest')} but "
+                           f"digests.json says {digests.get('manifest')}",
+                           hint="the image output is inconsistent; run envnix build again")
+    manifest_path = root / "oci" / "blobs" / "sha256" / str(desc["digest"]).removeprefix("sha256:")
+    try:
+        manifest_bytes = manifest_path.read_bytes()
+    except OSError as e:
+        raise PublishError(f"cannot read the manifest {manifest_path}: {e.strerror}",
+                           hint="run envnix build again") from None
+    if "sha256:" + hashlib.sha256(manifest_bytes).hexdigest() != desc["digest"]:
+        raise PublishError(f"{manifest_path} does not match its digest",
+                           hint="the store is corrupted; run nix-store --verify --check-contents")
+    manifest = json.loads(manifest_bytes)
+    annotations = desc.get("annotations") or {}
+    return BuiltImage(
+        out_path=out_path or root,
+        root=root,
+        ref=annotations.get("org.opencontainers.image.ref.name"),
+        name=annotations.get("io.containerd.image.name"),
+        manifest=desc["digest"],
+        config=Blob(manifest["config"]["digest"], int(manifest["config"]["size"])),
+        layers=tuple(Blob(layer["digest"], int(layer["size"])) for layer in manifest["layers"]),
+        manifest_size=len(manifest_bytes),
+    )
+
+
+def store_real_path(out_path: Path, store: str | None) -> Path:
+    """Where a store path's files are: under DIR for a chroot store (``--store DIR``)."""
+    if store and "://" not in store:
+        return Path(str(Path(store).absolute()) + str(out_path))
+    return out_path
+
+
+def last_build(generated: Path, store: str | None = None) -> BuiltImage:
+    """The image of the last ``envnix build`` whose Nix project is ``generated`` (.envnix)."""
+    result = generated / "result"
+    if not os.path.lexists(result):
+        raise UsageError(f"no image has been built in {generated.parent} ({result} is missing)",
+                         hint="run envnix build first")
+    out_path = Path(os.readlink(result))
+    if not out_path.is_absolute():
+        out_path = (result.parent / out_path).resolve()
+    root = store_real_path(out_path, store)
+    if not (root / "digests.json").exists():
+        raise UsageError(
+            f"the last build's image {out_path} is not in the Nix store",
+            hint="it was garbage-collected or built with --store: run envnix build again "
+                 "(or pass the same --store)")
+    return read_image(root, out_path)
+
+
+def toolchain_of(generated: Path) -> str:
+    """The toolchain default.nix was rendered for (the archive must be built with the same)."""
+    try:
+        text = (generated / "default.nix").read_text(encoding="utf-8")
+    except OSError:
+        raise UsageError(f"{generated}/default.nix is missing",
+                         hint="run envnix build first") from None
+    m = re.search(r'toolchain \? "([a-z]+)"', text)
+    return m[1] if m else "host"
+
+
+def build_archive(generated: Path, image: BuiltImage, store: str | None,
+                  progress: Progress, verbose: bool = False) -> Path:
+    """Build the ``archive`` attribute (image.tar) of the project that built ``image``."""
+    from envnix.nix import nix_build  # Nix is only needed for archives, not for push
+
+    result = nix_build(generated, "archive", toolchain_of(generated), out_link=None,
+                       store=store, progress=progress, verbose=verbose)
+    root = store_real_path(result.out_path, store)
+    archived = _read_json(root / "digests.json", "digests file")
+    if archived.get("manifest") != image.manifest:
+        raise PublishError(
+            f"the Nix project in {generated} no longer builds the last image "
+            f"({archived.get('manifest')} instead of {image.manifest})",
+            hint="run envnix build again, then retry")
+    return root / "image.tar"
+
+
+# --------------------------------------------------------------------------------------------
+# Destinations and registry options
+# --------------------------------------------------------------------------------------------
+
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_LABEL = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
+_HOST = rf"(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9a-fA-F:]+\])(?::[0-9]+)?"
+_DEST = re.compile(rf"(?P<host>{_HOST})/(?P<repo>{_COMPONENT}(?:/{_COMPONENT})*)"
+                   r"(?::(?P<tag>[\w][\w.-]{0,127}))?")
+_TAG = re.compile(r"[\w][\w.-]{0,127}")
+
+
+@dataclass(frozen=True)
+class Destination:
+    """A registry reference ``host[:port]/repo[:tag]``."""
+
+    host: str
+    repo: str
+    tag: str
+
+    def __str__(self) -> str:
+        return f"{self.host}/{self.repo}:{self.tag}"
+
+    @property
+    def transport(self) -> str:
+        return f"docker://{self}"
+
+
+def _host_like(component: str) -> bool:
+    """docker's rule: a first component with '.', ':' or 'localhost' names a registry."""
+    return "." in component or ":" in component or component == "localhost" or \
+        component.startswith("[")
+
+
+def is_registry_ref(text: str) -> bool:
+    """True for ``[docker://]host[:port]/name[:tag]``; False for ``name:tag`` or a path."""
+    text = text.removeprefix("docker://")
+    first, sep, _ = text.partition("/")
+    return bool(sep) and _host_like(first) and _DEST.fullmatch(text) is not None
+
+
+def parse_destination(text: str, default_tag: str) -> Destination:
+    """``[docker://]host[:port]/repo[:tag]`` -> Destination; the tag defaults to the build's."""
+    raw = text.removeprefix("docker://")
+    if "@" in raw:
+        raise UsageError(f"{text}: push to a tag, not a digest (the digest is printed after "
+                         "the push)")
+    first = raw.partition("/")[0]
+    if "/" not in raw or not _host_like(first):
+        raise UsageError(
+            f"{text} does not name a registry: expected host[:port]/name[:tag]",
+            hint="envnix never guesses a default registry; e.g. registry.example.com/team/app:1")
+    m = _DEST.fullmatch(raw)
+    if not m:
+        raise UsageError(f"{text} is not a valid image reference",
+                         hint="names are lowercase: host[:port]/path/name[:tag]")
+    tag = m["tag"] or default_tag
+    if not _TAG.fullmatch(tag):
+        raise UsageError(f"{text}: invalid tag {tag!r}")
+    return Destination(m["host"], m["repo"], tag)
+
+
+@dataclass(frozen=True)
+class RegistryOptions:
+    """How to reach and authenticate to the registry (skopeo's names for each)."""
+
+    creds: str | None = None          # USER:PASSWORD
+    authfile: Path | None = None      # an auth.json / docker config.json
+    cert_dir: Path | None = None      # DIR/ca.crt (+ client *.cert/*.key)
+    tls_verify: bool = True
+
+    def __post_init__(self) -> None:
+        if self.creds is not None and self.authfile is not None:
+            raise UsageError("give --creds (or ENVNIX_REGISTRY_CREDS) or --authfile, not both")
+        if self.creds is not None:
+            user, sep, _ = self.creds.partition(":")
+            if not user or not sep:
+                raise UsageError("--creds must be USER:PASSWORD")
+        if self.authfile is not None and not self.authfile.is_file():
+            raise UsageError(f"--authfile {self.authfile} does not exist")
+        if self.cert_dir is not None and not self.cert_dir.is_dir():
+            raise UsageError(f"--cert-dir {self.cert_dir} is not a directory")
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, *,
+                 insecure: bool = False) -> RegistryOptions:
+        """The options ``envnix build --output ...,push=true`` uses (no push flags there)."""
+        env = os.environ if environ is None else environ
+        verify = env.get("ENVNIX_REGISTRY_TLS_VERIFY", "true").lower() not in ("0", "false", "no")
+        return cls(creds=env.get("ENVNIX_REGISTRY_CREDS") or None,
+                   cert_dir=Path(env["ENVNIX_REGISTRY_CERT_DIR"])
+                   if env.get("ENVNIX_REGISTRY_CERT_DIR") else None,
+                   tls_verify=verify and not insecure)
+
+    def secrets(self) -> list[str]:
+        """Every form of the secret that could show up in text (longest first)."""
+        if not self.creds:
+            return []
+        password = self.creds.partition(":")[2]
+        forms = {self.creds, base64.b64encode(self.creds.encode()).decode()}
+        if password:
+            forms.add(password)
+        return sorted((f for f in forms if f), key=len, reverse=True)
+
+
+def scrub(text: str, secrets: Sequence[str]) -> str:
+    """Replace every secret in ``text`` (credentials must never be printed)."""
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return text
+
+
+@contextmanager
+def private_authfile(opts: RegistryOptions, hosts: Sequence[str]) -> Iterator[Path | None]:
+    """An auth.json holding ``--creds`` for ``hosts`` (0600 in a 0700 dir), removed on exit.
+
+    Why a file: ``skopeo --dest-creds u:p`` would put the password in argv, which every user
+    on the machine can read in /proc. Without ``--creds`` this yields ``--authfile`` (or None,
+    letting skopeo find REGISTRY_AUTH_FILE or the user's podman/docker logins itself).
+    """
+    if not opts.creds:
+        yield opts.authfile
+        return
+    token = base64.b64encode(opts.creds.encode()).decode()
+    tmp = tempfile.mkdtemp(prefix="envnix-auth-")  # mkdtemp makes it 0700
+    path = Path(tmp) / "auth.json"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump({"auths": {h: {"auth": token} for h in sorted(set(hosts))}}, f)
+        yield path
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------------------------
+# skopeo
+# --------------------------------------------------------------------------------------------
+
+
+def require_tool(name: str, purpose: str) -> str:
+    path = shutil.which(name)
+    if not path:
+        raise ToolMissingError(f"{name} not found on PATH: envnix needs it to {purpose}",
+                               hint=f"install it (Debian/Ubuntu: apt-get install {name})")
+    return path
+
+
+def _policy_args() -> list[str]:
+    """skopeo refuses to run without a policy.json; the source is our own build, so when the
+    machine has no policy at all, skip the (source-side) policy check instead of failing."""
+    home = Path(os.environ.get("HOME", "/nonexistent"))
+    for candidate in (home / ".config/containers/policy.json",
+                      Path("/etc/containers/policy.json")):
+        if candidate.exists():
+            return []
+    return ["--insecure-policy"]
+
+
+def _dest_args(opts: RegistryOptions, authfile: Path | None, prefix: str) -> list[str]:
+    """Auth/TLS flags; ``prefix`` is ``dest-`` for copy, ``""`` for inspect."""
+    args = []
+    if authfile is not None:
+        args.append(f"--{prefix}authfile={authfile}")
+    if opts.cert_dir is not None:
+        args.append(f"--{prefix}cert-dir={opts.cert_dir.absolute()}")
+    if not opts.tls_verify:
+        args.append(f"--{prefix}tls-verify=false")
+    return args
+
+
+_FATAL = re.compile(r'level=fatal msg="((?:[^"\\]|\\.)*)"')
+_COPY_BLOB = re.compile(r"^Copying (blob|config) (sha256:[0-9a-f]{64})")
+_SKIPPED = re.compile(r"Skipping blob (sha256:[0-9a-f]{64}) \(already present\)")
+_UPLOADED = re.compile(r"Upload of layer (sha256:[0-9a-f]{64}) complete")
+_CHECKING = re.compile(r"Checking /v2/\S+/blobs/(sha256:[0-9a-f]{64})")
+_EXISTS = re.compile(r'msg="\.\.\. already exists"')
+_DEBUG = re.compile(r'^time="[^"]*" level=debug ')
+_HTTP_5XX = re.compile(
+    r"(?:unexpected HTTP status|status code|HTTP status):? (5\d\d[^\"]*?)(?:\"|$|;)")
+
+
+def _unquote_go(s: str) -> str:
+    try:
+        return json.loads(f'"{s}"')
+    except json.JSONDecodeError:
+        return s.replace('\\"', '"')
+
+
+def human_size(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"
+
+
+def short(digest: str) -> str:
+    return digest[:19] + "…"
+
+
+@dataclass
+class BlobReport:
+    """One blob of one push: ``uploaded``, ``present`` (already in the registry) or ``sent``
+    (skopeo copied it but its log did not say which; only with an unexpected skopeo)."""
+
+    digest: str
+    size: int
+    kind: str           # layer | config
+    state: str = "pending"
+
+
+@dataclass
+class PushResult:
+    dest: Destination
+    digest: str
+    seconds: float
+    blobs: list[BlobReport] = field(default_factory=list)
+
+    def _bytes(self, kind: str, states: tuple[str, ...]) -> tuple[int, int]:
+        chosen = [b for b in self.blobs if b.kind == kind and b.state in states]
+        return len(chosen), sum(b.size for b in chosen)
+
+    @property
+    def uploaded_bytes(self) -> int:
+        """Every blob byte sent (layers and config; the manifest is counted separately)."""
+        return sum(b.size for b in self.blobs if b.state in ("uploaded", "sent"))
+
+    def summary(self) -> str:
+        n_up, up = self._bytes("layer", ("uploaded", "sent"))
+        n_had, had = self._bytes("layer", ("present",))
+        total = n_up + n_had
+        return (f"push: {self.dest}: {n_up} of {total} layer(s) uploaded ({human_size(up)}), "
+                f"{n_had} already in the registry ({human_size(had)}), in {self.seconds:.1f}s")
+
+
+class _PushLog:
+    """Turn skopeo's ``--debug`` output into per-blob progress lines.
+
+    Why ``--debug``: without a terminal skopeo 1.9.3 prints the same ``Copying blob sha256:...``
+    line for a blob it uploads and one it skips (``skipped: already exists`` only appears in
+    its terminal progress bars), all at once since blobs are copied in parallel. Its debug log
+    says which: ``Skipping blob X (already present)`` (found by HEAD, or mounted from another
+    repository of the registry) and ``Upload of layer X complete``.
+    """
+
+    def __init__(self, image: BuiltImage, progress: Progress) -> None:
+        self.progress = progress
+        self.blobs: dict[str, BlobReport] = {
+            b.digest: BlobReport(b.digest, b.size, "layer") for b in image.layers}
+        self.blobs.setdefault(image.config.digest,
+                              BlobReport(image.config.digest, image.config.size, "config"))
+        self.config = image.config.digest
+        self.checking: str | None = None
+        self.fatal: str | None = None
+        self.tail: list[str] = []
+
+    def _done(self, digest: str, state: str) -> None:
+        blob = self.blobs.get(digest)
+        if blob is None or blob.state != "pending":
+            return
+        blob.state = state
+        what = "already in the registry" if state == "present" else state
+        self.progress(f"push: {blob.kind} {short(digest)} ({human_size(blob.size)}) {what}")
+
+    def feed(self, line: str) -> None:
+        line = line.rstrip("\n")
+        if m := _FATAL.search(line):
+            self.fatal = _unquote_go(m[1])
+        elif m := _SKIPPED.search(line):
+            self._done(m[1], "present")
+        elif m := _UPLOADED.search(line):
+            self._done(m[1], "uploaded")
+        elif m := _CHECKING.search(line):
+            self.checking = m[1]
+        elif _EXISTS.search(line) and self.checking == self.config:
+            # skopeo logs no "Skipping" line for a config blob that is already there; it is
+            # copied after every layer finished, so the last HEAD before this line was its.
+            self._done(self.config, "present")
+        elif line.startswith("Writing manifest"):
+            for digest, blob in self.blobs.items():
+                if blob.state == "pending":  # copied, but no debug line said how
+                    self._done(digest, "sent")
+        if line and not _DEBUG.match(line):
+            self.tail = [*self.tail[-19:], line]
+
+
+def _translate(message: str, dest: Destination, opts: RegistryOptions) -> PublishError:
+    """skopeo's error -> one line that names the registry and says what to do."""
+    host = dest.host
+    low = message.lower()
+    detail = message.rsplit(": ", 1)[-1].strip()
+    if "server gave http response to https client" in low:
+        return PublishError(f"registry {host} speaks plain HTTP, not HTTPS",
+                            hint="pass --tls-verify=false to push over plain HTTP "
+                                 "(in --output: registry.insecure=true)")
+    if "x509:" in low or "tls: " in low:
+        x509 = message[message.find("x509:"):] if "x509:" in message else detail
+        return PublishError(
+            f"registry {host}'s TLS certificate was not accepted ({x509})",
+            hint="pass --cert-dir DIR with the registry's CA certificate as DIR/ca.crt, or "
+                 "--tls-verify=false for a registry you trust")
+    if "unauthorized" in low or " 401 " in low:
+        what = "rejected the credentials" if (opts.creds or opts.authfile) else \
+            "requires credentials"
+        return PublishError(f"registry {host} {what} (unauthorized)",
+                            hint="check --creds/--authfile (or REGISTRY_AUTH_FILE, or log in "
+                                 "with podman login / skopeo login)")
+    if "denied" in low or " 403 " in low:
+        return PublishError(f"registry {host} denied pushing to {dest.repo} ({detail})",
+                            hint="check that these credentials may push to this repository "
+                                 "(--creds/--authfile)")
+    if "connection refused" in low:
+        return PublishError(f"registry {host} is not listening (connection refused)",
+                            hint="check the host and port, and that the registry is running")
+    if "no such host" in low or "server misbehaving" in low:
+        return PublishError(f"cannot resolve the registry host {host.rsplit(':', 1)[0]}",
+                            hint="check the registry name in the destination")
+    if "timeout" in low or "deadline exceeded" in low:
+        return PublishError(f"registry {host} did not answer in time ({detail})",
+                            hint="check the network and the registry, then re-run the push")
+    if m := _HTTP_5XX.search(message):
+        return PublishError(
+            f"registry {host} failed while storing the image (HTTP {m[1].strip()})",
+            hint="the registry may be out of disk space or broken: check its logs, then "
+                 "re-run the push (blobs it already has are skipped)")
+    if any(s in low for s in ("eof", "connection reset", "broken pipe", "use of closed")):
+        if registry_answers(host, opts):
+            # The registry is up but dropped the upload: it refused the body mid-stream (a
+            # 5xx it sent while skopeo was still writing, typically a full disk or a size
+            # limit); skopeo then only sees the broken connection.
+            return PublishError(
+                f"registry {host} aborted a blob upload ({detail}) but is still up",
+                hint="it may be out of disk space or limit upload sizes: check its logs, then "
+                     "re-run the push (blobs it already has are skipped)")
+        return PublishError(
+            f"the connection to registry {host} broke during the push ({detail}) and the "
+            "registry no longer answers",
+            hint="re-run the push once it is back: blobs already in the registry are skipped, "
+                 "and the tag is only written after every blob has arrived")
+    if "413" in message or "too large" in low:
+        return PublishError(f"registry {host} refused a blob as too large ({detail})",
+                            hint="raise the registry's or its proxy's upload size limit")
+    text = message if len(message) <= 300 else message[:297] + "..."
+    return PublishError(f"push to {dest} failed: {text}",
+                        hint="run again with --verbose to see skopeo's log")
+
+
+def registry_answers(host: str, opts: RegistryOptions, timeout: float = 5) -> bool:
+    """True when ``GET /v2/`` gets any HTTP answer (200 or 401: the registry process is up)."""
+    context = ssl.create_default_context()
+    if opts.cert_dir is not None:
+        for crt in sorted(opts.cert_dir.glob("*.crt")):
+            context.load_verify_locations(cafile=str(crt))
+    if not opts.tls_verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    loopback = host.startswith(("127.", "localhost", "[::1]"))
+    handlers: list[urllib.request.BaseHandler] = [urllib.request.HTTPSHandler(context=context)]
+    if loopback:  # as Go's HTTP client does, never send loopback traffic to a proxy
+        handlers.append(urllib.request.ProxyHandler({}))
+    opener = urllib.request.build_opener(*handlers)
+    for scheme in ("https", "http") if not opts.tls_verify else ("https",):
+        try:
+            with opener.open(f"{scheme}://{host}/v2/", timeout=timeout):
+                return True
+        except urllib.error.HTTPError:
+            return True
+        except (OSError, ValueError):
+            continue
+    return False
+
+
+def push(image: BuiltImage, dests: Sequence[Destination], opts: RegistryOptions,
+         progress: Progress, verbose: bool = False) -> list[PushResult]:
+    """Push ``image`` to every destination, proving each time that the bytes are the built ones."""
+    skopeo = require_tool("skopeo", "push images")
+    if not dests:
+        raise UsageError("no destination to push to")
+    for blob in (*image.layers, image.config):
+        if not image.blob_path(blob.digest).exists():
+            raise PublishError(f"blob {short(blob.digest)} of the built image is missing",
+                               hint="run envnix build again")
+    results = []
+    with private_authfile(opts, [d.host for d in dests]) as authfile:
+        for dest in dests:
+            results.append(_push_one(skopeo, image, dest, opts, authfile, progress, verbose))
+    return results
+
+
+def _push_one(skopeo: str, image: BuiltImage, dest: Destination, opts: RegistryOptions,
+              authfile: Path | None, progress: Progress, verbose: bool) -> PushResult:
+    secrets = opts.secrets()
+    total = sum(b.size for b in image.layers)
+    progress(f"push: {image.manifest[:19]}… -> {dest} ({len(image.layers)} layers, "
+             f"{human_size(total)})")
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="envnix-push-") as tmp:
+        digestfile = Path(tmp) / "digest"
+        cmd = [skopeo, *_policy_args(), "--debug", "copy", "--preserve-digests",
+               f"--digestfile={digestfile}", *_dest_args(opts, authfile, "dest-"),
+               image.source, dest.transport]
+        log = _PushLog(image, progress)
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, errors="replace")
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            line = scrub(raw, secrets)
+            if verbose:
+                sys.stderr.write(line)
+            log.feed(line)
+        code = proc.wait()
+        if code != 0:
+            message = log.fatal or (log.tail[-1] if log.tail else f"skopeo exited {code}")
+            raise _translate(scrub(message, secrets), dest, opts)
+        pushed = digestfile.read_text().strip() if digestfile.exists() else ""
+    seconds = time.monotonic() - started
+    if pushed != image.manifest:
+        raise PublishError(f"{dest}: skopeo pushed manifest {pushed or '(none)'} but the build "
+                           f"made {image.manifest}: the pushed bytes are not the built bytes",
+                           hint="report this: envnix pushes with --preserve-digests so "
+                                "this should be impossible")
+    served = registry_manifest_digest(dest, opts, authfile)
+    if served != image.manifest:
+        raise PublishError(f"{dest}: the registry serves manifest {served} but the build made "
+                           f"{image.manifest}",
+                           hint="something else pushed to this tag meanwhile, or the registry "
+                                "rewrites manifests; push again or use another registry")
+    result = PushResult(dest, image.manifest, seconds, list(log.blobs.values()))
+    progress(result.summary())
+    return result
+
+
+def registry_manifest_digest(dest: Destination, opts: RegistryOptions,
+                             authfile: Path | None) -> str:
+    """sha256 of the manifest bytes the registry returns for ``dest`` (an independent check)."""
+    skopeo = require_tool("skopeo", "push images")
+    cmd = [skopeo, *_policy_args(), "inspect", "--raw", *_dest_args(opts, authfile, ""),
+           dest.transport]
+    proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, check=False)
+    if proc.returncode != 0:
+        err = scrub(proc.stderr.decode("utf-8", "replace"), opts.secrets())
+        m = _FATAL.search(err)
+        raise PublishError(f"pushed {dest}, but reading its manifest back failed: "
+                           f"{_unquote_go(m[1]) if m else err.strip()[-300:]}",
+                           hint="re-run the push; if it persists, check the registry")
+    return "sha256:" + hashlib.sha256(proc.stdout).hexdigest()
+
+
+# --------------------------------------------------------------------------------------------
+# Load into podman / docker
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    engine: str
+    names: tuple[str, ...]
+    image_id: str | None
+
+
+def docker_status() -> str | None:
+    """None when a docker daemon answers, else why not (one line)."""
+    docker = shutil.which("docker")
+    if not docker:
+        return "docker is not installed"
+    try:
+        proc = subprocess.run([docker, "info", "--format", "{{.ServerVersion}}"],
+                              stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                              timeout=20, check=False)
+    except subprocess.TimeoutExpired:
+        return "the docker daemon did not answer within 20 s"
+    if proc.returncode == 0 and proc.stdout.strip():
+        return None
+    lines = [ln.strip() for ln in (proc.stderr or proc.stdout).splitlines() if ln.strip()]
+    return "docker has no daemon: " + (lines[-1] if lines else
+                                       f"docker info exited {proc.returncode}")
+
+
+def choose_engine(requested: str) -> str:
+    """auto: docker when its daemon answers, else podman (daemonless); explicit: that one."""
+    if requested == "podman":
+        require_tool("podman", "load images into podman")
+        return "podman"
+    if requested == "docker":
+        if reason := docker_status():
+            raise PublishError(f"cannot load into docker: {reason}",
+                               hint="start the docker daemon (or set DOCKER_HOST), or use "
+                                    "--engine podman")
+        return "docker"
+    docker_reason = docker_status()
+    if docker_reason is None:
+        return "docker"
+    if shutil.which("podman"):
+        return "podman"
+    if not shutil.which("docker"):
+        raise ToolMissingError("no container engine to load into: neither podman nor docker "
+                               "is on PATH", hint="install podman (apt-get install podman) or "
+                               "docker, or push to a registry with envnix push")
+    raise PublishError(f"no container engine to load into: podman is not installed and "
+                       f"{docker_reason}",
+                       hint="start the docker daemon (or set DOCKER_HOST), or install podman")
+
+
+_LOADED = re.compile(r"^Loaded image(?:\(s\))?(?: ID)?:\s*(.+)$", re.M)
+
+
+def load_archive(archive: Path, image: BuiltImage, engine: str, progress: Progress) -> LoadResult:
+    """``<engine> load -i image.tar``, then check the engine's image ID is the built one."""
+    progress(f"load: {engine} load -i {archive}")
+    proc = subprocess.run([engine, "load", "-i", str(archive)], stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        lines = [ln.strip() for ln in proc.stderr.splitlines() if ln.strip()]
+        raise PublishError(f"{engine} load failed: {lines[-1] if lines else proc.returncode}",
+                           hint=f"run {engine} load -i {archive} to see the full error")
+    names = tuple(n.strip() for m in _LOADED.finditer(proc.stdout) for n in m[1].split(","))
+    image_id = None
+    if names:
+        field_name = "{{.Id}}" if engine == "docker" else "{{.ID}}"
+        got = subprocess.run([engine, "image", "inspect", "--format", field_name, names[0]],
+                             stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                             check=False)
+        if got.returncode == 0 and got.stdout.strip():
+            image_id = "sha256:" + got.stdout.strip().removeprefix("sha256:")
+            # docker with the containerd store reports the manifest digest as the ID.
+            if image_id not in (image.config.digest, image.manifest):
+                raise PublishError(f"{engine} holds {names[0]} as {image_id}, not the built "
+                                   f"image {image.config.digest}",
+                                   hint=f"remove it ({engine} rmi {names[0]}) and load again")
+    return LoadResult(engine, names, image_id)
+
+
+# --------------------------------------------------------------------------------------------
+# Files: oci/docker archives, root filesystem tar
+# --------------------------------------------------------------------------------------------
+
+
+def _norm(name: str) -> str:
+    name = posixpath.normpath("/" + name).lstrip("/")
+    return "" if name == "." else name
+
+
+def write_rootfs_tar(image: BuiltImage, out: BinaryIO) -> int:
+    """Flatten the layers into one root-filesystem tar (BuildKit's ``tar`` exporter).
+
+    Later layers win; OCI whiteouts (``.wh.NAME``, ``.wh..wh..opq``) are honoured. A directory
+    is written at its first appearance (parents before children) with its last metadata.
+    Returns the number of entries written.
+    """
+    blobs = [image.blob_path(layer.digest) for layer in image.layers]
+    final: dict[str, tuple[int, bool]] = {}
+    dir_first: dict[str, int] = {}
+    dir_info: dict[str, tarfile.TarInfo] = {}
+    whiteout: dict[str, int] = {}
+    opaque: dict[str, int] = {}
+    for i, blob in enumerate(blobs):
+        with tarfile.open(blob, "r|gz") as tf:
+            for m in tf:
+                path = _norm(m.name)
+                base, parent = posixpath.basename(path), posixpath.dirname(path)
+                if base == ".wh..wh..opq":
+                    opaque[parent] = i
+                elif base.startswith(".wh."):
+                    gone = posixpath.join(parent, base[4:])
+                    whiteout[gone] = i
+                    dir_first.pop(gone, None)
+                elif path:
+                    final[path] = (i, m.isdir())
+                    if m.isdir():
+                        dir_first.setdefault(path, i)
+                        dir_info[path] = m
+                    else:
+                        dir_first.pop(path, None)
+
+    def hidden(path: str, i: int) -> bool:
+        if whiteout.get(path, -1) > i:
+            return True
+        parent = posixpath.dirname(path)
+        while parent:
+            j, is_dir = final.get(parent, (-1, True))
+            if whiteout.get(parent, -1) > i or opaque.get(parent, -1) > i or \
+                    (j > i and not is_dir):
+                return True
+            parent = posixpath.dirname(parent)
+        return False
+
+    written = 0
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as w:
+        for i, blob in enumerate(blobs):
+            with tarfile.open(blob, "r|gz") as tf:
+                for m in tf:
+                    path = _norm(m.name)
+                    base = posixpath.basename(path)
+                    if not path or base.startswith(".wh."):
+                        continue
+                    last, is_dir = final[path]
+                    if is_dir and m.isdir():
+                        if dir_first.get(path) != i or hidden(path, last):
+                            continue
+                        info = dir_info[path]
+                        info.name = path
+                        w.addfile(info)
+                    else:
+                        if last != i or hidden(path, i):
+                            continue
+                        m.name = path
+                        w.addfile(m, tf.extractfile(m) if m.isreg() else None)
+                    written += 1
+    return written
+
+
+def _copy_to(src: Path | None, dest: str | None, producer: Callable[[BinaryIO], object] | None,
+             ) -> str:
+    """Write ``src`` (or what ``producer`` writes) to the file ``dest`` or to stdout."""
+    def emit(f: BinaryIO) -> None:
+        if src is not None:
+            with open(src, "rb") as s:
+                shutil.copyfileobj(s, f, 1024 * 1024)
+        elif producer is not None:
+            producer(f)
+
+    if dest in (None, "", "-"):
+        try:
+            emit(sys.stdout.buffer)
+            sys.stdout.buffer.flush()
+        except BrokenPipeError:
+            raise PublishError("stdout was closed before the whole archive was written") \
+                from None
+        return "stdout"
+    target = Path(dest).absolute()
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            emit(f)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise PublishError(f"cannot write {dest}: {e.strerror}") from None
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return str(dest)
+
+
+def write_archive(archive: Path, dest: str | None) -> str:
+    """Copy image.tar (OCI layout + docker manifest.json in one tar) to ``dest`` or stdout."""
+    return _copy_to(archive, dest, None)
+
+
+def write_rootfs(image: BuiltImage, dest: str | None) -> str:
+    return _copy_to(None, dest, lambda f: write_rootfs_tar(image, f))
