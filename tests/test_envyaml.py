@@ -22,8 +22,8 @@ from envnix.frontend.envyaml import (
     resolve_channels,
 )
 
-# The seed's env.yaml, verbatim but for its mirror hosts (renamed to .invalid: never contacted;
-# prefix). Its hosts are data here: nothing in these tests touches the network.
+# The seed's env.yaml, verbatim but for its mirror hosts, renamed to .invalid (never contacted),
+# including the lines holding a single space and the Windows prefix.
 SEED_ENV_YAML = """\
 name: kyle
  
