@@ -105,6 +105,26 @@ def spec_cmd(path: str | None, path_opt: str | None, from_: str) -> None:
     click.echo(spec.to_json(), nl=False)
 
 
+@cli.command("init")
+@click.option("--from-conda", "env_file", required=True, type=click.Path(path_type=Path),
+              help="A conda env.yaml (e.g. from `conda env export`) inside the context.")
+@click.option("-p", "--path", "path_opt", help="Build context (default: the env.yaml's dir).")
+@click.option("--force", is_flag=True, help="Overwrite an existing build.envd.")
+def init_cmd(env_file: Path, path_opt: str | None, force: bool) -> None:
+    """Write a build.envd that reproduces a conda environment."""
+    from envnix.frontend.migrate import build_envd_from_conda
+
+    if not env_file.is_file():
+        raise UsageError(f"{env_file} does not exist")
+    context = Path(path_opt).resolve() if path_opt else env_file.resolve().parent
+    target = context / "build.envd"
+    if target.exists() and not force:
+        raise UsageError(f"{target} already exists", hint="pass --force to overwrite it")
+    text = build_envd_from_conda(env_file, context)
+    target.write_text(text, encoding="utf-8")
+    click.echo(f"wrote {target}; next: envnix lock {context} && envnix build {context}")
+
+
 @cli.command("lock")
 @common_path
 @path_option
