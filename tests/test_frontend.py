@@ -123,9 +123,15 @@ def test_missing_required_argument(tmp_path: Path) -> None:
     assert str(err) == "build.envd:2:5: install.cuda() missing required argument 'version'"
 
 
-def test_unsupported_os_and_python_point_at_base(tmp_path: Path) -> None:
-    err = error_of(tmp_path, 'def build():\n    base(os="ubuntu20.4", language="python3.8")\n')
-    assert str(err).startswith("build.envd:2:5: os 'ubuntu20.4' is not supported yet")
+def test_unsupported_os_points_at_base_and_seed_spelling_is_read(tmp_path: Path) -> None:
+    err = error_of(tmp_path, 'def build():\n    base(os="centos7", language="python3.8")\n')
+    assert str(err).startswith("build.envd:2:5: os 'centos7' is not supported yet")
+    warnings: list[str] = []
+    write(tmp_path, 'def build():\n    base(os="ubuntu20.4", language="python3.8")\n')
+    spec = load_spec(tmp_path, warn=warnings.append)
+    assert (spec.os.codename, spec.os.components) == ("focal", ("main", "universe"))
+    assert spec.python is not None and spec.python.provider == "system"  # focal ships 3.8
+    assert warnings == ['base(os="ubuntu20.4") read as "ubuntu20.04"']
 
 
 

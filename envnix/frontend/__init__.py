@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from envnix.errors import SpecError, UsageError
 from envnix.frontend.evaluate import Evaluator, parse_from
 from envnix.spec import (
+    RELEASE_ALIASES,
     SYSTEM_PYTHONS,
     CondaRequest,
     ImageSpec,
@@ -76,7 +77,11 @@ class SpecBuilder:
         version = match["version"] or DEFAULT_PYTHON
         if version == "3":
             version = DEFAULT_PYTHON
-        release = release_for(os if os is not None else "ubuntu22.04")
+        os_name = os if os is not None else "ubuntu22.04"  # envd >= 0.4's default
+        if os_name in RELEASE_ALIASES:
+            self._warn(f'base(os="{os_name}") read as "{RELEASE_ALIASES[os_name]}"')
+            os_name = RELEASE_ALIASES[os_name]
+        release = release_for(os_name)
         self.os, self.language, self.base_called = release, version, True
 
     # -- install.* -------------------------------------------------------------------------------

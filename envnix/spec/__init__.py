@@ -26,6 +26,7 @@ class OsRelease:
     release: str
     codename: str
     glibc: str
+    components: tuple[str, ...] = ("main",)
 
     @property
     def label(self) -> str:
@@ -35,10 +36,18 @@ class OsRelease:
 # Releases envnix can build from; the key is what build.envd writes in base(os=...).
 KNOWN_RELEASES: dict[str, OsRelease] = {
     "debian12": OsRelease("debian", "12", "bookworm", "2.36"),
+    # envd's own bases; Ubuntu archives need main + universe (python3-pip, many -dev libs).
+    "ubuntu20.04": OsRelease("ubuntu", "20.04", "focal", "2.31", ("main", "universe")),
+    "ubuntu22.04": OsRelease("ubuntu", "22.04", "jammy", "2.35", ("main", "universe")),
 }
 
+# Spellings seen in real build.envd files, read as the release they mean (with a warning).
+RELEASE_ALIASES: dict[str, str] = {"ubuntu20.4": "ubuntu20.04", "ubuntu22.4": "ubuntu22.04"}
+
 # Python versions each release ships as its own packages (the "system" provider).
-SYSTEM_PYTHONS: dict[str, tuple[str, ...]] = {"bookworm": ("3.11",)}
+SYSTEM_PYTHONS: dict[str, tuple[str, ...]] = {
+    "bookworm": ("3.11",), "focal": ("3.8",), "jammy": ("3.10",),
+}
 
 # envd's conda environment: every conda package and the env's pip packages live here.
 CONDA_PREFIX = "/opt/conda/envs/envd"
