@@ -206,3 +206,14 @@ def test_unknown_apt_and_pip_packages_suggest_names(tmp_path: Path) -> None:
     assert "pip package 'nump' not found" in proc.stderr and "numpy" in proc.stderr
     assert not (context / "envnix.lock").exists()
 
+
+
+def test_v0_default_is_a_dev_image_with_fixed_user_and_sudo(quickstart: Built,
+                                                             podman_environ: dict) -> None:
+    ident = podman("run", "--rm", f"oci:{quickstart.layout}", "id", env=podman_environ)
+    assert ident.stdout.startswith("uid=1000(envd) gid=1000(envd)")
+    root = podman("run", "--rm", f"oci:{quickstart.layout}", "sudo", "-n", "id", "-u",
+                  env=podman_environ)
+    assert root.stdout.strip() == "0"
+    pwd = podman("run", "--rm", f"oci:{quickstart.layout}", "pwd", env=podman_environ)
+    assert pwd.stdout.strip() == "/home/envd/quickstart"

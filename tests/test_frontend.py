@@ -216,3 +216,66 @@ def test_cli_spec_prints_json_and_errors_are_one_line(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "envnix", "spec", str(empty)],
                           capture_output=True, text=True)
     assert proc.returncode == 3 and "build.envd: file does not exist" in proc.stderr
+
+
+def test_syntax_is_chosen_and_explained(tmp_path: Path) -> None:
+    v0 = 'def build():\n    base(os="debian12", language="python3.11")\n'
+    spec = load_spec(write(tmp_path, v0))
+    assert (spec.syntax, spec.syntax_reason) == ("v0", "it calls base(os=, language=)")
+    assert spec.dev is not None and (spec.dev.uid, spec.dev.gid) == (1000, 1000)
+    spec = load_spec(write(tmp_path, 'def build():\n    base(image="ubuntu:22.04", dev=True)\n'
+                                     '    install.conda()\n    install.python(version="3.10")\n'))
+    assert spec.syntax == "v1" and spec.os.codename == "jammy"
+    assert spec.python is not None and (spec.python.provider, spec.python.version) == (
+        "conda", "3.10")
+    assert spec.dev is not None
+    spec = load_spec(write(tmp_path, '# syntax=v1\ndef build():\n    base(image="debian:12")\n'))
+    assert (spec.syntax, spec.syntax_reason) == ("v1", "# syntax=v1 on line 1")
+    assert spec.dev is None and spec.python is None  # v1 serving image: only what's declared
+
+
+def test_unreproducible_functions_are_skipped_with_one_warning_each(tmp_path: Path) -> None:
+    warnings: list[str] = []
+    write(tmp_path, 'def build():\n    base(os="debian12", language="python3.11")\n'
+                    '    install.vscode_extensions(name=["ms-python.python"])\n'
+                    '    install.julia()\n    config.gpu(count=1)\n')
+    load_spec(tmp_path, warn=warnings.append)
+    assert [w.split("()")[0] for w in warnings] == [
+        "install.vscode_extensions", "install.julia", "config.gpu"]
+    assert all("skipped" in w for w in warnings)
+
+
+def test_runtime_and_config_calls_shape_the_spec(tmp_path: Path) -> None:
+    spec = load_spec(write(tmp_path, '''
+def build():
+    base(os="debian12", language="python3.11")
+    shell("zsh")
+    git_config(name="Ada", email="ada@example.invalid", editor="vim")
+    config.owner(uid=2000, gid=2001)
+    config.repo(url="https://example.invalid/repo", description="demo")
+    config.apt_source(source="deb http://mirror.invalid/debian bookworm main")
+    runtime.expose(envd_port=8080, service="web")
+    runtime.command(commands={"serve": "python3 -m http.server"})
+    runtime.daemon(commands=[["python3", "-m", "http.server", "8080"]])
+    runtime.init(commands=["echo ready"])
+    runtime.mount(host_path="~/data", envd_path="~/data")
+'''))
+    assert spec.dev is not None
+    assert (spec.dev.shell, spec.dev.uid, spec.dev.gid) == ("zsh", 2000, 2001)
+    assert "zsh" in spec.apt_roots() and "sudo" in spec.apt_roots()
+    assert spec.files["/home/envd/.gitconfig"].startswith("[user]\n\tname = Ada\n")
+    assert spec.files["/etc/apt/sources.list"].startswith("deb http://mirror.invalid")
+    assert spec.labels["ai.tensorchord.envd.repo"] == "https://example.invalid/repo"
+    assert spec.labels["ai.tensorchord.envd.ports"] == "8080"
+    assert spec.runtime.daemon == [["python3", "-m", "http.server", "8080"]]
+    assert spec.runtime.mounts == ["/home/envd/data"]
+    err = error_of(tmp_path, 'def build():\n    runtime.expose(envd_port=70000)\n')
+    assert "envd_port must be a positive integer less than 65535" in str(err)
+    err = error_of(tmp_path, 'def build():\n    config.owner(uid=-1, gid=0)\n')
+    assert "get a wrong uid or gid" in str(err)
+
+
+def test_include_is_refused_as_unreproducible(tmp_path: Path) -> None:
+    err = error_of(tmp_path, 'def build():\n    include(git="https://example.invalid/lib")\n')
+    assert str(err).startswith("build.envd:2:5: include(git='https://example.invalid/lib') "
+                               "clones the repository's current HEAD at every build")

@@ -16,21 +16,32 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from envnix.errors import SpecError, UsageError
+from envnix.frontend.api import BY_NAME
 from envnix.frontend.evaluate import Evaluator, parse_from
 from envnix.spec import (
     RELEASE_ALIASES,
     SYSTEM_PYTHONS,
     CondaRequest,
+    DevSpec,
     ImageSpec,
     OsRelease,
     PipRequest,
     PythonSpec,
+    RuntimeSpec,
     release_for,
 )
 
 __all__ = ["load_spec", "parse_from"]
 
 DEFAULT_PYTHON = "3.11"  # envd >= 0.4 turns language="python" / "python3" into 3.11
+V1_DEFAULT_IMAGE = "ubuntu:22.04"  # envd v1's base() default
+
+# v1 base images that are distribution releases envnix builds from their archives.
+IMAGE_RELEASES = {
+    "ubuntu:22.04": "ubuntu22.04", "ubuntu:jammy": "ubuntu22.04",
+    "ubuntu:20.04": "ubuntu20.04", "ubuntu:focal": "ubuntu20.04",
+    "debian:12": "debian12", "debian:bookworm": "debian12",
+}
 
 _LANGUAGE_RE = re.compile(r"^python(?P<version>3(?:\.\d+)?)?$")
 _REQUIREMENT_RE = re.compile(
@@ -53,8 +64,20 @@ class SpecBuilder:
         self.extra_path: list[str] = []
         self.warnings: list[str] = []
         self.base_called = False
+        self.dev: bool | None = None
+        self.dev_spec = DevSpec()
+        self.runtime = RuntimeSpec()
+        self.files: dict[str, str] = {}
+        self.labels: dict[str, str] = {}
+        self.v0_signals: list[str] = []
+        self.v1_signals: list[str] = []
+        self.conda_enabled = False
 
     def __call__(self, qualname: str, args: dict[str, Any]) -> None:
+        fn = BY_NAME[qualname]
+        if fn.skip:
+            self._warn(f"{qualname}() skipped: it {fn.skip}")
+            return
         handler = getattr(self, "_" + qualname.replace(".", "_"))
         handler(**args)
 
@@ -65,9 +88,13 @@ class SpecBuilder:
     # -- base / language -----------------------------------------------------------------------
     def _base(self, os: str | None = None, language: str | None = None,
               image: str | None = None, dev: bool | None = None) -> None:
-        if image is not None:
-            raise SpecError("base(image=...) (envd v1 custom images) is not supported yet",
-                            hint='use base(os="debian12", language="python3.11")')
+        if image is not None or dev is not None:
+            self.v1_signals.append("base(image=/dev=)")
+            self.dev = bool(dev)
+            os = self._os_for_image(image or V1_DEFAULT_IMAGE)
+            self.os, self.base_called = release_for(os), True
+            return
+        self.v0_signals.append("base(os=, language=)")
         if language is None:
             raise SpecError("language is required")
         match = _LANGUAGE_RE.match(language)
@@ -85,10 +112,34 @@ class SpecBuilder:
         self.os, self.language, self.base_called = release, version, True
 
     # -- install.* -------------------------------------------------------------------------------
+    def _os_for_image(self, image: str) -> str:
+        """v1 base images that name a distribution release map onto envnix's own OS builds."""
+        name = image.removeprefix("docker.io/").removeprefix("library/")
+        if name in IMAGE_RELEASES:
+            return IMAGE_RELEASES[name]
+        raise SpecError(
+            f"base(image={image!r}) is not supported yet: envnix builds "
+            f"{', '.join(sorted(IMAGE_RELEASES))} from their package archives",
+            hint="pinning arbitrary base images by digest is planned",
+        )
+
+    def _install_python(self, version: str | None = None) -> None:
+        self.v1_signals.append("install.python()")
+        version = version or DEFAULT_PYTHON
+        if version.startswith("2"):
+            raise SpecError("envd doesn't support this Python version")
+        self.language = version if version.count(".") == 1 else ".".join(
+            version.split(".")[:2])
+
+    def _install_conda(self, use_mamba: bool | None = None) -> None:
+        self.v1_signals.append("install.conda()")
+        self.conda_enabled = True
+
     def _install_apt_packages(self, name: list[str] | None = None) -> None:
         self.apt.extend(name or [])
 
     def _install_system_packages(self, name: list[str] | None = None) -> None:
+        self.v0_signals.append("install.system_packages()")
         self._warn("install.system_packages is envd's pre-0.2 name; read as install.apt_packages")
         self._install_apt_packages(name)
 
@@ -151,40 +202,145 @@ class SpecBuilder:
             hosts = [url, *self.pip.extra_index_urls]
             self.pip.trusted_hosts = sorted({urlsplit(u).hostname or u for u in hosts})
 
+    def _config_apt_source(self, source: str | None = None, mode: str | None = None) -> None:
+        if not source:
+            raise SpecError("source is required")
+        # Written into the image for apt at run time; the build resolves from the lock.
+        self.files["/etc/apt/sources.list"] = textwrap.dedent(source).strip("\n") + "\n"
+
+    def _config_jupyter(self, token: str | None = None, port: int | None = None,
+                        password: str | None = None) -> None:
+        self.runtime.jupyter = {"token": token if token is not None else password or "",
+                                "port": port or 8888}
+        if "notebook" not in self.pip.packages:
+            self.pip.packages.append("notebook")
+
+    def _config_entrypoint(self, args: list[str] | None = None) -> None:
+        self.runtime.entrypoint = list(args or [])
+
+    def _config_repo(self, url: str | None = None, description: str | None = None) -> None:
+        self.labels["ai.tensorchord.envd.repo"] = url or ""
+        if description:
+            self.labels["ai.tensorchord.envd.repo.description"] = description
+
+    def _config_owner(self, uid: int, gid: int) -> None:
+        if not (0 <= uid <= 65535 and 0 <= gid <= 65535):
+            raise SpecError("get a wrong uid or gid")
+        self.dev_spec.uid, self.dev_spec.gid = uid, gid
+
+    def _shell(self, name: str) -> None:
+        shell = name.lower()
+        self.dev_spec.shell = "zsh" if shell == "zsh" else "bash"  # envd: anything else is bash
+
+    def _git_config(self, name: str | None = None, email: str | None = None,
+                    editor: str | None = None) -> None:
+        self.dev_spec.git = {k: v for k, v in
+                             (("name", name), ("email", email), ("editor", editor)) if v}
+
+    def _include(self, git: str) -> None:
+        raise SpecError(
+            f"include(git={git!r}) clones the repository's current HEAD at every build, so "
+            "the image would change whenever the repository does",
+            hint="copy the .envd files you need next to build.envd and use load()",
+        )
+
     # -- runtime.* -------------------------------------------------------------------------------
     def _runtime_environ(self, env: dict[str, str] | None = None,
                          extra_path: list[str] | None = None) -> None:
         self.env.update(env or {})
         self.extra_path.extend(extra_path or [])
 
+    def _runtime_command(self, commands: dict[str, str] | None = None) -> None:
+        self.runtime.commands.update(commands or {})
+
+    def _runtime_expose(self, envd_port: int, host_port: int | None = None,
+                        service: str | None = None, listen_addr: str | None = None) -> None:
+        if not 0 < envd_port < 65535:
+            raise SpecError("envd_port must be a positive integer less than 65535")
+        if host_port is not None and not 0 <= host_port < 65535:
+            raise SpecError("host_port must be a positive integer less than 65535")
+        self.runtime.expose.append({"envd_port": envd_port, "host_port": host_port or 0,
+                                    "service": service or "",
+                                    "listen_addr": listen_addr or "127.0.0.1"})
+
+    def _runtime_daemon(self, commands: list[Any]) -> None:
+        for argv in commands:
+            if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
+                raise SpecError(f"invalid daemon commands ({argv!r})")
+            self.runtime.daemon.append(list(argv))
+
+    def _runtime_init(self, commands: list[str]) -> None:
+        self.runtime.init.extend(commands)
+
+    def _runtime_mount(self, host_path: str | None = None, envd_path: str | None = None) -> None:
+        if envd_path:
+            self.runtime.mounts.append(envd_path.replace("~", "/home/envd", 1))
+
+    def _io_mount(self, src: str | None = None, dest: str | None = None) -> None:
+        self._runtime_mount(src, dest)
+
     def _provider(self) -> str:
         """Distribution python when the release ships the version and no conda is asked for;
         otherwise conda, envd's own default (env at /opt/conda/envs/envd)."""
         assert self.os is not None
-        if self.conda.requested or self.language not in SYSTEM_PYTHONS.get(self.os.codename, ()):
+        if (self.conda.requested or self.conda_enabled or self.syntax == "v1"
+                or self.language not in SYSTEM_PYTHONS.get(self.os.codename, ())):
             return "conda"
         return "system"
 
-    def build(self, name: str, manifest: str, function: str, syntax: str) -> ImageSpec:
-        if not self.base_called or self.os is None or self.language is None:
-            raise SpecError(
-                f"{manifest} never calls base(); envd's default base (ubuntu22.04) is not "
-                "supported yet",
-                hint='add base(os="debian12", language="python3.11") to the build function',
-            )
+    def _choose_syntax(self, marker: str) -> tuple[str, str]:
+        """envd reads only line 1; without a marker, the calls the file made decide."""
+        if marker == "v1":
+            return "v1", "# syntax=v1 on line 1"
+        if self.v1_signals and not self.v0_signals:
+            return "v1", "it calls " + ", ".join(dict.fromkeys(self.v1_signals))
+        if self.v0_signals:
+            return "v0", "it calls " + ", ".join(dict.fromkeys(self.v0_signals))
+        return "v0", "no syntax marker and no version-specific call (envd < 1.0 default)"
+
+    def build(self, name: str, manifest: str, function: str, marker: str) -> ImageSpec:
+        self.syntax, reason = self._choose_syntax(marker)
+        if not self.base_called:
+            if self.syntax == "v0":
+                # envd v0: no base() call means python "3" on its default OS.
+                self._base(language="python3")
+            else:
+                self.os = release_for(self._os_for_image(V1_DEFAULT_IMAGE))
+        assert self.os is not None
+        if self.language is None and (self.conda.requested or self.conda_enabled
+                                      or self.pip.packages or self.pip.requirements_files):
+            self.language = DEFAULT_PYTHON  # envd: pip/conda need a Python; 3.11 by default
+        dev = self.dev if self.dev is not None else self.syntax == "v0"
+        python = PythonSpec(self._provider(), self.language) if self.language else None
+        files = dict(self.files)
+        labels = {"ai.tensorchord.envd.syntax.version": self.syntax,
+                  "ai.tensorchord.envd.vendor": "envnix", **self.labels}
+        if self.runtime.expose:
+            labels["ai.tensorchord.envd.ports"] = ",".join(
+                str(p["envd_port"]) for p in self.runtime.expose)
+        if dev and self.dev_spec.git:
+            files[f"{self.dev_spec.home}/.gitconfig"] = "[user]\n" + "".join(
+                f"\t{k} = {v}\n" for k, v in self.dev_spec.git.items() if k != "editor") + (
+                f"[core]\n\teditor = {self.dev_spec.git['editor']}\n"
+                if "editor" in self.dev_spec.git else "")
         return ImageSpec(
             name=name,
             manifest=manifest,
             function=function,
             os=self.os,
-            python=PythonSpec(self._provider(), self.language),
+            python=python,
             apt_packages=self.apt,
             pip=self.pip,
             conda=self.conda,
             env=self.env,
             extra_path=self.extra_path,
             workdir=f"/home/envd/{name}",
-            syntax=syntax,
+            syntax=self.syntax,
+            syntax_reason=reason,
+            dev=self.dev_spec if dev else None,
+            runtime=self.runtime,
+            files=files,
+            labels=labels,
             warnings=self.warnings,
         )
 

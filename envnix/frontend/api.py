@@ -25,10 +25,15 @@ class Param:
 
 @dataclass(frozen=True)
 class Function:
+    """One envd API function. ``skip`` (a reason) marks calls accepted with a warning line:
+    they need something envnix cannot provide reproducibly (a toolchain downloaded at build
+    time, an editor's marketplace) or only affect ``envd up``, not the image."""
+
     qualname: str
     params: tuple[Param, ...]
     supported: bool = True
     positional_only: bool = False
+    skip: str | None = None
 
     @property
     def module(self) -> str | None:
@@ -44,22 +49,26 @@ class Function:
 
 
 def _f(
-    qualname: str, *params: Param, supported: bool = True, positional_only: bool = False
+    qualname: str, *params: Param, supported: bool = True, positional_only: bool = False,
+    skip: str | None = None,
 ) -> Function:
-    return Function(qualname, params, supported, positional_only)
+    return Function(qualname, params, supported, positional_only, skip)
 
 
 def _p(name: str, kind: str = "str", default: object = None) -> Param:
     return Param(name, kind, default)
 
 
+_DOWNLOADS = "downloads a toolchain at build time from a source envnix cannot pin yet"
+_RUNTIME_ONLY = "only affects `envd up` (the container's runtime), not the image"
+
 FUNCTIONS: tuple[Function, ...] = (
     # global functions
     _f("base", _p("os"), _p("language"), _p("image"), _p("dev", "bool")),
-    _f("shell", _p("name", "str", REQUIRED), supported=False, positional_only=True),
+    _f("shell", _p("name", "str", REQUIRED), positional_only=True),
     _f("run", _p("commands", "list", REQUIRED), _p("mount_host", "bool"), supported=False),
-    _f("git_config", _p("name"), _p("email"), _p("editor"), supported=False),
-    _f("include", _p("git", "str", REQUIRED), supported=False),
+    _f("git_config", _p("name"), _p("email"), _p("editor")),
+    _f("include", _p("git", "str", REQUIRED)),
     # install.*
     _f("install.apt_packages", _p("name", "list")),
     _f("install.system_packages", _p("name", "list")),
@@ -67,47 +76,50 @@ FUNCTIONS: tuple[Function, ...] = (
        _p("local_wheels", "list")),
     _f("install.conda_packages", _p("name", "list"), _p("channel", "list"), _p("env_file")),
     _f("install.cuda", _p("version", "str", REQUIRED), _p("cudnn"), supported=False),
-    _f("install.r_packages", _p("name", "list"), supported=False),
-    _f("install.julia_packages", _p("name", "list"), supported=False),
-    _f("install.vscode_extensions", _p("name", "list"), supported=False),
-    _f("install.python", _p("version"), supported=False),
-    _f("install.conda", _p("use_mamba", "bool"), supported=False),
-    _f("install.uv", _p("python_version"), supported=False),
-    _f("install.pixi", _p("use_pixi_mirror", "bool"), _p("pypi_index"), supported=False),
-    _f("install.r_lang", supported=False),
-    _f("install.julia", supported=False),
-    _f("install.rust", _p("version"), supported=False),
-    _f("install.go", _p("version"), supported=False),
-    _f("install.nodejs", _p("version"), supported=False),
-    _f("install.codex", _p("version"), supported=False),
+    _f("install.python", _p("version")),
+    _f("install.conda", _p("use_mamba", "bool")),
+    _f("install.r_packages", _p("name", "list"), skip="R packages come from CRAN at build "
+       "time, unpinned"),
+    _f("install.julia_packages", _p("name", "list"), skip="Julia packages come from a "
+       "package server at build time, unpinned"),
+    _f("install.vscode_extensions", _p("name", "list"), skip="extensions are fetched from a "
+       "marketplace on the host, unpinned"),
+    _f("install.uv", _p("python_version"), skip=_DOWNLOADS),
+    _f("install.pixi", _p("use_pixi_mirror", "bool"), _p("pypi_index"), skip=_DOWNLOADS),
+    _f("install.r_lang", skip=_DOWNLOADS),
+    _f("install.julia", skip=_DOWNLOADS),
+    _f("install.rust", _p("version"), skip=_DOWNLOADS),
+    _f("install.go", _p("version"), skip=_DOWNLOADS),
+    _f("install.nodejs", _p("version"), skip=_DOWNLOADS),
+    _f("install.codex", _p("version"), skip="resolves the latest release at build time"),
     # config.*
     _f("config.pip_index", _p("url"), _p("extra_url"), _p("trust", "bool"), _p("mode")),
     _f("config.conda_channel", _p("channel"), _p("use_mamba", "bool")),
-    _f("config.apt_source", _p("source"), _p("mode"), supported=False),
-    _f("config.jupyter", _p("token"), _p("port", "int"), _p("password"), supported=False),
-    _f("config.gpu", _p("count", "int"), supported=False),
-    _f("config.shm_size", _p("size", "int"), supported=False),
-    _f("config.cran_mirror", _p("url"), supported=False),
-    _f("config.julia_pkg_server", _p("url"), supported=False),
-    _f("config.rstudio_server", supported=False),
-    _f("config.entrypoint", _p("args", "list"), supported=False),
-    _f("config.repo", _p("url"), _p("description"), supported=False),
-    _f("config.owner", _p("uid", "int", REQUIRED), _p("gid", "int", REQUIRED), supported=False),
+    _f("config.apt_source", _p("source"), _p("mode")),
+    _f("config.jupyter", _p("token"), _p("port", "int"), _p("password")),
+    _f("config.gpu", _p("count", "int"), skip=_RUNTIME_ONLY),
+    _f("config.shm_size", _p("size", "int"), skip=_RUNTIME_ONLY),
+    _f("config.cran_mirror", _p("url"), skip="R is not built by envnix yet"),
+    _f("config.julia_pkg_server", _p("url"), skip="Julia is not built by envnix yet"),
+    _f("config.rstudio_server", skip="RStudio Server is downloaded at build time, unpinned"),
+    _f("config.entrypoint", _p("args", "list")),
+    _f("config.repo", _p("url"), _p("description")),
+    _f("config.owner", _p("uid", "int", REQUIRED), _p("gid", "int", REQUIRED)),
     # io.*
     _f("io.copy", _p("host_path"), _p("envd_path"), _p("src"), _p("dest"), _p("source"),
        _p("target"), _p("image"), supported=False),
     _f("io.http", _p("url", "str", REQUIRED), _p("checksum"), _p("filename"), supported=False),
-    _f("io.mount", _p("src"), _p("dest"), supported=False),
+    _f("io.mount", _p("src"), _p("dest")),
     # runtime.*
     _f("runtime.environ", _p("env", "dict"), _p("extra_path", "list")),
-    _f("runtime.command", _p("commands", "dict"), supported=False),
+    _f("runtime.command", _p("commands", "dict")),
     _f("runtime.expose", _p("envd_port", "int", REQUIRED), _p("host_port", "int"),
-       _p("service"), _p("listen_addr"), supported=False),
-    _f("runtime.daemon", _p("commands", "list"), supported=False),
-    _f("runtime.init", _p("commands", "list"), supported=False),
-    _f("runtime.mount", _p("host_path"), _p("envd_path"), supported=False),
+       _p("service"), _p("listen_addr")),
+    _f("runtime.daemon", _p("commands", "any", REQUIRED)),  # a list of argv lists
+    _f("runtime.init", _p("commands", "list", REQUIRED)),
+    _f("runtime.mount", _p("host_path"), _p("envd_path")),
     # data.*
-    _f("data.envd", _p("name", "str", REQUIRED), supported=False),
+    _f("data.envd", _p("name", "str", REQUIRED), skip=_RUNTIME_ONLY),
 )
 
 BY_NAME: dict[str, Function] = {f.qualname: f for f in FUNCTIONS}

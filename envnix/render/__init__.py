@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -71,7 +72,8 @@ def _artifact_key(kind: str, name: str) -> str:
     return f"{kind}:{name}"
 
 
-def plan_layers(artifacts: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+def plan_layers(artifacts: dict[str, dict[str, Any]],
+                with_files: bool = False) -> list[dict[str, Any]]:
     """Group artifacts into layers: skeleton, OS, pip, metadata; big artifacts alone."""
     layers: list[dict[str, Any]] = [{"name": "skeleton", "trees": ["@skeleton"]}]
     for kind, group in (("deb", "os"), ("conda", "conda"), ("wheel", "pip")):
@@ -82,6 +84,8 @@ def plan_layers(artifacts: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
             layers.append({"name": group, "trees": small})
         for key in big:
             layers.append({"name": f"{group}-{store_name(artifacts[key]['name'])}", "trees": [key]})
+    if with_files:
+        layers.append({"name": "config", "trees": ["@files"]})
     layers.append({"name": "meta", "trees": ["@meta"]})
     if len(layers) > MAX_LAYERS:  # fold the smallest own-layer artifacts back into their group
         raise ValueError(f"{len(layers)} layers exceed the limit of {MAX_LAYERS}")
@@ -130,29 +134,128 @@ def build_plan(spec: ImageSpec, lock: Lock, tag: str) -> dict[str, Any]:
             "version": python.version if python else "",
         },
         "artifacts": artifacts,
-        "layers": plan_layers(artifacts),
+        "layers": plan_layers(artifacts, with_files=bool(image_files(spec))),
+        "users": ([[spec.dev.user, spec.dev.uid, spec.dev.gid, spec.dev.home,
+                    f"/bin/{spec.dev.shell}"]] if spec.dev else []),
     }
+
+
+INIT_PATH = "/usr/local/bin/envnix-init"
+
+# What libpam-runtime's postinst (pam-auth-update) writes with Debian's default profile; without
+# maintainer scripts they are missing and sudo aborts ("unable to initialize PAM").
+_PAM_COMMON = {
+    "auth": "auth\t[success=1 default=ignore]\tpam_unix.so nullok\n"
+            "auth\trequisite\t\t\tpam_deny.so\nauth\trequired\t\t\tpam_permit.so\n",
+    "account": "account\t[success=1 new_authtok_reqd=done default=ignore]\tpam_unix.so\n"
+               "account\trequisite\t\t\tpam_deny.so\naccount\trequired\t\t\tpam_permit.so\n",
+    "password": "password\t[success=1 default=ignore]\tpam_unix.so obscure yescrypt\n"
+                "password\trequisite\t\t\tpam_deny.so\npassword\trequired\t\t\tpam_permit.so\n",
+    "session": "session\t[default=1]\t\t\tpam_permit.so\nsession\trequisite\t\t\tpam_deny.so\n"
+               "session\trequired\t\t\tpam_permit.so\nsession\trequired\tpam_unix.so\n",
+}
+
+
+def _init_script(spec: ImageSpec) -> str | None:
+    """A small init for dev images (envd uses horust): runtime.init commands in order, then
+    runtime.daemon commands and Jupyter in the background, then the container's command."""
+    rt = spec.runtime
+    if not spec.dev or not (rt.init or rt.daemon or rt.jupyter):
+        return None
+    lines = ["#!/bin/sh", "# envnix-init: runtime.init, then runtime.daemon in the background,",
+             "# then the command (a shell when none was given).", "set -e"]
+    lines += [f"sh -c {shlex.quote(cmd)}" for cmd in rt.init]
+    lines += [" ".join(shlex.quote(a) for a in argv) + " &" for argv in rt.daemon]
+    if rt.jupyter:
+        lines.append(
+            "python3 -m notebook --ip 0.0.0.0 --notebook-dir \"$ENVD_WORKDIR\" "
+            f"--NotebookApp.token {shlex.quote(str(rt.jupyter['token']))} --port 8888 "
+            "--allow-root > /tmp/jupyter.log 2>&1 &")
+    lines += ['[ "$#" -gt 0 ] || set -- /bin/' + spec.dev.shell, 'exec "$@"']
+    return "\n".join(lines) + "\n"
+
+
+def image_files(spec: ImageSpec) -> dict[str, tuple[str, int]]:
+    """Config files envd writes into the image (path -> (text, mode)); no host state."""
+    files = {path: (text, 0o644) for path, text in spec.files.items()}
+    if spec.pip.index_url:  # envd writes /etc/pip.conf for config.pip_index
+        conf = ["[global]", f"index-url={spec.pip.index_url}"]
+        if spec.pip.extra_index_urls:
+            conf.append("extra-index-url=" + " ".join(spec.pip.extra_index_urls))
+        if spec.pip.trusted_hosts:
+            conf.append("trusted-host=" + " ".join(spec.pip.trusted_hosts))
+        files["/etc/pip.conf"] = ("\n".join([*conf, "[install]", "src=/tmp"]) + "\n", 0o644)
+    if spec.conda.condarc and spec.python and spec.python.provider == "conda":
+        files["/opt/conda/.condarc"] = (spec.conda.condarc, 0o644)
+    if spec.dev:
+        files[f"/etc/sudoers.d/{spec.dev.user}"] = (
+            f"{spec.dev.user} ALL=(ALL) NOPASSWD:ALL\n", 0o440)
+        for kind, text in _PAM_COMMON.items():
+            files[f"/etc/pam.d/common-{kind}"] = (text, 0o644)
+        files["/etc/pam.d/common-session-noninteractive"] = (_PAM_COMMON["session"], 0o644)
+        # pam_unix's account check needs a shadow entry; '*' = no password, no aging.
+        files["/etc/shadow"] = ("".join(f"{user}:*::0:99999:7:::\n" for user in
+                                        ("root", "nobody", spec.dev.user)), 0o640)
+    init = _init_script(spec)
+    if init:
+        files[INIT_PATH] = (init, 0o755)
+    return files
+
+
+def _write_files_tree(directory: Path, spec: ImageSpec) -> None:
+    """The config files as a package tree (root/ + meta.json) that Nix imports as is."""
+    shutil.rmtree(directory, ignore_errors=True)
+    files = image_files(spec)
+    if not files and not spec.runtime.mounts:
+        return
+    modes: dict[str, list[int]] = {}
+    owner = (spec.dev.uid, spec.dev.gid) if spec.dev else (0, 0)
+    for path, (text, mode) in sorted(files.items()):
+        target = directory / "root" / path.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+        target.chmod(0o755 if mode & 0o111 else 0o644)
+        in_home = spec.dev is not None and path.startswith(spec.dev.home + "/")
+        if mode not in (0o644, 0o755) or in_home:
+            modes[path.lstrip("/")] = [mode, *(owner if in_home else (0, 0))]
+    for mount in spec.runtime.mounts:  # envd only creates the mount points at build time
+        (directory / "root" / mount.lstrip("/")).mkdir(parents=True, exist_ok=True)
+    (directory / "meta.json").write_text(json.dumps(
+        {"kind": "files", "name": "config", "version": "0", "modes": modes},
+        sort_keys=True, separators=(",", ":")) + "\n")
 
 
 def image_config(spec: ImageSpec, lock: Lock) -> dict[str, Any]:
     """The OCI config minus rootfs/history (which mkimage fills from the built layers)."""
     created = datetime.fromtimestamp(source_date_epoch(), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return {
-        "architecture": "amd64",
-        "os": "linux",
-        "created": created,
-        "config": {
-            "Env": spec.env_list(),
-            "WorkingDir": spec.workdir,
-            "Cmd": ["/bin/sh"],
-            "Labels": {
-                "io.envnix.version": __version__,
-                "io.envnix.lock.digest": lock.digest,
-                "io.envnix.manifest": f"{spec.manifest}:{spec.function}",
-                "ai.tensorchord.envd.build.manifestFile": spec.manifest,
-            },
-        },
+    rt = spec.runtime
+    labels = {
+        "io.envnix.version": __version__,
+        "io.envnix.lock.digest": lock.digest,
+        "io.envnix.manifest": f"{spec.manifest}:{spec.function}",
+        "ai.tensorchord.envd.build.manifestFile": spec.manifest,
+        **spec.labels,
     }
+    graph = {"commands": rt.commands, "expose": rt.expose, "daemon": rt.daemon,
+             "init": rt.init, "mounts": rt.mounts, "environ": spec.env}
+    if any(graph.values()):
+        labels["ai.tensorchord.envd.graph.runtime"] = json.dumps(graph, sort_keys=True)
+    config: dict[str, Any] = {
+        "Env": spec.env_list(),
+        "WorkingDir": spec.workdir,
+        "Cmd": [f"/bin/{spec.dev.shell}"] if spec.dev else ["/bin/sh"],
+        "Labels": labels,
+    }
+    ports = [p["envd_port"] for p in rt.expose] + ([8888] if rt.jupyter and spec.dev else [])
+    if ports:
+        config["ExposedPorts"] = {f"{p}/tcp": {} for p in sorted(set(ports))}
+    if rt.entrypoint:
+        config["Entrypoint"] = rt.entrypoint
+    elif _init_script(spec):
+        config["Entrypoint"] = [INIT_PATH]
+    if spec.dev:
+        config["User"] = spec.dev.user
+    return {"architecture": "amd64", "os": "linux", "created": created, "config": config}
 
 
 def _templates() -> jinja2.Environment:
@@ -218,6 +321,7 @@ def render(spec: ImageSpec, lock: Lock, out_dir: Path, tag: str,
     _write(out_dir / "default.nix", env.get_template("default.nix.j2").render(context))
     _write(out_dir / "flake.nix", env.get_template("flake.nix.j2").render(context))
     _write(out_dir / "plan.json", _json(build_plan(spec, lock, tag)))
+    _write_files_tree(out_dir / "files", spec)
     _write(out_dir / "image-config.json", _json(image_config(spec, lock)))
     _write(out_dir / LOCK_NAME, lock.dumps())
     _write_zstandard(out_dir / "toolchain",

@@ -129,6 +129,34 @@ class CondaRequest:
 
 
 @dataclass
+class RuntimeSpec:
+    """runtime.* and config.* calls that shape the container, not its files."""
+
+    commands: dict[str, str] = field(default_factory=dict)
+    expose: list[dict[str, Any]] = field(default_factory=list)
+    daemon: list[list[str]] = field(default_factory=list)
+    init: list[str] = field(default_factory=list)
+    mounts: list[str] = field(default_factory=list)
+    entrypoint: list[str] = field(default_factory=list)
+    jupyter: dict[str, Any] | None = None
+
+
+@dataclass
+class DevSpec:
+    """What a dev image adds (envd's default for v0, base(dev=True) in v1): a fixed user."""
+
+    user: str = "envd"
+    uid: int = 1000  # fixed: envd takes the host user's, which makes images host-dependent
+    gid: int = 1000
+    shell: str = "bash"
+    git: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def home(self) -> str:
+        return f"/home/{self.user}"
+
+
+@dataclass
 class ImageSpec:
     """Everything the image should contain, independent of how it is resolved."""
 
@@ -144,6 +172,11 @@ class ImageSpec:
     extra_path: list[str] = field(default_factory=list)
     workdir: str = "/"
     syntax: str = "v0"
+    syntax_reason: str = ""
+    dev: DevSpec | None = None
+    runtime: RuntimeSpec = field(default_factory=RuntimeSpec)
+    files: dict[str, str] = field(default_factory=dict)  # image path -> text (config files)
+    labels: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
     # Base packages every image gets: libc, a /bin/sh and CA certificates.
@@ -160,6 +193,9 @@ class ImageSpec:
             roots += self.python.apt_packages
         if self.pip.packages or self.pip.requirements_files:
             roots += self.MANYLINUX_APT
+        if self.dev:
+            # envd's dev stack, minus its downloaded tools (sshd, horust, starship).
+            roots += ("sudo", self.dev.shell, "coreutils")
         roots += self.apt_packages
         seen: dict[str, None] = {}
         for name in roots:
@@ -174,6 +210,9 @@ class ImageSpec:
         if self.extra_path:
             path = path + ":" + ":".join(self.extra_path)
         env = {"PATH": path, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
+        if self.dev:
+            env.update({"SHELL": f"/bin/{self.dev.shell}", "USER": self.dev.user,
+                        "ENVD_WORKDIR": self.workdir})
         env.update(self.env)
         if "PATH" in self.env:
             env["PATH"] = self.env["PATH"]
