@@ -178,7 +178,7 @@ def render_cmd(path: str | None, path_opt: str | None, from_: str, apt_mirror: s
     spec = load_spec(context, from_)
     lock = _ensure_lock(context, spec, apt_mirror, locked)
     rendered = render(spec, lock, out_dir or context / GENERATED_DIR, tag or _default_tag(context),
-                      toolchain, nixpkgs)
+                      toolchain, nixpkgs, context=context)
     click.echo(str(rendered.directory))
 
 
@@ -200,7 +200,8 @@ def build_cmd(path: str | None, path_opt: str | None, from_: str, apt_mirror: st
         raise UsageError(f"invalid tag {tag!r}: expected name[:tag] in lowercase")
     spec = load_spec(context, from_)
     lock = _ensure_lock(context, spec, apt_mirror, locked)
-    rendered = render(spec, lock, out_dir or context / GENERATED_DIR, tag, toolchain, nixpkgs)
+    rendered = render(spec, lock, out_dir or context / GENERATED_DIR, tag, toolchain, nixpkgs,
+                      context=context)
     result = nix_build(rendered.directory, "image", toolchain,
                        out_link=rendered.directory / "result", store=store,
                        progress=_progress, verbose=verbose)

@@ -22,6 +22,7 @@ from envnix.spec import (
     RELEASE_ALIASES,
     SYSTEM_PYTHONS,
     CondaRequest,
+    CopySpec,
     DevSpec,
     ImageSpec,
     OsRelease,
@@ -72,6 +73,7 @@ class SpecBuilder:
         self.v0_signals: list[str] = []
         self.v1_signals: list[str] = []
         self.conda_enabled = False
+        self.copies: list[CopySpec] = []
 
     def __call__(self, qualname: str, args: dict[str, Any]) -> None:
         fn = BY_NAME[qualname]
@@ -237,6 +239,39 @@ class SpecBuilder:
         self.dev_spec.git = {k: v for k, v in
                              (("name", name), ("email", email), ("editor", editor)) if v}
 
+    def _io_copy(self, host_path: str | None = None, envd_path: str | None = None,
+                 src: str | None = None, dest: str | None = None, source: str | None = None,
+                 target: str | None = None, image: str | None = None) -> None:
+        if host_path is not None or envd_path is not None:
+            self.v0_signals.append("io.copy(host_path=)")
+        elif source is not None or target is not None:
+            self.v1_signals.append("io.copy(source=)")
+        if src is not None or dest is not None:
+            self._warn("io.copy(src=, dest=) is envd's pre-0.2 spelling of "
+                       "io.copy(host_path=, envd_path=)")
+        if image is not None:
+            raise SpecError("io.copy(image=...) (copying out of another image) is not "
+                            "supported yet")
+        from_ = host_path if host_path is not None else src if src is not None else source
+        to = envd_path if envd_path is not None else dest if dest is not None else target
+        if not from_ or not to:
+            raise SpecError("io.copy needs a source (host_path) and a target (envd_path)")
+        path = (self.context / from_).resolve()
+        root = self.context.resolve()
+        if not path.is_relative_to(root):
+            raise SpecError(f"io.copy: {from_!r} is outside the build context "
+                            "(or a symlink pointing out of it)")
+        if not path.exists():
+            raise SpecError(f"io.copy: {from_!r} does not exist in the build context")
+        rel = path.relative_to(root).as_posix()
+        to = to if to.startswith("/") else f"/home/envd/{self.context.name}/{to}"
+        # envd (BuildKit copy): a directory lands as itself inside the target directory, so
+        # io.copy("./detectron2", "/") gives /detectron2; a file keeps its name when the
+        # target is a directory (ends with /).
+        if path.is_dir() or to.endswith("/"):
+            to = to.rstrip("/") + "/" + (path.name if rel != "." else "")
+        self.copies.append(CopySpec(rel, to.rstrip("/") or "/"))
+
     def _include(self, git: str) -> None:
         raise SpecError(
             f"include(git={git!r}) clones the repository's current HEAD at every build, so "
@@ -340,6 +375,7 @@ class SpecBuilder:
             dev=self.dev_spec if dev else None,
             runtime=self.runtime,
             files=files,
+            copies=self.copies,
             labels=labels,
             warnings=self.warnings,
         )

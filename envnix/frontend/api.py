@@ -107,7 +107,7 @@ FUNCTIONS: tuple[Function, ...] = (
     _f("config.owner", _p("uid", "int", REQUIRED), _p("gid", "int", REQUIRED)),
     # io.*
     _f("io.copy", _p("host_path"), _p("envd_path"), _p("src"), _p("dest"), _p("source"),
-       _p("target"), _p("image"), supported=False),
+       _p("target"), _p("image")),
     _f("io.http", _p("url", "str", REQUIRED), _p("checksum"), _p("filename"), supported=False),
     _f("io.mount", _p("src"), _p("dest")),
     # runtime.*

@@ -23,6 +23,7 @@ import jinja2
 
 from envnix import __version__
 from envnix.lock.lockfile import LOCK_NAME, Lock
+from envnix.render.context import write_context_tree
 from envnix.spec import CONDA_PREFIX, ImageSpec
 
 HOST_PYTHON = "/usr/bin/python3"
@@ -72,8 +73,8 @@ def _artifact_key(kind: str, name: str) -> str:
     return f"{kind}:{name}"
 
 
-def plan_layers(artifacts: dict[str, dict[str, Any]],
-                with_files: bool = False) -> list[dict[str, Any]]:
+def plan_layers(artifacts: dict[str, dict[str, Any]], with_files: bool = False,
+                with_context: bool = False) -> list[dict[str, Any]]:
     """Group artifacts into layers: skeleton, OS, pip, metadata; big artifacts alone."""
     layers: list[dict[str, Any]] = [{"name": "skeleton", "trees": ["@skeleton"]}]
     for kind, group in (("deb", "os"), ("conda", "conda"), ("wheel", "pip")):
@@ -84,6 +85,8 @@ def plan_layers(artifacts: dict[str, dict[str, Any]],
             layers.append({"name": group, "trees": small})
         for key in big:
             layers.append({"name": f"{group}-{store_name(artifacts[key]['name'])}", "trees": [key]})
+    if with_context:
+        layers.append({"name": "context", "trees": ["@context"]})
     if with_files:
         layers.append({"name": "config", "trees": ["@files"]})
     layers.append({"name": "meta", "trees": ["@meta"]})
@@ -134,7 +137,8 @@ def build_plan(spec: ImageSpec, lock: Lock, tag: str) -> dict[str, Any]:
             "version": python.version if python else "",
         },
         "artifacts": artifacts,
-        "layers": plan_layers(artifacts, with_files=bool(image_files(spec))),
+        "layers": plan_layers(artifacts, with_files=bool(image_files(spec) or spec.runtime.mounts),
+                              with_context=bool(spec.copies)),
         "users": ([[spec.dev.user, spec.dev.uid, spec.dev.gid, spec.dev.home,
                     f"/bin/{spec.dev.shell}"]] if spec.dev else []),
     }
@@ -304,11 +308,12 @@ def _write_zstandard(directory: Path, needed: bool) -> None:
 
 
 def render(spec: ImageSpec, lock: Lock, out_dir: Path, tag: str,
-           toolchain: str = "host", nixpkgs: str = "nixpkgs") -> Rendered:
+           toolchain: str = "host", nixpkgs: str = "nixpkgs",
+           context: Path | None = None) -> Rendered:
     """Write the Nix project for ``spec`` + ``lock`` into ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     env = _templates()
-    context = {
+    variables = {
         "envnix_version": __version__,
         "manifest": spec.manifest,
         "tag": tag,
@@ -318,10 +323,14 @@ def render(spec: ImageSpec, lock: Lock, out_dir: Path, tag: str,
         "nix_options": " ".join(f"'{o}'" if " " in o or not o else o
                                 for o in nix_options(toolchain)),
     }
-    _write(out_dir / "default.nix", env.get_template("default.nix.j2").render(context))
-    _write(out_dir / "flake.nix", env.get_template("flake.nix.j2").render(context))
+    _write(out_dir / "default.nix", env.get_template("default.nix.j2").render(variables))
+    _write(out_dir / "flake.nix", env.get_template("flake.nix.j2").render(variables))
     _write(out_dir / "plan.json", _json(build_plan(spec, lock, tag)))
     _write_files_tree(out_dir / "files", spec)
+    owner = (spec.dev.uid, spec.dev.gid) if spec.dev else (0, 0)  # envd chowns copies
+    if spec.copies and context is None:
+        raise ValueError("render: io.copy needs the build context directory")
+    write_context_tree(out_dir / "context", context or out_dir, spec.copies, owner)
     _write(out_dir / "image-config.json", _json(image_config(spec, lock)))
     _write(out_dir / LOCK_NAME, lock.dumps())
     _write_zstandard(out_dir / "toolchain",

@@ -129,6 +129,22 @@ class CondaRequest:
 
 
 @dataclass
+class CopySpec:
+    """io.copy: a context path (file or directory) and where it lands in the image."""
+
+    source: str  # relative to the build context, normalised, never escaping it
+    target: str  # absolute image path of the copied file or directory itself
+
+
+@dataclass
+class RunSpec:
+    """run(): one group of shell commands, executed hermetically inside the Nix build."""
+
+    commands: list[str]
+    mount_host: bool = False
+
+
+@dataclass
 class RuntimeSpec:
     """runtime.* and config.* calls that shape the container, not its files."""
 
@@ -176,6 +192,8 @@ class ImageSpec:
     dev: DevSpec | None = None
     runtime: RuntimeSpec = field(default_factory=RuntimeSpec)
     files: dict[str, str] = field(default_factory=dict)  # image path -> text (config files)
+    copies: list[CopySpec] = field(default_factory=list)
+    runs: list[RunSpec] = field(default_factory=list)
     labels: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
