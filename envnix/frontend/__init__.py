@@ -78,7 +78,7 @@ class SpecBuilder:
     def __call__(self, qualname: str, args: dict[str, Any]) -> None:
         fn = BY_NAME[qualname]
         if fn.skip:
-            self._warn(f"{qualname}() skipped: it {fn.skip}")
+            self._warn(f"{qualname}() skipped: {fn.skip}")
             return
         handler = getattr(self, "_" + qualname.replace(".", "_"))
         handler(**args)

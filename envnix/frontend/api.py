@@ -59,8 +59,8 @@ def _p(name: str, kind: str = "str", default: object = None) -> Param:
     return Param(name, kind, default)
 
 
-_DOWNLOADS = "downloads a toolchain at build time from a source envnix cannot pin yet"
-_RUNTIME_ONLY = "only affects `envd up` (the container's runtime), not the image"
+_DOWNLOADS = "it downloads a toolchain at build time from a source envnix cannot pin yet"
+_RUNTIME_ONLY = "it only affects `envd up` (the running container), not the image"
 
 FUNCTIONS: tuple[Function, ...] = (
     # global functions
@@ -79,11 +79,11 @@ FUNCTIONS: tuple[Function, ...] = (
     _f("install.python", _p("version")),
     _f("install.conda", _p("use_mamba", "bool")),
     _f("install.r_packages", _p("name", "list"), skip="R packages come from CRAN at build "
-       "time, unpinned"),
+       "time, unpinned, and envnix builds no R yet"),
     _f("install.julia_packages", _p("name", "list"), skip="Julia packages come from a "
-       "package server at build time, unpinned"),
-    _f("install.vscode_extensions", _p("name", "list"), skip="extensions are fetched from a "
-       "marketplace on the host, unpinned"),
+       "package server at build time, unpinned, and envnix builds no Julia yet"),
+    _f("install.vscode_extensions", _p("name", "list"), skip="VS Code extensions are fetched "
+       "from a marketplace on the host, unpinned"),
     _f("install.uv", _p("python_version"), skip=_DOWNLOADS),
     _f("install.pixi", _p("use_pixi_mirror", "bool"), _p("pypi_index"), skip=_DOWNLOADS),
     _f("install.r_lang", skip=_DOWNLOADS),
@@ -91,7 +91,8 @@ FUNCTIONS: tuple[Function, ...] = (
     _f("install.rust", _p("version"), skip=_DOWNLOADS),
     _f("install.go", _p("version"), skip=_DOWNLOADS),
     _f("install.nodejs", _p("version"), skip=_DOWNLOADS),
-    _f("install.codex", _p("version"), skip="resolves the latest release at build time"),
+    _f("install.codex", _p("version"), skip="it resolves the latest release at build "
+       "time"),
     # config.*
     _f("config.pip_index", _p("url"), _p("extra_url"), _p("trust", "bool"), _p("mode")),
     _f("config.conda_channel", _p("channel"), _p("use_mamba", "bool")),
@@ -99,9 +100,10 @@ FUNCTIONS: tuple[Function, ...] = (
     _f("config.jupyter", _p("token"), _p("port", "int"), _p("password")),
     _f("config.gpu", _p("count", "int"), skip=_RUNTIME_ONLY),
     _f("config.shm_size", _p("size", "int"), skip=_RUNTIME_ONLY),
-    _f("config.cran_mirror", _p("url"), skip="R is not built by envnix yet"),
-    _f("config.julia_pkg_server", _p("url"), skip="Julia is not built by envnix yet"),
-    _f("config.rstudio_server", skip="RStudio Server is downloaded at build time, unpinned"),
+    _f("config.cran_mirror", _p("url"), skip="envnix builds no R yet"),
+    _f("config.julia_pkg_server", _p("url"), skip="envnix builds no Julia yet"),
+    _f("config.rstudio_server", skip="RStudio Server is downloaded at "
+       "build time, unpinned"),
     _f("config.entrypoint", _p("args", "list")),
     _f("config.repo", _p("url"), _p("description")),
     _f("config.owner", _p("uid", "int", REQUIRED), _p("gid", "int", REQUIRED)),
