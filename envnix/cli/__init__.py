@@ -75,7 +75,7 @@ def _ensure_lock(context: Path, spec: ImageSpec, apt_mirror: str | None, locked:
             raise StaleLockError(f"{path.name} is stale: {reason}",
                                  hint="run envnix lock, or drop --locked")
         _progress(f"lock: {path.name} is stale ({reason}); re-locking")
-    lock = make_lock(spec, context, apt_sources(spec.os.codename, apt_mirror), _progress)
+    lock = make_lock(spec, context, apt_sources(spec.os, apt_mirror), _progress)
     write_lock(path, lock)
     _progress(f"lock: wrote {path} ({len(lock.artifacts())} artifacts)")
     return lock
@@ -146,7 +146,7 @@ def lock_cmd(path: str | None, path_opt: str | None, from_: str, apt_mirror: str
             raise StaleLockError(f"{lock_path.name} is stale: {reason}", hint="run envnix lock")
         click.echo(f"{lock_path.name} is up to date")
         return
-    lock = make_lock(spec, context, apt_sources(spec.os.codename, apt_mirror), _progress)
+    lock = make_lock(spec, context, apt_sources(spec.os, apt_mirror), _progress)
     changed = write_lock(lock_path, lock)
     click.echo(f"{lock_path} {'written' if changed else 'unchanged'}: "
                f"{len(lock.apt_packages)} debs, {len(lock.pip_wheels)} wheels")

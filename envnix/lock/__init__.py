@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from envnix.errors import LockError
+from envnix.errors import LockError, UsageError
 from envnix.frontend.envyaml import (
     ChannelLocation,
     Condarc,
@@ -25,7 +25,7 @@ from envnix.frontend.envyaml import (
 )
 from envnix.lock import debian, pip
 from envnix.lock.lockfile import LOCK_NAME, Lock, read_lock, stale_reason, write_lock
-from envnix.spec import ImageSpec, PipRequest
+from envnix.spec import ImageSpec, OsRelease, PipRequest
 
 __all__ = ["LOCK_NAME", "CondaPlan", "Lock", "apt_sources", "conda_plan", "lock_inputs",
            "make_lock", "pip_request", "read_lock", "stale_reason", "write_lock"]
@@ -108,14 +108,30 @@ def lock_inputs(spec: ImageSpec, context: Path) -> dict[str, Any]:
     return inputs
 
 
-def apt_sources(codename: str, mirror: str | None = None,
-                security_mirror: str | None = None) -> list[debian.AptSource]:
-    """Where Debian indexes come from: --apt-mirror / ENVNIX_APT_MIRROR, else the machine's."""
+def apt_sources(release: OsRelease, mirror: str | None = None,
+                security_mirror: str | None = None,
+                snapshot: str | None = None) -> list[debian.AptSource]:
+    """Where the release's apt indexes come from, with its components (Ubuntu: main + universe).
+
+    --apt-mirror / ENVNIX_APT_MIRROR (plus ENVNIX_APT_SECURITY_MIRROR), taken at
+    ENVNIX_APT_SNAPSHOT when that is set (the mirror is then a snapshot service's base URL);
+    else the machine's apt sources for that release.
+    """
     mirror = mirror or os.environ.get("ENVNIX_APT_MIRROR")
     security_mirror = security_mirror or os.environ.get("ENVNIX_APT_SECURITY_MIRROR")
+    snapshot = snapshot or os.environ.get("ENVNIX_APT_SNAPSHOT") or None
     if mirror:
-        return debian.sources_for_mirror(mirror, codename, security_mirror=security_mirror)
-    return debian.machine_apt_sources(codename)
+        return debian.sources_for_mirror(
+            mirror, release.codename, security_mirror=security_mirror, distro=release.distro,
+            components=release.components, snapshot=snapshot)
+    if snapshot:
+        raise UsageError(f"ENVNIX_APT_SNAPSHOT={snapshot} needs a snapshot service to apply "
+                         "to: pass --apt-mirror URL (its base URL, without the time)")
+    # Debian keeps the components the machine lists (as its locks always have); for Ubuntu
+    # the image's release decides (main + universe), whatever the host enabled.
+    components = None if release.distro == "debian" else release.components
+    return debian.machine_apt_sources(release.codename, distro=release.distro,
+                                      components=components)
 
 
 def make_lock(spec: ImageSpec, context: Path, sources: list[debian.AptSource],
@@ -139,8 +155,7 @@ def make_lock(spec: ImageSpec, context: Path, sources: list[debian.AptSource],
         wheels = pip.lock_pip(request, context, spec.python.version, spec.os.glibc, progress)
     return Lock(
         inputs=lock_inputs(spec, context),
-        apt_sources=[{"uri": s.uri, "suite": s.suite, "components": list(s.components)}
-                     for s in sources],
+        apt_sources=[s.to_lock_dict() for s in sources],
         apt_indexes=[i.to_lock_dict() for i in indexes],
         apt_packages=[p.to_lock_dict() for p in packages],
         pip_wheels=[w.to_lock_dict() for w in wheels],

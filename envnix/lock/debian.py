@@ -19,6 +19,7 @@ Scope and deliberate limits (background: the team's locking notes, §6 Debian):
 from __future__ import annotations
 
 import contextlib
+import datetime
 import difflib
 import functools
 import gzip
@@ -661,14 +662,90 @@ class AptSource:
     suite: str
     components: tuple[str, ...] = ("main",)
 
+    @property
+    def snapshot(self) -> str | None:
+        """The archive's snapshot time when *uri* is a snapshot URL (``.../<YYYYMMDDTHHMMSSZ>``);
+        the lock records it, since the same URL then always serves the same indexes."""
+        return snapshot_of(self.uri)
 
-_DEBIAN_PATH_RE = re.compile(r"/debian(-security)?(/\d{8}T\d{6}Z)?$")  # incl. snapshot URLs
+    def to_lock_dict(self) -> dict[str, Any]:
+        """The lock's ``apt.sources`` entry; ``snapshot`` only when there is one, so locks made
+        from plain mirrors keep their bytes."""
+        entry: dict[str, Any] = {"uri": self.uri, "suite": self.suite,
+                                 "components": list(self.components)}
+        if self.snapshot is not None:
+            entry["snapshot"] = self.snapshot
+        return entry
+
+
+SNAPSHOT_FORMAT = "%Y%m%dT%H%M%SZ"
+"""The archive snapshot services' time stamps (``20260101T000000Z``), in UTC."""
+
+_SNAPSHOT = r"\d{8}T\d{6}Z"
+_SNAPSHOT_TAIL_RE = re.compile(rf"/({_SNAPSHOT})$")
 _URL_SCHEMES = ("http", "https", "file")
 
+# What an official archive's URI path ends with, per distribution (optionally a snapshot of it):
+# the machine's apt sources also list third-party repositories, which must not leak into images.
+_ARCHIVE_PATH_RES: dict[str, re.Pattern[str]] = {
+    "debian": re.compile(rf"/debian(-security)?(/{_SNAPSHOT})?$"),
+    # Ubuntu mirrors and snapshots end in /ubuntu (the -security pocket lives there too);
+    # /ubuntu-ports is other architectures.
+    "ubuntu": re.compile(rf"/ubuntu(/{_SNAPSHOT})?$"),
+}
+# Personal package archives end in /ubuntu and reuse the release codename as their suite, so
+# the path alone cannot tell them apart; their hosts are named ppa.* / private-ppa.*.
+_PPA_HOST_LABELS = ("ppa", "private-ppa")
 
-def _is_debian_uri(uri: str) -> bool:
+_NO_SOURCE_MESSAGES = {
+    "debian": "no Debian {codename} apt source found in {where}; pass --apt-mirror URL "
+              "(the base URL of a Debian mirror, ending in /debian)",
+    "ubuntu": "no Ubuntu mirror for {codename}: pass --apt-mirror URL (an Ubuntu archive or "
+              "snapshot, e.g. <scheme>://<your mirror>/ubuntu)",
+}
+
+
+def snapshot_of(uri: str) -> str | None:
+    """The ``YYYYMMDDTHHMMSSZ`` time a snapshot URL ends with, or None for a plain mirror."""
+    m = _SNAPSHOT_TAIL_RE.search(urllib.parse.urlsplit(uri).path.rstrip("/"))
+    return m.group(1) if m else None
+
+
+def check_snapshot(snapshot: str) -> str:
+    """*snapshot* if it is a valid ``YYYYMMDDTHHMMSSZ`` time, else a one-line UsageError."""
+    try:
+        ok = re.fullmatch(_SNAPSHOT, snapshot) is not None and bool(
+            datetime.datetime.strptime(snapshot, SNAPSHOT_FORMAT))
+    except ValueError:
+        ok = False
+    if not ok:
+        raise UsageError(f"apt snapshot {snapshot!r} is not a time like 20260101T000000Z "
+                         "(YYYYMMDDTHHMMSSZ, UTC)")
+    return snapshot
+
+
+def at_snapshot(url: str, snapshot: str) -> str:
+    """*url*, a snapshot service's archive base (``<host>/ubuntu``), at time *snapshot*."""
+    check_snapshot(snapshot)
+    url = url.rstrip("/")
+    current = snapshot_of(url)
+    if current == snapshot:
+        return url
+    if current is not None:
+        raise UsageError(f"apt mirror {url} already names snapshot {current}, "
+                         f"but ENVNIX_APT_SNAPSHOT asks for {snapshot}")
+    return f"{url}/{snapshot}"
+
+
+def _is_archive_uri(uri: str, distro: str) -> bool:
+    """Whether a machine apt source is *distro*'s official archive (a mirror or a snapshot)."""
     parts = urllib.parse.urlsplit(uri)
-    return parts.scheme in _URL_SCHEMES and bool(_DEBIAN_PATH_RE.search(parts.path.rstrip("/")))
+    if parts.scheme not in _URL_SCHEMES:
+        return False
+    if (parts.hostname or "").split(".", 1)[0] in _PPA_HOST_LABELS:
+        return False
+    pattern = _ARCHIVE_PATH_RES.get(distro)
+    return pattern is not None and bool(pattern.search(parts.path.rstrip("/")))
 
 
 def _deb822_paragraphs(text: str) -> list[dict[str, str]]:
@@ -735,13 +812,19 @@ def _default_source_files() -> list[Path]:
 
 
 def machine_apt_sources(
-    codename: str, paths: Iterable[str | os.PathLike[str]] | None = None
+    codename: str,
+    paths: Iterable[str | os.PathLike[str]] | None = None,
+    *,
+    distro: str = "debian",
+    components: Sequence[str] | None = None,
 ) -> list[AptSource]:
-    """This machine's Debian sources for *codename* (main, -updates, -security suites).
+    """This machine's *distro* sources for *codename* (main, -updates, -security suites).
 
     Reads deb822 ``*.sources`` and one-line ``*.list`` files (*paths* overrides the default
-    /etc/apt locations), keeps enabled ``deb`` entries on Debian archives only (URI path ending
-    in /debian or /debian-security, or a snapshot of them), main suite first.
+    /etc/apt locations), keeps enabled ``deb`` entries on the distribution's official archive
+    only (URI path ending in /debian or /debian-security, or /ubuntu, or a snapshot of them;
+    never a PPA), main suite first. *components* replaces the ones the machine lists: the
+    image's release decides what it may contain, not the host's choice.
     """
     files = [Path(p) for p in paths] if paths is not None else _default_source_files()
     rank = {codename: 0, f"{codename}-updates": 1, f"{codename}-security": 2}
@@ -752,34 +835,52 @@ def machine_apt_sources(
         except OSError:
             continue
         parse = _entries_from_deb822 if path.suffix == ".sources" else _entries_from_one_line
-        for uri, suite, components in parse(text):
-            if suite not in rank or not _is_debian_uri(uri):
+        for uri, suite, listed in parse(text):
+            if suite not in rank or not _is_archive_uri(uri, distro):
                 continue
             comps = found.setdefault((uri.rstrip("/"), suite), [])
-            comps += [c for c in components if c not in comps]
+            comps += [c for c in listed if c not in comps]
     if not found:
         where = ", ".join(str(f) for f in files) or "(no files)"
-        raise LockError(
-            f"no Debian {codename} apt source found in {where}; "
-            "pass --apt-mirror URL (the base URL of a Debian mirror, ending in /debian)"
-        )
+        template = _NO_SOURCE_MESSAGES.get(distro)
+        if template is None:
+            raise LockError(f"envnix cannot read {distro} apt sources; pass --apt-mirror URL")
+        raise LockError(template.format(codename=codename, where=where))
     ordered = sorted(found.items(), key=lambda kv: rank[kv[0][1]])  # stable: file order kept
-    return [AptSource(uri, suite, tuple(comps) or ("main",)) for (uri, suite), comps in ordered]
+    return [
+        AptSource(uri, suite, tuple(components) if components else tuple(comps) or ("main",))
+        for (uri, suite), comps in ordered
+    ]
 
 
 def sources_for_mirror(
-    mirror: str, codename: str, security_mirror: str | None = None
+    mirror: str,
+    codename: str,
+    security_mirror: str | None = None,
+    *,
+    distro: str = "debian",
+    components: Sequence[str] = ("main",),
+    snapshot: str | None = None,
 ) -> list[AptSource]:
-    """Sources for an explicit ``--apt-mirror``: the main and -updates suites, plus -security
-    from *security_mirror* if given (the security archive is a separate tree, so only the user
-    knows where it is mirrored)."""
+    """Sources for an explicit ``--apt-mirror``: the main, -updates and -security suites.
+
+    Debian's security archive is a separate tree, so its -security suite comes only from
+    *security_mirror* (only the user knows where it is mirrored); Ubuntu's archive carries
+    the -security pocket itself, so *security_mirror* only overrides it. *snapshot*
+    (``YYYYMMDDTHHMMSSZ``) is appended to both URLs, which are then snapshot-service bases.
+    """
+    main_suites = ["", "-updates"]
+    if distro != "debian" and not security_mirror:
+        main_suites.append("-security")
     out = []
-    for url, suites in ((mirror, ("", "-updates")), (security_mirror, ("-security",))):
+    for url, suites in ((mirror, main_suites), (security_mirror, ["-security"])):
         if url is None:
             continue
         if urllib.parse.urlsplit(url).scheme not in _URL_SCHEMES:
             raise UsageError(f"apt mirror must be an http(s):// or file:// URL, got {url!r}")
-        out += [AptSource(url.rstrip("/"), codename + s) for s in suites]
+        if snapshot is not None:
+            url = at_snapshot(url, snapshot)
+        out += [AptSource(url.rstrip("/"), codename + s, tuple(components)) for s in suites]
     return out
 
 
@@ -901,29 +1002,60 @@ def _decompress(data: bytes, ext: str, url: str) -> str:
     return raw.decode("utf-8", errors="replace")
 
 
+def fetch_release(source: AptSource) -> Release:
+    """Fetch and parse a suite's InRelease (or Release): what is current, and its hashes.
+
+    A mirror without the suite (e.g. a Debian mirror given for an Ubuntu release) is one
+    FetchError line naming the missing file.
+    """
+    base = f"{source.uri.rstrip('/')}/dists/{source.suite}"
+    raw = _http_get(f"{base}/InRelease", missing_ok=True)
+    if raw is None:
+        raw = _http_get(f"{base}/Release", missing_ok=True)
+    if raw is None:
+        raise FetchError(f"cannot fetch {base}/Release (nor InRelease): not found; does "
+                         f"{source.uri} carry the {source.suite} suite? check --apt-mirror")
+    return parse_release(raw.decode("utf-8", errors="replace"))
+
+
+def release_has(release: Release, component: str) -> bool:
+    """Whether *release* lists a Packages index of *component* for our architecture."""
+    stem = f"{component}/binary-{ARCH}/Packages"
+    return any(stem + ext in release.sha256 for ext in (".xz", ".gz"))
+
+
+def release_lacks(release: Release, component: str) -> bool:
+    """True when the Release says the suite has no *component* at all (its ``Components:``
+    field leaves it out), as Ubuntu's and Debian's archives do for pockets that are partial;
+    without that field an unlisted index is an error, not an absence. Debian's security
+    archive spells its components ``updates/main``."""
+    listed = release.fields.get("Components")
+    return listed is not None and component not in {c.rsplit("/", 1)[-1]
+                                                     for c in listed.split()}
+
+
 def fetch_index(
     source: AptSource,
     component: str,
     cache_dir: str | os.PathLike[str] | None = None,
     progress: Progress | None = None,
+    release: Release | None = None,
 ) -> tuple[IndexSnapshot, str]:
     """Fetch one ``<component>/binary-amd64/Packages`` index; return its snapshot and text.
 
-    The (In)Release file is always fetched (it says what is current); the Packages.xz it
-    names is taken from the cache when a verified copy is there, else downloaded by its
-    by-hash URL (immutable, so the recorded URL keeps meaning the same bytes) with a fallback to
-    the plain path, and checked against the Release sha256 and size.
+    The (In)Release file is always fetched (it says what is current) unless the caller has
+    just done so (*release*); the Packages.xz it names is taken from the cache when a verified
+    copy is there, else downloaded by its by-hash URL (immutable, so the recorded URL keeps
+    meaning the same bytes) with a fallback to the plain path, and checked against the Release
+    sha256 and size.
 
-    TODO: the InRelease signature is not verified yet (needs gpgv + debian-archive-keyring);
+    TODO: the InRelease signature is not verified yet (needs gpgv + the archive keyring);
     integrity currently rests on the transport and on the sha256 chain below InRelease.
     """
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     base = f"{source.uri.rstrip('/')}/dists/{source.suite}"
-    raw = _http_get(f"{base}/InRelease", missing_ok=True)
-    if raw is None:
-        raw = _http_get(f"{base}/Release")
-    assert raw is not None
-    release = parse_release(raw.decode("utf-8", errors="replace"))
+    if release is None:
+        release = fetch_release(source)
 
     stem = f"{component}/binary-{ARCH}/Packages"
     ext = next((e for e in (".xz", ".gz") if stem + e in release.sha256), None)
@@ -968,16 +1100,35 @@ def load_index(
     cache_dir: str | os.PathLike[str] | None = None,
     progress: Progress | None = None,
 ) -> tuple[list[IndexSnapshot], DebIndex]:
-    """Fetch every component of every source and merge them into one :class:`DebIndex`."""
+    """Fetch every component of every source and merge them into one :class:`DebIndex`.
+
+    A component that a suite's Release says it does not have is skipped (Ubuntu's and
+    Debian's -updates/-security pockets need not carry every component); one that no suite
+    has at all is an error, since its packages could never be found.
+    """
     if not sources:
         raise LockError("no apt sources given; pass --apt-mirror URL")
     index = DebIndex(label=sources[0].suite)
     snapshots: list[IndexSnapshot] = []
+    seen: dict[str, bool] = {}
     for source in sources:
+        release = fetch_release(source)
         for component in source.components:
-            snapshot, text = fetch_index(source, component, cache_dir, progress)
+            seen.setdefault(component, False)
+            if not release_has(release, component) and release_lacks(release, component):
+                if progress:
+                    progress(f"apt: {source.suite} has no {component} component; skipped")
+                continue
+            snapshot, text = fetch_index(source, component, cache_dir, progress, release)
             index.add_packages_text(text, source.uri, source.suite)
             snapshots.append(snapshot)
+            seen[component] = True
+    missing = [c for c, found in seen.items() if not found]
+    if missing:
+        uris = ", ".join(dict.fromkeys(s.uri for s in sources))
+        suites = ", ".join(s.suite for s in sources)
+        raise LockError(f"no suite ({suites}) on {uris} has the {' '.join(missing)} "
+                        "component; point --apt-mirror at an archive that carries it")
     return snapshots, index
 
 
