@@ -28,6 +28,7 @@ from envnix.spec import (
     OsRelease,
     PipRequest,
     PythonSpec,
+    RunSpec,
     RuntimeSpec,
     release_for,
 )
@@ -74,6 +75,7 @@ class SpecBuilder:
         self.v1_signals: list[str] = []
         self.conda_enabled = False
         self.copies: list[CopySpec] = []
+        self.runs: list[RunSpec] = []
 
     def __call__(self, qualname: str, args: dict[str, Any]) -> None:
         fn = BY_NAME[qualname]
@@ -272,6 +274,16 @@ class SpecBuilder:
             to = to.rstrip("/") + "/" + (path.name if rel != "." else "")
         self.copies.append(CopySpec(rel, to.rstrip("/") or "/"))
 
+    def _run(self, commands: list[str], mount_host: bool | None = None) -> None:
+        if mount_host:
+            raise SpecError(
+                "run(mount_host=True) bind-mounts the host's build context into the build, "
+                "so the result depends on whatever the context holds at that moment",
+                hint="copy what the commands need with io.copy, then run(commands=[...])",
+            )
+        if commands:
+            self.runs.append(RunSpec(list(commands)))
+
     def _include(self, git: str) -> None:
         raise SpecError(
             f"include(git={git!r}) clones the repository's current HEAD at every build, so "
@@ -376,6 +388,7 @@ class SpecBuilder:
             runtime=self.runtime,
             files=files,
             copies=self.copies,
+            runs=self.runs,
             labels=labels,
             warnings=self.warnings,
         )

@@ -89,6 +89,8 @@ def plan_layers(artifacts: dict[str, dict[str, Any]], with_files: bool = False,
         layers.append({"name": "context", "trees": ["@context"]})
     if with_files:
         layers.append({"name": "config", "trees": ["@files"]})
+    # run() groups come last, as in envd, each its own layer over everything below it (see
+    # the template: their whiteouts only mean something over the layers beneath).
     layers.append({"name": "meta", "trees": ["@meta"]})
     if len(layers) > MAX_LAYERS:  # fold the smallest own-layer artifacts back into their group
         raise ValueError(f"{len(layers)} layers exceed the limit of {MAX_LAYERS}")
@@ -141,6 +143,8 @@ def build_plan(spec: ImageSpec, lock: Lock, tag: str) -> dict[str, Any]:
                               with_context=bool(spec.copies)),
         "users": ([[spec.dev.user, spec.dev.uid, spec.dev.gid, spec.dev.home,
                     f"/bin/{spec.dev.shell}"]] if spec.dev else []),
+        "runs": [{"commands": r.commands} for r in spec.runs],
+        "runEnv": dict(item.split("=", 1) for item in spec.env_list()),
     }
 
 
