@@ -279,3 +279,30 @@ def test_include_is_refused_as_unreproducible(tmp_path: Path) -> None:
     err = error_of(tmp_path, 'def build():\n    include(git="https://example.invalid/lib")\n')
     assert str(err).startswith("build.envd:2:5: include(git='https://example.invalid/lib') "
                                "clones the repository's current HEAD at every build")
+
+
+def test_load_of_local_envd_relative_to_manifest(tmp_path: Path) -> None:
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "common.envd").write_text(
+        'load("lib/more.envd", "EXTRA")\n'
+        'def python_stack(extra=[]):\n'
+        '    install.python_packages(name=["six"] + EXTRA + extra)\n')
+    (tmp_path / "lib" / "more.envd").write_text('EXTRA = ["pyyaml"]\n')
+    write(tmp_path, 'load("lib/common.envd", "python_stack")\n'
+                    'def build():\n    base(os="debian12", language="python3.11")\n'
+                    '    python_stack(extra=["tqdm"])\n')
+    spec = load_spec(tmp_path)
+    assert spec.pip.packages == ["six", "pyyaml", "tqdm"]
+
+
+def test_load_errors_point_into_the_loaded_file(tmp_path: Path) -> None:
+    (tmp_path / "lib.envd").write_text('def helper():\n    install.apt_pakages(name=["jq"])\n')
+    err = error_of(tmp_path, 'load("lib.envd", "helper")\ndef build():\n    helper()\n')
+    assert str(err) == ("lib.envd:2:5: install has no function 'apt_pakages'; "
+                        "did you mean 'install.apt_packages'?")
+    (tmp_path / "a.envd").write_text('load("b.envd", "x")\n')
+    (tmp_path / "b.envd").write_text('load("a.envd", "y")\nx = 1\n')
+    err = error_of(tmp_path, 'load("a.envd", "x")\ndef build():\n    pass\n')
+    assert "Detected cycle import during parsing a.envd" in str(err)
+    err = error_of(tmp_path, 'load("../outside.envd", "x")\ndef build():\n    pass\n')
+    assert "load('../outside.envd'): the file is outside" in str(err)

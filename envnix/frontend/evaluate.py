@@ -48,8 +48,16 @@ class Evaluator:
         self.manifest = manifest
         self.display_name = manifest.name
         self.source = ""
+        self.sources: dict[str, str] = {}  # display name -> text, for error columns
         self.handler = handler
         self._pending: dict[str, EnvnixError] = {}
+        self._loaded: dict[Path, sl.FrozenModule] = {}
+        self._loading: list[Path] = []
+        self._globals = sl.Globals.extended_by([sl.LibraryExtension.StructType])
+        self._prelude_dialect = sl.Dialect.extended()
+        self._prelude_dialect.enable_positional_only_arguments = True
+        self._user_dialect = sl.Dialect.extended()
+        self._user_dialect.enable_load = True
 
     # -- public -------------------------------------------------------------------------------
     def run(self, function: str) -> str:
@@ -64,18 +72,10 @@ class Evaluator:
         except UnicodeDecodeError as exc:
             raise FrontendError(f"{self.manifest}: not UTF-8 text ({exc.reason})") from None
 
-        globals_ = sl.Globals.extended_by([sl.LibraryExtension.StructType])
-        module = sl.Module()
-        module.add_callable("_envnix_call", self._record)
-        prelude_dialect = sl.Dialect.extended()
-        prelude_dialect.enable_positional_only_arguments = True
-        user_dialect = sl.Dialect.extended()
-        user_dialect.enable_load = False  # load() arrives with full envd compatibility
+        self.sources[self.display_name] = self.source
+        self._loading.append(self.manifest.resolve())
         try:
-            sl.eval(module, sl.parse(PRELUDE_FILE, prelude_source(), prelude_dialect), globals_)
-            ast = sl.parse(self.display_name, self.source, user_dialect)
-            sl.eval(module, ast, globals_)
-            frozen = module.freeze()
+            frozen = self._evaluate(self.display_name, self.source)
         except sl.StarlarkError as exc:
             raise self._translate(exc) from None
         try:
@@ -91,6 +91,41 @@ class Evaluator:
                 ) from None
             raise self._translate(exc) from None
         return _syntax_marker(self.source)
+
+    def _evaluate(self, display: str, text: str) -> sl.FrozenModule:
+        """One .envd file in a fresh module that has the API prelude; load() resolves here."""
+        module = sl.Module()
+        module.add_callable("_envnix_call", self._record)
+        sl.eval(module, sl.parse(PRELUDE_FILE, prelude_source(), self._prelude_dialect),
+                self._globals)
+        sl.eval(module, sl.parse(display, text, self._user_dialect), self._globals,
+                sl.FileLoader(self._load))
+        return module.freeze()
+
+    def _load(self, name: str) -> sl.FrozenModule:
+        """load("lib.envd", ...): relative to the manifest's directory (envd resolves it against
+        the process's working directory, which makes a file mean different things depending
+        on where envd runs), never outside it, cycles reported."""
+        root = self.manifest.parent.resolve()
+        path = (root / name).resolve()
+        if not path.is_relative_to(root):
+            self._fail(f"load({name!r}): the file is outside {root}")
+        if path in self._loading:
+            self._fail(f"Detected cycle import during parsing {name}")
+        if path in self._loaded:
+            return self._loaded[path]
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            self._fail(f"load({name!r}): cannot read {path}: {exc.strerror}")
+        display = path.relative_to(root).as_posix()
+        self.sources[display] = text
+        self._loading.append(path)
+        try:
+            self._loaded[path] = self._evaluate(display, text)
+        finally:
+            self._loading.pop()
+        return self._loaded[path]
 
     # -- Python side of the prelude ----------------------------------------------------------
     def _record(self, qualname: str, values: list[Any], types: list[str]) -> None:
@@ -152,28 +187,28 @@ class Evaluator:
             user_frames = [f for f in frames if f.file != PRELUDE_FILE]
             if user_frames:
                 file, line = user_frames[-1].file, user_frames[-1].line
-                col = self._column_of_call(line)
+                col = self._column_of_call(file, line)
 
         pending = re.search(r"envnix-error-\d+", message)
         if pending and pending[0] in self._pending:
             err = self._pending[pending[0]]
             return FrontendError(err.message, file=file, line=line, col=col, hint=err.hint)
-        return FrontendError(self._rewrite(message, line, col), file=file, line=line, col=col)
+        return FrontendError(self._rewrite(message, file, line, col), file=file, line=line, col=col)
 
-    def _column_of_call(self, line: int) -> int | None:
-        lines = self.source.splitlines()
+    def _column_of_call(self, file: str, line: int) -> int | None:
+        lines = self.sources.get(file, "").splitlines()
         if not 0 < line <= len(lines):
             return None
         text = lines[line - 1]
         return len(text) - len(text.lstrip()) + 1
 
-    def _source_at(self, line: int | None, col: int | None) -> str:
-        lines = self.source.splitlines()
+    def _source_at(self, file: str, line: int | None, col: int | None) -> str:
+        lines = self.sources.get(file, "").splitlines()
         if line is None or not 0 < line <= len(lines):
             return ""
         return lines[line - 1][(col or 1) - 1 :]
 
-    def _rewrite(self, message: str, line: int | None, col: int | None) -> str:
+    def _rewrite(self, message: str, file: str, line: int | None, col: int | None) -> str:
         """Say Starlark's complaints in envd's words, naming the API function, not the wrapper."""
         m = re.match(r"Found `(.+?)` extra named parameter\(s\) for call to `?.*?(_envnix_\w+)`?$",
                      message)
@@ -189,7 +224,7 @@ class Evaluator:
             return f"{BY_STARLARK_NAME[m[2]].qualname}() missing required argument {m[1]!r}"
         m = re.match(r"Object of type `struct` has no attribute `(\w+)`", message)
         if m:
-            called = re.match(r"(\w+)\.(\w+)", self._source_at(line, col))
+            called = re.match(r"(\w+)\.(\w+)", self._source_at(file, line, col))
             module = called[1] if called else "module"
             members = [f.attr for f in FUNCTIONS if f.module == module]
             suggestion = _did_you_mean(m[1], members)
@@ -198,7 +233,8 @@ class Evaluator:
             return f"{module} has no function {m[1]!r}" + suggestion
         m = re.match(r"Variable `(\w+)` not found", message)
         if m:
-            defined = re.findall(r"^(?:def\s+)?(\w+)\s*[(=]", self.source, flags=re.M)
+            text = self.sources.get(file, self.source)
+            defined = re.findall(r"^(?:def\s+)?(\w+)\s*[(=]", text, flags=re.M)
             return f"unknown name {m[1]!r}" + _did_you_mean(m[1], [*GLOBALS, *defined])
         message = re.sub(r"`?<envnix prelude>\._envnix_(\w+)`?",
                          lambda mm: mm[1].replace("__", "."), message)
