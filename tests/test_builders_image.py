@@ -455,7 +455,7 @@ def test_conflicts_are_one_line_errors(tmp_path: Path, a: dict, b: dict, a_modes
 @pytest.mark.parametrize(("env", "files", "modes", "message"), [
     ({"out": None, "trees": None}, {}, {}, "the environment must set out and trees"),
     ({"trees": "[1]"}, {}, {}, "trees must be a JSON list of paths"),
-    ({"trees": "/nonexistent/list"}, {}, {}, "cannot read trees list /nonexistent/list"),
+    ({"trees": "/nonexistent/list"}, {}, {}, "cannot read trees from /nonexistent/list"),
     ({"mtime": "soon"}, {"a": b""}, {}, "mtime='soon' is not an integer"),
     ({}, {"a": b""}, {"b": [0o644, 0, 0]}, "t: meta.json modes names /b, which is not in root/"),
     ({}, {"a": b""}, {"a": [0o644, 0]}, "t: meta.json modes['a'] must be [mode, uid, gid]"),

@@ -120,6 +120,32 @@ def main_wrapper(fn: Callable[[], None], what: str) -> None:
         sys.exit(1)
 
 
+def json_input(value: str, what: str, opener: str = "[") -> Any:
+    """A JSON input given inline (starting with ``opener``) or as the path of a file holding it.
+
+    Nix passes short values inline; a long list of store paths may come as a file instead.
+    """
+    raw = value.strip()
+    if not raw.startswith(opener):
+        try:
+            with open(raw, encoding="utf-8") as f:
+                raw = f.read()
+        except OSError as exc:
+            raise BuilderError(f"cannot read {what} from {value}: {exc.strerror}") from None
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise BuilderError(f"{what}: not JSON: {exc}") from None
+
+
+def json_path_list(value: str, what: str) -> list[str]:
+    """``json_input`` that must be a list of non-empty path strings."""
+    items = json_input(value, what)
+    if not isinstance(items, list) or not all(isinstance(i, str) and i for i in items):
+        raise BuilderError(f"{what} must be a JSON list of paths")
+    return items
+
+
 def getenv(name: str, default: str | None = None) -> str:
     """An input env var; a missing required one is a BuilderError."""
     value = os.environ.get(name)

@@ -40,6 +40,7 @@ import shutil
 import sys
 from dataclasses import dataclass
 
+import _archive as A
 from _tarwrite import Entry, TarError, TarWriter
 
 MT_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -83,24 +84,6 @@ def sha256(data: bytes) -> str:
 
 def _hex(digest: str) -> str:
     return digest.removeprefix("sha256:")
-
-
-def read_list(value: str, what: str) -> list[str]:
-    """A JSON list given inline (`[...]`) or in a file named by the value."""
-    text = value
-    if not value.lstrip().startswith("["):
-        try:
-            with open(value, encoding="utf-8") as f:
-                text = f.read()
-        except OSError as e:
-            raise ImageError(f"cannot read {what} list {value}: {e.strerror}") from None
-    try:
-        items = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ImageError(f"{what} is not a JSON list: {e}") from None
-    if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
-        raise ImageError(f"{what} must be a JSON list of paths")
-    return items
 
 
 def parse_tag(tag: str) -> tuple[str, str]:
@@ -319,9 +302,9 @@ def main() -> int:
         blob_mode = _env("blobs") or "link"
         if blob_mode not in ("link", "copy"):
             raise ImageError(f"blobs={blob_mode!r}: use link or copy")
-        build(out, read_list(layers_value, "layers"), config, _env("tag") or None,
+        build(out, A.json_path_list(layers_value, "layers"), config, _env("tag") or None,
               archive == "1", blob_mode)
-    except (ImageError, TarError) as e:
+    except (ImageError, TarError, A.BuilderError) as e:
         print(f"envnix-builder: image: {e}", file=sys.stderr)
         return 1
     except OSError as e:

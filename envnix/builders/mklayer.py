@@ -32,6 +32,7 @@ import stat
 import sys
 from dataclasses import dataclass, replace
 
+import _archive as A
 from _gzip import GzipWriter
 from _tarwrite import Entry, TarError, TarWriter
 
@@ -53,24 +54,6 @@ class Item:
 
 def _show(path: bytes) -> str:
     return "/" + path.decode("utf-8", "backslashreplace")
-
-
-def read_list(value: str, what: str) -> list[str]:
-    """A JSON list given inline (`[...]`) or in a file named by the value."""
-    text = value
-    if not value.lstrip().startswith("["):
-        try:
-            with open(value, encoding="utf-8") as f:
-                text = f.read()
-        except OSError as e:
-            raise LayerError(f"cannot read {what} list {value}: {e.strerror}") from None
-    try:
-        items = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise LayerError(f"{what} is not a JSON list: {e}") from None
-    if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
-        raise LayerError(f"{what} must be a JSON list of paths")
-    return items
 
 
 def _tree_name(tree: str, meta: dict[str, object]) -> str:
@@ -251,7 +234,7 @@ def main() -> int:
         trees_value = _env("trees")
         if not out or trees_value is None:
             raise LayerError("the environment must set out and trees")
-        trees = read_list(trees_value, "trees")
+        trees = A.json_path_list(trees_value, "trees")
         if not trees:
             raise LayerError("trees is empty")
         mtime = _env_int("mtime", 0)
@@ -259,7 +242,7 @@ def main() -> int:
         layer = write_layer(items, out, mtime)
         with open(os.path.join(out, "layer.json"), "w", encoding="utf-8") as f:
             f.write(json.dumps(layer, sort_keys=True, separators=(",", ":")))
-    except (LayerError, TarError) as e:
+    except (LayerError, TarError, A.BuilderError) as e:
         print(f"envnix-builder: layer: {e}", file=sys.stderr)
         return 1
     except OSError as e:

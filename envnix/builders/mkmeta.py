@@ -86,15 +86,7 @@ def load_trees(required: bool) -> list[Tree]:
     raw = A.getenv("trees", "" if not required else None).strip()
     if not raw:
         return []
-    if not raw.startswith("["):
-        with open(raw, encoding="utf-8") as f:
-            raw = f.read()
-    try:
-        paths = json.loads(raw)
-    except ValueError as exc:
-        raise A.BuilderError(f"trees: not a JSON list: {exc}") from None
-    if not isinstance(paths, list) or not all(isinstance(p, str) and p for p in paths):
-        raise A.BuilderError("trees: must be a JSON list of paths")
+    paths = A.json_path_list(raw, "trees")
     trees = []
     for p in sorted(set(paths)):
         try:

@@ -147,15 +147,8 @@ MAX_SYMLINK_HOPS = 40
 
 
 def _json_input(name: str, opener: str, default: str | None = None) -> object:
-    """A JSON env input given inline (starting with ``opener``) or as the path of a file."""
-    raw = A.getenv(name, default).strip()
-    if not raw.startswith(opener):
-        with open(raw, encoding="utf-8") as f:
-            raw = f.read()
-    try:
-        return json.loads(raw)
-    except ValueError as exc:
-        raise A.BuilderError(f"{name}: not JSON: {exc}") from None
+    """The env var ``name`` as JSON, inline or from the file it names."""
+    return A.json_input(A.getenv(name, default), name, opener)
 
 
 def load_trees() -> list[str]:
