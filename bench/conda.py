@@ -24,18 +24,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
+from _common import envnix, print_table  # noqa: E402
 from _conda_channel import build_channel, serve  # noqa: E402
 
 SPECS = ["python=3.11", "pyhello", "hellobin", "pkg-a", "pkg-c", "many-00", "libzlibish"]
 
-
-def envnix(*args: str) -> tuple[float, str]:
-    started = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "envnix", *args], capture_output=True,
-                          text=True, check=False)
-    if proc.returncode != 0:
-        sys.exit(f"envnix {' '.join(args)} failed:\n{proc.stderr}")
-    return time.monotonic() - started, proc.stderr
 
 
 def rattler_baseline(channel_root: Path, work: Path) -> tuple[float, float, int]:
@@ -87,14 +80,14 @@ def main() -> None:
             '    install.apt_packages(name=["libexpat1"])\n'
             f'    install.conda_packages(name=[{specs}], channel=["{server.urls[0]}"])\n')
         store = work / "store"
-        t_lock, _ = envnix("lock", str(context))
+        t_lock, _, _ = envnix("lock", str(context))
         lock = json.loads((context / "envnix.lock").read_text())
         conda_count = len(lock["conda"]["packages"])
-        t_cold, _ = envnix("build", str(context), "--locked", "--store", str(store))
+        t_cold, _, _ = envnix("build", str(context), "--locked", "--store", str(store))
         manifest = context / "build.envd"
         manifest.write_text(manifest.read_text().replace('"pkg-c"', '"pkg-c", "nosha"'))
         envnix("lock", str(context))
-        t_incr, err = envnix("build", str(context), "--locked", "--store", str(store))
+        t_incr, _, err = envnix("build", str(context), "--locked", "--store", str(store))
         rebuilt = next((ln for ln in err.splitlines() if "derivation(s) built" in ln), "")
     t_solve, t_install, rattler_count = rattler_baseline(info.root, work)
     rows = [
@@ -106,9 +99,7 @@ def main() -> None:
         ("rebuild after adding one package", f"{t_incr:.1f} s",
          f"{t_incr / t_cold:.2f}x cold; {rebuilt.removeprefix('build: ')}"),
     ]
-    width = max(len(r[0]) for r in rows)
-    for name, value, note in rows:
-        print(f"{name:<{width}}  {value:>9}  {note}")
+    print_table(rows)
     if not args.keep:
         subprocess.run(["chmod", "-R", "u+w", str(work)], check=False, capture_output=True)
         shutil.rmtree(work, ignore_errors=True)

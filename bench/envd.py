@@ -16,12 +16,12 @@ import os
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import starlark as sl
+from _common import envnix, print_table
 
 from envnix.frontend import load_spec
 
@@ -43,14 +43,6 @@ def starlark_floor() -> None:
     sl.eval(module, sl.parse("x.envd", "def build():\n    pass\n"), sl.Globals.standard())
 
 
-def envnix(*args: str) -> tuple[float, str]:
-    started = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "envnix", *args], capture_output=True,
-                          text=True, check=False)
-    if proc.returncode != 0:
-        sys.exit(f"envnix {' '.join(args)} failed:\n{proc.stderr}")
-    return time.monotonic() - started, proc.stderr
-
 
 def main() -> None:
     floor = per_call(starlark_floor)
@@ -69,9 +61,9 @@ def main() -> None:
     started = time.monotonic()
     shutil.copytree(data, work / "copy-floor")
     t_cp = time.monotonic() - started
-    t_cold, _ = envnix("build", str(context))
+    t_cold, _, _ = envnix("build", str(context))
     (data / "chunk007.bin").write_bytes(os.urandom(512 * 1024))
-    t_incr, err = envnix("build", str(context), "--locked")
+    t_incr, _, err = envnix("build", str(context), "--locked")
     rebuilt = next((ln for ln in err.splitlines() if "derivation(s) built" in ln), "")
     rows = [
         ("starlark floor (def + eval)", f"{floor * 1e3:.2f} ms", ""),
@@ -82,9 +74,7 @@ def main() -> None:
         ("rebuild after 1 file changed", f"{t_incr:.1f} s",
          f"{t_incr / t_cp:.1f}x cp -r; {rebuilt.removeprefix('build: ')}"),
     ]
-    width = max(len(r[0]) for r in rows)
-    for name, value, note in rows:
-        print(f"{name:<{width}}  {value:>9}  {note}")
+    print_table(rows)
     subprocess.run(["chmod", "-R", "u+w", str(work)], check=False)
     shutil.rmtree(work, ignore_errors=True)
 

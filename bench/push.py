@@ -30,6 +30,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
+from _common import field, print_table  # noqa: E402
 from _registry import Registry  # noqa: E402
 
 
@@ -45,10 +46,6 @@ def run(*cmd: str) -> tuple[float, subprocess.CompletedProcess[str]]:
 def envnix(*args: str) -> tuple[float, subprocess.CompletedProcess[str]]:
     return run(sys.executable, "-m", "envnix", *args)
 
-
-def field(stdout: str, name: str) -> str:
-    return next(line.split(None, 1)[1] for line in stdout.splitlines()
-                if line.startswith(name + ":"))
 
 
 def blob_sizes(layout: Path) -> dict[str, int]:
@@ -144,9 +141,7 @@ def main() -> None:
          f"({len(changed)} new of {len(sizes3)}); {t_push3 / t_push1:.2f}x push 1 time, "
          f"{100 * b3 / max(b1, 1):.3f}% of its bytes (rebuild {t_build3:.1f} s)"),
     ]
-    width = max(len(r[0]) for r in rows)
-    for name, value, note in rows:
-        print(f"{name:<{width}}  {value:>10}  {note}")
+    print_table(rows)
     print(re.sub(r"^push: ", "envnix said: ", summary3))
     for proc, want in ((p1, built), (p2, built), (p3, built3)):
         if not proc.stdout.strip().endswith("@" + field(want.stdout, "manifest")):

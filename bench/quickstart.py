@@ -26,19 +26,12 @@ import time
 import urllib.request
 from pathlib import Path
 
+from _common import envnix, field, print_table
+
 ROOT = Path(__file__).resolve().parents[1]
 NIX_FLAGS = ["--option", "sandbox", "true", "--option", "substituters", "",
              "--option", "extra-sandbox-paths", "/usr /lib /lib64"]
 
-
-def envnix(*args: str) -> tuple[float, str, str]:
-    started = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "envnix", *args], capture_output=True,
-                          text=True, check=False)
-    elapsed = time.monotonic() - started
-    if proc.returncode != 0:
-        sys.exit(f"envnix {' '.join(args)} failed:\n{proc.stderr}")
-    return elapsed, proc.stdout, proc.stderr
 
 
 def download_floor(lock: dict, dest: Path) -> tuple[float, int]:
@@ -80,10 +73,6 @@ def image_bytes(store: Path, store_path: str) -> tuple[int, int, int]:
         uncompressed += json.loads((blob.parent / "layer.json").read_text())["tar_size"]
     return compressed, uncompressed, len(manifest["layers"])
 
-
-def field(stdout: str, name: str) -> str:
-    return next(line.split(None, 1)[1] for line in stdout.splitlines()
-                if line.startswith(name + ":"))
 
 
 def main() -> None:
@@ -133,9 +122,7 @@ def main() -> None:
          f"{compressed / artifact_bytes:.2f}x artifacts; {layers} layers"),
         ("image size (uncompressed)", f"{uncompressed / 1e6:.1f} MB", ""),
     ]
-    width = max(len(r[0]) for r in rows)
-    for name, value, note in rows:
-        print(f"{name:<{width}}  {value:>10}  {note}")
+    print_table(rows)
     if not args.keep:
         subprocess.run(["chmod", "-R", "u+w", str(work)], check=False, capture_output=True)
         shutil.rmtree(work, ignore_errors=True)
