@@ -8,6 +8,7 @@ stderr, results (paths, digests, JSON) to stdout, so scripts can capture them.
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -225,20 +226,33 @@ def build_cmd(path: str | None, path_opt: str | None, from_: str, apt_mirror: st
         _publish.run_output(output, rendered.directory, result.out_path, store, verbose)
 
 
-def main() -> None:
+def _run() -> int:
     try:
-        cli.main(standalone_mode=False)
+        result = cli.main(standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("envnix: aborted", err=True)
-        sys.exit(130)
+        return 130
     except click.ClickException as exc:
         exc.show()
-        sys.exit(exc.exit_code)
+        return exc.exit_code
     except EnvnixError as exc:
         click.echo(f"envnix: {exc}", err=True)
         if exc.hint:
             click.echo(f"  hint: {exc.hint}", err=True)
-        sys.exit(exc.exit_code)
+        return exc.exit_code
+    return result if isinstance(result, int) else 0
+
+
+def main() -> None:
+    code = _run()
+    if "rattler" in sys.modules:
+        # py-rattler's runtime threads can abort the interpreter while it finalizes
+        # ("PyGILState_Release: thread state ... must be current"), turning a finished lock
+        # into exit -6. All output is written and files are closed here, so skip finalization.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 from envnix.cli import publish as _publish  # noqa: E402  (registers push/load on cli)
