@@ -175,8 +175,8 @@ def mirror_config():
 
 
 def test_not_yet_supported_envd_function_is_loud(tmp_path: Path) -> None:
-    err = error_of(tmp_path, 'def build():\n    install.cuda(version="11.6.2")\n')
-    assert "install.cuda() is part of envd's API but envnix cannot build it yet" in str(err)
+    err = error_of(tmp_path, 'def build():\n    io.http(url="https://example.com/x")\n')
+    assert "io.http() is part of envd's API but envnix cannot build it yet" in str(err)
 
 
 def test_missing_function_and_file(tmp_path: Path) -> None:

@@ -19,10 +19,12 @@ from envnix.errors import SpecError, UsageError
 from envnix.frontend.api import BY_NAME
 from envnix.frontend.evaluate import Evaluator, parse_from
 from envnix.spec import (
+    CUSTOM_IMAGE_RELEASE,
     RELEASE_ALIASES,
     SYSTEM_PYTHONS,
     CondaRequest,
     CopySpec,
+    CudaSpec,
     DevSpec,
     ImageSpec,
     OsRelease,
@@ -32,6 +34,7 @@ from envnix.spec import (
     RuntimeSpec,
     release_for,
 )
+from envnix.spec import cuda as cuda_table
 
 __all__ = ["load_spec", "parse_from"]
 
@@ -46,6 +49,10 @@ IMAGE_RELEASES = {
 }
 
 _LANGUAGE_RE = re.compile(r"^python(?P<version>3(?:\.\d+)?)?$")
+# host[:port]/path[:tag][@sha256:...] (docker's reference grammar, loosely: the lock checks it).
+_IMAGE_REF_RE = re.compile(
+    r"[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]+)?(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
+    r"(?::[\w][\w.-]{0,127})?(?:@sha256:[0-9a-f]{64})?")
 _REQUIREMENT_RE = re.compile(
     r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9._,\s-]*\])?\s*([<>=!~;].*)?$"
 )
@@ -76,6 +83,8 @@ class SpecBuilder:
         self.conda_enabled = False
         self.copies: list[CopySpec] = []
         self.runs: list[RunSpec] = []
+        self.cuda: tuple[str, str] | None = None  # (version, cudnn) of install.cuda
+        self.base_image: str | None = None
 
     def __call__(self, qualname: str, args: dict[str, Any]) -> None:
         fn = BY_NAME[qualname]
@@ -93,21 +102,22 @@ class SpecBuilder:
     def _base(self, os: str | None = None, language: str | None = None,
               image: str | None = None, dev: bool | None = None) -> None:
         if image is not None or dev is not None:
-            self.v1_signals.append("base(image=/dev=)")
+            # v0 also has base(image=, language=) (envd's custom-image path): same build.
+            if language is not None:
+                self.v0_signals.append("base(image=, language=)")
+                self.language = self._language_version(language)
+            else:
+                self.v1_signals.append("base(image=/dev=)")
             self.dev = bool(dev)
             os = self._os_for_image(image or V1_DEFAULT_IMAGE)
-            self.os, self.base_called = release_for(os), True
+            self.base_image = None if os else image
+            self.os = release_for(os) if os else CUSTOM_IMAGE_RELEASE
+            self.base_called = True
             return
         self.v0_signals.append("base(os=, language=)")
         if language is None:
             raise SpecError("language is required")
-        match = _LANGUAGE_RE.match(language)
-        if not match:
-            raise SpecError(f"language {language} is not supported",
-                            hint='envnix builds Python images: language="python3.11"')
-        version = match["version"] or DEFAULT_PYTHON
-        if version == "3":
-            version = DEFAULT_PYTHON
+        version = self._language_version(language)
         os_name = os if os is not None else "ubuntu22.04"  # envd >= 0.4's default
         if os_name in RELEASE_ALIASES:
             self._warn(f'base(os="{os_name}") read as "{RELEASE_ALIASES[os_name]}"')
@@ -115,17 +125,47 @@ class SpecBuilder:
         release = release_for(os_name)
         self.os, self.language, self.base_called = release, version, True
 
-    # -- install.* -------------------------------------------------------------------------------
-    def _os_for_image(self, image: str) -> str:
-        """v1 base images that name a distribution release map onto envnix's own OS builds."""
+    @staticmethod
+    def _language_version(language: str) -> str:
+        match = _LANGUAGE_RE.match(language)
+        if not match:
+            raise SpecError(f"language {language} is not supported",
+                            hint='envnix builds Python images: language="python3.11"')
+        version = match["version"] or DEFAULT_PYTHON
+        return DEFAULT_PYTHON if version == "3" else version
+
+    def _os_for_image(self, image: str) -> str | None:
+        """Release images map onto envnix's own OS builds; any other image (None) is built
+        upon, pinned by digest at lock time."""
         name = image.removeprefix("docker.io/").removeprefix("library/")
         if name in IMAGE_RELEASES:
             return IMAGE_RELEASES[name]
-        raise SpecError(
-            f"base(image={image!r}) is not supported yet: envnix builds "
-            f"{', '.join(sorted(IMAGE_RELEASES))} from their package archives",
-            hint="pinning arbitrary base images by digest is planned",
-        )
+        if not _IMAGE_REF_RE.fullmatch(image):
+            raise SpecError(f"base(image={image!r}) is not a valid image reference",
+                            hint='e.g. "registry.example.com/team/base:1" or '
+                                 '"name@sha256:<64 hex>"')
+        return None
+
+    def _check_custom_base(self, dev: bool) -> None:
+        """What envnix cannot add on top of an arbitrary base yet, said before locking."""
+        image = self.base_image
+        if dev:
+            raise SpecError(f"base(image={image!r}, dev=True) is not supported yet: the dev "
+                            "stack (user envd, sudo, shell) needs the base's own apt archive",
+                            hint="build a serving image (dev=False) on it, or use a release "
+                                 'base such as base(image="debian:12", dev=True)')
+        if self.apt:
+            raise SpecError(f"install.apt_packages on base(image={image!r}) is not supported "
+                            "yet: it would need the base distribution's archive",
+                            hint="put the packages into the base image, or use a release base "
+                                 'such as base(image="debian:12")')
+        if self.language is None and (self.pip.packages or self.pip.requirements_files):
+            raise SpecError(f"pip packages on base(image={image!r}) need install.python(): "
+                            "envnix does not use the base's own Python yet",
+                            hint="add install.python() (a conda Python in "
+                                 "/opt/conda/envs/envd)")
+
+    # -- install.* -------------------------------------------------------------------------------
 
     def _install_python(self, version: str | None = None) -> None:
         self.v1_signals.append("install.python()")
@@ -138,6 +178,14 @@ class SpecBuilder:
     def _install_conda(self, use_mamba: bool | None = None) -> None:
         self.v1_signals.append("install.conda()")
         self.conda_enabled = True
+
+    def _install_cuda(self, version: str, cudnn: str | None = None) -> None:
+        # envd: cudnn defaults to "8" and the last call wins. envnix reads cudnn="" as "no
+        # cuDNN" (envd would ask for a "-cudnn-" tag); see README "CUDA".
+        version = version.strip()
+        cudnn = "8" if cudnn is None else cudnn.strip()
+        cuda_table.check_request(version, cudnn)
+        self.cuda = (version, cudnn)
 
     def _install_apt_packages(self, name: list[str] | None = None) -> None:
         self.apt.extend(name or [])
@@ -352,16 +400,25 @@ class SpecBuilder:
                 # envd v0: no base() call means python "3" on its default OS.
                 self._base(language="python3")
             else:
-                self.os = release_for(self._os_for_image(V1_DEFAULT_IMAGE))
+                self.os = release_for(IMAGE_RELEASES[V1_DEFAULT_IMAGE])
         assert self.os is not None
-        if self.language is None and (self.conda.requested or self.conda_enabled
-                                      or self.pip.packages or self.pip.requirements_files):
-            self.language = DEFAULT_PYTHON  # envd: pip/conda need a Python; 3.11 by default
         dev = self.dev if self.dev is not None else self.syntax == "v0"
+        if self.base_image:
+            self._check_custom_base(dev)
+        if self.language is None and (self.conda.requested or self.conda_enabled or self.cuda
+                                      or self.pip.packages or self.pip.requirements_files):
+            # envd: pip/conda need a Python, 3.11 by default; so do CUDA's wheels here.
+            self.language = DEFAULT_PYTHON
         python = PythonSpec(self._provider(), self.language) if self.language else None
         files = dict(self.files)
         labels = {"ai.tensorchord.envd.syntax.version": self.syntax,
                   "ai.tensorchord.envd.vendor": "envnix", **self.labels}
+        cuda = self._cuda_spec(dev)
+        if cuda:  # envd's GPU labels
+            labels["ai.tensorchord.envd.gpu"] = "true"
+            labels["ai.tensorchord.envd.gpu.cuda"] = cuda.version
+            if cuda.cudnn:
+                labels["ai.tensorchord.envd.gpu.cudnn"] = cuda.cudnn
         if self.runtime.expose:
             labels["ai.tensorchord.envd.ports"] = ",".join(
                 str(p["envd_port"]) for p in self.runtime.expose)
@@ -391,7 +448,20 @@ class SpecBuilder:
             runs=self.runs,
             labels=labels,
             warnings=self.warnings,
+            base_image=self.base_image,
+            cuda=cuda,
         )
+
+    def _cuda_spec(self, dev: bool) -> CudaSpec | None:
+        """install.cuda as NVIDIA PyPI wheels: serving images get runtime libraries, dev
+        images add the compiler pieces (envd's devel variant)."""
+        if self.cuda is None:
+            return None
+        version, cudnn = self.cuda
+        components = cuda_table.components_for(cudnn, dev)
+        return CudaSpec(version=version, cudnn=cudnn, provider="pypi",
+                        variant=cuda_table.variant_for(cudnn, dev), components=components,
+                        requirements=cuda_table.requirements_for(version, cudnn, components))
 
 
 def _stderr_warning(message: str) -> None:

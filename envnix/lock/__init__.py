@@ -24,8 +24,9 @@ from envnix.frontend.envyaml import (
     resolve_channels,
 )
 from envnix.lock import debian, pip
+from envnix.lock.cuda import lock_cuda_pip
 from envnix.lock.lockfile import LOCK_NAME, Lock, read_lock, stale_reason, write_lock
-from envnix.spec import ImageSpec, OsRelease, PipRequest
+from envnix.spec import CUSTOM_IMAGE_RELEASE, ImageSpec, OsRelease, PipRequest
 
 __all__ = ["LOCK_NAME", "CondaPlan", "Lock", "apt_sources", "conda_plan", "lock_inputs",
            "make_lock", "pip_request", "read_lock", "stale_reason", "write_lock"]
@@ -64,7 +65,15 @@ def conda_plan(spec: ImageSpec, context: Path) -> CondaPlan | None:
 
 
 def pip_request(spec: ImageSpec, plan: CondaPlan | None) -> PipRequest:
-    """build.envd's pip request plus env.yaml's pip: section (installed into the conda env)."""
+    """build.envd's pip request plus env.yaml's pip: section (installed into the conda env),
+    plus install.cuda's NVIDIA wheels (for system and conda Pythons alike)."""
+    request = _pip_request(spec, plan)
+    if spec.cuda is None:
+        return request
+    return dataclasses.replace(request, packages=[*request.packages, *spec.cuda.requirements])
+
+
+def _pip_request(spec: ImageSpec, plan: CondaPlan | None) -> PipRequest:
     env = plan.env_file if plan else None
     if env is None:
         return spec.pip
@@ -97,11 +106,14 @@ def lock_inputs(spec: ImageSpec, context: Path) -> dict[str, Any]:
             "extra-index": request.extra_index_urls,
         },
     }
+    if spec.base_image:  # the ref as written: another tag or digest makes the lock stale
+        inputs["base"] = {"ref": spec.base_image, "architecture": "amd64"}
     if plan is not None:
         inputs["conda"] = {
             "specs": list(plan.specs),
             "channels": [c.canonical for c in plan.channels],
             "mirrors": [list(c.urls) for c in plan.channels],
+            **({"cuda": spec.cuda.major_minor} if spec.cuda else {}),
             "glibc": spec.os.glibc,
             "platform": "linux-64",
         }
@@ -117,6 +129,8 @@ def apt_sources(release: OsRelease, mirror: str | None = None,
     ENVNIX_APT_SNAPSHOT when that is set (the mirror is then a snapshot service's base URL);
     else the machine's apt sources for that release.
     """
+    if release.distro == CUSTOM_IMAGE_RELEASE.distro:
+        return []  # base(image=...): the base brings its OS, nothing to resolve from
     mirror = mirror or os.environ.get("ENVNIX_APT_MIRROR")
     security_mirror = security_mirror or os.environ.get("ENVNIX_APT_SECURITY_MIRROR")
     snapshot = snapshot or os.environ.get("ENVNIX_APT_SNAPSHOT") or None
@@ -138,12 +152,26 @@ def make_lock(spec: ImageSpec, context: Path, sources: list[debian.AptSource],
               progress: Progress | None = None) -> Lock:
     """Resolve everything the spec asks for. Network access happens here and only here."""
     plan = conda_plan(spec, context)
-    indexes, packages = debian.lock_apt(sources, spec.apt_roots(), progress=progress)
+    base: dict[str, Any] | None = None
+    indexes: list[debian.IndexSnapshot] = []
+    packages: list[debian.DebPackage] = []
+    if spec.base_image:
+        from envnix.lock.image import resolve_base
+
+        base = resolve_base(spec.base_image)
+        if progress:
+            progress(f"base: {spec.base_image} pinned at {base['digest']} "
+                     f"({len(base['manifest']['layers'])} layers)")
+    else:
+        indexes, packages = debian.lock_apt(sources, spec.apt_roots(), progress=progress)
     conda_packages: list[dict[str, Any]] = []
     if plan is not None:
         from envnix.lock.conda import lock_conda  # rattler loads only for conda images
 
+        # install.cuda sets the target's __cuda: conda packages built for CUDA then solve
+        # for the driver the image asks for (NVIDIA_REQUIRE_CUDA), not the build host's.
         conda_packages = lock_conda(plan.specs, plan.channels, glibc=spec.os.glibc,
+                                    cuda=spec.cuda.major_minor if spec.cuda else None,
                                     progress=progress)
     request = pip_request(spec, plan)
     if spec.python is None:
@@ -151,8 +179,11 @@ def make_lock(spec: ImageSpec, context: Path, sources: list[debian.AptSource],
             raise LockError("pip packages need a Python: add base(language=...) or "
                             "install.python()")
         wheels = []
-    else:
+    elif spec.cuda is None:
         wheels = pip.lock_pip(request, context, spec.python.version, spec.os.glibc, progress)
+    else:
+        wheels = lock_cuda_pip(request, context, spec.cuda, spec.python.version,
+                               spec.os.glibc, progress)
     return Lock(
         inputs=lock_inputs(spec, context),
         apt_sources=[s.to_lock_dict() for s in sources],
@@ -162,4 +193,5 @@ def make_lock(spec: ImageSpec, context: Path, sources: list[debian.AptSource],
         conda_channels=[{"name": c.name, "url": c.canonical, "mirrors": list(c.urls)}
                         for c in plan.channels] if plan else [],
         conda_packages=conda_packages,
+        base=base,
     )

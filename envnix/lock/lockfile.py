@@ -33,9 +33,11 @@ class Lock:
     pip_wheels: list[dict[str, Any]] = field(default_factory=list)
     conda_channels: list[dict[str, Any]] = field(default_factory=list)
     conda_packages: list[dict[str, Any]] = field(default_factory=list)
+    # base(image=...): the pinned base image (envnix.lock.image.resolve_base); None otherwise.
+    base: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "lock-version": LOCK_VERSION,
             "created-by": f"envnix {__version__}",
             "inputs": self.inputs,
@@ -50,6 +52,9 @@ class Lock:
                 "packages": sorted(self.conda_packages, key=lambda p: p["name"]),
             },
         }
+        if self.base is not None:  # only then: locks of other images keep their bytes
+            data["base"] = self.base
+        return data
 
     def dumps(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
@@ -76,6 +81,7 @@ class Lock:
             pip_wheels=data["pip"]["wheels"],
             conda_channels=data.get("conda", {}).get("channels", []),
             conda_packages=data.get("conda", {}).get("packages", []),
+            base=data.get("base"),
         )
 
     def artifacts(self) -> list[dict[str, Any]]:

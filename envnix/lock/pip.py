@@ -17,7 +17,7 @@ import tempfile
 import time
 import tomllib
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -87,8 +87,13 @@ def lock_pip(
     python_version: str,
     glibc: str,
     progress: Callable[[str], None] | None = None,
+    constraints: Sequence[str] = (),
 ) -> list[Wheel]:
-    """Resolve the request to wheels for CPython ``python_version`` on manylinux ``glibc``."""
+    """Resolve the request to wheels for CPython ``python_version`` on manylinux ``glibc``.
+
+    ``constraints`` (pip constraint lines) bound the versions of packages that something
+    requires without requiring them themselves: install.cuda's release pins.
+    """
     reqs = requirements_text(request, context)
     if not reqs:
         return []
@@ -108,6 +113,10 @@ def lock_pip(
             "--format", "pylock.toml", "-o", str(out),
             "--no-header", "--no-config", "--quiet",
         ]
+        if constraints:
+            constraints_txt = Path(tmp) / "constraints.txt"
+            constraints_txt.write_text("\n".join(constraints) + "\n", encoding="utf-8")
+            cmd += ["--constraint", str(constraints_txt)]
         if request.index_url:
             cmd += ["--index-url", request.index_url]
         for extra in request.extra_index_urls:

@@ -25,6 +25,7 @@ from envnix import __version__
 from envnix.lock.lockfile import LOCK_NAME, Lock
 from envnix.render.context import write_context_tree
 from envnix.spec import CONDA_PREFIX, ImageSpec
+from envnix.spec.cuda import library_dir
 
 HOST_PYTHON = "/usr/bin/python3"
 HOST_SANDBOX_PATHS = ("/usr", "/lib", "/lib64")
@@ -74,9 +75,14 @@ def _artifact_key(kind: str, name: str) -> str:
 
 
 def plan_layers(artifacts: dict[str, dict[str, Any]], with_files: bool = False,
-                with_context: bool = False) -> list[dict[str, Any]]:
-    """Group artifacts into layers: skeleton, OS, pip, metadata; big artifacts alone."""
-    layers: list[dict[str, Any]] = [{"name": "skeleton", "trees": ["@skeleton"]}]
+                with_context: bool = False, custom_base: bool = False) -> list[dict[str, Any]]:
+    """Group artifacts into layers: skeleton, OS, pip, metadata; big artifacts alone.
+
+    On a base(image=...) the base's layers come first and bring the OS: no skeleton and no
+    metadata layer (its /etc/passwd would replace the base's).
+    """
+    layers: list[dict[str, Any]] = ([] if custom_base else
+                                    [{"name": "skeleton", "trees": ["@skeleton"]}])
     for kind, group in (("deb", "os"), ("conda", "conda"), ("wheel", "pip")):
         keys = sorted(k for k, a in artifacts.items() if a["kind"] == kind)
         small = [k for k in keys if artifacts[k]["size"] < OWN_LAYER_BYTES]
@@ -91,13 +97,16 @@ def plan_layers(artifacts: dict[str, dict[str, Any]], with_files: bool = False,
         layers.append({"name": "config", "trees": ["@files"]})
     # run() groups come last, as in envd, each its own layer over everything below it (see
     # the template: their whiteouts only mean something over the layers beneath).
-    layers.append({"name": "meta", "trees": ["@meta"]})
+    if not custom_base:
+        layers.append({"name": "meta", "trees": ["@meta"]})
     if len(layers) > MAX_LAYERS:  # fold the smallest own-layer artifacts back into their group
         raise ValueError(f"{len(layers)} layers exceed the limit of {MAX_LAYERS}")
     return layers
 
 
 def build_plan(spec: ImageSpec, lock: Lock, tag: str) -> dict[str, Any]:
+    from envnix.render.baseimage import base_layers, merged_env
+
     artifacts: dict[str, dict[str, Any]] = {}
     for pkg in lock.apt_packages:
         artifacts[_artifact_key("deb", pkg["name"])] = {
@@ -140,11 +149,14 @@ def build_plan(spec: ImageSpec, lock: Lock, tag: str) -> dict[str, Any]:
         },
         "artifacts": artifacts,
         "layers": plan_layers(artifacts, with_files=bool(image_files(spec) or spec.runtime.mounts),
-                              with_context=bool(spec.copies)),
+                              with_context=bool(spec.copies), custom_base=lock.base is not None),
+        "baseLayers": base_layers(lock.base) if lock.base else [],
         "users": ([[spec.dev.user, spec.dev.uid, spec.dev.gid, spec.dev.home,
                     f"/bin/{spec.dev.shell}"]] if spec.dev else []),
         "runs": [{"commands": r.commands} for r in spec.runs],
-        "runEnv": dict(item.split("=", 1) for item in spec.env_list()),
+        "runEnv": dict(item.split("=", 1) for item in (
+            merged_env(spec, lock.base) if lock.base
+            else spec.env_list(cuda_library_dirs(spec, lock)))),
     }
 
 
@@ -233,6 +245,22 @@ def _write_files_tree(directory: Path, spec: ImageSpec) -> None:
         sort_keys=True, separators=(",", ":")) + "\n")
 
 
+def cuda_library_dirs(spec: ImageSpec, lock: Lock) -> list[str]:
+    """The image directories of every NVIDIA wheel's shared libraries, in the lock's order.
+
+    From the lock, not the spec: torch or cuDNN pull component wheels install.cuda did not
+    name, and the loader must find those too (cuDNN's libraries carry no RUNPATH to cuBLAS).
+    """
+    if spec.cuda is None or spec.python is None:
+        return []
+    dirs: dict[str, None] = {}
+    for wheel in lock.pip_wheels:
+        rel = library_dir(wheel["name"], spec.cuda.major)
+        if rel:
+            dirs.setdefault(f"{spec.python.site_packages}/{rel}", None)
+    return list(dirs)
+
+
 def image_config(spec: ImageSpec, lock: Lock) -> dict[str, Any]:
     """The OCI config minus rootfs/history (which mkimage fills from the built layers)."""
     created = datetime.fromtimestamp(source_date_epoch(), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -249,7 +277,7 @@ def image_config(spec: ImageSpec, lock: Lock) -> dict[str, Any]:
     if any(graph.values()):
         labels["ai.tensorchord.envd.graph.runtime"] = json.dumps(graph, sort_keys=True)
     config: dict[str, Any] = {
-        "Env": spec.env_list(),
+        "Env": spec.env_list(cuda_library_dirs(spec, lock)),
         "WorkingDir": spec.workdir,
         "Cmd": [f"/bin/{spec.dev.shell}"] if spec.dev else ["/bin/sh"],
         "Labels": labels,
@@ -263,6 +291,10 @@ def image_config(spec: ImageSpec, lock: Lock) -> dict[str, Any]:
         config["Entrypoint"] = [INIT_PATH]
     if spec.dev:
         config["User"] = spec.dev.user
+    if lock.base:
+        from envnix.render.baseimage import inherit_config
+
+        inherit_config(config, spec, lock.base)
     return {"architecture": "amd64", "os": "linux", "created": created, "config": config}
 
 

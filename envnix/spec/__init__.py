@@ -10,10 +10,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from envnix.errors import SpecError
+from envnix.spec.cuda import DRIVER_LIBRARY_DIRS, release_key
 
 PythonProvider = Literal["system", "conda"]
 
@@ -51,6 +53,11 @@ SYSTEM_PYTHONS: dict[str, tuple[str, ...]] = {
 
 # envd's conda environment: every conda package and the env's pip packages live here.
 CONDA_PREFIX = "/opt/conda/envs/envd"
+
+# base(image=...) of an arbitrary image: the base brings its own OS, so there is no archive to
+# resolve from. envnix does not look inside the base's layers to find its libc, so conda
+# packages and wheels are chosen for glibc 2.17 (the manylinux2014 floor) to run on any base.
+CUSTOM_IMAGE_RELEASE = OsRelease("image", "", "", "2.17", ())
 
 
 @dataclass(frozen=True)
@@ -173,6 +180,32 @@ class DevSpec:
 
 
 @dataclass
+class CudaSpec:
+    """install.cuda: a CUDA release and what of it the image gets (see envnix.spec.cuda).
+
+    ``provider`` says where the wheels come from ("pypi": NVIDIA's wheels, installed into the
+    image's site-packages, for system and conda Pythons alike); ``variant`` names the
+    nvidia/cuda image flavour the components correspond to; ``requirements`` are the pip
+    lines envnix adds to the image's pip request. ``cudnn`` "" means no cuDNN.
+    """
+
+    version: str
+    cudnn: str
+    provider: str
+    variant: str
+    components: list[str]
+    requirements: list[str]
+
+    @property
+    def major(self) -> int:
+        return release_key(self.version)[0]
+
+    @property
+    def major_minor(self) -> str:
+        return ".".join(self.version.split(".")[:2])
+
+
+@dataclass
 class ImageSpec:
     """Everything the image should contain, independent of how it is resolved."""
 
@@ -196,6 +229,10 @@ class ImageSpec:
     runs: list[RunSpec] = field(default_factory=list)
     labels: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    cuda: CudaSpec | None = None
+    # base(image=...) of an image that is not a known release: built on top of its layers,
+    # pinned by digest in the lock (os is then CUSTOM_IMAGE_RELEASE).
+    base_image: str | None = None
 
     # Base packages every image gets: libc, a /bin/sh and CA certificates.
     BASE_APT = ("base-files", "libc6", "dash", "ca-certificates")
@@ -206,11 +243,15 @@ class ImageSpec:
 
     def apt_roots(self) -> list[str]:
         """The package names the apt resolver starts from, in a stable order."""
+        if self.base_image:
+            return []  # the base image brings its OS; the frontend refuses apt packages on it
         roots = list(self.BASE_APT)
         if self.python:
             roots += self.python.apt_packages
-        if self.pip.packages or self.pip.requirements_files:
+        if self.pip.packages or self.pip.requirements_files or self.cuda:
             roots += self.MANYLINUX_APT
+        if self.cuda and "cudnn" in self.cuda.components:
+            roots.append("zlib1g")  # cuDNN links libz.so.1 and does not vendor it
         if self.dev:
             # envd's dev stack, minus its downloaded tools (sshd, horust, starship).
             roots += ("sudo", self.dev.shell, "coreutils")
@@ -220,21 +261,56 @@ class ImageSpec:
             seen.setdefault(name, None)
         return list(seen)
 
-    def env_list(self) -> list[str]:
-        """The image config's Env, in a fixed order."""
+    def env_list(self, cuda_library_dirs: Sequence[str] = ()) -> list[str]:
+        """The image config's Env, in a fixed order.
+
+        ``cuda_library_dirs``: the image's directories holding packaged CUDA libraries (the
+        lock knows them; see render), put on LD_LIBRARY_PATH before the driver's mount points.
+        """
         path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
         if self.python and self.python.provider == "conda":
             path = f"{CONDA_PREFIX}/bin:/opt/conda/bin:{path}"  # as envd sets it
+        tools = self.cuda_tools_dir()
+        if tools:
+            path += f":{tools}/bin"
         if self.extra_path:
             path = path + ":" + ":".join(self.extra_path)
         env = {"PATH": path, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
         if self.dev:
             env.update({"SHELL": f"/bin/{self.dev.shell}", "USER": self.dev.user,
                         "ENVD_WORKDIR": self.workdir})
+        if self.cuda:
+            env.update(self._cuda_env(cuda_library_dirs))
         env.update(self.env)
         if "PATH" in self.env:
             env["PATH"] = self.env["PATH"]
         return [f"{k}={v}" for k, v in env.items()]
+
+    def _cuda_env(self, library_dirs: Sequence[str]) -> dict[str, str]:
+        """What NVIDIA's container toolkit reads, and where the loader finds CUDA libraries:
+        the packaged ones first, then the driver's (mounted by the toolkit at run time)."""
+        assert self.cuda is not None
+        env = {"NVIDIA_VISIBLE_DEVICES": "all",
+               "NVIDIA_DRIVER_CAPABILITIES": "compute,utility",
+               "NVIDIA_REQUIRE_CUDA": f"cuda>={self.cuda.major_minor}",
+               "LD_LIBRARY_PATH": ":".join([*library_dirs, *DRIVER_LIBRARY_DIRS])}
+        tools = self.cuda_tools_dir()
+        if tools and self.cuda.major >= 13:
+            env["CUDA_HOME"] = tools  # nvcc, headers and libs of one release, as a toolkit
+        return env
+
+    def cuda_tools_dir(self) -> str | None:
+        """Dev images: the directory whose bin/ holds the CUDA compiler tools from the wheels.
+
+        CUDA >= 13 wheels form a whole toolkit (nvcc, headers, libs) in nvidia/cuNN; older
+        nvcc wheels carry only ptxas and libnvvm (no nvcc driver), so no CUDA_HOME then.
+        """
+        if not (self.cuda and self.dev and self.python and "nvcc" in self.cuda.components):
+            return None
+        site = self.python.site_packages
+        if self.cuda.major >= 13:
+            return f"{site}/nvidia/cu{self.cuda.major}"
+        return f"{site}/nvidia/cuda_nvcc"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

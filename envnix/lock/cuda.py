@@ -1,0 +1,230 @@
+"""Lock install.cuda: NVIDIA's version pins for the CUDA release, then the pip request under them.
+
+NVIDIA publishes, per CUDA release, a ``cuda-toolkit`` metapackage whose ``all`` extra pins the
+version of every component wheel (cudart, cuBLAS, nvrtc, cuSPARSE, nvJitLink, ...). envnix
+reads those pins from the index and passes them to uv as *constraints*: whatever pulls a
+component — install.cuda itself, cuDNN (nvrtc), torch (cuSPARSE, nvJitLink, ...) — gets the
+version of the same release, and a package built for another release is a lock error instead
+of a silently mixed CUDA. With ``version="X.Y"`` the newest update of X.Y is tried first, then
+older updates of X.Y (a pip package may pin one of them); ``X.Y.Z`` names the update.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import email.parser
+import hashlib
+import io
+import json
+import re
+import ssl
+import urllib.error
+import urllib.parse
+import urllib.request
+import zipfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from pathlib import Path
+
+from envnix.errors import FetchError, LockError, PackageNotFoundError
+from envnix.lock import pip
+from envnix.spec import CudaSpec, PipRequest
+from envnix.spec.cuda import matches, release_key, satisfiable_summary
+
+TOOLKIT = "cuda-toolkit"
+_MAX_METAPACKAGE_BYTES = 1 << 20  # the metapackage wheels are ~2 kB: anything big is wrong
+_TIMEOUT = 60
+
+
+@dataclass(frozen=True)
+class ToolkitRelease:
+    """One cuda-toolkit wheel on the index: the release it pins and where it is."""
+
+    version: str
+    url: str
+    sha256: str | None
+
+
+def lock_cuda_pip(request: PipRequest, context: Path, cuda: CudaSpec, python_version: str,
+                  glibc: str, progress: Callable[[str], None] | None = None
+                  ) -> list[pip.Wheel]:
+    """pip.lock_pip for a request that carries ``cuda.requirements``, under the release pins."""
+    index, releases = toolkit_releases(request)
+    candidates = sorted((r for r in releases if matches(r.version, cuda.version)),
+                        key=lambda r: release_key(r.version), reverse=True)
+    if not candidates:
+        raise LockError(
+            f"CUDA {cuda.version} has no {TOOLKIT} release on {index}; versions that can be "
+            f"satisfied there: {satisfiable_summary(r.version for r in releases)}",
+            hint="install.cuda(version=...) with one of those")
+    toolkit_line = cuda.requirements[0]
+    tried: list[str] = []
+    first: LockError | None = None
+    for release in candidates:
+        pins = toolkit_pins(release, request.trusted_hosts)
+        if progress:
+            progress(f"cuda: CUDA {cuda.version} -> {TOOLKIT} {release.version} "
+                     f"({len(pins)} component pins) from {index}")
+        exact = re.sub(r"==.*$", f"=={release.version}", toolkit_line)
+        attempt = dataclasses.replace(
+            request, packages=[exact if p == toolkit_line else p for p in request.packages])
+        try:
+            wheels = pip.lock_pip(attempt, context, python_version, glibc, progress,
+                                  constraints=pins)
+        except (FetchError, PackageNotFoundError):
+            raise
+        except LockError as exc:
+            tried.append(release.version)
+            first = first or exc
+            continue
+        if progress:
+            progress(size_line(cuda, wheels))
+        return wheels
+    assert first is not None
+    raise LockError(
+        f"CUDA {cuda.version}: {first.message}",
+        hint=f"the pip packages need CUDA component versions other than NVIDIA's for "
+             f"{TOOLKIT} {', '.join(tried)}: ask install.cuda for the CUDA release they were "
+             "built for (torch: the cuXYZ of its wheels), or pin them to a build for "
+             f"CUDA {cuda.major_minor}")
+
+
+def size_line(cuda: CudaSpec, wheels: Sequence[pip.Wheel]) -> str:
+    """One progress line: each NVIDIA wheel the lock holds with its download size."""
+    nvidia = [w for w in wheels if w.name.startswith("nvidia-")]
+    total = sum(w.size for w in nvidia)
+    parts = ", ".join(f"{w.name} {w.version} ({w.size / 1e6:.1f} MB)" for w in nvidia)
+    return (f"cuda: {cuda.variant} ({cuda.provider}): {parts or 'no NVIDIA wheels'}; "
+            f"{total / 1e6:.1f} MB of CUDA wheels")
+
+
+def toolkit_releases(request: PipRequest) -> tuple[str, list[ToolkitRelease]]:
+    """The cuda-toolkit releases on the first of the request's indexes that has any."""
+    indexes = [request.index_url or pip.DEFAULT_INDEX, *request.extra_index_urls]
+    for index in indexes:
+        releases = _project_releases(index, request.trusted_hosts)
+        if releases:
+            return index, releases
+    raise PackageNotFoundError(
+        f"{TOOLKIT} (NVIDIA's per-release CUDA pins) is not on {', '.join(indexes)}",
+        hint="install.cuda needs an index that serves NVIDIA's PyPI wheels, e.g. a PyPI mirror")
+
+
+def toolkit_pins(release: ToolkitRelease, trusted_hosts: Sequence[str] = ()) -> list[str]:
+    """The ``all`` extra of a cuda-toolkit wheel as constraint lines ('name==1.2.3.*')."""
+    data = _get(release.url, trusted_hosts, limit=_MAX_METAPACKAGE_BYTES)
+    if release.sha256 and hashlib.sha256(data).hexdigest() != release.sha256:
+        raise FetchError(f"{TOOLKIT} {release.version}: {release.url} does not match the "
+                         "index's sha256")
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as whl:
+            name = next(n for n in whl.namelist() if n.endswith(".dist-info/METADATA"))
+            metadata = whl.read(name).decode("utf-8")
+    except (zipfile.BadZipFile, StopIteration) as exc:
+        raise LockError(f"{TOOLKIT} {release.version}: {release.url} is not a wheel with "
+                        "METADATA") from exc
+    return parse_pins(metadata)
+
+
+_ALL_EXTRA = re.compile(r"""\bextra\s*==\s*["']all["']""")
+
+
+def parse_pins(metadata: str) -> list[str]:
+    """Requires-Dist lines of the ``all`` extra, markers dropped, sorted."""
+    message = email.parser.Parser().parsestr(metadata, headersonly=True)
+    pins = set()
+    for line in message.get_all("Requires-Dist") or []:
+        requirement, _, marker = line.partition(";")
+        if _ALL_EXTRA.search(marker):
+            pins.add(re.sub(r"\s+", "", requirement))
+    return sorted(pins)
+
+
+def _project_releases(index: str, trusted_hosts: Sequence[str]) -> list[ToolkitRelease]:
+    """cuda-toolkit wheels from a PEP 691 (JSON) or PEP 503 (HTML) simple index page."""
+    url = index.rstrip("/") + f"/{TOOLKIT}/"
+    try:
+        body, content_type = _get_page(url, trusted_hosts)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return []
+        raise FetchError(f"cuda: cannot read {url}: HTTP {exc.code}") from exc
+    files = (_json_files(body) if "json" in content_type or body.lstrip().startswith("{")
+             else _html_files(body, url))
+    releases = []
+    for filename, file_url, sha256 in files:
+        m = re.fullmatch(r"cuda_toolkit-([0-9][0-9.]*)-[^-]+-[^-]+-[^-]+\.whl", filename)
+        if m and re.fullmatch(r"\d+(\.\d+)+", m[1]):
+            releases.append(ToolkitRelease(m[1], file_url, sha256))
+    return releases
+
+
+def _json_files(body: str) -> list[tuple[str, str, str | None]]:
+    data = json.loads(body)
+    return [(f["filename"], f["url"], (f.get("hashes") or {}).get("sha256"))
+            for f in data.get("files", []) if not f.get("yanked")]
+
+
+class _Links(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.links: list[tuple[dict[str, str | None], list[str]]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "a":
+            self.links.append((dict(attrs), []))
+
+    def handle_data(self, data: str) -> None:
+        if self.links:
+            self.links[-1][1].append(data)
+
+
+def _html_files(body: str, base: str) -> list[tuple[str, str, str | None]]:
+    parser = _Links()
+    parser.feed(body)
+    out = []
+    for attrs, text in parser.links:
+        href = attrs.get("href")
+        if not href or "data-yanked" in attrs:
+            continue
+        url, _, fragment = urllib.parse.urljoin(base, href).partition("#")
+        sha = fragment.removeprefix("sha256=") if fragment.startswith("sha256=") else None
+        name = "".join(text).strip() or url.rsplit("/", 1)[-1]
+        out.append((name, url, sha))
+    return out
+
+
+def _context(url: str, trusted_hosts: Sequence[str]) -> ssl.SSLContext | None:
+    """config.pip_index(trust=True) hosts are reached without certificate checks, as uv does."""
+    if urllib.parse.urlsplit(url).hostname not in trusted_hosts:
+        return None
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def _get_page(url: str, trusted_hosts: Sequence[str]) -> tuple[str, str]:
+    req = urllib.request.Request(url, headers={
+        "Accept": "application/vnd.pypi.simple.v1+json, text/html;q=0.1"})
+    try:
+        with urllib.request.urlopen(req, timeout=_TIMEOUT,
+                                    context=_context(url, trusted_hosts)) as resp:
+            return resp.read().decode("utf-8", "replace"), resp.headers.get("Content-Type", "")
+    except urllib.error.HTTPError:
+        raise
+    except (urllib.error.URLError, OSError) as exc:
+        raise FetchError(f"cuda: cannot reach the index {url}: {exc}") from exc
+
+
+def _get(url: str, trusted_hosts: Sequence[str], limit: int) -> bytes:
+    try:
+        with urllib.request.urlopen(url, timeout=_TIMEOUT,
+                                    context=_context(url, trusted_hosts)) as resp:
+            data = resp.read(limit + 1)
+    except (urllib.error.URLError, OSError) as exc:
+        raise FetchError(f"cuda: cannot download {url}: {exc}") from exc
+    if len(data) > limit:
+        raise LockError(f"cuda: {url} is larger than {limit} bytes; not a {TOOLKIT} wheel")
+    return data

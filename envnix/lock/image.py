@@ -1,0 +1,217 @@
+"""Pin a base(image=...) by digest: resolve its manifest and config with skopeo at lock time.
+
+Why skopeo: it already handles registries' auth files, certs.d and token flows, and envnix
+needs it for push anyway. Only ``envnix lock`` runs it; the lock's ``base`` section then holds
+everything the build needs (layer digests and sizes, diff_ids, the config to inherit, and each
+blob's URL for Nix's fixed-output fetch), so ``envnix build --locked`` never asks the registry.
+
+Registries listed in ``ENVNIX_INSECURE_REGISTRIES`` (comma-separated ``host[:port]``) are
+spoken to over plain HTTP (``--tls-verify=false``), e.g. a loopback test registry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from typing import Any
+
+from envnix.errors import FetchError, LockError, ToolMissingError
+
+__all__ = ["ImageRef", "insecure_registries", "parse_image_ref", "resolve_base"]
+
+DOCKER_HUB = "docker.io"
+DOCKER_HUB_API = "registry-1.docker.io"
+GZIP_LAYER_TYPES = frozenset({
+    "application/vnd.oci.image.layer.v1.tar+gzip",
+    "application/vnd.docker.image.rootfs.diff.tar.gzip",
+})
+INDEX_TYPES = frozenset({
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+})
+# What the image config contributes to envnix's image (envd: Env, and for serving images
+# WorkingDir, User, Entrypoint; Cmd goes with Entrypoint).
+INHERITED = ("Env", "WorkingDir", "User", "Entrypoint", "Cmd")
+
+_REF = re.compile(
+    r"^(?P<name>[a-z0-9][a-z0-9._:/-]*?)(?::(?P<tag>[\w][\w.-]{0,127}))?"
+    r"(?:@(?P<digest>sha256:[0-9a-f]{64}))?$")
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """A parsed reference: registry host, repository path, tag and/or digest."""
+
+    written: str
+    host: str
+    repo: str
+    tag: str | None
+    digest: str | None
+
+    @property
+    def api_host(self) -> str:
+        return DOCKER_HUB_API if self.host == DOCKER_HUB else self.host
+
+    def at(self, digest: str) -> str:
+        """The ``docker://`` reference of this repository at a digest."""
+        return f"docker://{self.host}/{self.repo}@{digest}"
+
+    @property
+    def transport(self) -> str:
+        if self.digest:
+            return self.at(self.digest)
+        return f"docker://{self.host}/{self.repo}:{self.tag or 'latest'}"
+
+
+def parse_image_ref(ref: str) -> ImageRef:
+    """docker's rules: a first component with '.', ':' or 'localhost' is the registry, else
+    Docker Hub (with ``library/`` for one-component names)."""
+    m = _REF.match(ref.removeprefix("docker://"))
+    if not m:
+        raise LockError(f"base image {ref!r} is not a valid image reference")
+    name = m["name"]
+    first, sep, rest = name.partition("/")
+    if sep and ("." in first or ":" in first or first == "localhost"):
+        host, repo = first, rest
+    else:
+        host, repo = DOCKER_HUB, name if "/" in name else f"library/{name}"
+    if not repo:
+        raise LockError(f"base image {ref!r} names no repository")
+    return ImageRef(ref, host, repo, m["tag"], m["digest"])
+
+
+def insecure_registries(environ: dict[str, str] | None = None) -> frozenset[str]:
+    """``ENVNIX_INSECURE_REGISTRIES``: hosts spoken to over plain HTTP, without TLS."""
+    env = os.environ if environ is None else environ
+    return frozenset(h.strip() for h in env.get("ENVNIX_INSECURE_REGISTRIES", "").split(",")
+                     if h.strip())
+
+
+def _skopeo(ref: ImageRef, target: str, *flags: str, insecure: bool) -> bytes:
+    skopeo = shutil.which("skopeo")
+    if not skopeo:
+        raise ToolMissingError("skopeo not found on PATH: envnix needs it to pin base images",
+                               hint="install it (Debian/Ubuntu: apt-get install skopeo)")
+    argv = [skopeo, "inspect", "--raw", *flags, "--retry-times", "1"]
+    if insecure:
+        argv.append("--tls-verify=false")
+    proc = subprocess.run([*argv, target], capture_output=True, check=False, timeout=300)
+    if proc.returncode != 0:
+        text = proc.stderr.decode("utf-8", "replace")
+        m = re.search(r'level=fatal msg="((?:[^"\\]|\\.)*)"', text)
+        why = (m[1] if m else text.strip().splitlines()[-1] if text.strip() else
+               f"skopeo exited {proc.returncode}")
+        why = why.replace('\\"', '"')
+        why = re.sub(r'^Error parsing image name "[^"]*": ', "", why)
+        hint = None
+        if "http: server gave HTTP response to HTTPS client" in why:
+            hint = f"a plain-HTTP registry: set ENVNIX_INSECURE_REGISTRIES={ref.host}"
+        raise FetchError(f"base image {ref.written}: cannot inspect it: {why}", hint=hint)
+    return proc.stdout
+
+
+def _json(raw: bytes, what: str) -> dict[str, Any]:
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise LockError(f"{what} is not JSON") from None
+    if not isinstance(data, dict):
+        raise LockError(f"{what} is not a JSON object")
+    return data
+
+
+def _sha256(raw: bytes) -> str:
+    return "sha256:" + hashlib.sha256(raw).hexdigest()
+
+
+def _pick_amd64(ref: ImageRef, index: dict[str, Any]) -> str:
+    for desc in index.get("manifests", []):
+        platform = desc.get("platform") or {}
+        if platform.get("os") == "linux" and platform.get("architecture") == "amd64":
+            return str(desc["digest"])
+    raise LockError(f"base image {ref.written} has no linux/amd64 image in its index")
+
+
+def _check_anonymous_pull(ref: ImageRef, url: str) -> None:
+    """Nix fetches blobs without credentials: refuse at lock time what the build cannot do."""
+    req = urllib.request.Request(url, method="HEAD")
+    try:
+        with urllib.request.urlopen(req, timeout=30):
+            return
+    except urllib.error.HTTPError as exc:
+        if exc.code in (401, 403):
+            raise LockError(
+                f"base image {ref.written}: its registry needs a login to download layers "
+                f"(HTTP {exc.code} for {url}); envnix can only build on anonymously pullable "
+                "images yet", hint="push the base to a registry that allows anonymous pulls"
+            ) from None
+        raise FetchError(f"base image {ref.written}: HTTP {exc.code} for {url}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise FetchError(f"base image {ref.written}: cannot reach {url}: {reason}") from None
+
+
+def resolve_base(written: str, environ: dict[str, str] | None = None) -> dict[str, Any]:
+    """The lock's ``base`` section for ``written``: manifest digest, gzip layers, config."""
+    ref = parse_image_ref(written)
+    insecure = ref.host in insecure_registries(environ)
+    raw = _skopeo(ref, ref.transport, insecure=insecure)
+    digest = _sha256(raw)
+    if ref.digest and digest != ref.digest:
+        raise LockError(f"base image {written}: the registry served a manifest with digest "
+                        f"{digest}")
+    manifest = _json(raw, f"base image {written}: manifest")
+    if manifest.get("mediaType") in INDEX_TYPES or "manifests" in manifest:
+        digest = _pick_amd64(ref, manifest)
+        raw = _skopeo(ref, ref.at(digest), insecure=insecure)
+        if _sha256(raw) != digest:
+            raise LockError(f"base image {written}: manifest {digest} does not match its bytes")
+        manifest = _json(raw, f"base image {written}: manifest {digest}")
+    layers = manifest.get("layers")
+    config_desc = manifest.get("config") or {}
+    if manifest.get("schemaVersion") != 2 or not isinstance(layers, list):
+        raise LockError(f"base image {written}: not an OCI/Docker v2 image manifest")
+    for layer in layers:
+        if layer.get("mediaType") not in GZIP_LAYER_TYPES:
+            raise LockError(f"base image {written}: layer {layer.get('digest')} is "
+                            f"{layer.get('mediaType')}; envnix takes gzip layers only yet")
+        if not _DIGEST.match(str(layer.get("digest"))) or not isinstance(layer.get("size"), int):
+            raise LockError(f"base image {written}: layer descriptor without sha256 digest/size")
+    config_raw = _skopeo(ref, ref.at(digest), "--config", insecure=insecure)
+    if _sha256(config_raw) != config_desc.get("digest"):
+        raise LockError(f"base image {written}: config does not match its digest "
+                        f"{config_desc.get('digest')}")
+    config = _json(config_raw, f"base image {written}: config")
+    diff_ids = (config.get("rootfs") or {}).get("diff_ids") or []
+    if len(diff_ids) != len(layers):
+        raise LockError(f"base image {written}: {len(layers)} layers but {len(diff_ids)} "
+                        "diff_ids in its config")
+    if (config.get("os"), config.get("architecture")) != ("linux", "amd64"):
+        raise LockError(f"base image {written} is {config.get('os')}/"
+                        f"{config.get('architecture')}, not linux/amd64")
+    scheme = "http" if insecure else "https"
+    urls = [f"{scheme}://{ref.api_host}/v2/{ref.repo}/blobs/{layer['digest']}"
+            for layer in layers]
+    if urls:
+        _check_anonymous_pull(ref, urls[0])
+    inherited = config.get("config") or {}
+    return {
+        "ref": written,
+        "digest": digest,
+        "manifest": {
+            "mediaType": manifest.get("mediaType", "application/vnd.oci.image.manifest.v1+json"),
+            "layers": [{"digest": la["digest"], "size": la["size"], "mediaType": la["mediaType"]}
+                       for la in layers],
+        },
+        "config": {"digest": config_desc["digest"], "diff_ids": diff_ids,
+                   **{k: inherited.get(k) for k in INHERITED}},
+        "blob_urls": urls,
+    }
