@@ -4,7 +4,8 @@ Why: the default podman setup fails here (crun cannot set rlimits and does not s
 hybrid cgroup layout), and tests must not share image storage with each other or the host.
 So every user of this module gets its own directory holding `containers.conf` (runc,
 cgroupfs, file events, no network, explicit ulimits, all libpod state inside the directory)
-and `storage.conf` (vfs driver, graphroot/runroot inside the directory), selected through
+and `storage.conf` (overlay, or vfs where overlay cannot stack; graphroot/runroot inside the
+directory), selected through
 CONTAINERS_CONF / CONTAINERS_STORAGE_CONF (see shared/testenv/README.md).
 
     env = podman_env(tmp_path / "podman")
@@ -41,6 +42,27 @@ def _toml_str(value: str | Path) -> str:
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def storage_driver(directory: Path) -> str:
+    """overlay where the kernel can stack it on ``directory``'s file system, else vfs.
+
+    vfs stores every layer as a full copy of the root file system up to it, so a 9-layer
+    CUDA image took over 10 GB and a full test session ~20 GB; overlay stores each layer once.
+    ENVNIX_TEST_PODMAN_DRIVER forces one.
+    """
+    forced = os.environ.get("ENVNIX_TEST_PODMAN_DRIVER")
+    if forced:
+        return forced
+    try:
+        with open("/proc/filesystems", encoding="utf-8") as f:
+            has_overlay = any(line.split()[-1] == "overlay" for line in f if line.strip())
+        fs = subprocess.run(["stat", "-f", "-c", "%T", str(directory)], capture_output=True,
+                            text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "vfs"
+    # overlay cannot use an overlay or tmpfs upper directory reliably on older kernels.
+    return "overlay" if has_overlay and fs not in ("overlayfs", "tmpfs") else "vfs"
+
+
 def podman_env(workdir: str | Path, base: Mapping[str, str] | None = None) -> dict[str, str]:
     """Write podman's config files into `workdir` and return the environment that selects them.
 
@@ -68,7 +90,7 @@ def podman_env(workdir: str | Path, base: Mapping[str, str] | None = None) -> di
     )
     (root / "storage.conf").write_text(
         "[storage]\n"
-        'driver = "vfs"\n'
+        f'driver = "{storage_driver(root)}"\n'
         f"runroot = {_toml_str(root / 'run')}\n"
         f"graphroot = {_toml_str(root / 'graph')}\n",
         encoding="utf-8",
