@@ -90,10 +90,15 @@ def _pip_request(spec: ImageSpec, plan: CondaPlan | None) -> PipRequest:
     )
 
 
-def lock_inputs(spec: ImageSpec, context: Path) -> dict[str, Any]:
-    """What the lock answers: the requests, not the machine. A change here makes it stale."""
+def lock_inputs(spec: ImageSpec, context: Path,
+                plan: CondaPlan | None = None) -> dict[str, Any]:
+    """What the lock answers: the requests, not the machine. A change here makes it stale.
+
+    ``plan`` is the spec's conda_plan when the caller already read env.yaml and the condarc.
+    """
     python = spec.python
-    plan = conda_plan(spec, context)
+    if plan is None:
+        plan = conda_plan(spec, context)
     request = pip_request(spec, plan)
     inputs: dict[str, Any] = {
         "apt": {"release": spec.os.codename, "architecture": "amd64",
@@ -185,7 +190,7 @@ def make_lock(spec: ImageSpec, context: Path, sources: list[debian.AptSource],
         wheels = lock_cuda_pip(request, context, spec.cuda, spec.python.version,
                                spec.os.glibc, progress)
     return Lock(
-        inputs=lock_inputs(spec, context),
+        inputs=lock_inputs(spec, context, plan),
         apt_sources=[s.to_lock_dict() for s in sources],
         apt_indexes=[i.to_lock_dict() for i in indexes],
         apt_packages=[p.to_lock_dict() for p in packages],
