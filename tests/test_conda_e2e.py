@@ -177,3 +177,74 @@ def test_umoci_accepts_conda_image(conda_image: Built, tmp_path: Path) -> None:
     subprocess.run(["umoci", "unpack", "--image", f"{conda_image.layout}:dev", str(bundle)],
                    check=True, capture_output=True)
     assert (bundle / "rootfs" / PREFIX.lstrip("/") / "bin/python3.11").is_file()
+
+
+def _local_project(root: Path, name: str, value: str) -> None:
+    """A setuptools project whose module reports where it was imported from."""
+    (root / name).mkdir(parents=True)
+    (root / name / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setuptools.build_meta"\n'
+        f'[project]\nname = "{name}"\nversion = "0.1"\n')
+    (root / name / f"{name}.py").write_text(f"VALUE = {value!r}\n")
+
+
+@pytest.fixture(scope="module")
+def local_pip_image(channel: tuple[ChannelInfo, ChannelServer],
+                    tmp_path_factory: pytest.TempPathFactory) -> Built:
+    """env.yaml with variables and local pip paths (one editable), as research repos have."""
+    _, server = channel
+    root = tmp_path_factory.mktemp("localpip")
+    context = write_context(root, server, env_extra=(
+        "    - pip\n    - setuptools\n    - -e ./src/editpkg\n    - ./plainpkg\n"
+        "variables:\n  MODEL_DIR: /models\n  GREETING: from-env-yaml\n"))
+    _local_project(context / "src", "editpkg", "editable")
+    _local_project(context, "plainpkg", "copied")
+    manifest = context / "build.envd"
+    manifest.write_text(manifest.read_text().replace(
+        '    install.conda_packages(',
+        '    runtime.environ(env={"GREETING": "from-build-envd"})\n'
+        '    install.conda_packages('))
+    return build(context, "-t", "localpip:dev")
+
+
+def test_env_yaml_local_pip_paths_install_offline(local_pip_image: Built,
+                                                  podman_environ: dict) -> None:
+    workdir = f"/home/envd/{local_pip_image.context.name}"
+    out = run(local_pip_image, podman_environ, "python", "-c",
+              "import editpkg, plainpkg; print(editpkg.__file__, editpkg.VALUE, "
+              "plainpkg.__file__, plainpkg.VALUE)")
+    edit_file, edit_value, plain_file, plain_value = out.split()
+    # Editable: imported from the copied sources under the workdir, where envd up mounts the
+    # project; the plain install is a copy in site-packages.
+    assert (edit_file, edit_value) == (f"{workdir}/src/editpkg/editpkg.py", "editable")
+    assert plain_file.startswith(f"{PREFIX}/lib/python3.11/site-packages/")
+    assert plain_value == "copied"
+
+
+def test_env_yaml_variables_are_image_env(local_pip_image: Built) -> None:
+    layout = local_pip_image.layout
+    config = json.loads((layout / "blobs/sha256" / local_pip_image.config[7:]).read_text())
+    env = config["config"]["Env"]
+    assert "MODEL_DIR=/models" in env
+    assert "GREETING=from-build-envd" in env  # build.envd's runtime.environ wins
+
+
+def test_local_pip_path_without_pip_in_env_is_one_line(
+        channel: tuple[ChannelInfo, ChannelServer], tmp_path: Path) -> None:
+    _, server = channel
+    context = write_context(tmp_path, server, env_extra="    - -e ./editpkg\n")
+    _local_project(context, "editpkg", "x")
+    proc = envnix("lock", str(context), check=False)
+    assert proc.returncode == 4, proc.stderr
+    assert "env.yaml: local pip path" in proc.stderr and "has none" in proc.stderr
+    assert not (context / "envnix.lock").exists()
+
+
+def test_local_pip_path_outside_context_is_refused(
+        channel: tuple[ChannelInfo, ChannelServer], tmp_path: Path) -> None:
+    _, server = channel
+    _local_project(tmp_path, "outside", "x")
+    context = write_context(tmp_path, server, env_extra="    - ../outside\n")
+    proc = envnix("spec", str(context), check=False)
+    assert proc.returncode == 3, proc.stderr
+    assert "outside the build context" in proc.stderr and "Traceback" not in proc.stderr

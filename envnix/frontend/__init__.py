@@ -8,6 +8,7 @@ Starlark stack, so every complaint points at the line that caused it.
 from __future__ import annotations
 
 import re
+import shlex
 import sys
 import textwrap
 from collections.abc import Callable
@@ -17,8 +18,10 @@ from urllib.parse import urlsplit
 
 from envnix.errors import SpecError, UsageError
 from envnix.frontend.api import BY_NAME
+from envnix.frontend.envyaml import parse_env_yaml
 from envnix.frontend.evaluate import Evaluator, parse_from
 from envnix.spec import (
+    CONDA_PREFIX,
     CUSTOM_IMAGE_RELEASE,
     RELEASE_ALIASES,
     SYSTEM_PYTHONS,
@@ -410,6 +413,9 @@ class SpecBuilder:
             # envd: pip/conda need a Python, 3.11 by default; so do CUDA's wheels here.
             self.language = DEFAULT_PYTHON
         python = PythonSpec(self._provider(), self.language) if self.language else None
+        workdir = f"/home/envd/{name}"
+        if python and python.provider == "conda" and self.conda.env_file:
+            self._env_yaml_extras(workdir)
         files = dict(self.files)
         labels = {"ai.tensorchord.envd.syntax.version": self.syntax,
                   "ai.tensorchord.envd.vendor": "envnix", **self.labels}
@@ -438,7 +444,7 @@ class SpecBuilder:
             conda=self.conda,
             env=self.env,
             extra_path=self.extra_path,
-            workdir=f"/home/envd/{name}",
+            workdir=workdir,
             syntax=self.syntax,
             syntax_reason=reason,
             dev=self.dev_spec if dev else None,
@@ -451,6 +457,38 @@ class SpecBuilder:
             base_image=self.base_image,
             cuda=cuda,
         )
+
+    def _env_yaml_extras(self, workdir: str) -> None:
+        """What env.yaml asks of the image beyond packages: ``variables`` become image Env
+        (build.envd's runtime.environ wins on a clash), and local pip paths are copied in
+        like io.copy and installed by pip inside the hermetic build, offline.
+
+        The copies land under the workdir at their context-relative path, where ``envd up``
+        mounts the project, so an editable install follows the live sources in a dev container.
+        """
+        assert self.conda.env_file is not None
+        env = parse_env_yaml(self.context / self.conda.env_file)
+        for key, value in env.variables.items():
+            self.env.setdefault(key, value)
+        if not env.pip_local:
+            return
+        root = self.context.resolve()
+        arguments: list[str] = []
+        for local, editable in env.pip_local:
+            path = Path(local)
+            if not path.is_relative_to(root):
+                raise SpecError(
+                    f"{env.source.name}: local pip path {local} is outside the build context "
+                    f"{root}", hint="move it under the directory that holds build.envd")
+            rel = path.relative_to(root).as_posix()
+            target = workdir if rel == "." else f"{workdir}/{rel}"
+            self.copies.append(CopySpec(rel, target))
+            arguments += (["-e"] if editable else []) + [target]
+        # Before build.envd's own run() steps, as envd installs env.yaml before running them.
+        self.runs.insert(0, RunSpec([shlex.join([
+            f"{CONDA_PREFIX}/bin/python", "-m", "pip", "install", "--no-deps", "--no-index",
+            "--no-build-isolation", "--no-compile", "--no-cache-dir",
+            "--disable-pip-version-check", *arguments])]))
 
     def _cuda_spec(self, dev: bool) -> CudaSpec | None:
         """install.cuda as NVIDIA PyPI wheels: serving images get runtime libraries, dev

@@ -77,10 +77,8 @@ def _pip_request(spec: ImageSpec, plan: CondaPlan | None) -> PipRequest:
     env = plan.env_file if plan else None
     if env is None:
         return spec.pip
-    if env.pip_local:
-        path, _ = env.pip_local[0]
-        raise LockError(f"{env.source.name}: local pip path {path} is not supported yet",
-                        hint="install it from an index, or wait for io.copy + run() support")
+    # Local paths are not in the request: the spec copies them in and pip installs them in
+    # the build (frontend._env_yaml_extras); pip itself must then be in the env.
     return dataclasses.replace(
         spec.pip,
         packages=[*spec.pip.packages, *env.pip],
@@ -189,6 +187,8 @@ def make_lock(spec: ImageSpec, context: Path, sources: list[debian.AptSource],
     else:
         wheels = lock_cuda_pip(request, context, spec.cuda, spec.python.version,
                                spec.os.glibc, progress)
+    if plan and plan.env_file and plan.env_file.pip_local:
+        _check_pip_installed(plan.env_file, conda_packages, wheels)
     return Lock(
         inputs=lock_inputs(spec, context, plan),
         apt_sources=[s.to_lock_dict() for s in sources],
@@ -200,3 +200,16 @@ def make_lock(spec: ImageSpec, context: Path, sources: list[debian.AptSource],
         conda_packages=conda_packages,
         base=base,
     )
+
+
+def _check_pip_installed(env: EnvFile, conda_packages: list[dict[str, Any]],
+                         wheels: list[pip.Wheel]) -> None:
+    """env.yaml's local pip paths are installed by the env's own pip at build time: say so
+    now rather than after the other layers were built."""
+    if any(p["name"] == "pip" for p in conda_packages) or any(w.name == "pip" for w in wheels):
+        return
+    local, _ = env.pip_local[0]
+    raise LockError(f"{env.source.name}: local pip path {local} is installed with the env's "
+                    "pip, and the env has none",
+                    hint="add pip to dependencies (and the project's build backend, e.g. "
+                         "setuptools, since the build runs offline)")
