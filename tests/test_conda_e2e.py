@@ -5,6 +5,7 @@ installed by Nix without conda, and run under podman."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -248,3 +249,18 @@ def test_local_pip_path_outside_context_is_refused(
     proc = envnix("spec", str(context), check=False)
     assert proc.returncode == 3, proc.stderr
     assert "outside the build context" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_local_pip_image_rebuilds_bit_identical_in_separate_store(
+        local_pip_image: Built, tmp_path: Path) -> None:
+    """pip building the local projects inside run() is part of the image: a fresh store
+    (downloads, conda installs, the pip run all redone) must give the same digests."""
+    context = tmp_path / local_pip_image.context.name  # the name is part of the workdir
+    shutil.copytree(local_pip_image.context, context, ignore=shutil.ignore_patterns(".envnix"))
+    store = tmp_path / "store"
+    try:
+        again = build(context, "-t", "localpip:dev", "--locked", "--store", str(store))
+        assert (again.config, again.manifest) == (local_pip_image.config,
+                                                  local_pip_image.manifest)
+    finally:
+        subprocess.run(["chmod", "-R", "u+w", str(store)], check=False)
