@@ -32,6 +32,7 @@ from envnix.nix import nix_build
 from envnix.oci.output import parse_output
 from envnix.render import render
 from envnix.spec import ImageSpec
+from envnix.spec.cuda import PROVIDERS as CUDA_PROVIDERS
 
 GENERATED_DIR = ".envnix"
 _TAG_RE = re.compile(
@@ -86,6 +87,10 @@ common_path = click.argument("path", required=False)
 path_option = click.option("-p", "--path", "path_opt", help="Build context (default: .).")
 from_option = click.option("-f", "--from", "from_", default="build.envd:build", show_default=True,
                            help="Manifest and function, as file:func.")
+cuda_provider_option = click.option(
+    "--cuda-provider", envvar="ENVNIX_CUDA_PROVIDER", type=click.Choice(CUDA_PROVIDERS),
+    help="Where install.cuda's libraries come from (default: conda for conda envs, else "
+         "NVIDIA's PyPI wheels).")
 mirror_option = click.option("--apt-mirror", envvar="ENVNIX_APT_MIRROR",
                              help="Debian mirror base URL (default: this machine's apt sources).")
 
@@ -100,9 +105,11 @@ def cli() -> None:
 @common_path
 @path_option
 @from_option
-def spec_cmd(path: str | None, path_opt: str | None, from_: str) -> None:
+@cuda_provider_option
+def spec_cmd(path: str | None, path_opt: str | None, from_: str,
+             cuda_provider: str | None) -> None:
     """Evaluate build.envd and print the ImageSpec as JSON."""
-    spec = load_spec(_context(path, path_opt), from_)
+    spec = load_spec(_context(path, path_opt), from_, cuda_provider=cuda_provider)
     click.echo(spec.to_json(), nl=False)
 
 
@@ -130,13 +137,14 @@ def init_cmd(env_file: Path, path_opt: str | None, force: bool) -> None:
 @common_path
 @path_option
 @from_option
+@cuda_provider_option
 @mirror_option
 @click.option("--check", is_flag=True, help="Exit non-zero if envnix.lock does not match inputs.")
-def lock_cmd(path: str | None, path_opt: str | None, from_: str, apt_mirror: str | None,
-             check: bool) -> None:
+def lock_cmd(path: str | None, path_opt: str | None, from_: str, cuda_provider: str | None,
+             apt_mirror: str | None, check: bool) -> None:
     """Resolve every apt and pip package to URL + sha256 and write envnix.lock."""
     context = _context(path, path_opt)
-    spec = load_spec(context, from_)
+    spec = load_spec(context, from_, cuda_provider=cuda_provider)
     lock_path = _lock_path(context, spec)
     if check:
         existing = read_lock(lock_path)
@@ -155,7 +163,7 @@ def lock_cmd(path: str | None, path_opt: str | None, from_: str, apt_mirror: str
 
 def _build_options(fn):  # type: ignore[no-untyped-def]
     for option in reversed([
-        common_path, path_option, from_option, mirror_option,
+        common_path, path_option, from_option, cuda_provider_option, mirror_option,
         click.option("-t", "--tag", help="Image name:tag (default: <context dir>:dev)."),
         click.option("--locked", is_flag=True, help="Fail instead of re-locking a stale lock."),
         click.option("--out-dir", type=click.Path(path_type=Path),
@@ -171,12 +179,12 @@ def _build_options(fn):  # type: ignore[no-untyped-def]
 
 @cli.command("render")
 @_build_options
-def render_cmd(path: str | None, path_opt: str | None, from_: str, apt_mirror: str | None,
-               tag: str | None, locked: bool, out_dir: Path | None, toolchain: str,
-               nixpkgs: str) -> None:
+def render_cmd(path: str | None, path_opt: str | None, from_: str, cuda_provider: str | None,
+               apt_mirror: str | None, tag: str | None, locked: bool, out_dir: Path | None,
+               toolchain: str, nixpkgs: str) -> None:
     """Lock if needed and write the Nix project (flake.nix, default.nix) without building."""
     context = _context(path, path_opt)
-    spec = load_spec(context, from_)
+    spec = load_spec(context, from_, cuda_provider=cuda_provider)
     lock = _ensure_lock(context, spec, apt_mirror, locked)
     rendered = render(spec, lock, out_dir or context / GENERATED_DIR, tag or _default_tag(context),
                       toolchain, nixpkgs, context=context)
@@ -190,16 +198,17 @@ def render_cmd(path: str | None, path_opt: str | None, from_: str, apt_mirror: s
 @click.option("-o", "--output", "outputs", multiple=True, metavar="CSV",
               help="envd's --output: type=image,name=REF,push=true | "
                    "type=oci|docker|tar,dest=FILE|- (see envnix push for credentials).")
-def build_cmd(path: str | None, path_opt: str | None, from_: str, apt_mirror: str | None,
-              tag: str | None, locked: bool, out_dir: Path | None, toolchain: str, nixpkgs: str,
-              store: str | None, verbose: bool, outputs: tuple[str, ...]) -> None:
+def build_cmd(path: str | None, path_opt: str | None, from_: str, cuda_provider: str | None,
+              apt_mirror: str | None, tag: str | None, locked: bool, out_dir: Path | None,
+              toolchain: str, nixpkgs: str, store: str | None, verbose: bool,
+              outputs: tuple[str, ...]) -> None:
     """Lock (if needed), render and build the image with Nix; print its OCI layout path."""
     context = _context(path, path_opt)
     output = parse_output(outputs)  # before the build: a bad --output fails fast
     tag = output.build_tag(tag, _default_tag(context)) if output else tag or _default_tag(context)
     if not _TAG_RE.match(tag):
         raise UsageError(f"invalid tag {tag!r}: expected name[:tag] in lowercase")
-    spec = load_spec(context, from_)
+    spec = load_spec(context, from_, cuda_provider=cuda_provider)
     lock = _ensure_lock(context, spec, apt_mirror, locked)
     rendered = render(spec, lock, out_dir or context / GENERATED_DIR, tag, toolchain, nixpkgs,
                       context=context)

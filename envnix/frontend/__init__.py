@@ -64,9 +64,11 @@ _REQUIREMENT_RE = re.compile(
 class SpecBuilder:
     """Accumulates API calls into an ImageSpec, following envd's last-call-wins rules."""
 
-    def __init__(self, context: Path, warn: Callable[[str], None]) -> None:
+    def __init__(self, context: Path, warn: Callable[[str], None],
+                 cuda_provider: str | None = None) -> None:
         self.context = context
         self.warn = warn
+        self.cuda_provider = cuda_provider  # --cuda-provider; None: chosen per image
         self.os: OsRelease | None = None
         self.language: str | None = None
         self.apt: list[str] = []
@@ -87,6 +89,7 @@ class SpecBuilder:
         self.copies: list[CopySpec] = []
         self.runs: list[RunSpec] = []
         self.cuda: tuple[str, str] | None = None  # (version, cudnn) of install.cuda
+        self.cuda_checked_for = ""  # the provider install.cuda's request was checked against
         self.base_image: str | None = None
 
     def __call__(self, qualname: str, args: dict[str, Any]) -> None:
@@ -187,8 +190,12 @@ class SpecBuilder:
         # cuDNN" (envd would ask for a "-cudnn-" tag); see README "CUDA".
         version = version.strip()
         cudnn = "8" if cudnn is None else cudnn.strip()
-        cuda_table.check_request(version, cudnn)
+        # Checked here, with the provider the calls so far imply, so that an unsatisfiable
+        # version points at this line; build() re-checks if a later call changed the provider.
+        provider = cuda_table.choose_provider(self.cuda_provider, self.conda.requested)
+        check_cuda_request(provider, version, cudnn, self.os)
         self.cuda = (version, cudnn)
+        self.cuda_checked_for = provider
 
     def _install_apt_packages(self, name: list[str] | None = None) -> None:
         self.apt.extend(name or [])
@@ -419,7 +426,7 @@ class SpecBuilder:
         files = dict(self.files)
         labels = {"ai.tensorchord.envd.syntax.version": self.syntax,
                   "ai.tensorchord.envd.vendor": "envnix", **self.labels}
-        cuda = self._cuda_spec(dev)
+        cuda = self._cuda_spec(dev, python)
         if cuda:  # envd's GPU labels
             labels["ai.tensorchord.envd.gpu"] = "true"
             labels["ai.tensorchord.envd.gpu.cuda"] = cuda.version
@@ -490,16 +497,40 @@ class SpecBuilder:
             "--no-build-isolation", "--no-compile", "--no-cache-dir",
             "--disable-pip-version-check", *arguments])]))
 
-    def _cuda_spec(self, dev: bool) -> CudaSpec | None:
-        """install.cuda as NVIDIA PyPI wheels: serving images get runtime libraries, dev
+    def _cuda_spec(self, dev: bool, python: PythonSpec | None) -> CudaSpec | None:
+        """install.cuda from the image's provider: serving images get runtime libraries, dev
         images add the compiler pieces (envd's devel variant)."""
         if self.cuda is None:
             return None
+        assert self.os is not None
         version, cudnn = self.cuda
+        conda_env = bool(python and python.provider == "conda" and self.conda.requested)
+        provider = cuda_table.choose_provider(self.cuda_provider, conda_env)
+        if provider != self.cuda_checked_for:
+            check_cuda_request(provider, version, cudnn, self.os)
         components = cuda_table.components_for(cudnn, dev)
-        return CudaSpec(version=version, cudnn=cudnn, provider="pypi",
+        return CudaSpec(version=version, cudnn=cudnn, provider=provider,
                         variant=cuda_table.variant_for(cudnn, dev), components=components,
-                        requirements=cuda_table.requirements_for(version, cudnn, components))
+                        requirements=cuda_requirements(provider, version, cudnn, components,
+                                                       self.os))
+
+
+def check_cuda_request(provider: str, version: str, cudnn: str, os: OsRelease | None) -> None:
+    """SpecError unless ``provider`` can give CUDA ``version`` with cuDNN ``cudnn``; the
+    message lists the versions it can give."""
+    if provider == "pypi":
+        cuda_table.check_request(version, cudnn)
+    else:
+        raise SpecError(f"the {provider} CUDA provider is not supported yet",
+                        hint="--cuda-provider pypi (NVIDIA's PyPI wheels)")
+
+
+def cuda_requirements(provider: str, version: str, cudnn: str, components: list[str],
+                      os: OsRelease) -> list[str]:
+    """What the provider must install for ``components``, in its own terms."""
+    if provider == "pypi":
+        return cuda_table.requirements_for(version, cudnn, components)
+    raise SpecError(f"the {provider} CUDA provider is not supported yet")
 
 
 def _stderr_warning(message: str) -> None:
@@ -507,13 +538,17 @@ def _stderr_warning(message: str) -> None:
 
 
 def load_spec(context: Path, from_: str = "build.envd:build",
-              warn: Callable[[str], None] = _stderr_warning) -> ImageSpec:
-    """Evaluate ``<context>/<file>`` and call its build function; return the ImageSpec."""
+              warn: Callable[[str], None] = _stderr_warning,
+              cuda_provider: str | None = None) -> ImageSpec:
+    """Evaluate ``<context>/<file>`` and call its build function; return the ImageSpec.
+
+    ``cuda_provider`` (--cuda-provider) overrides where CUDA libraries come from.
+    """
     context = context.resolve()
     if not context.is_dir():
         raise UsageError(f"build context {context} is not a directory")
     file, function = parse_from(from_)
     manifest = context / file
-    builder = SpecBuilder(context, warn)
+    builder = SpecBuilder(context, warn, cuda_provider)
     syntax = Evaluator(manifest, builder).run(function)
     return builder.build(context.name, file, function, syntax)

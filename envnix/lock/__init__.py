@@ -55,8 +55,9 @@ def conda_plan(spec: ImageSpec, context: Path) -> CondaPlan | None:
     names = effective_channels(env.channels if env else (), condarc,
                                nodefaults=env.nodefaults if env else False,
                                first=spec.conda.channels)
+    cuda = spec.cuda.requirements if spec.cuda and spec.cuda.provider == "conda" else ()
     specs = (f"python {spec.python.version}.*", *spec.conda.packages,
-             *(env.dependencies if env else ()))
+             *(env.dependencies if env else ()), *cuda)
     if not names and not any("::" in s for s in specs):
         raise LockError("no conda channel is configured for this image's conda packages",
                         hint="name one in install.conda_packages(channel=[...]), env.yaml "
@@ -68,7 +69,7 @@ def pip_request(spec: ImageSpec, plan: CondaPlan | None) -> PipRequest:
     """build.envd's pip request plus env.yaml's pip: section (installed into the conda env),
     plus install.cuda's NVIDIA wheels (for system and conda Pythons alike)."""
     request = _pip_request(spec, plan)
-    if spec.cuda is None:
+    if spec.cuda is None or spec.cuda.provider != "pypi":
         return request
     return dataclasses.replace(request, packages=[*request.packages, *spec.cuda.requirements])
 
@@ -182,7 +183,7 @@ def make_lock(spec: ImageSpec, context: Path, sources: list[debian.AptSource],
             raise LockError("pip packages need a Python: add base(language=...) or "
                             "install.python()")
         wheels = []
-    elif spec.cuda is None:
+    elif spec.cuda is None or spec.cuda.provider != "pypi":
         wheels = pip.lock_pip(request, context, spec.python.version, spec.os.glibc, progress)
     else:
         wheels = lock_cuda_pip(request, context, spec.cuda, spec.python.version,

@@ -251,7 +251,7 @@ def cuda_library_dirs(spec: ImageSpec, lock: Lock) -> list[str]:
     From the lock, not the spec: torch or cuDNN pull component wheels install.cuda did not
     name, and the loader must find those too (cuDNN's libraries carry no RUNPATH to cuBLAS).
     """
-    if spec.cuda is None or spec.python is None:
+    if spec.cuda is None or spec.python is None or spec.cuda.provider != "pypi":
         return []
     dirs: dict[str, None] = {}
     for wheel in lock.pip_wheels:

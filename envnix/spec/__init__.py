@@ -181,12 +181,13 @@ class DevSpec:
 
 @dataclass
 class CudaSpec:
-    """install.cuda: a CUDA release and what of it the image gets (see envnix.spec.cuda).
+    """A CUDA release and what of it the image gets (see envnix.spec.cuda).
 
-    ``provider`` says where the wheels come from ("pypi": NVIDIA's wheels, installed into the
-    image's site-packages, for system and conda Pythons alike); ``variant`` names the
-    nvidia/cuda image flavour the components correspond to; ``requirements`` are the pip
-    lines envnix adds to the image's pip request. ``cudnn`` "" means no cuDNN.
+    ``provider`` says where the libraries come from (envnix.spec.cuda.PROVIDERS);
+    ``requirements`` are what envnix adds to that provider's request, in its own terms (pip
+    lines, conda match specs, apt package names or nixpkgs attributes); ``variant`` names the
+    nvidia/cuda image flavour the components correspond to. ``cudnn`` "" means no cuDNN.
+    ``implied_by`` says what asked for CUDA: install.cuda, or a package in env.yaml.
     """
 
     version: str
@@ -195,6 +196,7 @@ class CudaSpec:
     variant: str
     components: list[str]
     requirements: list[str]
+    implied_by: str = "install.cuda"
 
     @property
     def major(self) -> int:
@@ -252,6 +254,8 @@ class ImageSpec:
             roots += self.MANYLINUX_APT
         if self.cuda and "cudnn" in self.cuda.components:
             roots.append("zlib1g")  # cuDNN links libz.so.1 and does not vendor it
+        if self.cuda and self.cuda.provider == "apt":
+            roots += self.cuda.requirements
         if self.dev:
             # envd's dev stack, minus its downloaded tools (sshd, horust, starship).
             roots += ("sudo", self.dev.shell, "coreutils")
@@ -305,7 +309,8 @@ class ImageSpec:
         CUDA >= 13 wheels form a whole toolkit (nvcc, headers, libs) in nvidia/cuNN; older
         nvcc wheels carry only ptxas and libnvvm (no nvcc driver), so no CUDA_HOME then.
         """
-        if not (self.cuda and self.dev and self.python and "nvcc" in self.cuda.components):
+        if not (self.cuda and self.dev and self.python and "nvcc" in self.cuda.components
+                and self.cuda.provider == "pypi"):
             return None
         site = self.python.site_packages
         if self.cuda.major >= 13:

@@ -40,6 +40,24 @@ TOOLKIT_RELEASES: tuple[str, ...] = (
 )
 CUDNN_MAJORS: dict[int, tuple[int, ...]] = {11: (8, 9), 12: (8, 9), 13: (9,)}
 
+# Where an image's CUDA libraries can come from. "pypi": NVIDIA's wheels in site-packages (what
+# torch itself pulls); "conda": conda packages solved with the env (``__cuda`` set from the
+# release); "apt": distribution or NVIDIA apt packages; "nixpkgs": cudaPackages (unfree opt-in).
+PROVIDERS = ("pypi", "conda", "apt", "nixpkgs")
+
+
+def choose_provider(asked: str | None, conda_packages: bool) -> str:
+    """The provider for an image: what was asked (--cuda-provider), else conda packages when
+    the image installs conda packages (the solver then keeps CUDA and the env's frameworks
+    consistent), else NVIDIA's wheels (a conda Python with only pip packages gets wheels, as
+    it would need a channel for CUDA otherwise)."""
+    if asked:
+        if asked not in PROVIDERS:
+            raise SpecError(f"unknown CUDA provider {asked!r} (known: {', '.join(PROVIDERS)})")
+        return asked
+    return "conda" if conda_packages else "pypi"
+
+
 # What each component is, as a cuda-toolkit extra (None: a wheel of its own).
 COMPONENTS: dict[str, str | None] = {
     "cudart": "cudart",   # the CUDA runtime, libcudart (+ its headers)
