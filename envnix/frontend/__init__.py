@@ -427,11 +427,8 @@ class SpecBuilder:
         labels = {"ai.tensorchord.envd.syntax.version": self.syntax,
                   "ai.tensorchord.envd.vendor": "envnix", **self.labels}
         cuda = self._cuda_spec(dev, python)
-        if cuda:  # envd's GPU labels
-            labels["ai.tensorchord.envd.gpu"] = "true"
-            labels["ai.tensorchord.envd.gpu.cuda"] = cuda.version
-            if cuda.cudnn:
-                labels["ai.tensorchord.envd.gpu.cudnn"] = cuda.cudnn
+        if cuda:
+            labels.update(cuda_table.gpu_labels(cuda.version, cuda.cudnn))
         if self.runtime.expose:
             labels["ai.tensorchord.envd.ports"] = ",".join(
                 str(p["envd_port"]) for p in self.runtime.expose)

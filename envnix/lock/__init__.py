@@ -27,6 +27,7 @@ from envnix.lock import debian, pip
 from envnix.lock.cuda import lock_cuda_pip
 from envnix.lock.lockfile import LOCK_NAME, Lock, read_lock, stale_reason, write_lock
 from envnix.spec import CUSTOM_IMAGE_RELEASE, ImageSpec, OsRelease, PipRequest
+from envnix.spec.cuda import implied_by_wheels
 
 __all__ = ["LOCK_NAME", "CondaPlan", "Lock", "apt_sources", "conda_plan", "lock_inputs",
            "make_lock", "pip_request", "read_lock", "stale_reason", "write_lock"]
@@ -188,6 +189,11 @@ def make_lock(spec: ImageSpec, context: Path, sources: list[debian.AptSource],
     else:
         wheels = lock_cuda_pip(request, context, spec.cuda, spec.python.version,
                                spec.os.glibc, progress)
+    if spec.cuda is None and progress:
+        implied = implied_by_wheels((w.name, w.version) for w in wheels)
+        if implied:
+            progress(f"cuda: CUDA {implied[0]} comes with the pip packages ({implied[2]}); "
+                     "the image gets NVIDIA's env and GPU labels for it")
     if plan and plan.env_file and plan.env_file.pip_local:
         _check_pip_installed(plan.env_file, conda_packages, wheels)
     return Lock(

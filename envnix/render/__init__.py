@@ -7,6 +7,7 @@ image-config.json (the OCI config template) and the builder programs.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -24,8 +25,8 @@ import jinja2
 from envnix import __version__
 from envnix.lock.lockfile import LOCK_NAME, Lock
 from envnix.render.context import write_context_tree
-from envnix.spec import CONDA_PREFIX, ImageSpec
-from envnix.spec.cuda import library_dir
+from envnix.spec import CONDA_PREFIX, CudaSpec, ImageSpec
+from envnix.spec.cuda import gpu_labels, implied_by_wheels, library_dir, variant_for
 
 HOST_PYTHON = "/usr/bin/python3"
 HOST_SANDBOX_PATHS = ("/usr", "/lib", "/lib64")
@@ -245,6 +246,23 @@ def _write_files_tree(directory: Path, spec: ImageSpec) -> None:
         sort_keys=True, separators=(",", ":")) + "\n")
 
 
+def with_locked_cuda(spec: ImageSpec, lock: Lock) -> ImageSpec:
+    """``spec`` with the CUDA its pip packages brought (torch's NVIDIA wheels) when
+    install.cuda asked for none: the image then gets the same NVIDIA env, library path and
+    GPU labels as if it had. Only the lock knows the release, so this happens here."""
+    if spec.cuda is not None or spec.python is None:
+        return spec
+    implied = implied_by_wheels((w["name"], w["version"]) for w in lock.pip_wheels)
+    if implied is None:
+        return spec
+    version, cudnn, source = implied
+    cuda = CudaSpec(version=version, cudnn=cudnn, provider="pypi",
+                    variant=variant_for(cudnn, dev=False), components=[], requirements=[],
+                    implied_by=f"pip: {source}")
+    return dataclasses.replace(spec, cuda=cuda, labels={**spec.labels,
+                                                        **gpu_labels(version, cudnn)})
+
+
 def cuda_library_dirs(spec: ImageSpec, lock: Lock) -> list[str]:
     """The image directories of every NVIDIA wheel's shared libraries, in the lock's order.
 
@@ -347,6 +365,7 @@ def render(spec: ImageSpec, lock: Lock, out_dir: Path, tag: str,
            toolchain: str = "host", nixpkgs: str = "nixpkgs",
            context: Path | None = None) -> Rendered:
     """Write the Nix project for ``spec`` + ``lock`` into ``out_dir``."""
+    spec = with_locked_cuda(spec, lock)
     out_dir.mkdir(parents=True, exist_ok=True)
     env = _templates()
     variables = {

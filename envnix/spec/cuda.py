@@ -181,6 +181,39 @@ def requirements_for(version: str, cudnn: str, components: Sequence[str]) -> lis
     return lines
 
 
+def gpu_labels(version: str, cudnn: str) -> dict[str, str]:
+    """envd's labels for a GPU image."""
+    labels = {"ai.tensorchord.envd.gpu": "true", "ai.tensorchord.envd.gpu.cuda": version}
+    if cudnn:
+        labels["ai.tensorchord.envd.gpu.cudnn"] = cudnn
+    return labels
+
+
+def implied_by_wheels(wheels: Iterable[tuple[str, str]]) -> tuple[str, str, str] | None:
+    """The CUDA release that locked wheels bring without install.cuda, as (major.minor,
+    cuDNN major or "", what says so); None when they bring none.
+
+    torch (and jax, cupy, ...) from PyPI depend on NVIDIA's component wheels, so the
+    nvidia-cuda-runtime wheel's version is the release. A framework wheel with a ``+cuXYZ``
+    local version bundles its own CUDA libraries: XYZ is the release then.
+    """
+    wheels = list(wheels)
+    cudnn = next((v.split(".")[0] for n, v in wheels
+                  if re.fullmatch(r"nvidia-cudnn-cu\d+", _normalise(n))), "")
+    for name, version in wheels:
+        if re.fullmatch(r"nvidia-cuda-runtime(-cu\d+)?", _normalise(name)):
+            return ".".join(version.split(".")[:2]), cudnn, f"{name} {version}"
+    for name, version in wheels:
+        m = re.search(r"\+cu(\d+)(\d)$", version)
+        if m:
+            return f"{m[1]}.{m[2]}", cudnn, f"{name} {version}"
+    return None
+
+
+def _normalise(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 def library_dir(wheel: str, major: int) -> str | None:
     """Where an NVIDIA wheel keeps its shared libraries, relative to site-packages.
 
@@ -188,7 +221,7 @@ def library_dir(wheel: str, major: int) -> str | None:
     ``nvidia/<x>/lib``; CUDA >= 13 toolkit wheels drop the suffix and share ``nvidia/cuNN/lib``.
     Header- and tool-only wheels have no library directory.
     """
-    name = re.sub(r"[-_.]+", "-", wheel).lower()
+    name = _normalise(wheel)
     if not name.startswith("nvidia-") or name in _NO_LIBRARIES:
         return None
     m = re.fullmatch(r"nvidia-(.+)-cu(\d+)", name)
