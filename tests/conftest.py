@@ -50,8 +50,8 @@ def parse_build(context: Path, proc: subprocess.CompletedProcess[str]) -> Built:
                  fields["manifest"])
 
 
-def build(context: Path, *extra: str) -> Built:
-    return parse_build(context, envnix("build", str(context), *extra))
+def build(context: Path, *extra: str, env: dict[str, str] | None = None) -> Built:
+    return parse_build(context, envnix("build", str(context), *extra, env=env))
 
 
 def copy_example(name: str, dest: Path) -> Path:

@@ -35,6 +35,7 @@ from envnix.spec import (
     PythonSpec,
     RunSpec,
     RuntimeSpec,
+    cuda_nixpkgs,
     release_for,
 )
 from envnix.spec import cuda as cuda_table
@@ -517,6 +518,8 @@ def check_cuda_request(provider: str, version: str, cudnn: str, os: OsRelease | 
     message lists the versions it can give."""
     if provider == "pypi":
         cuda_table.check_request(version, cudnn)
+    elif provider == "nixpkgs":
+        cuda_nixpkgs.check_request(version, cudnn)
     else:
         raise SpecError(f"the {provider} CUDA provider is not supported yet",
                         hint="--cuda-provider pypi (NVIDIA's PyPI wheels)")
@@ -527,6 +530,8 @@ def cuda_requirements(provider: str, version: str, cudnn: str, components: list[
     """What the provider must install for ``components``, in its own terms."""
     if provider == "pypi":
         return cuda_table.requirements_for(version, cudnn, components)
+    if provider == "nixpkgs":
+        return cuda_nixpkgs.requirements_for(components)
     raise SpecError(f"the {provider} CUDA provider is not supported yet")
 
 

@@ -23,9 +23,10 @@ from typing import Any
 import jinja2
 
 from envnix import __version__
+from envnix.errors import UsageError
 from envnix.lock.lockfile import LOCK_NAME, Lock
 from envnix.render.context import write_context_tree
-from envnix.spec import CONDA_PREFIX, CudaSpec, ImageSpec
+from envnix.spec import CONDA_PREFIX, CudaSpec, ImageSpec, cuda_nixpkgs
 from envnix.spec.cuda import gpu_labels, implied_by_wheels, library_dir, variant_for
 
 HOST_PYTHON = "/usr/bin/python3"
@@ -76,7 +77,8 @@ def _artifact_key(kind: str, name: str) -> str:
 
 
 def plan_layers(artifacts: dict[str, dict[str, Any]], with_files: bool = False,
-                with_context: bool = False, custom_base: bool = False) -> list[dict[str, Any]]:
+                with_context: bool = False, custom_base: bool = False,
+                with_nixpkgs_cuda: bool = False) -> list[dict[str, Any]]:
     """Group artifacts into layers: skeleton, OS, pip, metadata; big artifacts alone.
 
     On a base(image=...) the base's layers come first and bring the OS: no skeleton and no
@@ -92,6 +94,8 @@ def plan_layers(artifacts: dict[str, dict[str, Any]], with_files: bool = False,
             layers.append({"name": group, "trees": small})
         for key in big:
             layers.append({"name": f"{group}-{store_name(artifacts[key]['name'])}", "trees": [key]})
+    if with_nixpkgs_cuda:  # cudaPackages and their closure (builders/nix_closure.py)
+        layers.append({"name": "cuda-nixpkgs", "trees": ["@cuda-nixpkgs"]})
     if with_context:
         layers.append({"name": "context", "trees": ["@context"]})
     if with_files:
@@ -134,6 +138,9 @@ def build_plan(spec: ImageSpec, lock: Lock, tag: str) -> dict[str, Any]:
             "storeName": store_name(wheel["filename"]),
         }
     python = spec.python
+    nixpkgs_cuda = (cuda_nixpkgs.plan_entry(spec.cuda.version, spec.cuda.cudnn,
+                                            spec.cuda.components)
+                    if spec.cuda and spec.cuda.provider == "nixpkgs" else None)
     return {
         "tag": tag,
         "storeName": store_name(tag.replace(":", "-")),
@@ -150,7 +157,9 @@ def build_plan(spec: ImageSpec, lock: Lock, tag: str) -> dict[str, Any]:
         },
         "artifacts": artifacts,
         "layers": plan_layers(artifacts, with_files=bool(image_files(spec) or spec.runtime.mounts),
-                              with_context=bool(spec.copies), custom_base=lock.base is not None),
+                              with_context=bool(spec.copies), custom_base=lock.base is not None,
+                              with_nixpkgs_cuda=nixpkgs_cuda is not None),
+        "nixpkgsCuda": nixpkgs_cuda,
         "baseLayers": base_layers(lock.base) if lock.base else [],
         "users": ([[spec.dev.user, spec.dev.uid, spec.dev.gid, spec.dev.home,
                     f"/bin/{spec.dev.shell}"]] if spec.dev else []),
@@ -269,6 +278,8 @@ def cuda_library_dirs(spec: ImageSpec, lock: Lock) -> list[str]:
     From the lock, not the spec: torch or cuDNN pull component wheels install.cuda did not
     name, and the loader must find those too (cuDNN's libraries carry no RUNPATH to cuBLAS).
     """
+    if spec.cuda is not None and spec.cuda.provider == "nixpkgs":
+        return [cuda_nixpkgs.LIBRARY_DIR]
     if spec.cuda is None or spec.python is None or spec.cuda.provider != "pypi":
         return []
     dirs: dict[str, None] = {}
@@ -366,6 +377,11 @@ def render(spec: ImageSpec, lock: Lock, out_dir: Path, tag: str,
            context: Path | None = None) -> Rendered:
     """Write the Nix project for ``spec`` + ``lock`` into ``out_dir``."""
     spec = with_locked_cuda(spec, lock)
+    nixpkgs_cuda = spec.cuda is not None and spec.cuda.provider == "nixpkgs"
+    if nixpkgs_cuda and os.environ.get("NIXPKGS_ALLOW_UNFREE") != "1":
+        raise UsageError("CUDA from nixpkgs is unfree (NVIDIA's licence) and nixpkgs builds "
+                         "it only when you accept that",
+                         hint="set NIXPKGS_ALLOW_UNFREE=1, or use --cuda-provider pypi")
     out_dir.mkdir(parents=True, exist_ok=True)
     env = _templates()
     variables = {
@@ -375,6 +391,7 @@ def render(spec: ImageSpec, lock: Lock, out_dir: Path, tag: str,
         "toolchain": toolchain,
         "nixpkgs": nixpkgs,
         "host_python": HOST_PYTHON,
+        "nixpkgs_cuda": nixpkgs_cuda,
         "nix_options": " ".join(f"'{o}'" if " " in o or not o else o
                                 for o in nix_options(toolchain)),
     }

@@ -309,8 +309,11 @@ class ImageSpec:
         CUDA >= 13 wheels form a whole toolkit (nvcc, headers, libs) in nvidia/cuNN; older
         nvcc wheels carry only ptxas and libnvvm (no nvcc driver), so no CUDA_HOME then.
         """
-        if not (self.cuda and self.dev and self.python and "nvcc" in self.cuda.components
-                and self.cuda.provider == "pypi"):
+        if not (self.cuda and self.dev and "nvcc" in self.cuda.components):
+            return None
+        if self.cuda.provider == "nixpkgs":
+            return "/usr/local/cuda"  # links into the store, made by builders/nix_closure.py
+        if self.cuda.provider != "pypi" or not self.python:
             return None
         site = self.python.site_packages
         if self.cuda.major >= 13:
