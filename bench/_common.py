@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import subprocess
 import sys
 import time
+import urllib.request
+from pathlib import Path
 
 
 def envnix(*args: str) -> tuple[float, str, str]:
@@ -30,3 +34,34 @@ def print_table(rows: list[tuple[str, str, str]]) -> None:
     value_width = max(len(r[1]) for r in rows)
     for name, value, note in rows:
         print(f"{name:<{width}}  {value:>{value_width}}  {note}".rstrip())
+
+
+def download_floor(lock: dict, dest: Path) -> tuple[float, int]:
+    """(seconds, bytes) to fetch every artifact of an envnix.lock with urllib + sha256: the
+    network floor any builder of that image pays."""
+    artifacts = (lock["apt"]["packages"] + lock["pip"]["wheels"]
+                 + lock.get("conda", {}).get("packages", []))
+    started, total = time.monotonic(), 0
+    for a in artifacts:
+        with urllib.request.urlopen(a["url"], timeout=120) as resp:
+            data = resp.read()
+        if hashlib.sha256(data).hexdigest() != a["sha256"]:
+            sys.exit(f"sha256 mismatch for {a['url']}")
+        total += len(data)
+        (dest / a["sha256"]).write_bytes(data)
+    return time.monotonic() - started, total
+
+
+def image_bytes(store: Path, store_path: str) -> tuple[int, int, int]:
+    """(compressed layer bytes, uncompressed tar bytes, layer count) of a built image."""
+    layout = Path(str(store) + store_path) / "oci"
+    index = json.loads((layout / "index.json").read_text())
+    manifest = json.loads((layout / "blobs/sha256" / index["manifests"][0]["digest"][7:])
+                          .read_text())
+    compressed = sum(layer["size"] for layer in manifest["layers"])
+    uncompressed = 0
+    for layer in manifest["layers"]:
+        # Layer blobs are relative symlinks into the layer derivations, next to layer.json.
+        blob = (layout / "blobs/sha256" / layer["digest"][7:]).resolve()
+        uncompressed += json.loads((blob.parent / "layer.json").read_text())["tar_size"]
+    return compressed, uncompressed, len(manifest["layers"])

@@ -16,35 +16,19 @@ The cold build runs in a fresh chroot Nix store (``--store``) so nothing is cach
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
-from _common import envnix, field, print_table
+from _common import download_floor, envnix, field, image_bytes, print_table
 
 ROOT = Path(__file__).resolve().parents[1]
 NIX_FLAGS = ["--option", "sandbox", "true", "--option", "substituters", "",
              "--option", "extra-sandbox-paths", "/usr /lib /lib64"]
 
-
-
-def download_floor(lock: dict, dest: Path) -> tuple[float, int]:
-    artifacts = lock["apt"]["packages"] + lock["pip"]["wheels"]
-    started, total = time.monotonic(), 0
-    for a in artifacts:
-        with urllib.request.urlopen(a["url"], timeout=120) as resp:
-            data = resp.read()
-        if hashlib.sha256(data).hexdigest() != a["sha256"]:
-            sys.exit(f"sha256 mismatch for {a['url']}")
-        total += len(data)
-        (dest / a["sha256"]).write_bytes(data)
-    return time.monotonic() - started, total
 
 
 def nix_floor(work: Path, store: Path) -> float:
@@ -57,22 +41,6 @@ def nix_floor(work: Path, store: Path) -> float:
     started = time.monotonic()
     subprocess.run(cmd, capture_output=True, check=True)
     return time.monotonic() - started
-
-
-def image_bytes(store: Path, store_path: str) -> tuple[int, int, int]:
-    """(compressed layer bytes, uncompressed tar bytes, layer count) of a built image."""
-    layout = Path(str(store) + store_path) / "oci"
-    index = json.loads((layout / "index.json").read_text())
-    manifest = json.loads((layout / "blobs/sha256" / index["manifests"][0]["digest"][7:])
-                          .read_text())
-    compressed = sum(layer["size"] for layer in manifest["layers"])
-    uncompressed = 0
-    for layer in manifest["layers"]:
-        # Layer blobs are relative symlinks into the layer derivations, next to layer.json.
-        blob = (layout / "blobs/sha256" / layer["digest"][7:]).resolve()
-        uncompressed += json.loads((blob.parent / "layer.json").read_text())["tar_size"]
-    return compressed, uncompressed, len(manifest["layers"])
-
 
 
 def main() -> None:
