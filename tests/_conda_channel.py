@@ -15,7 +15,13 @@ writes them, plus ``repodata.json`` for ``linux-64`` and ``noarch`` (``packages`
 * a small graph for solver tests (``pkg-a``/``pkg-b``/``pkg-c``), virtual-package cases
   (``__glibc >=2.17`` on every linux-64 package, ``needsnewglibc`` wanting ``__glibc >=2.99``,
   ``cudapkg`` wanting ``__cuda``), ``nosha`` whose repodata lacks sha256, and
-  :func:`make_many` chains for benchmarks.
+  :func:`make_many` chains for benchmarks;
+* with :func:`cuda_packages` (not in the standard channel: it needs NVIDIA's wheel from PyPI,
+  :func:`cudart_wheel`), CUDA 12.4 as the conda channels ship it: ``cuda-version 12.4``,
+  ``cuda-cudart 12.4.127`` holding the real ``libcudart.so.12`` repackaged from NVIDIA's
+  ``nvidia-cuda-runtime-cu12`` wheel, a ``pytorch-cuda 12.4`` metapackage, ``cuda12app``
+  wanting ``__cuda >=12`` (with a program linked to libcudart through its RPATH) and a
+  ``cudatoolkit 11.8.0`` stand-in, so the channel has two CUDA releases to list.
 
 Everything is deterministic: fixed mtimes and owners, sorted members, so two builds of the
 channel are byte-identical (the compiled binary apart, if the compiler changes).
@@ -38,6 +44,7 @@ import sys
 import tarfile
 import tempfile
 import threading
+import urllib.request
 import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -436,6 +443,111 @@ def fixture_packages(workdir: Path, many: int = 22) -> list[Package]:
     return pkgs
 
 
+# --------------------------------------------------------------------------------------------
+# CUDA, repackaged from NVIDIA's PyPI wheel
+# --------------------------------------------------------------------------------------------
+
+CUDART_WHEEL = ("nvidia-cuda-runtime-cu12", "12.4.127")
+CUDART_IN_WHEEL = "nvidia/cuda_runtime/lib/libcudart.so.12"
+
+_CUDA_VERSION_C = r"""
+#include <stdio.h>
+/* libcudart's API, declared here: the fixture needs no CUDA headers. */
+int cudaRuntimeGetVersion(int *version);
+int cudaGetDeviceCount(int *count);
+int main(void) {
+    int version = 0, count = 0;
+    int rv = cudaRuntimeGetVersion(&version);
+    int rc = cudaGetDeviceCount(&count);
+    printf("runtime=%d version=%d device_count=%d\n", rv, version, rc);
+    return 0;
+}
+"""
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def cudart_wheel(cache: Path) -> Path:
+    """NVIDIA's ``nvidia-cuda-runtime-cu12`` 12.4.127 wheel, cached in ``cache``.
+
+    Located the way envnix locks any wheel (envnix.lock.pip.lock_pip: uv and its default
+    index), downloaded with urllib and checked against the sha256 the lock gives.
+    """
+    from envnix.lock.pip import lock_pip
+    from envnix.spec import PipRequest
+
+    name, version = CUDART_WHEEL
+    cache.mkdir(parents=True, exist_ok=True)
+    wheels = lock_pip(PipRequest(packages=[f"{name}=={version}"]), cache, "3.11", "2.36")
+    wheel = next(w for w in wheels if w.name == name)
+    target = cache / wheel.filename
+    if target.is_file() and _sha256_file(target) == wheel.sha256:
+        return target
+    with urllib.request.urlopen(wheel.url, timeout=300) as resp:
+        data = resp.read()
+    got = hashlib.sha256(data).hexdigest()
+    if got != wheel.sha256:
+        raise RuntimeError(f"{wheel.url}: sha256 {got}, the lock says {wheel.sha256}")
+    tmp = target.with_name(target.name + ".part")
+    tmp.write_bytes(data)
+    os.replace(tmp, target)
+    return target
+
+
+def _cuda_version_program(workdir: Path, libdir: Path) -> bytes | None:
+    """A program linked against libcudart.so.12 with conda's RPATH ($ORIGIN/../lib): how
+    conda packages find each other's libraries without LD_LIBRARY_PATH. None without gcc."""
+    if not gcc_available():
+        return None
+    src = workdir / "cuda-runtime-version.c"
+    src.write_text(_CUDA_VERSION_C)
+    exe = workdir / "cuda-runtime-version"
+    subprocess.run(["gcc", "-O2", "-o", str(exe), str(src), f"-L{libdir}", "-l:libcudart.so.12",
+                    # DT_RPATH, as conda-build writes it (patchelf --force-rpath)
+                    "-Wl,-rpath,$ORIGIN/../lib", "-Wl,--disable-new-dtags", "-Wl,--build-id=none",
+                    f"-ffile-prefix-map={workdir}=."], check=True)
+    return exe.read_bytes()
+
+
+def cuda_packages(wheel: Path, workdir: Path) -> list[Package]:
+    """CUDA 12.4 as conda channels ship it (see the module doc), from NVIDIA's cudart wheel."""
+    with zipfile.ZipFile(wheel) as zf:
+        libcudart = zf.read(CUDART_IN_WHEEL)
+    libdir = workdir / "cudart-lib"
+    libdir.mkdir(parents=True, exist_ok=True)
+    (libdir / "libcudart.so.12").write_bytes(libcudart)
+    version = CUDART_WHEEL[1]
+    release_pin = "cuda-version >=12.4,<12.5.0a0"
+    app_files = {"share/cuda12app/README": b"built for CUDA 12\n"}
+    program = _cuda_version_program(workdir, libdir)
+    if program is not None:
+        app_files["bin/cuda-runtime-version"] = program
+    return [
+        # The release pin: no files; it constrains the driver and the monolithic toolkit.
+        Package("cuda-version", "12.4", "h3060b56_3", constrains=[
+            "cudatoolkit 12.4|12.4.*", "__cuda >=12"], formats=(".conda",)),
+        Package("cuda-cudart", version, "h99ab3db_0", "linux-64",
+                depends=[GLIBC_DEP, release_pin], noarch=None, formats=(".conda",),
+                files={f"lib/libcudart.so.{version}": libcudart},
+                executables={f"lib/libcudart.so.{version}"},
+                symlinks={"lib/libcudart.so.12": f"libcudart.so.{version}"},
+                license="LicenseRef-NVIDIA-End-User-License-Agreement"),
+        Package("pytorch-cuda", "12.4", "hc786d27_7",
+                depends=["cuda-cudart 12.4.*", "cuda-version 12.4.*"]),
+        Package("cuda12app", "1.0", "cuda124_0", "linux-64", noarch=None,
+                depends=[GLIBC_DEP, "__cuda >=12", "cuda-cudart >=12.4,<13"],
+                files=app_files, executables={"bin/cuda-runtime-version"} & set(app_files)),
+        trivial("cudatoolkit", "11.8.0", "linux-64", build="h6a678d5_0",
+                depends=[GLIBC_DEP, "__cuda >=11"]),
+    ]
+
+
 def write_repodata(root: Path, records: dict[str, dict[str, dict[str, dict[str, object]]]],
                    zst_subdirs: Sequence[str] = ("linux-64",)) -> None:
     """repodata.json per subdir (and a .zst copy for ``zst_subdirs``, as big channels have)."""
@@ -457,11 +569,14 @@ def write_repodata(root: Path, records: dict[str, dict[str, dict[str, dict[str, 
 
 
 def build_channel(root: Path, packages: Sequence[Package] | None = None,
-                  many: int = 22) -> ChannelInfo:
-    """Write a channel at ``root`` (``root/linux-64``, ``root/noarch``); see the module doc."""
+                  many: int = 22, extra: Sequence[Package] = ()) -> ChannelInfo:
+    """Write a channel at ``root`` (``root/linux-64``, ``root/noarch``); see the module doc.
+
+    ``extra`` packages are added to the standard ones (or to ``packages``)."""
     root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="envnix-chan-") as tmp:
         pkgs = list(packages) if packages is not None else fixture_packages(Path(tmp), many)
+        pkgs += extra
         records: dict[str, dict[str, dict[str, dict[str, object]]]] = {}
         built = []
         for pkg in pkgs:

@@ -35,6 +35,7 @@ from envnix.spec import (
     PythonSpec,
     RunSpec,
     RuntimeSpec,
+    cuda_conda,
     cuda_nixpkgs,
     release_for,
 )
@@ -91,6 +92,8 @@ class SpecBuilder:
         self.runs: list[RunSpec] = []
         self.cuda: tuple[str, str] | None = None  # (version, cudnn) of install.cuda
         self.cuda_checked_for = ""  # the provider install.cuda's request was checked against
+        # (major.minor, what asked, cuDNN major or "") of a CUDA release env.yaml asks for
+        self.cuda_implied: tuple[str, str, str] | None = None
         self.base_image: str | None = None
 
     def __call__(self, qualname: str, args: dict[str, Any]) -> None:
@@ -475,6 +478,12 @@ class SpecBuilder:
         env = parse_env_yaml(self.context / self.conda.env_file)
         for key, value in env.variables.items():
             self.env.setdefault(key, value)
+        # A CUDA package (pytorch-cuda=11.8, cudatoolkit=11.3, ...) asks for a release: the
+        # image then gets its NVIDIA config and __cuda without install.cuda (see _cuda_spec).
+        implied = cuda_conda.implied_request(env.dependencies, env.source.name)
+        if implied:
+            self.cuda_implied = (implied[0], f"{env.source.name}: {implied[1]}",
+                                 cuda_conda.implied_cudnn(env.dependencies))
         if not env.pip_local:
             return
         root = self.context.resolve()
@@ -497,20 +506,53 @@ class SpecBuilder:
 
     def _cuda_spec(self, dev: bool, python: PythonSpec | None) -> CudaSpec | None:
         """install.cuda from the image's provider: serving images get runtime libraries, dev
-        images add the compiler pieces (envd's devel variant)."""
+        images add the compiler pieces (envd's devel variant). Without install.cuda, a CUDA
+        release that conda packages ask for (env.yaml's pytorch-cuda=12.4, ...) is the image's.
+        """
+        implied = self.cuda_implied or self._names_cuda_request()
         if self.cuda is None:
-            return None
+            return self._implied_cuda_spec(*implied) if implied else None
         assert self.os is not None
         version, cudnn = self.cuda
+        if implied and implied[0] != cuda_conda.major_minor(version):
+            raise SpecError(f'install.cuda(version="{version}") and {implied[1]} ask for '
+                            f"different CUDA releases ({cuda_conda.major_minor(version)} and "
+                            f"{implied[0]}); an image has one",
+                            hint="make them name the same release")
         conda_env = bool(python and python.provider == "conda" and self.conda.requested)
         provider = cuda_table.choose_provider(self.cuda_provider, conda_env)
         if provider != self.cuda_checked_for:
             check_cuda_request(provider, version, cudnn, self.os)
+        if provider == "conda" and not (python and python.provider == "conda"):
+            raise SpecError("the conda CUDA provider installs into envd's conda env, and this "
+                            "image has a system Python",
+                            hint="add install.conda_packages(...), or --cuda-provider pypi")
+        if implied and provider != "conda":
+            self._warn(f"{implied[1]} brings CUDA from conda packages and the {provider} "
+                       "provider adds its own: the image gets both")
         components = cuda_table.components_for(cudnn, dev)
         return CudaSpec(version=version, cudnn=cudnn, provider=provider,
                         variant=cuda_table.variant_for(cudnn, dev), components=components,
                         requirements=cuda_requirements(provider, version, cudnn, components,
                                                        self.os))
+
+    def _names_cuda_request(self) -> tuple[str, str, str] | None:
+        """A CUDA release asked for by install.conda_packages(name=[...]), as env.yaml's."""
+        found = cuda_conda.implied_request(self.conda.packages, "install.conda_packages")
+        if found is None:
+            return None
+        return (found[0], f"install.conda_packages: {found[1]}",
+                cuda_conda.implied_cudnn(self.conda.packages))
+
+    @staticmethod
+    def _implied_cuda_spec(version: str, implied_by: str, cudnn: str) -> CudaSpec:
+        """CUDA that conda packages ask for: the solver's __cuda and NVIDIA's config follow
+        the release, and only its pin is added (the packages bring their own components)."""
+        components = ["cudart", *(["cudnn"] if cudnn else [])]
+        return CudaSpec(version=version, cudnn=cudnn, provider="conda",
+                        variant=cuda_table.variant_for(cudnn, dev=False),
+                        components=components, requirements=cuda_conda.release_pin(version),
+                        implied_by=implied_by)
 
 
 def check_cuda_request(provider: str, version: str, cudnn: str, os: OsRelease | None) -> None:
@@ -520,6 +562,8 @@ def check_cuda_request(provider: str, version: str, cudnn: str, os: OsRelease | 
         cuda_table.check_request(version, cudnn)
     elif provider == "nixpkgs":
         cuda_nixpkgs.check_request(version, cudnn)
+    elif provider == "conda":
+        cuda_conda.check_request(version, cudnn)
     else:
         raise SpecError(f"the {provider} CUDA provider is not supported yet",
                         hint="--cuda-provider pypi (NVIDIA's PyPI wheels)")
@@ -532,6 +576,8 @@ def cuda_requirements(provider: str, version: str, cudnn: str, components: list[
         return cuda_table.requirements_for(version, cudnn, components)
     if provider == "nixpkgs":
         return cuda_nixpkgs.requirements_for(components)
+    if provider == "conda":
+        return cuda_conda.requirements_for(version, cudnn, components)
     raise SpecError(f"the {provider} CUDA provider is not supported yet")
 
 

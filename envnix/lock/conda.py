@@ -339,17 +339,58 @@ def _match_specs(specs: Sequence[str], channels: Sequence[ChannelLike]) -> list[
     return out
 
 
+# CUDA's conda packages and what is built for a CUDA release: a failed solve whose explanation
+# names one of them, in an image that asks for CUDA, is reported as a CUDA problem.
+_CUDA_NAME_RE = re.compile(r"__cuda|\bcuda[\w.-]*|\bcudatoolkit|\blibcu(?:blas|fft|rand|solver|"
+                           r"sparse|file)\w*|\bcudnn|\bnccl|pytorch-cuda")
+# The packages whose versions are the CUDA releases a channel has: cudatoolkit (CUDA <= 11,
+# monolithic) and cuda-version (the release pin every CUDA >= 12 component depends on).
+CUDA_RELEASE_PACKAGES = ("cudatoolkit", "cuda-version")
+
+
+def cuda_releases(versions_of: Callable[[str], list[str]]) -> str:
+    """The CUDA releases the channels can give, e.g. '11.3, 11.8 (cudatoolkit), 12.0-12.4
+    (cuda-version)', read from the versions of the release packages in their repodata."""
+    from envnix.spec.cuda import satisfiable_summary
+
+    parts = []
+    for name in CUDA_RELEASE_PACKAGES:
+        minors = {f"{m[1]}.{m[2]}" for v in versions_of(name)
+                  if (m := re.match(r"(\d+)\.(\d+)", v))}
+        if minors:
+            parts.append(f"{satisfiable_summary(minors)} ({name})")
+    return ", ".join(parts) or ("none (the channels have no " + " or ".join(
+        CUDA_RELEASE_PACKAGES) + " package)")
+
+
 def _solver_error(message: str, platform: str, glibc: str, cuda: str | None,
                   versions_of: Callable[[str], list[str]]) -> LockError:
     """The solver's explanation, first line as the summary and its tree below it.
 
     ``versions_of(name)`` lists what the channels have, to tell a misspelt package from a
-    version that does not exist.
+    version that does not exist, and which CUDA releases they have when the image's is not
+    among them.
     """
     text = re.sub(r"^Cannot solve the request because of:\s*", "", message.strip())
     lines = [ln.rstrip() for ln in text.splitlines() if ln.strip()]
     summary = lines[0] if lines else "no solution"
     target = f"{platform}, __glibc {glibc}, " + (f"__cuda {cuda}" if cuda else "no __cuda")
+    hint = None
+    if re.search(r"__glibc [^,\n]*, for which no candidates were found", text):
+        hint = (f"the image's glibc is {glibc} (from base(os=...)); a package needs a newer "
+                "one: pin an older build or use a newer base OS")
+    elif re.search(r"__cuda [^,\n]*, for which no candidates were found", text):
+        hint = ("a package needs a newer CUDA driver than the image's" if cuda else
+                "a package needs CUDA (__cuda): request a CUDA image, or pin a CPU build")
+    if cuda and _CUDA_NAME_RE.search(text):
+        # The CUDA release asked for (install.cuda or env.yaml) is part of the conflict: say
+        # which releases the channels do have, then the solver's own explanation, whole.
+        return LockError(
+            f"conda: CUDA {cuda} cannot be satisfied ({target}); versions that can be "
+            f"satisfied there: {cuda_releases(versions_of)}\n"
+            + "\n".join("    " + ln for ln in lines),
+            hint=hint or "ask for one of those releases (install.cuda(version=...) or the "
+                         "CUDA package in env.yaml), or add a channel that has CUDA " + cuda)
     missing = re.fullmatch(r"No candidates were found for (\S+)( .*)?\.", summary)
     if missing and len(lines) == 1:
         name, spec = missing[1], (missing[1] + (missing[2] or "")).strip()
@@ -361,13 +402,6 @@ def _solver_error(message: str, platform: str, glibc: str, cuda: str | None,
         return LockError(f"conda: no {name} package matches {spec!r} ({target}); the "
                          f"channels have {name} {', '.join(versions)}")
     body = "\n".join("    " + ln for ln in lines[1:])
-    hint = None
-    if re.search(r"__glibc [^,\n]*, for which no candidates were found", text):
-        hint = (f"the image's glibc is {glibc} (from base(os=...)); a package needs a newer "
-                "one: pin an older build or use a newer base OS")
-    elif re.search(r"__cuda [^,\n]*, for which no candidates were found", text):
-        hint = ("a package needs a newer CUDA driver than the image's" if cuda else
-                "a package needs CUDA (__cuda): request a CUDA image, or pin a CPU build")
     return LockError(f"conda: cannot satisfy the request ({target}): {summary}"
                      + (f"\n{body}" if body else ""), hint=hint)
 
@@ -560,6 +594,13 @@ def lock_conda(
         served_by = served.get((loc.canonical.rstrip("/"), str(record.subdir)))
         entries.append(lock_entry(record, loc, cache, progress, served_by))
     entries.sort(key=lambda e: (e["name"], e["subdir"], e["fn"]))
+    if progress and cuda:
+        # What the CUDA release came as, like the pypi provider's "cuda: ..." line.
+        got = [e for e in entries if _CUDA_NAME_RE.fullmatch(e["name"])]
+        size = sum(e["size"] for e in got) / 1e6
+        progress(f"cuda: CUDA {cuda} (conda, __cuda {cuda}): "
+                 + (", ".join(f"{e['name']} {e['version']}" for e in got) or "no CUDA packages")
+                 + f"; {size:.1f} MB of CUDA packages")
     if progress:
         total = sum(e["size"] for e in entries)
         progress(f"conda: locked {len(entries)} package(s), {total / 1e6:.1f} MB, "
