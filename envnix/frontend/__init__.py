@@ -35,6 +35,7 @@ from envnix.spec import (
     PythonSpec,
     RunSpec,
     RuntimeSpec,
+    cuda_apt,
     cuda_conda,
     cuda_nixpkgs,
     release_for,
@@ -419,9 +420,13 @@ class SpecBuilder:
         dev = self.dev if self.dev is not None else self.syntax == "v0"
         if self.base_image:
             self._check_custom_base(dev)
-        if self.language is None and (self.conda.requested or self.conda_enabled or self.cuda
-                                      or self.pip.packages or self.pip.requirements_files):
-            # envd: pip/conda need a Python, 3.11 by default; so do CUDA's wheels here.
+        # CUDA's wheels (and conda packages) need a Python; apt and nixpkgs CUDA do not.
+        cuda_needs_python = self.cuda is not None and cuda_table.choose_provider(
+            self.cuda_provider, self.conda.requested) in ("pypi", "conda")
+        if self.language is None and (self.conda.requested or self.conda_enabled
+                                      or cuda_needs_python or self.pip.packages
+                                      or self.pip.requirements_files):
+            # envd: pip/conda need a Python, 3.11 by default.
             self.language = DEFAULT_PYTHON
         python = PythonSpec(self._provider(), self.language) if self.language else None
         workdir = f"/home/envd/{name}"
@@ -564,6 +569,8 @@ def check_cuda_request(provider: str, version: str, cudnn: str, os: OsRelease | 
         cuda_nixpkgs.check_request(version, cudnn)
     elif provider == "conda":
         cuda_conda.check_request(version, cudnn)
+    elif provider == "apt":
+        cuda_apt.check_request(version, cudnn, os)
     else:
         raise SpecError(f"the {provider} CUDA provider is not supported yet",
                         hint="--cuda-provider pypi (NVIDIA's PyPI wheels)")
@@ -578,6 +585,8 @@ def cuda_requirements(provider: str, version: str, cudnn: str, components: list[
         return cuda_nixpkgs.requirements_for(components)
     if provider == "conda":
         return cuda_conda.requirements_for(version, cudnn, components)
+    if provider == "apt":
+        return cuda_apt.requirements_for(version, cudnn, components, os)
     raise SpecError(f"the {provider} CUDA provider is not supported yet")
 
 

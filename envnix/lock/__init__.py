@@ -26,7 +26,7 @@ from envnix.frontend.envyaml import (
 from envnix.lock import debian, pip
 from envnix.lock.cuda import lock_cuda_pip
 from envnix.lock.lockfile import LOCK_NAME, Lock, read_lock, stale_reason, write_lock
-from envnix.spec import CUSTOM_IMAGE_RELEASE, ImageSpec, OsRelease, PipRequest
+from envnix.spec import CUSTOM_IMAGE_RELEASE, ImageSpec, OsRelease, PipRequest, cuda_apt
 from envnix.spec.cuda import implied_by_wheels
 
 __all__ = ["LOCK_NAME", "CondaPlan", "Lock", "apt_sources", "conda_plan", "lock_inputs",
@@ -168,7 +168,14 @@ def make_lock(spec: ImageSpec, context: Path, sources: list[debian.AptSource],
             progress(f"base: {spec.base_image} pinned at {base['digest']} "
                      f"({len(base['manifest']['layers'])} layers)")
     else:
-        indexes, packages = debian.lock_apt(sources, spec.apt_roots(), progress=progress)
+        # --cuda-provider apt: NVIDIA's repository or Debian's non-free join the sources (and
+        # the lock's record of them); the driver's packages are the host's, never installed.
+        sources = cuda_apt.lock_sources(spec.cuda, sources)
+        indexes, packages = debian.lock_apt(
+            sources, spec.apt_roots(), progress=progress,
+            host_provided=cuda_apt.host_provided(spec.cuda),
+            check=cuda_apt.index_check(spec.cuda, cuda_apt.describe_source(spec.cuda, sources),
+                                       progress))
     conda_packages: list[dict[str, Any]] = []
     if plan is not None:
         from envnix.lock.conda import lock_conda  # rattler loads only for conda images

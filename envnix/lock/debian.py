@@ -11,6 +11,9 @@ Scope and deliberate limits (background: the team's locking notes, §6 Debian):
   the first alternative with a candidate, newest version first, so the result is deterministic
   and easy to explain;
 * Essential/``Priority: required`` packages are *not* added implicitly: the caller decides;
+* names the caller says the host provides at run time (the GPU driver's ``libcuda1``, which
+  NVIDIA's container toolkit mounts) satisfy any dependency on them and are never installed;
+* a root may name a version glob (``libcudnn8=8.*+cuda12.*``): the newest matching version;
 * Conflicts/Breaks are checked among the selected packages after resolution and reported as an
   error (no attempt to find another solution);
 * InRelease signatures are **not verified yet** (see :func:`fetch_index`).
@@ -19,8 +22,10 @@ Scope and deliberate limits (background: the team's locking notes, §6 Debian):
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import difflib
+import fnmatch
 import functools
 import gzip
 import hashlib
@@ -36,7 +41,7 @@ import urllib.parse
 import urllib.request
 import zlib
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -444,8 +449,9 @@ class IndexSnapshot:
 class _Resolver:
     """Breadth-first closure over Pre-Depends + Depends; see :func:`resolve`."""
 
-    def __init__(self, index: DebIndex) -> None:
+    def __init__(self, index: DebIndex, host_provided: Collection[str] = ()) -> None:
         self.index = index
+        self.host_provided = frozenset(host_provided)
         self.selected: dict[str, _Entry] = {}
         self.parent: dict[str, str | None] = {}
         self.provided: dict[str, list[tuple[_Entry, str | None]]] = {}
@@ -469,7 +475,10 @@ class _Resolver:
         return out[::-1]
 
     def satisfied(self, rel: Relation) -> bool:
-        """Already met by a selected package, by its own name or through Provides."""
+        """Already met by a selected package, by its own name or through Provides, or by
+        something the host provides at run time."""
+        if rel.name in self.host_provided:
+            return True
         entry = self.selected.get(rel.name)
         if entry is not None and rel.satisfied_by(entry.version):
             return True
@@ -521,6 +530,9 @@ class _Resolver:
             raise PackageNotFoundError(
                 f"invalid apt package spec {spec!r}; use NAME or NAME=VERSION"
             )
+        if "*" in want:
+            self._add_glob_root(name, want)
+            return
         rel = Relation(name, "=", want) if want else Relation(name)
         chosen = self.selected.get(name)
         if chosen is not None:
@@ -545,6 +557,23 @@ class _Resolver:
                 f"apt package {spec.strip()!r} not found in {self.index.label} "
                 f"({self.index.arch}); available versions: {available}"
             )
+        self.select(found[0], None)
+
+    def _add_glob_root(self, name: str, pattern: str) -> None:
+        """``name=8.*+cuda12.*``: the newest version matching the glob; for callers that know
+        a version's shape but not the index (NVIDIA's ``+cudaX.Y`` builds)."""
+        chosen = self.selected.get(name)
+        if chosen is not None:
+            if not fnmatch.fnmatchcase(chosen.version, pattern):
+                raise LockError(f"apt package {name} is requested as both {chosen.version} "
+                                f"and {pattern}")
+            return
+        found = [e for e in self.index.entries(name) if fnmatch.fnmatchcase(e.version, pattern)]
+        if not found:
+            available = ", ".join(self.index.versions(name)) or "none"
+            raise PackageNotFoundError(
+                f"apt package {name}={pattern} not found in {self.index.label} "
+                f"({self.index.arch}); available versions: {available}")
         self.select(found[0], None)
 
     def relations(self, entry: _Entry, field: str) -> list[tuple[Relation, ...]]:
@@ -620,7 +649,7 @@ def _to_package(index: DebIndex, entry: _Entry) -> DebPackage:
         version=entry.version,
         arch=fields.get("Architecture", index.arch),
         filename=filename,
-        url=f"{uri}/{filename}",
+        url=f"{uri}/{filename.removeprefix('./')}",
         sha256=sha256.lower(),
         size=int(size),
         priority=fields.get("Priority", ""),
@@ -630,8 +659,10 @@ def _to_package(index: DebIndex, entry: _Entry) -> DebPackage:
     )
 
 
-def resolve(index: DebIndex, roots: Sequence[str]) -> list[DebPackage]:
-    """Resolve *roots* (``name`` or ``name=version``) to a dependency closure, sorted by name.
+def resolve(index: DebIndex, roots: Sequence[str],
+            host_provided: Collection[str] = ()) -> list[DebPackage]:
+    """Resolve *roots* (``name``, ``name=version`` or ``name=glob``) to a dependency closure,
+    sorted by name.
 
     Roots are selected first, in the given order; then Pre-Depends and Depends are walked
     breadth-first. An OR-group already met by a selected package (by name with a fitting version,
@@ -639,9 +670,10 @@ def resolve(index: DebIndex, roots: Sequence[str]) -> list[DebPackage]:
     has a candidate is taken (see ``_Resolver.candidates``). Unsatisfiable dependencies raise
     :class:`LockError` naming the dependency chain; unknown roots raise
     :class:`PackageNotFoundError` with close names. Conflicts/Breaks among the result are an
-    error too. Essential packages are not added implicitly.
+    error too. Essential packages are not added implicitly. A relation on a *host_provided*
+    name (real or virtual) is met without installing anything.
     """
-    r = _Resolver(index)
+    r = _Resolver(index, host_provided)
     for spec in roots:
         r.add_root(spec)
     r.run()
@@ -656,11 +688,37 @@ def resolve(index: DebIndex, roots: Sequence[str]) -> list[DebPackage]:
 
 @dataclass(frozen=True)
 class AptSource:
-    """One archive suite to read: ``<uri>/dists/<suite>/<component>/binary-amd64/``."""
+    """One archive suite to read: ``<uri>/dists/<suite>/<component>/binary-amd64/``.
+
+    A *flat* repository (``deb URI /`` in sources.list: a suite ending in ``/`` and no
+    components, as NVIDIA's CUDA repositories are laid out) keeps InRelease and Packages in
+    the directory ``<uri>/<suite>`` itself, and its ``Filename:`` fields are relative to it.
+    ``setting`` names what the user set to get this source, for error messages.
+    """
 
     uri: str
     suite: str
     components: tuple[str, ...] = ("main",)
+    setting: str = dataclasses.field(default="--apt-mirror", compare=False)
+
+    @property
+    def flat(self) -> bool:
+        return self.suite.endswith("/")
+
+    @property
+    def dist_url(self) -> str:
+        """The directory holding the suite's (In)Release."""
+        if not self.flat:
+            return f"{self.uri.rstrip('/')}/dists/{self.suite}"
+        return self.files_url
+
+    @property
+    def files_url(self) -> str:
+        """What the index's ``Filename:`` paths are relative to."""
+        if not self.flat:
+            return self.uri.rstrip("/")
+        rel = self.suite.strip("/").removeprefix("./").strip("/")
+        return self.uri.rstrip("/") + (f"/{rel}" if rel and rel != "." else "")
 
     @property
     def snapshot(self) -> str | None:
@@ -669,13 +727,23 @@ class AptSource:
         return snapshot_of(self.uri)
 
     def to_lock_dict(self) -> dict[str, Any]:
-        """The lock's ``apt.sources`` entry; ``snapshot`` only when there is one, so locks made
-        from plain mirrors keep their bytes."""
+        """The lock's ``apt.sources`` entry; ``snapshot`` only when there is one and ``flat``
+        only for flat repositories, so locks made from plain mirrors keep their bytes."""
         entry: dict[str, Any] = {"uri": self.uri, "suite": self.suite,
                                  "components": list(self.components)}
         if self.snapshot is not None:
             entry["snapshot"] = self.snapshot
+        if self.flat:
+            entry["flat"] = True
         return entry
+
+
+def flat_source(url: str, setting: str) -> AptSource:
+    """A flat repository at *url* (``deb <url> /``); *setting* is where the user gave it."""
+    if urllib.parse.urlsplit(url).scheme not in _URL_SCHEMES:
+        raise UsageError(f"{setting}: an apt repository must be an http(s):// or file:// URL, "
+                         f"got {url!r}")
+    return AptSource(url.rstrip("/"), "/", (), setting)
 
 
 SNAPSHOT_FORMAT = "%Y%m%dT%H%M%SZ"
@@ -908,10 +976,12 @@ def _reason(err: object) -> str:
     return " ".join(text.split())
 
 
-def _http_get(url: str, *, missing_ok: bool = False) -> bytes | None:
+def _http_get(url: str, *, missing_ok: bool = False,
+              setting: str = "--apt-mirror") -> bytes | None:
     """GET *url* (proxies and CAs from the environment, as urllib does by default).
 
-    Returns None for "not found" when *missing_ok*; any other failure is a one-line FetchError.
+    Returns None for "not found" when *missing_ok*; any other failure is a one-line FetchError
+    that says which *setting* to check.
     """
     request = urllib.request.Request(url, headers={"User-Agent": "envnix"})
     try:
@@ -924,9 +994,9 @@ def _http_get(url: str, *, missing_ok: bool = False) -> bytes | None:
     except urllib.error.URLError as e:
         if missing_ok and isinstance(e.reason, FileNotFoundError):
             return None
-        raise FetchError(f"cannot reach {url}: {_reason(e.reason)}; check --apt-mirror") from e
+        raise FetchError(f"cannot reach {url}: {_reason(e.reason)}; check {setting}") from e
     except (OSError, http.client.HTTPException) as e:
-        raise FetchError(f"cannot reach {url}: {_reason(e)}; check --apt-mirror") from e
+        raise FetchError(f"cannot reach {url}: {_reason(e)}; check {setting}") from e
 
 
 def _strip_clearsign(text: str) -> str:
@@ -1008,13 +1078,15 @@ def fetch_release(source: AptSource) -> Release:
     A mirror without the suite (e.g. a Debian mirror given for an Ubuntu release) is one
     FetchError line naming the missing file.
     """
-    base = f"{source.uri.rstrip('/')}/dists/{source.suite}"
-    raw = _http_get(f"{base}/InRelease", missing_ok=True)
+    base = source.dist_url
+    raw = _http_get(f"{base}/InRelease", missing_ok=True, setting=source.setting)
     if raw is None:
-        raw = _http_get(f"{base}/Release", missing_ok=True)
+        raw = _http_get(f"{base}/Release", missing_ok=True, setting=source.setting)
     if raw is None:
+        what = ("a flat apt repository (InRelease next to Packages)" if source.flat
+                else f"the {source.suite} suite")
         raise FetchError(f"cannot fetch {base}/Release (nor InRelease): not found; does "
-                         f"{source.uri} carry the {source.suite} suite? check --apt-mirror")
+                         f"{source.uri} carry {what}? check {source.setting}")
     return parse_release(raw.decode("utf-8", errors="replace"))
 
 
@@ -1053,20 +1125,27 @@ def fetch_index(
     integrity currently rests on the transport and on the sha256 chain below InRelease.
     """
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    base = f"{source.uri.rstrip('/')}/dists/{source.suite}"
+    base = source.dist_url
     if release is None:
         release = fetch_release(source)
 
-    stem = f"{component}/binary-{ARCH}/Packages"
-    ext = next((e for e in (".xz", ".gz") if stem + e in release.sha256), None)
+    # A flat repository has one index, next to its InRelease (NVIDIA's: Packages{,.gz}).
+    directory = "" if source.flat else f"{component}/binary-{ARCH}/"
+    stem = f"{directory}Packages"
+    exts = (".xz", ".gz", "") if source.flat else (".xz", ".gz")
+    ext = next((e for e in exts if stem + e in release.sha256), None)
     if ext is None:
+        if source.flat:
+            raise LockError(f"{base}/InRelease lists no Packages index; is {source.uri} a flat "
+                            f"apt repository? check {source.setting}")
         raise LockError(f"{base}/InRelease lists no {stem}.xz; is {component} a component "
                         f"of {source.suite} on this mirror?")
     sha256, size = release.sha256[stem + ext]
     plain_url = f"{base}/{stem}{ext}"
-    by_hash_url = f"{base}/{component}/binary-{ARCH}/by-hash/SHA256/{sha256}"
+    by_hash_url = f"{base}/{directory}by-hash/SHA256/{sha256}"
     url = by_hash_url if release.by_hash else plain_url
-    label = f"{source.suite} {component} index ({_human_size(size)})"
+    label = (f"{source.uri} index ({_human_size(size)})" if source.flat
+             else f"{source.suite} {component} index ({_human_size(size)})")
 
     cached = cache / f"{sha256}{ext}"
     data: bytes | None = None
@@ -1078,10 +1157,11 @@ def fetch_index(
     else:
         if progress:
             progress(f"apt: fetching {label}")
-        data = _http_get(url, missing_ok=True) if release.by_hash else None
+        data = (_http_get(url, missing_ok=True, setting=source.setting) if release.by_hash
+                else None)
         if data is None:
             url = plain_url
-            data = _http_get(url)
+            data = _http_get(url, setting=source.setting)
         assert data is not None
         if not _verified(data, sha256, size):
             raise FetchError(
@@ -1104,7 +1184,8 @@ def load_index(
 
     A component that a suite's Release says it does not have is skipped (Ubuntu's and
     Debian's -updates/-security pockets need not carry every component); one that no suite
-    has at all is an error, since its packages could never be found.
+    has at all is an error, since its packages could never be found. A flat repository has
+    one index and no components.
     """
     if not sources:
         raise LockError("no apt sources given; pass --apt-mirror URL")
@@ -1113,6 +1194,11 @@ def load_index(
     seen: dict[str, bool] = {}
     for source in sources:
         release = fetch_release(source)
+        if source.flat:
+            snapshot, text = fetch_index(source, "", cache_dir, progress, release)
+            index.add_packages_text(text, source.files_url, source.suite)
+            snapshots.append(snapshot)
+            continue
         for component in source.components:
             seen.setdefault(component, False)
             if not release_has(release, component) and release_lacks(release, component):
@@ -1125,8 +1211,8 @@ def load_index(
             seen[component] = True
     missing = [c for c, found in seen.items() if not found]
     if missing:
-        uris = ", ".join(dict.fromkeys(s.uri for s in sources))
-        suites = ", ".join(s.suite for s in sources)
+        uris = ", ".join(dict.fromkeys(s.uri for s in sources if not s.flat))
+        suites = ", ".join(s.suite for s in sources if not s.flat)
         raise LockError(f"no suite ({suites}) on {uris} has the {' '.join(missing)} "
                         "component; point --apt-mirror at an archive that carries it")
     return snapshots, index
@@ -1137,11 +1223,21 @@ def lock_apt(
     roots: Sequence[str],
     cache_dir: str | os.PathLike[str] | None = None,
     progress: Progress | None = None,
+    *,
+    host_provided: Collection[str] = (),
+    check: Callable[[DebIndex], None] | None = None,
 ) -> tuple[list[IndexSnapshot], list[DebPackage]]:
-    """Fetch the indexes of *sources* and resolve *roots*: everything ``envnix lock`` needs."""
+    """Fetch the indexes of *sources* and resolve *roots*: everything ``envnix lock`` needs.
+
+    *host_provided*: see :func:`resolve`. *check* sees the merged index before resolving, so
+    a caller can say what the sources lack in its own terms (which CUDA releases they have)
+    rather than as a missing package name.
+    """
     started = time.monotonic()
     snapshots, index = load_index(sources, cache_dir, progress)
-    packages = resolve(index, roots)
+    if check is not None:
+        check(index)
+    packages = resolve(index, roots, host_provided)
     if progress:
         total = sum(p.size for p in packages)
         progress(f"apt: resolved {len(packages)} packages ({_human_size(total)}) "

@@ -26,7 +26,7 @@ from envnix import __version__
 from envnix.errors import UsageError
 from envnix.lock.lockfile import LOCK_NAME, Lock
 from envnix.render.context import write_context_tree
-from envnix.spec import CONDA_PREFIX, CudaSpec, ImageSpec, cuda_nixpkgs
+from envnix.spec import CONDA_PREFIX, CudaSpec, ImageSpec, cuda_apt, cuda_nixpkgs
 from envnix.spec.cuda import gpu_labels, implied_by_wheels, library_dir, variant_for
 
 HOST_PYTHON = "/usr/bin/python3"
@@ -280,6 +280,8 @@ def cuda_library_dirs(spec: ImageSpec, lock: Lock) -> list[str]:
     """
     if spec.cuda is not None and spec.cuda.provider == "nixpkgs":
         return [cuda_nixpkgs.LIBRARY_DIR]
+    if spec.cuda is not None and spec.cuda.provider == "apt":  # NVIDIA's /usr/local/cuda-X.Y
+        return cuda_apt.library_dirs(spec.cuda, (p["name"] for p in lock.apt_packages))
     if spec.cuda is None or spec.python is None or spec.cuda.provider != "pypi":
         return []
     dirs: dict[str, None] = {}

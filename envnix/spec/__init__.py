@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from envnix.errors import SpecError
 from envnix.spec.cuda import DRIVER_LIBRARY_DIRS, release_key
+from envnix.spec.cuda_apt import tools_dir as apt_tools_dir
 
 PythonProvider = Literal["system", "conda"]
 
@@ -299,7 +300,7 @@ class ImageSpec:
                "NVIDIA_REQUIRE_CUDA": f"cuda>={self.cuda.major_minor}",
                "LD_LIBRARY_PATH": ":".join([*library_dirs, *DRIVER_LIBRARY_DIRS])}
         tools = self.cuda_tools_dir()
-        if tools and self.cuda.major >= 13:
+        if tools and (self.cuda.major >= 13 or self.cuda.provider == "apt"):
             env["CUDA_HOME"] = tools  # nvcc, headers and libs of one release, as a toolkit
         return env
 
@@ -313,6 +314,8 @@ class ImageSpec:
             return None
         if self.cuda.provider == "nixpkgs":
             return "/usr/local/cuda"  # links into the store, made by builders/nix_closure.py
+        if self.cuda.provider == "apt":
+            return apt_tools_dir(self.cuda, dev=True)  # NVIDIA's /usr/local/cuda-X.Y
         if self.cuda.provider != "pypi" or not self.python:
             return None
         site = self.python.site_packages
