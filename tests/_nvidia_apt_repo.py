@@ -8,7 +8,7 @@ index, downloaded and checked against its sha256): its ``libcudart.so.12`` is re
 the Python standard library (ar + tar), as the ``cuda-cudart-12-4`` .deb NVIDIA publishes,
 at the path NVIDIA's package uses. The repository is flat, as NVIDIA's are (``deb URL /``)::
 
-    InRelease, Release          unsigned; SHA256 (and MD5Sum) of Packages and Packages.gz
+    InRelease, Release          signed with the test key; SHA256 (and MD5Sum) of Packages{,.gz}
     Packages, Packages.gz       Filename: ./<name>_<version>_<arch>.deb
     cuda-cudart-12-4_12.4.127-1_amd64.deb
         /usr/local/cuda-12.4/targets/x86_64-linux/lib/libcudart.so.12.4.127
@@ -37,6 +37,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from _apt_signing import clearsign
 from _conda_channel import ChannelServer, serve
 from _ubuntu_archive import MTIME, write_ar
 
@@ -145,7 +146,7 @@ def build_deb(fields: dict[str, str], files: dict[str, bytes | str]) -> tuple[by
 
 
 def _packages(root: Path, published: list[tuple[bytes, str]]) -> tuple[RepoDeb, ...]:
-    """Write the .debs next to Packages{,.gz} and an (unsigned) Release/InRelease."""
+    """Write the .debs next to Packages{,.gz} and a Release and its clearsigned InRelease."""
     stanzas, debs = [], []
     for data, control in published:
         fields = dict(line.split(": ", 1) for line in control.splitlines()
@@ -169,7 +170,7 @@ def _packages(root: Path, published: list[tuple[bytes, str]]) -> tuple[RepoDeb, 
         *(f" {hashlib.sha256(d).hexdigest()} {len(d):>16} {n}" for n, d in files.items()),
     ]) + "\n"
     (root / "Release").write_text(release)
-    (root / "InRelease").write_text(release)  # unsigned: signatures are not verified yet
+    (root / "InRelease").write_text(clearsign(release))
     return tuple(debs)
 
 

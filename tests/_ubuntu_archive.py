@@ -22,7 +22,8 @@ Contents:
   newest version wins across suites" is checked on bytes dpkg would accept;
 * ``jammy-updates universe``: an empty index (a pocket with nothing updated yet).
 
-The InRelease files are unsigned clear text (the fetcher does not verify signatures yet).
+InRelease files are clearsigned with the session's test key (tests/_apt_signing.py), as
+the fetcher verifies them.
 Index files, Release files and the repacked .deb are deterministic; the downloaded .debs are
 cached by sha256 (``$XDG_CACHE_HOME/envnix/fixture-debs``), so a second build is offline
 except for the Debian index check.
@@ -43,6 +44,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from _apt_signing import clearsign
 from _conda_channel import ChannelServer, serve
 
 from envnix.lock import debian
@@ -252,7 +254,7 @@ def write_suite(root: Path, suite: str, stanzas: Mapping[str, Sequence[str]], *,
     ]
     release = "\n".join(lines) + "\n"
     (dist / "Release").write_text(release)
-    (dist / "InRelease").write_text(release)  # unsigned: signatures are not verified yet
+    (dist / "InRelease").write_text(clearsign(release))
 
 
 # --------------------------------------------------------------------------------------------

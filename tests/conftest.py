@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _apt_signing import trust_test_archives  # noqa: E402
 from _podman import podman_env  # noqa: E402
 
 
@@ -82,3 +83,9 @@ def without_nix_path() -> dict[str, str]:
             if d and not (Path(d) / "nix-build").exists()]
     env["PATH"] = os.pathsep.join(dirs)
     return env
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # The fixture archives are signed with a key made for this session (tests/_apt_signing.py):
+    # trust it as a user would configure their archive's keyring.
+    trust_test_archives(os.environ)

@@ -6,6 +6,7 @@ Tests marked ``network`` use the Debian mirror from this machine's own apt sourc
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import lzma
@@ -17,6 +18,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from _apt_signing import KEYRING, clearsign, detach_sign
 
 from envnix.errors import FetchError, LockError, PackageNotFoundError, UsageError
 from envnix.lock.debian import (
@@ -26,6 +28,7 @@ from envnix.lock.debian import (
     IndexSnapshot,
     Relation,
     fetch_index,
+    fetch_release,
     load_index,
     lock_apt,
     machine_apt_sources,
@@ -542,14 +545,19 @@ def write_mirror(root: Path, packages_text: str, *, by_hash: bool, signed: bool)
         (binary / "by-hash" / "SHA256" / sha).write_bytes(xz)
     else:
         (binary / "Packages.xz").write_bytes(xz)
-    if signed:
-        (dist / "InRelease").write_text(SIGNED.format(sha=sha, size=len(xz), sha2="c" * 64))
-    else:
-        (dist / "Release").write_text(
-            f"Codename: bookworm\nAcquire-By-Hash: yes\nSHA256:\n {sha} {len(xz)} "
-            "main/binary-amd64/Packages.xz\n"
-        )
+    release = (f"Codename: bookworm\nAcquire-By-Hash: yes\nSHA256:\n {sha} {len(xz)} "
+               "main/binary-amd64/Packages.xz\n")
+    if signed:  # InRelease, clearsigned (a dash-escaped line inside, as gpg writes them)
+        (dist / "InRelease").write_text(clearsign(release + "-escaped: line\n"))
+    else:  # the older layout: Release + its detached Release.gpg
+        (dist / "Release").write_text(release)
+        (dist / "Release.gpg").write_bytes(detach_sign(release))
     return (root / "debian").as_uri()
+
+
+def signed_source(uri: str, suite: str = "bookworm") -> AptSource:
+    """A source whose indexes must be signed by the test archive key."""
+    return AptSource(uri, suite, keyring=str(KEYRING))
 
 
 def test_fetch_index_release_fallback_plain_path_and_cache(tmp_path: Path) -> None:
@@ -557,7 +565,7 @@ def test_fetch_index_release_fallback_plain_path_and_cache(tmp_path: Path) -> No
     uri = write_mirror(tmp_path / "m", text, by_hash=False, signed=False)
     cache = tmp_path / "cache"
     messages: list[str] = []
-    snap, got = fetch_index(AptSource(uri, "bookworm"), "main", cache, messages.append)
+    snap, got = fetch_index(signed_source(uri, "bookworm"), "main", cache, messages.append)
     assert got == text
     assert snap.url == f"{uri}/dists/bookworm/main/binary-amd64/Packages.xz"
     assert snap.uri == uri and snap.suite == "bookworm" and snap.component == "main"
@@ -567,7 +575,7 @@ def test_fetch_index_release_fallback_plain_path_and_cache(tmp_path: Path) -> No
     # the second fetch must not need the Packages.xz on the mirror any more
     (tmp_path / "m/debian/dists/bookworm/main/binary-amd64/Packages.xz").unlink()
     messages.clear()
-    snap2, got2 = fetch_index(AptSource(uri, "bookworm"), "main", cache, messages.append)
+    snap2, got2 = fetch_index(signed_source(uri, "bookworm"), "main", cache, messages.append)
     assert (snap2.sha256, got2) == (snap.sha256, text)
     assert messages == ["apt: using cached bookworm main index (0.3 kB)"]
 
@@ -576,7 +584,7 @@ def test_fetch_index_by_hash_and_lock_apt(tmp_path: Path) -> None:
     text = "\n\n".join([stanza("hello", Depends="libc6"), stanza("libc6", "2.36-9")]) + "\n"
     uri = write_mirror(tmp_path / "m", text, by_hash=True, signed=True)
     messages: list[str] = []
-    snaps, pkgs = lock_apt([AptSource(uri, "bookworm")], ["hello"], tmp_path / "c",
+    snaps, pkgs = lock_apt([signed_source(uri, "bookworm")], ["hello"], tmp_path / "c",
                            messages.append)
     assert snaps[0].url.endswith(f"/binary-amd64/by-hash/SHA256/{snaps[0].sha256}")
     assert names(pkgs) == ["hello", "libc6"]
@@ -588,15 +596,15 @@ def test_fetch_index_detects_corrupt_index(tmp_path: Path) -> None:
     uri = write_mirror(tmp_path / "m", stanza("hello") + "\n", by_hash=False, signed=False)
     (tmp_path / "m/debian/dists/bookworm/main/binary-amd64/Packages.xz").write_bytes(b"junk")
     with pytest.raises(FetchError, match="does not match its Release entry"):
-        fetch_index(AptSource(uri, "bookworm"), "main", tmp_path / "c")
+        fetch_index(signed_source(uri, "bookworm"), "main", tmp_path / "c")
 
 
 def test_fetch_index_missing_suite_and_component(tmp_path: Path) -> None:
     uri = write_mirror(tmp_path / "m", stanza("hello") + "\n", by_hash=False, signed=False)
     with pytest.raises(FetchError, match=r"dists/trixie/Release"):
-        fetch_index(AptSource(uri, "trixie"), "main", tmp_path / "c")
+        fetch_index(signed_source(uri, "trixie"), "main", tmp_path / "c")
     with pytest.raises(LockError, match=r"lists no contrib/binary-amd64/Packages\.xz"):
-        fetch_index(AptSource(uri, "bookworm"), "contrib", tmp_path / "c")
+        fetch_index(signed_source(uri, "bookworm"), "contrib", tmp_path / "c")
 
 
 def test_unreachable_mirror_is_one_line_fetch_error(tmp_path: Path) -> None:
@@ -715,3 +723,67 @@ def test_real_smallest_deb_matches_its_pin(
     assert len(data) == smallest.size
     assert hashlib.sha256(data).hexdigest() == smallest.sha256
     assert data.startswith(b"!<arch>\ndebian-binary")
+
+
+# ------------------------------------------------------------------------------------------
+# Signatures: nothing of an index is used unless gpgv finds it signed by the source's keys
+# ------------------------------------------------------------------------------------------
+
+
+def test_tampered_inrelease_is_refused(tmp_path: Path) -> None:
+    uri = write_mirror(tmp_path / "m", stanza("hello") + "\n", by_hash=True, signed=True)
+    inrelease = tmp_path / "m/debian/dists/bookworm/InRelease"
+    inrelease.write_text(inrelease.read_text().replace("Acquire-By-Hash: yes",
+                                                       "Acquire-By-Hash: no"))
+    with pytest.raises(LockError) as info:
+        lock_apt([signed_source(uri)], ["hello"], tmp_path / "c")
+    assert str(info.value).startswith(f"{uri}/dists/bookworm/InRelease: signature check failed")
+    assert "BAD signature" in str(info.value) and "\n" not in str(info.value)
+    assert not (tmp_path / "c").exists() or not list((tmp_path / "c").iterdir())
+
+
+def test_text_outside_the_signature_is_never_read(tmp_path: Path) -> None:
+    """Only what gpgv says was signed counts: lines prepended outside the signed block (an
+    attacker pointing Packages.xz elsewhere) are not parsed."""
+    uri = write_mirror(tmp_path / "m", stanza("hello") + "\n", by_hash=False, signed=True)
+    inrelease = tmp_path / "m/debian/dists/bookworm/InRelease"
+    inrelease.write_text("Codename: evil\n" + inrelease.read_text())
+    assert fetch_release(signed_source(uri)).fields["Codename"] == "bookworm"
+
+
+def test_other_keyring_and_missing_keyring_are_one_line(tmp_path: Path) -> None:
+    uri = write_mirror(tmp_path / "m", stanza("hello") + "\n", by_hash=False, signed=True)
+    other = AptSource(uri, "bookworm", keyring="/usr/share/keyrings/debian-archive-keyring.gpg")
+    with pytest.raises(LockError, match=r"signature check failed against "
+                                         r"/usr/share/keyrings/debian-archive-keyring\.gpg: "
+                                         r"Can't check signature: No public key") as info:
+        fetch_index(other, "main", tmp_path / "c")
+    assert info.value.hint and "ENVNIX_APT_KEYRING" in info.value.hint
+    with pytest.raises(LockError, match=r"cannot verify .*: no keyring is known"):
+        fetch_index(AptSource(uri, "bookworm"), "main", tmp_path / "c")
+    missing = AptSource(uri, "bookworm", keyring=str(tmp_path / "nope.gpg"))
+    with pytest.raises(LockError, match=r"keyring .*nope\.gpg does not exist"):
+        fetch_index(missing, "main", tmp_path / "c")
+
+
+def test_unsigned_release_needs_an_explicit_opt_out(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    uri = write_mirror(tmp_path / "m", stanza("hello") + "\n", by_hash=False, signed=False)
+    (tmp_path / "m/debian/dists/bookworm/Release.gpg").unlink()
+    with pytest.raises(LockError, match=r"Release is not signed \(no Release\.gpg either\)"):
+        fetch_index(signed_source(uri), "main", tmp_path / "c")
+    monkeypatch.setenv("ENVNIX_APT_UNVERIFIED", "1")
+    _, text = fetch_index(AptSource(uri, "bookworm"), "main", tmp_path / "c")
+    assert "Package: hello" in text
+
+
+def test_armored_keyring_is_accepted(tmp_path: Path) -> None:
+    """Vendors publish keys armored (.asc); gpgv reads binary keyrings only."""
+    uri = write_mirror(tmp_path / "m", stanza("hello") + "\n", by_hash=False, signed=True)
+    armored = tmp_path / "archive.asc"
+    armored.write_bytes(b"-----BEGIN PGP PUBLIC KEY BLOCK-----\n\n"
+                        + base64.encodebytes(KEYRING.read_bytes())
+                        + b"-----END PGP PUBLIC KEY BLOCK-----\n")
+    _, text = fetch_index(AptSource(uri, "bookworm", keyring=str(armored)), "main",
+                          tmp_path / "c")
+    assert "Package: hello" in text

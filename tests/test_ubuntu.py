@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _apt_signing import KEYRING
 from _conda_channel import ChannelInfo, ChannelServer, build_channel, python_available, serve
 from _podman import podman
 from _ubuntu_archive import (
@@ -230,7 +231,8 @@ def test_listed_component_without_index_is_still_an_error(tmp_path: Path) -> Non
     root = tmp_path / "ubuntu"
     write_suite(root, "jammy", {"main": [_stanza("hello", "1.0")]}, components=MU)
     with pytest.raises(LockError, match=r"lists no universe/binary-amd64/Packages\.xz"):
-        load_index([AptSource(root.as_uri(), "jammy", MU)], tmp_path / "cache")
+        load_index([AptSource(root.as_uri(), "jammy", MU, keyring=str(KEYRING))],
+                   tmp_path / "cache")
 
 
 def test_debian_mirror_for_ubuntu_release_names_missing_suite(tmp_path: Path) -> None:
@@ -273,7 +275,8 @@ def test_lock_without_ubuntu_mirror_is_one_line_exit_4(tmp_path: Path) -> None:
     (tmp_path / "build.envd").write_text(
         'def build():\n    base(os="ubuntu22.04", language="python3.11")\n'
         '    install.conda_packages(name=["pyhello"], channel=["http://127.0.0.1:9/c"])\n')
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ENVNIX_APT_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ENVNIX_APT_")
+           or k == "ENVNIX_APT_KEYRING"}
     proc = envnix("lock", str(tmp_path), env=env, check=False)
     assert proc.returncode == 4
     assert proc.stderr == f"envnix: {NO_MIRROR}\n"
@@ -330,7 +333,8 @@ def locked(archive: tuple[UbuntuArchive, ChannelServer],
     """A context locked with ``--apt-mirror <fixture>/ubuntu/<snapshot>``; (context, stderr)."""
     _, server = archive
     context = write_context(tmp_path_factory.mktemp("ubuntu"), channel[1].url("conda/fixture"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ENVNIX_APT_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ENVNIX_APT_")
+           or k == "ENVNIX_APT_KEYRING"}
     proc = envnix("lock", str(context), "--apt-mirror", server.url(f"ubuntu/{SNAPSHOT}"),
                   env=env)
     return context, proc.stderr
@@ -409,7 +413,8 @@ def test_snapshot_env_gives_the_same_apt_lock(
     again = tmp_path / context.name
     again.mkdir()
     (again / "build.envd").write_text((context / "build.envd").read_text())
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ENVNIX_APT_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ENVNIX_APT_")
+           or k == "ENVNIX_APT_KEYRING"}
     env |= {"ENVNIX_APT_MIRROR": server.url("ubuntu"), "ENVNIX_APT_SNAPSHOT": SNAPSHOT}
     envnix("lock", str(again), env=env)
     assert lock_of(again)["apt"] == lock_of(context)["apt"]

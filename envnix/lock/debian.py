@@ -16,11 +16,14 @@ Scope and deliberate limits (background: the team's locking notes, §6 Debian):
 * a root may name a version glob (``libcudnn8=8.*+cuda12.*``): the newest matching version;
 * Conflicts/Breaks are checked among the selected packages after resolution and reported as an
   error (no attempt to find another solution);
-* InRelease signatures are **not verified yet** (see :func:`fetch_index`).
+* every InRelease (or Release + Release.gpg) is verified with ``gpgv`` against the source's
+  keyring before anything in it is trusted (see :func:`verify_release`): the sha256 chain
+  InRelease -> Packages -> .deb is only as good as that first link.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import dataclasses
 import datetime
@@ -33,7 +36,9 @@ import http.client
 import lzma
 import os
 import re
+import shutil
 import string
+import subprocess
 import tempfile
 import time
 import urllib.error
@@ -46,7 +51,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from envnix.errors import FetchError, LockError, PackageNotFoundError, UsageError
+from envnix.errors import (
+    FetchError,
+    LockError,
+    PackageNotFoundError,
+    ToolMissingError,
+    UsageError,
+)
 
 ARCH = "amd64"
 """The only target architecture for now; ``Architecture: all`` packages are accepted too."""
@@ -686,6 +697,17 @@ def resolve(index: DebIndex, roots: Sequence[str],
 # --------------------------------------------------------------------------------------------
 
 
+KEYRING_ENV = "ENVNIX_APT_KEYRING"
+"""The keyring(s) an --apt-mirror's InRelease must be signed with (default: the distribution's
+archive keyring, as Debian and Ubuntu install it)."""
+UNVERIFIED_ENV = "ENVNIX_APT_UNVERIFIED"
+"""Set to 1 to lock from indexes whose signature cannot be checked (apt's [trusted=yes])."""
+DEFAULT_KEYRINGS = {
+    "debian": "/usr/share/keyrings/debian-archive-keyring.gpg",
+    "ubuntu": "/usr/share/keyrings/ubuntu-archive-keyring.gpg",
+}
+
+
 @dataclass(frozen=True)
 class AptSource:
     """One archive suite to read: ``<uri>/dists/<suite>/<component>/binary-amd64/``.
@@ -700,6 +722,11 @@ class AptSource:
     suite: str
     components: tuple[str, ...] = ("main",)
     setting: str = dataclasses.field(default="--apt-mirror", compare=False)
+    # The public keyring(s) its InRelease must be signed with (os.pathsep-separated files),
+    # and what the user sets to change them, for error messages. Not part of the lock: the
+    # same archive is the same archive whatever file its keys were read from.
+    keyring: str = dataclasses.field(default="", compare=False)
+    keyring_setting: str = dataclasses.field(default=KEYRING_ENV, compare=False)
 
     @property
     def flat(self) -> bool:
@@ -738,12 +765,16 @@ class AptSource:
         return entry
 
 
-def flat_source(url: str, setting: str) -> AptSource:
-    """A flat repository at *url* (``deb <url> /``); *setting* is where the user gave it."""
+def flat_source(url: str, setting: str, keyring: str = "",
+                keyring_setting: str = KEYRING_ENV) -> AptSource:
+    """A flat repository at *url* (``deb <url> /``); *setting* is where the user gave it, and
+    *keyring* the keys its InRelease is signed with (set by *keyring_setting*)."""
     if urllib.parse.urlsplit(url).scheme not in _URL_SCHEMES:
         raise UsageError(f"{setting}: an apt repository must be an http(s):// or file:// URL, "
                          f"got {url!r}")
-    return AptSource(url.rstrip("/"), "/", (), setting)
+    return AptSource(url.rstrip("/"), "/", (), setting, keyring, keyring_setting)
+
+
 
 
 SNAPSHOT_FORMAT = "%Y%m%dT%H%M%SZ"
@@ -841,7 +872,14 @@ def _deb822_paragraphs(text: str) -> list[dict[str, str]]:
     return paragraphs
 
 
-def _entries_from_deb822(text: str) -> Iterable[tuple[str, str, tuple[str, ...]]]:
+def _signed_by(value: str) -> str:
+    """A Signed-By value as a keyring list: file paths (an inline key block is left to the
+    distribution's default keyring)."""
+    paths = [p for p in re.split(r"[\s,]+", value) if p.startswith("/")]
+    return os.pathsep.join(paths) if "BEGIN PGP" not in value else ""
+
+
+def _entries_from_deb822(text: str) -> Iterable[tuple[str, str, tuple[str, ...], str]]:
     for p in _deb822_paragraphs(text):
         if p.get("enabled", "yes").lower() == "no" or "deb" not in p.get("types", "").split():
             continue
@@ -849,12 +887,13 @@ def _entries_from_deb822(text: str) -> Iterable[tuple[str, str, tuple[str, ...]]
         if arches and ARCH not in arches:
             continue
         components = tuple(p.get("components", "").split())
+        keyring = _signed_by(p.get("signed-by", ""))
         for uri in p.get("uris", "").split():
             for suite in p.get("suites", "").split():
-                yield uri, suite, components
+                yield uri, suite, components, keyring
 
 
-def _entries_from_one_line(text: str) -> Iterable[tuple[str, str, tuple[str, ...]]]:
+def _entries_from_one_line(text: str) -> Iterable[tuple[str, str, tuple[str, ...], str]]:
     for raw in text.splitlines():
         line = raw.split("#", 1)[0].strip()
         if not line.startswith("deb") or line.split()[0] != "deb":
@@ -866,9 +905,11 @@ def _entries_from_one_line(text: str) -> Iterable[tuple[str, str, tuple[str, ...
         arch_opts = [o.split("=", 1)[1] for o in options.split() if o.startswith("arch=")]
         if arch_opts and ARCH not in arch_opts[0].split(","):
             continue
+        keyring = _signed_by(" ".join(o.split("=", 1)[1] for o in options.split()
+                                      if o.startswith("signed-by=")))
         words = rest.split()
         if len(words) >= 2:
-            yield words[0], words[1], tuple(words[2:])
+            yield words[0], words[1], tuple(words[2:]), keyring
 
 
 def _default_source_files() -> list[Path]:
@@ -897,17 +938,20 @@ def machine_apt_sources(
     files = [Path(p) for p in paths] if paths is not None else _default_source_files()
     rank = {codename: 0, f"{codename}-updates": 1, f"{codename}-security": 2}
     found: dict[tuple[str, str], list[str]] = {}
+    keyrings: dict[tuple[str, str], str] = {}
     for path in files:
         try:
             text = path.read_text(encoding="utf-8", errors="replace")
         except OSError:
             continue
         parse = _entries_from_deb822 if path.suffix == ".sources" else _entries_from_one_line
-        for uri, suite, listed in parse(text):
+        for uri, suite, listed, keyring in parse(text):
             if suite not in rank or not _is_archive_uri(uri, distro):
                 continue
             comps = found.setdefault((uri.rstrip("/"), suite), [])
             comps += [c for c in listed if c not in comps]
+            if keyring:
+                keyrings.setdefault((uri.rstrip("/"), suite), keyring)
     if not found:
         where = ", ".join(str(f) for f in files) or "(no files)"
         template = _NO_SOURCE_MESSAGES.get(distro)
@@ -915,8 +959,11 @@ def machine_apt_sources(
             raise LockError(f"envnix cannot read {distro} apt sources; pass --apt-mirror URL")
         raise LockError(template.format(codename=codename, where=where))
     ordered = sorted(found.items(), key=lambda kv: rank[kv[0][1]])  # stable: file order kept
+    default = DEFAULT_KEYRINGS.get(distro, "")
     return [
-        AptSource(uri, suite, tuple(components) if components else tuple(comps) or ("main",))
+        AptSource(uri, suite, tuple(components) if components else tuple(comps) or ("main",),
+                  keyring=keyrings.get((uri, suite), default),
+                  keyring_setting="Signed-By in the machine's apt sources")
         for (uri, suite), comps in ordered
     ]
 
@@ -948,7 +995,9 @@ def sources_for_mirror(
             raise UsageError(f"apt mirror must be an http(s):// or file:// URL, got {url!r}")
         if snapshot is not None:
             url = at_snapshot(url, snapshot)
-        out += [AptSource(url.rstrip("/"), codename + s, tuple(components)) for s in suites]
+        keyring = os.environ.get(KEYRING_ENV) or DEFAULT_KEYRINGS.get(distro, "")
+        out += [AptSource(url.rstrip("/"), codename + s, tuple(components), keyring=keyring)
+                for s in suites]
     return out
 
 
@@ -1073,21 +1122,94 @@ def _decompress(data: bytes, ext: str, url: str) -> str:
 
 
 def fetch_release(source: AptSource) -> Release:
-    """Fetch and parse a suite's InRelease (or Release): what is current, and its hashes.
+    """Fetch, verify and parse a suite's InRelease (or Release + Release.gpg): what is current,
+    and its hashes.
 
     A mirror without the suite (e.g. a Debian mirror given for an Ubuntu release) is one
-    FetchError line naming the missing file.
+    FetchError line naming the missing file; a signature that does not check out is one
+    LockError line, and nothing of that index is used.
     """
     base = source.dist_url
     raw = _http_get(f"{base}/InRelease", missing_ok=True, setting=source.setting)
-    if raw is None:
-        raw = _http_get(f"{base}/Release", missing_ok=True, setting=source.setting)
+    if raw is not None:
+        return parse_release(verify_release(source, f"{base}/InRelease", raw))
+    raw = _http_get(f"{base}/Release", missing_ok=True, setting=source.setting)
     if raw is None:
         what = ("a flat apt repository (InRelease next to Packages)" if source.flat
                 else f"the {source.suite} suite")
         raise FetchError(f"cannot fetch {base}/Release (nor InRelease): not found; does "
                          f"{source.uri} carry {what}? check {source.setting}")
-    return parse_release(raw.decode("utf-8", errors="replace"))
+    signature = _http_get(f"{base}/Release.gpg", missing_ok=True, setting=source.setting)
+    return parse_release(verify_release(source, f"{base}/Release", raw, signature))
+
+
+def verify_release(source: AptSource, url: str, raw: bytes,
+                   detached: bytes | None = None) -> str:
+    """The text of a Release file that ``gpgv`` found signed by the source's keyring.
+
+    A clearsigned InRelease yields the body gpgv says was signed (never text outside the
+    signature); a Release comes with its detached ``Release.gpg``. ENVNIX_APT_UNVERIFIED=1
+    skips the check (apt's ``[trusted=yes]``) for archives without keys to check against.
+    """
+    if os.environ.get(UNVERIFIED_ENV) == "1":
+        return raw.decode("utf-8", errors="replace")
+    hint = (f"set {source.keyring_setting} to the archive's public keyring, or "
+            f"{UNVERIFIED_ENV}=1 to lock from it unverified")
+    keyrings = [k for k in source.keyring.split(os.pathsep) if k]
+    if not keyrings:
+        raise LockError(f"cannot verify {url}: no keyring is known for {source.uri}", hint=hint)
+    for keyring in keyrings:
+        if not Path(keyring).is_file():
+            raise LockError(f"cannot verify {url}: keyring {keyring} does not exist", hint=hint)
+    clearsigned = b"-----BEGIN PGP SIGNED MESSAGE-----" in raw
+    if detached is None and not clearsigned:
+        raise LockError(f"{url} is not signed (no Release.gpg either)", hint=hint)
+    gpgv = shutil.which("gpgv")
+    if gpgv is None:
+        raise ToolMissingError("gpgv is not installed; it checks the archive's signatures",
+                               hint="apt-get install gpgv")
+    with tempfile.TemporaryDirectory(prefix="envnix-gpgv-") as tmp:
+        work = Path(tmp)
+        args = [gpgv, "--homedir", str(work)]
+        for i, keyring in enumerate(keyrings):
+            args += ["--keyring", str(_binary_keyring(Path(keyring), work / f"keyring{i}.gpg"))]
+        (work / "signed").write_bytes(raw)
+        if detached is None:
+            args += ["--output", str(work / "body"), str(work / "signed")]
+        else:
+            (work / "signature").write_bytes(detached)
+            args += [str(work / "signature"), str(work / "signed")]
+        proc = subprocess.run(args, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            lines = [line.removeprefix("gpgv: ") for line in proc.stderr.splitlines()
+                     if line.strip()]
+            why = next((line for line in lines if "BAD signature" in line or "No public key"
+                        in line or "Can't check" in line), lines[-1] if lines else "no reason")
+            raise LockError(f"{url}: signature check failed against "
+                            f"{', '.join(keyrings)}: {why}", hint=hint)
+        body = (work / "body").read_bytes() if detached is None else raw
+    return body.decode("utf-8", errors="replace")
+
+
+_ARMOR_RE = re.compile(rb"-----BEGIN PGP PUBLIC KEY BLOCK-----\r?\n(.*?)-----END PGP PUBLIC KEY "
+                       rb"BLOCK-----", re.S)
+
+
+def _binary_keyring(path: Path, scratch: Path) -> Path:
+    """*path* as gpgv reads keyrings: an ASCII-armored key file (``.asc``, as vendors publish
+    them) is decoded into *scratch*; a binary one is used as it is."""
+    data = path.read_bytes()
+    blocks = _ARMOR_RE.findall(data)
+    if not blocks:
+        return path
+    binary = b""
+    for block in blocks:
+        body = block.split(b"\n\n", 1)[-1] if b"\n\n" in block else block
+        lines = [line.strip() for line in body.splitlines()
+                 if line.strip() and not line.startswith(b"=")]
+        binary += base64.b64decode(b"".join(lines))
+    scratch.write_bytes(binary)
+    return scratch
 
 
 def release_has(release: Release, component: str) -> bool:
@@ -1121,8 +1243,7 @@ def fetch_index(
     meaning the same bytes) with a fallback to the plain path, and checked against the Release
     sha256 and size.
 
-    TODO: the InRelease signature is not verified yet (needs gpgv + the archive keyring);
-    integrity currently rests on the transport and on the sha256 chain below InRelease.
+    The Release it reads was verified by :func:`fetch_release`.
     """
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     base = source.dist_url

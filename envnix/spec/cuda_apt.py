@@ -20,6 +20,7 @@ repository decides the rest when locking (:func:`index_check` lists what it has)
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from collections.abc import Callable, Iterable, Sequence
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
     from envnix.lock.debian import AptSource
     from envnix.spec import CudaSpec, OsRelease
 
+KEYRING_ENV = "ENVNIX_CUDA_APT_KEYRING"
+"""The keyring NVIDIA's repository is signed with (its cuda-archive-keyring.gpg, or .asc)."""
 REPO_ENV = "ENVNIX_CUDA_APT_REPO"
 """NVIDIA's CUDA apt repository for the image's release (a flat repository: InRelease and
 Packages at the URL itself), or a mirror of it."""
@@ -227,7 +230,7 @@ def lock_sources(cuda: CudaSpec | None, sources: Sequence[AptSource]) -> list[Ap
     """The image's apt sources plus where its CUDA packages come from: NVIDIA's repository
     (a flat repository, after the distribution's suites), or Debian's non-free component
     added to the Debian suites."""
-    from envnix.lock.debian import AptSource, flat_source
+    from envnix.lock.debian import flat_source
 
     if cuda is None or cuda.provider != "apt":
         return list(sources)
@@ -237,10 +240,10 @@ def lock_sources(cuda: CudaSpec | None, sources: Sequence[AptSource]) -> list[Ap
             raise UsageError(f"the spec asks for NVIDIA's CUDA packages ({cuda.requirements[0]})"
                              f" but {REPO_ENV} is not set now",
                              hint=f"set {REPO_ENV} as it was for envnix spec")
-        return [*sources, flat_source(url, REPO_ENV)]
-    return [AptSource(s.uri, s.suite, (*s.components, "non-free")
-                      if "non-free" not in s.components else s.components, s.setting)
-            for s in sources]
+        return [*sources, flat_source(url, REPO_ENV, os.environ.get(KEYRING_ENV, ""),
+                                      KEYRING_ENV)]
+    return [dataclasses.replace(s, components=(*s.components, "non-free"))
+            if "non-free" not in s.components else s for s in sources]
 
 
 def _cuda_releases(index: PackageIndex) -> list[str]:
