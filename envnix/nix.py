@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -59,6 +60,8 @@ def nix_build(
     cmd += ["--arg", "toolchain", f'"{toolchain}"']
     if store:
         cmd += ["--store", store]
+        if _is_chroot_store(store):
+            seed_chroot_store(directory / "plan.json", store, progress)
     if out_link:
         cmd += ["--out-link", str(out_link)]
     else:
@@ -87,6 +90,91 @@ def nix_build(
         raise _translate_failure("".join(log))
     out = stdout.strip().splitlines()[-1] if stdout.strip() else ""
     return NixResult(Path(out), time.monotonic() - started, done)
+
+
+def _is_chroot_store(store: str) -> bool:
+    """A local directory given as --store (not a daemon or remote store URL)."""
+    return "://" not in store and store not in ("auto", "daemon", "local")
+
+
+def seed_chroot_store(plan_path: Path, store: str,
+                      progress: Callable[[str], None] | None = None) -> None:
+    """Put every pinned artifact into the chroot store ``store`` before nix-build runs.
+
+    Why: Nix 2.8's ``builtin:fetchurl`` inside a chroot store (``--store DIR``) writes to the
+    *host's* /nix/store path of its output, and a failed fetch leaves a 0-byte file there that
+    later host builds can take for the artifact. Adding each artifact up front (from the host
+    store when it has it, else downloaded here and checked against its sha256) means no fetch
+    runs inside the chroot store at all. The store paths are the same fixed-output paths.
+    """
+    import json
+
+    plan = json.loads(plan_path.read_text())
+    wanted: dict[str, dict[str, str]] = {}
+    for artifact in [*plan["artifacts"].values(), *plan.get("baseLayers", [])]:
+        path = _run(["nix-store", "--print-fixed-path", "sha256", artifact["sha256"],
+                     artifact["storeName"]]).strip()
+        wanted[path] = artifact
+    missing = _invalid(list(wanted), store)
+    if not missing:
+        return
+    on_host = set(missing) - set(_invalid(missing, None))
+    if progress:
+        progress(f"nix: seeding {store} with {len(missing)} artifact(s) "
+                 f"({len(on_host)} from this machine's store)")
+    with tempfile.TemporaryDirectory(prefix="envnix-seed-") as tmp:
+        for path in missing:
+            artifact = wanted[path]
+            file = Path(tmp) / artifact["storeName"]
+            if path in on_host and Path(path).is_file():
+                shutil.copyfile(path, file)
+            else:
+                _download(artifact["url"], artifact["sha256"], file)
+            added = _run(["nix-store", "--store", store, "--add-fixed", "sha256", str(file)])
+            if added.strip() != path:
+                raise BuildError(f"seeding {store}: {artifact['storeName']} became "
+                                 f"{added.strip()}, expected {path}")
+            file.unlink()
+
+
+def _run(cmd: list[str]) -> str:
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise BuildError(f"{' '.join(cmd[:3])} failed: {proc.stderr.strip().splitlines()[-1]}")
+    return proc.stdout
+
+
+def _invalid(paths: list[str], store: str | None) -> list[str]:
+    """The ``paths`` that are not valid in ``store`` (None: the host's store)."""
+    if not paths:
+        return []
+    cmd = ["nix-store", *(["--store", store] if store else []), "--check-validity",
+           "--print-invalid", *paths]
+    return _run(cmd).split()
+
+
+def _download(url: str, sha256: str, dest: Path) -> None:
+    """``url`` to ``dest``, or a one-line FetchError/HashMismatchError."""
+    import hashlib
+    import urllib.error
+    import urllib.request
+
+    digest = hashlib.sha256()
+    try:
+        with urllib.request.urlopen(url, timeout=120) as response, dest.open("wb") as out:
+            while chunk := response.read(1 << 20):
+                digest.update(chunk)
+                out.write(chunk)
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise FetchError(f"cannot download {url}: {reason}",
+                         hint="check the network or the mirror in envnix.lock") from exc
+    if digest.hexdigest() != sha256:
+        raise HashMismatchError(
+            f"hash mismatch for {dest.name}: envnix.lock pins sha256:{sha256} but the download "
+            f"is sha256:{digest.hexdigest()}",
+            hint="the artifact changed upstream or the mirror is serving different bytes; "
+                 "check the source, then run envnix lock to re-pin")
 
 
 def _translate_failure(log: str) -> BuildError | FetchError:

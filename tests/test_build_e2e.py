@@ -125,6 +125,28 @@ def test_rebuild_in_separate_store_is_bit_identical(quickstart: Built, tmp_path:
     subprocess.run(["chmod", "-R", "u+w", str(store)], check=False)
 
 
+def test_failed_fetch_into_separate_store_leaves_this_machines_store_alone(
+        quickstart: Built, tmp_path: Path) -> None:
+    """Nix 2.8's builtin fetcher in a chroot store writes to the host's /nix/store path, and a
+    failed fetch leaves a 0-byte file there; envnix seeds the chroot store itself instead."""
+    context = tmp_path / "quickstart"
+    shutil.copytree(quickstart.context, context, ignore=shutil.ignore_patterns(".envnix"))
+    lock = json.loads((context / "envnix.lock").read_text())
+    wheel = lock["pip"]["wheels"][0]
+    wheel["url"] = "http://127.0.0.1:9/" + wheel["filename"]
+    wheel["sha256"] = hashlib.sha256(os.urandom(16)).hexdigest()  # on no machine's store
+    (context / "envnix.lock").write_text(json.dumps(lock, indent=2, sort_keys=True) + "\n")
+    store = tmp_path / "store"
+    proc = envnix("build", str(context), "--locked", "--store", str(store), check=False)
+    assert proc.returncode == 4, proc.stderr
+    assert f"cannot download http://127.0.0.1:9/{wheel['filename']}" in proc.stderr
+    fixed = subprocess.run(["nix-store", "--print-fixed-path", "sha256", wheel["sha256"],
+                            wheel["filename"]], capture_output=True, text=True, check=True)
+    host_path = Path(fixed.stdout.strip())
+    assert not host_path.exists() and not (store / str(host_path).lstrip("/")).exists()
+    subprocess.run(["chmod", "-R", "u+w", str(store)], check=False)
+
+
 def test_cv2_without_system_gl_fails_with_clear_import_error(
     quickstart: Built, podman_environ: dict, tmp_path: Path
 ) -> None:

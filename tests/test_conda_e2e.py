@@ -254,7 +254,8 @@ def test_local_pip_path_outside_context_is_refused(
 def test_local_pip_image_rebuilds_bit_identical_in_separate_store(
         local_pip_image: Built, tmp_path: Path) -> None:
     """pip building the local projects inside run() is part of the image: a fresh store
-    (downloads, conda installs, the pip run all redone) must give the same digests."""
+    (conda installs, wheel installs and the pip run all redone; the content-addressed
+    downloads are seeded into it) must give the same digests."""
     context = tmp_path / local_pip_image.context.name  # the name is part of the workdir
     shutil.copytree(local_pip_image.context, context, ignore=shutil.ignore_patterns(".envnix"))
     store = tmp_path / "store"
