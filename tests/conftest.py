@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,13 @@ EXAMPLES = ROOT / "examples"
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _apt_signing import trust_test_archives  # noqa: E402
+from _conda_channel import (  # noqa: E402
+    ChannelInfo,
+    ChannelServer,
+    build_channel,
+    python_available,
+    serve,
+)
 from _podman import podman_env  # noqa: E402
 
 
@@ -89,3 +97,16 @@ def pytest_configure(config: pytest.Config) -> None:
     # The fixture archives are signed with a key made for this session (tests/_apt_signing.py):
     # trust it as a user would configure their archive's keyring.
     trust_test_archives(os.environ)
+
+
+@pytest.fixture(scope="session")
+def channel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ChannelInfo,
+                                                                        ChannelServer]]:
+    """The conda fixture channel (tests/_conda_channel.py), built once per session and served
+    on loopback under three prefixes, each looking like a separate mirror."""
+    if not python_available():
+        pytest.fail("the fixture channel repackages /usr/bin/python3.11: run ./scripts/setup")
+    info = build_channel(tmp_path_factory.mktemp("channel") / "fixture")
+    with serve(info.root, prefixes=("mirror-a/fixture", "mirror-b/fixture",
+                                    "conda/fixture")) as server:
+        yield info, server

@@ -7,11 +7,10 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _conda_channel import ChannelInfo, ChannelServer, build_channel, python_available, serve
+from _conda_channel import ChannelInfo, ChannelServer
 from _podman import podman
 from conftest import Built, build, envnix
 
@@ -19,15 +18,6 @@ pytestmark = [pytest.mark.network, pytest.mark.slow]
 
 PREFIX = "/opt/conda/envs/envd"
 
-
-@pytest.fixture(scope="module")
-def channel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ChannelInfo,
-                                                                        ChannelServer]]:
-    if not python_available():
-        pytest.fail("the fixture channel repackages /usr/bin/python3.11: run ./scripts/setup")
-    info = build_channel(tmp_path_factory.mktemp("channel") / "fixture")
-    with serve(info.root) as server:
-        yield info, server
 
 
 def write_context(root: Path, server: ChannelServer, *, env_extra: str = "") -> Path:

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _conda_channel import ChannelInfo, ChannelServer, build_channel, python_available, serve
+from _conda_channel import ChannelInfo, ChannelServer
 from _podman import podman
 from conftest import Built, build, envnix
 
@@ -483,15 +483,6 @@ def check_image(built: Built, podman_environ: dict, site: str, python: str,
     assert lib_dirs <= listed, "a packaged library directory is not on LD_LIBRARY_PATH"
     return report
 
-
-@pytest.fixture(scope="module")
-def channel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ChannelInfo,
-                                                                        ChannelServer]]:
-    if not python_available():
-        pytest.fail("the fixture channel repackages /usr/bin/python3.11: run ./scripts/setup")
-    info = build_channel(tmp_path_factory.mktemp("channel") / "fixture")
-    with serve(info.root, prefixes=("conda/fixture",)) as server:
-        yield info, server
 
 
 def serving_context(root: Path, channel_url: str, cuda_args: str) -> Path:

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _conda_channel import ChannelInfo, ChannelServer, build_channel, python_available, serve
+from _conda_channel import ChannelInfo, ChannelServer
 from _nvidia_apt_repo import LIBRARY_DIR, PREFIX, NvidiaRepo, build_repo, serve_repo
 from _podman import podman
 from conftest import Built, build, envnix
@@ -460,15 +460,6 @@ print(json.dumps({"libs": libs, "missing": missing, "runtime": [rv, version.valu
                   "device_count": rc, "loaded": loaded, "nvrtc": nvrtc}))
 '''
 
-
-@pytest.fixture(scope="module")
-def channel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ChannelInfo,
-                                                                        ChannelServer]]:
-    if not python_available():
-        pytest.fail("the fixture channel repackages /usr/bin/python3.11: run ./scripts/setup")
-    info = build_channel(tmp_path_factory.mktemp("channel") / "fixture")
-    with serve(info.root, prefixes=("conda/fixture",)) as server:
-        yield info, server
 
 
 def serving_context(root: Path, channel_url: str, cuda_args: str,

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from _apt_signing import KEYRING
-from _conda_channel import ChannelInfo, ChannelServer, build_channel, python_available, serve
+from _conda_channel import ChannelInfo, ChannelServer
 from _podman import podman
 from _ubuntu_archive import (
     CODENAME,
@@ -303,15 +303,6 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[UbuntuAr
     with serve_archive(built.root) as server:
         yield built, server
 
-
-@pytest.fixture(scope="module")
-def channel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ChannelInfo,
-                                                                        ChannelServer]]:
-    if not python_available():
-        pytest.fail("the fixture channel repackages /usr/bin/python3.11: run ./scripts/setup")
-    info = build_channel(tmp_path_factory.mktemp("channel") / "fixture")
-    with serve(info.root, prefixes=("conda/fixture",)) as server:
-        yield info, server
 
 
 def write_context(root: Path, channel_url: str) -> Path:
