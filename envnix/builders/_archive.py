@@ -120,6 +120,31 @@ def main_wrapper(fn: Callable[[], None], what: str) -> None:
         sys.exit(1)
 
 
+def run_reporting(fn: Callable[[], None], what: str,
+                  expected: tuple[type[BaseException], ...]) -> int:
+    """mklayer's and mkimage's entry point: ``expected`` errors and OSErrors become one line
+    ``envnix-builder: <what>: ...`` (an OSError as ``<file>: <strerror>``); returns 0 or 1.
+
+    Unlike :func:`main_wrapper` it returns instead of exiting and lets other exceptions
+    through: tests call those builders' ``main()`` in-process and read the code it returns.
+    """
+    try:
+        fn()
+    except expected as e:
+        print(f"envnix-builder: {what}: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        where = os.fsdecode(e.filename) if e.filename is not None else "I/O error"
+        print(f"envnix-builder: {what}: {where}: {e.strerror}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def optional_env(name: str) -> str | None:
+    """A derivation attribute (Nix passes them as environment variables), None when unset."""
+    return os.environ.get(name)
+
+
 def json_input(value: str, what: str, opener: str = "[") -> Any:
     """A JSON input given inline (starting with ``opener``) or as the path of a file holding it.
 

@@ -251,11 +251,6 @@ def write_archive(
         tar.close()
 
 
-def _env(name: str) -> str | None:
-    """A derivation attribute (Nix passes them as lower-case environment variables)."""
-    return os.environ.get(name)
-
-
 def build(out: str, layer_paths: list[str], config_path: str, tag: str | None,
           archive: bool, blob_mode: str) -> dict[str, object]:
     """Everything mkimage writes; returns digests.json's content."""
@@ -291,27 +286,23 @@ def build(out: str, layer_paths: list[str], config_path: str, tag: str | None,
     return digests
 
 
+def _main() -> None:
+    env = A.optional_env
+    out, layers_value, config = env("out"), env("layers"), env("config")
+    if not out or layers_value is None or not config:
+        raise ImageError("the environment must set out, layers and config")
+    archive = env("archive") or ""
+    if archive not in ("", "0", "1"):
+        raise ImageError(f"archive={archive!r}: use 1 or leave it unset")
+    blob_mode = env("blobs") or "link"
+    if blob_mode not in ("link", "copy"):
+        raise ImageError(f"blobs={blob_mode!r}: use link or copy")
+    build(out, A.json_path_list(layers_value, "layers"), config, env("tag") or None,
+          archive == "1", blob_mode)
+
+
 def main() -> int:
-    try:
-        out, layers_value, config = _env("out"), _env("layers"), _env("config")
-        if not out or layers_value is None or not config:
-            raise ImageError("the environment must set out, layers and config")
-        archive = _env("archive") or ""
-        if archive not in ("", "0", "1"):
-            raise ImageError(f"archive={archive!r}: use 1 or leave it unset")
-        blob_mode = _env("blobs") or "link"
-        if blob_mode not in ("link", "copy"):
-            raise ImageError(f"blobs={blob_mode!r}: use link or copy")
-        build(out, A.json_path_list(layers_value, "layers"), config, _env("tag") or None,
-              archive == "1", blob_mode)
-    except (ImageError, TarError, A.BuilderError) as e:
-        print(f"envnix-builder: image: {e}", file=sys.stderr)
-        return 1
-    except OSError as e:
-        where = os.fsdecode(e.filename) if e.filename is not None else "I/O error"
-        print(f"envnix-builder: image: {where}: {e.strerror}", file=sys.stderr)
-        return 1
-    return 0
+    return A.run_reporting(_main, "image", (ImageError, TarError, A.BuilderError))
 
 
 if __name__ == "__main__":

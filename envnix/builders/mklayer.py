@@ -210,13 +210,8 @@ def write_layer(items: list[Item], out: str, mtime: int) -> dict[str, object]:
     }
 
 
-def _env(name: str) -> str | None:
-    """A derivation attribute (Nix passes them as lower-case environment variables)."""
-    return os.environ.get(name)
-
-
 def _env_int(name: str, default: int) -> int:
-    value = _env(name) or ""
+    value = A.optional_env(name) or ""
     if not value:
         return default
     try:
@@ -228,28 +223,23 @@ def _env_int(name: str, default: int) -> int:
     return n
 
 
+def _main() -> None:
+    out = A.optional_env("out")
+    trees_value = A.optional_env("trees")
+    if not out or trees_value is None:
+        raise LayerError("the environment must set out and trees")
+    trees = A.json_path_list(trees_value, "trees")
+    if not trees:
+        raise LayerError("trees is empty")
+    mtime = _env_int("mtime", 0)
+    items = merge_trees(trees)
+    layer = write_layer(items, out, mtime)
+    with open(os.path.join(out, "layer.json"), "w", encoding="utf-8") as f:
+        f.write(json.dumps(layer, sort_keys=True, separators=(",", ":")))
+
+
 def main() -> int:
-    try:
-        out = _env("out")
-        trees_value = _env("trees")
-        if not out or trees_value is None:
-            raise LayerError("the environment must set out and trees")
-        trees = A.json_path_list(trees_value, "trees")
-        if not trees:
-            raise LayerError("trees is empty")
-        mtime = _env_int("mtime", 0)
-        items = merge_trees(trees)
-        layer = write_layer(items, out, mtime)
-        with open(os.path.join(out, "layer.json"), "w", encoding="utf-8") as f:
-            f.write(json.dumps(layer, sort_keys=True, separators=(",", ":")))
-    except (LayerError, TarError, A.BuilderError) as e:
-        print(f"envnix-builder: layer: {e}", file=sys.stderr)
-        return 1
-    except OSError as e:
-        where = os.fsdecode(e.filename) if e.filename is not None else "I/O error"
-        print(f"envnix-builder: layer: {where}: {e.strerror}", file=sys.stderr)
-        return 1
-    return 0
+    return A.run_reporting(_main, "layer", (LayerError, TarError, A.BuilderError))
 
 
 if __name__ == "__main__":
