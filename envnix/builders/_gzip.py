@@ -92,7 +92,7 @@ class GzipWriter:
         self._crc = zlib.crc32(data, self._crc)
         self._isize += len(data)
         self._pending.append(self._pool.submit(_deflate_block, self._level, data, self._tail))
-        self._tail = (self._tail + data)[-WINDOW:]
+        self._tail = data[-WINDOW:] if len(data) >= WINDOW else (self._tail + data)[-WINDOW:]
         while len(self._pending) > self._in_flight:
             self._emit(self._pending.popleft().result())
 
