@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -65,3 +69,17 @@ def image_bytes(store: Path, store_path: str) -> tuple[int, int, int]:
         blob = (layout / "blobs/sha256" / layer["digest"][7:]).resolve()
         uncompressed += json.loads((blob.parent / "layer.json").read_text())["tar_size"]
     return compressed, uncompressed, len(manifest["layers"])
+
+
+@contextlib.contextmanager
+def work_dir(keep: Path | None, name: str) -> Iterator[Path]:
+    """The benchmark's work directory: ``keep`` (--keep) is left in place, a temporary one is
+    removed afterwards, Nix store files (read-only) included, even when the run fails."""
+    work = keep or Path(tempfile.mkdtemp(prefix=f"envnix-bench-{name}-"))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        yield work
+    finally:
+        if not keep:
+            subprocess.run(["chmod", "-R", "u+w", str(work)], check=False, capture_output=True)
+            shutil.rmtree(work, ignore_errors=True)

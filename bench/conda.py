@@ -16,15 +16,13 @@ import argparse
 import asyncio
 import json
 import shutil
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-from _common import envnix, print_table  # noqa: E402
+from _common import envnix, print_table, work_dir  # noqa: E402
 from _conda_channel import build_channel, serve  # noqa: E402
 
 SPECS = ["python=3.11", "pyhello", "hellobin", "pkg-a", "pkg-c", "many-00", "libzlibish"]
@@ -66,43 +64,39 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keep", type=Path, help="work directory to keep (default: temp)")
     args = parser.parse_args()
-    work = args.keep or Path(tempfile.mkdtemp(prefix="envnix-bench-conda-"))
-    work.mkdir(parents=True, exist_ok=True)
-    info = build_channel(work / "channel" / "fixture")
-    with serve(info.root) as server:
-        context = work / "condabench"
-        shutil.rmtree(context, ignore_errors=True)
-        context.mkdir()
-        specs = ", ".join(f'"{s}"' for s in SPECS[1:])
-        (context / "build.envd").write_text(
-            "def build():\n"
-            '    base(os="debian12", language="python3.11")\n'
-            '    install.apt_packages(name=["libexpat1"])\n'
-            f'    install.conda_packages(name=[{specs}], channel=["{server.urls[0]}"])\n')
-        store = work / "store"
-        t_lock, _, _ = envnix("lock", str(context))
-        lock = json.loads((context / "envnix.lock").read_text())
-        conda_count = len(lock["conda"]["packages"])
-        t_cold, _, _ = envnix("build", str(context), "--locked", "--store", str(store))
-        manifest = context / "build.envd"
-        manifest.write_text(manifest.read_text().replace('"pkg-c"', '"pkg-c", "nosha"'))
-        envnix("lock", str(context))
-        t_incr, _, err = envnix("build", str(context), "--locked", "--store", str(store))
-        rebuilt = next((ln for ln in err.splitlines() if "derivation(s) built" in ln), "")
-    t_solve, t_install, rattler_count = rattler_baseline(info.root, work)
-    rows = [
-        ("conda packages locked", f"{conda_count}", f"rattler alone solved {rattler_count}"),
-        ("envnix lock (apt + conda + pip)", f"{t_lock:.2f} s",
-         f"rattler solve alone {t_solve:.2f} s"),
-        ("cold build (fresh store)", f"{t_cold:.1f} s",
-         f"{t_cold / t_install:.1f}x rattler install ({t_install:.2f} s, no image)"),
-        ("rebuild after adding one package", f"{t_incr:.1f} s",
-         f"{t_incr / t_cold:.2f}x cold; {rebuilt.removeprefix('build: ')}"),
-    ]
-    print_table(rows)
-    if not args.keep:
-        subprocess.run(["chmod", "-R", "u+w", str(work)], check=False, capture_output=True)
-        shutil.rmtree(work, ignore_errors=True)
+    with work_dir(args.keep, "conda") as work:
+        info = build_channel(work / "channel" / "fixture")
+        with serve(info.root) as server:
+            context = work / "condabench"
+            shutil.rmtree(context, ignore_errors=True)
+            context.mkdir()
+            specs = ", ".join(f'"{s}"' for s in SPECS[1:])
+            (context / "build.envd").write_text(
+                "def build():\n"
+                '    base(os="debian12", language="python3.11")\n'
+                '    install.apt_packages(name=["libexpat1"])\n'
+                f'    install.conda_packages(name=[{specs}], channel=["{server.urls[0]}"])\n')
+            store = work / "store"
+            t_lock, _, _ = envnix("lock", str(context))
+            lock = json.loads((context / "envnix.lock").read_text())
+            conda_count = len(lock["conda"]["packages"])
+            t_cold, _, _ = envnix("build", str(context), "--locked", "--store", str(store))
+            manifest = context / "build.envd"
+            manifest.write_text(manifest.read_text().replace('"pkg-c"', '"pkg-c", "nosha"'))
+            envnix("lock", str(context))
+            t_incr, _, err = envnix("build", str(context), "--locked", "--store", str(store))
+            rebuilt = next((ln for ln in err.splitlines() if "derivation(s) built" in ln), "")
+        t_solve, t_install, rattler_count = rattler_baseline(info.root, work)
+        rows = [
+            ("conda packages locked", f"{conda_count}", f"rattler alone solved {rattler_count}"),
+            ("envnix lock (apt + conda + pip)", f"{t_lock:.2f} s",
+             f"rattler solve alone {t_solve:.2f} s"),
+            ("cold build (fresh store)", f"{t_cold:.1f} s",
+             f"{t_cold / t_install:.1f}x rattler install ({t_install:.2f} s, no image)"),
+            ("rebuild after adding one package", f"{t_incr:.1f} s",
+             f"{t_incr / t_cold:.2f}x cold; {rebuilt.removeprefix('build: ')}"),
+        ]
+        print_table(rows)
 
 
 if __name__ == "__main__":

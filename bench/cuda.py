@@ -22,13 +22,10 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
-from _common import download_floor, envnix, field, image_bytes, print_table
+from _common import download_floor, envnix, field, image_bytes, print_table, work_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
@@ -61,10 +58,8 @@ def main() -> None:
     parser.add_argument("--cudnn", default="9", help="cuDNN major (default 9)")
     parser.add_argument("--keep", type=Path, help="work directory to keep (default: temp)")
     args = parser.parse_args()
-    work = args.keep or Path(tempfile.mkdtemp(prefix="envnix-bench-cuda-"))
-    work.mkdir(parents=True, exist_ok=True)
-    store = work / "store"
-    try:
+    with work_dir(args.keep, "cuda") as work:
+        store = work / "store"
         info = build_channel(work / "channel" / "fixture")
         with serve(info.root, prefixes=("conda/fixture",)) as server:
             context = work / "cudaserve"
@@ -85,15 +80,9 @@ def build():
             downloads.mkdir(exist_ok=True)
             t_floor, artifact_bytes = download_floor(lock, downloads)
             shutil.rmtree(downloads)
-            started = time.monotonic()
-            _, out, _ = envnix("build", str(context), "--locked", "--store", str(store))
-            t_cold = time.monotonic() - started
+            t_cold, out, _ = envnix("build", str(context), "--locked", "--store", str(store))
         compressed, uncompressed, layers = image_bytes(store, field(out, "store"))
         nvidia_bytes, nvidia_count = nvidia_runtime_set_bytes(args.version, args.cudnn, work)
-    finally:
-        subprocess.run(["chmod", "-R", "u+w", str(store)], check=False)
-        if not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
 
     cuda_bytes = sum(w["size"] for w in cuda_wheels)
     print(next(line for line in lock_log.splitlines() if line.startswith("cuda: cudnn-")))

@@ -19,11 +19,10 @@ import argparse
 import json
 import shutil
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
-from _common import download_floor, envnix, field, image_bytes, print_table
+from _common import download_floor, envnix, field, image_bytes, print_table, work_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 NIX_FLAGS = ["--option", "sandbox", "true", "--option", "substituters", "",
@@ -47,53 +46,50 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keep", type=Path, help="work directory to keep (default: temp)")
     args = parser.parse_args()
-    work = args.keep or Path(tempfile.mkdtemp(prefix="envnix-bench-"))
-    work.mkdir(parents=True, exist_ok=True)
-    context = work / "quickstart"
-    shutil.rmtree(context, ignore_errors=True)
-    shutil.copytree(ROOT / "examples/quickstart", context,
-                    ignore=shutil.ignore_patterns(".envnix", "envnix.lock"))
-    store = work / "store"
-    subprocess.run(["chmod", "-R", "u+w", str(store)], check=False, capture_output=True)
-    shutil.rmtree(store, ignore_errors=True)
+    with work_dir(args.keep, "quickstart") as work:
+        context = work / "quickstart"
+        shutil.rmtree(context, ignore_errors=True)
+        shutil.copytree(ROOT / "examples/quickstart", context,
+                        ignore=shutil.ignore_patterns(".envnix", "envnix.lock"))
+        store = work / "store"
+        subprocess.run(["chmod", "-R", "u+w", str(store)], check=False, capture_output=True)
+        shutil.rmtree(store, ignore_errors=True)
 
-    t_lock, _, _ = envnix("lock", str(context))
-    lock = json.loads((context / "envnix.lock").read_text())
-    downloads = work / "downloads"
-    shutil.rmtree(downloads, ignore_errors=True)
-    downloads.mkdir()
-    t_floor, artifact_bytes = download_floor(lock, downloads)
+        t_lock, _, _ = envnix("lock", str(context))
+        lock = json.loads((context / "envnix.lock").read_text())
+        downloads = work / "downloads"
+        shutil.rmtree(downloads, ignore_errors=True)
+        downloads.mkdir()
+        t_floor, artifact_bytes = download_floor(lock, downloads)
 
-    t_cold, out, _ = envnix("build", str(context), "--locked", "--store", str(store))
-    t_noop, out2, _ = envnix("build", str(context), "--locked", "--store", str(store))
-    assert field(out, "manifest") == field(out2, "manifest")
-    t_nix = nix_floor(work, store)
+        t_cold, out, _ = envnix("build", str(context), "--locked", "--store", str(store))
+        t_noop, out2, _ = envnix("build", str(context), "--locked", "--store", str(store))
+        assert field(out, "manifest") == field(out2, "manifest")
+        t_nix = nix_floor(work, store)
 
-    manifest = context / "build.envd"
-    manifest.write_text(manifest.read_text().replace('"six",', '"six",\n        "tqdm",'))
-    envnix("lock", str(context))
-    t_incr, _, err3 = envnix("build", str(context), "--locked", "--store", str(store))
-    rebuilt = next((line for line in err3.splitlines() if "derivation(s) built" in line), "")
+        manifest = context / "build.envd"
+        manifest.write_text(manifest.read_text().replace('"six",', '"six",\n        "tqdm",'))
+        envnix("lock", str(context))
+        t_incr, _, err3 = envnix("build", str(context), "--locked", "--store", str(store))
+        rebuilt = next((line for line in err3.splitlines() if "derivation(s) built" in line), "")
 
-    compressed, uncompressed, layers = image_bytes(store, field(out, "store"))
-    rows = [
-        ("lock (apt + pip resolve)", f"{t_lock:.1f} s", ""),
-        ("download floor (urllib + sha256)", f"{t_floor:.1f} s",
-         f"{artifact_bytes / 1e6:.1f} MB, {len(lock['apt']['packages'])} debs + "
-         f"{len(lock['pip']['wheels'])} wheels"),
-        ("cold build (fresh store)", f"{t_cold:.1f} s", f"{t_cold / t_floor:.2f}x download floor"),
-        ("nix floor (no-op trivial drv)", f"{t_nix:.2f} s", ""),
-        ("no-op rebuild", f"{t_noop:.2f} s", f"{t_noop / t_nix:.1f}x nix floor"),
-        ("+1 pip package (tqdm) rebuild", f"{t_incr:.1f} s",
-         f"{t_incr / t_cold:.2f}x cold; {rebuilt.removeprefix('build: ')}"),
-        ("image size (compressed layers)", f"{compressed / 1e6:.1f} MB",
-         f"{compressed / artifact_bytes:.2f}x artifacts; {layers} layers"),
-        ("image size (uncompressed)", f"{uncompressed / 1e6:.1f} MB", ""),
-    ]
-    print_table(rows)
-    if not args.keep:
-        subprocess.run(["chmod", "-R", "u+w", str(work)], check=False, capture_output=True)
-        shutil.rmtree(work, ignore_errors=True)
+        compressed, uncompressed, layers = image_bytes(store, field(out, "store"))
+        rows = [
+            ("lock (apt + pip resolve)", f"{t_lock:.1f} s", ""),
+            ("download floor (urllib + sha256)", f"{t_floor:.1f} s",
+             f"{artifact_bytes / 1e6:.1f} MB, {len(lock['apt']['packages'])} debs + "
+             f"{len(lock['pip']['wheels'])} wheels"),
+            ("cold build (fresh store)", f"{t_cold:.1f} s",
+             f"{t_cold / t_floor:.2f}x download floor"),
+            ("nix floor (no-op trivial drv)", f"{t_nix:.2f} s", ""),
+            ("no-op rebuild", f"{t_noop:.2f} s", f"{t_noop / t_nix:.1f}x nix floor"),
+            ("+1 pip package (tqdm) rebuild", f"{t_incr:.1f} s",
+             f"{t_incr / t_cold:.2f}x cold; {rebuilt.removeprefix('build: ')}"),
+            ("image size (compressed layers)", f"{compressed / 1e6:.1f} MB",
+             f"{compressed / artifact_bytes:.2f}x artifacts; {layers} layers"),
+            ("image size (uncompressed)", f"{uncompressed / 1e6:.1f} MB", ""),
+        ]
+        print_table(rows)
 
 
 if __name__ == "__main__":
