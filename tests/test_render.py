@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 from pathlib import Path
@@ -88,3 +89,15 @@ def test_render_is_deterministic(tmp_path: Path) -> None:
     config = json.loads((a / "image-config.json").read_text())
     assert config["created"] == "1970-01-01T00:00:00Z"
     assert config["config"]["Labels"]["io.envnix.lock.digest"] == small_lock().digest
+
+
+@pytest.mark.parametrize("name", ["six-1.17.0-py2.py3-none-any.whl", "libc6_2.36-9_amd64.deb",
+                                  "base-0123456789abcdef.tar.gz"])
+def test_fixed_output_path_is_nixs(name: str) -> None:
+    """build --store seeds artifacts by their fixed-output paths, computed in Python."""
+    from envnix.nix import fixed_output_path
+
+    sha = hashlib.sha256(name.encode()).hexdigest()
+    nix = subprocess.run(["nix-store", "--print-fixed-path", "sha256", sha, name],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    assert fixed_output_path(sha, name) == nix
