@@ -13,6 +13,8 @@ Figures, each next to a baseline measured in the same run:
 
 Python comes from the conda fixture channel (a v1 serving image has a conda Python), served
 on loopback as in the tests. Downloads ~1.5 GB; needs ~8 GB of disk for the fresh store.
+envnix seeds the fresh store with the locked artifacts, copied from this machine's store when
+it already has them, so a second run's cold build leaves out the download.
 
 Usage:  .venv/bin/python bench/cuda.py [--version 12.4] [--cudnn 9] [--keep DIR]
 """

@@ -10,7 +10,10 @@ the ratios mean something across machines:
 - image size       vs. the sum of the locked artifacts' (compressed) download sizes.
 
 Usage:  .venv/bin/python bench/quickstart.py [--keep DIR]
-The cold build runs in a fresh chroot Nix store (``--store``) so nothing is cached.
+The cold build runs in a fresh chroot Nix store (``--store``), so no derivation is cached;
+envnix seeds that store with the locked artifacts, copied from this machine's store when it
+has them (else downloaded), so on a machine that built the quickstart before, the cold
+figure leaves out the download that the floor measures.
 """
 
 from __future__ import annotations
