@@ -48,14 +48,16 @@ CONDA_SITE = "/opt/conda/envs/envd/lib/python3.11/site-packages"
 SYSTEM_SITE = "/usr/local/lib/python3.11/dist-packages"
 
 
-def spec_of(tmp_path: Path, source: str, warn: list[str] | None = None) -> ImageSpec:
+def spec_of(tmp_path: Path, source: str, warn: list[str] | None = None,
+            cuda_provider: str | None = None) -> ImageSpec:
     (tmp_path / "build.envd").write_text(source)
-    return load_spec(tmp_path, warn=(warn.append if warn is not None else lambda _: None))
+    return load_spec(tmp_path, warn=(warn.append if warn is not None else lambda _: None),
+                     cuda_provider=cuda_provider)
 
 
-def error_of(tmp_path: Path, source: str) -> str:
+def error_of(tmp_path: Path, source: str, cuda_provider: str | None = None) -> str:
     with pytest.raises(FrontendError) as info:
-        spec_of(tmp_path, source)
+        spec_of(tmp_path, source, cuda_provider=cuda_provider)
     return str(info.value) + "\n" + (info.value.hint or "")
 
 

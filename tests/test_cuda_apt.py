@@ -21,9 +21,10 @@ from _nvidia_apt_repo import LIBRARY_DIR, PREFIX, NvidiaRepo, build_repo, serve_
 from _podman import podman
 from conftest import Built, build, envnix
 from test_cuda import DRIVER_DIRS, NO_DRIVER, image_config_of, layer_paths
+from test_cuda import error_of as cuda_error_of
+from test_cuda import spec_of as cuda_spec_of
 
-from envnix.errors import FetchError, FrontendError, LockError, PackageNotFoundError, UsageError
-from envnix.frontend import load_spec
+from envnix.errors import FetchError, LockError, PackageNotFoundError, UsageError
 from envnix.lock import debian
 from envnix.lock.lockfile import Lock
 from envnix.render import cuda_library_dirs, image_config
@@ -41,14 +42,11 @@ def no_repo(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def spec_of(tmp_path: Path, source: str) -> ImageSpec:
-    (tmp_path / "build.envd").write_text(source)
-    return load_spec(tmp_path, warn=lambda _: None, cuda_provider="apt")
+    return cuda_spec_of(tmp_path, source, cuda_provider="apt")
 
 
 def error_of(tmp_path: Path, source: str) -> str:
-    with pytest.raises(FrontendError) as info:
-        spec_of(tmp_path, source)
-    return str(info.value) + "\n" + (info.value.hint or "")
+    return cuda_error_of(tmp_path, source, cuda_provider="apt")
 
 
 V0 = 'def build():\n    base(os="{os}", language="python3.11")\n    install.cuda({args})\n'
