@@ -27,7 +27,6 @@ import io
 import json
 import os
 import re
-import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -40,6 +39,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, TypeVar
 import zstandard
 
 from envnix.errors import FetchError, LockError, PackageNotFoundError
+from envnix.fileio import atomic_write, atomic_writer
 
 if TYPE_CHECKING:
     from rattler import GenericVirtualPackage, RepoDataRecord
@@ -86,19 +86,6 @@ def default_cache_dir() -> Path:
 # --------------------------------------------------------------------------------------------
 # HTTP and the cache
 # --------------------------------------------------------------------------------------------
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def _reason(err: BaseException) -> str:
@@ -245,30 +232,23 @@ def _fetch_cached(url: str, cache_dir: Path) -> Path:
     with _open_url(url, headers) as resp:
         if resp.status == 304 and headers:
             return data_path
-        fd, tmp = tempfile.mkstemp(dir=data_path.parent, prefix=f".{data_path.name}.")
-        try:
-            with os.fdopen(fd, "wb") as out:
-                source: BinaryIO = resp.body
-                if url.endswith(".zst"):
-                    source = zstandard.ZstdDecompressor().stream_reader(
-                        resp.body, read_across_frames=True)
-                try:
-                    first = source.read(_CHUNK)
-                    if not first.lstrip()[:1] == b"{":
-                        raise OSError(f"{url.rsplit('/', 1)[-1]} is not a JSON object")
-                    size = len(first)
-                    out.write(first)
-                    while chunk := source.read(_CHUNK):
-                        out.write(chunk)
-                        size += len(chunk)
-                except zstandard.ZstdError as err:
-                    raise OSError(f"corrupt {url.rsplit('/', 1)[-1]}: {err}") from None
-            os.replace(tmp, data_path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-    _atomic_write(meta_path, json.dumps({
+        with atomic_writer(data_path) as out:
+            source: BinaryIO = resp.body
+            if url.endswith(".zst"):
+                source = zstandard.ZstdDecompressor().stream_reader(
+                    resp.body, read_across_frames=True)
+            try:
+                first = source.read(_CHUNK)
+                if not first.lstrip()[:1] == b"{":
+                    raise OSError(f"{url.rsplit('/', 1)[-1]} is not a JSON object")
+                size = len(first)
+                out.write(first)
+                while chunk := source.read(_CHUNK):
+                    out.write(chunk)
+                    size += len(chunk)
+            except zstandard.ZstdError as err:
+                raise OSError(f"corrupt {url.rsplit('/', 1)[-1]}: {err}") from None
+    atomic_write(meta_path, json.dumps({
         "url": url, "etag": resp.etag, "last_modified": resp.last_modified, "size": size,
     }, sort_keys=True).encode())
     return data_path
@@ -500,7 +480,8 @@ def _hash_download(urls: Sequence[str], md5: str | None, size: int | None, cache
         sha256 = sha.hexdigest()
         if key_file is not None:
             with contextlib.suppress(OSError):
-                _atomic_write(key_file, json.dumps({"sha256": sha256, "size": got}).encode())
+                key_file.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write(key_file, json.dumps({"sha256": sha256, "size": got}).encode())
         return sha256, got
     raise FetchError(f"conda: {fn} has no sha256 in repodata and could not be downloaded to "
                      f"hash it: tried {', '.join(errors)}")

@@ -58,6 +58,7 @@ from envnix.errors import (
     ToolMissingError,
     UsageError,
 )
+from envnix.fileio import atomic_write
 
 ARCH = "amd64"
 """The only target architecture for now; ``Architecture: all`` packages are accepted too."""
@@ -1091,19 +1092,6 @@ def parse_release(text: str) -> Release:
     return Release(fields, sums)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write via a temp file + os.replace so a concurrent reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _verified(data: bytes, sha256: str, size: int) -> bool:
     return len(data) == size and hashlib.sha256(data).hexdigest() == sha256
 
@@ -1290,7 +1278,8 @@ def fetch_index(
                 f"{size} bytes); the mirror may be syncing, retry later"
             )
         with contextlib.suppress(OSError):  # the cache only saves time: a read-only
-            _atomic_write(cached, data)  # home must not fail the lock
+            cached.parent.mkdir(parents=True, exist_ok=True)  # home must not fail the lock
+            atomic_write(cached, data)
     text = _decompress(data, ext, url)
     snapshot = IndexSnapshot(source.uri.rstrip("/"), source.suite, component, url, sha256, size)
     return snapshot, text

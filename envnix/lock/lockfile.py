@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from envnix import __version__
 from envnix.errors import LockError
+from envnix.fileio import atomic_write
 
 LOCK_NAME = "envnix.lock"
 LOCK_VERSION = 1
@@ -99,14 +98,7 @@ def write_lock(path: Path, lock: Lock) -> bool:
     text = lock.dumps()
     if path.exists() and path.read_text(encoding="utf-8") == text:
         return False
-    fd, tmp = tempfile.mkstemp(prefix=".envnix.lock.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, text)
     return True
 
 

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from envnix.errors import FetchError, LockError, PackageNotFoundError, ToolMissingError
+from envnix.fileio import atomic_write
 from envnix.spec import PipRequest
 
 DEFAULT_INDEX = "https://pypi.org/simple"
@@ -224,7 +225,5 @@ def _index_names(index: str) -> list[str]:
     else:  # PEP 503 HTML: some indexes and proxies ignore the JSON Accept header
         names = sorted(m.lower() for m in re.findall(r">([^<>]+)</a>", body))
     cache.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=cache.parent, delete=False) as tmp:
-        tmp.write(gzip.compress(json.dumps(names).encode(), mtime=0))
-    os.replace(tmp.name, cache)
+    atomic_write(cache, gzip.compress(json.dumps(names).encode(), mtime=0))
     return names

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from envnix.errors import PublishError, ToolMissingError, UsageError
+from envnix.fileio import atomic_writer
 
 Progress = Callable[[str], None]
 
@@ -813,18 +814,11 @@ def _copy_to(src: Path | None, dest: str | None, producer: Callable[[BinaryIO], 
                 from None
         return "stdout"
     target = Path(dest).absolute()
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     try:
-        with os.fdopen(fd, "wb") as f:
+        with atomic_writer(target) as f:
             emit(f)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
     except OSError as e:
-        Path(tmp).unlink(missing_ok=True)
         raise PublishError(f"cannot write {dest}: {e.strerror}") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return str(dest)
 
 

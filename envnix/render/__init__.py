@@ -13,7 +13,6 @@ import os
 import re
 import shlex
 import shutil
-import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
@@ -24,6 +23,7 @@ import jinja2
 
 from envnix import __version__
 from envnix.errors import UsageError
+from envnix.fileio import atomic_write
 from envnix.lock.lockfile import LOCK_NAME, Lock
 from envnix.render.context import write_context_tree
 from envnix.spec import CONDA_PREFIX, CudaSpec, ImageSpec, cuda_apt, cuda_nixpkgs
@@ -342,12 +342,7 @@ def _templates() -> jinja2.Environment:
 
 def _write(path: Path, text: str) -> None:
     """Atomic write, skipped when unchanged (keeps mtimes stable for tools that watch them)."""
-    if path.exists() and path.read_text(encoding="utf-8") == text:
-        return
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
+    atomic_write(path, text, skip_unchanged=True)
 
 
 def _json(obj: Any) -> str:
