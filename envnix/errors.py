@@ -2,9 +2,21 @@
 
 The CLI catches EnvnixError only, prints ``envnix: <message>`` (one line, plus an optional
 hint line) and exits with the class's exit code. Anything else is a bug and shows a traceback.
+
+Exit codes say *what kind* of thing failed, so scripts can react without parsing text
+(``EXIT_CODES`` is the table; the README shows the same one and a test keeps them equal).
+Network failures have a code of their own (8) instead of the stage's: a download that failed
+(unreachable mirror, registry or artifact URL, HTTP error, timeout) may well work when run
+again, while a typo (4), a stale lock (5) or a failing builder (6) never will. CI can retry
+on 8 and only on 8, whichever stage (lock, or a build seeding ``--store``) did the download.
+A hash mismatch is not a network failure: it stays 6 (the bytes changed; re-lock).
+Interrupts follow the shell's convention, 128 + signal: 130 for Ctrl-C, 143 for SIGTERM.
 """
 
 from __future__ import annotations
+
+import os
+import signal
 
 
 class EnvnixError(Exception):
@@ -64,10 +76,6 @@ class PackageNotFoundError(LockError):
     """A requested apt/pip/conda package does not exist in the configured indexes."""
 
 
-class FetchError(LockError):
-    """An index or artifact could not be downloaded (unreachable mirror, HTTP error)."""
-
-
 class StaleLockError(LockError):
     """``envnix lock --check``: the lock does not match the inputs any more."""
 
@@ -84,13 +92,67 @@ class HashMismatchError(BuildError):
     """A fetched artifact's sha256 differs from the one pinned in envnix.lock."""
 
 
+class PublishError(EnvnixError):
+    """Pushing to a registry, loading into a container engine or exporting an archive failed."""
+
+    exit_code = 7
+
+
+class NetworkError(EnvnixError):
+    """Something envnix needed could not be downloaded; running again may work."""
+
+    exit_code = 8
+
+
+class FetchError(NetworkError):
+    """An index or artifact could not be downloaded (unreachable mirror, HTTP error)."""
+
+
 class ToolMissingError(EnvnixError):
     """A required external program (nix-build, skopeo, podman) is not on PATH."""
 
     exit_code = 127
 
 
-class PublishError(EnvnixError):
-    """Pushing to a registry, loading into a container engine or exporting an archive failed."""
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread like KeyboardInterrupt is for SIGINT.
 
-    exit_code = 7
+    A BaseException so that ``except Exception`` never swallows it and every ``finally`` (and
+    fileio's atomic writers) runs on the way out, as for Ctrl-C.
+    """
+
+    exit_code = 128 + signal.SIGTERM
+
+
+INTERRUPTED = 128 + signal.SIGINT
+
+# code -> what it means; the README's "Exit codes" table lists exactly these rows.
+EXIT_CODES: dict[int, str] = {
+    UsageError.exit_code: "usage: bad command-line arguments, or an input file is missing",
+    FrontendError.exit_code: "build.envd / env.yaml: cannot be evaluated or asks for "
+                             "something envnix cannot build",
+    LockError.exit_code: "lock: resolving packages failed, or envnix.lock is invalid",
+    StaleLockError.exit_code: "stale lock: envnix.lock no longer matches its inputs "
+                              "(`--check`, `--locked`)",
+    BuildError.exit_code: "Nix build failed (including a hash mismatch of a locked artifact)",
+    PublishError.exit_code: "push, load or export failed",
+    NetworkError.exit_code: "network: a mirror, index, registry or artifact could not be "
+                            "downloaded (retrying may help)",
+    ToolMissingError.exit_code: "a required program (nix-build, skopeo, podman) is missing",
+    INTERRUPTED: "interrupted (Ctrl-C / SIGINT): external processes stopped, nothing half-written",
+    Terminated.exit_code: "terminated (SIGTERM): as for 130",
+}
+
+
+def os_reason(exc: BaseException) -> str:
+    """An OSError (or urllib's URLError around one) as a few words, without ``[Errno N]`` or
+    the path that the caller's message names anyway; e.g. "permission denied"."""
+    inner = getattr(exc, "reason", exc)
+    if isinstance(inner, TimeoutError) or isinstance(exc, TimeoutError):
+        return "timed out"
+    if isinstance(inner, OSError) and inner.errno is not None:
+        return (inner.strerror or os.strerror(inner.errno)).lower()
+    if isinstance(inner, OSError) and inner.errno is None and inner.args:
+        return str(inner.args[-1])
+    text = str(inner) or type(inner).__name__
+    return " ".join(text.split())
