@@ -3,6 +3,12 @@
 The directory carries everything `nix build` needs with no envnix installed: the Nix
 expression (from templates/*.j2), plan.json (artifacts and layer grouping, from the lock),
 image-config.json (the OCI config template) and the builder programs.
+
+The output directory is envnix's: a marker file (``MARKER``) says envnix made it, a directory
+that is neither empty nor marked is refused (it may hold the user's files), and even in its
+own directory render removes only the entries it writes. Everything lands inside it: image
+paths must be absolute and normalised, and no symbolic link is followed while writing (a
+cloned repository can ship a ``.envnix`` holding links to anywhere on the host).
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import posixpath
 import re
 import shlex
 import shutil
@@ -22,9 +29,11 @@ from typing import Any
 import jinja2
 
 from envnix import __version__
-from envnix.errors import UsageError
-from envnix.fileio import atomic_write
+from envnix.errors import SpecError, UsageError, os_reason
+from envnix.fileio import atomic_write, default_mode
 from envnix.lock.lockfile import LOCK_NAME, Lock
+from envnix.nixexpr import check_artifact, nix_string
+from envnix.oci.reference import image_name
 from envnix.render.context import write_context_tree
 from envnix.spec import CONDA_PREFIX, CudaSpec, ImageSpec, cuda_apt, cuda_nixpkgs
 from envnix.spec.cuda import gpu_labels, implied_by_wheels, library_dir, variant_for
@@ -137,6 +146,11 @@ def build_plan(spec: ImageSpec, lock: Lock, tag: str) -> dict[str, Any]:
             "url": wheel["url"], "sha256": wheel["sha256"], "size": wheel["size"],
             "storeName": store_name(wheel["filename"]),
         }
+    for key, artifact in artifacts.items():  # what Nix will fetch, as this user
+        check_artifact(artifact, f"artifact {key}", LOCK_NAME)
+    base = base_layers(lock.base) if lock.base else []
+    for i, layer in enumerate(base):
+        check_artifact(layer, f"base layer {i + 1}", LOCK_NAME)
     python = spec.python
     nixpkgs_cuda = (cuda_nixpkgs.plan_entry(spec.cuda.version, spec.cuda.cudnn,
                                             spec.cuda.components)
@@ -160,7 +174,7 @@ def build_plan(spec: ImageSpec, lock: Lock, tag: str) -> dict[str, Any]:
                               with_context=bool(spec.copies), custom_base=lock.base is not None,
                               with_nixpkgs_cuda=nixpkgs_cuda is not None),
         "nixpkgsCuda": nixpkgs_cuda,
-        "baseLayers": base_layers(lock.base) if lock.base else [],
+        "baseLayers": base,
         "users": ([[spec.dev.user, spec.dev.uid, spec.dev.gid, spec.dev.home,
                     f"/bin/{spec.dev.shell}"]] if spec.dev else []),
         "runs": [{"commands": r.commands} for r in spec.runs],
@@ -232,25 +246,95 @@ def image_files(spec: ImageSpec) -> dict[str, tuple[str, int]]:
     return files
 
 
-def _write_files_tree(directory: Path, spec: ImageSpec) -> None:
+def image_path(path: object, what: str, *, root_ok: bool = False) -> str:
+    """``path`` relative to a tree's root/ (``/etc/pip.conf`` -> ``etc/pip.conf``), or a
+    SpecError: image paths must be absolute and normalised (no ``..``, ``.``, ``//``, no
+    trailing ``/``), so that joined to the tree they can only land inside it."""
+    text = path if isinstance(path, str) else ""
+    ok = (text.startswith("/") and not text.startswith("//") and "\0" not in text
+          and posixpath.normpath(text) == text and (root_ok or text != "/"))
+    if not ok:
+        raise SpecError(f"{what} {str(path)[:200]!r} is not an absolute, normalised image path",
+                        hint="write it as /dir/name: no '..' or '.' components, no '//', "
+                             "no trailing '/'")
+    return text.lstrip("/")
+
+
+def _remove(path: Path) -> None:
+    """Remove ``path`` whatever it is; a symbolic link is removed, never followed."""
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        path.unlink()
+    elif path.is_dir():
+        shutil.rmtree(path)
+
+
+def _real_dir(path: Path) -> Path:
+    """``path`` as a directory of its own: a link or file under that name is replaced."""
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        path.unlink()
+    path.mkdir(exist_ok=True)
+    return path
+
+
+def _mkdirs(root: Path, rel: str) -> Path:
+    """Make ``root/rel``'s directories one by one, refusing to go through anything but a
+    directory (a file, or a link, where a directory was asked for)."""
+    current = root
+    for part in [p for p in rel.split("/") if p]:
+        current = current / part
+        try:
+            os.mkdir(current)
+        except FileExistsError:
+            if current.is_symlink() or not current.is_dir():
+                raise SpecError(f"image path /{rel} lies below the file "
+                                f"/{current.relative_to(root).as_posix()}") from None
+    return current
+
+
+@dataclass(frozen=True)
+class FilesTree:
+    """The config files tree, checked: image path (relative) -> (text, mode, in_home), and
+    the mount points to create."""
+
+    files: dict[str, tuple[str, int, bool]]
+    mounts: list[str]
+
+
+def files_tree(spec: ImageSpec) -> FilesTree:
+    """image_files() and runtime.mount points as tree paths, every one checked first."""
+    files = {image_path(path, "config file"): (
+                text, mode, spec.dev is not None and path.startswith(spec.dev.home + "/"))
+             for path, (text, mode) in image_files(spec).items()}
+    mounts = [image_path(m, "runtime.mount") for m in spec.runtime.mounts]
+    for rel in [*files, *mounts]:  # a file cannot also be a directory of the tree
+        parts = rel.split("/")
+        for i in range(1, len(parts)):
+            if "/".join(parts[:i]) in files:
+                raise SpecError(f"image path /{rel} lies below the config file "
+                                f"/{'/'.join(parts[:i])}")
+    for rel in mounts:
+        if rel in files:
+            raise SpecError(f"runtime.mount /{rel} is also a config file")
+    return FilesTree(files, mounts)
+
+
+def _write_files_tree(directory: Path, spec: ImageSpec, tree: FilesTree) -> None:
     """The config files as a package tree (root/ + meta.json) that Nix imports as is."""
-    shutil.rmtree(directory, ignore_errors=True)
-    files = image_files(spec)
-    if not files and not spec.runtime.mounts:
+    _remove(directory)
+    if not tree.files and not tree.mounts:
         return
+    directory.mkdir()
+    root = _mkdirs(directory, "root")
     modes: dict[str, list[int]] = {}
     owner = (spec.dev.uid, spec.dev.gid) if spec.dev else (0, 0)
-    for path, (text, mode) in sorted(files.items()):
-        target = directory / "root" / path.lstrip("/")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text, encoding="utf-8")
-        target.chmod(0o755 if mode & 0o111 else 0o644)
-        in_home = spec.dev is not None and path.startswith(spec.dev.home + "/")
+    for rel, (text, mode, in_home) in sorted(tree.files.items()):
+        _mkdirs(root, posixpath.dirname(rel))
+        atomic_write(root / rel, text, mode=default_mode(executable=bool(mode & 0o111)))
         if mode not in (0o644, 0o755) or in_home:
-            modes[path.lstrip("/")] = [mode, *(owner if in_home else (0, 0))]
-    for mount in spec.runtime.mounts:  # envd only creates the mount points at build time
-        (directory / "root" / mount.lstrip("/")).mkdir(parents=True, exist_ok=True)
-    (directory / "meta.json").write_text(json.dumps(
+            modes[rel] = [mode, *(owner if in_home else (0, 0))]
+    for rel in tree.mounts:  # envd only creates the mount points at build time
+        _mkdirs(root, rel)
+    atomic_write(directory / "meta.json", json.dumps(
         {"kind": "files", "name": "config", "version": "0", "modes": modes},
         sort_keys=True, separators=(",", ":")) + "\n")
 
@@ -330,7 +414,7 @@ def image_config(spec: ImageSpec, lock: Lock) -> dict[str, Any]:
 
 
 def _templates() -> jinja2.Environment:
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.FunctionLoader(
             lambda name: (resources.files("envnix.templates") / name).read_text("utf-8")
         ),
@@ -338,10 +422,14 @@ def _templates() -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
         autoescape=False,
     )
+    env.filters["nix"] = nix_string  # every value pasted into a .nix file goes through this
+    return env
 
 
 def _write(path: Path, text: str) -> None:
     """Atomic write, skipped when unchanged (keeps mtimes stable for tools that watch them)."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
     atomic_write(path, text, skip_unchanged=True)
 
 
@@ -356,35 +444,129 @@ def _write_zstandard(directory: Path, needed: bool) -> None:
     take a directory holding a copy of envnix's own installed zstandard as ``zstdPath``. Only
     the installed module is copied (same CPython ABI as the host's python3 on Debian 12).
     """
-    target = directory / "zstandard"
     if not needed:
-        shutil.rmtree(directory, ignore_errors=True)
+        _remove(directory)
         return
     import zstandard
 
     source = Path(zstandard.__file__).parent
-    if target.is_dir():
+    target = directory / "zstandard"
+    if target.is_dir() and not target.is_symlink() and not directory.is_symlink():
         return
-    directory.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyi"))
+    _remove(directory)
+    directory.mkdir()
+    for file in sorted(source.rglob("*")):
+        rel = file.relative_to(source).as_posix()
+        if file.is_dir() or "__pycache__" in rel or rel.endswith(".pyi"):
+            continue
+        parent = _mkdirs(directory, posixpath.dirname(f"zstandard/{rel}"))
+        atomic_write(parent / file.name, file.read_bytes())
+
+
+# What render writes at the top of its output directory: nothing else there is touched.
+MARKER = ".envnix-generated"
+MARKER_FORMAT = 1
+_BUILDER_NAME = re.compile(r"[A-Za-z0-9_]+\.py")
+
+
+def _read_marker(out_dir: Path) -> dict[str, Any] | None:
+    """The marker's record when ``out_dir`` carries a valid one (a regular file), else None."""
+    marker = out_dir / MARKER
+    if marker.is_symlink() or not marker.is_file():
+        return None
+    try:
+        data = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if not isinstance(data, dict) or data.get("format") != MARKER_FORMAT:
+        return None
+    builders = data.get("builders")
+    ok = isinstance(builders, list) and all(isinstance(b, str) for b in builders)
+    return {"builders": builders if ok else []}
+
+
+def _made_before_markers(out_dir: Path) -> bool:
+    """A project rendered by an envnix older than the marker: its default.nix says so."""
+    nix = out_dir / "default.nix"
+    if nix.is_symlink() or not nix.is_file():
+        return False
+    try:
+        with nix.open("rb") as fh:
+            return fh.read(64).startswith(b"# Generated by envnix ")
+    except OSError:
+        return False
+
+
+def _write_marker(out_dir: Path, builders: list[str]) -> None:
+    atomic_write(out_dir / MARKER, _json({
+        "about": "made by envnix render: envnix rewrites this directory's own entries",
+        "format": MARKER_FORMAT, "builders": sorted(set(builders))}), skip_unchanged=True)
+
+
+def claim_out_dir(out_dir: Path) -> list[str]:
+    """Make ``out_dir`` envnix's output directory, or refuse it; returns the builder files
+    the last render wrote there (the only files of builders/ a new render may remove)."""
+    if out_dir.is_symlink():
+        raise UsageError(f"output directory {out_dir} is a symbolic link: envnix writes only "
+                         "into a directory of its own",
+                         hint="remove the link, or give the real directory with --out-dir")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"output directory {out_dir} is not a directory",
+                         hint="give a new or empty directory with --out-dir")
+    if not out_dir.exists():
+        out_dir.mkdir(parents=True)
+        return []
+    record = _read_marker(out_dir)
+    if record is not None:
+        return list(record["builders"])
+    if any(os.scandir(out_dir)) and not _made_before_markers(out_dir):
+        raise UsageError(f"output directory {out_dir} is not empty and was not made by envnix "
+                         f"(it has no {MARKER}); envnix would replace its files/, builders/ "
+                         "and context/", hint="give a new or empty directory with --out-dir")
+    return []
 
 
 def render(spec: ImageSpec, lock: Lock, out_dir: Path, tag: str,
            toolchain: str = "host", nixpkgs: str = "nixpkgs",
            context: Path | None = None) -> Rendered:
     """Write the Nix project for ``spec`` + ``lock`` into ``out_dir``."""
+    image_name(tag, "the tag")
     spec = with_locked_cuda(spec, lock)
     nixpkgs_cuda = spec.cuda is not None and spec.cuda.provider == "nixpkgs"
     if nixpkgs_cuda and os.environ.get("NIXPKGS_ALLOW_UNFREE") != "1":
         raise UsageError("CUDA from nixpkgs is unfree (NVIDIA's licence) and nixpkgs builds "
                          "it only when you accept that",
                          hint="set NIXPKGS_ALLOW_UNFREE=1, or use --cuda-provider pypi")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if spec.copies and context is None:
+        raise ValueError("render: io.copy needs the build context directory")
+    for copy in spec.copies:  # the frontend checks these too; render does not rely on it
+        image_path(copy.target, "io.copy target", root_ok=True)
+    tree = files_tree(spec)  # every check comes before the first write
+    plan = build_plan(spec, lock, tag)
+    try:
+        _render_into(out_dir, spec, lock, plan, tree, toolchain, nixpkgs, nixpkgs_cuda,
+                     context)
+    except OSError as exc:
+        where = exc.filename or out_dir
+        raise UsageError(f"cannot write {where}: {os_reason(exc)}",
+                         hint="check the output directory's permissions and free space, or "
+                              "give another with --out-dir") from None
+    return Rendered(out_dir, tag, toolchain)
+
+
+def _render_into(out_dir: Path, spec: ImageSpec, lock: Lock, plan: dict[str, Any],
+                 tree: FilesTree, toolchain: str, nixpkgs: str, nixpkgs_cuda: bool,
+                 context: Path | None) -> None:
+    previous = claim_out_dir(out_dir)
+    source = resources.files("envnix.builders")
+    wanted = sorted(p.name for p in source.iterdir()
+                    if p.name.endswith(".py") and p.name != "__init__.py")
+    _write_marker(out_dir, [*previous, *wanted])  # before anything else: it is envnix's now
     env = _templates()
     variables = {
         "envnix_version": __version__,
         "manifest": spec.manifest,
-        "tag": tag,
+        "tag": plan["tag"],
         "toolchain": toolchain,
         "nixpkgs": nixpkgs,
         "host_python": HOST_PYTHON,
@@ -394,27 +576,23 @@ def render(spec: ImageSpec, lock: Lock, out_dir: Path, tag: str,
     }
     _write(out_dir / "default.nix", env.get_template("default.nix.j2").render(variables))
     _write(out_dir / "flake.nix", env.get_template("flake.nix.j2").render(variables))
-    _write(out_dir / "plan.json", _json(build_plan(spec, lock, tag)))
-    _write_files_tree(out_dir / "files", spec)
+    _write(out_dir / "plan.json", _json(plan))
+    _write_files_tree(out_dir / "files", spec, tree)
     owner = (spec.dev.uid, spec.dev.gid) if spec.dev else (0, 0)  # envd chowns copies
-    if spec.copies and context is None:
-        raise ValueError("render: io.copy needs the build context directory")
-    write_context_tree(out_dir / "context", context or out_dir, spec.copies, owner)
+    contexts = out_dir / "context"
+    if contexts.is_symlink() or (contexts.exists() and not contexts.is_dir()):
+        contexts.unlink()
+    write_context_tree(contexts, context or out_dir, spec.copies, owner)
     _write(out_dir / "image-config.json", _json(image_config(spec, lock)))
     _write(out_dir / LOCK_NAME, lock.dumps())
     _write_zstandard(out_dir / "toolchain",
                      needed=any(p["fn"].endswith(".conda") for p in lock.conda_packages))
-    builders = out_dir / "builders"
-    builders.mkdir(exist_ok=True)
-    source = resources.files("envnix.builders")
-    wanted = {p.name for p in source.iterdir()
-              if p.name.endswith(".py") and p.name != "__init__.py"}
-    for stale in builders.iterdir():
-        if stale.name not in wanted:
-            if stale.is_dir():
-                shutil.rmtree(stale)
-            else:
-                stale.unlink()
-    for name in sorted(wanted):
+    builders = _real_dir(out_dir / "builders")
+    for name in previous:  # only builder files envnix wrote there itself
+        stale = builders / name
+        if name not in wanted and _BUILDER_NAME.fullmatch(name) and (
+                stale.is_file() or stale.is_symlink()):
+            stale.unlink()
+    for name in wanted:
         _write(builders / name, (source / name).read_text("utf-8"))
-    return Rendered(out_dir, tag, toolchain)
+    _write_marker(out_dir, wanted)
