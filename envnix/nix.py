@@ -6,17 +6,28 @@ and says what to do. Everything Nix prints is still passed through with ``--verb
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from envnix.errors import BuildError, FetchError, HashMismatchError, ToolMissingError
+from envnix import process
+from envnix.errors import (
+    BuildError,
+    FetchError,
+    HashMismatchError,
+    LockError,
+    ToolMissingError,
+    os_reason,
+)
+from envnix.nixexpr import check_artifact, url_problem
 from envnix.render import nix_options
 
 _BUILDING = re.compile(r"^building '/nix/store/[0-9a-z]{32}-(.+?)\.drv'")
@@ -57,7 +68,7 @@ def nix_build(
 ) -> NixResult:
     """Build ``attr`` of ``directory/default.nix``; return the output path."""
     cmd = [require_nix(), str(directory / "default.nix"), "-A", attr, *nix_options(toolchain)]
-    cmd += ["--arg", "toolchain", f'"{toolchain}"']
+    cmd += ["--argstr", "toolchain", toolchain]
     if store:
         cmd += ["--store", store]
         if _is_chroot_store(store):
@@ -67,13 +78,10 @@ def nix_build(
     else:
         cmd += ["--no-out-link"]
     started = time.monotonic()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            errors="replace")
-    assert proc.stderr is not None and proc.stdout is not None
-    log: list[str] = []
     total, done = 0, 0
-    for line in proc.stderr:
-        log.append(line)
+
+    def on_line(line: str) -> None:
+        nonlocal total, done
         if verbose:
             sys.stderr.write(line)
         if m := _WILL_BUILD.match(line):
@@ -84,10 +92,11 @@ def nix_build(
             done += 1
             if progress and not verbose:
                 progress(f"nix: [{done}/{total or '?'}] {m[1]}")
-    stdout = proc.stdout.read()
-    code = proc.wait()
-    if code != 0:
-        raise _translate_failure("".join(log))
+
+    proc = process.run(cmd, error=BuildError, on_line=on_line)
+    if proc.returncode != 0:
+        raise _translate_failure(proc.stderr)
+    stdout = proc.text
     out = stdout.strip().splitlines()[-1] if stdout.strip() else ""
     return NixResult(Path(out), time.monotonic() - started, done)
 
@@ -107,11 +116,7 @@ def seed_chroot_store(plan_path: Path, store: str,
     store when it has it, else downloaded here and checked against its sha256) means no fetch
     runs inside the chroot store at all. The store paths are the same fixed-output paths.
     """
-    import json
-
-    plan = json.loads(plan_path.read_text())
-    wanted = {fixed_output_path(a["sha256"], a["storeName"]): a
-              for a in [*plan["artifacts"].values(), *plan.get("baseLayers", [])]}
+    wanted = {fixed_output_path(a["sha256"], a["storeName"]): a for a in _seedable(plan_path)}
     missing = _invalid(list(wanted), store)
     if not missing:
         return
@@ -154,11 +159,35 @@ def fixed_output_path(sha256: str, name: str, store_dir: str = "/nix/store") -> 
     return f"{store_dir}/{text}-{name}"
 
 
+def _seedable(plan_path: Path) -> list[dict[str, str]]:
+    """plan.json's artifacts, each checked as Nix would fetch it: http(s) only, no
+    credentials, a sha256 and a store name that is also a safe file name. Seeding runs outside
+    any sandbox, so this holds on its own, whatever wrote plan.json."""
+    try:
+        plan = json.loads(plan_path.read_text(encoding="utf-8"))
+        entries = [*plan["artifacts"].items(),
+                   *((f"base layer {i + 1}", a) for i, a in enumerate(plan["baseLayers"]))]
+    except OSError as exc:
+        raise BuildError(f"cannot read {plan_path}: {os_reason(exc)}",
+                         hint="run envnix render (or build) again") from None
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise LockError(f"{plan_path}: not a plan envnix wrote (artifacts or baseLayers "
+                        "missing or malformed)", hint="run envnix render (or build) again") \
+            from None
+    for what, artifact in entries:
+        if not isinstance(artifact, dict):
+            raise LockError(f"{plan_path}: {what}: not an object",
+                            hint="run envnix render (or build) again")
+        check_artifact({**artifact, "storeName": artifact.get("storeName")}, what,
+                       str(plan_path))
+    return [a for _, a in entries]
+
+
 def _run(cmd: list[str]) -> str:
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    proc = process.run(cmd, error=BuildError)
     if proc.returncode != 0:
-        raise BuildError(f"{' '.join(cmd[:3])} failed: {proc.stderr.strip().splitlines()[-1]}")
-    return proc.stdout
+        raise BuildError(f"{' '.join(cmd[:3])} failed: {proc.last_error_line()}")
+    return proc.text
 
 
 def _invalid(paths: list[str], store: str | None) -> list[str]:
@@ -170,22 +199,36 @@ def _invalid(paths: list[str], store: str | None) -> list[str]:
     return _run(cmd).split()
 
 
+class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow redirects only to URLs envnix would fetch itself (http(s), no credentials)."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
+        problem = url_problem(newurl)
+        if problem:
+            raise urllib.error.URLError(f"redirected to a URL envnix does not fetch ({problem})")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
 def _download(url: str, sha256: str, dest: Path) -> None:
     """``url`` to ``dest``, or a one-line FetchError/HashMismatchError."""
     import hashlib
-    import urllib.error
-    import urllib.request
 
+    problem = url_problem(url)  # the caller checked; this function must not rely on it
+    if problem:
+        raise LockError(f"refusing to download {url[:200]!r}: {problem}")
+    opener = urllib.request.build_opener(_HttpOnlyRedirects())
     digest = hashlib.sha256()
     try:
-        with urllib.request.urlopen(url, timeout=120) as response, dest.open("wb") as out:
+        with opener.open(url, timeout=120) as response, dest.open("wb") as out:
             while chunk := response.read(1 << 20):
                 digest.update(chunk)
                 out.write(chunk)
+    except urllib.error.HTTPError as exc:
+        raise FetchError(f"cannot download {url}: HTTP {exc.code} {exc.reason}",
+                         hint="check the mirror in envnix.lock, or re-lock") from None
     except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise FetchError(f"cannot download {url}: {reason}",
-                         hint="check the network or the mirror in envnix.lock") from exc
+        raise FetchError(f"cannot download {url}: {os_reason(exc)}",
+                         hint="check the network or the mirror in envnix.lock") from None
     if digest.hexdigest() != sha256:
         raise HashMismatchError(
             f"hash mismatch for {dest.name}: envnix.lock pins sha256:{sha256} but the download "
