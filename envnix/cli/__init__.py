@@ -16,7 +16,8 @@ from pathlib import Path
 import click
 
 from envnix import __version__
-from envnix.errors import EnvnixError, StaleLockError, UsageError
+from envnix.errors import INTERRUPTED, EnvnixError, StaleLockError, Terminated, UsageError
+from envnix.fileio import atomic_write
 from envnix.frontend import load_spec
 from envnix.lock import (
     LOCK_NAME,
@@ -30,14 +31,13 @@ from envnix.lock import (
 )
 from envnix.nix import nix_build
 from envnix.oci.output import parse_output
+from envnix.oci.reference import image_name
+from envnix.process import install_signal_handlers
 from envnix.render import render
 from envnix.spec import ImageSpec
 from envnix.spec.cuda import PROVIDERS as CUDA_PROVIDERS
 
 GENERATED_DIR = ".envnix"
-_TAG_RE = re.compile(
-    r"^[a-z0-9]+(?:[._/-][a-z0-9]+)*(?::\d+)?(?:/[a-z0-9._-]+)*(?::[\w][\w.-]{0,127})?$"
-)
 
 
 def _progress(message: str) -> None:
@@ -55,8 +55,19 @@ def _context(path_arg: str | None, path_opt: str | None) -> Path:
 
 def _default_tag(context: Path) -> str:
     """envd's default: the context directory's name, normalised, with tag 'dev'."""
-    name = re.sub(r"[^a-z0-9._-]+", "-", context.name.lower()).strip("-._") or "envnix"
-    return f"{name}:dev"
+    name = re.sub(r"[^a-z0-9._-]+", "-", context.name.lower())
+    # A separator is one '.', one '_', '__' or a run of '-': fold any other run into '-'.
+    name = re.sub(r"[._-]{2,}", lambda m: m[0] if m[0] == "__" or set(m[0]) == {"-"} else "-",
+                  name).strip("-._")
+    return f"{name or 'envnix'}:dev"
+
+
+def _nixpkgs(ref: str) -> str:
+    """``--nixpkgs``: a flake reference; printable, no spaces (it is quoted into flake.nix)."""
+    if not ref or not ref.isprintable() or any(c.isspace() for c in ref):
+        raise UsageError(f"--nixpkgs {ref!r} is not a flake reference",
+                         hint="e.g. nixpkgs, github:NixOS/nixpkgs/nixos-24.05 or path:/src")
+    return ref
 
 
 def _lock_path(context: Path, spec: ImageSpec) -> Path:
@@ -129,7 +140,11 @@ def init_cmd(env_file: Path, path_opt: str | None, force: bool) -> None:
     if target.exists() and not force:
         raise UsageError(f"{target} already exists", hint="pass --force to overwrite it")
     text = build_envd_from_conda(env_file, context)
-    target.write_text(text, encoding="utf-8")
+    try:
+        atomic_write(target, text)
+    except OSError as exc:
+        raise UsageError(f"cannot write {target}: {(exc.strerror or str(exc)).lower()}",
+                         hint="check the directory's permissions, or pass -p PATH") from None
     click.echo(f"wrote {target}; next: envnix lock {context} && envnix build {context}")
 
 
@@ -184,9 +199,13 @@ def render_cmd(path: str | None, path_opt: str | None, from_: str, cuda_provider
                toolchain: str, nixpkgs: str) -> None:
     """Lock if needed and write the Nix project (flake.nix, default.nix) without building."""
     context = _context(path, path_opt)
+    if tag:
+        image_name(tag, "-t")
+    tag = tag or _default_tag(context)
+    nixpkgs = _nixpkgs(nixpkgs)
     spec = load_spec(context, from_, cuda_provider=cuda_provider)
     lock = _ensure_lock(context, spec, apt_mirror, locked)
-    rendered = render(spec, lock, out_dir or context / GENERATED_DIR, tag or _default_tag(context),
+    rendered = render(spec, lock, out_dir or context / GENERATED_DIR, tag,
                       toolchain, nixpkgs, context=context)
     click.echo(str(rendered.directory))
 
@@ -205,9 +224,10 @@ def build_cmd(path: str | None, path_opt: str | None, from_: str, cuda_provider:
     """Lock (if needed), render and build the image with Nix; print its OCI layout path."""
     context = _context(path, path_opt)
     output = parse_output(outputs)  # before the build: a bad --output fails fast
+    if tag:
+        image_name(tag, "-t")
     tag = output.build_tag(tag, _default_tag(context)) if output else tag or _default_tag(context)
-    if not _TAG_RE.match(tag):
-        raise UsageError(f"invalid tag {tag!r}: expected name[:tag] in lowercase")
+    nixpkgs = _nixpkgs(nixpkgs)
     spec = load_spec(context, from_, cuda_provider=cuda_provider)
     lock = _ensure_lock(context, spec, apt_mirror, locked)
     rendered = render(spec, lock, out_dir or context / GENERATED_DIR, tag, toolchain, nixpkgs,
@@ -238,9 +258,12 @@ def build_cmd(path: str | None, path_opt: str | None, from_: str, cuda_provider:
 def _run() -> int:
     try:
         result = cli.main(standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("envnix: aborted", err=True)
-        return 130
+    except (click.exceptions.Abort, KeyboardInterrupt):  # click turns Ctrl-C into Abort
+        click.echo("envnix: interrupted", err=True)
+        return INTERRUPTED
+    except Terminated:
+        click.echo("envnix: terminated", err=True)
+        return Terminated.exit_code
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code
@@ -253,6 +276,7 @@ def _run() -> int:
 
 
 def main() -> None:
+    install_signal_handlers()
     code = _run()
     if "rattler" in sys.modules:
         # py-rattler's runtime threads can abort the interpreter while it finalizes

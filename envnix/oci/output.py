@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from envnix.errors import UsageError
+from envnix.oci.reference import image_name
 
 FILE_TYPES = ("oci", "docker", "tar")
 IMAGE_TYPES = ("image", "registry")
@@ -152,6 +153,8 @@ def parse_output(values: Sequence[str],
     if "oci-mediatypes" in attrs and not _bool("oci-mediatypes", attrs["oci-mediatypes"]):
         raise UsageError("oci-mediatypes=false: envnix images are OCI images")
     names = tuple(n.strip() for n in attrs.get("name", "").split(",") if n.strip())
+    for name in names:
+        image_name(name, "--output name=")
 
     if kind in IMAGE_TYPES:
         push = kind == "registry" or _bool("push", attrs.get("push", "false"))

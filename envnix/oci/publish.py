@@ -23,7 +23,6 @@ import posixpath
 import re
 import shutil
 import ssl
-import subprocess
 import sys
 import tarfile
 import tempfile
@@ -36,8 +35,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from envnix import process
 from envnix.errors import PublishError, ToolMissingError, UsageError
 from envnix.fileio import atomic_writer
+from envnix.oci.reference import InvalidReference, Reference
 
 Progress = Callable[[str], None]
 
@@ -187,14 +188,6 @@ def build_archive(generated: Path, image: BuiltImage, store: str | None,
 # Destinations and registry options
 # --------------------------------------------------------------------------------------------
 
-_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_LABEL = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
-_HOST = rf"(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9a-fA-F:]+\])(?::[0-9]+)?"
-_DEST = re.compile(rf"(?P<host>{_HOST})/(?P<repo>{_COMPONENT}(?:/{_COMPONENT})*)"
-                   r"(?::(?P<tag>[\w][\w.-]{0,127}))?")
-_TAG = re.compile(r"[\w][\w.-]{0,127}")
-
-
 @dataclass(frozen=True)
 class Destination:
     """A registry reference ``host[:port]/repo[:tag]``."""
@@ -211,38 +204,39 @@ class Destination:
         return f"docker://{self}"
 
 
-def _host_like(component: str) -> bool:
-    """docker's rule: a first component with '.', ':' or 'localhost' names a registry."""
-    return "." in component or ":" in component or component == "localhost" or \
-        component.startswith("[")
+def _reference(text: str) -> Reference | None:
+    try:
+        return Reference.parse(text.removeprefix("docker://"))
+    except InvalidReference:
+        return None
 
 
 def is_registry_ref(text: str) -> bool:
     """True for ``[docker://]host[:port]/name[:tag]``; False for ``name:tag`` or a path."""
-    text = text.removeprefix("docker://")
-    first, sep, _ = text.partition("/")
-    return bool(sep) and _host_like(first) and _DEST.fullmatch(text) is not None
+    ref = _reference(text)
+    return ref is not None and ref.domain is not None and ref.digest is None
 
 
 def parse_destination(text: str, default_tag: str) -> Destination:
     """``[docker://]host[:port]/repo[:tag]`` -> Destination; the tag defaults to the build's."""
-    raw = text.removeprefix("docker://")
-    if "@" in raw:
+    try:
+        ref = Reference.parse(text.removeprefix("docker://"))
+    except InvalidReference as exc:
+        raise UsageError(f"{text} is not a valid image reference: {exc}",
+                         hint="names are lowercase: host[:port]/path/name[:tag]") from None
+    if ref.digest:
         raise UsageError(f"{text}: push to a tag, not a digest (the digest is printed after "
                          "the push)")
-    first = raw.partition("/")[0]
-    if "/" not in raw or not _host_like(first):
+    if ref.domain is None:
         raise UsageError(
             f"{text} does not name a registry: expected host[:port]/name[:tag]",
             hint="envnix never guesses a default registry; e.g. registry.example.com/team/app:1")
-    m = _DEST.fullmatch(raw)
-    if not m:
-        raise UsageError(f"{text} is not a valid image reference",
-                         hint="names are lowercase: host[:port]/path/name[:tag]")
-    tag = m["tag"] or default_tag
-    if not _TAG.fullmatch(tag):
-        raise UsageError(f"{text}: invalid tag {tag!r}")
-    return Destination(m["host"], m["repo"], tag)
+    try:
+        ref = ref if ref.tag else ref.with_tag(default_tag)
+    except InvalidReference as exc:
+        raise UsageError(f"{text}: {exc}") from None
+    assert ref.tag is not None
+    return Destination(ref.domain, ref.path, ref.tag)
 
 
 @dataclass(frozen=True)
@@ -586,15 +580,15 @@ def _push_one(skopeo: str, image: BuiltImage, dest: Destination, opts: RegistryO
                f"--digestfile={digestfile}", *_dest_args(opts, authfile, "dest-"),
                image.source, dest.transport]
         log = _PushLog(image, progress)
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True, errors="replace")
-        assert proc.stdout is not None
-        for raw in proc.stdout:
+
+        def on_line(raw: str) -> None:
             line = scrub(raw, secrets)
             if verbose:
                 sys.stderr.write(line)
             log.feed(line)
-        code = proc.wait()
+
+        code = process.run(cmd, error=PublishError, on_line=on_line,
+                           merge_stderr=True).returncode
         if code != 0:
             message = log.fatal or (log.tail[-1] if log.tail else f"skopeo exited {code}")
             raise _translate(scrub(message, secrets), dest, opts)
@@ -622,9 +616,9 @@ def registry_manifest_digest(dest: Destination, opts: RegistryOptions,
     skopeo = require_tool("skopeo", "push images")
     cmd = [skopeo, *_policy_args(), "inspect", "--raw", *_dest_args(opts, authfile, ""),
            dest.transport]
-    proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, check=False)
+    proc = process.run(cmd, error=PublishError)
     if proc.returncode != 0:
-        err = scrub(proc.stderr.decode("utf-8", "replace"), opts.secrets())
+        err = scrub(proc.stderr, opts.secrets())
         m = _FATAL.search(err)
         raise PublishError(f"pushed {dest}, but reading its manifest back failed: "
                            f"{_unquote_go(m[1]) if m else err.strip()[-300:]}",
@@ -650,14 +644,13 @@ def docker_status() -> str | None:
     if not docker:
         return "docker is not installed"
     try:
-        proc = subprocess.run([docker, "info", "--format", "{{.ServerVersion}}"],
-                              stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                              timeout=20, check=False)
-    except subprocess.TimeoutExpired:
+        proc = process.run([docker, "info", "--format", "{{.ServerVersion}}"],
+                           error=PublishError, timeout=20)
+    except PublishError:
         return "the docker daemon did not answer within 20 s"
-    if proc.returncode == 0 and proc.stdout.strip():
+    if proc.returncode == 0 and proc.text.strip():
         return None
-    lines = [ln.strip() for ln in (proc.stderr or proc.stdout).splitlines() if ln.strip()]
+    lines = [ln.strip() for ln in (proc.stderr or proc.text).splitlines() if ln.strip()]
     return "docker has no daemon: " + (lines[-1] if lines else
                                        f"docker info exited {proc.returncode}")
 
@@ -693,21 +686,18 @@ _LOADED = re.compile(r"^Loaded image(?:\(s\))?(?: ID)?:\s*(.+)$", re.M)
 def load_archive(archive: Path, image: BuiltImage, engine: str, progress: Progress) -> LoadResult:
     """``<engine> load -i image.tar``, then check the engine's image ID is the built one."""
     progress(f"load: {engine} load -i {archive}")
-    proc = subprocess.run([engine, "load", "-i", str(archive)], stdin=subprocess.DEVNULL,
-                          capture_output=True, text=True, check=False)
+    proc = process.run([engine, "load", "-i", str(archive)], error=PublishError)
     if proc.returncode != 0:
-        lines = [ln.strip() for ln in proc.stderr.splitlines() if ln.strip()]
-        raise PublishError(f"{engine} load failed: {lines[-1] if lines else proc.returncode}",
+        raise PublishError(f"{engine} load failed: {proc.last_error_line()}",
                            hint=f"run {engine} load -i {archive} to see the full error")
-    names = tuple(n.strip() for m in _LOADED.finditer(proc.stdout) for n in m[1].split(","))
+    names = tuple(n.strip() for m in _LOADED.finditer(proc.text) for n in m[1].split(","))
     image_id = None
     if names:
         field_name = "{{.Id}}" if engine == "docker" else "{{.ID}}"
-        got = subprocess.run([engine, "image", "inspect", "--format", field_name, names[0]],
-                             stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                             check=False)
-        if got.returncode == 0 and got.stdout.strip():
-            image_id = "sha256:" + got.stdout.strip().removeprefix("sha256:")
+        got = process.run([engine, "image", "inspect", "--format", field_name, names[0]],
+                          error=PublishError)
+        if got.returncode == 0 and got.text.strip():
+            image_id = "sha256:" + got.text.strip().removeprefix("sha256:")
             # docker with the containerd store reports the manifest digest as the ID.
             if image_id not in (image.config.digest, image.manifest):
                 raise PublishError(f"{engine} holds {names[0]} as {image_id}, not the built "
