@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from envnix.errors import EnvnixError, Terminated, ToolMissingError
+from envnix.errors import EnvnixError, Terminated, ToolMissingError, os_reason
 
 # How long the group gets after SIGINT, then after SIGTERM, before SIGKILL.
 GRACE_INT = 10.0
@@ -69,7 +69,7 @@ def run(argv: Sequence[str], *, error: type[EnvnixError], timeout: float | None 
         raise ToolMissingError(f"{argv[0]} not found: envnix cannot run it",
                                hint="install it, or put it on PATH") from None
     except OSError as exc:
-        raise error(f"cannot run {argv[0]}: {(exc.strerror or str(exc)).lower()}") from None
+        raise error(f"cannot run {argv[0]}: {os_reason(exc)}") from None
     assert proc.stdout is not None
     lines: queue.Queue[object] = queue.Queue()
     stdout = bytearray()

@@ -244,3 +244,16 @@ def test_credentials_in_a_locked_url_are_refused_before_any_request(tmp_path: Pa
         proc = envnix("build", str(context), "--locked", check=False)
         assert proc.returncode == 4 and "carries credentials" in one_error(proc)
         assert server.requests == 0
+
+
+def test_os_errors_read_as_words_without_errno() -> None:
+    import urllib.error
+
+    from envnix.errors import os_reason
+
+    assert os_reason(urllib.error.URLError(ConnectionRefusedError(111, "Connection refused"))) \
+        == "connection refused"
+    assert os_reason(FileNotFoundError(2, "No such file or directory", "/x")) == \
+        "no such file or directory"
+    assert os_reason(urllib.error.URLError(TimeoutError())) == "timed out"
+    assert os_reason(urllib.error.URLError("unknown url type: file")) == "unknown url type: file"

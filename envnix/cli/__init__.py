@@ -16,7 +16,15 @@ from pathlib import Path
 import click
 
 from envnix import __version__
-from envnix.errors import INTERRUPTED, EnvnixError, StaleLockError, Terminated, UsageError
+from envnix.errors import (
+    INTERRUPTED,
+    BuildError,
+    EnvnixError,
+    StaleLockError,
+    Terminated,
+    UsageError,
+    os_reason,
+)
 from envnix.fileio import atomic_write
 from envnix.frontend import load_spec
 from envnix.lock import (
@@ -143,7 +151,7 @@ def init_cmd(env_file: Path, path_opt: str | None, force: bool) -> None:
     try:
         atomic_write(target, text)
     except OSError as exc:
-        raise UsageError(f"cannot write {target}: {(exc.strerror or str(exc)).lower()}",
+        raise UsageError(f"cannot write {target}: {os_reason(exc)}",
                          hint="check the directory's permissions, or pass -p PATH") from None
     click.echo(f"wrote {target}; next: envnix lock {context} && envnix build {context}")
 
@@ -237,7 +245,12 @@ def build_cmd(path: str | None, path_opt: str | None, from_: str, cuda_provider:
                        progress=_progress, verbose=verbose)
     store_root = Path(store) if store and "://" not in store else None
     real = Path(str(store_root) + str(result.out_path)) if store_root else result.out_path
-    digests = json.loads((real / "digests.json").read_text())
+    try:
+        digests = json.loads((real / "digests.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise BuildError(f"nix-build made {result.out_path} without a readable digests.json "
+                         f"({os_reason(exc) if isinstance(exc, OSError) else 'not JSON'})",
+                         hint="run envnix build again; if it persists, report it") from None
     _progress(f"build: {result.built} derivation(s) built in {result.seconds:.1f}s")
     # The store path, not the result link: podman derives an image name from an oci: path,
     # and a component like ".envnix" is not a valid name.

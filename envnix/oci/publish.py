@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from envnix import process
-from envnix.errors import PublishError, ToolMissingError, UsageError
+from envnix.errors import PublishError, ToolMissingError, UsageError, os_reason
 from envnix.fileio import atomic_writer
 from envnix.oci.reference import InvalidReference, Reference
 
@@ -87,10 +87,12 @@ def _read_json(path: Path, what: str) -> dict:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except OSError as e:
-        raise PublishError(f"cannot read {what} {path}: {e.strerror}",
+        raise PublishError(f"cannot read {what} {path}: {os_reason(e)}",
                            hint="run envnix build again") from None
-    except json.JSONDecodeError as e:
-        raise PublishError(f"{what} {path} is not valid JSON: {e}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        where = f"line {e.lineno}: {e.msg}" if isinstance(e, json.JSONDecodeError) else "not UTF-8"
+        raise PublishError(f"{what} {path} is not valid JSON ({where})",
+                           hint="run envnix build again") from None
     if not isinstance(data, dict):
         raise PublishError(f"{what} {path} is not a JSON object")
     return data
@@ -112,7 +114,7 @@ def read_image(root: Path, out_path: Path | None = None) -> BuiltImage:
     try:
         manifest_bytes = manifest_path.read_bytes()
     except OSError as e:
-        raise PublishError(f"cannot read the manifest {manifest_path}: {e.strerror}",
+        raise PublishError(f"cannot read the manifest {manifest_path}: {os_reason(e)}",
                            hint="run envnix build again") from None
     if "sha256:" + hashlib.sha256(manifest_bytes).hexdigest() != desc["digest"]:
         raise PublishError(f"{manifest_path} does not match its digest",
@@ -808,7 +810,7 @@ def _copy_to(src: Path | None, dest: str | None, producer: Callable[[BinaryIO], 
         with atomic_writer(target) as f:
             emit(f)
     except OSError as e:
-        raise PublishError(f"cannot write {dest}: {e.strerror}") from None
+        raise PublishError(f"cannot write {dest}: {os_reason(e)}") from None
     return str(dest)
 
 

@@ -450,10 +450,7 @@ def _write_zstandard(directory: Path, needed: bool) -> None:
     import zstandard
 
     source = Path(zstandard.__file__).parent
-    target = directory / "zstandard"
-    if target.is_dir() and not target.is_symlink() and not directory.is_symlink():
-        return
-    _remove(directory)
+    _remove(directory)  # always a fresh copy: a shipped .envnix must not bring its own module
     directory.mkdir()
     for file in sorted(source.rglob("*")):
         rel = file.relative_to(source).as_posix()
