@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,8 @@ from _conda_channel import (  # noqa: E402
     python_available,
     serve,
 )
+from _nix_daemon import DAEMON_CONF, SOCKET_GROUP, NixDaemon, running_daemon  # noqa: E402
+from _nix_daemon import answers as daemon_answers  # noqa: E402
 from _podman import podman_env  # noqa: E402
 
 
@@ -110,3 +113,24 @@ def channel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ChannelI
     with serve(info.root, prefixes=("mirror-a/fixture", "mirror-b/fixture",
                                     "conda/fixture")) as server:
         yield info, server
+
+
+@pytest.fixture(scope="session")
+def nix_daemon() -> Iterator[NixDaemon]:
+    """A nix-daemon regular users build through: the one scripts/setup started when it answers
+    on the default socket, else one started here with setup's settings (scripts/nix-daemon.conf),
+    its own NIX_CONF_DIR and socket. Root only: it serves this machine's /nix/store."""
+    if os.geteuid() != 0:
+        pytest.skip("a nix-daemon for this machine's store needs root")
+    if subprocess.run(["getent", "group", SOCKET_GROUP], capture_output=True).returncode != 0:
+        pytest.fail(f"group {SOCKET_GROUP} does not exist: run ./scripts/setup")
+    if daemon_answers({"NIX_REMOTE": "daemon"}):
+        yield NixDaemon({"NIX_REMOTE": "daemon"}, None)
+        return
+    directory = Path(tempfile.mkdtemp(prefix="envnix-daemon-"))
+    directory.chmod(0o755)  # the socket's own directory restricts access to nix-users
+    try:
+        with running_daemon(directory, DAEMON_CONF.read_text()) as daemon:
+            yield daemon
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
