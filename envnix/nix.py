@@ -237,6 +237,10 @@ def _download(url: str, sha256: str, dest: Path) -> None:
                  "check the source, then run envnix lock to re-pin")
 
 
+# What a daemon that dropped an untrusted user's extra-sandbox-paths makes Nix say.
+_HOST_PYTHON_MISSING = "executing '/usr/bin/python3': No such file or directory"
+
+
 def _translate_failure(log: str) -> BuildError | FetchError:
     if m := _HASH_MISMATCH.search(log):
         return HashMismatchError(
@@ -247,6 +251,15 @@ def _translate_failure(log: str) -> BuildError | FetchError:
     if m := _DOWNLOAD.search(log):
         return FetchError(f"cannot download {m[1]}: {m[2].strip()}",
                           hint="check the network or the mirror in envnix.lock")
+    if "daemon-socket" in log and "Permission denied" in log:
+        return BuildError("cannot reach the nix-daemon: permission denied on its socket",
+                          hint="join group nix-users (scripts/setup adds whoever ran it), "
+                               "then log in again")
+    if _HOST_PYTHON_MISSING in log:
+        return BuildError(f"the builders' {_HOST_PYTHON_MISSING.split()[1]} is not visible in "
+                          "the nix-daemon's sandbox",
+                          hint="the daemon ignores extra-sandbox-paths from users it does not "
+                               "trust: run ./scripts/setup, which gives the daemon that setting")
     builder_lines = _BUILDER_LINE.findall(log)
     failed = _FAILED.search(log)
     where = f" while building {failed[1]}" if failed else ""

@@ -22,6 +22,7 @@ import pytest
 from _nix_daemon import DAEMON_CONF, SOCKET_GROUP, NixDaemon, envnix_command, run_as, running_daemon
 from conftest import envnix, parse_build
 
+from envnix.nix import _translate_failure
 from envnix.render import nix_options
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0,
@@ -92,6 +93,10 @@ def test_untrusted_user_builds_with_host_python_only_by_the_daemons_settings(
         failed = _probe(user, shared, bare)
     assert failed.returncode != 0
     assert "executing '/usr/bin/python3': No such file or directory" in failed.stderr
+    # What envnix makes of that log: one line that says what to do.
+    error = _translate_failure(failed.stderr)
+    assert "not visible in the nix-daemon's sandbox" in error.message
+    assert error.hint and "scripts/setup" in error.hint
 
 
 TINY = """def build():
