@@ -20,8 +20,6 @@ from pathlib import Path
 import pytest
 from conftest import EXAMPLES, copy_example, envnix, parse_build
 
-pytestmark = [pytest.mark.network, pytest.mark.slow]
-
 EXAMPLE = EXAMPLES / "quickstart"
 EXPECTED = EXAMPLE / "expected-digests.json"
 TAG = "quickstart:dev"
@@ -58,6 +56,8 @@ def failure_reason(proc: subprocess.CompletedProcess) -> str:
     return f"envnix build --locked exited {proc.returncode}:\n{proc.stderr[-3000:]}"
 
 
+@pytest.mark.network
+@pytest.mark.slow
 def test_committed_lock_builds_the_readme_digests(tmp_path: Path) -> None:
     expected = json.loads(EXPECTED.read_text())
     context, proc = build_committed(tmp_path)
@@ -76,6 +76,8 @@ def test_committed_lock_builds_the_readme_digests(tmp_path: Path) -> None:
             "no longer gives the same image: a reproducibility bug.", pytrace=False)
 
 
+@pytest.mark.network
+@pytest.mark.slow
 def test_a_deb_gone_from_the_mirror_says_how_to_relock(tmp_path: Path) -> None:
     """A .deb the mirror deleted, tried for real: a locked URL that is not on the mirror."""
     lock = json.loads((EXAMPLE / "envnix.lock").read_text())
@@ -91,3 +93,11 @@ def test_a_deb_gone_from_the_mirror_says_how_to_relock(tmp_path: Path) -> None:
     reason = failure_reason(proc)
     assert reason.startswith(f"the mirror no longer has {package['url']}"), reason
     assert RELOCK in reason and REBUILD in reason
+
+
+@pytest.mark.parametrize("kind", ["config", "manifest"])
+def test_readme_quotes_the_expected_digests(kind: str) -> None:
+    digest = json.loads(EXPECTED.read_text())[kind]
+    readme = (EXAMPLES.parent / "README.md").read_text()
+    assert f"{kind} `{digest}`" in readme, (
+        f"README.md does not quote the quickstart's {kind} digest {digest} from {EXPECTED.name}")
