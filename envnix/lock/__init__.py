@@ -50,7 +50,8 @@ def conda_plan(spec: ImageSpec, context: Path) -> CondaPlan | None:
     """Read env.yaml and config.conda_channel for a conda-provided Python; None otherwise."""
     if spec.python is None or spec.python.provider != "conda":
         return None
-    env = parse_env_yaml(context / spec.conda.env_file) if spec.conda.env_file else None
+    env = (parse_env_yaml(context / spec.conda.env_file, context) if spec.conda.env_file
+           else None)
     condarc = (parse_condarc(spec.conda.condarc, f"{spec.manifest}: config.conda_channel")
                if spec.conda.condarc else None)
     names = effective_channels(env.channels if env else (), condarc,

@@ -21,8 +21,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from envnix.errors import FetchError, LockError, PackageNotFoundError, ToolMissingError
+from envnix.errors import (
+    FetchError,
+    LockError,
+    PackageNotFoundError,
+    SpecError,
+    ToolMissingError,
+)
 from envnix.fileio import atomic_write
+from envnix.frontend.envyaml import read_context_text, resolve_in_context
 from envnix.spec import PipRequest
 
 DEFAULT_INDEX = "https://pypi.org/simple"
@@ -66,10 +73,16 @@ def requirements_text(request: PipRequest, context: Path) -> str:
     """The requirements.in that uv resolves: names, then the requirements files' contents.
 
     Files are inlined (not referenced with -r) so the lock fingerprint covers their contents.
+    They must lie inside the build context (the frontend checked; this is the reader).
     """
     lines = list(request.packages)
     for rel in request.requirements_files:
-        for raw in (context / rel).read_text(encoding="utf-8").splitlines():
+        try:
+            text = read_context_text(resolve_in_context(rel, context))
+        except ValueError as exc:
+            raise SpecError(f"requirements file {rel}: {exc}",
+                            hint="envnix reads only files inside the build context") from None
+        for raw in text.splitlines():
             line = raw.strip()
             if not line or line.startswith("#"):
                 continue
