@@ -107,9 +107,9 @@ def seed_chroot_store(plan_path: Path, store: str,
     store when it has it, else downloaded here and checked against its sha256) means no fetch
     runs inside the chroot store at all. The store paths are the same fixed-output paths.
     """
-    import json
+    from envnix.lock.schema import read_plan
 
-    plan = json.loads(plan_path.read_text())
+    plan = read_plan(plan_path)
     wanted = {fixed_output_path(a["sha256"], a["storeName"]): a
               for a in [*plan["artifacts"].values(), *plan.get("baseLayers", [])]}
     missing = _invalid(list(wanted), store)

@@ -7,7 +7,6 @@ stderr, results (paths, digests, JSON) to stdout, so scripts can capture them.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import sys
@@ -28,6 +27,7 @@ from envnix.lock import (
     stale_reason,
     write_lock,
 )
+from envnix.lock.schema import read_digests
 from envnix.nix import nix_build
 from envnix.oci.output import parse_output
 from envnix.render import render
@@ -217,7 +217,7 @@ def build_cmd(path: str | None, path_opt: str | None, from_: str, cuda_provider:
                        progress=_progress, verbose=verbose)
     store_root = Path(store) if store and "://" not in store else None
     real = Path(str(store_root) + str(result.out_path)) if store_root else result.out_path
-    digests = json.loads((real / "digests.json").read_text())
+    digests = read_digests(real / "digests.json")
     _progress(f"build: {result.built} derivation(s) built in {result.seconds:.1f}s")
     # The store path, not the result link: podman derives an image name from an oci: path,
     # and a component like ".envnix" is not a valid name.

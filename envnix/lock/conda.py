@@ -220,9 +220,11 @@ def _fetch_cached(url: str, cache_dir: Path) -> Path:
     meta_path = cache_dir / "repodata" / f"{key}.meta.json"
     headers: dict[str, str] = {}
     if data_path.is_file() and meta_path.is_file():
-        meta: dict[str, Any] = {}
+        meta: Any = {}
         with contextlib.suppress(OSError, ValueError):
-            meta = json.loads(meta_path.read_text())
+            meta = json.loads(meta_path.read_bytes())
+        if not isinstance(meta, dict):  # a damaged cache entry: fetch again
+            meta = {}
         if meta.get("url") == url and meta.get("size") == data_path.stat().st_size:
             if meta.get("etag"):
                 headers["If-None-Match"] = meta["etag"]
@@ -451,9 +453,12 @@ def _hash_download(urls: Sequence[str], md5: str | None, size: int | None, cache
     key_file = None
     if md5:
         key_file = cache_dir / "hashes" / f"{_cache_key(urls[-1] + '#' + md5)}.json"
-        with contextlib.suppress(OSError, ValueError, KeyError):
-            cached = json.loads(key_file.read_text())
-            return str(cached["sha256"]), int(cached["size"])
+        with contextlib.suppress(OSError, ValueError):
+            cached = json.loads(key_file.read_bytes())
+            if (isinstance(cached, dict) and isinstance(cached.get("sha256"), str)
+                    and re.fullmatch(r"[0-9a-f]{64}", cached["sha256"])
+                    and type(cached.get("size")) is int and cached["size"] >= 0):
+                return cached["sha256"], cached["size"]
     errors = []
     for url in urls:
         if progress:

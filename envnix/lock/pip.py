@@ -7,6 +7,7 @@ size and sha256 — which is what the lock needs. Nothing is downloaded except m
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import gzip
 import json
@@ -228,7 +229,11 @@ def _index_names(index: str) -> list[str]:
     key = re.sub(r"[^A-Za-z0-9]+", "_", index).strip("_")
     cache = cache_root / f"index-names-{key}.json.gz"
     if cache.exists() and time.time() - cache.stat().st_mtime < _NAMES_CACHE_SECONDS:
-        return json.loads(gzip.decompress(cache.read_bytes()))
+        with contextlib.suppress(OSError, ValueError, EOFError):
+            cached = json.loads(gzip.decompress(cache.read_bytes()))
+            if isinstance(cached, list) and all(isinstance(n, str) for n in cached):
+                return cached
+        # a damaged cache entry: fetch the listing again
     req = urllib.request.Request(index.rstrip("/") + "/",
                                  headers={"Accept": "application/vnd.pypi.simple.v1+json"})
     with urllib.request.urlopen(req, timeout=30) as resp:

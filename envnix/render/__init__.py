@@ -25,6 +25,7 @@ from envnix import __version__
 from envnix.errors import UsageError
 from envnix.fileio import atomic_write
 from envnix.lock.lockfile import LOCK_NAME, Lock
+from envnix.lock.schema import PLAN_SCHEMA
 from envnix.render.context import write_context_tree
 from envnix.spec import CONDA_PREFIX, CudaSpec, ImageSpec, cuda_apt, cuda_nixpkgs
 from envnix.spec.cuda import gpu_labels, implied_by_wheels, library_dir, variant_for
@@ -142,6 +143,7 @@ def build_plan(spec: ImageSpec, lock: Lock, tag: str) -> dict[str, Any]:
                                             spec.cuda.components)
                     if spec.cuda and spec.cuda.provider == "nixpkgs" else None)
     return {
+        "schema": PLAN_SCHEMA,  # read back by envnix.lock.schema.read_plan
         "tag": tag,
         "storeName": store_name(tag.replace(":", "-")),
         "mtime": source_date_epoch(),
