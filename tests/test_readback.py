@@ -66,8 +66,10 @@ def _edit(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
     (_edit("users", [["envd", "1000", 1000, "/home/envd", "/bin/bash"]]),
      "users[0][1]: expected a non-negative integer, got '1000'"),
     (_edit("users", [["envd"]]), 'users[0]: expected a list of 5, got ["envd"]'),
-    (_edit("layers", [{"name": "os", "trees": []}, {"name": "os", "trees": []}]),
-     "layers[1].name: 'os' appears twice (also layers[0])"),
+    (_edit("layers", [{"name": "os", "trees": [1]}]),
+     "layers[0].trees[0]: expected a string, got an integer"),
+    (_edit("runs", [{"commands": ["cat <<EOF\nmulti-line is fine\nEOF", "nul\x00"]}]),
+     "runs[0].commands[1]: control character in 'nul\\x00'"),
     (_edit("runEnv", {"PATH": 1}), "runEnv.PATH: expected a string, got an integer"),
 ])
 def test_a_bad_plan_field_is_one_line(plan_path: Path, change: Any, message: str) -> None:

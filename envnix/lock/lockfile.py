@@ -39,7 +39,7 @@ class CorruptLockError(StaleLockError):
 
 
 _OPTIONAL_STR = S.nullable(S.text)
-_OPTIONAL_STRINGS = S.nullable(S.strings)
+_OPTIONAL_ARGS = S.nullable(S.array(S.any_text))
 _APT_SOURCE = S.obj({"uri": S.url, "suite": S.text, "components": S.array(S.token)},
                     {"snapshot": S.token, "flat": S.boolean})
 _APT_INDEX = S.obj({"uri": S.url, "suite": S.text, "url": S.url,
@@ -49,7 +49,7 @@ _APT_PACKAGE = S.obj({
     "name": S.string(r"[a-z0-9][a-z0-9+.-]{0,199}", "a Debian package name", max_len=200),
     "version": S.version, "arch": S.token, "filename": S.rel_path, "url": S.url,
     "sha256": S.sha256, "size": S.size, "priority": S.text, "essential": S.boolean,
-    "source_suite": S.text, "control": S.string(multiline=True, max_len=1 << 20),
+    "source_suite": S.text, "control": S.any_text,
 })
 _WHEEL = S.obj({
     "name": S.string(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,198}[A-Za-z0-9])?", "a pip project name",
@@ -65,7 +65,7 @@ _CONDA_PACKAGE = S.obj({
     "fn": S.file_name, "url": S.url, "mirrors": S.array(S.url), "channel": S.url,
     "sha256": S.sha256, "md5": S.nullable(S.md5), "size": S.size,
     "depends": S.strings, "constrains": S.strings,
-    "noarch": S.one_of(None, "python", "generic"), "license": _OPTIONAL_STR,
+    "noarch": S.one_of(None, "python", "generic"), "license": S.nullable(S.any_text),
     "timestamp": S.nullable(S.size),
 })
 _BASE = S.obj({
@@ -73,9 +73,9 @@ _BASE = S.obj({
     "manifest": S.obj({"mediaType": S.text, "layers": S.array(S.obj(
         {"digest": S.digest, "size": S.size, "mediaType": S.text}))}),
     "config": S.obj({"digest": S.digest, "diff_ids": S.array(S.digest)},
-                    {"Env": _OPTIONAL_STRINGS, "WorkingDir": _OPTIONAL_STR,
-                     "User": _OPTIONAL_STR, "Entrypoint": _OPTIONAL_STRINGS,
-                     "Cmd": _OPTIONAL_STRINGS}),
+                    {"Env": _OPTIONAL_ARGS, "WorkingDir": _OPTIONAL_STR,
+                     "User": _OPTIONAL_STR, "Entrypoint": _OPTIONAL_ARGS,
+                     "Cmd": _OPTIONAL_ARGS}),
     "blob_urls": S.array(S.url),
 })
 

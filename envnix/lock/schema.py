@@ -71,7 +71,8 @@ def string(pattern: str | None = None, expected: str = "a string", *, max_len: i
     """A str matching ``pattern`` (fullmatch); no control characters (tab/newline only when
     ``multiline``)."""
     regex = re.compile(pattern) if pattern else None
-    controls = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]" if multiline else r"[\x00-\x1f\x7f]")
+    controls = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]" if multiline
+                          else r"[\x00-\x1f\x7f]")
 
     def check(value: Any, where: str) -> None:
         if not isinstance(value, str):
@@ -195,6 +196,8 @@ md5 = string(r"[0-9a-f]{32}", "32 hex digits")
 digest = string(r"sha256:[0-9a-f]{64}", "sha256: and 64 hex digits")
 size = integer()
 text = string()
+any_text = string(multiline=True, max_len=1 << 20)
+"""Free text that may span lines: a shell command, an environment value, a control stanza."""
 token = string(r"[^\s]{1,200}", "a word without spaces", max_len=200)
 version = string(r"[A-Za-z0-9][A-Za-z0-9.+~:_!*-]{0,199}", "a version", max_len=200)
 name = string(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,199}", "a package name", max_len=200)
@@ -304,13 +307,12 @@ _PLAN = obj(
         "python": mapping(token, text),
         "artifacts": mapping(string(r"(deb|conda|wheel):[A-Za-z0-9_][A-Za-z0-9_.+-]{0,199}",
                                     "kind:name"), _PLAN_ARTIFACT),
-        "layers": array(obj({"name": text, "trees": strings}), unique=lambda la: la.get("name"),
-                        unique_field="name"),
+        "layers": array(obj({"name": text, "trees": strings})),
         "nixpkgsCuda": nullable(obj({}, other_keys=True)),
         "baseLayers": array(_PLAN_BASE_LAYER),
         "users": array(tuple_of(text, integer(), integer(), text, text)),
-        "runs": array(obj({"commands": strings})),
-        "runEnv": mapping(text, string(max_len=1 << 20)),
+        "runs": array(obj({"commands": array(any_text)})),
+        "runEnv": mapping(text, any_text),
     },
     # Fields a newer renderer adds are left to the Nix expression of the same version.
     other_keys=True,
