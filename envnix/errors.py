@@ -131,9 +131,9 @@ EXIT_CODES: dict[int, str] = {
     UsageError.exit_code: "usage: bad command-line arguments, or an input file is missing",
     FrontendError.exit_code: "build.envd / env.yaml: cannot be evaluated or asks for "
                              "something envnix cannot build",
-    LockError.exit_code: "lock: resolving packages failed, or envnix.lock is invalid",
-    StaleLockError.exit_code: "stale lock: envnix.lock no longer matches its inputs "
-                              "(`--check`, `--locked`)",
+    LockError.exit_code: "lock: resolving packages failed",
+    StaleLockError.exit_code: "stale or damaged lock: envnix.lock no longer matches its inputs "
+                              "or cannot be read (`--check`, `--locked`); run envnix lock",
     BuildError.exit_code: "Nix build failed (including a hash mismatch of a locked artifact)",
     PublishError.exit_code: "push, load or export failed",
     NetworkError.exit_code: "network: a mirror, index, registry or artifact could not be "

@@ -6,7 +6,6 @@ and says what to do. Everything Nix prints is still passed through with ``--verb
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import sys
@@ -27,6 +26,7 @@ from envnix.errors import (
     ToolMissingError,
     os_reason,
 )
+from envnix.lock.schema import read_plan
 from envnix.nixexpr import check_artifact, url_problem
 from envnix.render import nix_options
 
@@ -163,17 +163,9 @@ def _seedable(plan_path: Path) -> list[dict[str, str]]:
     """plan.json's artifacts, each checked as Nix would fetch it: http(s) only, no
     credentials, a sha256 and a store name that is also a safe file name. Seeding runs outside
     any sandbox, so this holds on its own, whatever wrote plan.json."""
-    try:
-        plan = json.loads(plan_path.read_text(encoding="utf-8"))
-        entries = [*plan["artifacts"].items(),
-                   *((f"base layer {i + 1}", a) for i, a in enumerate(plan["baseLayers"]))]
-    except OSError as exc:
-        raise BuildError(f"cannot read {plan_path}: {os_reason(exc)}",
-                         hint="run envnix render (or build) again") from None
-    except (ValueError, KeyError, TypeError, AttributeError):
-        raise LockError(f"{plan_path}: not a plan envnix wrote (artifacts or baseLayers "
-                        "missing or malformed)", hint="run envnix render (or build) again") \
-            from None
+    plan = read_plan(plan_path)
+    entries = [*plan["artifacts"].items(),
+               *((f"base layer {i + 1}", a) for i, a in enumerate(plan["baseLayers"]))]
     for what, artifact in entries:
         if not isinstance(artifact, dict):
             raise LockError(f"{plan_path}: {what}: not an object",

@@ -65,6 +65,11 @@ def url_problem(url: object) -> str | None:
     return None
 
 
+def shown_url(url: object) -> str:
+    """``url`` as an error message may show it: any user:password replaced, at most 200 chars."""
+    return re.sub(r"//[^/@]*@", "//***@", str(url))[:200]
+
+
 def check_artifact(artifact: Mapping[str, Any], what: str, source: str) -> None:
     """Refuse an artifact Nix would fetch unsafely: LockError naming ``source`` and ``what``.
 
@@ -73,7 +78,7 @@ def check_artifact(artifact: Mapping[str, Any], what: str, source: str) -> None:
     """
     problem = url_problem(artifact.get("url"))
     if problem:
-        shown = re.sub(r"//[^/@]*@", "//***@", str(artifact.get("url")))[:200]  # no password
+        shown = shown_url(artifact.get("url"))
         raise LockError(f"{source}: {what}: {problem}: {shown!r}",
                         hint="artifacts must come from http(s) mirrors; re-lock with "
                              "envnix lock (serve a local mirror over http if you have one)")

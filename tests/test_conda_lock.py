@@ -309,6 +309,12 @@ def test_package_without_sha256_is_hashed_at_lock_time(channel: ChannelInfo,
         again = lock_conda(["nosha"], [loc], glibc=GLIBC, cache_dir=cache)
         assert again[0] == entry
         assert srv.hits("good/fixture").count(f"/good/fixture/{built.path}") == 1
+        # A damaged cached hash (wrong type, short sha256) is not trusted: hashed again.
+        for damaged in ("[1, 2]", '{"sha256": "abc", "size": 1}', '{"sha256": null}', "\xff"):
+            for key_file in (cache / "hashes").glob("*.json"):
+                key_file.write_text(damaged)
+            assert lock_conda(["nosha"], [loc], glibc=GLIBC, cache_dir=cache)[0] == entry
+        assert srv.hits("good/fixture").count(f"/good/fixture/{built.path}") == 5
 
 
 def test_lock_is_deterministic(server: ChannelServer, tmp_path: Path) -> None:
@@ -376,6 +382,9 @@ def test_repodata_cache_location_and_revalidation(server: ChannelServer, tmp_pat
     mtimes = [p.stat().st_mtime_ns for p in cached]
     lock_conda(["pkg-a"], [loc], glibc=GLIBC)  # 304 Not Modified: files are not rewritten
     assert [p.stat().st_mtime_ns for p in cached] == mtimes
+    for meta in (default_cache_dir() / "repodata").glob("*.meta.json"):
+        meta.write_bytes(b'["not", "a", "mapping"]')  # damaged: fetched again, no traceback
+    assert lock_conda(["pkg-a"], [loc], glibc=GLIBC)[0]["name"] == "pkg-a"
 
 
 def test_no_specs_and_no_channels(cache: Path) -> None:

@@ -4,7 +4,6 @@ README's table says the same; Ctrl-C and SIGTERM stop Nix and leave nothing half
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -19,7 +18,7 @@ import pytest
 from _tiny import Server, dead_port, lock_text, tiny_context, wheel
 from conftest import ROOT, envnix, without_nix_path
 
-from envnix.errors import EXIT_CODES, LockError
+from envnix.errors import EXIT_CODES, BuildError, LockError
 from envnix.nix import seed_chroot_store
 
 
@@ -211,29 +210,36 @@ def test_store_seeding_never_reads_a_file_url(tmp_path: Path) -> None:
     store = tmp_path / "store"
     proc = subprocess.run([sys.executable, "-m", "envnix", "build", str(context), "--locked",
                            "--store", str(store)], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 4, proc.stderr
-    assert "only http(s) URLs are fetched" in one_error(proc)
+    # Refused where envnix.lock is read, before anything is fetched or seeded (the seeding's
+    # own check is tested on a tampered plan.json below).
+    assert proc.returncode == 5, proc.stderr
+    assert "expected an http(s) URL" in one_error(proc)
     assert not store.exists()
 
 
 @pytest.mark.parametrize("artifact, problem", [
-    ({"url": "file:///etc/shadow"}, "only http(s) URLs"),
-    ({"url": "http://user:secret@127.0.0.1:9/x.whl"}, "carries credentials"),
-    ({"url": "ftp://127.0.0.1/x.whl"}, "only http(s) URLs"),
+    ({"url": "file:///etc/shadow"}, "http(s) URL"),
+    ({"url": "http://user:secret@127.0.0.1:9/x.whl"}, "credentials"),
+    ({"url": "ftp://127.0.0.1/x.whl"}, "http(s) URL"),
     ({"url": "http://127.0.0.1:9/a b.whl"}, "spaces"),
-    ({"storeName": "../../../../tmp/ENVNIX_SEEDED"}, "not a valid Nix store name"),
-    ({"sha256": "../x"}, "sha256 is not"),
+    ({"storeName": "../../../../tmp/ENVNIX_SEEDED"}, "store name"),
+    ({"sha256": "../x"}, "sha256"),
 ])
 def test_seeding_checks_plan_json_on_its_own(tmp_path: Path, artifact: dict[str, str],
                                              problem: str) -> None:
-    """Whatever wrote plan.json, seeding (outside any sandbox) refuses these before acting."""
-    entry = {"url": "http://127.0.0.1:9/x.whl", "sha256": hashlib.sha256(b"x").hexdigest(),
-             "storeName": "x.whl", **artifact}
-    plan = tmp_path / "plan.json"
-    plan.write_text(json.dumps({"artifacts": {"wheel:x": entry}, "baseLayers": []}))
+    """Whatever wrote plan.json, seeding (outside any sandbox) refuses these before acting:
+    a plan envnix rendered, then tampered with."""
+    context = tiny_context(tmp_path, wheels=[wheel("http://127.0.0.1:9/x.whl", b"x")])
+    envnix("render", str(context), "--locked")
+    plan = context / ".envnix" / "plan.json"
+    data = json.loads(plan.read_text())
+    (key,) = data["artifacts"]
+    data["artifacts"][key].update(artifact)
+    plan.write_text(json.dumps(data))
     store = tmp_path / "store"
-    with pytest.raises(LockError, match=re.escape(problem)):
+    with pytest.raises((LockError, BuildError)) as info:
         seed_chroot_store(plan, str(store))
+    assert str(plan) in info.value.message and problem in info.value.message, info.value.message
     assert not store.exists() and not Path("/tmp/ENVNIX_SEEDED").exists()
 
 
@@ -242,7 +248,8 @@ def test_credentials_in_a_locked_url_are_refused_before_any_request(tmp_path: Pa
         host = server.url.removeprefix("http://")
         context = tiny_context(tmp_path, wheels=[wheel(f"http://me:secret@{host}/x.whl")])
         proc = envnix("build", str(context), "--locked", check=False)
-        assert proc.returncode == 4 and "carries credentials" in one_error(proc)
+        assert proc.returncode == 5 and "carries credentials" in one_error(proc)
+        assert "secret" not in proc.stderr
         assert server.requests == 0
 
 

@@ -7,7 +7,6 @@ stderr, results (paths, digests, JSON) to stdout, so scripts can capture them.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import sys
@@ -18,7 +17,6 @@ import click
 from envnix import __version__
 from envnix.errors import (
     INTERRUPTED,
-    BuildError,
     EnvnixError,
     StaleLockError,
     Terminated,
@@ -29,6 +27,7 @@ from envnix.fileio import atomic_write
 from envnix.frontend import load_spec
 from envnix.lock import (
     LOCK_NAME,
+    CorruptLockError,
     Lock,
     apt_sources,
     lock_inputs,
@@ -37,6 +36,7 @@ from envnix.lock import (
     stale_reason,
     write_lock,
 )
+from envnix.lock.schema import read_digests
 from envnix.nix import nix_build
 from envnix.oci.output import parse_output
 from envnix.oci.reference import image_name
@@ -85,7 +85,14 @@ def _lock_path(context: Path, spec: ImageSpec) -> Path:
 def _ensure_lock(context: Path, spec: ImageSpec, apt_mirror: str | None, locked: bool) -> Lock:
     """Use envnix.lock when it still answers the inputs; otherwise re-lock (unless --locked)."""
     path = _lock_path(context, spec)
-    existing = read_lock(path)
+    try:
+        existing = read_lock(path)
+    except CorruptLockError as exc:
+        if locked:
+            raise
+        # Like a stale lock: re-lock; write_lock keeps the damaged file as envnix.lock.bak.
+        _progress(f"lock: {path.name} is unusable ({exc.message.split(': ', 1)[-1]}); re-locking")
+        existing = None
     inputs = lock_inputs(spec, context)
     if existing is not None:
         reason = stale_reason(existing, inputs)
@@ -245,12 +252,7 @@ def build_cmd(path: str | None, path_opt: str | None, from_: str, cuda_provider:
                        progress=_progress, verbose=verbose)
     store_root = Path(store) if store and "://" not in store else None
     real = Path(str(store_root) + str(result.out_path)) if store_root else result.out_path
-    try:
-        digests = json.loads((real / "digests.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise BuildError(f"nix-build made {result.out_path} without a readable digests.json "
-                         f"({os_reason(exc) if isinstance(exc, OSError) else 'not JSON'})",
-                         hint="run envnix build again; if it persists, report it") from None
+    digests = read_digests(real / "digests.json")
     _progress(f"build: {result.built} derivation(s) built in {result.seconds:.1f}s")
     # The store path, not the result link: podman derives an image name from an oci: path,
     # and a component like ".envnix" is not a valid name.

@@ -12,6 +12,10 @@ must lock the same request without conda, so this module reads the file the way 
   env.yaml and runs ``pip install -r`` from that directory), so ``-r``, index options and
   local paths are relative to env.yaml.
 
+env.yaml is untrusted input like build.envd: every file it names (``-r`` files, nested ones
+included, and local paths) must resolve, symlinks followed, inside the build context, and is
+checked before anything is read (:func:`resolve_in_context`).
+
 Unlike conda (which drops unknown keys with a warning) an unknown top-level key is an error:
 a misspelt ``dependencies`` would otherwise lock an empty environment.
 
@@ -21,7 +25,9 @@ their text as written (``FOO: 1.10`` stays ``"1.10"``, not the float 1.1).
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 import textwrap
 import urllib.parse
 import urllib.request
@@ -49,9 +55,13 @@ CONDA_SUBDIRS = frozenset({
 
 _VCS_RE = re.compile(r"^(?:git|hg|svn|bzr)\+|@\s*(?:git|hg|svn|bzr)\+", re.I)
 _URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_HTTP_RE = re.compile(r"^https?://[^\s/]", re.I)
 _ARCHIVE_SUFFIXES = (".whl", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".zip")
 _COMMENT_RE = re.compile(r"(^|\s+)#.*$")
 _OPTION_RE = re.compile(r"^(?P<opt>--?[A-Za-z][A-Za-z-]*)(?:\s*=\s*|\s+|(?<=^-[a-z]))(?P<arg>.*)$")
+MAX_TEXT_BYTES = 16 << 20
+"""The largest env.yaml or requirements file envnix reads: far beyond any real one, and a
+bound on what a stranger's repository can make the lock step hold in memory."""
 # pip options that change nothing for a binary-only, hash-pinned lock.
 _NOOP_PIP_OPTIONS = frozenset({"--prefer-binary", "--require-hashes"})
 _OPTION_ALIASES = {"-r": "--requirement", "-e": "--editable", "-i": "--index-url",
@@ -99,6 +109,51 @@ class _Where:
 
 def _where(path: Path, node: yaml.Node) -> _Where:
     return _Where(str(path), node.start_mark.line + 1, node.start_mark.column + 1)
+
+
+def resolve_in_context(ref: str | os.PathLike[str], context: Path,
+                       base: Path | None = None) -> Path:
+    """The path ``ref`` names (relative to ``base``, default ``context``; ``~`` expanded),
+    symlinks followed, or ValueError saying why it may not be used: it resolves outside the
+    build context. Call it before touching the file, so nothing outside is ever read.
+
+    The one containment rule for files named by untrusted input (env.yaml's ``-r`` and local
+    paths, build.envd's ``requirements=``).
+    """
+    root = Path(context).resolve()
+    try:
+        target = ((base or root) / Path(ref).expanduser()).resolve()
+    except (OSError, RuntimeError) as exc:  # a symlink loop, an unreadable directory
+        raise ValueError(f"cannot resolve it: {getattr(exc, 'strerror', None) or exc}") from None
+    if not target.is_relative_to(root):
+        raise ValueError(f"it resolves to {target}, outside the build context {root}")
+    return target
+
+
+def read_context_text(path: Path) -> str:
+    """A text file that :func:`resolve_in_context` returned, or ValueError with a one-line
+    reason: only regular files (a FIFO would block, a device never ends), at most
+    MAX_TEXT_BYTES, UTF-8 (a leading BOM is dropped, as pip does)."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise ValueError(f"{path} does not exist") from None
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise ValueError(f"{path} is not a regular file")
+    if info.st_size > MAX_TEXT_BYTES:
+        raise ValueError(f"{path} is {info.st_size} bytes; envnix reads at most "
+                         f"{MAX_TEXT_BYTES >> 20} MiB from an env.yaml or requirements file")
+    try:
+        with path.open("rb") as fh:
+            data = fh.read(MAX_TEXT_BYTES + 1)
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path} is not UTF-8 text (byte {exc.start})") from None
 
 
 def _compose(text: str, path: Path) -> yaml.Node | None:
@@ -157,14 +212,20 @@ def _mapping(node: yaml.Node, path: Path, what: str) -> list[tuple[str, yaml.Nod
     return out
 
 
-def parse_env_yaml(path: Path) -> EnvFile:
-    """Read a conda env.yaml (``conda env export`` output or hand-written)."""
+def parse_env_yaml(path: Path, context: Path | None = None) -> EnvFile:
+    """Read a conda env.yaml (``conda env export`` output or hand-written).
+
+    Every file it names must lie inside ``context``, the build context (default: the
+    env.yaml's own directory, the narrowest safe choice for callers that do not know it).
+    """
     path = Path(path)
+    if not path.exists():
+        raise FrontendError("env.yaml file does not exist", file=str(path))
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise FrontendError("env.yaml file does not exist", file=str(path)) from None
-    except (OSError, UnicodeDecodeError) as exc:
+        if context is not None:
+            resolve_in_context(path.absolute(), context)
+        text = read_context_text(path)
+    except ValueError as exc:
         raise FrontendError(f"cannot read env.yaml: {exc}", file=str(path)) from None
     root = _compose(text, path)
     if root is None:
@@ -212,7 +273,7 @@ def parse_env_yaml(path: Path) -> EnvFile:
             raise _where(path, value).error(f"variable {key} must have a string value")
         variables[key] = value.value
 
-    pip = _PipSection()
+    pip = _PipSection(Path(context) if context is not None else path.parent)
     pip.read(pip_entries, path.parent.resolve(), ())
     return EnvFile(
         source=path,
@@ -280,7 +341,8 @@ def _logical_lines(text: str) -> Iterator[tuple[int, str]]:
 class _PipSection:
     """Accumulates what the pip lines of env.yaml (and the files they include) ask for."""
 
-    def __init__(self) -> None:
+    def __init__(self, context: Path) -> None:
+        self.context = context
         self.lines: list[str] = []
         self.local: list[tuple[str, bool]] = []
         self.index_url: str | None = None
@@ -314,6 +376,9 @@ class _PipSection:
             self._include(arg, where, base, stack)
         elif option == "--editable":
             self._requirement(arg, where, base, editable=True)
+        elif option in ("--index-url", "--extra-index-url") and not _HTTP_RE.match(arg):
+            # uv would read a file:// index from the host: only indexes served over http(s)
+            raise where.error(f"{option} {arg}: an index must be an http(s):// URL")
         elif option == "--index-url":
             self.index_url = arg  # pip: the last --index-url wins
         elif option == "--extra-index-url":
@@ -332,16 +397,18 @@ class _PipSection:
     def _include(self, ref: str, where: _Where, base: Path, stack: tuple[Path, ...]) -> None:
         if _URL_RE.match(ref):
             raise where.error(f"-r {ref}: requirements files from URLs are not supported yet")
-        target = (base / Path(ref).expanduser()).resolve()
+        try:
+            target = resolve_in_context(ref, self.context, base)
+        except ValueError as exc:
+            raise where.error(f"-r {ref}: {exc}",
+                              hint="envnix reads only files inside the build context") from None
         if target in stack:
             chain = " -> ".join(p.name for p in (*stack, target))
             raise where.error(f"requirements files include each other: {chain}")
         try:
-            text = target.read_text(encoding="utf-8-sig")
-        except FileNotFoundError:
-            raise where.error(f"-r {ref}: {target} does not exist") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise where.error(f"-r {ref}: cannot read {target}: {exc}") from None
+            text = read_context_text(target)
+        except ValueError as exc:
+            raise where.error(f"-r {ref}: {exc}") from None
         if target not in self.files:
             self.files.append(target)
         entries = ((line, _Where(str(target), number)) for number, line in _logical_lines(text))
@@ -358,7 +425,11 @@ class _PipSection:
             return
         if re.search(r"\[[^\]]*\]$", local):
             raise where.error(f"extras on a local path ({req!r}) are not supported yet")
-        target = (base / Path(local).expanduser()).resolve()
+        try:
+            target = resolve_in_context(local, self.context, base)
+        except ValueError as exc:
+            raise where.error(f"local pip path {req!r}: {exc}",
+                              hint="move it under the build context") from None
         if not target.exists():
             raise where.error(f"local pip path {req!r} does not exist (looked at {target})")
         entry = (str(target), editable)

@@ -25,12 +25,19 @@ from envnix.frontend.envyaml import (
 )
 from envnix.lock import debian, pip
 from envnix.lock.cuda import lock_cuda_pip
-from envnix.lock.lockfile import LOCK_NAME, Lock, read_lock, stale_reason, write_lock
+from envnix.lock.lockfile import (
+    LOCK_NAME,
+    CorruptLockError,
+    Lock,
+    read_lock,
+    stale_reason,
+    write_lock,
+)
 from envnix.spec import CUSTOM_IMAGE_RELEASE, ImageSpec, OsRelease, PipRequest, cuda_apt
 from envnix.spec.cuda import implied_by_wheels
 
-__all__ = ["LOCK_NAME", "CondaPlan", "Lock", "apt_sources", "conda_plan", "lock_inputs",
-           "make_lock", "pip_request", "read_lock", "stale_reason", "write_lock"]
+__all__ = ["LOCK_NAME", "CondaPlan", "CorruptLockError", "Lock", "apt_sources", "conda_plan",
+           "lock_inputs", "make_lock", "pip_request", "read_lock", "stale_reason", "write_lock"]
 
 Progress = Callable[[str], None]
 
@@ -50,7 +57,8 @@ def conda_plan(spec: ImageSpec, context: Path) -> CondaPlan | None:
     """Read env.yaml and config.conda_channel for a conda-provided Python; None otherwise."""
     if spec.python is None or spec.python.provider != "conda":
         return None
-    env = parse_env_yaml(context / spec.conda.env_file) if spec.conda.env_file else None
+    env = (parse_env_yaml(context / spec.conda.env_file, context) if spec.conda.env_file
+           else None)
     condarc = (parse_condarc(spec.conda.condarc, f"{spec.manifest}: config.conda_channel")
                if spec.conda.condarc else None)
     names = effective_channels(env.channels if env else (), condarc,

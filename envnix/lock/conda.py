@@ -23,7 +23,6 @@ import concurrent.futures
 import contextlib
 import hashlib
 import http.client
-import io
 import json
 import os
 import re
@@ -31,7 +30,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Coroutine, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, TypeVar
@@ -40,12 +39,10 @@ import zstandard
 
 from envnix.errors import FetchError, LockError, PackageNotFoundError
 from envnix.fileio import atomic_write, atomic_writer
+from envnix.lock.fetch import CHUNK, NotFound, open_url, reason
 
 if TYPE_CHECKING:
     from rattler import GenericVirtualPackage, RepoDataRecord
-
-HTTP_TIMEOUT = 30.0
-"""Seconds before a mirror that accepted the connection but stopped answering is given up."""
 
 DEFAULT_LINUX_KERNEL = "4.18"
 """``__linux`` for the target. An image runs on whatever kernel its host has; 4.18 (the oldest
@@ -88,66 +85,6 @@ def default_cache_dir() -> Path:
 # --------------------------------------------------------------------------------------------
 
 
-def _reason(err: BaseException) -> str:
-    if isinstance(err, urllib.error.HTTPError):
-        return f"HTTP {err.code}"
-    if isinstance(err, urllib.error.URLError):
-        reason = err.reason
-        if isinstance(reason, OSError) and reason.strerror:
-            return reason.strerror.lower()
-        return str(reason)
-    if isinstance(err, TimeoutError):
-        return f"no answer in {HTTP_TIMEOUT:.0f}s"
-    return str(err) or type(err).__name__
-
-
-class _NotFound(Exception):
-    """The server answered 404/410: the file is not there (as opposed to the server is down)."""
-
-
-_CHUNK = 1 << 20
-
-
-@dataclass
-class _Response:
-    """An open download: ``status`` is 200 or 304; ``body`` is a file object to stream."""
-
-    status: int
-    body: BinaryIO
-    etag: str | None = None
-    last_modified: str | None = None
-
-
-@contextlib.contextmanager
-def _open_url(url: str, headers: dict[str, str] | None = None) -> Iterator[_Response]:
-    """Open ``url`` for streaming; 404/410 raise _NotFound, other failures OSError & co.
-
-    Streaming matters: a big channel's repodata.json is hundreds of MB, and a package that
-    must be hashed can be a GB.
-    """
-    if url.startswith("file:"):
-        path = Path(urllib.request.url2pathname(urllib.parse.urlsplit(url).path))
-        if not path.is_file():
-            raise _NotFound(url)
-        with path.open("rb") as f:
-            yield _Response(200, f)
-        return
-    request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT, **(headers or {})})
-    try:
-        resp = urllib.request.urlopen(request, timeout=HTTP_TIMEOUT)
-    except urllib.error.HTTPError as err:
-        if err.code == 304:
-            yield _Response(304, io.BytesIO(), err.headers.get("ETag"),
-                            err.headers.get("Last-Modified"))
-            return
-        if err.code in (404, 410):
-            raise _NotFound(url) from None
-        raise
-    with resp:
-        yield _Response(resp.status, resp, resp.headers.get("ETag"),
-                        resp.headers.get("Last-Modified"))
-
-
 @dataclass(frozen=True)
 class RepodataFile:
     """One subdir's repodata.json, cached on disk, and the mirror it came from."""
@@ -181,15 +118,15 @@ def fetch_repodata(channel: ChannelLike, subdir: str, cache_dir: Path,
             url = f"{base}/{subdir}/{name}"
             try:
                 path = _fetch_cached(url, cache_dir)
-            except _NotFound:
+            except NotFound:
                 continue
             except urllib.error.HTTPError as err:
                 if name.endswith(".zst"):
                     continue  # some mirrors refuse what they do not have with 403/500
-                tried.append(f"{base} ({_reason(err)})")
+                tried.append(f"{base} ({reason(err)})")
                 break
             except (OSError, http.client.HTTPException) as err:
-                tried.append(f"{base} ({_reason(err)})")
+                tried.append(f"{base} ({reason(err)})")
                 break
             if progress:
                 progress(f"conda: repodata {channel.canonical} {subdir} from {base}")
@@ -220,16 +157,18 @@ def _fetch_cached(url: str, cache_dir: Path) -> Path:
     meta_path = cache_dir / "repodata" / f"{key}.meta.json"
     headers: dict[str, str] = {}
     if data_path.is_file() and meta_path.is_file():
-        meta: dict[str, Any] = {}
+        meta: Any = {}
         with contextlib.suppress(OSError, ValueError):
-            meta = json.loads(meta_path.read_text())
+            meta = json.loads(meta_path.read_bytes())
+        if not isinstance(meta, dict):  # a damaged cache entry: fetch again
+            meta = {}
         if meta.get("url") == url and meta.get("size") == data_path.stat().st_size:
             if meta.get("etag"):
                 headers["If-None-Match"] = meta["etag"]
             if meta.get("last_modified"):
                 headers["If-Modified-Since"] = meta["last_modified"]
     data_path.parent.mkdir(parents=True, exist_ok=True)
-    with _open_url(url, headers) as resp:
+    with open_url(url, headers, user_agent=_USER_AGENT) as resp:
         if resp.status == 304 and headers:
             return data_path
         with atomic_writer(data_path) as out:
@@ -238,12 +177,12 @@ def _fetch_cached(url: str, cache_dir: Path) -> Path:
                 source = zstandard.ZstdDecompressor().stream_reader(
                     resp.body, read_across_frames=True)
             try:
-                first = source.read(_CHUNK)
+                first = source.read(CHUNK)
                 if not first.lstrip()[:1] == b"{":
                     raise OSError(f"{url.rsplit('/', 1)[-1]} is not a JSON object")
                 size = len(first)
                 out.write(first)
-                while chunk := source.read(_CHUNK):
+                while chunk := source.read(CHUNK):
                     out.write(chunk)
                     size += len(chunk)
             except zstandard.ZstdError as err:
@@ -451,25 +390,28 @@ def _hash_download(urls: Sequence[str], md5: str | None, size: int | None, cache
     key_file = None
     if md5:
         key_file = cache_dir / "hashes" / f"{_cache_key(urls[-1] + '#' + md5)}.json"
-        with contextlib.suppress(OSError, ValueError, KeyError):
-            cached = json.loads(key_file.read_text())
-            return str(cached["sha256"]), int(cached["size"])
+        with contextlib.suppress(OSError, ValueError):
+            cached = json.loads(key_file.read_bytes())
+            if (isinstance(cached, dict) and isinstance(cached.get("sha256"), str)
+                    and re.fullmatch(r"[0-9a-f]{64}", cached["sha256"])
+                    and type(cached.get("size")) is int and cached["size"] >= 0):
+                return cached["sha256"], cached["size"]
     errors = []
     for url in urls:
         if progress:
             progress(f"conda: {fn} has no sha256 in repodata; hashing it from {url}")
         sha, md5sum, got = hashlib.sha256(), hashlib.md5(), 0
         try:
-            with _open_url(url) as resp:
-                while chunk := resp.body.read(_CHUNK):
+            with open_url(url, user_agent=_USER_AGENT) as resp:
+                while chunk := resp.body.read(CHUNK):
                     sha.update(chunk)
                     md5sum.update(chunk)
                     got += len(chunk)
-        except _NotFound:
+        except NotFound:
             errors.append(f"{url} (not found)")
             continue
         except (OSError, http.client.HTTPException) as err:
-            errors.append(f"{url} ({_reason(err)})")
+            errors.append(f"{url} ({reason(err)})")
             continue
         if md5 and md5sum.hexdigest() != md5:
             errors.append(f"{url} (md5 differs from repodata)")

@@ -3,22 +3,151 @@
 The file is JSON with sorted keys and two-space indents: deterministic bytes for the same inputs,
 readable in a diff, and loadable by Nix itself (``builtins.fromJSON``). It records the *requests*
 it was made from, so ``envnix lock --check`` can say exactly what changed.
+
+A lock is read back only through :meth:`Lock.loads`, which checks every field (see
+envnix.lock.schema): a lock may come from a stranger's repository, and one that lists an
+artifact twice, a ``file://`` URL or a short sha256 is refused with the file and the field.
+envnix also never writes a lock it would refuse to read.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from envnix import __version__
-from envnix.errors import LockError
+from envnix.errors import LockError, StaleLockError
 from envnix.fileio import atomic_write
+from envnix.lock import schema as S
 
 LOCK_NAME = "envnix.lock"
 LOCK_VERSION = 1
+BACKUP_SUFFIX = ".bak"
+LOCK_HINT = f"run envnix lock to re-lock (it keeps this file as {LOCK_NAME}{BACKUP_SUFFIX})"
+
+
+class CorruptLockError(StaleLockError):
+    """envnix.lock cannot be used as it is: not JSON, another lock-version, or a field without
+    its shape. ``envnix lock`` replaces it (keeping the old file); --locked and --check stop.
+    A stale lock's exit code: the fix is the same, run envnix lock."""
+
+
+_OPTIONAL_STR = S.nullable(S.text)
+_OPTIONAL_ARGS = S.nullable(S.array(S.any_text))
+_APT_SOURCE = S.obj({"uri": S.url, "suite": S.text, "components": S.array(S.token)},
+                    {"snapshot": S.token, "flat": S.boolean})
+_APT_INDEX = S.obj({"uri": S.url, "suite": S.text, "url": S.url,
+                    "component": S.string(r"[^\s]{0,200}", "a component (none: flat)"),
+                    "sha256": S.sha256, "size": S.size})
+_APT_PACKAGE = S.obj({
+    "name": S.string(r"[a-z0-9][a-z0-9+.-]{0,199}", "a Debian package name", max_len=200),
+    "version": S.version, "arch": S.token, "filename": S.rel_path, "url": S.url,
+    "sha256": S.sha256, "size": S.size, "priority": S.text, "essential": S.boolean,
+    "source_suite": S.text, "control": S.any_text,
+})
+_WHEEL = S.obj({
+    "name": S.string(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,198}[A-Za-z0-9])?", "a pip project name",
+                     max_len=200),
+    "version": S.version, "url": S.url, "sha256": S.sha256, "size": S.size,
+    "filename": S.string(r"[A-Za-z0-9_][A-Za-z0-9_.+~%!-]{0,250}\.whl", "a wheel file name",
+                         max_len=255),
+})
+_CONDA_CHANNEL = S.obj({"name": S.text, "url": S.url, "mirrors": S.array(S.url)})
+_CONDA_PACKAGE = S.obj({
+    "kind": S.one_of("conda"), "name": S.name, "version": S.version, "build": S.token,
+    "build_number": S.size, "subdir": S.string(r"[a-z0-9_-]{1,40}", "a conda subdir"),
+    "fn": S.file_name, "url": S.url, "mirrors": S.array(S.url), "channel": S.url,
+    "sha256": S.sha256, "md5": S.nullable(S.md5), "size": S.size,
+    "depends": S.strings, "constrains": S.strings,
+    "noarch": S.one_of(None, "python", "generic"), "license": S.nullable(S.any_text),
+    "timestamp": S.nullable(S.size),
+})
+_BASE = S.obj({
+    "ref": S.text, "digest": S.digest,
+    "manifest": S.obj({"mediaType": S.text, "layers": S.array(S.obj(
+        {"digest": S.digest, "size": S.size, "mediaType": S.text}))}),
+    "config": S.obj({"digest": S.digest, "diff_ids": S.array(S.digest)},
+                    {"Env": _OPTIONAL_ARGS, "WorkingDir": _OPTIONAL_STR,
+                     "User": _OPTIONAL_STR, "Entrypoint": _OPTIONAL_ARGS,
+                     "Cmd": _OPTIONAL_ARGS}),
+    "blob_urls": S.array(S.url),
+})
+
+
+def _name(entry: Any) -> Any:
+    return entry.get("name")
+
+
+_LOCK = S.obj(
+    {
+        "lock-version": S.anything,  # checked first, for its own message
+        "created-by": S.text,
+        "inputs": S.mapping(S.text, S.anything),
+        "apt": S.obj({
+            "sources": S.array(_APT_SOURCE),
+            "indexes": S.array(_APT_INDEX, unique=lambda i: i.get("url"), unique_field="url"),
+            "packages": S.array(_APT_PACKAGE, unique=_name, unique_field="name"),
+        }),
+        "pip": S.obj({"wheels": S.array(_WHEEL, unique=lambda w: S.pep503(w.get("name")),
+                                        unique_field="name")}),
+    },
+    {
+        "conda": S.obj({
+            "channels": S.array(_CONDA_CHANNEL, unique=lambda c: c.get("url"),
+                                unique_field="url"),
+            "packages": S.array(_CONDA_PACKAGE, unique=_name, unique_field="name"),
+        }),
+        "base": _BASE,
+    },
+)
+
+
+def _check_across(data: dict[str, Any]) -> None:
+    """What one field's check cannot see: an artifact URL listed twice in any section (Nix
+    would fetch it once and the two entries would silently become one), and a base image
+    whose layers, diff_ids and blob URLs do not line up."""
+    seen: dict[str, str] = {}
+    sections = (("apt.packages", data["apt"]["packages"]),
+                ("conda.packages", data.get("conda", {}).get("packages", [])),
+                ("pip.wheels", data["pip"]["wheels"]))
+    for where, entries in sections:
+        for i, entry in enumerate(entries):
+            here = f"{where}[{i}].url"
+            if entry["url"] in seen:
+                raise S.Invalid(here, f"{entry['url']!r} appears twice (also {seen[entry['url']]})")
+            seen[entry["url"]] = here
+    base = data.get("base")
+    if base is not None:
+        layers = len(base["manifest"]["layers"])
+        for where, items in (("base.config.diff_ids", base["config"]["diff_ids"]),
+                             ("base.blob_urls", base["blob_urls"])):
+            if len(items) != layers:
+                raise S.Invalid(where, f"{len(items)} entries for {layers} layers")
+
+
+def check_lock_data(data: Any, origin: str) -> None:
+    """Raise CorruptLockError unless ``data`` (parsed JSON) is a lock this envnix reads."""
+    if not isinstance(data, dict):
+        raise CorruptLockError(f"{origin}: expected a JSON object, got {S.kind(data)}",
+                               hint=LOCK_HINT)
+    if "lock-version" not in data:
+        raise CorruptLockError(f"{origin}: lock-version: missing; not an envnix lock?",
+                               hint=LOCK_HINT)
+    found = data["lock-version"]
+    if found != LOCK_VERSION or type(found) is not int:
+        raise CorruptLockError(f"{origin}: lock-version {S.show(found)} is not {LOCK_VERSION}: "
+                               "made by another envnix version", hint=LOCK_HINT)
+    S.validate(data, _LOCK, origin, CorruptLockError, LOCK_HINT)
+    try:
+        _check_across(data)
+    except S.Invalid as exc:
+        raise CorruptLockError(f"{origin}: {exc}", hint=LOCK_HINT) from None
 
 
 @dataclass
@@ -63,15 +192,11 @@ class Lock:
         return "sha256:" + hashlib.sha256(self.dumps().encode()).hexdigest()
 
     @classmethod
-    def loads(cls, text: str, origin: str = LOCK_NAME) -> Lock:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise LockError(f"{origin}: not valid JSON (line {exc.lineno}): {exc.msg}",
-                            hint="delete it and run envnix lock") from None
-        if data.get("lock-version") != LOCK_VERSION:
-            raise LockError(f"{origin}: lock-version {data.get('lock-version')!r} is not "
-                            f"{LOCK_VERSION}", hint="run envnix lock to rewrite it")
+    def loads(cls, text: str | bytes, origin: str = LOCK_NAME) -> Lock:
+        """Parse and check a lock; anything wrong is one CorruptLockError naming the field."""
+        raw = text.encode("utf-8", "surrogateescape") if isinstance(text, str) else text
+        data = S.parse_json(raw, origin, CorruptLockError, LOCK_HINT)
+        check_lock_data(data, origin)
         return cls(
             inputs=data["inputs"],
             apt_sources=data["apt"]["sources"],
@@ -88,18 +213,62 @@ class Lock:
 
 
 def read_lock(path: Path) -> Lock | None:
-    if not path.exists():
+    """The lock at ``path``, checked; None when there is none."""
+    if not os.path.lexists(path):
         return None
-    return Lock.loads(path.read_text(encoding="utf-8"), origin=str(path))
+    return Lock.loads(_lock_bytes(path), origin=str(path))
 
 
-def write_lock(path: Path, lock: Lock) -> bool:
-    """Write atomically (temp file + rename): a crash never leaves half a lock. True if changed."""
-    text = lock.dumps()
-    if path.exists() and path.read_text(encoding="utf-8") == text:
-        return False
-    atomic_write(path, text)
+def _lock_bytes(path: Path) -> bytes:
+    """Only a regular file beside build.envd is read: a symlink leading elsewhere (a
+    stranger's repository could point it at any host file) is refused like a corrupt lock."""
+    if path.is_symlink():
+        target = path.resolve()
+        if not target.is_relative_to(path.parent.resolve()):
+            raise CorruptLockError(f"{path}: a symlink to {target}, outside its directory",
+                                   hint=LOCK_HINT)
+    return S.read_bytes(path, str(path), CorruptLockError, LOCK_HINT)
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def write_lock(path: Path, lock: Lock, notice: Callable[[str], None] | None = None) -> bool:
+    """Write atomically (temp file + rename): a crash never leaves half a lock. True if changed.
+
+    The new lock is checked first: envnix never writes a lock it would refuse to read. An
+    existing file that is not a valid lock (corrupt, foreign, another version) is kept as
+    envnix.lock.bak, and ``notice`` (default: stderr) gets one line saying so.
+    """
+    raw = lock.dumps().encode("utf-8")
+    try:
+        check_lock_data(json.loads(raw), f"the new {path.name}")
+    except CorruptLockError as exc:
+        raise LockError(exc.message, hint="envnix.lock records only http(s) URLs, so that it "
+                        "rebuilds on any machine: serve a local mirror or channel over http"
+                        if "http(s) URL" in exc.message else None) from None
+    if os.path.lexists(path):
+        try:
+            old = _lock_bytes(path)
+            if old == raw and not path.is_symlink():
+                return False
+            Lock.loads(old, origin=str(path))
+        except CorruptLockError as exc:
+            _keep_corrupt(path, exc, notice or _stderr)
+    atomic_write(path, raw)
     return True
+
+
+def _keep_corrupt(path: Path, error: CorruptLockError, notice: Callable[[str], None]) -> None:
+    backup = path.with_name(path.name + BACKUP_SUFFIX)
+    try:
+        os.replace(path, backup)
+    except OSError as exc:
+        raise LockError(f"{path}: cannot move the unusable lock aside to {backup.name}: "
+                        f"{exc.strerror}", hint=f"remove {path} and run envnix lock") from None
+    reason = error.message.split(": ", 1)[-1]
+    notice(f"lock: {path.name} was unusable ({reason}); kept it as {backup.name}")
 
 
 def stale_reason(lock: Lock, inputs: dict[str, Any]) -> str | None:

@@ -3,12 +3,20 @@
 uv resolves for a target that is not the host (``--python-version``, ``--python-platform``),
 binary-only, and its PEP 751 pylock.toml output names exactly one wheel per package with URL,
 size and sha256 — which is what the lock needs. Nothing is downloaded except metadata.
+
+Indexes that serve plain PEP 503 HTML (many private indexes and mirrors) give no file sizes,
+and may give no ``#sha256=`` either; uv then writes wheels without them. The lock asks the
+server: the size from a HEAD request (Content-Length), and when that says nothing or the
+sha256 is missing too, the wheel is downloaded once and hashed (:func:`_complete`).
 """
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import difflib
 import gzip
+import http.client
 import json
 import os
 import re
@@ -16,17 +24,28 @@ import subprocess
 import tempfile
 import time
 import tomllib
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from envnix.errors import FetchError, LockError, PackageNotFoundError, ToolMissingError
+from envnix.errors import (
+    FetchError,
+    LockError,
+    PackageNotFoundError,
+    SpecError,
+    ToolMissingError,
+)
 from envnix.fileio import atomic_write
+from envnix.frontend.envyaml import read_context_text, resolve_in_context
+from envnix.lock import fetch
 from envnix.spec import PipRequest
 
 DEFAULT_INDEX = "https://pypi.org/simple"
 _NAMES_CACHE_SECONDS = 7 * 24 * 3600
+_PARALLEL = 8
+"""Requests in flight at once when asking an index for sizes or hashes."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +67,17 @@ class Wheel:
         return cls(**data)  # type: ignore[arg-type]
 
 
+@dataclass(frozen=True)
+class _Found:
+    """A wheel as pylock.toml names it; ``sha256``/``size`` are None when the index gave none."""
+
+    name: str
+    version: str
+    url: str
+    sha256: str | None
+    size: int | None
+
+
 def manylinux_platform(glibc: str) -> str:
     """uv's platform name for an x86_64 glibc target, e.g. 2.36 -> x86_64-manylinux_2_36."""
     major, minor = glibc.split(".")[:2]
@@ -66,10 +96,16 @@ def requirements_text(request: PipRequest, context: Path) -> str:
     """The requirements.in that uv resolves: names, then the requirements files' contents.
 
     Files are inlined (not referenced with -r) so the lock fingerprint covers their contents.
+    They must lie inside the build context (the frontend checked; this is the reader).
     """
     lines = list(request.packages)
     for rel in request.requirements_files:
-        for raw in (context / rel).read_text(encoding="utf-8").splitlines():
+        try:
+            text = read_context_text(resolve_in_context(rel, context))
+        except ValueError as exc:
+            raise SpecError(f"requirements file {rel}: {exc}",
+                            hint="envnix reads only files inside the build context") from None
+        for raw in text.splitlines():
             line = raw.strip()
             if not line or line.startswith("#"):
                 continue
@@ -129,7 +165,8 @@ def lock_pip(
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
         if proc.returncode != 0:
             raise _uv_error(proc.stderr, index)
-        wheels = _parse_pylock(out.read_text(encoding="utf-8"))
+        found = _parse_pylock(out.read_text(encoding="utf-8"))
+    wheels = _complete(found, set(request.trusted_hosts), progress)
     if progress:
         total = sum(w.size for w in wheels)
         progress(f"pip: locked {len(wheels)} wheel(s), {total / 1e6:.1f} MB, "
@@ -137,25 +174,83 @@ def lock_pip(
     return wheels
 
 
-def _parse_pylock(text: str) -> list[Wheel]:
+def _parse_pylock(text: str) -> list[_Found]:
     data = tomllib.loads(text)
-    wheels = []
+    found = []
     for pkg in data.get("packages", []):
         files = pkg.get("wheels") or []
         if not files:
             raise LockError(f"pip: {pkg['name']} {pkg.get('version')} has no wheel for the "
                             "target platform (sdists are not built)")
         wheel = max(files, key=lambda f: _wheel_preference(f["url"].rsplit("/", 1)[-1]))
-        url = wheel["url"]
-        wheels.append(Wheel(
-            name=pkg["name"],
-            version=str(pkg["version"]),
-            filename=url.rsplit("/", 1)[-1],
-            url=url,
-            sha256=wheel["hashes"]["sha256"],
-            size=int(wheel["size"]),
+        sha256 = (wheel.get("hashes") or {}).get("sha256")
+        size = wheel.get("size")
+        found.append(_Found(
+            name=pkg["name"], version=str(pkg["version"]), url=wheel["url"],
+            sha256=str(sha256).lower() if sha256 else None,
+            size=int(size) if size is not None else None,
         ))
-    return sorted(wheels, key=lambda w: w.name)
+    return sorted(found, key=lambda f: f.name)
+
+
+def _complete(found: list[_Found], trusted_hosts: set[str],
+              progress: Callable[[str], None] | None = None) -> list[Wheel]:
+    """Wheels with sha256 and size, asking the index for what its pages did not say.
+
+    A PEP 503 HTML page gives no sizes: one HEAD per wheel (in parallel) reads them. A wheel
+    without a sha256, or whose server sends no Content-Length, is downloaded and hashed; a
+    download that contradicts the sha256 the page gave is an error, not a silent re-pin.
+    """
+    missing = [f for f in found if f.sha256 is None or f.size is None]
+    done = {f.url: f for f in found if f not in missing}
+    if missing:
+        started = time.monotonic()
+        workers = min(_PARALLEL, len(missing))
+        with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+            jobs = [pool.submit(_ask_index, f, trusted_hosts) for f in missing]
+            for job in jobs:
+                completed = job.result()
+                done[completed.url] = completed
+        if progress:
+            hashed = sum(1 for f in missing if f.sha256 is None)
+            progress(f"pip: the index gave no size for {len(missing)} wheel(s)"
+                     + (f" and no sha256 for {hashed}" if hashed else "")
+                     + f"; asked the server in {time.monotonic() - started:.1f}s")
+    wheels = []
+    for f in found:
+        full = done[f.url]
+        assert full.sha256 is not None and full.size is not None
+        wheels.append(Wheel(name=f.name, version=f.version,
+                            filename=f.url.rsplit("/", 1)[-1],
+                            url=f.url, sha256=full.sha256, size=full.size))
+    return wheels
+
+
+def _ask_index(found: _Found, trusted_hosts: set[str]) -> _Found:
+    """``found`` with its size (HEAD) and, when needed, sha256 (download and hash)."""
+    url = found.url
+    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+        raise LockError(f"pip: {found.name} {found.version} comes from {url}, not an http(s) "
+                        "URL", hint="serve the index over http(s): envnix.lock records only "
+                                    "URLs any machine can fetch")
+    insecure = (urllib.parse.urlsplit(url).hostname or "") in trusted_hosts
+    size = fetch.content_length(url, insecure=insecure) if found.sha256 else None
+    if size is not None:
+        return replace(found, size=size)
+    try:
+        sha256, size = fetch.hash_url(url, insecure=insecure)
+    except fetch.NotFound:
+        raise FetchError(f"pip: {url} is listed by the index but not found (HTTP 404)",
+                         hint="the index is inconsistent; try again or ask its maintainers"
+                         ) from None
+    except (OSError, http.client.HTTPException) as err:
+        raise FetchError(f"pip: cannot download {url} to hash it: {fetch.reason(err)}"
+                         ) from None
+    if found.sha256 is not None and sha256 != found.sha256:
+        raise LockError(f"pip: {url} has sha256 {sha256}, but the index says {found.sha256}",
+                        hint="the index or a proxy serves other bytes than it lists; "
+                             "check it before locking")
+    return replace(found, sha256=sha256, size=size)
 
 
 _LEGACY_MANYLINUX = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
@@ -215,7 +310,11 @@ def _index_names(index: str) -> list[str]:
     key = re.sub(r"[^A-Za-z0-9]+", "_", index).strip("_")
     cache = cache_root / f"index-names-{key}.json.gz"
     if cache.exists() and time.time() - cache.stat().st_mtime < _NAMES_CACHE_SECONDS:
-        return json.loads(gzip.decompress(cache.read_bytes()))
+        with contextlib.suppress(OSError, ValueError, EOFError):
+            cached = json.loads(gzip.decompress(cache.read_bytes()))
+            if isinstance(cached, list) and all(isinstance(n, str) for n in cached):
+                return cached
+        # a damaged cache entry: fetch the listing again
     req = urllib.request.Request(index.rstrip("/") + "/",
                                  headers={"Accept": "application/vnd.pypi.simple.v1+json"})
     with urllib.request.urlopen(req, timeout=30) as resp:

@@ -32,6 +32,7 @@ from envnix import __version__
 from envnix.errors import SpecError, UsageError, os_reason
 from envnix.fileio import atomic_write, default_mode
 from envnix.lock.lockfile import LOCK_NAME, Lock
+from envnix.lock.schema import PLAN_SCHEMA
 from envnix.nixexpr import check_artifact, nix_string
 from envnix.oci.reference import image_name
 from envnix.render.context import write_context_tree
@@ -156,6 +157,7 @@ def build_plan(spec: ImageSpec, lock: Lock, tag: str) -> dict[str, Any]:
                                             spec.cuda.components)
                     if spec.cuda and spec.cuda.provider == "nixpkgs" else None)
     return {
+        "schema": PLAN_SCHEMA,  # read back by envnix.lock.schema.read_plan
         "tag": tag,
         "storeName": store_name(tag.replace(":", "-")),
         "mtime": source_date_epoch(),
