@@ -115,8 +115,10 @@ def toolkit_pins(release: ToolkitRelease, trusted_hosts: Sequence[str] = ()) -> 
     """The ``all`` extra of a cuda-toolkit wheel as constraint lines ('name==1.2.3.*')."""
     data = _get(release.url, trusted_hosts, limit=_MAX_METAPACKAGE_BYTES)
     if release.sha256 and hashlib.sha256(data).hexdigest() != release.sha256:
-        raise FetchError(f"{TOOLKIT} {release.version}: {release.url} does not match the "
-                         "index's sha256")
+        # Not a network failure: the bytes are not what the index promised (retrying gives
+        # the same bytes), so the stage's code.
+        raise LockError(f"{TOOLKIT} {release.version}: {release.url} does not match the "
+                        "index's sha256")
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as whl:
             name = next(n for n in whl.namelist() if n.endswith(".dist-info/METADATA"))

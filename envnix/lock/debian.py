@@ -1125,8 +1125,9 @@ def fetch_release(source: AptSource) -> Release:
     if raw is None:
         what = ("a flat apt repository (InRelease next to Packages)" if source.flat
                 else f"the {source.suite} suite")
-        raise FetchError(f"cannot fetch {base}/Release (nor InRelease): not found; does "
-                         f"{source.uri} carry {what}? check {source.setting}")
+        # The mirror answered, without this suite: a setting to fix, not a retry (so not 8).
+        raise LockError(f"cannot fetch {base}/Release (nor InRelease): not found; does "
+                        f"{source.uri} carry {what}? check {source.setting}")
     signature = _http_get(f"{base}/Release.gpg", missing_ok=True, setting=source.setting)
     return parse_release(verify_release(source, f"{base}/Release", raw, signature))
 
