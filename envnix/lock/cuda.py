@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 
-from envnix.errors import FetchError, LockError, PackageNotFoundError
+from envnix.errors import FetchError, LockError, PackageNotFoundError, os_reason
 from envnix.lock import pip
 from envnix.spec import CudaSpec, PipRequest
 from envnix.spec.cuda import matches, release_key, satisfiable_summary
@@ -217,7 +217,7 @@ def _get_page(url: str, trusted_hosts: Sequence[str]) -> tuple[str, str]:
     except urllib.error.HTTPError:
         raise
     except (urllib.error.URLError, OSError) as exc:
-        raise FetchError(f"cuda: cannot reach the index {url}: {exc}") from exc
+        raise FetchError(f"cuda: cannot reach the index {url}: {os_reason(exc)}") from exc
 
 
 def _get(url: str, trusted_hosts: Sequence[str], limit: int) -> bytes:
@@ -226,7 +226,7 @@ def _get(url: str, trusted_hosts: Sequence[str], limit: int) -> bytes:
                                     context=_context(url, trusted_hosts)) as resp:
             data = resp.read(limit + 1)
     except (urllib.error.URLError, OSError) as exc:
-        raise FetchError(f"cuda: cannot download {url}: {exc}") from exc
+        raise FetchError(f"cuda: cannot download {url}: {os_reason(exc)}") from exc
     if len(data) > limit:
         raise LockError(f"cuda: {url} is larger than {limit} bytes; not a {TOOLKIT} wheel")
     return data
