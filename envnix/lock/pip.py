@@ -98,6 +98,12 @@ def requirements_text(request: PipRequest, context: Path) -> str:
     Files are inlined (not referenced with -r) so the lock fingerprint covers their contents.
     They must lie inside the build context (the frontend checked; this is the reader).
     """
+    for entry in request.packages:
+        # uv reads requirements.in line by line: a "\r" or "\n" inside one entry would start
+        # a line of its own, such as "-r /etc/hostname" (a host file read outside the context).
+        if any(ord(c) < 32 or ord(c) == 127 for c in entry):
+            raise SpecError(f"pip package {entry!r} contains a control character",
+                            hint="one requirement per list entry, as pip would read it")
     lines = list(request.packages)
     for rel in request.requirements_files:
         try:
