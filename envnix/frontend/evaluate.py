@@ -151,6 +151,12 @@ class Evaluator:
                             f"{qualname}: for parameter {param.name}: expected string keys and "
                             f"values, got {key!r}: {item!r}"
                         )
+            bad = next((text for text in _strings(value) if "\0" in text), None)
+            if bad is not None:
+                # No path, name, command or file the image could hold contains a NUL.
+                shown = repr(bad) if len(bad) <= 60 else repr(bad[:60]) + "..."
+                self._fail(f"{qualname}: parameter {param.name}: {shown} contains a NUL "
+                           "character")
             args[param.name] = value
         if not fn.supported:
             self._fail(
@@ -239,6 +245,22 @@ class Evaluator:
         message = re.sub(r"`?<envnix prelude>\._envnix_(\w+)`?",
                          lambda mm: mm[1].replace("__", "."), message)
         return message
+
+
+def _strings(value: Any) -> list[str]:
+    """Every string inside an argument (lists and dicts as Starlark hands them over); a loop,
+    not recursion: a build file can nest lists as deep as the interpreter converts them."""
+    found, stack = [], [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            found.append(item)
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+    return found
 
 
 def _did_you_mean(word: str, candidates: list[str]) -> str:
