@@ -258,3 +258,7 @@ def test_nul_anywhere_is_refused_with_position(tmp_path: Path) -> None:
         context = context_with(tmp_path, call)
         assert_one_line(run("spec", str(context)),
                         r"envnix: build\.envd:3:5: .*contains a NUL character")
+    (tmp_path / "ctx" / "build.envd").write_text('load("x\\x00.envd", "y")\n' + BASE)
+    assert_one_line(run("spec", str(tmp_path / "ctx")),
+                    r"envnix: build\.envd:1:1: load\('x\\x00\.envd'\): the name contains a NUL "
+                    "character")

@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from envnix.errors import SpecError, UsageError
+from envnix.errors import EnvnixError, SpecError, UsageError
 from envnix.frontend.api import BY_NAME
+from envnix.frontend.bounds import freeze_error, run_isolated, thaw_error
 from envnix.frontend.envyaml import parse_env_yaml
-from envnix.frontend.evaluate import Evaluator, parse_from
+from envnix.frontend.evaluate import Evaluator, one_line, parse_from
 from envnix.spec import (
     CONDA_PREFIX,
     CUSTOM_IMAGE_RELEASE,
@@ -624,13 +625,42 @@ def load_spec(context: Path, from_: str = "build.envd:build",
               cuda_provider: str | None = None) -> ImageSpec:
     """Evaluate ``<context>/<file>`` and call its build function; return the ImageSpec.
 
-    ``cuda_provider`` (--cuda-provider) overrides where CUDA libraries come from.
+    ``cuda_provider`` (--cuda-provider) overrides where CUDA libraries come from. The file
+    is untrusted: it is evaluated in a child process with bounded memory and CPU time
+    (envnix.frontend.bounds); its warnings are passed to ``warn`` here, in order.
     """
+    file_name = Path(parse_from(from_)[0]).name
+
+    def work() -> tuple[ImageSpec | None, list[str], Any]:
+        warnings: list[str] = []
+        try:
+            return evaluate_spec(context, from_, warnings.append, cuda_provider), warnings, None
+        except EnvnixError as exc:  # sent with the warnings printed before it
+            return None, warnings, freeze_error(exc)
+
+    spec, warnings, error = run_isolated(work, file_name)
+    for message in warnings:
+        warn(message)
+    if error is not None:
+        raise thaw_error(error)
+    assert spec is not None
+    return spec
+
+
+def evaluate_spec(context: Path, from_: str = "build.envd:build",
+                  warn: Callable[[str], None] = _stderr_warning,
+                  cuda_provider: str | None = None) -> ImageSpec:
+    """load_spec in this process: the nesting, step and CPU checks apply, but nothing stops
+    one huge allocation or a native crash from taking the process down (load_spec's child
+    does). For callers that run their own child, such as the fuzz test."""
     context = context.resolve()
     if not context.is_dir():
         raise UsageError(f"build context {context} is not a directory")
     file, function = parse_from(from_)
     manifest = context / file
     builder = SpecBuilder(context, warn, cuda_provider)
-    syntax = Evaluator(manifest, builder).run(function)
-    return builder.build(context.name, file, function, syntax)
+    try:
+        syntax = Evaluator(manifest, builder).run(function)
+        return builder.build(context.name, file, function, syntax)
+    except EnvnixError as exc:
+        raise one_line(exc) from None
