@@ -202,3 +202,11 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except OSError:
         return "gone"
+
+
+def test_python_conversion_errors_are_said_plainly(tmp_path: Path) -> None:
+    """Found by the fuzz test: a 5000-digit integer showed Python's ValueError text."""
+    proc = spec_cli(write(tmp_path, "def build():\n    config.owner(uid=" + "9" * 5000 +
+                                    ", gid=1)\n"))
+    assert_one_line(proc, r"envnix: build\.envd:2:5: integer too large: envnix takes integers "
+                          r"of at most 4300 digits")
