@@ -310,8 +310,8 @@ def run_isolated(work: Callable[[], T], display: str) -> T:
             os.close(read_fd)
         err.seek(0)
         stderr = err.read(4096).decode("utf-8", "replace")
-    if data:
-        kind, value = pickle.loads(data)
+    if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0 and data:
+        kind, value = pickle.loads(data)  # complete: the child wrote it all, then exited 0
         if kind == "ok":
             return value  # type: ignore[no-any-return]
         raise thaw_error(value)
@@ -356,10 +356,13 @@ def _child(work: Callable[[], Any], read_fd: int, write_fd: int, err_fd: int,
         os.dup2(err_fd, 2)
         faulthandler.disable()  # a crash is reported by the parent, in one line
         signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl-C: the parent cleans up
-        _limit(resource.RLIMIT_AS, _address_space() + MAX_MEMORY_BYTES)
-        _raise(resource.RLIMIT_STACK, 64 << 20)  # more room for the recursive compiler
+        if _address_space():
+            _set_soft_limit(resource.RLIMIT_AS, _address_space() + MAX_MEMORY_BYTES,
+                            lower=True)
+        # More room for the recursive compiler than an 8 MiB default stack.
+        _set_soft_limit(resource.RLIMIT_STACK, 64 << 20, lower=False)
         cpu = math.ceil(time.process_time() + MAX_CPU_SECONDS) + 2  # after the step check
-        _limit(resource.RLIMIT_CPU, cpu)
+        _set_soft_limit(resource.RLIMIT_CPU, cpu, lower=True)
         try:
             result: tuple[str, Any] = ("ok", work())
         except BaseException as exc:
@@ -374,19 +377,14 @@ def _child(work: Callable[[], Any], read_fd: int, write_fd: int, err_fd: int,
         os._exit(code)
 
 
-def _limit(which: int, value: int) -> None:
+def _set_soft_limit(which: int, value: int, *, lower: bool) -> None:
+    """Move the soft limit to ``value`` (capped by the hard one), only down (``lower``) or
+    only up."""
     soft, hard = resource.getrlimit(which)
     if hard != resource.RLIM_INFINITY:
         value = min(value, hard)
-    if soft == resource.RLIM_INFINITY or value < soft:
-        resource.setrlimit(which, (value, hard))
-
-
-def _raise(which: int, value: int) -> None:
-    soft, hard = resource.getrlimit(which)
-    if hard != resource.RLIM_INFINITY:
-        value = min(value, hard)
-    if soft != resource.RLIM_INFINITY and soft < value:
+    unlimited = soft == resource.RLIM_INFINITY
+    if (unlimited or value < soft) if lower else (not unlimited and value > soft):
         resource.setrlimit(which, (value, hard))
 
 
