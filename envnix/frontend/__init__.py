@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import stat
 import sys
 import textwrap
 from collections.abc import Callable
@@ -16,10 +17,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from envnix.errors import SpecError, UsageError
+from envnix.errors import EnvnixError, SpecError, UsageError
 from envnix.frontend.api import BY_NAME
+from envnix.frontend.bounds import freeze_error, run_isolated, thaw_error
 from envnix.frontend.envyaml import parse_env_yaml
-from envnix.frontend.evaluate import Evaluator, parse_from
+from envnix.frontend.evaluate import Evaluator, one_line, parse_from
 from envnix.spec import (
     CONDA_PREFIX,
     CUSTOM_IMAGE_RELEASE,
@@ -35,14 +37,17 @@ from envnix.spec import (
     PythonSpec,
     RunSpec,
     RuntimeSpec,
+    check_env_name,
     cuda_apt,
     cuda_conda,
     cuda_nixpkgs,
+    file_kind,
+    image_path,
     release_for,
 )
 from envnix.spec import cuda as cuda_table
 
-__all__ = ["load_spec", "parse_from"]
+__all__ = ["evaluate_spec", "load_spec", "parse_from"]
 
 DEFAULT_PYTHON = "3.11"  # envd >= 0.4 turns language="python" / "python3" into 3.11
 V1_DEFAULT_IMAGE = "ubuntu:22.04"  # envd v1's base() default
@@ -246,8 +251,10 @@ class SpecBuilder:
         path = (self.context / rel).resolve()
         if not path.is_relative_to(self.context.resolve()):
             raise SpecError(f"{what} {rel!r} is outside the build context")
-        if not path.is_file():
+        if not path.exists():
             raise SpecError(f"{what} {rel!r} does not exist in {self.context}")
+        if not path.is_file():
+            raise SpecError(f"{what} {rel!r} is {file_kind(path.stat().st_mode)}, not a file")
         return path.relative_to(self.context.resolve()).as_posix()
 
     # -- config.* --------------------------------------------------------------------------------
@@ -318,7 +325,9 @@ class SpecBuilder:
             raise SpecError("io.copy(image=...) (copying out of another image) is not "
                             "supported yet")
         from_ = host_path if host_path is not None else src if src is not None else source
-        to = envd_path if envd_path is not None else dest if dest is not None else target
+        to_name, to = next(((n, v) for n, v in (("envd_path", envd_path), ("dest", dest),
+                                                 ("target", target)) if v is not None),
+                           ("target", None))
         if not from_ or not to:
             raise SpecError("io.copy needs a source (host_path) and a target (envd_path)")
         path = (self.context / from_).resolve()
@@ -328,14 +337,21 @@ class SpecBuilder:
                             "(or a symlink pointing out of it)")
         if not path.exists():
             raise SpecError(f"io.copy: {from_!r} does not exist in the build context")
+        mode = path.stat().st_mode
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            raise SpecError(f"io.copy: {from_!r} is {file_kind(mode)}; only files, "
+                            "directories and symlinks can be copied")
         rel = path.relative_to(root).as_posix()
-        to = to if to.startswith("/") else f"/home/envd/{self.context.name}/{to}"
+        workdir = f"/home/envd/{self.context.name}"
+        image_path(to, f"io.copy: {to_name}", base=workdir)  # as written, before the join
+        to = to if to.startswith("/") else f"{workdir}/{to}"
+        to = to[:-1] if to.endswith("/.") else to
         # envd (BuildKit copy): a directory lands as itself inside the target directory, so
         # io.copy("./detectron2", "/") gives /detectron2; a file keeps its name when the
         # target is a directory (ends with /).
-        if path.is_dir() or to.endswith("/"):
+        if path.is_dir() or to.endswith(("/", "/.")):
             to = to.rstrip("/") + "/" + (path.name if rel != "." else "")
-        self.copies.append(CopySpec(rel, to.rstrip("/") or "/"))
+        self.copies.append(CopySpec(rel, image_path(to, f"io.copy: {to_name}")))
 
     def _run(self, commands: list[str], mount_host: bool | None = None) -> None:
         if mount_host:
@@ -357,6 +373,8 @@ class SpecBuilder:
     # -- runtime.* -------------------------------------------------------------------------------
     def _runtime_environ(self, env: dict[str, str] | None = None,
                          extra_path: list[str] | None = None) -> None:
+        for name in env or {}:
+            check_env_name(name, "runtime.environ: env")
         self.env.update(env or {})
         self.extra_path.extend(extra_path or [])
 
@@ -382,12 +400,16 @@ class SpecBuilder:
     def _runtime_init(self, commands: list[str]) -> None:
         self.runtime.init.extend(commands)
 
-    def _runtime_mount(self, host_path: str | None = None, envd_path: str | None = None) -> None:
+    def _runtime_mount(self, host_path: str | None = None, envd_path: str | None = None,
+                       what: str = "runtime.mount: envd_path") -> None:
         if envd_path:
-            self.runtime.mounts.append(envd_path.replace("~", "/home/envd", 1))
+            image_path(envd_path, what, base="/")  # NUL and ".." named as written
+            if envd_path == "~" or envd_path.startswith("~/"):
+                envd_path = "/home/envd" + envd_path[1:]
+            self.runtime.mounts.append(image_path(envd_path, what))
 
     def _io_mount(self, src: str | None = None, dest: str | None = None) -> None:
-        self._runtime_mount(src, dest)
+        self._runtime_mount(src, dest, "io.mount: dest")
 
     def _provider(self) -> str:
         """Distribution python when the release ships the version and no conda is asked for;
@@ -429,7 +451,7 @@ class SpecBuilder:
             # envd: pip/conda need a Python, 3.11 by default.
             self.language = DEFAULT_PYTHON
         python = PythonSpec(self._provider(), self.language) if self.language else None
-        workdir = f"/home/envd/{name}"
+        workdir = image_path(f"/home/envd/{name}", "working directory")
         if python and python.provider == "conda" and self.conda.env_file:
             self._env_yaml_extras(workdir)
         files = dict(self.files)
@@ -482,6 +504,10 @@ class SpecBuilder:
         assert self.conda.env_file is not None
         env = parse_env_yaml(self.context / self.conda.env_file)
         for key, value in env.variables.items():
+            check_env_name(key, f"{env.source.name}: variables")
+            if "\0" in value:
+                raise SpecError(f"{env.source.name}: variables: the value of {key} contains "
+                                "a NUL character")
             self.env.setdefault(key, value)
         # A CUDA package (pytorch-cuda=11.8, cudatoolkit=11.3, ...) asks for a release: the
         # image then gets its NVIDIA config and __cuda without install.cuda (see _cuda_spec).
@@ -599,13 +625,42 @@ def load_spec(context: Path, from_: str = "build.envd:build",
               cuda_provider: str | None = None) -> ImageSpec:
     """Evaluate ``<context>/<file>`` and call its build function; return the ImageSpec.
 
-    ``cuda_provider`` (--cuda-provider) overrides where CUDA libraries come from.
+    ``cuda_provider`` (--cuda-provider) overrides where CUDA libraries come from. The file
+    is untrusted: it is evaluated in a child process with bounded memory and CPU time
+    (envnix.frontend.bounds); its warnings are passed to ``warn`` here, in order.
     """
+    file_name = Path(parse_from(from_)[0]).name
+
+    def work() -> tuple[ImageSpec | None, list[str], Any]:
+        warnings: list[str] = []
+        try:
+            return evaluate_spec(context, from_, warnings.append, cuda_provider), warnings, None
+        except EnvnixError as exc:  # sent with the warnings printed before it
+            return None, warnings, freeze_error(exc)
+
+    spec, warnings, error = run_isolated(work, file_name)
+    for message in warnings:
+        warn(message)
+    if error is not None:
+        raise thaw_error(error)
+    assert spec is not None
+    return spec
+
+
+def evaluate_spec(context: Path, from_: str = "build.envd:build",
+                  warn: Callable[[str], None] = _stderr_warning,
+                  cuda_provider: str | None = None) -> ImageSpec:
+    """load_spec in this process: the nesting, step and CPU checks apply, but nothing stops
+    one huge allocation or a native crash from taking the process down (load_spec's child
+    does). For callers that run their own child, such as the fuzz test."""
     context = context.resolve()
     if not context.is_dir():
         raise UsageError(f"build context {context} is not a directory")
     file, function = parse_from(from_)
     manifest = context / file
     builder = SpecBuilder(context, warn, cuda_provider)
-    syntax = Evaluator(manifest, builder).run(function)
-    return builder.build(context.name, file, function, syntax)
+    try:
+        syntax = Evaluator(manifest, builder).run(function)
+        return builder.build(context.name, file, function, syntax)
+    except EnvnixError as exc:
+        raise one_line(exc) from None

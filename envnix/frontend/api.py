@@ -7,6 +7,7 @@ that are accepted but not built yet (so a file that uses them fails loudly, neve
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 REQUIRED = object()
@@ -130,6 +131,7 @@ MODULES: tuple[str, ...] = tuple(sorted({f.module for f in FUNCTIONS if f.module
 GLOBALS: tuple[str, ...] = (*MODULES, *sorted(f.qualname for f in FUNCTIONS if not f.module))
 
 
+@functools.cache  # the same text for every evaluation
 def prelude_source() -> str:
     """Starlark that defines every API function with its real signature.
 

@@ -9,16 +9,27 @@ with did-you-mean suggestions.
 from __future__ import annotations
 
 import difflib
+import functools
+import os
 import re
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import starlark as sl
 
 from envnix.errors import EnvnixError, FrontendError
 from envnix.frontend.api import BY_NAME, BY_STARLARK_NAME, FUNCTIONS, GLOBALS, prelude_source
+from envnix.frontend.bounds import (
+    MAX_SOURCE_BYTES,
+    Budget,
+    check_source,
+    is_panic,
+    panic_error,
+)
+from envnix.spec import file_kind
 
 PRELUDE_FILE = "<envnix prelude>"
 
@@ -54,24 +65,23 @@ class Evaluator:
         self._loaded: dict[Path, sl.FrozenModule] = {}
         self._loading: list[Path] = []
         self._globals = sl.Globals.extended_by([sl.LibraryExtension.StructType])
-        self._prelude_dialect = sl.Dialect.extended()
-        self._prelude_dialect.enable_positional_only_arguments = True
         self._user_dialect = sl.Dialect.extended()
         self._user_dialect.enable_load = True
+        self._budget = Budget()  # a fresh one for each run()
 
     # -- public -------------------------------------------------------------------------------
     def run(self, function: str) -> str:
         """Evaluate the manifest and call ``function``; returns the syntax marker (v0/v1)."""
+        self._budget = Budget()
         try:
-            self.source = self.manifest.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise FrontendError(
-                f"{self.manifest}: file does not exist",
-                hint="run envnix in the directory with build.envd, or pass --path/--from",
-            ) from None
-        except UnicodeDecodeError as exc:
-            raise FrontendError(f"{self.manifest}: not UTF-8 text ({exc.reason})") from None
+            return self._run(function)
+        except BaseException as exc:
+            if is_panic(exc):  # a Rust panic (e.g. "len overflow" on a huge string)
+                raise panic_error(exc, self.display_name) from None
+            raise
 
+    def _run(self, function: str) -> str:
+        self.source = read_source(self.manifest)
         self.sources[self.display_name] = self.source
         self._loading.append(self.manifest.resolve())
         try:
@@ -79,7 +89,7 @@ class Evaluator:
         except sl.StarlarkError as exc:
             raise self._translate(exc) from None
         try:
-            frozen.call(function)
+            frozen.call_with(self._options(), function)
         except sl.StarlarkError as exc:
             text = str(exc)
             if "Module has no symbol" in text and "Traceback" not in text:
@@ -92,20 +102,31 @@ class Evaluator:
             raise self._translate(exc) from None
         return _syntax_marker(self.source)
 
+    def _options(self) -> sl.EvalOptions:
+        return sl.EvalOptions(check_cancelled=self._budget)
+
     def _evaluate(self, display: str, text: str) -> sl.FrozenModule:
-        """One .envd file in a fresh module that has the API prelude; load() resolves here."""
+        """One .envd file in a fresh module that has the API prelude; load() resolves here.
+
+        The text is checked for nesting before the parser sees it (bounds.check_source);
+        every evaluation runs under the same step/CPU/memory budget.
+        """
+        check_source(text, display)
         module = sl.Module()
         module.add_callable("_envnix_call", self._record)
-        sl.eval(module, sl.parse(PRELUDE_FILE, prelude_source(), self._prelude_dialect),
-                self._globals)
-        sl.eval(module, sl.parse(display, text, self._user_dialect), self._globals,
-                sl.FileLoader(self._load))
+        sl.eval_with(self._options(), module,
+                     _prelude_ast(),
+                     self._globals)
+        sl.eval_with(self._options(), module, sl.parse(display, text, self._user_dialect),
+                     self._globals, sl.FileLoader(self._load))
         return module.freeze()
 
     def _load(self, name: str) -> sl.FrozenModule:
         """load("lib.envd", ...): relative to the manifest's directory (envd resolves it against
         the process's working directory, which makes a file mean different things depending
         on where envd runs), never outside it, cycles reported."""
+        if "\0" in name:
+            self._fail(f"load({name!r}): the name contains a NUL character")
         root = self.manifest.parent.resolve()
         path = (root / name).resolve()
         if not path.is_relative_to(root):
@@ -115,14 +136,18 @@ class Evaluator:
         if path in self._loaded:
             return self._loaded[path]
         try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            self._fail(f"load({name!r}): cannot read {path}: {exc.strerror}")
+            text = read_source(path, f"load({name!r}): ")
+        except FrontendError as exc:
+            self._fail(exc.message, exc.hint)
         display = path.relative_to(root).as_posix()
         self.sources[display] = text
         self._loading.append(path)
         try:
             self._loaded[path] = self._evaluate(display, text)
+        except FrontendError as exc:  # the nesting check, pointing into the loaded file
+            self._fail_with(exc)
+        except sl.StarlarkError as exc:
+            self._fail_with(self._translate(exc))
         finally:
             self._loading.pop()
         return self._loaded[path]
@@ -151,6 +176,12 @@ class Evaluator:
                             f"{qualname}: for parameter {param.name}: expected string keys and "
                             f"values, got {key!r}: {item!r}"
                         )
+            bad = next((text for text in _strings(value) if "\0" in text), None)
+            if bad is not None:
+                # No path, name, command or file the image could hold contains a NUL.
+                shown = repr(bad) if len(bad) <= 60 else repr(bad[:60]) + "..."
+                self._fail(f"{qualname}: parameter {param.name}: {shown} contains a NUL "
+                           "character")
             args[param.name] = value
         if not fn.supported:
             self._fail(
@@ -164,9 +195,13 @@ class Evaluator:
         except EnvnixError as exc:
             self._fail(exc.message, exc.hint)
 
-    def _fail(self, message: str, hint: str | None = None) -> None:
+    def _fail(self, message: str, hint: str | None = None) -> NoReturn:
+        self._fail_with(FrontendError(message, hint=hint))
+
+    def _fail_with(self, error: FrontendError) -> NoReturn:
+        """Raise ``error`` through the interpreter; one that names its file keeps its place."""
         key = f"envnix-error-{len(self._pending)}"
-        self._pending[key] = FrontendError(message, hint=hint)
+        self._pending[key] = error
         raise _CallError(key)
 
     # -- error translation -------------------------------------------------------------------
@@ -189,9 +224,13 @@ class Evaluator:
                 file, line = user_frames[-1].file, user_frames[-1].line
                 col = self._column_of_call(file, line)
 
+        if message == "Evaluation cancelled" and self._budget.exceeded:
+            message = self._budget.exceeded
         pending = re.search(r"envnix-error-\d+", message)
         if pending and pending[0] in self._pending:
             err = self._pending[pending[0]]
+            if err.file:
+                return err
             return FrontendError(err.message, file=file, line=line, col=col, hint=err.hint)
         return FrontendError(self._rewrite(message, file, line, col), file=file, line=line, col=col)
 
@@ -210,6 +249,11 @@ class Evaluator:
 
     def _rewrite(self, message: str, file: str, line: int | None, col: int | None) -> str:
         """Say Starlark's complaints in envd's words, naming the API function, not the wrapper."""
+        # Python's own exceptions met while handing values over: say what, not which class.
+        message = re.sub(r"^(?:StarlarkError|ValueError|TypeError|OverflowError): ", "", message)
+        m = re.match(r"Exceeds the limit \((\d+) digits\) for integer string conversion", message)
+        if m:
+            return f"integer too large: envnix takes integers of at most {m[1]} digits"
         m = re.match(r"Found `(.+?)` extra named parameter\(s\) for call to `?.*?(_envnix_\w+)`?$",
                      message)
         if m and m[2] in BY_STARLARK_NAME:
@@ -241,6 +285,47 @@ class Evaluator:
         return message
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
+
+
+def one_line(error: EnvnixError) -> EnvnixError:
+    """``error`` with control characters (a newline in a build file's string) escaped, so
+    the CLI prints one line however the message quoted the user's value."""
+    def escape(text: str) -> str:
+        return _CONTROL.sub(lambda m: repr(m[0])[1:-1], text)
+
+    if _CONTROL.search(error.message) or (error.hint and _CONTROL.search(error.hint)):
+        error.message = escape(error.message)
+        error.args = (error.message,)
+        error.hint = escape(error.hint) if error.hint else error.hint
+    return error
+
+
+def _strings(value: Any) -> list[str]:
+    """Every string inside an argument (lists and dicts as Starlark hands them over); a loop,
+    not recursion: a build file can nest lists as deep as the interpreter converts them."""
+    found, stack = [], [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            found.append(item)
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+    return found
+
+
+@functools.cache
+def _prelude_ast() -> sl.AstModule:
+    """The prelude parsed once per process (evaluating it does not consume the AST): parsing
+    it was a fifth of the time of evaluating a small build.envd."""
+    dialect = sl.Dialect.extended()
+    dialect.enable_positional_only_arguments = True
+    return sl.parse(PRELUDE_FILE, prelude_source(), dialect)
+
+
 def _did_you_mean(word: str, candidates: list[str]) -> str:
     close = difflib.get_close_matches(word, sorted(set(candidates)), n=1, cutoff=0.6)
     return f"; did you mean {close[0]!r}?" if close else ""
@@ -250,6 +335,33 @@ def _starlark_type(value: Any) -> str:
     return {int: "int", bool: "bool", float: "float", dict: "dict", list: "list"}.get(
         type(value), type(value).__name__
     )
+
+
+def read_source(path: Path, prefix: str = "") -> str:
+    """The text of a .envd file: a regular file (a FIFO or a device would block or never
+    end), at most MAX_SOURCE_BYTES, UTF-8. Errors start with ``prefix``, then the path."""
+    where = f"{prefix}{path}"
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise FrontendError(f"{where}: file does not exist",
+                            hint=None if prefix else "run envnix in the directory with "
+                                 "build.envd, or pass --path/--from") from None
+    except OSError as exc:
+        raise FrontendError(f"{where}: cannot open it ({exc.strerror})") from None
+    with os.fdopen(fd, "rb") as fh:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise FrontendError(f"{where}: is {file_kind(mode)}, not a file",
+                                hint="point it at a regular .envd file")
+        data = fh.read(MAX_SOURCE_BYTES + 1)
+    if len(data) > MAX_SOURCE_BYTES:
+        raise FrontendError(f"{where}: larger than {MAX_SOURCE_BYTES >> 20} MiB; a build file "
+                            "this big is not hand-written")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise FrontendError(f"{where}: not UTF-8 text ({exc.reason})") from None
 
 
 def _syntax_marker(source: str) -> str:

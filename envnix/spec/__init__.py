@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -340,6 +342,49 @@ def release_for(os_name: str) -> OsRelease:
             f"os {os_name!r} is not supported yet (supported: {known})",
             hint='write base(os="debian12", language="python3.11")',
         ) from None
+
+
+_FILE_KINDS = {stat.S_IFDIR: "a directory", stat.S_IFIFO: "a FIFO (named pipe)",
+               stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device",
+               stat.S_IFSOCK: "a socket"}
+
+
+def file_kind(mode: int) -> str:
+    """What a file that is not a regular file is, for error messages (FIFO, device...)."""
+    return _FILE_KINDS.get(stat.S_IFMT(mode), "not a regular file")
+
+
+_ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def image_path(path: str, what: str, base: str | None = None) -> str:
+    """``path`` as an absolute image path with ``//`` and ``.`` collapsed, or SpecError.
+
+    Every path a build file names inside the image goes through here: ``..`` is refused
+    (not resolved), because tools that later join the path onto a directory on the host
+    would otherwise write outside it; a NUL cannot be part of any path. A relative path is
+    taken below ``base`` when one is given, and refused otherwise.
+    """
+    if "\0" in path:
+        raise SpecError(f"{what} {path!r} contains a NUL character")
+    if not path.startswith("/") and base is None:
+        raise SpecError(f"{what} {path!r} is not an absolute path",
+                        hint="image paths start with / (or ~ for /home/envd where allowed)")
+    parts = [part for part in path.split("/") if part not in ("", ".")]
+    if ".." in parts:
+        raise SpecError(f"{what} {path!r} contains a '..' component",
+                        hint="write the image path without '..'")
+    if not path.startswith("/"):
+        return image_path(f"{base}/{path}", what)
+    return "/" + "/".join(parts)
+
+
+def check_env_name(name: str, what: str) -> None:
+    """SpecError unless ``name`` is a POSIX environment variable name ([A-Za-z_][A-Za-z0-9_]*):
+    anything else (a space, '=', a leading digit) breaks the image's Env or the shell."""
+    if not _ENV_NAME_RE.fullmatch(name):
+        raise SpecError(f"{what}: {name!r} is not a valid environment variable name",
+                        hint="use letters, digits and _, not starting with a digit")
 
 
 def fingerprint(obj: Any) -> str:
