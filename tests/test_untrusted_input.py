@@ -53,9 +53,12 @@ def context_with(tmp_path: Path, calls: str) -> Path:
 
 def write_offline_lock(context: Path) -> None:
     spec = load_spec(context, warn=lambda _: None)
+    file = "pool/main/g/glibc/libc6_2.36-9_amd64.deb"
     write_lock(context / LOCK_NAME, Lock(inputs=lock_inputs(spec, context), apt_packages=[
-        {"name": "libc6", "version": "2.36-9", "size": 2_000_000,
-         "url": "http://mirror.invalid/pool/libc6_2.36-9_amd64.deb", "sha256": "1" * 64}]))
+        {"name": "libc6", "version": "2.36-9", "arch": "amd64", "filename": file,
+         "url": f"http://mirror.invalid/{file}", "sha256": "1" * 64, "size": 2_000_000,
+         "priority": "required", "essential": False, "source_suite": "bookworm",
+         "control": "Package: libc6\nVersion: 2.36-9\n"}]))
 
 
 # -- item 1: image paths ------------------------------------------------------------------------

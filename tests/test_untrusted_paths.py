@@ -157,8 +157,6 @@ def test_files_inside_the_context_but_beside_env_yaml_are_fine(tmp_path: Path) -
         parse_env_yaml(env_yaml, context / "envs" / "other")
 
 
-@pytest.mark.xfail(strict=True, reason="until envnix/frontend/__init__.py passes the build "
-                   "context: parse_env_yaml(..., context=self.context); then drop this mark")
 def test_env_yaml_in_a_subdirectory_may_name_files_elsewhere_in_the_context(
         tmp_path: Path) -> None:
     context = tmp_path / "ctx"
@@ -170,3 +168,17 @@ def test_env_yaml_in_a_subdirectory_may_name_files_elsewhere_in_the_context(
         "dependencies:\n  - python=3.11\n  - pip:\n    - -r ../reqs.txt\n")
     proc = envnix("spec", str(context))
     assert proc.returncode == 0, proc.stderr
+
+
+def test_a_line_break_inside_a_pip_name_reads_no_host_file(tmp_path: Path) -> None:
+    """uv reads requirements.in line by line: a "\\r" inside one install.python_packages entry
+    once became a line of its own, `-r <host file>`, and uv read it (the FIFO here would block)."""
+    context, outside = _context(tmp_path, [])
+    (context / "build.envd").write_text(textwrap.dedent(f"""\
+        def build():
+            base(os="debian12", language="python3.11")
+            install.python_packages(name=["six ; python_version > '3'\\r-r {outside}/secret.txt"])
+        """))
+    proc = envnix("lock", str(context), check=False)
+    line = _one_line_error(proc, context)
+    assert "control character" in line, line

@@ -39,8 +39,8 @@ from envnix.lock import (
 from envnix.lock.schema import read_digests
 from envnix.nix import nix_build
 from envnix.oci.output import parse_output
-from envnix.oci.reference import image_name
 from envnix.process import install_signal_handlers
+from envnix.reference import image_name
 from envnix.render import render
 from envnix.spec import ImageSpec
 from envnix.spec.cuda import PROVIDERS as CUDA_PROVIDERS

@@ -22,6 +22,7 @@ from envnix.frontend.api import BY_NAME
 from envnix.frontend.bounds import freeze_error, run_isolated, thaw_error
 from envnix.frontend.envyaml import parse_env_yaml
 from envnix.frontend.evaluate import Evaluator, one_line, parse_from
+from envnix.reference import InvalidReference, Reference
 from envnix.spec import (
     CONDA_PREFIX,
     CUSTOM_IMAGE_RELEASE,
@@ -60,10 +61,6 @@ IMAGE_RELEASES = {
 }
 
 _LANGUAGE_RE = re.compile(r"^python(?P<version>3(?:\.\d+)?)?$")
-# host[:port]/path[:tag][@sha256:...] (docker's reference grammar, loosely: the lock checks it).
-_IMAGE_REF_RE = re.compile(
-    r"[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]+)?(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
-    r"(?::[\w][\w.-]{0,127})?(?:@sha256:[0-9a-f]{64})?")
 _REQUIREMENT_RE = re.compile(
     r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9._,\s-]*\])?\s*([<>=!~;].*)?$"
 )
@@ -156,10 +153,12 @@ class SpecBuilder:
         name = image.removeprefix("docker.io/").removeprefix("library/")
         if name in IMAGE_RELEASES:
             return IMAGE_RELEASES[name]
-        if not _IMAGE_REF_RE.fullmatch(image):
-            raise SpecError(f"base(image={image!r}) is not a valid image reference",
+        try:
+            Reference.parse(image)
+        except InvalidReference as exc:
+            raise SpecError(f"base(image={image!r}) is not a valid image reference: {exc}",
                             hint='e.g. "registry.example.com/team/base:1" or '
-                                 '"name@sha256:<64 hex>"')
+                                 '"name@sha256:<64 hex>"') from None
         return None
 
     def _check_custom_base(self, dev: bool) -> None:
@@ -219,6 +218,9 @@ class SpecBuilder:
                                  requirements: str | None = None,
                                  local_wheels: list[str] | None = None) -> None:
         for entry in name or []:
+            if any(ord(c) < 32 or ord(c) == 127 for c in entry):
+                raise SpecError(f"pip requirement {entry!r} contains a control character",
+                                hint="one requirement per list entry, as pip would read it")
             if not _REQUIREMENT_RE.match(entry.strip()):
                 raise SpecError(
                     f"pip requirement {entry!r} is not a plain requirement; pip options and "
@@ -502,7 +504,7 @@ class SpecBuilder:
         mounts the project, so an editable install follows the live sources in a dev container.
         """
         assert self.conda.env_file is not None
-        env = parse_env_yaml(self.context / self.conda.env_file)
+        env = parse_env_yaml(self.context / self.conda.env_file, context=self.context)
         for key, value in env.variables.items():
             check_env_name(key, f"{env.source.name}: variables")
             if "\0" in value:

@@ -31,7 +31,7 @@ def build_envd_from_conda(env_path: Path, context: Path) -> str:
     if not env_path.is_relative_to(context):
         raise UsageError(f"{env_path} is outside the build context {context}: envd reads "
                          "env_file relative to the context", hint="copy it into the context")
-    env = parse_env_yaml(env_path)
+    env = parse_env_yaml(env_path, context=context)
     rel = env_path.relative_to(context).as_posix()
     named = [c for c in env.channels if "://" not in c and c not in ("defaults", "nodefaults")]
     lines = [

@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from envnix.errors import FetchError, LockError, ToolMissingError
+from envnix.reference import DOCKER_HUB, InvalidReference, Reference
 
 __all__ = ["ImageRef", "insecure_registries", "parse_image_ref", "resolve_base"]
 
-DOCKER_HUB = "docker.io"
 DOCKER_HUB_API = "registry-1.docker.io"
 GZIP_LAYER_TYPES = frozenset({
     "application/vnd.oci.image.layer.v1.tar+gzip",
@@ -40,9 +40,6 @@ INDEX_TYPES = frozenset({
 # WorkingDir, User, Entrypoint; Cmd goes with Entrypoint).
 INHERITED = ("Env", "WorkingDir", "User", "Entrypoint", "Cmd")
 
-_REF = re.compile(
-    r"^(?P<name>[a-z0-9][a-z0-9._:/-]*?)(?::(?P<tag>[\w][\w.-]{0,127}))?"
-    r"(?:@(?P<digest>sha256:[0-9a-f]{64}))?$")
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
@@ -74,18 +71,11 @@ class ImageRef:
 def parse_image_ref(ref: str) -> ImageRef:
     """docker's rules: a first component with '.', ':' or 'localhost' is the registry, else
     Docker Hub (with ``library/`` for one-component names)."""
-    m = _REF.match(ref.removeprefix("docker://"))
-    if not m:
-        raise LockError(f"base image {ref!r} is not a valid image reference")
-    name = m["name"]
-    first, sep, rest = name.partition("/")
-    if sep and ("." in first or ":" in first or first == "localhost"):
-        host, repo = first, rest
-    else:
-        host, repo = DOCKER_HUB, name if "/" in name else f"library/{name}"
-    if not repo:
-        raise LockError(f"base image {ref!r} names no repository")
-    return ImageRef(ref, host, repo, m["tag"], m["digest"])
+    try:
+        parsed = Reference.parse(ref.removeprefix("docker://")).normalized()
+    except InvalidReference as exc:
+        raise LockError(f"base image {ref!r} is not a valid image reference: {exc}") from None
+    return ImageRef(ref, parsed.domain, parsed.path, parsed.tag, parsed.digest)
 
 
 def insecure_registries(environ: dict[str, str] | None = None) -> frozenset[str]:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from envnix.errors import UsageError
-from envnix.oci.reference import image_name
+from envnix.reference import image_name
 
 FILE_TYPES = ("oci", "docker", "tar")
 IMAGE_TYPES = ("image", "registry")

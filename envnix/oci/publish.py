@@ -38,7 +38,7 @@ from typing import BinaryIO
 from envnix import process
 from envnix.errors import PublishError, ToolMissingError, UsageError, os_reason
 from envnix.fileio import atomic_writer
-from envnix.oci.reference import InvalidReference, Reference
+from envnix.reference import InvalidReference, Reference
 
 Progress = Callable[[str], None]
 

@@ -34,7 +34,7 @@ from envnix.fileio import atomic_write, default_mode
 from envnix.lock.lockfile import LOCK_NAME, Lock
 from envnix.lock.schema import PLAN_SCHEMA
 from envnix.nixexpr import check_artifact, nix_string
-from envnix.oci.reference import image_name
+from envnix.reference import image_name
 from envnix.render.context import write_context_tree
 from envnix.spec import CONDA_PREFIX, CudaSpec, ImageSpec, cuda_apt, cuda_nixpkgs
 from envnix.spec.cuda import gpu_labels, implied_by_wheels, library_dir, variant_for
