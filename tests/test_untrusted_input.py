@@ -265,3 +265,22 @@ def test_nul_anywhere_is_refused_with_position(tmp_path: Path) -> None:
     assert_one_line(run("spec", str(tmp_path / "ctx")),
                     r"envnix: build\.envd:1:1: load\('x\\x00\.envd'\): the name contains a NUL "
                     "character")
+
+
+# -- strings that land in line-based files inside the image -----------------------------------
+@pytest.mark.parametrize(("call", "message"), [
+    ('config.pip_index(url="http://x/simple\\nextra-index-url=http://evil/")',
+     r"config\.pip_index: url .* is not an http\(s\) URL without spaces or control characters"),
+    ('config.pip_index(url="file:///etc/pip")',
+     r"config\.pip_index: url 'file:///etc/pip' is not an http\(s\) URL.*"),
+    ('config.pip_index(url="http://x/simple", extra_url="http://y/ http://z/")',
+     r"config\.pip_index: extra_url .* is not an http\(s\) URL.*"),
+    ('git_config(name="me\\n[core]\\n\\tpager = evil", email="me@x")',
+     r"git_config: name .* contains a control character"),
+    ('install.python_packages(name=["six\\r-r /etc/hostname"])',
+     r"pip requirement .* contains a control character"),
+])
+def test_line_breaks_in_strings_for_line_based_files(tmp_path: Path, call: str,
+                                                     message: str) -> None:
+    context = context_with(tmp_path, call)
+    assert_one_line(run("spec", str(context)), r"envnix: build\.envd:3:5: " + message)

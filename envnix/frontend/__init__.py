@@ -66,6 +66,16 @@ _REQUIREMENT_RE = re.compile(
 )
 
 
+def _index_url(name: str, value: str) -> None:
+    """config.pip_index URLs land in /etc/pip.conf (line-based) and in uv's arguments: an
+    http(s) URL on one line, nothing else."""
+    parts = urlsplit(value)
+    if (parts.scheme not in ("http", "https") or not parts.netloc
+            or any(ord(c) <= 32 or ord(c) == 127 for c in value)):
+        raise SpecError(f"config.pip_index: {name} {value!r} is not an http(s) URL without "
+                        "spaces or control characters")
+
+
 class SpecBuilder:
     """Accumulates API calls into an ImageSpec, following envd's last-call-wins rules."""
 
@@ -271,6 +281,9 @@ class SpecBuilder:
                           trust: bool | None = None, mode: str | None = None) -> None:
         if not url:
             raise SpecError("url is required")
+        for name, value in (("url", url), ("extra_url", extra_url)):
+            if value is not None:
+                _index_url(name, value)
         self.pip.index_url = url
         self.pip.extra_index_urls = [extra_url] if extra_url else []
         self.pip.trusted_hosts = []
@@ -310,6 +323,10 @@ class SpecBuilder:
 
     def _git_config(self, name: str | None = None, email: str | None = None,
                     editor: str | None = None) -> None:
+        for what, value in (("name", name), ("email", email), ("editor", editor)):
+            if value and any(ord(c) < 32 or ord(c) == 127 for c in value):
+                # .gitconfig is line-based: a newline would add settings of its own.
+                raise SpecError(f"git_config: {what} {value!r} contains a control character")
         self.dev_spec.git = {k: v for k, v in
                              (("name", name), ("email", email), ("editor", editor)) if v}
 
