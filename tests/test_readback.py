@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -124,3 +125,34 @@ def test_digests_json_is_checked(tmp_path: Path) -> None:
     path.write_bytes(b"\x00\xff")
     with pytest.raises(BuildError, match=r"digests.json: not UTF-8"):
         read_digests(path)
+
+
+def _image_output(root: Path, manifest: bytes, desc: dict | None = None) -> Path:
+    """A damaged image output: digests.json as mkimage writes it, then index and manifest."""
+    import hashlib
+
+    digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
+    blobs = root / "oci" / "blobs" / "sha256"
+    blobs.mkdir(parents=True)
+    (blobs / digest.removeprefix("sha256:")).write_bytes(manifest)
+    (root / "digests.json").write_text(json.dumps(
+        {"config": "sha256:" + "1" * 64, "manifest": digest, "layers": []}))
+    (root / "oci" / "index.json").write_text(json.dumps(
+        {"manifests": [desc if desc is not None else {"digest": digest}]}))
+    return root
+
+
+@pytest.mark.parametrize(("manifest", "desc", "message"), [
+    (b"\xff\xfe not json", None, "is not an OCI image manifest"),
+    (b'{"config": {}}', None, "is not an OCI image manifest"),
+    (b"{}", {}, "names manifest None"),
+    (b"{}", {"digest": "sha256:../../etc"}, "names manifest"),
+])
+def test_a_damaged_image_output_is_one_publish_error(tmp_path: Path, manifest: bytes,
+                                                      desc: dict | None, message: str) -> None:
+    from envnix.errors import PublishError
+    from envnix.oci.publish import read_image
+
+    root = _image_output(tmp_path / "out", manifest, desc)
+    with pytest.raises(PublishError, match=re.escape(message)):
+        read_image(root)

@@ -38,6 +38,7 @@ from typing import BinaryIO
 from envnix import process
 from envnix.errors import PublishError, ToolMissingError, UsageError, os_reason
 from envnix.fileio import atomic_writer
+from envnix.lock.schema import read_digests
 from envnix.reference import InvalidReference, Reference
 
 Progress = Callable[[str], None]
@@ -100,11 +101,13 @@ def _read_json(path: Path, what: str) -> dict:
 
 def read_image(root: Path, out_path: Path | None = None) -> BuiltImage:
     """Read an image derivation output ($out with oci/ and digests.json) and cross-check it."""
-    digests = _read_json(root / "digests.json", "digests file")
+    digests = read_digests(root / "digests.json", PublishError)
     index = _read_json(root / "oci" / "index.json", "OCI index")
     manifests = index.get("manifests") or []
-    if len(manifests) != 1:
-        raise PublishError(f"{root}/oci/index.json lists {len(manifests)} manifests, expected 1")
+    if not isinstance(manifests, list) or len(manifests) != 1 \
+            or not isinstance(manifests[0], dict):
+        raise PublishError(f"{root}/oci/index.json does not list exactly one manifest",
+                           hint="the image output is inconsistent; run envnix build again")
     desc = manifests[0]
     if desc.get("digest") != digests.get("manifest"):
         raise PublishError(f"{root}: index.json names manifest {desc.get('digest')} but "
@@ -119,7 +122,14 @@ def read_image(root: Path, out_path: Path | None = None) -> BuiltImage:
     if "sha256:" + hashlib.sha256(manifest_bytes).hexdigest() != desc["digest"]:
         raise PublishError(f"{manifest_path} does not match its digest",
                            hint="the store is corrupted; run nix-store --verify --check-contents")
-    manifest = json.loads(manifest_bytes)
+    try:
+        manifest = json.loads(manifest_bytes)
+        config = Blob(manifest["config"]["digest"], int(manifest["config"]["size"]))
+        layers = tuple(Blob(layer["digest"], int(layer["size"])) for layer in manifest["layers"])
+    except (ValueError, KeyError, TypeError):
+        raise PublishError(f"{manifest_path} is not an OCI image manifest",
+                           hint="the image output is inconsistent; run envnix build again") \
+            from None
     annotations = desc.get("annotations") or {}
     return BuiltImage(
         out_path=out_path or root,
@@ -127,8 +137,8 @@ def read_image(root: Path, out_path: Path | None = None) -> BuiltImage:
         ref=annotations.get("org.opencontainers.image.ref.name"),
         name=annotations.get("io.containerd.image.name"),
         manifest=desc["digest"],
-        config=Blob(manifest["config"]["digest"], int(manifest["config"]["size"])),
-        layers=tuple(Blob(layer["digest"], int(layer["size"])) for layer in manifest["layers"]),
+        config=config,
+        layers=layers,
         manifest_size=len(manifest_bytes),
     )
 
