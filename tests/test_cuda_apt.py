@@ -24,7 +24,7 @@ from test_cuda import DRIVER_DIRS, NO_DRIVER, image_config_of, layer_paths
 from test_cuda import error_of as cuda_error_of
 from test_cuda import spec_of as cuda_spec_of
 
-from envnix.errors import FetchError, LockError, PackageNotFoundError, UsageError
+from envnix.errors import LockError, PackageNotFoundError, UsageError
 from envnix.lock import debian
 from envnix.lock.lockfile import Lock
 from envnix.render import cuda_library_dirs, image_config
@@ -413,7 +413,8 @@ def test_a_release_the_repository_lacks_lists_what_it_has(
     monkeypatch.setenv(cuda_apt.REPO_ENV, url + "/missing")
     spec = spec_of(tmp_path, V1.format(image="debian:12", dev="False",
                                        args='version="12.4", cudnn=""'))
-    with pytest.raises(FetchError, match=r"carry a flat apt repository .*\? check "
+    # The repository answered without the file: a setting to fix (4), not a retry (8).
+    with pytest.raises(LockError, match=r"carry a flat apt repository .*\? check "
                                          "ENVNIX_CUDA_APT_REPO$"):
         lock_cuda_apt(spec, debian.machine_apt_sources("bookworm"))
 

@@ -601,8 +601,9 @@ def test_fetch_index_detects_corrupt_index(tmp_path: Path) -> None:
 
 def test_fetch_index_missing_suite_and_component(tmp_path: Path) -> None:
     uri = write_mirror(tmp_path / "m", stanza("hello") + "\n", by_hash=False, signed=False)
-    with pytest.raises(FetchError, match=r"dists/trixie/Release"):
+    with pytest.raises(LockError, match=r"dists/trixie/Release") as missing:
         fetch_index(signed_source(uri, "trixie"), "main", tmp_path / "c")
+    assert missing.value.exit_code == 4  # the mirror answered: a setting to fix, not a retry
     with pytest.raises(LockError, match=r"lists no contrib/binary-amd64/Packages\.xz"):
         fetch_index(signed_source(uri, "bookworm"), "contrib", tmp_path / "c")
 
