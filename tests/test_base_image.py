@@ -285,7 +285,8 @@ def test_stale_lock_and_missing_image(registry: Registry, derived: Built,
     missing = _derived(tmp_path, f"{registry.host}/team/nope:1")
     proc = envnix("lock", str(missing), env=_insecure(registry), check=False)
     line = _one_error(proc)
-    assert proc.returncode == 8 and f"{registry.host}/team/nope:1" in line, proc.stderr
+    assert proc.returncode == 4 and f"{registry.host}/team/nope:1" in line, proc.stderr
+    assert "the registry has no such image" in line, proc.stderr
     proc = envnix("lock", str(missing), check=False)  # plain HTTP without the opt-in
     assert proc.returncode == 8 and "ENVNIX_INSECURE_REGISTRIES" in proc.stderr, proc.stderr
 

@@ -1114,8 +1114,9 @@ def fetch_release(source: AptSource) -> Release:
     and its hashes.
 
     A mirror without the suite (e.g. a Debian mirror given for an Ubuntu release) is one
-    LockError line naming the missing file (a setting to fix, not a network failure); a signature that does not check out is one
-    LockError line, and nothing of that index is used.
+    LockError line naming the missing file (a setting to fix, not a network failure); a
+    signature that does not check out is one LockError line, and nothing of that index is
+    used.
     """
     base = source.dist_url
     raw = _http_get(f"{base}/InRelease", missing_ok=True, setting=source.setting)

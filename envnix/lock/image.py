@@ -104,6 +104,11 @@ def _skopeo(ref: ImageRef, target: str, *flags: str, insecure: bool) -> bytes:
         hint = None
         if "http: server gave HTTP response to HTTPS client" in why:
             hint = f"a plain-HTTP registry: set ENVNIX_INSECURE_REGISTRIES={ref.host}"
+        if re.search(r"manifest unknown|name unknown|not found|repository .* not found", why,
+                     re.I):
+            # The registry answered: the image is not there. A typo to fix, not a retry (8).
+            raise LockError(f"base image {ref.written}: the registry has no such image: {why}",
+                            hint="check the name and tag in base(image=...)")
         raise FetchError(f"base image {ref.written}: cannot inspect it: {why}", hint=hint)
     return proc.stdout
 
