@@ -117,3 +117,23 @@ def test_alternatives_auto_mode_highest_priority(meta_root: Path, tmp_path: Path
     db = (meta_root / "var/lib/dpkg/alternatives/tool").read_text()
     assert db == ("auto\n/bin/tool\ntool.1.gz\n/usr/share/man/man1/tool.1.gz\n\n"
                   "/bin/tool-b\n50\n\n/usr/bin/tool-a\n20\n/usr/share/man/man1/tool-a.1.gz\n\n")
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="compares with openssl")
+def test_certificate_hash_links_match_openssl() -> None:
+    import sys
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "envnix" / "builders"))
+    import cacerts
+
+    paths = sorted(Path("/usr/share/ca-certificates").rglob("*.crt"))
+    assert len(paths) > 100, "the host's ca-certificates package is needed"
+    certs = {p.relative_to("/usr/share/ca-certificates").as_posix(): p.read_bytes()
+             for p in paths}
+    links, notes = cacerts.links(certs)
+    assert notes == []
+    hashed = {rel.rsplit("/", 1)[1]: target for rel, target in links if rel[-2] == "."}
+    for p in paths[::10]:  # openssl once per tenth certificate keeps this under a second
+        expected = subprocess.run(["openssl", "x509", "-noout", "-subject_hash", "-in", str(p)],
+                                  check=True, capture_output=True, text=True).stdout.strip()
+        assert hashed.get(f"{expected}.0") == p.stem + ".pem" or \
+            f"{expected}.1" in hashed, p.name

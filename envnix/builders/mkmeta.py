@@ -28,7 +28,8 @@ Metadata mode writes, under $out/root:
                           --install calls (see dpkgdb.py)
   etc/ssl/certs/ca-certificates.crt
                           all usr/share/ca-certificates/**/*.crt of the trees, sorted by path
-                          (what update-ca-certificates would have made; only if any exist)
+                          (what update-ca-certificates would have made; only if any exist),
+                          with its NAME.pem and HASH.0 links when ca-certificates is there
   usr/bin/sh -> dash      if no tree has usr/bin/sh but one has usr/bin/dash
   tmp (mode 1777), root (0700), the users' homes and the workdir
 Skeleton mode writes: bin -> usr/bin, sbin -> usr/sbin, lib -> usr/lib, lib64 -> usr/lib64
@@ -47,6 +48,7 @@ import sys
 from dataclasses import dataclass
 
 import _archive as A
+import cacerts
 import dpkgdb
 
 USER_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?$")
@@ -336,6 +338,14 @@ def _read_regular(path: str) -> bytes:
 
 def ca_bundle(trees: list[Tree]) -> bytes | None:
     """Concatenated usr/share/ca-certificates/**/*.crt (regular files only), sorted by path."""
+    certs = ca_certificates(trees)
+    if not certs:
+        return None
+    return b"".join(data for _, data in sorted(certs.items()))
+
+
+def ca_certificates(trees: list[Tree]) -> dict[str, bytes]:
+    """usr/share/ca-certificates/**/*.crt of the trees by path (regular files only)."""
     certs: dict[str, bytes] = {}
     for t in trees:
         top = t.inside("usr/share/ca-certificates")
@@ -356,9 +366,21 @@ def ca_bundle(trees: list[Tree]) -> bytes | None:
                 if rel in certs and certs[rel] != data:
                     raise A.BuilderError(f"two trees provide different {rel}")
                 certs[rel] = data
-    if not certs:
-        return None
-    return b"".join(data for _, data in sorted(certs.items()))
+    return certs
+
+
+def ca_links(trees: list[Tree], find: dpkgdb.Find, writer: A.TreeWriter) -> None:
+    """update-ca-certificates' NAME.pem and HASH.N links in etc/ssl/certs (see cacerts.py)."""
+    if find("usr/sbin/update-ca-certificates") is None:
+        return
+    top = "usr/share/ca-certificates/"
+    certs = {rel.removeprefix(top): data for rel, data in ca_certificates(trees).items()}
+    links, notes = cacerts.links(certs)
+    for rel, target in links:
+        if find(rel) is None:
+            writer.add_symlink(rel, target)
+    for note in notes:
+        writer.note(note)
 
 
 BASE_FILES_COPIES = (("dot.profile", "root/.profile"), ("dot.bashrc", "root/.bashrc"),
@@ -468,6 +490,7 @@ def build_meta(out: str, writer: A.TreeWriter) -> None:
     bundle = ca_bundle(trees)
     if bundle is not None:
         writer.add_file("etc/ssl/certs/ca-certificates.crt", bundle, 0o644)
+        ca_links(trees, find, writer)
     if not any(t.has("usr/bin/sh") for t in trees) and any(t.has("usr/bin/dash")
                                                              for t in trees):
         writer.add_symlink("usr/bin/sh", "dash")
