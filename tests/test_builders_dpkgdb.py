@@ -137,3 +137,32 @@ def test_certificate_hash_links_match_openssl() -> None:
                                   check=True, capture_output=True, text=True).stdout.strip()
         assert hashed.get(f"{expected}.0") == p.stem + ".pem" or \
             f"{expected}.1" in hashed, p.name
+
+
+@pytest.mark.skipif(shutil.which("apt-get") is None, reason="read back with apt-get")
+def test_lock_apt_sources_become_the_images_sources(tmp_path: Path) -> None:
+    apt = deb(tmp_path / "apt.deb", "Package: apt\nVersion: 1\nArchitecture: amd64\n"
+              "Description: apt\n",
+              [("dir", "./"), ("dir", "./usr"), ("dir", "./usr/bin"),
+               ("file", "./usr/bin/apt-get", PROG, 0o755), ("dir", "./usr/share"),
+               ("dir", "./usr/share/keyrings"),
+               ("file", "./usr/share/keyrings/debian-archive-keyring.gpg", b"k")])
+    sources = [{"uri": "http://mirror.invalid/debian", "suite": "bookworm",
+                "components": ["main", "contrib"]},
+               {"uri": "http://mirror.invalid/flat", "suite": "./", "components": []}]
+    out = tmp_path / "meta"
+    assert_ok(run_builder("mkmeta.py", {"out": str(out),
+                                        "trees": json.dumps([str(unpacked(tmp_path, "apt", apt))]),
+                                        "aptSources": json.dumps(sources)}, tmp_path / "build"))
+    parts = out / "root/etc/apt/sources.list.d"
+    text = (parts / "envnix.sources").read_text()
+    assert "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n" in text
+    uris = subprocess.run(["apt-get", "-o", "Dir::Etc::SourceList=/dev/null", "-o",
+                           f"Dir::Etc::SourceParts={parts}", "--print-uris", "update"],
+                          check=True, capture_output=True, text=True).stdout
+    assert "'http://mirror.invalid/debian/dists/bookworm/contrib/binary-amd64/Packages.xz'" in uris
+    assert "'http://mirror.invalid/flat/./Packages.xz'" in uris
+    bad = run_builder("mkmeta.py", {"out": str(tmp_path / "bad"), "trees": json.dumps(
+        [str(tmp_path / "tree-apt")]), "aptSources": json.dumps(
+        [{"uri": "http://x\nTypes: deb-src", "suite": "s"}])}, tmp_path / "build")
+    assert bad.returncode != 0 and "aptSources: bad source" in bad.stderr

@@ -12,6 +12,8 @@ Environment:
             same name. Defaults: root 0:0 /root (shell /bin/bash if a tree has usr/bin/bash,
             else /bin/sh) and nobody 65534:65534 /nonexistent /usr/sbin/nologin.
             Each given user except root gets its home directory (owned by it).
+  aptSources optional JSON list of the lock's apt sources ({uri, suite, components});
+            with apt in a tree, written as etc/apt/sources.list.d/envnix.sources
   skeleton  "1": build the skeleton instead (see below); users/workdir are ignored.
   pkgName, pkgVersion   optional, for meta.json (default "meta"/"skeleton" and "0").
 
@@ -471,6 +473,36 @@ def base_system(trees: list[Tree], find: dpkgdb.Find, writer: A.TreeWriter) -> N
         writer.add_dir("usr/local/share/ca-certificates", 0o755)  # ca-certificates' postinst
 
 
+KEYRINGS = ("usr/share/keyrings/debian-archive-keyring.gpg",
+            "usr/share/keyrings/ubuntu-archive-keyring.gpg")
+SOURCE_WORD_RE = re.compile(r"^[A-Za-z0-9./][A-Za-z0-9._~:/?&=+%@!,;*-]*$")
+
+
+def apt_sources_text(raw: str, find: dpkgdb.Find) -> bytes:
+    """deb822 sources for the lock's apt sources (``aptSources``: JSON list of {uri, suite,
+    components}), so apt-get in the image reads the archive the image was locked from."""
+    given = A.json_input(raw, "aptSources")
+    if not isinstance(given, list):
+        raise A.BuilderError("aptSources: must be a JSON list")
+    keyring = next((k for k in KEYRINGS if find(k) is not None), None)
+    stanzas = []
+    for src in given:
+        if not isinstance(src, dict):
+            raise A.BuilderError(f"aptSources: {src!r} is not an object")
+        uri, suite = src.get("uri"), src.get("suite")
+        comps = src.get("components", [])
+        words = [uri, suite, *comps] if isinstance(comps, list) else [None]
+        if not all(isinstance(w, str) and SOURCE_WORD_RE.match(w) for w in words):
+            raise A.BuilderError(f"aptSources: bad source {src!r}")
+        lines = ["Types: deb", f"URIs: {uri}", f"Suites: {suite}"]
+        if comps:
+            lines.append(f"Components: {' '.join(comps)}")
+        if keyring and not suite.endswith("/"):
+            lines.append(f"Signed-By: /{keyring}")
+        stanzas.append("\n".join(lines) + "\n")
+    return "\n".join(stanzas).encode("utf-8")
+
+
 def build_meta(out: str, writer: A.TreeWriter) -> None:
     trees = load_trees(required=True)
     users, given = load_users(trees)
@@ -487,6 +519,10 @@ def build_meta(out: str, writer: A.TreeWriter) -> None:
         writer.add_file("var/lib/dpkg/status", status, 0o644)
         write_dpkg_database(debs, find, writer)
     base_system(trees, find, writer)
+    sources = A.getenv("aptSources", "").strip()
+    if sources and find("usr/bin/apt-get") is not None:
+        writer.add_file("etc/apt/sources.list.d/envnix.sources",
+                        apt_sources_text(sources, find), 0o644)
     bundle = ca_bundle(trees)
     if bundle is not None:
         writer.add_file("etc/ssl/certs/ca-certificates.crt", bundle, 0o644)
