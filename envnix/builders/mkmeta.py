@@ -11,17 +11,27 @@ Environment:
   users     optional JSON list of [name, uid, gid, home, shell]; replaces a default of the
             same name. Defaults: root 0:0 /root (shell /bin/bash if a tree has usr/bin/bash,
             else /bin/sh) and nobody 65534:65534 /nonexistent /usr/sbin/nologin.
-            Each user except root/nobody gets its home directory (owned by it).
+            Each given user except root gets its home directory (owned by it).
+  aptSources optional JSON list of the lock's apt sources ({uri, suite, components});
+            with apt in a tree, written as etc/apt/sources.list.d/envnix.sources
   skeleton  "1": build the skeleton instead (see below); users/workdir are ignored.
   pkgName, pkgVersion   optional, for meta.json (default "meta"/"skeleton" and "0").
 
 Metadata mode writes, under $out/root:
-  etc/passwd, etc/group   sorted by id; groups: root, one per user gid, nogroup 65534
+  etc/passwd, etc/group   sorted by id; groups: root, one per user gid, nogroup 65534; with
+                          base-passwd in a tree, its passwd.master and group.master users and
+                          groups first (what update-passwd installs), then the given users
   var/lib/dpkg/status     every deb tree's control stanza with "Status: install ok installed"
-                          after Package, sorted by package name (only if there are deb trees)
+                          after Package and its Conffiles, sorted by package name (only if
+                          there are deb trees)
+  var/lib/dpkg/info/      each package's file list, md5sums, conffiles and maintainer scripts
+  etc/alternatives/, var/lib/dpkg/alternatives/, the alternatives' links
+                          update-alternatives in auto mode, from the postinst scripts' literal
+                          --install calls (see dpkgdb.py)
   etc/ssl/certs/ca-certificates.crt
                           all usr/share/ca-certificates/**/*.crt of the trees, sorted by path
-                          (what update-ca-certificates would have made; only if any exist)
+                          (what update-ca-certificates would have made; only if any exist),
+                          with its NAME.pem and HASH.0 links when ca-certificates is there
   usr/bin/sh -> dash      if no tree has usr/bin/sh but one has usr/bin/dash
   tmp (mode 1777), root (0700), the users' homes and the workdir
 Skeleton mode writes: bin -> usr/bin, sbin -> usr/sbin, lib -> usr/lib, lib64 -> usr/lib64
@@ -40,6 +50,8 @@ import sys
 from dataclasses import dataclass
 
 import _archive as A
+import cacerts
+import dpkgdb
 
 USER_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?$")
 MAX_ID = 2**32 - 2
@@ -110,13 +122,48 @@ def _check_id(value: object, what: str) -> int:
     return value
 
 
-def load_users(trees: list[Tree]) -> list[User]:
+def read_master(trees: list[Tree], name: str) -> list[list[str]] | None:
+    """base-passwd's usr/share/base-passwd/NAME.master as split lines (None if no tree has
+    it): what its postinst (update-passwd) installs as /etc/passwd and /etc/group."""
+    for t in trees:
+        path = t.inside(f"usr/share/base-passwd/{name}.master")
+        if path is not None and os.path.isfile(path) and not os.path.islink(path):
+            text = _read_regular(path).decode("utf-8")
+            return [line.split(":") for line in text.splitlines() if line.strip()]
+    return None
+
+
+def master_users(trees: list[Tree]) -> dict[str, User] | None:
+    rows = read_master(trees, "passwd")
+    if rows is None:
+        return None
+    users = {}
+    for row in rows:
+        if len(row) != 7:
+            raise A.BuilderError(f"base-passwd passwd.master: bad line {':'.join(row)!r}")
+        users[row[0]] = User(row[0], int(row[2]), int(row[3]), row[4], row[5], row[6])
+    return users
+
+
+def master_groups(trees: list[Tree]) -> dict[int, str]:
+    rows = read_master(trees, "group") or []
+    groups = {}
+    for row in rows:
+        if len(row) != 4:
+            raise A.BuilderError(f"base-passwd group.master: bad line {':'.join(row)!r}")
+        groups[int(row[2])] = row[0]
+    return groups
+
+
+def load_users(trees: list[Tree]) -> tuple[list[User], set[str]]:
+    """All users sorted by id, and the names given in the ``users`` env."""
     root_shell = "/bin/bash" if any(t.has("usr/bin/bash") for t in trees) else "/bin/sh"
-    users = {
+    users = master_users(trees) or {
         "root": User("root", 0, 0, "root", "/root", root_shell),
         "nobody": User("nobody", 65534, 65534, "nobody", "/nonexistent", "/usr/sbin/nologin"),
     }
     raw = A.getenv("users", "").strip()
+    seen: set[str] = set()
     if raw:
         try:
             given = json.loads(raw)
@@ -124,7 +171,6 @@ def load_users(trees: list[Tree]) -> list[User]:
             raise A.BuilderError(f"users: not JSON: {exc}") from None
         if not isinstance(given, list):
             raise A.BuilderError("users: must be a JSON list of [name, uid, gid, home, shell]")
-        seen: set[str] = set()
         for item in given:
             if not isinstance(item, list) or len(item) != 5:
                 raise A.BuilderError(f"users: {item!r} is not [name, uid, gid, home, shell]")
@@ -141,11 +187,12 @@ def load_users(trees: list[Tree]) -> list[User]:
             gecos = users[name].gecos if name in users else ""
             users[name] = User(name, _check_id(item[1], "uid"), _check_id(item[2], "gid"),
                                gecos, home, shell)
-    return sorted(users.values(), key=lambda u: (u.uid, u.name))
+    return sorted(users.values(), key=lambda u: (u.uid, u.name)), seen
 
 
-def groups_for(users: list[User]) -> list[tuple[str, int]]:
-    groups = {0: "root", 65534: "nogroup"}
+def groups_for(users: list[User], base: dict[int, str] | None = None
+               ) -> list[tuple[str, int]]:
+    groups = dict(base) if base else {0: "root", 65534: "nogroup"}
     for u in users:
         if u.gid in groups:
             continue
@@ -173,8 +220,10 @@ def group_text(groups: list[tuple[str, int]]) -> bytes:
     return "".join(f"{name}:x:{gid}:\n" for name, gid in groups).encode("utf-8")
 
 
-def status_stanza(control: str, where: str) -> tuple[tuple[str, str, str], str]:
-    """The control stanza with a Status line after Package; also (package, arch, version)."""
+def status_stanza(control: str, where: str, conffiles: str = ""
+                  ) -> tuple[tuple[str, str, str], str]:
+    """The control stanza with a Status line after Package (and *conffiles*, the value of a
+    Conffiles field, before Description); also (package, arch, version)."""
     lines = control.replace("\r\n", "\n").strip("\n").split("\n")
     out: list[str] = []
     fields: dict[str, str] = {}
@@ -190,25 +239,60 @@ def status_stanza(control: str, where: str) -> tuple[tuple[str, str, str], str]:
         if not sep or not field:
             raise A.BuilderError(f"{where}: bad control line {line!r}")
         key = field.lower()
-        if key == "status":
+        if key in ("status", "conffiles"):
             continue
+        if key == "description" and conffiles:
+            out.append("Conffiles:" + conffiles)
         fields.setdefault(key, value.strip())
         out.append(line)
         if key == "package":
             out.append(STATUS_LINE)
     if not fields.get("package"):
         raise A.BuilderError(f"{where}: control file has no Package field")
+    if conffiles and "description" not in fields:
+        out.append("Conffiles:" + conffiles)
     key3 = (fields["package"], fields.get("architecture", ""), fields.get("version", ""))
     return key3, "\n".join(out) + "\n"
 
 
-def dpkg_status(trees: list[Tree]) -> bytes | None:
-    stanzas: dict[tuple[str, str], tuple[str, str]] = {}
+def finder(trees: list[Tree]) -> dpkgdb.Find:
+    """The file behind a canonical image path in the first tree that has it (or None)."""
+    def find(rel: str) -> str | None:
+        for t in trees:
+            path = t.inside(rel)
+            if path is not None and os.path.lexists(path):
+                return path
+        return None
+    return find
+
+
+def control_fields(control: str) -> dict[str, str]:
+    fields: dict[str, str] = {}
+    for line in control.splitlines():
+        if line and line[0] not in " \t":
+            k, _, v = line.partition(":")
+            fields.setdefault(k.strip().lower(), v.strip())
+    return fields
+
+
+def deb_infos(trees: list[Tree]) -> list[tuple[Tree, str, dpkgdb.DebInfo]]:
+    """(tree, control text, dpkg info) of every deb tree."""
+    out = []
     for t in trees:
         if t.kind != "deb":
             continue
         with open(os.path.join(t.path, "control"), encoding="utf-8") as f:
-            (pkg, arch, ver), text = status_stanza(f.read(), t.path)
+            control = f.read()
+        out.append((t, control, dpkgdb.load_info(t.path, control_fields(control))))
+    return out
+
+
+def dpkg_status(debs: list[tuple[Tree, str, dpkgdb.DebInfo]], find: dpkgdb.Find
+                ) -> bytes | None:
+    stanzas: dict[tuple[str, str], tuple[str, str]] = {}
+    for t, control, info in debs:
+        (pkg, arch, ver), text = status_stanza(control, t.path,
+                                               dpkgdb.conffiles_field(info, find))
         old = stanzas.get((pkg, arch))
         if old is not None and old[1] != text:
             raise A.BuilderError(f"two different deb trees for package {pkg}:{arch}")
@@ -216,6 +300,36 @@ def dpkg_status(trees: list[Tree]) -> bytes | None:
     if not stanzas:
         return None
     return "".join(text + "\n" for _, (_, text) in sorted(stanzas.items())).encode("utf-8")
+
+
+def write_dpkg_database(debs: list[tuple[Tree, str, dpkgdb.DebInfo]], find: dpkgdb.Find,
+                        writer: A.TreeWriter) -> None:
+    """info/ files of every package, then alternatives in auto mode (see dpkgdb.py)."""
+    notes: list[str] = []
+    choices: list[dpkgdb.Choice] = []
+    written: set[str] = set()
+    # Database layout 1: "PKG:ARCH.list" for Multi-Arch: same packages (dpkg reads the
+    # plain names without this file).
+    writer.add_file("var/lib/dpkg/info/format", b"1\n", 0o644)
+    for _t, _control, info in sorted(debs, key=lambda d: d[2].info_name):
+        if info.info_name in written:
+            continue
+        written.add(info.info_name)
+        for fname, data, mode in dpkgdb.info_files(info):
+            writer.add_file(f"var/lib/dpkg/info/{fname}", data, mode)
+        if "postinst" in info.files:
+            choices += dpkgdb.parse_alternatives(info.name, info.files["postinst"], notes)
+    writer.add_file("var/lib/dpkg/arch", b"amd64\n", 0o644)
+    writer.add_file("var/lib/dpkg/diversions", b"", 0o644)
+    for name, data in sorted(dpkgdb.triggers([d[2] for d in debs]).items()):
+        writer.add_file(f"var/lib/dpkg/triggers/{name}", data, 0o644)
+    links, db = dpkgdb.alternatives(choices, find, notes)
+    for name, data in sorted(db.items()):
+        writer.add_file(f"var/lib/dpkg/alternatives/{name}", data, 0o644)
+    for rel, target in links:
+        writer.add_symlink(rel, target)
+    for note in notes:
+        writer.note(note)
 
 
 def _read_regular(path: str) -> bytes:
@@ -226,6 +340,14 @@ def _read_regular(path: str) -> bytes:
 
 def ca_bundle(trees: list[Tree]) -> bytes | None:
     """Concatenated usr/share/ca-certificates/**/*.crt (regular files only), sorted by path."""
+    certs = ca_certificates(trees)
+    if not certs:
+        return None
+    return b"".join(data for _, data in sorted(certs.items()))
+
+
+def ca_certificates(trees: list[Tree]) -> dict[str, bytes]:
+    """usr/share/ca-certificates/**/*.crt of the trees by path (regular files only)."""
     certs: dict[str, bytes] = {}
     for t in trees:
         top = t.inside("usr/share/ca-certificates")
@@ -246,33 +368,174 @@ def ca_bundle(trees: list[Tree]) -> bytes | None:
                 if rel in certs and certs[rel] != data:
                     raise A.BuilderError(f"two trees provide different {rel}")
                 certs[rel] = data
-    if not certs:
-        return None
-    return b"".join(data for _, data in sorted(certs.items()))
+    return certs
+
+
+def ca_links(trees: list[Tree], find: dpkgdb.Find, writer: A.TreeWriter) -> None:
+    """update-ca-certificates' NAME.pem and HASH.N links in etc/ssl/certs (see cacerts.py)."""
+    if find("usr/sbin/update-ca-certificates") is None:
+        return
+    top = "usr/share/ca-certificates/"
+    certs = {rel.removeprefix(top): data for rel, data in ca_certificates(trees).items()}
+    links, notes = cacerts.links(certs)
+    for rel, target in links:
+        if find(rel) is None:
+            writer.add_symlink(rel, target)
+    for note in notes:
+        writer.note(note)
+
+
+BASE_FILES_COPIES = (("dot.profile", "root/.profile"), ("dot.bashrc", "root/.bashrc"),
+                     ("profile", "etc/profile"), ("motd", "etc/motd"))
+BASE_FILES_DIRS = (("mnt", 0o755, 0), ("srv", 0o755, 0), ("opt", 0o755, 0),
+                   ("etc/opt", 0o755, 0), ("var/opt", 0o755, 0), ("media", 0o755, 0),
+                   ("var/mail", 0o2775, 8), ("run/lock", 0o1777, 0),
+                   *((f"usr/local/{d}", 0o755, 0) for d in (
+                       "share/man", "bin", "games", "lib", "include", "sbin", "src", "etc")))
+# base-files ships var/run and var/lock as directories and its postinst turns them into links
+# to /run: a layer above cannot replace a directory of a layer below, so they stay directories.
+BASE_FILES_LINKS = (("var/spool/mail", "../mail"), ("usr/local/man", "share/man"))
+UTMP_GID = 43
+BASE_FILES_LOGS = (("var/log/wtmp", 0o664), ("var/log/btmp", 0o660), ("var/log/lastlog", 0o664))
+
+
+def base_system(trees: list[Tree], find: dpkgdb.Find, writer: A.TreeWriter) -> None:
+    """What the postinst of base-files and debianutils do on a first install (their scripts
+    only copy shipped defaults and make directories, so the result is a function of the
+    trees): /etc/profile, /etc/motd, root's dot files, mnt srv opt media..., the login
+    records, the dpkg origins link, /etc/shells and update-shells' state."""
+    if find("usr/share/base-files/profile") is not None:
+        for src, dest in BASE_FILES_COPIES:
+            path = find(f"usr/share/base-files/{src}")
+            if path is not None and find(dest) is None and os.path.isfile(path):
+                writer.add_file(dest, _read_regular(path), 0o644)
+        for rel, mode, gid in BASE_FILES_DIRS:
+            if find(rel) is None:
+                writer.add_dir(rel, mode, 0, gid)
+        for rel, target in BASE_FILES_LINKS:
+            if find(rel) is None:
+                writer.add_symlink(rel, target)
+        for rel, mode in BASE_FILES_LOGS:
+            if find(rel) is None:
+                writer.add_file(rel, b"", mode, 0, UTMP_GID)
+        info = find("usr/share/base-files/info.dir")
+        if info is not None and find("usr/share/info") is not None and \
+                find("usr/share/info/dir") is None:
+            writer.add_file("usr/share/info/dir", _read_regular(info), 0o644)
+        if find("etc/dpkg/origins/default") is None:
+            for origin in ("debian", "ubuntu"):
+                if find(f"etc/dpkg/origins/{origin}") is not None:
+                    writer.add_symlink("etc/dpkg/origins/default", origin)
+                    break
+    # libc-bin, readline-common and libpam-modules install these defaults when absent
+    for src, dest, mode in (("usr/share/libc-bin/nsswitch.conf", "etc/nsswitch.conf", 0o644),
+                            ("usr/share/readline/inputrc", "etc/inputrc", 0o644)):
+        path = find(src)
+        if path is not None and find(dest) is None and os.path.isfile(path):
+            writer.add_file(dest, _read_regular(path), mode)
+    if find("usr/lib/x86_64-linux-gnu/security/pam_env.so") is not None:
+        for dest, mode in (("etc/environment", 0o644), ("etc/security/opasswd", 0o600)):
+            if find(dest) is None:
+                writer.add_file(dest, b"", mode)
+    # python3.X's postinst makes the site directory pip installs into
+    pythons = sorted({n for t in trees if (d := t.inside("usr/bin")) and os.path.isdir(d)
+                      for n in os.listdir(d) if re.fullmatch(r"python3\.[0-9]+", n)})
+    for name in pythons:
+        if find(f"usr/local/lib/{name}/dist-packages") is None:
+            writer.add_dir(f"usr/local/lib/{name}/dist-packages", 0o755)
+    shells = find("usr/share/debianutils/shells")
+    if shells is not None and find("etc/shells") is None:
+        text = _read_regular(shells).decode("utf-8")
+        listed = [ln.strip() for ln in text.splitlines() if ln.strip().startswith("/")]
+        files: dict[str, str] = {}  # each shell package ships its own shells.d file
+        for t in trees:
+            d = t.inside("usr/share/debianutils/shells.d")
+            if d is not None and os.path.isdir(d) and not os.path.islink(d):
+                for n in os.listdir(d):
+                    if os.path.isfile(os.path.join(d, n)):
+                        files.setdefault(n, os.path.join(d, n))
+        extra = [ln.strip() for _, path in sorted(files.items())
+                 for ln in _read_regular(path).decode("utf-8").splitlines()
+                 if ln.strip().startswith("/")]
+        merged = list(dict.fromkeys([*listed, *extra]))
+        # update-shells on a merged-/usr system lists each /bin or /sbin shell under /usr too
+        merged += [f"/usr{sh}" for sh in merged
+                   if sh.startswith(("/bin/", "/sbin/")) and f"/usr{sh}" not in merged]
+        header = [ln for ln in text.splitlines() if ln.startswith("#")]
+        writer.add_file("etc/shells", ("\n".join([*header, *merged]) + "\n").encode(), 0o644)
+        state = [x for sh in dict.fromkeys([*listed, *extra])
+                 for x in (sh, *([f"/usr{sh}"] if sh.startswith(("/bin/", "/sbin/")) else []))]
+        if find("var/lib/shells.state") is None:
+            writer.add_file("var/lib/shells.state",
+                            ("\n".join(dict.fromkeys(state)) + "\n").encode(), 0o644)
+    if find("usr/share/ca-certificates") is not None and \
+            find("usr/local/share/ca-certificates") is None:
+        writer.add_dir("usr/local/share/ca-certificates", 0o755)  # ca-certificates' postinst
+
+
+KEYRINGS = ("usr/share/keyrings/debian-archive-keyring.gpg",
+            "usr/share/keyrings/ubuntu-archive-keyring.gpg")
+SOURCE_WORD_RE = re.compile(r"^[A-Za-z0-9./][A-Za-z0-9._~:/?&=+%@!,;*-]*$")
+
+
+def apt_sources_text(raw: str, find: dpkgdb.Find) -> bytes:
+    """deb822 sources for the lock's apt sources (``aptSources``: JSON list of {uri, suite,
+    components}), so apt-get in the image reads the archive the image was locked from."""
+    given = A.json_input(raw, "aptSources")
+    if not isinstance(given, list):
+        raise A.BuilderError("aptSources: must be a JSON list")
+    keyring = next((k for k in KEYRINGS if find(k) is not None), None)
+    stanzas = []
+    for src in given:
+        if not isinstance(src, dict):
+            raise A.BuilderError(f"aptSources: {src!r} is not an object")
+        uri, suite = src.get("uri"), src.get("suite")
+        comps = src.get("components", [])
+        words = [uri, suite, *comps] if isinstance(comps, list) else [None]
+        if not all(isinstance(w, str) and SOURCE_WORD_RE.match(w) for w in words):
+            raise A.BuilderError(f"aptSources: bad source {src!r}")
+        lines = ["Types: deb", f"URIs: {uri}", f"Suites: {suite}"]
+        if comps:
+            lines.append(f"Components: {' '.join(comps)}")
+        if keyring and not suite.endswith("/"):
+            lines.append(f"Signed-By: /{keyring}")
+        stanzas.append("\n".join(lines) + "\n")
+    return "\n".join(stanzas).encode("utf-8")
 
 
 def build_meta(out: str, writer: A.TreeWriter) -> None:
     trees = load_trees(required=True)
-    users = load_users(trees)
+    users, given = load_users(trees)
 
     writer.add_dir("tmp", 0o1777)
     writer.add_dir("root", 0o700)
     writer.add_file("etc/passwd", passwd_text(users), 0o644)
-    writer.add_file("etc/group", group_text(groups_for(users)), 0o644)
+    writer.add_file("etc/group", group_text(groups_for(users, master_groups(trees))), 0o644)
 
-    status = dpkg_status(trees)
+    find = finder(trees)
+    debs = deb_infos(trees)
+    status = dpkg_status(debs, find)
     if status is not None:
         writer.add_file("var/lib/dpkg/status", status, 0o644)
+        write_dpkg_database(debs, find, writer)
+    base_system(trees, find, writer)
+    sources = A.getenv("aptSources", "").strip()
+    if sources and find("usr/bin/apt-get") is not None:
+        writer.add_file("etc/apt/sources.list.d/envnix.sources",
+                        apt_sources_text(sources, find), 0o644)
     bundle = ca_bundle(trees)
     if bundle is not None:
         writer.add_file("etc/ssl/certs/ca-certificates.crt", bundle, 0o644)
+        ca_links(trees, find, writer)
     if not any(t.has("usr/bin/sh") for t in trees) and any(t.has("usr/bin/dash")
                                                              for t in trees):
         writer.add_symlink("usr/bin/sh", "dash")
 
     homes: dict[str, User] = {}
     for u in users:
-        if u.name == "root" or u.home in ("/", "/nonexistent"):
+        # base-passwd's system users have their homes from packages (or none): only the
+        # users the image asks for get one made here.
+        if u.name == "root" or u.name not in given or u.home in ("/", "/nonexistent"):
             continue
         rel = image_rel(u.home, f"home of {u.name}")
         if rel and rel not in homes:

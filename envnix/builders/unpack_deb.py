@@ -12,6 +12,11 @@ Output (see README.md, "Package tree format"):
                     the /bin -> usr/bin ... links). Symlink targets are kept as written.
                     Hard links become regular-file copies.
   $out/control      the control file from control.tar.*, verbatim (for /var/lib/dpkg/status)
+  $out/dpkg/NAME    every other regular file of control.tar.* (postinst, md5sums, conffiles,
+                    triggers, ...), verbatim: mkmeta writes dpkg's info/ database from them
+                    and reads the update-alternatives calls of postinst
+  $out/dpkg/list    data.tar's paths as dpkg lists them in info/PKG.list ("/." first, then
+                    every member as shipped, before the merged-/usr mapping), one per line
   $out/meta.json    {"kind": "deb", "name", "version", "modes", "notes"?}
 
 Maintainer scripts are not run (see mkmeta.py for what they would have produced).
@@ -22,6 +27,7 @@ regular files with different content are an error.
 from __future__ import annotations
 
 import os
+import re
 import sys
 import tarfile
 from typing import IO
@@ -54,19 +60,31 @@ def _pick(members: list[A.ArMember], names: tuple[str, ...], what: str) -> A.ArM
     return found[0]
 
 
-def read_control(f: IO[bytes], member: A.ArMember) -> bytes:
-    """The ``control`` file from control.tar.* (read only, nothing is extracted)."""
+CONTROL_FILE_RE = re.compile(r"^[a-z0-9][a-z0-9_.+-]{0,63}$")
+
+
+def read_control(f: IO[bytes], member: A.ArMember) -> tuple[bytes, dict[str, bytes]]:
+    """The ``control`` file from control.tar.* and its other top-level regular files
+    (maintainer scripts, md5sums, conffiles...), read into memory, nothing extracted."""
+    control: bytes | None = None
+    others: dict[str, bytes] = {}
     with A.open_tar_stream(A.ar_member_reader(f, member)) as tf:
         for m in tf:
-            if A.safe_relpath(m.name, "control member") != "control":
-                continue
+            rel = A.safe_relpath(m.name, "control member")
+            if rel != "control" and (not m.isreg() or not CONTROL_FILE_RE.match(rel)):
+                continue  # "." and anything dpkg would not use
             if not m.isreg():
                 raise A.BuilderError("control.tar: 'control' is not a regular file")
             data = tf.extractfile(m)
             if data is None:
-                raise A.BuilderError("control.tar: cannot read 'control'")
-            return data.read()
-    raise A.BuilderError("control.tar has no 'control' file")
+                raise A.BuilderError(f"control.tar: cannot read {rel!r}")
+            if rel == "control":
+                control = data.read()
+            elif rel != "list":
+                others[rel] = data.read()
+    if control is None:
+        raise A.BuilderError("control.tar has no 'control' file")
+    return control, others
 
 
 def control_field(control: bytes, field: str) -> str | None:
@@ -99,7 +117,7 @@ def main() -> None:
         control_member = _pick(members, CONTROL_NAMES, "control.tar")
         data_member = _pick(members, DATA_NAMES, "data.tar")
 
-        control = read_control(f, control_member)
+        control, control_files = read_control(f, control_member)
         name = name_env or control_field(control, "Package") or ""
         version = version_env or control_field(control, "Version") or ""
         if not name:
@@ -107,12 +125,20 @@ def main() -> None:
 
         os.makedirs(out, exist_ok=True)
         writer = A.TreeWriter(os.path.join(out, "root"), what="data.tar member")
-        A.extract_tar(
-            A.ar_member_reader(f, data_member), writer,
-            lambda rel, m: canonical_path(rel, m, writer),
-        )
+        shipped: dict[str, None] = {"/.": None}
+
+        def map_path(rel: str, m: tarfile.TarInfo) -> str | None:
+            shipped.setdefault("/" + rel, None)  # (a hard link's target comes back: no-op)
+            return canonical_path(rel, m, writer)
+
+        A.extract_tar(A.ar_member_reader(f, data_member), writer, map_path)
 
     A.write_new_file(os.path.join(out, "control"), control)
+    os.makedirs(os.path.join(out, "dpkg"))
+    for fname, data in sorted(control_files.items()):
+        A.write_new_file(os.path.join(out, "dpkg", fname), data)
+    A.write_new_file(os.path.join(out, "dpkg", "list"),
+                     "".join(p + "\n" for p in shipped).encode("utf-8"))
     A.write_meta(out, "deb", name, version, writer.modes, writer.notes)
 
 

@@ -38,6 +38,7 @@ from envnix.spec import (
     PythonSpec,
     RunSpec,
     RuntimeSpec,
+    apt_profile_from_env,
     check_env_name,
     cuda_apt,
     cuda_conda,
@@ -510,6 +511,7 @@ class SpecBuilder:
             warnings=self.warnings,
             base_image=self.base_image,
             cuda=cuda,
+            apt_profile=apt_profile_from_env(),
         )
 
     def _env_yaml_extras(self, workdir: str) -> None:

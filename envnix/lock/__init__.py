@@ -110,7 +110,7 @@ def lock_inputs(spec: ImageSpec, context: Path,
     request = pip_request(spec, plan)
     inputs: dict[str, Any] = {
         "apt": {"release": spec.os.codename, "architecture": "amd64",
-                "packages": spec.apt_roots()},
+                "packages": spec.apt_roots(), "profile": spec.apt_profile},
         "pip": {
             "python": python.version if python else None,
             "platform": pip.manylinux_platform(spec.os.glibc),
@@ -182,6 +182,7 @@ def make_lock(spec: ImageSpec, context: Path, sources: list[debian.AptSource],
         indexes, packages = debian.lock_apt(
             sources, spec.apt_roots(), progress=progress,
             host_provided=cuda_apt.host_provided(spec.cuda),
+            essential=spec.apt_profile == "essential",
             check=cuda_apt.index_check(spec.cuda, cuda_apt.describe_source(spec.cuda, sources),
                                        progress))
     conda_packages: list[dict[str, Any]] = []

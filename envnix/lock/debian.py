@@ -10,7 +10,10 @@ Scope and deliberate limits (background: the team's locking notes, §6 Debian):
 * Pre-Depends + Depends only (no Recommends), breadth-first, no backtracking: every choice is
   the first alternative with a candidate, newest version first, so the result is deterministic
   and easy to explain;
-* Essential/``Priority: required`` packages are *not* added implicitly: the caller decides;
+* with ``essential=True`` (the default profile of images on a distribution base) every package
+  the index marks ``Essential: yes`` is a root too, after the caller's roots, as dpkg and apt
+  assume they are always installed and never declare them; ``Priority: required`` alone is
+  not added (mmdebstrap's ``essential`` variant draws the same line);
 * names the caller says the host provides at run time (the GPU driver's ``libcuda1``, which
   NVIDIA's container toolkit mounts) satisfy any dependency on them and are never installed;
 * a root may name a version glob (``libcudnn8=8.*+cuda12.*``): the newest matching version;
@@ -671,8 +674,15 @@ def _to_package(index: DebIndex, entry: _Entry) -> DebPackage:
     )
 
 
+def essential_names(index: DebIndex) -> list[str]:
+    """The release's Essential set: names whose newest version says ``Essential: yes``."""
+    return [name for name in index.names()
+            if index.entries(name)[0].fields.get("Essential", "").strip().lower() == "yes"]
+
+
 def resolve(index: DebIndex, roots: Sequence[str],
-            host_provided: Collection[str] = ()) -> list[DebPackage]:
+            host_provided: Collection[str] = (), *, essential: bool = False
+            ) -> list[DebPackage]:
     """Resolve *roots* (``name``, ``name=version`` or ``name=glob``) to a dependency closure,
     sorted by name.
 
@@ -682,12 +692,17 @@ def resolve(index: DebIndex, roots: Sequence[str],
     has a candidate is taken (see ``_Resolver.candidates``). Unsatisfiable dependencies raise
     :class:`LockError` naming the dependency chain; unknown roots raise
     :class:`PackageNotFoundError` with close names. Conflicts/Breaks among the result are an
-    error too. Essential packages are not added implicitly. A relation on a *host_provided*
-    name (real or virtual) is met without installing anything.
+    error too. With *essential*, the release's Essential packages (:func:`essential_names`)
+    are roots after *roots*, so a version the caller pinned wins. A relation on a
+    *host_provided* name (real or virtual) is met without installing anything.
     """
     r = _Resolver(index, host_provided)
     for spec in roots:
         r.add_root(spec)
+    if essential:
+        for name in essential_names(index):
+            if name not in r.selected:
+                r.add_root(name)
     r.run()
     r.check_conflicts()
     return [_to_package(index, r.selected[n]) for n in sorted(r.selected)]
@@ -1338,18 +1353,19 @@ def lock_apt(
     *,
     host_provided: Collection[str] = (),
     check: Callable[[DebIndex], None] | None = None,
+    essential: bool = False,
 ) -> tuple[list[IndexSnapshot], list[DebPackage]]:
     """Fetch the indexes of *sources* and resolve *roots*: everything ``envnix lock`` needs.
 
     *host_provided*: see :func:`resolve`. *check* sees the merged index before resolving, so
     a caller can say what the sources lack in its own terms (which CUDA releases they have)
-    rather than as a missing package name.
+    rather than as a missing package name. *essential*: see :func:`resolve`.
     """
     started = time.monotonic()
     snapshots, index = load_index(sources, cache_dir, progress)
     if check is not None:
         check(index)
-    packages = resolve(index, roots, host_provided)
+    packages = resolve(index, roots, host_provided, essential=essential)
     if progress:
         total = sum(p.size for p in packages)
         progress(f"apt: resolved {len(packages)} packages ({_human_size(total)}) "

@@ -10,13 +10,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import re
 import stat
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from envnix.errors import SpecError
+from envnix.errors import SpecError, UsageError
 from envnix.spec.cuda import DRIVER_LIBRARY_DIRS, release_key
 from envnix.spec.cuda_apt import tools_dir as apt_tools_dir
 
@@ -238,6 +239,8 @@ class ImageSpec:
     # base(image=...) of an image that is not a known release: built on top of its layers,
     # pinned by digest in the lock (os is then CUSTOM_IMAGE_RELEASE).
     base_image: str | None = None
+    # Which of the release's always-there packages the image gets (see APT_PROFILES).
+    apt_profile: str = "essential"
 
     # Base packages every image gets: libc, a /bin/sh and CA certificates.
     BASE_APT = ("base-files", "libc6", "dash", "ca-certificates")
@@ -262,6 +265,8 @@ class ImageSpec:
         if self.dev:
             # envd's dev stack, minus its downloaded tools (sshd, horust, starship).
             roots += ("sudo", self.dev.shell, "coreutils")
+            if self.apt_profile == "essential":
+                roots.append("apt")  # a dev image is a Debian system: apt as in Debian's images
         roots += self.apt_packages
         seen: dict[str, None] = {}
         for name in roots:
@@ -330,6 +335,25 @@ class ImageSpec:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+
+
+APT_PROFILES = {
+    "essential": "the release's Essential: yes packages and their dependencies, as every "
+                 "Debian and Ubuntu system has them (grep, sed, find, dpkg, login...)",
+    "minimal": "only the packages the image asks for and their declared dependencies "
+               "(distroless style, for serving images)",
+}
+APT_PROFILE_ENV = "ENVNIX_APT_PROFILE"
+
+
+def apt_profile_from_env(environ: Mapping[str, str] | None = None) -> str:
+    """The apt profile ENVNIX_APT_PROFILE asks for (default: essential)."""
+    value = (os.environ if environ is None else environ).get(APT_PROFILE_ENV, "") or "essential"
+    if value not in APT_PROFILES:
+        raise UsageError(f"{APT_PROFILE_ENV}={value!r} is not an apt profile",
+                         hint="one of: " + "; ".join(f"{k} ({v})"
+                                                     for k, v in APT_PROFILES.items()))
+    return value
 
 
 def release_for(os_name: str) -> OsRelease:

@@ -1,0 +1,168 @@
+"""The dpkg database and alternatives mkmeta writes, read back by the host's real dpkg-query
+and update-alternatives (pointed at the tree with --admindir/--altdir).
+
+Crafted .debs go through the real unpack_deb.py and mkmeta.py builders, run as Nix runs them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from test_builders_unpack import ar_archive, assert_ok, run_builder, tar_bytes
+
+pytestmark = pytest.mark.skipif(shutil.which("dpkg-query") is None
+                                or shutil.which("update-alternatives") is None,
+                                reason="needs dpkg's tools to read the database back")
+
+CONF = b"setting = 1\n"
+PROG = b"#!/bin/sh\necho prog\n"
+
+
+def deb(path: Path, control: str, data: list, **control_files: bytes) -> Path:
+    ctl = [("dir", "./"), ("file", "./control", control.encode())]
+    ctl += [("file", f"./{name}", body, 0o755 if name.endswith("inst") else 0o644)
+            for name, body in control_files.items()]
+    path.write_bytes(ar_archive([("debian-binary", b"2.0\n"), ("control.tar.xz", tar_bytes(ctl)),
+                                 ("data.tar.xz", tar_bytes(data))]))
+    return path
+
+
+def unpacked(tmp: Path, name: str, deb_path: Path) -> Path:
+    out = tmp / f"tree-{name}"
+    assert_ok(run_builder("unpack_deb.py", {"src": str(deb_path), "out": str(out)},
+                          tmp / "build"))
+    return out
+
+
+POSTINST_A = rb"""#!/bin/sh
+set -e
+if [ "$1" = configure ]; then
+    update-alternatives --install /usr/bin/tool tool /usr/bin/tool-a 20 \
+        --slave /usr/share/man/man1/tool.1.gz tool.1.gz /usr/share/man/man1/tool-a.1.gz
+    update-alternatives --install /usr/bin/other other "$OTHER" 5
+fi
+"""
+POSTINST_B = b"#!/bin/sh\nupdate-alternatives --quiet --install /bin/tool tool /bin/tool-b 50\n"
+
+
+@pytest.fixture
+def meta_root(tmp_path: Path) -> Path:
+    a = deb(tmp_path / "a.deb",
+            "Package: tool-a\nVersion: 1.0\nArchitecture: amd64\nMulti-Arch: same\n"
+            "Description: a\n",
+            [("dir", "./"), ("dir", "./etc"), ("file", "./etc/tool.conf", CONF),
+             ("dir", "./usr"), ("dir", "./usr/bin"), ("file", "./usr/bin/tool-a", PROG, 0o755),
+             ("dir", "./usr/share"), ("dir", "./usr/share/man"), ("dir", "./usr/share/man/man1"),
+             ("file", "./usr/share/man/man1/tool-a.1.gz", b"man")],
+            postinst=POSTINST_A, conffiles=b"/etc/tool.conf\n",
+            md5sums=f"{hashlib.md5(PROG).hexdigest()}  usr/bin/tool-a\n".encode(),
+            triggers=b"interest-noawait /usr/share/tool\n")
+    b = deb(tmp_path / "b.deb",
+            "Package: tool-b\nVersion: 2.0\nArchitecture: amd64\nDescription: b\n",
+            [("dir", "./"), ("dir", "./bin"), ("file", "./bin/tool-b", PROG, 0o755)],
+            postinst=POSTINST_B)
+    trees = [str(unpacked(tmp_path, "a", a)), str(unpacked(tmp_path, "b", b))]
+    out = tmp_path / "meta"
+    assert_ok(run_builder("mkmeta.py", {"out": str(out), "trees": json.dumps(trees)},
+                          tmp_path / "build"))
+    root = out / "root"
+    (root / "var/lib/dpkg/updates").mkdir(exist_ok=True)  # dpkg's own package ships it
+    return root
+
+
+def dpkg(root: Path, *args: str) -> str:
+    return subprocess.run(["dpkg-query", f"--admindir={root}/var/lib/dpkg", *args],
+                          check=True, capture_output=True, text=True).stdout
+
+
+def test_status_lists_and_conffiles_read_back(meta_root: Path, tmp_path: Path) -> None:
+    assert (tmp_path / "tree-b/dpkg/list").read_text() == "/.\n/bin\n/bin/tool-b\n"
+    listed = dpkg(meta_root, "-W", "-f", "${Package} ${Version} ${db:Status-Abbrev}\n")
+    assert listed.splitlines() == ["tool-a 1.0 ii ", "tool-b 2.0 ii "]
+    # Multi-Arch: same is tool-a:amd64 in the database, and the shipped path answers -S
+    assert dpkg(meta_root, "-S", "/usr/bin/tool-a") == "tool-a:amd64: /usr/bin/tool-a\n"
+    assert dpkg(meta_root, "-S", "/bin/tool-b") == "tool-b: /bin/tool-b\n"
+    conf = dpkg(meta_root, "-W", "-f", "${Conffiles}\n", "tool-a")
+    assert conf.split() == ["/etc/tool.conf", hashlib.md5(CONF).hexdigest()]
+    info = meta_root / "var/lib/dpkg/info"
+    assert (info / "tool-a:amd64.postinst").read_bytes() == POSTINST_A
+    assert (info / "tool-a:amd64.postinst").stat().st_mode & 0o777 == 0o755
+    assert (meta_root / "var/lib/dpkg/triggers/File").read_text() == \
+        "/usr/share/tool tool-a:amd64/noawait\n"
+
+
+def test_alternatives_auto_mode_highest_priority(meta_root: Path, tmp_path: Path) -> None:
+    # tool-b's 50 beats tool-a's 20; its /bin path is written as given, the link lands in usr/
+    assert (meta_root / "etc/alternatives/tool").readlink() == Path("/bin/tool-b")
+    assert (meta_root / "usr/bin/tool").readlink() == Path("/etc/alternatives/tool")
+    # the slave belongs to tool-a only: with tool-b chosen it gets no link
+    assert not (meta_root / "etc/alternatives/tool.1.gz").exists()
+    # a call whose path is a shell variable cannot be read without running the script
+    assert not (meta_root / "etc/alternatives/other").exists()
+    notes = json.loads((meta_root.parent / "meta.json").read_text())["notes"]
+    assert any("shell variables" in n for n in notes)
+    shown = subprocess.run(
+        ["update-alternatives", "--admindir", str(meta_root / "var/lib/dpkg/alternatives"),
+         "--altdir", str(meta_root / "etc/alternatives"), "--display", "tool"],
+        check=True, capture_output=True, text=True).stdout.splitlines()
+    # (which choice is "best" it judges by the host's files: the podman test reads that)
+    assert shown[0] == "tool - auto mode"
+    assert "  link currently points to /bin/tool-b" in shown
+    assert "  slave tool.1.gz is /usr/share/man/man1/tool.1.gz" in shown
+    db = (meta_root / "var/lib/dpkg/alternatives/tool").read_text()
+    assert db == ("auto\n/bin/tool\ntool.1.gz\n/usr/share/man/man1/tool.1.gz\n\n"
+                  "/bin/tool-b\n50\n\n/usr/bin/tool-a\n20\n/usr/share/man/man1/tool-a.1.gz\n\n")
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="compares with openssl")
+def test_certificate_hash_links_match_openssl() -> None:
+    import sys
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "envnix" / "builders"))
+    import cacerts
+
+    paths = sorted(Path("/usr/share/ca-certificates").rglob("*.crt"))
+    assert len(paths) > 100, "the host's ca-certificates package is needed"
+    certs = {p.relative_to("/usr/share/ca-certificates").as_posix(): p.read_bytes()
+             for p in paths}
+    links, notes = cacerts.links(certs)
+    assert notes == []
+    hashed = {rel.rsplit("/", 1)[1]: target for rel, target in links if rel[-2] == "."}
+    for p in paths[::10]:  # openssl once per tenth certificate keeps this under a second
+        expected = subprocess.run(["openssl", "x509", "-noout", "-subject_hash", "-in", str(p)],
+                                  check=True, capture_output=True, text=True).stdout.strip()
+        assert hashed.get(f"{expected}.0") == p.stem + ".pem" or \
+            f"{expected}.1" in hashed, p.name
+
+
+@pytest.mark.skipif(shutil.which("apt-get") is None, reason="read back with apt-get")
+def test_lock_apt_sources_become_the_images_sources(tmp_path: Path) -> None:
+    apt = deb(tmp_path / "apt.deb", "Package: apt\nVersion: 1\nArchitecture: amd64\n"
+              "Description: apt\n",
+              [("dir", "./"), ("dir", "./usr"), ("dir", "./usr/bin"),
+               ("file", "./usr/bin/apt-get", PROG, 0o755), ("dir", "./usr/share"),
+               ("dir", "./usr/share/keyrings"),
+               ("file", "./usr/share/keyrings/debian-archive-keyring.gpg", b"k")])
+    sources = [{"uri": "http://mirror.invalid/debian", "suite": "bookworm",
+                "components": ["main", "contrib"]},
+               {"uri": "http://mirror.invalid/flat", "suite": "./", "components": []}]
+    out = tmp_path / "meta"
+    assert_ok(run_builder("mkmeta.py", {"out": str(out),
+                                        "trees": json.dumps([str(unpacked(tmp_path, "apt", apt))]),
+                                        "aptSources": json.dumps(sources)}, tmp_path / "build"))
+    parts = out / "root/etc/apt/sources.list.d"
+    text = (parts / "envnix.sources").read_text()
+    assert "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n" in text
+    uris = subprocess.run(["apt-get", "-o", "Dir::Etc::SourceList=/dev/null", "-o",
+                           f"Dir::Etc::SourceParts={parts}", "--print-uris", "update"],
+                          check=True, capture_output=True, text=True).stdout
+    assert "'http://mirror.invalid/debian/dists/bookworm/contrib/binary-amd64/Packages.xz'" in uris
+    assert "'http://mirror.invalid/flat/./Packages.xz'" in uris
+    bad = run_builder("mkmeta.py", {"out": str(tmp_path / "bad"), "trees": json.dumps(
+        [str(tmp_path / "tree-apt")]), "aptSources": json.dumps(
+        [{"uri": "http://x\nTypes: deb-src", "suite": "s"}])}, tmp_path / "build")
+    assert bad.returncode != 0 and "aptSources: bad source" in bad.stderr

@@ -1,0 +1,193 @@
+"""An image on a distribution base is a Debian system: the Essential set, alternatives in auto
+mode, dpkg's database and the base system files, all from the lock, no maintainer script run.
+
+The lock tests use the machine's Debian mirror; the image test builds a real image with Nix
+and runs its programs under podman; the reference test compares with mmdebstrap of the same
+packages from the same mirror when mmdebstrap is installed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from _podman import podman
+from conftest import Built, build, envnix
+
+from envnix.lock import debian
+
+ESSENTIAL_TOOLS = ("grep", "sed", "findutils", "gzip", "diffutils", "libc-bin", "util-linux",
+                   "base-passwd", "login", "hostname", "ncurses-bin", "bsdutils",
+                   "sysvinit-utils", "dpkg", "tar", "debianutils", "perl-base")
+BASE_ROOTS = ["base-files", "libc6", "dash", "ca-certificates"]
+
+
+def stanza(name: str, version: str = "1.0", **fields: str) -> str:
+    lines = [f"Package: {name}", f"Version: {version}", "Architecture: amd64",
+             f"Filename: pool/{name}_{version}_amd64.deb", "Size: 1", "SHA256: " + "0" * 64]
+    lines += [f"{k.replace('_', '-')}: {v}" for k, v in fields.items()]
+    return "\n".join(lines) + "\n"
+
+
+def test_essential_packages_are_roots_after_the_callers() -> None:
+    index = debian.DebIndex.from_packages_text("\n".join([
+        stanza("app", Depends="libx"),
+        stanza("libx"),
+        stanza("grep", Essential="yes", Depends="libpcre"),
+        stanza("libpcre", "2.0"),
+        stanza("libpcre", "1.0"),
+        stanza("sed", Essential="no"),
+    ]), "http://mirror.invalid/debian", "bookworm")
+    assert debian.essential_names(index) == ["grep"]
+    plain = [p.name for p in debian.resolve(index, ["app"])]
+    assert plain == ["app", "libx"]
+    full = debian.resolve(index, ["app", "libpcre=1.0"], essential=True)
+    assert [(p.name, p.version) for p in full] == [
+        ("app", "1.0"), ("grep", "1.0"), ("libpcre", "1.0"), ("libx", "1.0")]
+    assert next(p for p in full if p.name == "grep").essential
+
+
+@pytest.mark.network
+def test_bookworm_essential_closure_from_the_mirror() -> None:
+    sources = debian.machine_apt_sources("bookworm")
+    _, with_essential = debian.lock_apt(sources, BASE_ROOTS, essential=True)
+    _, minimal = debian.lock_apt(sources, BASE_ROOTS)
+    names = {p.name for p in with_essential}
+    assert set(ESSENTIAL_TOOLS) <= names
+    assert "mawk" in names  # base-files pre-depends on awk
+    assert {p.name for p in minimal} < names
+    assert "grep" not in {p.name for p in minimal}
+
+
+def write_context(root: Path, packages: list[str]) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    quoted = ", ".join(json.dumps(p) for p in packages)
+    (root / "build.envd").write_text(
+        'def build():\n    base(os="debian12", language="python3.11")\n'
+        f"    install.apt_packages(name=[{quoted}])\n")
+    return root
+
+
+@pytest.mark.network
+def test_minimal_profile_is_asked_for_and_recorded(tmp_path: Path) -> None:
+    context = write_context(tmp_path / "serve", ["python3"])
+    env = {**os.environ, "ENVNIX_APT_PROFILE": "minimal"}
+    envnix("lock", str(context), env=env)
+    lock = json.loads((context / "envnix.lock").read_text())
+    assert lock["inputs"]["apt"]["profile"] == "minimal"
+    names = {p["name"] for p in lock["apt"]["packages"]}
+    assert "python3" in names and "grep" not in names and "findutils" not in names
+    # The same lock without the setting is stale: the profile never changes by accident.
+    env.pop("ENVNIX_APT_PROFILE")
+    proc = envnix("build", str(context), "--locked", env=env, check=False)
+    assert proc.returncode != 0 and "envnix.lock is stale" in proc.stderr
+    bad = envnix("lock", str(context), env={**env, "ENVNIX_APT_PROFILE": "tiny"}, check=False)
+    assert bad.returncode == 2 and "ENVNIX_APT_PROFILE='tiny'" in bad.stderr
+
+
+@pytest.fixture(scope="module")
+def numpy_image(tmp_path_factory: pytest.TempPathFactory) -> Built:
+    context = write_context(tmp_path_factory.mktemp("ess") / "numpy",
+                            ["python3-numpy", "less"])
+    return build(context, "-t", "ess:dev")
+
+
+SCRIPT = r"""
+set -e
+grep --version | head -1
+echo abc | sed s/b/X/
+find /etc/alternatives -maxdepth 0
+echo 'x y' | awk '{print $2}'
+which which
+readlink /etc/alternatives/awk /etc/alternatives/pager
+readlink /etc/alternatives/libblas.so.3-x86_64-linux-gnu
+update-alternatives --display awk | head -3
+dpkg -S /usr/bin/mawk
+dpkg -S /bin/grep
+dpkg -l | grep -c '^ii'
+dpkg -V mawk grep && echo verified
+getent passwd daemon
+test -f /etc/profile && test -f /root/.bashrc && grep -qx /bin/bash /etc/shells
+test -d /var/mail && test -d /media && test -L /usr/local/man && echo base-files
+python3 -c "import numpy; print(numpy.__version__)"
+"""
+
+
+@pytest.mark.network
+@pytest.mark.slow
+def test_programs_alternatives_and_dpkg_run(numpy_image: Built, podman_environ: dict) -> None:
+    out = podman("run", "--rm", f"oci:{numpy_image.layout}", "/bin/bash", "-c", SCRIPT,
+                 env=podman_environ).stdout.splitlines()
+    lock = json.loads((numpy_image.context / "envnix.lock").read_text())
+    installed = len(lock["apt"]["packages"])
+    numpy = next(p["version"] for p in lock["apt"]["packages"] if p["name"] == "python3-numpy")
+    print("\n".join(out))
+    assert out[0].startswith("grep (GNU grep)")
+    assert out[1:5] == ["aXc", "/etc/alternatives", "y", "/usr/bin/which"]
+    assert out[5:7] == ["/usr/bin/mawk", "/usr/bin/less"]
+    assert out[7] == "/usr/lib/x86_64-linux-gnu/blas/libblas.so.3"
+    assert out[8:10] == ["awk - auto mode", "  link best version is /usr/bin/mawk"]
+    assert out[11:13] == ["mawk: /usr/bin/mawk", "grep: /bin/grep"]
+    assert int(out[13]) == installed
+    assert out[14] == "verified"
+    assert out[15].startswith("daemon:x:1:1:")
+    assert out[16] == "base-files"
+    assert numpy.split(":")[-1].startswith(out[17])
+
+
+def _paths(root: Path) -> set[str]:
+    """Every path under root, merged-/usr spelling, without the mount points' contents."""
+    out = set()
+    for p in root.rglob("*"):
+        rel = p.relative_to(root).as_posix()
+        if rel.split("/")[0] in ("proc", "sys", "dev"):
+            continue
+        head, _, rest = rel.partition("/")
+        if head in ("bin", "sbin", "lib", "lib64") and rest:
+            rel = f"usr/{rel}"
+        out.add(rel)
+    return out
+
+
+# What mmdebstrap's root has and an envnix image does not, on purpose: logs, caches, byte
+# code compiled by postinst (py3compile), apt's state, the machine's identity and mounts, the
+# files only a running system or the bootstrap tool writes, systemd's enablement state, and
+# what docs/debian.md lists as not reproduced yet.
+ACCEPTED_MISSING = ("var/log/", "var/cache/", "var/lib/apt/", "var/lib/dpkg/",
+                    "__pycache__", "etc/hostname", "etc/hosts",
+                    "etc/resolv.conf", "etc/fstab", "etc/machine-id", "etc/apt/sources.list",
+                    "etc/ld.so.cache", "etc/passwd-", "etc/group-", "etc/shadow",
+                    "etc/gshadow", "etc/subuid", "etc/subgid", "etc/.pwd.lock",
+                    "etc/systemd/", "etc/rc", "etc/ca-certificates.conf", "etc/environment",
+                    "etc/security/opasswd", "etc/inputrc", "etc/nsswitch.conf",
+                    "etc/python3", "etc/default/useradd", "etc/mtab", "etc/dpkg/dpkg.cfg.d/",
+                    "var/lib/pam/", "var/lib/sudo", "var/lib/python", "run/",
+                    "var/lib/systemd/")
+
+
+@pytest.mark.network
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("mmdebstrap") is None, reason="mmdebstrap is not installed")
+def test_no_program_library_or_link_of_mmdebstrap_is_missing(numpy_image: Built,
+                                                             tmp_path: Path) -> None:
+    lock = json.loads((numpy_image.context / "envnix.lock").read_text())
+    roots = lock["inputs"]["apt"]["packages"]
+    sources = debian.machine_apt_sources("bookworm")
+    lines = [f"deb {s.uri} {s.suite} {' '.join(s.components)}" for s in sources]
+    ref = tmp_path / "ref"
+    subprocess.run(["mmdebstrap", "--variant=apt", "--include=" + ",".join(roots),
+                    "bookworm", str(ref), *lines], check=True, capture_output=True)
+    bundle = tmp_path / "bundle"
+    subprocess.run(["umoci", "unpack", "--image", f"{numpy_image.layout}:dev", str(bundle)],
+                   check=True, capture_output=True)
+    ours, theirs = _paths(bundle / "rootfs"), _paths(ref)
+    missing = sorted(p for p in theirs - ours
+                     if not any(p.startswith(a) or a in p for a in ACCEPTED_MISSING)
+                     and not p.startswith(("usr/share/doc/", "usr/share/man/")))
+    print(f"mmdebstrap: {len(theirs)} paths, envnix: {len(ours)}, "
+          f"missing: {len(theirs - ours)}, unexplained: {len(missing)}: {missing}")
+    assert missing == []
