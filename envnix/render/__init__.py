@@ -74,12 +74,10 @@ def store_name(text: str) -> str:
     return name[:180] or "artifact"
 
 
-def source_date_epoch() -> int:
-    value = os.environ.get("SOURCE_DATE_EPOCH", "0")
-    try:
-        return int(value)
-    except ValueError:
-        return 0
+# Every timestamp in an image: file mtimes in layers, the config's ``created``. A constant, not
+# the calling shell's SOURCE_DATE_EPOCH: the lock alone decides the bytes, so `lock --check`
+# saying "up to date" means the same digest (the lock holds no time of its own).
+IMAGE_EPOCH = 0
 
 
 def _artifact_key(kind: str, name: str) -> str:
@@ -160,7 +158,7 @@ def build_plan(spec: ImageSpec, lock: Lock, tag: str) -> dict[str, Any]:
         "schema": PLAN_SCHEMA,  # read back by envnix.lock.schema.read_plan
         "tag": tag,
         "storeName": store_name(tag.replace(":", "-")),
-        "mtime": source_date_epoch(),
+        "mtime": IMAGE_EPOCH,
         "workdir": spec.workdir,
         "condaPrefix": CONDA_PREFIX,
         "python": {
@@ -380,7 +378,7 @@ def cuda_library_dirs(spec: ImageSpec, lock: Lock) -> list[str]:
 
 def image_config(spec: ImageSpec, lock: Lock) -> dict[str, Any]:
     """The OCI config minus rootfs/history (which mkimage fills from the built layers)."""
-    created = datetime.fromtimestamp(source_date_epoch(), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    created = datetime.fromtimestamp(IMAGE_EPOCH, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     rt = spec.runtime
     labels = {
         "io.envnix.version": __version__,
