@@ -68,6 +68,10 @@ def nix_build(
 ) -> NixResult:
     """Build ``attr`` of ``directory/default.nix``; return the output path."""
     cmd = [require_nix(), str(directory / "default.nix"), "-A", attr, *nix_options(toolchain)]
+    if toolchain == "pinned":  # the one path Nix cannot make itself (docs/toolchain.md)
+        from envnix.toolchain import ensure
+
+        ensure(store=store, progress=progress)
     cmd += ["--argstr", "toolchain", toolchain]
     if store:
         cmd += ["--store", store]

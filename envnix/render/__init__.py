@@ -38,6 +38,7 @@ from envnix.reference import image_name
 from envnix.render.context import write_context_tree
 from envnix.spec import CONDA_PREFIX, CudaSpec, ImageSpec, cuda_apt, cuda_nixpkgs
 from envnix.spec.cuda import gpu_labels, implied_by_wheels, library_dir, variant_for
+from envnix.toolchain import load_pin
 
 HOST_PYTHON = "/usr/bin/python3"
 HOST_SANDBOX_PATHS = ("/usr", "/lib", "/lib64")
@@ -560,6 +561,7 @@ def _render_into(out_dir: Path, spec: ImageSpec, lock: Lock, plan: dict[str, Any
                     if p.name.endswith(".py") and p.name != "__init__.py")
     _write_marker(out_dir, [*previous, *wanted])  # before anything else: it is envnix's now
     env = _templates()
+    pin = load_pin()
     variables = {
         "envnix_version": __version__,
         "manifest": spec.manifest,
@@ -567,6 +569,8 @@ def _render_into(out_dir: Path, spec: ImageSpec, lock: Lock, plan: dict[str, Any
         "toolchain": toolchain,
         "nixpkgs": nixpkgs,
         "host_python": HOST_PYTHON,
+        "tc_store_name": pin.store_name,
+        "tc_nar_sha256": pin.nar_sha256,
         "nixpkgs_cuda": nixpkgs_cuda,
         "nix_options": " ".join(f"'{o}'" if " " in o or not o else o
                                 for o in nix_options(toolchain)),
@@ -582,8 +586,9 @@ def _render_into(out_dir: Path, spec: ImageSpec, lock: Lock, plan: dict[str, Any
     write_context_tree(contexts, context or out_dir, spec.copies, owner)
     _write(out_dir / "image-config.json", _json(image_config(spec, lock)))
     _write(out_dir / LOCK_NAME, lock.dumps())
-    _write_zstandard(out_dir / "toolchain",
-                     needed=any(p["fn"].endswith(".conda") for p in lock.conda_packages))
+    # Only the host toolchain needs a copy of zstandard: the pinned one has Debian's.
+    _write_zstandard(out_dir / "toolchain", needed=toolchain == "host" and any(
+        p["fn"].endswith(".conda") for p in lock.conda_packages))
     builders = _real_dir(out_dir / "builders")
     for name in previous:  # only builder files envnix wrote there itself
         stale = builders / name
