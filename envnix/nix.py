@@ -68,15 +68,15 @@ def nix_build(
 ) -> NixResult:
     """Build ``attr`` of ``directory/default.nix``; return the output path."""
     cmd = [require_nix(), str(directory / "default.nix"), "-A", attr, *nix_options(toolchain)]
-    if toolchain == "pinned":  # the one path Nix cannot make itself (docs/toolchain.md)
-        from envnix.toolchain import ensure
-
-        ensure(store=store, progress=progress)
     cmd += ["--argstr", "toolchain", toolchain]
     if store:
         cmd += ["--store", store]
         if _is_chroot_store(store):
             seed_chroot_store(directory / "plan.json", store, progress)
+            if toolchain == "pinned":  # the same path Nix would make, without a fetch there
+                from envnix.toolchain import ensure
+
+                ensure(store=store, progress=progress)
     if out_link:
         cmd += ["--out-link", str(out_link)]
     else:

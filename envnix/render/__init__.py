@@ -569,8 +569,6 @@ def _render_into(out_dir: Path, spec: ImageSpec, lock: Lock, plan: dict[str, Any
         "toolchain": toolchain,
         "nixpkgs": nixpkgs,
         "host_python": HOST_PYTHON,
-        "tc_store_name": pin.store_name,
-        "tc_nar_sha256": pin.nar_sha256,
         "nixpkgs_cuda": nixpkgs_cuda,
         "nix_options": " ".join(f"'{o}'" if " " in o or not o else o
                                 for o in nix_options(toolchain)),
@@ -578,6 +576,7 @@ def _render_into(out_dir: Path, spec: ImageSpec, lock: Lock, plan: dict[str, Any
     _write(out_dir / "default.nix", env.get_template("default.nix.j2").render(variables))
     _write(out_dir / "flake.nix", env.get_template("flake.nix.j2").render(variables))
     _write(out_dir / "plan.json", _json(plan))
+    _write(out_dir / "toolchain-pin.json", _json(pin.for_nix()))
     _write_files_tree(out_dir / "files", spec, tree)
     owner = (spec.dev.uid, spec.dev.gid) if spec.dev else (0, 0)  # envd chowns copies
     contexts = out_dir / "context"

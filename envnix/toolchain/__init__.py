@@ -8,12 +8,13 @@ hash is pinned as well. The store path is a recursive fixed-output path: it depe
 its name and that hash, so every user of one envnix version gets the same path (and the same
 builder derivations), and no bytes can differ from what the pin says (Nix checks the hash).
 
-How the path gets into the store: envnix extracts the .debs' data.tar archives here (the
-extraction is a pure function of the .debs: file contents, the executable bit and symbolic
-links are all a NAR records) and adds the tree with ``nix-store --add-fixed --recursive``,
-which refuses nothing but the store then holds the path the pinned NAR hash names; envnix
-checks it is that one. See docs/toolchain.md for why, and ``python -m envnix.toolchain pin``
-for regenerating the pin file from this machine's Debian mirror.
+How the path gets into the store: default.nix builds it with a pinned static busybox (stage
+0, unpacked by ``builtin:unpack-channel``) running ``ar`` and ``tar``; or envnix extracts the
+.debs here (``extract``: file contents, the executable bit and symbolic links, all a NAR
+records) and adds the tree with ``nix-store --add-fixed --recursive`` (``ensure``, used for
+``--store DIR`` chroot stores, where no fetch should run). Both give the pinned NAR hash. See
+docs/toolchain.md, and ``python -m envnix.toolchain pin`` for regenerating the pin file from
+this machine's Debian mirror.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import io
 import json
 import lzma
 import os
+import re
 import shutil
 import stat
 import tarfile
@@ -34,6 +36,7 @@ from typing import Any
 
 from envnix import process
 from envnix.errors import BuildError, LockError
+from envnix.nixexpr import check_artifact
 
 PIN_NAME = "bookworm-amd64.json"
 PIN_FORMAT = 1
@@ -60,9 +63,16 @@ class Toolchain:
     store_name: str
     nar_sha256: str
     debs: list[dict[str, Any]]
+    stage0: dict[str, str]
 
-    def nix_attrs(self) -> dict[str, str]:
-        return {"storeName": self.store_name, "narHash": self.nar_sha256}
+    def for_nix(self) -> dict[str, Any]:
+        """What default.nix needs to make the path itself (toolchain-pin.json)."""
+        return {"storeName": self.store_name, "narSha256": self.nar_sha256,
+                "debs": [{k: d[k] for k in ("name", "url", "sha256")} for d in self.debs],
+                # the tarball's top-level package/ becomes unpack-channel's channel directory
+                "stage0": {"name": self.stage0["name"], "url": self.stage0["url"],
+                           "sha256": self.stage0["sha256"],
+                           "binary": self.stage0["binary"].removeprefix("package/")}}
 
 
 def load_pin(text: str | None = None) -> Toolchain:
@@ -74,11 +84,17 @@ def load_pin(text: str | None = None) -> Toolchain:
         if data["format"] != PIN_FORMAT:
             raise ValueError(f"format {data['format']!r}")
         pin = Toolchain(int(data["version"]), str(data["storeName"]), str(data["narSha256"]),
-                        [dict(d) for d in data["debs"]])
+                        [dict(d) for d in data["debs"]], dict(data["stage0"]))
         for deb in pin.debs:
             for key in ("name", "version", "url", "sha256", "size"):
                 if key not in deb:
                     raise ValueError(f"deb entry without {key}")
+            check_artifact({**deb, "storeName": f"{deb['name']}.deb"}, f"toolchain {deb['name']}",
+                           PIN_NAME)
+        check_artifact({**pin.stage0, "storeName": pin.stage0["name"]}, "toolchain stage0",
+                       PIN_NAME)
+        if not re.fullmatch(r"package/[A-Za-z0-9/_.-]+", pin.stage0["binary"]):
+            raise ValueError(f"stage0 binary {pin.stage0['binary']!r}")
         if len(pin.nar_sha256) != 64 or not all(c in "0123456789abcdef" for c in pin.nar_sha256):
             raise ValueError("narSha256 is not 64 hex digits")
     except (KeyError, TypeError, ValueError, json.JSONDecodeError) as exc:
@@ -211,9 +227,11 @@ def ensure(pin: Toolchain | None = None, store: str | None = None,
 
 # -------------------------------------------------------------------------------- pinning
 
-def make_pin(version: int, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+def make_pin(version: int, stage0: dict[str, str],
+             progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """A fresh pin from this machine's Debian mirror: the newest bookworm (+updates,
-    +security) version of every package in PACKAGES, and the NAR hash of their extraction."""
+    +security) version of every package in PACKAGES, and the NAR hash of their extraction.
+    ``stage0`` (the busybox that unpacks them inside Nix) is carried over as is."""
     from envnix.lock.debian import _to_package, load_index, machine_apt_sources
 
     _, index = load_index(machine_apt_sources(SUITE, components=["main"]), progress=progress)
@@ -226,9 +244,9 @@ def make_pin(version: int, progress: Callable[[str], None] | None = None) -> dic
         debs.append({"name": pkg.name, "version": pkg.version, "url": pkg.url,
                      "sha256": pkg.sha256, "size": pkg.size})
     store_name = f"envnix-toolchain-{version}-{SUITE}-amd64"
-    draft = Toolchain(version, store_name, "0" * 64, debs)
+    draft = Toolchain(version, store_name, "0" * 64, debs, stage0)
     with tempfile.TemporaryDirectory(prefix="envnix-toolchain-") as tmp:
         extract(download_debs(draft, Path(tmp)), Path(tmp) / store_name)
         nar = nar_sha256(Path(tmp) / store_name)
     return {"format": PIN_FORMAT, "version": version, "storeName": store_name,
-            "narSha256": nar, "debs": debs}
+            "narSha256": nar, "debs": debs, "stage0": stage0}

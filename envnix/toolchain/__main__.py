@@ -20,20 +20,17 @@ def main(argv: list[str] | None = None) -> int:
     pin.add_argument("--version", type=int, default=None,
                      help="toolchain version (default: the shipped pin's)")
     pin.add_argument("--out", type=Path, default=Path(__file__).with_name(PIN_NAME))
-    sub.add_parser("ensure", help="add the pinned toolchain to the store, print its path")
+    add = sub.add_parser("ensure", help="add the pinned toolchain to the store, print its path")
+    add.add_argument("--store", help="a Nix store other than the default (e.g. a directory)")
     args = parser.parse_args(argv)
     if args.command == "pin":
-        version = args.version
-        if version is None:
-            try:
-                version = load_pin().version
-            except Exception:  # no pin yet
-                version = 1
-        data = make_pin(version, progress=lambda m: print(m, file=sys.stderr))
+        current = load_pin()
+        data = make_pin(args.version or current.version, current.stage0,
+                        progress=lambda m: print(m, file=sys.stderr))
         atomic_write(args.out, json.dumps(data, indent=2, sort_keys=True) + "\n")
         print(f"{args.out}: {data['storeName']} sha256:{data['narSha256']}")
     else:
-        print(ensure(progress=lambda m: print(m, file=sys.stderr)))
+        print(ensure(store=args.store, progress=lambda m: print(m, file=sys.stderr)))
     return 0
 
 
