@@ -199,7 +199,7 @@ def _build_options(fn):  # type: ignore[no-untyped-def]
         click.option("--out-dir", type=click.Path(path_type=Path),
                      help=f"Where to write the Nix project (default: <context>/{GENERATED_DIR})."),
         click.option("--toolchain", type=click.Choice(["pinned", "host", "nixpkgs"]),
-                     default="host", show_default=True,
+                     default="pinned", show_default=True,
                      help="What runs the builders inside Nix: pinned (Python, zlib and proot "
                           "from pinned .debs in the Nix store), host (NOT reproducible: this "
                           "machine's python3, needs extra-sandbox-paths) or nixpkgs."),

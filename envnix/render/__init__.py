@@ -525,7 +525,7 @@ def claim_out_dir(out_dir: Path) -> list[str]:
 
 
 def render(spec: ImageSpec, lock: Lock, out_dir: Path, tag: str,
-           toolchain: str = "host", nixpkgs: str = "nixpkgs",
+           toolchain: str = "pinned", nixpkgs: str = "nixpkgs",
            context: Path | None = None) -> Rendered:
     """Write the Nix project for ``spec`` + ``lock`` into ``out_dir``."""
     image_name(tag, "the tag")
