@@ -13,7 +13,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from _tiny import tiny_context, wheel
+from _tiny import TINY_ENVD, tiny_context, wheel
 from conftest import build, envnix
 
 from envnix.toolchain import PACKAGES, ensure, load_pin
@@ -113,3 +113,30 @@ def test_pinned_builds_the_hosts_bytes_and_names_no_host_path(tmp_path: Path) ->
             assert builder.startswith(toolchain) or drv["env"].get("name") == Path(
                 toolchain).name.split("-", 1)[1], builder
     assert not problems, problems
+
+
+def test_a_new_lock_records_the_toolchain_and_render_builds_with_the_locks(
+        tmp_path: Path) -> None:
+    """envnix lock writes the shipped pin into envnix.lock; render takes the lock's (an older
+    lock without one builds with the shipped pin); a damaged section is a corrupt lock."""
+    from envnix.lock import Lock
+    from envnix.lock.lockfile import CorruptLockError
+    from envnix.toolchain import shipped_pin_data
+
+    context = tmp_path / "rec"
+    context.mkdir()
+    (context / "build.envd").write_text(TINY_ENVD)
+    envnix("lock", str(context))
+    data = json.loads((context / "envnix.lock").read_text())
+    assert data["toolchain"] == shipped_pin_data()
+
+    # The lock's own toolchain wins over the shipped one.
+    data["toolchain"]["storeName"] = "envnix-toolchain-99-bookworm-amd64"
+    (context / "envnix.lock").write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    envnix("render", str(context), "--locked")
+    rendered = json.loads((context / ".envnix" / "toolchain-pin.json").read_text())
+    assert rendered["storeName"] == "envnix-toolchain-99-bookworm-amd64"
+
+    data["toolchain"]["debs"][0]["url"] = "file:///etc/passwd"
+    with pytest.raises(CorruptLockError, match=r"toolchain: deb .*file"):
+        Lock.loads(json.dumps(data))

@@ -38,7 +38,7 @@ from envnix.reference import image_name
 from envnix.render.context import write_context_tree
 from envnix.spec import CONDA_PREFIX, CudaSpec, ImageSpec, cuda_apt, cuda_nixpkgs
 from envnix.spec.cuda import gpu_labels, implied_by_wheels, library_dir, variant_for
-from envnix.toolchain import load_pin
+from envnix.toolchain import for_lock
 
 HOST_PYTHON = "/usr/bin/python3"
 HOST_SANDBOX_PATHS = ("/usr", "/lib", "/lib64")
@@ -561,7 +561,7 @@ def _render_into(out_dir: Path, spec: ImageSpec, lock: Lock, plan: dict[str, Any
                     if p.name.endswith(".py") and p.name != "__init__.py")
     _write_marker(out_dir, [*previous, *wanted])  # before anything else: it is envnix's now
     env = _templates()
-    pin = load_pin()
+    pin = for_lock(lock.toolchain)  # the lock's own, or (older locks) the shipped one
     variables = {
         "envnix_version": __version__,
         "manifest": spec.manifest,

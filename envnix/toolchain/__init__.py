@@ -36,7 +36,7 @@ from typing import Any
 
 from envnix import process
 from envnix.errors import BuildError, LockError
-from envnix.nixexpr import check_artifact
+from envnix.nixexpr import STORE_NAME, check_artifact
 
 PIN_NAME = "bookworm-amd64.json"
 PIN_FORMAT = 1
@@ -75,12 +75,32 @@ class Toolchain:
                            "binary": self.stage0["binary"].removeprefix("package/")}}
 
 
+def shipped_pin_data() -> dict[str, Any]:
+    """The pin file shipped with this envnix, as JSON data (what a new lock records)."""
+    return json.loads((resources.files("envnix.toolchain") / PIN_NAME).read_text("utf-8"))
+
+
 def load_pin(text: str | None = None) -> Toolchain:
     """The pin shipped with this envnix (or ``text``), checked."""
-    if text is None:
-        text = (resources.files("envnix.toolchain") / PIN_NAME).read_text("utf-8")
     try:
-        data = json.loads(text)
+        data = shipped_pin_data() if text is None else json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise LockError(f"envnix's toolchain pin {PIN_NAME} is damaged: {exc}",
+                        hint="reinstall envnix") from None
+    return parse_pin(data, f"envnix's toolchain pin {PIN_NAME}", LockError, "reinstall envnix")
+
+
+def for_lock(recorded: dict[str, Any] | None) -> Toolchain:
+    """The toolchain a lock builds with: the one it records, else (older locks) the shipped
+    one."""
+    if recorded is None:
+        return load_pin()
+    return parse_pin(recorded, "envnix.lock: toolchain", LockError, "run envnix lock again")
+
+
+def parse_pin(data: Any, what: str, error: type[LockError], hint: str) -> Toolchain:
+    """``data`` (a pin file's or a lock's toolchain section) checked, or ``error``."""
+    try:
         if data["format"] != PIN_FORMAT:
             raise ValueError(f"format {data['format']!r}")
         pin = Toolchain(int(data["version"]), str(data["storeName"]), str(data["narSha256"]),
@@ -89,17 +109,19 @@ def load_pin(text: str | None = None) -> Toolchain:
             for key in ("name", "version", "url", "sha256", "size"):
                 if key not in deb:
                     raise ValueError(f"deb entry without {key}")
-            check_artifact({**deb, "storeName": f"{deb['name']}.deb"}, f"toolchain {deb['name']}",
-                           PIN_NAME)
-        check_artifact({**pin.stage0, "storeName": pin.stage0["name"]}, "toolchain stage0",
-                       PIN_NAME)
+            check_artifact({**deb, "storeName": f"{deb['name']}.deb"}, f"deb {deb['name']}",
+                           what)
+        check_artifact({**pin.stage0, "storeName": pin.stage0["name"]}, "stage0", what)
+        if not STORE_NAME.fullmatch(pin.store_name):
+            raise ValueError(f"storeName {pin.store_name!r}")
         if not re.fullmatch(r"package/[A-Za-z0-9/_.-]+", pin.stage0["binary"]):
             raise ValueError(f"stage0 binary {pin.stage0['binary']!r}")
         if len(pin.nar_sha256) != 64 or not all(c in "0123456789abcdef" for c in pin.nar_sha256):
             raise ValueError("narSha256 is not 64 hex digits")
-    except (KeyError, TypeError, ValueError, json.JSONDecodeError) as exc:
-        raise LockError(f"envnix's toolchain pin {PIN_NAME} is damaged: {exc}",
-                        hint="reinstall envnix") from None
+    except LockError as exc:
+        raise error(f"{what}: {exc.message}", hint=hint) from None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise error(f"{what} is damaged: {exc!r}", hint=hint) from None
     return pin
 
 
