@@ -73,6 +73,10 @@ def nix_build(
         cmd += ["--store", store]
         if _is_chroot_store(store):
             seed_chroot_store(directory / "plan.json", store, progress)
+            if toolchain == "pinned":  # the same path Nix would make, without a fetch there
+                from envnix.toolchain import ensure
+
+                ensure(store=store, progress=progress)
     if out_link:
         cmd += ["--out-link", str(out_link)]
     else:

@@ -149,3 +149,45 @@ def test_unprivileged_user_builds_the_image_root_builds(nix_daemon: NixDaemon, u
                            check=True).stdout.split()
     assert all(Path(p).is_relative_to(shared / "user") or Path(p).is_relative_to(shared / "home")
                for p in owned), owned
+
+
+@pytest.mark.slow
+@pytest.mark.network
+def test_unprivileged_user_builds_pinned_without_extra_sandbox_paths(user: str,
+                                                                     shared: Path) -> None:
+    """With the pinned toolchain no builder needs a host path: a daemon whose settings lack
+    extra-sandbox-paths builds the user's image, to the digests root gets single-user in a
+    store of its own (which extracts the toolchain afresh)."""
+    nonce = uuid.uuid4().hex
+    contexts = {}
+    for who in ("root", "user"):
+        context = shared / who / "tiny"
+        context.mkdir(parents=True)
+        (context / "build.envd").write_text(TINY.format(nonce=nonce))
+        (context / "stamp.txt").write_text(f"{nonce}\n")
+        contexts[who] = context
+    envnix("lock", str(contexts["root"]))
+    shutil.copy(contexts["root"] / "envnix.lock", contexts["user"] / "envnix.lock")
+    subprocess.run(["chown", "-R", user, str(shared / "user")], check=True)
+
+    bare_conf = "".join(line for line in DAEMON_CONF.read_text().splitlines(keepends=True)
+                        if not line.startswith("extra-sandbox-paths"))
+    assert "sandbox = true" in bare_conf
+    bare_dir = shared / "bare"
+    bare_dir.mkdir(mode=0o755)
+    with running_daemon(bare_dir, bare_conf) as bare:
+        proc = run_as(user, [*envnix_command(user), "build", str(contexts["user"]), "--locked",
+                             "-t", "tiny:dev", "--toolchain", "pinned"], shared / "home",
+                      bare.client_env)
+    assert proc.returncode == 0, proc.stderr
+    by_user = parse_build(contexts["user"], proc)
+    count = re.search(r"^build: (\d+) derivation\(s\) built", proc.stderr, re.M)
+    assert count and int(count[1]) >= 2, proc.stderr  # the daemon ran the builders itself
+
+    env = {k: v for k, v in os.environ.items() if k not in ("NIX_REMOTE",
+                                                             "NIX_DAEMON_SOCKET_PATH")}
+    root_proc = envnix("build", str(contexts["root"]), "--locked", "-t", "tiny:dev", "--store",
+                       str(shared / "store"), "--toolchain", "pinned", env=env)
+    by_root = parse_build(contexts["root"], root_proc)
+    assert (by_user.config, by_user.manifest) == (by_root.config, by_root.manifest)
+    assert by_user.store_path == by_root.store_path

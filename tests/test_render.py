@@ -12,6 +12,7 @@ import pytest
 from envnix.lock.lockfile import Lock
 from envnix.render import OWN_LAYER_BYTES, plan_layers, render, store_name
 from envnix.spec import ImageSpec, PipRequest, PythonSpec, release_for
+from envnix.toolchain import load_pin, store_path
 
 
 def small_spec() -> ImageSpec:
@@ -67,8 +68,16 @@ def test_generated_project_evaluates_for_both_toolchains(tmp_path: Path) -> None
                                               "image-config.json", "envnix.lock", "builders"}
     assert (out / "builders/unpack_deb.py").is_file()
     assert not (out / "builders/__init__.py").exists()
-    host = nix_eval(out, "(import ./default.nix {}).trees.\"deb:libc6\".builder")
+    host = nix_eval(out, "(import ./default.nix { toolchain = \"host\"; })"
+                         ".trees.\"deb:libc6\".builder")
     assert host == "/usr/bin/python3"
+    # The default: the pinned toolchain's loader, a store path named by the pin alone.
+    pinned = nix_eval(out, "(import ./default.nix {}).trees.\"deb:libc6\".builder")
+    assert pinned == f"{store_path(load_pin())}/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"
+    args = nix_eval(out, "(import ./default.nix {}).trees.\"deb:libc6\".args")
+    assert args[:3] == ["--library-path", f"{store_path(load_pin())}/lib/x86_64-linux-gnu:"
+                        f"{store_path(load_pin())}/usr/lib/x86_64-linux-gnu",
+                        f"{store_path(load_pin())}/usr/bin/python3.11"]
     # nixpkgs is not reachable here; a stand-in attrset proves the branch is wired correctly.
     stand_in = '{ python3.withPackages = f: "/nixpkgs-python"; }'
     builder = nix_eval(out, f'(import ./default.nix {{ toolchain = "nixpkgs"; '

@@ -17,6 +17,8 @@ Environment:
   env       optional JSON object of variables for the commands (or the path of a file holding
             it), applied on top of DEFAULT_ENV
   proot     absolute path of the proot binary (host toolchain: /usr/bin/proot)
+  prootLoader  optional JSON list: the command that starts ``proot`` (pinned toolchain: its
+            ld.so and --library-path, since the sandbox has no /lib64/ld-linux-x86-64.so.2)
   pkgName, pkgVersion  optional, for meta.json (default "run", "0")
 
 How the group runs (envd's RUN, made hermetic):
@@ -745,13 +747,13 @@ class RunResult:
     isolated: bool
 
 
-def run_group(rootfs: Rootfs, work: str, proot: str, shell: str, workdir: str,
+def run_group(rootfs: Rootfs, work: str, proot: list[str], shell: str, workdir: str,
               commands: list[str], env: dict[str, str], bash: bool) -> RunResult:
     tmp = os.path.join(work, "proot-tmp")
     os.mkdir(tmp, 0o700)
     log = os.path.join(work, "output.log")
     errfile = os.path.join(work, "err-lines")
-    argv = [proot, "-0", "-r", rootfs.root, "-w", workdir, "-b", "/proc"]
+    argv = [*proot, "-0", "-r", rootfs.root, "-w", workdir, "-b", "/proc"]
     argv += [arg for n in DEV_NODES if os.path.exists(f"/dev/{n}") for arg in ("-b", f"/dev/{n}")]
     argv += [shell, "-c", script_for(commands, env, bash)]
     proc_env = {k: v for k, v in env.items() if not k.startswith("LD_")}
@@ -1030,6 +1032,9 @@ def main() -> None:
     A.set_context("run")
     if not os.path.isabs(proot) or not os.access(proot, os.X_OK):
         raise A.BuilderError(f"proot {proot!r} is not an executable file")
+    loader = json.loads(A.getenv("prootLoader", "[]"))
+    if not isinstance(loader, list) or not all(isinstance(a, str) for a in loader):
+        raise A.BuilderError(f"prootLoader {loader!r} is not a JSON list of strings")
     image_path(workdir, "workdir")
 
     top = os.environ.get("NIX_BUILD_TOP") or os.environ.get("TMPDIR") or os.getcwd()
@@ -1051,7 +1056,7 @@ def main() -> None:
     cwd = _make_workdir(rootfs, workdir)  # after the snapshot: a created workdir is a change
     _wait_for_clock_tick()
 
-    result = run_group(rootfs, work, proot, shell, cwd, commands, env, bash)
+    result = run_group(rootfs, work, [*loader, proot], shell, cwd, commands, env, bash)
     if result.code != 0:
         fail(commands, result)
 

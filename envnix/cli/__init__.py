@@ -198,8 +198,11 @@ def _build_options(fn):  # type: ignore[no-untyped-def]
         click.option("--locked", is_flag=True, help="Fail instead of re-locking a stale lock."),
         click.option("--out-dir", type=click.Path(path_type=Path),
                      help=f"Where to write the Nix project (default: <context>/{GENERATED_DIR})."),
-        click.option("--toolchain", type=click.Choice(["host", "nixpkgs"]), default="host",
-                     show_default=True, help="Python that runs the builders inside Nix."),
+        click.option("--toolchain", type=click.Choice(["pinned", "host", "nixpkgs"]),
+                     default="pinned", show_default=True,
+                     help="What runs the builders inside Nix: pinned (Python, zlib and proot "
+                          "from pinned .debs in the Nix store), host (NOT reproducible: this "
+                          "machine's python3, needs extra-sandbox-paths) or nixpkgs."),
         click.option("--nixpkgs", default="nixpkgs", show_default=True,
                      help="Flake reference for nixpkgs (toolchain=nixpkgs)."),
     ]):

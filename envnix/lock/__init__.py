@@ -35,6 +35,7 @@ from envnix.lock.lockfile import (
 )
 from envnix.spec import CUSTOM_IMAGE_RELEASE, ImageSpec, OsRelease, PipRequest, cuda_apt
 from envnix.spec.cuda import implied_by_wheels
+from envnix.toolchain import shipped_pin_data
 
 __all__ = ["LOCK_NAME", "CondaPlan", "CorruptLockError", "Lock", "apt_sources", "conda_plan",
            "lock_inputs", "make_lock", "pip_request", "read_lock", "stale_reason", "write_lock"]
@@ -222,6 +223,7 @@ def make_lock(spec: ImageSpec, context: Path, sources: list[debian.AptSource],
                         for c in plan.channels] if plan else [],
         conda_packages=conda_packages,
         base=base,
+        toolchain=shipped_pin_data(),
     )
 
 

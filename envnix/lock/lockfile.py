@@ -104,6 +104,9 @@ _LOCK = S.obj(
             "packages": S.array(_CONDA_PACKAGE, unique=_name, unique_field="name"),
         }),
         "base": _BASE,
+        # The pinned toolchain the image is built with (envnix/toolchain): checked in full by
+        # envnix.toolchain.parse_pin when the lock is read.
+        "toolchain": S.mapping(S.text, S.anything),
     },
 )
 
@@ -163,6 +166,9 @@ class Lock:
     conda_packages: list[dict[str, Any]] = field(default_factory=list)
     # base(image=...): the pinned base image (envnix.lock.image.resolve_base); None otherwise.
     base: dict[str, Any] | None = None
+    # The toolchain pin (envnix/toolchain) this lock builds with; None in locks made before
+    # envnix recorded it (they build with the pin shipped in envnix).
+    toolchain: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -182,6 +188,8 @@ class Lock:
         }
         if self.base is not None:  # only then: locks of other images keep their bytes
             data["base"] = self.base
+        if self.toolchain is not None:
+            data["toolchain"] = self.toolchain
         return data
 
     def dumps(self) -> str:
@@ -197,6 +205,10 @@ class Lock:
         raw = text.encode("utf-8", "surrogateescape") if isinstance(text, str) else text
         data = S.parse_json(raw, origin, CorruptLockError, LOCK_HINT)
         check_lock_data(data, origin)
+        if "toolchain" in data:
+            from envnix.toolchain import parse_pin
+
+            parse_pin(data["toolchain"], f"{origin}: toolchain", CorruptLockError, LOCK_HINT)
         return cls(
             inputs=data["inputs"],
             apt_sources=data["apt"]["sources"],
@@ -206,6 +218,7 @@ class Lock:
             conda_channels=data.get("conda", {}).get("channels", []),
             conda_packages=data.get("conda", {}).get("packages", []),
             base=data.get("base"),
+            toolchain=data.get("toolchain"),
         )
 
     def artifacts(self) -> list[dict[str, Any]]:

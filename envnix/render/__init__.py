@@ -38,6 +38,7 @@ from envnix.reference import image_name
 from envnix.render.context import write_context_tree
 from envnix.spec import CONDA_PREFIX, CudaSpec, ImageSpec, cuda_apt, cuda_nixpkgs
 from envnix.spec.cuda import gpu_labels, implied_by_wheels, library_dir, variant_for
+from envnix.toolchain import for_lock
 
 HOST_PYTHON = "/usr/bin/python3"
 HOST_SANDBOX_PATHS = ("/usr", "/lib", "/lib64")
@@ -74,12 +75,10 @@ def store_name(text: str) -> str:
     return name[:180] or "artifact"
 
 
-def source_date_epoch() -> int:
-    value = os.environ.get("SOURCE_DATE_EPOCH", "0")
-    try:
-        return int(value)
-    except ValueError:
-        return 0
+# Every timestamp in an image: file mtimes in layers, the config's ``created``. A constant, not
+# the calling shell's SOURCE_DATE_EPOCH: the lock alone decides the bytes, so `lock --check`
+# saying "up to date" means the same digest (the lock holds no time of its own).
+IMAGE_EPOCH = 0
 
 
 def _artifact_key(kind: str, name: str) -> str:
@@ -160,7 +159,7 @@ def build_plan(spec: ImageSpec, lock: Lock, tag: str) -> dict[str, Any]:
         "schema": PLAN_SCHEMA,  # read back by envnix.lock.schema.read_plan
         "tag": tag,
         "storeName": store_name(tag.replace(":", "-")),
-        "mtime": source_date_epoch(),
+        "mtime": IMAGE_EPOCH,
         "workdir": spec.workdir,
         "condaPrefix": CONDA_PREFIX,
         "python": {
@@ -380,7 +379,7 @@ def cuda_library_dirs(spec: ImageSpec, lock: Lock) -> list[str]:
 
 def image_config(spec: ImageSpec, lock: Lock) -> dict[str, Any]:
     """The OCI config minus rootfs/history (which mkimage fills from the built layers)."""
-    created = datetime.fromtimestamp(source_date_epoch(), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    created = datetime.fromtimestamp(IMAGE_EPOCH, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     rt = spec.runtime
     labels = {
         "io.envnix.version": __version__,
@@ -526,7 +525,7 @@ def claim_out_dir(out_dir: Path) -> list[str]:
 
 
 def render(spec: ImageSpec, lock: Lock, out_dir: Path, tag: str,
-           toolchain: str = "host", nixpkgs: str = "nixpkgs",
+           toolchain: str = "pinned", nixpkgs: str = "nixpkgs",
            context: Path | None = None) -> Rendered:
     """Write the Nix project for ``spec`` + ``lock`` into ``out_dir``."""
     image_name(tag, "the tag")
@@ -562,6 +561,7 @@ def _render_into(out_dir: Path, spec: ImageSpec, lock: Lock, plan: dict[str, Any
                     if p.name.endswith(".py") and p.name != "__init__.py")
     _write_marker(out_dir, [*previous, *wanted])  # before anything else: it is envnix's now
     env = _templates()
+    pin = for_lock(lock.toolchain)  # the lock's own, or (older locks) the shipped one
     variables = {
         "envnix_version": __version__,
         "manifest": spec.manifest,
@@ -576,6 +576,7 @@ def _render_into(out_dir: Path, spec: ImageSpec, lock: Lock, plan: dict[str, Any
     _write(out_dir / "default.nix", env.get_template("default.nix.j2").render(variables))
     _write(out_dir / "flake.nix", env.get_template("flake.nix.j2").render(variables))
     _write(out_dir / "plan.json", _json(plan))
+    _write(out_dir / "toolchain-pin.json", _json(pin.for_nix()))
     _write_files_tree(out_dir / "files", spec, tree)
     owner = (spec.dev.uid, spec.dev.gid) if spec.dev else (0, 0)  # envd chowns copies
     contexts = out_dir / "context"
@@ -584,8 +585,9 @@ def _render_into(out_dir: Path, spec: ImageSpec, lock: Lock, plan: dict[str, Any
     write_context_tree(contexts, context or out_dir, spec.copies, owner)
     _write(out_dir / "image-config.json", _json(image_config(spec, lock)))
     _write(out_dir / LOCK_NAME, lock.dumps())
-    _write_zstandard(out_dir / "toolchain",
-                     needed=any(p["fn"].endswith(".conda") for p in lock.conda_packages))
+    # Only the host toolchain needs a copy of zstandard: the pinned one has Debian's.
+    _write_zstandard(out_dir / "toolchain", needed=toolchain == "host" and any(
+        p["fn"].endswith(".conda") for p in lock.conda_packages))
     builders = _real_dir(out_dir / "builders")
     for name in previous:  # only builder files envnix wrote there itself
         stale = builders / name

@@ -1,0 +1,274 @@
+"""The pinned toolchain: the interpreter and tools envnix's builders run on, from pinned .debs.
+
+The builders (envnix/builders/*.py) need a Python 3, zlib (layer gzip bytes come from it),
+zstandard (for .conda packages) and proot (for run() steps). With ``--toolchain pinned`` they
+come from Debian bookworm .debs pinned by URL + sha256 in a versioned pin file shipped inside
+envnix (``bookworm-amd64.json`` next to this module), extracted into one store path whose NAR
+hash is pinned as well. The store path is a recursive fixed-output path: it depends only on
+its name and that hash, so every user of one envnix version gets the same path (and the same
+builder derivations), and no bytes can differ from what the pin says (Nix checks the hash).
+
+How the path gets into the store: default.nix builds it with a pinned static busybox (stage
+0, unpacked by ``builtin:unpack-channel``) running ``ar`` and ``tar``; or envnix extracts the
+.debs here (``extract``: file contents, the executable bit and symbolic links, all a NAR
+records) and adds the tree with ``nix-store --add-fixed --recursive`` (``ensure``, used for
+``--store DIR`` chroot stores, where no fetch should run). Both give the pinned NAR hash. See
+docs/toolchain.md, and ``python -m envnix.toolchain pin`` for regenerating the pin file from
+this machine's Debian mirror.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import lzma
+import os
+import re
+import shutil
+import stat
+import tarfile
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from envnix import process
+from envnix.errors import BuildError, LockError
+from envnix.nixexpr import STORE_NAME, check_artifact
+
+PIN_NAME = "bookworm-amd64.json"
+PIN_FORMAT = 1
+SUITE = "bookworm"
+# What the builders need, nothing more: the interpreter and its stdlib with the libraries the
+# stdlib modules the builders import link to (zlib, lzma, bz2, expat, ffi), zstandard for
+# .conda packages, proot (and libtalloc) for run() steps.
+PACKAGES = (
+    "libbz2-1.0", "libc6", "libexpat1", "libffi8", "liblzma5", "libpython3.11-minimal",
+    "libpython3.11-stdlib", "libtalloc2", "libzstd1", "proot", "python3-zstandard",
+    "python3.11-minimal", "zlib1g",
+)
+LIB_DIRS = ("lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu")
+LOADER = "lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"
+PYTHON = "usr/bin/python3.11"
+PROOT = "usr/bin/proot"
+
+
+@dataclass(frozen=True)
+class Toolchain:
+    """The pin: the store name and NAR sha256 (hex) of the tree, and its .debs."""
+
+    version: int
+    store_name: str
+    nar_sha256: str
+    debs: list[dict[str, Any]]
+    stage0: dict[str, str]
+
+    def for_nix(self) -> dict[str, Any]:
+        """What default.nix needs to make the path itself (toolchain-pin.json)."""
+        return {"storeName": self.store_name, "narSha256": self.nar_sha256,
+                "debs": [{k: d[k] for k in ("name", "url", "sha256")} for d in self.debs],
+                # the tarball's top-level package/ becomes unpack-channel's channel directory
+                "stage0": {"name": self.stage0["name"], "url": self.stage0["url"],
+                           "sha256": self.stage0["sha256"],
+                           "binary": self.stage0["binary"].removeprefix("package/")}}
+
+
+def shipped_pin_data() -> dict[str, Any]:
+    """The pin file shipped with this envnix, as JSON data (what a new lock records)."""
+    return json.loads((resources.files("envnix.toolchain") / PIN_NAME).read_text("utf-8"))
+
+
+def load_pin(text: str | None = None) -> Toolchain:
+    """The pin shipped with this envnix (or ``text``), checked."""
+    try:
+        data = shipped_pin_data() if text is None else json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise LockError(f"envnix's toolchain pin {PIN_NAME} is damaged: {exc}",
+                        hint="reinstall envnix") from None
+    return parse_pin(data, f"envnix's toolchain pin {PIN_NAME}", LockError, "reinstall envnix")
+
+
+def for_lock(recorded: dict[str, Any] | None) -> Toolchain:
+    """The toolchain a lock builds with: the one it records, else (older locks) the shipped
+    one."""
+    if recorded is None:
+        return load_pin()
+    return parse_pin(recorded, "envnix.lock: toolchain", LockError, "run envnix lock again")
+
+
+def parse_pin(data: Any, what: str, error: type[LockError], hint: str) -> Toolchain:
+    """``data`` (a pin file's or a lock's toolchain section) checked, or ``error``."""
+    try:
+        if data["format"] != PIN_FORMAT:
+            raise ValueError(f"format {data['format']!r}")
+        pin = Toolchain(int(data["version"]), str(data["storeName"]), str(data["narSha256"]),
+                        [dict(d) for d in data["debs"]], dict(data["stage0"]))
+        for deb in pin.debs:
+            for key in ("name", "version", "url", "sha256", "size"):
+                if key not in deb:
+                    raise ValueError(f"deb entry without {key}")
+            check_artifact({**deb, "storeName": f"{deb['name']}.deb"}, f"deb {deb['name']}",
+                           what)
+        check_artifact({**pin.stage0, "storeName": pin.stage0["name"]}, "stage0", what)
+        if not STORE_NAME.fullmatch(pin.store_name):
+            raise ValueError(f"storeName {pin.store_name!r}")
+        if not re.fullmatch(r"package/[A-Za-z0-9/_.-]+", pin.stage0["binary"]):
+            raise ValueError(f"stage0 binary {pin.stage0['binary']!r}")
+        if len(pin.nar_sha256) != 64 or not all(c in "0123456789abcdef" for c in pin.nar_sha256):
+            raise ValueError("narSha256 is not 64 hex digits")
+    except LockError as exc:
+        raise error(f"{what}: {exc.message}", hint=hint) from None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise error(f"{what} is damaged: {exc!r}", hint=hint) from None
+    return pin
+
+
+# ---------------------------------------------------------------------------- extraction
+
+def _ar_members(data: bytes) -> dict[str, bytes]:
+    """The members of an ar archive (a .deb) by name."""
+    if not data.startswith(b"!<arch>\n"):
+        raise BuildError("not a .deb (ar) archive")
+    members, pos = {}, 8
+    while pos + 60 <= len(data):
+        header = data[pos:pos + 60]
+        name = header[:16].decode("ascii").strip().rstrip("/")
+        size = int(header[48:58].decode("ascii").strip())
+        members[name] = data[pos + 60:pos + 60 + size]
+        pos += 60 + size + (size & 1)
+    return members
+
+
+def _data_tar(deb: bytes) -> tarfile.TarFile:
+    members = _ar_members(deb)
+    for name, member in members.items():
+        if name == "data.tar.xz":
+            return tarfile.open(fileobj=io.BytesIO(lzma.decompress(member)))
+        if name == "data.tar":
+            return tarfile.open(fileobj=io.BytesIO(member))
+    raise BuildError(f"no data.tar.xz in the .deb (members: {sorted(members)})")
+
+
+def extract(debs: list[bytes], dest: Path) -> None:
+    """Every .deb's data.tar into ``dest``: regular files (hard links as copies) with their
+    executable bit, directories and symbolic links; nothing else a NAR could record."""
+    dest.mkdir()
+    for deb in debs:
+        with _data_tar(deb) as tar:
+            members = tar.getmembers()
+            by_name = {m.name: m for m in members}
+            for m in members:
+                rel = os.path.normpath(m.name.removeprefix("./"))
+                if rel in (".", "") or rel.startswith("..") or os.path.isabs(rel):
+                    continue
+                target = dest / rel
+                if m.isdir():
+                    target.mkdir(parents=True, exist_ok=True)
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                if target.is_symlink() or target.exists():
+                    target.unlink()
+                if m.issym():
+                    os.symlink(m.linkname, target)
+                    continue
+                source = by_name.get(m.linkname) if m.islnk() else m
+                if source is None or not source.isfile():
+                    if m.islnk():
+                        source = by_name.get("./" + m.linkname.removeprefix("./"))
+                    if source is None or not source.isfile():
+                        continue
+                fh = tar.extractfile(source)
+                assert fh is not None
+                target.write_bytes(fh.read())
+                target.chmod(0o755 if source.mode & stat.S_IXUSR else 0o644)
+
+
+# ------------------------------------------------------------------------------- the store
+
+def _nix(cmd: list[str]) -> str:
+    proc = process.run(cmd, error=BuildError)
+    if proc.returncode != 0:
+        raise BuildError(f"{' '.join(cmd[:2])} failed: {proc.last_error_line()}")
+    return proc.text.strip()
+
+
+def store_path(pin: Toolchain, store: str | None = None) -> str:
+    """Where the pinned tree lives: a recursive fixed-output path, from name and hash only."""
+    return _nix(["nix-store", *(["--store", store] if store else []), "--print-fixed-path",
+                 "--recursive", "sha256", pin.nar_sha256, pin.store_name])
+
+
+def download_debs(pin: Toolchain, directory: Path) -> list[bytes]:
+    """Every pinned .deb, checked against its sha256 (the files stay in ``directory``)."""
+    from envnix.nix import _download
+
+    out = []
+    for deb in pin.debs:
+        file = directory / f"{deb['name']}_{deb['version']}.deb".replace(":", "%3a")
+        if not file.exists():
+            _download(deb["url"], deb["sha256"], file)
+        out.append(file.read_bytes())
+    return out
+
+
+def nar_sha256(tree: Path) -> str:
+    return _nix(["nix-hash", "--type", "sha256", str(tree)])
+
+
+def ensure(pin: Toolchain | None = None, store: str | None = None,
+           progress: Callable[[str], None] | None = None) -> str:
+    """The toolchain's store path, added to ``store`` (None: the default store) if missing."""
+    pin = pin or load_pin()
+    path = store_path(pin, store)
+    valid = process.run(["nix-store", *(["--store", store] if store else []),
+                         "--check-validity", path], error=BuildError)
+    if valid.returncode == 0:
+        return path
+    if progress:
+        progress(f"toolchain: fetching and unpacking {len(pin.debs)} pinned .debs "
+                 "(once per machine)")
+    with tempfile.TemporaryDirectory(prefix="envnix-toolchain-") as tmp:
+        debs = download_debs(pin, Path(tmp))
+        tree = Path(tmp) / pin.store_name
+        extract(debs, tree)
+        got = nar_sha256(tree)
+        if got != pin.nar_sha256:
+            raise BuildError(f"the pinned toolchain extracted to NAR sha256:{got}, the pin says "
+                             f"sha256:{pin.nar_sha256}",
+                             hint="this envnix's extraction differs from the one that made the "
+                                  "pin: report it")
+        added = _nix(["nix-store", *(["--store", store] if store else []), "--add-fixed",
+                      "--recursive", "sha256", str(tree)])
+        shutil.rmtree(tree, ignore_errors=True)
+    if added != path:
+        raise BuildError(f"the toolchain became {added}, expected {path}")
+    return path
+
+
+# -------------------------------------------------------------------------------- pinning
+
+def make_pin(version: int, stage0: dict[str, str],
+             progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """A fresh pin from this machine's Debian mirror: the newest bookworm (+updates,
+    +security) version of every package in PACKAGES, and the NAR hash of their extraction.
+    ``stage0`` (the busybox that unpacks them inside Nix) is carried over as is."""
+    from envnix.lock.debian import _to_package, load_index, machine_apt_sources
+
+    _, index = load_index(machine_apt_sources(SUITE, components=["main"]), progress=progress)
+    debs = []
+    for name in PACKAGES:
+        entries = index.entries(name)
+        if not entries:
+            raise LockError(f"the mirror has no {name} for {SUITE}")
+        pkg = _to_package(index, entries[0])
+        debs.append({"name": pkg.name, "version": pkg.version, "url": pkg.url,
+                     "sha256": pkg.sha256, "size": pkg.size})
+    store_name = f"envnix-toolchain-{version}-{SUITE}-amd64"
+    draft = Toolchain(version, store_name, "0" * 64, debs, stage0)
+    with tempfile.TemporaryDirectory(prefix="envnix-toolchain-") as tmp:
+        extract(download_debs(draft, Path(tmp)), Path(tmp) / store_name)
+        nar = nar_sha256(Path(tmp) / store_name)
+    return {"format": PIN_FORMAT, "version": version, "storeName": store_name,
+            "narSha256": nar, "debs": debs, "stage0": stage0}
