@@ -44,6 +44,7 @@ from envnix.spec import (
     cuda_conda,
     cuda_nixpkgs,
     file_kind,
+    has_control_character,
     image_path,
     release_for,
 )
@@ -72,7 +73,7 @@ def _index_url(name: str, value: str) -> None:
     http(s) URL on one line, nothing else."""
     parts = urlsplit(value)
     if (parts.scheme not in ("http", "https") or not parts.netloc
-            or any(ord(c) <= 32 or ord(c) == 127 for c in value)):
+            or " " in value or has_control_character(value)):
         raise SpecError(f"config.pip_index: {name} {value!r} is not an http(s) URL without "
                         "spaces or control characters")
 
@@ -229,7 +230,7 @@ class SpecBuilder:
                                  requirements: str | None = None,
                                  local_wheels: list[str] | None = None) -> None:
         for entry in name or []:
-            if any(ord(c) < 32 or ord(c) == 127 for c in entry):
+            if has_control_character(entry):
                 raise SpecError(f"pip requirement {entry!r} contains a control character",
                                 hint="one requirement per list entry, as pip would read it")
             if not _REQUIREMENT_RE.match(entry.strip()):
@@ -325,7 +326,7 @@ class SpecBuilder:
     def _git_config(self, name: str | None = None, email: str | None = None,
                     editor: str | None = None) -> None:
         for what, value in (("name", name), ("email", email), ("editor", editor)):
-            if value and any(ord(c) < 32 or ord(c) == 127 for c in value):
+            if value and has_control_character(value):
                 # .gitconfig is line-based: a newline would add settings of its own.
                 raise SpecError(f"git_config: {what} {value!r} contains a control character")
         self.dev_spec.git = {k: v for k, v in

@@ -40,7 +40,7 @@ from envnix.errors import (
 from envnix.fileio import atomic_write
 from envnix.frontend.envyaml import read_context_text, resolve_in_context
 from envnix.lock import fetch
-from envnix.spec import PipRequest
+from envnix.spec import PipRequest, has_control_character
 
 DEFAULT_INDEX = "https://pypi.org/simple"
 _NAMES_CACHE_SECONDS = 7 * 24 * 3600
@@ -101,7 +101,7 @@ def requirements_text(request: PipRequest, context: Path) -> str:
     for entry in request.packages:
         # uv reads requirements.in line by line: a "\r" or "\n" inside one entry would start
         # a line of its own, such as "-r /etc/hostname" (a host file read outside the context).
-        if any(ord(c) < 32 or ord(c) == 127 for c in entry):
+        if has_control_character(entry):
             raise SpecError(f"pip package {entry!r} contains a control character",
                             hint="one requirement per list entry, as pip would read it")
     lines = list(request.packages)

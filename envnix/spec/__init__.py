@@ -403,6 +403,13 @@ def image_path(path: str, what: str, base: str | None = None) -> str:
     return "/" + "/".join(parts)
 
 
+def has_control_character(text: str) -> bool:
+    """True if ``text`` holds a C0 control character or DEL. Strings that end up in line-based
+    files (uv's requirements.in, /etc/pip.conf, .gitconfig) must not: a "\r" or "\n" inside
+    one value starts a line of its own there."""
+    return any(ord(c) < 32 or ord(c) == 127 for c in text)
+
+
 def check_env_name(name: str, what: str) -> None:
     """SpecError unless ``name`` is a POSIX environment variable name ([A-Za-z_][A-Za-z0-9_]*):
     anything else (a space, '=', a leading digit) breaks the image's Env or the shell."""
