@@ -85,8 +85,7 @@ def test_untrusted_user_builds_with_host_python_only_by_the_daemons_settings(
     # The same client options against a daemon whose settings lack extra-sandbox-paths: the
     # client's own --option extra-sandbox-paths is dropped without a word, and the sandbox has
     # no /usr/bin/python3.
-    bare_conf = "".join(line for line in DAEMON_CONF.read_text().splitlines(keepends=True)
-                        if not line.startswith("extra-sandbox-paths"))
+    bare_conf = _settings_without_host_paths()
     bare_dir = shared / "bare"
     bare_dir.mkdir(mode=0o755)
     with running_daemon(bare_dir, bare_conf) as bare:
@@ -106,13 +105,15 @@ TINY = """def build():
 """
 
 
-@pytest.mark.slow
-@pytest.mark.network
-def test_unprivileged_user_builds_the_image_root_builds(nix_daemon: NixDaemon, user: str,
-                                                        shared: Path) -> None:
-    """The user's build through the daemon and root's single-user build in a fresh chroot store
-    give the same digests. A fresh stamp makes the daemon run envnix's builders itself (layers
-    and image), not just find paths root built earlier."""
+def _settings_without_host_paths() -> str:
+    """setup's daemon settings minus extra-sandbox-paths: a daemon as most Nix users run it."""
+    return "".join(line for line in DAEMON_CONF.read_text().splitlines(keepends=True)
+                   if not line.startswith("extra-sandbox-paths"))
+
+
+def _locked_twins(user: str, shared: Path) -> dict[str, Path]:
+    """The same tiny context twice, for root and for ``user`` (who owns its copy), with one
+    lock made by root; a fresh stamp, so the daemon really runs envnix's builders."""
     nonce = uuid.uuid4().hex
     contexts = {}
     for who in ("root", "user"):
@@ -124,6 +125,17 @@ def test_unprivileged_user_builds_the_image_root_builds(nix_daemon: NixDaemon, u
     envnix("lock", str(contexts["root"]))
     shutil.copy(contexts["root"] / "envnix.lock", contexts["user"] / "envnix.lock")
     subprocess.run(["chown", "-R", user, str(shared / "user")], check=True)
+    return contexts
+
+
+@pytest.mark.slow
+@pytest.mark.network
+def test_unprivileged_user_builds_the_image_root_builds(nix_daemon: NixDaemon, user: str,
+                                                        shared: Path) -> None:
+    """The user's build through the daemon and root's single-user build in a fresh chroot store
+    give the same digests. A fresh stamp makes the daemon run envnix's builders itself (layers
+    and image), not just find paths root built earlier."""
+    contexts = _locked_twins(user, shared)
 
     # As the user; the same SOURCE_DATE_EPOCH as root's build below, if any.
     epoch = {k: v for k, v in os.environ.items() if k == "SOURCE_DATE_EPOCH"}
@@ -158,20 +170,9 @@ def test_unprivileged_user_builds_pinned_without_extra_sandbox_paths(user: str,
     """With the pinned toolchain no builder needs a host path: a daemon whose settings lack
     extra-sandbox-paths builds the user's image, to the digests root gets single-user in a
     store of its own (which extracts the toolchain afresh)."""
-    nonce = uuid.uuid4().hex
-    contexts = {}
-    for who in ("root", "user"):
-        context = shared / who / "tiny"
-        context.mkdir(parents=True)
-        (context / "build.envd").write_text(TINY.format(nonce=nonce))
-        (context / "stamp.txt").write_text(f"{nonce}\n")
-        contexts[who] = context
-    envnix("lock", str(contexts["root"]))
-    shutil.copy(contexts["root"] / "envnix.lock", contexts["user"] / "envnix.lock")
-    subprocess.run(["chown", "-R", user, str(shared / "user")], check=True)
+    contexts = _locked_twins(user, shared)
 
-    bare_conf = "".join(line for line in DAEMON_CONF.read_text().splitlines(keepends=True)
-                        if not line.startswith("extra-sandbox-paths"))
+    bare_conf = _settings_without_host_paths()
     assert "sandbox = true" in bare_conf
     bare_dir = shared / "bare"
     bare_dir.mkdir(mode=0o755)
