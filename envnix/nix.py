@@ -27,7 +27,7 @@ from envnix.errors import (
     os_reason,
 )
 from envnix.lock.schema import read_plan
-from envnix.nixexpr import check_artifact, url_problem
+from envnix.nixexpr import url_problem
 from envnix.render import nix_options
 
 _BUILDING = re.compile(r"^building '/nix/store/[0-9a-z]{32}-(.+?)\.drv'")
@@ -164,19 +164,12 @@ def fixed_output_path(sha256: str, name: str, store_dir: str = "/nix/store") -> 
 
 
 def _seedable(plan_path: Path) -> list[dict[str, str]]:
-    """plan.json's artifacts, each checked as Nix would fetch it: http(s) only, no
-    credentials, a sha256 and a store name that is also a safe file name. Seeding runs outside
-    any sandbox, so this holds on its own, whatever wrote plan.json."""
+    """plan.json's artifacts, checked as Nix would fetch them: http(s) only, no credentials,
+    a sha256 and a store name that is also a safe file name. Seeding runs outside any
+    sandbox, so this holds on its own, whatever wrote plan.json: read_plan applies the same
+    rules as render's check_artifact (url_problem, SHA256_HEX, STORE_NAME) to every entry."""
     plan = read_plan(plan_path)
-    entries = [*plan["artifacts"].items(),
-               *((f"base layer {i + 1}", a) for i, a in enumerate(plan["baseLayers"]))]
-    for what, artifact in entries:
-        if not isinstance(artifact, dict):
-            raise LockError(f"{plan_path}: {what}: not an object",
-                            hint="run envnix render (or build) again")
-        check_artifact({**artifact, "storeName": artifact.get("storeName")}, what,
-                       str(plan_path))
-    return [a for _, a in entries]
+    return [*plan["artifacts"].values(), *plan["baseLayers"]]
 
 
 def _run(cmd: list[str]) -> str:

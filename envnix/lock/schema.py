@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from envnix.errors import BuildError, EnvnixError
-from envnix.nixexpr import shown_url, url_problem
+from envnix.nixexpr import SHA256_HEX, STORE_NAME, shown_url, url_problem
 
 MAX_FILE_BYTES = 256 << 20
 """The largest file read back: a lock of a big CUDA image is a few MB."""
@@ -192,7 +192,7 @@ def _url(value: Any, where: str) -> None:
 
 
 url: Check = _url
-sha256 = string(r"[0-9a-f]{64}", "64 hex digits")
+sha256 = string(SHA256_HEX.pattern, "64 hex digits")
 md5 = string(r"[0-9a-f]{32}", "32 hex digits")
 digest = string(r"sha256:[0-9a-f]{64}", "sha256: and 64 hex digits")
 size = integer()
@@ -205,7 +205,7 @@ name = string(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,199}", "a package name", max_len=2
 file_name = string(r"[A-Za-z0-9_][A-Za-z0-9_.+~%=-]{0,254}", "a file name", max_len=255)
 rel_path = string(r"(?!/)(?!(?:.*/)?\.\.(?:/|$))[A-Za-z0-9_.+~%=/-]{1,1024}",
                   "a relative path without ..", max_len=1024)
-store_name = string(r"(?!\.)[A-Za-z0-9+._?=-]{1,211}", "a Nix store name", max_len=211)
+store_name = string(STORE_NAME.pattern, "a Nix store name", max_len=211)
 strings = array(text)
 
 
