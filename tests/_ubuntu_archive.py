@@ -13,7 +13,8 @@ Ubuntu mirror does::
 
 Contents:
 
-* ``jammy main``: the closure of :data:`MAIN_ROOTS`, stanzas copied whole from Debian's index
+* ``jammy main``: the closure of :data:`MAIN_ROOTS` and of the release's Essential set,
+  stanzas copied whole from Debian's index
   with ``Filename`` (and the hashes) pointing into this pool;
 * ``jammy universe``: :data:`UNIVERSE_ONLY` (figlet), in no other component, with Ubuntu's
   ``Section: universe/...`` spelling;
@@ -306,8 +307,9 @@ def build_archive(root: Path, roots: Sequence[str] = (),
             _, text = debian.fetch_index(source, component, release=release)
             index.add_packages_text(text, source.uri, source.suite)
             texts.append(text)
-    main = debian.resolve(index, main_roots)
-    with_universe = debian.resolve(index, [*main_roots, UNIVERSE_ONLY])
+    # The release's Essential set is in main, as on Ubuntu: every image locks it.
+    main = debian.resolve(index, main_roots, essential=True)
+    with_universe = debian.resolve(index, [*main_roots, UNIVERSE_ONLY], essential=True)
     main_names = {p.name for p in main}
     universe = [p for p in with_universe if p.name not in main_names]
     assert [p.name for p in universe] == [UNIVERSE_ONLY], universe

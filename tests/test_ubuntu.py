@@ -424,9 +424,19 @@ def test_ubuntu_image_runs_conda_python_and_universe_package(
     out = run("python", "-c", "import sys, pyhello, pyexpat; print(sys.prefix)")
     assert out.strip() == "/opt/conda/envs/envd"
     assert run("pyhello").strip()
-    # figlet's banner, from the universe component (/usr/bin/figlet itself is an alternative
-    # its postinst would register; maintainer scripts do not run, so call the real binary)
-    assert "|" in run("figlet-figlet", "envnix")
+    # figlet's banner, from the universe component; /usr/bin/figlet is the alternative its
+    # postinst registers, made by envnix in auto mode
+    assert "|" in run("figlet", "envnix")
+    assert "link currently points to /usr/bin/figlet-figlet" in run(
+        "update-alternatives", "--display", "figlet")
+    # Ubuntu's Essential set is there, as in every Ubuntu image: a shell user's tools work
+    assert run("sh", "-c", "echo envnix | grep -c env | sed s/1/one/").strip() == "one"
+    assert run("find", "/usr/bin/figlet-figlet", "-type", "f").strip() == "/usr/bin/figlet-figlet"
+    assert run("awk", "BEGIN { print 6 * 7 }").strip() == "42"
+    assert run("dpkg", "-S", "/usr/bin/figlet-figlet").startswith("figlet:")
+    installed = {line.split()[1].split(":")[0] for line in run("dpkg", "-l").splitlines()
+                 if line.startswith("ii ")}
+    assert installed == {p["name"] for p in lock_of(ubuntu_image.context)["apt"]["packages"]}
     status = run("python", "-c", "print(open('/var/lib/dpkg/status').read())")
     stanza = status.split(f"Package: {UPDATED}\n", 1)[1].split("\n\n", 1)[0]
     newest = lock_of(ubuntu_image.context)["apt"]["packages"]
