@@ -32,10 +32,10 @@ FLAT = {"uri": "http://vendor.invalid/repos/debian12/x86_64", "suite": "/", "com
         "flat": True}
 
 
-def rendered_plan(tmp_path: Path, sources: list[dict]) -> Path:
+def rendered_plan(tmp_path: Path, sources: list[dict], files: dict | None = None) -> Path:
     spec = ImageSpec(name="demo", manifest="build.envd", function="build",
                      os=release_for("debian12"), python=PythonSpec("system", "3.11"),
-                     workdir="/home/envd/demo")
+                     workdir="/home/envd/demo", files=files or {})
     (tmp_path / "ctx").mkdir()
     out = render(spec, Lock(inputs={}, apt_sources=sources), tmp_path / "ctx" / ".envnix",
                  "demo:dev", context=tmp_path / "ctx").directory
@@ -46,6 +46,12 @@ def test_the_plan_carries_the_locks_archives_without_flat_repositories(tmp_path:
     plan = read_plan(rendered_plan(tmp_path, [MAIN, SECURITY, FLAT]))
     # A flat vendor repository's key is not in the image: apt-get update would fail on it.
     assert plan["aptSources"] == [MAIN, SECURITY]
+
+
+def test_config_apt_source_stays_apts_only_list(tmp_path: Path) -> None:
+    # envd's config.apt_source replaces sources.list: the user chose the mirror apt uses.
+    mine = {"/etc/apt/sources.list": "deb http://mine.invalid/debian bookworm main\n"}
+    assert read_plan(rendered_plan(tmp_path, [MAIN], mine))["aptSources"] == []
 
 
 @pytest.mark.parametrize(("entry", "message"), [
