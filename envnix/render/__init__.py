@@ -192,7 +192,7 @@ APT_SOURCES_LIST = "/etc/apt/sources.list"
 def image_apt_sources(spec: ImageSpec, lock: Lock) -> list[dict[str, Any]]:
     """The archives the lock read, for the image's own apt (mkmeta.py writes them when apt is
     in the image): ``apt-get install`` inside a dev image reads what the image came from.
-    None when ``config.apt_source`` wrote sources.list: as in envd, that is apt's only list.
+    Nothing when ``config.apt_source`` wrote sources.list: as in envd, that is apt's only list.
     Flat repositories (a CUDA repository) are left out: the image has no keyring for them,
     and one unverifiable source makes every ``apt-get update`` fail."""
     if APT_SOURCES_LIST in spec.files:
