@@ -12,8 +12,8 @@ Environment:
             same name. Defaults: root 0:0 /root (shell /bin/bash if a tree has usr/bin/bash,
             else /bin/sh) and nobody 65534:65534 /nonexistent /usr/sbin/nologin.
             Each given user except root gets its home directory (owned by it).
-  aptSources optional JSON list of the lock's apt sources ({uri, suite, components});
-            with apt in a tree, written as etc/apt/sources.list.d/envnix.sources
+  aptSources optional JSON list of the lock's apt sources ({uri, suite, components,
+            snapshot?}); with apt in a tree, written as etc/apt/sources.list.d/envnix.sources
   skeleton  "1": build the skeleton instead (see below); users/workdir are ignored.
   pkgName, pkgVersion   optional, for meta.json (default "meta"/"skeleton" and "0").
 
@@ -32,6 +32,9 @@ Metadata mode writes, under $out/root:
                           all usr/share/ca-certificates/**/*.crt of the trees, sorted by path
                           (what update-ca-certificates would have made; only if any exist),
                           with its NAME.pem and HASH.0 links when ca-certificates is there
+  etc/apt/sources.list.d/envnix.sources, var/lib/apt/lists/partial and
+  var/cache/apt/archives/partial (0700, owned by _apt)
+                          with apt in a tree (see apt_state)
   usr/bin/sh -> dash      if no tree has usr/bin/sh but one has usr/bin/dash
   tmp (mode 1777), root (0700), the users' homes and the workdir
 Skeleton mode writes: bin -> usr/bin, sbin -> usr/sbin, lib -> usr/lib, lib64 -> usr/lib64
@@ -478,9 +481,11 @@ KEYRINGS = ("usr/share/keyrings/debian-archive-keyring.gpg",
 SOURCE_WORD_RE = re.compile(r"^[A-Za-z0-9./][A-Za-z0-9._~:/?&=+%@!,;*-]*$")
 
 
-def apt_sources_text(raw: str, find: dpkgdb.Find) -> bytes:
+def apt_sources_text(raw: str, find: dpkgdb.Find) -> bytes | None:
     """deb822 sources for the lock's apt sources (``aptSources``: JSON list of {uri, suite,
-    components}), so apt-get in the image reads the archive the image was locked from."""
+    components, snapshot?}), so apt-get in the image reads the archive the image was locked
+    from; None for an empty list. A snapshot's Release files have expired long ago: apt
+    must not check Valid-Until for it."""
     given = A.json_input(raw, "aptSources")
     if not isinstance(given, list):
         raise A.BuilderError("aptSources: must be a JSON list")
@@ -499,8 +504,31 @@ def apt_sources_text(raw: str, find: dpkgdb.Find) -> bytes:
             lines.append(f"Components: {' '.join(comps)}")
         if keyring and not suite.endswith("/"):
             lines.append(f"Signed-By: /{keyring}")
+        if src.get("snapshot"):
+            lines.append("Check-Valid-Until: no")
         stanzas.append("\n".join(lines) + "\n")
-    return "\n".join(stanzas).encode("utf-8")
+    return "\n".join(stanzas).encode("utf-8") if stanzas else None
+
+
+# apt runs its download methods as _apt and makes these its own (0700) on first use, as a
+# Debian system that ran apt has them (apt's .deb ships them root:root 0755).
+APT_PARTIAL_DIRS = ("var/lib/apt/lists/partial", "var/cache/apt/archives/partial")
+
+
+def apt_state(users: list[User], find: dpkgdb.Find, writer: A.TreeWriter) -> None:
+    """With apt in the trees: its sources (the ``aptSources`` env) and the download
+    directories owned by _apt (the user base-passwd lists and apt's postinst would add)."""
+    if find("usr/bin/apt-get") is None:
+        return
+    raw = A.getenv("aptSources", "").strip()
+    text = apt_sources_text(raw, find) if raw else None
+    if text is not None:
+        writer.add_file("etc/apt/sources.list.d/envnix.sources", text, 0o644)
+    apt_user = next((u for u in users if u.name == "_apt"), None)
+    if apt_user is not None:
+        for rel in APT_PARTIAL_DIRS:
+            if find(rel) is not None:
+                writer.add_dir(rel, 0o700, apt_user.uid, 0)
 
 
 def build_meta(out: str, writer: A.TreeWriter) -> None:
@@ -519,10 +547,7 @@ def build_meta(out: str, writer: A.TreeWriter) -> None:
         writer.add_file("var/lib/dpkg/status", status, 0o644)
         write_dpkg_database(debs, find, writer)
     base_system(trees, find, writer)
-    sources = A.getenv("aptSources", "").strip()
-    if sources and find("usr/bin/apt-get") is not None:
-        writer.add_file("etc/apt/sources.list.d/envnix.sources",
-                        apt_sources_text(sources, find), 0o644)
+    apt_state(users, find, writer)
     bundle = ca_bundle(trees)
     if bundle is not None:
         writer.add_file("etc/ssl/certs/ca-certificates.crt", bundle, 0o644)

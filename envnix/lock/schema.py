@@ -300,6 +300,8 @@ _PLAN_ARTIFACT = obj(
 )
 _PLAN_BASE_LAYER = obj({"url": url, "sha256": sha256, "digest": digest, "size": size,
                         "diffId": digest, "storeName": store_name})
+_PLAN_APT_SOURCE = obj({"uri": url, "suite": token, "components": array(token)},
+                       {"snapshot": token})
 _PLAN = obj(
     {
         "schema": anything,  # checked first, on its own, for a clearer message
@@ -315,6 +317,8 @@ _PLAN = obj(
         "runs": array(obj({"commands": array(any_text)})),
         "runEnv": mapping(text, any_text),
     },
+    # Optional: a plan rendered before images got apt sources has none (no sources list).
+    {"aptSources": array(_PLAN_APT_SOURCE)},
     # Fields a newer renderer adds are left to the Nix expression of the same version.
     other_keys=True,
 )

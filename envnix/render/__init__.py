@@ -179,10 +179,33 @@ def build_plan(spec: ImageSpec, lock: Lock, tag: str) -> dict[str, Any]:
         "users": ([[spec.dev.user, spec.dev.uid, spec.dev.gid, spec.dev.home,
                     f"/bin/{spec.dev.shell}"]] if spec.dev else []),
         "runs": [{"commands": r.commands} for r in spec.runs],
+        "aptSources": image_apt_sources(spec, lock),
         "runEnv": dict(item.split("=", 1) for item in (
             merged_env(spec, lock.base) if lock.base
             else spec.env_list(cuda_library_dirs(spec, lock)))),
     }
+
+
+APT_SOURCES_LIST = "/etc/apt/sources.list"
+
+
+def image_apt_sources(spec: ImageSpec, lock: Lock) -> list[dict[str, Any]]:
+    """The archives the lock read, for the image's own apt (mkmeta.py writes them when apt is
+    in the image): ``apt-get install`` inside a dev image reads what the image came from.
+    Nothing when ``config.apt_source`` wrote sources.list: as in envd, that is apt's only list.
+    Flat repositories (a CUDA repository) are left out: the image has no keyring for them,
+    and one unverifiable source makes every ``apt-get update`` fail."""
+    if APT_SOURCES_LIST in spec.files:
+        return []
+    out = []
+    for src in lock.apt_sources:
+        if src.get("flat"):
+            continue
+        entry = {"uri": src["uri"], "suite": src["suite"], "components": src["components"]}
+        if src.get("snapshot"):
+            entry["snapshot"] = src["snapshot"]
+        out.append(entry)
+    return out
 
 
 INIT_PATH = "/usr/local/bin/envnix-init"
