@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -166,3 +167,135 @@ def test_lock_apt_sources_become_the_images_sources(tmp_path: Path) -> None:
         [str(tmp_path / "tree-apt")]), "aptSources": json.dumps(
         [{"uri": "http://x\nTypes: deb-src", "suite": "s"}])}, tmp_path / "build")
     assert bad.returncode != 0 and "aptSources: bad source" in bad.stderr
+
+
+# ------------------------------------------------------------------------------ ld.so.cache
+
+HOST_LIBS = Path("/lib/x86_64-linux-gnu")
+
+
+def builder_module(name: str):
+    import importlib
+    import sys
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "envnix" / "builders"))
+    return importlib.import_module(name)
+
+
+def dir_view(root: Path):
+    """An ldcache.View of a plain directory tree (what ldconfig -r ROOT reads)."""
+    import os
+    import stat
+    ldcache = builder_module("ldcache")
+
+    def node(rel: str):
+        path = root / rel
+        try:
+            st = os.lstat(path)
+        except OSError:
+            return None
+        if stat.S_ISLNK(st.st_mode):
+            return ldcache.Node("link", os.readlink(path))
+        kind = "dir" if stat.S_ISDIR(st.st_mode) else \
+            "file" if stat.S_ISREG(st.st_mode) else "other"
+        return ldcache.Node(kind, str(path))
+
+    return ldcache.View(node, lambda rel: sorted(os.listdir(root / rel)))
+
+
+@pytest.mark.skipif(shutil.which("ldconfig") is None or not (HOST_LIBS / "libc.so.6").exists(),
+                    reason="compares with the host's glibc ldconfig")
+def test_ld_cache_is_byte_identical_to_ldconfigs_for_the_host(tmp_path: Path) -> None:
+    ldcache = builder_module("ldcache")
+    notes: list[str] = []
+    entries, _links = ldcache.scan(dir_view(Path("/")), notes)
+    ldconfig = Path(shutil.which("ldconfig") or "").resolve()
+    ours = ldcache.cache_bytes(entries, ldcache.generator(ldconfig.read_bytes()))
+    subprocess.run(["ldconfig", "-X", "-C", str(tmp_path / "ref.cache")], check=True,
+                   capture_output=True)
+    ref = (tmp_path / "ref.cache").read_bytes()
+    assert len(entries) > 20 and notes == []
+    assert ours == ref
+    (tmp_path / "ours.cache").write_bytes(ours)
+    listed = subprocess.run(["ldconfig", "-p", "-C", str(tmp_path / "ours.cache")], check=True,
+                            capture_output=True, text=True).stdout.splitlines()
+    assert listed[0] == f"{len(entries)} libs found in cache `{tmp_path / 'ours.cache'}'"
+    assert any(line.strip().startswith("libc.so.6 (libc6,x86-64) => ") for line in listed)
+
+
+def test_libcmp_orders_versions_numerically() -> None:
+    ldcache = builder_module("ldcache")
+    assert ldcache.libcmp("libfoo.so.10", "libfoo.so.9") > 0
+    assert ldcache.libcmp("libfoo.so.1", "libfoo.so") > 0
+    assert ldcache.libcmp("libfoo.so.1", "libfoo.so.1") == 0
+    assert ldcache.libcmp("libz.so", "liba.so") > 0
+    assert ldcache.libcmp("lib2.so", "libx.so") > 0  # a digit sorts after a letter
+
+
+@pytest.fixture
+def ld_trees(tmp_path: Path) -> list[str]:
+    """libc-bin (the host's ldconfig, its ld.so.conf), a zlib whose SONAME link is missing,
+    and a library in a directory only /etc/ld.so.conf.d names."""
+    libc_bin = deb(tmp_path / "libc-bin.deb",
+                   "Package: libc-bin\nVersion: 1\nArchitecture: amd64\nDescription: l\n",
+                   [("dir", "./"), ("dir", "./sbin"),
+                    ("file", "./sbin/ldconfig", Path("/sbin/ldconfig").read_bytes(), 0o755),
+                    ("dir", "./etc"), ("dir", "./etc/ld.so.conf.d"),
+                    ("file", "./etc/ld.so.conf", b"include /etc/ld.so.conf.d/*.conf\n\n"),
+                    ("file", "./etc/ld.so.conf.d/libc.conf", b"# libc default\n/usr/local/lib\n"),
+                    ("file", "./etc/ld.so.conf.d/x86_64-linux-gnu.conf",
+                     b"/usr/local/lib/x86_64-linux-gnu\n/lib/x86_64-linux-gnu\n"
+                     b"/usr/lib/x86_64-linux-gnu\n")])
+    zlib = deb(tmp_path / "zlib.deb",
+               "Package: zlib1g\nVersion: 1\nArchitecture: amd64\nDescription: z\n",
+               [("dir", "./"), ("dir", "./lib"), ("dir", "./lib/x86_64-linux-gnu"),
+                ("file", "./lib/x86_64-linux-gnu/libz.so.1.2.13",
+                 (HOST_LIBS / "libz.so.1.2.13").read_bytes()),
+                ("dir", "./usr"), ("dir", "./usr/lib"), ("dir", "./usr/lib/x86_64-linux-gnu"),
+                ("file", "./usr/lib/x86_64-linux-gnu/libdl.so.2",
+                 (HOST_LIBS / "libdl.so.2").read_bytes()),
+                ("sym", "./usr/lib/x86_64-linux-gnu/libz.so", "libz.so.1.2.13"),
+                ("file", "./usr/lib/x86_64-linux-gnu/libc.so", b"/* GNU ld script */\n")])
+    extra = deb(tmp_path / "extra.deb",
+                "Package: extra\nVersion: 1\nArchitecture: amd64\nDescription: e\n",
+                [("dir", "./"), ("dir", "./etc"), ("dir", "./etc/ld.so.conf.d"),
+                 ("file", "./etc/ld.so.conf.d/extra.conf", b"/opt/extra/lib/\n"),
+                 ("dir", "./opt"), ("dir", "./opt/extra"), ("dir", "./opt/extra/lib"),
+                 ("file", "./opt/extra/lib/librt.so.1", (HOST_LIBS / "librt.so.1").read_bytes()),
+                 ("sym", "./opt/extra/lib/libutil.so.1", "/usr/lib/x86_64-linux-gnu/libdl.so.2")])
+    return [str(unpacked(tmp_path, n, d)) for n, d in
+            (("libc-bin", libc_bin), ("zlib", zlib), ("extra", extra))]
+
+
+def merged_root(trees: list[str], meta: Path, dest: Path) -> Path:
+    """The image's root as its layers stack up: the merged-/usr links, the trees, the meta."""
+    dest.mkdir()
+    for name in ("bin", "sbin", "lib", "lib64"):
+        (dest / name).symlink_to(f"usr/{name}")
+    for tree in [*trees, str(meta)]:
+        shutil.copytree(Path(tree) / "root", dest, symlinks=True, dirs_exist_ok=True)
+    return dest
+
+
+@pytest.mark.skipif(shutil.which("ldconfig") is None, reason="compares with glibc's ldconfig")
+def test_ld_cache_of_the_meta_tree(ld_trees: list[str], tmp_path: Path) -> None:
+    out = tmp_path / "meta"
+    assert_ok(run_builder("mkmeta.py", {"out": str(out), "trees": json.dumps(ld_trees)},
+                          tmp_path / "build"))
+    cache = out / "root/etc/ld.so.cache"
+    assert cache.stat().st_mode & 0o777 == 0o644
+    # ldconfig adds the SONAME link the package did not ship
+    assert (out / "root/usr/lib/x86_64-linux-gnu/libz.so.1").readlink() == Path("libz.so.1.2.13")
+    listed = subprocess.run(["ldconfig", "-p", "-C", str(cache)], check=True,
+                            capture_output=True, text=True).stdout
+    assert "\tlibrt.so.1 (libc6,x86-64) => /opt/extra/lib/librt.so.1\n" in listed
+    assert "\tlibz.so.1 (libc6,x86-64) => /lib/x86_64-linux-gnu/libz.so.1\n" in listed
+    assert "\tlibz.so (libc6,x86-64) => /lib/x86_64-linux-gnu/libz.so\n" in listed
+    assert "libc.so " not in listed  # a linker script is no library
+    root = merged_root(ld_trees, out, tmp_path / "image")
+    (root / "etc/ld.so.cache").unlink()
+    (root / "usr/lib/x86_64-linux-gnu/libz.so.1").unlink()
+    if os.geteuid() != 0:
+        pytest.skip("ldconfig -r needs root")
+    subprocess.run(["ldconfig", "-r", str(root)], check=True, capture_output=True)
+    assert (root / "etc/ld.so.cache").read_bytes() == cache.read_bytes()
+    assert (root / "usr/lib/x86_64-linux-gnu/libz.so.1").readlink() == Path("libz.so.1.2.13")

@@ -52,6 +52,7 @@ from dataclasses import dataclass
 import _archive as A
 import cacerts
 import dpkgdb
+import ldcache
 
 USER_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?$")
 MAX_ID = 2**32 - 2
@@ -303,8 +304,9 @@ def dpkg_status(debs: list[tuple[Tree, str, dpkgdb.DebInfo]], find: dpkgdb.Find
 
 
 def write_dpkg_database(debs: list[tuple[Tree, str, dpkgdb.DebInfo]], find: dpkgdb.Find,
-                        writer: A.TreeWriter) -> None:
-    """info/ files of every package, then alternatives in auto mode (see dpkgdb.py)."""
+                        writer: A.TreeWriter) -> list[tuple[str, str]]:
+    """info/ files of every package, then alternatives in auto mode (see dpkgdb.py); returns
+    the alternatives' links (rel, target)."""
     notes: list[str] = []
     choices: list[dpkgdb.Choice] = []
     written: set[str] = set()
@@ -328,6 +330,62 @@ def write_dpkg_database(debs: list[tuple[Tree, str, dpkgdb.DebInfo]], find: dpkg
         writer.add_file(f"var/lib/dpkg/alternatives/{name}", data, 0o644)
     for rel, target in links:
         writer.add_symlink(rel, target)
+    for note in notes:
+        writer.note(note)
+    return links
+
+
+def image_view(trees: list[Tree], links: dict[str, str]) -> ldcache.View:
+    """The image root as the trees, the merged-/usr links and *links* (rel -> target, the
+    links this tree adds) make it, for scans that follow links as the running system does."""
+    aliases = {a.rstrip("/"): "usr/" + a.rstrip("/") for a in dpkgdb.ALIASED}
+
+    def node(rel: str) -> ldcache.Node | None:
+        if rel in aliases:
+            return ldcache.Node("link", aliases[rel])
+        if rel in links:
+            return ldcache.Node("link", links[rel])
+        for t in trees:
+            path = t.inside(rel)
+            if path is None:
+                continue
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue
+            if stat.S_ISLNK(st.st_mode):
+                return ldcache.Node("link", os.readlink(path))
+            kind = "dir" if stat.S_ISDIR(st.st_mode) else \
+                "file" if stat.S_ISREG(st.st_mode) else "other"
+            return ldcache.Node(kind, path)
+        return None
+
+    def listdir(rel: str) -> list[str]:
+        names: set[str] = set(aliases) if not rel else set()
+        for t in trees:
+            path = t.inside(rel) if rel else t.root
+            if path is not None and os.path.isdir(path) and not os.path.islink(path):
+                names.update(os.listdir(path))
+        names.update(k.rpartition("/")[2] for k in links if k.rpartition("/")[0] == rel)
+        return sorted(names)
+
+    return ldcache.View(node, listdir)
+
+
+def ld_cache(trees: list[Tree], find: dpkgdb.Find, links: list[tuple[str, str]],
+             writer: A.TreeWriter) -> None:
+    """etc/ld.so.cache as libc-bin's ldconfig writes it when libc6 is configured (and the
+    SONAME links it would add), so a library in an /etc/ld.so.conf.d directory is found."""
+    ldconfig = find("usr/sbin/ldconfig")
+    if ldconfig is None or not os.path.isfile(ldconfig) or find("etc/ld.so.cache"):
+        return
+    view = image_view(trees, dict(links))
+    notes: list[str] = []
+    entries, soname_links = ldcache.scan(view, notes)
+    for rel, target in soname_links:
+        writer.add_symlink(rel, target)
+    gen = ldcache.generator(_read_regular(ldconfig))
+    writer.add_file("etc/ld.so.cache", ldcache.cache_bytes(entries, gen), 0o644)
     for note in notes:
         writer.note(note)
 
@@ -517,7 +575,8 @@ def build_meta(out: str, writer: A.TreeWriter) -> None:
     status = dpkg_status(debs, find)
     if status is not None:
         writer.add_file("var/lib/dpkg/status", status, 0o644)
-        write_dpkg_database(debs, find, writer)
+        alt_links = write_dpkg_database(debs, find, writer)
+        ld_cache(trees, find, alt_links, writer)
     base_system(trees, find, writer)
     sources = A.getenv("aptSources", "").strip()
     if sources and find("usr/bin/apt-get") is not None:
