@@ -299,3 +299,107 @@ def test_ld_cache_of_the_meta_tree(ld_trees: list[str], tmp_path: Path) -> None:
     subprocess.run(["ldconfig", "-r", str(root)], check=True, capture_output=True)
     assert (root / "etc/ld.so.cache").read_bytes() == cache.read_bytes()
     assert (root / "usr/lib/x86_64-linux-gnu/libz.so.1").readlink() == Path("libz.so.1.2.13")
+
+
+# ------------------------------------------------------------------------------ accounts
+
+SH = b"#!/bin/sh\nexit 0\n"
+SVC_POSTINST = rb"""#!/bin/sh
+set -e
+if [ "$1" = configure ]; then
+    adduser --system --home /var/lib/svc --shell /bin/false svc >/dev/null
+    addgroup --system svcgrp
+    adduser --quiet svc svcgrp
+    adduser --system --home /home/$UNKNOWN x || true
+fi
+"""
+BUS_POSTINST = rb"""#!/bin/sh
+set -e
+MESSAGEUSER=messagebus
+in_sysroot () { "$@"; }
+if [ "$1" = configure ]; then
+    in_sysroot adduser --system \
+            --quiet \
+            --home /nonexistent \
+            --no-create-home \
+            --disabled-password \
+            --group "$MESSAGEUSER"
+fi
+if [ "$1" = configure ] && ! getent passwd _apt >/dev/null; then
+    adduser --force-badname --system --home /nonexistent --no-create-home --quiet _apt || true
+fi
+"""
+ZZ_POSTINST = rb"""#!/bin/sh
+groupadd -g 42 shadow || (echo "gid 42 is taken"; exit 1)
+useradd -r -d /var/lib/zz -s /usr/sbin/nologin zz
+groupadd -r zzgrp
+"""
+
+
+@pytest.fixture
+def account_trees(tmp_path: Path) -> list[str]:
+    """base-passwd's real masters, adduser and passwd (stand-in programs: only their
+    presence counts) and three packages whose scripts add accounts."""
+    master = Path("/usr/share/base-passwd")
+    debs = {
+        "base-passwd": ([("dir", "./usr/share"), ("dir", "./usr/share/base-passwd")]
+                        + [("file", f"./usr/share/base-passwd/{n}.master",
+                            (master / f"{n}.master").read_bytes()) for n in ("passwd", "group")],
+                        {}),
+        "adduser": ([("dir", "./usr/sbin"), ("file", "./usr/sbin/adduser", SH, 0o755),
+                     ("sym", "./usr/sbin/addgroup", "adduser")], {}),
+        "passwd": ([("dir", "./usr/sbin")] + [("file", f"./usr/sbin/{n}", SH, 0o755)
+                                               for n in ("useradd", "groupadd", "pwconv")], {}),
+        "aaa-svc": ([], {"postinst": SVC_POSTINST}),
+        "dbus-like": ([], {"postinst": BUS_POSTINST}),
+        "zz-useradd": ([], {"preinst": ZZ_POSTINST}),
+    }
+    trees = []
+    for name, (data, scripts) in debs.items():
+        path = deb(tmp_path / f"{name}.deb",
+                   f"Package: {name}\nVersion: 1\nArchitecture: all\nDescription: d\n",
+                   [("dir", "./"), ("dir", "./usr"), *data], **scripts)
+        trees.append(str(unpacked(tmp_path, name, path)))
+    return trees
+
+
+@pytest.mark.skipif(not Path("/usr/share/base-passwd/passwd.master").exists(),
+                    reason="uses the host's base-passwd masters")
+def test_system_accounts_from_maintainer_scripts(account_trees: list[str],
+                                                 tmp_path: Path) -> None:
+    out = tmp_path / "meta"
+    users = [["envd", 1000, 1000, "/home/envd", "/bin/sh"]]
+    assert_ok(run_builder("mkmeta.py", {"out": str(out), "trees": json.dumps(account_trees),
+                                        "users": json.dumps(users)}, tmp_path / "build"))
+    root = out / "root"
+    passwd = {ln.split(":")[0]: ln for ln in (root / "etc/passwd").read_text().splitlines()}
+    group = {ln.split(":")[0]: ln for ln in (root / "etc/group").read_text().splitlines()}
+    # adduser --system: first free uid from 100, nogroup unless --group; groups from 100
+    # (users has 100); useradd -r and groupadd -r count down from 999
+    assert passwd["svc"] == "svc:x:100:65534::/var/lib/svc:/bin/false"
+    assert group["svcgrp"] == "svcgrp:x:101:svc"
+    assert passwd["messagebus"] == "messagebus:x:101:102::/nonexistent:/usr/sbin/nologin"
+    assert group["messagebus"] == "messagebus:x:102:"
+    assert passwd["zz"] == "zz:x:999:999::/var/lib/zz:/usr/sbin/nologin"
+    assert group["zz"] == "zz:x:999:" and group["zzgrp"] == "zzgrp:x:998:"
+    assert group["shadow"] == "shadow:x:42:"  # base-passwd has it: groupadd is not needed
+    assert passwd["_apt"].startswith("_apt:x:42:65534:")  # from the master, not adduser
+    assert passwd["envd"] == "envd:x:1000:1000::/home/envd:/bin/sh"
+    assert "x" not in passwd
+    home = root / "var/lib/svc"
+    assert home.is_dir() and not (root / "var/lib/zz").exists()  # useradd without -m
+    modes = json.loads((out / "meta.json").read_text())
+    notes = modes["notes"]
+    assert any("adduser call with shell variables skipped" in n for n in notes)
+    shadow = (root / "etc/shadow").read_text().splitlines()
+    assert [ln.split(":")[0] for ln in shadow] == list(passwd)
+    assert "root:*::0:99999:7:::" in shadow and "messagebus:!:::::::" in shadow
+    gshadow = (root / "etc/gshadow").read_text().splitlines()
+    assert "svcgrp:!::svc" in gshadow and "root:*::" in gshadow
+    if os.geteuid() == 0 and shutil.which("pwck"):
+        # shadow's own checkers agree that the four files are consistent
+        for tool in ("pwck", "grpck"):
+            checked = subprocess.run([tool, "-r", "-R", str(root)], capture_output=True,
+                                     text=True)
+            assert checked.returncode in (0, 2), checked.stderr  # 2: homes of base users
+            assert "no matching" not in checked.stdout + checked.stderr

@@ -238,3 +238,318 @@ def alternatives(choices: list[Choice], find: Find, notes: list[str]
             continue
         unique[rel] = target
     return sorted(unique.items()), db
+
+
+# ------------------------------------------------------------------------------ accounts
+
+ACCOUNT_TOOLS = ("adduser", "addgroup", "useradd", "groupadd")
+ASSIGN_RE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)=(\S+)\s*$")
+VAR_RE = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?")
+REDIRECT_RE = re.compile(r"^[0-9]*[<>]")
+ADDUSER_VALUES = {"comment", "gecos", "conf", "firstgid", "firstuid", "lastgid", "lastuid",
+                  "gid", "home", "ingroup", "shell", "uid"}
+ADDUSER_FLAGS = {"add-extra-groups", "add_extra_groups", "allow-all-names", "allow-badname",
+                 "allow-bad-names", "debug", "disabled-login", "disabled-password",
+                 "force-badname", "group", "no-create-home", "quiet", "system", "verbose"}
+USERADD_VALUES = {"-d": "home", "--home-dir": "home", "-s": "shell", "--shell": "shell",
+                  "-g": "gid", "--gid": "gid", "-u": "uid", "--uid": "uid", "-c": "gecos",
+                  "--comment": "gecos", "-K": "", "--key": "", "-G": "", "--groups": "",
+                  "-b": "", "--base-dir": "", "-k": "", "--skel": "", "-e": "", "-f": "",
+                  "-p": "", "--password": "", "-R": "", "--root": "", "-P": "", "--prefix": ""}
+USERADD_FLAGS = {"-r": "system", "--system": "system", "-m": "create", "--create-home": "create",
+                 "-M": "", "--no-create-home": "", "-N": "nogroup", "--no-user-group": "nogroup",
+                 "-U": "", "--user-group": "", "-o": "", "--non-unique": "", "-l": "",
+                 "--no-log-init": "", "-f": "", "--force": "", "-q": "", "--quiet": ""}
+
+
+@dataclass(frozen=True)
+class Account:
+    """One literal account call of a maintainer script, as the tool would read it."""
+
+    package: str
+    tool: str  # adduser, addgroup, useradd, groupadd
+    action: str  # "user", "group" or "member"
+    name: str
+    opts: tuple[tuple[str, str], ...] = ()
+
+    def opt(self, key: str) -> str | None:
+        return dict(self.opts).get(key)
+
+
+def _assignments(text: str) -> dict[str, str]:
+    """Top-level ``NAME=literal`` lines of a script (the names scripts keep users in)."""
+    out: dict[str, str] = {}
+    for line in _logical_lines(text):
+        m = ASSIGN_RE.match(line)
+        if m:
+            try:
+                words = shlex.split(m.group(2))
+            except ValueError:
+                continue
+            if len(words) == 1 and "$" not in words[0] and "`" not in words[0]:
+                out[m.group(1)] = words[0]
+    return out
+
+
+def parse_accounts(package: str, script: bytes, notes: list[str]) -> list[Account]:
+    """The literal adduser/addgroup --system, useradd -r and groupadd calls of a script,
+    in script order. Variables set once at the top level with a literal are filled in; a
+    call that still needs the shell is skipped with a note."""
+    text = script.decode("utf-8", "replace")
+    assigned = _assignments(text)
+    found: list[Account] = []
+    for line in _logical_lines(text):
+        if not any(t in line for t in ACCOUNT_TOOLS):
+            continue
+        try:
+            tokens = shlex.split(line, comments=True)
+        except ValueError:
+            notes.append(f"{package}: unreadable account line skipped")
+            continue
+        for i, tok in enumerate(tokens):
+            if os.path.basename(tok) in ACCOUNT_TOOLS and (i == 0 or tokens[i - 1] not in (
+                    "command", "which", "-x", "-v")):
+                tool, args = os.path.basename(tok), tokens[i + 1:]
+                break
+        else:
+            continue
+        for stop in (";", "&&", "||", "|", "then", "fi"):
+            if stop in args:
+                args = args[:args.index(stop)]
+        args = [a for a in args if not REDIRECT_RE.match(a)]
+        args = [VAR_RE.sub(lambda m: assigned.get(m.group(1), m.group(0)), a) for a in args]
+        if any("$" in a or "`" in a for a in args):
+            notes.append(f"{package}: {tool} call with shell variables skipped")
+            continue
+        account = (_adduser(package, tool, args) if tool in ("adduser", "addgroup")
+                   else _useradd(package, tool, args))
+        if account is None:
+            notes.append(f"{package}: {tool} {' '.join(args)!r} not understood; skipped")
+        elif account.action:
+            found.append(account)
+    return found
+
+
+def _adduser(package: str, tool: str, args: list[str]) -> Account | None:
+    opts: dict[str, str] = {}
+    names: list[str] = []
+    k = 0
+    while k < len(args):
+        a = args[k]
+        k += 1
+        if a in ("-q",):
+            continue
+        if a.startswith("--"):
+            key, eq, value = a[2:].partition("=")
+            if key in ADDUSER_VALUES:
+                if not eq:
+                    if k >= len(args):
+                        return None
+                    value = args[k]
+                    k += 1
+                opts[key] = value
+            elif key in ADDUSER_FLAGS and not eq:
+                opts[key] = "1"
+            else:
+                return None
+        elif a.startswith("-"):
+            return None
+        else:
+            names.append(a)
+    system = "system" in opts
+    if tool == "adduser" and len(names) == 2 and not system and "group" not in opts:
+        return Account(package, tool, "member", names[0], (("group", names[1]),))
+    if len(names) != 1:
+        return None
+    if not system:
+        return Account(package, tool, "", names[0])  # a login user: not a package's business
+    action = "group" if tool == "addgroup" else "user"
+    return Account(package, tool, action, names[0], tuple(sorted(opts.items())))
+
+
+def _useradd(package: str, tool: str, args: list[str]) -> Account | None:
+    opts: dict[str, str] = {}
+    names: list[str] = []
+    k = 0
+    while k < len(args):
+        a = args[k]
+        k += 1
+        key, eq, value = a.partition("=") if a.startswith("--") else (a, "", "")
+        if tool == "groupadd" and key in ("-g", "--gid"):
+            key = "--gid"
+        if key in USERADD_VALUES or (tool == "groupadd" and key in ("--gid", "-K", "--key")):
+            if not eq:
+                if k >= len(args):
+                    return None
+                value = args[k]
+                k += 1
+            field_name = USERADD_VALUES.get(key, "gid" if key == "--gid" else "")
+            if field_name:
+                opts[field_name] = value
+        elif key in USERADD_FLAGS and not eq:
+            if USERADD_FLAGS[key]:
+                opts[USERADD_FLAGS[key]] = "1"
+        elif a.startswith("-"):
+            return None
+        else:
+            names.append(a)
+    if len(names) != 1:
+        return None
+    if "system" not in opts and not (tool == "groupadd" and "gid" in opts) and not (
+            tool == "useradd" and "uid" in opts):
+        return Account(package, tool, "", names[0])
+    return Account(package, tool, "group" if tool == "groupadd" else "user", names[0],
+                   tuple(sorted(opts.items())))
+
+
+ADDUSER_DEFAULTS = {"FIRST_SYSTEM_UID": 100, "LAST_SYSTEM_UID": 999,
+                    "FIRST_SYSTEM_GID": 100, "LAST_SYSTEM_GID": 999}
+NOGROUP = 65534
+USERS_GID = 100  # /etc/default/useradd GROUP, for useradd -N
+
+
+def adduser_conf(text: str | None) -> dict[str, int]:
+    """adduser.conf's system id ranges (its defaults when a key is unset)."""
+    conf = dict(ADDUSER_DEFAULTS)
+    for line in (text or "").splitlines():
+        key, eq, value = line.split("#", 1)[0].strip().partition("=")
+        if eq and key in conf and value.strip().strip('"').isdigit():
+            conf[key] = int(value.strip().strip('"'))
+    return conf
+
+
+@dataclass
+class Accounts:
+    """passwd, group and membership as the scripts leave them; ``users`` maps a name to
+    [uid, gid, gecos, home, shell]. ``created`` records what the scripts added, in order."""
+
+    users: dict[str, list]
+    groups: dict[str, int]
+    members: dict[str, list[str]] = field(default_factory=dict)
+    created_users: list[str] = field(default_factory=list)
+    created_groups: list[str] = field(default_factory=list)
+    homes: list[tuple[str, int, int]] = field(default_factory=list)
+
+    def _free(self, used: set[int], lo: int, hi: int, down: bool) -> int | None:
+        ids = range(hi, lo - 1, -1) if down else range(lo, hi + 1)
+        return next((i for i in ids if i not in used), None)
+
+    def free_uid(self, lo: int, hi: int, down: bool = False) -> int | None:
+        return self._free({u[0] for u in self.users.values()}, lo, hi, down)
+
+    def free_gid(self, lo: int, hi: int, down: bool = False) -> int | None:
+        return self._free(set(self.groups.values()), lo, hi, down)
+
+    def gid_of(self, value: str) -> int | None:
+        if value.isdigit():
+            return int(value) if int(value) in self.groups.values() else None
+        return self.groups.get(value)
+
+    def add_group(self, name: str, gid: int) -> None:
+        self.groups[name] = gid
+        self.created_groups.append(name)
+
+    def add_user(self, name: str, uid: int, gid: int, gecos: str, home: str, shell: str,
+                 create_home: bool) -> None:
+        self.users[name] = [uid, gid, gecos, home, shell]
+        self.created_users.append(name)
+        if create_home and home not in ("/", "/nonexistent") and home.startswith("/"):
+            self.homes.append((home, uid, gid))
+
+    def apply(self, a: Account, conf: dict[str, int], notes: list[str]) -> None:
+        """What one call does to the account files (as adduser 3.13x and shadow's useradd
+        and groupadd decide ids); an existing name is left alone, as the tools do."""
+        def fail(why: str) -> None:
+            notes.append(f"{a.package}: {a.tool} {a.name}: {why}; skipped")
+
+        if a.action == "member":
+            group = a.opt("group") or ""
+            if a.name not in self.users or group not in self.groups:
+                return fail(f"user or group {group} does not exist")
+            if a.name not in self.members.setdefault(group, []):
+                self.members[group].append(a.name)
+            return None
+        lo_u, hi_u = conf["FIRST_SYSTEM_UID"], conf["LAST_SYSTEM_UID"]
+        lo_g, hi_g = conf["FIRST_SYSTEM_GID"], conf["LAST_SYSTEM_GID"]
+        if a.action == "group":
+            if a.name in self.groups:
+                return None
+            given = a.opt("gid")
+            if given is not None and not given.isdigit():
+                return fail(f"bad gid {given!r}")
+            gid = int(given) if given else self.free_gid(lo_g, hi_g, down=a.tool == "groupadd")
+            if gid is None or gid in self.groups.values():
+                return fail("no free gid")
+            self.add_group(a.name, gid)
+            return None
+        if a.name in self.users:
+            return None
+        given_uid = a.opt("uid")
+        if given_uid is not None and not given_uid.isdigit():
+            return fail(f"bad uid {given_uid!r}")
+        if a.tool == "adduser":
+            return self._adduser_system(a, conf, fail)
+        uid = int(given_uid) if given_uid else self.free_uid(lo_u, hi_u, down=True)
+        if uid is None:
+            return fail("no free uid")
+        if a.opt("gid"):
+            gid = self.gid_of(a.opt("gid") or "")
+            if gid is None:
+                return fail(f"group {a.opt('gid')} does not exist")
+        elif a.opt("nogroup"):
+            gid = USERS_GID
+        elif a.name in self.groups:
+            gid = self.groups[a.name]
+        else:
+            gid = uid if uid not in self.groups.values() else self.free_gid(lo_g, hi_g, True)
+            if gid is None:
+                return fail("no free gid")
+            self.add_group(a.name, gid)
+        self.add_user(a.name, uid, gid, a.opt("gecos") or "",
+                      a.opt("home") or f"/home/{a.name}", a.opt("shell") or "/bin/sh",
+                      bool(a.opt("create")))
+        return None
+
+    def _adduser_system(self, a: Account, conf: dict[str, int], fail) -> None:
+        make_group = bool(a.opt("group"))
+        ingroup, gid_opt, uid_opt = a.opt("ingroup"), a.opt("gid"), a.opt("uid")
+        lo_u = int(a.opt("firstuid") or conf["FIRST_SYSTEM_UID"])
+        hi_u = int(a.opt("lastuid") or conf["LAST_SYSTEM_UID"])
+        lo_g = int(a.opt("firstgid") or conf["FIRST_SYSTEM_GID"])
+        hi_g = int(a.opt("lastgid") or conf["LAST_SYSTEM_GID"])
+        gid: int | None
+        if gid_opt is not None:
+            gid = self.gid_of(gid_opt)
+            if gid is None:
+                return fail(f"gid {gid_opt} does not exist")
+        elif ingroup:
+            gid = self.groups.get(ingroup)
+            if gid is None:
+                return fail(f"group {ingroup} does not exist")
+        elif make_group:
+            gid = None
+        else:
+            gid = NOGROUP
+        if uid_opt is not None:
+            uid = int(uid_opt)
+            if gid is None:
+                gid = uid
+        else:
+            found = self.free_uid(lo_u, hi_u)
+            if found is None:
+                return fail("no free uid")
+            uid = found
+            if gid is None:
+                gid = self.free_gid(lo_g, hi_g)
+                if gid is None:
+                    return fail("no free gid")
+        if make_group and gid_opt is None and not ingroup:
+            if a.name in self.groups:
+                gid = self.groups[a.name]
+            else:
+                self.add_group(a.name, gid)
+        home = a.opt("home") or "/nonexistent"
+        create = not a.opt("no-create-home") and not re.match(r"^/+nonexistent(/|$)", home)
+        self.add_user(a.name, uid, gid, a.opt("gecos") or a.opt("comment") or "", home,
+                      a.opt("shell") or "/usr/sbin/nologin", create)
+        return None

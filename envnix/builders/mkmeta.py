@@ -217,8 +217,62 @@ def passwd_text(users: list[User]) -> bytes:
                    for u in users).encode("utf-8")
 
 
-def group_text(groups: list[tuple[str, int]]) -> bytes:
-    return "".join(f"{name}:x:{gid}:\n" for name, gid in groups).encode("utf-8")
+def group_text(groups: list[tuple[str, int]], members: dict[str, list[str]] | None = None
+               ) -> bytes:
+    members = members or {}
+    return "".join(f"{name}:x:{gid}:{','.join(members.get(name, []))}\n"
+                   for name, gid in groups).encode("utf-8")
+
+
+# pwconv/grpconv (passwd's postinst runs "shadowconfig on") give every existing account a
+# locked "*" entry with the default aging; useradd -r and groupadd give later accounts "!".
+# The last-change day stays empty (aging off): the image's clock is the epoch, and day 0
+# would mean "must change the password now", which breaks su and login.
+SHADOW_CONVERTED = "{name}:*::0:99999:7:::\n"
+SHADOW_CREATED = "{name}:!:::::::\n"
+SHADOW_GID = 42
+
+
+def write_accounts(trees: list[Tree], debs: list[tuple[Tree, str, dpkgdb.DebInfo]],
+                   users: list[User], find: dpkgdb.Find, writer: A.TreeWriter) -> list[User]:
+    """etc/passwd and etc/group (base-passwd's masters, the image's users, then the system
+    accounts the packages' scripts add: see dpkgdb.Accounts), and with passwd installed
+    etc/shadow and etc/gshadow. Returns every user."""
+    base = groups_for(users, master_groups(trees))
+    acc = dpkgdb.Accounts({u.name: [u.uid, u.gid, u.gecos, u.home, u.shell] for u in users},
+                          {name: gid for name, gid in base})
+    notes: list[str] = []
+    conf_path = find("etc/adduser.conf")
+    conf = dpkgdb.adduser_conf(_read_regular(conf_path).decode("utf-8", "replace")
+                               if conf_path and os.path.isfile(conf_path) else None)
+    tools = {"adduser": "usr/sbin/adduser", "addgroup": "usr/sbin/addgroup",
+             "useradd": "usr/sbin/useradd", "groupadd": "usr/sbin/groupadd"}
+    for _t, _control, info in sorted(debs, key=lambda d: d[2].info_name):
+        for script in ("preinst", "postinst"):
+            for call in dpkgdb.parse_accounts(info.name, info.files.get(script, b""), notes):
+                if find(tools[call.tool]) is None:
+                    notes.append(f"{info.name}: {call.tool} is not installed; "
+                                 f"{call.action} {call.name} not added")
+                    continue
+                acc.apply(call, conf, notes)
+    everyone = sorted((User(n, *v) for n, v in acc.users.items()), key=lambda u: (u.uid, u.name))
+    groups = sorted(((n, g) for n, g in acc.groups.items()), key=lambda x: (x[1], x[0]))
+    writer.add_file("etc/passwd", passwd_text(everyone), 0o644)
+    writer.add_file("etc/group", group_text(groups, acc.members), 0o644)
+    if find("usr/sbin/pwconv") is not None:
+        shadow = "".join((SHADOW_CREATED if u.name in acc.created_users else SHADOW_CONVERTED)
+                         .format(name=u.name) for u in everyone)
+        gshadow = "".join(f"{n}:{'!' if n in acc.created_groups else '*'}::"
+                          f"{','.join(acc.members.get(n, []))}\n" for n, _ in groups)
+        writer.add_file("etc/shadow", shadow.encode("utf-8"), 0o640, 0, SHADOW_GID)
+        writer.add_file("etc/gshadow", gshadow.encode("utf-8"), 0o640, 0, SHADOW_GID)
+    for home, uid, gid in acc.homes:
+        rel = image_rel(home, "home")
+        if rel and find(rel) is None:
+            writer.add_dir(rel, 0o755, uid, gid)
+    for note in notes:
+        writer.note(note)
+    return everyone
 
 
 def status_stanza(control: str, where: str, conffiles: str = ""
@@ -564,14 +618,13 @@ def apt_sources_text(raw: str, find: dpkgdb.Find) -> bytes:
 def build_meta(out: str, writer: A.TreeWriter) -> None:
     trees = load_trees(required=True)
     users, given = load_users(trees)
+    find = finder(trees)
+    debs = deb_infos(trees)
 
     writer.add_dir("tmp", 0o1777)
     writer.add_dir("root", 0o700)
-    writer.add_file("etc/passwd", passwd_text(users), 0o644)
-    writer.add_file("etc/group", group_text(groups_for(users, master_groups(trees))), 0o644)
+    users = write_accounts(trees, debs, users, find, writer)
 
-    find = finder(trees)
-    debs = deb_infos(trees)
     status = dpkg_status(debs, find)
     if status is not None:
         writer.add_file("var/lib/dpkg/status", status, 0o644)
