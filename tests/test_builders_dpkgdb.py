@@ -403,3 +403,54 @@ def test_system_accounts_from_maintainer_scripts(account_trees: list[str],
                                      text=True)
             assert checked.returncode in (0, 2), checked.stderr  # 2: homes of base users
             assert "no matching" not in checked.stdout + checked.stderr
+
+
+# ------------------------------------------------------------------------------ diversions
+
+DASH_POSTINST = Path("/var/lib/dpkg/info/dash.postinst")
+WRAPPER = b"#!/bin/sh\nexec /usr/bin/tool.real \"$@\"\n"
+
+
+@pytest.mark.skipif(not DASH_POSTINST.exists(), reason="reads the host's real dash postinst")
+def test_diversions_and_their_renames(tmp_path: Path) -> None:
+    dash = deb(tmp_path / "dash.deb",
+               "Package: dash\nVersion: 1\nArchitecture: amd64\nDescription: d\n",
+               [("dir", "./"), ("dir", "./bin"), ("file", "./bin/dash", PROG, 0o755),
+                ("dir", "./usr"), ("dir", "./usr/share"), ("dir", "./usr/share/man"),
+                ("dir", "./usr/share/man/man1"),
+                ("file", "./usr/share/man/man1/dash.1.gz", b"man")],
+               postinst=DASH_POSTINST.read_bytes())
+    orig = deb(tmp_path / "orig.deb",
+               "Package: tool-orig\nVersion: 1\nArchitecture: amd64\nDescription: o\n",
+               [("dir", "./"), ("dir", "./usr"), ("dir", "./usr/bin"),
+                ("file", "./usr/bin/tool", PROG, 0o755)])
+    div = deb(tmp_path / "div.deb",
+              "Package: tool-div\nVersion: 1\nArchitecture: amd64\nDescription: w\n",
+              [("dir", "./"), ("dir", "./usr"), ("dir", "./usr/bin"),
+               ("file", "./usr/bin/tool", WRAPPER, 0o755)],
+              preinst=b"#!/bin/sh\nset -e\nif [ \"$1\" = install ]; then\n"
+                      b"  dpkg-divert --package tool-div --rename \\\n"
+                      b"    --divert /usr/bin/tool.real --add /usr/bin/tool\nfi\n")
+    trees = [str(unpacked(tmp_path, n, d)) for n, d in
+             (("dash", dash), ("orig", orig), ("div", div))]
+    out = tmp_path / "meta"
+    assert_ok(run_builder("mkmeta.py", {"out": str(out), "trees": json.dumps(trees)},
+                          tmp_path / "build"))
+    root = out / "root"
+    assert (root / "var/lib/dpkg/diversions").read_text() == (
+        "/usr/bin/tool\n/usr/bin/tool.real\ntool-div\n"
+        "/usr/share/man/man1/sh.1.gz\n/usr/share/man/man1/sh.distrib.1.gz\ndash\n"
+        "/bin/sh\n/bin/sh.distrib\ndash\n")
+    admin = ["dpkg-divert", "--admindir", str(root / "var/lib/dpkg")]
+    listed = subprocess.run([*admin, "--list"], check=True, capture_output=True,
+                            text=True).stdout.splitlines()
+    assert "diversion of /bin/sh to /bin/sh.distrib by dash" in listed
+    assert len(listed) == 3
+    truename = subprocess.run([*admin, "--truename", "/usr/bin/tool"], check=True,
+                              capture_output=True, text=True).stdout
+    assert truename == "/usr/bin/tool.real\n"
+    # dash's claim_binsh links /bin/sh and its man page; the rename moved tool-orig's file
+    assert (root / "usr/bin/sh").readlink() == Path("dash")
+    assert (root / "usr/share/man/man1/sh.1.gz").readlink() == Path("dash.1.gz")
+    assert (root / "usr/bin/tool.real").read_bytes() == PROG
+    assert (root / "usr/bin/tool").read_bytes() == WRAPPER

@@ -376,7 +376,6 @@ def write_dpkg_database(debs: list[tuple[Tree, str, dpkgdb.DebInfo]], find: dpkg
         if "postinst" in info.files:
             choices += dpkgdb.parse_alternatives(info.name, info.files["postinst"], notes)
     writer.add_file("var/lib/dpkg/arch", b"amd64\n", 0o644)
-    writer.add_file("var/lib/dpkg/diversions", b"", 0o644)
     for name, data in sorted(dpkgdb.triggers([d[2] for d in debs]).items()):
         writer.add_file(f"var/lib/dpkg/triggers/{name}", data, 0o644)
     links, db = dpkgdb.alternatives(choices, find, notes)
@@ -387,6 +386,58 @@ def write_dpkg_database(debs: list[tuple[Tree, str, dpkgdb.DebInfo]], find: dpkg
     for note in notes:
         writer.note(note)
     return links
+
+
+def write_diversions(debs: list[tuple[Tree, str, dpkgdb.DebInfo]], find: dpkgdb.Find,
+                     writer: A.TreeWriter) -> set[str]:
+    """var/lib/dpkg/diversions from the scripts' dpkg-divert calls (see dpkgdb.py), with
+    what the calls do to the files: a --rename diversion puts the other package's file at
+    the diverted name (and the diverting package's own file, if it ships one, at the path);
+    a helper's link is made where nothing else is. Returns the paths written."""
+    notes: list[str] = []
+    calls: list[tuple[str, dpkgdb.Diversion]] = []
+    for _t, _control, info in sorted(debs, key=lambda d: d[2].info_name):
+        for script in ("preinst", "postinst"):
+            calls += dpkgdb.parse_diversions(info.name, info.files.get(script, b""), notes)
+    active = dpkgdb.diversions(calls, notes)
+    writer.add_file("var/lib/dpkg/diversions", dpkgdb.diversions_file(active), 0o644)
+    written: set[str] = set()
+    for d in reversed(active):
+        rel = dpkgdb.canonical(d.path)
+        if d.rename:
+            _apply_rename(debs, d, rel, writer, written, notes)
+        parent = find(os.path.dirname(rel))
+        if d.link and parent is not None and os.path.isdir(parent) and find(rel) is None \
+                and rel not in written:
+            writer.add_symlink(rel, d.link)
+            written.add(rel)
+    for note in notes:
+        writer.note(note)
+    return written
+
+
+def _copy_entry(src: str, rel: str, writer: A.TreeWriter) -> None:
+    if os.path.islink(src):
+        writer.add_symlink(rel, os.readlink(src))
+    else:
+        writer.add_file(rel, _read_regular(src), os.lstat(src).st_mode & 0o7777)
+
+
+def _apply_rename(debs: list[tuple[Tree, str, dpkgdb.DebInfo]], d: dpkgdb.Diversion,
+                  rel: str, writer: A.TreeWriter, written: set[str], notes: list[str]) -> None:
+    shipped = [(info.name, t.inside(rel)) for t, _c, info in debs if t.has(rel)]
+    other = next((p for name, p in shipped if name != d.package and p), None)
+    own = next((p for name, p in shipped if name == d.package and p), None)
+    target = dpkgdb.canonical(d.divert_to)
+    if other is None or target in written:
+        return
+    _copy_entry(other, target, writer)
+    written.add(target)
+    if own is not None:
+        _copy_entry(own, rel, writer)
+        written.add(rel)
+    else:
+        notes.append(f"diversion of {d.path}: the lower layer's file stays at the path")
 
 
 def image_view(trees: list[Tree], links: dict[str, str]) -> ldcache.View:
@@ -626,9 +677,11 @@ def build_meta(out: str, writer: A.TreeWriter) -> None:
     users = write_accounts(trees, debs, users, find, writer)
 
     status = dpkg_status(debs, find)
+    diverted: set[str] = set()
     if status is not None:
         writer.add_file("var/lib/dpkg/status", status, 0o644)
         alt_links = write_dpkg_database(debs, find, writer)
+        diverted = write_diversions(debs, find, writer)
         ld_cache(trees, find, alt_links, writer)
     base_system(trees, find, writer)
     sources = A.getenv("aptSources", "").strip()
@@ -640,7 +693,8 @@ def build_meta(out: str, writer: A.TreeWriter) -> None:
         writer.add_file("etc/ssl/certs/ca-certificates.crt", bundle, 0o644)
         ca_links(trees, find, writer)
     if not any(t.has("usr/bin/sh") for t in trees) and any(t.has("usr/bin/dash")
-                                                             for t in trees):
+                                                             for t in trees) \
+            and "usr/bin/sh" not in diverted:
         writer.add_symlink("usr/bin/sh", "dash")
 
     homes: dict[str, User] = {}
