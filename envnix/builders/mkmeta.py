@@ -20,7 +20,10 @@ Environment:
 Metadata mode writes, under $out/root:
   etc/passwd, etc/group   sorted by id; groups: root, one per user gid, nogroup 65534; with
                           base-passwd in a tree, its passwd.master and group.master users and
-                          groups first (what update-passwd installs), then the given users
+                          groups first (what update-passwd installs), then the given users,
+                          then the system accounts the scripts' literal adduser/useradd/
+                          groupadd calls add (dpkgdb.Accounts)
+  etc/shadow, etc/gshadow with passwd installed: a line per account (shadowconfig on)
   var/lib/dpkg/status     every deb tree's control stanza with "Status: install ok installed"
                           after Package and its Conffiles, sorted by package name (only if
                           there are deb trees)
@@ -28,6 +31,10 @@ Metadata mode writes, under $out/root:
   etc/alternatives/, var/lib/dpkg/alternatives/, the alternatives' links
                           update-alternatives in auto mode, from the postinst scripts' literal
                           --install calls (see dpkgdb.py)
+  var/lib/dpkg/diversions the scripts' dpkg-divert calls (and dash's claim_binsh), with the
+                          renames and links they make
+  etc/ld.so.cache         with libc-bin: what its ldconfig writes (see ldcache.py), and the
+                          SONAME links ldconfig adds
   etc/ssl/certs/ca-certificates.crt
                           all usr/share/ca-certificates/**/*.crt of the trees, sorted by path
                           (what update-ca-certificates would have made; only if any exist),
