@@ -454,3 +454,65 @@ def test_diversions_and_their_renames(tmp_path: Path) -> None:
     assert (root / "usr/share/man/man1/sh.1.gz").readlink() == Path("dash.1.gz")
     assert (root / "usr/bin/tool.real").read_bytes() == PROG
     assert (root / "usr/bin/tool").read_bytes() == WRAPPER
+
+
+SYSUSERS_DIR = Path("/usr/lib/sysusers.d")
+ZZ_SYSUSERS = b'g zzdata -\nu zzsvc - "ZZ service" /var/lib/zz\nm zzsvc adm\nm zzsvc zzdata\n'
+
+
+@pytest.mark.skipif(shutil.which("systemd-sysusers") is None
+                    or not (SYSUSERS_DIR / "basic.conf").exists()
+                    or not Path("/usr/share/base-passwd/passwd.master").exists(),
+                    reason="compares with the host's systemd-sysusers")
+def test_sysusers_calls_match_systemd_sysusers(tmp_path: Path) -> None:
+    confs = sorted(p.name for p in SYSUSERS_DIR.glob("*.conf"))
+    master = Path("/usr/share/base-passwd")
+    systemd = deb(tmp_path / "systemd.deb",
+                  "Package: systemd\nVersion: 1\nArchitecture: amd64\nDescription: s\n",
+                  [("dir", "./"), ("dir", "./usr"), ("dir", "./usr/bin"),
+                   ("file", "./usr/bin/systemd-sysusers", SH, 0o755), ("dir", "./usr/lib"),
+                   ("dir", "./usr/lib/sysusers.d"), ("dir", "./usr/share"),
+                   ("dir", "./usr/share/base-passwd"), ("dir", "./usr/sbin"),
+                   ("file", "./usr/sbin/pwconv", SH, 0o755)]
+                  + [("file", f"./usr/lib/sysusers.d/{n}", (SYSUSERS_DIR / n).read_bytes())
+                     for n in confs]
+                  + [("file", f"./usr/share/base-passwd/{n}.master",
+                      (master / f"{n}.master").read_bytes()) for n in ("passwd", "group")],
+                  postinst=b'#!/bin/sh\nsystemd-sysusers ${DPKG_ROOT:+--root="$DPKG_ROOT"} '
+                           + " ".join(confs).encode() + b"\n")
+    zz = deb(tmp_path / "zz.deb",
+             "Package: zz-sys\nVersion: 1\nArchitecture: all\nDescription: z\n",
+             [("dir", "./"), ("dir", "./usr"), ("dir", "./usr/lib"),
+              ("dir", "./usr/lib/sysusers.d"), ("file", "./usr/lib/sysusers.d/zz.conf",
+                                                ZZ_SYSUSERS)],
+             postinst=b"#!/bin/sh\nsystemd-sysusers zz.conf\n")
+    trees = [str(unpacked(tmp_path, n, d)) for n, d in (("systemd", systemd), ("zz", zz))]
+    out = tmp_path / "meta"
+    assert_ok(run_builder("mkmeta.py", {"out": str(out), "trees": json.dumps(trees)},
+                          tmp_path / "build"))
+    ours = out / "root/etc"
+    # the reference: the real systemd-sysusers over base-passwd's files, in the same order
+    ref = tmp_path / "ref"
+    (ref / "etc").mkdir(parents=True)
+    shutil.copytree(Path(trees[0]) / "root/usr", ref / "usr", symlinks=True)
+    shutil.copy(Path(trees[1]) / "root/usr/lib/sysusers.d/zz.conf", ref / "usr/lib/sysusers.d")
+    for name in ("passwd", "group"):
+        text = (master / f"{name}.master").read_text()
+        (ref / "etc" / name).write_text(
+            "".join(ln.replace(":*:", ":x:", 1) + "\n" for ln in text.splitlines()))
+    for args in (confs, ["zz.conf"]):
+        subprocess.run(["systemd-sysusers", f"--root={ref}", *args], check=True,
+                       capture_output=True)
+    for name in ("passwd", "group"):
+        assert sorted((ours / name).read_text().splitlines()) == \
+            sorted((ref / "etc" / name).read_text().splitlines()), name
+    created = {ln.split(":")[0] for ln in (ref / "etc/shadow").read_text().splitlines()}
+    assert {"zzsvc", "systemd-network"} <= created
+    # sysusers' own entries: "!*", the last-change day left empty (see docs/debian.md)
+    ref_shadow = {":".join(f[:2] + f[3:]) for ln in (ref / "etc/shadow").read_text()
+                  .splitlines() if (f := ln.split(":"))}
+    our_shadow = {":".join(f[:2] + f[3:]) for ln in (ours / "shadow").read_text()
+                  .splitlines() if (f := ln.split(":"))}
+    assert ref_shadow <= our_shadow
+    ref_gshadow = set((ref / "etc/gshadow").read_text().splitlines())
+    assert ref_gshadow <= set((ours / "gshadow").read_text().splitlines())

@@ -242,7 +242,8 @@ def alternatives(choices: list[Choice], find: Find, notes: list[str]
 
 # ------------------------------------------------------------------------------ accounts
 
-ACCOUNT_TOOLS = ("adduser", "addgroup", "useradd", "groupadd")
+SYSUSERS = "systemd-sysusers"
+ACCOUNT_TOOLS = ("adduser", "addgroup", "useradd", "groupadd", SYSUSERS)
 ASSIGN_RE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)=(\S+)\s*$")
 VAR_RE = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?")
 REDIRECT_RE = re.compile(r"^[0-9]*[<>]")
@@ -267,8 +268,8 @@ class Account:
     """One literal account call of a maintainer script, as the tool would read it."""
 
     package: str
-    tool: str  # adduser, addgroup, useradd, groupadd
-    action: str  # "user", "group" or "member"
+    tool: str  # adduser, addgroup, useradd, groupadd, systemd-sysusers
+    action: str  # "user", "group", "member" or "sysusers" (name: the .conf files, or "")
     name: str
     opts: tuple[tuple[str, str], ...] = ()
 
@@ -318,8 +319,13 @@ def parse_accounts(package: str, script: bytes, notes: list[str]) -> list[Accoun
                 args = args[:args.index(stop)]
         args = [a for a in args if not REDIRECT_RE.match(a)]
         args = [VAR_RE.sub(lambda m: assigned.get(m.group(1), m.group(0)), a) for a in args]
-        if any("$" in a or "`" in a for a in args):
+        if any("$" in a or "`" in a for a in args) and tool != SYSUSERS:
             notes.append(f"{package}: {tool} call with shell variables skipped")
+            continue
+        if tool == SYSUSERS:
+            confs = [a for a in args if not a.startswith("-") and "$" not in a
+                     and "/" not in a and a.endswith(".conf")]
+            found.append(Account(package, tool, "sysusers", " ".join(confs)))
             continue
         account = (_adduser(package, tool, args) if tool in ("adduser", "addgroup")
                    else _useradd(package, tool, args))
@@ -429,6 +435,7 @@ class Accounts:
     created_users: list[str] = field(default_factory=list)
     created_groups: list[str] = field(default_factory=list)
     homes: list[tuple[str, int, int]] = field(default_factory=list)
+    sysusers: set[str] = field(default_factory=set)  # names systemd-sysusers created
 
     def _free(self, used: set[int], lo: int, hi: int, down: bool) -> int | None:
         ids = range(hi, lo - 1, -1) if down else range(lo, hi + 1)
@@ -680,3 +687,135 @@ def diversions_file(active: list[Diversion]) -> bytes:
     """/var/lib/dpkg/diversions: path, diverted-to path, package (":" for local) per entry."""
     return "".join(f"{d.path}\n{d.divert_to}\n{d.package or ':'}\n"
                    for d in active).encode("utf-8")
+
+
+SYSUSERS_RANGE = (100, 999)  # Debian's systemd: SYSTEM_ALLOC_UID_MIN, SYSTEM_UID_MAX
+
+
+@dataclass
+class SysItem:
+    kind: str  # "u", "g" or "m"
+    name: str
+    id: str = "-"
+    gecos: str = "-"
+    home: str = "-"
+    shell: str = "-"
+
+
+def parse_sysusers(text: str, where: str, notes: list[str]) -> list[SysItem]:
+    """The u, g and m lines of a sysusers.d file (r lines and specifiers are noted)."""
+    items = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        try:
+            words = shlex.split(line)
+        except ValueError:
+            notes.append(f"{where}: unreadable line {line!r}")
+            continue
+        if words[0] not in ("u", "g", "m") or len(words) < 3 or any("%" in w for w in words):
+            notes.append(f"{where}: line {line!r} not applied")
+            continue
+        items.append(SysItem(words[0], *words[1:6]) if words[0] != "m"
+                     else SysItem("m", words[1], words[2]))
+    return items
+
+
+def _sys_apply(acc: Accounts, items: list[SysItem], notes: list[str]) -> None:
+    """One systemd-sysusers run (v252's rules): groups first, then users; without a given
+    id a group takes its user's uid when free, a user its group's gid, and otherwise both
+    count down from 999 through one shared cursor, skipping an id whose uid or gid is held
+    by another name."""
+    lo, hi = SYSUSERS_RANGE
+    cursor = [hi + 1]
+    todo_users: dict[int, str] = {}
+    todo_groups: dict[int, str] = {}
+
+    def uid_ok(uid: int, name: str) -> bool:
+        if uid in todo_users or uid in {u[0] for u in acc.users.values()}:
+            return False
+        owner = todo_groups.get(uid) or next((g for g, i in acc.groups.items() if i == uid), None)
+        return owner is None or owner == name
+
+    def gid_ok(gid: int, name: str, with_uid: bool = True) -> bool:
+        if gid in todo_groups or gid in acc.groups.values():
+            return False
+        if with_uid:
+            owner = todo_users.get(gid) or next((u for u, v in acc.users.items()
+                                                 if v[0] == gid), None)
+            return owner is None or owner == name
+        return True
+
+    def next_free(ok) -> int | None:
+        while cursor[0] > lo:
+            cursor[0] -= 1
+            if ok(cursor[0]):
+                return cursor[0]
+        return None
+
+    def split_id(spec: str) -> tuple[int | None, str | None]:
+        uid, _, grp = spec.partition(":")
+        return (int(uid) if uid.isdigit() else None), (grp or None)
+
+    def add_group(name: str, gid: int | None, uid: int | None) -> int | None:
+        if name in acc.groups:
+            return acc.groups[name]
+        if gid is not None and not gid_ok(gid, name, False):
+            gid = None
+        if gid is None and uid is not None and gid_ok(uid, name):
+            gid = uid
+        if gid is None:
+            gid = next_free(lambda i: gid_ok(i, name))
+            if gid is None:
+                notes.append(f"systemd-sysusers: no free gid for {name}")
+                return None
+        todo_groups[gid] = name
+        acc.add_group(name, gid)
+        acc.sysusers.add(name)
+        return gid
+
+    groups = [i for i in items if i.kind == "g"]
+    users = [i for i in items if i.kind == "u"]
+    for m in (i for i in items if i.kind == "m"):
+        if m.id not in {g.name for g in groups}:
+            groups.append(SysItem("g", m.id))
+    seen: set[str] = set()
+    for g in groups:
+        if g.name not in seen:
+            seen.add(g.name)
+            gid, _ = split_id(g.id)
+            add_group(g.name, gid, None)
+    for u in users:
+        if u.name in acc.users:
+            continue
+        uid, grp = split_id(u.id)
+        gid = int(grp) if grp and grp.isdigit() else None
+        if gid is None:
+            gid = add_group(grp or u.name, None, uid)
+            if gid is None:
+                continue
+        if uid is not None and not uid_ok(uid, u.name):
+            uid = None
+        if uid is None and uid_ok(gid, u.name):
+            uid = gid
+        if uid is None:
+            uid = next_free(lambda i, n=u.name: uid_ok(i, n))
+            if uid is None:
+                notes.append(f"systemd-sysusers: no free uid for {u.name}")
+                continue
+        todo_users[uid] = u.name
+        acc.add_user(u.name, uid, gid, "" if u.gecos == "-" else u.gecos,
+                     "/" if u.home == "-" else u.home,
+                     "/usr/sbin/nologin" if u.shell == "-" else u.shell, False)
+        acc.sysusers.add(u.name)
+    for m in (i for i in items if i.kind == "m"):
+        if m.name in acc.users and m.id in acc.groups \
+                and m.name not in acc.members.setdefault(m.id, []):
+            acc.members[m.id].append(m.name)
+
+
+def apply_sysusers(acc: Accounts, confs: list[tuple[str, str]], notes: list[str]) -> None:
+    """A systemd-sysusers call over the given (name, text) sysusers.d files."""
+    items = [i for name, text in confs for i in parse_sysusers(text, name, notes)]
+    _sys_apply(acc, items, notes)

@@ -237,7 +237,31 @@ def group_text(groups: list[tuple[str, int]], members: dict[str, list[str]] | No
 # would mean "must change the password now", which breaks su and login.
 SHADOW_CONVERTED = "{name}:*::0:99999:7:::\n"
 SHADOW_CREATED = "{name}:!:::::::\n"
+SHADOW_SYSUSERS = "{name}:!*:::::::\n"
 SHADOW_GID = 42
+
+
+def _gshadow_password(group: str, acc: dpkgdb.Accounts) -> str:
+    if group in acc.sysusers:
+        return "!*"
+    return "!" if group in acc.created_groups else "*"
+
+
+def sysusers_confs(trees: list[Tree], find: dpkgdb.Find, names: list[str]
+                   ) -> list[tuple[str, str]]:
+    """(name, text) of the sysusers.d files a systemd-sysusers call names (all of them,
+    sorted, when it names none); /etc/sysusers.d overrides /usr/lib/sysusers.d."""
+    dirs = ("etc/sysusers.d", "usr/lib/sysusers.d")
+    if not names:
+        names = sorted({n for t in trees for d in dirs
+                        if (p := t.inside(d)) and os.path.isdir(p) and not os.path.islink(p)
+                        for n in os.listdir(p) if n.endswith(".conf")})
+    out = []
+    for name in names:
+        path = next((p for d in dirs if (p := find(f"{d}/{name}")) is not None), None)
+        if path is not None and os.path.isfile(path):
+            out.append((name, _read_regular(path).decode("utf-8", "replace")))
+    return out
 
 
 def write_accounts(trees: list[Tree], debs: list[tuple[Tree, str, dpkgdb.DebInfo]],
@@ -253,23 +277,28 @@ def write_accounts(trees: list[Tree], debs: list[tuple[Tree, str, dpkgdb.DebInfo
     conf = dpkgdb.adduser_conf(_read_regular(conf_path).decode("utf-8", "replace")
                                if conf_path and os.path.isfile(conf_path) else None)
     tools = {"adduser": "usr/sbin/adduser", "addgroup": "usr/sbin/addgroup",
-             "useradd": "usr/sbin/useradd", "groupadd": "usr/sbin/groupadd"}
+             "useradd": "usr/sbin/useradd", "groupadd": "usr/sbin/groupadd",
+             dpkgdb.SYSUSERS: "usr/bin/systemd-sysusers"}
     for _t, _control, info in sorted(debs, key=lambda d: d[2].info_name):
         for script in ("preinst", "postinst"):
             for call in dpkgdb.parse_accounts(info.name, info.files.get(script, b""), notes):
                 if find(tools[call.tool]) is None:
                     notes.append(f"{info.name}: {call.tool} is not installed; "
                                  f"{call.action} {call.name} not added")
-                    continue
-                acc.apply(call, conf, notes)
+                elif call.action == "sysusers":
+                    dpkgdb.apply_sysusers(acc, sysusers_confs(trees, find, call.name.split()),
+                                          notes)
+                else:
+                    acc.apply(call, conf, notes)
     everyone = sorted((User(n, *v) for n, v in acc.users.items()), key=lambda u: (u.uid, u.name))
     groups = sorted(((n, g) for n, g in acc.groups.items()), key=lambda x: (x[1], x[0]))
     writer.add_file("etc/passwd", passwd_text(everyone), 0o644)
     writer.add_file("etc/group", group_text(groups, acc.members), 0o644)
     if find("usr/sbin/pwconv") is not None:
-        shadow = "".join((SHADOW_CREATED if u.name in acc.created_users else SHADOW_CONVERTED)
+        shadow = "".join((SHADOW_SYSUSERS if u.name in acc.sysusers else SHADOW_CREATED
+                          if u.name in acc.created_users else SHADOW_CONVERTED)
                          .format(name=u.name) for u in everyone)
-        gshadow = "".join(f"{n}:{'!' if n in acc.created_groups else '*'}::"
+        gshadow = "".join(f"{n}:{_gshadow_password(n, acc)}::"
                           f"{','.join(acc.members.get(n, []))}\n" for n, _ in groups)
         writer.add_file("etc/shadow", shadow.encode("utf-8"), 0o640, 0, SHADOW_GID)
         writer.add_file("etc/gshadow", gshadow.encode("utf-8"), 0o640, 0, SHADOW_GID)
