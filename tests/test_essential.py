@@ -93,7 +93,7 @@ def test_minimal_profile_is_asked_for_and_recorded(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def numpy_image(tmp_path_factory: pytest.TempPathFactory) -> Built:
     context = write_context(tmp_path_factory.mktemp("ess") / "numpy",
-                            ["python3-numpy", "less", "fakeroot"])
+                            ["python3-numpy", "less", "fakeroot", "dbus"])
     return build(context, "-t", "ess:dev")
 
 
@@ -233,6 +233,8 @@ def test_no_program_library_or_link_of_mmdebstrap_is_missing(numpy_image: Built,
     # every account of the reference, the same (the image may add its own users); shadow
     # lines equal except the last-change day, which the reference takes from the clock and
     # envnix leaves empty (docs/debian.md)
+    assert any(ln.startswith("messagebus:") for ln in (ref / "etc/passwd").read_text()
+               .splitlines())  # dbus' adduser --system --group, in both
     for name in ("passwd", "group", "gshadow"):
         theirs_lines = set((ref / "etc" / name).read_text().splitlines())
         assert theirs_lines - set((image / "etc" / name).read_text().splitlines()) == set()
