@@ -454,6 +454,8 @@ def test_diversions_and_their_renames(tmp_path: Path) -> None:
     assert (root / "usr/share/man/man1/sh.1.gz").readlink() == Path("dash.1.gz")
     assert (root / "usr/bin/tool.real").read_bytes() == PROG
     assert (root / "usr/bin/tool").read_bytes() == WRAPPER
+    # the dpkg-divert calls inside dash's helpers are read through claim_binsh: no notes
+    assert json.loads((out / "meta.json").read_text()).get("notes", []) == []
 
 
 SYSUSERS_DIR = Path("/usr/lib/sysusers.d")

@@ -587,7 +587,12 @@ def parse_diversions(package: str, script: bytes, notes: list[str]
     defined = {m.group(1) for m in re.finditer(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*\(\)",
                                               text, re.M)}
     found: list[tuple[str, Diversion]] = []
+    in_function = False
     for line in _logical_lines(text):
+        if re.match(r"^\s*[A-Za-z_][A-Za-z0-9_]*\s*\(\)", line):
+            in_function = True
+        elif line.startswith("}"):
+            in_function = False
         if "dpkg-divert" not in line and not any(h in line for h in DIVERT_HELPERS):
             continue
         try:
@@ -618,7 +623,8 @@ def parse_diversions(package: str, script: bytes, notes: list[str]
         if any(a.startswith("--list") or a == "--truename" for a in args):
             continue  # queries change nothing
         if any("$" in a or "`" in a for a in args):
-            notes.append(f"{package}: dpkg-divert call with shell variables skipped")
+            if not (in_function and defined & DIVERT_HELPERS):  # a known helper's body
+                notes.append(f"{package}: dpkg-divert call with shell variables skipped")
             continue
         call = _divert_call(package, args)
         if call is None:
