@@ -23,7 +23,7 @@ import hashlib
 import os
 import re
 import shlex
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import _archive as A
@@ -143,27 +143,37 @@ def _logical_lines(script: str) -> list[str]:
     return script.replace("\\\n", " ").splitlines()
 
 
-def parse_alternatives(package: str, script: bytes, notes: list[str]) -> list[Choice]:
-    """The literal ``update-alternatives --install`` calls of a postinst."""
-    found: list[Choice] = []
-    text = script.decode("utf-8", "replace")
-    for line in _logical_lines(text):
-        if "update-alternatives" not in line or "--install" not in line:
+def _calls(lines: list[str], tools: tuple[str, ...] | frozenset[str], package: str,
+           notes: list[str]) -> Iterator[tuple[int, str, list[str]]]:
+    """(line index, tool, arguments) of each logical line that runs one of *tools*: the
+    words after it up to a command separator, without redirections. A tool named only to
+    test for it (``command -v TOOL``) does not count."""
+    for n, line in enumerate(lines):
+        if not any(t in line for t in tools):
             continue
         try:
             tokens = shlex.split(line, comments=True)
         except ValueError:
-            notes.append(f"{package}: unreadable update-alternatives line skipped")
+            notes.append(f"{package}: unreadable line skipped: {line.strip()[:80]!r}")
             continue
         for i, tok in enumerate(tokens):
-            if os.path.basename(tok) == "update-alternatives":
-                args = tokens[i + 1:]
+            if os.path.basename(tok) in tools and (i == 0 or tokens[i - 1] not in (
+                    "command", "which", "-x", "-v")):
+                tool, args = os.path.basename(tok), tokens[i + 1:]
                 break
         else:
             continue
-        for stop in (";", "&&", "||", "|"):
+        for stop in (";", "&&", "||", "|", "then", "fi"):
             if stop in args:
                 args = args[:args.index(stop)]
+        yield n, tool, [a for a in args if not REDIRECT_RE.match(a)]
+
+
+def parse_alternatives(package: str, script: bytes, notes: list[str]) -> list[Choice]:
+    """The literal ``update-alternatives --install`` calls of a postinst."""
+    found: list[Choice] = []
+    lines = _logical_lines(script.decode("utf-8", "replace"))
+    for _n, _tool, args in _calls(lines, ("update-alternatives",), package, notes):
         args = [a for a in args if a not in ("--quiet", "--force", "--verbose")]
         if not args or args[0] != "--install":
             continue
@@ -260,7 +270,11 @@ USERADD_VALUES = {"-d": "home", "--home-dir": "home", "-s": "shell", "--shell": 
 USERADD_FLAGS = {"-r": "system", "--system": "system", "-m": "create", "--create-home": "create",
                  "-M": "", "--no-create-home": "", "-N": "nogroup", "--no-user-group": "nogroup",
                  "-U": "", "--user-group": "", "-o": "", "--non-unique": "", "-l": "",
-                 "--no-log-init": "", "-f": "", "--force": "", "-q": "", "--quiet": ""}
+                 "--no-log-init": ""}
+GROUPADD_VALUES = {"-g": "gid", "--gid": "gid", "-K": "", "--key": "", "-p": "",
+                   "--password": "", "-R": "", "--root": "", "-P": "", "--prefix": ""}
+GROUPADD_FLAGS = {"-r": "system", "--system": "system", "-f": "", "--force": "", "-o": "",
+                  "--non-unique": ""}
 
 
 @dataclass(frozen=True)
@@ -299,25 +313,7 @@ def parse_accounts(package: str, script: bytes, notes: list[str]) -> list[Accoun
     text = script.decode("utf-8", "replace")
     assigned = _assignments(text)
     found: list[Account] = []
-    for line in _logical_lines(text):
-        if not any(t in line for t in ACCOUNT_TOOLS):
-            continue
-        try:
-            tokens = shlex.split(line, comments=True)
-        except ValueError:
-            notes.append(f"{package}: unreadable account line skipped")
-            continue
-        for i, tok in enumerate(tokens):
-            if os.path.basename(tok) in ACCOUNT_TOOLS and (i == 0 or tokens[i - 1] not in (
-                    "command", "which", "-x", "-v")):
-                tool, args = os.path.basename(tok), tokens[i + 1:]
-                break
-        else:
-            continue
-        for stop in (";", "&&", "||", "|", "then", "fi"):
-            if stop in args:
-                args = args[:args.index(stop)]
-        args = [a for a in args if not REDIRECT_RE.match(a)]
+    for _n, tool, args in _calls(_logical_lines(text), ACCOUNT_TOOLS, package, notes):
         args = [VAR_RE.sub(lambda m: assigned.get(m.group(1), m.group(0)), a) for a in args]
         if any("$" in a or "`" in a for a in args) and tool != SYSUSERS:
             notes.append(f"{package}: {tool} call with shell variables skipped")
@@ -336,32 +332,41 @@ def parse_accounts(package: str, script: bytes, notes: list[str]) -> list[Accoun
     return found
 
 
-def _adduser(package: str, tool: str, args: list[str]) -> Account | None:
+def _options(args: list[str], values: dict[str, str], flags: dict[str, str]
+             ) -> tuple[dict[str, str], list[str]] | None:
+    """Options (by field name; "" drops one) and operands of a command line, or None for an
+    option the table does not know. A value option takes the next word, or ``--opt=value``."""
     opts: dict[str, str] = {}
     names: list[str] = []
     k = 0
     while k < len(args):
         a = args[k]
         k += 1
-        if a in ("-q",):
-            continue
-        if a.startswith("--"):
-            key, eq, value = a[2:].partition("=")
-            if key in ADDUSER_VALUES:
-                if not eq:
-                    if k >= len(args):
-                        return None
-                    value = args[k]
-                    k += 1
-                opts[key] = value
-            elif key in ADDUSER_FLAGS and not eq:
-                opts[key] = "1"
-            else:
-                return None
+        key, eq, value = a.partition("=") if a.startswith("--") else (a, "", "")
+        if key in values:
+            if not eq:
+                if k >= len(args):
+                    return None
+                value = args[k]
+                k += 1
+            if values[key]:
+                opts[values[key]] = value
+        elif key in flags and not eq:
+            if flags[key]:
+                opts[flags[key]] = "1"
         elif a.startswith("-"):
             return None
         else:
             names.append(a)
+    return opts, names
+
+
+def _adduser(package: str, tool: str, args: list[str]) -> Account | None:
+    parsed = _options(args, {f"--{k}": k for k in ADDUSER_VALUES},
+                      {"-q": "", **{f"--{k}": k for k in ADDUSER_FLAGS}})
+    if parsed is None:
+        return None
+    opts, names = parsed
     system = "system" in opts
     if tool == "adduser" and len(names) == 2 and not system and "group" not in opts:
         return Account(package, tool, "member", names[0], (("group", names[1]),))
@@ -374,36 +379,15 @@ def _adduser(package: str, tool: str, args: list[str]) -> Account | None:
 
 
 def _useradd(package: str, tool: str, args: list[str]) -> Account | None:
-    opts: dict[str, str] = {}
-    names: list[str] = []
-    k = 0
-    while k < len(args):
-        a = args[k]
-        k += 1
-        key, eq, value = a.partition("=") if a.startswith("--") else (a, "", "")
-        if tool == "groupadd" and key in ("-g", "--gid"):
-            key = "--gid"
-        if key in USERADD_VALUES or (tool == "groupadd" and key in ("--gid", "-K", "--key")):
-            if not eq:
-                if k >= len(args):
-                    return None
-                value = args[k]
-                k += 1
-            field_name = USERADD_VALUES.get(key, "gid" if key == "--gid" else "")
-            if field_name:
-                opts[field_name] = value
-        elif key in USERADD_FLAGS and not eq:
-            if USERADD_FLAGS[key]:
-                opts[USERADD_FLAGS[key]] = "1"
-        elif a.startswith("-"):
-            return None
-        else:
-            names.append(a)
+    parsed = (_options(args, USERADD_VALUES, USERADD_FLAGS) if tool == "useradd"
+              else _options(args, GROUPADD_VALUES, GROUPADD_FLAGS))
+    if parsed is None:
+        return None
+    opts, names = parsed
     if len(names) != 1:
         return None
-    if "system" not in opts and not (tool == "groupadd" and "gid" in opts) and not (
-            tool == "useradd" and "uid" in opts):
-        return Account(package, tool, "", names[0])
+    if "system" not in opts and ("uid" if tool == "useradd" else "gid") not in opts:
+        return Account(package, tool, "", names[0])  # a login account: not a package's
     return Account(package, tool, "group" if tool == "groupadd" else "user", names[0],
                    tuple(sorted(opts.items())))
 
@@ -586,44 +570,30 @@ def parse_diversions(package: str, script: bytes, notes: list[str]
     text = script.decode("utf-8", "replace")
     defined = {m.group(1) for m in re.finditer(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*\(\)",
                                               text, re.M)}
-    found: list[tuple[str, Diversion]] = []
-    in_function = False
-    for line in _logical_lines(text):
+    lines = _logical_lines(text)
+    in_function: set[int] = set()  # indexes of lines inside a function body
+    inside = False
+    for n, line in enumerate(lines):
         if re.match(r"^\s*[A-Za-z_][A-Za-z0-9_]*\s*\(\)", line):
-            in_function = True
+            inside = True
         elif line.startswith("}"):
-            in_function = False
-        if "dpkg-divert" not in line and not any(h in line for h in DIVERT_HELPERS):
-            continue
-        try:
-            tokens = shlex.split(line, comments=True)
-        except ValueError:
-            notes.append(f"{package}: unreadable dpkg-divert line skipped")
-            continue
-        if not tokens:
-            continue
-        if tokens[0] in DIVERT_HELPERS and tokens[0] in defined:
-            args = [a for a in tokens[1:] if a not in (";", "&&", "||")]
+            inside = False
+        if inside:
+            in_function.add(n)
+    helpers = defined & DIVERT_HELPERS
+    found: list[tuple[str, Diversion]] = []
+    for n, tool, args in _calls(lines, frozenset({"dpkg-divert", *helpers}), package, notes):
+        if tool in helpers:
             if any("$" in a or "`" in a for a in args) or not 2 <= len(args) <= 3:
-                continue  # the helper's own definition or a call through variables
+                continue  # a call through variables
             dfile = args[0]
             found.append(("add", Diversion(package, dfile, args[2] if len(args) > 2 and args[2]
                                            else f"{dfile}.distrib", False, args[1])))
             continue
-        for i, tok in enumerate(tokens):
-            if os.path.basename(tok) == "dpkg-divert":
-                args = tokens[i + 1:]
-                break
-        else:
-            continue
-        for stop in (";", "&&", "||", "|", "then", "fi"):
-            if stop in args:
-                args = args[:args.index(stop)]
-        args = [a for a in args if not REDIRECT_RE.match(a)]
         if any(a.startswith("--list") or a == "--truename" for a in args):
             continue  # queries change nothing
         if any("$" in a or "`" in a for a in args):
-            if not (in_function and defined & DIVERT_HELPERS):  # a known helper's body
+            if not (n in in_function and helpers):  # a known helper's body
                 notes.append(f"{package}: dpkg-divert call with shell variables skipped")
             continue
         call = _divert_call(package, args)
