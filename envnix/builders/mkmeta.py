@@ -20,7 +20,10 @@ Environment:
 Metadata mode writes, under $out/root:
   etc/passwd, etc/group   sorted by id; groups: root, one per user gid, nogroup 65534; with
                           base-passwd in a tree, its passwd.master and group.master users and
-                          groups first (what update-passwd installs), then the given users
+                          groups first (what update-passwd installs), then the given users,
+                          then the system accounts the scripts' literal adduser/useradd/
+                          groupadd calls add (dpkgdb.Accounts)
+  etc/shadow, etc/gshadow with passwd installed: a line per account (shadowconfig on)
   var/lib/dpkg/status     every deb tree's control stanza with "Status: install ok installed"
                           after Package and its Conffiles, sorted by package name (only if
                           there are deb trees)
@@ -28,6 +31,10 @@ Metadata mode writes, under $out/root:
   etc/alternatives/, var/lib/dpkg/alternatives/, the alternatives' links
                           update-alternatives in auto mode, from the postinst scripts' literal
                           --install calls (see dpkgdb.py)
+  var/lib/dpkg/diversions the scripts' dpkg-divert calls (and dash's claim_binsh), with the
+                          renames and links they make
+  etc/ld.so.cache         with libc-bin: what its ldconfig writes (see ldcache.py), and the
+                          SONAME links ldconfig adds
   etc/ssl/certs/ca-certificates.crt
                           all usr/share/ca-certificates/**/*.crt of the trees, sorted by path
                           (what update-ca-certificates would have made; only if any exist),
@@ -55,6 +62,7 @@ from dataclasses import dataclass
 import _archive as A
 import cacerts
 import dpkgdb
+import ldcache
 
 USER_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?$")
 MAX_ID = 2**32 - 2
@@ -219,8 +227,91 @@ def passwd_text(users: list[User]) -> bytes:
                    for u in users).encode("utf-8")
 
 
-def group_text(groups: list[tuple[str, int]]) -> bytes:
-    return "".join(f"{name}:x:{gid}:\n" for name, gid in groups).encode("utf-8")
+def group_text(groups: list[tuple[str, int]], members: dict[str, list[str]] | None = None
+               ) -> bytes:
+    members = members or {}
+    return "".join(f"{name}:x:{gid}:{','.join(members.get(name, []))}\n"
+                   for name, gid in groups).encode("utf-8")
+
+
+# pwconv/grpconv (passwd's postinst runs "shadowconfig on") give every existing account a
+# locked "*" entry with the default aging; useradd -r and groupadd give later accounts "!".
+# The last-change day stays empty (aging off): the image's clock is the epoch, and day 0
+# would mean "must change the password now", which breaks su and login.
+SHADOW_CONVERTED = "{name}:*::0:99999:7:::\n"
+SHADOW_CREATED = "{name}:!:::::::\n"
+SHADOW_SYSUSERS = "{name}:!*:::::::\n"
+SHADOW_GID = 42
+
+
+def _gshadow_password(group: str, acc: dpkgdb.Accounts) -> str:
+    if group in acc.sysusers:
+        return "!*"
+    return "!" if group in acc.created_groups else "*"
+
+
+def sysusers_confs(trees: list[Tree], find: dpkgdb.Find, names: list[str]
+                   ) -> list[tuple[str, str]]:
+    """(name, text) of the sysusers.d files a systemd-sysusers call names (all of them,
+    sorted, when it names none); /etc/sysusers.d overrides /usr/lib/sysusers.d."""
+    dirs = ("etc/sysusers.d", "usr/lib/sysusers.d")
+    if not names:
+        names = sorted({n for t in trees for d in dirs
+                        if (p := t.inside(d)) and os.path.isdir(p) and not os.path.islink(p)
+                        for n in os.listdir(p) if n.endswith(".conf")})
+    out = []
+    for name in names:
+        path = next((p for d in dirs if (p := find(f"{d}/{name}")) is not None), None)
+        if path is not None and os.path.isfile(path):
+            out.append((name, _read_regular(path).decode("utf-8", "replace")))
+    return out
+
+
+def write_accounts(trees: list[Tree], debs: list[tuple[Tree, str, dpkgdb.DebInfo]],
+                   users: list[User], find: dpkgdb.Find, writer: A.TreeWriter) -> list[User]:
+    """etc/passwd and etc/group (base-passwd's masters, the image's users, then the system
+    accounts the packages' scripts add: see dpkgdb.Accounts), and with passwd installed
+    etc/shadow and etc/gshadow. Returns every user."""
+    base = groups_for(users, master_groups(trees))
+    acc = dpkgdb.Accounts({u.name: [u.uid, u.gid, u.gecos, u.home, u.shell] for u in users},
+                          {name: gid for name, gid in base})
+    notes: list[str] = []
+    conf_path = find("etc/adduser.conf")
+    conf = dpkgdb.adduser_conf(_read_regular(conf_path).decode("utf-8", "replace")
+                               if conf_path and os.path.isfile(conf_path) else None)
+    tools = {"adduser": "usr/sbin/adduser", "addgroup": "usr/sbin/addgroup",
+             "useradd": "usr/sbin/useradd", "groupadd": "usr/sbin/groupadd",
+             dpkgdb.SYSUSERS: "usr/bin/systemd-sysusers"}
+    for _t, _control, info in sorted(debs, key=lambda d: d[2].info_name):
+        for script in ("preinst", "postinst"):
+            for call in dpkgdb.parse_accounts(info.name, info.files.get(script, b""), notes):
+                if find(tools[call.tool]) is None:
+                    notes.append(f"{info.name}: {call.tool} is not installed; "
+                                 f"{call.action} {call.name} not added")
+                elif call.action == "sysusers":
+                    dpkgdb.apply_sysusers(acc, sysusers_confs(trees, find, call.name.split()),
+                                          notes)
+                else:
+                    acc.apply(call, conf, notes)
+    everyone = sorted((User(n, *v) for n, v in acc.users.items()), key=lambda u: (u.uid, u.name))
+    groups = sorted(((n, g) for n, g in acc.groups.items()), key=lambda x: (x[1], x[0]))
+    writer.add_file("etc/passwd", passwd_text(everyone), 0o644)
+    writer.add_file("etc/group", group_text(groups, acc.members), 0o644)
+    if find("usr/sbin/pwconv") is not None:
+        shadow = "".join((SHADOW_SYSUSERS if u.name in acc.sysusers else SHADOW_CREATED
+                          if u.name in acc.created_users else SHADOW_CONVERTED)
+                         .format(name=u.name) for u in everyone)
+        gshadow = "".join(f"{n}:{_gshadow_password(n, acc)}::"
+                          f"{','.join(acc.members.get(n, []))}\n" for n, _ in groups)
+        writer.add_file("etc/shadow", shadow.encode("utf-8"), 0o640, 0, SHADOW_GID)
+        writer.add_file("etc/gshadow", gshadow.encode("utf-8"), 0o640, 0, SHADOW_GID)
+    for home, uid, gid in acc.homes:
+        rel = image_rel(home, "home")
+        if rel and find(rel) is None:
+            writer.add_dir(rel, 0o755, uid, gid)
+    for note in notes:
+        writer.note(note)
+    return everyone
 
 
 def status_stanza(control: str, where: str, conffiles: str = ""
@@ -306,8 +397,9 @@ def dpkg_status(debs: list[tuple[Tree, str, dpkgdb.DebInfo]], find: dpkgdb.Find
 
 
 def write_dpkg_database(debs: list[tuple[Tree, str, dpkgdb.DebInfo]], find: dpkgdb.Find,
-                        writer: A.TreeWriter) -> None:
-    """info/ files of every package, then alternatives in auto mode (see dpkgdb.py)."""
+                        writer: A.TreeWriter) -> list[tuple[str, str]]:
+    """info/ files of every package, then alternatives in auto mode (see dpkgdb.py); returns
+    the alternatives' links (rel, target)."""
     notes: list[str] = []
     choices: list[dpkgdb.Choice] = []
     written: set[str] = set()
@@ -323,7 +415,6 @@ def write_dpkg_database(debs: list[tuple[Tree, str, dpkgdb.DebInfo]], find: dpkg
         if "postinst" in info.files:
             choices += dpkgdb.parse_alternatives(info.name, info.files["postinst"], notes)
     writer.add_file("var/lib/dpkg/arch", b"amd64\n", 0o644)
-    writer.add_file("var/lib/dpkg/diversions", b"", 0o644)
     for name, data in sorted(dpkgdb.triggers([d[2] for d in debs]).items()):
         writer.add_file(f"var/lib/dpkg/triggers/{name}", data, 0o644)
     links, db = dpkgdb.alternatives(choices, find, notes)
@@ -331,6 +422,114 @@ def write_dpkg_database(debs: list[tuple[Tree, str, dpkgdb.DebInfo]], find: dpkg
         writer.add_file(f"var/lib/dpkg/alternatives/{name}", data, 0o644)
     for rel, target in links:
         writer.add_symlink(rel, target)
+    for note in notes:
+        writer.note(note)
+    return links
+
+
+def write_diversions(debs: list[tuple[Tree, str, dpkgdb.DebInfo]], find: dpkgdb.Find,
+                     writer: A.TreeWriter) -> set[str]:
+    """var/lib/dpkg/diversions from the scripts' dpkg-divert calls (see dpkgdb.py), with
+    what the calls do to the files: a --rename diversion puts the other package's file at
+    the diverted name (and the diverting package's own file, if it ships one, at the path);
+    a helper's link is made where nothing else is. Returns the paths written."""
+    notes: list[str] = []
+    calls: list[tuple[str, dpkgdb.Diversion]] = []
+    for _t, _control, info in sorted(debs, key=lambda d: d[2].info_name):
+        for script in ("preinst", "postinst"):
+            calls += dpkgdb.parse_diversions(info.name, info.files.get(script, b""), notes)
+    active = dpkgdb.diversions(calls, notes)
+    writer.add_file("var/lib/dpkg/diversions", dpkgdb.diversions_file(active), 0o644)
+    written: set[str] = set()
+    for d in reversed(active):
+        rel = dpkgdb.canonical(d.path)
+        if d.rename:
+            _apply_rename(debs, d, rel, writer, written, notes)
+        parent = find(os.path.dirname(rel))
+        if d.link and parent is not None and os.path.isdir(parent) and find(rel) is None \
+                and rel not in written:
+            writer.add_symlink(rel, d.link)
+            written.add(rel)
+    for note in notes:
+        writer.note(note)
+    return written
+
+
+def _copy_entry(src: str, rel: str, writer: A.TreeWriter) -> None:
+    if os.path.islink(src):
+        writer.add_symlink(rel, os.readlink(src))
+    else:
+        writer.add_file(rel, _read_regular(src), os.lstat(src).st_mode & 0o7777)
+
+
+def _apply_rename(debs: list[tuple[Tree, str, dpkgdb.DebInfo]], d: dpkgdb.Diversion,
+                  rel: str, writer: A.TreeWriter, written: set[str], notes: list[str]) -> None:
+    shipped = [(info.name, t.inside(rel)) for t, _c, info in debs if t.has(rel)]
+    other = next((p for name, p in shipped if name != d.package and p), None)
+    own = next((p for name, p in shipped if name == d.package and p), None)
+    target = dpkgdb.canonical(d.divert_to)
+    if other is None or target in written:
+        return
+    _copy_entry(other, target, writer)
+    written.add(target)
+    if own is not None:
+        _copy_entry(own, rel, writer)
+        written.add(rel)
+    else:
+        notes.append(f"diversion of {d.path}: the lower layer's file stays at the path")
+
+
+def image_view(trees: list[Tree], links: dict[str, str]) -> ldcache.View:
+    """The image root as the trees, the merged-/usr links and *links* (rel -> target, the
+    links this tree adds) make it, for scans that follow links as the running system does."""
+    aliases = {a.rstrip("/"): "usr/" + a.rstrip("/") for a in dpkgdb.ALIASED}
+
+    def node(rel: str) -> ldcache.Node | None:
+        if rel in aliases:
+            return ldcache.Node("link", aliases[rel])
+        if rel in links:
+            return ldcache.Node("link", links[rel])
+        for t in trees:
+            path = t.inside(rel)
+            if path is None:
+                continue
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue
+            if stat.S_ISLNK(st.st_mode):
+                return ldcache.Node("link", os.readlink(path))
+            kind = "dir" if stat.S_ISDIR(st.st_mode) else \
+                "file" if stat.S_ISREG(st.st_mode) else "other"
+            return ldcache.Node(kind, path)
+        return None
+
+    def listdir(rel: str) -> list[str]:
+        names: set[str] = set(aliases) if not rel else set()
+        for t in trees:
+            path = t.inside(rel) if rel else t.root
+            if path is not None and os.path.isdir(path) and not os.path.islink(path):
+                names.update(os.listdir(path))
+        names.update(k.rpartition("/")[2] for k in links if k.rpartition("/")[0] == rel)
+        return sorted(names)
+
+    return ldcache.View(node, listdir)
+
+
+def ld_cache(trees: list[Tree], find: dpkgdb.Find, links: list[tuple[str, str]],
+             writer: A.TreeWriter) -> None:
+    """etc/ld.so.cache as libc-bin's ldconfig writes it when libc6 is configured (and the
+    SONAME links it would add), so a library in an /etc/ld.so.conf.d directory is found."""
+    ldconfig = find("usr/sbin/ldconfig")
+    if ldconfig is None or not os.path.isfile(ldconfig) or find("etc/ld.so.cache"):
+        return
+    view = image_view(trees, dict(links))
+    notes: list[str] = []
+    entries, soname_links = ldcache.scan(view, notes)
+    for rel, target in soname_links:
+        writer.add_symlink(rel, target)
+    gen = ldcache.generator(_read_regular(ldconfig))
+    writer.add_file("etc/ld.so.cache", ldcache.cache_bytes(entries, gen), 0o644)
     for note in notes:
         writer.note(note)
 
@@ -534,18 +733,20 @@ def apt_state(users: list[User], find: dpkgdb.Find, writer: A.TreeWriter) -> Non
 def build_meta(out: str, writer: A.TreeWriter) -> None:
     trees = load_trees(required=True)
     users, given = load_users(trees)
+    find = finder(trees)
+    debs = deb_infos(trees)
 
     writer.add_dir("tmp", 0o1777)
     writer.add_dir("root", 0o700)
-    writer.add_file("etc/passwd", passwd_text(users), 0o644)
-    writer.add_file("etc/group", group_text(groups_for(users, master_groups(trees))), 0o644)
+    users = write_accounts(trees, debs, users, find, writer)
 
-    find = finder(trees)
-    debs = deb_infos(trees)
     status = dpkg_status(debs, find)
+    diverted: set[str] = set()
     if status is not None:
         writer.add_file("var/lib/dpkg/status", status, 0o644)
-        write_dpkg_database(debs, find, writer)
+        alt_links = write_dpkg_database(debs, find, writer)
+        diverted = write_diversions(debs, find, writer)
+        ld_cache(trees, find, alt_links, writer)
     base_system(trees, find, writer)
     apt_state(users, find, writer)
     bundle = ca_bundle(trees)
@@ -553,7 +754,8 @@ def build_meta(out: str, writer: A.TreeWriter) -> None:
         writer.add_file("etc/ssl/certs/ca-certificates.crt", bundle, 0o644)
         ca_links(trees, find, writer)
     if not any(t.has("usr/bin/sh") for t in trees) and any(t.has("usr/bin/dash")
-                                                             for t in trees):
+                                                             for t in trees) \
+            and "usr/bin/sh" not in diverted:
         writer.add_symlink("usr/bin/sh", "dash")
 
     homes: dict[str, User] = {}
