@@ -518,3 +518,101 @@ def test_sysusers_calls_match_systemd_sysusers(tmp_path: Path) -> None:
     assert ref_shadow <= our_shadow
     ref_gshadow = set((ref / "etc/gshadow").read_text().splitlines())
     assert ref_gshadow <= set((ours / "gshadow").read_text().splitlines())
+
+
+# --------------------------------------------------------------------------------------------
+# services.py: rc links, systemd enablement and the files scripts create (plain data; the
+# image comparison with mmdebstrap is tests/test_essential.py and bench/debian_parity.py)
+# --------------------------------------------------------------------------------------------
+
+INIT_SCRIPT = """#!/bin/sh
+### BEGIN INIT INFO
+# Provides:          demo
+# Default-Start:     S
+# Default-Stop:      0 6
+### END INIT INFO
+"""
+TIMER_UNIT = """[Unit]
+Description=demo
+[Timer]
+OnCalendar=daily
+[Install]
+WantedBy=timers.target
+Also=demo-extra.service
+"""
+EXTRA_UNIT = "[Service]\nExecStart=/bin/true\n[Install]\nRequiredBy=multi-user.target\n" \
+             "Alias=demo-alias.service\n"
+POSTINST = """#!/bin/sh
+set -e
+if [ "$1" = configure ]; then
+    update-rc.d demo defaults >/dev/null
+    update-rc.d "$NAME" defaults
+    if deb-systemd-helper --quiet was-enabled 'demo.timer'; then
+        deb-systemd-helper enable 'demo.timer' >/dev/null || true
+    else
+        deb-systemd-helper update-state 'demo.timer' >/dev/null || true
+    fi
+fi
+"""
+
+
+def _services_fixture(tmp_path: Path):
+    dpkgdb, services = builder_module("dpkgdb"), builder_module("services")
+    files = {"etc/init.d/demo": INIT_SCRIPT, "lib/systemd/system/demo.timer": TIMER_UNIT,
+             "lib/systemd/system/demo-extra.service": EXTRA_UNIT}
+    for rel, text in files.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+
+    def find(rel: str) -> str | None:
+        for shipped in files:
+            if dpkgdb.canonical(shipped) == rel or shipped == rel:
+                return str(tmp_path / shipped)
+        return None
+
+    listing = "".join(f"/{rel}\n" for rel in files).encode()
+    demo = dpkgdb.DebInfo(str(tmp_path), "demo", "amd64", "",
+                          {"postinst": POSTINST.encode(), "list": listing})
+    return services, find, [demo]
+
+
+def test_rc_links_follow_the_lsb_header(tmp_path: Path) -> None:
+    services, find, debs = _services_fixture(tmp_path)
+    notes: list[str] = []
+    assert services.sysv_links(debs, find, notes) == {
+        "etc/rcS.d/S01demo": "../init.d/demo", "etc/rc0.d/K01demo": "../init.d/demo",
+        "etc/rc6.d/K01demo": "../init.d/demo"}
+    assert notes == ["demo: update-rc.d call with shell variables skipped"]
+
+
+def test_systemd_enable_links_targets_aliases_and_also(tmp_path: Path) -> None:
+    services, find, debs = _services_fixture(tmp_path)
+    links, state = services.systemd_links(debs, find, [])
+    assert links == {
+        "etc/systemd/system/timers.target.wants/demo.timer": "/lib/systemd/system/demo.timer",
+        "etc/systemd/system/multi-user.target.requires/demo-extra.service":
+            "/lib/systemd/system/demo-extra.service",
+        "etc/systemd/system/demo-alias.service": "/lib/systemd/system/demo-extra.service"}
+    helper = "var/lib/systemd/deb-systemd-helper-enabled"
+    assert state[f"{helper}/demo.timer.dsh-also"] == \
+        b"/etc/systemd/system/timers.target.wants/demo.timer\n"
+    assert state[f"{helper}/timers.target.wants/demo.timer"] == b""
+    assert state[f"{helper}/demo-extra.service.dsh-also"] == (
+        b"/etc/systemd/system/multi-user.target.requires/demo-extra.service\n"
+        b"/etc/systemd/system/demo-alias.service\n")
+
+
+def test_state_files_by_package(tmp_path: Path) -> None:
+    dpkgdb, services = builder_module("dpkgdb"), builder_module("services")
+    debs = [dpkgdb.DebInfo("", n, "amd64", "") for n in
+            ("dpkg", "passwd", "python3.11-minimal", "python3", "ca-certificates")]
+    out = services.state_files(debs, lambda rel: None, ["mozilla/b.crt", "mozilla/B.crt"])
+    assert out["var/lib/dpkg/lock"] == (b"", 0o640)
+    assert out["etc/subuid"] == (b"", 0o644) and out["etc/.pwd.lock"] == (b"", 0o600)
+    assert "var/lib/python/python3.11_installed" in out
+    assert out["etc/python3/debian_config"][0].startswith(b"[DEFAULT]\n")
+    conf = out["etc/ca-certificates.conf"][0].decode()
+    assert conf.endswith("#\nmozilla/B.crt\nmozilla/b.crt\n")  # sort(1) in the C locale
+    # a file a package ships is never replaced
+    assert "etc/subuid" not in services.state_files(
+        debs, lambda rel: "/x" if rel == "etc/subuid" else None, [])

@@ -139,11 +139,11 @@ class Choice:
     slaves: tuple[tuple[str, str, str], ...]  # (link, name, path)
 
 
-def _logical_lines(script: str) -> list[str]:
+def logical_lines(script: str) -> list[str]:
     return script.replace("\\\n", " ").splitlines()
 
 
-def _calls(lines: list[str], tools: tuple[str, ...] | frozenset[str], package: str,
+def script_calls(lines: list[str], tools: tuple[str, ...] | frozenset[str], package: str,
            notes: list[str]) -> Iterator[tuple[int, str, list[str]]]:
     """(line index, tool, arguments) of each logical line that runs one of *tools*: the
     words after it up to a command separator, without redirections. A tool named only to
@@ -172,8 +172,8 @@ def _calls(lines: list[str], tools: tuple[str, ...] | frozenset[str], package: s
 def parse_alternatives(package: str, script: bytes, notes: list[str]) -> list[Choice]:
     """The literal ``update-alternatives --install`` calls of a postinst."""
     found: list[Choice] = []
-    lines = _logical_lines(script.decode("utf-8", "replace"))
-    for _n, _tool, args in _calls(lines, ("update-alternatives",), package, notes):
+    lines = logical_lines(script.decode("utf-8", "replace"))
+    for _n, _tool, args in script_calls(lines, ("update-alternatives",), package, notes):
         args = [a for a in args if a not in ("--quiet", "--force", "--verbose")]
         if not args or args[0] != "--install":
             continue
@@ -294,7 +294,7 @@ class Account:
 def _assignments(text: str) -> dict[str, str]:
     """Top-level ``NAME=literal`` lines of a script (the names scripts keep users in)."""
     out: dict[str, str] = {}
-    for line in _logical_lines(text):
+    for line in logical_lines(text):
         m = ASSIGN_RE.match(line)
         if m:
             try:
@@ -313,7 +313,7 @@ def parse_accounts(package: str, script: bytes, notes: list[str]) -> list[Accoun
     text = script.decode("utf-8", "replace")
     assigned = _assignments(text)
     found: list[Account] = []
-    for _n, tool, args in _calls(_logical_lines(text), ACCOUNT_TOOLS, package, notes):
+    for _n, tool, args in script_calls(logical_lines(text), ACCOUNT_TOOLS, package, notes):
         args = [VAR_RE.sub(lambda m: assigned.get(m.group(1), m.group(0)), a) for a in args]
         if any("$" in a or "`" in a for a in args) and tool != SYSUSERS:
             notes.append(f"{package}: {tool} call with shell variables skipped")
@@ -570,7 +570,7 @@ def parse_diversions(package: str, script: bytes, notes: list[str]
     text = script.decode("utf-8", "replace")
     defined = {m.group(1) for m in re.finditer(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*\(\)",
                                               text, re.M)}
-    lines = _logical_lines(text)
+    lines = logical_lines(text)
     in_function: set[int] = set()  # indexes of lines inside a function body
     inside = False
     for n, line in enumerate(lines):
@@ -582,7 +582,7 @@ def parse_diversions(package: str, script: bytes, notes: list[str]
             in_function.add(n)
     helpers = defined & DIVERT_HELPERS
     found: list[tuple[str, Diversion]] = []
-    for n, tool, args in _calls(lines, frozenset({"dpkg-divert", *helpers}), package, notes):
+    for n, tool, args in script_calls(lines, frozenset({"dpkg-divert", *helpers}), package, notes):
         if tool in helpers:
             if any("$" in a or "`" in a for a in args) or not 2 <= len(args) <= 3:
                 continue  # a call through variables

@@ -63,6 +63,7 @@ import _archive as A
 import cacerts
 import dpkgdb
 import ldcache
+import services
 
 USER_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?$")
 MAX_ID = 2**32 - 2
@@ -747,6 +748,12 @@ def build_meta(out: str, writer: A.TreeWriter) -> None:
         alt_links = write_dpkg_database(debs, find, writer)
         diverted = write_diversions(debs, find, writer)
         ld_cache(trees, find, alt_links, writer)
+        ca_names = [rel.removeprefix("usr/share/ca-certificates/")
+                    for rel in ca_certificates(trees)]
+        notes: list[str] = []
+        services.write_services([d[2] for d in debs], find, ca_names, writer, notes)
+        for note in notes:
+            writer.note(note)
     base_system(trees, find, writer)
     apt_state(users, find, writer)
     bundle = ca_bundle(trees)
