@@ -43,7 +43,9 @@ _WILL_BUILD = re.compile(r"^these (\d+) derivations? will be built:")
 _HASH_MISMATCH = re.compile(
     r"hash mismatch in fixed-output derivation '/nix/store/[0-9a-z]{32}-(.+?)\.drv':"
     r"\s*specified:\s*(\S+)\s*got:\s*(\S+)", re.S)
-_DOWNLOAD = re.compile(r"unable to download '([^']+)': (.+)")
+_DOWNLOAD = re.compile(r"unable to download '([^']+)': (.+?)(?:; retrying in \d+ ms)?$", re.M)
+# What Nix fetches from a binary cache (not a locked artifact): its info, .narinfo and nar/ files.
+_CACHE_FILE = re.compile(r"(.*?)/(?:nix-cache-info|[0-9a-z]{32}\.narinfo|nar/[^/]+)$")
 _BUILDER_LINE = re.compile(r"envnix-builder: .+")
 _FAILED = re.compile(r"builder for '/nix/store/[0-9a-z]{32}-(.+?)\.drv' failed")
 
@@ -381,7 +383,8 @@ def _download(url: str, sha256: str, dest: Path) -> None:
                  "check the source, then run envnix lock to re-pin")
 
 
-# What a daemon that dropped an untrusted user's extra-sandbox-paths makes Nix say.
+# What --toolchain host makes Nix say through a daemon that drops an untrusted user's
+# extra-sandbox-paths (scripts/nix-daemon.conf grants none: no host path).
 _HOST_PYTHON_MISSING = "executing '/usr/bin/python3': No such file or directory"
 
 
@@ -392,7 +395,13 @@ def _translate_failure(log: str) -> BuildError | FetchError:
             hint="the artifact changed upstream or the mirror is serving different bytes; "
                  "check the source, then run envnix lock to re-pin",
         )
-    if m := _DOWNLOAD.search(log):
+    # The last one: Nix's final error comes after the warnings it printed before retrying.
+    if m := next(reversed(list(_DOWNLOAD.finditer(log))), None):
+        if cache := _CACHE_FILE.fullmatch(m[1]):
+            # Nix 2.8 fails the build (or aborts) when a cache stops answering mid-build.
+            return FetchError(f"binary cache {cache[1]} stopped answering: {m[2].strip()}",
+                              hint="build without it: --substituters 'URLS' (the others) or "
+                                   "--no-substitute; see docs/nix-config.md")
         return FetchError(f"cannot download {m[1]}: {m[2].strip()}",
                           hint="check the network or the mirror in envnix.lock")
     if "daemon-socket" in log and "Permission denied" in log:
@@ -400,10 +409,12 @@ def _translate_failure(log: str) -> BuildError | FetchError:
                           hint="join group nix-users (scripts/setup adds whoever ran it), "
                                "then log in again")
     if _HOST_PYTHON_MISSING in log:
-        return BuildError(f"the builders' {_HOST_PYTHON_MISSING.split()[1]} is not visible in "
-                          "the nix-daemon's sandbox",
-                          hint="the daemon ignores extra-sandbox-paths from users it does not "
-                               "trust: run ./scripts/setup, which gives the daemon that setting")
+        return BuildError("--toolchain host: the host's /usr/bin/python3 is not visible in the "
+                          "nix-daemon's sandbox",
+                          hint="build with the default --toolchain pinned, which needs no host "
+                               "path; the host toolchain (not reproducible) needs root, a "
+                               "trusted user, or extra-sandbox-paths = /usr /lib /lib64 in the "
+                               "daemon's nix.conf")
     builder_lines = _BUILDER_LINE.findall(log)
     failed = _FAILED.search(log)
     where = f" while building {failed[1]}" if failed else ""
