@@ -53,7 +53,8 @@ _FAILED = re.compile(r"builder for '/nix/store/[0-9a-z]{32}-(.+?)\.drv' failed")
 # Settings envnix sets only where the user's config leaves Nix's default: a cache that does not
 # answer must not hold a build for Nix's defaults (no connect timeout, 300 s per stalled
 # transfer, and a failed substituter fails the build), and independent derivations (fetches,
-# layers) build in parallel. A value the user set, even to Nix's default, is theirs.
+# layers) build in parallel. Any other value in the user's config is theirs; one equal to Nix's
+# default counts as unset (``nix show-config`` cannot tell the two apart).
 DEFAULTS = {
     "connect-timeout": "5",
     "stalled-download-timeout": "30",
