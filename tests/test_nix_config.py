@@ -174,7 +174,7 @@ def test_unreachable_caches_cost_seconds_not_a_stalled_build(tmp_path: Path) -> 
     for url, why in ((silent, "timed out"), (closed, "connection refused")):
         assert f"nix: substituter {url} does not answer ({why})" in proc.stderr, proc.stderr
     count = re.search(r"^build: (\d+) derivation\(s\) built", proc.stderr, re.M)
-    assert count and int(count[1]) >= 2  # it really built, as the baseline did
+    assert count and int(count[1]) >= 1  # it really built (the image), as the baseline did
     assert slow - baseline < 30, (slow, baseline)
 
 
