@@ -43,7 +43,9 @@ _WILL_BUILD = re.compile(r"^these (\d+) derivations? will be built:")
 _HASH_MISMATCH = re.compile(
     r"hash mismatch in fixed-output derivation '/nix/store/[0-9a-z]{32}-(.+?)\.drv':"
     r"\s*specified:\s*(\S+)\s*got:\s*(\S+)", re.S)
-_DOWNLOAD = re.compile(r"unable to download '([^']+)': (.+?)(?:; retrying in \d+ ms)?$", re.M)
+# Group 1 tells a fatal "error: " from Nix's "warning: [error: ]" before a retry or a skip.
+_DOWNLOAD = re.compile(r"^(.*?)unable to download '([^']+)': (.+?)(?:; retrying in \d+ ms)?$",
+                       re.M)
 # What Nix fetches from a binary cache (not a locked artifact): its info, .narinfo and nar/ files.
 _CACHE_FILE = re.compile(r"(.*?)/(?:nix-cache-info|[0-9a-z]{32}\.narinfo|nar/[^/]+)$")
 _BUILDER_LINE = re.compile(r"envnix-builder: .+")
@@ -396,14 +398,16 @@ def _translate_failure(log: str) -> BuildError | FetchError:
             hint="the artifact changed upstream or the mirror is serving different bytes; "
                  "check the source, then run envnix lock to re-pin",
         )
-    # The last one: Nix's final error comes after the warnings it printed before retrying.
-    if m := next(reversed(list(_DOWNLOAD.finditer(log))), None):
-        if cache := _CACHE_FILE.fullmatch(m[1]):
-            # Nix 2.8 fails the build (or aborts) when a cache stops answering mid-build.
-            return FetchError(f"binary cache {cache[1]} stopped answering: {m[2].strip()}",
+    downloads = list(_DOWNLOAD.finditer(log))
+    for m in downloads:
+        # Nix 2.8 fails the build (or aborts) when a cache stops answering mid-build; one it
+        # only warned about (then skipped) is not why a build failed.
+        if (cache := _CACHE_FILE.fullmatch(m[2])) and m[1].strip() == "error:":
+            return FetchError(f"binary cache {cache[1]} stopped answering: {m[3].strip()}",
                               hint="build without it: --substituters 'URLS' (the others) or "
                                    "--no-substitute; see docs/nix-config.md")
-        return FetchError(f"cannot download {m[1]}: {m[2].strip()}",
+    if m := next((m for m in downloads if not _CACHE_FILE.fullmatch(m[2])), None):
+        return FetchError(f"cannot download {m[2]}: {m[3].strip()}",
                           hint="check the network or the mirror in envnix.lock")
     if "daemon-socket" in log and "Permission denied" in log:
         return BuildError("cannot reach the nix-daemon: permission denied on its socket",

@@ -235,3 +235,47 @@ def test_nix_is_asked_with_nothing_but_the_sandbox_where_the_user_decides(
         (tmp_path / "user.conf").write_text(conf)
         assert build_options("pinned", NixConfig()) == ["--option", "sandbox", "true"]
         assert requests == ["/nix-cache-info"]  # envnix's probe, which found it answering
+
+
+@contextmanager
+def _cache_that_stops_answering() -> Iterator[str]:
+    """Answers ``nix-cache-info`` (so the probe finds it alive), then never answers again."""
+    closing = threading.Event()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path != "/nix-cache-info":
+                closing.wait(120)
+                return
+            body = b"StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 30\n"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        closing.set()
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.slow
+def test_cache_that_stops_answering_mid_build_is_one_line(tmp_path: Path) -> None:
+    """What the probe cannot see: Nix 2.8 fails the build when a cache dies after it started
+    using it. envnix says which cache and how to build without it (network's exit code)."""
+    with _cache_that_stops_answering() as url:
+        context = _context(tmp_path, uuid.uuid4().hex)
+        proc = envnix("build", str(context), "--locked", "--substituters", url,
+                      "--nix-option", "stalled-download-timeout", "1",
+                      "--nix-option", "download-attempts", "2", check=False)
+    assert proc.returncode == 8, proc.stderr
+    assert f"envnix: binary cache {url} stopped answering: " in proc.stderr, proc.stderr
+    assert "hint: build without it: --substituters" in proc.stderr
