@@ -2,14 +2,21 @@
 
 Nix's own errors are long and name store paths; users need one line that names the artifact
 and says what to do. Everything Nix prints is still passed through with ``--verbose``.
+
+The user's Nix settings (nix.conf: substituters, keys, builders, max-jobs) are theirs: envnix
+adds only the sandbox, bounds for settings left at Nix's default, and what the user asked for
+on envnix's command line (``NixConfig``); docs/nix-config.md says which and why.
 """
 
 from __future__ import annotations
 
+import http.client
+import json
 import re
 import shutil
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -24,6 +31,7 @@ from envnix.errors import (
     HashMismatchError,
     LockError,
     ToolMissingError,
+    UsageError,
     os_reason,
 )
 from envnix.lock.schema import read_plan
@@ -35,9 +43,52 @@ _WILL_BUILD = re.compile(r"^these (\d+) derivations? will be built:")
 _HASH_MISMATCH = re.compile(
     r"hash mismatch in fixed-output derivation '/nix/store/[0-9a-z]{32}-(.+?)\.drv':"
     r"\s*specified:\s*(\S+)\s*got:\s*(\S+)", re.S)
-_DOWNLOAD = re.compile(r"unable to download '([^']+)': (.+)")
+# Group 1 tells a fatal "error: " from Nix's "warning: [error: ]" before a retry or a skip.
+_DOWNLOAD = re.compile(r"^(.*?)unable to download '([^']+)': (.+?)(?:; retrying in \d+ ms)?$",
+                       re.M)
+# What Nix fetches from a binary cache (not a locked artifact): its info, .narinfo and nar/ files.
+_CACHE_FILE = re.compile(r"(.*?)/(?:nix-cache-info|[0-9a-z]{32}\.narinfo|nar/[^/]+)$")
 _BUILDER_LINE = re.compile(r"envnix-builder: .+")
 _FAILED = re.compile(r"builder for '/nix/store/[0-9a-z]{32}-(.+?)\.drv' failed")
+
+
+# Settings envnix sets only where the user's config leaves Nix's default: a cache that does not
+# answer must not hold a build for Nix's defaults (no connect timeout, 300 s per stalled
+# transfer, and a failed substituter fails the build), and independent derivations (fetches,
+# layers) build in parallel. Any other value in the user's config is theirs; one equal to Nix's
+# default counts as unset (``nix show-config`` cannot tell the two apart).
+DEFAULTS = {
+    "connect-timeout": "5",
+    "stalled-download-timeout": "30",
+    "fallback": "true",
+    "max-jobs": "auto",
+}
+# Settings a user cannot hand over with --nix-option: the sandbox decides what builders see.
+_SANDBOX_SETTINGS = ("sandbox", "sandbox-paths", "extra-sandbox-paths", "build-use-sandbox")
+# How long envnix waits for every http(s) substituter to answer, all at once, before a build.
+PROBE_SECONDS = 3.0
+
+
+@dataclass(frozen=True)
+class NixConfig:
+    """What the user asked of Nix on envnix's command line; None and () leave nix.conf to
+    decide."""
+
+    substituters: str | None = None
+    substitute: bool = True
+    builders: str | None = None
+    max_jobs: str | None = None
+    options: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        for name, _ in self.options:
+            if name in _SANDBOX_SETTINGS:
+                raise UsageError(f"--nix-option {name}: envnix always builds in Nix's sandbox "
+                                 "and sets it itself",
+                                 hint="see docs/nix-config.md; --toolchain host is the "
+                                      "(non-reproducible) way to see host paths")
+        if self.max_jobs is not None and not re.fullmatch(r"auto|[0-9]+", self.max_jobs):
+            raise UsageError(f"--max-jobs {self.max_jobs!r}: expected a number or auto")
 
 
 @dataclass(frozen=True)
@@ -65,9 +116,11 @@ def nix_build(
     store: str | None = None,
     progress: Callable[[str], None] | None = None,
     verbose: bool = False,
+    config: NixConfig | None = None,
 ) -> NixResult:
     """Build ``attr`` of ``directory/default.nix``; return the output path."""
-    cmd = [require_nix(), str(directory / "default.nix"), "-A", attr, *nix_options(toolchain)]
+    cmd = [require_nix(), str(directory / "default.nix"), "-A", attr,
+           *build_options(toolchain, config or NixConfig(), progress)]
     cmd += ["--argstr", "toolchain", toolchain]
     if store:
         cmd += ["--store", store]
@@ -103,6 +156,113 @@ def nix_build(
     stdout = proc.text
     out = stdout.strip().splitlines()[-1] if stdout.strip() else ""
     return NixResult(Path(out), time.monotonic() - started, done)
+
+
+def build_options(toolchain: str, config: NixConfig,
+                  progress: Callable[[str], None] | None = None) -> list[str]:
+    """nix-build's options: the sandbox, DEFAULTS the user's config leaves at Nix's default,
+    the command line's ``config``, and the substituters minus those that do not answer now."""
+    opts = nix_options(toolchain)
+    settings = user_settings()
+    asked = {name for name, _ in config.options}
+    asked |= {n for n, v in (("builders", config.builders), ("max-jobs", config.max_jobs),
+                             ("substituters", config.substituters)) if v is not None}
+    for name, value in DEFAULTS.items():
+        if name not in asked and _left_default(settings, name):
+            opts += ["--option", name, value]
+    if config.builders is not None:
+        opts += ["--option", "builders", config.builders]
+    if config.max_jobs is not None:
+        opts += ["--option", "max-jobs", config.max_jobs]
+    for name, value in config.options:
+        opts += ["--option", name, value]
+    if not config.substitute:
+        return [*opts, "--option", "substitute", "false"]
+    wanted = (config.substituters.split() if config.substituters is not None
+              else _as_list(settings.get("substituters", {}).get("value")))
+    dead = unreachable(wanted)
+    for url, reason in dead.items():
+        if progress:
+            progress(f"nix: substituter {url} does not answer ({reason}): "
+                     "this build goes without it")
+    if dead or config.substituters is not None:
+        opts += ["--option", "substituters", " ".join(u for u in wanted if u not in dead)]
+    return opts
+
+
+def user_settings() -> dict[str, dict[str, object]]:
+    """The user's effective Nix settings (``nix show-config --json``: nix.conf, NIX_CONFIG,
+    NIX_USER_CONF_FILES, ...), each with its ``value`` and ``defaultValue``; {} when no
+    ``nix`` can say (envnix then treats every setting as left at Nix's default)."""
+    nix = shutil.which("nix")
+    if not nix:
+        return {}
+    proc = process.run([nix, "--extra-experimental-features", "nix-command", "show-config",
+                        "--json"], error=BuildError, timeout=60)
+    if proc.returncode != 0:
+        raise BuildError(f"nix show-config failed: {proc.last_error_line()}",
+                         hint="check your nix.conf (NIX_CONF_DIR, NIX_USER_CONF_FILES)")
+    try:
+        settings = json.loads(proc.text)
+    except ValueError:
+        return {}
+    return settings if isinstance(settings, dict) else {}
+
+
+def _left_default(settings: dict[str, dict[str, object]], name: str) -> bool:
+    setting = settings.get(name)
+    return not isinstance(setting, dict) or setting.get("value") == setting.get("defaultValue")
+
+
+def _as_list(value: object) -> list[str]:
+    if isinstance(value, str):
+        return value.split()
+    return [str(v) for v in value] if isinstance(value, list) else []
+
+
+def unreachable(urls: list[str], seconds: float = PROBE_SECONDS) -> dict[str, str]:
+    """The http(s) caches among ``urls`` that do not answer ``nix-cache-info`` within
+    ``seconds`` (all probed at once), with why. Only a refused, unresolvable, silent or
+    timed-out server counts: any HTTP answer (even an error) or a TLS problem is left to Nix,
+    which then says what is wrong. Other stores (file://, s3://, ssh://) are Nix's to reach."""
+    probed = [u for u in dict.fromkeys(urls) if u.startswith(("http://", "https://"))]
+    dead = {u: f"no answer within {seconds:g} s" for u in probed}
+    guard = threading.Lock()
+
+    def probe(url: str) -> None:
+        request = urllib.request.Request(url.rstrip("/") + "/nix-cache-info",
+                                         headers={"User-Agent": "envnix"})
+        reason = None
+        try:
+            with urllib.request.urlopen(request, timeout=seconds) as response:
+                response.read(1 << 16)
+        except (urllib.error.HTTPError, http.client.HTTPException, ValueError):
+            pass  # it answers: whatever it said is Nix's to judge
+        except (urllib.error.URLError, OSError) as exc:
+            reason = _silence(exc.reason if isinstance(exc, urllib.error.URLError) else exc)
+        with guard:
+            if reason:
+                dead[url] = reason
+            else:
+                dead.pop(url, None)
+
+    threads = [threading.Thread(target=probe, args=(u,), daemon=True) for u in probed]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + seconds + 1
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    with guard:
+        return dict(dead)
+
+
+def _silence(reason: object) -> str | None:
+    """Why a probe found nobody answering, or None when someone did (TLS trouble included)."""
+    import ssl
+
+    if isinstance(reason, ssl.SSLError | ssl.CertificateError):
+        return None
+    return os_reason(reason) if isinstance(reason, OSError) else None
 
 
 def _is_chroot_store(store: str) -> bool:
@@ -226,7 +386,8 @@ def _download(url: str, sha256: str, dest: Path) -> None:
                  "check the source, then run envnix lock to re-pin")
 
 
-# What a daemon that dropped an untrusted user's extra-sandbox-paths makes Nix say.
+# What --toolchain host makes Nix say through a daemon that drops an untrusted user's
+# extra-sandbox-paths (scripts/nix-daemon.conf grants none: no host path).
 _HOST_PYTHON_MISSING = "executing '/usr/bin/python3': No such file or directory"
 
 
@@ -237,18 +398,28 @@ def _translate_failure(log: str) -> BuildError | FetchError:
             hint="the artifact changed upstream or the mirror is serving different bytes; "
                  "check the source, then run envnix lock to re-pin",
         )
-    if m := _DOWNLOAD.search(log):
-        return FetchError(f"cannot download {m[1]}: {m[2].strip()}",
+    downloads = list(_DOWNLOAD.finditer(log))
+    for m in downloads:
+        # Nix 2.8 fails the build (or aborts) when a cache stops answering mid-build; one it
+        # only warned about (then skipped) is not why a build failed.
+        if (cache := _CACHE_FILE.fullmatch(m[2])) and m[1].strip() == "error:":
+            return FetchError(f"binary cache {cache[1]} stopped answering: {m[3].strip()}",
+                              hint="build without it: --substituters 'URLS' (the others) or "
+                                   "--no-substitute; see docs/nix-config.md")
+    if m := next((m for m in downloads if not _CACHE_FILE.fullmatch(m[2])), None):
+        return FetchError(f"cannot download {m[2]}: {m[3].strip()}",
                           hint="check the network or the mirror in envnix.lock")
     if "daemon-socket" in log and "Permission denied" in log:
         return BuildError("cannot reach the nix-daemon: permission denied on its socket",
                           hint="join group nix-users (scripts/setup adds whoever ran it), "
                                "then log in again")
     if _HOST_PYTHON_MISSING in log:
-        return BuildError(f"the builders' {_HOST_PYTHON_MISSING.split()[1]} is not visible in "
-                          "the nix-daemon's sandbox",
-                          hint="the daemon ignores extra-sandbox-paths from users it does not "
-                               "trust: run ./scripts/setup, which gives the daemon that setting")
+        return BuildError("--toolchain host: the host's /usr/bin/python3 is not visible in the "
+                          "nix-daemon's sandbox",
+                          hint="build with the default --toolchain pinned, which needs no host "
+                               "path; the host toolchain (not reproducible) needs root, a "
+                               "trusted user, or extra-sandbox-paths = /usr /lib /lib64 in the "
+                               "daemon's nix.conf")
     builder_lines = _BUILDER_LINE.findall(log)
     failed = _FAILED.search(log)
     where = f" while building {failed[1]}" if failed else ""

@@ -1,14 +1,15 @@
 """A regular user builds through the nix-daemon that scripts/setup starts: a real daemon, a real
 unprivileged user (in group nix-users), the real envnix CLI.
 
-The daemon drops what an untrusted client asks for — envnix's per-build sandbox,
-extra-sandbox-paths and max-jobs options — so the daemon's own settings (scripts/nix-daemon.conf)
-must carry what envnix's builders need. Root keeps building single-user, and both give the same
-image from the same lock.
+The daemon drops the restricted options of a client it does not trust (the sandbox, sandbox
+paths), so its own settings (scripts/nix-daemon.conf) turn the sandbox on; they give it no host
+path, and the pinned toolchain needs none. Root keeps building single-user, and both give the
+same images from the same locks: a tiny one, the quickstart and examples/serving.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -20,21 +21,27 @@ from pathlib import Path
 
 import pytest
 from _nix_daemon import DAEMON_CONF, SOCKET_GROUP, NixDaemon, envnix_command, run_as, running_daemon
-from conftest import envnix, parse_build
-
-from envnix.nix import _translate_failure
-from envnix.render import nix_options
+from _tiny import tiny_context
+from conftest import Built, envnix, parse_build
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0,
                                 reason="creates a user and starts a nix-daemon: needs root")
 
-PROBE = """derivation {{
-  name = "envnix-daemon-probe-{nonce}";
-  system = builtins.currentSystem;
-  builder = "/usr/bin/python3";
-  args = [ "-c" "import os; open(os.environ['out'], 'w').write('{nonce}')" ];
-}}
-"""
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+ROOT_ENV_DROPS = ("NIX_REMOTE", "NIX_DAEMON_SOCKET_PATH")
+
+
+@pytest.fixture(scope="module")
+def setup_daemon() -> Iterator[NixDaemon]:
+    """A nix-daemon with exactly scripts/setup's settings (scripts/nix-daemon.conf), which give
+    the sandbox no host path; the machine's own daemon may still run older ones."""
+    directory = Path(tempfile.mkdtemp(prefix="envnix-daemon-"))
+    directory.chmod(0o755)  # the socket's own directory restricts access to nix-users
+    try:
+        with running_daemon(directory, DAEMON_CONF.read_text()) as daemon:
+            yield daemon
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -64,38 +71,23 @@ def shared(user: str) -> Iterator[Path]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def _probe(user: str, shared: Path, daemon: NixDaemon) -> subprocess.CompletedProcess[str]:
-    """Build, as ``user``, a derivation whose builder is the host's python (as envnix's are),
-    passing envnix's own per-build options; a fresh name each time, so it really builds."""
-    nonce = uuid.uuid4().hex
-    expr = shared / f"probe-{nonce}.nix"
-    expr.write_text(PROBE.format(nonce=nonce))
-    expr.chmod(0o644)
-    return run_as(user, ["nix-build", str(expr), "--no-out-link", *nix_options("host")],
-                  shared / "home", daemon.client_env)
-
-
-def test_untrusted_user_builds_with_host_python_only_by_the_daemons_settings(
-        nix_daemon: NixDaemon, user: str, shared: Path) -> None:
-    built = _probe(user, shared, nix_daemon)
-    assert built.returncode == 0, built.stderr
-    out = Path(built.stdout.strip())
-    assert out.read_text() == out.name.rsplit("-", 1)[1]
-
-    # The same client options against a daemon whose settings lack extra-sandbox-paths: the
-    # client's own --option extra-sandbox-paths is dropped without a word, and the sandbox has
-    # no /usr/bin/python3.
-    bare_conf = _settings_without_host_paths()
-    bare_dir = shared / "bare"
-    bare_dir.mkdir(mode=0o755)
-    with running_daemon(bare_dir, bare_conf) as bare:
-        failed = _probe(user, shared, bare)
-    assert failed.returncode != 0
-    assert "executing '/usr/bin/python3': No such file or directory" in failed.stderr
-    # What envnix makes of that log: one line that says what to do.
-    error = _translate_failure(failed.stderr)
-    assert "not visible in the nix-daemon's sandbox" in error.message
-    assert error.hint and "scripts/setup" in error.hint
+def test_setup_gives_the_sandbox_no_host_path(setup_daemon: NixDaemon, user: str,
+                                              shared: Path) -> None:
+    """Setup's daemon settings grant no host path, so the (non-reproducible) host toolchain
+    cannot work for a user the daemon does not trust: envnix says so in one line and points at
+    the pinned toolchain."""
+    settings = [ln.split("=")[0].strip() for ln in DAEMON_CONF.read_text().splitlines()
+                if "=" in ln and not ln.startswith("#")]
+    assert "sandbox" in settings and not any("sandbox-paths" in s for s in settings)
+    context = tiny_context(shared / "user", "host")
+    subprocess.run(["chown", "-R", user, str(shared / "user")], check=True)
+    proc = run_as(user, [*envnix_command(user), "build", str(context), "--locked",
+                         "--toolchain", "host"], shared / "home", setup_daemon.client_env)
+    assert proc.returncode == 6, proc.stderr
+    first, hint = proc.stderr.splitlines()[-2:]
+    assert first == ("envnix: --toolchain host: the host's /usr/bin/python3 is not visible in "
+                     "the nix-daemon's sandbox"), proc.stderr
+    assert "--toolchain pinned" in hint
 
 
 TINY = """def build():
@@ -103,12 +95,6 @@ TINY = """def build():
     io.copy(host_path="stamp.txt", envd_path="/etc/envnix-stamp")
     runtime.environ(env={{"ENVNIX_STAMP": "{nonce}"}})
 """
-
-
-def _settings_without_host_paths() -> str:
-    """setup's daemon settings minus extra-sandbox-paths: a daemon as most Nix users run it."""
-    return "".join(line for line in DAEMON_CONF.read_text().splitlines(keepends=True)
-                   if not line.startswith("extra-sandbox-paths"))
 
 
 def _locked_twins(user: str, shared: Path) -> dict[str, Path]:
@@ -128,31 +114,37 @@ def _locked_twins(user: str, shared: Path) -> dict[str, Path]:
     return contexts
 
 
-@pytest.mark.slow
-@pytest.mark.network
-def test_unprivileged_user_builds_the_image_root_builds(nix_daemon: NixDaemon, user: str,
-                                                        shared: Path) -> None:
-    """The user's build through the daemon and root's single-user build in a fresh chroot store
-    give the same digests. A fresh stamp makes the daemon run envnix's builders itself (layers
-    and image), not just find paths root built earlier."""
-    contexts = _locked_twins(user, shared)
-
-    # As the user; the same SOURCE_DATE_EPOCH as root's build below, if any.
+def _as_user(user: str, shared: Path, daemon: NixDaemon, context: Path, tag: str) -> Built:
+    # The same SOURCE_DATE_EPOCH as root's build, if any (it must change nothing anyway).
     epoch = {k: v for k, v in os.environ.items() if k == "SOURCE_DATE_EPOCH"}
-    proc = run_as(user, [*envnix_command(user), "build", str(contexts["user"]), "--locked",
-                         "-t", "tiny:dev"], shared / "home", {**nix_daemon.client_env, **epoch})
+    proc = run_as(user, [*envnix_command(user), "build", str(context), "--locked", "-t", tag],
+                  shared / "home", {**daemon.client_env, **epoch})
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
-    by_user = parse_build(contexts["user"], proc)
-    count = re.search(r"^build: (\d+) derivation\(s\) built", proc.stderr, re.M)
-    assert count and int(count[1]) >= 2, proc.stderr  # at least the stamp's layer and the image
+    return parse_build(context, proc)
 
-    # Root, single-user (no daemon), in a store of its own.
-    env = {k: v for k, v in os.environ.items() if k not in ("NIX_REMOTE",
-                                                             "NIX_DAEMON_SOCKET_PATH")}
-    root_proc = envnix("build", str(contexts["root"]), "--locked", "-t", "tiny:dev", "--store",
-                       str(shared / "store"), env=env)
-    by_root = parse_build(contexts["root"], root_proc)
+
+def _as_root(context: Path, tag: str, store: Path) -> Built:
+    """Root, single-user (no daemon), in a chroot store of its own."""
+    env = {k: v for k, v in os.environ.items() if k not in ROOT_ENV_DROPS}
+    return parse_build(context, envnix("build", str(context), "--locked", "-t", tag, "--store",
+                                       str(store), env=env))
+
+
+@pytest.mark.slow
+@pytest.mark.network
+def test_unprivileged_user_builds_the_image_root_builds(setup_daemon: NixDaemon, user: str,
+                                                        shared: Path) -> None:
+    """Through a daemon with setup's settings (no host path, sandbox on, user not trusted) the
+    user's build gives the digests root gets single-user in a fresh chroot store (which
+    extracts the toolchain afresh). A fresh stamp makes the daemon run envnix's builders
+    itself (layers and image), not just find paths root built earlier."""
+    contexts = _locked_twins(user, shared)
+    by_user = _as_user(user, shared, setup_daemon, contexts["user"], "tiny:dev")
+    count = re.search(r"^build: (\d+) derivation\(s\) built", by_user.stderr, re.M)
+    assert count and int(count[1]) >= 2, by_user.stderr  # at least the stamp's layer and image
+
+    by_root = _as_root(contexts["root"], "tiny:dev", shared / "store")
     assert (by_user.config, by_user.manifest) == (by_root.config, by_root.manifest)
     assert by_user.store_path == by_root.store_path
 
@@ -165,30 +157,27 @@ def test_unprivileged_user_builds_the_image_root_builds(nix_daemon: NixDaemon, u
 
 @pytest.mark.slow
 @pytest.mark.network
-def test_unprivileged_user_builds_pinned_without_extra_sandbox_paths(user: str,
-                                                                     shared: Path) -> None:
-    """With the pinned toolchain no builder needs a host path: a daemon whose settings lack
-    extra-sandbox-paths builds the user's image, to the digests root gets single-user in a
-    store of its own (which extracts the toolchain afresh)."""
-    contexts = _locked_twins(user, shared)
+def test_user_and_root_build_both_examples_to_one_digest(setup_daemon: NixDaemon, user: str,
+                                                         shared: Path) -> None:
+    """The quickstart (its committed lock) and examples/serving (locked here by root): the user
+    through setup's daemon and root single-user in a fresh chroot store get the same digests,
+    and the quickstart's are the ones committed in expected-digests.json."""
+    for name in ("quickstart", "serving"):
+        for who in ("root", "user"):
+            shutil.copytree(EXAMPLES / name, shared / who / name,
+                            ignore=shutil.ignore_patterns(".envnix", "result"))
+    envnix("lock", str(shared / "root" / "serving"))
+    shutil.copy(shared / "root" / "serving" / "envnix.lock",
+                shared / "user" / "serving" / "envnix.lock")
+    subprocess.run(["chown", "-R", user, str(shared / "user")], check=True)
 
-    bare_conf = _settings_without_host_paths()
-    assert "sandbox = true" in bare_conf
-    bare_dir = shared / "bare"
-    bare_dir.mkdir(mode=0o755)
-    with running_daemon(bare_dir, bare_conf) as bare:
-        proc = run_as(user, [*envnix_command(user), "build", str(contexts["user"]), "--locked",
-                             "-t", "tiny:dev", "--toolchain", "pinned"], shared / "home",
-                      bare.client_env)
-    assert proc.returncode == 0, proc.stderr
-    by_user = parse_build(contexts["user"], proc)
-    count = re.search(r"^build: (\d+) derivation\(s\) built", proc.stderr, re.M)
-    assert count and int(count[1]) >= 2, proc.stderr  # the daemon ran the builders itself
-
-    env = {k: v for k, v in os.environ.items() if k not in ("NIX_REMOTE",
-                                                             "NIX_DAEMON_SOCKET_PATH")}
-    root_proc = envnix("build", str(contexts["root"]), "--locked", "-t", "tiny:dev", "--store",
-                       str(shared / "store"), "--toolchain", "pinned", env=env)
-    by_root = parse_build(contexts["root"], root_proc)
-    assert (by_user.config, by_user.manifest) == (by_root.config, by_root.manifest)
-    assert by_user.store_path == by_root.store_path
+    digests = {}
+    for name in ("quickstart", "serving"):
+        by_user = _as_user(user, shared, setup_daemon, shared / "user" / name, f"{name}:dev")
+        by_root = _as_root(shared / "root" / name, f"{name}:dev", shared / "store")
+        assert (by_user.config, by_user.manifest) == (by_root.config, by_root.manifest), name
+        assert by_user.store_path == by_root.store_path
+        digests[name] = {"config": by_root.config, "manifest": by_root.manifest}
+    expected = json.loads((EXAMPLES / "quickstart" / "expected-digests.json").read_text())
+    assert digests["quickstart"] == {k: expected[k] for k in ("config", "manifest")}
+    assert digests["serving"] != digests["quickstart"]

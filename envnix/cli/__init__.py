@@ -37,7 +37,7 @@ from envnix.lock import (
     write_lock,
 )
 from envnix.lock.schema import read_digests
-from envnix.nix import nix_build
+from envnix.nix import NixConfig, nix_build
 from envnix.oci.output import parse_output
 from envnix.process import install_signal_handlers
 from envnix.reference import image_name
@@ -210,6 +210,27 @@ def _build_options(fn):  # type: ignore[no-untyped-def]
     return fn
 
 
+def _nix_config_options(fn):  # type: ignore[no-untyped-def]
+    """Per-build Nix settings; without them the user's nix.conf decides (docs/nix-config.md)."""
+    for option in reversed([
+        click.option("--substituters", metavar="URLS",
+                     help="Binary caches for this build, space-separated, instead of "
+                          "nix.conf's (their keys: nix.conf's trusted-public-keys, or "
+                          "--nix-option trusted-public-keys KEYS)."),
+        click.option("--no-substitute", "no_substitute", is_flag=True,
+                     help="Use no binary cache: build or fetch everything."),
+        click.option("--builders", metavar="SPEC",
+                     help="Nix remote builders for this build ('' = build locally)."),
+        click.option("--max-jobs", metavar="N|auto",
+                     help="Derivations built at once (default: nix.conf's, else auto)."),
+        click.option("--nix-option", "nix_options", type=(str, str), multiple=True,
+                     metavar="NAME VALUE", help="Any other Nix setting for this build "
+                                                "(repeatable), e.g. trusted-public-keys."),
+    ]):
+        fn = option(fn)
+    return fn
+
+
 @cli.command("render")
 @_build_options
 def render_cmd(path: str | None, path_opt: str | None, from_: str, cuda_provider: str | None,
@@ -231,15 +252,21 @@ def render_cmd(path: str | None, path_opt: str | None, from_: str, cuda_provider
 @cli.command("build")
 @_build_options
 @click.option("--store", help="Nix store to build in (e.g. a directory for a chroot store).")
+@_nix_config_options
 @click.option("-v", "--verbose", is_flag=True, help="Show Nix's full build log.")
 @click.option("-o", "--output", "outputs", multiple=True, metavar="CSV",
               help="envd's --output: type=image,name=REF,push=true | "
                    "type=oci|docker|tar,dest=FILE|- (see envnix push for credentials).")
 def build_cmd(path: str | None, path_opt: str | None, from_: str, cuda_provider: str | None,
               apt_mirror: str | None, tag: str | None, locked: bool, out_dir: Path | None,
-              toolchain: str, nixpkgs: str, store: str | None, verbose: bool,
+              toolchain: str, nixpkgs: str, store: str | None, substituters: str | None,
+              no_substitute: bool, builders: str | None, max_jobs: str | None,
+              nix_options: tuple[tuple[str, str], ...], verbose: bool,
               outputs: tuple[str, ...]) -> None:
     """Lock (if needed), render and build the image with Nix; print its OCI layout path."""
+    if no_substitute and substituters is not None:
+        raise UsageError("--substituters and --no-substitute contradict each other")
+    nix_config = NixConfig(substituters, not no_substitute, builders, max_jobs, nix_options)
     context = _context(path, path_opt)
     output = parse_output(outputs)  # before the build: a bad --output fails fast
     if tag:
@@ -252,7 +279,7 @@ def build_cmd(path: str | None, path_opt: str | None, from_: str, cuda_provider:
                       context=context)
     result = nix_build(rendered.directory, "image", toolchain,
                        out_link=rendered.directory / "result", store=store,
-                       progress=_progress, verbose=verbose)
+                       progress=_progress, verbose=verbose, config=nix_config)
     store_root = Path(store) if store and "://" not in store else None
     real = Path(str(store_root) + str(result.out_path)) if store_root else result.out_path
     digests = read_digests(real / "digests.json")

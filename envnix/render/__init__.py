@@ -42,11 +42,10 @@ from envnix.toolchain import for_lock
 
 HOST_PYTHON = "/usr/bin/python3"
 HOST_SANDBOX_PATHS = ("/usr", "/lib", "/lib64")
-NIX_BASE_OPTIONS = (
-    "--option", "sandbox", "true", "--option", "substituters", "",
-    # Fetches and layer compression are independent derivations: build them in parallel.
-    "--option", "max-jobs", "auto",
-)
+# The one Nix setting envnix does not leave to the user's nix.conf: builders that could see the
+# host could make other bytes. Everything else (substituters, keys, builders, max-jobs) is the
+# user's; see envnix.nix.build_options and docs/nix-config.md.
+NIX_BASE_OPTIONS = ("--option", "sandbox", "true")
 
 # Artifacts at least this big (compressed) get a layer of their own, so changing a small
 # package never re-uploads torch; the rest are grouped by kind. Stays far below ~100 layers.
@@ -62,7 +61,8 @@ class Rendered:
 
 
 def nix_options(toolchain: str) -> list[str]:
-    """Options every Nix call needs here: sandboxed, no binary cache, host python visible."""
+    """Options every build of a rendered project needs: the sandbox, plus the host's paths for
+    the (non-reproducible) host toolchain. The user's own Nix settings are not in here."""
     opts = list(NIX_BASE_OPTIONS)
     if toolchain == "host":
         opts += ["--option", "extra-sandbox-paths", " ".join(HOST_SANDBOX_PATHS)]
