@@ -616,3 +616,24 @@ def test_state_files_by_package(tmp_path: Path) -> None:
     # a file a package ships is never replaced
     assert "etc/subuid" not in services.state_files(
         debs, lambda rel: "/x" if rel == "etc/subuid" else None, [])
+
+
+def test_stat_overrides_fill_in_top_level_variables() -> None:
+    dpkgdb, services = builder_module("dpkgdb"), builder_module("services")
+    script = b"""#!/bin/sh
+MESSAGEUSER=messagebus
+LAUNCHER=/usr/lib/dbus-1.0/dbus-daemon-launch-helper
+if [ "$1" = configure ]; then
+    if ! dpkg-statoverride --list "$LAUNCHER" >/dev/null; then
+        dpkg-statoverride --update --add root "$MESSAGEUSER" 4754 "$LAUNCHER"
+    fi
+    dpkg-statoverride --remove /usr/bin/old || true
+    dpkg-statoverride --add root "$UNKNOWN" 0755 /usr/bin/x
+fi
+"""
+    notes: list[str] = []
+    info = dpkgdb.DebInfo("", "dbus", "amd64", "", {"postinst": script})
+    got = services.stat_overrides([info], notes)
+    assert [o.line for o in got] == [
+        "root messagebus 4754 /usr/lib/dbus-1.0/dbus-daemon-launch-helper\n"]
+    assert notes == ["dbus: dpkg-statoverride call with shell variables skipped"]

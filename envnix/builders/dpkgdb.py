@@ -291,7 +291,7 @@ class Account:
         return dict(self.opts).get(key)
 
 
-def _assignments(text: str) -> dict[str, str]:
+def script_assignments(text: str) -> dict[str, str]:
     """Top-level ``NAME=literal`` lines of a script (the names scripts keep users in)."""
     out: dict[str, str] = {}
     for line in logical_lines(text):
@@ -311,7 +311,7 @@ def parse_accounts(package: str, script: bytes, notes: list[str]) -> list[Accoun
     in script order. Variables set once at the top level with a literal are filled in; a
     call that still needs the shell is skipped with a note."""
     text = script.decode("utf-8", "replace")
-    assigned = _assignments(text)
+    assigned = script_assignments(text)
     found: list[Account] = []
     for _n, tool, args in script_calls(logical_lines(text), ACCOUNT_TOOLS, package, notes):
         args = [VAR_RE.sub(lambda m: assigned.get(m.group(1), m.group(0)), a) for a in args]

@@ -269,10 +269,11 @@ def sysusers_confs(trees: list[Tree], find: dpkgdb.Find, names: list[str]
 
 
 def write_accounts(trees: list[Tree], debs: list[tuple[Tree, str, dpkgdb.DebInfo]],
-                   users: list[User], find: dpkgdb.Find, writer: A.TreeWriter) -> list[User]:
+                   users: list[User], find: dpkgdb.Find, writer: A.TreeWriter
+                   ) -> tuple[list[User], dict[str, int]]:
     """etc/passwd and etc/group (base-passwd's masters, the image's users, then the system
     accounts the packages' scripts add: see dpkgdb.Accounts), and with passwd installed
-    etc/shadow and etc/gshadow. Returns every user."""
+    etc/shadow and etc/gshadow. Returns every user, and every group's id by name."""
     base = groups_for(users, master_groups(trees))
     acc = dpkgdb.Accounts({u.name: [u.uid, u.gid, u.gecos, u.home, u.shell] for u in users},
                           {name: gid for name, gid in base})
@@ -312,7 +313,7 @@ def write_accounts(trees: list[Tree], debs: list[tuple[Tree, str, dpkgdb.DebInfo
             writer.add_dir(rel, 0o755, uid, gid)
     for note in notes:
         writer.note(note)
-    return everyone
+    return everyone, dict(acc.groups)
 
 
 def status_stanza(control: str, where: str, conffiles: str = ""
@@ -739,7 +740,7 @@ def build_meta(out: str, writer: A.TreeWriter) -> None:
 
     writer.add_dir("tmp", 0o1777)
     writer.add_dir("root", 0o700)
-    users = write_accounts(trees, debs, users, find, writer)
+    users, groups = write_accounts(trees, debs, users, find, writer)
 
     status = dpkg_status(debs, find)
     diverted: set[str] = set()
@@ -751,7 +752,8 @@ def build_meta(out: str, writer: A.TreeWriter) -> None:
         ca_names = [rel.removeprefix("usr/share/ca-certificates/")
                     for rel in ca_certificates(trees)]
         notes: list[str] = []
-        services.write_services([d[2] for d in debs], find, ca_names, writer, notes)
+        services.write_services([d[2] for d in debs], find, ca_names,
+                                ({u.name: u.uid for u in users}, groups), writer, notes)
         for note in notes:
             writer.note(note)
     base_system(trees, find, writer)

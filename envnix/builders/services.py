@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
 
 import _archive as A
 import dpkgdb
@@ -52,20 +53,54 @@ CA_CONF_HEADER = b"""\
 
 
 def _script_calls(info: dpkgdb.DebInfo, tool: str,
-                  notes: list[str]) -> list[list[str]]:
-    """The literal calls of *tool* in the package's postinst, arguments without options."""
+                  notes: list[str]) -> list[tuple[list[str], list[str]]]:
+    """(options, other words) of each literal call of *tool* in the package's postinst;
+    variables set once to a literal at the script's top level are filled in."""
     script = info.files.get("postinst")
     if script is None:
         return []
-    lines = dpkgdb.logical_lines(script.decode("utf-8", "replace"))
+    text = script.decode("utf-8", "replace")
+    assigned = dpkgdb.script_assignments(text)
     calls = []
-    for _n, _tool, args in dpkgdb.script_calls(lines, (tool,), info.name, notes):
-        words = [a for a in args if not a.startswith("-")]
-        if any("$" in w or "`" in w for w in words):
+    for _n, _tool, args in dpkgdb.script_calls(dpkgdb.logical_lines(text), (tool,), info.name,
+                                               notes):
+        args = [dpkgdb.VAR_RE.sub(lambda m: assigned.get(m.group(1), m.group(0)), a)
+                for a in args]
+        if any("$" in a or "`" in a for a in args):
             notes.append(f"{info.name}: {tool} call with shell variables skipped")
             continue
-        calls.append(words)
+        calls.append(([a for a in args if a.startswith("-")],
+                      [a for a in args if not a.startswith("-")]))
     return calls
+
+
+@dataclass(frozen=True)
+class StatOverride:
+    """One ``dpkg-statoverride --update --add USER GROUP MODE PATH``."""
+
+    user: str
+    group: str
+    mode: int
+    path: str
+
+    @property
+    def line(self) -> str:
+        return f"{self.user} {self.group} {self.mode:o} {self.path}\n"
+
+
+def stat_overrides(debs: list[dpkgdb.DebInfo], notes: list[str]) -> list[StatOverride]:
+    """The overrides postinst scripts add (dbus' setuid launch helper, ...), by path."""
+    found: dict[str, StatOverride] = {}
+    for info in debs:
+        for opts, words in _script_calls(info, "dpkg-statoverride", notes):
+            if "--add" not in opts:
+                continue
+            if len(words) != 4 or not re.fullmatch(r"[0-7]{3,4}", words[2]) or \
+                    not words[3].startswith("/") or not all(NAME_RE.match(w) for w in words[:2]):
+                notes.append(f"{info.name}: dpkg-statoverride {' '.join(words)!r} skipped")
+                continue
+            found[words[3]] = StatOverride(words[0], words[1], int(words[2], 8), words[3])
+    return [found[p] for p in sorted(found)]
 
 
 def lsb_field(text: str, name: str) -> list[str]:
@@ -81,7 +116,7 @@ def sysv_links(debs: list[dpkgdb.DebInfo], find: dpkgdb.Find, notes: list[str]
         notes.append("insserv is installed: rc links are not ordered by it here (all 01)")
     links: dict[str, str] = {}
     for info in debs:
-        for words in _script_calls(info, "update-rc.d", notes):
+        for _opts, words in _script_calls(info, "update-rc.d", notes):
             if len(words) < 2 or words[1] != "defaults" or not NAME_RE.match(words[0]):
                 continue
             name = words[0]
@@ -134,7 +169,7 @@ def systemd_links(debs: list[dpkgdb.DebInfo], find: dpkgdb.Find, notes: list[str
     links: dict[str, str] = {}
     state: dict[str, bytes] = {}
     for info in debs:
-        for words in _script_calls(info, "deb-systemd-helper", notes):
+        for _opts, words in _script_calls(info, "deb-systemd-helper", notes):
             if not words or words[0] != "enable":
                 continue
             pending = [w for w in words[1:] if NAME_RE.match(w)]
@@ -196,9 +231,11 @@ def state_files(debs: list[dpkgdb.DebInfo], find: dpkgdb.Find,
 
 
 def write_services(debs: list[dpkgdb.DebInfo], find: dpkgdb.Find, ca_names: list[str],
-                   writer: A.TreeWriter, notes: list[str]) -> None:
+                   ids: tuple[dict[str, int], dict[str, int]], writer: A.TreeWriter,
+                   notes: list[str]) -> None:
     """Write everything this module computes into the meta tree (parents the trees lack
-    are made 0755 root, as the scripts' mkdir -p makes them)."""
+    are made 0755 root, as the scripts' mkdir -p makes them). *ids*: the image's user and
+    group ids by name, for the stat overrides."""
     links = sysv_links(debs, find, notes)
     sd_links, sd_state = systemd_links(debs, find, notes)
     links |= sd_links
@@ -209,3 +246,17 @@ def write_services(debs: list[dpkgdb.DebInfo], find: dpkgdb.Find, ca_names: list
             writer.add_symlink(rel, target)
     for rel, (data, mode) in sorted(files.items()):
         writer.add_file(rel, data, mode)
+    overrides = []
+    for o in stat_overrides(debs, notes):
+        src = find(dpkgdb.canonical(o.path))
+        uid, gid = ids[0].get(o.user), ids[1].get(o.group)
+        if src is None or uid is None or gid is None or os.path.islink(src) or \
+                not os.path.isfile(src):
+            notes.append(f"stat override of {o.path} skipped: no such file, user or group")
+            continue
+        with open(src, "rb") as f:
+            writer.add_file(dpkgdb.canonical(o.path), f.read(), o.mode, uid, gid)
+        overrides.append(o)
+    if overrides:
+        writer.add_file("var/lib/dpkg/statoverride",
+                        "".join(o.line for o in overrides).encode(), 0o644)
