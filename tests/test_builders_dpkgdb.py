@@ -637,3 +637,46 @@ fi
     assert [o.line for o in got] == [
         "root messagebus 4754 /usr/lib/dbus-1.0/dbus-daemon-launch-helper\n"]
     assert notes == ["dbus: dpkg-statoverride call with shell variables skipped"]
+
+
+PAM_TEMPLATE = """# head
+# here are the per-package modules (the "Primary" block)
+$x_primary
+# here's the fallback if no module succeeds
+{t}\trequisite\t\t\tpam_deny.so
+# and here are more per-package modules (the "Additional" block)
+$x_additional
+# end of pam-auth-update config
+"""
+
+
+def test_pam_auth_update_orders_profiles_and_counts_jumps() -> None:
+    pamconfig = builder_module("pamconfig")
+    read = {f"usr/share/pam/common-{t}": PAM_TEMPLATE.format(t=t.split("-")[0])
+            for t in pamconfig.TYPES}
+    read["usr/share/pam-configs/unix"] = (
+        "Name: Unix\nDefault: yes\nPriority: 256\nAuth-Type: Primary\nAuth:\n"
+        "\t[success=end default=ignore]\tpam_unix.so nullok try_first_pass\n"
+        "Auth-Initial:\n\t[success=end default=ignore]\tpam_unix.so nullok\n")
+    read["usr/share/pam-configs/sss"] = (
+        "Name: SSS\nDefault: yes\nPriority: 128\nAuth-Type: Primary\nAuth:\n"
+        "\t[success=end default=ignore]\tpam_sss.so use_first_pass\n")
+    read["usr/share/pam-configs/tmpdir"] = (
+        "Name: tmpdir\nDefault: yes\nPriority: 0\nSession-Interactive-Only: yes\n"
+        "Session-Type: Additional\nSession:\n\toptional\tpam_tmpdir.so\n")
+    read["usr/share/pam-configs/off"] = "Name: off\nDefault: no\nPriority: 999\n"
+    notes: list[str] = []
+    out = {k: v.decode() for k, v in pamconfig.pam_files(read, notes).items()}
+    auth = out["etc/pam.d/common-auth"].splitlines()
+    # the first Primary module takes its -Initial lines; jumps count the lines left
+    assert auth[2:4] == ["auth\t[success=2 default=ignore]\tpam_unix.so nullok",
+                         "auth\t[success=1 default=ignore]\tpam_sss.so use_first_pass"]
+    session = out["etc/pam.d/common-session"].splitlines()
+    assert session[2] == "session\t[default=1]\t\t\tpam_permit.so"  # no Primary module
+    assert "session\toptional\tpam_tmpdir.so " in session
+    assert "pam_tmpdir" not in out["etc/pam.d/common-session-noninteractive"]
+    assert out["var/lib/pam/seen"] == "off\nunix\nsss\ntmpdir\n"
+    assert out["var/lib/pam/auth"] == (
+        "Module: unix\n[success=end default=ignore]\tpam_unix.so nullok\n"
+        "Module: sss\n[success=end default=ignore]\tpam_sss.so use_first_pass\n")
+    assert notes == []

@@ -93,7 +93,8 @@ def test_minimal_profile_is_asked_for_and_recorded(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def numpy_image(tmp_path_factory: pytest.TempPathFactory) -> Built:
     context = write_context(tmp_path_factory.mktemp("ess") / "numpy",
-                            ["python3-numpy", "less", "fakeroot", "dbus"])
+                            ["python3-numpy", "less", "fakeroot", "dbus", "libpam-cap",
+                             "libpam-tmpdir"])
     return build(context, "-t", "ess:dev")
 
 
@@ -206,8 +207,6 @@ ACCEPTED_MISSING = (
     # the machine's identity and mounts, written by the runtime or a booted system
     "etc/hostname", "etc/hosts", "etc/resolv.conf", "etc/fstab", "etc/machine-id",
     "etc/mtab", "run/", "var/lib/sudo",
-    # pam-auth-update's state (the image's /etc/pam.d/common-* are envnix's own)
-    "var/lib/pam/",
     # useradd -D's defaults file, written only when a script calls useradd
     "etc/default/useradd")
 
@@ -263,6 +262,11 @@ def test_no_program_library_or_link_of_mmdebstrap_is_missing(numpy_image: Built,
         assert theirs_tree.items() <= ours_tree.items(), top
     assert (image / "etc/ca-certificates.conf").read_bytes() == \
         (ref / "etc/ca-certificates.conf").read_bytes()
+    # pam-auth-update's files, with more than one profile (libpam-cap, libpam-tmpdir)
+    for name in ("auth", "account", "password", "session", "session-noninteractive"):
+        assert (image / f"etc/pam.d/common-{name}").read_text() == \
+            (ref / f"etc/pam.d/common-{name}").read_text(), name
+    assert _entries(image, "var/lib/pam") == _entries(ref, "var/lib/pam")
     # dbus' stat override: the database line, and the launch helper setuid, group messagebus
     assert (image / "var/lib/dpkg/statoverride").read_bytes() == \
         (ref / "var/lib/dpkg/statoverride").read_bytes()

@@ -63,6 +63,7 @@ import _archive as A
 import cacerts
 import dpkgdb
 import ldcache
+import pamconfig
 import services
 
 USER_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?$")
@@ -732,6 +733,28 @@ def apt_state(users: list[User], find: dpkgdb.Find, writer: A.TreeWriter) -> Non
                 writer.add_dir(rel, 0o700, apt_user.uid, 0)
 
 
+def pam_inputs(trees: list[Tree], find: dpkgdb.Find) -> dict[str, str]:
+    """The pam-auth-update profiles and templates in the trees (see pamconfig.py), by path;
+    nothing without libpam-runtime's templates."""
+    if find(f"{pamconfig.TEMPLATES_DIR}/common-auth") is None:
+        return {}
+    read: dict[str, str] = {}
+    for t in trees:
+        d = t.inside(pamconfig.PROFILES_DIR)
+        if d is not None and os.path.isdir(d) and not os.path.islink(d):
+            for name in sorted(os.listdir(d)):
+                read.setdefault(f"{pamconfig.PROFILES_DIR}/{name}", "")
+    for typ in pamconfig.TYPES:
+        read[f"{pamconfig.TEMPLATES_DIR}/common-{typ}"] = ""
+    for rel in list(read):
+        path = find(rel)
+        if path is None or not os.path.isfile(path) or os.path.islink(path):
+            del read[rel]
+        else:
+            read[rel] = _read_regular(path).decode("utf-8", "replace")
+    return read
+
+
 def build_meta(out: str, writer: A.TreeWriter) -> None:
     trees = load_trees(required=True)
     users, given = load_users(trees)
@@ -754,6 +777,8 @@ def build_meta(out: str, writer: A.TreeWriter) -> None:
         notes: list[str] = []
         services.write_services([d[2] for d in debs], find, ca_names,
                                 ({u.name: u.uid for u in users}, groups), writer, notes)
+        for rel, data in sorted(pamconfig.pam_files(pam_inputs(trees, find), notes).items()):
+            writer.add_file(rel, data, 0o644)
         for note in notes:
             writer.note(note)
     base_system(trees, find, writer)
