@@ -1021,10 +1021,11 @@ def _wait_for_clock_tick() -> None:
 
 def execute(out: str, trees: list[str], commands_for: Callable[[Rootfs], list[str]],
             env: dict[str, str], workdir: str, proot: str, loader: object, shell_given: str,
-            name: str, version: str) -> None:
+            name: str, version: str, notes: list[str] | None = None) -> None:
     """Assemble the root from ``trees``, run the commands ``commands_for`` picks from it
     through proot, and write the changes as a package tree in ``out`` (also the entry point
-    of triggers.py, which picks the image's own cache tools). No commands: an empty tree."""
+    of triggers.py, which picks the image's own cache tools). No commands: an empty tree.
+    ``notes`` (meta.json) may be appended to by ``commands_for``."""
     if not os.path.isabs(proot) or not os.access(proot, os.X_OK):
         raise A.BuilderError(f"proot {proot!r} is not an executable file")
     if not isinstance(loader, list) or not all(isinstance(a, str) for a in loader):
@@ -1036,8 +1037,8 @@ def execute(out: str, trees: list[str], commands_for: Callable[[Rootfs], list[st
     rootfs = Rootfs(os.path.join(work, "rootfs"))
     for tree in trees:
         rootfs.add_tree(tree)
+    notes = notes if notes is not None else []
     commands = commands_for(rootfs)
-    notes: list[str] = []
     changes: list[Change] = []
     after_meta: dict[str, tuple[int, int, int]] = {}
     if commands:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from dataclasses import dataclass
 
 import _archive as A
 import run_steps as R
@@ -45,30 +46,44 @@ LOCALE_GEN = (
     "if [ ! -e /etc/default/locale ]; then update-locale --no-checks LANG; fi",
 )
 
-# name -> (tool that must be in the image, commands). In the order dpkg would leave them
-# (independent anyway: no tool reads another's output).
-TRIGGERS: dict[str, tuple[str, tuple[str, ...]]] = {
+
+@dataclass(frozen=True)
+class Trigger:
+    """One postinst/trigger action: the package's tool, the other programs its command line
+    needs from the image (a minimal-profile image may lack them), the commands."""
+
+    tool: str
+    needs: tuple[str, ...]
+    commands: tuple[str, ...]
+
+
+# In the order dpkg would leave them (independent anyway: no tool reads another's output).
+TRIGGERS: dict[str, Trigger] = {
     # libglib2.0-0: interest-await /usr/share/glib-2.0/schemas (and postinst configure)
-    "glib-schemas": (f"{MULTIARCH}/glib-2.0/glib-compile-schemas", (
+    "glib-schemas": Trigger(f"{MULTIARCH}/glib-2.0/glib-compile-schemas", (), (
         f"if [ -d /usr/share/glib-2.0/schemas ]; then {MULTIARCH}/glib-2.0/glib-compile-schemas"
         " /usr/share/glib-2.0/schemas || true; fi",)),
     # libglib2.0-0: interest-noawait .../gio/modules (no module: no giomodule.cache)
-    "gio-modules": (f"{MULTIARCH}/glib-2.0/gio-querymodules", (
+    "gio-modules": Trigger(f"{MULTIARCH}/glib-2.0/gio-querymodules", (), (
         f"if [ -d {MULTIARCH}/gio/modules ]; then {MULTIARCH}/glib-2.0/gio-querymodules "
         f"{MULTIARCH}/gio/modules || true; fi",)),
     # libgdk-pixbuf-2.0-0: the loaders found by find, sorted, into loaders.cache
-    "gdk-pixbuf-loaders": (f"{PIXBUF}/gdk-pixbuf-query-loaders", (
+    "gdk-pixbuf-loaders": Trigger(f"{PIXBUF}/gdk-pixbuf-query-loaders", ("find", "sort"), (
         f"if [ -d {PIXBUF}/2.10.0/loaders ] || [ -d /usr/lib/gdk-pixbuf-2.0/2.10.0/loaders ];"
         f" then {PIXBUF}/gdk-pixbuf-query-loaders $(find {PIXBUF}/2.10.0/loaders "
         "/usr/lib/gdk-pixbuf-2.0/2.10.0/loaders -name '*.so' 2>/dev/null | LC_ALL=C sort) "
         f"> {PIXBUF}/2.10.0/loaders.cache || true; fi",)),
     # shared-mime-info: interest-noawait /usr/share/mime/packages
-    "mime": ("/usr/bin/update-mime-database", ("update-mime-database /usr/share/mime",)),
+    "mime": Trigger("/usr/bin/update-mime-database", (),
+                    ("update-mime-database /usr/share/mime",)),
     # fontconfig: postinst configure (the -f run); its log is not kept
-    "fontconfig": ("/usr/bin/fc-cache", (
+    "fontconfig": Trigger("/usr/bin/fc-cache", ("mkdir",), (
         "mkdir -p /var/cache/fontconfig", "fc-cache -s -f -v >/dev/null")),
-    "locales": ("/usr/sbin/locale-gen", LOCALE_GEN),
+    # locales: postinst configure; update-locale is perl
+    "locales": Trigger("/usr/sbin/locale-gen", ("sed", "sort", "grep", "perl", "update-locale"),
+                       LOCALE_GEN),
 }
+PATH_DIRS = ("/usr/sbin", "/usr/bin", "/sbin", "/bin")
 
 
 def set_image_times(root: str, epoch: int) -> None:
@@ -80,13 +95,25 @@ def set_image_times(root: str, epoch: int) -> None:
     os.utime(root, (epoch, epoch))
 
 
-def commands_for(names: list[str], epoch: int) -> R.Callable[[R.Rootfs], list[str]]:
+def commands_for(names: list[str], epoch: int,
+                 notes: list[str]) -> R.Callable[[R.Rootfs], list[str]]:
+    """The commands of the named triggers whose programs the image has (others: a note)."""
     def pick(rootfs: R.Rootfs) -> list[str]:
+        def has(prog: str) -> bool:
+            if prog.startswith("/"):
+                return R._is_executable(rootfs, prog)
+            return any(R._is_executable(rootfs, f"{d}/{prog}") for d in PATH_DIRS)
+
+        shell = has("bash") or has("sh")
         out: list[str] = []
-        for name in TRIGGERS:  # the table's order, not the caller's
-            tool, commands = TRIGGERS[name]
-            if name in names and R._is_executable(rootfs, tool):
-                out += commands
+        for name, trigger in TRIGGERS.items():  # the table's order, not the caller's
+            if name not in names or not has(trigger.tool):
+                continue
+            missing = [p for p in trigger.needs if not has(p)] + ([] if shell else ["sh"])
+            if missing:
+                notes.append(f"trigger {name} not run: the image has no {', '.join(missing)}")
+                continue
+            out += trigger.commands
         if out:
             set_image_times(rootfs.root, epoch)
         return out
@@ -105,8 +132,9 @@ def main() -> None:
     A.set_context("triggers")
     env = {**R.DEFAULT_ENV, "SOURCE_DATE_EPOCH": epoch, "TZ": "UTC", "LC_ALL": "C.UTF-8",
            "HOME": "/root"}
-    R.execute(out, trees, commands_for(names, int(epoch)), env, "/", A.getenv("proot"),
-              json.loads(A.getenv("prootLoader", "[]")), "", "triggers", "0")
+    notes: list[str] = []
+    R.execute(out, trees, commands_for(names, int(epoch), notes), env, "/", A.getenv("proot"),
+              json.loads(A.getenv("prootLoader", "[]")), "", "triggers", "0", notes)
 
 
 if __name__ == "__main__":
