@@ -21,7 +21,7 @@ from conftest import EXAMPLES, Built, build
 
 from envnix.lock import debian
 from envnix.lock.lockfile import read_lock
-from envnix.render import image_triggers, plan_layers
+from envnix.render import image_triggers, nix_options, plan_layers
 
 PACKAGES = ["libglib2.0-0", "libglib2.0-bin", "gsettings-desktop-schemas",
             "libgdk-pixbuf-2.0-0", "shared-mime-info", "fontconfig", "fonts-dejavu-core",
@@ -184,3 +184,25 @@ def test_a_trigger_runs_only_with_its_tool_and_the_programs_its_line_needs(
             assert commands == list(triggers.TRIGGERS["glib-schemas"].commands)
             assert notes == ["trigger gdk-pixbuf-loaders not run: the image has no find, sort"]
             assert os.lstat(tmp_path / "shell-root" / glib).st_mtime == 0
+
+
+@pytest.mark.network
+@pytest.mark.slow
+def test_an_enabled_locale_is_compiled_reproducibly(tmp_path: Path, podman_environ: dict) -> None:
+    """/etc/locale.gen from the build context enables en_US.UTF-8: locale-gen compiles it in
+    the sandbox, the program sees it, and Nix's --check rebuild gives the same bytes."""
+    context = tmp_path / "loc"
+    context.mkdir()
+    (context / "locale.gen").write_text("en_US.UTF-8 UTF-8\n")
+    (context / "build.envd").write_text(
+        'def build():\n    base(os="debian12", language="python3.11")\n'
+        '    install.apt_packages(name=["locales"])\n'
+        '    io.copy(host_path="locale.gen", envd_path="/etc/locale.gen")\n')
+    built = build(context, "-t", "loc:dev")
+    out = podman("run", "--rm", f"oci:{built.layout}", "/bin/bash", "-c",
+                 "locale -a; LC_ALL=en_US.UTF-8 date -d @0 +%c", env=podman_environ).stdout
+    assert "en_US.utf8" in out.splitlines()
+    assert "Thu 01 Jan 1970 12:00:00 AM UTC" in out  # en_US's %c, not C's
+    subprocess.run(["nix-build", str(context / ".envnix" / "default.nix"), "-A", "triggersTree",
+                    "--check", "--no-out-link", *nix_options("pinned")],
+                   check=True, capture_output=True)
