@@ -1019,20 +1019,15 @@ def _wait_for_clock_tick() -> None:
     time.sleep(max(0.01, 2 * res))
 
 
-def main() -> None:
-    out = A.getenv("out")
-    trees = load_trees()
-    commands = load_commands()
-    env = load_env()
-    workdir = A.getenv("workdir")
-    proot = A.getenv("proot")
-    shell_given = A.getenv("shell", "")
-    name = A.getenv("pkgName", "run")
-    version = A.getenv("pkgVersion", "0")
-    A.set_context("run")
+def execute(out: str, trees: list[str], commands_for: Callable[[Rootfs], list[str]],
+            env: dict[str, str], workdir: str, proot: str, loader: object, shell_given: str,
+            name: str, version: str, notes: list[str] | None = None) -> None:
+    """Assemble the root from ``trees``, run the commands ``commands_for`` picks from it
+    through proot, and write the changes as a package tree in ``out`` (also the entry point
+    of triggers.py, which picks the image's own cache tools). No commands: an empty tree.
+    ``notes`` (meta.json) may be appended to by ``commands_for``."""
     if not os.path.isabs(proot) or not os.access(proot, os.X_OK):
         raise A.BuilderError(f"proot {proot!r} is not an executable file")
-    loader = json.loads(A.getenv("prootLoader", "[]"))
     if not isinstance(loader, list) or not all(isinstance(a, str) for a in loader):
         raise A.BuilderError(f"prootLoader {loader!r} is not a JSON list of strings")
     image_path(workdir, "workdir")
@@ -1042,32 +1037,45 @@ def main() -> None:
     rootfs = Rootfs(os.path.join(work, "rootfs"))
     for tree in trees:
         rootfs.add_tree(tree)
+    notes = notes if notes is not None else []
+    commands = commands_for(rootfs)
+    changes: list[Change] = []
+    after_meta: dict[str, tuple[int, int, int]] = {}
+    if commands:
+        shell = shell_given or "/usr/bin/bash"
+        if not _is_executable(rootfs, shell):
+            if shell_given or not _is_executable(rootfs, "/bin/sh"):
+                raise A.BuilderError(f"the image has no executable {shell}"
+                                     + ("" if shell_given else " or /bin/sh"))
+            shell = "/bin/sh"
+        bash = os.path.basename(shell) == "bash"
 
-    shell = shell_given or "/usr/bin/bash"
-    if not _is_executable(rootfs, shell):
-        if shell_given or not _is_executable(rootfs, "/bin/sh"):
-            raise A.BuilderError(f"the image has no executable {shell}"
-                                 + ("" if shell_given else " or /bin/sh"))
-        shell = "/bin/sh"
-    bash = os.path.basename(shell) == "bash"
+        _prepare_dev(rootfs)
+        before = snapshot(rootfs.root)
+        cwd = _make_workdir(rootfs, workdir)  # after the snapshot: a created workdir is a change
+        _wait_for_clock_tick()
 
-    _prepare_dev(rootfs)
-    before = snapshot(rootfs.root)
-    cwd = _make_workdir(rootfs, workdir)  # after the snapshot: a created workdir is a change
-    _wait_for_clock_tick()
+        result = run_group(rootfs, work, [*loader, proot], shell, cwd, commands, env, bash)
+        if result.code != 0:
+            fail(commands, result)
 
-    result = run_group(rootfs, work, [*loader, proot], shell, cwd, commands, env, bash)
-    if result.code != 0:
-        fail(commands, result)
-
-    after = snapshot(rootfs.root)
-    notes: list[str] = []
-    changes, after_meta = diff(rootfs, before, after, notes)
+        after = snapshot(rootfs.root)
+        changes, after_meta = diff(rootfs, before, after, notes)
     os.makedirs(out, exist_ok=True)
     writer = write_changes(os.path.join(out, "root"), rootfs, changes, after_meta)
     A.write_meta(out, "run", name, version, writer.modes, notes + writer.notes)
     _remove(work)
 
+
+def main() -> None:
+    out = A.getenv("out")
+    trees = load_trees()
+    commands = load_commands()
+    env = load_env()
+    A.set_context("run")
+    execute(out, trees, lambda _rootfs: commands, env, A.getenv("workdir"), A.getenv("proot"),
+            json.loads(A.getenv("prootLoader", "[]")), A.getenv("shell", ""),
+            A.getenv("pkgName", "run"), A.getenv("pkgVersion", "0"))
 
 if __name__ == "__main__":
     A.main_wrapper(main, "run")

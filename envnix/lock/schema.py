@@ -317,8 +317,9 @@ _PLAN = obj(
         "runs": array(obj({"commands": array(any_text)})),
         "runEnv": mapping(text, any_text),
     },
-    # Optional: a plan rendered before images got apt sources has none (no sources list).
-    {"aptSources": array(_PLAN_APT_SOURCE)},
+    # Optional: a plan rendered before images got apt sources has none (no sources list),
+    # and one rendered before the triggers layer names no triggers (plan.layers has none).
+    {"aptSources": array(_PLAN_APT_SOURCE), "triggers": array(token)},
     # Fields a newer renderer adds are left to the Nix expression of the same version.
     other_keys=True,
 )

@@ -87,11 +87,12 @@ def _artifact_key(kind: str, name: str) -> str:
 
 def plan_layers(artifacts: dict[str, dict[str, Any]], with_files: bool = False,
                 with_context: bool = False, custom_base: bool = False,
-                with_nixpkgs_cuda: bool = False) -> list[dict[str, Any]]:
-    """Group artifacts into layers: skeleton, OS, pip, metadata; big artifacts alone.
+                with_nixpkgs_cuda: bool = False, with_triggers: bool = False,
+                ) -> list[dict[str, Any]]:
+    """Group artifacts into layers: skeleton, OS, pip, metadata, triggers; big artifacts alone.
 
     On a base(image=...) the base's layers come first and bring the OS: no skeleton and no
-    metadata layer (its /etc/passwd would replace the base's).
+    metadata layer (its /etc/passwd would replace the base's), no triggers layer either.
     """
     layers: list[dict[str, Any]] = ([] if custom_base else
                                     [{"name": "skeleton", "trees": ["@skeleton"]}])
@@ -113,9 +114,32 @@ def plan_layers(artifacts: dict[str, dict[str, Any]], with_files: bool = False,
     # the template: their whiteouts only mean something over the layers beneath).
     if not custom_base:
         layers.append({"name": "meta", "trees": ["@meta"]})
+        if with_triggers:  # the caches the image's own tools compile over all of the above
+            layers.append({"name": "triggers", "trees": ["@triggers"]})
     if len(layers) > MAX_LAYERS:  # fold the smallest own-layer artifacts back into their group
         raise ValueError(f"{len(layers)} layers exceed the limit of {MAX_LAYERS}")
     return layers
+
+
+# Packages whose postinst or file trigger compiles a cache, and the triggers.py entry for each
+# (Ubuntu's t64 names too). An image with none of them has no triggers layer at all.
+TRIGGER_PACKAGES: dict[str, tuple[str, ...]] = {
+    "libglib2.0-0": ("glib-schemas", "gio-modules"),
+    "libglib2.0-0t64": ("glib-schemas", "gio-modules"),
+    "libgdk-pixbuf-2.0-0": ("gdk-pixbuf-loaders",),
+    "libgdk-pixbuf2.0-0": ("gdk-pixbuf-loaders",),
+    "shared-mime-info": ("mime",),
+    "fontconfig": ("fontconfig",),
+    "locales": ("locales",),
+}
+
+
+def image_triggers(lock: Lock) -> list[str]:
+    """The cache triggers the locked apt packages bring (none on a base(image=...))."""
+    if lock.base is not None:
+        return []
+    names = {p["name"] for p in lock.apt_packages}
+    return sorted({t for pkg, ts in TRIGGER_PACKAGES.items() if pkg in names for t in ts})
 
 
 def build_plan(spec: ImageSpec, lock: Lock, tag: str) -> dict[str, Any]:
@@ -155,6 +179,7 @@ def build_plan(spec: ImageSpec, lock: Lock, tag: str) -> dict[str, Any]:
     nixpkgs_cuda = (cuda_nixpkgs.plan_entry(spec.cuda.version, spec.cuda.cudnn,
                                             spec.cuda.components)
                     if spec.cuda and spec.cuda.provider == "nixpkgs" else None)
+    triggers = image_triggers(lock)
     return {
         "schema": PLAN_SCHEMA,  # read back by envnix.lock.schema.read_plan
         "tag": tag,
@@ -173,7 +198,9 @@ def build_plan(spec: ImageSpec, lock: Lock, tag: str) -> dict[str, Any]:
         "artifacts": artifacts,
         "layers": plan_layers(artifacts, with_files=bool(image_files(spec) or spec.runtime.mounts),
                               with_context=bool(spec.copies), custom_base=lock.base is not None,
-                              with_nixpkgs_cuda=nixpkgs_cuda is not None),
+                              with_nixpkgs_cuda=nixpkgs_cuda is not None,
+                              with_triggers=bool(triggers)),
+        "triggers": triggers,
         "nixpkgsCuda": nixpkgs_cuda,
         "baseLayers": base,
         "users": ([[spec.dev.user, spec.dev.uid, spec.dev.gid, spec.dev.home,

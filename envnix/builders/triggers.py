@@ -1,0 +1,142 @@
+"""Nix builder: run the image's own cache compilers over the image root, as the packages'
+postinst scripts and file triggers would, and emit the files they wrote as a package tree.
+
+Why: gschemas.compiled, loaders.cache, the mime database, fontconfig's caches and compiled
+locales are binary outputs of a program (GVariant serialisation, dlopen'ed loaders...);
+reimplementing them is not worth owning. The image's own tools, run through proot with
+fixed inputs and a fixed environment, write the same bytes Debian's would (docs/debian.md,
+"The compiled caches"). Only run_steps.execute is used: one root composer, one proot launcher.
+
+Environment: out, trees, proot, prootLoader (as for run_steps.py) and
+  triggers  JSON list of trigger names (TRIGGERS' keys) the lock's packages bring
+  epoch     the image's mtime (plan.mtime): SOURCE_DATE_EPOCH for the tools, so fontconfig
+            records the directory time the layers will carry (its caches stay valid)
+A trigger runs only when its tool is an executable file in the image; its command line is
+the postinst's own (logs to /dev/null instead of /var/log). With no tool present the tree
+is empty.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass
+
+import _archive as A
+import run_steps as R
+
+MULTIARCH = "/usr/lib/x86_64-linux-gnu"
+PIXBUF = f"{MULTIARCH}/gdk-pixbuf-2.0"
+# The locales postinst with debconf's defaults (no locale selected, no default environment):
+# /etc/locale.gen lists every supported locale commented out, locale-gen compiles the enabled
+# ones (none unless an image file enables some), update-locale writes /etc/default/locale.
+LOCALE_GEN_HEADER = (
+    "# This file lists locales that you wish to have built. You can find a list",
+    "# of valid supported locales at /usr/share/i18n/SUPPORTED, and you can add",
+    "# user defined locales to /usr/local/share/i18n/SUPPORTED. If you change",
+    "# this file, you need to rerun locale-gen.", "", "")  # the heredoc's "#" line: blanked
+# by the postinst's sed for the (empty) selected locale, "0,/^[# ]* *$/ s/^[# ]* *$//"
+LOCALE_GEN = (
+    "if [ ! -e /etc/locale.gen ]; then { printf '%s\\n' "
+    + " ".join(f"'{line}'" for line in LOCALE_GEN_HEADER)
+    + "; sed -e '/^[a-zA-Z]/!d' -e 's/ *$//g' /usr/share/i18n/SUPPORTED | LC_ALL=C sort -u"
+    " | sed -e 's/^/# /'; } > /etc/locale.gen; fi",
+    "if grep -q '^[a-zA-Z]' /etc/locale.gen; then locale-gen; fi",
+    "if [ ! -e /etc/default/locale ]; then update-locale --no-checks LANG; fi",
+)
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """One postinst/trigger action: the package's tool, the other programs its command line
+    needs from the image (a minimal-profile image may lack them), the commands."""
+
+    tool: str
+    needs: tuple[str, ...]
+    commands: tuple[str, ...]
+
+
+# In the order dpkg would leave them (independent anyway: no tool reads another's output).
+TRIGGERS: dict[str, Trigger] = {
+    # libglib2.0-0: interest-await /usr/share/glib-2.0/schemas (and postinst configure)
+    "glib-schemas": Trigger(f"{MULTIARCH}/glib-2.0/glib-compile-schemas", (), (
+        f"if [ -d /usr/share/glib-2.0/schemas ]; then {MULTIARCH}/glib-2.0/glib-compile-schemas"
+        " /usr/share/glib-2.0/schemas || true; fi",)),
+    # libglib2.0-0: interest-noawait .../gio/modules (no module: no giomodule.cache)
+    "gio-modules": Trigger(f"{MULTIARCH}/glib-2.0/gio-querymodules", (), (
+        f"if [ -d {MULTIARCH}/gio/modules ]; then {MULTIARCH}/glib-2.0/gio-querymodules "
+        f"{MULTIARCH}/gio/modules || true; fi",)),
+    # libgdk-pixbuf-2.0-0: the loaders found by find, sorted, into loaders.cache
+    "gdk-pixbuf-loaders": Trigger(f"{PIXBUF}/gdk-pixbuf-query-loaders", ("find", "sort"), (
+        f"if [ -d {PIXBUF}/2.10.0/loaders ] || [ -d /usr/lib/gdk-pixbuf-2.0/2.10.0/loaders ];"
+        f" then {PIXBUF}/gdk-pixbuf-query-loaders $(find {PIXBUF}/2.10.0/loaders "
+        "/usr/lib/gdk-pixbuf-2.0/2.10.0/loaders -name '*.so' 2>/dev/null | LC_ALL=C sort) "
+        f"> {PIXBUF}/2.10.0/loaders.cache || true; fi",)),
+    # shared-mime-info: interest-noawait /usr/share/mime/packages
+    "mime": Trigger("/usr/bin/update-mime-database", (),
+                    ("update-mime-database /usr/share/mime",)),
+    # fontconfig: postinst configure (the -f run); its log is not kept
+    "fontconfig": Trigger("/usr/bin/fc-cache", ("mkdir",), (
+        "mkdir -p /var/cache/fontconfig", "fc-cache -s -f -v >/dev/null")),
+    # locales: postinst configure; update-locale is perl
+    "locales": Trigger("/usr/sbin/locale-gen", ("sed", "sort", "grep", "perl", "update-locale"),
+                       LOCALE_GEN),
+}
+PATH_DIRS = ("/usr/sbin", "/usr/bin", "/sbin", "/bin")
+
+
+def set_image_times(root: str, epoch: int) -> None:
+    """Give every path the mtime it has in the image (the layers' epoch): fontconfig keys
+    each cache by its directory's mtime and drops caches whose time does not match."""
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            os.utime(os.path.join(dirpath, name), (epoch, epoch), follow_symlinks=False)
+    os.utime(root, (epoch, epoch))
+
+
+def commands_for(names: list[str], epoch: int,
+                 notes: list[str]) -> R.Callable[[R.Rootfs], list[str]]:
+    """The commands of the named triggers whose programs the image has (others: a note)."""
+    def pick(rootfs: R.Rootfs) -> list[str]:
+        def has(prog: str) -> bool:
+            if prog.startswith("/"):
+                return R._is_executable(rootfs, prog)
+            return any(R._is_executable(rootfs, f"{d}/{prog}") for d in PATH_DIRS)
+
+        shell = has("bash") or has("sh")
+        out: list[str] = []
+        for name, trigger in TRIGGERS.items():  # the table's order, not the caller's
+            if name not in names or not has(trigger.tool):
+                continue
+            missing = [p for p in trigger.needs if not has(p)] + ([] if shell else ["sh"])
+            if missing:
+                notes.append(f"trigger {name} not run: the image has no {', '.join(missing)}")
+                continue
+            out += trigger.commands
+        if out:
+            set_image_times(rootfs.root, epoch)
+        return out
+    return pick
+
+
+def main() -> None:
+    out = A.getenv("out")
+    trees = R.load_trees()
+    names = R._json_input("triggers", "[")
+    if not isinstance(names, list) or not all(n in TRIGGERS for n in names):
+        raise A.BuilderError(f"triggers: must be a JSON list of {sorted(TRIGGERS)}")
+    epoch = A.getenv("epoch", "0")
+    if not epoch.isdigit():
+        raise A.BuilderError(f"epoch {epoch!r} is not a non-negative integer")
+    A.set_context("triggers")
+    env = {**R.DEFAULT_ENV, "SOURCE_DATE_EPOCH": epoch, "TZ": "UTC", "LC_ALL": "C.UTF-8",
+           "HOME": "/root"}
+    notes: list[str] = []
+    R.execute(out, trees, commands_for(names, int(epoch), notes), env, "/", A.getenv("proot"),
+              json.loads(A.getenv("prootLoader", "[]")), "", "triggers", "0", notes)
+
+
+if __name__ == "__main__":
+    A.main_wrapper(main, "triggers")
+    sys.exit(0)

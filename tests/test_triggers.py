@@ -1,0 +1,208 @@
+"""The triggers layer: the caches Debian's postinsts and file triggers compile (glib schemas
+and GIO modules, gdk-pixbuf loaders, the mime database, fontconfig, locales) are written by
+the image's own tools, run through proot in the Nix sandbox (builders/triggers.py).
+
+Checked against mmdebstrap's root of the same packages from the same mirror, under podman
+with the programs that read the caches, and by a rebuild in a second (chroot) store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from _podman import podman
+from conftest import EXAMPLES, Built, build
+
+from envnix.lock import debian
+from envnix.lock.lockfile import read_lock
+from envnix.render import image_triggers, nix_options, plan_layers
+
+PACKAGES = ["libglib2.0-0", "libglib2.0-bin", "gsettings-desktop-schemas",
+            "libgdk-pixbuf-2.0-0", "shared-mime-info", "fontconfig", "fonts-dejavu-core",
+            "locales"]
+PIXBUF = "usr/lib/x86_64-linux-gnu/gdk-pixbuf-2.0"
+# What the tools write, relative to the root; compared byte for byte with mmdebstrap's.
+IDENTICAL = ("usr/share/glib-2.0/schemas/gschemas.compiled",
+             "usr/lib/x86_64-linux-gnu/gio/modules/giomodule.cache",
+             f"{PIXBUF}/2.10.0/loaders.cache", "etc/locale.gen", "etc/default/locale")
+
+
+def test_only_images_with_trigger_packages_get_the_layer() -> None:
+    """The quickstart has GLib, so it gets the glib triggers; a layer list without them has
+    no triggers layer at all (its digest stays what it was)."""
+    lock = read_lock(EXAMPLES / "quickstart" / "envnix.lock")
+    assert lock is not None
+    assert image_triggers(lock) == ["gio-modules", "glib-schemas"]
+    names = [layer["name"] for layer in plan_layers({}, with_triggers=True)]
+    assert names == ["skeleton", "meta", "triggers"]
+    assert "triggers" not in [layer["name"] for layer in plan_layers({})]
+    assert "triggers" not in [layer["name"] for layer in
+                              plan_layers({}, custom_base=True, with_triggers=True)]
+
+
+@pytest.fixture(scope="module")
+def image(tmp_path_factory: pytest.TempPathFactory) -> Built:
+    context = tmp_path_factory.mktemp("trg") / "caches"
+    context.mkdir()
+    quoted = ", ".join(json.dumps(p) for p in PACKAGES)
+    (context / "build.envd").write_text(
+        'def build():\n    base(os="debian12", language="python3.11")\n'
+        f"    install.apt_packages(name=[{quoted}])\n")
+    return build(context, "-t", "caches:dev")
+
+
+def _unpack(built: Built, dest: Path) -> Path:
+    subprocess.run(["umoci", "unpack", "--image", f"{built.layout}:dev", str(dest)],
+                   check=True, capture_output=True)
+    return dest / "rootfs"
+
+
+def _files(root: Path, under: str) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes()
+            for p in sorted((root / under).rglob("*")) if p.is_file() and not p.is_symlink()}
+
+
+@pytest.mark.network
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("mmdebstrap") is None, reason="mmdebstrap is not installed")
+def test_caches_equal_mmdebstraps(image: Built, tmp_path: Path) -> None:
+    lock = json.loads((image.context / "envnix.lock").read_text())
+    sources = debian.machine_apt_sources("bookworm")
+    lines = [f"deb {s.uri} {s.suite} {' '.join(s.components)}" for s in sources]
+    ref = tmp_path / "ref"
+    subprocess.run(["mmdebstrap", "--variant=apt", "--include="
+                    + ",".join(lock["inputs"]["apt"]["packages"]), "bookworm", str(ref), *lines],
+                   check=True, capture_output=True)
+    ours = _unpack(image, tmp_path / "bundle")
+    for rel in IDENTICAL:
+        assert (ours / rel).read_bytes() == (ref / rel).read_bytes(), rel
+    # update-mime-database: every generated file (mime.cache, globs, the per-type XML)
+    mime, ref_mime = _files(ours, "usr/share/mime"), _files(ref, "usr/share/mime")
+    assert len(mime) > 800
+    assert sorted(mime) == sorted(ref_mime)
+    assert [k for k in mime if mime[k] != ref_mime[k]] == []
+    # fontconfig: the same cache files (named by the md5 of the directory's path) and bytes,
+    # except the directory's mtime they hold (offsets 48-63: the image epoch here, the install
+    # time there). The reference has one more: fontconfig-config's postinst makes an empty
+    # /usr/local/share/fonts (2775 root:staff), which no layer writes yet (docs/debian.md).
+    cache_dir, ref_cache_dir = ours / "var/cache/fontconfig", ref / "var/cache/fontconfig"
+    caches = {p.name for p in cache_dir.iterdir()}
+    assert (ref / "usr/local/share/fonts").is_dir()
+    assert not (ours / "usr/local/share/fonts").exists()
+    local = hashlib.md5(b"/usr/local/share/fonts").hexdigest() + "-le64.cache-8"
+    assert caches == {p.name for p in ref_cache_dir.iterdir()} - {local}
+    assert len(caches) == 4 and "CACHEDIR.TAG" in caches
+    for name in caches:
+        data, ref_data = (cache_dir / name).read_bytes(), (ref_cache_dir / name).read_bytes()
+        if name.endswith(".cache-8"):
+            data, ref_data = data[:48] + data[64:], ref_data[:48] + ref_data[64:]
+        assert data == ref_data, name
+
+
+CHECKS = r"""
+set -e
+gsettings get org.gnome.desktop.interface font-name
+gsettings list-schemas | wc -l
+gio info -a standard::content-type /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf \
+    | grep content-type
+fc-list : family | sort -u | head -3
+fc-cache -s -v 2>&1 | grep -c 'existing cache is valid'
+P=/usr/lib/x86_64-linux-gnu/gdk-pixbuf-2.0
+cmp <($P/gdk-pixbuf-query-loaders $(find $P/2.10.0/loaders -name '*.so' | LC_ALL=C sort)) \
+    $P/2.10.0/loaders.cache && echo loaders-cache-current
+"""
+
+
+@pytest.mark.network
+@pytest.mark.slow
+def test_programs_read_the_caches(image: Built, podman_environ: dict) -> None:
+    out = podman("run", "--rm", f"oci:{image.layout}", "/bin/bash", "-c", CHECKS,
+                 env=podman_environ).stdout.splitlines()
+    print("\n".join(out))
+    # gschemas.compiled: a default from gsettings-desktop-schemas' XML, and its schemas
+    assert out[0] == "'Cantarell 11'"
+    assert int(out[1]) > 10
+    # the mime database: a type from the file's name and magic (no database: octet-stream)
+    assert out[2].split() == ["standard::content-type:", "font/ttf"]
+    assert out[3:6] == ["DejaVu Sans", "DejaVu Sans Mono", "DejaVu Serif"]
+    # every font directory's cache is valid in the image (its mtime is the epoch recorded)
+    assert out[6] == "3"
+    assert out[7] == "loaders-cache-current"
+
+
+@pytest.mark.network
+@pytest.mark.slow
+def test_second_store_gives_the_same_digest(image: Built, tmp_path: Path) -> None:
+    context = tmp_path / "caches"  # the context's name is part of the image (workdir)
+    shutil.copytree(image.context, context, ignore=shutil.ignore_patterns(".envnix"))
+    store = tmp_path / "store"
+    again = build(context, "-t", "caches:dev", "--locked", "--store", str(store))
+    print(f"store 1: {image.manifest}\nstore 2: {again.manifest}")
+    assert (again.config, again.manifest) == (image.config, image.manifest)
+    subprocess.run(["chmod", "-R", "u+w", str(store)], check=False)
+
+
+def _tree(path: Path, files: dict[str, int]) -> str:
+    """A package tree (root/ + meta.json) holding empty files with the given modes."""
+    for rel, mode in files.items():
+        f = path / "root" / rel
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_bytes(b"")
+        f.chmod(mode)
+    (path / "meta.json").write_text('{"kind": "deb", "name": "t", "version": "1"}')
+    return str(path)
+
+
+def test_a_trigger_runs_only_with_its_tool_and_the_programs_its_line_needs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A minimal-profile image with GLib has no shell: nothing runs, a note says why; with a
+    shell the GLib lines run, and the gdk-pixbuf line waits for find and sort."""
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "envnix" / "builders"))
+    import run_steps
+    import triggers
+
+    glib = "usr/lib/x86_64-linux-gnu/glib-2.0"
+    pixbuf = f"{PIXBUF}/gdk-pixbuf-query-loaders"
+    names = ["gdk-pixbuf-loaders", "glib-schemas", "mime"]
+    for case, files in (("bare", {f"{glib}/glib-compile-schemas": 0o755}),
+                        ("shell", {f"{glib}/glib-compile-schemas": 0o755, "bin/sh": 0o755,
+                                   pixbuf: 0o755, "usr/bin/find": 0o644})):
+        rootfs = run_steps.Rootfs(str(tmp_path / f"{case}-root"))
+        rootfs.add_tree(_tree(tmp_path / case, files))
+        notes: list[str] = []
+        commands = triggers.commands_for(names, 0, notes)(rootfs)
+        if case == "bare":
+            assert commands == []
+            assert notes == ["trigger glib-schemas not run: the image has no sh"]
+        else:
+            assert commands == list(triggers.TRIGGERS["glib-schemas"].commands)
+            assert notes == ["trigger gdk-pixbuf-loaders not run: the image has no find, sort"]
+            assert os.lstat(tmp_path / "shell-root" / glib).st_mtime == 0
+
+
+@pytest.mark.network
+@pytest.mark.slow
+def test_an_enabled_locale_is_compiled_reproducibly(tmp_path: Path, podman_environ: dict) -> None:
+    """/etc/locale.gen from the build context enables en_US.UTF-8: locale-gen compiles it in
+    the sandbox, the program sees it, and Nix's --check rebuild gives the same bytes."""
+    context = tmp_path / "loc"
+    context.mkdir()
+    (context / "locale.gen").write_text("en_US.UTF-8 UTF-8\n")
+    (context / "build.envd").write_text(
+        'def build():\n    base(os="debian12", language="python3.11")\n'
+        '    install.apt_packages(name=["locales"])\n'
+        '    io.copy(host_path="locale.gen", envd_path="/etc/locale.gen")\n')
+    built = build(context, "-t", "loc:dev")
+    out = podman("run", "--rm", f"oci:{built.layout}", "/bin/bash", "-c",
+                 "locale -a; LC_ALL=en_US.UTF-8 date -d @0 +%c", env=podman_environ).stdout
+    assert "en_US.utf8" in out.splitlines()
+    assert "Thu 01 Jan 1970 12:00:00 AM UTC" in out  # en_US's %c, not C's
+    subprocess.run(["nix-build", str(context / ".envnix" / "default.nix"), "-A", "triggersTree",
+                    "--check", "--no-out-link", *nix_options("pinned")],
+                   check=True, capture_output=True)
