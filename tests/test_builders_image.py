@@ -637,6 +637,21 @@ def test_tag_without_tag_part_means_latest(built: Built, tmp_path: Path) -> None
         "org.opencontainers.image.ref.name": "latest"}
 
 
+def test_empty_layer_is_left_out(built: Built, tmp_path: Path) -> None:
+    """A layer with no member (a triggers or run() layer that found nothing to do) changes no
+    file: the image is the one without it, byte for byte."""
+    empty_tree = write_tree(tmp_path, "empty", {}, {})
+    empty = tmp_path / "layer-empty"
+    assert mklayer(empty, [empty_tree])["paths"] == 0
+    cfg = config_template(tmp_path / "c.json")
+    with_empty = mkimage(tmp_path / "a", [built.layer_skel, empty, built.layer_bb], cfg)
+    without = mkimage(tmp_path / "b", [built.layer_skel, built.layer_bb], cfg)
+    assert with_empty == without
+    proc = run_builder("mkimage.py", {"out": str(tmp_path / "c"), "layers": json.dumps(
+        [str(empty)]), "config": str(cfg)})
+    assert proc.returncode != 0 and "every layer is empty" in proc.stderr
+
+
 # ---------------------------------------------------------------------------------------------
 # real consumers (slow)
 

@@ -71,6 +71,7 @@ class Layer:
     diff_id: str
     digest: str
     size: int
+    paths: int | None = None  # tar members, as mklayer counted them (None: not said)
 
 
 def canonical_json(obj: object) -> bytes:
@@ -126,7 +127,9 @@ def read_layer(path: str) -> Layer:
         raise ImageError(f"{path}: cannot read layer.tar.gz: {e.strerror}") from None
     if actual != meta["size"]:
         raise ImageError(f"{blob} has {actual} bytes, layer.json says {meta['size']}")
-    return Layer(path, layer_name(path), blob, meta["diff_id"], meta["digest"], meta["size"])
+    paths = meta.get("paths")
+    return Layer(path, layer_name(path), blob, meta["diff_id"], meta["digest"], meta["size"],
+                 paths if isinstance(paths, int) else None)
 
 
 def make_config(template: dict[str, object], layers: list[Layer]) -> bytes:
@@ -256,7 +259,11 @@ def build(out: str, layer_paths: list[str], config_path: str, tag: str | None,
     """Everything mkimage writes; returns digests.json's content."""
     if not layer_paths:
         raise ImageError("layers is empty")
-    layers = [read_layer(p) for p in layer_paths]
+    # A layer with no member changes no file (a triggers or run() layer that found nothing
+    # to do): it is left out, so it costs no pull and no layer slot, as if never planned.
+    layers = [layer for layer in map(read_layer, layer_paths) if layer.paths != 0]
+    if not layers:
+        raise ImageError("every layer is empty")
     try:
         with open(config_path, encoding="utf-8") as f:
             template = json.load(f)
