@@ -87,17 +87,25 @@ def test_caches_equal_mmdebstraps(image: Built, tmp_path: Path) -> None:
     assert len(mime) > 800
     assert sorted(mime) == sorted(ref_mime)
     assert [k for k in mime if mime[k] != ref_mime[k]] == []
+    # fontconfig-config's postinst: conf.d links from debconf's default answers, and an empty
+    # /usr/local/share/fonts (2775 root:staff) whose cache fc-cache writes too
+    links = {p.name: os.readlink(p) for p in (ref / "etc/fonts/conf.d").iterdir()
+             if p.is_symlink()}
+    assert {"10-hinting-slight.conf", "70-no-bitmaps.conf"} <= set(links)
+    assert links == {p.name: os.readlink(p) for p in (ours / "etc/fonts/conf.d").iterdir()
+                     if p.is_symlink()}
+    local_fonts, ref_local = (ours / "usr/local/share/fonts").stat(), \
+        (ref / "usr/local/share/fonts").stat()
+    assert (local_fonts.st_mode, local_fonts.st_uid, local_fonts.st_gid) == \
+        (ref_local.st_mode, ref_local.st_uid, ref_local.st_gid)
     # fontconfig: the same cache files (named by the md5 of the directory's path) and bytes,
     # except the directory's mtime they hold (offsets 48-63: the image epoch here, the install
-    # time there). The reference has one more: fontconfig-config's postinst makes an empty
-    # /usr/local/share/fonts (2775 root:staff), which no layer writes yet (docs/debian.md).
+    # time there).
     cache_dir, ref_cache_dir = ours / "var/cache/fontconfig", ref / "var/cache/fontconfig"
     caches = {p.name for p in cache_dir.iterdir()}
-    assert (ref / "usr/local/share/fonts").is_dir()
-    assert not (ours / "usr/local/share/fonts").exists()
     local = hashlib.md5(b"/usr/local/share/fonts").hexdigest() + "-le64.cache-8"
-    assert caches == {p.name for p in ref_cache_dir.iterdir()} - {local}
-    assert len(caches) == 4 and "CACHEDIR.TAG" in caches
+    assert caches == {p.name for p in ref_cache_dir.iterdir()} and local in caches
+    assert len(caches) == 5 and "CACHEDIR.TAG" in caches
     for name in caches:
         data, ref_data = (cache_dir / name).read_bytes(), (ref_cache_dir / name).read_bytes()
         if name.endswith(".cache-8"):
@@ -132,7 +140,7 @@ def test_programs_read_the_caches(image: Built, podman_environ: dict) -> None:
     assert out[2].split() == ["standard::content-type:", "font/ttf"]
     assert out[3:6] == ["DejaVu Sans", "DejaVu Sans Mono", "DejaVu Serif"]
     # every font directory's cache is valid in the image (its mtime is the epoch recorded)
-    assert out[6] == "3"
+    assert out[6] == "4"  # the three font directories and /usr/local/share/fonts
     assert out[7] == "loaders-cache-current"
 
 

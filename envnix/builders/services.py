@@ -10,6 +10,8 @@ own database, alternatives, accounts and diversions; this module covers what rem
   each ``[Install]`` ``WantedBy=``/``RequiredBy=`` target (and ``Alias=``), follows ``Also=``,
   and records its state under ``var/lib/systemd/deb-systemd-helper-enabled``, so a later
   ``systemctl``/``deb-systemd-helper`` sees the unit enabled as on Debian;
+* fontconfig-config's first-install ``etc/fonts/conf.d`` links, chosen by its debconf
+  templates' default answers, and ``/usr/local/share/fonts`` (2775 root:staff);
 * the files scripts create empty or from a fixed text: dpkg's lock files, shadow's
   ``.pwd.lock`` and ``subuid``/``subgid`` (passwd), python3.X's install marker and python3's
   ``debian_config``, and ``ca-certificates.conf`` (every shipped certificate enabled, sorted
@@ -230,15 +232,56 @@ def state_files(debs: list[dpkgdb.DebInfo], find: dpkgdb.Find,
     return {rel: v for rel, v in out.items() if find(rel) is None}
 
 
+def debconf_defaults(info: dpkgdb.DebInfo) -> dict[str, str]:
+    """``Template: NAME`` -> ``Default:`` of the package's debconf templates: the answers a
+    noninteractive first install gets."""
+    out: dict[str, str] = {}
+    name = ""
+    for line in info.files.get("templates", b"").decode("utf-8", "replace").splitlines():
+        if line.startswith("Template:"):
+            name = line.split(":", 1)[1].strip()
+        elif line.startswith("Default:") and name:
+            out[name] = line.split(":", 1)[1].strip()
+    return out
+
+
+FONTCONFIG_AVAIL = "/usr/share/fontconfig/conf.avail"
+# fontconfig-config's postinst: debconf answer -> the conf.avail file it links into conf.d
+FONTCONFIG_CHOICES = (
+    ("fontconfig/hinting_type", {"Autohinter": "10-autohint.conf", "None": "10-unhinted.conf"}),
+    ("fontconfig/hinting_style", {s: f"10-hinting-{s.removeprefix('hint')}.conf"
+                                  for s in ("hintnone", "hintslight", "hintmedium", "hintfull")}),
+    ("fontconfig/subpixel_rendering", {"Always": "10-sub-pixel-rgb.conf",
+                                       "Never": "10-no-sub-pixel.conf"}),
+)
+
+
+def fontconfig_links(debs: list[dpkgdb.DebInfo], find: dpkgdb.Find) -> dict[str, str]:
+    """fontconfig-config's first-install links in etc/fonts/conf.d, from debconf's defaults."""
+    info = next((d for d in debs if d.name == "fontconfig-config"), None)
+    if info is None:
+        return {}
+    answers = debconf_defaults(info)
+    names = [table[answers[q]] for q, table in FONTCONFIG_CHOICES if answers.get(q) in table]
+    names.append("70-yes-bitmaps.conf" if answers.get("fontconfig/enable_bitmaps") == "true"
+                 else "70-no-bitmaps.conf")
+    return {f"etc/fonts/conf.d/{n}": f"{FONTCONFIG_AVAIL}/{n}" for n in names
+            if find(dpkgdb.canonical(f"{FONTCONFIG_AVAIL}/{n}")) is not None}
+
+
 def write_services(debs: list[dpkgdb.DebInfo], find: dpkgdb.Find, ca_names: list[str],
                    ids: tuple[dict[str, int], dict[str, int]], writer: A.TreeWriter,
                    notes: list[str]) -> None:
     """Write everything this module computes into the meta tree (parents the trees lack
     are made 0755 root, as the scripts' mkdir -p makes them). *ids*: the image's user and
     group ids by name, for the stat overrides."""
-    links = sysv_links(debs, find, notes)
+    links = sysv_links(debs, find, notes) | fontconfig_links(debs, find)
     sd_links, sd_state = systemd_links(debs, find, notes)
     links |= sd_links
+    staff = ids[1].get("staff")
+    if any(d.name == "fontconfig-config" for d in debs) and staff is not None and \
+            find("usr/local/share/fonts") is None:
+        writer.add_dir("usr/local/share/fonts", 0o2775, 0, staff)
     files = {rel: (data, 0o644) for rel, data in sd_state.items()}
     files |= state_files(debs, find, ca_names)
     for rel, target in sorted(links.items()):
