@@ -76,6 +76,21 @@ def running_daemon(directory: Path, conf: str) -> Iterator[NixDaemon]:
             proc.wait()
 
 
+@contextmanager
+def setup_conf_daemon() -> Iterator[NixDaemon]:
+    """A daemon with exactly scripts/setup's settings (scripts/nix-daemon.conf), its own
+    NIX_CONF_DIR and socket in a temporary directory, removed afterwards."""
+    import tempfile
+
+    directory = Path(tempfile.mkdtemp(prefix="envnix-daemon-"))
+    directory.chmod(0o755)  # the socket's own directory restricts access to nix-users
+    try:
+        with running_daemon(directory, DAEMON_CONF.read_text()) as daemon:
+            yield daemon
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 def envnix_command(user: str) -> list[str]:
     """How ``user`` runs this checkout's envnix: the venv's interpreter when ``user`` may run it;
     else Debian's python (same version) with the venv's site-packages, for a venv made from a

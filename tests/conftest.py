@@ -7,7 +7,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ from _conda_channel import (  # noqa: E402
     python_available,
     serve,
 )
-from _nix_daemon import DAEMON_CONF, SOCKET_GROUP, NixDaemon, running_daemon  # noqa: E402
+from _nix_daemon import SOCKET_GROUP, NixDaemon, setup_conf_daemon  # noqa: E402
 from _nix_daemon import answers as daemon_answers  # noqa: E402
 from _podman import podman_env  # noqa: E402
 
@@ -127,10 +126,5 @@ def nix_daemon() -> Iterator[NixDaemon]:
     if daemon_answers({"NIX_REMOTE": "daemon"}):
         yield NixDaemon({"NIX_REMOTE": "daemon"}, None)
         return
-    directory = Path(tempfile.mkdtemp(prefix="envnix-daemon-"))
-    directory.chmod(0o755)  # the socket's own directory restricts access to nix-users
-    try:
-        with running_daemon(directory, DAEMON_CONF.read_text()) as daemon:
-            yield daemon
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
+    with setup_conf_daemon() as daemon:
+        yield daemon

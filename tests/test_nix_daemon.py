@@ -20,7 +20,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _nix_daemon import DAEMON_CONF, SOCKET_GROUP, NixDaemon, envnix_command, run_as, running_daemon
+from _nix_daemon import (
+    DAEMON_CONF,
+    SOCKET_GROUP,
+    NixDaemon,
+    envnix_command,
+    run_as,
+    setup_conf_daemon,
+)
 from _tiny import tiny_context
 from conftest import Built, envnix, parse_build
 
@@ -35,13 +42,8 @@ ROOT_ENV_DROPS = ("NIX_REMOTE", "NIX_DAEMON_SOCKET_PATH")
 def setup_daemon() -> Iterator[NixDaemon]:
     """A nix-daemon with exactly scripts/setup's settings (scripts/nix-daemon.conf), which give
     the sandbox no host path; the machine's own daemon may still run older ones."""
-    directory = Path(tempfile.mkdtemp(prefix="envnix-daemon-"))
-    directory.chmod(0o755)  # the socket's own directory restricts access to nix-users
-    try:
-        with running_daemon(directory, DAEMON_CONF.read_text()) as daemon:
-            yield daemon
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
+    with setup_conf_daemon() as daemon:
+        yield daemon
 
 
 @pytest.fixture(scope="module")
