@@ -121,6 +121,9 @@ python3 -c "import ctypes; ctypes.CDLL('libfakeroot-0.so'); print('found by the 
 getent passwd _apt
 dpkg-divert --list | sort
 readlink /bin/sh /usr/share/man/man1/sh.1.gz
+python3 -v -c "import numpy, json" > /tmp/v.log 2>&1
+grep -c "^# code object from '/usr/lib/python3.*/__pycache__/" /tmp/v.log
+grep -c "bytecode is stale" /tmp/v.log || true
 """
 # As root (the image's default user is envd): the shadow files, su, and useradd.
 ROOT_SCRIPT = r"""
@@ -161,6 +164,9 @@ def test_programs_alternatives_and_dpkg_run(numpy_image: Built, podman_environ: 
                           "diversion of /usr/share/man/man1/sh.1.gz to "
                           "/usr/share/man/man1/sh.distrib.1.gz by dash"]
     assert out[23:25] == ["dash", "dash.1.gz"]
+    # the byte code the postinsts compile is there and valid (hash-checked) for a user who
+    # could not write it: numpy's and the stdlib's modules load from it
+    assert int(out[25]) > 100 and out[26] == "0"
     # accounts: a shadow entry per user, so su and useradd work
     out = podman("run", "--rm", "--user", "root", f"oci:{numpy_image.layout}", "/bin/bash",
                  "-c", ROOT_SCRIPT, env=podman_environ).stdout.splitlines()

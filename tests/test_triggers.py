@@ -34,11 +34,12 @@ IDENTICAL = ("usr/share/glib-2.0/schemas/gschemas.compiled",
 
 
 def test_only_images_with_trigger_packages_get_the_layer() -> None:
-    """The quickstart has GLib, so it gets the glib triggers; a layer list without them has
-    no triggers layer at all (its digest stays what it was)."""
+    """The quickstart has GLib and Debian's python3, so it gets the glib and byte-code
+    triggers; a layer list without them has no triggers layer at all (its digest stays what
+    it was)."""
     lock = read_lock(EXAMPLES / "quickstart" / "envnix.lock")
     assert lock is not None
-    assert image_triggers(lock) == ["gio-modules", "glib-schemas"]
+    assert image_triggers(lock) == ["gio-modules", "glib-schemas", "python-bytecode"]
     names = [layer["name"] for layer in plan_layers({}, with_triggers=True)]
     assert names == ["skeleton", "meta", "triggers"]
     assert "triggers" not in [layer["name"] for layer in plan_layers({})]

@@ -491,9 +491,11 @@ def _sort_key(rel: str) -> list[bytes]:
 
 
 def diff(rootfs: Rootfs, before: dict[str, State], after: dict[str, State],
-         notes: list[str]) -> tuple[list[Change], dict[str, tuple[int, int, int]]]:
+         notes: list[str], keep_pyc: bool = False
+         ) -> tuple[list[Change], dict[str, tuple[int, int, int]]]:
     """The changes (sorted by path components) and the image mode/owner of every path after
-    the run (for parent directories of changed paths)."""
+    the run (for parent directories of changed paths). ``keep_pyc``: the commands wrote
+    hash-checked byte code on purpose (triggers.py), so .pyc files are kept."""
     changes: list[Change] = []
     after_meta: dict[str, tuple[int, int, int]] = {}
     for rel, a in after.items():
@@ -516,7 +518,7 @@ def diff(rootfs: Rootfs, before: dict[str, State], after: dict[str, State],
         if name.startswith(WHITEOUT):
             raise A.BuilderError(f"the commands created /{rel}; names starting with '.wh.' "
                                  "mean deletions in OCI layers", what="run")
-        if a.kind == "file" and name.endswith(".pyc"):
+        if a.kind == "file" and name.endswith(".pyc") and not keep_pyc:
             continue
         changes.append(Change(rel, a.kind, *meta, target=a.target))
     for rel in before:
@@ -1021,7 +1023,8 @@ def _wait_for_clock_tick() -> None:
 
 def execute(out: str, trees: list[str], commands_for: Callable[[Rootfs], list[str]],
             env: dict[str, str], workdir: str, proot: str, loader: object, shell_given: str,
-            name: str, version: str, notes: list[str] | None = None) -> None:
+            name: str, version: str, notes: list[str] | None = None,
+            keep_pyc: bool = False) -> None:
     """Assemble the root from ``trees``, run the commands ``commands_for`` picks from it
     through proot, and write the changes as a package tree in ``out`` (also the entry point
     of triggers.py, which picks the image's own cache tools). No commands: an empty tree.
@@ -1060,7 +1063,7 @@ def execute(out: str, trees: list[str], commands_for: Callable[[Rootfs], list[st
             fail(commands, result)
 
         after = snapshot(rootfs.root)
-        changes, after_meta = diff(rootfs, before, after, notes)
+        changes, after_meta = diff(rootfs, before, after, notes, keep_pyc)
     os.makedirs(out, exist_ok=True)
     writer = write_changes(os.path.join(out, "root"), rootfs, changes, after_meta)
     A.write_meta(out, "run", name, version, writer.modes, notes + writer.notes)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from dataclasses import dataclass
 
@@ -82,8 +83,46 @@ TRIGGERS: dict[str, Trigger] = {
     # locales: postinst configure; update-locale is perl
     "locales": Trigger("/usr/sbin/locale-gen", ("sed", "sort", "grep", "perl", "update-locale"),
                        LOCALE_GEN),
+    # python3.X-minimal and python3.X: py_compile of libpython3.X-{minimal,stdlib}'s modules;
+    # every package's `py3compile -p PKG` (dh_python3). Commands: bytecode_commands().
+    "python-bytecode": Trigger("/usr/bin/py3compile", ("dpkg", "sed", "grep"), ()),
 }
+# A postinst's dh_python3 line: ``py3compile -p PKG[:ARCH] [DIR]``, literal words only.
+PY3COMPILE_RE = re.compile(
+    r"^\s*py3compile\s+-p\s+([a-z0-9][a-z0-9.+-]*(?::[a-z0-9]+)?)((?:\s+/[A-Za-z0-9._/+-]*)?)"
+    r"\s*(?:\|\|.*)?$", re.M)
 PATH_DIRS = ("/usr/sbin", "/usr/bin", "/sbin", "/bin")
+
+
+def bytecode_commands(rootfs: R.Rootfs) -> list[str]:
+    """What the Python packages' postinsts run to byte-compile, for this image: each
+    python3.X's py_compile over its libpython3.X-minimal and -stdlib modules (as listed by
+    dpkg, sitecustomize.py left out as python3.X-minimal does), then every literal
+    ``py3compile -p PKG`` of a postinst in dpkg's database, in package order. With
+    SOURCE_DATE_EPOCH set, Python writes hash-checked .pyc: valid whatever the mtimes."""
+    out: list[str] = []
+    bindir = os.path.join(rootfs.root, "usr/bin")
+    versions = sorted((n for n in os.listdir(bindir) if re.fullmatch(r"python3\.[0-9]+", n)),
+                      key=lambda n: int(n.split(".")[1])) if os.path.isdir(bindir) else []
+    info = os.path.join(rootfs.root, "var/lib/dpkg/info")
+    listed = set(os.listdir(info)) if os.path.isdir(info) else set()
+    for py in versions:
+        for lib, skip in ((f"lib{py}-minimal", " | grep -v sitecustomize.py"),
+                          (f"lib{py}-stdlib", "")):
+            if not ({f"{lib}.list", f"{lib}:amd64.list"} & listed):
+                continue
+            out.append(f"files=$(dpkg -L {lib} | sed -n '/^\\/usr\\/lib\\/{py}\\/.*\\.py$/p'"
+                       f"{skip}); if [ -n \"$files\" ]; then /usr/bin/{py} -E -S "
+                       f"/usr/lib/{py}/py_compile.py $files; fi")
+    for name in sorted(n for n in listed if n.endswith(".postinst")):
+        path = os.path.join(info, name)
+        if os.path.islink(path) or not os.path.isfile(path):
+            continue
+        with open(path, "rb") as f:
+            text = f.read().decode("utf-8", "replace")
+        for m in PY3COMPILE_RE.finditer(text):
+            out.append(f"py3compile -p {m.group(1)}{m.group(2)}")
+    return out
 
 
 def set_image_times(root: str, epoch: int) -> None:
@@ -113,7 +152,7 @@ def commands_for(names: list[str], epoch: int,
             if missing:
                 notes.append(f"trigger {name} not run: the image has no {', '.join(missing)}")
                 continue
-            out += trigger.commands
+            out += bytecode_commands(rootfs) if name == "python-bytecode" else trigger.commands
         if out:
             set_image_times(rootfs.root, epoch)
         return out
@@ -134,7 +173,8 @@ def main() -> None:
            "HOME": "/root"}
     notes: list[str] = []
     R.execute(out, trees, commands_for(names, int(epoch), notes), env, "/", A.getenv("proot"),
-              json.loads(A.getenv("prootLoader", "[]")), "", "triggers", "0", notes)
+              json.loads(A.getenv("prootLoader", "[]")), "", "triggers", "0", notes,
+              keep_pyc=True)
 
 
 if __name__ == "__main__":

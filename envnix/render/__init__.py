@@ -131,6 +131,7 @@ TRIGGER_PACKAGES: dict[str, tuple[str, ...]] = {
     "shared-mime-info": ("mime",),
     "fontconfig": ("fontconfig",),
     "locales": ("locales",),
+    "python3-minimal": ("python-bytecode",),
 }
 
 
