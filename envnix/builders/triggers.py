@@ -97,9 +97,9 @@ PATH_DIRS = ("/usr/sbin", "/usr/bin", "/sbin", "/bin")
 def bytecode_commands(rootfs: R.Rootfs) -> list[str]:
     """What the Python packages' postinsts run to byte-compile, for this image: each
     python3.X's py_compile over its libpython3.X-minimal and -stdlib modules (as listed by
-    dpkg, sitecustomize.py left out as python3.X-minimal does), then every literal
-    ``py3compile -p PKG`` of a postinst in dpkg's database, in package order. With
-    SOURCE_DATE_EPOCH set, Python writes hash-checked .pyc: valid whatever the mtimes."""
+    dpkg; sitecustomize.py only where its link resolves, as python3.X-minimal does), then
+    every literal ``py3compile -p PKG`` of a postinst in dpkg's database, in package order.
+    With SOURCE_DATE_EPOCH set, Python writes hash-checked .pyc: valid whatever the mtimes."""
     out: list[str] = []
     bindir = os.path.join(rootfs.root, "usr/bin")
     versions = sorted((n for n in os.listdir(bindir) if re.fullmatch(r"python3\.[0-9]+", n)),
@@ -107,8 +107,10 @@ def bytecode_commands(rootfs: R.Rootfs) -> list[str]:
     info = os.path.join(rootfs.root, "var/lib/dpkg/info")
     listed = set(os.listdir(info)) if os.path.isdir(info) else set()
     for py in versions:
-        for lib, skip in ((f"lib{py}-minimal", " | grep -v sitecustomize.py"),
-                          (f"lib{py}-stdlib", "")):
+        # python3.X-minimal leaves sitecustomize.py out when its link does not resolve
+        site = (f" | {{ if [ -e /usr/lib/{py}/sitecustomize.py ]; then cat; else grep -v "
+                "sitecustomize.py; fi; }")
+        for lib, skip in ((f"lib{py}-minimal", site), (f"lib{py}-stdlib", "")):
             if not ({f"{lib}.list", f"{lib}:amd64.list"} & listed):
                 continue
             out.append(f"files=$(dpkg -L {lib} | sed -n '/^\\/usr\\/lib\\/{py}\\/.*\\.py$/p'"
