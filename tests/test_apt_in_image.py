@@ -140,6 +140,11 @@ STEPS = {
     "check-after": "sudo apt-get check 2>&1",
     "audit": "dpkg --audit 2>&1",
     "installed-after": "dpkg -l | grep -c '^ii'",
+    # extended_states: nothing of the image is orphaned; removing the new package orphans
+    # exactly what it pulled in
+    "autoremove": "apt-get -s autoremove 2>&1 | grep -c '^Remv' || true",
+    "remove": f"sudo apt-get remove -y {NEW_PACKAGE} >/dev/null 2>&1 && "
+              "apt-get -s autoremove 2>&1 | grep '^Remv' | cut -d' ' -f2 | cut -d: -f1 | sort",
 }
 
 
@@ -191,3 +196,6 @@ def test_sudo_apt_get_install_in_a_dev_image(dev_image: Built, podman_environ: d
     assert out["audit"] == (0, "")
     new = re.findall(r"^Setting up (\S+) ", install[1], flags=re.M)
     assert int(out["installed-after"][1]) == len(names) + len(new)
+    assert out["autoremove"] == (0, "0")
+    pulled_in = sorted({n.split(":")[0] for n in new} - {NEW_PACKAGE})
+    assert pulled_in and out["remove"] == (0, "\n".join(pulled_in))

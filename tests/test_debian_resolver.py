@@ -27,6 +27,7 @@ from envnix.lock.debian import (
     DebPackage,
     IndexSnapshot,
     Relation,
+    auto_installed,
     fetch_index,
     fetch_release,
     load_index,
@@ -788,3 +789,18 @@ def test_armored_keyring_is_accepted(tmp_path: Path) -> None:
     _, text = fetch_index(AptSource(uri, "bookworm", keyring=str(armored)), "main",
                           tmp_path / "c")
     assert "Package: hello" in text
+
+
+def test_auto_installed_is_what_the_roots_pulled_in_beyond_the_base() -> None:
+    """apt's extended_states after a bootstrap: the Essential set and apt (with what they
+    need) are the base, the roots were asked for, the rest came in as dependencies."""
+    def pkg(name: str, depends: str = "", essential: bool = False, provides: str = "") -> dict:
+        control = f"Package: {name}\nDepends: {depends}\nProvides: {provides}\n"
+        return {"name": name, "essential": essential, "control": control}
+
+    packages = [pkg("grep", "libpcre", essential=True), pkg("libpcre"),
+                pkg("apt", "libapt (>= 2)"), pkg("libapt"),
+                pkg("python3", "libpython | python-runtime, mime-support"),
+                pkg("libpython"), pkg("media-types", provides="mime-support"),
+                pkg("sudo")]
+    assert auto_installed(packages, ["python3", "sudo"]) == ["libpython", "media-types"]

@@ -14,6 +14,8 @@ Environment:
             Each given user except root gets its home directory (owned by it).
   aptSources optional JSON list of the lock's apt sources ({uri, suite, components,
             snapshot?}); with apt in a tree, written as etc/apt/sources.list.d/envnix.sources
+  aptAuto   optional JSON list of package names apt should see as automatically installed
+            (var/lib/apt/extended_states), with apt in a tree
   skeleton  "1": build the skeleton instead (see below); users/workdir are ignored.
   pkgName, pkgVersion   optional, for meta.json (default "meta"/"skeleton" and "0").
 
@@ -66,6 +68,7 @@ import ldcache
 import pamconfig
 import services
 
+PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9.+-]{0,127}$")
 USER_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?$")
 MAX_ID = 2**32 - 2
 STATUS_LINE = "Status: install ok installed"
@@ -718,14 +721,23 @@ APT_PARTIAL_DIRS = ("var/lib/apt/lists/partial", "var/cache/apt/archives/partial
 
 
 def apt_state(users: list[User], find: dpkgdb.Find, writer: A.TreeWriter) -> None:
-    """With apt in the trees: its sources (the ``aptSources`` env) and the download
-    directories owned by _apt (the user base-passwd lists and apt's postinst would add)."""
+    """With apt in the trees: its sources (the ``aptSources`` env), which packages came in
+    as dependencies (``aptAuto``: extended_states) and the download directories owned by
+    _apt (the user base-passwd lists and apt's postinst would add)."""
     if find("usr/bin/apt-get") is None:
         return
     raw = A.getenv("aptSources", "").strip()
     text = apt_sources_text(raw, find) if raw else None
     if text is not None:
         writer.add_file("etc/apt/sources.list.d/envnix.sources", text, 0o644)
+    auto = A.json_input(A.getenv("aptAuto", "").strip() or "[]", "aptAuto")
+    if not isinstance(auto, list) or not all(isinstance(n, str) and PACKAGE_RE.match(n)
+                                             for n in auto):
+        raise A.BuilderError("aptAuto: must be a JSON list of package names")
+    if auto:  # as apt writes it, with the native architecture for every package
+        writer.add_file("var/lib/apt/extended_states", "".join(
+            f"Package: {n}\nArchitecture: amd64\nAuto-Installed: 1\n\n"
+            for n in sorted(auto)).encode(), 0o644)
     apt_user = next((u for u in users if u.name == "_apt"), None)
     if apt_user is not None:
         for rel in APT_PARTIAL_DIRS:

@@ -708,6 +708,40 @@ def resolve(index: DebIndex, roots: Sequence[str],
     return [_to_package(index, r.selected[n]) for n in sorted(r.selected)]
 
 
+def auto_installed(packages: Sequence[Mapping[str, Any]], roots: Sequence[str]) -> list[str]:
+    """The locked packages apt would mark ``Auto-Installed`` (its ``extended_states``), as
+    after a bootstrap: what the Essential set and apt pull in is the base, the caller's roots
+    are asked for by name, everything else came in as their dependency. *packages* are the
+    lock's apt packages (``name``, ``essential``, ``control``); sorted names."""
+    by_name = {p["name"]: p for p in packages}
+    provided: dict[str, str] = {}
+    for name in sorted(by_name):
+        fields = _deb822_paragraphs(by_name[name].get("control", ""))
+        for group in parse_relations(fields[0].get("provides", "") if fields else ""):
+            provided.setdefault(group[0].name, name)
+
+    def depends(name: str) -> list[str]:
+        fields = _deb822_paragraphs(by_name[name].get("control", ""))
+        text = ", ".join(fields[0].get(k, "") for k in ("pre-depends", "depends")) \
+            if fields else ""
+        found = []
+        for group in parse_relations(text):
+            pick = next((r.name if r.name in by_name else provided[r.name] for r in group
+                         if r.name in by_name or r.name in provided), None)
+            if pick is not None:
+                found.append(pick)
+        return found
+
+    base: set[str] = set()
+    todo = [n for n, p in by_name.items() if p.get("essential")] + ["apt"]
+    while todo:
+        name = todo.pop()
+        if name in by_name and name not in base:
+            base.add(name)
+            todo += depends(name)
+    return sorted(set(by_name) - base - set(roots))
+
+
 # --------------------------------------------------------------------------------------------
 # apt sources
 # --------------------------------------------------------------------------------------------

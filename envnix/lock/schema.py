@@ -319,7 +319,7 @@ _PLAN = obj(
     },
     # Optional: a plan rendered before images got apt sources has none (no sources list),
     # and one rendered before the triggers layer names no triggers (plan.layers has none).
-    {"aptSources": array(_PLAN_APT_SOURCE), "triggers": array(token)},
+    {"aptSources": array(_PLAN_APT_SOURCE), "triggers": array(token), "aptAuto": array(token)},
     # Fields a newer renderer adds are left to the Nix expression of the same version.
     other_keys=True,
 )

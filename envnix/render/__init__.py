@@ -31,6 +31,7 @@ import jinja2
 from envnix import __version__
 from envnix.errors import SpecError, UsageError, os_reason
 from envnix.fileio import atomic_write, default_mode
+from envnix.lock import debian
 from envnix.lock.lockfile import LOCK_NAME, Lock
 from envnix.lock.schema import PLAN_SCHEMA
 from envnix.nixexpr import check_artifact, nix_string
@@ -208,6 +209,7 @@ def build_plan(spec: ImageSpec, lock: Lock, tag: str) -> dict[str, Any]:
                     f"/bin/{spec.dev.shell}"]] if spec.dev else []),
         "runs": [{"commands": r.commands} for r in spec.runs],
         "aptSources": image_apt_sources(spec, lock),
+        "aptAuto": image_apt_auto(lock),
         "runEnv": dict(item.split("=", 1) for item in (
             merged_env(spec, lock.base) if lock.base
             else spec.env_list(cuda_library_dirs(spec, lock)))),
@@ -234,6 +236,17 @@ def image_apt_sources(spec: ImageSpec, lock: Lock) -> list[dict[str, Any]]:
             entry["snapshot"] = src["snapshot"]
         out.append(entry)
     return out
+
+
+def image_apt_auto(lock: Lock) -> list[str]:
+    """The packages the image's apt should see as automatically installed (extended_states),
+    so ``apt-get autoremove`` treats them as after ``apt-get install`` of the image's
+    packages; nothing without apt in the image."""
+    names = {p["name"] for p in lock.apt_packages}
+    if "apt" not in names or lock.base is not None:
+        return []
+    roots = [r.split("=", 1)[0] for r in lock.inputs.get("apt", {}).get("packages", [])]
+    return debian.auto_installed(lock.apt_packages, roots)
 
 
 INIT_PATH = "/usr/local/bin/envnix-init"
