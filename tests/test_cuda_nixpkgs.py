@@ -22,6 +22,7 @@ from test_cuda import DRIVER_DIRS, SYSTEM_SITE, check_image, image_config_of
 
 from envnix.lock.pip import lock_pip
 from envnix.spec import PipRequest
+from envnix.toolchain import ensure
 
 CUDART_WHEEL = "nvidia-cuda-runtime-cu12==12.4.127"
 
@@ -30,7 +31,12 @@ STAND_IN = r'''
 { config ? { }, ... }:
 let
   system = "x86_64-linux";
-  python = "/usr/bin/python3";
+  # No host path: the stand-in's builders run on envnix's pinned toolchain, as a real
+  # nixpkgs' run on its own python.
+  tc = builtins.storePath "@TOOLCHAIN@";
+  python = "${tc}/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2";
+  py = [ "--library-path" "${tc}/lib/x86_64-linux-gnu:${tc}/usr/lib/x86_64-linux-gnu"
+         "${tc}/usr/bin/python3.11" "-E" "-s" ];
   wheel = import <nix/fetchurl.nix> { url = "@URL@"; sha256 = "@SHA256@"; };
   unpackCudart = ''
 import os, zipfile
@@ -50,7 +56,7 @@ with open(os.environ["out"] + "/share/README", "w") as f:
   marker = name: derivation {
     inherit name system;
     builder = python;
-    args = [ "-c" ''
+    args = py ++ [ "-c" ''
 import os
 os.makedirs(os.environ["out"] + "/bin")
 path = os.environ["out"] + "/bin/${name}"
@@ -79,7 +85,7 @@ in {
       name = "cuda_cudart-12.4.127";
       inherit system wheel;
       builder = python;
-      args = [ "-c" unpackCudart ];
+      args = py ++ [ "-c" unpackCudart ];
       outputs = [ "out" "lib" ];
     } // { version = "12.4.127"; };
     cuda_nvrtc = marker "nvrtc";
@@ -91,7 +97,7 @@ in {
     name = "closure-info";
     inherit system;
     builder = python;
-    args = [ "-c" closureScript ];
+    args = py ++ [ "-c" closureScript ];
     exportReferencesGraph = builtins.concatLists (builtins.genList
       (i: [ "graph${toString i}" (builtins.elemAt rootPaths i) ]) (builtins.length rootPaths));
   };
@@ -105,7 +111,8 @@ def stand_in(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("nixpkgs-stand-in")
     [wheel] = lock_pip(PipRequest(packages=[CUDART_WHEEL]), root, "3.11", "2.36")
     (root / "default.nix").write_text(
-        STAND_IN.replace("@URL@", wheel.url).replace("@SHA256@", wheel.sha256))
+        STAND_IN.replace("@URL@", wheel.url).replace("@SHA256@", wheel.sha256)
+        .replace("@TOOLCHAIN@", ensure()))
     return root
 
 
