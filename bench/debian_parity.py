@@ -24,7 +24,7 @@ from _common import envnix, field, work_dir
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from envnix.lock import debian  # noqa: E402
+from envnix.lock.apt.sources import machine_apt_sources  # noqa: E402
 
 # Directories whose contents neither side is expected to share: mounts, and what docs and
 # man pages are (counted apart so the interesting figure is not drowned).
@@ -80,7 +80,7 @@ def main() -> None:
     store = Path(field(out, "store"))
     with work_dir(args.keep, "parity") as work:
         ref, bundle = work / "mmdebstrap", work / "envnix"
-        sources = debian.machine_apt_sources(lock["inputs"]["apt"]["release"])
+        sources = machine_apt_sources(lock["inputs"]["apt"]["release"])
         lines = [f"deb {s.uri} {s.suite} {' '.join(s.components)}" for s in sources]
         roots = lock["inputs"]["apt"]["packages"]
         subprocess.run(["mmdebstrap", "--variant=apt", "--include=" + ",".join(roots),

@@ -41,7 +41,7 @@ from _apt_signing import clearsign
 from _conda_channel import ChannelServer, serve
 from _ubuntu_archive import MTIME, write_ar
 
-from envnix.lock import debian
+from envnix.lock.apt.fetch import default_cache_dir
 from envnix.lock.pip import Wheel, lock_pip
 from envnix.spec import PipRequest
 
@@ -82,7 +82,7 @@ def runtime_wheel(cache: Path | None = None) -> tuple[Wheel, bytes]:
     """NVIDIA's runtime wheel: URL and sha256 from the index (lock_pip, uv's default index),
     the bytes checked against that sha256."""
     (wheel,) = lock_pip(PipRequest(packages=[RUNTIME_WHEEL]), Path("."), "3.11", "2.36")
-    cache = cache or debian.default_cache_dir().parent / "fixture-wheels"
+    cache = cache or default_cache_dir().parent / "fixture-wheels"
     cached = cache / f"{wheel.sha256}.whl"
     with contextlib.suppress(OSError):
         data = cached.read_bytes()

@@ -2,7 +2,7 @@
 
 Ubuntu's archives are not reachable from CI machines, and a fake would only test our idea of
 the format. So this module takes a small closure of genuine Debian bookworm packages from this
-machine's own Debian mirror (resolved with envnix.lock.debian itself), and lays them out as an
+machine's own Debian mirror (resolved with envnix.lock.apt itself), and lays them out as an
 Ubuntu mirror does::
 
     dists/jammy/{InRelease,Release}                 Origin: Ubuntu, Components, SHA256 list
@@ -48,7 +48,11 @@ from pathlib import Path
 from _apt_signing import clearsign
 from _conda_channel import ChannelServer, serve
 
-from envnix.lock import debian
+from envnix.lock.apt.fetch import default_cache_dir, fetch_index, fetch_release
+from envnix.lock.apt.index import DebIndex
+from envnix.lock.apt.resolver import resolve
+from envnix.lock.apt.sources import machine_apt_sources
+from envnix.lock.apt.version import version_compare
 
 CODENAME = "jammy"
 VERSION = "22.04"
@@ -298,23 +302,23 @@ def build_archive(root: Path, roots: Sequence[str] = (),
     image asks for beyond :data:`MAIN_ROOTS` (a dev image's sudo and shell).
     """
     main_roots = [r for r in dict.fromkeys([*MAIN_ROOTS, *roots]) if r != UNIVERSE_ONLY]
-    sources = debian.machine_apt_sources("bookworm")
-    index = debian.DebIndex("bookworm")
+    sources = machine_apt_sources("bookworm")
+    index = DebIndex("bookworm")
     texts = []
     for source in sources:
-        release = debian.fetch_release(source)
+        release = fetch_release(source)
         for component in source.components:
-            _, text = debian.fetch_index(source, component, release=release)
+            _, text = fetch_index(source, component, release=release)
             index.add_packages_text(text, source.uri, source.suite)
             texts.append(text)
     # The release's Essential set is in main, as on Ubuntu: every image locks it.
-    main = debian.resolve(index, main_roots, essential=True)
-    with_universe = debian.resolve(index, [*main_roots, UNIVERSE_ONLY], essential=True)
+    main = resolve(index, main_roots, essential=True)
+    with_universe = resolve(index, [*main_roots, UNIVERSE_ONLY], essential=True)
     main_names = {p.name for p in main}
     universe = [p for p in with_universe if p.name not in main_names]
     assert [p.name for p in universe] == [UNIVERSE_ONLY], universe
     stanzas = _debian_stanzas(texts, {(p.name, p.version) for p in with_universe})
-    cache = cache or debian.default_cache_dir().parent / "fixture-debs"
+    cache = cache or default_cache_dir().parent / "fixture-debs"
 
     debs: list[ArchiveDeb] = []
     suite_stanzas: dict[str, dict[str, list[str]]] = {
@@ -348,7 +352,7 @@ def build_archive(root: Path, roots: Sequence[str] = (),
             publish(data, stanza, "main", [CODENAME], basename)
         if pkg.name == UPDATED:
             version = pkg.version + UPDATE_SUFFIX
-            assert debian.version_compare(version, pkg.version) > 0
+            assert version_compare(version, pkg.version) > 0
             repacked = repack_with_version(data, version)
             publish(repacked, stanza, "main",
                     [f"{CODENAME}-updates", f"{CODENAME}-security"],

@@ -589,7 +589,8 @@ def fetch(url: str) -> bytes:
 @pytest.fixture(scope="module")
 def bookworm_index(tmp_path_factory: pytest.TempPathFactory) -> object:
     from envnix.errors import EnvnixError
-    from envnix.lock.debian import load_index, machine_apt_sources
+    from envnix.lock.apt.fetch import load_index
+    from envnix.lock.apt.sources import machine_apt_sources
     try:
         _, index = load_index(machine_apt_sources("bookworm", components=("main",)))
     except EnvnixError as exc:
@@ -599,7 +600,7 @@ def bookworm_index(tmp_path_factory: pytest.TempPathFactory) -> object:
 
 def deb_image(index: object, roots: list[str], base: Path) -> list[Path]:
     """Resolve, download (sha256-checked) and unpack ``roots``' closure; add skeleton + meta."""
-    from envnix.lock.debian import resolve
+    from envnix.lock.apt.resolver import resolve
     pkgs = resolve(index, roots)  # type: ignore[arg-type]
     debs = base / "debs"
     debs.mkdir(parents=True)

@@ -25,7 +25,10 @@ from test_cuda import error_of as cuda_error_of
 from test_cuda import spec_of as cuda_spec_of
 
 from envnix.errors import LockError, PackageNotFoundError, UsageError
-from envnix.lock import debian
+from envnix.lock.apt import lock_apt
+from envnix.lock.apt.index import DebIndex, DebPackage, IndexSnapshot
+from envnix.lock.apt.resolver import resolve
+from envnix.lock.apt.sources import AptSource, flat_source, machine_apt_sources
 from envnix.lock.lockfile import Lock
 from envnix.render import cuda_library_dirs, image_config
 from envnix.spec import CudaSpec, ImageSpec, cuda_apt
@@ -217,8 +220,8 @@ def cuda_spec(requirements: list[str], version: str = "12.4", cudnn: str = "") -
 
 
 def test_lock_sources(monkeypatch: pytest.MonkeyPatch) -> None:
-    machine = [debian.AptSource("http://m.test/debian", "bookworm"),
-               debian.AptSource("http://m.test/debian-security", "bookworm-security",
+    machine = [AptSource("http://m.test/debian", "bookworm"),
+               AptSource("http://m.test/debian-security", "bookworm-security",
                                 ("main", "non-free"))]
     with_nonfree = cuda_apt.lock_sources(cuda_spec(["libcudart11.0"], "11.8"), machine)
     assert [s.components for s in with_nonfree] == [("main", "non-free"), ("main", "non-free")]
@@ -238,15 +241,15 @@ def test_lock_sources(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_flat_source_urls() -> None:
-    flat = debian.flat_source("http://r.test/repo/", "ENVNIX_CUDA_APT_REPO")
+    flat = flat_source("http://r.test/repo/", "ENVNIX_CUDA_APT_REPO")
     assert (flat.flat, flat.dist_url, flat.files_url) == (
         True, "http://r.test/repo", "http://r.test/repo")
-    sub = debian.AptSource("http://r.test/repo", "./sub/", ())
+    sub = AptSource("http://r.test/repo", "./sub/", ())
     assert (sub.dist_url, sub.files_url) == ("http://r.test/repo/sub", "http://r.test/repo/sub")
-    plain = debian.AptSource("http://m.test/debian", "bookworm")
+    plain = AptSource("http://m.test/debian", "bookworm")
     assert (plain.flat, plain.dist_url) == (False, "http://m.test/debian/dists/bookworm")
     with pytest.raises(UsageError, match="ENVNIX_CUDA_APT_REPO: an apt repository must be"):
-        debian.flat_source("ftp://r.test/repo", "ENVNIX_CUDA_APT_REPO")
+        flat_source("ftp://r.test/repo", "ENVNIX_CUDA_APT_REPO")
 
 
 def stanza(name: str, version: str, depends: str = "", filename: str | None = None) -> str:
@@ -257,7 +260,7 @@ def stanza(name: str, version: str, depends: str = "", filename: str | None = No
 
 
 def test_resolver_leaves_the_driver_to_the_host_and_takes_version_globs() -> None:
-    index = debian.DebIndex.from_packages_text("\n".join([
+    index = DebIndex.from_packages_text("\n".join([
         stanza("nvidia-cuda-dev", "11.8.89~11.8.0-5~deb12u1",
                "libcudart11.0, libcuda1 (>= 520) | libnvidia-tesla-cuda1 (>= 520) | "
                "libcuda.so.1 (>= 520) | libcuda-11.8-1"),
@@ -268,22 +271,22 @@ def test_resolver_leaves_the_driver_to_the_host_and_takes_version_globs() -> Non
         stanza("libcudnn8", "8.9.6.50-1+cuda12.2"),
     ]), REPO, "/")
     with pytest.raises(LockError, match="nvidia-support"):
-        debian.resolve(index, ["nvidia-cuda-dev"])  # the driver's own closure
-    pins = debian.resolve(index, ["nvidia-cuda-dev"], ("libcuda1", "libcuda.so.1"))
+        resolve(index, ["nvidia-cuda-dev"])  # the driver's own closure
+    pins = resolve(index, ["nvidia-cuda-dev"], ("libcuda1", "libcuda.so.1"))
     assert [p.name for p in pins] == ["libcudart11.0", "nvidia-cuda-dev"]
     assert pins[0].url == f"{REPO}/libcudart11.0_11.8.89~11.8.0-5~deb12u1_amd64.deb"
-    (cudnn,) = debian.resolve(index, ["libcudnn8=8.*+cuda11.*"])
+    (cudnn,) = resolve(index, ["libcudnn8=8.*+cuda11.*"])
     assert cudnn.version == "8.9.7.29-1+cuda11.8"
-    assert debian.resolve(index, ["libcudnn8=8.9.6.*"])[0].version == "8.9.6.50-1+cuda12.2"
+    assert resolve(index, ["libcudnn8=8.9.6.*"])[0].version == "8.9.6.50-1+cuda12.2"
     with pytest.raises(PackageNotFoundError) as info:
-        debian.resolve(index, ["libcudnn8=9.*"])
+        resolve(index, ["libcudnn8=9.*"])
     assert str(info.value) == (
         "apt package libcudnn8=9.* not found in / (amd64); available versions: "
         "8.9.7.29-1+cuda12.2, 8.9.7.29-1+cuda11.8, 8.9.6.50-1+cuda12.2")
 
 
 def test_index_check_lists_what_the_repository_has() -> None:
-    index = debian.DebIndex.from_packages_text("\n".join([
+    index = DebIndex.from_packages_text("\n".join([
         stanza("cuda-cudart-11-8", "11.8.89-1"), stanza("cuda-cudart-12-1", "12.1.105-1"),
         stanza("cuda-cudart-12-2", "12.2.140-1"), stanza("cuda-cudart-12-4", "12.4.127-1"),
         stanza("libcublas-12-4", "12.4.5.8-1"),
@@ -327,13 +330,13 @@ def test_index_check_lists_what_the_repository_has() -> None:
 # ------------------------------------------------------------------------------------------
 
 
-def lock_cuda_apt(spec: ImageSpec, sources: list[debian.AptSource],
+def lock_cuda_apt(spec: ImageSpec, sources: list[AptSource],
                   progress: list[str] | None = None
-                  ) -> tuple[list[debian.AptSource], list[debian.IndexSnapshot],
-                             list[debian.DebPackage]]:
+                  ) -> tuple[list[AptSource], list[IndexSnapshot],
+                             list[DebPackage]]:
     """The apt part of envnix.lock.make_lock for a CUDA spec (without its conda solve)."""
     sources = cuda_apt.lock_sources(spec.cuda, sources)
-    indexes, packages = debian.lock_apt(
+    indexes, packages = lock_apt(
         sources, spec.apt_roots(), progress=progress.append if progress is not None else None,
         host_provided=cuda_apt.host_provided(spec.cuda),
         check=cuda_apt.index_check(spec.cuda, cuda_apt.describe_source(spec.cuda, sources),
@@ -347,7 +350,7 @@ def test_debian_nonfree_dev_closure_has_no_driver(tmp_path: Path) -> None:
     nvidia-cuda-dev; those are the host's, so the ~1.6 GB closure must hold neither."""
     spec = spec_of(tmp_path, V0.format(os="debian12", args='version="11.8", cudnn=""'))
     lines: list[str] = []
-    sources, indexes, packages = lock_cuda_apt(spec, debian.machine_apt_sources("bookworm"),
+    sources, indexes, packages = lock_cuda_apt(spec, machine_apt_sources("bookworm"),
                                                lines)
     assert all("non-free" in s.components for s in sources)
     assert ("bookworm", "non-free") in {(i.suite, i.component) for i in indexes}
@@ -379,8 +382,8 @@ def test_lock_from_the_flat_repository(nvidia_repo: tuple[NvidiaRepo, ChannelSer
     monkeypatch.setenv(cuda_apt.REPO_ENV, url)
     spec = spec_of(tmp_path, V1.format(image="debian:12", dev="False",
                                        args='version="12.4", cudnn=""'))
-    sources, indexes, packages = lock_cuda_apt(spec, debian.machine_apt_sources("bookworm"))
-    assert sources[-1] == debian.AptSource(url, "/", ())
+    sources, indexes, packages = lock_cuda_apt(spec, machine_apt_sources("bookworm"))
+    assert sources[-1] == AptSource(url, "/", ())
     flat = indexes[-1]
     assert (flat.uri, flat.suite, flat.url) == (url, "/", f"{url}/Packages.gz")
     pins = {p.name: p for p in packages}
@@ -408,7 +411,7 @@ def test_a_release_the_repository_lacks_lists_what_it_has(
     ]:
         spec = spec_of(tmp_path, V1.format(image="debian:12", dev="False", args=args))
         with pytest.raises(LockError) as info:
-            lock_cuda_apt(spec, debian.machine_apt_sources("bookworm"))
+            lock_cuda_apt(spec, machine_apt_sources("bookworm"))
         assert str(info.value) == message
     monkeypatch.setenv(cuda_apt.REPO_ENV, url + "/missing")
     spec = spec_of(tmp_path, V1.format(image="debian:12", dev="False",
@@ -416,7 +419,7 @@ def test_a_release_the_repository_lacks_lists_what_it_has(
     # The repository answered without the file: a setting to fix (4), not a retry (8).
     with pytest.raises(LockError, match=r"carry a flat apt repository .*\? check "
                                          "ENVNIX_CUDA_APT_REPO$"):
-        lock_cuda_apt(spec, debian.machine_apt_sources("bookworm"))
+        lock_cuda_apt(spec, machine_apt_sources("bookworm"))
 
 
 # ------------------------------------------------------------------------------------------

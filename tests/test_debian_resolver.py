@@ -1,4 +1,4 @@
-"""Tests for envnix.lock.debian: version order, relations, sources, index fetching, resolution.
+"""Tests for envnix.lock.apt: version order, relations, sources, index fetching, resolution.
 
 Offline tests use hand-written Packages/Release texts and a file:// mirror in tmp_path.
 Tests marked ``network`` use the Debian mirror from this machine's own apt sources.
@@ -21,25 +21,13 @@ import pytest
 from _apt_signing import KEYRING, clearsign, detach_sign
 
 from envnix.errors import FetchError, LockError, PackageNotFoundError, UsageError
-from envnix.lock.debian import (
-    AptSource,
-    DebIndex,
-    DebPackage,
-    IndexSnapshot,
-    Relation,
-    auto_installed,
-    fetch_index,
-    fetch_release,
-    load_index,
-    lock_apt,
-    machine_apt_sources,
-    parse_relations,
-    parse_release,
-    resolve,
-    sources_for_mirror,
-    version_compare,
-    version_key,
-)
+from envnix.lock.apt import lock_apt
+from envnix.lock.apt.fetch import fetch_index, fetch_release, load_index, parse_release
+from envnix.lock.apt.index import DebIndex, DebPackage, IndexSnapshot
+from envnix.lock.apt.relations import Relation, parse_relations
+from envnix.lock.apt.resolver import auto_installed, resolve
+from envnix.lock.apt.sources import AptSource, machine_apt_sources, sources_for_mirror
+from envnix.lock.apt.version import version_compare, version_key
 
 # A URI that no test ever fetches from: hand-written indexes only need a base for pin URLs.
 FAKE_URI = "file:///nonexistent/debian"

@@ -20,7 +20,10 @@ import pytest
 from _podman import podman
 from conftest import Built, build, envnix
 
-from envnix.lock import debian
+from envnix.lock.apt import lock_apt
+from envnix.lock.apt.index import DebIndex, essential_names
+from envnix.lock.apt.resolver import resolve
+from envnix.lock.apt.sources import machine_apt_sources
 
 ESSENTIAL_TOOLS = ("grep", "sed", "findutils", "gzip", "diffutils", "libc-bin", "util-linux",
                    "base-passwd", "login", "hostname", "ncurses-bin", "bsdutils",
@@ -36,7 +39,7 @@ def stanza(name: str, version: str = "1.0", **fields: str) -> str:
 
 
 def test_essential_packages_are_roots_after_the_callers() -> None:
-    index = debian.DebIndex.from_packages_text("\n".join([
+    index = DebIndex.from_packages_text("\n".join([
         stanza("app", Depends="libx"),
         stanza("libx"),
         stanza("grep", Essential="yes", Depends="libpcre"),
@@ -44,10 +47,10 @@ def test_essential_packages_are_roots_after_the_callers() -> None:
         stanza("libpcre", "1.0"),
         stanza("sed", Essential="no"),
     ]), "http://mirror.invalid/debian", "bookworm")
-    assert debian.essential_names(index) == ["grep"]
-    plain = [p.name for p in debian.resolve(index, ["app"])]
+    assert essential_names(index) == ["grep"]
+    plain = [p.name for p in resolve(index, ["app"])]
     assert plain == ["app", "libx"]
-    full = debian.resolve(index, ["app", "libpcre=1.0"], essential=True)
+    full = resolve(index, ["app", "libpcre=1.0"], essential=True)
     assert [(p.name, p.version) for p in full] == [
         ("app", "1.0"), ("grep", "1.0"), ("libpcre", "1.0"), ("libx", "1.0")]
     assert next(p for p in full if p.name == "grep").essential
@@ -55,9 +58,9 @@ def test_essential_packages_are_roots_after_the_callers() -> None:
 
 @pytest.mark.network
 def test_bookworm_essential_closure_from_the_mirror() -> None:
-    sources = debian.machine_apt_sources("bookworm")
-    _, with_essential = debian.lock_apt(sources, BASE_ROOTS, essential=True)
-    _, minimal = debian.lock_apt(sources, BASE_ROOTS)
+    sources = machine_apt_sources("bookworm")
+    _, with_essential = lock_apt(sources, BASE_ROOTS, essential=True)
+    _, minimal = lock_apt(sources, BASE_ROOTS)
     names = {p.name for p in with_essential}
     assert set(ESSENTIAL_TOOLS) <= names
     assert "mawk" in names  # base-files pre-depends on awk
@@ -223,7 +226,7 @@ def _against_mmdebstrap(built: Built, tag: str, tmp_path: Path) -> tuple[Path, P
     checking that nothing of the reference is missing but what ACCEPTED_MISSING explains."""
     lock = json.loads((built.context / "envnix.lock").read_text())
     roots = lock["inputs"]["apt"]["packages"]
-    sources = debian.machine_apt_sources("bookworm")
+    sources = machine_apt_sources("bookworm")
     lines = [f"deb {s.uri} {s.suite} {' '.join(s.components)}" for s in sources]
     ref = tmp_path / "ref"
     subprocess.run(["mmdebstrap", "--variant=apt", "--include=" + ",".join(roots),

@@ -19,7 +19,7 @@ import pytest
 from _podman import podman
 from conftest import EXAMPLES, Built, build
 
-from envnix.lock import debian
+from envnix.lock.apt.sources import machine_apt_sources
 from envnix.lock.lockfile import read_lock
 from envnix.render import image_triggers, nix_options, plan_layers
 
@@ -74,7 +74,7 @@ def _files(root: Path, under: str) -> dict[str, bytes]:
 @pytest.mark.skipif(shutil.which("mmdebstrap") is None, reason="mmdebstrap is not installed")
 def test_caches_equal_mmdebstraps(image: Built, tmp_path: Path) -> None:
     lock = json.loads((image.context / "envnix.lock").read_text())
-    sources = debian.machine_apt_sources("bookworm")
+    sources = machine_apt_sources("bookworm")
     lines = [f"deb {s.uri} {s.suite} {' '.join(s.components)}" for s in sources]
     ref = tmp_path / "ref"
     subprocess.run(["mmdebstrap", "--variant=apt", "--include="

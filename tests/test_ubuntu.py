@@ -37,15 +37,13 @@ from conftest import Built, build, envnix
 from envnix.errors import LockError, UsageError
 from envnix.frontend import load_spec
 from envnix.lock import apt_sources
-from envnix.lock.debian import (
+from envnix.lock.apt import lock_apt
+from envnix.lock.apt.fetch import load_index, parse_release, release_lacks
+from envnix.lock.apt.sources import (
     AptSource,
     at_snapshot,
     check_snapshot,
-    load_index,
-    lock_apt,
     machine_apt_sources,
-    parse_release,
-    release_lacks,
     snapshot_of,
     sources_for_mirror,
 )

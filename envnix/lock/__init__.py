@@ -23,7 +23,10 @@ from envnix.frontend.envyaml import (
     parse_env_yaml,
     resolve_channels,
 )
-from envnix.lock import debian, pip
+from envnix.lock import pip
+from envnix.lock.apt import lock_apt
+from envnix.lock.apt.index import DebPackage, IndexSnapshot
+from envnix.lock.apt.sources import AptSource, machine_apt_sources, sources_for_mirror
 from envnix.lock.cuda import lock_cuda_pip
 from envnix.lock.lockfile import (
     LOCK_NAME,
@@ -136,7 +139,7 @@ def lock_inputs(spec: ImageSpec, context: Path,
 
 def apt_sources(release: OsRelease, mirror: str | None = None,
                 security_mirror: str | None = None,
-                snapshot: str | None = None) -> list[debian.AptSource]:
+                snapshot: str | None = None) -> list[AptSource]:
     """Where the release's apt indexes come from, with its components (Ubuntu: main + universe).
 
     --apt-mirror / ENVNIX_APT_MIRROR (plus ENVNIX_APT_SECURITY_MIRROR), taken at
@@ -149,7 +152,7 @@ def apt_sources(release: OsRelease, mirror: str | None = None,
     security_mirror = security_mirror or os.environ.get("ENVNIX_APT_SECURITY_MIRROR")
     snapshot = snapshot or os.environ.get("ENVNIX_APT_SNAPSHOT") or None
     if mirror:
-        return debian.sources_for_mirror(
+        return sources_for_mirror(
             mirror, release.codename, security_mirror=security_mirror, distro=release.distro,
             components=release.components, snapshot=snapshot)
     if snapshot:
@@ -158,17 +161,17 @@ def apt_sources(release: OsRelease, mirror: str | None = None,
     # Debian keeps the components the machine lists (as its locks always have); for Ubuntu
     # the image's release decides (main + universe), whatever the host enabled.
     components = None if release.distro == "debian" else release.components
-    return debian.machine_apt_sources(release.codename, distro=release.distro,
+    return machine_apt_sources(release.codename, distro=release.distro,
                                       components=components)
 
 
-def make_lock(spec: ImageSpec, context: Path, sources: list[debian.AptSource],
+def make_lock(spec: ImageSpec, context: Path, sources: list[AptSource],
               progress: Progress | None = None) -> Lock:
     """Resolve everything the spec asks for. Network access happens here and only here."""
     plan = conda_plan(spec, context)
     base: dict[str, Any] | None = None
-    indexes: list[debian.IndexSnapshot] = []
-    packages: list[debian.DebPackage] = []
+    indexes: list[IndexSnapshot] = []
+    packages: list[DebPackage] = []
     if spec.base_image:
         from envnix.lock.image import resolve_base
 
@@ -180,7 +183,7 @@ def make_lock(spec: ImageSpec, context: Path, sources: list[debian.AptSource],
         # --cuda-provider apt: NVIDIA's repository or Debian's non-free join the sources (and
         # the lock's record of them); the driver's packages are the host's, never installed.
         sources = cuda_apt.lock_sources(spec.cuda, sources)
-        indexes, packages = debian.lock_apt(
+        indexes, packages = lock_apt(
             sources, spec.apt_roots(), progress=progress,
             host_provided=cuda_apt.host_provided(spec.cuda),
             essential=spec.apt_profile == "essential",

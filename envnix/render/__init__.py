@@ -31,7 +31,7 @@ import jinja2
 from envnix import __version__
 from envnix.errors import SpecError, UsageError, os_reason
 from envnix.fileio import atomic_write, default_mode
-from envnix.lock import debian
+from envnix.lock.apt.resolver import auto_installed
 from envnix.lock.lockfile import LOCK_NAME, Lock
 from envnix.lock.schema import PLAN_SCHEMA
 from envnix.nixexpr import check_artifact, nix_string
@@ -246,7 +246,7 @@ def image_apt_auto(lock: Lock) -> list[str]:
     if "apt" not in names or lock.base is not None:
         return []
     roots = [r.split("=", 1)[0] for r in lock.inputs.get("apt", {}).get("packages", [])]
-    return debian.auto_installed(lock.apt_packages, roots)
+    return auto_installed(lock.apt_packages, roots)
 
 
 INIT_PATH = "/usr/local/bin/envnix-init"

@@ -30,7 +30,7 @@ from envnix.errors import LockError, SpecError, UsageError
 from envnix.spec.cuda import satisfiable_summary
 
 if TYPE_CHECKING:
-    from envnix.lock.debian import AptSource
+    from envnix.lock.apt.sources import AptSource
     from envnix.spec import CudaSpec, OsRelease
 
 KEYRING_ENV = "ENVNIX_CUDA_APT_KEYRING"
@@ -65,7 +65,7 @@ CUDNN_MAJORS = (8, 9)  # NVIDIA's repositories: libcudnn8, libcudnn9-cuda-X
 
 
 class PackageIndex(Protocol):
-    """What :func:`index_check` reads of the merged apt index (envnix.lock.debian.DebIndex)."""
+    """What :func:`index_check` reads of the merged apt index (envnix.lock.apt.index.DebIndex)."""
 
     def names(self) -> list[str]: ...
 
@@ -230,7 +230,7 @@ def lock_sources(cuda: CudaSpec | None, sources: Sequence[AptSource]) -> list[Ap
     """The image's apt sources plus where its CUDA packages come from: NVIDIA's repository
     (a flat repository, after the distribution's suites), or Debian's non-free component
     added to the Debian suites."""
-    from envnix.lock.debian import flat_source
+    from envnix.lock.apt.sources import flat_source
 
     if cuda is None or cuda.provider != "apt":
         return list(sources)

@@ -254,7 +254,9 @@ def make_pin(version: int, stage0: dict[str, str],
     """A fresh pin from this machine's Debian mirror: the newest bookworm (+updates,
     +security) version of every package in PACKAGES, and the NAR hash of their extraction.
     ``stage0`` (the busybox that unpacks them inside Nix) is carried over as is."""
-    from envnix.lock.debian import _to_package, load_index, machine_apt_sources
+    from envnix.lock.apt.fetch import load_index
+    from envnix.lock.apt.index import to_package
+    from envnix.lock.apt.sources import machine_apt_sources
 
     _, index = load_index(machine_apt_sources(SUITE, components=["main"]), progress=progress)
     debs = []
@@ -262,7 +264,7 @@ def make_pin(version: int, stage0: dict[str, str],
         entries = index.entries(name)
         if not entries:
             raise LockError(f"the mirror has no {name} for {SUITE}")
-        pkg = _to_package(index, entries[0])
+        pkg = to_package(index, entries[0])
         debs.append({"name": pkg.name, "version": pkg.version, "url": pkg.url,
                      "sha256": pkg.sha256, "size": pkg.size})
     store_name = f"envnix-toolchain-{version}-{SUITE}-amd64"

@@ -1,0 +1,298 @@
+"""Where packages come from: the machine's apt sources (one-line and deb822), an
+--apt-mirror, and snapshot pinning, as :class:`AptSource` records; no network here."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import os
+import re
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from envnix.errors import LockError, UsageError
+from envnix.lock.apt.index import deb822_paragraphs
+from envnix.lock.apt.relations import ARCH
+
+KEYRING_ENV = "ENVNIX_APT_KEYRING"
+"""The keyring(s) an --apt-mirror's InRelease must be signed with (default: the distribution's
+archive keyring, as Debian and Ubuntu install it)."""
+UNVERIFIED_ENV = "ENVNIX_APT_UNVERIFIED"
+"""Set to 1 to lock from indexes whose signature cannot be checked (apt's [trusted=yes])."""
+DEFAULT_KEYRINGS = {
+    "debian": "/usr/share/keyrings/debian-archive-keyring.gpg",
+    "ubuntu": "/usr/share/keyrings/ubuntu-archive-keyring.gpg",
+}
+
+
+@dataclass(frozen=True)
+class AptSource:
+    """One archive suite to read: ``<uri>/dists/<suite>/<component>/binary-amd64/``.
+
+    A *flat* repository (``deb URI /`` in sources.list: a suite ending in ``/`` and no
+    components, as NVIDIA's CUDA repositories are laid out) keeps InRelease and Packages in
+    the directory ``<uri>/<suite>`` itself, and its ``Filename:`` fields are relative to it.
+    ``setting`` names what the user set to get this source, for error messages.
+    """
+
+    uri: str
+    suite: str
+    components: tuple[str, ...] = ("main",)
+    setting: str = dataclasses.field(default="--apt-mirror", compare=False)
+    # The public keyring(s) its InRelease must be signed with (os.pathsep-separated files),
+    # and what the user sets to change them, for error messages. Not part of the lock: the
+    # same archive is the same archive whatever file its keys were read from.
+    keyring: str = dataclasses.field(default="", compare=False)
+    keyring_setting: str = dataclasses.field(default=KEYRING_ENV, compare=False)
+
+    @property
+    def flat(self) -> bool:
+        return self.suite.endswith("/")
+
+    @property
+    def dist_url(self) -> str:
+        """The directory holding the suite's (In)Release."""
+        if not self.flat:
+            return f"{self.uri.rstrip('/')}/dists/{self.suite}"
+        return self.files_url
+
+    @property
+    def files_url(self) -> str:
+        """What the index's ``Filename:`` paths are relative to."""
+        if not self.flat:
+            return self.uri.rstrip("/")
+        rel = self.suite.strip("/").removeprefix("./").strip("/")
+        return self.uri.rstrip("/") + (f"/{rel}" if rel and rel != "." else "")
+
+    @property
+    def snapshot(self) -> str | None:
+        """The archive's snapshot time when *uri* is a snapshot URL (``.../<YYYYMMDDTHHMMSSZ>``);
+        the lock records it, since the same URL then always serves the same indexes."""
+        return snapshot_of(self.uri)
+
+    def to_lock_dict(self) -> dict[str, Any]:
+        """The lock's ``apt.sources`` entry; ``snapshot`` only when there is one and ``flat``
+        only for flat repositories, so locks made from plain mirrors keep their bytes."""
+        entry: dict[str, Any] = {"uri": self.uri, "suite": self.suite,
+                                 "components": list(self.components)}
+        if self.snapshot is not None:
+            entry["snapshot"] = self.snapshot
+        if self.flat:
+            entry["flat"] = True
+        return entry
+
+
+def flat_source(url: str, setting: str, keyring: str = "",
+                keyring_setting: str = KEYRING_ENV) -> AptSource:
+    """A flat repository at *url* (``deb <url> /``); *setting* is where the user gave it, and
+    *keyring* the keys its InRelease is signed with (set by *keyring_setting*)."""
+    if urllib.parse.urlsplit(url).scheme not in _URL_SCHEMES:
+        raise UsageError(f"{setting}: an apt repository must be an http(s):// or file:// URL, "
+                         f"got {url!r}")
+    return AptSource(url.rstrip("/"), "/", (), setting, keyring, keyring_setting)
+
+
+
+
+SNAPSHOT_FORMAT = "%Y%m%dT%H%M%SZ"
+"""The archive snapshot services' time stamps (``20260101T000000Z``), in UTC."""
+
+_SNAPSHOT = r"\d{8}T\d{6}Z"
+_SNAPSHOT_TAIL_RE = re.compile(rf"/({_SNAPSHOT})$")
+_URL_SCHEMES = ("http", "https", "file")
+
+# What an official archive's URI path ends with, per distribution (optionally a snapshot of it):
+# the machine's apt sources also list third-party repositories, which must not leak into images.
+_ARCHIVE_PATH_RES: dict[str, re.Pattern[str]] = {
+    "debian": re.compile(rf"/debian(-security)?(/{_SNAPSHOT})?$"),
+    # Ubuntu mirrors and snapshots end in /ubuntu (the -security pocket lives there too);
+    # /ubuntu-ports is other architectures.
+    "ubuntu": re.compile(rf"/ubuntu(/{_SNAPSHOT})?$"),
+}
+# Personal package archives end in /ubuntu and reuse the release codename as their suite, so
+# the path alone cannot tell them apart; their hosts are named ppa.* / private-ppa.*.
+_PPA_HOST_LABELS = ("ppa", "private-ppa")
+
+_NO_SOURCE_MESSAGES = {
+    "debian": "no Debian {codename} apt source found in {where}; pass --apt-mirror URL "
+              "(the base URL of a Debian mirror, ending in /debian)",
+    "ubuntu": "no Ubuntu mirror for {codename}: pass --apt-mirror URL (an Ubuntu archive or "
+              "snapshot, e.g. <scheme>://<your mirror>/ubuntu)",
+}
+
+
+def snapshot_of(uri: str) -> str | None:
+    """The ``YYYYMMDDTHHMMSSZ`` time a snapshot URL ends with, or None for a plain mirror."""
+    m = _SNAPSHOT_TAIL_RE.search(urllib.parse.urlsplit(uri).path.rstrip("/"))
+    return m.group(1) if m else None
+
+
+def check_snapshot(snapshot: str) -> str:
+    """*snapshot* if it is a valid ``YYYYMMDDTHHMMSSZ`` time, else a one-line UsageError."""
+    try:
+        ok = re.fullmatch(_SNAPSHOT, snapshot) is not None and bool(
+            datetime.datetime.strptime(snapshot, SNAPSHOT_FORMAT))
+    except ValueError:
+        ok = False
+    if not ok:
+        raise UsageError(f"apt snapshot {snapshot!r} is not a time like 20260101T000000Z "
+                         "(YYYYMMDDTHHMMSSZ, UTC)")
+    return snapshot
+
+
+def at_snapshot(url: str, snapshot: str) -> str:
+    """*url*, a snapshot service's archive base (``<host>/ubuntu``), at time *snapshot*."""
+    check_snapshot(snapshot)
+    url = url.rstrip("/")
+    current = snapshot_of(url)
+    if current == snapshot:
+        return url
+    if current is not None:
+        raise UsageError(f"apt mirror {url} already names snapshot {current}, "
+                         f"but ENVNIX_APT_SNAPSHOT asks for {snapshot}")
+    return f"{url}/{snapshot}"
+
+
+def _is_archive_uri(uri: str, distro: str) -> bool:
+    """Whether a machine apt source is *distro*'s official archive (a mirror or a snapshot)."""
+    parts = urllib.parse.urlsplit(uri)
+    if parts.scheme not in _URL_SCHEMES:
+        return False
+    if (parts.hostname or "").split(".", 1)[0] in _PPA_HOST_LABELS:
+        return False
+    pattern = _ARCHIVE_PATH_RES.get(distro)
+    return pattern is not None and bool(pattern.search(parts.path.rstrip("/")))
+
+
+def _signed_by(value: str) -> str:
+    """A Signed-By value as a keyring list: file paths (an inline key block is left to the
+    distribution's default keyring)."""
+    paths = [p for p in re.split(r"[\s,]+", value) if p.startswith("/")]
+    return os.pathsep.join(paths) if "BEGIN PGP" not in value else ""
+
+
+def _entries_from_deb822(text: str) -> Iterable[tuple[str, str, tuple[str, ...], str]]:
+    for p in deb822_paragraphs(text):
+        if p.get("enabled", "yes").lower() == "no" or "deb" not in p.get("types", "").split():
+            continue
+        arches = p.get("architectures", "").split()
+        if arches and ARCH not in arches:
+            continue
+        components = tuple(p.get("components", "").split())
+        keyring = _signed_by(p.get("signed-by", ""))
+        for uri in p.get("uris", "").split():
+            for suite in p.get("suites", "").split():
+                yield uri, suite, components, keyring
+
+
+def _entries_from_one_line(text: str) -> Iterable[tuple[str, str, tuple[str, ...], str]]:
+    for raw in text.splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if not line.startswith("deb") or line.split()[0] != "deb":
+            continue
+        rest = line[3:].strip()
+        options = ""
+        if rest.startswith("["):
+            options, _, rest = rest[1:].partition("]")
+        arch_opts = [o.split("=", 1)[1] for o in options.split() if o.startswith("arch=")]
+        if arch_opts and ARCH not in arch_opts[0].split(","):
+            continue
+        keyring = _signed_by(" ".join(o.split("=", 1)[1] for o in options.split()
+                                      if o.startswith("signed-by=")))
+        words = rest.split()
+        if len(words) >= 2:
+            yield words[0], words[1], tuple(words[2:]), keyring
+
+
+def _default_source_files() -> list[Path]:
+    files = [Path("/etc/apt/sources.list")]
+    d = Path("/etc/apt/sources.list.d")
+    if d.is_dir():
+        files += sorted(p for p in d.iterdir() if p.suffix in (".list", ".sources"))
+    return files
+
+
+def machine_apt_sources(
+    codename: str,
+    paths: Iterable[str | os.PathLike[str]] | None = None,
+    *,
+    distro: str = "debian",
+    components: Sequence[str] | None = None,
+) -> list[AptSource]:
+    """This machine's *distro* sources for *codename* (main, -updates, -security suites).
+
+    Reads deb822 ``*.sources`` and one-line ``*.list`` files (*paths* overrides the default
+    /etc/apt locations), keeps enabled ``deb`` entries on the distribution's official archive
+    only (URI path ending in /debian or /debian-security, or /ubuntu, or a snapshot of them;
+    never a PPA), main suite first. *components* replaces the ones the machine lists: the
+    image's release decides what it may contain, not the host's choice.
+    """
+    files = [Path(p) for p in paths] if paths is not None else _default_source_files()
+    rank = {codename: 0, f"{codename}-updates": 1, f"{codename}-security": 2}
+    found: dict[tuple[str, str], list[str]] = {}
+    keyrings: dict[tuple[str, str], str] = {}
+    for path in files:
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        parse = _entries_from_deb822 if path.suffix == ".sources" else _entries_from_one_line
+        for uri, suite, listed, keyring in parse(text):
+            if suite not in rank or not _is_archive_uri(uri, distro):
+                continue
+            comps = found.setdefault((uri.rstrip("/"), suite), [])
+            comps += [c for c in listed if c not in comps]
+            if keyring:
+                keyrings.setdefault((uri.rstrip("/"), suite), keyring)
+    if not found:
+        where = ", ".join(str(f) for f in files) or "(no files)"
+        template = _NO_SOURCE_MESSAGES.get(distro)
+        if template is None:
+            raise LockError(f"envnix cannot read {distro} apt sources; pass --apt-mirror URL")
+        raise LockError(template.format(codename=codename, where=where))
+    ordered = sorted(found.items(), key=lambda kv: rank[kv[0][1]])  # stable: file order kept
+    default = DEFAULT_KEYRINGS.get(distro, "")
+    return [
+        AptSource(uri, suite, tuple(components) if components else tuple(comps) or ("main",),
+                  keyring=keyrings.get((uri, suite), default),
+                  keyring_setting="Signed-By in the machine's apt sources")
+        for (uri, suite), comps in ordered
+    ]
+
+
+def sources_for_mirror(
+    mirror: str,
+    codename: str,
+    security_mirror: str | None = None,
+    *,
+    distro: str = "debian",
+    components: Sequence[str] = ("main",),
+    snapshot: str | None = None,
+) -> list[AptSource]:
+    """Sources for an explicit ``--apt-mirror``: the main, -updates and -security suites.
+
+    Debian's security archive is a separate tree, so its -security suite comes only from
+    *security_mirror* (only the user knows where it is mirrored); Ubuntu's archive carries
+    the -security pocket itself, so *security_mirror* only overrides it. *snapshot*
+    (``YYYYMMDDTHHMMSSZ``) is appended to both URLs, which are then snapshot-service bases.
+    """
+    main_suites = ["", "-updates"]
+    if distro != "debian" and not security_mirror:
+        main_suites.append("-security")
+    out = []
+    for url, suites in ((mirror, main_suites), (security_mirror, ["-security"])):
+        if url is None:
+            continue
+        if urllib.parse.urlsplit(url).scheme not in _URL_SCHEMES:
+            raise UsageError(f"apt mirror must be an http(s):// or file:// URL, got {url!r}")
+        if snapshot is not None:
+            url = at_snapshot(url, snapshot)
+        keyring = os.environ.get(KEYRING_ENV) or DEFAULT_KEYRINGS.get(distro, "")
+        out += [AptSource(url.rstrip("/"), codename + s, tuple(components), keyring=keyring)
+                for s in suites]
+    return out
