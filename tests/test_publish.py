@@ -29,7 +29,7 @@ from conftest import Built, build, envnix
 
 from envnix.errors import UsageError
 from envnix.oci.output import parse_output
-from envnix.oci.publish import (
+from envnix.oci.registry import (
     RegistryOptions,
     is_registry_ref,
     parse_destination,

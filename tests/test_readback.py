@@ -151,7 +151,7 @@ def _image_output(root: Path, manifest: bytes, desc: dict | None = None) -> Path
 def test_a_damaged_image_output_is_one_publish_error(tmp_path: Path, manifest: bytes,
                                                       desc: dict | None, message: str) -> None:
     from envnix.errors import PublishError
-    from envnix.oci.publish import read_image
+    from envnix.oci.layout import read_image
 
     root = _image_output(tmp_path / "out", manifest, desc)
     with pytest.raises(PublishError, match=re.escape(message)):

@@ -13,22 +13,11 @@ import click
 
 from envnix.cli import GENERATED_DIR, _context, _progress, cli, path_option
 from envnix.errors import UsageError
+from envnix.oci.export import build_archive, write_archive, write_rootfs
+from envnix.oci.layout import BuiltImage, last_build, read_image, store_real_path
+from envnix.oci.load import choose_engine, load_archive
 from envnix.oci.output import OutputSpec
-from envnix.oci.publish import (
-    BuiltImage,
-    RegistryOptions,
-    build_archive,
-    choose_engine,
-    is_registry_ref,
-    last_build,
-    load_archive,
-    parse_destination,
-    push,
-    read_image,
-    store_real_path,
-    write_archive,
-    write_rootfs,
-)
+from envnix.oci.registry import RegistryOptions, is_registry_ref, parse_destination, push
 
 
 def _registry_options(fn):  # type: ignore[no-untyped-def]

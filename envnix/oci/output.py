@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from envnix.errors import UsageError
+from envnix.oci.registry import parse_destination
 from envnix.reference import image_name
 
 FILE_TYPES = ("oci", "docker", "tar")
@@ -64,8 +65,6 @@ class OutputSpec:
                 "carries one name", hint="give the name once, with -t or with name=")
         tag = tag_option or (self.names[0] if self.names else default)
         if self.push:
-            from envnix.oci.publish import parse_destination
-
             for target in self.names or (tag,):
                 parse_destination(target, "latest")
         return tag
