@@ -45,7 +45,8 @@ WORKDIR = "/home/envd/demo"
 TIMINGS: dict[str, float] = {}
 
 sys.path.insert(0, str(BUILDERS))
-import run_steps  # noqa: E402
+import _runadvice  # noqa: E402
+import _sandbox  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not os.path.exists(PROOT) or not os.path.exists(BUSYBOX),
                                 reason="needs proot and busybox-static (./scripts/setup)")
@@ -414,7 +415,7 @@ def test_leftover_processes_are_killed(image: list[Path], tmp_path: Path) -> Non
 
 
 def test_seccomp_program_shape() -> None:
-    prog = run_steps.seccomp_program()
+    prog = _sandbox.seccomp_program()
     assert len(prog) % 8 == 0 and len(prog) // 8 < 100
     assert prog[-4:] == (0x00050000 | 38).to_bytes(4, "little")  # RET_ERRNO(ENOSYS)
 
@@ -475,18 +476,18 @@ def test_environment_is_clean(image: list[Path], tmp_path: Path) -> None:
      "declare what it downloads instead"),
 ])
 def test_network_advice(command: str, output: str, expected: str) -> None:
-    advice = run_steps.network_advice(command, output)
+    advice = _runadvice.network_advice(command, output)
     assert advice is not None and expected in advice, advice
 
 
 def test_no_advice_without_network_signs() -> None:
-    assert run_steps.network_advice("pip install -e .", "error: invalid command") is None
-    assert run_steps.network_advice("make", "Connection refused") is None
+    assert _runadvice.network_advice("pip install -e .", "error: invalid command") is None
+    assert _runadvice.network_advice("make", "Connection refused") is None
 
 
 def test_command_at_line() -> None:
     cmds = ["a", "b\nc\nd", "e"]
-    assert [run_steps.command_at_line(cmds, n) for n in range(1, 8)] == [
+    assert [_sandbox.command_at_line(cmds, n) for n in range(1, 8)] == [
         None, 0, 1, 1, 1, 2, None]
 
 

@@ -173,7 +173,7 @@ def test_a_trigger_runs_only_with_its_tool_and_the_programs_its_line_needs(
     """A minimal-profile image with GLib has no shell: nothing runs, a note says why; with a
     shell the GLib lines run, and the gdk-pixbuf line waits for find and sort."""
     monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "envnix" / "builders"))
-    import run_steps
+    import _rootfs
     import triggers
 
     glib = "usr/lib/x86_64-linux-gnu/glib-2.0"
@@ -182,7 +182,7 @@ def test_a_trigger_runs_only_with_its_tool_and_the_programs_its_line_needs(
     for case, files in (("bare", {f"{glib}/glib-compile-schemas": 0o755}),
                         ("shell", {f"{glib}/glib-compile-schemas": 0o755, "bin/sh": 0o755,
                                    pixbuf: 0o755, "usr/bin/find": 0o644})):
-        rootfs = run_steps.Rootfs(str(tmp_path / f"{case}-root"))
+        rootfs = _rootfs.Rootfs(str(tmp_path / f"{case}-root"))
         rootfs.add_tree(_tree(tmp_path / case, files))
         notes: list[str] = []
         commands = triggers.commands_for(names, 0, notes)(rootfs)

@@ -5,7 +5,8 @@ Why: gschemas.compiled, loaders.cache, the mime database, fontconfig's caches an
 locales are binary outputs of a program (GVariant serialisation, dlopen'ed loaders...);
 reimplementing them is not worth owning. The image's own tools, run through proot with
 fixed inputs and a fixed environment, write the same bytes Debian's would (docs/debian.md,
-"The compiled caches"). Only run_steps.execute is used: one root composer, one proot launcher.
+"The compiled caches"). Only run_steps.execute runs anything: one root composer, one proot
+launcher (_rootfs.is_executable only looks for the tools).
 
 Environment: out, trees, proot, prootLoader (as for run_steps.py) and
   triggers  JSON list of trigger names (TRIGGERS' keys) the lock's packages bring
@@ -22,10 +23,12 @@ import json
 import os
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import _archive as A
 import run_steps as R
+from _rootfs import Rootfs, is_executable
 
 MULTIARCH = "/usr/lib/x86_64-linux-gnu"
 PIXBUF = f"{MULTIARCH}/gdk-pixbuf-2.0"
@@ -94,7 +97,7 @@ PY3COMPILE_RE = re.compile(
 PATH_DIRS = ("/usr/sbin", "/usr/bin", "/sbin", "/bin")
 
 
-def bytecode_commands(rootfs: R.Rootfs) -> list[str]:
+def bytecode_commands(rootfs: Rootfs) -> list[str]:
     """What the Python packages' postinsts run to byte-compile, for this image: each
     python3.X's py_compile over its libpython3.X-minimal and -stdlib modules (as listed by
     dpkg; sitecustomize.py only where its link resolves, as python3.X-minimal does), then
@@ -137,13 +140,13 @@ def set_image_times(root: str, epoch: int) -> None:
 
 
 def commands_for(names: list[str], epoch: int,
-                 notes: list[str]) -> R.Callable[[R.Rootfs], list[str]]:
+                 notes: list[str]) -> Callable[[Rootfs], list[str]]:
     """The commands of the named triggers whose programs the image has (others: a note)."""
-    def pick(rootfs: R.Rootfs) -> list[str]:
+    def pick(rootfs: Rootfs) -> list[str]:
         def has(prog: str) -> bool:
             if prog.startswith("/"):
-                return R._is_executable(rootfs, prog)
-            return any(R._is_executable(rootfs, f"{d}/{prog}") for d in PATH_DIRS)
+                return is_executable(rootfs, prog)
+            return any(is_executable(rootfs, f"{d}/{prog}") for d in PATH_DIRS)
 
         shell = has("bash") or has("sh")
         out: list[str] = []
@@ -164,7 +167,7 @@ def commands_for(names: list[str], epoch: int,
 def main() -> None:
     out = A.getenv("out")
     trees = R.load_trees()
-    names = R._json_input("triggers", "[")
+    names = R.json_input("triggers", "[")
     if not isinstance(names, list) or not all(n in TRIGGERS for n in names):
         raise A.BuilderError(f"triggers: must be a JSON list of {sorted(TRIGGERS)}")
     epoch = A.getenv("epoch", "0")
