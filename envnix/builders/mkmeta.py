@@ -68,6 +68,7 @@ import ldcache
 import pamconfig
 import services
 
+CA_TOP = "usr/share/ca-certificates/"
 PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9.+-]{0,127}$")
 USER_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?$")
 MAX_ID = 2**32 - 2
@@ -546,9 +547,8 @@ def _read_regular(path: str) -> bytes:
         return f.read()
 
 
-def ca_bundle(trees: list[Tree]) -> bytes | None:
-    """Concatenated usr/share/ca-certificates/**/*.crt (regular files only), sorted by path."""
-    certs = ca_certificates(trees)
+def ca_bundle(certs: dict[str, bytes]) -> bytes | None:
+    """Concatenated usr/share/ca-certificates/**/*.crt (``ca_certificates``), sorted by path."""
     if not certs:
         return None
     return b"".join(data for _, data in sorted(certs.items()))
@@ -579,12 +579,11 @@ def ca_certificates(trees: list[Tree]) -> dict[str, bytes]:
     return certs
 
 
-def ca_links(trees: list[Tree], find: dpkgdb.Find, writer: A.TreeWriter) -> None:
+def ca_links(shipped: dict[str, bytes], find: dpkgdb.Find, writer: A.TreeWriter) -> None:
     """update-ca-certificates' NAME.pem and HASH.N links in etc/ssl/certs (see cacerts.py)."""
     if find("usr/sbin/update-ca-certificates") is None:
         return
-    top = "usr/share/ca-certificates/"
-    certs = {rel.removeprefix(top): data for rel, data in ca_certificates(trees).items()}
+    certs = {rel.removeprefix(CA_TOP): data for rel, data in shipped.items()}
     links, notes = cacerts.links(certs)
     for rel, target in links:
         if find(rel) is None:
@@ -777,6 +776,7 @@ def build_meta(out: str, writer: A.TreeWriter) -> None:
     writer.add_dir("root", 0o700)
     users, groups = write_accounts(trees, debs, users, find, writer)
 
+    certs = ca_certificates(trees)  # read once: the bundle, its links and the .conf list
     status = dpkg_status(debs, find)
     diverted: set[str] = set()
     if status is not None:
@@ -784,8 +784,7 @@ def build_meta(out: str, writer: A.TreeWriter) -> None:
         alt_links = write_dpkg_database(debs, find, writer)
         diverted = write_diversions(debs, find, writer)
         ld_cache(trees, find, alt_links, writer)
-        ca_names = [rel.removeprefix("usr/share/ca-certificates/")
-                    for rel in ca_certificates(trees)]
+        ca_names = [rel.removeprefix(CA_TOP) for rel in certs]
         notes: list[str] = []
         services.write_services([d[2] for d in debs], find, ca_names,
                                 ({u.name: u.uid for u in users}, groups), writer, notes)
@@ -795,10 +794,10 @@ def build_meta(out: str, writer: A.TreeWriter) -> None:
             writer.note(note)
     base_system(trees, find, writer)
     apt_state(users, find, writer)
-    bundle = ca_bundle(trees)
+    bundle = ca_bundle(certs)
     if bundle is not None:
         writer.add_file("etc/ssl/certs/ca-certificates.crt", bundle, 0o644)
-        ca_links(trees, find, writer)
+        ca_links(certs, find, writer)
     if not any(t.has("usr/bin/sh") for t in trees) and any(t.has("usr/bin/dash")
                                                              for t in trees) \
             and "usr/bin/sh" not in diverted:
