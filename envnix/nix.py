@@ -24,8 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from envnix import process
-from envnix.errors import (
+from envnix.core import process
+from envnix.core.errors import (
     BuildError,
     FetchError,
     HashMismatchError,
@@ -34,8 +34,8 @@ from envnix.errors import (
     UsageError,
     os_reason,
 )
+from envnix.core.nixexpr import url_problem
 from envnix.lock.schema import read_plan
-from envnix.nixexpr import url_problem
 from envnix.render import nix_options
 
 _BUILDING = re.compile(r"^building '/nix/store/[0-9a-z]{32}-(.+?)\.drv'")

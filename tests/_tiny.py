@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from envnix.errors import EnvnixError
+from envnix.core.errors import EnvnixError
 from envnix.frontend import load_spec
 from envnix.lock import Lock, lock_inputs
 

@@ -18,7 +18,7 @@ from conftest import Built, build
 from test_builders_dpkgdb import PROG, deb, unpacked
 from test_builders_unpack import assert_ok, run_builder
 
-from envnix.errors import BuildError
+from envnix.core.errors import BuildError
 from envnix.lock.lockfile import Lock
 from envnix.lock.schema import read_plan
 from envnix.render import render

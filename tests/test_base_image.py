@@ -24,7 +24,7 @@ from _podman import podman
 from _registry import Registry, have_registry_tools
 from conftest import Built, build, envnix, parse_build
 
-from envnix.errors import FrontendError, LockError, SpecError
+from envnix.core.errors import FrontendError, LockError, SpecError
 from envnix.frontend import load_spec
 from envnix.lock import lock_inputs
 from envnix.lock.image import insecure_registries, parse_image_ref

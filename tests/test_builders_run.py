@@ -589,7 +589,7 @@ def fetch(url: str) -> bytes:
 
 @pytest.fixture(scope="module")
 def bookworm_index(tmp_path_factory: pytest.TempPathFactory) -> object:
-    from envnix.errors import EnvnixError
+    from envnix.core.errors import EnvnixError
     from envnix.lock.apt.fetch import load_index
     from envnix.lock.apt.sources import machine_apt_sources
     try:

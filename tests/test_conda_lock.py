@@ -28,7 +28,7 @@ from _conda_channel import (
     serve,
 )
 
-from envnix.errors import FetchError, LockError, PackageNotFoundError
+from envnix.core.errors import FetchError, LockError, PackageNotFoundError
 from envnix.frontend.envyaml import ChannelLocation, parse_condarc, resolve_channels
 from envnix.lock.conda import LOCK_KEYS, default_cache_dir, lock_conda
 

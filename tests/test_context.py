@@ -10,7 +10,7 @@ import pytest
 from _podman import podman
 from conftest import build
 
-from envnix.errors import FrontendError
+from envnix.core.errors import FrontendError
 from envnix.frontend import load_spec
 from envnix.render.context import _compile, is_ignored, load_ignore, write_context_tree
 
@@ -90,7 +90,7 @@ def test_escapes_are_errors(tmp_path: Path) -> None:
         'def build():\n    base(os="debian12", language="python3.11")\n'
         '    io.copy(host_path="./detectron2", envd_path="/")\n')
     spec = load_spec(context)
-    from envnix.errors import SpecError
+    from envnix.core.errors import SpecError
 
     with pytest.raises(SpecError, match="symlink pointing out of the build context"):
         write_context_tree(tmp_path / "tree", context, spec.copies, (0, 0))

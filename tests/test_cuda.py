@@ -26,7 +26,7 @@ from _conda_channel import ChannelInfo, ChannelServer
 from _podman import podman
 from conftest import Built, build, envnix
 
-from envnix.errors import FrontendError, LockError
+from envnix.core.errors import FrontendError, LockError
 from envnix.frontend import load_spec
 from envnix.lock import lock_inputs, pip_request
 from envnix.lock.cuda import (

@@ -24,7 +24,7 @@ from test_cuda import DRIVER_DIRS, NO_DRIVER, image_config_of, layer_paths
 from test_cuda import error_of as cuda_error_of
 from test_cuda import spec_of as cuda_spec_of
 
-from envnix.errors import LockError, PackageNotFoundError, UsageError
+from envnix.core.errors import LockError, PackageNotFoundError, UsageError
 from envnix.lock.apt import lock_apt
 from envnix.lock.apt.index import DebIndex, DebPackage, IndexSnapshot
 from envnix.lock.apt.resolver import resolve

@@ -29,7 +29,7 @@ from _podman import podman
 from conftest import build, envnix
 from test_cuda import DRIVER_DIRS, NO_DRIVER, image_config_of, layer_paths
 
-from envnix.errors import EnvnixError, LockError
+from envnix.core.errors import EnvnixError, LockError
 from envnix.frontend import load_spec
 from envnix.lock import conda_plan, lock_inputs, pip_request
 from envnix.lock.conda import lock_conda

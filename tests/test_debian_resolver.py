@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from _apt_signing import KEYRING, clearsign, detach_sign
 
-from envnix.errors import FetchError, LockError, PackageNotFoundError, UsageError
+from envnix.core.errors import FetchError, LockError, PackageNotFoundError, UsageError
 from envnix.lock.apt import lock_apt
 from envnix.lock.apt.fetch import fetch_index, fetch_release, load_index, parse_release
 from envnix.lock.apt.index import DebIndex, DebPackage, IndexSnapshot

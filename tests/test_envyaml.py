@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from envnix.errors import FrontendError, LockError
+from envnix.core.errors import FrontendError, LockError
 from envnix.frontend.envyaml import (
     DEFAULT_CHANNEL_ALIAS,
     ChannelLocation,

@@ -1,4 +1,4 @@
-"""Every exit code of envnix/errors.py's table, each caused for real through the CLI; the
+"""Every exit code of envnix/core/errors.py's table, each caused for real through the CLI; the
 README's table says the same; Ctrl-C and SIGTERM stop Nix and leave nothing half-done; build
 --store seeds only what Nix itself may fetch."""
 
@@ -18,7 +18,7 @@ import pytest
 from _tiny import Server, dead_port, lock_text, tiny_context, wheel
 from conftest import ROOT, envnix, without_nix_path
 
-from envnix.errors import EXIT_CODES, BuildError, LockError
+from envnix.core.errors import EXIT_CODES, BuildError, LockError
 from envnix.nix import seed_chroot_store
 
 
@@ -256,7 +256,7 @@ def test_credentials_in_a_locked_url_are_refused_before_any_request(tmp_path: Pa
 def test_os_errors_read_as_words_without_errno() -> None:
     import urllib.error
 
-    from envnix.errors import os_reason
+    from envnix.core.errors import os_reason
 
     assert os_reason(urllib.error.URLError(ConnectionRefusedError(111, "Connection refused"))) \
         == "connection refused"

@@ -1,4 +1,4 @@
-"""envnix.fileio: whole files or none, with the mode open() would give."""
+"""envnix.core.fileio: whole files or none, with the mode open() would give."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from envnix.fileio import atomic_write, atomic_writer
+from envnix.core.fileio import atomic_write, atomic_writer
 
 
 def _mode(path: Path) -> int:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from envnix.errors import FrontendError
+from envnix.core.errors import FrontendError
 from envnix.frontend import load_spec, parse_from
 
 ROOT = Path(__file__).resolve().parents[1]

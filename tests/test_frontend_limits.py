@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from envnix.errors import FrontendError
+from envnix.core.errors import FrontendError
 from envnix.frontend import bounds, load_spec
 from envnix.frontend.bounds import MAX_NESTING, run_isolated
 

@@ -235,7 +235,7 @@ def make_context(directory: Path) -> Path:
 # -- the worker (this file run as a script) ------------------------------------------------------
 def worker(index: int, count: int, directory: Path) -> int:
     """Evaluate inputs index, index+count, ...; print failures as JSON lines; exit 1 on any."""
-    from envnix.errors import EnvnixError
+    from envnix.core.errors import EnvnixError
     from envnix.frontend import evaluate_spec
 
     # Generous, but a runaway input must not take the machine with it.
@@ -292,7 +292,7 @@ def test_fuzz_frontend(tmp_path: Path) -> None:
 def test_fuzz_sample_through_load_spec(tmp_path: Path) -> None:
     """Every 40th input through load_spec itself (the forked, rlimited child): same rule, and
     no input may end the child by a signal (the parent would say "crashed")."""
-    from envnix.errors import EnvnixError
+    from envnix.core.errors import EnvnixError
     from envnix.frontend import load_spec
 
     context = make_context(tmp_path)

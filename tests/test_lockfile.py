@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from envnix.errors import LockError
+from envnix.core.errors import LockError
 from envnix.lock.lockfile import Lock, read_lock, stale_reason, write_lock
 
 

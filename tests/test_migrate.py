@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from envnix.errors import UsageError
+from envnix.core.errors import UsageError
 from envnix.frontend import load_spec
 from envnix.frontend.migrate import build_envd_from_conda
 

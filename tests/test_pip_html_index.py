@@ -20,7 +20,7 @@ from _pip_index import Dist, PipIndex, serve_index
 from conftest import envnix, parse_build
 from test_builders_unpack import make_wheel
 
-from envnix.errors import FetchError, LockError
+from envnix.core.errors import FetchError, LockError
 from envnix.lock.pip import _complete, _Found, _index_names, lock_pip
 from envnix.spec import PipRequest
 

@@ -1,4 +1,4 @@
-"""envnix/process.py: a timeout stops the program's whole process group, children included."""
+"""envnix/core/process.py: a timeout stops the program's whole process group, children included."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from envnix import process
-from envnix.errors import BuildError, ToolMissingError
-from envnix.process import run
+from envnix.core import process
+from envnix.core.errors import BuildError, ToolMissingError
+from envnix.core.process import run
 
 
 def test_timeout_stops_the_whole_group_and_is_one_line(tmp_path: Path,

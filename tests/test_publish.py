@@ -27,7 +27,7 @@ from _podman import podman
 from _registry import Registry, have_registry_tools
 from conftest import Built, build, envnix
 
-from envnix.errors import UsageError
+from envnix.core.errors import UsageError
 from envnix.oci.output import parse_output
 from envnix.oci.registry import (
     RegistryOptions,

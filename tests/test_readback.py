@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from test_lockfile import conda, deb, wheel
 
-from envnix.errors import BuildError
+from envnix.core.errors import BuildError
 from envnix.lock.lockfile import Lock
 from envnix.lock.schema import PLAN_SCHEMA, read_digests, read_plan
 from envnix.nix import seed_chroot_store
@@ -150,7 +150,7 @@ def _image_output(root: Path, manifest: bytes, desc: dict | None = None) -> Path
 ])
 def test_a_damaged_image_output_is_one_publish_error(tmp_path: Path, manifest: bytes,
                                                       desc: dict | None, message: str) -> None:
-    from envnix.errors import PublishError
+    from envnix.core.errors import PublishError
     from envnix.oci.layout import read_image
 
     root = _image_output(tmp_path / "out", manifest, desc)

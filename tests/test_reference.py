@@ -1,4 +1,4 @@
-"""The one image-reference grammar (envnix/reference.py) and the Nix string escaping."""
+"""The one image-reference grammar (envnix/core/reference.py) and the Nix string escaping."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import subprocess
 
 import pytest
 
-from envnix.nixexpr import nix_string, url_problem
-from envnix.reference import DOCKER_HUB, InvalidReference, Reference
+from envnix.core.nixexpr import nix_string, url_problem
+from envnix.core.reference import DOCKER_HUB, InvalidReference, Reference
 
 DIGEST = "sha256:" + "ab" * 32
 

@@ -34,7 +34,7 @@ from _ubuntu_archive import (
 )
 from conftest import Built, build, envnix
 
-from envnix.errors import LockError, UsageError
+from envnix.core.errors import LockError, UsageError
 from envnix.frontend import load_spec
 from envnix.lock import apt_sources
 from envnix.lock.apt import lock_apt

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from envnix.errors import FrontendError, SpecError
+from envnix.core.errors import FrontendError, SpecError
 from envnix.frontend import load_spec
 from envnix.lock import LOCK_NAME, Lock, lock_inputs, write_lock
 

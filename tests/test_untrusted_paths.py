@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from envnix.errors import FrontendError, SpecError
+from envnix.core.errors import FrontendError, SpecError
 from envnix.frontend.envyaml import parse_env_yaml
 from envnix.lock.pip import requirements_text
 from envnix.spec import PipRequest

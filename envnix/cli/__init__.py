@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 
 from envnix import __version__
-from envnix.errors import (
+from envnix.core.errors import (
     INTERRUPTED,
     EnvnixError,
     StaleLockError,
@@ -23,7 +23,9 @@ from envnix.errors import (
     UsageError,
     os_reason,
 )
-from envnix.fileio import atomic_write
+from envnix.core.fileio import atomic_write
+from envnix.core.process import install_signal_handlers
+from envnix.core.reference import image_name
 from envnix.frontend import load_spec
 from envnix.lock import (
     LOCK_NAME,
@@ -39,8 +41,6 @@ from envnix.lock import (
 from envnix.lock.schema import read_digests
 from envnix.nix import NixConfig, nix_build
 from envnix.oci.output import parse_output
-from envnix.process import install_signal_handlers
-from envnix.reference import image_name
 from envnix.render import render
 from envnix.spec import ImageSpec
 from envnix.spec.cuda import PROVIDERS as CUDA_PROVIDERS

@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from envnix.cli import GENERATED_DIR, _context, _progress, cli, path_option
-from envnix.errors import UsageError
+from envnix.core.errors import UsageError
 from envnix.oci.export import build_archive, write_archive, write_rootfs
 from envnix.oci.layout import BuiltImage, last_build, read_image, store_real_path
 from envnix.oci.load import choose_engine, load_archive

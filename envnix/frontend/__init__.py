@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from envnix.errors import EnvnixError, SpecError, UsageError
+from envnix.core.errors import EnvnixError, SpecError, UsageError
+from envnix.core.reference import InvalidReference, Reference
 from envnix.frontend.api import BY_NAME
 from envnix.frontend.bounds import freeze_error, run_isolated, thaw_error
 from envnix.frontend.envyaml import parse_env_yaml
 from envnix.frontend.evaluate import Evaluator, one_line, parse_from
-from envnix.reference import InvalidReference, Reference
 from envnix.spec import (
     CONDA_PREFIX,
     CUSTOM_IMAGE_RELEASE,

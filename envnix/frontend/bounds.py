@@ -33,7 +33,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from envnix.errors import EnvnixError, FrontendError
+from envnix.core.errors import EnvnixError, FrontendError
 
 T = TypeVar("T")
 

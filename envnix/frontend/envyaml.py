@@ -37,7 +37,7 @@ from pathlib import Path
 
 import yaml
 
-from envnix.errors import FrontendError, LockError
+from envnix.core.errors import FrontendError, LockError
 
 ENV_KEYS = ("name", "prefix", "channels", "dependencies", "variables")
 """The top-level keys conda's env.yaml understands; any other key is an error here."""

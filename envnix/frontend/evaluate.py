@@ -20,7 +20,7 @@ from typing import Any, NoReturn
 
 import starlark as sl
 
-from envnix.errors import EnvnixError, FrontendError
+from envnix.core.errors import EnvnixError, FrontendError
 from envnix.frontend.api import BY_NAME, BY_STARLARK_NAME, FUNCTIONS, GLOBALS, prelude_source
 from envnix.frontend.bounds import (
     MAX_SOURCE_BYTES,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from envnix.errors import UsageError
+from envnix.core.errors import UsageError
 from envnix.frontend.envyaml import EnvFile, parse_env_yaml
 
 DEFAULT_PYTHON = "3.11"

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from envnix.errors import LockError, UsageError
+from envnix.core.errors import LockError, UsageError
 from envnix.frontend.envyaml import (
     ChannelLocation,
     Condarc,

@@ -37,8 +37,8 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, TypeVar
 
 import zstandard
 
-from envnix.errors import FetchError, LockError, PackageNotFoundError
-from envnix.fileio import atomic_write, atomic_writer
+from envnix.core.errors import FetchError, LockError, PackageNotFoundError
+from envnix.core.fileio import atomic_write, atomic_writer
 from envnix.lock.fetch import CHUNK, NotFound, open_url, reason
 
 if TYPE_CHECKING:

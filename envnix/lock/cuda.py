@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 
-from envnix.errors import FetchError, LockError, PackageNotFoundError, os_reason
+from envnix.core.errors import FetchError, LockError, PackageNotFoundError, os_reason
 from envnix.lock import pip
 from envnix.spec import CudaSpec, PipRequest
 from envnix.spec.cuda import matches, release_key, satisfiable_summary

@@ -22,8 +22,8 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
-from envnix.errors import FetchError, LockError, ToolMissingError
-from envnix.reference import DOCKER_HUB, InvalidReference, Reference
+from envnix.core.errors import FetchError, LockError, ToolMissingError
+from envnix.core.reference import DOCKER_HUB, InvalidReference, Reference
 
 __all__ = ["ImageRef", "insecure_registries", "parse_image_ref", "resolve_base"]
 

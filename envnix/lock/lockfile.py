@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from envnix import __version__
-from envnix.errors import LockError, StaleLockError
-from envnix.fileio import atomic_write
+from envnix.core.errors import LockError, StaleLockError
+from envnix.core.fileio import atomic_write
 from envnix.lock import schema as S
 
 LOCK_NAME = "envnix.lock"

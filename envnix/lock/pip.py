@@ -30,14 +30,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from envnix.errors import (
+from envnix.core.errors import (
     FetchError,
     LockError,
     PackageNotFoundError,
     SpecError,
     ToolMissingError,
 )
-from envnix.fileio import atomic_write
+from envnix.core.fileio import atomic_write
 from envnix.frontend.envyaml import read_context_text, resolve_in_context
 from envnix.lock import fetch
 from envnix.spec import PipRequest, has_control_character

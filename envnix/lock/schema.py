@@ -20,8 +20,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NoReturn
 
-from envnix.errors import BuildError, EnvnixError
-from envnix.nixexpr import SHA256_HEX, STORE_NAME, shown_url, url_problem
+from envnix.core.errors import BuildError, EnvnixError
+from envnix.core.nixexpr import SHA256_HEX, STORE_NAME, shown_url, url_problem
 
 MAX_FILE_BYTES = 256 << 20
 """The largest file read back: a lock of a big CUDA image is a few MB."""

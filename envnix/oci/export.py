@@ -16,8 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-from envnix.errors import PublishError, UsageError, os_reason
-from envnix.fileio import atomic_writer
+from envnix.core.errors import PublishError, UsageError, os_reason
+from envnix.core.fileio import atomic_writer
 from envnix.nix import nix_build
 from envnix.oci.layout import BuiltImage, Progress, read_json, store_real_path
 

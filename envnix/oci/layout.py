@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from envnix.errors import PublishError, ToolMissingError, UsageError, os_reason
+from envnix.core.errors import PublishError, ToolMissingError, UsageError, os_reason
 from envnix.lock.schema import read_digests
 
 Progress = Callable[[str], None]

@@ -12,8 +12,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from envnix import process
-from envnix.errors import PublishError, ToolMissingError
+from envnix.core import process
+from envnix.core.errors import PublishError, ToolMissingError
 from envnix.oci.layout import BuiltImage, Progress, require_tool
 
 

@@ -21,9 +21,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from envnix.errors import UsageError
+from envnix.core.errors import UsageError
+from envnix.core.reference import image_name
 from envnix.oci.registry import parse_destination
-from envnix.reference import image_name
 
 FILE_TYPES = ("oci", "docker", "tar")
 IMAGE_TYPES = ("image", "registry")

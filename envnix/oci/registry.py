@@ -32,10 +32,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from envnix import process
-from envnix.errors import PublishError, UsageError
+from envnix.core import process
+from envnix.core.errors import PublishError, UsageError
+from envnix.core.reference import InvalidReference, Reference
 from envnix.oci.layout import BuiltImage, Progress, require_tool
-from envnix.reference import InvalidReference, Reference
 
 # --------------------------------------------------------------------------------------------
 # Destinations and registry options

@@ -29,13 +29,13 @@ from typing import Any
 import jinja2
 
 from envnix import __version__
-from envnix.errors import SpecError, UsageError, os_reason
-from envnix.fileio import atomic_write, default_mode
+from envnix.core.errors import SpecError, UsageError, os_reason
+from envnix.core.fileio import atomic_write, default_mode
+from envnix.core.nixexpr import check_artifact, nix_string
+from envnix.core.reference import image_name
 from envnix.lock.apt.resolver import auto_installed
 from envnix.lock.lockfile import LOCK_NAME, Lock
 from envnix.lock.schema import PLAN_SCHEMA
-from envnix.nixexpr import check_artifact, nix_string
-from envnix.reference import image_name
 from envnix.render.context import write_context_tree
 from envnix.spec import CONDA_PREFIX, CudaSpec, ImageSpec, cuda_apt, cuda_nixpkgs
 from envnix.spec.cuda import gpu_labels, implied_by_wheels, library_dir, variant_for

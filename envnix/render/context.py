@@ -16,8 +16,8 @@ import stat
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
-from envnix.errors import SpecError
-from envnix.fileio import atomic_write, atomic_writer
+from envnix.core.errors import SpecError
+from envnix.core.fileio import atomic_write, atomic_writer
 from envnix.spec import CopySpec, file_kind
 
 IGNORE_FILES = (".envnixignore", ".dockerignore")

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from envnix.errors import SpecError, UsageError
+from envnix.core.errors import SpecError, UsageError
 from envnix.spec.cuda import DRIVER_LIBRARY_DIRS, release_key
 from envnix.spec.cuda_apt import tools_dir as apt_tools_dir
 

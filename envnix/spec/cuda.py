@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 
-from envnix.errors import SpecError
+from envnix.core.errors import SpecError
 
 # CUDA releases with NVIDIA wheels, i.e. the versions of the ``cuda-toolkit`` metapackage,
 # with the cuDNN majors of ``nvidia-cudnn-cuNN`` for each CUDA major. Measured 2026-11-26 from

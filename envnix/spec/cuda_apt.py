@@ -26,7 +26,7 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
-from envnix.errors import LockError, SpecError, UsageError
+from envnix.core.errors import LockError, SpecError, UsageError
 from envnix.spec.cuda import satisfiable_summary
 
 if TYPE_CHECKING:

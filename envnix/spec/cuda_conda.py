@@ -36,7 +36,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 
-from envnix.errors import SpecError
+from envnix.core.errors import SpecError
 
 SPLIT_FROM = 12
 """The first CUDA major whose conda packages are split per component (``cuda-version``)."""

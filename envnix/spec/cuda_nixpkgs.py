@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from envnix.errors import SpecError
+from envnix.core.errors import SpecError
 
 # install.cuda's components as cudaPackages attributes.
 ATTRIBUTES = {

@@ -34,9 +34,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from envnix import process
-from envnix.errors import BuildError, LockError
-from envnix.nixexpr import STORE_NAME, check_artifact
+from envnix.core import process
+from envnix.core.errors import BuildError, LockError
+from envnix.core.nixexpr import STORE_NAME, check_artifact
 
 PIN_NAME = "bookworm-amd64.json"
 PIN_FORMAT = 1

@@ -9,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-from envnix.fileio import atomic_write
+from envnix.core.fileio import atomic_write
 from envnix.toolchain import PIN_NAME, ensure, load_pin, make_pin
 
 

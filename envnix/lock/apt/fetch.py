@@ -22,8 +22,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from envnix.errors import FetchError, LockError, ToolMissingError
-from envnix.fileio import atomic_write
+from envnix.core.errors import FetchError, LockError, ToolMissingError
+from envnix.core.fileio import atomic_write
 from envnix.lock.apt.index import DebIndex, IndexSnapshot
 from envnix.lock.apt.relations import ARCH
 from envnix.lock.apt.sources import UNVERIFIED_ENV, AptSource

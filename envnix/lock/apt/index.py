@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from envnix.errors import LockError
+from envnix.core.errors import LockError
 from envnix.lock.apt.relations import ARCH, Relation, parse_relations
 from envnix.lock.apt.version import version_key
 

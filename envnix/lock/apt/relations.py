@@ -7,7 +7,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from envnix.errors import LockError
+from envnix.core.errors import LockError
 from envnix.lock.apt.version import version_compare
 
 ARCH = "amd64"

@@ -8,7 +8,7 @@ from collections import deque
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
-from envnix.errors import LockError, PackageNotFoundError
+from envnix.core.errors import LockError, PackageNotFoundError
 from envnix.lock.apt.index import (
     DebIndex,
     DebPackage,

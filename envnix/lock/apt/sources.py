@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from envnix.errors import LockError, UsageError
+from envnix.core.errors import LockError, UsageError
 from envnix.lock.apt.index import deb822_paragraphs
 from envnix.lock.apt.relations import ARCH
 

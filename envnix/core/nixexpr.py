@@ -15,7 +15,7 @@ import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
-from envnix.errors import LockError
+from envnix.core.errors import LockError
 
 # A Nix store path name: no leading dot, at most 211 characters of these.
 STORE_NAME = re.compile(r"[A-Za-z0-9+\-_?=][A-Za-z0-9+\-._?=]{0,210}")

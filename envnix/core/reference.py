@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
-from envnix.errors import UsageError
+from envnix.core.errors import UsageError
 
 DOCKER_HUB = "docker.io"
 MAX_NAME = 255

@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from envnix.errors import EnvnixError, Terminated, ToolMissingError, os_reason
+from envnix.core.errors import EnvnixError, Terminated, ToolMissingError, os_reason
 
 # How long the group gets after SIGINT, then after SIGTERM, before SIGKILL.
 GRACE_INT = 10.0
