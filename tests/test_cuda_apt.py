@@ -29,7 +29,7 @@ from envnix.lock.apt import lock_apt
 from envnix.lock.apt.index import DebIndex, DebPackage, IndexSnapshot
 from envnix.lock.apt.resolver import resolve
 from envnix.lock.apt.sources import AptSource, flat_source, machine_apt_sources
-from envnix.lock.lockfile import Lock
+from envnix.lock.model import Lock
 from envnix.render import cuda_library_dirs, image_config
 from envnix.spec import CudaSpec, ImageSpec, cuda_apt
 

@@ -14,7 +14,7 @@ import pytest
 from test_lockfile import conda, deb, wheel
 
 from envnix.core.errors import BuildError
-from envnix.lock.lockfile import Lock
+from envnix.lock.model import Lock
 from envnix.lock.schema import PLAN_SCHEMA, read_digests, read_plan
 from envnix.nix import seed_chroot_store
 from envnix.render import render

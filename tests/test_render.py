@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from envnix.lock.lockfile import Lock
+from envnix.lock.model import Lock
 from envnix.render import OWN_LAYER_BYTES, plan_layers, render, store_name
 from envnix.spec import ImageSpec, PipRequest, PythonSpec, release_for
 from envnix.toolchain import load_pin, store_path

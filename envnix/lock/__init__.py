@@ -28,7 +28,7 @@ from envnix.lock.apt import lock_apt
 from envnix.lock.apt.index import DebPackage, IndexSnapshot
 from envnix.lock.apt.sources import AptSource, machine_apt_sources, sources_for_mirror
 from envnix.lock.cuda import lock_cuda_pip
-from envnix.lock.lockfile import (
+from envnix.lock.model import (
     LOCK_NAME,
     CorruptLockError,
     Lock,

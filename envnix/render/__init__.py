@@ -34,7 +34,7 @@ from envnix.core.fileio import atomic_write, default_mode
 from envnix.core.nixexpr import check_artifact, nix_string
 from envnix.core.reference import image_name
 from envnix.lock.apt.resolver import auto_installed
-from envnix.lock.lockfile import LOCK_NAME, Lock
+from envnix.lock.model import LOCK_NAME, Lock
 from envnix.lock.schema import PLAN_SCHEMA
 from envnix.render.context import write_context_tree
 from envnix.spec import CONDA_PREFIX, CudaSpec, ImageSpec, cuda_apt, cuda_nixpkgs
