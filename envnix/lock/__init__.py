@@ -36,9 +36,9 @@ from envnix.lock.model import (
     stale_reason,
     write_lock,
 )
+from envnix.lock.toolchain_pin import shipped_pin_data
 from envnix.spec import CUSTOM_IMAGE_RELEASE, ImageSpec, OsRelease, PipRequest, cuda_apt
 from envnix.spec.cuda import implied_by_wheels
-from envnix.toolchain import shipped_pin_data
 
 __all__ = ["LOCK_NAME", "CondaPlan", "CorruptLockError", "Lock", "apt_sources", "conda_plan",
            "lock_inputs", "make_lock", "pip_request", "read_lock", "stale_reason", "write_lock"]

@@ -36,10 +36,10 @@ from envnix.core.reference import image_name
 from envnix.lock.apt.resolver import auto_installed
 from envnix.lock.model import LOCK_NAME, Lock
 from envnix.lock.schema import PLAN_SCHEMA
+from envnix.lock.toolchain_pin import for_lock
 from envnix.render.context import write_context_tree
 from envnix.spec import CONDA_PREFIX, CudaSpec, ImageSpec, cuda_apt, cuda_nixpkgs
 from envnix.spec.cuda import gpu_labels, implied_by_wheels, library_dir, variant_for
-from envnix.toolchain import for_lock
 
 HOST_PYTHON = "/usr/bin/python3"
 HOST_SANDBOX_PATHS = ("/usr", "/lib", "/lib64")
