@@ -26,7 +26,7 @@ from envnix.frontend.envyaml import (
 from envnix.lock import pip
 from envnix.lock.apt import lock_apt
 from envnix.lock.apt.index import DebPackage, IndexSnapshot
-from envnix.lock.apt.sources import AptSource, machine_apt_sources, sources_for_mirror
+from envnix.lock.apt.sources import machine_apt_sources, sources_for_mirror
 from envnix.lock.cuda import lock_cuda_pip
 from envnix.lock.model import (
     LOCK_NAME,
@@ -38,6 +38,7 @@ from envnix.lock.model import (
 )
 from envnix.lock.toolchain_pin import shipped_pin_data
 from envnix.spec import CUSTOM_IMAGE_RELEASE, ImageSpec, OsRelease, PipRequest, cuda_apt
+from envnix.spec.apt import AptSource
 from envnix.spec.cuda import implied_by_wheels
 
 __all__ = ["LOCK_NAME", "CondaPlan", "CorruptLockError", "Lock", "apt_sources", "conda_plan",
