@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from envnix.core.nixexpr import store_name
 from envnix.lock.model import Lock
 from envnix.lock.toolchain_pin import load_pin
-from envnix.render import OWN_LAYER_BYTES, plan_layers, render, store_name
+from envnix.render import OWN_LAYER_BYTES, plan_layers, render
 from envnix.spec import ImageSpec, PipRequest, PythonSpec, release_for
 from envnix.toolchain import store_path
 
