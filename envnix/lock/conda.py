@@ -40,6 +40,8 @@ import zstandard
 from envnix.core.errors import FetchError, LockError, PackageNotFoundError
 from envnix.core.fileio import atomic_write, atomic_writer
 from envnix.lock.fetch import CHUNK, NotFound, open_url, reason
+from envnix.spec.cuda import satisfiable_summary
+from envnix.spec.envyaml import conda_spec_channel
 
 if TYPE_CHECKING:
     from rattler import GenericVirtualPackage, RepoDataRecord
@@ -237,8 +239,6 @@ def _match_specs(specs: Sequence[str], channels: Sequence[ChannelLike]) -> list[
     """Lenient MatchSpecs, with ``chan::`` rewritten to the channel's canonical URL."""
     from rattler import MatchSpec
 
-    from envnix.frontend.envyaml import conda_spec_channel
-
     out = []
     for spec in specs:
         channel, subdir, rest = conda_spec_channel(spec)
@@ -270,8 +270,6 @@ CUDA_RELEASE_PACKAGES = ("cudatoolkit", "cuda-version")
 def cuda_releases(versions_of: Callable[[str], list[str]]) -> str:
     """The CUDA releases the channels can give, e.g. '11.3, 11.8 (cudatoolkit), 12.0-12.4
     (cuda-version)', read from the versions of the release packages in their repodata."""
-    from envnix.spec.cuda import satisfiable_summary
-
     parts = []
     for name in CUDA_RELEASE_PACKAGES:
         minors = {f"{m[1]}.{m[2]}" for v in versions_of(name)
