@@ -25,7 +25,9 @@ from envnix.lock import pip
 from envnix.lock.apt import lock_apt
 from envnix.lock.apt.index import DebPackage, IndexSnapshot
 from envnix.lock.apt.sources import machine_apt_sources, sources_for_mirror
+from envnix.lock.conda import lock_conda
 from envnix.lock.cuda import lock_cuda_pip
+from envnix.lock.image import resolve_base
 from envnix.lock.model import (
     LOCK_NAME,
     CorruptLockError,
@@ -173,8 +175,6 @@ def make_lock(spec: ImageSpec, context: Path, sources: list[AptSource],
     indexes: list[IndexSnapshot] = []
     packages: list[DebPackage] = []
     if spec.base_image:
-        from envnix.lock.image import resolve_base
-
         base = resolve_base(spec.base_image)
         if progress:
             progress(f"base: {spec.base_image} pinned at {base['digest']} "
@@ -191,8 +191,6 @@ def make_lock(spec: ImageSpec, context: Path, sources: list[AptSource],
                                        progress))
     conda_packages: list[dict[str, Any]] = []
     if plan is not None:
-        from envnix.lock.conda import lock_conda  # rattler loads only for conda images
-
         # install.cuda sets the target's __cuda: conda packages built for CUDA then solve
         # for the driver the image asks for (NVIDIA_REQUIRE_CUDA), not the build host's.
         conda_packages = lock_conda(plan.specs, plan.channels, glibc=spec.os.glibc,

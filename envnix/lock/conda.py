@@ -18,7 +18,6 @@ Why this shape (background: the team's locking notes §1-3):
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import contextlib
 import hashlib
@@ -34,8 +33,6 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, TypeVar
-
-import zstandard
 
 from envnix.core.errors import FetchError, LockError, PackageNotFoundError
 from envnix.core.fileio import atomic_write, atomic_writer
@@ -154,6 +151,8 @@ def _fetch_cached(url: str, cache_dir: Path) -> Path:
     The file is streamed to a temporary name next to its final one and renamed into place,
     so a concurrent or interrupted lock never sees half a repodata.json.
     """
+    import zstandard  # like rattler and asyncio: loaded only when a conda image is locked
+
     key = _cache_key(url)
     data_path = cache_dir / "repodata" / f"{key}.json"
     meta_path = cache_dir / "repodata" / f"{key}.meta.json"
@@ -218,6 +217,8 @@ def target_virtual_packages(glibc: str, cuda: str | None = None, platform: str =
 
 def _run(coro: Coroutine[Any, Any, _T]) -> _T:
     """asyncio.run, also from a thread when the caller already runs an event loop."""
+    import asyncio  # ~5 ms: loaded only when a conda image is solved
+
     try:
         asyncio.get_running_loop()
     except RuntimeError:
