@@ -29,6 +29,8 @@ from pathlib import Path
 import pytest
 from _podman import have_podman, podman, podman_env
 
+from envnix.oci.layout import DIGESTS_SCHEMA, read_digests
+
 REPO = Path(__file__).resolve().parent.parent
 BUILDERS = REPO / "envnix" / "builders"
 HOST_PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
@@ -153,7 +155,9 @@ def mkimage(out: Path, layers: list[Path], config: Path, **extra: str) -> dict:
            "config": str(config), **extra}
     proc = run_builder("mkimage.py", env)
     assert proc.returncode == 0, proc.stderr
-    return json.loads((out / "digests.json").read_text())
+    digests = read_digests(out / "digests.json")  # what envnix reads back, checked
+    assert digests["schema"] == DIGESTS_SCHEMA
+    return digests
 
 
 def config_template(path: Path) -> Path:

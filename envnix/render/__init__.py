@@ -35,8 +35,8 @@ from envnix.core.nixexpr import check_artifact, nix_string
 from envnix.core.reference import image_name
 from envnix.lock.apt.resolver import auto_installed
 from envnix.lock.lockfile import LOCK_NAME, Lock
-from envnix.lock.schema import PLAN_SCHEMA
 from envnix.render.context import write_context_tree
+from envnix.render.plan import PLAN_SCHEMA
 from envnix.spec import CONDA_PREFIX, CudaSpec, ImageSpec, cuda_apt, cuda_nixpkgs
 from envnix.spec.cuda import gpu_labels, implied_by_wheels, library_dir, variant_for
 from envnix.toolchain import for_lock
@@ -183,7 +183,7 @@ def build_plan(spec: ImageSpec, lock: Lock, tag: str) -> dict[str, Any]:
                     if spec.cuda and spec.cuda.provider == "nixpkgs" else None)
     triggers = image_triggers(lock)
     return {
-        "schema": PLAN_SCHEMA,  # read back by envnix.lock.schema.read_plan
+        "schema": PLAN_SCHEMA,  # read back by envnix.render.plan.read_plan
         "tag": tag,
         "storeName": store_name(tag.replace(":", "-")),
         "mtime": IMAGE_EPOCH,
