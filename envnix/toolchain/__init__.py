@@ -66,8 +66,9 @@ class Toolchain:
     stage0: dict[str, str]
 
     def for_nix(self) -> dict[str, Any]:
-        """What default.nix needs to make the path itself (toolchain-pin.json)."""
-        return {"storeName": self.store_name, "narSha256": self.nar_sha256,
+        """What default.nix needs to make the path itself (toolchain-pin.json, with the pin's
+        ``format`` like every file envnix writes: Nix ignores it, a reader can check it)."""
+        return {"format": PIN_FORMAT, "storeName": self.store_name, "narSha256": self.nar_sha256,
                 "debs": [{k: d[k] for k in ("name", "url", "sha256")} for d in self.debs],
                 # the tarball's top-level package/ becomes unpack-channel's channel directory
                 "stage0": {"name": self.stage0["name"], "url": self.stage0["url"],
