@@ -106,10 +106,16 @@ def parse_pin(data: Any, what: str, error: type[LockError], hint: str) -> Toolch
             raise ValueError(f"format {data['format']!r}")
         pin = Toolchain(int(data["version"]), str(data["storeName"]), str(data["narSha256"]),
                         [dict(d) for d in data["debs"]], dict(data["stage0"]))
+        if not isinstance(data["storeName"], str):
+            raise ValueError("storeName is not a string")
         for deb in pin.debs:
             for key in ("name", "version", "url", "sha256", "size"):
                 if key not in deb:
                     raise ValueError(f"deb entry without {key}")
+            # the types docs/schemas/envnix.lock.schema.json gives them
+            if not (isinstance(deb["name"], str) and isinstance(deb["version"], str)
+                    and type(deb["size"]) is int and deb["size"] >= 0):
+                raise ValueError(f"deb entry {deb['name']!r}: name, version or size mistyped")
             check_artifact({**deb, "storeName": f"{deb['name']}.deb"}, f"deb {deb['name']}",
                            what)
         check_artifact({**pin.stage0, "storeName": pin.stage0["name"]}, "stage0", what)
