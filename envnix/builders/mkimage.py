@@ -12,7 +12,8 @@ Run by Nix as `python3 mkimage.py` with these environment variables:
 
 Outputs:
   $out/oci/           OCI image layout: oci-layout, index.json, blobs/sha256/*
-  $out/digests.json   {"config": ..., "manifest": ..., "layers": [...]} for the CLI
+  $out/digests.json   {"schema": 1, "config": ..., "manifest": ..., "layers": [...]} for the
+                      CLI (envnix.oci.layout.read_digests; docs/schemas/digests.schema.json)
   $out/image.tar      (archive=1) one tar that is both an OCI layout (`oci-archive:`) and a
                       docker-archive (`manifest.json`, the Docker >= 25 `docker save` shape),
                       for `podman load` / `docker load`
@@ -48,6 +49,7 @@ MT_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 MT_CONFIG = "application/vnd.oci.image.config.v1+json"
 MT_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
 DEFAULT_CREATED = "1970-01-01T00:00:00Z"
+DIGESTS_SCHEMA = 1  # digests.json's version; envnix.oci.layout.DIGESTS_SCHEMA reads it
 
 # Docker reference grammar (distribution/reference), lower-case repository, optional tag.
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
@@ -285,6 +287,7 @@ def build(out: str, layer_paths: list[str], config_path: str, tag: str | None,
         docker = make_docker_manifest(config, layers, ref)
         write_archive(os.path.join(out, "image.tar"), layers, blobs, index, docker)
     digests: dict[str, object] = {
+        "schema": DIGESTS_SCHEMA,
         "config": sha256(config),
         "manifest": sha256(manifest),
         "layers": [layer.digest for layer in layers],
