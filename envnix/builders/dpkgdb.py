@@ -26,7 +26,7 @@ import shlex
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-import _archive as A
+import _treewrite as T
 
 ALIASED = ("bin/", "sbin/", "lib/", "lib32/", "lib64/", "libx32/")
 SCRIPTS = frozenset({"preinst", "postinst", "prerm", "postrm", "config"})
@@ -37,7 +37,7 @@ ALT_NAME_RE = re.compile(r"^[A-Za-z0-9_.+@-][A-Za-z0-9_.+@:-]{0,127}$")
 
 def canonical(path: str) -> str:
     """An absolute image path as stored in the trees: no leading "/", merged /usr."""
-    rel = A.safe_relpath(path.lstrip("/"), "alternatives path")
+    rel = T.safe_relpath(path.lstrip("/"), "alternatives path")
     if rel.startswith(ALIASED) or rel in {a.rstrip("/") for a in ALIASED}:
         rel = "usr/" + rel
     return rel

@@ -40,7 +40,7 @@ import shutil
 import sys
 from dataclasses import dataclass
 
-import _archive as A
+import _builder as B
 from _tarwrite import Entry, TarError, TarWriter
 
 MT_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -294,7 +294,7 @@ def build(out: str, layer_paths: list[str], config_path: str, tag: str | None,
 
 
 def _main() -> None:
-    env = A.optional_env
+    env = B.optional_env
     out, layers_value, config = env("out"), env("layers"), env("config")
     if not out or layers_value is None or not config:
         raise ImageError("the environment must set out, layers and config")
@@ -304,12 +304,12 @@ def _main() -> None:
     blob_mode = env("blobs") or "link"
     if blob_mode not in ("link", "copy"):
         raise ImageError(f"blobs={blob_mode!r}: use link or copy")
-    build(out, A.json_path_list(layers_value, "layers"), config, env("tag") or None,
+    build(out, B.json_path_list(layers_value, "layers"), config, env("tag") or None,
           archive == "1", blob_mode)
 
 
 def main() -> int:
-    return A.run_reporting(_main, "image", (ImageError, TarError, A.BuilderError))
+    return B.run_reporting(_main, "image", (ImageError, TarError, B.BuilderError))
 
 
 if __name__ == "__main__":

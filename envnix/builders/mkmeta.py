@@ -61,7 +61,8 @@ import stat
 import sys
 from dataclasses import dataclass
 
-import _archive as A
+import _builder as B
+import _treewrite as T
 import cacerts
 import dpkgdb
 import ldcache
@@ -112,30 +113,30 @@ class Tree:
 
 
 def load_trees(required: bool) -> list[Tree]:
-    raw = A.getenv("trees", "" if not required else None).strip()
+    raw = B.getenv("trees", "" if not required else None).strip()
     if not raw:
         return []
-    paths = A.json_path_list(raw, "trees")
+    paths = B.json_path_list(raw, "trees")
     trees = []
     for p in sorted(set(paths)):
         try:
             with open(os.path.join(p, "meta.json"), encoding="utf-8") as f:
                 meta = json.load(f)
         except FileNotFoundError:
-            raise A.BuilderError(f"{p} is not a package tree (no meta.json)") from None
+            raise B.BuilderError(f"{p} is not a package tree (no meta.json)") from None
         trees.append(Tree(p, str(meta.get("kind", ""))))
     return trees
 
 
 def _check_field(value: object, what: str) -> str:
     if not isinstance(value, str) or any(c in value for c in ":\n\0"):
-        raise A.BuilderError(f"users: bad {what} {value!r}")
+        raise B.BuilderError(f"users: bad {what} {value!r}")
     return value
 
 
 def _check_id(value: object, what: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_ID:
-        raise A.BuilderError(f"users: bad {what} {value!r}")
+        raise B.BuilderError(f"users: bad {what} {value!r}")
     return value
 
 
@@ -157,7 +158,7 @@ def master_users(trees: list[Tree]) -> dict[str, User] | None:
     users = {}
     for row in rows:
         if len(row) != 7:
-            raise A.BuilderError(f"base-passwd passwd.master: bad line {':'.join(row)!r}")
+            raise B.BuilderError(f"base-passwd passwd.master: bad line {':'.join(row)!r}")
         users[row[0]] = User(row[0], int(row[2]), int(row[3]), row[4], row[5], row[6])
     return users
 
@@ -167,7 +168,7 @@ def master_groups(trees: list[Tree]) -> dict[int, str]:
     groups = {}
     for row in rows:
         if len(row) != 4:
-            raise A.BuilderError(f"base-passwd group.master: bad line {':'.join(row)!r}")
+            raise B.BuilderError(f"base-passwd group.master: bad line {':'.join(row)!r}")
         groups[int(row[2])] = row[0]
     return groups
 
@@ -179,28 +180,28 @@ def load_users(trees: list[Tree]) -> tuple[list[User], set[str]]:
         "root": User("root", 0, 0, "root", "/root", root_shell),
         "nobody": User("nobody", 65534, 65534, "nobody", "/nonexistent", "/usr/sbin/nologin"),
     }
-    raw = A.getenv("users", "").strip()
+    raw = B.getenv("users", "").strip()
     seen: set[str] = set()
     if raw:
         try:
             given = json.loads(raw)
         except ValueError as exc:
-            raise A.BuilderError(f"users: not JSON: {exc}") from None
+            raise B.BuilderError(f"users: not JSON: {exc}") from None
         if not isinstance(given, list):
-            raise A.BuilderError("users: must be a JSON list of [name, uid, gid, home, shell]")
+            raise B.BuilderError("users: must be a JSON list of [name, uid, gid, home, shell]")
         for item in given:
             if not isinstance(item, list) or len(item) != 5:
-                raise A.BuilderError(f"users: {item!r} is not [name, uid, gid, home, shell]")
+                raise B.BuilderError(f"users: {item!r} is not [name, uid, gid, home, shell]")
             name = _check_field(item[0], "name")
             if not USER_NAME_RE.match(name):
-                raise A.BuilderError(f"users: bad user name {name!r}")
+                raise B.BuilderError(f"users: bad user name {name!r}")
             if name in seen:
-                raise A.BuilderError(f"users: {name!r} given twice")
+                raise B.BuilderError(f"users: {name!r} given twice")
             seen.add(name)
             home = _check_field(item[3], "home")
             shell = _check_field(item[4], "shell")
             if not home.startswith("/") or not shell.startswith("/"):
-                raise A.BuilderError(f"users: home and shell of {name!r} must be absolute")
+                raise B.BuilderError(f"users: home and shell of {name!r} must be absolute")
             gecos = users[name].gecos if name in users else ""
             users[name] = User(name, _check_id(item[1], "uid"), _check_id(item[2], "gid"),
                                gecos, home, shell)
@@ -214,15 +215,15 @@ def groups_for(users: list[User], base: dict[int, str] | None = None
         if u.gid in groups:
             continue
         if u.name in groups.values():
-            raise A.BuilderError(f"users: group name {u.name!r} is already used by another gid")
+            raise B.BuilderError(f"users: group name {u.name!r} is already used by another gid")
         groups[u.gid] = u.name
     return [(name, gid) for gid, name in sorted(groups.items())]
 
 
 def image_rel(path: str, what: str) -> str:
     if not path.startswith("/"):
-        raise A.BuilderError(f"{what} {path!r} must be an absolute image path")
-    return A.safe_relpath(path[1:] or ".", what)
+        raise B.BuilderError(f"{what} {path!r} must be an absolute image path")
+    return T.safe_relpath(path[1:] or ".", what)
 
 
 # ------------------------------------------------------------------------------ outputs
@@ -274,7 +275,7 @@ def sysusers_confs(trees: list[Tree], find: dpkgdb.Find, names: list[str]
 
 
 def write_accounts(trees: list[Tree], debs: list[tuple[Tree, str, dpkgdb.DebInfo]],
-                   users: list[User], find: dpkgdb.Find, writer: A.TreeWriter
+                   users: list[User], find: dpkgdb.Find, writer: T.TreeWriter
                    ) -> tuple[list[User], dict[str, int]]:
     """etc/passwd and etc/group (base-passwd's masters, the image's users, then the system
     accounts the packages' scripts add: see dpkgdb.Accounts), and with passwd installed
@@ -330,15 +331,15 @@ def status_stanza(control: str, where: str, conffiles: str = ""
     fields: dict[str, str] = {}
     for line in lines:
         if not line.strip():
-            raise A.BuilderError(f"{where}: control file has more than one stanza")
+            raise B.BuilderError(f"{where}: control file has more than one stanza")
         if line[0] in " \t":
             if not out:
-                raise A.BuilderError(f"{where}: control file starts with a continuation")
+                raise B.BuilderError(f"{where}: control file starts with a continuation")
             out.append(line)
             continue
         field, sep, value = line.partition(":")
         if not sep or not field:
-            raise A.BuilderError(f"{where}: bad control line {line!r}")
+            raise B.BuilderError(f"{where}: bad control line {line!r}")
         key = field.lower()
         if key in ("status", "conffiles"):
             continue
@@ -349,7 +350,7 @@ def status_stanza(control: str, where: str, conffiles: str = ""
         if key == "package":
             out.append(STATUS_LINE)
     if not fields.get("package"):
-        raise A.BuilderError(f"{where}: control file has no Package field")
+        raise B.BuilderError(f"{where}: control file has no Package field")
     if conffiles and "description" not in fields:
         out.append("Conffiles:" + conffiles)
     key3 = (fields["package"], fields.get("architecture", ""), fields.get("version", ""))
@@ -396,7 +397,7 @@ def dpkg_status(debs: list[tuple[Tree, str, dpkgdb.DebInfo]], find: dpkgdb.Find
                                                dpkgdb.conffiles_field(info, find))
         old = stanzas.get((pkg, arch))
         if old is not None and old[1] != text:
-            raise A.BuilderError(f"two different deb trees for package {pkg}:{arch}")
+            raise B.BuilderError(f"two different deb trees for package {pkg}:{arch}")
         stanzas[(pkg, arch)] = (ver, text)
     if not stanzas:
         return None
@@ -404,7 +405,7 @@ def dpkg_status(debs: list[tuple[Tree, str, dpkgdb.DebInfo]], find: dpkgdb.Find
 
 
 def write_dpkg_database(debs: list[tuple[Tree, str, dpkgdb.DebInfo]], find: dpkgdb.Find,
-                        writer: A.TreeWriter) -> list[tuple[str, str]]:
+                        writer: T.TreeWriter) -> list[tuple[str, str]]:
     """info/ files of every package, then alternatives in auto mode (see dpkgdb.py); returns
     the alternatives' links (rel, target)."""
     notes: list[str] = []
@@ -435,7 +436,7 @@ def write_dpkg_database(debs: list[tuple[Tree, str, dpkgdb.DebInfo]], find: dpkg
 
 
 def write_diversions(debs: list[tuple[Tree, str, dpkgdb.DebInfo]], find: dpkgdb.Find,
-                     writer: A.TreeWriter) -> set[str]:
+                     writer: T.TreeWriter) -> set[str]:
     """var/lib/dpkg/diversions from the scripts' dpkg-divert calls (see dpkgdb.py), with
     what the calls do to the files: a --rename diversion puts the other package's file at
     the diverted name (and the diverting package's own file, if it ships one, at the path);
@@ -462,7 +463,7 @@ def write_diversions(debs: list[tuple[Tree, str, dpkgdb.DebInfo]], find: dpkgdb.
     return written
 
 
-def _copy_entry(src: str, rel: str, writer: A.TreeWriter) -> None:
+def _copy_entry(src: str, rel: str, writer: T.TreeWriter) -> None:
     if os.path.islink(src):
         writer.add_symlink(rel, os.readlink(src))
     else:
@@ -470,7 +471,7 @@ def _copy_entry(src: str, rel: str, writer: A.TreeWriter) -> None:
 
 
 def _apply_rename(debs: list[tuple[Tree, str, dpkgdb.DebInfo]], d: dpkgdb.Diversion,
-                  rel: str, writer: A.TreeWriter, written: set[str], notes: list[str]) -> None:
+                  rel: str, writer: T.TreeWriter, written: set[str], notes: list[str]) -> None:
     shipped = [(info.name, t.inside(rel)) for t, _c, info in debs if t.has(rel)]
     other = next((p for name, p in shipped if name != d.package and p), None)
     own = next((p for name, p in shipped if name == d.package and p), None)
@@ -524,7 +525,7 @@ def image_view(trees: list[Tree], links: dict[str, str]) -> ldcache.View:
 
 
 def ld_cache(trees: list[Tree], find: dpkgdb.Find, links: list[tuple[str, str]],
-             writer: A.TreeWriter) -> None:
+             writer: T.TreeWriter) -> None:
     """etc/ld.so.cache as libc-bin's ldconfig writes it when libc6 is configured (and the
     SONAME links it would add), so a library in an /etc/ld.so.conf.d directory is found."""
     ldconfig = find("usr/sbin/ldconfig")
@@ -574,12 +575,12 @@ def ca_certificates(trees: list[Tree]) -> dict[str, bytes]:
                 if not data.endswith(b"\n"):
                     data += b"\n"
                 if rel in certs and certs[rel] != data:
-                    raise A.BuilderError(f"two trees provide different {rel}")
+                    raise B.BuilderError(f"two trees provide different {rel}")
                 certs[rel] = data
     return certs
 
 
-def ca_links(shipped: dict[str, bytes], find: dpkgdb.Find, writer: A.TreeWriter) -> None:
+def ca_links(shipped: dict[str, bytes], find: dpkgdb.Find, writer: T.TreeWriter) -> None:
     """update-ca-certificates' NAME.pem and HASH.N links in etc/ssl/certs (see cacerts.py)."""
     if find("usr/sbin/update-ca-certificates") is None:
         return
@@ -606,7 +607,7 @@ UTMP_GID = 43
 BASE_FILES_LOGS = (("var/log/wtmp", 0o664), ("var/log/btmp", 0o660), ("var/log/lastlog", 0o664))
 
 
-def base_system(trees: list[Tree], find: dpkgdb.Find, writer: A.TreeWriter) -> None:
+def base_system(trees: list[Tree], find: dpkgdb.Find, writer: T.TreeWriter) -> None:
     """What the postinst of base-files and debianutils do on a first install (their scripts
     only copy shipped defaults and make directories, so the result is a function of the
     trees): /etc/profile, /etc/motd, root's dot files, mnt srv opt media..., the login
@@ -690,19 +691,19 @@ def apt_sources_text(raw: str, find: dpkgdb.Find) -> bytes | None:
     components, snapshot?}), so apt-get in the image reads the archive the image was locked
     from; None for an empty list. A snapshot's Release files have expired long ago: apt
     must not check Valid-Until for it."""
-    given = A.json_input(raw, "aptSources")
+    given = B.json_input(raw, "aptSources")
     if not isinstance(given, list):
-        raise A.BuilderError("aptSources: must be a JSON list")
+        raise B.BuilderError("aptSources: must be a JSON list")
     keyring = next((k for k in KEYRINGS if find(k) is not None), None)
     stanzas = []
     for src in given:
         if not isinstance(src, dict):
-            raise A.BuilderError(f"aptSources: {src!r} is not an object")
+            raise B.BuilderError(f"aptSources: {src!r} is not an object")
         uri, suite = src.get("uri"), src.get("suite")
         comps = src.get("components", [])
         words = [uri, suite, *comps] if isinstance(comps, list) else [None]
         if not all(isinstance(w, str) and SOURCE_WORD_RE.match(w) for w in words):
-            raise A.BuilderError(f"aptSources: bad source {src!r}")
+            raise B.BuilderError(f"aptSources: bad source {src!r}")
         lines = ["Types: deb", f"URIs: {uri}", f"Suites: {suite}"]
         if comps:
             lines.append(f"Components: {' '.join(comps)}")
@@ -719,20 +720,20 @@ def apt_sources_text(raw: str, find: dpkgdb.Find) -> bytes | None:
 APT_PARTIAL_DIRS = ("var/lib/apt/lists/partial", "var/cache/apt/archives/partial")
 
 
-def apt_state(users: list[User], find: dpkgdb.Find, writer: A.TreeWriter) -> None:
+def apt_state(users: list[User], find: dpkgdb.Find, writer: T.TreeWriter) -> None:
     """With apt in the trees: its sources (the ``aptSources`` env), which packages came in
     as dependencies (``aptAuto``: extended_states) and the download directories owned by
     _apt (the user base-passwd lists and apt's postinst would add)."""
     if find("usr/bin/apt-get") is None:
         return
-    raw = A.getenv("aptSources", "").strip()
+    raw = B.getenv("aptSources", "").strip()
     text = apt_sources_text(raw, find) if raw else None
     if text is not None:
         writer.add_file("etc/apt/sources.list.d/envnix.sources", text, 0o644)
-    auto = A.json_input(A.getenv("aptAuto", "").strip() or "[]", "aptAuto")
+    auto = B.json_input(B.getenv("aptAuto", "").strip() or "[]", "aptAuto")
     if not isinstance(auto, list) or not all(isinstance(n, str) and PACKAGE_RE.match(n)
                                              for n in auto):
-        raise A.BuilderError("aptAuto: must be a JSON list of package names")
+        raise B.BuilderError("aptAuto: must be a JSON list of package names")
     if auto:  # as apt writes it, with the native architecture for every package
         writer.add_file("var/lib/apt/extended_states", "".join(
             f"Package: {n}\nArchitecture: amd64\nAuto-Installed: 1\n\n"
@@ -766,7 +767,7 @@ def pam_inputs(trees: list[Tree], find: dpkgdb.Find) -> dict[str, str]:
     return read
 
 
-def build_meta(out: str, writer: A.TreeWriter) -> None:
+def build_meta(out: str, writer: T.TreeWriter) -> None:
     trees = load_trees(required=True)
     users, given = load_users(trees)
     find = finder(trees)
@@ -815,11 +816,11 @@ def build_meta(out: str, writer: A.TreeWriter) -> None:
     for rel, u in sorted(homes.items()):
         writer.add_dir(rel, 0o755, u.uid, u.gid)
 
-    workdir = A.getenv("workdir", "")
+    workdir = B.getenv("workdir", "")
     if workdir:
         rel = image_rel(workdir, "workdir")
         if not rel:
-            raise A.BuilderError("workdir must not be /")
+            raise B.BuilderError("workdir must not be /")
         owner_home = max((h for h in homes if rel == h or rel.startswith(h + "/")), key=len,
                          default=None)
         parts = rel.split("/")
@@ -832,7 +833,7 @@ def build_meta(out: str, writer: A.TreeWriter) -> None:
                 writer.add_dir(p, 0o755)
 
 
-def build_skeleton(writer: A.TreeWriter) -> None:
+def build_skeleton(writer: T.TreeWriter) -> None:
     trees = load_trees(required=False)
     for d in ("usr/bin", "usr/sbin", "usr/lib", "usr/lib64", "etc", "home", "proc", "sys",
               "dev", "run"):
@@ -847,20 +848,20 @@ def build_skeleton(writer: A.TreeWriter) -> None:
 
 
 def main() -> None:
-    out = A.getenv("out")
-    skeleton = A.getenv("skeleton", "") not in ("", "0")
-    name = A.getenv("pkgName", "skeleton" if skeleton else "meta")
-    version = A.getenv("pkgVersion", "0")
-    A.set_context(f"{'skeleton' if skeleton else 'meta'} {name}")
+    out = B.getenv("out")
+    skeleton = B.getenv("skeleton", "") not in ("", "0")
+    name = B.getenv("pkgName", "skeleton" if skeleton else "meta")
+    version = B.getenv("pkgVersion", "0")
+    B.set_context(f"{'skeleton' if skeleton else 'meta'} {name}")
     os.makedirs(out, exist_ok=True)
-    writer = A.TreeWriter(os.path.join(out, "root"), what="path")
+    writer = T.TreeWriter(os.path.join(out, "root"), what="path")
     if skeleton:
         build_skeleton(writer)
     else:
         build_meta(out, writer)
-    A.write_meta(out, "meta", name, version, writer.modes, writer.notes)
+    B.write_meta(out, "meta", name, version, writer.modes, writer.notes)
 
 
 if __name__ == "__main__":
-    A.main_wrapper(main, "mkmeta")
+    B.main_wrapper(main, "mkmeta")
     sys.exit(0)

@@ -27,7 +27,7 @@ import os
 import re
 from dataclasses import dataclass
 
-import _archive as A
+import _treewrite as T
 import dpkgdb
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_.+@:-]{1,128}$")
@@ -270,7 +270,7 @@ def fontconfig_links(debs: list[dpkgdb.DebInfo], find: dpkgdb.Find) -> dict[str,
 
 
 def write_services(debs: list[dpkgdb.DebInfo], find: dpkgdb.Find, ca_names: list[str],
-                   ids: tuple[dict[str, int], dict[str, int]], writer: A.TreeWriter,
+                   ids: tuple[dict[str, int], dict[str, int]], writer: T.TreeWriter,
                    notes: list[str]) -> None:
     """Write everything this module computes into the meta tree (parents the trees lack
     are made 0755 root, as the scripts' mkdir -p makes them). *ids*: the image's user and
