@@ -153,6 +153,19 @@ def json_path_list(value: str, what: str) -> list[str]:
     return items
 
 
+def load_json(path: str, unreadable: str, error: type[Exception] = BuilderError) -> Any:
+    """The JSON in the file ``path``. An unreadable file raises ``error("<unreadable>:
+    <strerror>")`` and bad JSON ``error("<path>: bad JSON: ...")``: mkimage and mklayer
+    report them in those words."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except OSError as e:
+        raise error(f"{unreadable}: {e.strerror}") from None
+    except json.JSONDecodeError as e:
+        raise error(f"{path}: bad JSON: {e}") from None
+
+
 def getenv(name: str, default: str | None = None) -> str:
     """An input env var; a missing required one is a BuilderError."""
     value = os.environ.get(name)

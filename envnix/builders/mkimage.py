@@ -106,13 +106,7 @@ _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 def read_layer(path: str) -> Layer:
     """Read `<path>/layer.json` and check it against `<path>/layer.tar.gz`'s size."""
     meta_path = os.path.join(path, "layer.json")
-    try:
-        with open(meta_path, encoding="utf-8") as f:
-            meta = json.load(f)
-    except OSError as e:
-        raise ImageError(f"{path}: cannot read layer.json: {e.strerror}") from None
-    except json.JSONDecodeError as e:
-        raise ImageError(f"{meta_path}: bad JSON: {e}") from None
+    meta = B.load_json(meta_path, f"{path}: cannot read layer.json", ImageError)
     if not (
         isinstance(meta, dict)
         and isinstance(meta.get("diff_id"), str) and _DIGEST.fullmatch(meta["diff_id"])
@@ -264,13 +258,7 @@ def build(out: str, layer_paths: list[str], config_path: str, tag: str | None,
     layers = [layer for layer in map(read_layer, layer_paths) if layer.paths != 0]
     if not layers:
         raise ImageError("every layer is empty")
-    try:
-        with open(config_path, encoding="utf-8") as f:
-            template = json.load(f)
-    except OSError as e:
-        raise ImageError(f"cannot read config {config_path}: {e.strerror}") from None
-    except json.JSONDecodeError as e:
-        raise ImageError(f"{config_path}: bad JSON: {e}") from None
+    template = B.load_json(config_path, f"cannot read config {config_path}", ImageError)
     if not isinstance(template, dict):
         raise ImageError(f"{config_path}: the config template must be a JSON object")
     ref = parse_tag(tag) if tag else None

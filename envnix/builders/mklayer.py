@@ -63,13 +63,7 @@ def _tree_name(tree: str, meta: dict[str, object]) -> str:
 
 def _load_meta(tree: str) -> dict[str, object]:
     path = os.path.join(tree, "meta.json")
-    try:
-        with open(path, encoding="utf-8") as f:
-            meta = json.load(f)
-    except OSError as e:
-        raise LayerError(f"{tree}: cannot read meta.json: {e.strerror}") from None
-    except json.JSONDecodeError as e:
-        raise LayerError(f"{path}: bad JSON: {e}") from None
+    meta = B.load_json(path, f"{tree}: cannot read meta.json", LayerError)
     if not isinstance(meta, dict):
         raise LayerError(f"{path}: not a JSON object")
     return meta
