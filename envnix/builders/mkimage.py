@@ -41,7 +41,7 @@ import shutil
 import sys
 from dataclasses import dataclass
 
-import _archive as A
+import _builder as B
 from _tarwrite import Entry, TarError, TarWriter
 
 MT_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -108,13 +108,7 @@ _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 def read_layer(path: str) -> Layer:
     """Read `<path>/layer.json` and check it against `<path>/layer.tar.gz`'s size."""
     meta_path = os.path.join(path, "layer.json")
-    try:
-        with open(meta_path, encoding="utf-8") as f:
-            meta = json.load(f)
-    except OSError as e:
-        raise ImageError(f"{path}: cannot read layer.json: {e.strerror}") from None
-    except json.JSONDecodeError as e:
-        raise ImageError(f"{meta_path}: bad JSON: {e}") from None
+    meta = B.load_json(meta_path, f"{path}: cannot read layer.json", ImageError)
     if not (
         isinstance(meta, dict)
         and isinstance(meta.get("diff_id"), str) and _DIGEST.fullmatch(meta["diff_id"])
@@ -266,13 +260,7 @@ def build(out: str, layer_paths: list[str], config_path: str, tag: str | None,
     layers = [layer for layer in map(read_layer, layer_paths) if layer.paths != 0]
     if not layers:
         raise ImageError("every layer is empty")
-    try:
-        with open(config_path, encoding="utf-8") as f:
-            template = json.load(f)
-    except OSError as e:
-        raise ImageError(f"cannot read config {config_path}: {e.strerror}") from None
-    except json.JSONDecodeError as e:
-        raise ImageError(f"{config_path}: bad JSON: {e}") from None
+    template = B.load_json(config_path, f"cannot read config {config_path}", ImageError)
     if not isinstance(template, dict):
         raise ImageError(f"{config_path}: the config template must be a JSON object")
     ref = parse_tag(tag) if tag else None
@@ -297,7 +285,7 @@ def build(out: str, layer_paths: list[str], config_path: str, tag: str | None,
 
 
 def _main() -> None:
-    env = A.optional_env
+    env = B.optional_env
     out, layers_value, config = env("out"), env("layers"), env("config")
     if not out or layers_value is None or not config:
         raise ImageError("the environment must set out, layers and config")
@@ -307,12 +295,12 @@ def _main() -> None:
     blob_mode = env("blobs") or "link"
     if blob_mode not in ("link", "copy"):
         raise ImageError(f"blobs={blob_mode!r}: use link or copy")
-    build(out, A.json_path_list(layers_value, "layers"), config, env("tag") or None,
+    build(out, B.json_path_list(layers_value, "layers"), config, env("tag") or None,
           archive == "1", blob_mode)
 
 
 def main() -> int:
-    return A.run_reporting(_main, "image", (ImageError, TarError, A.BuilderError))
+    return B.run_reporting(_main, "image", (ImageError, TarError, B.BuilderError))
 
 
 if __name__ == "__main__":
