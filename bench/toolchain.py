@@ -49,7 +49,7 @@ def main() -> None:
                 t_tc = time.monotonic() - started
                 size = subprocess.run(["du", "-sb", str(store) + path], capture_output=True,
                                       text=True, check=True).stdout.split()[0]
-                from envnix.toolchain import load_pin
+                from envnix.lock.toolchain_pin import load_pin
 
                 debs = sum(d["size"] for d in load_pin().debs)
                 rows.append(("toolchain fetch + unpack (once)", f"{t_tc:.1f} s",

@@ -37,6 +37,7 @@ from envnix.core.errors import (
 from envnix.core.nixexpr import url_problem
 from envnix.render import nix_options
 from envnix.render.plan import read_plan
+from envnix.toolchain import ensure
 
 _BUILDING = re.compile(r"^building '/nix/store/[0-9a-z]{32}-(.+?)\.drv'")
 _WILL_BUILD = re.compile(r"^these (\d+) derivations? will be built:")
@@ -127,8 +128,6 @@ def nix_build(
         if _is_chroot_store(store):
             seed_chroot_store(directory / "plan.json", store, progress)
             if toolchain == "pinned":  # the same path Nix would make, without a fetch there
-                from envnix.toolchain import ensure
-
                 ensure(store=store, progress=progress)
     if out_link:
         cmd += ["--out-link", str(out_link)]

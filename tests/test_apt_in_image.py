@@ -19,7 +19,7 @@ from test_builders_dpkgdb import PROG, deb, unpacked
 from test_builders_unpack import assert_ok, run_builder
 
 from envnix.core.errors import BuildError
-from envnix.lock.lockfile import Lock
+from envnix.lock.model import Lock
 from envnix.render import render
 from envnix.render.plan import read_plan
 from envnix.spec import ImageSpec, PythonSpec, release_for

@@ -28,7 +28,7 @@ from envnix.core.errors import FrontendError, LockError, SpecError
 from envnix.frontend import load_spec
 from envnix.lock import lock_inputs
 from envnix.lock.image import insecure_registries, parse_image_ref
-from envnix.lock.lockfile import Lock
+from envnix.lock.model import Lock
 from envnix.render import build_plan, image_config
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -36,7 +36,7 @@ from envnix.lock.cuda import (
     toolkit_pins,
     toolkit_releases,
 )
-from envnix.lock.lockfile import Lock
+from envnix.lock.model import Lock
 from envnix.lock.pip import Wheel
 from envnix.render import cuda_library_dirs, image_config
 from envnix.spec import ImageSpec, PipRequest

@@ -28,10 +28,11 @@ from envnix.core.errors import LockError, PackageNotFoundError, UsageError
 from envnix.lock.apt import lock_apt
 from envnix.lock.apt.index import DebIndex, DebPackage, IndexSnapshot
 from envnix.lock.apt.resolver import resolve
-from envnix.lock.apt.sources import AptSource, flat_source, machine_apt_sources
-from envnix.lock.lockfile import Lock
+from envnix.lock.apt.sources import machine_apt_sources
+from envnix.lock.model import Lock
 from envnix.render import cuda_library_dirs, image_config
 from envnix.spec import CudaSpec, ImageSpec, cuda_apt
+from envnix.spec.apt import AptSource, flat_source
 
 REPO = "http://127.0.0.1:9/cuda/repos/debian12/x86_64"  # never fetched by offline tests
 TARGET_LIB = "/usr/local/cuda-12.4/targets/x86_64-linux/lib"

@@ -266,7 +266,7 @@ def channel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ChannelI
 def solve(spec: ImageSpec, context: Path, cache: Path, cuda: str | None = "spec",
           progress: list[str] | None = None) -> dict[str, dict]:
     """lock_conda as make_lock calls it (``cuda="spec"``: the spec's release)."""
-    plan = conda_plan(spec, context)
+    plan = conda_plan(spec)
     assert plan is not None
     release = (spec.cuda.major_minor if spec.cuda else None) if cuda == "spec" else cuda
     entries = lock_conda(plan.specs, plan.channels, glibc=GLIBC, cuda=release, cache_dir=cache,

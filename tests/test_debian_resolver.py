@@ -26,8 +26,9 @@ from envnix.lock.apt.fetch import fetch_index, fetch_release, load_index, parse_
 from envnix.lock.apt.index import DebIndex, DebPackage, IndexSnapshot
 from envnix.lock.apt.relations import Relation, parse_relations
 from envnix.lock.apt.resolver import auto_installed, resolve
-from envnix.lock.apt.sources import AptSource, machine_apt_sources, sources_for_mirror
+from envnix.lock.apt.sources import machine_apt_sources, sources_for_mirror
 from envnix.lock.apt.version import version_compare, version_key
+from envnix.spec.apt import AptSource
 
 # A URI that no test ever fetches from: hand-written indexes only need a base for pin URLs.
 FAKE_URI = "file:///nonexistent/debian"

@@ -13,14 +13,13 @@ from envnix.frontend.envyaml import (
     DEFAULT_CHANNEL_ALIAS,
     ChannelLocation,
     Condarc,
-    EnvFile,
-    conda_spec_channel,
     effective_channels,
     parse_condarc,
     parse_env_yaml,
     resolve_channel,
     resolve_channels,
 )
+from envnix.spec.envyaml import EnvFile, conda_spec_channel
 
 # The seed's env.yaml, verbatim but for its mirror hosts, renamed to .invalid (never contacted),
 # including the lines holding a single space and the Windows prefix.

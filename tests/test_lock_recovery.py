@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import envnix
 
-from envnix.lock.lockfile import read_lock
+from envnix.lock.model import read_lock
 
 pytestmark = pytest.mark.network
 

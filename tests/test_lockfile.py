@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from envnix.core.errors import LockError
-from envnix.lock.lockfile import Lock, read_lock, stale_reason, write_lock
+from envnix.lock.model import Lock, read_lock, stale_reason, write_lock
 
 
 def deb(name: str, sha: str = "a", **over: Any) -> dict[str, Any]:

@@ -14,7 +14,7 @@ import pytest
 from test_lockfile import conda, deb, wheel
 
 from envnix.core.errors import BuildError
-from envnix.lock.lockfile import Lock
+from envnix.lock.model import Lock
 from envnix.nix import seed_chroot_store
 from envnix.oci.layout import DIGESTS_SCHEMA, read_digests
 from envnix.render import render

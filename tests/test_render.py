@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from envnix.lock.lockfile import Lock
-from envnix.render import OWN_LAYER_BYTES, plan_layers, render, store_name
+from envnix.core.nixexpr import store_name
+from envnix.lock.model import Lock
+from envnix.lock.toolchain_pin import load_pin
+from envnix.render import OWN_LAYER_BYTES, plan_layers, render
 from envnix.spec import ImageSpec, PipRequest, PythonSpec, release_for
-from envnix.toolchain import load_pin, store_path
+from envnix.toolchain import store_path
 
 
 def small_spec() -> ImageSpec:

@@ -17,7 +17,7 @@ from _tiny import tiny_context
 from conftest import envnix
 
 from envnix.core.errors import SpecError, UsageError
-from envnix.lock.lockfile import Lock
+from envnix.lock.model import Lock
 from envnix.render import MARKER, image_path, render
 from envnix.spec import CopySpec, DevSpec, ImageSpec, PythonSpec, RuntimeSpec, release_for
 

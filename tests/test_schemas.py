@@ -22,12 +22,12 @@ from _jsonschema_subset import Validator
 from conftest import EXAMPLES, ROOT
 
 from envnix.core.errors import BuildError, LockError
-from envnix.lock.lockfile import LOCK_VERSION, Lock, read_lock
+from envnix.lock.model import LOCK_VERSION, Lock, read_lock
+from envnix.lock.toolchain_pin import shipped_pin_data
 from envnix.oci.layout import DIGESTS_SCHEMA, read_digests
 from envnix.render import render
 from envnix.render.plan import PLAN_SCHEMA, read_plan
 from envnix.spec import DevSpec, ImageSpec, PipRequest, PythonSpec, release_for
-from envnix.toolchain import shipped_pin_data
 
 SCHEMAS = ROOT / "docs" / "schemas"
 QUICKSTART = EXAMPLES / "quickstart"

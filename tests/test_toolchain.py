@@ -16,7 +16,8 @@ import pytest
 from _tiny import TINY_ENVD, tiny_context, wheel
 from conftest import build, envnix
 
-from envnix.toolchain import PACKAGES, ensure, load_pin
+from envnix.lock.toolchain_pin import load_pin
+from envnix.toolchain import PACKAGES, ensure
 
 pytestmark = pytest.mark.network
 
@@ -120,8 +121,8 @@ def test_a_new_lock_records_the_toolchain_and_render_builds_with_the_locks(
     """envnix lock writes the shipped pin into envnix.lock; render takes the lock's (an older
     lock without one builds with the shipped pin); a damaged section is a corrupt lock."""
     from envnix.lock import Lock
-    from envnix.lock.lockfile import CorruptLockError
-    from envnix.toolchain import shipped_pin_data
+    from envnix.lock.model import CorruptLockError
+    from envnix.lock.toolchain_pin import shipped_pin_data
 
     context = tmp_path / "rec"
     context.mkdir()

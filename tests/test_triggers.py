@@ -20,7 +20,7 @@ from _podman import podman
 from conftest import EXAMPLES, Built, build
 
 from envnix.lock.apt.sources import machine_apt_sources
-from envnix.lock.lockfile import read_lock
+from envnix.lock.model import read_lock
 from envnix.render import image_triggers, nix_options, plan_layers
 
 PACKAGES = ["libglib2.0-0", "libglib2.0-bin", "gsettings-desktop-schemas",

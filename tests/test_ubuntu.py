@@ -40,14 +40,13 @@ from envnix.lock import apt_sources
 from envnix.lock.apt import lock_apt
 from envnix.lock.apt.fetch import load_index, parse_release, release_lacks
 from envnix.lock.apt.sources import (
-    AptSource,
     at_snapshot,
     check_snapshot,
     machine_apt_sources,
-    snapshot_of,
     sources_for_mirror,
 )
 from envnix.spec import KNOWN_RELEASES
+from envnix.spec.apt import AptSource, snapshot_of
 
 JAMMY = KNOWN_RELEASES["ubuntu22.04"]
 FOCAL = KNOWN_RELEASES["ubuntu20.04"]

@@ -27,6 +27,7 @@ from envnix.core.fileio import atomic_write
 from envnix.core.process import install_signal_handlers
 from envnix.core.reference import image_name
 from envnix.frontend import load_spec
+from envnix.frontend.migrate import build_envd_from_conda
 from envnix.lock import (
     LOCK_NAME,
     CorruptLockError,
@@ -146,8 +147,6 @@ def spec_cmd(path: str | None, path_opt: str | None, from_: str,
 @click.option("--force", is_flag=True, help="Overwrite an existing build.envd.")
 def init_cmd(env_file: Path, path_opt: str | None, force: bool) -> None:
     """Write a build.envd that reproduces a conda environment."""
-    from envnix.frontend.migrate import build_envd_from_conda
-
     if not env_file.is_file():
         raise UsageError(f"{env_file} does not exist")
     context = Path(path_opt).resolve() if path_opt else env_file.resolve().parent

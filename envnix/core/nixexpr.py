@@ -38,6 +38,12 @@ def nix_string(value: object) -> str:
     return '"' + "".join(_ESCAPES.get(c, c) for c in text) + '"'
 
 
+def store_name(text: str) -> str:
+    """A valid Nix store path name (letters, digits, + - . _ ? =; no leading dot)."""
+    name = re.sub(r"[^A-Za-z0-9+._?=-]", "-", text).lstrip(".")
+    return name[:180] or "artifact"
+
+
 def url_problem(url: object) -> str | None:
     """Why Nix's fetcher (and envnix's seeding) must not fetch ``url``; None when it may.
 

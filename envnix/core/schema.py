@@ -9,7 +9,7 @@ names, no entry twice. A bad file is one line naming the file and the field, e.g
 
 The checks are small composable functions (``obj``, ``array``, ``string`` ...), each raising
 :class:`Invalid` with the JSON path of the field it looked at. Each file's own shape lives with
-the stage that writes it: envnix.lock in envnix.lock.lockfile, plan.json in envnix.render.plan,
+the stage that writes it: envnix.lock in envnix.lock.model, plan.json in envnix.render.plan,
 digests.json in envnix.oci.layout; docs/schemas/ has them as JSON Schema.
 """
 

@@ -525,6 +525,7 @@ class SpecBuilder:
         """
         assert self.conda.env_file is not None
         env = parse_env_yaml(self.context / self.conda.env_file, context=self.context)
+        self.conda.env = env  # the lock's copy: env.yaml is read once
         for key, value in env.variables.items():
             check_env_name(key, f"{env.source.name}: variables")
             if "\0" in value:

@@ -38,6 +38,7 @@ from pathlib import Path
 import yaml
 
 from envnix.core.errors import FrontendError, LockError
+from envnix.spec.envyaml import EnvFile, conda_spec_channel
 
 ENV_KEYS = ("name", "prefix", "channels", "dependencies", "variables")
 """The top-level keys conda's env.yaml understands; any other key is an error here."""
@@ -45,13 +46,6 @@ ENV_KEYS = ("name", "prefix", "channels", "dependencies", "variables")
 DEFAULT_CHANNEL_ALIAS = ""
 """conda's channel_alias when .condarc sets none. Empty on purpose: envnix does not pick a
 conda host for the user, so a bare channel name needs config.conda_channel to say where it is."""
-
-CONDA_SUBDIRS = frozenset({
-    "noarch", "linux-32", "linux-64", "linux-aarch64", "linux-armv6l", "linux-armv7l",
-    "linux-ppc64", "linux-ppc64le", "linux-riscv64", "linux-s390x", "osx-64", "osx-arm64",
-    "win-32", "win-64", "win-arm64", "freebsd-64", "zos-z", "emscripten-wasm32", "wasi-wasm32",
-})
-"""conda platform subdirectories, to tell ``chan/linux-64::pkg`` from ``chan/label/x::pkg``."""
 
 _VCS_RE = re.compile(r"^(?:git|hg|svn|bzr)\+|@\s*(?:git|hg|svn|bzr)\+", re.I)
 _URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
@@ -74,25 +68,6 @@ _TAKES_ARGUMENT = frozenset({"--requirement", "--editable", "--index-url", "--ex
 # --------------------------------------------------------------------------------------------
 # env.yaml
 # --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class EnvFile:
-    """An env.yaml as conda would act on it, with every path already resolved."""
-
-    source: Path
-    channels: tuple[str, ...] = ()
-    nodefaults: bool = False
-    dependencies: tuple[str, ...] = ()
-    pip: tuple[str, ...] = ()
-    pip_local: tuple[tuple[str, bool], ...] = ()
-    """Local projects/archives from the pip section: (absolute path, editable)."""
-    pip_index_url: str | None = None
-    pip_extra_index_urls: tuple[str, ...] = ()
-    pip_trusted_hosts: tuple[str, ...] = ()
-    variables: dict[str, str] = field(default_factory=dict)
-    requirement_files: tuple[Path, ...] = ()
-    """Every file ``-r`` pulled in (absolute), so a lock can notice when one changes."""
 
 
 @dataclass(frozen=True)
@@ -301,19 +276,6 @@ def _check_match_spec(spec: str, where: _Where) -> None:
         MatchSpec(spec, strict=False)
     except Exception as exc:  # rattler raises its own InvalidMatchSpecError type
         raise where.error(f"invalid conda match spec {spec!r}: {exc}") from None
-
-
-def conda_spec_channel(spec: str) -> tuple[str | None, str | None, str]:
-    """Split ``chan::pkg`` / ``chan/subdir::pkg`` into (channel, subdir, the rest)."""
-    if "::" not in spec:
-        return None, None, spec.strip()
-    channel, rest = spec.split("::", 1)
-    channel = channel.strip().rstrip("/")
-    subdir = None
-    head, sep, last = channel.rpartition("/")
-    if sep and last in CONDA_SUBDIRS:
-        channel, subdir = head, last
-    return channel or None, subdir, rest.strip()
 
 
 # --------------------------------------------------------------------------------------------

@@ -17,18 +17,18 @@ from envnix.core.errors import LockError, UsageError
 from envnix.frontend.envyaml import (
     ChannelLocation,
     Condarc,
-    EnvFile,
     effective_channels,
     parse_condarc,
-    parse_env_yaml,
     resolve_channels,
 )
 from envnix.lock import pip
 from envnix.lock.apt import lock_apt
 from envnix.lock.apt.index import DebPackage, IndexSnapshot
-from envnix.lock.apt.sources import AptSource, machine_apt_sources, sources_for_mirror
+from envnix.lock.apt.sources import machine_apt_sources, sources_for_mirror
+from envnix.lock.conda import lock_conda
 from envnix.lock.cuda import lock_cuda_pip
-from envnix.lock.lockfile import (
+from envnix.lock.image import resolve_base
+from envnix.lock.model import (
     LOCK_NAME,
     CorruptLockError,
     Lock,
@@ -36,9 +36,11 @@ from envnix.lock.lockfile import (
     stale_reason,
     write_lock,
 )
+from envnix.lock.toolchain_pin import shipped_pin_data
 from envnix.spec import CUSTOM_IMAGE_RELEASE, ImageSpec, OsRelease, PipRequest, cuda_apt
+from envnix.spec.apt import AptSource
 from envnix.spec.cuda import implied_by_wheels
-from envnix.toolchain import shipped_pin_data
+from envnix.spec.envyaml import EnvFile
 
 __all__ = ["LOCK_NAME", "CondaPlan", "CorruptLockError", "Lock", "apt_sources", "conda_plan",
            "lock_inputs", "make_lock", "pip_request", "read_lock", "stale_reason", "write_lock"]
@@ -57,12 +59,12 @@ class CondaPlan:
     env_file: EnvFile | None
 
 
-def conda_plan(spec: ImageSpec, context: Path) -> CondaPlan | None:
-    """Read env.yaml and config.conda_channel for a conda-provided Python; None otherwise."""
+def conda_plan(spec: ImageSpec) -> CondaPlan | None:
+    """env.yaml (as the frontend read it) and config.conda_channel for a conda-provided
+    Python; None otherwise."""
     if spec.python is None or spec.python.provider != "conda":
         return None
-    env = (parse_env_yaml(context / spec.conda.env_file, context) if spec.conda.env_file
-           else None)
+    env = spec.conda.env
     condarc = (parse_condarc(spec.conda.condarc, f"{spec.manifest}: config.conda_channel")
                if spec.conda.condarc else None)
     names = effective_channels(env.channels if env else (), condarc,
@@ -110,7 +112,7 @@ def lock_inputs(spec: ImageSpec, context: Path,
     """
     python = spec.python
     if plan is None:
-        plan = conda_plan(spec, context)
+        plan = conda_plan(spec)
     request = pip_request(spec, plan)
     inputs: dict[str, Any] = {
         "apt": {"release": spec.os.codename, "architecture": "amd64",
@@ -168,13 +170,11 @@ def apt_sources(release: OsRelease, mirror: str | None = None,
 def make_lock(spec: ImageSpec, context: Path, sources: list[AptSource],
               progress: Progress | None = None) -> Lock:
     """Resolve everything the spec asks for. Network access happens here and only here."""
-    plan = conda_plan(spec, context)
+    plan = conda_plan(spec)
     base: dict[str, Any] | None = None
     indexes: list[IndexSnapshot] = []
     packages: list[DebPackage] = []
     if spec.base_image:
-        from envnix.lock.image import resolve_base
-
         base = resolve_base(spec.base_image)
         if progress:
             progress(f"base: {spec.base_image} pinned at {base['digest']} "
@@ -191,8 +191,6 @@ def make_lock(spec: ImageSpec, context: Path, sources: list[AptSource],
                                        progress))
     conda_packages: list[dict[str, Any]] = []
     if plan is not None:
-        from envnix.lock.conda import lock_conda  # rattler loads only for conda images
-
         # install.cuda sets the target's __cuda: conda packages built for CUDA then solve
         # for the driver the image asks for (NVIDIA_REQUIRE_CUDA), not the build host's.
         conda_packages = lock_conda(plan.specs, plan.channels, glibc=spec.os.glibc,

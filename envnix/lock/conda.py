@@ -18,7 +18,6 @@ Why this shape (background: the team's locking notes §1-3):
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import contextlib
 import hashlib
@@ -35,11 +34,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, TypeVar
 
-import zstandard
-
 from envnix.core.errors import FetchError, LockError, PackageNotFoundError
 from envnix.core.fileio import atomic_write, atomic_writer
 from envnix.lock.fetch import CHUNK, NotFound, open_url, reason
+from envnix.spec.cuda import satisfiable_summary
+from envnix.spec.envyaml import conda_spec_channel
 
 if TYPE_CHECKING:
     from rattler import GenericVirtualPackage, RepoDataRecord
@@ -152,6 +151,8 @@ def _fetch_cached(url: str, cache_dir: Path) -> Path:
     The file is streamed to a temporary name next to its final one and renamed into place,
     so a concurrent or interrupted lock never sees half a repodata.json.
     """
+    import zstandard  # like rattler and asyncio: loaded only when a conda image is locked
+
     key = _cache_key(url)
     data_path = cache_dir / "repodata" / f"{key}.json"
     meta_path = cache_dir / "repodata" / f"{key}.meta.json"
@@ -216,6 +217,8 @@ def target_virtual_packages(glibc: str, cuda: str | None = None, platform: str =
 
 def _run(coro: Coroutine[Any, Any, _T]) -> _T:
     """asyncio.run, also from a thread when the caller already runs an event loop."""
+    import asyncio  # ~5 ms: loaded only when a conda image is solved
+
     try:
         asyncio.get_running_loop()
     except RuntimeError:
@@ -236,8 +239,6 @@ def _channel_for_spec(channel: str, channels: Sequence[ChannelLike]) -> ChannelL
 def _match_specs(specs: Sequence[str], channels: Sequence[ChannelLike]) -> list[Any]:
     """Lenient MatchSpecs, with ``chan::`` rewritten to the channel's canonical URL."""
     from rattler import MatchSpec
-
-    from envnix.frontend.envyaml import conda_spec_channel
 
     out = []
     for spec in specs:
@@ -270,8 +271,6 @@ CUDA_RELEASE_PACKAGES = ("cudatoolkit", "cuda-version")
 def cuda_releases(versions_of: Callable[[str], list[str]]) -> str:
     """The CUDA releases the channels can give, e.g. '11.3, 11.8 (cudatoolkit), 12.0-12.4
     (cuda-version)', read from the versions of the release packages in their repodata."""
-    from envnix.spec.cuda import satisfiable_summary
-
     parts = []
     for name in CUDA_RELEASE_PACKAGES:
         minors = {f"{m[1]}.{m[2]}" for v in versions_of(name)

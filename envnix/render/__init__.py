@@ -31,16 +31,17 @@ import jinja2
 from envnix import __version__
 from envnix.core.errors import SpecError, UsageError, os_reason
 from envnix.core.fileio import atomic_write, default_mode
-from envnix.core.nixexpr import check_artifact, nix_string
+from envnix.core.nixexpr import check_artifact, nix_string, store_name
 from envnix.core.reference import image_name
 from envnix.core.schema import check_version
 from envnix.lock.apt.resolver import auto_installed
-from envnix.lock.lockfile import LOCK_NAME, Lock
+from envnix.lock.model import LOCK_NAME, Lock
+from envnix.lock.toolchain_pin import for_lock
+from envnix.render.baseimage import base_layers, inherit_config, merged_env
 from envnix.render.context import write_context_tree
 from envnix.render.plan import PLAN_SCHEMA
 from envnix.spec import CONDA_PREFIX, CudaSpec, ImageSpec, cuda_apt, cuda_nixpkgs
 from envnix.spec.cuda import gpu_labels, implied_by_wheels, library_dir, variant_for
-from envnix.toolchain import for_lock
 
 HOST_PYTHON = "/usr/bin/python3"
 HOST_SANDBOX_PATHS = ("/usr", "/lib", "/lib64")
@@ -69,12 +70,6 @@ def nix_options(toolchain: str) -> list[str]:
     if toolchain == "host":
         opts += ["--option", "extra-sandbox-paths", " ".join(HOST_SANDBOX_PATHS)]
     return opts
-
-
-def store_name(text: str) -> str:
-    """A valid Nix store path name (letters, digits, + - . _ ? =; no leading dot)."""
-    name = re.sub(r"[^A-Za-z0-9+._?=-]", "-", text).lstrip(".")
-    return name[:180] or "artifact"
 
 
 # Every timestamp in an image: file mtimes in layers, the config's ``created``. A constant, not
@@ -146,8 +141,6 @@ def image_triggers(lock: Lock) -> list[str]:
 
 
 def build_plan(spec: ImageSpec, lock: Lock, tag: str) -> dict[str, Any]:
-    from envnix.render.baseimage import base_layers, merged_env
-
     artifacts: dict[str, dict[str, Any]] = {}
     for pkg in lock.apt_packages:
         artifacts[_artifact_key("deb", pkg["name"])] = {
@@ -473,8 +466,6 @@ def image_config(spec: ImageSpec, lock: Lock) -> dict[str, Any]:
     if spec.dev:
         config["User"] = spec.dev.user
     if lock.base:
-        from envnix.render.baseimage import inherit_config
-
         inherit_config(config, spec, lock.base)
     return {"architecture": "amd64", "os": "linux", "created": created, "config": config}
 

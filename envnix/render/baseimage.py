@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from envnix.render import store_name
+from envnix.core.nixexpr import store_name
 from envnix.spec import CONDA_PREFIX, ImageSpec
 
 __all__ = ["base_layers", "inherit_config", "merged_env"]

@@ -20,6 +20,7 @@ from typing import Any, Literal
 from envnix.core.errors import SpecError, UsageError
 from envnix.spec.cuda import DRIVER_LIBRARY_DIRS, release_key
 from envnix.spec.cuda_apt import tools_dir as apt_tools_dir
+from envnix.spec.envyaml import EnvFile
 
 PythonProvider = Literal["system", "conda"]
 
@@ -127,12 +128,15 @@ class CondaRequest:
     """conda packages: install.conda_packages names/channels, env.yaml, and the .condarc text.
 
     ``env_file`` is relative to the build context; its parsed content is locked, not the path.
+    ``env`` is that content, read once by the frontend (for a conda Python) so the lock does
+    not read env.yaml again; ``envnix spec`` shows the path, not this.
     """
 
     packages: list[str] = field(default_factory=list)
     channels: list[str] = field(default_factory=list)
     env_file: str | None = None
     condarc: str | None = None
+    env: EnvFile | None = None
 
     @property
     def requested(self) -> bool:
@@ -331,7 +335,11 @@ class ImageSpec:
         return f"{site}/nvidia/cuda_nvcc"
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The spec as ``envnix spec`` prints it: env.yaml by its path (``conda.env_file``)."""
+        data = dataclasses.asdict(dataclasses.replace(
+            self, conda=dataclasses.replace(self.conda, env=None)))
+        del data["conda"]["env"]
+        return data
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"

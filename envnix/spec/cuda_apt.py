@@ -27,10 +27,10 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from envnix.core.errors import LockError, SpecError, UsageError
+from envnix.spec.apt import AptSource, flat_source
 from envnix.spec.cuda import satisfiable_summary
 
 if TYPE_CHECKING:
-    from envnix.lock.apt.sources import AptSource
     from envnix.spec import CudaSpec, OsRelease
 
 KEYRING_ENV = "ENVNIX_CUDA_APT_KEYRING"
@@ -230,8 +230,6 @@ def lock_sources(cuda: CudaSpec | None, sources: Sequence[AptSource]) -> list[Ap
     """The image's apt sources plus where its CUDA packages come from: NVIDIA's repository
     (a flat repository, after the distribution's suites), or Debian's non-free component
     added to the Debian suites."""
-    from envnix.lock.apt.sources import flat_source
-
     if cuda is None or cuda.provider != "apt":
         return list(sources)
     if is_nvidia(cuda):

@@ -3,7 +3,8 @@
 The builders (envnix/builders/*.py) need a Python 3, zlib (layer gzip bytes come from it),
 zstandard (for .conda packages) and proot (for run() steps). With ``--toolchain pinned`` they
 come from Debian bookworm .debs pinned by URL + sha256 in a versioned pin file shipped inside
-envnix (``bookworm-amd64.json`` next to this module), extracted into one store path whose NAR
+envnix (``bookworm-amd64.json`` next to this module; its type and checks are
+envnix.lock.toolchain_pin, since a lock records it), extracted into one store path whose NAR
 hash is pinned as well. The store path is a recursive fixed-output path: it depends only on
 its name and that hash, so every user of one envnix version gets the same path (and the same
 builder derivations), and no bytes can differ from what the pin says (Nix checks the hash).
@@ -20,26 +21,23 @@ this machine's Debian mirror.
 from __future__ import annotations
 
 import io
-import json
 import lzma
 import os
-import re
 import shutil
 import stat
 import tarfile
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from envnix.core import process
 from envnix.core.errors import BuildError, LockError
-from envnix.core.nixexpr import STORE_NAME, check_artifact
+from envnix.lock.apt.fetch import load_index
+from envnix.lock.apt.index import to_package
+from envnix.lock.apt.sources import machine_apt_sources
+from envnix.lock.toolchain_pin import PIN_FORMAT, Toolchain, load_pin
 
-PIN_NAME = "bookworm-amd64.json"
-PIN_FORMAT = 1
 SUITE = "bookworm"
 # What the builders need, nothing more: the interpreter and its stdlib with the libraries the
 # stdlib modules the builders import link to (zlib, lzma, bz2, expat, ffi), zstandard for
@@ -53,83 +51,6 @@ LIB_DIRS = ("lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu")
 LOADER = "lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"
 PYTHON = "usr/bin/python3.11"
 PROOT = "usr/bin/proot"
-
-
-@dataclass(frozen=True)
-class Toolchain:
-    """The pin: the store name and NAR sha256 (hex) of the tree, and its .debs."""
-
-    version: int
-    store_name: str
-    nar_sha256: str
-    debs: list[dict[str, Any]]
-    stage0: dict[str, str]
-
-    def for_nix(self) -> dict[str, Any]:
-        """What default.nix needs to make the path itself (toolchain-pin.json, with the pin's
-        ``format`` like every file envnix writes: Nix ignores it, a reader can check it)."""
-        return {"format": PIN_FORMAT, "storeName": self.store_name, "narSha256": self.nar_sha256,
-                "debs": [{k: d[k] for k in ("name", "url", "sha256")} for d in self.debs],
-                # the tarball's top-level package/ becomes unpack-channel's channel directory
-                "stage0": {"name": self.stage0["name"], "url": self.stage0["url"],
-                           "sha256": self.stage0["sha256"],
-                           "binary": self.stage0["binary"].removeprefix("package/")}}
-
-
-def shipped_pin_data() -> dict[str, Any]:
-    """The pin file shipped with this envnix, as JSON data (what a new lock records)."""
-    return json.loads((resources.files("envnix.toolchain") / PIN_NAME).read_text("utf-8"))
-
-
-def load_pin(text: str | None = None) -> Toolchain:
-    """The pin shipped with this envnix (or ``text``), checked."""
-    try:
-        data = shipped_pin_data() if text is None else json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise LockError(f"envnix's toolchain pin {PIN_NAME} is damaged: {exc}",
-                        hint="reinstall envnix") from None
-    return parse_pin(data, f"envnix's toolchain pin {PIN_NAME}", LockError, "reinstall envnix")
-
-
-def for_lock(recorded: dict[str, Any] | None) -> Toolchain:
-    """The toolchain a lock builds with: the one it records, else (older locks) the shipped
-    one."""
-    if recorded is None:
-        return load_pin()
-    return parse_pin(recorded, "envnix.lock: toolchain", LockError, "run envnix lock again")
-
-
-def parse_pin(data: Any, what: str, error: type[LockError], hint: str) -> Toolchain:
-    """``data`` (a pin file's or a lock's toolchain section) checked, or ``error``."""
-    try:
-        if data["format"] != PIN_FORMAT:
-            raise ValueError(f"format {data['format']!r}")
-        pin = Toolchain(int(data["version"]), str(data["storeName"]), str(data["narSha256"]),
-                        [dict(d) for d in data["debs"]], dict(data["stage0"]))
-        if not isinstance(data["storeName"], str):
-            raise ValueError("storeName is not a string")
-        for deb in pin.debs:
-            for key in ("name", "version", "url", "sha256", "size"):
-                if key not in deb:
-                    raise ValueError(f"deb entry without {key}")
-            # the types docs/schemas/envnix.lock.schema.json gives them
-            if not (isinstance(deb["name"], str) and isinstance(deb["version"], str)
-                    and type(deb["size"]) is int and deb["size"] >= 0):
-                raise ValueError(f"deb entry {deb['name']!r}: name, version or size mistyped")
-            check_artifact({**deb, "storeName": f"{deb['name']}.deb"}, f"deb {deb['name']}",
-                           what)
-        check_artifact({**pin.stage0, "storeName": pin.stage0["name"]}, "stage0", what)
-        if not STORE_NAME.fullmatch(pin.store_name):
-            raise ValueError(f"storeName {pin.store_name!r}")
-        if not re.fullmatch(r"package/[A-Za-z0-9/_.-]+", pin.stage0["binary"]):
-            raise ValueError(f"stage0 binary {pin.stage0['binary']!r}")
-        if len(pin.nar_sha256) != 64 or not all(c in "0123456789abcdef" for c in pin.nar_sha256):
-            raise ValueError("narSha256 is not 64 hex digits")
-    except LockError as exc:
-        raise error(f"{what}: {exc.message}", hint=hint) from None
-    except (KeyError, TypeError, ValueError) as exc:
-        raise error(f"{what} is damaged: {exc!r}", hint=hint) from None
-    return pin
 
 
 # ---------------------------------------------------------------------------- extraction
@@ -261,10 +182,6 @@ def make_pin(version: int, stage0: dict[str, str],
     """A fresh pin from this machine's Debian mirror: the newest bookworm (+updates,
     +security) version of every package in PACKAGES, and the NAR hash of their extraction.
     ``stage0`` (the busybox that unpacks them inside Nix) is carried over as is."""
-    from envnix.lock.apt.fetch import load_index
-    from envnix.lock.apt.index import to_package
-    from envnix.lock.apt.sources import machine_apt_sources
-
     _, index = load_index(machine_apt_sources(SUITE, components=["main"]), progress=progress)
     debs = []
     for name in PACKAGES:

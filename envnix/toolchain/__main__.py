@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 
 from envnix.core.fileio import atomic_write
-from envnix.toolchain import PIN_NAME, ensure, load_pin, make_pin
+from envnix.lock.toolchain_pin import PIN_NAME, load_pin
+from envnix.toolchain import ensure, make_pin
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -33,7 +33,7 @@ from collections.abc import Callable, Collection, Sequence
 from envnix.lock.apt.fetch import Progress, human_size, load_index
 from envnix.lock.apt.index import DebIndex, DebPackage, IndexSnapshot
 from envnix.lock.apt.resolver import resolve
-from envnix.lock.apt.sources import AptSource
+from envnix.spec.apt import AptSource
 
 
 def lock_apt(

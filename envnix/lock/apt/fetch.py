@@ -26,7 +26,8 @@ from envnix.core.errors import FetchError, LockError, ToolMissingError
 from envnix.core.fileio import atomic_write
 from envnix.lock.apt.index import DebIndex, IndexSnapshot
 from envnix.lock.apt.relations import ARCH
-from envnix.lock.apt.sources import UNVERIFIED_ENV, AptSource
+from envnix.lock.apt.sources import UNVERIFIED_ENV
+from envnix.spec.apt import AptSource
 
 HTTP_TIMEOUT = 30.0
 """Seconds before a mirror that accepted the connection but stopped answering is given up."""

@@ -1,9 +1,9 @@
 """Where packages come from: the machine's apt sources (one-line and deb822), an
---apt-mirror, and snapshot pinning, as :class:`AptSource` records; no network here."""
+--apt-mirror, and snapshot pinning, as :class:`envnix.spec.apt.AptSource` records; no network
+here."""
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import os
 import re
@@ -11,17 +11,13 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from envnix.core.errors import LockError, UsageError
 from envnix.lock.apt.index import deb822_paragraphs
 from envnix.lock.apt.relations import ARCH
+from envnix.spec.apt import KEYRING_ENV, SNAPSHOT_PATTERN, URL_SCHEMES, AptSource, snapshot_of
 
-KEYRING_ENV = "ENVNIX_APT_KEYRING"
-"""The keyring(s) an --apt-mirror's InRelease must be signed with (default: the distribution's
-archive keyring, as Debian and Ubuntu install it)."""
 UNVERIFIED_ENV = "ENVNIX_APT_UNVERIFIED"
 """Set to 1 to lock from indexes whose signature cannot be checked (apt's [trusted=yes])."""
 DEFAULT_KEYRINGS = {
@@ -30,89 +26,16 @@ DEFAULT_KEYRINGS = {
 }
 
 
-@dataclass(frozen=True)
-class AptSource:
-    """One archive suite to read: ``<uri>/dists/<suite>/<component>/binary-amd64/``.
-
-    A *flat* repository (``deb URI /`` in sources.list: a suite ending in ``/`` and no
-    components, as NVIDIA's CUDA repositories are laid out) keeps InRelease and Packages in
-    the directory ``<uri>/<suite>`` itself, and its ``Filename:`` fields are relative to it.
-    ``setting`` names what the user set to get this source, for error messages.
-    """
-
-    uri: str
-    suite: str
-    components: tuple[str, ...] = ("main",)
-    setting: str = dataclasses.field(default="--apt-mirror", compare=False)
-    # The public keyring(s) its InRelease must be signed with (os.pathsep-separated files),
-    # and what the user sets to change them, for error messages. Not part of the lock: the
-    # same archive is the same archive whatever file its keys were read from.
-    keyring: str = dataclasses.field(default="", compare=False)
-    keyring_setting: str = dataclasses.field(default=KEYRING_ENV, compare=False)
-
-    @property
-    def flat(self) -> bool:
-        return self.suite.endswith("/")
-
-    @property
-    def dist_url(self) -> str:
-        """The directory holding the suite's (In)Release."""
-        if not self.flat:
-            return f"{self.uri.rstrip('/')}/dists/{self.suite}"
-        return self.files_url
-
-    @property
-    def files_url(self) -> str:
-        """What the index's ``Filename:`` paths are relative to."""
-        if not self.flat:
-            return self.uri.rstrip("/")
-        rel = self.suite.strip("/").removeprefix("./").strip("/")
-        return self.uri.rstrip("/") + (f"/{rel}" if rel and rel != "." else "")
-
-    @property
-    def snapshot(self) -> str | None:
-        """The archive's snapshot time when *uri* is a snapshot URL (``.../<YYYYMMDDTHHMMSSZ>``);
-        the lock records it, since the same URL then always serves the same indexes."""
-        return snapshot_of(self.uri)
-
-    def to_lock_dict(self) -> dict[str, Any]:
-        """The lock's ``apt.sources`` entry; ``snapshot`` only when there is one and ``flat``
-        only for flat repositories, so locks made from plain mirrors keep their bytes."""
-        entry: dict[str, Any] = {"uri": self.uri, "suite": self.suite,
-                                 "components": list(self.components)}
-        if self.snapshot is not None:
-            entry["snapshot"] = self.snapshot
-        if self.flat:
-            entry["flat"] = True
-        return entry
-
-
-def flat_source(url: str, setting: str, keyring: str = "",
-                keyring_setting: str = KEYRING_ENV) -> AptSource:
-    """A flat repository at *url* (``deb <url> /``); *setting* is where the user gave it, and
-    *keyring* the keys its InRelease is signed with (set by *keyring_setting*)."""
-    if urllib.parse.urlsplit(url).scheme not in _URL_SCHEMES:
-        raise UsageError(f"{setting}: an apt repository must be an http(s):// or file:// URL, "
-                         f"got {url!r}")
-    return AptSource(url.rstrip("/"), "/", (), setting, keyring, keyring_setting)
-
-
-
-
 SNAPSHOT_FORMAT = "%Y%m%dT%H%M%SZ"
 """The archive snapshot services' time stamps (``20260101T000000Z``), in UTC."""
-
-_SNAPSHOT = r"\d{8}T\d{6}Z"
-_SNAPSHOT_TAIL_RE = re.compile(rf"/({_SNAPSHOT})$")
-_URL_SCHEMES = ("http", "https", "file")
 
 # What an official archive's URI path ends with, per distribution (optionally a snapshot of it):
 # the machine's apt sources also list third-party repositories, which must not leak into images.
 _ARCHIVE_PATH_RES: dict[str, re.Pattern[str]] = {
-    "debian": re.compile(rf"/debian(-security)?(/{_SNAPSHOT})?$"),
+    "debian": re.compile(rf"/debian(-security)?(/{SNAPSHOT_PATTERN})?$"),
     # Ubuntu mirrors and snapshots end in /ubuntu (the -security pocket lives there too);
     # /ubuntu-ports is other architectures.
-    "ubuntu": re.compile(rf"/ubuntu(/{_SNAPSHOT})?$"),
+    "ubuntu": re.compile(rf"/ubuntu(/{SNAPSHOT_PATTERN})?$"),
 }
 # Personal package archives end in /ubuntu and reuse the release codename as their suite, so
 # the path alone cannot tell them apart; their hosts are named ppa.* / private-ppa.*.
@@ -126,16 +49,10 @@ _NO_SOURCE_MESSAGES = {
 }
 
 
-def snapshot_of(uri: str) -> str | None:
-    """The ``YYYYMMDDTHHMMSSZ`` time a snapshot URL ends with, or None for a plain mirror."""
-    m = _SNAPSHOT_TAIL_RE.search(urllib.parse.urlsplit(uri).path.rstrip("/"))
-    return m.group(1) if m else None
-
-
 def check_snapshot(snapshot: str) -> str:
     """*snapshot* if it is a valid ``YYYYMMDDTHHMMSSZ`` time, else a one-line UsageError."""
     try:
-        ok = re.fullmatch(_SNAPSHOT, snapshot) is not None and bool(
+        ok = re.fullmatch(SNAPSHOT_PATTERN, snapshot) is not None and bool(
             datetime.datetime.strptime(snapshot, SNAPSHOT_FORMAT))
     except ValueError:
         ok = False
@@ -161,7 +78,7 @@ def at_snapshot(url: str, snapshot: str) -> str:
 def _is_archive_uri(uri: str, distro: str) -> bool:
     """Whether a machine apt source is *distro*'s official archive (a mirror or a snapshot)."""
     parts = urllib.parse.urlsplit(uri)
-    if parts.scheme not in _URL_SCHEMES:
+    if parts.scheme not in URL_SCHEMES:
         return False
     if (parts.hostname or "").split(".", 1)[0] in _PPA_HOST_LABELS:
         return False
@@ -288,7 +205,7 @@ def sources_for_mirror(
     for url, suites in ((mirror, main_suites), (security_mirror, ["-security"])):
         if url is None:
             continue
-        if urllib.parse.urlsplit(url).scheme not in _URL_SCHEMES:
+        if urllib.parse.urlsplit(url).scheme not in URL_SCHEMES:
             raise UsageError(f"apt mirror must be an http(s):// or file:// URL, got {url!r}")
         if snapshot is not None:
             url = at_snapshot(url, snapshot)

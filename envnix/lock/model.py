@@ -25,6 +25,7 @@ from envnix import __version__
 from envnix.core import schema as S
 from envnix.core.errors import LockError, StaleLockError
 from envnix.core.fileio import atomic_write
+from envnix.lock.toolchain_pin import parse_pin
 
 LOCK_NAME = "envnix.lock"
 LOCK_VERSION = 1
@@ -105,7 +106,7 @@ _LOCK = S.obj(
         }),
         "base": _BASE,
         # The pinned toolchain the image is built with (envnix/toolchain): checked in full by
-        # envnix.toolchain.parse_pin when the lock is read.
+        # envnix.lock.toolchain_pin.parse_pin when the lock is read.
         "toolchain": S.mapping(S.text, S.anything),
     },
 )
@@ -206,8 +207,6 @@ class Lock:
         data = S.parse_json(raw, origin, CorruptLockError, LOCK_HINT)
         check_lock_data(data, origin)
         if "toolchain" in data:
-            from envnix.toolchain import parse_pin
-
             parse_pin(data["toolchain"], f"{origin}: toolchain", CorruptLockError, LOCK_HINT)
         return cls(
             inputs=data["inputs"],

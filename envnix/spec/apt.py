@@ -1,0 +1,99 @@
+"""Apt sources as data: where an image's .debs come from, as the spec names them (an
+--apt-mirror, NVIDIA's flat CUDA repository) and the lock records them.
+
+The type lives in the spec stage because spec/cuda_apt.py adds a source to a request before
+anything is locked; lock/apt/sources.py reads the machine's apt configuration into these
+records, lock/apt/fetch.py reads the indexes they point at.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import urllib.parse
+from dataclasses import dataclass
+from typing import Any
+
+from envnix.core.errors import UsageError
+
+KEYRING_ENV = "ENVNIX_APT_KEYRING"
+"""The keyring(s) an --apt-mirror's InRelease must be signed with (default: the distribution's
+archive keyring, as Debian and Ubuntu install it)."""
+
+SNAPSHOT_PATTERN = r"\d{8}T\d{6}Z"
+"""An archive snapshot time (``20260101T000000Z``), in UTC."""
+_SNAPSHOT_TAIL_RE = re.compile(rf"/({SNAPSHOT_PATTERN})$")
+URL_SCHEMES = ("http", "https", "file")
+
+
+@dataclass(frozen=True)
+class AptSource:
+    """One archive suite to read: ``<uri>/dists/<suite>/<component>/binary-amd64/``.
+
+    A *flat* repository (``deb URI /`` in sources.list: a suite ending in ``/`` and no
+    components, as NVIDIA's CUDA repositories are laid out) keeps InRelease and Packages in
+    the directory ``<uri>/<suite>`` itself, and its ``Filename:`` fields are relative to it.
+    ``setting`` names what the user set to get this source, for error messages.
+    """
+
+    uri: str
+    suite: str
+    components: tuple[str, ...] = ("main",)
+    setting: str = dataclasses.field(default="--apt-mirror", compare=False)
+    # The public keyring(s) its InRelease must be signed with (os.pathsep-separated files),
+    # and what the user sets to change them, for error messages. Not part of the lock: the
+    # same archive is the same archive whatever file its keys were read from.
+    keyring: str = dataclasses.field(default="", compare=False)
+    keyring_setting: str = dataclasses.field(default=KEYRING_ENV, compare=False)
+
+    @property
+    def flat(self) -> bool:
+        return self.suite.endswith("/")
+
+    @property
+    def dist_url(self) -> str:
+        """The directory holding the suite's (In)Release."""
+        if not self.flat:
+            return f"{self.uri.rstrip('/')}/dists/{self.suite}"
+        return self.files_url
+
+    @property
+    def files_url(self) -> str:
+        """What the index's ``Filename:`` paths are relative to."""
+        if not self.flat:
+            return self.uri.rstrip("/")
+        rel = self.suite.strip("/").removeprefix("./").strip("/")
+        return self.uri.rstrip("/") + (f"/{rel}" if rel and rel != "." else "")
+
+    @property
+    def snapshot(self) -> str | None:
+        """The archive's snapshot time when *uri* is a snapshot URL (``.../<YYYYMMDDTHHMMSSZ>``);
+        the lock records it, since the same URL then always serves the same indexes."""
+        return snapshot_of(self.uri)
+
+    def to_lock_dict(self) -> dict[str, Any]:
+        """The lock's ``apt.sources`` entry; ``snapshot`` only when there is one and ``flat``
+        only for flat repositories, so locks made from plain mirrors keep their bytes."""
+        entry: dict[str, Any] = {"uri": self.uri, "suite": self.suite,
+                                 "components": list(self.components)}
+        if self.snapshot is not None:
+            entry["snapshot"] = self.snapshot
+        if self.flat:
+            entry["flat"] = True
+        return entry
+
+
+def flat_source(url: str, setting: str, keyring: str = "",
+                keyring_setting: str = KEYRING_ENV) -> AptSource:
+    """A flat repository at *url* (``deb <url> /``); *setting* is where the user gave it, and
+    *keyring* the keys its InRelease is signed with (set by *keyring_setting*)."""
+    if urllib.parse.urlsplit(url).scheme not in URL_SCHEMES:
+        raise UsageError(f"{setting}: an apt repository must be an http(s):// or file:// URL, "
+                         f"got {url!r}")
+    return AptSource(url.rstrip("/"), "/", (), setting, keyring, keyring_setting)
+
+
+def snapshot_of(uri: str) -> str | None:
+    """The ``YYYYMMDDTHHMMSSZ`` time a snapshot URL ends with, or None for a plain mirror."""
+    m = _SNAPSHOT_TAIL_RE.search(urllib.parse.urlsplit(uri).path.rstrip("/"))
+    return m.group(1) if m else None
