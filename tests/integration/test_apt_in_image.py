@@ -13,8 +13,8 @@ import re
 from pathlib import Path
 
 import pytest
+from _cli import Built, build
 from _podman import podman
-from conftest import Built, build
 from test_builders_dpkgdb import PROG, deb, unpacked
 from test_builders_unpack import assert_ok, run_builder
 

@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _cli import Built, build, envnix, parse_build
 from _podman import podman
 from _registry import Registry, have_registry_tools
-from conftest import Built, build, envnix, parse_build
 
 from envnix.core.errors import FrontendError, LockError, SpecError
 from envnix.frontend import load_spec
@@ -31,7 +31,7 @@ from envnix.lock.image import insecure_registries, parse_image_ref
 from envnix.lock.lockfile import Lock
 from envnix.render import build_plan, image_config
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SMALL_ENVD = 'def build():\n    base(os="debian12", language="python3.11")\n'
 DIGEST = "sha256:" + "ab" * 32
 

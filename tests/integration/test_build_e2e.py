@@ -16,8 +16,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from _cli import Built, build, copy_example, envnix, parse_build, without_nix_path
 from _podman import podman
-from conftest import Built, build, copy_example, envnix, parse_build, without_nix_path
 
 pytestmark = [pytest.mark.network, pytest.mark.slow]
 

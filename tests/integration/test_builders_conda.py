@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 import zstandard
 
-BUILDER = Path(__file__).resolve().parent.parent / "envnix" / "builders" / "install_conda.py"
+BUILDER = Path(__file__).resolve().parents[2] / "envnix" / "builders" / "install_conda.py"
 HOST_PY = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
 ZSTD_DIR = os.path.dirname(os.path.dirname(zstandard.__file__))
 PREFIX = "/opt/conda/envs/envd"

@@ -123,7 +123,7 @@ def test_alternatives_auto_mode_highest_priority(meta_root: Path, tmp_path: Path
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="compares with openssl")
 def test_certificate_hash_links_match_openssl() -> None:
     import sys
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "envnix" / "builders"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "envnix" / "builders"))
     import cacerts
 
     paths = sorted(Path("/usr/share/ca-certificates").rglob("*.crt"))
@@ -177,7 +177,7 @@ HOST_LIBS = Path("/lib/x86_64-linux-gnu")
 def builder_module(name: str):
     import importlib
     import sys
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "envnix" / "builders"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "envnix" / "builders"))
     return importlib.import_module(name)
 
 

@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 from _podman import have_podman, podman, podman_env
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 BUILDERS = REPO / "envnix" / "builders"
 HOST_PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
 BUSYBOX = Path("/bin/busybox")

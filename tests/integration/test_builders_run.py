@@ -35,7 +35,7 @@ from pathlib import Path
 
 import pytest
 
-BUILDERS = Path(__file__).resolve().parent.parent / "envnix" / "builders"
+BUILDERS = Path(__file__).resolve().parents[2] / "envnix" / "builders"
 HOST_PY = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
 PROOT = shutil.which("proot") or "/usr/bin/proot"
 BUSYBOX = "/bin/busybox"

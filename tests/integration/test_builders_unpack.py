@@ -33,7 +33,7 @@ from pathlib import Path
 
 import pytest
 
-BUILDERS = Path(__file__).resolve().parent.parent / "envnix" / "builders"
+BUILDERS = Path(__file__).resolve().parents[2] / "envnix" / "builders"
 HOST_PY = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
 PYTHONS = [HOST_PY] + [p for p in os.environ.get("ENVNIX_TEST_PYTHONS", "").split(":") if p]
 SITE = "/usr/local/lib/python3.11/dist-packages"

@@ -10,9 +10,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from _cli import Built, build, envnix
 from _conda_channel import ChannelInfo, ChannelServer
 from _podman import podman
-from conftest import Built, build, envnix
 
 pytestmark = [pytest.mark.network, pytest.mark.slow]
 

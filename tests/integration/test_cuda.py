@@ -22,9 +22,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _cli import Built, build, envnix
 from _conda_channel import ChannelInfo, ChannelServer
 from _podman import podman
-from conftest import Built, build, envnix
 
 from envnix.core.errors import FrontendError, LockError
 from envnix.frontend import load_spec

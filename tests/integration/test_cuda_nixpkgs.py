@@ -16,8 +16,8 @@ import os
 from pathlib import Path
 
 import pytest
+from _cli import build, envnix
 from _podman import podman
-from conftest import build, envnix
 from test_cuda import DRIVER_DIRS, SYSTEM_SITE, check_image, image_config_of
 
 from envnix.lock.pip import lock_pip

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import build, envnix
+from _cli import build, envnix
 from test_cuda import DRIVER_DIRS, SYSTEM_SITE, check_image, image_config_of
 
 from envnix.spec.cuda import implied_by_wheels

@@ -17,8 +17,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from _cli import Built, build, envnix
 from _podman import podman
-from conftest import Built, build, envnix
 
 from envnix.lock.apt import lock_apt
 from envnix.lock.apt.index import DebIndex, essential_names

@@ -15,8 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from _cli import ROOT, envnix, without_nix_path
 from _tiny import Server, dead_port, lock_text, tiny_context, wheel
-from conftest import ROOT, envnix, without_nix_path
 
 from envnix.core.errors import EXIT_CODES, BuildError, LockError
 from envnix.nix import seed_chroot_store

@@ -28,7 +28,7 @@ from pathlib import Path
 
 SEED = 20260611
 COUNT = 10_000
-CORPUS = Path(__file__).parent / "corpus"
+CORPUS = Path(__file__).parents[1] / "corpus"
 WORKERS = 2
 
 _TOKEN = re.compile(r'''"""[\s\S]*?"""|'[^'\n]*'|"[^"\n]*"|#[^\n]*|\n[ \t]*|[A-Za-z_]\w*|\d+|'''

@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from _cli import parse_build
 from _tiny import tiny_context
-from conftest import parse_build
 
 ENVIRONMENTS = [
     ({"SOURCE_DATE_EPOCH": None, "TZ": "UTC", "LC_ALL": "C.UTF-8"}, 0o022),

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import envnix
+from _cli import envnix
 
 from envnix.lock.lockfile import read_lock
 

@@ -23,8 +23,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from _cli import envnix, parse_build
 from _tiny import dead_port, tiny_context
-from conftest import envnix, parse_build
 
 from envnix.nix import DEFAULTS, NixConfig, build_options
 

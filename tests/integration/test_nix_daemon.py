@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _cli import Built, envnix, parse_build
 from _nix_daemon import (
     DAEMON_CONF,
     SOCKET_GROUP,
@@ -29,12 +30,11 @@ from _nix_daemon import (
     setup_conf_daemon,
 )
 from _tiny import tiny_context
-from conftest import Built, envnix, parse_build
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0,
                                 reason="creates a user and starts a nix-daemon: needs root")
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 ROOT_ENV_DROPS = ("NIX_REMOTE", "NIX_DAEMON_SOCKET_PATH")
 
 

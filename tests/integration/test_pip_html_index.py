@@ -16,8 +16,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from _cli import envnix, parse_build
 from _pip_index import Dist, PipIndex, serve_index
-from conftest import envnix, parse_build
 from test_builders_unpack import make_wheel
 
 from envnix.core.errors import FetchError, LockError

@@ -23,9 +23,9 @@ import time
 from pathlib import Path
 
 import pytest
+from _cli import Built, build, envnix
 from _podman import podman
 from _registry import Registry, have_registry_tools
-from conftest import Built, build, envnix
 
 from envnix.core.errors import UsageError
 from envnix.oci.output import parse_output

@@ -18,7 +18,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import EXAMPLES, copy_example, envnix, parse_build
+from _cli import EXAMPLES, copy_example, envnix, parse_build
 
 EXAMPLE = EXAMPLES / "quickstart"
 EXPECTED = EXAMPLE / "expected-digests.json"

@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from _cli import envnix
 from _tiny import tiny_context
-from conftest import envnix
 
 from envnix.core.errors import SpecError, UsageError
 from envnix.lock.lockfile import Lock

@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from _cli import build, envnix
 from _podman import podman
-from conftest import build, envnix
 
 pytestmark = [pytest.mark.network, pytest.mark.slow]
 

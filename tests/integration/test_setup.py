@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from _nix_daemon import DAEMON_CONF, PING, SOCKET_GROUP, answers
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SETUP = ROOT / "scripts" / "setup"
 INSTALLED_CONF = Path("/etc/nix/envnix-daemon/nix.conf")
 PIDFILE = Path("/run/envnix-nix-daemon.pid")

@@ -13,8 +13,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from _cli import build, envnix
 from _tiny import TINY_ENVD, tiny_context, wheel
-from conftest import build, envnix
 
 from envnix.toolchain import PACKAGES, ensure, load_pin
 

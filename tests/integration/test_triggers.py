@@ -16,8 +16,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from _cli import EXAMPLES, Built, build
 from _podman import podman
-from conftest import EXAMPLES, Built, build
 
 from envnix.lock.apt.sources import machine_apt_sources
 from envnix.lock.lockfile import read_lock
@@ -172,7 +172,7 @@ def test_a_trigger_runs_only_with_its_tool_and_the_programs_its_line_needs(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A minimal-profile image with GLib has no shell: nothing runs, a note says why; with a
     shell the GLib lines run, and the gdk-pixbuf line waits for find and sort."""
-    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "envnix" / "builders"))
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[2] / "envnix" / "builders"))
     import _rootfs
     import triggers
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from _apt_signing import KEYRING
+from _cli import Built, build, envnix
 from _conda_channel import ChannelInfo, ChannelServer
 from _podman import podman
 from _ubuntu_archive import (
@@ -32,7 +33,6 @@ from _ubuntu_archive import (
     serve_archive,
     write_suite,
 )
-from conftest import Built, build, envnix
 
 from envnix.core.errors import LockError, UsageError
 from envnix.frontend import load_spec

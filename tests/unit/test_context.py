@@ -7,8 +7,8 @@ import os
 from pathlib import Path
 
 import pytest
+from _cli import build
 from _podman import podman
-from conftest import build
 
 from envnix.core.errors import FrontendError
 from envnix.frontend import load_spec

@@ -13,12 +13,12 @@ import shutil
 from pathlib import Path
 
 import pytest
+from _cli import build
 from _podman import podman
-from conftest import build
 
 from envnix.frontend import load_spec
 
-CORPUS = Path(__file__).parent / "corpus"
+CORPUS = Path(__file__).parents[1] / "corpus"
 TARGETS = {"multi_target": ("build", "serve")}
 CASES = [(path.stem, func) for path in sorted(CORPUS.glob("*.envd"))
          for func in TARGETS.get(path.stem, ("build",))]

@@ -16,10 +16,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _cli import Built, build, envnix
 from _conda_channel import ChannelInfo, ChannelServer
 from _nvidia_apt_repo import LIBRARY_DIR, PREFIX, NvidiaRepo, build_repo, serve_repo
 from _podman import podman
-from conftest import Built, build, envnix
 from test_cuda import DRIVER_DIRS, NO_DRIVER, image_config_of, layer_paths
 from test_cuda import error_of as cuda_error_of
 from test_cuda import spec_of as cuda_spec_of

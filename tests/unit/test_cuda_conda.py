@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _cli import build, envnix
 from _conda_channel import (
     CUDART_WHEEL,
     ChannelInfo,
@@ -26,7 +27,6 @@ from _conda_channel import (
     serve,
 )
 from _podman import podman
-from conftest import build, envnix
 from test_cuda import DRIVER_DIRS, NO_DRIVER, image_config_of, layer_paths
 
 from envnix.core.errors import EnvnixError, LockError

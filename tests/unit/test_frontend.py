@@ -12,7 +12,7 @@ import pytest
 from envnix.core.errors import FrontendError
 from envnix.frontend import load_spec, parse_from
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def write(tmp_path: Path, source: str, name: str = "build.envd") -> Path:
