@@ -26,8 +26,8 @@ from typing import Any
 
 import pytest
 import zstandard
+from test_builders_conda_offline import BUILDER
 
-BUILDER = Path(__file__).resolve().parents[2] / "envnix" / "builders" / "install_conda.py"
 HOST_PY = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
 ZSTD_DIR = os.path.dirname(os.path.dirname(zstandard.__file__))
 PREFIX = "/opt/conda/envs/envd"
@@ -304,27 +304,6 @@ def test_text_long_or_spaced_prefix_uses_usr_bin_env(tmp_path: Path, text_pkgs: 
     assert (env / "bin/tinyutil").read_bytes() == (
         f"#!/usr/bin/env python3 -E\nprint('installed in {prefix}')  # {prefix}/lib\n").encode()
     assert (env / "etc/tiny.conf").read_text().startswith(f"prefix={prefix}\n")
-
-
-def test_replace_rules_unit() -> None:
-    """The replacement functions on their own (conda's portability.py behaviour)."""
-    sys.path.insert(0, str(BUILDER.parent))
-    try:
-        import install_conda as C
-    finally:
-        sys.path.remove(str(BUILDER.parent))
-    # Short shebang, no spaces: untouched apart from the replacement.
-    assert C.replace_text(b"#!/PH/bin/perl -w\nx /PH\n", "/PH", "/q") == \
-        b"#!/q/bin/perl -w\nx /q\n"
-    # A long shebang not coming from the placeholder is shortened too (as conda does).
-    long = b"#!/" + b"a" * 130 + b"/tool --flag\nbody\n"
-    assert C.replace_text(long, "/zz", "/q") == b"#!/usr/bin/env tool --flag\nbody\n"
-    # Binary: padding goes after each string's end; two occurrences in one string.
-    data = b"A\0/ph/x:/ph/y\0B\0/ph\0tail"
-    got = C.replace_binary(data, "/ph", "/q", "f")
-    assert got == b"A\0/q/x:/q/y\0\0\0B\0/q\0\0tail" and len(got) == len(data)
-    # Placeholder with no NUL after it: left alone (conda's regex needs the terminator).
-    assert C.replace_binary(b"x/ph", "/ph", "/q", "f") == b"x/ph"
 
 
 # ------------------------------------------------------------------------------ (2) binary

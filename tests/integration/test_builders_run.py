@@ -34,6 +34,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from test_builders_run_offline import TIMINGS
 
 BUILDERS = Path(__file__).resolve().parents[2] / "envnix" / "builders"
 HOST_PY = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
@@ -42,11 +43,8 @@ BUSYBOX = "/bin/busybox"
 APPLETS = ("sh", "ls", "mkdir", "echo", "rm", "cat", "pwd", "wget", "true", "false", "chmod",
            "touch", "mv", "cp", "ln", "test", "mkfifo", "id", "rmdir")
 WORKDIR = "/home/envd/demo"
-TIMINGS: dict[str, float] = {}
 
 sys.path.insert(0, str(BUILDERS))
-import _runadvice  # noqa: E402
-import _sandbox  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not os.path.exists(PROOT) or not os.path.exists(BUSYBOX),
                                 reason="needs proot and busybox-static (./scripts/setup)")
@@ -414,12 +412,6 @@ def test_leftover_processes_are_killed(image: list[Path], tmp_path: Path) -> Non
     assert listing(out) == {"done.txt": b"done\n", "pid.txt": b"1\n"}
 
 
-def test_seccomp_program_shape() -> None:
-    prog = _sandbox.seccomp_program()
-    assert len(prog) % 8 == 0 and len(prog) // 8 < 100
-    assert prog[-4:] == (0x00050000 | 38).to_bytes(4, "little")  # RET_ERRNO(ENOSYS)
-
-
 def test_workdir_created_when_missing(image: list[Path], tmp_path: Path) -> None:
     r, out = run_group(tmp_path, image, ["pwd > here"], workdir="/home/envd/other/deep")
     assert_ok(r)
@@ -451,44 +443,6 @@ def test_environment_is_clean(image: list[Path], tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------ diagnosis
-
-
-@pytest.mark.parametrize(("command", "output", "expected"), [
-    ("pip install six", "ERROR: Could not find a version that satisfies the requirement six",
-     'use install.python_packages(name=["six"])'),
-    ("python3 -m pip install -U 'numpy==1.26' --index-url https://x/simple",
-     "Failed to establish a new connection", 'install.python_packages(name=["numpy==1.26"])'),
-    ("pip install -r requirements.txt", "Temporary failure in name resolution",
-     'install.python_packages(requirements="requirements.txt")'),
-    ("pip install -e /detectron2",
-     "ERROR: Could not find a version that satisfies the requirement setuptools>=40.8.0",
-     'install.python_packages(name=["setuptools>=40.8.0"]) and add --no-build-isolation'),
-    ("apt-get update && apt-get install -y --no-install-recommends libgl1 curl",
-     "Temporary failure resolving 'deb.debian.org'",
-     'use install.apt_packages(name=[...])'),
-    ("sudo apt-get install -y libgl1", "Could not resolve 'deb.debian.org'",
-     'use install.apt_packages(name=["libgl1"])'),
-    ("conda install -y -c conda-forge numpy scipy", "CondaHTTPError: HTTP 000",
-     'use install.conda_packages(name=["numpy", "scipy"])'),
-    ("curl -fsSL https://example.com/x.tar.gz | tar xz", "curl: (6) Could not resolve host",
-     'io.http(url="https://example.com/x.tar.gz"'),
-    ("git clone https://github.com/x/y", "Could not resolve host: github.com",
-     "declare what it downloads instead"),
-])
-def test_network_advice(command: str, output: str, expected: str) -> None:
-    advice = _runadvice.network_advice(command, output)
-    assert advice is not None and expected in advice, advice
-
-
-def test_no_advice_without_network_signs() -> None:
-    assert _runadvice.network_advice("pip install -e .", "error: invalid command") is None
-    assert _runadvice.network_advice("make", "Connection refused") is None
-
-
-def test_command_at_line() -> None:
-    cmds = ["a", "b\nc\nd", "e"]
-    assert [_sandbox.command_at_line(cmds, n) for n in range(1, 8)] == [
-        None, 0, 1, 1, 1, 2, None]
 
 
 # ------------------------------------------------------------------------------ Nix sandbox
@@ -736,7 +690,3 @@ def test_seed_pip_install_editable(bookworm_index: object, tmp_path: Path) -> No
     assert error_line(r) == ('envnix-builder: run(): "pip install six" needs the network, '
                              'which builds do not have; use install.python_packages('
                              'name=["six"])')
-
-
-def test_zz_print_timings() -> None:
-    print("\nrun_steps timings (s):", json.dumps(TIMINGS, indent=1))

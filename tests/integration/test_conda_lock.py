@@ -27,13 +27,13 @@ from _conda_channel import (
     python_available,
     serve,
 )
+from test_conda_lock_offline import GLIBC
 
 from envnix.core.errors import FetchError, LockError, PackageNotFoundError
 from envnix.frontend.envyaml import ChannelLocation, parse_condarc, resolve_channels
 from envnix.lock.conda import LOCK_KEYS, default_cache_dir, lock_conda
 
 CANONICAL = "https://conda.invalid/fixture"
-GLIBC = "2.36"  # debian12, the target; the build host's own glibc must not matter
 needs_python = pytest.mark.skipif(not python_available(), reason="needs Debian's python3.11")
 needs_gcc = pytest.mark.skipif(not gcc_available(), reason="needs gcc")
 
@@ -47,11 +47,6 @@ def channel(tmp_path_factory: pytest.TempPathFactory) -> ChannelInfo:
 def server(channel: ChannelInfo) -> Iterator[ChannelServer]:
     with serve(channel.root, prefixes=("mirror-a/fixture", "mirror-b/fixture")) as srv:
         yield srv
-
-
-@pytest.fixture
-def cache(tmp_path: Path) -> Path:
-    return tmp_path / "cache"
 
 
 def location(*urls: str, canonical: str = CANONICAL) -> ChannelLocation:
@@ -385,12 +380,6 @@ def test_repodata_cache_location_and_revalidation(server: ChannelServer, tmp_pat
     for meta in (default_cache_dir() / "repodata").glob("*.meta.json"):
         meta.write_bytes(b'["not", "a", "mapping"]')  # damaged: fetched again, no traceback
     assert lock_conda(["pkg-a"], [loc], glibc=GLIBC)[0]["name"] == "pkg-a"
-
-
-def test_no_specs_and_no_channels(cache: Path) -> None:
-    assert lock_conda([], [], glibc=GLIBC, cache_dir=cache) == []
-    with pytest.raises(LockError, match="no channel"):
-        lock_conda(["x"], [], glibc=GLIBC, cache_dir=cache)
 
 
 @needs_python

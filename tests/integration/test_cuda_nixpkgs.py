@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 from _cli import build, envnix
 from _podman import podman
-from test_cuda import DRIVER_DIRS, SYSTEM_SITE, check_image, image_config_of
+from test_cuda import check_image, image_config_of
+from test_cuda_offline import DRIVER_DIRS, SYSTEM_SITE
 
 from envnix.lock.pip import lock_pip
 from envnix.spec import PipRequest

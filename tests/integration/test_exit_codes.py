@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -15,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from _cli import ROOT, envnix, without_nix_path
+from _cli import envnix, without_nix_path
 from _tiny import Server, dead_port, lock_text, tiny_context, wheel
 
 from envnix.core.errors import EXIT_CODES, BuildError, LockError
@@ -114,14 +113,6 @@ def test_exit_code(code: int, tmp_path: Path, built: Path) -> None:
     proc = SCENARIOS[code](tmp_path, built)
     assert proc.returncode == code, proc.stderr
     one_error(proc)
-
-
-def test_readme_table_matches_errors_py() -> None:
-    text = (ROOT / "README.md").read_text()
-    m = re.search(r"^#+ Exit codes\n(.*?)(?=^#|\Z)", text, re.M | re.S)
-    assert m, "README.md has no 'Exit codes' section"
-    rows = re.findall(r"^\| *(\d+) *\| *(.+?) *\|$", m[1], re.M)
-    assert {int(code): meaning for code, meaning in rows} == EXIT_CODES
 
 
 # --- Ctrl-C / SIGTERM: Nix stopped, nothing half-written -------------------------------------
@@ -251,16 +242,3 @@ def test_credentials_in_a_locked_url_are_refused_before_any_request(tmp_path: Pa
         assert proc.returncode == 5 and "carries credentials" in one_error(proc)
         assert "secret" not in proc.stderr
         assert server.requests == 0
-
-
-def test_os_errors_read_as_words_without_errno() -> None:
-    import urllib.error
-
-    from envnix.core.errors import os_reason
-
-    assert os_reason(urllib.error.URLError(ConnectionRefusedError(111, "Connection refused"))) \
-        == "connection refused"
-    assert os_reason(FileNotFoundError(2, "No such file or directory", "/x")) == \
-        "no such file or directory"
-    assert os_reason(urllib.error.URLError(TimeoutError())) == "timed out"
-    assert os_reason(urllib.error.URLError("unknown url type: file")) == "unknown url type: file"

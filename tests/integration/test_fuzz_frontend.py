@@ -9,7 +9,7 @@ bytes, deep nesting, huge literals and odd unicode.
 The batch runs in worker subprocesses (this file run as a script) calling
 ``evaluate_spec`` in-process, so a segfault or an abort fails the test with the seed and the
 input instead of taking pytest down. Input i is generated from Random(f"{SEED}:{i}") alone:
-``python tests/test_fuzz_frontend.py --show I`` prints it again.
+``python tests/integration/test_fuzz_frontend.py --show I`` prints it again.
 """
 
 from __future__ import annotations

@@ -18,10 +18,9 @@ import uuid
 from pathlib import Path
 
 import pytest
-from _cli import EXAMPLES, copy_example, envnix, parse_build
+from _cli import copy_example, envnix, parse_build
+from test_quickstart_lock_offline import EXAMPLE, EXPECTED
 
-EXAMPLE = EXAMPLES / "quickstart"
-EXPECTED = EXAMPLE / "expected-digests.json"
 TAG = "quickstart:dev"
 RELOCK = "env -u SOURCE_DATE_EPOCH .venv/bin/envnix lock examples/quickstart"
 REBUILD = f"env -u SOURCE_DATE_EPOCH .venv/bin/envnix build examples/quickstart --locked -t {TAG}"
@@ -93,11 +92,3 @@ def test_a_deb_gone_from_the_mirror_says_how_to_relock(tmp_path: Path) -> None:
     reason = failure_reason(proc)
     assert reason.startswith(f"the mirror no longer has {package['url']}"), reason
     assert RELOCK in reason and REBUILD in reason
-
-
-@pytest.mark.parametrize("kind", ["config", "manifest"])
-def test_readme_quotes_the_expected_digests(kind: str) -> None:
-    digest = json.loads(EXPECTED.read_text())[kind]
-    readme = (EXAMPLES.parent / "README.md").read_text()
-    assert f"{kind} `{digest}`" in readme, (
-        f"README.md does not quote the quickstart's {kind} digest {digest} from {EXPECTED.name}")

@@ -16,12 +16,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_untrusted_input_offline import BASE, context_with
 
-from envnix.core.errors import FrontendError, SpecError
 from envnix.frontend import load_spec
 from envnix.lock import LOCK_NAME, Lock, lock_inputs, write_lock
-
-BASE = 'def build():\n    base(os="debian12", language="python3.11")\n'
 
 
 def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -41,14 +39,6 @@ def assert_one_line(proc: subprocess.CompletedProcess[str], pattern: str) -> Non
 def snapshot(root: Path) -> set[str]:
     """Every path under ``root`` (symlinks not followed)."""
     return {str(p.relative_to(root)) for p in root.rglob("*")}
-
-
-def context_with(tmp_path: Path, calls: str) -> Path:
-    context = tmp_path / "ctx"
-    context.mkdir(exist_ok=True)
-    (context / "payload.txt").write_text("from the build context\n")
-    (context / "build.envd").write_text(BASE + "".join(f"    {c}\n" for c in calls.split("\n")))
-    return context
 
 
 def write_offline_lock(context: Path) -> None:
@@ -79,19 +69,6 @@ def test_dotdot_image_paths_are_refused(tmp_path: Path, call: str, what: str) ->
     assert_one_line(proc, rf"envnix: build\.envd:3:5: {what} {re.escape(repr(target))} "
                           r"contains a '\.\.' component")
     assert snapshot(tmp_path) == before  # nothing created, not even the output directory
-
-
-def test_image_paths_are_normalised(tmp_path: Path) -> None:
-    context = context_with(tmp_path, 'io.copy(host_path="payload.txt", envd_path="//opt/./x//")\n'
-                                     'runtime.mount(host_path="/d", envd_path="~/data//./y/")\n'
-                                     'io.mount(src="/d", dest="/srv/./z")')
-    spec = load_spec(context, warn=lambda _: None)
-    assert [(c.source, c.target) for c in spec.copies] == [("payload.txt",
-                                                           "/opt/x/payload.txt")]
-    assert spec.runtime.mounts == ["/home/envd/data/y", "/srv/z"]
-    with pytest.raises(FrontendError, match=r"runtime.mount: envd_path 'data' is not an "
-                                            "absolute path"):
-        load_spec(context_with(tmp_path, 'runtime.mount(host_path="/d", envd_path="data")'))
 
 
 def test_copied_symlink_is_never_written_through(tmp_path: Path) -> None:
@@ -135,18 +112,6 @@ def test_stale_symlink_from_an_earlier_render_is_replaced_not_followed(tmp_path:
     assert not link.is_symlink() and (link / "pwned.txt").read_text() == (
         "from the build context\n")
     assert {p for p in snapshot(tmp_path) - before if not p.startswith("work/out")} == set()
-
-
-def test_copy_below_a_copied_file_is_refused(tmp_path: Path) -> None:
-    from envnix.render.context import write_context_tree
-
-    context = context_with(tmp_path, 'io.copy(host_path="payload.txt", envd_path="/x")\n'
-                                     'io.copy(host_path="payload.txt", envd_path="/x/y")')
-    spec = load_spec(context, warn=lambda _: None)
-    with pytest.raises(SpecError, match=r"puts /x/y beneath /x, which io.copy\('payload.txt', "
-                                        r"'/x'\) makes a file"):
-        write_context_tree(tmp_path / "tree", context, spec.copies, (0, 0))
-    assert not (tmp_path / "tree").exists()  # refused before anything was written
 
 
 # -- item 6: special files ----------------------------------------------------------------------

@@ -7,8 +7,6 @@ import os
 from pathlib import Path
 
 import pytest
-from _cli import build
-from _podman import podman
 
 from envnix.core.errors import FrontendError
 from envnix.frontend import load_spec
@@ -106,18 +104,3 @@ def test_legacy_src_dest_spelling_warns(tmp_path: Path) -> None:
     assert [(c.source, c.target) for c in spec.copies] == [("detectron2/setup.py",
                                                            "/opt/setup.py")]
     assert "pre-0.2 spelling" in warnings[0]
-
-
-@pytest.mark.network
-@pytest.mark.slow
-def test_copied_files_in_a_built_image(tmp_path: Path, podman_environ: dict) -> None:
-    context = make_context(tmp_path)
-    built = build(context, "-t", "copydemo:dev")
-    out = podman("run", "--rm", f"oci:{built.layout}", "python3", "-c",
-                 "import os; print(sorted(os.listdir('/detectron2')), "
-                 "os.stat('/detectron2/setup.py').st_uid)", env=podman_environ)
-    assert out.stdout.strip() == (
-        "['detectron2', 'keep.log', 'link', 'run.sh', 'setup.py'] 1000")
-    (context / "unrelated.txt").write_text("changed\n")
-    again = build(context, "-t", "copydemo:dev")
-    assert (again.config, again.manifest) == (built.config, built.manifest)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -134,7 +132,6 @@ def test_unsupported_os_points_at_base_and_seed_spelling_is_read(tmp_path: Path)
     assert warnings == ['base(os="ubuntu20.4") read as "ubuntu20.04"']
 
 
-
 def test_python_provider_follows_release_and_conda(tmp_path: Path) -> None:
     # Debian 12 ships python3.11: the distribution provides it unless conda is asked for.
     write(tmp_path, 'def build():\n    base(os="debian12", language="python3.8")\n')
@@ -198,24 +195,6 @@ def test_no_python_exec_or_host_access(tmp_path: Path) -> None:
     # Starlark has no open/import; a Python-ism is an unknown name, not host access.
     err = error_of(tmp_path, 'def build():\n    open("/etc/passwd")\n')
     assert "unknown name 'open'" in str(err)
-
-
-def test_cli_spec_prints_json_and_errors_are_one_line(tmp_path: Path) -> None:
-    quickstart = str(ROOT / "examples" / "quickstart")
-    out = subprocess.run([sys.executable, "-m", "envnix", "spec", quickstart],
-                         capture_output=True, text=True, check=True)
-    assert json.loads(out.stdout)["name"] == "quickstart"
-    write(tmp_path, 'def build():\n    install.pythn_packages(name=["six"])\n')
-    proc = subprocess.run([sys.executable, "-m", "envnix", "spec", "-p", str(tmp_path)],
-                          capture_output=True, text=True)
-    assert proc.returncode == 3
-    assert proc.stderr.splitlines()[0].startswith("envnix: build.envd:2:5: install has no")
-    assert "Traceback" not in proc.stderr
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    proc = subprocess.run([sys.executable, "-m", "envnix", "spec", str(empty)],
-                          capture_output=True, text=True)
-    assert proc.returncode == 3 and "build.envd: file does not exist" in proc.stderr
 
 
 def test_syntax_is_chosen_and_explained(tmp_path: Path) -> None:
