@@ -1,14 +1,17 @@
-"""Fixtures both tiers share: built examples, the fixture channel, podman, a nix-daemon.
+"""Fixtures both tiers share: built examples, the fixture channel, podman, a nix-daemon, and
+the golden-file check with its --update-golden flag.
 
 The helpers that run the CLI are in _cli.py; tests/unit/conftest.py adds the unit tier's guard.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from _apt_signing import trust_test_archives
@@ -37,6 +40,42 @@ def podman_environ(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     if not shutil.which("podman"):
         pytest.fail("podman is not installed: run ./scripts/setup")
     return podman_env(tmp_path_factory.mktemp("podman"))
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--update-golden", action="store_true",
+                     help="rewrite the golden files (tests/golden/, tests/corpus/golden/) from "
+                          "what envnix makes now, instead of comparing; review the diff")
+
+
+@pytest.fixture
+def update_golden(request: pytest.FixtureRequest) -> bool:
+    """Whether this run rewrites the golden files (``pytest --update-golden``)."""
+    return bool(request.config.getoption("--update-golden"))
+
+
+@pytest.fixture
+def golden(update_golden: bool) -> Callable[[Path, bytes], None]:
+    """``golden(path, got)``: ``got`` must equal the file byte for byte; with --update-golden
+    it is written there instead, for a reviewed commit."""
+    def check(path: Path, got: bytes) -> None:
+        if update_golden:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(got)
+            return
+        if not path.exists():
+            pytest.fail(f"{path} is missing: run pytest --update-golden and review it",
+                        pytrace=False)
+        want = path.read_bytes()
+        if got != want:
+            diff = difflib.unified_diff(want.decode(errors="replace").splitlines(),
+                                        got.decode(errors="replace").splitlines(),
+                                        str(path), "now", lineterm="", n=2)
+            shown = "\n".join(list(diff)[:80])
+            pytest.fail(f"{path} differs from what envnix makes now:\n{shown}\nIf the change "
+                        "is intended, run pytest --update-golden and commit the reviewed diff.",
+                        pytrace=False)
+    return check
 
 
 def pytest_configure(config: pytest.Config) -> None:
