@@ -506,6 +506,6 @@ def test_sysusers_calls_match_systemd_sysusers(tmp_path: Path) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# services.py: rc links, systemd enablement and the files scripts create (plain data; the
-# image comparison with mmdebstrap is tests/test_essential.py and bench/debian_parity.py)
+# services.py: rc links, systemd enablement and the files scripts create (plain data; the image
+# comparison with mmdebstrap is tests/integration/test_essential.py and bench/debian_parity.py)
 # --------------------------------------------------------------------------------------------
