@@ -503,9 +503,3 @@ def test_sysusers_calls_match_systemd_sysusers(tmp_path: Path) -> None:
     assert ref_shadow <= our_shadow
     ref_gshadow = set((ref / "etc/gshadow").read_text().splitlines())
     assert ref_gshadow <= set((ours / "gshadow").read_text().splitlines())
-
-
-# --------------------------------------------------------------------------------------------
-# services.py: rc links, systemd enablement and the files scripts create (plain data; the image
-# comparison with mmdebstrap is tests/integration/test_essential.py and bench/debian_parity.py)
-# --------------------------------------------------------------------------------------------

@@ -442,9 +442,6 @@ def test_environment_is_clean(image: list[Path], tmp_path: Path) -> None:
     assert str(tmp_path) not in exported
 
 
-# ------------------------------------------------------------------------------ diagnosis
-
-
 # ------------------------------------------------------------------------------ Nix sandbox
 
 

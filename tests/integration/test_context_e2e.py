@@ -1,4 +1,4 @@
-"""The tests of tests/unit/test_context.py that start processes or use the network.
+"""The tests of tests/unit/test_context.py that start programs or use the network.
 
 io.copy: context selection, ignore rules, escapes, and a real image with copied files.
 """

@@ -1,4 +1,4 @@
-"""The tests of tests/unit/test_corpus.py that start processes or use the network.
+"""The tests of tests/unit/test_corpus.py that start programs or use the network.
 
 A corpus of build.envd files in the styles real projects use (v0, v1, legacy names, helpers,
 several targets, every function family), each evaluated to an ImageSpec and compared with a

@@ -1,4 +1,4 @@
-"""The tests of tests/unit/test_cuda_apt.py that start processes or use the network.
+"""The tests of tests/unit/test_cuda_apt.py that start programs or use the network.
 
 install.cuda from apt packages (--cuda-provider apt): Debian 12's own non-free CUDA 11.8, or
 NVIDIA's CUDA apt repository named by ENVNIX_CUDA_APT_REPO.
@@ -25,6 +25,10 @@ from envnix.lock.apt import lock_apt
 from envnix.lock.apt.index import DebPackage, IndexSnapshot
 from envnix.lock.apt.sources import AptSource, machine_apt_sources
 from envnix.spec import ImageSpec, cuda_apt
+
+# ------------------------------------------------------------------------------------------
+# lock against real archives (network)
+# ------------------------------------------------------------------------------------------
 
 
 def lock_cuda_apt(spec: ImageSpec, sources: list[AptSource],
@@ -117,6 +121,12 @@ def test_a_release_the_repository_lacks_lists_what_it_has(
     with pytest.raises(LockError, match=r"carry a flat apt repository .*\? check "
                                          "ENVNIX_CUDA_APT_REPO$"):
         lock_cuda_apt(spec, machine_apt_sources("bookworm"))
+
+
+# ------------------------------------------------------------------------------------------
+# end to end: images built with Nix, run under podman (no GPU here, none needed)
+# ------------------------------------------------------------------------------------------
+
 # ld.so --list of every packaged CUDA library (only libcuda.so.1, the driver's, may be
 # missing), then the runtime loaded by soname as an application would: its version, the file
 # the loader took, and cudaGetDeviceCount without a driver.

@@ -1,4 +1,4 @@
-"""The tests of tests/unit/test_cuda_conda.py that start processes or use the network.
+"""The tests of tests/unit/test_cuda_conda.py that start programs or use the network.
 
 CUDA from conda packages (the "conda" provider): the spec (provider choice, match specs,
 CUDA that env.yaml asks for), the lock against a real channel whose CUDA 12.4 runtime is NVIDIA's
@@ -31,6 +31,11 @@ from envnix.lock.conda import lock_conda
 from envnix.spec import CONDA_PREFIX, ImageSpec
 
 GLIBC = "2.36"  # debian12
+
+
+# ------------------------------------------------------------------------------------------
+# lock: the channel with NVIDIA's libcudart (the wheel comes from PyPI)
+# ------------------------------------------------------------------------------------------
 
 
 def solve(spec: ImageSpec, context: Path, cache: Path, cuda: str | None = "spec",
@@ -100,6 +105,12 @@ def test_release_the_channels_lack_lists_the_ones_they_have(
     with pytest.raises(LockError, match=r"^conda: CUDA 11\.8 cannot be satisfied .*11\.8 "
                                         r"\(cudatoolkit\), 12\.4 \(cuda-version\)\n"):
         solve(spec, tmp_path, tmp_path / "cache")
+
+
+# ------------------------------------------------------------------------------------------
+# end to end: envnix lock / build, the image run under podman (no GPU here, none needed)
+# ------------------------------------------------------------------------------------------
+
 CUDART = f"{CONDA_PREFIX}/lib/libcudart.so.12"
 CHECK = r'''
 import ctypes, json, os, subprocess, sys

@@ -1,4 +1,4 @@
-"""The tests of tests/unit/test_debian_resolver.py that start processes or use the network.
+"""The tests of tests/unit/test_debian_resolver.py that start programs or use the network.
 
 Tests for envnix.lock.apt: version order, relations, sources, index fetching, resolution.
 """
@@ -27,6 +27,10 @@ from envnix.lock.apt.resolver import resolve
 from envnix.lock.apt.sources import AptSource, sources_for_mirror
 from envnix.lock.apt.version import version_compare
 
+# ------------------------------------------------------------------------------------------
+# Debian version comparison
+# ------------------------------------------------------------------------------------------
+
 
 @pytest.mark.skipif(shutil.which("dpkg") is None, reason="dpkg not installed")
 def test_version_compare_agrees_with_dpkg() -> None:
@@ -42,6 +46,11 @@ def test_version_compare_agrees_with_dpkg() -> None:
             eq = subprocess.run(["dpkg", "--compare-versions", a, "eq", b]).returncode == 0
             expected = -1 if lt else 0 if eq else 1
             assert version_compare(a, b) == expected, (a, b)
+
+
+# ------------------------------------------------------------------------------------------
+# Release parsing and fetching from a file:// mirror
+# ------------------------------------------------------------------------------------------
 
 
 def write_mirror(root: Path, packages_text: str, *, by_hash: bool, signed: bool) -> str:
@@ -127,6 +136,12 @@ def test_unreachable_mirror_is_one_line_fetch_error(tmp_path: Path) -> None:
     assert "\n" not in msg
     assert msg.startswith("cannot reach http://127.0.0.1:9/debian/dists/bookworm/InRelease: ")
     assert msg.endswith("check --apt-mirror")
+
+
+# ------------------------------------------------------------------------------------------
+# Real Debian mirror (from this machine's apt sources)
+# ------------------------------------------------------------------------------------------
+
 REAL_ROOTS = ["python3", "libgl1", "libglib2.0-0", "ca-certificates", "dash"]
 
 
@@ -215,6 +230,11 @@ def test_real_smallest_deb_matches_its_pin(
     assert len(data) == smallest.size
     assert hashlib.sha256(data).hexdigest() == smallest.sha256
     assert data.startswith(b"!<arch>\ndebian-binary")
+
+
+# ------------------------------------------------------------------------------------------
+# Signatures: nothing of an index is used unless gpgv finds it signed by the source's keys
+# ------------------------------------------------------------------------------------------
 
 
 def test_tampered_inrelease_is_refused(tmp_path: Path) -> None:

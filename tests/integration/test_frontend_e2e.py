@@ -1,4 +1,4 @@
-"""The tests of tests/unit/test_frontend.py that start processes or use the network.
+"""The tests of tests/unit/test_frontend.py that start programs or use the network.
 
 Frontend: build.envd evaluated by Starlark into an ImageSpec, and its error messages.
 """

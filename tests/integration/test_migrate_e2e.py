@@ -1,4 +1,4 @@
-"""The tests of tests/unit/test_migrate.py that start processes or use the network.
+"""The tests of tests/unit/test_migrate.py that start programs or use the network.
 
 envnix init --from-conda: the generated build.envd evaluates to the same conda request.
 """

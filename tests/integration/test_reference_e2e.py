@@ -1,4 +1,4 @@
-"""The tests of tests/unit/test_reference.py that start processes or use the network.
+"""The tests of tests/unit/test_reference.py that start programs or use the network.
 
 The one image-reference grammar (envnix/core/reference.py) and the Nix string escaping.
 """

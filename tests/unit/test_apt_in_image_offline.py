@@ -1,4 +1,4 @@
-"""The offline tests of tests/integration/test_apt_in_image.py (no network, no process started).
+"""The offline tests of tests/integration/test_apt_in_image.py (no network, no program started).
 
 apt inside a dev image works as on a Debian system: ``sudo apt-get install`` of one more
 package, against the archive the image was locked from.

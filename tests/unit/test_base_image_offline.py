@@ -1,4 +1,4 @@
-"""The offline tests of tests/integration/test_base_image.py (no network, no process started).
+"""The offline tests of tests/integration/test_base_image.py (no network, no program started).
 
 base(image=...) of an arbitrary image: pinned by digest at lock time, its layers fetched by
 Nix as fixed-output blobs and built upon (io.copy, run(), config), its config inherited.
@@ -43,6 +43,11 @@ def _fake_base(ref: str = "r.example/team/base:1") -> dict[str, Any]:
                    "Cmd": ["serve"]},
         "blob_urls": [f"https://r.example/v2/team/base/blobs/{la['digest']}" for la in layers],
     }
+
+
+# --------------------------------------------------------------------------------------------
+# no network: frontend, lock inputs, plan, image config, the layer builder
+# --------------------------------------------------------------------------------------------
 
 
 def test_frontend_records_the_base_image_and_refuses_what_needs_its_archive(

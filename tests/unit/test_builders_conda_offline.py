@@ -1,4 +1,4 @@
-"""The offline tests of tests/integration/test_builders_conda.py (no network, no process started).
+"""The offline tests of tests/integration/test_builders_conda.py (no network, no program started).
 
 Tests for envnix/builders/install_conda.py: conda packages into package trees, as conda would.
 """
@@ -9,6 +9,9 @@ import sys
 from pathlib import Path
 
 BUILDER = Path(__file__).resolve().parents[2] / "envnix" / "builders" / "install_conda.py"
+
+
+# ------------------------------------------------------------------------------ (1) text
 
 
 def test_replace_rules_unit() -> None:

@@ -1,4 +1,4 @@
-"""The offline tests of tests/integration/test_builders_dpkgdb.py (no network, no process started).
+"""The offline tests of tests/integration/test_builders_dpkgdb.py (no network, no program started).
 
 The dpkg database and alternatives mkmeta writes, read back by the host's real dpkg-query
 and update-alternatives (pointed at the tree with --admindir/--altdir).
@@ -16,6 +16,9 @@ pytestmark = pytest.mark.skipif(shutil.which("dpkg-query") is None
                                 reason="needs dpkg's tools to read the database back")
 
 
+# ------------------------------------------------------------------------------ ld.so.cache
+
+
 def builder_module(name: str):
     import importlib
     import sys
@@ -30,6 +33,13 @@ def test_libcmp_orders_versions_numerically() -> None:
     assert ldcache.libcmp("libfoo.so.1", "libfoo.so.1") == 0
     assert ldcache.libcmp("libz.so", "liba.so") > 0
     assert ldcache.libcmp("lib2.so", "libx.so") > 0  # a digit sorts after a letter
+
+
+# --------------------------------------------------------------------------------------------
+# services.py: rc links, systemd enablement and the files scripts create (plain data; the image
+# comparison with mmdebstrap is tests/integration/test_essential.py and bench/debian_parity.py)
+# --------------------------------------------------------------------------------------------
+
 INIT_SCRIPT = """#!/bin/sh
 ### BEGIN INIT INFO
 # Provides:          demo

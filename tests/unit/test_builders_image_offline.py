@@ -1,4 +1,4 @@
-"""The offline tests of tests/integration/test_builders_image.py (no network, no process started).
+"""The offline tests of tests/integration/test_builders_image.py (no network, no program started).
 
 Tests for the layer and image builders (mklayer.py, mkimage.py, _tarwrite.py, _gzip.py).
 """
@@ -24,9 +24,16 @@ sys.path.insert(0, str(BUILDERS))  # the builders import their siblings as top-l
 from _gzip import GzipWriter  # noqa: E402
 from _tarwrite import Entry, TarError, TarWriter  # noqa: E402
 
+# ---------------------------------------------------------------------------------------------
+# helpers
+
 
 def sha(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------
+# tar writer and gzip on their own
 
 
 def test_tarwriter_matches_tarfile_pax_for_plain_entries() -> None:

@@ -1,4 +1,4 @@
-"""The offline tests of tests/integration/test_builders_run.py (no network, no process started).
+"""The offline tests of tests/integration/test_builders_run.py (no network, no program started).
 
 Tests for envnix/builders/run_steps.py: one envd run() group, run hermetically under proot
 over the image's rootfs, its file changes emitted as a package tree.
@@ -29,10 +29,16 @@ pytestmark = pytest.mark.skipif(not os.path.exists(PROOT) or not os.path.exists(
                                 reason="needs proot and busybox-static (./scripts/setup)")
 
 
+# ------------------------------------------------------------------------------ offline
+
+
 def test_seccomp_program_shape() -> None:
     prog = _sandbox.seccomp_program()
     assert len(prog) % 8 == 0 and len(prog) // 8 < 100
     assert prog[-4:] == (0x00050000 | 38).to_bytes(4, "little")  # RET_ERRNO(ENOSYS)
+
+
+# ------------------------------------------------------------------------------ diagnosis
 
 
 @pytest.mark.parametrize(("command", "output", "expected"), [
@@ -71,6 +77,9 @@ def test_command_at_line() -> None:
     cmds = ["a", "b\nc\nd", "e"]
     assert [_sandbox.command_at_line(cmds, n) for n in range(1, 8)] == [
         None, 0, 1, 1, 1, 2, None]
+
+
+# ------------------------------------------------------------------------------ real debs
 
 
 def test_zz_print_timings() -> None:

@@ -1,4 +1,4 @@
-"""The offline tests of tests/integration/test_conda_lock.py (no network, no process started).
+"""The offline tests of tests/integration/test_conda_lock.py (no network, no program started).
 
 Locking conda packages with py-rattler against a real channel served over loopback HTTP.
 """

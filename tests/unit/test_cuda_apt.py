@@ -315,13 +315,3 @@ def test_index_check_lists_what_the_repository_has() -> None:
     ok(index)
     assert lines == [f"cuda: CUDA 12.4 from {where}: cuda-cudart-12-4 12.4.127-1"]
     assert cuda_apt.index_check(None, where) is None
-
-
-# ------------------------------------------------------------------------------------------
-# lock against real archives (network)
-# ------------------------------------------------------------------------------------------
-
-
-# ------------------------------------------------------------------------------------------
-# end to end: images built with Nix, run under podman (no GPU here, none needed)
-# ------------------------------------------------------------------------------------------

@@ -253,8 +253,3 @@ def channel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ChannelI
                          extra=cuda_packages(wheel, work))
     with serve(info.root, prefixes=("conda/fixture",)) as server:
         yield info, server
-
-
-# ------------------------------------------------------------------------------------------
-# end to end: envnix lock / build, the image run under podman (no GPU here, none needed)
-# ------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The offline tests of tests/integration/test_cuda.py (no network, no process started).
+"""The offline tests of tests/integration/test_cuda.py (no network, no program started).
 
 install.cuda from NVIDIA's PyPI wheels: spec (v0/v1, dev vs serving, unsatisfiable versions),
 the release pins at lock time, the image config, and real images run under podman without a GPU.
@@ -44,6 +44,11 @@ def error_of(tmp_path: Path, source: str, cuda_provider: str | None = None) -> s
 V0 = 'def build():\n    base(os="debian12", language="python3.11")\n    install.cuda({args})\n'
 V1 = ('# syntax=v1\ndef build():\n    base(image="debian:12", dev={dev})\n'
       '    install.python()\n    install.cuda({args})\n')
+
+
+# ------------------------------------------------------------------------------------------
+# spec: offline
+# ------------------------------------------------------------------------------------------
 
 
 def test_v0_is_a_dev_image_with_the_compiler_components(tmp_path: Path) -> None:
@@ -215,6 +220,12 @@ def test_user_environ_wins_over_the_cuda_defaults(tmp_path: Path) -> None:
         "    install.cuda", '    runtime.environ(env={"NVIDIA_VISIBLE_DEVICES": "0"})\n'
                            "    install.cuda"))
     assert "NVIDIA_VISIBLE_DEVICES=0" in spec.env_list()
+
+
+# ------------------------------------------------------------------------------------------
+# lock: the release pins, from an index served here (offline)
+# ------------------------------------------------------------------------------------------
+
 METADATA = """Metadata-Version: 2.1
 Name: cuda-toolkit
 Version: {version}

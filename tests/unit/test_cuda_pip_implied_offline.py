@@ -1,4 +1,4 @@
-"""The offline tests of tests/integration/test_cuda_pip_implied.py (no network, no process started).
+"""The offline tests of tests/integration/test_cuda_pip_implied.py (no network, no program started).
 
 CUDA that comes with the pip packages (torch's NVIDIA wheels) and no install.cuda: the lock
 names the release, and the image gets NVIDIA's env, library path and envd's GPU labels for it,

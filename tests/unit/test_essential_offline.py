@@ -1,4 +1,4 @@
-"""The offline tests of tests/integration/test_essential.py (no network, no process started).
+"""The offline tests of tests/integration/test_essential.py (no network, no program started).
 
 An image on a distribution base is a Debian system: the Essential set, alternatives in auto
 mode, dpkg's database and the base system files, all from the lock, no maintainer script run.

@@ -1,4 +1,4 @@
-"""The offline tests of tests/integration/test_exit_codes.py (no network, no process started).
+"""The offline tests of tests/integration/test_exit_codes.py (no network, no program started).
 
 Every exit code of envnix/core/errors.py's table, each caused for real through the CLI; the
 README's table says the same; Ctrl-C and SIGTERM stop Nix and leave nothing half-done; build
@@ -13,6 +13,8 @@ from _cli import ROOT
 
 from envnix.core.errors import EXIT_CODES
 
+# --- every code, for real ------------------------------------------------------------------
+
 
 def test_readme_table_matches_errors_py() -> None:
     text = (ROOT / "README.md").read_text()
@@ -20,6 +22,9 @@ def test_readme_table_matches_errors_py() -> None:
     assert m, "README.md has no 'Exit codes' section"
     rows = re.findall(r"^\| *(\d+) *\| *(.+?) *\|$", m[1], re.M)
     assert {int(code): meaning for code, meaning in rows} == EXIT_CODES
+
+
+# --- item 4: --store seeds only what Nix may fetch -----------------------------------------
 
 
 def test_os_errors_read_as_words_without_errno() -> None:

@@ -1,4 +1,4 @@
-"""The offline tests of tests/integration/test_frontend_limits.py (no network, no process started).
+"""The offline tests of tests/integration/test_frontend_limits.py (no network, no program started).
 
 Bounded evaluation: a hostile build.envd gets one `envnix:` line and exit 3, never a crash,
 a hang or a traceback (nesting, steps, CPU, memory, special files as the build file).

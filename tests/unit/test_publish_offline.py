@@ -1,4 +1,4 @@
-"""The offline tests of tests/integration/test_publish.py (no network, no process started).
+"""The offline tests of tests/integration/test_publish.py (no network, no program started).
 
 Publishing, all real: skopeo pushes to Debian's docker-registry on 127.0.0.1, podman pulls and
 runs what came back, umoci validates it, podman/docker load the archive.
@@ -23,6 +23,11 @@ from envnix.oci.registry import (
 )
 
 USER, PASSWORD = "alice", "pw-Zq7-SECRET"
+
+
+# --------------------------------------------------------------------------------------------
+# parsing (no network)
+# --------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(("values", "message"), [

@@ -1,4 +1,4 @@
-"""The offline tests of tests/integration/test_quickstart_lock.py (no network, no process started).
+"""The offline tests of tests/integration/test_quickstart_lock.py (no network, no program started).
 
 The committed quickstart lock builds the image whose digests the README quotes.
 """

@@ -1,4 +1,4 @@
-"""The offline tests of tests/integration/test_render.py (no network, no process started).
+"""The offline tests of tests/integration/test_render.py (no network, no program started).
 
 Render: the generated Nix project evaluates, for both toolchains, without building anything.
 """

@@ -1,4 +1,4 @@
-"""The offline tests of tests/integration/test_render_safety.py (no network, no process started).
+"""The offline tests of tests/integration/test_render_safety.py (no network, no program started).
 
 render writes only inside its output directory, only into a directory it made, never
 through a symbolic link, with ordinary file modes, and quotes every user string it puts into
@@ -23,6 +23,10 @@ def spec(**changes: object) -> ImageSpec:
                      os=release_for("debian12"), python=PythonSpec("system", "3.11"),
                      workdir="/home/envd/demo")
     return dataclasses.replace(base, **changes)
+
+
+# --- item 1: every image path lands inside the output directory ---------------------------
+
 HOSTILE = ["/../../../../tmp/ENVNIX_ESCAPE", "/a/../../../ENVNIX_ESCAPE", "relative/x",
            "//etc/x", "/etc/./x", "/etc/x/", ""]
 

@@ -1,4 +1,4 @@
-"""The offline tests of tests/integration/test_toolchain.py (no network, no process started).
+"""The offline tests of tests/integration/test_toolchain.py (no network, no program started).
 
 The pinned toolchain: builders run on Python, zlib and proot from pinned .debs in the store.
 """

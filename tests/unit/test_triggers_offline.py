@@ -1,4 +1,4 @@
-"""The offline tests of tests/integration/test_triggers.py (no network, no process started).
+"""The offline tests of tests/integration/test_triggers.py (no network, no program started).
 
 The triggers layer: the caches Debian's postinsts and file triggers compile (glib schemas
 and GIO modules, gdk-pixbuf loaders, the mime database, fontconfig, locales) are written by

@@ -1,4 +1,4 @@
-"""The offline tests of tests/integration/test_ubuntu.py (no network, no process started).
+"""The offline tests of tests/integration/test_ubuntu.py (no network, no program started).
 
 Ubuntu bases (envd's default): apt sources for focal/jammy, snapshot pinning, and an image
 built end to end from an archive in Ubuntu's layout.
@@ -39,6 +39,11 @@ MU = ("main", "universe")
 def no_apt_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("ENVNIX_APT_MIRROR", "ENVNIX_APT_SECURITY_MIRROR", "ENVNIX_APT_SNAPSHOT"):
         monkeypatch.delenv(name, raising=False)
+
+
+# ------------------------------------------------------------------------------------------
+# sources (offline)
+# ------------------------------------------------------------------------------------------
 
 
 def test_ubuntu_mirror_gives_three_pockets_with_main_and_universe() -> None:
@@ -157,6 +162,11 @@ def test_apt_sources_reads_release_and_environment(monkeypatch: pytest.MonkeyPat
     monkeypatch.delenv("ENVNIX_APT_MIRROR")
     with pytest.raises(UsageError, match="ENVNIX_APT_SNAPSHOT=20260101T000000Z needs"):
         apt_sources(JAMMY)
+
+
+# ------------------------------------------------------------------------------------------
+# components a pocket lacks (offline, an index-only archive on file://)
+# ------------------------------------------------------------------------------------------
 
 
 def test_release_components_field_decides_absence() -> None:

@@ -1,4 +1,4 @@
-"""The offline tests of tests/integration/test_untrusted_input.py (no network, no process started).
+"""The offline tests of tests/integration/test_untrusted_input.py (no network, no program started).
 
 A stranger's build.envd cannot write outside the output directory, read special files or
 smuggle bad names into the image: each attack tried through the real CLI, host checked after.

@@ -1,4 +1,4 @@
-"""The offline tests of tests/integration/test_untrusted_paths.py (no network, no process started).
+"""The offline tests of tests/integration/test_untrusted_paths.py (no network, no program started).
 
 Files named by env.yaml and build.envd are read only inside the build context (issue 11, 2).
 """
