@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _cli import EXAMPLES, ROOT
 from _jsonschema_subset import Validator
-from conftest import EXAMPLES, ROOT
 
 from envnix.core.errors import BuildError, LockError
 from envnix.lock.lockfile import LOCK_VERSION, Lock, read_lock
