@@ -1,75 +1,31 @@
-"""Shared fixtures: run envnix as a user does (the CLI, in a subprocess) on copies of examples."""
+"""Fixtures both tiers share: built examples, the fixture channel, podman, a nix-daemon, and
+the golden-file check with its --update-golden flag.
+
+The helpers that run the CLI are in _cli.py; tests/unit/conftest.py adds the unit tier's guard.
+"""
 
 from __future__ import annotations
 
+import difflib
 import os
-import re
 import shutil
 import subprocess
-import sys
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-EXAMPLES = ROOT / "examples"
-
-sys.path.insert(0, str(Path(__file__).parent))
-from _apt_signing import trust_test_archives  # noqa: E402
-from _conda_channel import (  # noqa: E402
+from _apt_signing import trust_test_archives
+from _cli import Built, build, copy_example
+from _conda_channel import (
     ChannelInfo,
     ChannelServer,
     build_channel,
     python_available,
     serve,
 )
-from _nix_daemon import SOCKET_GROUP, NixDaemon, setup_conf_daemon  # noqa: E402
-from _nix_daemon import answers as daemon_answers  # noqa: E402
-from _podman import podman_env  # noqa: E402
-
-
-@dataclass
-class Built:
-    """What `envnix build` printed, parsed."""
-
-    context: Path
-    stdout: str
-    stderr: str
-    store_path: Path
-    config: str
-    manifest: str
-
-    @property
-    def layout(self) -> Path:
-        return self.store_path / "oci"
-
-
-def envnix(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
-           check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([sys.executable, "-m", "envnix", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, check=False)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"envnix {' '.join(args)} exited {proc.returncode}:\n{proc.stderr}")
-    return proc
-
-
-def parse_build(context: Path, proc: subprocess.CompletedProcess[str]) -> Built:
-    fields = dict(re.findall(r"^(\w+):\s+(.*)$", proc.stdout, flags=re.M))
-    return Built(context, proc.stdout, proc.stderr, Path(fields["store"]), fields["config"],
-                 fields["manifest"])
-
-
-def build(context: Path, *extra: str, env: dict[str, str] | None = None) -> Built:
-    return parse_build(context, envnix("build", str(context), *extra, env=env))
-
-
-def copy_example(name: str, dest: Path) -> Path:
-    target = dest / name
-    shutil.copytree(EXAMPLES / name, target,
-                    ignore=shutil.ignore_patterns(".envnix", "envnix.lock"))
-    return target
+from _nix_daemon import SOCKET_GROUP, NixDaemon, setup_conf_daemon
+from _nix_daemon import answers as daemon_answers
+from _podman import podman_env
 
 
 @pytest.fixture(scope="session")
@@ -86,13 +42,40 @@ def podman_environ(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return podman_env(tmp_path_factory.mktemp("podman"))
 
 
-def without_nix_path() -> dict[str, str]:
-    """The current environment with every directory holding nix-build removed from PATH."""
-    env = dict(os.environ)
-    dirs = [d for d in env.get("PATH", "").split(os.pathsep)
-            if d and not (Path(d) / "nix-build").exists()]
-    env["PATH"] = os.pathsep.join(dirs)
-    return env
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--update-golden", action="store_true",
+                     help="rewrite the golden files (tests/golden/, tests/corpus/golden/) from "
+                          "what envnix makes now, instead of comparing; review the diff")
+
+
+@pytest.fixture
+def update_golden(request: pytest.FixtureRequest) -> bool:
+    """Whether this run rewrites the golden files (``pytest --update-golden``)."""
+    return bool(request.config.getoption("--update-golden"))
+
+
+@pytest.fixture
+def golden(update_golden: bool) -> Callable[[Path, bytes], None]:
+    """``golden(path, got)``: ``got`` must equal the file byte for byte; with --update-golden
+    it is written there instead, for a reviewed commit."""
+    def check(path: Path, got: bytes) -> None:
+        if update_golden:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(got)
+            return
+        if not path.exists():
+            pytest.fail(f"{path} is missing: run pytest --update-golden and review it",
+                        pytrace=False)
+        want = path.read_bytes()
+        if got != want:
+            diff = difflib.unified_diff(want.decode(errors="replace").splitlines(),
+                                        got.decode(errors="replace").splitlines(),
+                                        str(path), "now", lineterm="", n=2)
+            shown = "\n".join(list(diff)[:80])
+            pytest.fail(f"{path} differs from what envnix makes now:\n{shown}\nIf the change "
+                        "is intended, run pytest --update-golden and commit the reviewed diff.",
+                        pytrace=False)
+    return check
 
 
 def pytest_configure(config: pytest.Config) -> None:

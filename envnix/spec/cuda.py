@@ -27,8 +27,8 @@ from envnix.core.errors import SpecError
 # and each CUDA minor with each cuDNN major resolved by
 #   uv pip compile --python-platform x86_64-manylinux_2_36 --python-version 3.11 \
 #     --only-binary :all:   ('cuda-toolkit[cudart,cublas]==X.Y.*' 'nvidia-cudnn-cuNN==M.*')
-# (tests/test_cuda.py::test_table_matches_the_index re-checks it against PyPI). There is no
-# CUDA 12.7; CUDA 11.7 has runtime wheels but no cuda-toolkit pins, so it is left out.
+# (tests/integration/test_cuda.py::test_table_matches_the_index re-checks it against PyPI).
+# There is no CUDA 12.7; CUDA 11.7 has runtime wheels but no cuda-toolkit pins, so it is left out.
 TOOLKIT_RELEASES: tuple[str, ...] = (
     "11.8.0",
     "12.0.0", "12.0.1", "12.1.0", "12.1.1", "12.2.0", "12.2.1", "12.2.2",

@@ -1,0 +1,122 @@
+"""The offline tests of tests/integration/test_base_image.py (no network, no program started).
+
+base(image=...) of an arbitrary image: pinned by digest at lock time, its layers fetched by
+Nix as fixed-output blobs and built upon (io.copy, run(), config), its config inherited.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from envnix.core.errors import FrontendError, LockError, SpecError
+from envnix.frontend import load_spec
+from envnix.lock import lock_inputs
+from envnix.lock.image import insecure_registries, parse_image_ref
+from envnix.lock.model import Lock
+from envnix.render import build_plan, image_config
+
+DIGEST = "sha256:" + "ab" * 32
+
+
+def _spec(tmp_path: Path, body: str, name: str = "app") -> Any:
+    context = tmp_path / name
+    context.mkdir(exist_ok=True)
+    (context / "build.envd").write_text("# syntax=v1\ndef build():\n" + body)
+    return load_spec(context, warn=lambda _m: None)
+
+
+def _fake_base(ref: str = "r.example/team/base:1") -> dict[str, Any]:
+    layers = [{"digest": "sha256:" + c * 64, "size": 10 + i,
+               "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip"}
+              for i, c in enumerate("12")]
+    return {
+        "ref": ref, "digest": DIGEST,
+        "manifest": {"mediaType": "application/vnd.oci.image.manifest.v1+json", "layers": layers},
+        "config": {"digest": "sha256:" + "cc" * 32,
+                   "diff_ids": ["sha256:" + "d" * 64, "sha256:" + "e" * 64],
+                   "Env": ["PATH=/opt/base/bin:/usr/bin:/bin", "BASE_VAR=1", "LANG=en_US.UTF-8"],
+                   "WorkingDir": "/srv", "User": "app", "Entrypoint": ["/entry"],
+                   "Cmd": ["serve"]},
+        "blob_urls": [f"https://r.example/v2/team/base/blobs/{la['digest']}" for la in layers],
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# no network: frontend, lock inputs, plan, image config, the layer builder
+# --------------------------------------------------------------------------------------------
+
+
+def test_frontend_records_the_base_image_and_refuses_what_needs_its_archive(
+        tmp_path: Path) -> None:
+    spec = _spec(tmp_path, '    base(image="r.example:5000/team/base:1")\n')
+    assert spec.base_image == "r.example:5000/team/base:1" and spec.dev is None
+    assert spec.os.distro == "image" and spec.apt_roots() == []
+    assert lock_inputs(spec, tmp_path / "app")["base"] == {
+        "ref": "r.example:5000/team/base:1", "architecture": "amd64"}
+    # release images keep building from their archives
+    assert _spec(tmp_path, '    base(image="debian:12")\n', "rel").base_image is None
+    cases = {
+        '    base(image="r.example/b:1", dev=True)\n': "dev=True) is not supported yet",
+        '    base(image="r.example/b:1")\n    install.apt_packages(name=["curl"])\n':
+            "install.apt_packages on base(image=",
+        '    base(image="r.example/b:1")\n    install.python_packages(name=["six"])\n':
+            "need install.python()",
+        '    base(image="Not A Ref")\n': "is not a valid image reference",
+    }
+    for i, (body, message) in enumerate(cases.items()):
+        with pytest.raises((SpecError, FrontendError), match=re.escape(message)):
+            _spec(tmp_path, body, f"bad{i}")
+
+
+def test_v0_custom_image_path_is_the_same_build(tmp_path: Path) -> None:
+    context = tmp_path / "v0"
+    context.mkdir()
+    (context / "build.envd").write_text(
+        'def build():\n    base(image="r.example/b:1", language="python3.11")\n'
+        '    io.copy(host_path="build.envd", envd_path="/opt/x")\n')
+    spec = load_spec(context, warn=lambda _m: None)
+    assert (spec.syntax, spec.base_image, spec.dev) == ("v0", "r.example/b:1", None)
+    assert spec.python is not None and spec.python.provider == "conda"
+
+
+def test_image_refs() -> None:
+    r = parse_image_ref("python:3.11-slim")
+    assert (r.host, r.repo, r.tag, r.api_host) == ("docker.io", "library/python", "3.11-slim",
+                                                   "registry-1.docker.io")
+    r = parse_image_ref(f"127.0.0.1:5000/team/base@{DIGEST}")
+    assert (r.host, r.repo, r.tag, r.digest) == ("127.0.0.1:5000", "team/base", None, DIGEST)
+    assert r.transport == f"docker://127.0.0.1:5000/team/base@{DIGEST}"
+    assert parse_image_ref("localhost/a/b:2").host == "localhost"
+    with pytest.raises(LockError):
+        parse_image_ref("UPPER/case")
+    assert insecure_registries({"ENVNIX_INSECURE_REGISTRIES": " a:1, b ,"}) == {"a:1", "b"}
+
+
+def test_plan_puts_base_layers_first_and_drops_skeleton_and_meta(tmp_path: Path) -> None:
+    spec = _spec(tmp_path, '    base(image="r.example/team/base:1")\n'
+                           '    run(commands=["echo hi > /opt/hi"])\n'
+                           '    runtime.environ(env={"MINE": "2"}, extra_path=["/x/bin"])\n')
+    lock = Lock(inputs=lock_inputs(spec, tmp_path / "app"), base=_fake_base())
+    plan = build_plan(spec, lock, "app:dev")
+    assert [la["name"] for la in plan["layers"]] == []  # no skeleton/os/meta on a base
+    assert [(b["sha256"], b["diffId"], b["size"]) for b in plan["baseLayers"]] == [
+        ("1" * 64, "sha256:" + "d" * 64, 10), ("2" * 64, "sha256:" + "e" * 64, 11)]
+    assert plan["runEnv"]["PATH"] == ("/opt/base/bin:/usr/bin:/bin:/usr/local/sbin:"
+                                      "/usr/local/bin:/usr/sbin:/sbin:/x/bin")
+    config = image_config(spec, lock)["config"]
+    env = dict(item.split("=", 1) for item in config["Env"])
+    assert env["BASE_VAR"] == "1" and env["MINE"] == "2" and env["LANG"] == "C.UTF-8"
+    assert (config["WorkingDir"], config["User"], config["Entrypoint"], config["Cmd"]) == (
+        "/srv", "app", ["/entry"], ["serve"])
+    assert config["Labels"]["io.envnix.base"] == f"r.example/team/base:1@{DIGEST}"
+    # config.entrypoint wins (and drops the base's Cmd, as a Dockerfile ENTRYPOINT does)
+    spec = _spec(tmp_path, '    base(image="r.example/team/base:1")\n'
+                           '    install.python()\n    config.entrypoint(["/bin/run"])\n', "ep")
+    config = image_config(spec, Lock(inputs={}, base=_fake_base()))["config"]
+    assert config["Entrypoint"] == ["/bin/run"] and "Cmd" not in config
+    path = dict(item.split("=", 1) for item in config["Env"])["PATH"].split(":")
+    assert path[:3] == ["/opt/conda/envs/envd/bin", "/opt/conda/bin", "/opt/base/bin"]
