@@ -27,7 +27,7 @@ from conftest import Built, build, envnix, parse_build
 from envnix.core.errors import FrontendError, LockError, SpecError
 from envnix.frontend import load_spec
 from envnix.lock import lock_inputs
-from envnix.lock.image import insecure_registries, parse_image_ref
+from envnix.lock.image import parse_image_ref
 from envnix.lock.lockfile import Lock
 from envnix.render import build_plan, image_config
 
@@ -107,7 +107,6 @@ def test_image_refs() -> None:
     assert parse_image_ref("localhost/a/b:2").host == "localhost"
     with pytest.raises(LockError):
         parse_image_ref("UPPER/case")
-    assert insecure_registries({"ENVNIX_INSECURE_REGISTRIES": " a:1, b ,"}) == {"a:1", "b"}
 
 
 def test_plan_puts_base_layers_first_and_drops_skeleton_and_meta(tmp_path: Path) -> None:

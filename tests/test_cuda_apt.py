@@ -24,6 +24,7 @@ from test_cuda import DRIVER_DIRS, NO_DRIVER, image_config_of, layer_paths
 from test_cuda import error_of as cuda_error_of
 from test_cuda import spec_of as cuda_spec_of
 
+from envnix.core import options
 from envnix.core.errors import LockError, PackageNotFoundError, UsageError
 from envnix.lock.apt import lock_apt
 from envnix.lock.apt.index import DebIndex, DebPackage, IndexSnapshot
@@ -40,7 +41,7 @@ TARGET_LIB = "/usr/local/cuda-12.4/targets/x86_64-linux/lib"
 @pytest.fixture(autouse=True)
 def no_repo(monkeypatch: pytest.MonkeyPatch) -> None:
     """Each test says whether NVIDIA's repository is configured."""
-    monkeypatch.delenv(cuda_apt.REPO_ENV, raising=False)
+    monkeypatch.delenv(options.CUDA_APT_REPO.name, raising=False)
     monkeypatch.delenv("ENVNIX_CUDA_PROVIDER", raising=False)
 
 
@@ -135,7 +136,7 @@ def test_ubuntu_without_the_repository_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_nvidia_serving_image_with_cudnn(tmp_path: Path,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(cuda_apt.REPO_ENV, REPO)
+    monkeypatch.setenv(options.CUDA_APT_REPO.name, REPO)
     spec = spec_of(tmp_path, V1.format(image="ubuntu:22.04", dev="False",
                                        args='version="12.4", cudnn="8"'))
     assert spec.cuda is not None
@@ -151,7 +152,7 @@ def test_nvidia_serving_image_with_cudnn(tmp_path: Path,
 
 def test_nvidia_dev_image_adds_nvcc_headers_and_nvrtc(tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(cuda_apt.REPO_ENV, REPO)
+    monkeypatch.setenv(options.CUDA_APT_REPO.name, REPO)
     dev = spec_of(tmp_path, V1.format(image="debian:12", dev="True",
                                       args='version="12.4", cudnn="9.1"'))
     serving = spec_of(tmp_path, V1.format(image="debian:12", dev="False",
@@ -179,7 +180,7 @@ def test_nvidia_dev_image_adds_nvcc_headers_and_nvrtc(tmp_path: Path,
 ])
 def test_nvidia_request_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: str,
                                message: str) -> None:
-    monkeypatch.setenv(cuda_apt.REPO_ENV, REPO)
+    monkeypatch.setenv(options.CUDA_APT_REPO.name, REPO)
     assert error_of(tmp_path, V0.format(os="ubuntu20.04", args=args)).startswith(
         f"build.envd:3:5: {message}")
 
@@ -195,7 +196,7 @@ def test_library_dirs_come_from_the_lock(tmp_path: Path,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """NVIDIA's packages of another release in the lock (install.apt_packages) get their
     directory too, after the requested release's."""
-    monkeypatch.setenv(cuda_apt.REPO_ENV, REPO)
+    monkeypatch.setenv(options.CUDA_APT_REPO.name, REPO)
     spec = spec_of(tmp_path, V1.format(image="debian:12", dev="False",
                                        args='version="12.4", cudnn=""'))
     lock = Lock(inputs={}, apt_packages=[
@@ -228,7 +229,7 @@ def test_lock_sources(monkeypatch: pytest.MonkeyPatch) -> None:
     nvidia = cuda_spec(["cuda-cudart-12-4"])
     with pytest.raises(UsageError, match="ENVNIX_CUDA_APT_REPO is not set now"):
         cuda_apt.lock_sources(nvidia, machine)
-    monkeypatch.setenv(cuda_apt.REPO_ENV, REPO + "/")
+    monkeypatch.setenv(options.CUDA_APT_REPO.name, REPO + "/")
     sources = cuda_apt.lock_sources(nvidia, machine)
     assert sources[:2] == machine
     assert sources[2].to_lock_dict() == {"uri": REPO, "suite": "/", "components": [],
@@ -379,7 +380,7 @@ def test_lock_from_the_flat_repository(nvidia_repo: tuple[NvidiaRepo, ChannelSer
                                        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     repo, server = nvidia_repo
     url = server.url(PREFIX)
-    monkeypatch.setenv(cuda_apt.REPO_ENV, url)
+    monkeypatch.setenv(options.CUDA_APT_REPO.name, url)
     spec = spec_of(tmp_path, V1.format(image="debian:12", dev="False",
                                        args='version="12.4", cudnn=""'))
     sources, indexes, packages = lock_cuda_apt(spec, machine_apt_sources("bookworm"))
@@ -400,7 +401,7 @@ def test_a_release_the_repository_lacks_lists_what_it_has(
         nvidia_repo: tuple[NvidiaRepo, ChannelServer], tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
     url = nvidia_repo[1].url(PREFIX)
-    monkeypatch.setenv(cuda_apt.REPO_ENV, url)
+    monkeypatch.setenv(options.CUDA_APT_REPO.name, url)
     for args, message in [
         ('version="12.6", cudnn=""',
          f"CUDA 12.6 is not in the CUDA apt repository {url} (no cuda-cudart-12-6); versions "
@@ -413,7 +414,7 @@ def test_a_release_the_repository_lacks_lists_what_it_has(
         with pytest.raises(LockError) as info:
             lock_cuda_apt(spec, machine_apt_sources("bookworm"))
         assert str(info.value) == message
-    monkeypatch.setenv(cuda_apt.REPO_ENV, url + "/missing")
+    monkeypatch.setenv(options.CUDA_APT_REPO.name, url + "/missing")
     spec = spec_of(tmp_path, V1.format(image="debian:12", dev="False",
                                        args='version="12.4", cudnn=""'))
     # The repository answered without the file: a setting to fix (4), not a retry (8).
@@ -547,7 +548,7 @@ def test_nvidia_repository_image_runs_cuda_12_4_without_a_gpu(
     repo, server = nvidia_repo
     url = server.url(PREFIX)
     monkeypatch.setenv("ENVNIX_CUDA_PROVIDER", "apt")
-    monkeypatch.setenv(cuda_apt.REPO_ENV, url)
+    monkeypatch.setenv(options.CUDA_APT_REPO.name, url)
     context = serving_context(tmp_path, channel[1].url("conda/fixture"),
                               'version="12.4", cudnn=""')
     locked = envnix("lock", str(context))

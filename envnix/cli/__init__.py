@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 
 from envnix import __version__
+from envnix.core import options
 from envnix.core.errors import (
     INTERRUPTED,
     EnvnixError,
@@ -114,10 +115,10 @@ path_option = click.option("-p", "--path", "path_opt", help="Build context (defa
 from_option = click.option("-f", "--from", "from_", default="build.envd:build", show_default=True,
                            help="Manifest and function, as file:func.")
 cuda_provider_option = click.option(
-    "--cuda-provider", envvar="ENVNIX_CUDA_PROVIDER", type=click.Choice(CUDA_PROVIDERS),
+    "--cuda-provider", envvar=options.CUDA_PROVIDER.name, type=click.Choice(CUDA_PROVIDERS),
     help="Where install.cuda's libraries come from (default: conda for conda envs, else "
          "NVIDIA's PyPI wheels).")
-mirror_option = click.option("--apt-mirror", envvar="ENVNIX_APT_MIRROR",
+mirror_option = click.option("--apt-mirror", envvar=options.APT_MIRROR.name,
                              help="Debian mirror base URL (default: this machine's apt sources).")
 
 

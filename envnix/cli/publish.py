@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from envnix.cli import GENERATED_DIR, _context, _progress, cli, path_option
+from envnix.core import options
 from envnix.core.errors import UsageError
 from envnix.oci.export import build_archive, write_archive, write_rootfs
 from envnix.oci.layout import BuiltImage, last_build, read_image, store_real_path
@@ -22,7 +23,7 @@ from envnix.oci.registry import RegistryOptions, is_registry_ref, parse_destinat
 
 def _registry_options(fn):  # type: ignore[no-untyped-def]
     for option in reversed([
-        click.option("--creds", metavar="USER[:PASSWORD]", envvar="ENVNIX_REGISTRY_CREDS",
+        click.option("--creds", metavar="USER[:PASSWORD]", envvar=options.REGISTRY_CREDS.name,
                      show_envvar=True,
                      help="Registry credentials (prompted for the password if omitted). "
                           "Prefer the environment variable or --authfile in CI."),
@@ -30,10 +31,10 @@ def _registry_options(fn):  # type: ignore[no-untyped-def]
                      help="Auth file (auth.json / docker config.json). Default: skopeo's own "
                           "lookup (REGISTRY_AUTH_FILE, then podman and docker logins)."),
         click.option("--cert-dir", type=click.Path(path_type=Path),
-                     envvar="ENVNIX_REGISTRY_CERT_DIR", show_envvar=True,
+                     envvar=options.REGISTRY_CERT_DIR.name, show_envvar=True,
                      help="Directory with the registry's CA as ca.crt (and client certs)."),
         click.option("--tls-verify", type=click.BOOL, default=True, show_default=True,
-                     envvar="ENVNIX_REGISTRY_TLS_VERIFY", metavar="BOOL",
+                     envvar=options.REGISTRY_TLS_VERIFY.name, metavar="BOOL",
                      help="Require HTTPS and verify certificates; --tls-verify=false allows "
                           "plain HTTP and untrusted certificates."),
     ]):

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -22,10 +21,11 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
+from envnix.core import options
 from envnix.core.errors import FetchError, LockError, ToolMissingError
 from envnix.core.reference import DOCKER_HUB, InvalidReference, Reference
 
-__all__ = ["ImageRef", "insecure_registries", "parse_image_ref", "resolve_base"]
+__all__ = ["ImageRef", "parse_image_ref", "resolve_base"]
 
 DOCKER_HUB_API = "registry-1.docker.io"
 GZIP_LAYER_TYPES = frozenset({
@@ -76,13 +76,6 @@ def parse_image_ref(ref: str) -> ImageRef:
     except InvalidReference as exc:
         raise LockError(f"base image {ref!r} is not a valid image reference: {exc}") from None
     return ImageRef(ref, parsed.domain, parsed.path, parsed.tag, parsed.digest)
-
-
-def insecure_registries(environ: dict[str, str] | None = None) -> frozenset[str]:
-    """``ENVNIX_INSECURE_REGISTRIES``: hosts spoken to over plain HTTP, without TLS."""
-    env = os.environ if environ is None else environ
-    return frozenset(h.strip() for h in env.get("ENVNIX_INSECURE_REGISTRIES", "").split(",")
-                     if h.strip())
 
 
 def _skopeo(ref: ImageRef, target: str, *flags: str, insecure: bool) -> bytes:
@@ -157,7 +150,7 @@ def _check_anonymous_pull(ref: ImageRef, url: str) -> None:
 def resolve_base(written: str, environ: dict[str, str] | None = None) -> dict[str, Any]:
     """The lock's ``base`` section for ``written``: manifest digest, gzip layers, config."""
     ref = parse_image_ref(written)
-    insecure = ref.host in insecure_registries(environ)
+    insecure = ref.host in options.insecure_registries(environ)
     raw = _skopeo(ref, ref.transport, insecure=insecure)
     digest = _sha256(raw)
     if ref.digest and digest != ref.digest:

@@ -32,7 +32,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from envnix.core import process
+from envnix.core import options, process
 from envnix.core.errors import PublishError, UsageError
 from envnix.core.reference import InvalidReference, Reference
 from envnix.oci.layout import BuiltImage, Progress, require_tool
@@ -117,12 +117,9 @@ class RegistryOptions:
     def from_env(cls, environ: dict[str, str] | None = None, *,
                  insecure: bool = False) -> RegistryOptions:
         """The options ``envnix build --output ...,push=true`` uses (no push flags there)."""
-        env = os.environ if environ is None else environ
-        verify = env.get("ENVNIX_REGISTRY_TLS_VERIFY", "true").lower() not in ("0", "false", "no")
-        return cls(creds=env.get("ENVNIX_REGISTRY_CREDS") or None,
-                   cert_dir=Path(env["ENVNIX_REGISTRY_CERT_DIR"])
-                   if env.get("ENVNIX_REGISTRY_CERT_DIR") else None,
-                   tls_verify=verify and not insecure)
+        return cls(creds=options.registry_creds(environ),
+                   cert_dir=options.registry_cert_dir(environ),
+                   tls_verify=options.registry_tls_verify(environ) and not insecure)
 
     def secrets(self) -> list[str]:
         """Every form of the secret that could show up in text (longest first)."""

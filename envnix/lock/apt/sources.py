@@ -15,15 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from envnix.core import options
 from envnix.core.errors import LockError, UsageError
 from envnix.lock.apt.index import deb822_paragraphs
 from envnix.lock.apt.relations import ARCH
 
-KEYRING_ENV = "ENVNIX_APT_KEYRING"
-"""The keyring(s) an --apt-mirror's InRelease must be signed with (default: the distribution's
-archive keyring, as Debian and Ubuntu install it)."""
-UNVERIFIED_ENV = "ENVNIX_APT_UNVERIFIED"
-"""Set to 1 to lock from indexes whose signature cannot be checked (apt's [trusted=yes])."""
 DEFAULT_KEYRINGS = {
     "debian": "/usr/share/keyrings/debian-archive-keyring.gpg",
     "ubuntu": "/usr/share/keyrings/ubuntu-archive-keyring.gpg",
@@ -48,7 +44,7 @@ class AptSource:
     # and what the user sets to change them, for error messages. Not part of the lock: the
     # same archive is the same archive whatever file its keys were read from.
     keyring: str = dataclasses.field(default="", compare=False)
-    keyring_setting: str = dataclasses.field(default=KEYRING_ENV, compare=False)
+    keyring_setting: str = dataclasses.field(default=options.APT_KEYRING.name, compare=False)
 
     @property
     def flat(self) -> bool:
@@ -88,7 +84,7 @@ class AptSource:
 
 
 def flat_source(url: str, setting: str, keyring: str = "",
-                keyring_setting: str = KEYRING_ENV) -> AptSource:
+                keyring_setting: str = options.APT_KEYRING.name) -> AptSource:
     """A flat repository at *url* (``deb <url> /``); *setting* is where the user gave it, and
     *keyring* the keys its InRelease is signed with (set by *keyring_setting*)."""
     if urllib.parse.urlsplit(url).scheme not in _URL_SCHEMES:
@@ -292,7 +288,7 @@ def sources_for_mirror(
             raise UsageError(f"apt mirror must be an http(s):// or file:// URL, got {url!r}")
         if snapshot is not None:
             url = at_snapshot(url, snapshot)
-        keyring = os.environ.get(KEYRING_ENV) or DEFAULT_KEYRINGS.get(distro, "")
+        keyring = options.apt_keyring() or DEFAULT_KEYRINGS.get(distro, "")
         out += [AptSource(url.rstrip("/"), codename + s, tuple(components), keyring=keyring)
                 for s in suites]
     return out
