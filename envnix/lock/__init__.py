@@ -7,13 +7,13 @@ image with no resolver and no index access.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from envnix.core import options
 from envnix.core.errors import LockError, UsageError
+from envnix.core.progress import Progress
 from envnix.frontend.envyaml import (
     ChannelLocation,
     Condarc,
@@ -42,8 +42,6 @@ from envnix.toolchain import shipped_pin_data
 
 __all__ = ["LOCK_NAME", "CondaPlan", "CorruptLockError", "Lock", "apt_sources", "conda_plan",
            "lock_inputs", "make_lock", "pip_request", "read_lock", "stale_reason", "write_lock"]
-
-Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True)

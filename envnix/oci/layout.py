@@ -12,14 +12,11 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from envnix.core.errors import PublishError, ToolMissingError, UsageError, os_reason
 from envnix.lock.schema import read_digests
-
-Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,6 @@ import os
 import re
 import shutil
 import ssl
-import sys
 import tempfile
 import time
 import urllib.error
@@ -34,8 +33,9 @@ from pathlib import Path
 
 from envnix.core import options, process
 from envnix.core.errors import PublishError, UsageError
+from envnix.core.progress import REPORTER, Progress
 from envnix.core.reference import InvalidReference, Reference
-from envnix.oci.layout import BuiltImage, Progress, require_tool
+from envnix.oci.layout import BuiltImage, require_tool
 
 # --------------------------------------------------------------------------------------------
 # Destinations and registry options
@@ -426,7 +426,7 @@ def _push_one(skopeo: str, image: BuiltImage, dest: Destination, opts: RegistryO
         def on_line(raw: str) -> None:
             line = scrub(raw, secrets)
             if verbose:
-                sys.stderr.write(line)
+                REPORTER.verbose(line)
             log.feed(line)
 
         code = process.run(cmd, error=PublishError, on_line=on_line,

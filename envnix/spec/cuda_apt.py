@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from envnix.core import options
 from envnix.core.errors import LockError, SpecError, UsageError
+from envnix.core.progress import Progress
 from envnix.spec.cuda import satisfiable_summary
 
 if TYPE_CHECKING:
@@ -273,7 +274,7 @@ def _cudnn_offer(index: PackageIndex) -> str:
 
 
 def index_check(cuda: CudaSpec | None, where: str,
-                progress: Callable[[str], None] | None = None
+                progress: Progress | None = None
                 ) -> Callable[[PackageIndex], None] | None:
     """A check of the merged index before resolving: a CUDA package the sources lack is a
     LockError listing the CUDA releases (or cuDNN / NCCL builds) they do have, in CUDA's

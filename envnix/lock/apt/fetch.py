@@ -18,22 +18,20 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from envnix.core import options
 from envnix.core.errors import FetchError, LockError, ToolMissingError
 from envnix.core.fileio import atomic_write
+from envnix.core.progress import Progress
 from envnix.lock.apt.index import DebIndex, IndexSnapshot
 from envnix.lock.apt.relations import ARCH
 from envnix.lock.apt.sources import AptSource
 
 HTTP_TIMEOUT = 30.0
 """Seconds before a mirror that accepted the connection but stopped answering is given up."""
-
-
-Progress = Callable[[str], None]
 
 
 def default_cache_dir() -> Path:
