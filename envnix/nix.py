@@ -34,8 +34,8 @@ from envnix.core.errors import (
 )
 from envnix.core.nixexpr import url_problem
 from envnix.core.progress import REPORTER, Progress
-from envnix.lock.schema import read_plan
 from envnix.render import nix_options
+from envnix.render.plan import read_plan
 
 _BUILDING = re.compile(r"^building '/nix/store/[0-9a-z]{32}-(.+?)\.drv'")
 _WILL_BUILD = re.compile(r"^these (\d+) derivations? will be built:")

@@ -20,8 +20,8 @@ from test_builders_unpack import assert_ok, run_builder
 
 from envnix.core.errors import BuildError
 from envnix.lock.lockfile import Lock
-from envnix.lock.schema import read_plan
 from envnix.render import render
+from envnix.render.plan import read_plan
 from envnix.spec import ImageSpec, PythonSpec, release_for
 
 MAIN = {"uri": "http://mirror.invalid/debian/20260101T000000Z", "suite": "bookworm",

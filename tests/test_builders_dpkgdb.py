@@ -558,6 +558,7 @@ fi
 
 def _services_fixture(tmp_path: Path):
     dpkgdb, services = builder_module("dpkgdb"), builder_module("services")
+    trees = builder_module("trees")
     files = {"etc/init.d/demo": INIT_SCRIPT, "lib/systemd/system/demo.timer": TIMER_UNIT,
              "lib/systemd/system/demo-extra.service": EXTRA_UNIT}
     for rel, text in files.items():
@@ -566,7 +567,7 @@ def _services_fixture(tmp_path: Path):
 
     def find(rel: str) -> str | None:
         for shipped in files:
-            if dpkgdb.canonical(shipped) == rel or shipped == rel:
+            if trees.canonical(shipped) == rel or shipped == rel:
                 return str(tmp_path / shipped)
         return None
 

@@ -27,13 +27,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from _jsonschema_subset import Validator
 from _podman import have_podman, podman, podman_env
+
+from envnix.oci.layout import DIGESTS_SCHEMA, read_digests
 
 REPO = Path(__file__).resolve().parent.parent
 BUILDERS = REPO / "envnix" / "builders"
 HOST_PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
 BUSYBOX = Path("/bin/busybox")
 TAG = "envnix-test/quickstart:dev"
+DIGESTS_SCHEMA_JSON = Validator(json.loads((REPO / "docs/schemas/digests.schema.json").read_text()))
 
 sys.path.insert(0, str(BUILDERS))  # the builders import their siblings as top-level modules
 from _gzip import GzipWriter  # noqa: E402
@@ -153,7 +157,10 @@ def mkimage(out: Path, layers: list[Path], config: Path, **extra: str) -> dict:
            "config": str(config), **extra}
     proc = run_builder("mkimage.py", env)
     assert proc.returncode == 0, proc.stderr
-    return json.loads((out / "digests.json").read_text())
+    digests = read_digests(out / "digests.json")  # what envnix reads back, checked
+    assert digests["schema"] == DIGESTS_SCHEMA
+    assert DIGESTS_SCHEMA_JSON.errors(digests) == []  # and what docs/schemas/ says it is
+    return digests
 
 
 def config_template(path: Path) -> Path:

@@ -15,9 +15,10 @@ from test_lockfile import conda, deb, wheel
 
 from envnix.core.errors import BuildError
 from envnix.lock.lockfile import Lock
-from envnix.lock.schema import PLAN_SCHEMA, read_digests, read_plan
 from envnix.nix import seed_chroot_store
+from envnix.oci.layout import DIGESTS_SCHEMA, read_digests
 from envnix.render import render
+from envnix.render.plan import PLAN_SCHEMA, read_plan
 from envnix.spec import ImageSpec, PipRequest, PythonSpec, release_for
 
 
@@ -53,7 +54,9 @@ def _edit(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
 
 @pytest.mark.parametrize(("change", "message"), [
     (lambda p: p.pop("schema"), "schema: missing: rendered by an older envnix"),
-    (_edit("schema", 2), "schema 2 is not 1"),
+    (_edit("schema", 2), "schema 2 is not 1: rendered by another envnix version (a newer one: "
+                         "upgrade envnix to read it)"),
+    (_edit("schema", 0), "schema 0 is not 1: rendered by another envnix version"),
     (_edit("artifacts/wheel:six/url", "file:///etc/shadow"),
      'artifacts["wheel:six"].url: expected an http(s) URL, got \'file:///etc/shadow\''),
     (_edit("artifacts/deb:libc6/sha256", "xx"),
@@ -113,12 +116,19 @@ def test_store_seeding_checks_the_plan_before_downloading(plan_path: Path,
 
 def test_digests_json_is_checked(tmp_path: Path) -> None:
     path = tmp_path / "digests.json"
-    good = {"config": "sha256:" + "1" * 64, "manifest": "sha256:" + "2" * 64,
-            "layers": ["sha256:" + "3" * 64]}
+    good = {"schema": DIGESTS_SCHEMA, "config": "sha256:" + "1" * 64,
+            "manifest": "sha256:" + "2" * 64, "layers": ["sha256:" + "3" * 64]}
     path.write_text(json.dumps(good))
     assert read_digests(path) == good
+    older = {k: v for k, v in good.items() if k != "schema"}  # an image built before the field
+    path.write_text(json.dumps(older))
+    assert read_digests(path) == older
     for bad, message in [({**good, "manifest": "sha256:zz"}, "manifest: expected sha256:"),
-                         ({"config": good["config"]}, "manifest: missing")]:
+                         ({"config": good["config"]}, "manifest: missing"),
+                         ([good], "expected a JSON object, got a list"),
+                         ({**good, "schema": 2}, "schema 2 is not 1: written by another envnix "
+                                                 r"version \(a newer one: upgrade envnix"),
+                         ({**good, "schema": "1"}, "schema '1' is not 1")]:
         path.write_text(json.dumps(bad))
         with pytest.raises(BuildError, match=f"digests.json: {message}"):
             read_digests(path)

@@ -247,6 +247,20 @@ def test_hostile_tags_are_refused_by_the_cli_and_by_render(tmp_path: Path, tag: 
             render(spec(), Lock(inputs={}), tmp_path / "out", tag)
 
 
+def test_a_directory_a_newer_envnix_rendered_says_upgrade(tmp_path: Path) -> None:
+    """A newer marker format is not "not made by envnix": it says which envnix to use."""
+    context = tiny_context(tmp_path)
+    out = tmp_path / "gen"
+    out.mkdir()
+    (out / MARKER).write_text(json.dumps({"format": 2, "builders": []}))
+    proc = envnix("render", str(context), "--locked", "--out-dir", str(out), check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert one_error(proc) == (f"envnix: {out / MARKER}: format 2 is not 1: written by "
+                               "another envnix version (a newer one: upgrade envnix to read it)")
+    assert "hint: upgrade envnix, or give another directory with --out-dir" in proc.stderr
+    assert sorted(p.name for p in out.iterdir()) == [MARKER]
+
+
 def test_a_project_rendered_before_markers_is_adopted(tmp_path: Path) -> None:
     """An .envnix an older envnix wrote has no marker; its default.nix says who made it."""
     context = tiny_context(tmp_path)

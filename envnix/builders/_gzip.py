@@ -19,27 +19,18 @@ differ); the diffID does not.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import struct
 import zlib
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Protocol
+
+from _hashsink import Buffer, HashingWriter, Sink
 
 HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
 BLOCK = 1 << 20
 WINDOW = 1 << 15  # deflate's window: how far back a block may match
 FINAL_BLOCK = b"\x03\x00"  # an empty fixed-Huffman block with the final bit set
-
-Buffer = bytes | bytearray | memoryview
-
-
-class Sink(Protocol):
-    """Where the compressed stream goes (a file opened "wb")."""
-
-    def write(self, data: bytes, /) -> object: ...
-
 
 def _deflate_block(level: int, block: bytes, dictionary: bytes) -> bytes:
     """One block as raw deflate, primed with ``dictionary``, ending byte-aligned (sync flush)."""
@@ -50,11 +41,12 @@ def _deflate_block(level: int, block: bytes, dictionary: bytes) -> bytes:
     return comp.compress(block) + comp.flush(zlib.Z_SYNC_FLUSH)
 
 
-class GzipWriter:
-    """File-like `write()` target; `close()` finishes the member but leaves `sink` open."""
+class GzipWriter(HashingWriter):
+    """File-like `write()` target; `close()` finishes the member but leaves `sink` open.
+    `digest` and `size` are those of the compressed bytes."""
 
     def __init__(self, sink: Sink, *, level: int = 6, threads: int | None = None) -> None:
-        self._sink = sink
+        super().__init__(sink)
         self._level = level
         # Nix says how many cores a build may use (0: all of them).
         workers = (threads or int(os.environ.get("NIX_BUILD_CORES") or 0)
@@ -65,27 +57,9 @@ class GzipWriter:
         self._tail = b""  # the last WINDOW bytes of input: the next block's dictionary
         self._crc = 0
         self._isize = 0
-        self._hash = hashlib.sha256()
-        self._size = 0
         self._buf = bytearray()
         self._closed = False
         self._emit(HEADER)
-
-    @property
-    def digest(self) -> str:
-        """`sha256:<hex>` of the compressed bytes written so far (final after `close()`)."""
-        return "sha256:" + self._hash.hexdigest()
-
-    @property
-    def size(self) -> int:
-        """Compressed bytes written so far."""
-        return self._size
-
-    def _emit(self, data: bytes) -> None:
-        if data:
-            self._hash.update(data)
-            self._size += len(data)
-            self._sink.write(data)
 
     def _feed(self, block: Buffer) -> None:
         data = bytes(block)

@@ -17,7 +17,8 @@ import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import _archive as A
+import _builder as B
+import _treewrite as T
 
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
@@ -67,7 +68,7 @@ def _copy_file(src: str, dst: str, mode: int) -> None:
                 os.ftruncate(fd_out, 0)
                 done = 0
             while True:
-                chunk = os.read(fd_in, A.CHUNK)
+                chunk = os.read(fd_in, T.CHUNK)
                 if not chunk:
                     break
                 os.write(fd_out, chunk)
@@ -131,7 +132,7 @@ class Rootfs:
             meta = json.load(f)
         modes = meta.get("modes", {}) if isinstance(meta, dict) else {}
         if not isinstance(modes, dict):
-            raise A.BuilderError(f"{tree}: meta.json modes must be an object")
+            raise B.BuilderError(f"{tree}: meta.json modes must be an object")
         top = os.path.join(tree, "root")
         stack = [""]
         while stack:
@@ -154,7 +155,7 @@ class Rootfs:
                 given = modes.get(rel)
                 if given is not None and not (isinstance(given, list) and len(given) == 3
                                               and all(isinstance(v, int) for v in given)):
-                    raise A.BuilderError(f"{tree}: meta.json modes[{rel!r}] is not "
+                    raise B.BuilderError(f"{tree}: meta.json modes[{rel!r}] is not "
                                          "[mode, uid, gid]")
                 self._add(rel, src, st, given, tree)
                 if stat.S_ISDIR(st.st_mode):
@@ -184,7 +185,7 @@ class Rootfs:
             os.symlink(os.readlink(src), dst)
             self.origin[rel] = Origin(mode, uid, gid)
         else:
-            raise A.BuilderError(f"{tree}: /{rel} is not a file, directory or symlink")
+            raise B.BuilderError(f"{tree}: /{rel} is not a file, directory or symlink")
 
     def resolve(self, path: str) -> tuple[str, list[str]]:
         """Resolve an image path inside the rootfs, symlinks included (never leaving it).
@@ -209,7 +210,7 @@ class Rootfs:
             if stat.S_ISLNK(st.st_mode):
                 hops += 1
                 if hops > MAX_SYMLINK_HOPS:
-                    raise A.BuilderError(f"{path}: too many levels of symbolic links in the "
+                    raise B.BuilderError(f"{path}: too many levels of symbolic links in the "
                                          "image")
                 target = os.readlink(cand)
                 if target.startswith("/"):
@@ -217,7 +218,7 @@ class Rootfs:
                 parts = [p for p in target.split("/") if p not in ("", ".")] + parts
                 continue
             if parts and not stat.S_ISDIR(st.st_mode):
-                raise A.BuilderError(f"{path}: /{'/'.join([*done, comp])} is not a directory "
+                raise B.BuilderError(f"{path}: /{'/'.join([*done, comp])} is not a directory "
                                      "in the image")
             done.append(comp)
         return "/".join(done), []

@@ -14,7 +14,7 @@ import re
 import shlex
 import sys
 
-import _archive as A
+import _builder as B
 from _sandbox import RunResult, command_at_line
 
 TAIL_LINES = 20
@@ -189,7 +189,7 @@ def fail(commands: list[str], result: RunResult) -> None:
     code = result.code
     proot_err = re.search(r"^proot error: (.*)$", text, re.M)
     if proot_err and code in (1, 255) and not result.err_lines:
-        raise A.BuilderError(f"proot could not start the commands: {proot_err.group(1)}",
+        raise B.BuilderError(f"proot could not start the commands: {proot_err.group(1)}",
                              what="run")
     killed = re.search(r"^proot info: pid \d+: terminated with signal (\d+)", text, re.M)
     idx = _failing_command(commands, result, text)
@@ -197,10 +197,10 @@ def fail(commands: list[str], result: RunResult) -> None:
     for cand in ([commands[idx]] if idx is not None else commands):
         advice = network_advice(cand, text, generic=False)
         if advice is not None:
-            raise A.BuilderError(advice, what="run()")
+            raise B.BuilderError(advice, what="run()")
     advice = network_advice(shown, text)
     if advice is not None:
-        raise A.BuilderError(advice, what="run()")
+        raise B.BuilderError(advice, what="run()")
     if code < 0:
         status = f"signal {-code}"
     elif killed and code == 255:
@@ -208,4 +208,4 @@ def fail(commands: list[str], result: RunResult) -> None:
     else:
         status = f"exit {code}"
     where = "" if idx is not None else f" (one of {len(commands)} commands)"
-    raise A.BuilderError(f"command failed ({status}){where}: {_abbrev(shown, 120)}", what="run")
+    raise B.BuilderError(f"command failed ({status}){where}: {_abbrev(shown, 120)}", what="run")

@@ -12,7 +12,8 @@ import os
 import stat
 from dataclasses import dataclass
 
-import _archive as A
+import _builder as B
+import _treewrite as T
 from _rootfs import WHITEOUT, Rootfs
 
 EXCLUDED = frozenset({"tmp", "var/tmp", "proc", "sys", "dev", "run", "root/.cache"})
@@ -86,7 +87,7 @@ def same_content(a: str, b: str) -> bool:
         if os.fstat(fa).st_size != os.fstat(fb).st_size:
             return False
         while True:
-            ca, cb = os.read(fa, A.CHUNK), os.read(fb, A.CHUNK)
+            ca, cb = os.read(fa, T.CHUNK), os.read(fb, T.CHUNK)
             if ca != cb:
                 return False
             if not ca:
@@ -139,7 +140,7 @@ def diff(rootfs: Rootfs, before: dict[str, State], after: dict[str, State],
             notes.append(f"/{rel}: skipped (not a file, directory or symlink)")
             continue
         if name.startswith(WHITEOUT):
-            raise A.BuilderError(f"the commands created /{rel}; names starting with '.wh.' "
+            raise B.BuilderError(f"the commands created /{rel}; names starting with '.wh.' "
                                  "mean deletions in OCI layers", what="run")
         if a.kind == "file" and name.endswith(".pyc") and not keep_pyc:
             continue
@@ -185,14 +186,14 @@ def _drop_empty_pycache(changes: list[Change], before: dict[str, State]) -> list
 
 
 def write_changes(out_root: str, rootfs: Rootfs, changes: list[Change],
-                  after_meta: dict[str, tuple[int, int, int]]) -> A.TreeWriter:
-    writer = A.TreeWriter(out_root, what="path")
+                  after_meta: dict[str, tuple[int, int, int]]) -> T.TreeWriter:
+    writer = T.TreeWriter(out_root, what="path")
     added: set[str] = set()
     for c in changes:
         try:
             c.rel.encode("utf-8")
         except UnicodeEncodeError:
-            raise A.BuilderError(f"the commands created a path whose name is not UTF-8: "
+            raise B.BuilderError(f"the commands created a path whose name is not UTF-8: "
                                  f"/{c.rel.encode('utf-8', 'surrogateescape')!r}",
                                  what="run") from None
         parts = c.rel.split("/")

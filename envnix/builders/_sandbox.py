@@ -21,7 +21,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import _archive as A
+import _builder as B
 from _rootfs import Rootfs
 
 DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
@@ -206,7 +206,7 @@ def run_group(rootfs: Rootfs, work: str, proot: list[str], shell: str, workdir: 
                                   stderr=subprocess.STDOUT, cwd=work, pass_fds=(ERR_FD,),
                                   preexec_fn=_child_setup(isolated), check=False)
     except subprocess.SubprocessError as exc:
-        raise A.BuilderError(f"could not set up proot's namespaces/seccomp filter: {exc}",
+        raise B.BuilderError(f"could not set up proot's namespaces/seccomp filter: {exc}",
                              what="run") from None
     finally:
         os.close(ERR_FD)

@@ -26,9 +26,10 @@ the build host never matters; names that are not valid UTF-8 are refused (pax ne
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import Literal, Protocol
+
+from _hashsink import HashingWriter, Sink
 
 BLOCK = 512
 CHUNK = 1 << 20  # read size for file contents
@@ -41,15 +42,6 @@ _MAX_ID = 0o7777777  # 7 octal digits
 
 class TarError(ValueError):
     """An entry that cannot be written (bad path, duplicate, wrong size)."""
-
-
-Buffer = bytes | bytearray | memoryview
-
-
-class Sink(Protocol):
-    """Where the tar goes: a file opened "wb", or a GzipWriter. Must not keep `data`."""
-
-    def write(self, data: Buffer, /) -> object: ...
 
 
 class Source(Protocol):
@@ -131,34 +123,19 @@ def _check_path(path: bytes) -> None:
         raise TarError(f"{path!r}: file name is not UTF-8") from None
 
 
-class TarWriter:
-    """Streams a tar to `sink` and keeps the sha256 and byte count of what it wrote."""
+class TarWriter(HashingWriter):
+    """Streams a tar to `sink` and keeps the sha256 and byte count of what it wrote (`digest`
+    is the diffID once closed)."""
 
     def __init__(self, sink: Sink, *, mtime: int = 0) -> None:
         if not 0 <= mtime <= _MAX_SIZE:
             raise TarError(f"mtime {mtime} out of range")
-        self._sink = sink
+        super().__init__(sink)
         self._mtime = mtime
-        self._hash = hashlib.sha256()
-        self._size = 0
         self._seen: set[bytes] = set()
         self._files: set[bytes] = set()
         self._closed = False
         self.count = 0  # members written, pax headers not counted
-
-    @property
-    def digest(self) -> str:
-        """`sha256:<hex>` of the bytes written so far (the diffID once closed)."""
-        return "sha256:" + self._hash.hexdigest()
-
-    @property
-    def size(self) -> int:
-        return self._size
-
-    def _write(self, data: Buffer) -> None:
-        self._hash.update(data)
-        self._size += len(data)
-        self._sink.write(data)
 
     def _header(
         self, name: bytes, prefix: bytes, typeflag: bytes, *, mode: int, uid: int, gid: int,
@@ -240,12 +217,12 @@ class TarWriter:
             data = b"".join(_pax_record(k, pax[k]) for k in sorted(pax))
             base = entry.path.rsplit(b"/", 1)[-1]
             xname = _ascii_standin(b"PaxHeaders/" + base, 100)
-            self._write(self._header(
+            self._emit(self._header(
                 xname, b"", b"x", mode=0o644, uid=0, gid=0, size=len(data), linkname=b""
             ))
-            self._write(data)
+            self._emit(data)
             self._pad(len(data))
-        self._write(self._header(
+        self._emit(self._header(
             ustar_name, prefix, _TYPEFLAG[entry.kind], mode=entry.mode, uid=uid, gid=gid,
             size=size, linkname=linkname,
         ))
@@ -264,7 +241,7 @@ class TarWriter:
             n = source.readinto(view[: min(CHUNK, remaining)])
             if not n:
                 raise TarError(f"{entry.path.decode()}: file shrank while being archived")
-            self._write(view[:n])
+            self._emit(view[:n])
             remaining -= n
         if source.read(1):
             raise TarError(f"{entry.path.decode()}: file grew while being archived")
@@ -272,10 +249,10 @@ class TarWriter:
 
     def _pad(self, size: int) -> None:
         if size % BLOCK:
-            self._write(b"\0" * (BLOCK - size % BLOCK))
+            self._emit(b"\0" * (BLOCK - size % BLOCK))
 
     def close(self) -> None:
         """Write the end-of-archive marker (two zero blocks). Does not close the sink."""
         if not self._closed:
-            self._write(b"\0" * (2 * BLOCK))
+            self._emit(b"\0" * (2 * BLOCK))
             self._closed = True

@@ -62,6 +62,8 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 import _archive as A
+import _builder as B
+import _treewrite as T
 import install_wheel as W
 
 DEFAULT_PLACEHOLDER = "/opt/anaconda1anaconda2anaconda3"
@@ -147,7 +149,7 @@ def replace_binary(data: bytes, placeholder: str, prefix: str, path: str) -> byt
             s = m.group()
             padding = (len(old) - len(new)) * s.count(old)
             if padding < 0:
-                raise A.BuilderError(
+                raise B.BuilderError(
                     f"binary file {path!r}: the prefix {prefix!r} ({len(prefix.encode())} "
                     f"bytes) is longer than its placeholder ({len(placeholder.encode())} "
                     "bytes), and a binary prefix cannot grow; choose a shorter prefix")
@@ -155,7 +157,7 @@ def replace_binary(data: bytes, placeholder: str, prefix: str, path: str) -> byt
 
         data = pattern.sub(pad, data)
     if len(data) != size:  # cannot happen: each match keeps its length
-        raise A.BuilderError(f"binary file {path!r}: prefix replacement changed its length")
+        raise B.BuilderError(f"binary file {path!r}: prefix replacement changed its length")
     return data
 
 
@@ -166,11 +168,11 @@ def replace_binary(data: bytes, placeholder: str, prefix: str, path: str) -> byt
 class Package:
     """The extracted archive (a staging tree under ``$out``) and its ``info/`` files."""
 
-    def __init__(self, stage: A.TreeWriter, base: str) -> None:
+    def __init__(self, stage: T.TreeWriter, base: str) -> None:
         self.stage = stage
         self.base = base  # the prefix, relative to the stage root: stage paths are base/<path>
 
-    def entry(self, path: str) -> A._Entry | None:
+    def entry(self, path: str) -> T._Entry | None:
         return self.stage.entries.get(f"{self.base}/{path}")
 
     def open(self, path: str) -> IO[bytes]:
@@ -183,7 +185,7 @@ class Package:
         if e is None:
             return None
         if e.kind != "file":
-            raise A.BuilderError(f"info/{name} is not a regular file")
+            raise B.BuilderError(f"info/{name} is not a regular file")
         with self.open(f"info/{name}") as f:
             return f.read()
 
@@ -194,9 +196,9 @@ class Package:
         try:
             value = json.loads(raw.decode("utf-8"))
         except ValueError as exc:
-            raise A.BuilderError(f"info/{name}: not valid JSON: {exc}") from None
+            raise B.BuilderError(f"info/{name}: not valid JSON: {exc}") from None
         if not isinstance(value, dict):
-            raise A.BuilderError(f"info/{name}: not a JSON object")
+            raise B.BuilderError(f"info/{name}: not a JSON object")
         return value
 
 
@@ -214,23 +216,23 @@ def read_paths(pkg: Package) -> list[PathEntry]:
     entries: list[PathEntry] = []
     if paths_json is not None:
         if paths_json.get("paths_version") != 1:
-            raise A.BuilderError(f"info/paths.json: unsupported paths_version "
+            raise B.BuilderError(f"info/paths.json: unsupported paths_version "
                                  f"{paths_json.get('paths_version')!r} (need 1)")
         items = paths_json.get("paths")
         if not isinstance(items, list):
-            raise A.BuilderError("info/paths.json: 'paths' is not a list")
+            raise B.BuilderError("info/paths.json: 'paths' is not a list")
         for item in items:
             if not isinstance(item, dict) or not isinstance(item.get("_path"), str):
-                raise A.BuilderError(f"info/paths.json: bad entry {item!r}")
-            path = A.safe_relpath(item["_path"], "info/paths.json path")
+                raise B.BuilderError(f"info/paths.json: bad entry {item!r}")
+            path = T.safe_relpath(item["_path"], "info/paths.json path")
             path_type = item.get("path_type", "hardlink")
             if path_type not in PATH_TYPES:
-                raise A.BuilderError(f"info/paths.json: {path!r} has unknown path_type "
+                raise B.BuilderError(f"info/paths.json: {path!r} has unknown path_type "
                                      f"{path_type!r}")
             placeholder = item.get("prefix_placeholder") or ""
             file_mode = item.get("file_mode") or ""
             if placeholder and file_mode not in ("text", "binary"):
-                raise A.BuilderError(f"info/paths.json: {path!r} has a prefix_placeholder but "
+                raise B.BuilderError(f"info/paths.json: {path!r} has a prefix_placeholder but "
                                      f"file_mode is {file_mode or 'missing'!r}")
             data = {k: item[k] for k in PATH_DATA_KEYS
                     if item.get(k) is not None and item.get(k) is not False}
@@ -238,7 +240,7 @@ def read_paths(pkg: Package) -> list[PathEntry]:
     else:
         files = pkg.info("files")
         if files is None:
-            raise A.BuilderError("the package has neither info/paths.json nor info/files")
+            raise B.BuilderError("the package has neither info/paths.json nor info/files")
         has_prefix: dict[str, tuple[str, str]] = {}
         for line in info_lines(pkg.info("has_prefix")):
             parts = [p.strip("\"'") for p in shlex.split(line, posix=False)]
@@ -247,10 +249,10 @@ def read_paths(pkg: Package) -> list[PathEntry]:
             elif len(parts) == 3 and parts[1] in ("text", "binary"):
                 has_prefix[parts[2]] = (parts[0], parts[1])
             else:
-                raise A.BuilderError(f"info/has_prefix: bad line {line!r}")
+                raise B.BuilderError(f"info/has_prefix: bad line {line!r}")
         no_link = set(info_lines(pkg.info("no_link"))) | set(info_lines(pkg.info("no_softlink")))
         for line in info_lines(files):
-            path = A.safe_relpath(line, "info/files path")
+            path = T.safe_relpath(line, "info/files path")
             e = pkg.entry(path)
             path_type = "softlink" if e is not None and e.kind == "symlink" else "hardlink"
             placeholder, file_mode = has_prefix.get(line, ("", ""))
@@ -259,7 +261,7 @@ def read_paths(pkg: Package) -> list[PathEntry]:
     seen: set[str] = set()
     for e in entries:
         if e.path in seen:
-            raise A.BuilderError(f"info/paths.json lists {e.path!r} twice")
+            raise B.BuilderError(f"info/paths.json lists {e.path!r} twice")
         seen.add(e.path)
     return entries
 
@@ -277,7 +279,7 @@ def noarch_type(record: dict[str, Any], index: dict[str, Any],
     if value is True:
         return "generic"
     if value not in ("python", "generic"):
-        raise A.BuilderError(f"unsupported noarch type {value!r}")
+        raise B.BuilderError(f"unsupported noarch type {value!r}")
     return str(value)
 
 
@@ -290,7 +292,7 @@ def entry_points(link: dict[str, Any] | None) -> list[tuple[str, str, str]]:
     if not eps:
         return []
     if not isinstance(eps, list):
-        raise A.BuilderError("info/link.json: noarch.entry_points is not a list")
+        raise B.BuilderError("info/link.json: noarch.entry_points is not a list")
     result = []
     for ep in eps:
         ok = isinstance(ep, str) and "=" in ep
@@ -301,7 +303,7 @@ def entry_points(link: dict[str, Any] | None) -> list[tuple[str, str, str]]:
                 or any(c in command for c in "/\\\0\n\r")
                 or not all(p.isidentifier() and not keyword.iskeyword(p)
                            for p in module.split(".") + func.split("."))):
-            raise A.BuilderError(f"info/link.json: entry point {ep!r} is not "
+            raise B.BuilderError(f"info/link.json: entry point {ep!r} is not "
                                  "'command = module:function'")
         result.append((command, module, func))
     return result
@@ -333,34 +335,34 @@ class Inputs:
 
 
 def read_inputs() -> Inputs:
-    out = A.getenv("out")
-    pkg_file = A.getenv("pkgFile")
-    A.set_context(f"conda {pkg_file}")
+    out = B.getenv("out")
+    pkg_file = B.getenv("pkgFile")
+    B.set_context(f"conda {pkg_file}")
     if "/" in pkg_file:
-        raise A.BuilderError(f"pkgFile={pkg_file!r} must be a file name")
-    prefix = A.getenv("prefix")
+        raise B.BuilderError(f"pkgFile={pkg_file!r} must be a file name")
+    prefix = B.getenv("prefix")
     if not prefix.startswith("/") or "\n" in prefix:
-        raise A.BuilderError(f"prefix={prefix!r} must be an absolute image path")
-    base = A.safe_relpath(prefix[1:] or ".", "prefix")
+        raise B.BuilderError(f"prefix={prefix!r} must be an absolute image path")
+    base = T.safe_relpath(prefix[1:] or ".", "prefix")
     if not base or "/" + base != prefix:
-        raise A.BuilderError(f"prefix={prefix!r} must be a canonical path below '/' (no "
+        raise B.BuilderError(f"prefix={prefix!r} must be a canonical path below '/' (no "
                              "trailing '/', '//' or '.')")
     try:
-        record = json.loads(A.getenv("record"))
+        record = json.loads(B.getenv("record"))
     except ValueError as exc:
-        raise A.BuilderError(f"record: not valid JSON: {exc}") from None
+        raise B.BuilderError(f"record: not valid JSON: {exc}") from None
     if not isinstance(record, dict):
-        raise A.BuilderError("record: not a JSON object")
-    py_version = A.getenv("pythonVersion", "")
+        raise B.BuilderError("record: not a JSON object")
+    py_version = B.getenv("pythonVersion", "")
     if py_version and not re.fullmatch(r"\d+\.\d+", py_version):
-        raise A.BuilderError(f"pythonVersion={py_version!r} must be X.Y")
-    site = A.getenv("pythonSitePackages", "")
+        raise B.BuilderError(f"pythonVersion={py_version!r} must be X.Y")
+    site = B.getenv("pythonSitePackages", "")
     if site:
-        site = A.safe_relpath(site, "pythonSitePackages")
+        site = T.safe_relpath(site, "pythonSitePackages")
     return Inputs(out, pkg_file, prefix, base, record, py_version, site)
 
 
-def extract(src: str, pkg_file: str, stage: A.TreeWriter, base: str) -> None:
+def extract(src: str, pkg_file: str, stage: T.TreeWriter, base: str) -> None:
     """Both archive formats into the staging tree, at ``base`` (the prefix)."""
     def at_prefix(rel: str, _member: object) -> str:
         return f"{base}/{rel}"
@@ -370,9 +372,9 @@ def extract(src: str, pkg_file: str, stage: A.TreeWriter, base: str) -> None:
             A.extract_tar(f, stage, at_prefix)
         return
     if not pkg_file.endswith(".conda"):
-        raise A.BuilderError(f"pkgFile={pkg_file!r}: expected a .conda or .tar.bz2 file name")
+        raise B.BuilderError(f"pkgFile={pkg_file!r}: expected a .conda or .tar.bz2 file name")
     if not A.zstd_available():
-        raise A.BuilderError(".conda packages need the Python module 'zstandard': set "
+        raise B.BuilderError(".conda packages need the Python module 'zstandard': set "
                              "zstdPath to a directory that holds it")
     stem = pkg_file[: -len(".conda")]
     with zipfile.ZipFile(src) as zf:
@@ -380,7 +382,7 @@ def extract(src: str, pkg_file: str, stage: A.TreeWriter, base: str) -> None:
         if "metadata.json" in names:
             version = json.loads(zf.read("metadata.json")).get("conda_pkg_format_version")
             if version != 2:
-                raise A.BuilderError(f"metadata.json: unsupported conda_pkg_format_version "
+                raise B.BuilderError(f"metadata.json: unsupported conda_pkg_format_version "
                                      f"{version!r} (need 2)")
         for component in ("info", "pkg"):
             found = [n for n in names if n.startswith(f"{component}-")
@@ -388,16 +390,16 @@ def extract(src: str, pkg_file: str, stage: A.TreeWriter, base: str) -> None:
             if len(found) > 1:
                 found = [n for n in found if n == f"{component}-{stem}.tar.zst"]
             if len(found) != 1:
-                raise A.BuilderError(f"expected one {component}-*.tar.zst in the .conda zip, "
+                raise B.BuilderError(f"expected one {component}-*.tar.zst in the .conda zip, "
                                      f"found: {', '.join(names) or 'nothing'}")
             with zf.open(found[0]) as f:
                 A.extract_tar(f, stage, at_prefix)
 
 
 def main() -> None:
-    src = A.getenv("src")
+    src = B.getenv("src")
     inp = read_inputs()
-    zstd_path = A.getenv("zstdPath", "")
+    zstd_path = B.getenv("zstdPath", "")
     if zstd_path and inp.pkg_file.endswith(".conda"):
         A.import_zstandard_from(zstd_path)
     os.makedirs(inp.out, exist_ok=True)
@@ -405,7 +407,7 @@ def main() -> None:
     # hold info/paths.json after the files it describes.
     stage_dir = os.path.join(inp.out, ".stage")
     try:
-        stage = A.TreeWriter(stage_dir, what="archive member")
+        stage = T.TreeWriter(stage_dir, what="archive member")
         extract(src, inp.pkg_file, stage, inp.base)
         install(Package(stage, inp.base), inp)
     finally:
@@ -415,28 +417,28 @@ def main() -> None:
 def install(pkg: Package, inp: Inputs) -> None:
     index = pkg.info_json("index.json")
     if index is None:
-        raise A.BuilderError("info/index.json is missing")
+        raise B.BuilderError("info/index.json is missing")
     link = pkg.info_json("link.json") or pkg.info_json("package_metadata.json")
     if link is not None and link.get("package_metadata_version") != 1:
-        raise A.BuilderError(f"info/link.json: unsupported package_metadata_version "
+        raise B.BuilderError(f"info/link.json: unsupported package_metadata_version "
                              f"{link.get('package_metadata_version')!r} (need 1)")
 
     # The lock record wins (channels patch repodata after upload); index.json fills gaps.
     record = inp.record
     for key in ("name", "version", "build"):
         if key in record and key in index and str(record[key]) != str(index[key]):
-            raise A.BuilderError(f"record says {key} {record[key]!r} but info/index.json "
+            raise B.BuilderError(f"record says {key} {record[key]!r} but info/index.json "
                                  f"says {index[key]!r}")
     meta_record: dict[str, Any] = {**index, **record}
     name, version, build = (str(meta_record.get(k) or "") for k in ("name", "version", "build"))
     if not (name and version and build):
-        raise A.BuilderError("name, version and build are in neither the record nor "
+        raise B.BuilderError("name, version and build are in neither the record nor "
                              "info/index.json")
-    A.set_context(f"conda {name} {version} {build}")
+    B.set_context(f"conda {name} {version} {build}")
 
     noarch = noarch_type(record, index, link)
     if noarch == "python" and not inp.py_version:
-        raise A.BuilderError("a noarch: python package needs pythonVersion (the environment "
+        raise B.BuilderError("a noarch: python package needs pythonVersion (the environment "
                              "has no python)")
     site = inp.site_packages or f"lib/python{inp.py_version}/site-packages"
 
@@ -449,7 +451,7 @@ def install(pkg: Package, inp: Inputs) -> None:
         return path
 
     base = inp.base
-    writer = A.TreeWriter(os.path.join(inp.out, "root"), what="package path")
+    writer = T.TreeWriter(os.path.join(inp.out, "root"), what="package path")
     paths_data: list[dict[str, Any]] = []
     files: set[str] = set()
     notes = list(pkg.stage.notes)
@@ -466,15 +468,15 @@ def install(pkg: Package, inp: Inputs) -> None:
             paths_data.append({**row, "path_type": "directory"})
             continue
         if staged is None:
-            raise A.BuilderError(f"info/paths.json lists {e.path!r} but the archive does "
+            raise B.BuilderError(f"info/paths.json lists {e.path!r} but the archive does "
                                  "not contain it")
         if staged.kind == "dir":
-            raise A.BuilderError(f"{e.path!r} is a {e.path_type} in info/paths.json but a "
+            raise B.BuilderError(f"{e.path!r} is a {e.path_type} in info/paths.json but a "
                                  "directory in the archive")
         files.add(dest)
         if staged.kind == "symlink":
             if e.placeholder and e.path_type != "softlink":
-                raise A.BuilderError(f"{e.path!r}: prefix replacement in a symlink")
+                raise B.BuilderError(f"{e.path!r}: prefix replacement in a symlink")
             writer.add_symlink(f"{base}/{dest}", staged.target, staged.mode, source=e.path)
             paths_data.append({**row, "path_type": "softlink"})
             continue
@@ -534,11 +536,11 @@ def install(pkg: Package, inp: Inputs) -> None:
     text = json.dumps(meta_record, indent=2, sort_keys=True, ensure_ascii=True)
     writer.add_file(f"{base}/conda-meta/{name}-{version}-{build}.json", text.encode("ascii"),
                     0o644, source="conda-meta record")
-    A.write_meta(inp.out, "conda", name, version, writer.modes, notes + writer.notes,
+    B.write_meta(inp.out, "conda", name, version, writer.modes, notes + writer.notes,
                  build=build)
 
 
-def copy_file(pkg: Package, writer: A.TreeWriter, path: str, dest: str,
+def copy_file(pkg: Package, writer: T.TreeWriter, path: str, dest: str,
               mode: int) -> tuple[bytes, int]:
     with pkg.open(path) as f:
         return writer.add_file(dest, f, mode, source=path)
@@ -554,5 +556,5 @@ def check_listed(e: PathEntry, digest: bytes, size: int, notes: list[str]) -> No
 
 
 if __name__ == "__main__":
-    A.main_wrapper(main, "install_conda")
+    B.main_wrapper(main, "install_conda")
     sys.exit(0)

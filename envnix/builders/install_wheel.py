@@ -36,7 +36,8 @@ import sys
 import zipfile
 from dataclasses import dataclass
 
-import _archive as A
+import _builder as B
+import _treewrite as T
 
 SCHEMES = ("purelib", "platlib", "scripts", "headers", "data")
 SIGNATURE_FILES = ("RECORD.jws", "RECORD.p7s")
@@ -60,12 +61,12 @@ def b64_digest(digest: bytes) -> str:
 
 def image_dir(var: str) -> str:
     """An absolute image path from env var ``var``, as a root-relative path ``usr/...``."""
-    value = A.getenv(var)
+    value = B.getenv(var)
     if not value.startswith("/"):
-        raise A.BuilderError(f"{var}={value!r} must be an absolute image path")
-    rel = A.safe_relpath(value[1:] or ".", var)
+        raise B.BuilderError(f"{var}={value!r} must be an absolute image path")
+    rel = T.safe_relpath(value[1:] or ".", var)
     if not rel:
-        raise A.BuilderError(f"{var}={value!r} must not be the image root")
+        raise B.BuilderError(f"{var}={value!r} must not be the image root")
     return rel
 
 
@@ -84,7 +85,7 @@ def shebang(interpreter: str, args: str = "") -> bytes:
 def sh_exec_shebang(interpreter: str, args: str = "") -> bytes:
     """The ``#!/bin/sh`` re-exec header (distlib's; conda uses the same three lines)."""
     if SH_UNSAFE & set(interpreter + args):
-        raise A.BuilderError(f"interpreter {interpreter!r} with arguments {args!r} cannot be "
+        raise B.BuilderError(f"interpreter {interpreter!r} with arguments {args!r} cannot be "
                              "quoted for a /bin/sh shebang")
     # Valid sh (exec the interpreter on this file) and valid Python (a string literal). The
     # kernel passes shebang arguments as one word, so args stay one quoted word here too.
@@ -134,20 +135,20 @@ def parse_record(text: str) -> dict[str, RecordEntry]:
         if hash_field:
             algo, sep, value = hash_field.partition("=")
             if not sep or algo not in hashlib.algorithms_guaranteed or algo in WEAK_HASHES:
-                raise A.BuilderError(f"RECORD: unusable hash {hash_field!r} for {path!r}")
+                raise B.BuilderError(f"RECORD: unusable hash {hash_field!r} for {path!r}")
             try:
                 digest = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
             except ValueError:
-                raise A.BuilderError(f"RECORD: bad hash value for {path!r}") from None
+                raise B.BuilderError(f"RECORD: bad hash value for {path!r}") from None
         size = None
         if size_field:
             try:
                 size = int(size_field)
             except ValueError:
-                raise A.BuilderError(f"RECORD: bad size {size_field!r} for {path!r}") from None
+                raise B.BuilderError(f"RECORD: bad size {size_field!r} for {path!r}") from None
         entry = RecordEntry(algo, digest, size)
         if path in entries and entries[path] != entry:
-            raise A.BuilderError(f"RECORD lists {path!r} twice with different hashes")
+            raise B.BuilderError(f"RECORD lists {path!r} twice with different hashes")
         entries[path] = entry
     return entries
 
@@ -174,17 +175,17 @@ def parse_entry_points(text: str) -> list[tuple[str, str, str]]:
         for script, value in cp.items(section):
             if (not script or script in (".", "..") or any(c in script for c in "/\\\0")
                     or any(c.isspace() for c in script)):
-                raise A.BuilderError(f"entry_points.txt: bad script name {script!r}")
+                raise B.BuilderError(f"entry_points.txt: bad script name {script!r}")
             m = ENTRY_POINT_RE.match(value.strip())
             if not m or not m.group("attr"):
-                raise A.BuilderError(
+                raise B.BuilderError(
                     f"entry_points.txt: {script} = {value!r} is not 'module:callable'")
             module, attr = m.group("module"), m.group("attr")
             if not all(p.isidentifier() for p in module.split(".") + attr.split(".")):
-                raise A.BuilderError(f"entry_points.txt: {script} = {value!r} is not valid")
+                raise B.BuilderError(f"entry_points.txt: {script} = {value!r} is not valid")
             old = scripts.get(script)
             if old is not None and old != (module, attr):
-                raise A.BuilderError(f"entry_points.txt: script {script!r} defined twice")
+                raise B.BuilderError(f"entry_points.txt: script {script!r} defined twice")
             scripts[script] = (module, attr)
     return [(s, mod, attr) for s, (mod, attr) in sorted(scripts.items())]
 
@@ -198,38 +199,38 @@ def find_dist_info(names: list[str], name_hint: str) -> str:
         want = re.sub(r"[-_.]+", "_", name_hint).lower()
         cands = [c for c in cands if re.sub(r"[-_.]+", "_", c.split("-", 1)[0]).lower() == want]
     if len(cands) != 1:
-        raise A.BuilderError(
+        raise B.BuilderError(
             "expected one .dist-info directory with a WHEEL file, found "
             + (", ".join(cands) or "none"))
     return cands[0]
 
 
 def main() -> None:
-    src = A.getenv("src")
-    out = A.getenv("out")
-    name = A.getenv("pkgName", "")
-    version = A.getenv("pkgVersion", "")
-    A.set_context(f"wheel {name or os.path.basename(src)}" + (f" {version}" if version else ""))
+    src = B.getenv("src")
+    out = B.getenv("out")
+    name = B.getenv("pkgName", "")
+    version = B.getenv("pkgVersion", "")
+    B.set_context(f"wheel {name or os.path.basename(src)}" + (f" {version}" if version else ""))
     site = image_dir("sitePackages")
     scheme_dirs = {
         "purelib": site, "platlib": site, "scripts": image_dir("scriptsDir"),
         "headers": image_dir("headersDir"), "data": image_dir("dataDir"),
     }
-    interpreter = A.getenv("interpreter")
+    interpreter = B.getenv("interpreter")
     if not interpreter.startswith("/"):
-        raise A.BuilderError(f"interpreter={interpreter!r} must be an absolute image path")
+        raise B.BuilderError(f"interpreter={interpreter!r} must be an absolute image path")
 
     with zipfile.ZipFile(src) as zf:
         infos = [i for i in zf.infolist() if not i.is_dir()]
         seen: set[str] = set()
         for info in infos:
-            rel = A.safe_relpath(info.filename, "wheel member")
+            rel = T.safe_relpath(info.filename, "wheel member")
             if rel != info.filename:
-                raise A.BuilderError(f"wheel member {info.filename!r}: non-canonical path")
+                raise B.BuilderError(f"wheel member {info.filename!r}: non-canonical path")
             if "\\" in rel:
-                raise A.BuilderError(f"wheel member {rel!r}: backslash in path")
+                raise B.BuilderError(f"wheel member {rel!r}: backslash in path")
             if rel in seen:
-                raise A.BuilderError(f"wheel member {rel!r} appears twice")
+                raise B.BuilderError(f"wheel member {rel!r} appears twice")
             seen.add(rel)
 
         dist_info = find_dist_info([i.filename for i in infos], name)
@@ -237,23 +238,23 @@ def main() -> None:
         if not name or not version:
             dname, _, dver = stem.partition("-")
             name, version = name or dname, version or dver
-            A.set_context(f"wheel {name} {version}")
+            B.set_context(f"wheel {name} {version}")
         data_dir = stem + ".data"
 
         wheel = parse_wheel_file(zf.read(f"{dist_info}/WHEEL").decode("utf-8"))
         wv = wheel.get("wheel-version", "")
         major = wv.split(".", 1)[0]
         if not major.isdigit():
-            raise A.BuilderError(f"WHEEL: missing or bad Wheel-Version {wv!r}")
+            raise B.BuilderError(f"WHEEL: missing or bad Wheel-Version {wv!r}")
         if int(major) != 1:
-            raise A.BuilderError(f"WHEEL: unsupported Wheel-Version {wv} (need 1.x)")
+            raise B.BuilderError(f"WHEEL: unsupported Wheel-Version {wv} (need 1.x)")
         record_name = f"{dist_info}/RECORD"
         if record_name not in seen:
-            raise A.BuilderError(f"{record_name} is missing")
+            raise B.BuilderError(f"{record_name} is missing")
         record = parse_record(zf.read(record_name).decode("utf-8"))
 
         os.makedirs(out, exist_ok=True)
-        writer = A.TreeWriter(os.path.join(out, "root"), what="wheel member")
+        writer = T.TreeWriter(os.path.join(out, "root"), what="wheel member")
         installed: dict[str, tuple[str, int]] = {}  # image rel path -> (b64 sha256, size)
         replaced = {record_name, f"{dist_info}/INSTALLER"}
         entry_points_text = ""
@@ -265,14 +266,14 @@ def main() -> None:
             is_signature = member in (f"{dist_info}/{s}" for s in SIGNATURE_FILES)
             entry = record.get(member)
             if not is_signature and (entry is None or entry.digest is None):
-                raise A.BuilderError(f"{member!r} is not listed with a hash in RECORD")
+                raise B.BuilderError(f"{member!r} is not listed with a hash in RECORD")
 
             scheme = "purelib"
             sub = member
             if member.startswith(data_dir + "/"):
                 parts = member.split("/", 2)
                 if len(parts) < 3 or parts[1] not in SCHEMES or not parts[2]:
-                    raise A.BuilderError(f"wheel member {member!r}: not in a known "
+                    raise B.BuilderError(f"wheel member {member!r}: not in a known "
                                          f"{data_dir}/<scheme>/ directory")
                 scheme, sub = parts[1], parts[2]
             dest = f"{scheme_dirs[scheme]}/{sub}"
@@ -316,21 +317,21 @@ def main() -> None:
     writer.add_file(f"{site}/{dist_info}/RECORD", buf.getvalue().encode("utf-8"), 0o644,
                     source="RECORD")
 
-    A.write_meta(out, "wheel", name, version, writer.modes, writer.notes)
+    B.write_meta(out, "wheel", name, version, writer.modes, writer.notes)
 
 
-def _verify(member: str, entry: RecordEntry | None, checker: A.Hasher | None,
+def _verify(member: str, entry: RecordEntry | None, checker: T.Hasher | None,
             size: int) -> None:
     if entry is None or entry.digest is None or checker is None:
         return
     got = checker.digest()
     if got != entry.digest:
-        raise A.BuilderError(f"{member!r}: {entry.algo} does not match RECORD "
+        raise B.BuilderError(f"{member!r}: {entry.algo} does not match RECORD "
                              f"(got {b64_digest(got)}, RECORD says {b64_digest(entry.digest)})")
     if entry.size is not None and entry.size != size:
-        raise A.BuilderError(f"{member!r}: size {size} does not match RECORD ({entry.size})")
+        raise B.BuilderError(f"{member!r}: size {size} does not match RECORD ({entry.size})")
 
 
 if __name__ == "__main__":
-    A.main_wrapper(main, "install_wheel")
+    B.main_wrapper(main, "install_wheel")
     sys.exit(0)

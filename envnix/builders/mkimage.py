@@ -12,7 +12,8 @@ Run by Nix as `python3 mkimage.py` with these environment variables:
 
 Outputs:
   $out/oci/           OCI image layout: oci-layout, index.json, blobs/sha256/*
-  $out/digests.json   {"config": ..., "manifest": ..., "layers": [...]} for the CLI
+  $out/digests.json   {"schema": 1, "config": ..., "manifest": ..., "layers": [...]} for the
+                      CLI (envnix.oci.layout.read_digests; docs/schemas/digests.schema.json)
   $out/image.tar      (archive=1) one tar that is both an OCI layout (`oci-archive:`) and a
                       docker-archive (`manifest.json`, the Docker >= 25 `docker save` shape),
                       for `podman load` / `docker load`
@@ -40,7 +41,7 @@ import shutil
 import sys
 from dataclasses import dataclass
 
-import _archive as A
+import _builder as B
 from _tarwrite import Entry, TarError, TarWriter
 
 MT_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -48,6 +49,7 @@ MT_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 MT_CONFIG = "application/vnd.oci.image.config.v1+json"
 MT_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
 DEFAULT_CREATED = "1970-01-01T00:00:00Z"
+DIGESTS_SCHEMA = 1  # digests.json's version; envnix.oci.layout.DIGESTS_SCHEMA reads it
 
 # Docker reference grammar (distribution/reference), lower-case repository, optional tag.
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
@@ -106,13 +108,7 @@ _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 def read_layer(path: str) -> Layer:
     """Read `<path>/layer.json` and check it against `<path>/layer.tar.gz`'s size."""
     meta_path = os.path.join(path, "layer.json")
-    try:
-        with open(meta_path, encoding="utf-8") as f:
-            meta = json.load(f)
-    except OSError as e:
-        raise ImageError(f"{path}: cannot read layer.json: {e.strerror}") from None
-    except json.JSONDecodeError as e:
-        raise ImageError(f"{meta_path}: bad JSON: {e}") from None
+    meta = B.load_json(meta_path, f"{path}: cannot read layer.json", ImageError)
     if not (
         isinstance(meta, dict)
         and isinstance(meta.get("diff_id"), str) and _DIGEST.fullmatch(meta["diff_id"])
@@ -264,13 +260,7 @@ def build(out: str, layer_paths: list[str], config_path: str, tag: str | None,
     layers = [layer for layer in map(read_layer, layer_paths) if layer.paths != 0]
     if not layers:
         raise ImageError("every layer is empty")
-    try:
-        with open(config_path, encoding="utf-8") as f:
-            template = json.load(f)
-    except OSError as e:
-        raise ImageError(f"cannot read config {config_path}: {e.strerror}") from None
-    except json.JSONDecodeError as e:
-        raise ImageError(f"{config_path}: bad JSON: {e}") from None
+    template = B.load_json(config_path, f"cannot read config {config_path}", ImageError)
     if not isinstance(template, dict):
         raise ImageError(f"{config_path}: the config template must be a JSON object")
     ref = parse_tag(tag) if tag else None
@@ -285,6 +275,7 @@ def build(out: str, layer_paths: list[str], config_path: str, tag: str | None,
         docker = make_docker_manifest(config, layers, ref)
         write_archive(os.path.join(out, "image.tar"), layers, blobs, index, docker)
     digests: dict[str, object] = {
+        "schema": DIGESTS_SCHEMA,
         "config": sha256(config),
         "manifest": sha256(manifest),
         "layers": [layer.digest for layer in layers],
@@ -294,7 +285,7 @@ def build(out: str, layer_paths: list[str], config_path: str, tag: str | None,
 
 
 def _main() -> None:
-    env = A.optional_env
+    env = B.optional_env
     out, layers_value, config = env("out"), env("layers"), env("config")
     if not out or layers_value is None or not config:
         raise ImageError("the environment must set out, layers and config")
@@ -304,12 +295,12 @@ def _main() -> None:
     blob_mode = env("blobs") or "link"
     if blob_mode not in ("link", "copy"):
         raise ImageError(f"blobs={blob_mode!r}: use link or copy")
-    build(out, A.json_path_list(layers_value, "layers"), config, env("tag") or None,
+    build(out, B.json_path_list(layers_value, "layers"), config, env("tag") or None,
           archive == "1", blob_mode)
 
 
 def main() -> int:
-    return A.run_reporting(_main, "image", (ImageError, TarError, A.BuilderError))
+    return B.run_reporting(_main, "image", (ImageError, TarError, B.BuilderError))
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ import stat
 import sys
 from dataclasses import dataclass, replace
 
-import _archive as A
+import _builder as B
 from _gzip import GzipWriter
 from _tarwrite import Entry, TarError, TarWriter
 
@@ -63,13 +63,7 @@ def _tree_name(tree: str, meta: dict[str, object]) -> str:
 
 def _load_meta(tree: str) -> dict[str, object]:
     path = os.path.join(tree, "meta.json")
-    try:
-        with open(path, encoding="utf-8") as f:
-            meta = json.load(f)
-    except OSError as e:
-        raise LayerError(f"{tree}: cannot read meta.json: {e.strerror}") from None
-    except json.JSONDecodeError as e:
-        raise LayerError(f"{path}: bad JSON: {e}") from None
+    meta = B.load_json(path, f"{tree}: cannot read meta.json", LayerError)
     if not isinstance(meta, dict):
         raise LayerError(f"{path}: not a JSON object")
     return meta
@@ -211,7 +205,7 @@ def write_layer(items: list[Item], out: str, mtime: int) -> dict[str, object]:
 
 
 def _env_int(name: str, default: int) -> int:
-    value = A.optional_env(name) or ""
+    value = B.optional_env(name) or ""
     if not value:
         return default
     try:
@@ -224,11 +218,11 @@ def _env_int(name: str, default: int) -> int:
 
 
 def _main() -> None:
-    out = A.optional_env("out")
-    trees_value = A.optional_env("trees")
+    out = B.optional_env("out")
+    trees_value = B.optional_env("trees")
     if not out or trees_value is None:
         raise LayerError("the environment must set out and trees")
-    trees = A.json_path_list(trees_value, "trees")
+    trees = B.json_path_list(trees_value, "trees")
     if not trees:
         raise LayerError("trees is empty")
     mtime = _env_int("mtime", 0)
@@ -239,7 +233,7 @@ def _main() -> None:
 
 
 def main() -> int:
-    return A.run_reporting(_main, "layer", (LayerError, TarError, A.BuilderError))
+    return B.run_reporting(_main, "layer", (LayerError, TarError, B.BuilderError))
 
 
 if __name__ == "__main__":

@@ -23,7 +23,8 @@ from __future__ import annotations
 import os
 import stat
 
-import _archive as A
+import _builder as B
+import _treewrite as T
 
 STORE = "/nix/store"
 LIB_DIR = "usr/local/cuda/lib64"
@@ -35,11 +36,11 @@ def _store_paths(closure: str) -> list[str]:
         paths = sorted({line.strip() for line in f if line.strip()})
     for path in paths:
         if os.path.dirname(path) != STORE:
-            raise A.BuilderError(f"{path!r} is not a top-level /nix/store path")
+            raise B.BuilderError(f"{path!r} is not a top-level /nix/store path")
     return paths
 
 
-def _copy(tree: A.TreeWriter, source: str, rel: str) -> None:
+def _copy(tree: T.TreeWriter, source: str, rel: str) -> None:
     """Copy ``source`` (a store path or a member of one) to ``rel`` in the tree."""
     st = os.lstat(source)
     if stat.S_ISLNK(st.st_mode):
@@ -52,10 +53,10 @@ def _copy(tree: A.TreeWriter, source: str, rel: str) -> None:
         with open(source, "rb") as f:
             tree.add_file(rel, f, mode=0o755 if st.st_mode & 0o111 else 0o644)
     else:
-        raise A.BuilderError(f"{source}: not a file, directory or symlink")
+        raise B.BuilderError(f"{source}: not a file, directory or symlink")
 
 
-def _link_entries(tree: A.TreeWriter, roots: list[str], sub: str, target_dir: str) -> int:
+def _link_entries(tree: T.TreeWriter, roots: list[str], sub: str, target_dir: str) -> int:
     """Symlink every entry of ``<root>/<sub>`` into ``target_dir``; the first root wins."""
     count = 0
     for root in roots:
@@ -71,20 +72,20 @@ def _link_entries(tree: A.TreeWriter, roots: list[str], sub: str, target_dir: st
 
 
 def main() -> None:
-    out = A.getenv("out")
-    closure = A.getenv("closure")
-    libs = A.json_path_list(A.getenv("libs", "[]"), "libs")
-    bins = A.json_path_list(A.getenv("bins", "[]"), "bins")
-    tree = A.TreeWriter(os.path.join(out, "root"), "store path")
+    out = B.getenv("out")
+    closure = B.getenv("closure")
+    libs = B.json_path_list(B.getenv("libs", "[]"), "libs")
+    bins = B.json_path_list(B.getenv("bins", "[]"), "bins")
+    tree = T.TreeWriter(os.path.join(out, "root"), "store path")
     paths = _store_paths(closure)
     for path in paths:
         _copy(tree, path, path.lstrip("/"))
     if _link_entries(tree, libs, "lib", LIB_DIR) == 0 and libs:
-        raise A.BuilderError(f"no lib/ entries in {', '.join(libs)}")
+        raise B.BuilderError(f"no lib/ entries in {', '.join(libs)}")
     _link_entries(tree, bins, "bin", BIN_DIR)
-    A.write_meta(out, "nix-closure", A.getenv("pkgName", "cuda-nixpkgs"), "0", tree.modes,
+    B.write_meta(out, "nix-closure", B.getenv("pkgName", "cuda-nixpkgs"), "0", tree.modes,
                  storePaths=paths)
 
 
 if __name__ == "__main__":
-    A.main_wrapper(main, "nix closure")
+    B.main_wrapper(main, "nix closure")

@@ -94,7 +94,8 @@ import tempfile
 import time
 from collections.abc import Callable
 
-import _archive as A
+import _builder as B
+import _treewrite as T
 from _rootfs import Rootfs, is_executable, remove
 from _runadvice import fail
 from _rundiff import Change, diff, snapshot, write_changes
@@ -137,28 +138,28 @@ DEV_LINKS = {"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0", "stdout": "/proc
 
 def json_input(name: str, opener: str, default: str | None = None) -> object:
     """The env var ``name`` as JSON, inline or from the file it names."""
-    return A.json_input(A.getenv(name, default), name, opener)
+    return B.json_input(B.getenv(name, default), name, opener)
 
 
 def load_trees() -> list[str]:
     trees = json_input("trees", "[")
     if not isinstance(trees, list) or not all(isinstance(t, str) and t for t in trees):
-        raise A.BuilderError("trees: must be a JSON list of package-tree paths")
+        raise B.BuilderError("trees: must be a JSON list of package-tree paths")
     for t in trees:
         if not os.path.isdir(os.path.join(t, "root")) or not os.path.isfile(
                 os.path.join(t, "meta.json")):
-            raise A.BuilderError(f"trees: {t} is not a package tree (root/ + meta.json)")
+            raise B.BuilderError(f"trees: {t} is not a package tree (root/ + meta.json)")
     return trees
 
 
 def load_commands() -> list[str]:
     cmds = json_input("commands", "[")
     if not isinstance(cmds, list) or not all(isinstance(c, str) for c in cmds):
-        raise A.BuilderError("commands: must be a JSON list of strings")
+        raise B.BuilderError("commands: must be a JSON list of strings")
     if not cmds:
-        raise A.BuilderError("commands: the run() group is empty")
+        raise B.BuilderError("commands: the run() group is empty")
     if any("\0" in c for c in cmds):
-        raise A.BuilderError("commands: a command contains a NUL byte")
+        raise B.BuilderError("commands: a command contains a NUL byte")
     return cmds
 
 
@@ -166,18 +167,18 @@ def load_env() -> dict[str, str]:
     given = json_input("env", "{", "{}")
     if not isinstance(given, dict) or not all(isinstance(k, str) and isinstance(v, str)
                                               for k, v in given.items()):
-        raise A.BuilderError("env: must be a JSON object of strings")
+        raise B.BuilderError("env: must be a JSON object of strings")
     for k, v in given.items():
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", k) or "\0" in v:
-            raise A.BuilderError(f"env: bad variable {k!r}")
+            raise B.BuilderError(f"env: bad variable {k!r}")
     return {**DEFAULT_ENV, **given}
 
 
 def image_path(value: str, what: str) -> str:
     """``/a/b`` -> ``a/b`` (``..`` and relative paths are errors)."""
     if not value.startswith("/"):
-        raise A.BuilderError(f"{what} {value!r} must be an absolute image path")
-    return A.safe_relpath(value[1:] or ".", what)
+        raise B.BuilderError(f"{what} {value!r} must be an absolute image path")
+    return T.safe_relpath(value[1:] or ".", what)
 
 # ------------------------------------------------------------------------------ main
 
@@ -203,7 +204,7 @@ def _make_workdir(rootfs: Rootfs, workdir: str) -> str:
     image_path(workdir, "workdir")
     rel, missing = rootfs.resolve(workdir)
     if not missing and not os.path.isdir(rootfs.abs(rel)):
-        raise A.BuilderError(f"workdir {workdir} is not a directory in the image")
+        raise B.BuilderError(f"workdir {workdir} is not a directory in the image")
     for comp in missing:
         rel = f"{rel}/{comp}" if rel else comp
         os.mkdir(rootfs.abs(rel), 0o755)
@@ -227,9 +228,9 @@ def execute(out: str, trees: list[str], commands_for: Callable[[Rootfs], list[st
     of triggers.py, which picks the image's own cache tools). No commands: an empty tree.
     ``notes`` (meta.json) may be appended to by ``commands_for``."""
     if not os.path.isabs(proot) or not os.access(proot, os.X_OK):
-        raise A.BuilderError(f"proot {proot!r} is not an executable file")
+        raise B.BuilderError(f"proot {proot!r} is not an executable file")
     if not isinstance(loader, list) or not all(isinstance(a, str) for a in loader):
-        raise A.BuilderError(f"prootLoader {loader!r} is not a JSON list of strings")
+        raise B.BuilderError(f"prootLoader {loader!r} is not a JSON list of strings")
     image_path(workdir, "workdir")
 
     top = os.environ.get("NIX_BUILD_TOP") or os.environ.get("TMPDIR") or os.getcwd()
@@ -245,7 +246,7 @@ def execute(out: str, trees: list[str], commands_for: Callable[[Rootfs], list[st
         shell = shell_given or "/usr/bin/bash"
         if not is_executable(rootfs, shell):
             if shell_given or not is_executable(rootfs, "/bin/sh"):
-                raise A.BuilderError(f"the image has no executable {shell}"
+                raise B.BuilderError(f"the image has no executable {shell}"
                                      + ("" if shell_given else " or /bin/sh"))
             shell = "/bin/sh"
         bash = os.path.basename(shell) == "bash"
@@ -263,20 +264,20 @@ def execute(out: str, trees: list[str], commands_for: Callable[[Rootfs], list[st
         changes, after_meta = diff(rootfs, before, after, notes, keep_pyc)
     os.makedirs(out, exist_ok=True)
     writer = write_changes(os.path.join(out, "root"), rootfs, changes, after_meta)
-    A.write_meta(out, "run", name, version, writer.modes, notes + writer.notes)
+    B.write_meta(out, "run", name, version, writer.modes, notes + writer.notes)
     remove(work)
 
 
 def main() -> None:
-    out = A.getenv("out")
+    out = B.getenv("out")
     trees = load_trees()
     commands = load_commands()
     env = load_env()
-    A.set_context("run")
-    execute(out, trees, lambda _rootfs: commands, env, A.getenv("workdir"), A.getenv("proot"),
-            json.loads(A.getenv("prootLoader", "[]")), A.getenv("shell", ""),
-            A.getenv("pkgName", "run"), A.getenv("pkgVersion", "0"))
+    B.set_context("run")
+    execute(out, trees, lambda _rootfs: commands, env, B.getenv("workdir"), B.getenv("proot"),
+            json.loads(B.getenv("prootLoader", "[]")), B.getenv("shell", ""),
+            B.getenv("pkgName", "run"), B.getenv("pkgVersion", "0"))
 
 if __name__ == "__main__":
-    A.main_wrapper(main, "run")
+    B.main_wrapper(main, "run")
     sys.exit(0)

@@ -1,8 +1,9 @@
 """The rest of what first-install maintainer scripts leave behind, computed from the trees.
 
 Not a builder itself: mkmeta.py imports it (standard library only). dpkgdb.py covers dpkg's
-own database, alternatives, accounts and diversions; this module covers what remains of a
-``mmdebstrap`` root, each a pure function of the package trees:
+own database, alternatives.py, sysaccounts.py and diversions.py what their tools do; this
+module covers what remains of a ``mmdebstrap`` root, each a pure function of the package
+trees:
 
 * service enablement. ``update-rc.d NAME defaults`` makes ``etc/rcN.d/S01NAME`` and
   ``K01NAME`` links from the init script's LSB ``Default-Start``/``Default-Stop`` (01: no
@@ -27,8 +28,10 @@ import os
 import re
 from dataclasses import dataclass
 
-import _archive as A
+import _treewrite as T
 import dpkgdb
+from maintscript import VAR_RE, logical_lines, script_assignments, script_calls
+from trees import Find, canonical
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_.+@:-]{1,128}$")
 RUNLEVELS = ("S", "0", "1", "2", "3", "4", "5", "6")
@@ -62,11 +65,11 @@ def _script_calls(info: dpkgdb.DebInfo, tool: str,
     if script is None:
         return []
     text = script.decode("utf-8", "replace")
-    assigned = dpkgdb.script_assignments(text)
+    assigned = script_assignments(text)
     calls = []
-    for _n, _tool, args in dpkgdb.script_calls(dpkgdb.logical_lines(text), (tool,), info.name,
+    for _n, _tool, args in script_calls(logical_lines(text), (tool,), info.name,
                                                notes):
-        args = [dpkgdb.VAR_RE.sub(lambda m: assigned.get(m.group(1), m.group(0)), a)
+        args = [VAR_RE.sub(lambda m: assigned.get(m.group(1), m.group(0)), a)
                 for a in args]
         if any("$" in a or "`" in a for a in args):
             notes.append(f"{info.name}: {tool} call with shell variables skipped")
@@ -111,7 +114,7 @@ def lsb_field(text: str, name: str) -> list[str]:
     return m.group(1).split() if m else []
 
 
-def sysv_links(debs: list[dpkgdb.DebInfo], find: dpkgdb.Find, notes: list[str]
+def sysv_links(debs: list[dpkgdb.DebInfo], find: Find, notes: list[str]
                ) -> dict[str, str]:
     """rc links (path -> target) of every ``update-rc.d NAME defaults`` call."""
     if find("usr/sbin/insserv") is not None:
@@ -152,19 +155,19 @@ def unit_install(text: str) -> dict[str, list[str]]:
     return out
 
 
-def _shipped_unit(unit: str, debs: list[dpkgdb.DebInfo], find: dpkgdb.Find) -> str | None:
+def _shipped_unit(unit: str, debs: list[dpkgdb.DebInfo], find: Find) -> str | None:
     """The unit's path as a package ships it (``/lib/systemd/system/U``): the link target
     deb-systemd-helper writes. Searched in systemd's order of unit directories."""
     shipped = {line.strip() for info in debs
                for line in info.files.get("list", b"").decode("utf-8", "replace").splitlines()}
     for d in UNIT_DIRS:
         path = f"/{d}/{unit}"
-        if path in shipped and find(dpkgdb.canonical(path)) is not None:
+        if path in shipped and find(canonical(path)) is not None:
             return path
     return None
 
 
-def systemd_links(debs: list[dpkgdb.DebInfo], find: dpkgdb.Find, notes: list[str]
+def systemd_links(debs: list[dpkgdb.DebInfo], find: Find, notes: list[str]
                   ) -> tuple[dict[str, str], dict[str, bytes]]:
     """(links path -> target, state files path -> bytes) of every literal
     ``deb-systemd-helper enable UNIT`` call, as that helper makes them on first install."""
@@ -187,7 +190,7 @@ def systemd_links(debs: list[dpkgdb.DebInfo], find: dpkgdb.Find, notes: list[str
                 path = _shipped_unit(unit, debs, find)
                 if path is None:
                     continue
-                real = find(dpkgdb.canonical(path))
+                real = find(canonical(path))
                 with open(real, "rb") as f:  # type: ignore[arg-type]
                     install = unit_install(f.read().decode("utf-8", "replace"))
                 made = []
@@ -209,7 +212,7 @@ def systemd_links(debs: list[dpkgdb.DebInfo], find: dpkgdb.Find, notes: list[str
     return links, state
 
 
-def state_files(debs: list[dpkgdb.DebInfo], find: dpkgdb.Find,
+def state_files(debs: list[dpkgdb.DebInfo], find: Find,
                 trees_ca: list[str]) -> dict[str, tuple[bytes, int]]:
     """Files scripts create empty or from fixed text: path -> (bytes, mode)."""
     names = {info.name for info in debs}
@@ -256,7 +259,7 @@ FONTCONFIG_CHOICES = (
 )
 
 
-def fontconfig_links(debs: list[dpkgdb.DebInfo], find: dpkgdb.Find) -> dict[str, str]:
+def fontconfig_links(debs: list[dpkgdb.DebInfo], find: Find) -> dict[str, str]:
     """fontconfig-config's first-install links in etc/fonts/conf.d, from debconf's defaults."""
     info = next((d for d in debs if d.name == "fontconfig-config"), None)
     if info is None:
@@ -266,11 +269,11 @@ def fontconfig_links(debs: list[dpkgdb.DebInfo], find: dpkgdb.Find) -> dict[str,
     names.append("70-yes-bitmaps.conf" if answers.get("fontconfig/enable_bitmaps") == "true"
                  else "70-no-bitmaps.conf")
     return {f"etc/fonts/conf.d/{n}": f"{FONTCONFIG_AVAIL}/{n}" for n in names
-            if find(dpkgdb.canonical(f"{FONTCONFIG_AVAIL}/{n}")) is not None}
+            if find(canonical(f"{FONTCONFIG_AVAIL}/{n}")) is not None}
 
 
-def write_services(debs: list[dpkgdb.DebInfo], find: dpkgdb.Find, ca_names: list[str],
-                   ids: tuple[dict[str, int], dict[str, int]], writer: A.TreeWriter,
+def write_services(debs: list[dpkgdb.DebInfo], find: Find, ca_names: list[str],
+                   ids: tuple[dict[str, int], dict[str, int]], writer: T.TreeWriter,
                    notes: list[str]) -> None:
     """Write everything this module computes into the meta tree (parents the trees lack
     are made 0755 root, as the scripts' mkdir -p makes them). *ids*: the image's user and
@@ -291,14 +294,14 @@ def write_services(debs: list[dpkgdb.DebInfo], find: dpkgdb.Find, ca_names: list
         writer.add_file(rel, data, mode)
     overrides = []
     for o in stat_overrides(debs, notes):
-        src = find(dpkgdb.canonical(o.path))
+        src = find(canonical(o.path))
         uid, gid = ids[0].get(o.user), ids[1].get(o.group)
         if src is None or uid is None or gid is None or os.path.islink(src) or \
                 not os.path.isfile(src):
             notes.append(f"stat override of {o.path} skipped: no such file, user or group")
             continue
         with open(src, "rb") as f:
-            writer.add_file(dpkgdb.canonical(o.path), f.read(), o.mode, uid, gid)
+            writer.add_file(canonical(o.path), f.read(), o.mode, uid, gid)
         overrides.append(o)
     if overrides:
         writer.add_file("var/lib/dpkg/statoverride",

@@ -26,7 +26,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import _archive as A
+import _builder as B
 import run_steps as R
 from _rootfs import Rootfs, is_executable
 
@@ -165,23 +165,23 @@ def commands_for(names: list[str], epoch: int,
 
 
 def main() -> None:
-    out = A.getenv("out")
+    out = B.getenv("out")
     trees = R.load_trees()
     names = R.json_input("triggers", "[")
     if not isinstance(names, list) or not all(n in TRIGGERS for n in names):
-        raise A.BuilderError(f"triggers: must be a JSON list of {sorted(TRIGGERS)}")
-    epoch = A.getenv("epoch", "0")
+        raise B.BuilderError(f"triggers: must be a JSON list of {sorted(TRIGGERS)}")
+    epoch = B.getenv("epoch", "0")
     if not epoch.isdigit():
-        raise A.BuilderError(f"epoch {epoch!r} is not a non-negative integer")
-    A.set_context("triggers")
+        raise B.BuilderError(f"epoch {epoch!r} is not a non-negative integer")
+    B.set_context("triggers")
     env = {**R.DEFAULT_ENV, "SOURCE_DATE_EPOCH": epoch, "TZ": "UTC", "LC_ALL": "C.UTF-8",
            "HOME": "/root"}
     notes: list[str] = []
-    R.execute(out, trees, commands_for(names, int(epoch), notes), env, "/", A.getenv("proot"),
-              json.loads(A.getenv("prootLoader", "[]")), "", "triggers", "0", notes,
+    R.execute(out, trees, commands_for(names, int(epoch), notes), env, "/", B.getenv("proot"),
+              json.loads(B.getenv("prootLoader", "[]")), "", "triggers", "0", notes,
               keep_pyc=True)
 
 
 if __name__ == "__main__":
-    A.main_wrapper(main, "triggers")
+    B.main_wrapper(main, "triggers")
     sys.exit(0)

@@ -33,6 +33,8 @@ import tarfile
 from typing import IO
 
 import _archive as A
+import _builder as B
+import _treewrite as T
 
 ALIASED_TOP_DIRS = frozenset({"bin", "sbin", "lib", "lib32", "lib64", "libx32"})
 DATA_NAMES = ("data.tar", "data.tar.xz", "data.tar.gz", "data.tar.zst", "data.tar.bz2",
@@ -40,7 +42,7 @@ DATA_NAMES = ("data.tar", "data.tar.xz", "data.tar.gz", "data.tar.zst", "data.ta
 CONTROL_NAMES = ("control.tar", "control.tar.xz", "control.tar.gz", "control.tar.zst")
 
 
-def canonical_path(rel: str, member: tarfile.TarInfo, writer: A.TreeWriter) -> str | None:
+def canonical_path(rel: str, member: tarfile.TarInfo, writer: T.TreeWriter) -> str | None:
     """Merged-/usr: ``bin/x`` -> ``usr/bin/x``; a top-level alias symlink itself is skipped."""
     head = rel.split("/", 1)[0]
     if head not in ALIASED_TOP_DIRS:
@@ -56,7 +58,7 @@ def _pick(members: list[A.ArMember], names: tuple[str, ...], what: str) -> A.ArM
     found = [m for m in members if m.name in names]
     if len(found) != 1:
         have = ", ".join(m.name for m in members) or "nothing"
-        raise A.BuilderError(f"expected exactly one {what} member in the .deb, found: {have}")
+        raise B.BuilderError(f"expected exactly one {what} member in the .deb, found: {have}")
     return found[0]
 
 
@@ -70,20 +72,20 @@ def read_control(f: IO[bytes], member: A.ArMember) -> tuple[bytes, dict[str, byt
     others: dict[str, bytes] = {}
     with A.open_tar_stream(A.ar_member_reader(f, member)) as tf:
         for m in tf:
-            rel = A.safe_relpath(m.name, "control member")
+            rel = T.safe_relpath(m.name, "control member")
             if rel != "control" and (not m.isreg() or not CONTROL_FILE_RE.match(rel)):
                 continue  # "." and anything dpkg would not use
             if not m.isreg():
-                raise A.BuilderError("control.tar: 'control' is not a regular file")
+                raise B.BuilderError("control.tar: 'control' is not a regular file")
             data = tf.extractfile(m)
             if data is None:
-                raise A.BuilderError(f"control.tar: cannot read {rel!r}")
+                raise B.BuilderError(f"control.tar: cannot read {rel!r}")
             if rel == "control":
                 control = data.read()
             elif rel != "list":
                 others[rel] = data.read()
     if control is None:
-        raise A.BuilderError("control.tar has no 'control' file")
+        raise B.BuilderError("control.tar has no 'control' file")
     return control, others
 
 
@@ -96,24 +98,24 @@ def control_field(control: bytes, field: str) -> str | None:
 
 
 def main() -> None:
-    src = A.getenv("src")
-    out = A.getenv("out")
-    name_env = A.getenv("pkgName", "")
-    version_env = A.getenv("pkgVersion", "")
-    A.set_context(f"deb {name_env or os.path.basename(src)}"
+    src = B.getenv("src")
+    out = B.getenv("out")
+    name_env = B.getenv("pkgName", "")
+    version_env = B.getenv("pkgVersion", "")
+    B.set_context(f"deb {name_env or os.path.basename(src)}"
                   + (f" {version_env}" if version_env else ""))
 
     with open(src, "rb") as f:
         members = A.read_ar(f)
         if not members or members[0].name != "debian-binary":
-            raise A.BuilderError("not a Debian package: first ar member is not debian-binary")
+            raise B.BuilderError("not a Debian package: first ar member is not debian-binary")
         db = members[0]
         if db.size > 64:
-            raise A.BuilderError("debian-binary member is too large")
+            raise B.BuilderError("debian-binary member is too large")
         f.seek(db.offset)
         fmt = f.read(db.size).decode("ascii", "replace").strip()
         if not fmt.startswith("2."):
-            raise A.BuilderError(f"unsupported .deb format version {fmt!r}")
+            raise B.BuilderError(f"unsupported .deb format version {fmt!r}")
         control_member = _pick(members, CONTROL_NAMES, "control.tar")
         data_member = _pick(members, DATA_NAMES, "data.tar")
 
@@ -121,10 +123,10 @@ def main() -> None:
         name = name_env or control_field(control, "Package") or ""
         version = version_env or control_field(control, "Version") or ""
         if not name:
-            raise A.BuilderError("control file has no Package field and 'name' is not set")
+            raise B.BuilderError("control file has no Package field and 'name' is not set")
 
         os.makedirs(out, exist_ok=True)
-        writer = A.TreeWriter(os.path.join(out, "root"), what="data.tar member")
+        writer = T.TreeWriter(os.path.join(out, "root"), what="data.tar member")
         shipped: dict[str, None] = {"/.": None}
 
         def map_path(rel: str, m: tarfile.TarInfo) -> str | None:
@@ -133,15 +135,15 @@ def main() -> None:
 
         A.extract_tar(A.ar_member_reader(f, data_member), writer, map_path)
 
-    A.write_new_file(os.path.join(out, "control"), control)
+    B.write_new_file(os.path.join(out, "control"), control)
     os.makedirs(os.path.join(out, "dpkg"))
     for fname, data in sorted(control_files.items()):
-        A.write_new_file(os.path.join(out, "dpkg", fname), data)
-    A.write_new_file(os.path.join(out, "dpkg", "list"),
+        B.write_new_file(os.path.join(out, "dpkg", fname), data)
+    B.write_new_file(os.path.join(out, "dpkg", "list"),
                      "".join(p + "\n" for p in shipped).encode("utf-8"))
-    A.write_meta(out, "deb", name, version, writer.modes, writer.notes)
+    B.write_meta(out, "deb", name, version, writer.modes, writer.notes)
 
 
 if __name__ == "__main__":
-    A.main_wrapper(main, "unpack_deb")
+    B.main_wrapper(main, "unpack_deb")
     sys.exit(0)

@@ -27,21 +27,23 @@ import re
 import sys
 
 import _archive as A
+import _builder as B
+import _treewrite as T
 
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
 def make_layer_dir(src: str, out: str) -> None:
-    digest, diff_id, size_text = A.getenv("digest"), A.getenv("diffId"), A.getenv("size")
+    digest, diff_id, size_text = B.getenv("digest"), B.getenv("diffId"), B.getenv("size")
     for what, value in (("digest", digest), ("diffId", diff_id)):
         if not _DIGEST.match(value):
-            raise A.BuilderError(f"{what} {value!r} is not sha256:<64 hex>")
+            raise B.BuilderError(f"{what} {value!r} is not sha256:<64 hex>")
     if not size_text.isdigit():
-        raise A.BuilderError(f"size {size_text!r} is not a number")
+        raise B.BuilderError(f"size {size_text!r} is not a number")
     size = int(size_text)
     actual = os.stat(src).st_size
     if actual != size:
-        raise A.BuilderError(f"{src} has {actual} bytes, the manifest says {size}")
+        raise B.BuilderError(f"{src} has {actual} bytes, the manifest says {size}")
     os.makedirs(out)
     src_abs, out_abs = os.path.abspath(src), os.path.abspath(out)
     if os.path.dirname(src_abs) == os.path.dirname(out_abs):
@@ -50,29 +52,29 @@ def make_layer_dir(src: str, out: str) -> None:
         target = src_abs
     os.symlink(target, os.path.join(out, "layer.tar.gz"))
     meta = {"diff_id": diff_id, "digest": digest, "size": size}
-    A.write_new_file(os.path.join(out, "layer.json"),
+    B.write_new_file(os.path.join(out, "layer.json"),
                      json.dumps(meta, sort_keys=True, separators=(",", ":")).encode())
 
 
 def make_tree(src: str, out: str) -> None:
-    name = A.getenv("pkgName", "base-layer")
+    name = B.getenv("pkgName", "base-layer")
     os.makedirs(out)
-    writer = A.TreeWriter(os.path.join(out, "root"), what="layer member")
+    writer = T.TreeWriter(os.path.join(out, "root"), what="layer member")
     with open(src, "rb") as f:
         A.extract_tar(f, writer)
-    A.write_meta(out, "base", name, "0", writer.modes, writer.notes)
+    B.write_meta(out, "base", name, "0", writer.modes, writer.notes)
 
 
 def main() -> None:
-    src, out, output = A.getenv("src"), A.getenv("out"), A.getenv("output")
+    src, out, output = B.getenv("src"), B.getenv("out"), B.getenv("output")
     if output == "layer":
         make_layer_dir(src, out)
     elif output == "tree":
         make_tree(src, out)
     else:
-        raise A.BuilderError(f"output {output!r} is not 'layer' or 'tree'")
+        raise B.BuilderError(f"output {output!r} is not 'layer' or 'tree'")
 
 
 if __name__ == "__main__":
-    A.main_wrapper(main, "base layer")
+    B.main_wrapper(main, "base layer")
     sys.exit(0)

@@ -40,8 +40,8 @@ from envnix.lock import (
     stale_reason,
     write_lock,
 )
-from envnix.lock.schema import read_digests
 from envnix.nix import NixConfig, nix_build
+from envnix.oci.layout import read_digests
 from envnix.oci.output import parse_output
 from envnix.render import render
 from envnix.spec import ImageSpec

@@ -5,7 +5,7 @@ readable in a diff, and loadable by Nix itself (``builtins.fromJSON``). It recor
 it was made from, so ``envnix lock --check`` can say exactly what changed.
 
 A lock is read back only through :meth:`Lock.loads`, which checks every field (see
-envnix.lock.schema): a lock may come from a stranger's repository, and one that lists an
+envnix.core.schema): a lock may come from a stranger's repository, and one that lists an
 artifact twice, a ``file://`` URL or a short sha256 is refused with the file and the field.
 envnix also never writes a lock it would refuse to read.
 """
@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from envnix import __version__
+from envnix.core import schema as S
 from envnix.core.errors import LockError, StaleLockError
 from envnix.core.fileio import atomic_write
 from envnix.core.progress import REPORTER, Progress
-from envnix.lock import schema as S
 
 LOCK_NAME = "envnix.lock"
 LOCK_VERSION = 1

@@ -20,7 +20,7 @@ from envnix.core.errors import PublishError, UsageError, os_reason
 from envnix.core.fileio import atomic_writer
 from envnix.core.progress import Progress
 from envnix.nix import nix_build
-from envnix.oci.layout import BuiltImage, read_json, store_real_path
+from envnix.oci.layout import BuiltImage, read_digests, store_real_path
 
 
 def toolchain_of(generated: Path) -> str:
@@ -40,7 +40,7 @@ def build_archive(generated: Path, image: BuiltImage, store: str | None,
     result = nix_build(generated, "archive", toolchain_of(generated), out_link=None,
                        store=store, progress=progress, verbose=verbose)
     root = store_real_path(result.out_path, store)
-    archived = read_json(root / "digests.json", "digests file")
+    archived = read_digests(root / "digests.json", PublishError)
     if archived.get("manifest") != image.manifest:
         raise PublishError(
             f"the Nix project in {generated} no longer builds the last image "

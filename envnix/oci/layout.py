@@ -14,9 +14,36 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from envnix.core.errors import PublishError, ToolMissingError, UsageError, os_reason
-from envnix.lock.schema import read_digests
+from envnix.core import schema as S
+from envnix.core.errors import (
+    BuildError,
+    EnvnixError,
+    PublishError,
+    ToolMissingError,
+    UsageError,
+    os_reason,
+)
+
+DIGESTS_SCHEMA = 1
+"""digests.json's ``schema`` (builders/mkimage.py writes it; it cannot import this): bump both
+when a field changes meaning. Outputs of an envnix before the field have none: still read."""
+_DIGESTS = S.obj({"config": S.digest, "manifest": S.digest, "layers": S.array(S.digest)},
+                 {"schema": S.anything})  # checked first, on its own
+
+
+def read_digests(path: Path, error: type[EnvnixError] = BuildError) -> dict[str, Any]:
+    """An image output's digests.json, checked (the CLI prints these digests)."""
+    origin = str(path)
+    hint = "the image output is damaged: run nix-store --verify --check-contents, then build"
+    data = S.parse_json(S.read_bytes(path, origin, error, hint), origin, error, hint)
+    if not isinstance(data, dict):
+        raise error(f"{origin}: expected a JSON object, got {S.kind(data)}", hint=hint)
+    S.check_version(data, "schema", DIGESTS_SCHEMA, origin, error, hint, made="written",
+                    missing=None)
+    S.validate(data, _DIGESTS, origin, error, hint)
+    return data
 
 
 @dataclass(frozen=True)

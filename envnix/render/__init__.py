@@ -33,10 +33,11 @@ from envnix.core.errors import SpecError, UsageError, os_reason
 from envnix.core.fileio import atomic_write, default_mode
 from envnix.core.nixexpr import check_artifact, nix_string
 from envnix.core.reference import image_name
+from envnix.core.schema import check_version
 from envnix.lock.apt.resolver import auto_installed
 from envnix.lock.lockfile import LOCK_NAME, Lock
-from envnix.lock.schema import PLAN_SCHEMA
 from envnix.render.context import write_context_tree
+from envnix.render.plan import PLAN_SCHEMA
 from envnix.spec import CONDA_PREFIX, CudaSpec, ImageSpec, cuda_apt, cuda_nixpkgs
 from envnix.spec.cuda import gpu_labels, implied_by_wheels, library_dir, variant_for
 from envnix.toolchain import for_lock
@@ -188,7 +189,7 @@ def build_plan(spec: ImageSpec, lock: Lock, tag: str) -> dict[str, Any]:
                     if spec.cuda and spec.cuda.provider == "nixpkgs" else None)
     triggers = image_triggers(lock)
     return {
-        "schema": PLAN_SCHEMA,  # read back by envnix.lock.schema.read_plan
+        "schema": PLAN_SCHEMA,  # read back by envnix.render.plan.read_plan
         "tag": tag,
         "storeName": store_name(tag.replace(":", "-")),
         "mtime": IMAGE_EPOCH,
@@ -545,7 +546,13 @@ def _read_marker(out_dir: Path) -> dict[str, Any] | None:
         data = json.loads(marker.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
-    if not isinstance(data, dict) or data.get("format") != MARKER_FORMAT:
+    if not isinstance(data, dict):
+        return None
+    if type(data.get("format")) is int and data["format"] > MARKER_FORMAT:  # a newer envnix's
+        check_version(data, "format", MARKER_FORMAT, str(marker), UsageError, made="written",
+                      missing=None, hint="upgrade envnix, or give another directory with "
+                                         "--out-dir")
+    if data.get("format") != MARKER_FORMAT:
         return None
     builders = data.get("builders")
     ok = isinstance(builders, list) and all(isinstance(b, str) for b in builders)

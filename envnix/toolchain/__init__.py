@@ -66,8 +66,9 @@ class Toolchain:
     stage0: dict[str, str]
 
     def for_nix(self) -> dict[str, Any]:
-        """What default.nix needs to make the path itself (toolchain-pin.json)."""
-        return {"storeName": self.store_name, "narSha256": self.nar_sha256,
+        """What default.nix needs to make the path itself (toolchain-pin.json, with the pin's
+        ``format`` like every file envnix writes: Nix ignores it, a reader can check it)."""
+        return {"format": PIN_FORMAT, "storeName": self.store_name, "narSha256": self.nar_sha256,
                 "debs": [{k: d[k] for k in ("name", "url", "sha256")} for d in self.debs],
                 # the tarball's top-level package/ becomes unpack-channel's channel directory
                 "stage0": {"name": self.stage0["name"], "url": self.stage0["url"],
@@ -105,10 +106,16 @@ def parse_pin(data: Any, what: str, error: type[LockError], hint: str) -> Toolch
             raise ValueError(f"format {data['format']!r}")
         pin = Toolchain(int(data["version"]), str(data["storeName"]), str(data["narSha256"]),
                         [dict(d) for d in data["debs"]], dict(data["stage0"]))
+        if not isinstance(data["storeName"], str):
+            raise ValueError("storeName is not a string")
         for deb in pin.debs:
             for key in ("name", "version", "url", "sha256", "size"):
                 if key not in deb:
                     raise ValueError(f"deb entry without {key}")
+            # the types docs/schemas/envnix.lock.schema.json gives them
+            if not (isinstance(deb["name"], str) and isinstance(deb["version"], str)
+                    and type(deb["size"]) is int and deb["size"] >= 0):
+                raise ValueError(f"deb entry {deb['name']!r}: name, version or size mistyped")
             check_artifact({**deb, "storeName": f"{deb['name']}.deb"}, f"deb {deb['name']}",
                            what)
         check_artifact({**pin.stage0, "storeName": pin.stage0["name"]}, "stage0", what)

@@ -1,4 +1,4 @@
-"""The shapes of the files envnix writes and reads back: envnix.lock, plan.json, digests.json.
+"""Checks for the JSON files envnix writes and reads back (envnix.lock, plan.json, digests.json).
 
 Why: these files come back from disk, where anything can have happened to them, and an
 envnix.lock often arrives from a stranger's repository next to their build.envd. Before
@@ -8,7 +8,9 @@ names, no entry twice. A bad file is one line naming the file and the field, e.g
 ``envnix.lock: apt.packages[3].sha256: expected 64 hex digits``, never a traceback.
 
 The checks are small composable functions (``obj``, ``array``, ``string`` ...), each raising
-:class:`Invalid` with the JSON path of the field it looked at.
+:class:`Invalid` with the JSON path of the field it looked at. Each file's own shape lives with
+the stage that writes it: envnix.lock in envnix.lock.lockfile, plan.json in envnix.render.plan,
+digests.json in envnix.oci.layout; docs/schemas/ has them as JSON Schema.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NoReturn
 
-from envnix.core.errors import BuildError, EnvnixError
+from envnix.core.errors import EnvnixError
 from envnix.core.nixexpr import SHA256_HEX, STORE_NAME, shown_url, url_problem
 
 MAX_FILE_BYTES = 256 << 20
@@ -28,10 +30,6 @@ MAX_FILE_BYTES = 256 << 20
 
 MAX_SIZE = 1 << 53
 """Sizes above this are not exact in JSON readers (Nix's fromJSON included)."""
-
-PLAN_SCHEMA = 1
-"""plan.json's ``schema``: bump it when a field changes meaning."""
-
 
 class Invalid(Exception):
     """A value without the expected shape; ``where`` is its JSON path (``pip.wheels[0].url``)."""
@@ -289,71 +287,25 @@ def validate(data: Any, check: Check, origin: str, error: type[EnvnixError],
         raise error(f"{origin}: {exc}", hint=hint) from None
 
 
-# --------------------------------------------------------------------------------------------
-# plan.json (written by envnix.render.build_plan, read by Nix and by --store seeding)
-# --------------------------------------------------------------------------------------------
+def check_version(data: dict[str, Any], key: str, current: int, origin: str,
+                  error: type[EnvnixError], hint: str | None, *, made: str,
+                  missing: str | None) -> int:
+    """``data[key]``, the file's schema version, or ``error`` with one line.
 
-_PLAN_ARTIFACT = obj(
-    {"kind": one_of("deb", "conda", "wheel"), "name": name, "version": version, "url": url,
-     "sha256": sha256, "size": size, "storeName": store_name},
-    {"fn": file_name, "record": string(max_len=1 << 20)},
-)
-_PLAN_BASE_LAYER = obj({"url": url, "sha256": sha256, "digest": digest, "size": size,
-                        "diffId": digest, "storeName": store_name})
-_PLAN_APT_SOURCE = obj({"uri": url, "suite": token, "components": array(token)},
-                       {"snapshot": token})
-_PLAN = obj(
-    {
-        "schema": anything,  # checked first, on its own, for a clearer message
-        "tag": text, "storeName": store_name, "mtime": size, "workdir": text,
-        "condaPrefix": text,
-        "python": mapping(token, text),
-        "artifacts": mapping(string(r"(deb|conda|wheel):[A-Za-z0-9_][A-Za-z0-9_.+-]{0,199}",
-                                    "kind:name"), _PLAN_ARTIFACT),
-        "layers": array(obj({"name": text, "trees": strings})),
-        "nixpkgsCuda": nullable(obj({}, other_keys=True)),
-        "baseLayers": array(_PLAN_BASE_LAYER),
-        "users": array(tuple_of(text, integer(), integer(), text, text)),
-        "runs": array(obj({"commands": array(any_text)})),
-        "runEnv": mapping(text, any_text),
-    },
-    # Optional: a plan rendered before images got apt sources has none (no sources list),
-    # and one rendered before the triggers layer names no triggers (plan.layers has none).
-    {"aptSources": array(_PLAN_APT_SOURCE), "triggers": array(token), "aptAuto": array(token)},
-    # Fields a newer renderer adds are left to the Nix expression of the same version.
-    other_keys=True,
-)
-_PLAN_HINT = "it is generated: run envnix render (or envnix build) again"
-
-
-def read_plan(path: Path) -> dict[str, Any]:
-    """plan.json, checked: schema version, then every field; a bad file is a BuildError."""
-    origin = str(path)
-    data = parse_json(read_bytes(path, origin, BuildError, _PLAN_HINT), origin, BuildError,
-                      _PLAN_HINT)
-    if not isinstance(data, dict):
-        raise BuildError(f"{origin}: expected a JSON object, got {kind(data)}", hint=_PLAN_HINT)
-    if "schema" not in data:
-        raise BuildError(f"{origin}: schema: missing: rendered by an older envnix",
-                         hint=_PLAN_HINT)
-    if data["schema"] != PLAN_SCHEMA or type(data["schema"]) is not int:
-        raise BuildError(f"{origin}: schema {show(data['schema'])} is not {PLAN_SCHEMA}: "
-                         "rendered by another envnix version", hint=_PLAN_HINT)
-    validate(data, _PLAN, origin, BuildError, _PLAN_HINT)
-    return data
-
-
-# --------------------------------------------------------------------------------------------
-# digests.json (written by builders/mkimage.py into the image's store path)
-# --------------------------------------------------------------------------------------------
-
-_DIGESTS = obj({"config": digest, "manifest": digest, "layers": array(digest)})
-
-
-def read_digests(path: Path, error: type[EnvnixError] = BuildError) -> dict[str, Any]:
-    """An image output's digests.json, checked (the CLI prints these digests)."""
-    origin = str(path)
-    hint = "the image output is damaged: run nix-store --verify --check-contents, then build"
-    data = parse_json(read_bytes(path, origin, error, hint), origin, error, hint)
-    validate(data, _DIGESTS, origin, error, hint)
-    return data
+    Why one function: every file envnix reads back says which version of its shape it is, and
+    a file from a newer envnix must say "upgrade envnix" rather than fail on some field this
+    envnix has never heard of. A file without the key is refused with ``missing`` or, when
+    that is None, read as version 0 (written before the file had a version: still loadable).
+    ``made`` is the verb of the message: "made", "rendered", "written".
+    """
+    if key not in data:
+        if missing is None:
+            return 0
+        raise error(f"{origin}: {key}: missing{missing}", hint=hint)
+    found = data[key]
+    if found != current or type(found) is not int:
+        newer = type(found) is int and found > current
+        raise error(f"{origin}: {key} {show(found)} is not {current}: {made} by another envnix "
+                    "version" + (" (a newer one: upgrade envnix to read it)" if newer else ""),
+                    hint=hint)
+    return found

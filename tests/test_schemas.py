@@ -1,0 +1,170 @@
+"""docs/schemas/ says what envnix's own checkers check, for the files it writes and reads back.
+
+The committed examples (examples/quickstart/envnix.lock, a plan.json rendered from it,
+expected-digests.json) must pass both the JSON Schema and envnix's checker; then every field of
+every object in them is removed, given a wrong type, or joined by an unknown sibling, and the
+schema and the checker must still agree on accept or refuse. A schema that forgets a required
+field or an object that refuses unknown fields fails here, naming the field. The schemas are
+read with tests/_jsonschema_subset.py (no jsonschema dependency).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _jsonschema_subset import Validator
+from conftest import EXAMPLES, ROOT
+
+from envnix.core.errors import BuildError, LockError
+from envnix.lock.lockfile import LOCK_VERSION, Lock, read_lock
+from envnix.oci.layout import DIGESTS_SCHEMA, read_digests
+from envnix.render import render
+from envnix.render.plan import PLAN_SCHEMA, read_plan
+from envnix.spec import DevSpec, ImageSpec, PipRequest, PythonSpec, release_for
+from envnix.toolchain import shipped_pin_data
+
+SCHEMAS = ROOT / "docs" / "schemas"
+QUICKSTART = EXAMPLES / "quickstart"
+
+
+def _schema(name: str) -> dict[str, Any]:
+    return json.loads((SCHEMAS / name).read_text(encoding="utf-8"))
+
+
+def test_each_schema_names_the_version_envnix_writes() -> None:
+    assert _schema("envnix.lock.schema.json")["properties"]["lock-version"] == {
+        "const": LOCK_VERSION}
+    assert _schema("plan.schema.json")["properties"]["schema"] == {"const": PLAN_SCHEMA}
+    assert _schema("digests.schema.json")["properties"]["schema"] == {"const": DIGESTS_SCHEMA}
+
+
+@pytest.fixture(scope="module")
+def quickstart_plan(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """plan.json rendered from the committed quickstart lock, with the ImageSpec its
+    build.envd gives (written out here: evaluating build.envd starts a process)."""
+    lock = read_lock(QUICKSTART / "envnix.lock")
+    assert lock is not None
+    spec = ImageSpec(name="quickstart", manifest="build.envd", function="build",
+                     os=release_for("debian12"), python=PythonSpec("system", "3.11"),
+                     apt_packages=["libgl1", "libglib2.0-0"],
+                     pip=PipRequest(packages=["six", "numpy", "opencv-python"]),
+                     env={"ENVNIX_EXAMPLE": "quickstart"}, workdir="/home/envd/quickstart",
+                     dev=DevSpec())
+    context = tmp_path_factory.mktemp("quickstart")
+    out = render(spec, lock, context / ".envnix", "quickstart:dev", context=context).directory
+    return json.loads((out / "plan.json").read_text(encoding="utf-8"))
+
+
+def _lock_ok(doc: Any, _: Path) -> str | None:
+    try:
+        Lock.loads(json.dumps(doc).encode())
+    except LockError as exc:
+        return str(exc)
+    return None
+
+
+def _file_ok(reader: Callable[[Path], Any], error: type[Exception]) -> Callable[..., str | None]:
+    def check(doc: Any, tmp_path: Path) -> str | None:
+        path = tmp_path / "doc.json"
+        path.write_text(json.dumps(doc), encoding="utf-8")
+        try:
+            reader(path)
+        except error as exc:
+            return str(exc)
+        return None
+    return check
+
+
+def _committed_lock() -> dict[str, Any]:
+    return json.loads((QUICKSTART / "envnix.lock").read_text(encoding="utf-8"))
+
+
+def _digests() -> dict[str, Any]:
+    """digests.json as mkimage writes it, with the quickstart's committed digests."""
+    expected = json.loads((QUICKSTART / "expected-digests.json").read_text(encoding="utf-8"))
+    return {"schema": DIGESTS_SCHEMA, "config": expected["config"],
+            "manifest": expected["manifest"],
+            "layers": ["sha256:" + hashlib.sha256(b"layer").hexdigest()]}
+
+
+DOCUMENTS = {
+    "committed lock": ("envnix.lock.schema.json", _committed_lock, _lock_ok),
+    # A lock made today also records the toolchain pin (the committed one predates that).
+    "lock with toolchain": ("envnix.lock.schema.json",
+                            lambda: {**_committed_lock(), "toolchain": shipped_pin_data()},
+                            _lock_ok),
+    "plan": ("plan.schema.json", None, _file_ok(read_plan, BuildError)),
+    "digests": ("digests.schema.json", _digests, _file_ok(read_digests, BuildError)),
+}
+
+
+def _document(which: str, quickstart_plan: dict[str, Any]) -> dict[str, Any]:
+    make = DOCUMENTS[which][1]
+    return copy.deepcopy(quickstart_plan) if make is None else make()
+
+
+@pytest.mark.parametrize("which", DOCUMENTS)
+def test_the_examples_pass_schema_and_checker(which: str, quickstart_plan: dict[str, Any],
+                                              tmp_path: Path) -> None:
+    name, _, check = DOCUMENTS[which]
+    doc = _document(which, quickstart_plan)
+    assert Validator(_schema(name)).errors(doc) == []
+    assert check(doc, tmp_path) is None
+
+
+def test_expected_digests_json_has_its_schema() -> None:
+    for example in sorted(EXAMPLES.glob("*/expected-digests.json")):
+        doc = json.loads(example.read_text(encoding="utf-8"))
+        assert Validator(_schema("expected-digests.schema.json")).errors(doc) == [], example
+
+
+def _at(doc: Any, path: tuple[str | int, ...]) -> Any:
+    for key in path:
+        doc = doc[key]
+    return doc
+
+
+Mutation = tuple[str, tuple[str | int, ...], Callable[[dict[str, Any]], Any]]
+
+
+def _mutations(visited: list) -> list[Mutation]:
+    """For each object the schema checked: an unknown field added, and each field removed or
+    given a wrong type (a number, an object)."""
+    out: list[Mutation] = []
+    for path, value, _node in visited:
+        where = "/".join(map(str, path)) or "(root)"
+        out.append((f"{where} + unknown field", path, lambda o: o.__setitem__("zz-unknown", "x")))
+        for key in value:
+            out.append((f"{where}/{key} removed", path, lambda o, k=key: o.pop(k)))
+            for wrong in (-1, {"zz": []}):
+                out.append((f"{where}/{key} = {json.dumps(wrong)}", path,
+                            lambda o, k=key, w=wrong: o.__setitem__(k, w)))
+    return out
+
+
+@pytest.mark.parametrize("which", DOCUMENTS)
+def test_schema_and_checker_agree_on_every_field(which: str, quickstart_plan: dict[str, Any],
+                                                 tmp_path: Path) -> None:
+    name, _, check = DOCUMENTS[which]
+    doc = _document(which, quickstart_plan)
+    validator = Validator(_schema(name))
+    assert validator.errors(doc) == []
+    mutations = _mutations(validator.visited)
+    disagree, refused = [], 0
+    for what, path, mutate in mutations:
+        changed = copy.deepcopy(doc)
+        mutate(_at(changed, path))
+        schema_says = validator.errors(changed)
+        code_says = check(changed, tmp_path)
+        refused += bool(code_says)
+        if bool(schema_says) != bool(code_says):
+            disagree.append(f"{what}: schema {schema_says[:2] or 'accepts'}, "
+                            f"envnix {code_says or 'accepts'}")
+    assert not disagree, "\n".join(disagree)
+    assert refused > len(mutations) // 2  # most changes break a file: the checks do run
