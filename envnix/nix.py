@@ -14,13 +14,11 @@ import http.client
 import json
 import re
 import shutil
-import sys
 import tempfile
 import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +33,7 @@ from envnix.core.errors import (
     os_reason,
 )
 from envnix.core.nixexpr import url_problem
+from envnix.core.progress import REPORTER, Progress
 from envnix.render import nix_options
 from envnix.render.plan import read_plan
 from envnix.toolchain import ensure
@@ -115,7 +114,7 @@ def nix_build(
     toolchain: str,
     out_link: Path | None = None,
     store: str | None = None,
-    progress: Callable[[str], None] | None = None,
+    progress: Progress | None = None,
     verbose: bool = False,
     config: NixConfig | None = None,
 ) -> NixResult:
@@ -139,7 +138,7 @@ def nix_build(
     def on_line(line: str) -> None:
         nonlocal total, done
         if verbose:
-            sys.stderr.write(line)
+            REPORTER.verbose(line)
         if m := _WILL_BUILD.match(line):
             total = int(m[1])
             if progress:
@@ -158,7 +157,7 @@ def nix_build(
 
 
 def build_options(toolchain: str, config: NixConfig,
-                  progress: Callable[[str], None] | None = None) -> list[str]:
+                  progress: Progress | None = None) -> list[str]:
     """nix-build's options: the sandbox, DEFAULTS the user's config leaves at Nix's default,
     the command line's ``config``, and the substituters minus those that do not answer now."""
     opts = nix_options(toolchain)
@@ -270,7 +269,7 @@ def _is_chroot_store(store: str) -> bool:
 
 
 def seed_chroot_store(plan_path: Path, store: str,
-                      progress: Callable[[str], None] | None = None) -> None:
+                      progress: Progress | None = None) -> None:
     """Put every pinned artifact into the chroot store ``store`` before nix-build runs.
 
     Why: Nix 2.8's ``builtin:fetchurl`` inside a chroot store (``--store DIR``) writes to the

@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 
 from envnix import __version__
+from envnix.core import options
 from envnix.core.errors import (
     INTERRUPTED,
     EnvnixError,
@@ -25,6 +26,7 @@ from envnix.core.errors import (
 )
 from envnix.core.fileio import atomic_write
 from envnix.core.process import install_signal_handlers
+from envnix.core.progress import REPORTER
 from envnix.core.reference import image_name
 from envnix.frontend import load_spec
 from envnix.frontend.migrate import build_envd_from_conda
@@ -47,10 +49,6 @@ from envnix.spec import ImageSpec
 from envnix.spec.cuda import PROVIDERS as CUDA_PROVIDERS
 
 GENERATED_DIR = ".envnix"
-
-
-def _progress(message: str) -> None:
-    click.echo(message, err=True)
 
 
 def _context(path_arg: str | None, path_opt: str | None) -> Path:
@@ -92,21 +90,23 @@ def _ensure_lock(context: Path, spec: ImageSpec, apt_mirror: str | None, locked:
         if locked:
             raise
         # Like a stale lock: re-lock; write_lock keeps the damaged file as envnix.lock.bak.
-        _progress(f"lock: {path.name} is unusable ({exc.message.split(': ', 1)[-1]}); re-locking")
+        REPORTER.message(f"lock: {path.name} is unusable "
+                         f"({exc.message.split(': ', 1)[-1]}); re-locking")
         existing = None
     inputs = lock_inputs(spec, context)
     if existing is not None:
         reason = stale_reason(existing, inputs)
         if reason is None:
-            _progress(f"lock: {path.name} is up to date ({len(existing.artifacts())} artifacts)")
+            REPORTER.message(f"lock: {path.name} is up to date "
+                             f"({len(existing.artifacts())} artifacts)")
             return existing
         if locked:
             raise StaleLockError(f"{path.name} is stale: {reason}",
                                  hint="run envnix lock, or drop --locked")
-        _progress(f"lock: {path.name} is stale ({reason}); re-locking")
-    lock = make_lock(spec, context, apt_sources(spec.os, apt_mirror), _progress)
+        REPORTER.message(f"lock: {path.name} is stale ({reason}); re-locking")
+    lock = make_lock(spec, context, apt_sources(spec.os, apt_mirror), REPORTER)
     write_lock(path, lock)
-    _progress(f"lock: wrote {path} ({len(lock.artifacts())} artifacts)")
+    REPORTER.message(f"lock: wrote {path} ({len(lock.artifacts())} artifacts)")
     return lock
 
 
@@ -115,10 +115,10 @@ path_option = click.option("-p", "--path", "path_opt", help="Build context (defa
 from_option = click.option("-f", "--from", "from_", default="build.envd:build", show_default=True,
                            help="Manifest and function, as file:func.")
 cuda_provider_option = click.option(
-    "--cuda-provider", envvar="ENVNIX_CUDA_PROVIDER", type=click.Choice(CUDA_PROVIDERS),
+    "--cuda-provider", envvar=options.CUDA_PROVIDER.name, type=click.Choice(CUDA_PROVIDERS),
     help="Where install.cuda's libraries come from (default: conda for conda envs, else "
          "NVIDIA's PyPI wheels).")
-mirror_option = click.option("--apt-mirror", envvar="ENVNIX_APT_MIRROR",
+mirror_option = click.option("--apt-mirror", envvar=options.APT_MIRROR.name,
                              help="Debian mirror base URL (default: this machine's apt sources).")
 
 
@@ -184,7 +184,7 @@ def lock_cmd(path: str | None, path_opt: str | None, from_: str, cuda_provider: 
             raise StaleLockError(f"{lock_path.name} is stale: {reason}", hint="run envnix lock")
         click.echo(f"{lock_path.name} is up to date")
         return
-    lock = make_lock(spec, context, apt_sources(spec.os, apt_mirror), _progress)
+    lock = make_lock(spec, context, apt_sources(spec.os, apt_mirror), REPORTER)
     changed = write_lock(lock_path, lock)
     click.echo(f"{lock_path} {'written' if changed else 'unchanged'}: "
                f"{len(lock.apt_packages)} debs, {len(lock.pip_wheels)} wheels")
@@ -278,16 +278,16 @@ def build_cmd(path: str | None, path_opt: str | None, from_: str, cuda_provider:
                       context=context)
     result = nix_build(rendered.directory, "image", toolchain,
                        out_link=rendered.directory / "result", store=store,
-                       progress=_progress, verbose=verbose, config=nix_config)
+                       progress=REPORTER, verbose=verbose, config=nix_config)
     store_root = Path(store) if store and "://" not in store else None
     real = Path(str(store_root) + str(result.out_path)) if store_root else result.out_path
     digests = read_digests(real / "digests.json")
-    _progress(f"build: {result.built} derivation(s) built in {result.seconds:.1f}s")
+    REPORTER.message(f"build: {result.built} derivation(s) built in {result.seconds:.1f}s")
     # The store path, not the result link: podman derives an image name from an oci: path,
     # and a component like ".envnix" is not a valid name.
     layout = result.out_path / "oci"
     # With --output ...,dest=- stdout carries the archive, so the summary goes to stderr.
-    echo = _progress if output and output.to_stdout else click.echo
+    echo = REPORTER.message if output and output.to_stdout else click.echo
     echo(f"image:    {tag}")
     echo(f"store:    {result.out_path}")
     echo(f"config:   {digests['config']}")

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import click
 
-from envnix.cli import GENERATED_DIR, _context, _progress, cli, path_option
+from envnix.cli import GENERATED_DIR, _context, cli, path_option
+from envnix.core import options
 from envnix.core.errors import UsageError
+from envnix.core.progress import REPORTER
 from envnix.oci.export import build_archive, write_archive, write_rootfs
 from envnix.oci.layout import BuiltImage, last_build, read_image, store_real_path
 from envnix.oci.load import choose_engine, load_archive
@@ -22,7 +24,7 @@ from envnix.oci.registry import RegistryOptions, is_registry_ref, parse_destinat
 
 def _registry_options(fn):  # type: ignore[no-untyped-def]
     for option in reversed([
-        click.option("--creds", metavar="USER[:PASSWORD]", envvar="ENVNIX_REGISTRY_CREDS",
+        click.option("--creds", metavar="USER[:PASSWORD]", envvar=options.REGISTRY_CREDS.name,
                      show_envvar=True,
                      help="Registry credentials (prompted for the password if omitted). "
                           "Prefer the environment variable or --authfile in CI."),
@@ -30,10 +32,10 @@ def _registry_options(fn):  # type: ignore[no-untyped-def]
                      help="Auth file (auth.json / docker config.json). Default: skopeo's own "
                           "lookup (REGISTRY_AUTH_FILE, then podman and docker logins)."),
         click.option("--cert-dir", type=click.Path(path_type=Path),
-                     envvar="ENVNIX_REGISTRY_CERT_DIR", show_envvar=True,
+                     envvar=options.REGISTRY_CERT_DIR.name, show_envvar=True,
                      help="Directory with the registry's CA as ca.crt (and client certs)."),
         click.option("--tls-verify", type=click.BOOL, default=True, show_default=True,
-                     envvar="ENVNIX_REGISTRY_TLS_VERIFY", metavar="BOOL",
+                     envvar=options.REGISTRY_TLS_VERIFY.name, metavar="BOOL",
                      help="Require HTTPS and verify certificates; --tls-verify=false allows "
                           "plain HTTP and untrusted certificates."),
     ]):
@@ -108,7 +110,7 @@ def push_cmd(args: tuple[str, ...], path_opt: str | None, name: str | None,
     dests = [parse_destination(t, image.tag) for t in targets]
     opts = RegistryOptions(creds=_creds(creds), authfile=authfile, cert_dir=cert_dir,
                            tls_verify=tls_verify)
-    for result in push(image, dests, opts, _progress, verbose=verbose):
+    for result in push(image, dests, opts, REPORTER, verbose=verbose):
         click.echo(f"{result.dest}@{result.digest}")
 
 
@@ -129,8 +131,8 @@ def load_cmd(path: str | None, path_opt: str | None, out_dir: Path | None, engin
     generated = _generated(context, out_dir)
     image = last_build(generated, store)
     chosen = choose_engine(engine)
-    archive = build_archive(generated, image, store, _progress, verbose)
-    result = load_archive(archive, image, chosen, _progress)
+    archive = build_archive(generated, image, store, REPORTER, verbose)
+    result = load_archive(archive, image, chosen, REPORTER)
     for loaded in result.names or (image.name or image.manifest,):
         click.echo(f"{result.engine}: {loaded}")
 
@@ -141,18 +143,18 @@ def run_output(spec: OutputSpec, generated: Path, out_path: Path, store: str | N
     image = read_image(store_real_path(out_path, store), out_path)
     if spec.type == "image":
         if not spec.push:
-            _progress("output: type=image without push=true: the image stays in the Nix store "
-                      "(envnix push publishes it)")
+            REPORTER.message("output: type=image without push=true: the image stays in the "
+                             "Nix store (envnix push publishes it)")
             return
         targets = spec.names or ((image.name,) if image.name else ())
         dests = [parse_destination(t, image.tag) for t in targets]
         opts = RegistryOptions.from_env(insecure=spec.insecure)
-        for result in push(image, dests, opts, _progress, verbose=verbose):
+        for result in push(image, dests, opts, REPORTER, verbose=verbose):
             click.echo(f"pushed:   {result.dest}@{result.digest}")
         return
     if spec.type == "tar":
         where = write_rootfs(image, spec.dest)
     else:
-        where = write_archive(build_archive(generated, image, store, _progress, verbose),
+        where = write_archive(build_archive(generated, image, store, REPORTER, verbose),
                               spec.dest)
-    _progress(f"output: wrote type={spec.type} to {where}")
+    REPORTER.message(f"output: wrote type={spec.type} to {where}")

@@ -20,29 +20,11 @@ import signal
 
 
 class EnvnixError(Exception):
-    """Base class. ``hint`` is an optional second line telling the user what to do."""
+    """Base class. Any error may say where in an input it arose (``file``, ``line``, ``col``:
+    the message then starts ``file:line:col: ``, as compilers print it) and carry a ``hint``,
+    an optional second line telling the user what to do."""
 
     exit_code = 1
-
-    def __init__(self, message: str, *, hint: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
-
-    def __str__(self) -> str:
-        return self.message
-
-
-class UsageError(EnvnixError):
-    """Bad command-line arguments or a missing input file."""
-
-    exit_code = 2
-
-
-class FrontendError(EnvnixError):
-    """build.envd could not be evaluated: syntax, unknown function, bad argument."""
-
-    exit_code = 3
 
     def __init__(
         self, message: str, *, file: str | None = None, line: int | None = None,
@@ -56,20 +38,29 @@ class FrontendError(EnvnixError):
                 if col:
                     where += f":{col}"
             where += ": "
-        super().__init__(where + message, hint=hint)
+        super().__init__(where + message)
+        self.message = where + message
         self.file, self.line, self.col = file, line, col
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(EnvnixError):
+    """Bad command-line arguments or a missing input file."""
+
+
+class FrontendError(EnvnixError):
+    """build.envd could not be evaluated: syntax, unknown function, bad argument."""
 
 
 class SpecError(EnvnixError):
     """The requested image is not something envnix can build (e.g. unknown OS)."""
 
-    exit_code = 3
-
 
 class LockError(EnvnixError):
     """Resolving packages into a lock failed."""
-
-    exit_code = 4
 
 
 class PackageNotFoundError(LockError):
@@ -79,13 +70,9 @@ class PackageNotFoundError(LockError):
 class StaleLockError(LockError):
     """``envnix lock --check``: the lock does not match the inputs any more."""
 
-    exit_code = 5
-
 
 class BuildError(EnvnixError):
     """Nix could not build the image."""
-
-    exit_code = 6
 
 
 class HashMismatchError(BuildError):
@@ -95,13 +82,9 @@ class HashMismatchError(BuildError):
 class PublishError(EnvnixError):
     """Pushing to a registry, loading into a container engine or exporting an archive failed."""
 
-    exit_code = 7
-
 
 class NetworkError(EnvnixError):
     """Something envnix needed could not be downloaded; running again may work."""
-
-    exit_code = 8
 
 
 class FetchError(NetworkError):
@@ -110,8 +93,6 @@ class FetchError(NetworkError):
 
 class ToolMissingError(EnvnixError):
     """A required external program (nix-build, skopeo, podman) is not on PATH."""
-
-    exit_code = 127
 
 
 class Terminated(BaseException):
@@ -126,22 +107,30 @@ class Terminated(BaseException):
 
 INTERRUPTED = 128 + signal.SIGINT
 
-# code -> what it means; the README's "Exit codes" table lists exactly these rows.
-EXIT_CODES: dict[int, str] = {
-    UsageError.exit_code: "usage: bad command-line arguments, or an input file is missing",
-    FrontendError.exit_code: "build.envd / env.yaml: cannot be evaluated or asks for "
-                             "something envnix cannot build",
-    LockError.exit_code: "lock: resolving packages failed",
-    StaleLockError.exit_code: "stale or damaged lock: envnix.lock no longer matches its inputs "
-                              "or cannot be read (`--check`, `--locked`); run envnix lock",
-    BuildError.exit_code: "Nix build failed (including a hash mismatch of a locked artifact)",
-    PublishError.exit_code: "push, load or export failed",
-    NetworkError.exit_code: "network: a mirror, index, registry or artifact could not be "
-                            "downloaded (retrying may help)",
-    ToolMissingError.exit_code: "a required program (nix-build, skopeo, podman) is missing",
-    INTERRUPTED: "interrupted (Ctrl-C / SIGINT): external processes stopped, nothing half-written",
-    Terminated.exit_code: "terminated (SIGTERM): as for 130",
-}
+# The one table of exit codes: code, the classes that exit with it (a subclass inherits its
+# parent's), and what it means. The README's "Exit codes" table lists exactly these rows.
+_EXIT_TABLE: tuple[tuple[int, tuple[type[EnvnixError], ...], str], ...] = (
+    (2, (UsageError,), "usage: bad command-line arguments, or an input file is missing"),
+    (3, (FrontendError, SpecError), "build.envd / env.yaml: cannot be evaluated or asks for "
+                                    "something envnix cannot build"),
+    (4, (LockError,), "lock: resolving packages failed"),
+    (5, (StaleLockError,), "stale or damaged lock: envnix.lock no longer matches its inputs "
+                           "or cannot be read (`--check`, `--locked`); run envnix lock"),
+    (6, (BuildError,), "Nix build failed (including a hash mismatch of a locked artifact)"),
+    (7, (PublishError,), "push, load or export failed"),
+    (8, (NetworkError,), "network: a mirror, index, registry or artifact could not be "
+                         "downloaded (retrying may help)"),
+    (127, (ToolMissingError,), "a required program (nix-build, skopeo, podman) is missing"),
+    (INTERRUPTED, (), "interrupted (Ctrl-C / SIGINT): external processes stopped, nothing "
+                      "half-written"),
+    (Terminated.exit_code, (), "terminated (SIGTERM): as for 130"),
+)
+for _code, _classes, _ in _EXIT_TABLE:
+    for _cls in _classes:
+        _cls.exit_code = _code
+
+# code -> what it means
+EXIT_CODES: dict[int, str] = {code: meaning for code, _, meaning in _EXIT_TABLE}
 
 
 def os_reason(exc: BaseException) -> str:

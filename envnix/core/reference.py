@@ -18,6 +18,11 @@ The first component is a registry host when it contains ``.`` or ``:`` or is ``l
 ``library/`` (``normalized()``; only the lock needs that). One deviation: docker also takes a
 first component with capitals for a host; envnix reports it as a repository that must be
 lowercase, which is what ``MyOrg/app`` almost always means.
+
+Transports are the caller's business, around a Reference: ``docker://`` is skopeo's spelling
+of a registry reference (``transport``; push destinations accept it as skopeo does), while an
+image name (``-t``, ``--output name=``, ``base(image=)``) is a bare reference as docker takes
+it; ``oci:DIR:TAG`` names a local layout, not a reference (oci/layout.py).
 """
 
 from __future__ import annotations
@@ -34,7 +39,9 @@ _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
 _DOMAIN = re.compile(rf"(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9A-Fa-f:]+\])(?::[0-9]+)?")
 _COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
 _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
-_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+"""A sha256 content digest as registries and OCI layouts write it (``fullmatch`` it)."""
+DOCKER = "docker://"
 
 
 class InvalidReference(ValueError):
@@ -58,7 +65,7 @@ class Reference:
         if not text.isascii() or not text.isprintable() or any(c.isspace() for c in text):
             raise InvalidReference("only printable ASCII without spaces is allowed")
         rest, at, digest = text.partition("@")
-        if at and not _DIGEST.fullmatch(digest):
+        if at and not DIGEST.fullmatch(digest):
             raise InvalidReference(f"digest {digest!r} is not sha256:<64 lowercase hex>")
         name, tag = rest, None
         colon = rest.rfind(":")
@@ -88,6 +95,12 @@ class Reference:
                 "separated by '.', '_', '__' or '-'")
         return cls(domain, name, tag, digest or None)
 
+    @classmethod
+    def parse_docker(cls, text: str) -> Reference:
+        """``[docker://]reference``: a registry reference as skopeo's docker transport (and
+        ``envnix push``) take it."""
+        return cls.parse(text.removeprefix(DOCKER))
+
     @property
     def name(self) -> str:
         """``[domain/]path`` as written."""
@@ -116,13 +129,26 @@ class Reference:
                                    "of at most 128 characters")
         return replace(self, tag=tag)
 
+    def at(self, digest: str) -> Reference:
+        """This repository pinned at ``digest`` (the tag dropped: the digest alone decides)."""
+        if not DIGEST.fullmatch(digest):
+            raise InvalidReference(f"digest {digest!r} is not sha256:<64 lowercase hex>")
+        return replace(self, tag=None, digest=digest)
+
+    @property
+    def transport(self) -> str:
+        """skopeo's ``docker://`` form: by digest when pinned (containers/image refuses a tag
+        and a digest together), else by tag, ``latest`` when none is given, as docker pulls."""
+        ref = replace(self, tag=None) if self.digest else replace(self, tag=self.tag or "latest")
+        return DOCKER + str(ref)
 
 
 def image_name(text: str, what: str) -> Reference:
     """The name[:tag] an image is built as (``-t``, ``--output name=``): a UsageError naming
-    ``what`` for anything else, a digest included (the build computes it)."""
+    ``what`` for anything else, a digest included (the build computes it), and a ``docker://``
+    prefix too, as ``docker build -t`` and the image builder refuse it."""
     try:
-        ref = Reference.parse(text.removeprefix("docker://"))
+        ref = Reference.parse(text)
     except InvalidReference as exc:
         raise UsageError(f"{what} {text!r} is not a valid image name: {exc}",
                          hint="expected [host[:port]/]name[:tag] in lowercase, e.g. "

@@ -250,7 +250,7 @@ def parse_json(data: bytes, origin: str, error: type[EnvnixError],
         return json.loads(body, object_pairs_hook=_no_duplicate_keys,
                           parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
-        raise error(f"{origin}:{exc.lineno}:{exc.colno}: not valid JSON: {exc.msg}",
+        raise error(f"not valid JSON: {exc.msg}", file=origin, line=exc.lineno, col=exc.colno,
                     hint=hint) from None
     except _DuplicateKey as exc:
         raise error(f"{origin}: not valid JSON: the key {show(exc.args[0])} appears twice in "

@@ -10,14 +10,13 @@ from __future__ import annotations
 import re
 import shlex
 import stat
-import sys
 import textwrap
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from envnix.core.errors import EnvnixError, SpecError, UsageError
+from envnix.core.progress import REPORTER, Progress
 from envnix.core.reference import InvalidReference, Reference
 from envnix.frontend.api import BY_NAME
 from envnix.frontend.bounds import freeze_error, run_isolated, thaw_error
@@ -81,7 +80,7 @@ def _index_url(name: str, value: str) -> None:
 class SpecBuilder:
     """Accumulates API calls into an ImageSpec, following envd's last-call-wins rules."""
 
-    def __init__(self, context: Path, warn: Callable[[str], None],
+    def __init__(self, context: Path, warn: Progress,
                  cuda_provider: str | None = None) -> None:
         self.context = context
         self.warn = warn
@@ -639,12 +638,8 @@ def cuda_requirements(provider: str, version: str, cudnn: str, components: list[
     raise SpecError(f"the {provider} CUDA provider is not supported yet")
 
 
-def _stderr_warning(message: str) -> None:
-    print(f"envnix: warning: {message}", file=sys.stderr)
-
-
 def load_spec(context: Path, from_: str = "build.envd:build",
-              warn: Callable[[str], None] = _stderr_warning,
+              warn: Progress = REPORTER.warning,
               cuda_provider: str | None = None) -> ImageSpec:
     """Evaluate ``<context>/<file>`` and call its build function; return the ImageSpec.
 
@@ -671,7 +666,7 @@ def load_spec(context: Path, from_: str = "build.envd:build",
 
 
 def evaluate_spec(context: Path, from_: str = "build.envd:build",
-                  warn: Callable[[str], None] = _stderr_warning,
+                  warn: Progress = REPORTER.warning,
                   cuda_provider: str | None = None) -> ImageSpec:
     """load_spec in this process: the nesting, step and CPU checks apply, but nothing stops
     one huge allocation or a native crash from taking the process down (load_spec's child

@@ -7,13 +7,13 @@ image with no resolver and no index access.
 from __future__ import annotations
 
 import dataclasses
-import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from envnix.core import options
 from envnix.core.errors import LockError, UsageError
+from envnix.core.progress import Progress
 from envnix.frontend.envyaml import (
     ChannelLocation,
     Condarc,
@@ -44,8 +44,6 @@ from envnix.spec.envyaml import EnvFile
 
 __all__ = ["LOCK_NAME", "CondaPlan", "CorruptLockError", "Lock", "apt_sources", "conda_plan",
            "lock_inputs", "make_lock", "pip_request", "read_lock", "stale_reason", "write_lock"]
-
-Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -150,9 +148,9 @@ def apt_sources(release: OsRelease, mirror: str | None = None,
     """
     if release.distro == CUSTOM_IMAGE_RELEASE.distro:
         return []  # base(image=...): the base brings its OS, nothing to resolve from
-    mirror = mirror or os.environ.get("ENVNIX_APT_MIRROR")
-    security_mirror = security_mirror or os.environ.get("ENVNIX_APT_SECURITY_MIRROR")
-    snapshot = snapshot or os.environ.get("ENVNIX_APT_SNAPSHOT") or None
+    mirror = mirror or options.apt_mirror()
+    security_mirror = security_mirror or options.apt_security_mirror()
+    snapshot = snapshot or options.apt_snapshot()
     if mirror:
         return sources_for_mirror(
             mirror, release.codename, security_mirror=security_mirror, distro=release.distro,

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, TypeVar
 
 from envnix.core.errors import FetchError, LockError, PackageNotFoundError
 from envnix.core.fileio import atomic_write, atomic_writer
+from envnix.core.progress import Progress
 from envnix.lock.fetch import CHUNK, NotFound, open_url, reason
 from envnix.spec.cuda import satisfiable_summary
 from envnix.spec.envyaml import conda_spec_channel
@@ -56,8 +57,6 @@ LOCK_KEYS = ("build", "build_number", "channel", "constrains", "depends", "fn", 
 _ARCH = {"linux-64": "x86_64", "linux-aarch64": "aarch64", "linux-ppc64le": "ppc64le"}
 _USER_AGENT = "envnix (conda repodata)"
 _T = TypeVar("_T")
-
-Progress = Callable[[str], None]
 
 
 class ChannelLike(Protocol):

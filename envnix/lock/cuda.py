@@ -22,12 +22,13 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 
 from envnix.core.errors import FetchError, LockError, PackageNotFoundError, os_reason
+from envnix.core.progress import Progress
 from envnix.lock import pip
 from envnix.spec import CudaSpec, PipRequest
 from envnix.spec.cuda import matches, release_key, satisfiable_summary
@@ -47,7 +48,7 @@ class ToolkitRelease:
 
 
 def lock_cuda_pip(request: PipRequest, context: Path, cuda: CudaSpec, python_version: str,
-                  glibc: str, progress: Callable[[str], None] | None = None
+                  glibc: str, progress: Progress | None = None
                   ) -> list[pip.Wheel]:
     """pip.lock_pip for a request that carries ``cuda.requirements``, under the release pins."""
     index, releases = toolkit_releases(request)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -22,10 +21,11 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
+from envnix.core import options
 from envnix.core.errors import FetchError, LockError, ToolMissingError
-from envnix.core.reference import DOCKER_HUB, InvalidReference, Reference
+from envnix.core.reference import DIGEST, DOCKER_HUB, InvalidReference, Reference
 
-__all__ = ["ImageRef", "insecure_registries", "parse_image_ref", "resolve_base"]
+__all__ = ["ImageRef", "parse_image_ref", "resolve_base"]
 
 DOCKER_HUB_API = "registry-1.docker.io"
 GZIP_LAYER_TYPES = frozenset({
@@ -40,49 +40,34 @@ INDEX_TYPES = frozenset({
 # WorkingDir, User, Entrypoint; Cmd goes with Entrypoint).
 INHERITED = ("Env", "WorkingDir", "User", "Entrypoint", "Cmd")
 
-_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
-
-
 @dataclass(frozen=True)
 class ImageRef:
-    """A parsed reference: registry host, repository path, tag and/or digest."""
+    """A base image: the text written in base(image=...) (for messages and the lock's ``ref``)
+    and its docker-normalised Reference (registry always named)."""
 
     written: str
-    host: str
-    repo: str
-    tag: str | None
-    digest: str | None
+    ref: Reference
+
+    @property
+    def host(self) -> str:
+        assert self.ref.domain is not None  # normalized() names the registry
+        return self.ref.domain
 
     @property
     def api_host(self) -> str:
+        """Where the registry API answers: Docker Hub's is not docker.io itself."""
         return DOCKER_HUB_API if self.host == DOCKER_HUB else self.host
 
-    def at(self, digest: str) -> str:
-        """The ``docker://`` reference of this repository at a digest."""
-        return f"docker://{self.host}/{self.repo}@{digest}"
 
-    @property
-    def transport(self) -> str:
-        if self.digest:
-            return self.at(self.digest)
-        return f"docker://{self.host}/{self.repo}:{self.tag or 'latest'}"
-
-
-def parse_image_ref(ref: str) -> ImageRef:
+def parse_image_ref(written: str) -> ImageRef:
     """docker's rules: a first component with '.', ':' or 'localhost' is the registry, else
     Docker Hub (with ``library/`` for one-component names)."""
     try:
-        parsed = Reference.parse(ref.removeprefix("docker://")).normalized()
+        parsed = Reference.parse(written).normalized()
     except InvalidReference as exc:
-        raise LockError(f"base image {ref!r} is not a valid image reference: {exc}") from None
-    return ImageRef(ref, parsed.domain, parsed.path, parsed.tag, parsed.digest)
-
-
-def insecure_registries(environ: dict[str, str] | None = None) -> frozenset[str]:
-    """``ENVNIX_INSECURE_REGISTRIES``: hosts spoken to over plain HTTP, without TLS."""
-    env = os.environ if environ is None else environ
-    return frozenset(h.strip() for h in env.get("ENVNIX_INSECURE_REGISTRIES", "").split(",")
-                     if h.strip())
+        raise LockError(f"base image {written!r} is not a valid image reference: {exc}"
+                        ) from None
+    return ImageRef(written, parsed)
 
 
 def _skopeo(ref: ImageRef, target: str, *flags: str, insecure: bool) -> bytes:
@@ -131,7 +116,11 @@ def _pick_amd64(ref: ImageRef, index: dict[str, Any]) -> str:
     for desc in index.get("manifests", []):
         platform = desc.get("platform") or {}
         if platform.get("os") == "linux" and platform.get("architecture") == "amd64":
-            return str(desc["digest"])
+            digest = str(desc.get("digest"))
+            if not DIGEST.fullmatch(digest):
+                raise LockError(f"base image {ref.written}: its index names the linux/amd64 "
+                                f"manifest {digest!r}, not a sha256 digest")
+            return digest
     raise LockError(f"base image {ref.written} has no linux/amd64 image in its index")
 
 
@@ -156,17 +145,17 @@ def _check_anonymous_pull(ref: ImageRef, url: str) -> None:
 
 def resolve_base(written: str, environ: dict[str, str] | None = None) -> dict[str, Any]:
     """The lock's ``base`` section for ``written``: manifest digest, gzip layers, config."""
-    ref = parse_image_ref(written)
-    insecure = ref.host in insecure_registries(environ)
-    raw = _skopeo(ref, ref.transport, insecure=insecure)
+    base = parse_image_ref(written)
+    insecure = base.host in options.insecure_registries(environ)
+    raw = _skopeo(base, base.ref.transport, insecure=insecure)
     digest = _sha256(raw)
-    if ref.digest and digest != ref.digest:
+    if base.ref.digest and digest != base.ref.digest:
         raise LockError(f"base image {written}: the registry served a manifest with digest "
                         f"{digest}")
     manifest = _json(raw, f"base image {written}: manifest")
     if manifest.get("mediaType") in INDEX_TYPES or "manifests" in manifest:
-        digest = _pick_amd64(ref, manifest)
-        raw = _skopeo(ref, ref.at(digest), insecure=insecure)
+        digest = _pick_amd64(base, manifest)
+        raw = _skopeo(base, base.ref.at(digest).transport, insecure=insecure)
         if _sha256(raw) != digest:
             raise LockError(f"base image {written}: manifest {digest} does not match its bytes")
         manifest = _json(raw, f"base image {written}: manifest {digest}")
@@ -178,9 +167,9 @@ def resolve_base(written: str, environ: dict[str, str] | None = None) -> dict[st
         if layer.get("mediaType") not in GZIP_LAYER_TYPES:
             raise LockError(f"base image {written}: layer {layer.get('digest')} is "
                             f"{layer.get('mediaType')}; envnix takes gzip layers only yet")
-        if not _DIGEST.match(str(layer.get("digest"))) or not isinstance(layer.get("size"), int):
+        if not DIGEST.fullmatch(str(layer.get("digest"))) or not isinstance(layer.get("size"), int):
             raise LockError(f"base image {written}: layer descriptor without sha256 digest/size")
-    config_raw = _skopeo(ref, ref.at(digest), "--config", insecure=insecure)
+    config_raw = _skopeo(base, base.ref.at(digest).transport, "--config", insecure=insecure)
     if _sha256(config_raw) != config_desc.get("digest"):
         raise LockError(f"base image {written}: config does not match its digest "
                         f"{config_desc.get('digest')}")
@@ -193,10 +182,10 @@ def resolve_base(written: str, environ: dict[str, str] | None = None) -> dict[st
         raise LockError(f"base image {written} is {config.get('os')}/"
                         f"{config.get('architecture')}, not linux/amd64")
     scheme = "http" if insecure else "https"
-    urls = [f"{scheme}://{ref.api_host}/v2/{ref.repo}/blobs/{layer['digest']}"
+    urls = [f"{scheme}://{base.api_host}/v2/{base.ref.path}/blobs/{layer['digest']}"
             for layer in layers]
     if urls:
-        _check_anonymous_pull(ref, urls[0])
+        _check_anonymous_pull(base, urls[0])
     inherited = config.get("config") or {}
     return {
         "ref": written,

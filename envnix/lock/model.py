@@ -15,8 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +23,7 @@ from envnix import __version__
 from envnix.core import schema as S
 from envnix.core.errors import LockError, StaleLockError
 from envnix.core.fileio import atomic_write
+from envnix.core.progress import REPORTER, Progress
 from envnix.lock.toolchain_pin import parse_pin
 
 LOCK_NAME = "envnix.lock"
@@ -242,11 +241,7 @@ def _lock_bytes(path: Path) -> bytes:
     return S.read_bytes(path, str(path), CorruptLockError, LOCK_HINT)
 
 
-def _stderr(message: str) -> None:
-    print(message, file=sys.stderr)
-
-
-def write_lock(path: Path, lock: Lock, notice: Callable[[str], None] | None = None) -> bool:
+def write_lock(path: Path, lock: Lock, notice: Progress | None = None) -> bool:
     """Write atomically (temp file + rename): a crash never leaves half a lock. True if changed.
 
     The new lock is checked first: envnix never writes a lock it would refuse to read. An
@@ -267,12 +262,12 @@ def write_lock(path: Path, lock: Lock, notice: Callable[[str], None] | None = No
                 return False
             Lock.loads(old, origin=str(path))
         except CorruptLockError as exc:
-            _keep_corrupt(path, exc, notice or _stderr)
+            _keep_corrupt(path, exc, notice or REPORTER)
     atomic_write(path, raw)
     return True
 
 
-def _keep_corrupt(path: Path, error: CorruptLockError, notice: Callable[[str], None]) -> None:
+def _keep_corrupt(path: Path, error: CorruptLockError, notice: Progress) -> None:
     backup = path.with_name(path.name + BACKUP_SUFFIX)
     try:
         os.replace(path, backup)

@@ -26,7 +26,7 @@ import time
 import tomllib
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -38,6 +38,7 @@ from envnix.core.errors import (
     ToolMissingError,
 )
 from envnix.core.fileio import atomic_write
+from envnix.core.progress import Progress
 from envnix.frontend.envyaml import read_context_text, resolve_in_context
 from envnix.lock import fetch
 from envnix.spec import PipRequest, has_control_character
@@ -129,7 +130,7 @@ def lock_pip(
     context: Path,
     python_version: str,
     glibc: str,
-    progress: Callable[[str], None] | None = None,
+    progress: Progress | None = None,
     constraints: Sequence[str] = (),
 ) -> list[Wheel]:
     """Resolve the request to wheels for CPython ``python_version`` on manylinux ``glibc``.
@@ -200,7 +201,7 @@ def _parse_pylock(text: str) -> list[_Found]:
 
 
 def _complete(found: list[_Found], trusted_hosts: set[str],
-              progress: Callable[[str], None] | None = None) -> list[Wheel]:
+              progress: Progress | None = None) -> list[Wheel]:
     """Wheels with sha256 and size, asking the index for what its pages did not say.
 
     A PEP 503 HTML page gives no sizes: one HEAD per wheel (in parallel) reads them. A wheel

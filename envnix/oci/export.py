@@ -18,8 +18,9 @@ from typing import BinaryIO
 
 from envnix.core.errors import PublishError, UsageError, os_reason
 from envnix.core.fileio import atomic_writer
+from envnix.core.progress import Progress
 from envnix.nix import nix_build
-from envnix.oci.layout import BuiltImage, Progress, read_digests, store_real_path
+from envnix.oci.layout import BuiltImage, read_digests, store_real_path
 
 
 def toolchain_of(generated: Path) -> str:

@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,8 +25,6 @@ from envnix.core.errors import (
     UsageError,
     os_reason,
 )
-
-Progress = Callable[[str], None]
 
 DIGESTS_SCHEMA = 1
 """digests.json's ``schema`` (builders/mkimage.py writes it; it cannot import this): bump both

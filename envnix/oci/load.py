@@ -14,7 +14,8 @@ from pathlib import Path
 
 from envnix.core import process
 from envnix.core.errors import PublishError, ToolMissingError
-from envnix.oci.layout import BuiltImage, Progress, require_tool
+from envnix.core.progress import Progress
+from envnix.oci.layout import BuiltImage, require_tool
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,6 @@ import os
 import re
 import shutil
 import ssl
-import sys
 import tempfile
 import time
 import urllib.error
@@ -32,48 +31,30 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from envnix.core import process
+from envnix.core import options, process
 from envnix.core.errors import PublishError, UsageError
+from envnix.core.progress import REPORTER, Progress
 from envnix.core.reference import InvalidReference, Reference
-from envnix.oci.layout import BuiltImage, Progress, require_tool
+from envnix.oci.layout import BuiltImage, require_tool
 
 # --------------------------------------------------------------------------------------------
 # Destinations and registry options
 # --------------------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Destination:
-    """A registry reference ``host[:port]/repo[:tag]``."""
-
-    host: str
-    repo: str
-    tag: str
-
-    def __str__(self) -> str:
-        return f"{self.host}/{self.repo}:{self.tag}"
-
-    @property
-    def transport(self) -> str:
-        return f"docker://{self}"
-
-
-def _reference(text: str) -> Reference | None:
-    try:
-        return Reference.parse(text.removeprefix("docker://"))
-    except InvalidReference:
-        return None
-
-
 def is_registry_ref(text: str) -> bool:
     """True for ``[docker://]host[:port]/name[:tag]``; False for ``name:tag`` or a path."""
-    ref = _reference(text)
-    return ref is not None and ref.domain is not None and ref.digest is None
-
-
-def parse_destination(text: str, default_tag: str) -> Destination:
-    """``[docker://]host[:port]/repo[:tag]`` -> Destination; the tag defaults to the build's."""
     try:
-        ref = Reference.parse(text.removeprefix("docker://"))
+        ref = Reference.parse_docker(text)
+    except InvalidReference:
+        return False
+    return ref.domain is not None and ref.digest is None
+
+
+def parse_destination(text: str, default_tag: str) -> Reference:
+    """``[docker://]host[:port]/repo[:tag]`` -> a Reference that names its registry and a tag
+    (the build's when none is given): where ``envnix push`` sends an image."""
+    try:
+        ref = Reference.parse_docker(text)
     except InvalidReference as exc:
         raise UsageError(f"{text} is not a valid image reference: {exc}",
                          hint="names are lowercase: host[:port]/path/name[:tag]") from None
@@ -88,8 +69,7 @@ def parse_destination(text: str, default_tag: str) -> Destination:
         ref = ref if ref.tag else ref.with_tag(default_tag)
     except InvalidReference as exc:
         raise UsageError(f"{text}: {exc}") from None
-    assert ref.tag is not None
-    return Destination(ref.domain, ref.path, ref.tag)
+    return ref
 
 
 @dataclass(frozen=True)
@@ -117,12 +97,9 @@ class RegistryOptions:
     def from_env(cls, environ: dict[str, str] | None = None, *,
                  insecure: bool = False) -> RegistryOptions:
         """The options ``envnix build --output ...,push=true`` uses (no push flags there)."""
-        env = os.environ if environ is None else environ
-        verify = env.get("ENVNIX_REGISTRY_TLS_VERIFY", "true").lower() not in ("0", "false", "no")
-        return cls(creds=env.get("ENVNIX_REGISTRY_CREDS") or None,
-                   cert_dir=Path(env["ENVNIX_REGISTRY_CERT_DIR"])
-                   if env.get("ENVNIX_REGISTRY_CERT_DIR") else None,
-                   tls_verify=verify and not insecure)
+        return cls(creds=options.registry_creds(environ),
+                   cert_dir=options.registry_cert_dir(environ),
+                   tls_verify=options.registry_tls_verify(environ) and not insecure)
 
     def secrets(self) -> list[str]:
         """Every form of the secret that could show up in text (longest first)."""
@@ -236,7 +213,7 @@ class BlobReport:
 
 @dataclass
 class PushResult:
-    dest: Destination
+    dest: Reference
     digest: str
     seconds: float
     blobs: list[BlobReport] = field(default_factory=list)
@@ -309,9 +286,9 @@ class _PushLog:
             self.tail = [*self.tail[-19:], line]
 
 
-def _translate(message: str, dest: Destination, opts: RegistryOptions) -> PublishError:
+def _translate(message: str, dest: Reference, opts: RegistryOptions) -> PublishError:
     """skopeo's error -> one line that names the registry and says what to do."""
-    host = dest.host
+    host = dest.domain
     low = message.lower()
     detail = message.rsplit(": ", 1)[-1].strip()
     if "server gave http response to https client" in low:
@@ -331,7 +308,7 @@ def _translate(message: str, dest: Destination, opts: RegistryOptions) -> Publis
                             hint="check --creds/--authfile (or REGISTRY_AUTH_FILE, or log in "
                                  "with podman login / skopeo login)")
     if "denied" in low or " 403 " in low:
-        return PublishError(f"registry {host} denied pushing to {dest.repo} ({detail})",
+        return PublishError(f"registry {host} denied pushing to {dest.path} ({detail})",
                             hint="check that these credentials may push to this repository "
                                  "(--creds/--authfile)")
     if "connection refused" in low:
@@ -395,7 +372,7 @@ def registry_answers(host: str, opts: RegistryOptions, timeout: float = 5) -> bo
     return False
 
 
-def push(image: BuiltImage, dests: Sequence[Destination], opts: RegistryOptions,
+def push(image: BuiltImage, dests: Sequence[Reference], opts: RegistryOptions,
          progress: Progress, verbose: bool = False) -> list[PushResult]:
     """Push ``image`` to every destination, proving each time that the bytes are the built ones."""
     skopeo = require_tool("skopeo", "push images")
@@ -406,13 +383,13 @@ def push(image: BuiltImage, dests: Sequence[Destination], opts: RegistryOptions,
             raise PublishError(f"blob {short(blob.digest)} of the built image is missing",
                                hint="run envnix build again")
     results = []
-    with private_authfile(opts, [d.host for d in dests]) as authfile:
+    with private_authfile(opts, [d.domain for d in dests if d.domain]) as authfile:
         for dest in dests:
             results.append(_push_one(skopeo, image, dest, opts, authfile, progress, verbose))
     return results
 
 
-def _push_one(skopeo: str, image: BuiltImage, dest: Destination, opts: RegistryOptions,
+def _push_one(skopeo: str, image: BuiltImage, dest: Reference, opts: RegistryOptions,
               authfile: Path | None, progress: Progress, verbose: bool) -> PushResult:
     secrets = opts.secrets()
     total = sum(b.size for b in image.layers)
@@ -429,7 +406,7 @@ def _push_one(skopeo: str, image: BuiltImage, dest: Destination, opts: RegistryO
         def on_line(raw: str) -> None:
             line = scrub(raw, secrets)
             if verbose:
-                sys.stderr.write(line)
+                REPORTER.verbose(line)
             log.feed(line)
 
         code = process.run(cmd, error=PublishError, on_line=on_line,
@@ -455,7 +432,7 @@ def _push_one(skopeo: str, image: BuiltImage, dest: Destination, opts: RegistryO
     return result
 
 
-def registry_manifest_digest(dest: Destination, opts: RegistryOptions,
+def registry_manifest_digest(dest: Reference, opts: RegistryOptions,
                              authfile: Path | None) -> str:
     """sha256 of the manifest bytes the registry returns for ``dest`` (an independent check)."""
     skopeo = require_tool("skopeo", "push images")

@@ -113,8 +113,13 @@ def plan_layers(artifacts: dict[str, dict[str, Any]], with_files: bool = False,
         layers.append({"name": "meta", "trees": ["@meta"]})
         if with_triggers:  # the caches the image's own tools compile over all of the above
             layers.append({"name": "triggers", "trees": ["@triggers"]})
-    if len(layers) > MAX_LAYERS:  # fold the smallest own-layer artifacts back into their group
-        raise ValueError(f"{len(layers)} layers exceed the limit of {MAX_LAYERS}")
+    if len(layers) > MAX_LAYERS:
+        big = sum(1 for a in artifacts.values() if a["size"] >= OWN_LAYER_BYTES)
+        raise SpecError(f"the image would have {len(layers)} layers, more than the limit of "
+                        f"{MAX_LAYERS}: each of its {big} packages of "
+                        f"{OWN_LAYER_BYTES >> 20} MiB or more is a layer of its own",
+                        hint="leave out some large packages, or move them into a base image "
+                             "(base(image=...))")
     return layers
 
 

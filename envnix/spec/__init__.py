@@ -10,13 +10,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import re
 import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from envnix.core import options
 from envnix.core.errors import SpecError, UsageError
 from envnix.spec.cuda import DRIVER_LIBRARY_DIRS, release_key
 from envnix.spec.cuda_apt import tools_dir as apt_tools_dir
@@ -351,14 +351,13 @@ APT_PROFILES = {
     "minimal": "only the packages the image asks for and their declared dependencies "
                "(distroless style, for serving images)",
 }
-APT_PROFILE_ENV = "ENVNIX_APT_PROFILE"
 
 
 def apt_profile_from_env(environ: Mapping[str, str] | None = None) -> str:
     """The apt profile ENVNIX_APT_PROFILE asks for (default: essential)."""
-    value = (os.environ if environ is None else environ).get(APT_PROFILE_ENV, "") or "essential"
+    value = options.apt_profile(environ)
     if value not in APT_PROFILES:
-        raise UsageError(f"{APT_PROFILE_ENV}={value!r} is not an apt profile",
+        raise UsageError(f"{options.APT_PROFILE.name}={value!r} is not an apt profile",
                          hint="one of: " + "; ".join(f"{k} ({v})"
                                                      for k, v in APT_PROFILES.items()))
     return value

@@ -14,9 +14,10 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import Any
 
+from envnix.core import options
 from envnix.core.errors import UsageError
 
-KEYRING_ENV = "ENVNIX_APT_KEYRING"
+KEYRING_ENV = options.APT_KEYRING.name
 """The keyring(s) an --apt-mirror's InRelease must be signed with (default: the distribution's
 archive keyring, as Debian and Ubuntu install it)."""
 

@@ -21,23 +21,19 @@ repository decides the rest when locking (:func:`index_check` lists what it has)
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
+from envnix.core import options
 from envnix.core.errors import LockError, SpecError, UsageError
+from envnix.core.progress import Progress
 from envnix.spec.apt import AptSource, flat_source
 from envnix.spec.cuda import satisfiable_summary
 
 if TYPE_CHECKING:
     from envnix.spec import CudaSpec, OsRelease
 
-KEYRING_ENV = "ENVNIX_CUDA_APT_KEYRING"
-"""The keyring NVIDIA's repository is signed with (its cuda-archive-keyring.gpg, or .asc)."""
-REPO_ENV = "ENVNIX_CUDA_APT_REPO"
-"""NVIDIA's CUDA apt repository for the image's release (a flat repository: InRelease and
-Packages at the URL itself), or a mirror of it."""
 
 # Debian's non-free CUDA, per codename: (CUDA release, what each component is). Measured from
 # bookworm's non-free/binary-amd64/Packages (nvidia-cuda-toolkit 11.8.89~11.8.0-5~deb12u1):
@@ -72,21 +68,16 @@ class PackageIndex(Protocol):
     def versions(self, name: str) -> list[str]: ...
 
 
-def repo_url() -> str | None:
-    """ENVNIX_CUDA_APT_REPO, or None when unset or empty."""
-    return os.environ.get(REPO_ENV, "").strip() or None
-
-
 def _repo_hint(os_release: OsRelease | None) -> str:
     where = (f" ({os_release.distro}{os_release.release.replace('.', '')}/x86_64)"
              if os_release else "")
-    return (f"set {REPO_ENV} to NVIDIA's CUDA repository for your release{where}, or a mirror "
-            "of it")
+    return (f"set {options.CUDA_APT_REPO.name} to NVIDIA's CUDA repository for your "
+            f"release{where}, or a mirror of it")
 
 
 def _debian(os_release: OsRelease) -> tuple[str, dict[str, tuple[str, ...]]] | None:
     """Debian's own CUDA for this release, when no NVIDIA repository is named."""
-    if repo_url() or os_release.distro != "debian":
+    if options.cuda_apt_repo() or os_release.distro != "debian":
         return None
     return DEBIAN_CUDA.get(os_release.codename)
 
@@ -125,9 +116,9 @@ def check_request(version: str, cudnn: str, os_release: OsRelease | None) -> Non
                             f"{release} without cuDNN (cudnn=\"\")",
                             hint=f'write cudnn="", or {_repo_hint(os_release)}')
         return
-    if not repo_url():
+    if not options.cuda_apt_repo():
         raise SpecError(f"--cuda-provider apt on {os_release.label} needs NVIDIA's CUDA apt "
-                        f"repository: {REPO_ENV} is not set",
+                        f"repository: {options.CUDA_APT_REPO.name} is not set",
                         hint=_repo_hint(os_release) + (
                             "; debian12 also has CUDA 11.8 in Debian's non-free component"
                             if os_release.distro != "debian" else ""))
@@ -233,13 +224,14 @@ def lock_sources(cuda: CudaSpec | None, sources: Sequence[AptSource]) -> list[Ap
     if cuda is None or cuda.provider != "apt":
         return list(sources)
     if is_nvidia(cuda):
-        url = repo_url()
+        url = options.cuda_apt_repo()
         if url is None:
             raise UsageError(f"the spec asks for NVIDIA's CUDA packages ({cuda.requirements[0]})"
-                             f" but {REPO_ENV} is not set now",
-                             hint=f"set {REPO_ENV} as it was for envnix spec")
-        return [*sources, flat_source(url, REPO_ENV, os.environ.get(KEYRING_ENV, ""),
-                                      KEYRING_ENV)]
+                             f" but {options.CUDA_APT_REPO.name} is not set now",
+                             hint=f"set {options.CUDA_APT_REPO.name} as it was for envnix spec")
+        return [*sources, flat_source(url, options.CUDA_APT_REPO.name,
+                                      options.cuda_apt_keyring(),
+                                      options.CUDA_APT_KEYRING.name)]
     return [dataclasses.replace(s, components=(*s.components, "non-free"))
             if "non-free" not in s.components else s for s in sources]
 
@@ -280,7 +272,7 @@ def _cudnn_offer(index: PackageIndex) -> str:
 
 
 def index_check(cuda: CudaSpec | None, where: str,
-                progress: Callable[[str], None] | None = None
+                progress: Progress | None = None
                 ) -> Callable[[PackageIndex], None] | None:
     """A check of the merged index before resolving: a CUDA package the sources lack is a
     LockError listing the CUDA releases (or cuDNN / NCCL builds) they do have, in CUDA's
@@ -326,6 +318,6 @@ def index_check(cuda: CudaSpec | None, where: str,
 def describe_source(cuda: CudaSpec | None, sources: Sequence[AptSource]) -> str:
     """How error messages name the CUDA source: the repository URL, or Debian's non-free."""
     if cuda is not None and is_nvidia(cuda):
-        return f"the CUDA apt repository {repo_url()}"
+        return f"the CUDA apt repository {options.cuda_apt_repo()}"
     uris = ", ".join(dict.fromkeys(s.uri for s in sources)) or "the Debian mirror"
     return f"Debian's non-free component on {uris}"

@@ -27,12 +27,12 @@ import shutil
 import stat
 import tarfile
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from envnix.core import process
 from envnix.core.errors import BuildError, LockError
+from envnix.core.progress import Progress
 from envnix.lock.apt.fetch import load_index
 from envnix.lock.apt.index import to_package
 from envnix.lock.apt.sources import machine_apt_sources
@@ -146,7 +146,7 @@ def nar_sha256(tree: Path) -> str:
 
 
 def ensure(pin: Toolchain | None = None, store: str | None = None,
-           progress: Callable[[str], None] | None = None) -> str:
+           progress: Progress | None = None) -> str:
     """The toolchain's store path, added to ``store`` (None: the default store) if missing."""
     pin = pin or load_pin()
     path = store_path(pin, store)
@@ -178,7 +178,7 @@ def ensure(pin: Toolchain | None = None, store: str | None = None,
 # -------------------------------------------------------------------------------- pinning
 
 def make_pin(version: int, stage0: dict[str, str],
-             progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+             progress: Progress | None = None) -> dict[str, Any]:
     """A fresh pin from this machine's Debian mirror: the newest bookworm (+updates,
     +security) version of every package in PACKAGES, and the NAR hash of their extraction.
     ``stage0`` (the busybox that unpacks them inside Nix) is carried over as is."""

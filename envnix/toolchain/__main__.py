@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from envnix.core.fileio import atomic_write
+from envnix.core.progress import REPORTER
 from envnix.lock.toolchain_pin import PIN_NAME, load_pin
 from envnix.toolchain import ensure, make_pin
 
@@ -27,11 +28,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "pin":
         current = load_pin()
         data = make_pin(args.version or current.version, current.stage0,
-                        progress=lambda m: print(m, file=sys.stderr))
+                        progress=REPORTER)
         atomic_write(args.out, json.dumps(data, indent=2, sort_keys=True) + "\n")
         print(f"{args.out}: {data['storeName']} sha256:{data['narSha256']}")
     else:
-        print(ensure(store=args.store, progress=lambda m: print(m, file=sys.stderr)))
+        print(ensure(store=args.store, progress=REPORTER))
     return 0
 
 

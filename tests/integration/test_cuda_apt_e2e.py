@@ -20,6 +20,7 @@ from test_cuda import NO_DRIVER, image_config_of, layer_paths
 from test_cuda_apt import V0, V1, spec_of
 from test_cuda_offline import DRIVER_DIRS
 
+from envnix.core import options
 from envnix.core.errors import LockError
 from envnix.lock.apt import lock_apt
 from envnix.lock.apt.index import DebPackage, IndexSnapshot
@@ -81,7 +82,7 @@ def test_lock_from_the_flat_repository(nvidia_repo: tuple[NvidiaRepo, ChannelSer
                                        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     repo, server = nvidia_repo
     url = server.url(PREFIX)
-    monkeypatch.setenv(cuda_apt.REPO_ENV, url)
+    monkeypatch.setenv(options.CUDA_APT_REPO.name, url)
     spec = spec_of(tmp_path, V1.format(image="debian:12", dev="False",
                                        args='version="12.4", cudnn=""'))
     sources, indexes, packages = lock_cuda_apt(spec, machine_apt_sources("bookworm"))
@@ -102,7 +103,7 @@ def test_a_release_the_repository_lacks_lists_what_it_has(
         nvidia_repo: tuple[NvidiaRepo, ChannelServer], tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
     url = nvidia_repo[1].url(PREFIX)
-    monkeypatch.setenv(cuda_apt.REPO_ENV, url)
+    monkeypatch.setenv(options.CUDA_APT_REPO.name, url)
     for args, message in [
         ('version="12.6", cudnn=""',
          f"CUDA 12.6 is not in the CUDA apt repository {url} (no cuda-cudart-12-6); versions "
@@ -115,7 +116,7 @@ def test_a_release_the_repository_lacks_lists_what_it_has(
         with pytest.raises(LockError) as info:
             lock_cuda_apt(spec, machine_apt_sources("bookworm"))
         assert str(info.value) == message
-    monkeypatch.setenv(cuda_apt.REPO_ENV, url + "/missing")
+    monkeypatch.setenv(options.CUDA_APT_REPO.name, url + "/missing")
     spec = spec_of(tmp_path, V1.format(image="debian:12", dev="False",
                                        args='version="12.4", cudnn=""'))
     # The repository answered without the file: a setting to fix (4), not a retry (8).
@@ -248,7 +249,7 @@ def test_nvidia_repository_image_runs_cuda_12_4_without_a_gpu(
     repo, server = nvidia_repo
     url = server.url(PREFIX)
     monkeypatch.setenv("ENVNIX_CUDA_PROVIDER", "apt")
-    monkeypatch.setenv(cuda_apt.REPO_ENV, url)
+    monkeypatch.setenv(options.CUDA_APT_REPO.name, url)
     context = serving_context(tmp_path, channel[1].url("conda/fixture"),
                               'version="12.4", cudnn=""')
     locked = envnix("lock", str(context))

@@ -15,7 +15,7 @@ import pytest
 from envnix.core.errors import FrontendError, LockError, SpecError
 from envnix.frontend import load_spec
 from envnix.lock import lock_inputs
-from envnix.lock.image import insecure_registries, parse_image_ref
+from envnix.lock.image import parse_image_ref
 from envnix.lock.model import Lock
 from envnix.render import build_plan, image_config
 
@@ -85,15 +85,17 @@ def test_v0_custom_image_path_is_the_same_build(tmp_path: Path) -> None:
 
 def test_image_refs() -> None:
     r = parse_image_ref("python:3.11-slim")
-    assert (r.host, r.repo, r.tag, r.api_host) == ("docker.io", "library/python", "3.11-slim",
-                                                   "registry-1.docker.io")
+    assert (r.host, r.ref.path, r.ref.tag, r.api_host) == (
+        "docker.io", "library/python", "3.11-slim", "registry-1.docker.io")
+    assert r.ref.transport == "docker://docker.io/library/python:3.11-slim"
     r = parse_image_ref(f"127.0.0.1:5000/team/base@{DIGEST}")
-    assert (r.host, r.repo, r.tag, r.digest) == ("127.0.0.1:5000", "team/base", None, DIGEST)
-    assert r.transport == f"docker://127.0.0.1:5000/team/base@{DIGEST}"
+    assert (r.host, r.ref.path, r.ref.tag, r.ref.digest) == (
+        "127.0.0.1:5000", "team/base", None, DIGEST)
+    assert r.ref.transport == f"docker://127.0.0.1:5000/team/base@{DIGEST}"
     assert parse_image_ref("localhost/a/b:2").host == "localhost"
-    with pytest.raises(LockError):
-        parse_image_ref("UPPER/case")
-    assert insecure_registries({"ENVNIX_INSECURE_REGISTRIES": " a:1, b ,"}) == {"a:1", "b"}
+    for bad in ("UPPER/case", "docker://python:3.11"):  # as base(image=) refuses them
+        with pytest.raises(LockError):
+            parse_image_ref(bad)
 
 
 def test_plan_puts_base_layers_first_and_drops_skeleton_and_meta(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from test_cuda_offline import DRIVER_DIRS
 from test_cuda_offline import error_of as cuda_error_of
 from test_cuda_offline import spec_of as cuda_spec_of
 
+from envnix.core import options
 from envnix.core.errors import LockError, PackageNotFoundError, UsageError
 from envnix.lock.apt.index import DebIndex
 from envnix.lock.apt.resolver import resolve
@@ -32,7 +33,7 @@ TARGET_LIB = "/usr/local/cuda-12.4/targets/x86_64-linux/lib"
 @pytest.fixture(autouse=True)
 def no_repo(monkeypatch: pytest.MonkeyPatch) -> None:
     """Each test says whether NVIDIA's repository is configured."""
-    monkeypatch.delenv(cuda_apt.REPO_ENV, raising=False)
+    monkeypatch.delenv(options.CUDA_APT_REPO.name, raising=False)
     monkeypatch.delenv("ENVNIX_CUDA_PROVIDER", raising=False)
 
 
@@ -127,7 +128,7 @@ def test_ubuntu_without_the_repository_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_nvidia_serving_image_with_cudnn(tmp_path: Path,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(cuda_apt.REPO_ENV, REPO)
+    monkeypatch.setenv(options.CUDA_APT_REPO.name, REPO)
     spec = spec_of(tmp_path, V1.format(image="ubuntu:22.04", dev="False",
                                        args='version="12.4", cudnn="8"'))
     assert spec.cuda is not None
@@ -143,7 +144,7 @@ def test_nvidia_serving_image_with_cudnn(tmp_path: Path,
 
 def test_nvidia_dev_image_adds_nvcc_headers_and_nvrtc(tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(cuda_apt.REPO_ENV, REPO)
+    monkeypatch.setenv(options.CUDA_APT_REPO.name, REPO)
     dev = spec_of(tmp_path, V1.format(image="debian:12", dev="True",
                                       args='version="12.4", cudnn="9.1"'))
     serving = spec_of(tmp_path, V1.format(image="debian:12", dev="False",
@@ -171,7 +172,7 @@ def test_nvidia_dev_image_adds_nvcc_headers_and_nvrtc(tmp_path: Path,
 ])
 def test_nvidia_request_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: str,
                                message: str) -> None:
-    monkeypatch.setenv(cuda_apt.REPO_ENV, REPO)
+    monkeypatch.setenv(options.CUDA_APT_REPO.name, REPO)
     assert error_of(tmp_path, V0.format(os="ubuntu20.04", args=args)).startswith(
         f"build.envd:3:5: {message}")
 
@@ -187,7 +188,7 @@ def test_library_dirs_come_from_the_lock(tmp_path: Path,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """NVIDIA's packages of another release in the lock (install.apt_packages) get their
     directory too, after the requested release's."""
-    monkeypatch.setenv(cuda_apt.REPO_ENV, REPO)
+    monkeypatch.setenv(options.CUDA_APT_REPO.name, REPO)
     spec = spec_of(tmp_path, V1.format(image="debian:12", dev="False",
                                        args='version="12.4", cudnn=""'))
     lock = Lock(inputs={}, apt_packages=[
@@ -220,7 +221,7 @@ def test_lock_sources(monkeypatch: pytest.MonkeyPatch) -> None:
     nvidia = cuda_spec(["cuda-cudart-12-4"])
     with pytest.raises(UsageError, match="ENVNIX_CUDA_APT_REPO is not set now"):
         cuda_apt.lock_sources(nvidia, machine)
-    monkeypatch.setenv(cuda_apt.REPO_ENV, REPO + "/")
+    monkeypatch.setenv(options.CUDA_APT_REPO.name, REPO + "/")
     sources = cuda_apt.lock_sources(nvidia, machine)
     assert sources[:2] == machine
     assert sources[2].to_lock_dict() == {"uri": REPO, "suite": "/", "components": [],

@@ -79,8 +79,9 @@ def test_output_image_push_names_and_tags(tmp_path: Path) -> None:
 
 def test_destinations() -> None:
     d = parse_destination("docker://127.0.0.1:5000/team/app", "dev")
-    assert (d.host, d.repo, d.tag, str(d)) == ("127.0.0.1:5000", "team/app", "dev",
-                                              "127.0.0.1:5000/team/app:dev")
+    assert (d.domain, d.path, d.tag, str(d)) == ("127.0.0.1:5000", "team/app", "dev",
+                                                "127.0.0.1:5000/team/app:dev")
+    assert d.transport == "docker://127.0.0.1:5000/team/app:dev"
     assert str(parse_destination("localhost/x:1", "dev")) == "localhost/x:1"
     assert str(parse_destination("registry.example.com/t/q:1.0", "dev")) == \
         "registry.example.com/t/q:1.0"

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from envnix.core.errors import UsageError
 from envnix.core.nixexpr import url_problem
-from envnix.core.reference import DOCKER_HUB, InvalidReference, Reference
+from envnix.core.reference import DOCKER_HUB, InvalidReference, Reference, image_name
 
 DIGEST = "sha256:" + "ab" * 32
 
@@ -57,6 +58,33 @@ def test_docker_normalisation_only_where_asked() -> None:
     assert str(Reference.parse("team/app").normalized()) == f"{DOCKER_HUB}/team/app"
     assert Reference.parse("h.io:5000/x").normalized().domain == "h.io:5000"
     assert str(Reference.parse("a:1").with_tag("2")) == "a:2"
+
+
+def test_transport_and_digest_pinning() -> None:
+    """skopeo's docker:// form: the tag when unpinned (latest when none), the digest alone once
+    pinned (containers/image refuses both together)."""
+    assert Reference.parse("h.io/a").transport == "docker://h.io/a:latest"
+    assert Reference.parse("h.io/a:1").transport == "docker://h.io/a:1"
+    assert Reference.parse(f"h.io/a:1@{DIGEST}").transport == f"docker://h.io/a@{DIGEST}"
+    assert str(Reference.parse("h.io/a:1").at(DIGEST)) == f"h.io/a@{DIGEST}"
+    with pytest.raises(InvalidReference, match="digest"):
+        Reference.parse("h.io/a").at("sha256:00")
+    assert Reference.parse_docker("docker://h.io/a:1") == Reference.parse("h.io/a:1")
+
+
+@pytest.mark.parametrize("text, ok", [
+    ("team/app:1", True),
+    ("127.0.0.1:5000/team/app", True),
+    ("docker://team/app:1", False),  # docker build -t and the image builder refuse it too
+    (f"team/app@{DIGEST}", False),   # the build computes the digest
+    ("Team/app", False),
+])
+def test_image_names_for_t_and_output_name(text: str, ok: bool) -> None:
+    if ok:
+        assert str(image_name(text, "-t")) == text
+    else:
+        with pytest.raises(UsageError, match="-t"):
+            image_name(text, "-t")
 
 
 @pytest.mark.parametrize("url, ok", [

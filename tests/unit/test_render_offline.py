@@ -8,9 +8,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
+from envnix.core.errors import SpecError
 from envnix.core.nixexpr import store_name
 from envnix.lock.model import Lock
-from envnix.render import OWN_LAYER_BYTES, plan_layers, render
+from envnix.render import MAX_LAYERS, OWN_LAYER_BYTES, plan_layers, render
 from envnix.spec import ImageSpec, PipRequest, PythonSpec, release_for
 
 
@@ -51,6 +54,16 @@ def test_layer_plan_orders_stable_first_and_isolates_big_artifacts() -> None:
     assert [layer["name"] for layer in layers] == ["skeleton", "os", "os-libllvm15", "pip",
                                                    "meta"]
     assert layers[1]["trees"] == ["deb:libc6"]
+
+
+def test_too_many_layers_is_an_envnix_error_with_a_hint() -> None:
+    """Every big artifact is a layer of its own; past the limit the user is told why (exit 3),
+    not shown a traceback."""
+    artifacts = {f"deb:big{i}": {"kind": "deb", "name": f"big{i}", "size": OWN_LAYER_BYTES}
+                 for i in range(MAX_LAYERS)}
+    with pytest.raises(SpecError, match=f"more than the limit of {MAX_LAYERS}") as info:
+        plan_layers(artifacts)
+    assert info.value.exit_code == 3 and "base image" in (info.value.hint or "")
 
 
 def test_render_is_deterministic(tmp_path: Path) -> None:

@@ -18,22 +18,20 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from envnix.core import options
 from envnix.core.errors import FetchError, LockError, ToolMissingError
 from envnix.core.fileio import atomic_write
+from envnix.core.progress import Progress
 from envnix.lock.apt.index import DebIndex, IndexSnapshot
 from envnix.lock.apt.relations import ARCH
-from envnix.lock.apt.sources import UNVERIFIED_ENV
 from envnix.spec.apt import AptSource
 
 HTTP_TIMEOUT = 30.0
 """Seconds before a mirror that accepted the connection but stopped answering is given up."""
-
-
-Progress = Callable[[str], None]
 
 
 def default_cache_dir() -> Path:
@@ -170,10 +168,10 @@ def verify_release(source: AptSource, url: str, raw: bytes,
     signature); a Release comes with its detached ``Release.gpg``. ENVNIX_APT_UNVERIFIED=1
     skips the check (apt's ``[trusted=yes]``) for archives without keys to check against.
     """
-    if os.environ.get(UNVERIFIED_ENV) == "1":
+    if options.apt_unverified():
         return raw.decode("utf-8", errors="replace")
     hint = (f"set {source.keyring_setting} to the archive's public keyring, or "
-            f"{UNVERIFIED_ENV}=1 to lock from it unverified")
+            f"{options.APT_UNVERIFIED.name}=1 to lock from it unverified")
     keyrings = [k for k in source.keyring.split(os.pathsep) if k]
     if not keyrings:
         raise LockError(f"cannot verify {url}: no keyring is known for {source.uri}", hint=hint)

@@ -13,13 +13,12 @@ import urllib.request
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from envnix.core import options
 from envnix.core.errors import LockError, UsageError
 from envnix.lock.apt.index import deb822_paragraphs
 from envnix.lock.apt.relations import ARCH
-from envnix.spec.apt import KEYRING_ENV, SNAPSHOT_PATTERN, URL_SCHEMES, AptSource, snapshot_of
+from envnix.spec.apt import SNAPSHOT_PATTERN, URL_SCHEMES, AptSource, snapshot_of
 
-UNVERIFIED_ENV = "ENVNIX_APT_UNVERIFIED"
-"""Set to 1 to lock from indexes whose signature cannot be checked (apt's [trusted=yes])."""
 DEFAULT_KEYRINGS = {
     "debian": "/usr/share/keyrings/debian-archive-keyring.gpg",
     "ubuntu": "/usr/share/keyrings/ubuntu-archive-keyring.gpg",
@@ -209,7 +208,7 @@ def sources_for_mirror(
             raise UsageError(f"apt mirror must be an http(s):// or file:// URL, got {url!r}")
         if snapshot is not None:
             url = at_snapshot(url, snapshot)
-        keyring = os.environ.get(KEYRING_ENV) or DEFAULT_KEYRINGS.get(distro, "")
+        keyring = options.apt_keyring() or DEFAULT_KEYRINGS.get(distro, "")
         out += [AptSource(url.rstrip("/"), codename + s, tuple(components), keyring=keyring)
                 for s in suites]
     return out
