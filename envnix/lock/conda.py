@@ -39,7 +39,7 @@ import zstandard
 
 from envnix.core.errors import FetchError, LockError, PackageNotFoundError
 from envnix.core.fileio import atomic_write, atomic_writer
-from envnix.lock.fetch import CHUNK, NotFound, open_url, reason
+from envnix.core.http import CHUNK, NotFound, open_url, reason
 
 if TYPE_CHECKING:
     from rattler import GenericVirtualPackage, RepoDataRecord

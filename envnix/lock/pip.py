@@ -30,6 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from envnix.core import http as fetch
 from envnix.core.errors import (
     FetchError,
     LockError,
@@ -39,7 +40,6 @@ from envnix.core.errors import (
 )
 from envnix.core.fileio import atomic_write
 from envnix.frontend.envyaml import read_context_text, resolve_in_context
-from envnix.lock import fetch
 from envnix.spec import PipRequest, has_control_character
 
 DEFAULT_INDEX = "https://pypi.org/simple"
