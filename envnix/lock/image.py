@@ -17,11 +17,10 @@ import os
 import re
 import shutil
 import subprocess
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
+from envnix.core import http
 from envnix.core.errors import FetchError, LockError, ToolMissingError
 from envnix.core.reference import DOCKER_HUB, InvalidReference, Reference
 
@@ -137,11 +136,10 @@ def _pick_amd64(ref: ImageRef, index: dict[str, Any]) -> str:
 
 def _check_anonymous_pull(ref: ImageRef, url: str) -> None:
     """Nix fetches blobs without credentials: refuse at lock time what the build cannot do."""
-    req = urllib.request.Request(url, method="HEAD")
     try:
-        with urllib.request.urlopen(req, timeout=30):
+        with http.open_url(url, method="HEAD"):
             return
-    except urllib.error.HTTPError as exc:
+    except http.HttpError as exc:
         if exc.code in (401, 403):
             raise LockError(
                 f"base image {ref.written}: its registry needs a login to download layers "
@@ -149,9 +147,8 @@ def _check_anonymous_pull(ref: ImageRef, url: str) -> None:
                 "images yet", hint="push the base to a registry that allows anonymous pulls"
             ) from None
         raise FetchError(f"base image {ref.written}: HTTP {exc.code} for {url}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise FetchError(f"base image {ref.written}: cannot reach {url}: {reason}") from None
+    except http.Unreachable as exc:
+        raise FetchError(f"base image {ref.written}: cannot reach {url}: {exc.why}") from None
 
 
 def resolve_base(written: str, environ: dict[str, str] | None = None) -> dict[str, Any]:

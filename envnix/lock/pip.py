@@ -16,7 +16,6 @@ import concurrent.futures
 import contextlib
 import difflib
 import gzip
-import http.client
 import json
 import os
 import re
@@ -25,12 +24,11 @@ import tempfile
 import time
 import tomllib
 import urllib.parse
-import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from envnix.core import http as fetch
+from envnix.core import http
 from envnix.core.errors import (
     FetchError,
     LockError,
@@ -240,17 +238,17 @@ def _ask_index(found: _Found, trusted_hosts: set[str]) -> _Found:
                         "URL", hint="serve the index over http(s): envnix.lock records only "
                                     "URLs any machine can fetch")
     insecure = (urllib.parse.urlsplit(url).hostname or "") in trusted_hosts
-    size = fetch.content_length(url, insecure=insecure) if found.sha256 else None
+    size = http.content_length(url, insecure=insecure) if found.sha256 else None
     if size is not None:
         return replace(found, size=size)
     try:
-        sha256, size = fetch.hash_url(url, insecure=insecure)
-    except fetch.NotFound:
+        sha256, size = http.hash_url(url, insecure=insecure)
+    except http.NotFound:
         raise FetchError(f"pip: {url} is listed by the index but not found (HTTP 404)",
                          hint="the index is inconsistent; try again or ask its maintainers"
                          ) from None
-    except (OSError, http.client.HTTPException) as err:
-        raise FetchError(f"pip: cannot download {url} to hash it: {fetch.reason(err)}"
+    except http.RequestError as err:
+        raise FetchError(f"pip: cannot download {url} to hash it: {http.reason(err)}"
                          ) from None
     if found.sha256 is not None and sha256 != found.sha256:
         raise LockError(f"pip: {url} has sha256 {sha256}, but the index says {found.sha256}",
@@ -303,7 +301,7 @@ def _suggest_pypi(name: str, index: str) -> str:
     """Closest project names from the index's full listing (fetched once, cached for a week)."""
     try:
         names = _index_names(index)
-    except (OSError, ValueError):
+    except (http.RequestError, OSError, ValueError):
         return ""
     normalized = re.sub(r"[-_.]+", "-", name).lower()
     pool = [n for n in names if abs(len(n) - len(normalized)) <= 3 and n[:1] == normalized[:1]]
@@ -321,10 +319,8 @@ def _index_names(index: str) -> list[str]:
             if isinstance(cached, list) and all(isinstance(n, str) for n in cached):
                 return cached
         # a damaged cache entry: fetch the listing again
-    req = urllib.request.Request(index.rstrip("/") + "/",
-                                 headers={"Accept": "application/vnd.pypi.simple.v1+json"})
-    with urllib.request.urlopen(req, timeout=30) as resp:
-        body = resp.read().decode("utf-8", "replace")
+    body = http.get(index.rstrip("/") + "/",
+                    {"Accept": "application/vnd.pypi.simple.v1+json"}).decode("utf-8", "replace")
     if body.lstrip().startswith("{"):
         names = sorted(p["name"] for p in json.loads(body).get("projects", []))
     else:  # PEP 503 HTML: some indexes and proxies ignore the JSON Accept header
