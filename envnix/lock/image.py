@@ -16,11 +16,10 @@ import json
 import os
 import re
 import shutil
-import subprocess
 from dataclasses import dataclass
 from typing import Any
 
-from envnix.core import http
+from envnix.core import http, process
 from envnix.core.errors import FetchError, LockError, ToolMissingError
 from envnix.core.reference import DOCKER_HUB, InvalidReference, Reference
 
@@ -92,9 +91,9 @@ def _skopeo(ref: ImageRef, target: str, *flags: str, insecure: bool) -> bytes:
     argv = [skopeo, "inspect", "--raw", *flags, "--retry-times", "1"]
     if insecure:
         argv.append("--tls-verify=false")
-    proc = subprocess.run([*argv, target], capture_output=True, check=False, timeout=300)
+    proc = process.run([*argv, target], error=FetchError, timeout=300)
     if proc.returncode != 0:
-        text = proc.stderr.decode("utf-8", "replace")
+        text = proc.stderr
         m = re.search(r'level=fatal msg="((?:[^"\\]|\\.)*)"', text)
         why = (m[1] if m else text.strip().splitlines()[-1] if text.strip() else
                f"skopeo exited {proc.returncode}")

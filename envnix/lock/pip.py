@@ -19,7 +19,6 @@ import gzip
 import json
 import os
 import re
-import subprocess
 import tempfile
 import time
 import tomllib
@@ -28,7 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from envnix.core import http
+from envnix.core import http, process
 from envnix.core.errors import (
     FetchError,
     LockError,
@@ -166,7 +165,7 @@ def lock_pip(
             cmd += ["--allow-insecure-host", host]
         env = {k: v for k, v in os.environ.items() if not k.startswith("UV_")}
         started = time.monotonic()
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+        proc = process.run(cmd, error=LockError, env=env)
         if proc.returncode != 0:
             raise _uv_error(proc.stderr, index)
         found = _parse_pylock(out.read_text(encoding="utf-8"))

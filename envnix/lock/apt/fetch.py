@@ -11,14 +11,13 @@ import lzma
 import os
 import re
 import shutil
-import subprocess
 import tempfile
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from envnix.core import http
+from envnix.core import http, process
 from envnix.core.errors import FetchError, LockError, ToolMissingError
 from envnix.core.fileio import atomic_write
 from envnix.lock.apt.index import DebIndex, IndexSnapshot
@@ -185,7 +184,7 @@ def verify_release(source: AptSource, url: str, raw: bytes,
         else:
             (work / "signature").write_bytes(detached)
             args += [str(work / "signature"), str(work / "signed")]
-        proc = subprocess.run(args, capture_output=True, text=True, check=False)
+        proc = process.run(args, error=LockError)
         if proc.returncode != 0:
             lines = [line.removeprefix("gpgv: ") for line in proc.stderr.splitlines()
                      if line.strip()]
