@@ -258,6 +258,8 @@ def open_url(url: str, headers: Mapping[str, str] | None = None, *, method: str 
         except (urllib.error.URLError, OSError, http.client.HTTPException) as err:
             failure: BaseException = err
         if attempt < retries and _transient(failure):
+            if isinstance(failure, urllib.error.HTTPError):
+                failure.close()  # the error page's connection
             time.sleep(_delay(attempt, failure))
             attempt += 1
             continue
