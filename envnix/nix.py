@@ -10,29 +10,23 @@ on envnix's command line (``NixConfig``); docs/nix-config.md says which and why.
 
 from __future__ import annotations
 
-import http.client
 import json
 import re
 import shutil
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from envnix.core import process
+from envnix.core import http, process
 from envnix.core.errors import (
     BuildError,
     FetchError,
     HashMismatchError,
-    LockError,
     ToolMissingError,
     UsageError,
-    os_reason,
 )
-from envnix.core.nixexpr import url_problem
 from envnix.core.progress import REPORTER, Progress
 from envnix.render import nix_options
 from envnix.render.plan import read_plan
@@ -228,16 +222,15 @@ def unreachable(urls: list[str], seconds: float = PROBE_SECONDS) -> dict[str, st
     guard = threading.Lock()
 
     def probe(url: str) -> None:
-        request = urllib.request.Request(url.rstrip("/") + "/nix-cache-info",
-                                         headers={"User-Agent": "envnix"})
         reason = None
         try:
-            with urllib.request.urlopen(request, timeout=seconds) as response:
-                response.read(1 << 16)
-        except (urllib.error.HTTPError, http.client.HTTPException, ValueError):
+            with http.open_url(url.rstrip("/") + "/nix-cache-info", timeout=seconds,
+                               retries=0) as response:
+                response.body.read(1 << 16)
+        except (http.HttpError, ValueError):
             pass  # it answers: whatever it said is Nix's to judge
-        except (urllib.error.URLError, OSError) as exc:
-            reason = _silence(exc.reason if isinstance(exc, urllib.error.URLError) else exc)
+        except http.Unreachable as exc:
+            reason = http.no_answer(exc)
         with guard:
             if reason:
                 dead[url] = reason
@@ -252,15 +245,6 @@ def unreachable(urls: list[str], seconds: float = PROBE_SECONDS) -> dict[str, st
         thread.join(max(0.0, deadline - time.monotonic()))
     with guard:
         return dict(dead)
-
-
-def _silence(reason: object) -> str | None:
-    """Why a probe found nobody answering, or None when someone did (TLS trouble included)."""
-    import ssl
-
-    if isinstance(reason, ssl.SSLError | ssl.CertificateError):
-        return None
-    return os_reason(reason) if isinstance(reason, OSError) else None
 
 
 def _is_chroot_store(store: str) -> bool:
@@ -293,7 +277,7 @@ def seed_chroot_store(plan_path: Path, store: str,
             if path in on_host and Path(path).is_file():
                 shutil.copyfile(path, file)
             else:
-                _download(artifact["url"], artifact["sha256"], file)
+                http.download(artifact["url"], artifact["sha256"], file)
             added = _run(["nix-store", "--store", store, "--add-fixed", "sha256", str(file)])
             if added.strip() != path:
                 raise BuildError(f"seeding {store}: {artifact['storeName']} became "
@@ -344,44 +328,6 @@ def _invalid(paths: list[str], store: str | None) -> list[str]:
     cmd = ["nix-store", *(["--store", store] if store else []), "--check-validity",
            "--print-invalid", *paths]
     return _run(cmd).split()
-
-
-class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
-    """Follow redirects only to URLs envnix would fetch itself (http(s), no credentials)."""
-
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
-        problem = url_problem(newurl)
-        if problem:
-            raise urllib.error.URLError(f"redirected to a URL envnix does not fetch ({problem})")
-        return super().redirect_request(req, fp, code, msg, headers, newurl)
-
-
-def _download(url: str, sha256: str, dest: Path) -> None:
-    """``url`` to ``dest``, or a one-line FetchError/HashMismatchError."""
-    import hashlib
-
-    problem = url_problem(url)  # the caller checked; this function must not rely on it
-    if problem:
-        raise LockError(f"refusing to download {url[:200]!r}: {problem}")
-    opener = urllib.request.build_opener(_HttpOnlyRedirects())
-    digest = hashlib.sha256()
-    try:
-        with opener.open(url, timeout=120) as response, dest.open("wb") as out:
-            while chunk := response.read(1 << 20):
-                digest.update(chunk)
-                out.write(chunk)
-    except urllib.error.HTTPError as exc:
-        raise FetchError(f"cannot download {url}: HTTP {exc.code} {exc.reason}",
-                         hint="check the mirror in envnix.lock, or re-lock") from None
-    except (urllib.error.URLError, OSError) as exc:
-        raise FetchError(f"cannot download {url}: {os_reason(exc)}",
-                         hint="check the network or the mirror in envnix.lock") from None
-    if digest.hexdigest() != sha256:
-        raise HashMismatchError(
-            f"hash mismatch for {dest.name}: envnix.lock pins sha256:{sha256} but the download "
-            f"is sha256:{digest.hexdigest()}",
-            hint="the artifact changed upstream or the mirror is serving different bytes; "
-                 "check the source, then run envnix lock to re-pin")
 
 
 # What --toolchain host makes Nix say through a daemon that drops an untrusted user's

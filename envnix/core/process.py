@@ -1,4 +1,4 @@
-"""The one way envnix runs a long external program (nix-build, nix-store, skopeo, podman).
+"""The one way envnix runs an external program (nix-build, nix-store, skopeo, podman, uv, gpgv).
 
 Why a runner of our own and not ``subprocess.run``: the program runs in its own session and
 process group, so a Ctrl-C or SIGTERM that reaches envnix reaches it only through envnix, and

@@ -29,8 +29,6 @@ import os
 import re
 import stat
 import textwrap
-import urllib.parse
-import urllib.request
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +36,7 @@ from pathlib import Path
 import yaml
 
 from envnix.core.errors import FrontendError, LockError
+from envnix.core.http import local_path
 from envnix.spec.envyaml import EnvFile, conda_spec_channel
 
 ENV_KEYS = ("name", "prefix", "channels", "dependencies", "variables")
@@ -405,7 +404,7 @@ def _local_path(req: str) -> str | None:
     if direct:
         req = direct[1].strip()
     if req.startswith("file:"):
-        return urllib.request.url2pathname(urllib.parse.urlsplit(req).path)
+        return local_path(req)
     if _URL_RE.match(req):
         return None
     if req.startswith((".", "/", "~")):

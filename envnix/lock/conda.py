@@ -21,23 +21,19 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import hashlib
-import http.client
 import json
 import os
 import re
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, TypeVar
 
+from envnix.core import http
 from envnix.core.errors import FetchError, LockError, PackageNotFoundError
 from envnix.core.fileio import atomic_write, atomic_writer
 from envnix.core.progress import Progress
-from envnix.lock.fetch import CHUNK, NotFound, open_url, reason
 from envnix.spec.cuda import satisfiable_summary
 from envnix.spec.envyaml import conda_spec_channel
 
@@ -116,15 +112,15 @@ def fetch_repodata(channel: ChannelLike, subdir: str, cache_dir: Path,
             url = f"{base}/{subdir}/{name}"
             try:
                 path = _fetch_cached(url, cache_dir)
-            except NotFound:
+            except http.NotFound:
                 continue
-            except urllib.error.HTTPError as err:
+            except http.HttpError as err:
                 if name.endswith(".zst"):
                     continue  # some mirrors refuse what they do not have with 403/500
-                tried.append(f"{base} ({reason(err)})")
+                tried.append(f"{base} ({http.reason(err)})")
                 break
-            except (OSError, http.client.HTTPException) as err:
-                tried.append(f"{base} ({reason(err)})")
+            except (OSError, http.Unreachable) as err:
+                tried.append(f"{base} ({http.reason(err)})")
                 break
             if progress:
                 progress(f"conda: repodata {channel.canonical} {subdir} from {base}")
@@ -168,7 +164,7 @@ def _fetch_cached(url: str, cache_dir: Path) -> Path:
             if meta.get("last_modified"):
                 headers["If-Modified-Since"] = meta["last_modified"]
     data_path.parent.mkdir(parents=True, exist_ok=True)
-    with open_url(url, headers, user_agent=_USER_AGENT) as resp:
+    with http.open_url(url, headers, user_agent=_USER_AGENT) as resp:
         if resp.status == 304 and headers:
             return data_path
         with atomic_writer(data_path) as out:
@@ -177,12 +173,12 @@ def _fetch_cached(url: str, cache_dir: Path) -> Path:
                 source = zstandard.ZstdDecompressor().stream_reader(
                     resp.body, read_across_frames=True)
             try:
-                first = source.read(CHUNK)
+                first = source.read(http.CHUNK)
                 if not first.lstrip()[:1] == b"{":
                     raise OSError(f"{url.rsplit('/', 1)[-1]} is not a JSON object")
                 size = len(first)
                 out.write(first)
-                while chunk := source.read(CHUNK):
+                while chunk := source.read(http.CHUNK):
                     out.write(chunk)
                     size += len(chunk)
             except zstandard.ZstdError as err:
@@ -400,16 +396,16 @@ def _hash_download(urls: Sequence[str], md5: str | None, size: int | None, cache
             progress(f"conda: {fn} has no sha256 in repodata; hashing it from {url}")
         sha, md5sum, got = hashlib.sha256(), hashlib.md5(), 0
         try:
-            with open_url(url, user_agent=_USER_AGENT) as resp:
-                while chunk := resp.body.read(CHUNK):
+            with http.open_url(url, user_agent=_USER_AGENT) as resp:
+                while chunk := resp.body.read(http.CHUNK):
                     sha.update(chunk)
                     md5sum.update(chunk)
                     got += len(chunk)
-        except NotFound:
+        except http.NotFound:
             errors.append(f"{url} (not found)")
             continue
-        except (OSError, http.client.HTTPException) as err:
-            errors.append(f"{url} ({reason(err)})")
+        except http.RequestError as err:
+            errors.append(f"{url} ({http.reason(err)})")
             continue
         if md5 and md5sum.hexdigest() != md5:
             errors.append(f"{url} (md5 differs from repodata)")

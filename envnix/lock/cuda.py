@@ -17,16 +17,14 @@ import hashlib
 import io
 import json
 import re
-import ssl
-import urllib.error
 import urllib.parse
-import urllib.request
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 
+from envnix.core import http
 from envnix.core.errors import FetchError, LockError, PackageNotFoundError, os_reason
 from envnix.core.progress import Progress
 from envnix.lock import pip
@@ -149,7 +147,7 @@ def _project_releases(index: str, trusted_hosts: Sequence[str]) -> list[ToolkitR
     url = index.rstrip("/") + f"/{TOOLKIT}/"
     try:
         body, content_type = _get_page(url, trusted_hosts)
-    except urllib.error.HTTPError as exc:
+    except http.HttpError as exc:
         if exc.code == 404:
             return []
         raise FetchError(f"cuda: cannot read {url}: HTTP {exc.code}") from exc
@@ -198,36 +196,29 @@ def _html_files(body: str, base: str) -> list[tuple[str, str, str | None]]:
     return out
 
 
-def _context(url: str, trusted_hosts: Sequence[str]) -> ssl.SSLContext | None:
+def _insecure(url: str, trusted_hosts: Sequence[str]) -> bool:
     """config.pip_index(trust=True) hosts are reached without certificate checks, as uv does."""
-    if urllib.parse.urlsplit(url).hostname not in trusted_hosts:
-        return None
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
+    return urllib.parse.urlsplit(url).hostname in trusted_hosts
 
 
 def _get_page(url: str, trusted_hosts: Sequence[str]) -> tuple[str, str]:
-    req = urllib.request.Request(url, headers={
-        "Accept": "application/vnd.pypi.simple.v1+json, text/html;q=0.1"})
+    """The index page and its Content-Type; HttpError when the index answers an error."""
     try:
-        with urllib.request.urlopen(req, timeout=_TIMEOUT,
-                                    context=_context(url, trusted_hosts)) as resp:
-            return resp.read().decode("utf-8", "replace"), resp.headers.get("Content-Type", "")
-    except urllib.error.HTTPError:
-        raise
-    except (urllib.error.URLError, OSError) as exc:
-        raise FetchError(f"cuda: cannot reach the index {url}: {os_reason(exc)}") from exc
+        with http.open_url(url, {"Accept": "application/vnd.pypi.simple.v1+json, text/html;q=0.1"},
+                           timeout=_TIMEOUT, insecure=_insecure(url, trusted_hosts)) as resp:
+            return resp.body.read().decode("utf-8", "replace"), resp.content_type
+    except http.RequestError as exc:
+        if isinstance(exc, http.HttpError) and exc.code is not None:
+            raise
+        raise FetchError(f"cuda: cannot reach the index {url}: {os_reason(exc.cause)}") from exc
 
 
 def _get(url: str, trusted_hosts: Sequence[str], limit: int) -> bytes:
     try:
-        with urllib.request.urlopen(url, timeout=_TIMEOUT,
-                                    context=_context(url, trusted_hosts)) as resp:
-            data = resp.read(limit + 1)
-    except (urllib.error.URLError, OSError) as exc:
-        raise FetchError(f"cuda: cannot download {url}: {os_reason(exc)}") from exc
+        with http.open_url(url, timeout=_TIMEOUT, insecure=_insecure(url, trusted_hosts)) as resp:
+            data = resp.body.read(limit + 1)
+    except http.RequestError as exc:
+        raise FetchError(f"cuda: cannot download {url}: {os_reason(exc.cause)}") from exc
     if len(data) > limit:
         raise LockError(f"cuda: {url} is larger than {limit} bytes; not a {TOOLKIT} wheel")
     return data

@@ -15,13 +15,10 @@ import hashlib
 import json
 import re
 import shutil
-import subprocess
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
-from envnix.core import options
+from envnix.core import http, options, process
 from envnix.core.errors import FetchError, LockError, ToolMissingError
 from envnix.core.reference import DIGEST, DOCKER_HUB, InvalidReference, Reference
 
@@ -78,9 +75,9 @@ def _skopeo(ref: ImageRef, target: str, *flags: str, insecure: bool) -> bytes:
     argv = [skopeo, "inspect", "--raw", *flags, "--retry-times", "1"]
     if insecure:
         argv.append("--tls-verify=false")
-    proc = subprocess.run([*argv, target], capture_output=True, check=False, timeout=300)
+    proc = process.run([*argv, target], error=FetchError, timeout=300)
     if proc.returncode != 0:
-        text = proc.stderr.decode("utf-8", "replace")
+        text = proc.stderr
         m = re.search(r'level=fatal msg="((?:[^"\\]|\\.)*)"', text)
         why = (m[1] if m else text.strip().splitlines()[-1] if text.strip() else
                f"skopeo exited {proc.returncode}")
@@ -126,11 +123,10 @@ def _pick_amd64(ref: ImageRef, index: dict[str, Any]) -> str:
 
 def _check_anonymous_pull(ref: ImageRef, url: str) -> None:
     """Nix fetches blobs without credentials: refuse at lock time what the build cannot do."""
-    req = urllib.request.Request(url, method="HEAD")
     try:
-        with urllib.request.urlopen(req, timeout=30):
+        with http.open_url(url, method="HEAD"):
             return
-    except urllib.error.HTTPError as exc:
+    except http.HttpError as exc:
         if exc.code in (401, 403):
             raise LockError(
                 f"base image {ref.written}: its registry needs a login to download layers "
@@ -138,9 +134,8 @@ def _check_anonymous_pull(ref: ImageRef, url: str) -> None:
                 "images yet", hint="push the base to a registry that allows anonymous pulls"
             ) from None
         raise FetchError(f"base image {ref.written}: HTTP {exc.code} for {url}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise FetchError(f"base image {ref.written}: cannot reach {url}: {reason}") from None
+    except http.Unreachable as exc:
+        raise FetchError(f"base image {ref.written}: cannot reach {url}: {exc.why}") from None
 
 
 def resolve_base(written: str, environ: dict[str, str] | None = None) -> dict[str, Any]:

@@ -16,20 +16,18 @@ import concurrent.futures
 import contextlib
 import difflib
 import gzip
-import http.client
 import json
 import os
 import re
-import subprocess
 import tempfile
 import time
 import tomllib
 import urllib.parse
-import urllib.request
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from envnix.core import http, process
 from envnix.core.errors import (
     FetchError,
     LockError,
@@ -40,7 +38,6 @@ from envnix.core.errors import (
 from envnix.core.fileio import atomic_write
 from envnix.core.progress import Progress
 from envnix.frontend.envyaml import read_context_text, resolve_in_context
-from envnix.lock import fetch
 from envnix.spec import PipRequest, has_control_character
 
 DEFAULT_INDEX = "https://pypi.org/simple"
@@ -169,7 +166,7 @@ def lock_pip(
             cmd += ["--allow-insecure-host", host]
         env = {k: v for k, v in os.environ.items() if not k.startswith("UV_")}
         started = time.monotonic()
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+        proc = process.run(cmd, error=LockError, env=env)
         if proc.returncode != 0:
             raise _uv_error(proc.stderr, index)
         found = _parse_pylock(out.read_text(encoding="utf-8"))
@@ -241,17 +238,17 @@ def _ask_index(found: _Found, trusted_hosts: set[str]) -> _Found:
                         "URL", hint="serve the index over http(s): envnix.lock records only "
                                     "URLs any machine can fetch")
     insecure = (urllib.parse.urlsplit(url).hostname or "") in trusted_hosts
-    size = fetch.content_length(url, insecure=insecure) if found.sha256 else None
+    size = http.content_length(url, insecure=insecure) if found.sha256 else None
     if size is not None:
         return replace(found, size=size)
     try:
-        sha256, size = fetch.hash_url(url, insecure=insecure)
-    except fetch.NotFound:
+        sha256, size = http.hash_url(url, insecure=insecure)
+    except http.NotFound:
         raise FetchError(f"pip: {url} is listed by the index but not found (HTTP 404)",
                          hint="the index is inconsistent; try again or ask its maintainers"
                          ) from None
-    except (OSError, http.client.HTTPException) as err:
-        raise FetchError(f"pip: cannot download {url} to hash it: {fetch.reason(err)}"
+    except http.RequestError as err:
+        raise FetchError(f"pip: cannot download {url} to hash it: {http.reason(err)}"
                          ) from None
     if found.sha256 is not None and sha256 != found.sha256:
         raise LockError(f"pip: {url} has sha256 {sha256}, but the index says {found.sha256}",
@@ -304,7 +301,7 @@ def _suggest_pypi(name: str, index: str) -> str:
     """Closest project names from the index's full listing (fetched once, cached for a week)."""
     try:
         names = _index_names(index)
-    except (OSError, ValueError):
+    except (http.RequestError, OSError, ValueError):
         return ""
     normalized = re.sub(r"[-_.]+", "-", name).lower()
     pool = [n for n in names if abs(len(n) - len(normalized)) <= 3 and n[:1] == normalized[:1]]
@@ -322,10 +319,8 @@ def _index_names(index: str) -> list[str]:
             if isinstance(cached, list) and all(isinstance(n, str) for n in cached):
                 return cached
         # a damaged cache entry: fetch the listing again
-    req = urllib.request.Request(index.rstrip("/") + "/",
-                                 headers={"Accept": "application/vnd.pypi.simple.v1+json"})
-    with urllib.request.urlopen(req, timeout=30) as resp:
-        body = resp.read().decode("utf-8", "replace")
+    body = http.get(index.rstrip("/") + "/",
+                    {"Accept": "application/vnd.pypi.simple.v1+json"}).decode("utf-8", "replace")
     if body.lstrip().startswith("{"):
         names = sorted(p["name"] for p in json.loads(body).get("projects", []))
     else:  # PEP 503 HTML: some indexes and proxies ignore the JSON Accept header

@@ -21,17 +21,14 @@ import json
 import os
 import re
 import shutil
-import ssl
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from envnix.core import options, process
+from envnix.core import http, options, process
 from envnix.core.errors import PublishError, UsageError
 from envnix.core.progress import REPORTER, Progress
 from envnix.core.reference import InvalidReference, Reference
@@ -349,25 +346,18 @@ def _translate(message: str, dest: Reference, opts: RegistryOptions) -> PublishE
 
 def registry_answers(host: str, opts: RegistryOptions, timeout: float = 5) -> bool:
     """True when ``GET /v2/`` gets any HTTP answer (200 or 401: the registry process is up)."""
-    context = ssl.create_default_context()
-    if opts.cert_dir is not None:
-        for crt in sorted(opts.cert_dir.glob("*.crt")):
-            context.load_verify_locations(cafile=str(crt))
-    if not opts.tls_verify:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
+    ca_files = sorted(opts.cert_dir.glob("*.crt")) if opts.cert_dir is not None else []
+    # as Go's HTTP client does, never send loopback traffic to a proxy
     loopback = host.startswith(("127.", "localhost", "[::1]"))
-    handlers: list[urllib.request.BaseHandler] = [urllib.request.HTTPSHandler(context=context)]
-    if loopback:  # as Go's HTTP client does, never send loopback traffic to a proxy
-        handlers.append(urllib.request.ProxyHandler({}))
-    opener = urllib.request.build_opener(*handlers)
     for scheme in ("https", "http") if not opts.tls_verify else ("https",):
         try:
-            with opener.open(f"{scheme}://{host}/v2/", timeout=timeout):
+            with http.open_url(f"{scheme}://{host}/v2/", timeout=timeout, retries=0,
+                               insecure=not opts.tls_verify, ca_files=ca_files,
+                               proxies=not loopback):
                 return True
-        except urllib.error.HTTPError:
+        except http.HttpError:
             return True
-        except (OSError, ValueError):
+        except (http.Unreachable, ValueError):
             continue
     return False
 

@@ -30,7 +30,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from envnix.core import process
+from envnix.core import http, process
 from envnix.core.errors import BuildError, LockError
 from envnix.core.progress import Progress
 from envnix.lock.apt.fetch import load_index
@@ -130,13 +130,11 @@ def store_path(pin: Toolchain, store: str | None = None) -> str:
 
 def download_debs(pin: Toolchain, directory: Path) -> list[bytes]:
     """Every pinned .deb, checked against its sha256 (the files stay in ``directory``)."""
-    from envnix.nix import _download
-
     out = []
     for deb in pin.debs:
         file = directory / f"{deb['name']}_{deb['version']}.deb".replace(":", "%3a")
         if not file.exists():
-            _download(deb["url"], deb["sha256"], file)
+            http.download(deb["url"], deb["sha256"], file)
         out.append(file.read_bytes())
     return out
 

@@ -13,9 +13,6 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "import-graph"
 
-# Violations another branch of issue 14 removes (toolchain downloads through nix._download until
-# the HTTP client moves into core/http.py); the lead drops an entry once that branch is merged.
-PENDING = {("envnix.toolchain", "envnix.nix")}
 
 
 def _load_checker():
@@ -80,13 +77,11 @@ def test_stages_import_forward_at_module_top() -> None:
     modules, violations = graph.check(ROOT / "envnix")
     assert len(modules) > 40  # the real tree was read
 
-    found = [str(v) for v in violations if v.kind in ("direction", "in-function", "builders")
-             and (v.module, v.target) not in PENDING]
+    found = [str(v) for v in violations if v.kind in ("direction", "in-function", "builders")]
 
     assert found == []
 
 
-@pytest.mark.xfail(strict=False, reason="other branches of issue 14")
 def test_one_runner_one_client_no_giant_module() -> None:
     """Outside builders/ only core/process.py starts processes and only core/http.py speaks
     HTTP; no module is over MAX_LINES lines. With the rules above: the checker passes."""

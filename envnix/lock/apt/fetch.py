@@ -7,31 +7,23 @@ import base64
 import contextlib
 import gzip
 import hashlib
-import http.client
 import lzma
 import os
 import re
 import shutil
-import subprocess
 import tempfile
-import urllib.error
-import urllib.parse
-import urllib.request
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from envnix.core import options
+from envnix.core import http, options, process
 from envnix.core.errors import FetchError, LockError, ToolMissingError
 from envnix.core.fileio import atomic_write
 from envnix.core.progress import Progress
 from envnix.lock.apt.index import DebIndex, IndexSnapshot
 from envnix.lock.apt.relations import ARCH
 from envnix.spec.apt import AptSource
-
-HTTP_TIMEOUT = 30.0
-"""Seconds before a mirror that accepted the connection but stopped answering is given up."""
 
 
 def default_cache_dir() -> Path:
@@ -46,7 +38,7 @@ def human_size(n: int) -> str:
 
 def _reason(err: object) -> str:
     if isinstance(err, TimeoutError):
-        return f"timed out after {HTTP_TIMEOUT:g} s"
+        return f"timed out after {http.TIMEOUT:g} s"
     if isinstance(err, OSError) and err.strerror:
         return err.strerror
     text = str(err) or type(err).__name__
@@ -55,25 +47,20 @@ def _reason(err: object) -> str:
 
 def _http_get(url: str, *, missing_ok: bool = False,
               setting: str = "--apt-mirror") -> bytes | None:
-    """GET *url* (proxies and CAs from the environment, as urllib does by default).
+    """GET *url* (a local ``file:`` mirror too).
 
     Returns None for "not found" when *missing_ok*; any other failure is a one-line FetchError
     that says which *setting* to check.
     """
-    request = urllib.request.Request(url, headers={"User-Agent": "envnix"})
     try:
-        with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT) as response:
-            return response.read()
-    except urllib.error.HTTPError as e:
-        if missing_ok and e.code in (404, 410):
+        return http.get(url)
+    except http.RequestError as e:
+        if missing_ok and isinstance(e, http.NotFound):
             return None
-        raise FetchError(f"cannot fetch {url}: HTTP {e.code} {_reason(e.reason)}") from e
-    except urllib.error.URLError as e:
-        if missing_ok and isinstance(e.reason, FileNotFoundError):
-            return None
-        raise FetchError(f"cannot reach {url}: {_reason(e.reason)}; check {setting}") from e
-    except (OSError, http.client.HTTPException) as e:
-        raise FetchError(f"cannot reach {url}: {_reason(e)}; check {setting}") from e
+        if isinstance(e, http.HttpError) and e.code is not None:
+            raise FetchError(f"cannot fetch {url}: HTTP {e.code} {_reason(e.reason)}") from e
+        # no answer, or a file: mirror without the file
+        raise FetchError(f"cannot reach {url}: {_reason(e.why)}; check {setting}") from e
 
 
 def _strip_clearsign(text: str) -> str:
@@ -196,7 +183,7 @@ def verify_release(source: AptSource, url: str, raw: bytes,
         else:
             (work / "signature").write_bytes(detached)
             args += [str(work / "signature"), str(work / "signed")]
-        proc = subprocess.run(args, capture_output=True, text=True, check=False)
+        proc = process.run(args, error=LockError)
         if proc.returncode != 0:
             lines = [line.removeprefix("gpgv: ") for line in proc.stderr.splitlines()
                      if line.strip()]

@@ -7,9 +7,7 @@ from __future__ import annotations
 import datetime
 import os
 import re
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
