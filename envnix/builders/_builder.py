@@ -198,13 +198,31 @@ def write_new_file(path: str, data: bytes, mode: int = 0o644) -> None:
         os.close(fd)
 
 
+META_FORMAT = 1
+"""The version of a package tree's ``meta.json`` (``"format"``). envnix's render writes trees
+of the same version (``envnix.render.TREE_FORMAT``); a tree without the field predates it."""
+
+
+def check_version(data: dict[str, Any], key: str, known: int, what: str,
+                  error: type[Exception] = BuilderError) -> int:
+    """``data[key]``, the version of the file ``what`` (0 when absent: written before files
+    carried one); newer than ``known`` is an error that says which envnix to use."""
+    version = data.get(key, 0)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 0:
+        raise error(f"{what}: {key!r} must be a version number")
+    if version > known:
+        raise error(f"{what}: {key} {version} is newer than this envnix reads ({known}); "
+                    "build with the envnix that rendered it")
+    return version
+
+
 def write_meta(
     out: str, kind: str, name: str, version: str, modes: dict[str, list[int]],
     notes: Iterable[str] = (), **extra: object,
 ) -> None:
     """Write ``$out/meta.json`` (the package tree's metadata, see README.md)."""
-    meta: dict[str, object] = {"kind": kind, "name": name, "version": version,
-                               "modes": modes, **extra}
+    meta: dict[str, object] = {"format": META_FORMAT, "kind": kind, "name": name,
+                               "version": version, "modes": modes, **extra}
     notes = list(notes)
     if notes:
         meta["notes"] = notes

@@ -130,6 +130,8 @@ class Rootfs:
     def add_tree(self, tree: str) -> None:
         with open(os.path.join(tree, "meta.json"), encoding="utf-8") as f:
             meta = json.load(f)
+        if isinstance(meta, dict):
+            B.check_version(meta, "format", B.META_FORMAT, f"{tree}/meta.json")
         modes = meta.get("modes", {}) if isinstance(meta, dict) else {}
         if not isinstance(modes, dict):
             raise B.BuilderError(f"{tree}: meta.json modes must be an object")

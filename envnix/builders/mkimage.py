@@ -4,8 +4,9 @@ Run by Nix as `python3 mkimage.py` with these environment variables:
   out      output directory (created if missing)
   layers   JSON list of layer output paths (mklayer.py outputs), bottom first, or (when it does
            not start with '[') the path of a file holding that list
-  config   path of the image config template written by envnix: {"architecture", "os",
-           "config": {...}, "created"?, "history_comment"?, other OCI config keys?}
+  config   path of the image config template written by envnix: {"schema": 1, "template":
+           {"architecture", "os", "config": {...}, "created"?, "history_comment"?, other OCI
+           config keys?}} (the schema is the wrapper's, so the image config gets no extra key)
   tag      optional image reference `name[:tag]` (tag defaults to "latest")
   archive  optional; "1" also writes `$out/image.tar`
   blobs    optional; "link" (default) or "copy": how layer blobs enter `$out/oci/blobs`
@@ -49,6 +50,7 @@ MT_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 MT_CONFIG = "application/vnd.oci.image.config.v1+json"
 MT_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
 DEFAULT_CREATED = "1970-01-01T00:00:00Z"
+CONFIG_SCHEMA = 1  # image-config.json's version; envnix.render.CONFIG_SCHEMA writes it
 DIGESTS_SCHEMA = 1  # digests.json's version; envnix.oci.layout.DIGESTS_SCHEMA reads it
 
 # Docker reference grammar (distribution/reference), lower-case repository, optional tag.
@@ -260,9 +262,12 @@ def build(out: str, layer_paths: list[str], config_path: str, tag: str | None,
     layers = [layer for layer in map(read_layer, layer_paths) if layer.paths != 0]
     if not layers:
         raise ImageError("every layer is empty")
-    template = B.load_json(config_path, f"cannot read config {config_path}", ImageError)
-    if not isinstance(template, dict):
-        raise ImageError(f"{config_path}: the config template must be a JSON object")
+    data = B.load_json(config_path, f"cannot read config {config_path}", ImageError)
+    if not isinstance(data, dict) or not isinstance(data.get("template"), dict):
+        raise ImageError(f'{config_path}: expected {{"schema": {CONFIG_SCHEMA}, '
+                         '"template": {the config template}}')
+    B.check_version(data, "schema", CONFIG_SCHEMA, config_path, ImageError)
+    template = data["template"]
     ref = parse_tag(tag) if tag else None
 
     config = make_config(template, layers)

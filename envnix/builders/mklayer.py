@@ -66,6 +66,7 @@ def _load_meta(tree: str) -> dict[str, object]:
     meta = B.load_json(path, f"{tree}: cannot read meta.json", LayerError)
     if not isinstance(meta, dict):
         raise LayerError(f"{path}: not a JSON object")
+    B.check_version(meta, "format", B.META_FORMAT, path, LayerError)
     return meta
 
 

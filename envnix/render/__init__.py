@@ -38,7 +38,7 @@ from envnix.lock.apt.resolver import auto_installed
 from envnix.lock.model import LOCK_NAME, Lock
 from envnix.lock.toolchain_pin import for_lock
 from envnix.render.baseimage import base_layers, inherit_config, merged_env
-from envnix.render.context import write_context_tree
+from envnix.render.context import TREE_FORMAT, write_context_tree
 from envnix.render.plan import PLAN_SCHEMA
 from envnix.spec import CONDA_PREFIX, CudaSpec, ImageSpec, cuda_apt, cuda_nixpkgs
 from envnix.spec.cuda import gpu_labels, implied_by_wheels, library_dir, variant_for
@@ -52,6 +52,9 @@ NIX_BASE_OPTIONS = ("--option", "sandbox", "true")
 
 # Artifacts at least this big (compressed) get a layer of their own, so changing a small
 # package never re-uploads torch; the rest are grouped by kind. Stays far below ~100 layers.
+CONFIG_SCHEMA = 1
+"""image-config.json's version: ``{"schema": 1, "template": <OCI config minus rootfs/history>}``
+(a wrapper, so the version never becomes a key of the image's own config)."""
 OWN_LAYER_BYTES = 10 * 1024 * 1024
 MAX_LAYERS = 100
 
@@ -399,7 +402,8 @@ def _write_files_tree(directory: Path, spec: ImageSpec, tree: FilesTree) -> None
     for rel in tree.mounts:  # envd only creates the mount points at build time
         _mkdirs(root, rel)
     atomic_write(directory / "meta.json", json.dumps(
-        {"kind": "files", "name": "config", "version": "0", "modes": modes},
+        {"format": TREE_FORMAT, "kind": "files", "name": "config", "version": "0",
+         "modes": modes},
         sort_keys=True, separators=(",", ":")) + "\n")
 
 
@@ -650,7 +654,8 @@ def _render_into(out_dir: Path, spec: ImageSpec, lock: Lock, plan: dict[str, Any
     if contexts.is_symlink() or (contexts.exists() and not contexts.is_dir()):
         contexts.unlink()
     write_context_tree(contexts, context or out_dir, spec.copies, owner)
-    _write(out_dir / "image-config.json", _json(image_config(spec, lock)))
+    _write(out_dir / "image-config.json",
+           _json({"schema": CONFIG_SCHEMA, "template": image_config(spec, lock)}))
     _write(out_dir / LOCK_NAME, lock.dumps())
     # Only the host toolchain needs a copy of zstandard: the pinned one has Debian's.
     _write_zstandard(out_dir / "toolchain", needed=toolchain == "host" and any(

@@ -20,6 +20,10 @@ from envnix.core.errors import SpecError
 from envnix.core.fileio import atomic_write, atomic_writer
 from envnix.spec import CopySpec, file_kind
 
+TREE_FORMAT = 1
+"""The package-tree meta.json version of the trees render writes (files/, context/): the
+builders' ``_builder.META_FORMAT``, which the builders check."""
+
 IGNORE_FILES = (".envnixignore", ".dockerignore")
 ALWAYS_IGNORED = (".envnix", ".git")  # envnix's own output and VCS metadata
 
@@ -247,6 +251,7 @@ def write_context_tree(directory: Path, context: Path, copies: list[CopySpec],
         if entry.kind != "link" and owner != (0, 0):
             modes[image_path.lstrip("/")] = [mode, *owner]
     atomic_write(directory / "meta.json", json.dumps(
-        {"kind": "context", "name": "io.copy", "version": "0", "modes": modes},
+        {"format": TREE_FORMAT, "kind": "context", "name": "io.copy", "version": "0",
+         "modes": modes},
         sort_keys=True, separators=(",", ":")) + "\n")
     return True

@@ -161,12 +161,12 @@ def mkimage(out: Path, layers: list[Path], config: Path, **extra: str) -> dict:
 
 
 def config_template(path: Path) -> Path:
-    path.write_text(json.dumps({
+    path.write_text(json.dumps({"schema": 1, "template": {
         "architecture": "amd64", "os": "linux", "created": "1970-01-01T00:00:00Z",
         "config": {"Env": ["PATH=/usr/bin:/bin", "LANG=C.UTF-8"], "WorkingDir": "/",
                    "Labels": {"ai.tensorchord.envd.build.digest": "x"}, "Cmd": ["/bin/sh"]},
         "history_comment": "built by envnix tests",
-    }), encoding="utf-8")
+    }}), encoding="utf-8")
     return path
 
 

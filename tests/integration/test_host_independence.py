@@ -45,5 +45,6 @@ def test_shell_environment_changes_no_digest(tmp_path: Path) -> None:
     # Every timestamp is the fixed epoch, whatever SOURCE_DATE_EPOCH said.
     plan = json.loads((built[1].context / ".envnix" / "plan.json").read_text())
     assert plan["mtime"] == 0
-    config = json.loads((built[1].context / ".envnix" / "image-config.json").read_text())
+    rendered = built[1].context / ".envnix" / "image-config.json"
+    config = json.loads(rendered.read_text())["template"]
     assert config["created"] == "1970-01-01T00:00:00Z"

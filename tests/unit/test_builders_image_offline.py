@@ -16,11 +16,16 @@ from pathlib import Path
 
 import pytest
 
+from envnix.render import CONFIG_SCHEMA
+from envnix.render.context import TREE_FORMAT
+
 REPO = Path(__file__).resolve().parents[2]
 
 BUILDERS = REPO / "envnix" / "builders"
 
 sys.path.insert(0, str(BUILDERS))  # the builders import their siblings as top-level modules
+import _builder as B  # noqa: E402
+import mkimage  # noqa: E402
 from _gzip import GzipWriter  # noqa: E402
 from _tarwrite import Entry, TarError, TarWriter  # noqa: E402
 
@@ -131,3 +136,16 @@ def test_gzip_header_trailer_and_chunking() -> None:
     assert out[:10] == bytes.fromhex("1f8b08000000000000ff")
     assert out[-8:] == (zlib.crc32(data).to_bytes(4, "little") + len(data).to_bytes(4, "little"))
     assert gzip.decompress(out) == data
+
+
+def test_builder_inputs_carry_versions_and_newer_ones_are_refused(tmp_path: Path) -> None:
+    """meta.json and image-config.json name their version: a file from before versions reads
+    as 0, a newer one is one line saying which envnix to use, and render writes the version
+    the builders read."""
+    assert (TREE_FORMAT, CONFIG_SCHEMA) == (B.META_FORMAT, mkimage.CONFIG_SCHEMA)
+    assert B.check_version({}, "format", 1, "t/meta.json") == 0
+    assert B.check_version({"format": 1}, "format", 1, "t/meta.json") == 1
+    with pytest.raises(B.BuilderError, match=r"^t/meta.json: format 2 is newer than this envnix"):
+        B.check_version({"format": 2}, "format", 1, "t/meta.json")
+    with pytest.raises(B.BuilderError, match="must be a version number"):
+        B.check_version({"format": True}, "format", 1, "t/meta.json")

@@ -71,6 +71,8 @@ def test_render_is_deterministic(tmp_path: Path) -> None:
     b = render(small_spec(), small_lock(), tmp_path / "b", "demo:dev").directory
     for name in ("default.nix", "flake.nix", "plan.json", "image-config.json", "envnix.lock"):
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
-    config = json.loads((a / "image-config.json").read_text())
+    wrapper = json.loads((a / "image-config.json").read_text())
+    assert wrapper["schema"] == 1
+    config = wrapper["template"]
     assert config["created"] == "1970-01-01T00:00:00Z"
     assert config["config"]["Labels"]["io.envnix.lock.digest"] == small_lock().digest
