@@ -355,14 +355,18 @@ class _PipSection:
                               hint="supported: -r, -e <path>, --index-url, "
                                    "--extra-index-url, --trusted-host")
 
+    def _inside(self, path: str, base: Path, where: _Where, what: str, hint: str) -> Path:
+        """*path* resolved against *base*, or the error naming *what* if it leaves the context."""
+        try:
+            return resolve_in_context(path, self.context, base)
+        except ValueError as exc:
+            raise where.error(f"{what}: {exc}", hint=hint) from None
+
     def _include(self, ref: str, where: _Where, base: Path, stack: tuple[Path, ...]) -> None:
         if _URL_RE.match(ref):
             raise where.error(f"-r {ref}: requirements files from URLs are not supported yet")
-        try:
-            target = resolve_in_context(ref, self.context, base)
-        except ValueError as exc:
-            raise where.error(f"-r {ref}: {exc}",
-                              hint="envnix reads only files inside the build context") from None
+        target = self._inside(ref, base, where, f"-r {ref}",
+                              "envnix reads only files inside the build context")
         if target in stack:
             chain = " -> ".join(p.name for p in (*stack, target))
             raise where.error(f"requirements files include each other: {chain}")
@@ -386,11 +390,8 @@ class _PipSection:
             return
         if re.search(r"\[[^\]]*\]$", local):
             raise where.error(f"extras on a local path ({req!r}) are not supported yet")
-        try:
-            target = resolve_in_context(local, self.context, base)
-        except ValueError as exc:
-            raise where.error(f"local pip path {req!r}: {exc}",
-                              hint="move it under the build context") from None
+        target = self._inside(local, base, where, f"local pip path {req!r}",
+                              "move it under the build context")
         if not target.exists():
             raise where.error(f"local pip path {req!r} does not exist (looked at {target})")
         entry = (str(target), editable)
