@@ -277,7 +277,7 @@ def seed_chroot_store(plan_path: Path, store: str,
             if path in on_host and Path(path).is_file():
                 shutil.copyfile(path, file)
             else:
-                http.download(artifact["url"], artifact["sha256"], file)
+                http.download(artifact["url"], artifact["sha256"], file, progress=progress)
             added = _run(["nix-store", "--store", store, "--add-fixed", "sha256", str(file)])
             if added.strip() != path:
                 raise BuildError(f"seeding {store}: {artifact['storeName']} became "

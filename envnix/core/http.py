@@ -42,6 +42,7 @@ from typing import BinaryIO
 from envnix.core.errors import FetchError, HashMismatchError, LockError, os_reason
 from envnix.core.fileio import atomic_writer
 from envnix.core.nixexpr import shown_url, url_problem
+from envnix.core.progress import Progress
 
 TIMEOUT = 30.0
 """Seconds before a server that accepted the connection but stopped answering is given up."""
@@ -316,9 +317,11 @@ def hash_url(url: str, *, insecure: bool = False) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
-def download(url: str, sha256: str, dest: Path, *, timeout: float = 120) -> None:
+def download(url: str, sha256: str, dest: Path, *, timeout: float = 120,
+             progress: Progress | None = None) -> None:
     """``url`` to ``dest``, which appears only whole and matching ``sha256``; else a one-line
-    FetchError or HashMismatchError (LockError for a URL envnix does not fetch at all)."""
+    FetchError or HashMismatchError (LockError for a URL envnix does not fetch at all).
+    ``progress`` hears one line per file once it is in place, with its size."""
     problem = url_problem(url)  # the caller checked; this function must not rely on it
     if problem:
         raise LockError(f"refusing to download {url[:200]!r}: {problem}")
@@ -341,3 +344,5 @@ def download(url: str, sha256: str, dest: Path, *, timeout: float = 120) -> None
         raise FetchError(f"cannot download {url}: "
                          f"{os_reason(exc.cause if isinstance(exc, Unreachable) else exc)}",
                          hint="check the network or the mirror in envnix.lock") from None
+    if progress:
+        progress(f"downloaded {dest.name} ({dest.stat().st_size / 1e6:.1f} MB)")

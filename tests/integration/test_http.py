@@ -142,8 +142,10 @@ def test_download_writes_only_verified_bytes(server: Server, tmp_path: Path) -> 
     data = b"a pinned artifact"
     server.script["/a.deb"] = [(200, {}, data)]
     dest = tmp_path / "a.deb"
-    download(server.url("/a.deb"), hashlib.sha256(data).hexdigest(), dest)
+    lines: list[str] = []
+    download(server.url("/a.deb"), hashlib.sha256(data).hexdigest(), dest, progress=lines.append)
     assert dest.read_bytes() == data
+    assert lines == ["downloaded a.deb (0.0 MB)"]  # one line per file, once it is in place
 
 
 def test_download_with_the_wrong_sha256_leaves_no_file(server: Server, tmp_path: Path) -> None:
