@@ -19,7 +19,6 @@ from envnix.core import options
 from envnix.core.errors import (
     INTERRUPTED,
     EnvnixError,
-    StaleLockError,
     Terminated,
     UsageError,
     os_reason,
@@ -31,21 +30,17 @@ from envnix.core.reference import image_name
 from envnix.frontend import load_spec
 from envnix.frontend.migrate import build_envd_from_conda
 from envnix.lock import (
-    LOCK_NAME,
-    CorruptLockError,
-    Lock,
     apt_sources,
-    lock_inputs,
+    check_lock,
+    ensure_lock,
+    lock_file,
     make_lock,
-    read_lock,
-    stale_reason,
     write_lock,
 )
 from envnix.nix import NixConfig, nix_build
 from envnix.oci.layout import read_digests
 from envnix.oci.output import parse_output
 from envnix.render import render
-from envnix.spec import ImageSpec
 from envnix.spec.cuda import PROVIDERS as CUDA_PROVIDERS
 
 GENERATED_DIR = ".envnix"
@@ -75,39 +70,6 @@ def _nixpkgs(ref: str) -> str:
         raise UsageError(f"--nixpkgs {ref!r} is not a flake reference",
                          hint="e.g. nixpkgs, github:NixOS/nixpkgs/nixos-24.05 or path:/src")
     return ref
-
-
-def _lock_path(context: Path, spec: ImageSpec) -> Path:
-    return (context / spec.manifest).parent / LOCK_NAME
-
-
-def _ensure_lock(context: Path, spec: ImageSpec, apt_mirror: str | None, locked: bool) -> Lock:
-    """Use envnix.lock when it still answers the inputs; otherwise re-lock (unless --locked)."""
-    path = _lock_path(context, spec)
-    try:
-        existing = read_lock(path)
-    except CorruptLockError as exc:
-        if locked:
-            raise
-        # Like a stale lock: re-lock; write_lock keeps the damaged file as envnix.lock.bak.
-        REPORTER.message(f"lock: {path.name} is unusable "
-                         f"({exc.message.split(': ', 1)[-1]}); re-locking")
-        existing = None
-    inputs = lock_inputs(spec, context)
-    if existing is not None:
-        reason = stale_reason(existing, inputs)
-        if reason is None:
-            REPORTER.message(f"lock: {path.name} is up to date "
-                             f"({len(existing.artifacts())} artifacts)")
-            return existing
-        if locked:
-            raise StaleLockError(f"{path.name} is stale: {reason}",
-                                 hint="run envnix lock, or drop --locked")
-        REPORTER.message(f"lock: {path.name} is stale ({reason}); re-locking")
-    lock = make_lock(spec, context, apt_sources(spec.os, apt_mirror), REPORTER)
-    write_lock(path, lock)
-    REPORTER.message(f"lock: wrote {path} ({len(lock.artifacts())} artifacts)")
-    return lock
 
 
 common_path = click.argument("path", required=False)
@@ -174,14 +136,9 @@ def lock_cmd(path: str | None, path_opt: str | None, from_: str, cuda_provider: 
     """Resolve every apt and pip package to URL + sha256 and write envnix.lock."""
     context = _context(path, path_opt)
     spec = load_spec(context, from_, cuda_provider=cuda_provider)
-    lock_path = _lock_path(context, spec)
+    lock_path = lock_file(context, spec)
     if check:
-        existing = read_lock(lock_path)
-        if existing is None:
-            raise StaleLockError(f"{lock_path.name} does not exist", hint="run envnix lock")
-        reason = stale_reason(existing, lock_inputs(spec, context))
-        if reason:
-            raise StaleLockError(f"{lock_path.name} is stale: {reason}", hint="run envnix lock")
+        check_lock(context, spec)
         click.echo(f"{lock_path.name} is up to date")
         return
     lock = make_lock(spec, context, apt_sources(spec.os, apt_mirror), REPORTER)
@@ -242,7 +199,7 @@ def render_cmd(path: str | None, path_opt: str | None, from_: str, cuda_provider
     tag = tag or _default_tag(context)
     nixpkgs = _nixpkgs(nixpkgs)
     spec = load_spec(context, from_, cuda_provider=cuda_provider)
-    lock = _ensure_lock(context, spec, apt_mirror, locked)
+    lock = ensure_lock(context, spec, apt_mirror, locked, REPORTER)
     rendered = render(spec, lock, out_dir or context / GENERATED_DIR, tag,
                       toolchain, nixpkgs, context=context)
     click.echo(str(rendered.directory))
@@ -273,7 +230,7 @@ def build_cmd(path: str | None, path_opt: str | None, from_: str, cuda_provider:
     tag = output.build_tag(tag, _default_tag(context)) if output else tag or _default_tag(context)
     nixpkgs = _nixpkgs(nixpkgs)
     spec = load_spec(context, from_, cuda_provider=cuda_provider)
-    lock = _ensure_lock(context, spec, apt_mirror, locked)
+    lock = ensure_lock(context, spec, apt_mirror, locked, REPORTER)
     rendered = render(spec, lock, out_dir or context / GENERATED_DIR, tag, toolchain, nixpkgs,
                       context=context)
     result = nix_build(rendered.directory, "image", toolchain,

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from envnix.core import options
-from envnix.core.errors import LockError, UsageError
+from envnix.core.errors import LockError, StaleLockError, UsageError
 from envnix.core.progress import Progress
 from envnix.frontend.envyaml import (
     ChannelLocation,
@@ -42,8 +42,23 @@ from envnix.spec.apt import AptSource
 from envnix.spec.cuda import implied_by_wheels
 from envnix.spec.envyaml import EnvFile
 
-__all__ = ["LOCK_NAME", "CondaPlan", "CorruptLockError", "Lock", "apt_sources", "conda_plan",
-           "lock_inputs", "make_lock", "pip_request", "read_lock", "stale_reason", "write_lock"]
+__all__ = [
+    "LOCK_NAME",
+    "CondaPlan",
+    "CorruptLockError",
+    "Lock",
+    "apt_sources",
+    "check_lock",
+    "conda_plan",
+    "ensure_lock",
+    "lock_file",
+    "lock_inputs",
+    "make_lock",
+    "pip_request",
+    "read_lock",
+    "stale_reason",
+    "write_lock",
+]
 
 
 @dataclass(frozen=True)
@@ -237,3 +252,51 @@ def _check_pip_installed(env: EnvFile, conda_packages: list[dict[str, Any]],
                     "pip, and the env has none",
                     hint="add pip to dependencies (and the project's build backend, e.g. "
                          "setuptools, since the build runs offline)")
+
+
+def lock_file(context: Path, spec: ImageSpec) -> Path:
+    """Where a spec's envnix.lock lives: beside its manifest."""
+    return (context / spec.manifest).parent / LOCK_NAME
+
+
+def check_lock(context: Path, spec: ImageSpec) -> None:
+    """StaleLockError unless the spec's envnix.lock exists and answers its inputs
+    (``envnix lock --check``)."""
+    path = lock_file(context, spec)
+    existing = read_lock(path)
+    if existing is None:
+        raise StaleLockError(f"{path.name} does not exist", hint="run envnix lock")
+    reason = stale_reason(existing, lock_inputs(spec, context))
+    if reason:
+        raise StaleLockError(f"{path.name} is stale: {reason}", hint="run envnix lock")
+
+
+def ensure_lock(context: Path, spec: ImageSpec, apt_mirror: str | None, locked: bool,
+                progress: Progress) -> Lock:
+    """envnix.lock when it still answers the inputs; otherwise a new lock, written (unless
+    ``locked``: then a stale or damaged lock is an error), as ``envnix build`` needs."""
+    path = lock_file(context, spec)
+    try:
+        existing = read_lock(path)
+    except CorruptLockError as exc:
+        if locked:
+            raise
+        # Like a stale lock: re-lock; write_lock keeps the damaged file as envnix.lock.bak.
+        progress(f"lock: {path.name} is unusable "
+                 f"({exc.message.split(': ', 1)[-1]}); re-locking")
+        existing = None
+    inputs = lock_inputs(spec, context)
+    if existing is not None:
+        reason = stale_reason(existing, inputs)
+        if reason is None:
+            progress(f"lock: {path.name} is up to date "
+                     f"({len(existing.artifacts())} artifacts)")
+            return existing
+        if locked:
+            raise StaleLockError(f"{path.name} is stale: {reason}",
+                                 hint="run envnix lock, or drop --locked")
+        progress(f"lock: {path.name} is stale ({reason}); re-locking")
+    lock = make_lock(spec, context, apt_sources(spec.os, apt_mirror), progress)
+    write_lock(path, lock)
+    progress(f"lock: wrote {path} ({len(lock.artifacts())} artifacts)")
+    return lock
