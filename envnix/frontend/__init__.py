@@ -462,8 +462,8 @@ class SpecBuilder:
         if self.base_image:
             self._check_custom_base(dev)
         # CUDA's wheels (and conda packages) need a Python; apt and nixpkgs CUDA do not.
-        cuda_needs_python = self.cuda is not None and cuda_table.choose_provider(
-            self.cuda_provider, self.conda.requested) in ("pypi", "conda")
+        cuda_needs_python = self.cuda is not None and provider_named(cuda_table.choose_provider(
+            self.cuda_provider, self.conda.requested)).installer in ("pip", "conda")
         if self.language is None and (self.conda.requested or self.conda_enabled
                                       or cuda_needs_python or self.pip.packages
                                       or self.pip.requirements_files):
@@ -576,11 +576,11 @@ class SpecBuilder:
         source = provider_named(provider)
         if provider != self.cuda_checked_for:
             source.check_request(version, cudnn, self.os)
-        if provider == "conda" and not (python and python.provider == "conda"):
+        if source.installer == "conda" and not (python and python.provider == "conda"):
             raise SpecError("the conda CUDA provider installs into envd's conda env, and this "
                             "image has a system Python",
                             hint="add install.conda_packages(...), or --cuda-provider pypi")
-        if implied and provider != "conda":
+        if implied and source.installer != "conda":
             self._warn(f"{implied[1]} brings CUDA from conda packages and the {provider} "
                        "provider adds its own: the image gets both")
         components = cuda_table.components_for(cudnn, dev)

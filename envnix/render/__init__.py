@@ -593,7 +593,7 @@ def render(spec: ImageSpec, lock: Lock, out_dir: Path, tag: str,
     """Write the Nix project for ``spec`` + ``lock`` into ``out_dir``."""
     image_name(tag, "the tag")
     spec = with_locked_cuda(spec, lock)
-    nixpkgs_cuda = spec.cuda is not None and spec.cuda.provider == "nixpkgs"
+    nixpkgs_cuda = spec.cuda is not None and provider_named(spec.cuda.provider).installer == "nix"
     if nixpkgs_cuda and os.environ.get("NIXPKGS_ALLOW_UNFREE") != "1":
         raise UsageError("CUDA from nixpkgs is unfree (NVIDIA's licence) and nixpkgs builds "
                          "it only when you accept that",

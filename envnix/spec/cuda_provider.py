@@ -1,10 +1,11 @@
 """Where an image's CUDA libraries come from, as one protocol the stages call through.
 
 Why: the frontend checks a request and turns it into requirements, the lock adds apt sources
-and checks the apt index, render finds the library directories and the Nix plan entry; each
-provider (envnix.spec.cuda.PROVIDERS) answers these in its own terms. Going through
-:func:`provider` keeps the stages free of per-provider branches, and keeps the providers free
-of the lock's apt resolver: an index is read only through :class:`cuda_apt.PackageIndex`.
+and checks the apt index, render finds the library directories and the Nix plan entry, the
+ImageSpec puts the compiler tools on PATH; each provider (envnix.spec.cuda.PROVIDERS) answers
+these in its own terms. Going through :func:`provider` keeps the stages free of per-provider
+branches, and keeps the providers free of the lock's apt resolver: an index is read only
+through :class:`cuda_apt.PackageIndex`.
 The tables and the work stay in the provider modules (cuda, cuda_conda, cuda_apt,
 cuda_nixpkgs); the objects here only give them one shape.
 """
@@ -65,10 +66,19 @@ class CudaProvider(Protocol):
         """What the Nix expression needs to build CUDA itself (plan.json "nixpkgsCuda")."""
         ...
 
+    def tools_dir(self, cuda: CudaSpec, site_packages: str | None) -> str | None:
+        """Dev images with nvcc: the directory whose bin/ holds CUDA's compiler tools."""
+        ...
+
+    def is_toolkit(self, cuda: CudaSpec) -> bool:
+        """True when :meth:`tools_dir` is a whole toolkit of one release (nvcc, headers and
+        libraries), so CUDA_HOME can name it."""
+        ...
+
 
 class _AddsNothing:
-    """The answers of a provider that adds nothing to the apt resolution, the loader path or
-    the Nix plan; each provider overrides what it does add."""
+    """The answers of a provider that adds nothing to the apt resolution, the loader path, the
+    Nix plan or PATH; each provider overrides what it does add."""
 
     def apt_sources(self, cuda: CudaSpec, sources: Sequence[AptSource]) -> list[AptSource]:
         return list(sources)
@@ -86,6 +96,12 @@ class _AddsNothing:
 
     def nix_plan(self, cuda: CudaSpec) -> dict[str, Any] | None:
         return None
+
+    def tools_dir(self, cuda: CudaSpec, site_packages: str | None) -> str | None:
+        return None
+
+    def is_toolkit(self, cuda: CudaSpec) -> bool:
+        return False
 
 
 class PypiProvider(_AddsNothing):
@@ -114,6 +130,18 @@ class PypiProvider(_AddsNothing):
             if rel:
                 dirs.setdefault(f"{site_packages}/{rel}", None)
         return list(dirs)
+
+    def tools_dir(self, cuda: CudaSpec, site_packages: str | None) -> str | None:
+        """CUDA >= 13 wheels form a whole toolkit (nvcc, headers, libs) in nvidia/cuNN; older
+        nvcc wheels carry only ptxas and libnvvm (no nvcc driver), so no CUDA_HOME then."""
+        if site_packages is None:
+            return None
+        if cuda.major >= 13:
+            return f"{site_packages}/nvidia/cu{cuda.major}"
+        return f"{site_packages}/nvidia/cuda_nvcc"
+
+    def is_toolkit(self, cuda: CudaSpec) -> bool:
+        return cuda.major >= 13
 
 
 class CondaProvider(_AddsNothing):
@@ -158,6 +186,12 @@ class AptProvider(_AddsNothing):
                      apt_packages: Iterable[str], wheels: Iterable[str]) -> list[str]:
         return cuda_apt.library_dirs(cuda, apt_packages)
 
+    def tools_dir(self, cuda: CudaSpec, site_packages: str | None) -> str | None:
+        return cuda_apt.tools_dir(cuda, dev=True)  # NVIDIA's /usr/local/cuda-X.Y
+
+    def is_toolkit(self, cuda: CudaSpec) -> bool:
+        return True
+
 
 class NixpkgsProvider(_AddsNothing):
     """nixpkgs' cudaPackages sets, built by the Nix expression (envnix.spec.cuda_nixpkgs)."""
@@ -178,6 +212,12 @@ class NixpkgsProvider(_AddsNothing):
 
     def nix_plan(self, cuda: CudaSpec) -> dict[str, Any] | None:
         return cuda_nixpkgs.plan_entry(cuda.version, cuda.cudnn, cuda.components)
+
+    def tools_dir(self, cuda: CudaSpec, site_packages: str | None) -> str | None:
+        return cuda_nixpkgs.TOOLS_DIR  # links into the store, made by builders/nix_closure.py
+
+    def is_toolkit(self, cuda: CudaSpec) -> bool:
+        return cuda.major >= 13  # as for NVIDIA's wheels: CUDA_HOME from CUDA 13 on
 
 
 _PROVIDERS: dict[str, CudaProvider] = {

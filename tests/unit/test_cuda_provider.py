@@ -146,3 +146,23 @@ def test_library_dirs_of_nvidia_apt_packages(monkeypatch: pytest.MonkeyPatch) ->
                                         []) == [
         "/usr/local/cuda-12.4/targets/x86_64-linux/lib",
         "/usr/local/cuda-12.2/targets/x86_64-linux/lib"]
+
+
+def test_tools_dir_and_cuda_home_per_provider() -> None:
+    def tools(name: str, version: str, site: str | None = SITE) -> tuple[str | None, bool]:
+        cuda = cuda_of(name, version, "", dev=True)
+        return provider(name).tools_dir(cuda, site), provider(name).is_toolkit(cuda)
+
+    assert tools("pypi", "12.4") == (f"{SITE}/nvidia/cuda_nvcc", False)
+    assert tools("pypi", "13.0") == (f"{SITE}/nvidia/cu13", True)
+    assert tools("pypi", "13.0", site=None) == (None, True)
+    assert tools("conda", "12.4") == (None, False)
+    assert tools("nixpkgs", "12.4") == ("/usr/local/cuda", False)
+    assert tools("nixpkgs", "13.0") == ("/usr/local/cuda", True)
+    assert tools("apt", "11.8") == (None, True)  # Debian's nvcc is /usr/bin/nvcc already
+
+
+def test_tools_dir_of_nvidia_apt_packages(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(options.CUDA_APT_REPO.name, "http://127.0.0.1:9/cuda")
+    cuda = cuda_of("apt", "12.4", "", dev=True, os_release=UBUNTU)
+    assert provider("apt").tools_dir(cuda, None) == "/usr/local/cuda-12.4"
