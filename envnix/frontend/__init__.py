@@ -39,15 +39,14 @@ from envnix.spec import (
     RuntimeSpec,
     apt_profile_from_env,
     check_env_name,
-    cuda_apt,
     cuda_conda,
-    cuda_nixpkgs,
     file_kind,
     has_control_character,
     image_path,
     release_for,
 )
 from envnix.spec import cuda as cuda_table
+from envnix.spec.cuda_provider import provider as provider_named
 
 __all__ = ["evaluate_spec", "load_spec", "parse_from"]
 
@@ -213,7 +212,7 @@ class SpecBuilder:
         # Checked here, with the provider the calls so far imply, so that an unsatisfiable
         # version points at this line; build() re-checks if a later call changed the provider.
         provider = cuda_table.choose_provider(self.cuda_provider, self.conda.requested)
-        check_cuda_request(provider, version, cudnn, self.os)
+        provider_named(provider).check_request(version, cudnn, self.os)
         self.cuda = (version, cudnn)
         self.cuda_checked_for = provider
 
@@ -463,8 +462,8 @@ class SpecBuilder:
         if self.base_image:
             self._check_custom_base(dev)
         # CUDA's wheels (and conda packages) need a Python; apt and nixpkgs CUDA do not.
-        cuda_needs_python = self.cuda is not None and cuda_table.choose_provider(
-            self.cuda_provider, self.conda.requested) in ("pypi", "conda")
+        cuda_needs_python = self.cuda is not None and provider_named(cuda_table.choose_provider(
+            self.cuda_provider, self.conda.requested)).installer in ("pip", "conda")
         if self.language is None and (self.conda.requested or self.conda_enabled
                                       or cuda_needs_python or self.pip.packages
                                       or self.pip.requirements_files):
@@ -574,20 +573,21 @@ class SpecBuilder:
                             hint="make them name the same release")
         conda_env = bool(python and python.provider == "conda" and self.conda.requested)
         provider = cuda_table.choose_provider(self.cuda_provider, conda_env)
+        source = provider_named(provider)
         if provider != self.cuda_checked_for:
-            check_cuda_request(provider, version, cudnn, self.os)
-        if provider == "conda" and not (python and python.provider == "conda"):
+            source.check_request(version, cudnn, self.os)
+        if source.installer == "conda" and not (python and python.provider == "conda"):
             raise SpecError("the conda CUDA provider installs into envd's conda env, and this "
                             "image has a system Python",
                             hint="add install.conda_packages(...), or --cuda-provider pypi")
-        if implied and provider != "conda":
+        if implied and source.installer != "conda":
             self._warn(f"{implied[1]} brings CUDA from conda packages and the {provider} "
                        "provider adds its own: the image gets both")
         components = cuda_table.components_for(cudnn, dev)
         return CudaSpec(version=version, cudnn=cudnn, provider=provider,
                         variant=cuda_table.variant_for(cudnn, dev), components=components,
-                        requirements=cuda_requirements(provider, version, cudnn, components,
-                                                       self.os))
+                        requirements=source.requirements(version, cudnn, components,
+                                                         self.os))
 
     def _names_cuda_request(self) -> tuple[str, str, str] | None:
         """A CUDA release asked for by install.conda_packages(name=[...]), as env.yaml's."""
@@ -606,36 +606,6 @@ class SpecBuilder:
                         variant=cuda_table.variant_for(cudnn, dev=False),
                         components=components, requirements=cuda_conda.release_pin(version),
                         implied_by=implied_by)
-
-
-def check_cuda_request(provider: str, version: str, cudnn: str, os: OsRelease | None) -> None:
-    """SpecError unless ``provider`` can give CUDA ``version`` with cuDNN ``cudnn``; the
-    message lists the versions it can give."""
-    if provider == "pypi":
-        cuda_table.check_request(version, cudnn)
-    elif provider == "nixpkgs":
-        cuda_nixpkgs.check_request(version, cudnn)
-    elif provider == "conda":
-        cuda_conda.check_request(version, cudnn)
-    elif provider == "apt":
-        cuda_apt.check_request(version, cudnn, os)
-    else:
-        raise SpecError(f"the {provider} CUDA provider is not supported yet",
-                        hint="--cuda-provider pypi (NVIDIA's PyPI wheels)")
-
-
-def cuda_requirements(provider: str, version: str, cudnn: str, components: list[str],
-                      os: OsRelease) -> list[str]:
-    """What the provider must install for ``components``, in its own terms."""
-    if provider == "pypi":
-        return cuda_table.requirements_for(version, cudnn, components)
-    if provider == "nixpkgs":
-        return cuda_nixpkgs.requirements_for(components)
-    if provider == "conda":
-        return cuda_conda.requirements_for(version, cudnn, components)
-    if provider == "apt":
-        return cuda_apt.requirements_for(version, cudnn, components, os)
-    raise SpecError(f"the {provider} CUDA provider is not supported yet")
 
 
 def load_spec(context: Path, from_: str = "build.envd:build",

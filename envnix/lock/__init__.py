@@ -37,9 +37,11 @@ from envnix.lock.model import (
     write_lock,
 )
 from envnix.lock.toolchain_pin import shipped_pin_data
-from envnix.spec import CUSTOM_IMAGE_RELEASE, ImageSpec, OsRelease, PipRequest, cuda_apt
+from envnix.spec import CUSTOM_IMAGE_RELEASE, ImageSpec, OsRelease, PipRequest
 from envnix.spec.apt import AptSource
 from envnix.spec.cuda import implied_by_wheels
+from envnix.spec.cuda_provider import IndexCheck
+from envnix.spec.cuda_provider import provider as provider_named
 from envnix.spec.envyaml import EnvFile
 
 __all__ = [
@@ -83,7 +85,8 @@ def conda_plan(spec: ImageSpec) -> CondaPlan | None:
     names = effective_channels(env.channels if env else (), condarc,
                                nodefaults=env.nodefaults if env else False,
                                first=spec.conda.channels)
-    cuda = spec.cuda.requirements if spec.cuda and spec.cuda.provider == "conda" else ()
+    cuda = (spec.cuda.requirements if spec.cuda
+            and provider_named(spec.cuda.provider).installer == "conda" else ())
     specs = (f"python {spec.python.version}.*", *spec.conda.packages,
              *(env.dependencies if env else ()), *cuda)
     if not names and not any("::" in s for s in specs):
@@ -97,7 +100,7 @@ def pip_request(spec: ImageSpec, plan: CondaPlan | None) -> PipRequest:
     """build.envd's pip request plus env.yaml's pip: section (installed into the conda env),
     plus install.cuda's NVIDIA wheels (for system and conda Pythons alike)."""
     request = _pip_request(spec, plan)
-    if spec.cuda is None or spec.cuda.provider != "pypi":
+    if spec.cuda is None or provider_named(spec.cuda.provider).installer != "pip":
         return request
     return dataclasses.replace(request, packages=[*request.packages, *spec.cuda.requirements])
 
@@ -195,13 +198,16 @@ def make_lock(spec: ImageSpec, context: Path, sources: list[AptSource],
     else:
         # --cuda-provider apt: NVIDIA's repository or Debian's non-free join the sources (and
         # the lock's record of them); the driver's packages are the host's, never installed.
-        sources = cuda_apt.lock_sources(spec.cuda, sources)
+        host_provided: tuple[str, ...] = ()
+        check: IndexCheck | None = None
+        if spec.cuda:
+            cuda = provider_named(spec.cuda.provider)
+            sources = cuda.apt_sources(spec.cuda, sources)
+            host_provided = cuda.host_provided(spec.cuda)
+            check = cuda.index_check(spec.cuda, sources, progress)
         indexes, packages = lock_apt(
-            sources, spec.apt_roots(), progress=progress,
-            host_provided=cuda_apt.host_provided(spec.cuda),
-            essential=spec.apt_profile == "essential",
-            check=cuda_apt.index_check(spec.cuda, cuda_apt.describe_source(spec.cuda, sources),
-                                       progress))
+            sources, spec.apt_roots(), progress=progress, host_provided=host_provided,
+            essential=spec.apt_profile == "essential", check=check)
     conda_packages: list[dict[str, Any]] = []
     if plan is not None:
         # install.cuda sets the target's __cuda: conda packages built for CUDA then solve
@@ -215,7 +221,7 @@ def make_lock(spec: ImageSpec, context: Path, sources: list[AptSource],
             raise LockError("pip packages need a Python: add base(language=...) or "
                             "install.python()")
         wheels = []
-    elif spec.cuda is None or spec.cuda.provider != "pypi":
+    elif spec.cuda is None or provider_named(spec.cuda.provider).installer != "pip":
         wheels = pip.lock_pip(request, context, spec.python.version, spec.os.glibc, progress)
     else:
         wheels = lock_cuda_pip(request, context, spec.cuda, spec.python.version,

@@ -40,8 +40,9 @@ from envnix.lock.toolchain_pin import for_lock
 from envnix.render.baseimage import base_layers, inherit_config, merged_env
 from envnix.render.context import TREE_FORMAT, write_context_tree
 from envnix.render.plan import PLAN_SCHEMA
-from envnix.spec import CONDA_PREFIX, CudaSpec, ImageSpec, cuda_apt, cuda_nixpkgs
-from envnix.spec.cuda import gpu_labels, implied_by_wheels, library_dir, variant_for
+from envnix.spec import CONDA_PREFIX, CudaSpec, ImageSpec
+from envnix.spec.cuda import gpu_labels, implied_by_wheels, variant_for
+from envnix.spec.cuda_provider import provider as provider_named
 
 HOST_PYTHON = "/usr/bin/python3"
 HOST_SANDBOX_PATHS = ("/usr", "/lib", "/lib64")
@@ -180,9 +181,7 @@ def build_plan(spec: ImageSpec, lock: Lock, tag: str) -> dict[str, Any]:
     for i, layer in enumerate(base):
         check_artifact(layer, f"base layer {i + 1}", LOCK_NAME)
     python = spec.python
-    nixpkgs_cuda = (cuda_nixpkgs.plan_entry(spec.cuda.version, spec.cuda.cudnn,
-                                            spec.cuda.components)
-                    if spec.cuda and spec.cuda.provider == "nixpkgs" else None)
+    nixpkgs_cuda = provider_named(spec.cuda.provider).nix_plan(spec.cuda) if spec.cuda else None
     triggers = image_triggers(lock)
     return {
         "schema": PLAN_SCHEMA,  # read back by envnix.render.plan.read_plan
@@ -425,23 +424,16 @@ def with_locked_cuda(spec: ImageSpec, lock: Lock) -> ImageSpec:
 
 
 def cuda_library_dirs(spec: ImageSpec, lock: Lock) -> list[str]:
-    """The image directories of every NVIDIA wheel's shared libraries, in the lock's order.
-
-    From the lock, not the spec: torch or cuDNN pull component wheels install.cuda did not
-    name, and the loader must find those too (cuDNN's libraries carry no RUNPATH to cuBLAS).
-    """
-    if spec.cuda is not None and spec.cuda.provider == "nixpkgs":
-        return [cuda_nixpkgs.LIBRARY_DIR]
-    if spec.cuda is not None and spec.cuda.provider == "apt":  # NVIDIA's /usr/local/cuda-X.Y
-        return cuda_apt.library_dirs(spec.cuda, (p["name"] for p in lock.apt_packages))
-    if spec.cuda is None or spec.python is None or spec.cuda.provider != "pypi":
+    """The image directories of the locked CUDA libraries, as the spec's provider lays them
+    out. From the lock, not the spec: packages pull CUDA libraries install.cuda did not name
+    (torch's component wheels, another release's apt packages), and the loader must find
+    those too."""
+    if spec.cuda is None:
         return []
-    dirs: dict[str, None] = {}
-    for wheel in lock.pip_wheels:
-        rel = library_dir(wheel["name"], spec.cuda.major)
-        if rel:
-            dirs.setdefault(f"{spec.python.site_packages}/{rel}", None)
-    return list(dirs)
+    return provider_named(spec.cuda.provider).library_dirs(
+        spec.cuda, spec.python.site_packages if spec.python else None,
+        apt_packages=(p["name"] for p in lock.apt_packages),
+        wheels=(w["name"] for w in lock.pip_wheels))
 
 
 def image_config(spec: ImageSpec, lock: Lock) -> dict[str, Any]:
@@ -601,7 +593,7 @@ def render(spec: ImageSpec, lock: Lock, out_dir: Path, tag: str,
     """Write the Nix project for ``spec`` + ``lock`` into ``out_dir``."""
     image_name(tag, "the tag")
     spec = with_locked_cuda(spec, lock)
-    nixpkgs_cuda = spec.cuda is not None and spec.cuda.provider == "nixpkgs"
+    nixpkgs_cuda = spec.cuda is not None and provider_named(spec.cuda.provider).installer == "nix"
     if nixpkgs_cuda and os.environ.get("NIXPKGS_ALLOW_UNFREE") != "1":
         raise UsageError("CUDA from nixpkgs is unfree (NVIDIA's licence) and nixpkgs builds "
                          "it only when you accept that",

@@ -19,7 +19,7 @@ from typing import Any, Literal
 from envnix.core import options
 from envnix.core.errors import SpecError, UsageError
 from envnix.spec.cuda import DRIVER_LIBRARY_DIRS, release_key
-from envnix.spec.cuda_apt import tools_dir as apt_tools_dir
+from envnix.spec.cuda_provider import provider as provider_named
 from envnix.spec.envyaml import EnvFile
 
 PythonProvider = Literal["system", "conda"]
@@ -264,7 +264,7 @@ class ImageSpec:
             roots += self.MANYLINUX_APT
         if self.cuda and "cudnn" in self.cuda.components:
             roots.append("zlib1g")  # cuDNN links libz.so.1 and does not vendor it
-        if self.cuda and self.cuda.provider == "apt":
+        if self.cuda and provider_named(self.cuda.provider).installer == "apt":
             roots += self.cuda.requirements
         if self.dev:
             # envd's dev stack, minus its downloaded tools (sshd, horust, starship).
@@ -311,28 +311,17 @@ class ImageSpec:
                "NVIDIA_REQUIRE_CUDA": f"cuda>={self.cuda.major_minor}",
                "LD_LIBRARY_PATH": ":".join([*library_dirs, *DRIVER_LIBRARY_DIRS])}
         tools = self.cuda_tools_dir()
-        if tools and (self.cuda.major >= 13 or self.cuda.provider == "apt"):
+        if tools and provider_named(self.cuda.provider).is_toolkit(self.cuda):
             env["CUDA_HOME"] = tools  # nvcc, headers and libs of one release, as a toolkit
         return env
 
     def cuda_tools_dir(self) -> str | None:
-        """Dev images: the directory whose bin/ holds the CUDA compiler tools from the wheels.
-
-        CUDA >= 13 wheels form a whole toolkit (nvcc, headers, libs) in nvidia/cuNN; older
-        nvcc wheels carry only ptxas and libnvvm (no nvcc driver), so no CUDA_HOME then.
-        """
+        """Dev images: the directory whose bin/ holds the CUDA compiler tools, as the
+        provider lays them out."""
         if not (self.cuda and self.dev and "nvcc" in self.cuda.components):
             return None
-        if self.cuda.provider == "nixpkgs":
-            return "/usr/local/cuda"  # links into the store, made by builders/nix_closure.py
-        if self.cuda.provider == "apt":
-            return apt_tools_dir(self.cuda, dev=True)  # NVIDIA's /usr/local/cuda-X.Y
-        if self.cuda.provider != "pypi" or not self.python:
-            return None
-        site = self.python.site_packages
-        if self.cuda.major >= 13:
-            return f"{site}/nvidia/cu{self.cuda.major}"
-        return f"{site}/nvidia/cuda_nvcc"
+        return provider_named(self.cuda.provider).tools_dir(
+            self.cuda, self.python.site_packages if self.python else None)
 
     def to_dict(self) -> dict[str, Any]:
         """The spec as ``envnix spec`` prints it: env.yaml by its path (``conda.env_file``)."""
