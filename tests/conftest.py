@@ -27,6 +27,11 @@ from _nix_daemon import SOCKET_GROUP, NixDaemon, setup_conf_daemon
 from _nix_daemon import answers as daemon_answers
 from _podman import podman_env
 
+from envnix.core import options
+from envnix.core.errors import LockError
+from envnix.lock.apt.sources import machine_apt_sources
+from envnix.spec.apt import AptSource
+
 
 @pytest.fixture(scope="session")
 def quickstart(tmp_path_factory: pytest.TempPathFactory) -> Built:
@@ -95,6 +100,22 @@ def channel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ChannelI
     with serve(info.root, prefixes=("mirror-a/fixture", "mirror-b/fixture",
                                     "conda/fixture")) as server:
         yield info, server
+
+
+@pytest.fixture(scope="session")
+def real_sources() -> list[AptSource]:
+    """This machine's Debian bookworm apt sources (both tiers: reading them is local)."""
+    try:
+        return machine_apt_sources("bookworm")
+    except LockError as e:
+        pytest.skip(f"no Debian bookworm apt source on this machine: {e}")
+
+
+@pytest.fixture
+def no_cuda_repo(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each CUDA-apt test says whether NVIDIA's repository is configured."""
+    monkeypatch.delenv(options.CUDA_APT_REPO.name, raising=False)
+    monkeypatch.delenv(options.CUDA_PROVIDER.name, raising=False)
 
 
 @pytest.fixture(scope="session")

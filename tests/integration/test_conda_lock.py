@@ -33,6 +33,13 @@ from envnix.core.errors import FetchError, LockError, PackageNotFoundError
 from envnix.frontend.envyaml import ChannelLocation, parse_condarc, resolve_channels
 from envnix.lock.conda import LOCK_KEYS, default_cache_dir, lock_conda
 
+
+@pytest.fixture
+def cache(tmp_path: Path) -> Path:
+    """The download cache of one test (shadows pytest's own ``cache``, as the unit half does)."""
+    return tmp_path / "cache"
+
+
 CANONICAL = "https://conda.invalid/fixture"
 needs_python = pytest.mark.skipif(not python_available(), reason="needs Debian's python3.11")
 needs_gcc = pytest.mark.skipif(not gcc_available(), reason="needs gcc")

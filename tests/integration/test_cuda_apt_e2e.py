@@ -28,6 +28,8 @@ from envnix.lock.apt.sources import machine_apt_sources
 from envnix.spec import ImageSpec, cuda_apt
 from envnix.spec.apt import AptSource
 
+pytestmark = pytest.mark.usefixtures("no_cuda_repo")
+
 # ------------------------------------------------------------------------------------------
 # lock against real archives (network)
 # ------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,12 @@ from _conda_channel import (
     CUDART_WHEEL,
     ChannelInfo,
     ChannelServer,
+    build_channel,
+    cuda_packages,
+    cudart_wheel,
     gcc_available,
+    python_available,
+    serve,
 )
 from _podman import podman
 from test_cuda import NO_DRIVER, image_config_of, layer_paths
@@ -36,6 +42,19 @@ GLIBC = "2.36"  # debian12
 # ------------------------------------------------------------------------------------------
 # lock: the channel with NVIDIA's libcudart (the wheel comes from PyPI)
 # ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def channel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ChannelInfo,
+                                                                        ChannelServer]]:
+    if not python_available():
+        pytest.fail("the fixture channel repackages /usr/bin/python3.11: run ./scripts/setup")
+    wheel = cudart_wheel(tmp_path_factory.getbasetemp() / "cudart-wheel")
+    work = tmp_path_factory.mktemp("cuda-build")
+    info = build_channel(tmp_path_factory.mktemp("channel") / "fixture",
+                         extra=cuda_packages(wheel, work))
+    with serve(info.root, prefixes=("conda/fixture",)) as server:
+        yield info, server
 
 
 def solve(spec: ImageSpec, context: Path, cache: Path, cuda: str | None = "spec",

@@ -30,11 +30,7 @@ REPO = "http://127.0.0.1:9/cuda/repos/debian12/x86_64"  # never fetched by offli
 TARGET_LIB = "/usr/local/cuda-12.4/targets/x86_64-linux/lib"
 
 
-@pytest.fixture(autouse=True)
-def no_repo(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each test says whether NVIDIA's repository is configured."""
-    monkeypatch.delenv(options.CUDA_APT_REPO.name, raising=False)
-    monkeypatch.delenv("ENVNIX_CUDA_PROVIDER", raising=False)
+pytestmark = pytest.mark.usefixtures("no_cuda_repo")
 
 
 def spec_of(tmp_path: Path, source: str) -> ImageSpec:

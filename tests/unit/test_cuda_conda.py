@@ -8,19 +8,9 @@ The spec tests are offline; everything that needs the channel needs the wheel (P
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _conda_channel import (
-    ChannelInfo,
-    ChannelServer,
-    build_channel,
-    cuda_packages,
-    cudart_wheel,
-    python_available,
-    serve,
-)
 from test_cuda_offline import DRIVER_DIRS
 
 from envnix.core.errors import EnvnixError
@@ -235,21 +225,3 @@ def test_bad_versions_under_the_conda_provider(tmp_path: Path) -> None:
                                             cuda='version="10.2", cudnn="7"'))
     assert spec.cuda is not None and spec.cuda.requirements == ["cudatoolkit 10.2.*",
                                                                 "cudnn 7.*", "nccl"]
-
-
-# ------------------------------------------------------------------------------------------
-# lock: the channel with NVIDIA's libcudart (the wheel comes from PyPI)
-# ------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def channel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ChannelInfo,
-                                                                        ChannelServer]]:
-    if not python_available():
-        pytest.fail("the fixture channel repackages /usr/bin/python3.11: run ./scripts/setup")
-    wheel = cudart_wheel(tmp_path_factory.getbasetemp() / "cudart-wheel")
-    work = tmp_path_factory.mktemp("cuda-build")
-    info = build_channel(tmp_path_factory.mktemp("channel") / "fixture",
-                         extra=cuda_packages(wheel, work))
-    with serve(info.root, prefixes=("conda/fixture",)) as server:
-        yield info, server

@@ -505,14 +505,6 @@ def test_parse_release_clearsigned() -> None:
 # ------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def real_sources() -> list[AptSource]:
-    try:
-        return machine_apt_sources("bookworm")
-    except LockError as e:
-        pytest.skip(f"no Debian bookworm apt source on this machine: {e}")
-
-
 def test_real_sources_order(real_sources: list[AptSource]) -> None:
     assert real_sources[0].suite == "bookworm"
     assert all(re.search(r"/debian(-security)?(/\d{8}T\d{6}Z)?$", s.uri) for s in real_sources)
