@@ -409,7 +409,8 @@ def test_crafted_wheel_installs(tmp_path: Path, python: str) -> None:
         assert h == f"sha256={b64(data)}" and int(size) == len(data), path
     n_files = sum(len(f) for _, _, f in os.walk(root))
     assert n_files == len(rows)
-    assert meta(out) == {"kind": "wheel", "name": "demo", "version": "1.0", "modes": {}}
+    assert meta(out) == {"format": 1, "kind": "wheel", "name": "demo", "version": "1.0",
+                         "modes": {}}
 
 
 def test_wheel_long_interpreter_uses_sh_wrapper(tmp_path: Path) -> None:
