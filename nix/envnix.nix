@@ -72,11 +72,20 @@ derivation {
     $B chmod -R u+w $site/envnix/templates
 
     # uv's wheel brings an ELF for /lib64's loader: run it with the toolchain's instead, from
-    # the bin/ that uv's find_uv_bin looks in next to site-packages.
+    # the bin/ that uv's find_uv_bin looks in next to site-packages. uv pip compile wants an
+    # interpreter matching --python-version on PATH even for another platform: the pinned
+    # one, in a directory of its own put first on uv's PATH only.
+    $B mkdir $out/libexec/uv-python
+    $B cat > $out/libexec/uv-python/python3.11 <<EOF
+    #!$B sh
+    exec ${loader} --library-path ${libs} ${python} "\$@"
+    EOF
     for exe in uv uvx; do
       $B mv $out/bin/$exe $out/libexec/$exe
       $B cat > $out/bin/$exe <<EOF
     #!$B sh
+    PATH=$out/libexec/uv-python:\$PATH
+    export PATH
     exec ${loader} --library-path ${libs} $out/libexec/$exe "\$@"
     EOF
     done
@@ -93,7 +102,7 @@ derivation {
     #!$B sh
     exec ${loader} --library-path ${libs} ${python} -E -s -X pycache_prefix=$out/pycache $out/libexec/envnix.py "\$@"
     EOF
-    $B chmod 555 $out/bin/*
+    $B chmod 555 $out/bin/* $out/libexec/uv-python/python3.11
 
     # Pycs, read as they are and never written (the store is read-only): envnix's and the
     # wheels' compiled here, the stdlib's from the toolchain's pycache (same prefix layout).

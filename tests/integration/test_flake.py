@@ -25,6 +25,8 @@ pytestmark = [pytest.mark.network, pytest.mark.slow]
 
 FLAKES = ["--extra-experimental-features", "nix-command flakes"]
 NO_CACHE = ["--option", "substituters", "", "--option", "sandbox", "true"]
+NETWORK_ENV = {"SSL_CERT_FILE", "SSL_CERT_DIR", "http_proxy", "https_proxy", "no_proxy",
+               "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"}
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +59,7 @@ def store(tmp_path_factory: pytest.TempPathFactory, flake: Path) -> Iterator[Pat
     """A fresh chroot store holding envnix built by the flake."""
     store = tmp_path_factory.mktemp("store")
     proc = subprocess.run(["nix", "build", *FLAKES, "--store", str(store), *NO_CACHE,
-                           "--no-link", "--print-out-paths", f"path:{flake}#default"],
+                           "--no-link", f"path:{flake}#default"],
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr[-4000:]
     yield store
@@ -67,9 +69,12 @@ def store(tmp_path_factory: pytest.TempPathFactory, flake: Path) -> Iterator[Pat
 
 def nix_run(store: Path, flake: Path, path: str, *args: str,
             cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """`nix run` of the flake's default app, PATH holding only Nix's programs."""
-    env = {"PATH": path, "HOME": os.environ.get("HOME", "/root")}
-    return subprocess.run([f"{path}/nix", "run", *FLAKES, "--store", str(store), *NO_CACHE,
+    """`nix run` of the flake's default app, PATH holding only ``path`` (Nix's programs); the
+    network settings pass through (this machine's CA bundle and proxies)."""
+    env = {"PATH": path, "HOME": os.environ.get("HOME", "/root"),
+           **{k: v for k, v in os.environ.items() if k in NETWORK_ENV}}
+    nix = f"{path.split(os.pathsep)[0]}/nix"
+    return subprocess.run([nix, "run", *FLAKES, "--store", str(store), *NO_CACHE,
                            f"path:{flake}", "--", *args],
                           capture_output=True, text=True, check=False, env=env, cwd=cwd)
 
@@ -103,3 +108,19 @@ def test_nix_run_spec_matches_the_venvs(store: Path, flake: Path, nix_only_path:
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == json.loads(envnix("spec", str(context)).stdout)
     assert proc.stdout == envnix("spec", str(context)).stdout
+
+
+def test_nix_run_lock_matches_the_venvs(store: Path, flake: Path, nix_only_path: str,
+                                        tmp_path: Path) -> None:
+    """`lock` from the flake's envnix: the bundled uv resolves the pip part on the pinned
+    python; of the host it needs only gpgv (Debian's signatures) and the archive keyring."""
+    gpgv_dir = tmp_path / "gpgv-bin"
+    gpgv_dir.mkdir()
+    (gpgv_dir / "gpgv").symlink_to(shutil.which("gpgv") or pytest.fail("gpgv is not on PATH"))
+    ours = copy_example("quickstart", tmp_path / "flake")
+    proc = nix_run(store, flake, f"{nix_only_path}:{gpgv_dir}", "lock", str(ours))
+    assert proc.returncode == 0, proc.stderr
+    assert "with uv" in proc.stderr
+    venvs = copy_example("quickstart", tmp_path / "venv")
+    envnix("lock", str(venvs))
+    assert (ours / "envnix.lock").read_text() == (venvs / "envnix.lock").read_text()
