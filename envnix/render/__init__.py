@@ -640,6 +640,9 @@ def _render_into(out_dir: Path, spec: ImageSpec, lock: Lock, plan: dict[str, Any
     _write(out_dir / "flake.nix", env.get_template("flake.nix.j2").render(variables))
     _write(out_dir / "plan.json", _json(plan))
     _write(out_dir / "toolchain-pin.json", _json(pin.for_nix()))
+    # The Nix code that makes the pinned toolchain: one file, also envnix's own flake's.
+    _write(out_dir / "toolchain.nix",
+           (resources.files("envnix.toolchain") / "toolchain.nix").read_text("utf-8"))
     _write_files_tree(out_dir / "files", spec, tree)
     owner = (spec.dev.uid, spec.dev.gid) if spec.dev else (0, 0)  # envd chowns copies
     contexts = out_dir / "context"

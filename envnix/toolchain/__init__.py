@@ -27,6 +27,7 @@ import shutil
 import stat
 import tarfile
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -175,20 +176,27 @@ def ensure(pin: Toolchain | None = None, store: str | None = None,
 
 # -------------------------------------------------------------------------------- pinning
 
-def make_pin(version: int, stage0: dict[str, str],
-             progress: Progress | None = None) -> dict[str, Any]:
-    """A fresh pin from this machine's Debian mirror: the newest bookworm (+updates,
-    +security) version of every package in PACKAGES, and the NAR hash of their extraction.
-    ``stage0`` (the busybox that unpacks them inside Nix) is carried over as is."""
+def pin_debs(names: Sequence[str], progress: Progress | None = None) -> list[dict[str, Any]]:
+    """The newest bookworm (+updates, +security) .deb of each name on this machine's Debian
+    mirror, by URL + sha256 + size (the pin's entries; envnix's flake pins its own too)."""
     _, index = load_index(machine_apt_sources(SUITE, components=["main"]), progress=progress)
     debs = []
-    for name in PACKAGES:
+    for name in names:
         entries = index.entries(name)
         if not entries:
             raise LockError(f"the mirror has no {name} for {SUITE}")
         pkg = to_package(index, entries[0])
         debs.append({"name": pkg.name, "version": pkg.version, "url": pkg.url,
                      "sha256": pkg.sha256, "size": pkg.size})
+    return debs
+
+
+def make_pin(version: int, stage0: dict[str, str],
+             progress: Progress | None = None) -> dict[str, Any]:
+    """A fresh pin from this machine's Debian mirror: the newest bookworm (+updates,
+    +security) version of every package in PACKAGES, and the NAR hash of their extraction.
+    ``stage0`` (the busybox that unpacks them inside Nix) is carried over as is."""
+    debs = pin_debs(PACKAGES, progress)
     store_name = f"envnix-toolchain-{version}-{SUITE}-amd64"
     draft = Toolchain(version, store_name, "0" * 64, debs, stage0)
     with tempfile.TemporaryDirectory(prefix="envnix-toolchain-") as tmp:

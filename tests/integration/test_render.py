@@ -26,7 +26,8 @@ def nix_eval(directory: Path, expr: str) -> str:
 def test_generated_project_evaluates_for_both_toolchains(tmp_path: Path) -> None:
     out = render(small_spec(), small_lock(), tmp_path / "gen", "demo:dev").directory
     assert {p.name for p in out.iterdir()} >= {"default.nix", "flake.nix", "plan.json",
-                                              "image-config.json", "envnix.lock", "builders"}
+                                              "image-config.json", "envnix.lock", "builders",
+                                              "toolchain.nix"}
     assert (out / "builders/unpack_deb.py").is_file()
     assert not (out / "builders/__init__.py").exists()
     host = nix_eval(out, "(import ./default.nix { toolchain = \"host\"; })"

@@ -19,74 +19,16 @@ let
   #   visible with extra-sandbox-paths (root or trusted users only); gzip bytes follow its zlib.
   # "nixpkgs": python3 and proot from a nixpkgs (fully hermetic, pinned by that nixpkgs).
   #
-  # The pinned toolchain: a recursive fixed-output path, so its store path and bytes are
-  # the pin's whatever extracted it. Stage 0 is a static busybox from an npm tarball, which
-  # builtin:unpack-channel unpacks (one top-level directory, executable bit kept); it runs only
-  # `ar x` and `tar xJf` on the pinned .debs. envnix itself adds the same path to a --store
-  # directory (see docs/toolchain.md); Nix skips this build when the path is already there.
-  tcPin = builtins.fromJSON (builtins.readFile ./toolchain-pin.json);
-  fetchTo = name: url: sha256: derivation {
-    inherit name url;
-    builder = "builtin:fetchurl";
-    system = "builtin";
-    urls = [ url ];
-    outputHashMode = "flat";
-    outputHashAlgo = "sha256";
-    outputHash = sha256;
-    executable = false;
-    unpack = false;
-    preferLocalBuild = true;
-    impureEnvVars = [ "http_proxy" "https_proxy" "ftp_proxy" "all_proxy" "no_proxy" ];
+  # The pinned toolchain (stage 0, the tree of .debs, stdlib pycs): toolchain.nix, the same
+  # file envnix's own flake builds it with.
+  pinned = import ./toolchain.nix {
+    pin = builtins.fromJSON (builtins.readFile ./toolchain-pin.json);
   };
-  stage0 = derivation {
-    name = "envnix-stage0-busybox";
-    builder = "builtin:unpack-channel";
-    system = "builtin";
-    src = fetchTo tcPin.stage0.name tcPin.stage0.url tcPin.stage0.sha256;
-    channelName = "stage0";
-  };
-  busybox = "${stage0}/stage0/${tcPin.stage0.binary}";
-  tc = derivation {
-    name = tcPin.storeName;
-    inherit system;
-    builder = busybox;
-    args = [ "sh" "-ec" ''
-      ${busybox} mkdir "$out"
-      for deb in $debs; do
-        ${busybox} rm -rf x
-        ${busybox} mkdir x
-        cd x
-        ${busybox} ar x "$deb"
-        ${busybox} tar xJf data.tar.xz -C "$out"
-        cd ..
-      done
-    '' ];
-    debs = map (d: fetchTo "${d.name}.deb" d.url d.sha256) tcPin.debs;
-    PATH = "/path-not-set";
-    outputHashMode = "recursive";
-    outputHashAlgo = "sha256";
-    outputHash = tcPin.narSha256;
-  };
-  tcLibs = "${tc}/lib/x86_64-linux-gnu:${tc}/usr/lib/x86_64-linux-gnu";
-  tcLoader = [ "${tc}/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2" "--library-path" tcLibs ];
-
-  # Debian's .debs ship no .pyc (its postinst compiles them), and the builders run with -B:
-  # without these every builder compiled the stdlib it imports (0.3 s a start). Unchecked-hash
-  # pycs under a pycache prefix: read as they are, never written; they change no image byte.
-  tcPycache = derivation {
-    name = "${tcPin.storeName}-pycache";
-    inherit system;
-    builder = "${tc}/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2";
-    args = [ "--library-path" tcLibs "${tc}/usr/bin/python3.11" "-E" "-s" "-X"
-      "pycache_prefix=${placeholder "out"}" "-m" "compileall" "-q" "-j" "1"
-      "--invalidation-mode" "unchecked-hash" "-x" "(/test/|/tests/|lib2to3|idlelib|turtledemo)"
-      "${tc}/usr/lib/python3.11" "${tc}/usr/lib/python3/dist-packages" ];
-  };
+  inherit (pinned) tc tcLoader tcPycache;
 
   nixpkgsSet = if pkgs != null then pkgs else import <nixpkgs> { };
   interpreter =
-    if toolchain == "pinned" then
-      tcLoader ++ [ "${tc}/usr/bin/python3.11" "-X" "pycache_prefix=${tcPycache}" ]
+    if toolchain == "pinned" then pinned.python
     else if toolchain == "host" then [ "/usr/bin/python3" ]
     else if toolchain == "nixpkgs" then
       [ "${nixpkgsSet.python3.withPackages (ps: [ ps.zstandard ])}/bin/python3" ]
