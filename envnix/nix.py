@@ -40,6 +40,9 @@ from envnix.toolchain import ensure
 
 _BUILDING = re.compile(r"^building '/nix/store/[0-9a-z]{32}-(.+?)\.drv'")
 _WILL_BUILD = re.compile(r"^these (\d+) derivations? will be built:")
+# Nix (require-sigs) skips a cache's path nobody it trusts signed, warns, and builds it.
+_UNSIGNED = re.compile(r"^warning: the substitute for '[^']+' from '([^']+)' is not signed by "
+                       r"any of the keys in 'trusted-public-keys'")
 _HASH_MISMATCH = re.compile(
     r"hash mismatch in fixed-output derivation '/nix/store/[0-9a-z]{32}-(.+?)\.drv':"
     r"\s*specified:\s*(\S+)\s*got:\s*(\S+)", re.S)
@@ -134,12 +137,15 @@ def nix_build(
         cmd += ["--no-out-link"]
     started = time.monotonic()
     total, done = 0, 0
+    unsigned: dict[str, int] = {}
 
     def on_line(line: str) -> None:
         nonlocal total, done
         if verbose:
             REPORTER.verbose(line)
-        if m := _WILL_BUILD.match(line):
+        if m := _UNSIGNED.match(line):
+            unsigned[m[1]] = unsigned.get(m[1], 0) + 1
+        elif m := _WILL_BUILD.match(line):
             total = int(m[1])
             if progress:
                 progress(f"nix: {total} derivation(s) to build")
@@ -149,6 +155,10 @@ def nix_build(
                 progress(f"nix: [{done}/{total or '?'}] {m[1]}")
 
     proc = process.run(cmd, error=BuildError, on_line=on_line)
+    for url, count in unsigned.items():
+        if progress:
+            progress(f"nix: {count} path(s) in {url} are not signed by a key in "
+                     "trusted-public-keys: built here instead")
     if proc.returncode != 0:
         raise _translate_failure(proc.stderr)
     stdout = proc.text
@@ -527,13 +537,15 @@ def cache_push(out_path: Path, cache: str, sign_key: Path | None = None,
 
     proc = process.run(cmd, error=PublishError, on_line=on_line)
     if proc.returncode != 0:
-        raise _cache_failure(proc, cache)
+        raise _cache_failure(proc, cache, target, url)
     return CachePush(url, len(paths), copied, key, time.monotonic() - started)
 
 
-def _cache_failure(proc: process.Completed, cache: str) -> EnvnixError:
-    errors = [ln.strip().removeprefix("error: ") for ln in proc.stderr.splitlines()
-              if ln.strip().startswith("error:")]
+def _cache_failure(proc: process.Completed, cache: str, target: str, url: str) -> EnvnixError:
+    """One line for a failed ``nix copy``. Nix names the store as ``target``, which carries the
+    key's path and envnix's parameters: the line says the ``url`` the user gave instead."""
+    errors = [ln.strip().removeprefix("error: ").replace(target, url)
+              for ln in proc.stderr.splitlines() if ln.strip().startswith("error:")]
     reason = errors[0] if errors else proc.last_error_line()
     if _NO_STORE.search(proc.stderr):
         return UsageError(f"{cache} is not a binary cache Nix can write to: {reason}",
