@@ -158,7 +158,7 @@ def nix_build(
     for url, count in unsigned.items():
         if progress:
             progress(f"nix: {count} path(s) in {url} are not signed by a key in "
-                     "trusted-public-keys: built here instead")
+                     "trusted-public-keys: Nix did not use them")
     if proc.returncode != 0:
         raise _translate_failure(proc.stderr)
     stdout = proc.text
@@ -388,7 +388,6 @@ def _translate_failure(log: str) -> BuildError | FetchError:
     errors = [ln.strip() for ln in log.splitlines() if ln.strip().startswith("error:")]
     return BuildError((errors[0] if errors else "nix-build failed") + where,
                       hint="run again with --verbose to see Nix's full log")
-
 
 
 # ------------------------------------------------------------------------------ binary caches
