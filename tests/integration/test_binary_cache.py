@@ -118,6 +118,20 @@ def test_an_unsigned_push_is_not_substituted_where_signatures_are_required(
 
 
 @pytest.mark.slow
+def test_nix_conf_secret_key_files_sign_without_a_flag(produced: tuple[Path, Built, str],
+                                                       tmp_path: Path) -> None:
+    _, first, _ = produced
+    secret, public = signing_key(tmp_path, "envnix-test-conf-key")
+    cache = tmp_path / "signed-by-conf"
+    proc = _push(first.context, f"file://{cache}",
+                 env=nix_env(tmp_path, f"secret-key-files = {secret}\n"))
+    assert f"trust:    {public}\n" in proc.stdout, proc.stdout
+    assert "warning" not in proc.stderr
+    narinfo = cache / f"{first.store_path.name.split('-')[0]}.narinfo"
+    assert "Sig: envnix-test-conf-key:" in narinfo.read_text()
+
+
+@pytest.mark.slow
 def test_cache_push_failures_are_one_line(produced: tuple[Path, Built, str],
                                           tmp_path: Path) -> None:
     _, first, _ = produced
