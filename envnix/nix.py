@@ -10,22 +10,28 @@ on envnix's command line (``NixConfig``); docs/nix-config.md says which and why.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import shutil
 import tempfile
 import threading
 import time
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
 from envnix.core import http, process
 from envnix.core.errors import (
     BuildError,
+    EnvnixError,
     FetchError,
     HashMismatchError,
+    NetworkError,
+    PublishError,
     ToolMissingError,
     UsageError,
+    os_reason,
 )
 from envnix.core.progress import REPORTER, Progress
 from envnix.render import nix_options
@@ -34,6 +40,9 @@ from envnix.toolchain import ensure
 
 _BUILDING = re.compile(r"^building '/nix/store/[0-9a-z]{32}-(.+?)\.drv'")
 _WILL_BUILD = re.compile(r"^these (\d+) derivations? will be built:")
+# Nix (require-sigs) skips a cache's path nobody it trusts signed, warns, and builds it.
+_UNSIGNED = re.compile(r"^warning: the substitute for '[^']+' from '([^']+)' is not signed by "
+                       r"any of the keys in 'trusted-public-keys'")
 _HASH_MISMATCH = re.compile(
     r"hash mismatch in fixed-output derivation '/nix/store/[0-9a-z]{32}-(.+?)\.drv':"
     r"\s*specified:\s*(\S+)\s*got:\s*(\S+)", re.S)
@@ -128,12 +137,15 @@ def nix_build(
         cmd += ["--no-out-link"]
     started = time.monotonic()
     total, done = 0, 0
+    unsigned: dict[str, int] = {}
 
     def on_line(line: str) -> None:
         nonlocal total, done
         if verbose:
             REPORTER.verbose(line)
-        if m := _WILL_BUILD.match(line):
+        if m := _UNSIGNED.match(line):
+            unsigned[m[1]] = unsigned.get(m[1], 0) + 1
+        elif m := _WILL_BUILD.match(line):
             total = int(m[1])
             if progress:
                 progress(f"nix: {total} derivation(s) to build")
@@ -143,6 +155,10 @@ def nix_build(
                 progress(f"nix: [{done}/{total or '?'}] {m[1]}")
 
     proc = process.run(cmd, error=BuildError, on_line=on_line)
+    for url, count in unsigned.items():
+        if progress:
+            progress(f"nix: {count} path(s) in {url} are not signed by a key in "
+                     "trusted-public-keys: Nix did not use them")
     if proc.returncode != 0:
         raise _translate_failure(proc.stderr)
     stdout = proc.text
@@ -372,3 +388,171 @@ def _translate_failure(log: str) -> BuildError | FetchError:
     errors = [ln.strip() for ln in log.splitlines() if ln.strip().startswith("error:")]
     return BuildError((errors[0] if errors else "nix-build failed") + where,
                       hint="run again with --verbose to see Nix's full log")
+
+
+# ------------------------------------------------------------------------------ binary caches
+
+NIX = ("nix", "--extra-experimental-features", "nix-command")  # Nix 2.8: `nix copy` is new CLI
+_COPYING = re.compile(r"^copying path '/nix/store/[0-9a-z]{32}-([^']+)' to ")
+_NO_STORE = re.compile(r"don't know how to open Nix store|unsupported URI|"
+                       r"is not a valid store|unknown store")
+# Characters a key path cannot carry inside a store URL's query (Nix splits on them).
+_URL_UNSAFE = re.compile(r"[&?#%=\s]")
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    """A Nix binary-cache secret key (``nix-store --generate-binary-cache-key``)."""
+
+    file: Path
+    name: str
+    public: str  # NAME:BASE64, what consumers put in trusted-public-keys
+
+
+@dataclass(frozen=True)
+class CachePush:
+    url: str                   # the cache, without the secret key
+    paths: int                 # store paths handed to nix copy (their closure goes too)
+    copied: int                # paths the cache did not have yet
+    key: SigningKey | None     # None: nothing signed them
+    seconds: float
+
+
+def cache_url(cache: str) -> str:
+    """A store URL for ``cache``; a bare directory means a ``file://`` binary cache there (to
+    Nix a bare path is a chroot *store*, which no substituter can serve)."""
+    if "://" in cache:
+        return cache
+    if not cache:
+        raise UsageError("no cache given", hint="e.g. file:///var/cache/envnix or "
+                                                "https://cache.example.com")
+    return f"file://{Path(cache).absolute()}"
+
+
+def read_signing_key(path: Path, what: str = "--sign-key") -> SigningKey:
+    """``path`` as a secret key, checked here: Nix's own complaint about a bad key comes only
+    after it has copied paths, and names no file."""
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = os_reason(exc) if isinstance(exc, OSError) else "not text"
+        raise UsageError(f"{what} {path}: cannot read it ({reason})",
+                         hint="generate a key pair: nix-store --generate-binary-cache-key "
+                              "NAME SECRET-FILE PUBLIC-FILE") from None
+    name, _, data = text.partition(":")
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except ValueError:
+        raw = b""
+    if name and len(raw) == 32:
+        raise UsageError(f"{what} {path} is a public key",
+                         hint="pass the secret key file (the second file "
+                              "nix-store --generate-binary-cache-key wrote)")
+    if not name or len(raw) != 64:
+        raise UsageError(f"{what} {path} is not a Nix secret key (NAME:BASE64 of 64 bytes)",
+                         hint="generate one: nix-store --generate-binary-cache-key NAME "
+                              "SECRET-FILE PUBLIC-FILE")
+    if _URL_UNSAFE.search(str(path.absolute())):
+        raise UsageError(f"{what} {path}: Nix cannot take this path in a store URL",
+                         hint="move the key to a path without spaces or & ? # % =")
+    # An ed25519 secret key is its 32-byte seed followed by the public key.
+    return SigningKey(path.absolute(), name, f"{name}:{base64.b64encode(raw[32:]).decode()}")
+
+
+def _with_param(url: str, name: str, value: str) -> str:
+    return f"{url}{'&' if '?' in url else '?'}{name}={value}"
+
+
+def _signing_key(url: str, sign_key: Path | None) -> tuple[str, SigningKey | None]:
+    """The URL nix copy writes to (with ``secret-key``) and the key that signs: ``sign_key``,
+    else one already in the URL, else the first of nix.conf's ``secret-key-files``."""
+    query = url.partition("?")[2]
+    params = urllib.parse.parse_qsl(query, keep_blank_values=True)
+    given = [v for k, v in params if k == "secret-key"]
+    if given and sign_key:
+        raise UsageError("--sign-key and the cache URL's secret-key contradict each other")
+    if given:
+        return url, read_signing_key(Path(given[-1]), "secret-key")
+    if sign_key is None:
+        files = _as_list(user_settings().get("secret-key-files", {}).get("value"))
+        if not files:
+            return url, None
+        key = read_signing_key(Path(files[0]), "nix.conf's secret-key-files:")
+    else:
+        key = read_signing_key(sign_key)
+    return _with_param(url, "secret-key", str(key.file)), key
+
+
+def cache_paths(out_path: Path, store: str | None = None) -> list[str]:
+    """What ``envnix cache push`` copies: the image output and the output of every derivation
+    it was built from that is still in the store (toolchain, unpacked trees, layers), so a
+    consumer that changes one package rebuilds only that. The locked downloads
+    (``builtin:fetchurl``) stay out: each comes from its URL, checked by its sha256."""
+    store_args = ["--store", store] if store else []
+    deriver = _run(["nix-store", *store_args, "--query", "--deriver", str(out_path)]).strip()
+    wanted = [str(out_path)]
+    if deriver.startswith("/") and not _invalid([deriver], store):
+        drvs = json.loads(_run([*NIX, "show-derivation", *store_args, "--recursive", deriver]))
+        for drv in drvs.values():
+            if drv.get("builder") != "builtin:fetchurl":
+                wanted += [o["path"] for o in drv.get("outputs", {}).values() if "path" in o]
+    wanted = list(dict.fromkeys(wanted))
+    missing = set(_invalid(wanted, store))
+    return [p for p in wanted if p not in missing]
+
+
+def cache_push(out_path: Path, cache: str, sign_key: Path | None = None,
+               store: str | None = None, progress: Progress | None = None,
+               verbose: bool = False) -> CachePush:
+    """Copy the image output ``out_path`` and what it was built from (``cache_paths``) to the
+    binary cache ``cache`` with ``nix copy``, signed when a key is given or configured."""
+    url = cache_url(cache)
+    target, key = _signing_key(url, sign_key)
+    if "compression" not in dict(urllib.parse.parse_qsl(url.partition("?")[2])):
+        # Layers are gzip already and trees are large: zstd packs both in a fraction of the
+        # time of Nix's default xz (Nix 2.8 reads it: tests/integration/test_binary_cache.py).
+        target = _with_param(target, "compression", "zstd")
+    plain = url.split("?", 1)[0]
+    if dead := unreachable([plain]):
+        raise NetworkError(f"binary cache {plain} does not answer ({dead[plain]})",
+                           hint="check the URL and that the server is up")
+    source = str(Path(store).absolute()) if store and _is_chroot_store(store) else store
+    paths = cache_paths(out_path, source)
+    if progress:
+        progress(f"cache: copying {len(paths)} store path(s) and their closure to {url}, "
+                 + (f"signed by {key.name}" if key else "unsigned"))
+    cmd = [*NIX, "copy", "--to", target, *(["--from", source] if source else []), *paths]
+    started = time.monotonic()
+    copied = 0
+
+    def on_line(line: str) -> None:
+        nonlocal copied
+        if verbose:
+            REPORTER.verbose(line)
+        if m := _COPYING.match(line):
+            copied += 1
+            if progress and not verbose:
+                progress(f"cache: [{copied}] {m[1]}")
+
+    proc = process.run(cmd, error=PublishError, on_line=on_line)
+    if proc.returncode != 0:
+        raise _cache_failure(proc, cache, target, url)
+    return CachePush(url, len(paths), copied, key, time.monotonic() - started)
+
+
+def _cache_failure(proc: process.Completed, cache: str, target: str, url: str) -> EnvnixError:
+    """One line for a failed ``nix copy``. Nix names the store as ``target``, which carries the
+    key's path and envnix's parameters: the line says the ``url`` the user gave instead."""
+    errors = [ln.strip().removeprefix("error: ").replace(target, url)
+              for ln in proc.stderr.splitlines() if ln.strip().startswith("error:")]
+    reason = errors[0] if errors else proc.last_error_line()
+    if _NO_STORE.search(proc.stderr):
+        return UsageError(f"{cache} is not a binary cache Nix can write to: {reason}",
+                          hint="give file:///DIR (or a directory), http(s)://HOST/PATH or "
+                               "s3://BUCKET")
+    downloads = list(_DOWNLOAD.finditer(proc.stderr))
+    if downloads and downloads[-1][1].strip() == "error:":
+        return NetworkError(f"binary cache {cache}: {downloads[-1][3].strip()}",
+                            hint="check the URL and that the server is up")
+    return PublishError(f"pushing to binary cache {cache} failed: {reason}",
+                        hint="run again with --verbose to see Nix's log")

@@ -1,5 +1,5 @@
-"""Fixtures both tiers share: built examples, the fixture channel, podman, a nix-daemon, and
-the golden-file check with its --update-golden flag.
+"""Fixtures both tiers share: built examples, the fixture channel, podman, a nix-daemon, chroot
+stores made removable, and the golden-file check with its --update-golden flag.
 
 The helpers that run the CLI are in _cli.py; tests/unit/conftest.py adds the unit tier's guard.
 """
@@ -132,3 +132,11 @@ def nix_daemon() -> Iterator[NixDaemon]:
         return
     with setup_conf_daemon() as daemon:
         yield daemon
+
+
+@pytest.fixture
+def cleanup_stores(tmp_path: Path) -> Iterator[None]:
+    """Chroot stores (``--store DIR``) are read-only trees: make them removable for pytest
+    afterwards."""
+    yield
+    subprocess.run(["chmod", "-R", "u+w", str(tmp_path)], check=False)

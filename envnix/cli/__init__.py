@@ -289,4 +289,5 @@ def main() -> None:
     sys.exit(code)
 
 
+from envnix.cli import cache as _cache  # noqa: E402, F401  (registers cache on cli)
 from envnix.cli import publish as _publish  # noqa: E402  (registers push/load on cli)

@@ -9,9 +9,7 @@ gives it (NIX_USER_CONF_FILES, and NIX_CONF_DIR for the machine's, here an empty
 
 from __future__ import annotations
 
-import functools
 import http.server
-import os
 import re
 import socket
 import subprocess
@@ -23,56 +21,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from _binary_cache import NIX, nix_env, nonce_context, serve, signing_key
 from _cli import envnix, parse_build
-from _tiny import dead_port, tiny_context
+from _tiny import dead_port
 
 from envnix.nix import DEFAULTS, NixConfig, build_options
-
-NIX = ["nix", "--extra-experimental-features", "nix-command"]
-
-
-def _nix_env(tmp_path: Path, conf: str) -> dict[str, str]:
-    """The environment of a user whose nix.conf is ``conf`` (and no machine-wide one)."""
-    machine = tmp_path / f"etc-nix-{uuid.uuid4().hex[:8]}"
-    machine.mkdir()
-    user_conf = machine.parent / f"{machine.name}-user.conf"
-    user_conf.write_text(conf)
-    env = {k: v for k, v in os.environ.items() if k not in ("NIX_REMOTE", "NIX_CONFIG")}
-    return env | {"NIX_CONF_DIR": str(machine), "NIX_USER_CONF_FILES": str(user_conf)}
-
-
-def _context(parent: Path, nonce: str) -> Path:
-    """A tiny context whose image is new to every store (the nonce is in its config)."""
-    return tiny_context(parent, envd='def build():\n    base(os="debian12", language="python3.11")'
-                                      f'\n    runtime.environ(env={{"NONCE": "{nonce}"}})\n')
-
-
-def _key(tmp_path: Path, name: str) -> tuple[Path, str]:
-    secret, public = tmp_path / f"{name}.sec", tmp_path / f"{name}.pub"
-    subprocess.run(["nix-store", "--generate-binary-cache-key", name, str(secret), str(public)],
-                   check=True)
-    return secret, public.read_text().strip()
-
-
-@contextmanager
-def _serve(directory: Path) -> Iterator[tuple[str, list[str]]]:
-    """``directory`` over HTTP on loopback; yields its URL and the paths requested so far."""
-    requests: list[str] = []
-
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            requests.append(self.path)
-
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(Handler, directory=str(directory)))
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", requests
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @contextmanager
@@ -99,30 +52,23 @@ def _silent_server() -> Iterator[tuple[str, list[socket.socket]]]:
             conn.close()
 
 
-@pytest.fixture
-def cleanup_stores(tmp_path: Path) -> Iterator[None]:
-    """Chroot stores are read-only trees: make them removable for pytest afterwards."""
-    yield
-    subprocess.run(["chmod", "-R", "u+w", str(tmp_path)], check=False)
-
-
 @pytest.mark.slow
 def test_users_signed_cache_is_used_and_its_key_checked(tmp_path: Path,
                                                         cleanup_stores: None) -> None:
     nonce = uuid.uuid4().hex
-    first = parse_build(*_built(_context(tmp_path / "a", nonce), "--no-substitute"))
+    first = parse_build(*_built(nonce_context(tmp_path / "a", nonce), "--no-substitute"))
     image = str(first.store_path)
 
-    secret, public = _key(tmp_path, "envnix-test-cache-1")
+    secret, public = signing_key(tmp_path, "envnix-test-cache-1")
     cache = tmp_path / "cache"
     subprocess.run([*NIX, "copy", "--to", f"file://{cache}?secret-key={secret}&compression=none",
                     image], check=True)
 
-    with _serve(cache) as (url, requests):
+    with serve(cache) as (url, requests):
         # A fresh chroot store, the user's nix.conf naming the cache and its key: the image
         # is copied from the cache, not built.
-        env = _nix_env(tmp_path, f"substituters = {url}\ntrusted-public-keys = {public}\n")
-        context = _context(tmp_path / "b", nonce)
+        env = nix_env(tmp_path, f"substituters = {url}\ntrusted-public-keys = {public}\n")
+        context = nonce_context(tmp_path / "b", nonce)
         proc = envnix("build", str(context), "--locked", "--store",
                       str(tmp_path / "store-b"), "-v", env=env)
         got = parse_build(context, proc)
@@ -135,9 +81,9 @@ def test_users_signed_cache_is_used_and_its_key_checked(tmp_path: Path,
 
         # The same cache under a key the user does not trust: Nix refuses its paths, and the
         # build makes the same image itself.
-        _, other = _key(tmp_path, "envnix-test-cache-2")
-        env = _nix_env(tmp_path, f"substituters = {url}\ntrusted-public-keys = {other}\n")
-        context = _context(tmp_path / "c", nonce)
+        _, other = signing_key(tmp_path, "envnix-test-cache-2")
+        env = nix_env(tmp_path, f"substituters = {url}\ntrusted-public-keys = {other}\n")
+        context = nonce_context(tmp_path / "c", nonce)
         proc = envnix("build", str(context), "--locked", "--store",
                       str(tmp_path / "store-c"), "-v", env=env)
         got = parse_build(context, proc)
@@ -157,16 +103,16 @@ def test_unreachable_caches_cost_seconds_not_a_stalled_build(tmp_path: Path) -> 
     nix.conf: the build succeeds, and its extra time over the same build with no cache at all
     (measured here, both really building) stays far below what Nix alone would wait — 5
     transfers x stalled-download-timeout (300 s) for the silent one."""
-    baseline_env = _nix_env(tmp_path, "substituters =\n")
+    baseline_env = nix_env(tmp_path, "substituters =\n")
     started = time.monotonic()
-    _built(_context(tmp_path / "base", uuid.uuid4().hex), env=baseline_env)
+    _built(nonce_context(tmp_path / "base", uuid.uuid4().hex), env=baseline_env)
     baseline = time.monotonic() - started
 
     with _silent_server() as (silent, held):
         closed = f"http://127.0.0.1:{dead_port()}"
-        env = _nix_env(tmp_path, f"substituters = {silent} {closed}\n")
+        env = nix_env(tmp_path, f"substituters = {silent} {closed}\n")
         started = time.monotonic()
-        context, proc = _built(_context(tmp_path / "bad", uuid.uuid4().hex), env=env)
+        context, proc = _built(nonce_context(tmp_path / "bad", uuid.uuid4().hex), env=env)
         slow = time.monotonic() - started
         parse_build(context, proc)
         # envnix's probe was the only visitor: Nix was never left waiting on the silent one.
@@ -214,7 +160,7 @@ def test_settings_the_user_made_are_left_alone(tmp_path: Path,
 ])
 def test_bad_nix_flags_are_one_line_usage_errors(tmp_path: Path, args: list[str],
                                                  says: str) -> None:
-    context = _context(tmp_path, "x")
+    context = nonce_context(tmp_path, "x")
     proc = envnix("build", str(context), "--locked", *args, check=False)
     assert proc.returncode == 2, proc.stderr
     first = proc.stderr.splitlines()[0]
@@ -226,7 +172,7 @@ def test_nix_is_asked_with_nothing_but_the_sandbox_where_the_user_decides(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """No forced ``substituters ''``: a user who set every bounded setting gets the sandbox and
     nothing else, and the reachable substituter they named is passed through untouched."""
-    with _serve(tmp_path) as (url, requests):
+    with serve(tmp_path) as (url, requests):
         (tmp_path / "nix-cache-info").write_text("StoreDir: /nix/store\n")
         conf = (f"substituters = {url}\nmax-jobs = 2\nconnect-timeout = 3\nfallback = true\n"
                 "stalled-download-timeout = 60\n")
@@ -272,7 +218,7 @@ def test_cache_that_stops_answering_mid_build_is_one_line(tmp_path: Path) -> Non
     """What the probe cannot see: Nix 2.8 fails the build when a cache dies after it started
     using it. envnix says which cache and how to build without it (network's exit code)."""
     with _cache_that_stops_answering() as url:
-        context = _context(tmp_path, uuid.uuid4().hex)
+        context = nonce_context(tmp_path, uuid.uuid4().hex)
         proc = envnix("build", str(context), "--locked", "--substituters", url,
                       "--nix-option", "stalled-download-timeout", "1",
                       "--nix-option", "download-attempts", "2", check=False)
