@@ -3,7 +3,9 @@
 # rendered default.nix builds it with), envnix's runtime dependencies as the wheels pinned in
 # envnix-wheels.json (scripts/pin-envnix-wheels writes it), each installed by envnix's own
 # builders/install_wheel.py, and envnix's sources. bin/envnix and bin/uv start through the
-# toolchain's loader with its library path, so they need nothing from the host but Nix.
+# toolchain's loader with its library path, so they need nothing from the host but Nix. The
+# host programs envnix runs (gpgv, skopeo) and the data they read (Debian's archive keyring,
+# CA certificates) come as bookworm .debs pinned in envnix-tools.json (scripts/pin-envnix-tools).
 let
   system = "x86_64-linux";
   version = builtins.head (builtins.match ''.*__version__ = "([^"]+)".*''
@@ -20,6 +22,14 @@ let
   libs = "${pinned.tcLibs}:${runtimeLibs}/lib/x86_64-linux-gnu:"
     + "${runtimeLibs}/usr/lib/x86_64-linux-gnu";
   loader = "${tc}/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2";
+
+  # gpgv and skopeo with the libraries they load beyond the ones above, and the keyring and
+  # CA certificates as Debian ships them (ca-certificates' postinst would write the bundle).
+  tools = builtins.fromJSON (builtins.readFile ./envnix-tools.json);
+  toolsTree = pinned.debTree "envnix-tools" tools.debs null;
+  toolsData = pinned.debTree "envnix-tools-data" tools.data null;
+  toolLibs = "${libs}:${toolsTree}/lib/x86_64-linux-gnu:${toolsTree}/usr/lib/x86_64-linux-gnu";
+  keyring = "${toolsData}/usr/share/keyrings/debian-archive-keyring.gpg";
   python = "${tc}/usr/bin/python3.11";
 
   builders = builtins.path { path = ../envnix/builders; name = "envnix-builders"; };
@@ -54,7 +64,8 @@ let
 in
 derivation {
   name = "envnix-${version}";
-  inherit system source templates;
+  inherit system source templates toolsData;
+  programs = tools.programs;
   builder = busybox;
   PATH = "/path-not-set";
   trees = map wheel pins.wheels;
@@ -90,6 +101,24 @@ derivation {
     EOF
     done
 
+    # The host programs envnix looks up on PATH, run through the loader: a directory of their
+    # own that bin/envnix puts first on its PATH (the host's programs, nix, stay after it).
+    # The CA bundle as update-ca-certificates writes it for Debian's default configuration:
+    # every shipped certificate, in path order; alone in its directory, which bin/envnix
+    # makes SSL_CERT_DIR (Go's skopeo reads every file there) so that, unless the user names
+    # other CAs, the host's /etc/ssl/certs is not read either.
+    $B mkdir -p $out/libexec/tools $out/share/ssl/certs
+    for exe in $programs; do
+      $B cat > $out/libexec/tools/$exe <<EOF
+    #!$B sh
+    exec ${loader} --library-path ${toolLibs} ${toolsTree}/usr/bin/$exe "\$@"
+    EOF
+    done
+    $B chmod 555 $out/libexec/tools/*
+    for crt in $toolsData/usr/share/ca-certificates/*/*.crt; do
+      $B cat $crt >> $out/share/ssl/certs/ca-certificates.crt
+    done
+
     $B cat > $out/libexec/envnix.py <<EOF
     """envnix's entry point on the pinned python: its site-packages first, then the CLI."""
     import sys
@@ -100,6 +129,10 @@ derivation {
     EOF
     $B cat > $out/bin/envnix <<EOF
     #!$B sh
+    PATH=$out/libexec/tools:\$PATH
+    : \''${SSL_CERT_FILE:=$out/share/ssl/certs/ca-certificates.crt} \''${SSL_CERT_DIR:=$out/share/ssl/certs}
+    : \''${ENVNIX_DEBIAN_KEYRING:=${keyring}}
+    export PATH SSL_CERT_FILE SSL_CERT_DIR ENVNIX_DEBIAN_KEYRING
     exec ${loader} --library-path ${libs} ${python} -E -s -X pycache_prefix=$out/pycache $out/libexec/envnix.py "\$@"
     EOF
     $B chmod 555 $out/bin/* $out/libexec/uv-python/python3.11

@@ -39,6 +39,9 @@ APT_SNAPSHOT = Option("ENVNIX_APT_SNAPSHOT", "lock from the mirror (a snapshot s
                       "was at this time", "the mirror as it is now")
 APT_KEYRING = Option("ENVNIX_APT_KEYRING", "keyring(s) the mirror's InRelease must be signed "
                      "with", "the distribution's archive keyring")
+DEBIAN_KEYRING = Option("ENVNIX_DEBIAN_KEYRING", "Debian's archive keyring, where a source "
+                        "names none of its own (envnix's flake sets its pinned copy)",
+                        "/usr/share/keyrings/debian-archive-keyring.gpg")
 APT_UNVERIFIED = Option("ENVNIX_APT_UNVERIFIED", "1: lock from indexes whose signature cannot "
                         "be checked (apt's [trusted=yes])", "signatures are checked")
 APT_PROFILE = Option("ENVNIX_APT_PROFILE", "which Debian packages an image holds besides its "
@@ -62,7 +65,8 @@ REGISTRY_TLS_VERIFY = Option("ENVNIX_REGISTRY_TLS_VERIFY", "0, false or no: allo
                              "and untrusted certificates (as --tls-verify)", "true")
 
 OPTIONS: tuple[Option, ...] = (
-    APT_MIRROR, APT_SECURITY_MIRROR, APT_SNAPSHOT, APT_KEYRING, APT_UNVERIFIED, APT_PROFILE,
+    APT_MIRROR, APT_SECURITY_MIRROR, APT_SNAPSHOT, APT_KEYRING, DEBIAN_KEYRING, APT_UNVERIFIED,
+    APT_PROFILE,
     CUDA_PROVIDER, CUDA_APT_REPO, CUDA_APT_KEYRING,
     INSECURE_REGISTRIES, REGISTRY_CREDS, REGISTRY_CERT_DIR, REGISTRY_TLS_VERIFY,
 )
@@ -86,6 +90,11 @@ def apt_snapshot(environ: Environ = None) -> str | None:
 def apt_keyring(environ: Environ = None) -> str | None:
     """None when unset or empty (the caller then takes the distribution's keyring)."""
     return APT_KEYRING.raw(environ) or None
+
+
+def debian_keyring(environ: Environ = None) -> str:
+    """Unset or empty: the path debian-archive-keyring installs it at."""
+    return DEBIAN_KEYRING.raw(environ) or DEBIAN_KEYRING.default
 
 
 def apt_unverified(environ: Environ = None) -> bool:

@@ -27,7 +27,7 @@ import shutil
 import stat
 import tarfile
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,8 @@ from envnix.core import http, process
 from envnix.core.errors import BuildError, LockError
 from envnix.core.progress import Progress
 from envnix.lock.apt.fetch import load_index
-from envnix.lock.apt.index import to_package
+from envnix.lock.apt.index import DebPackage, to_package
+from envnix.lock.apt.resolver import resolve
 from envnix.lock.apt.sources import machine_apt_sources
 from envnix.lock.toolchain_pin import PIN_FORMAT, Toolchain, load_pin
 
@@ -176,6 +177,11 @@ def ensure(pin: Toolchain | None = None, store: str | None = None,
 
 # -------------------------------------------------------------------------------- pinning
 
+def _pin_entry(pkg: DebPackage) -> dict[str, Any]:
+    return {"name": pkg.name, "version": pkg.version, "url": pkg.url, "sha256": pkg.sha256,
+            "size": pkg.size}
+
+
 def pin_debs(names: Sequence[str], progress: Progress | None = None) -> list[dict[str, Any]]:
     """The newest bookworm (+updates, +security) .deb of each name on this machine's Debian
     mirror, by URL + sha256 + size (the pin's entries; envnix's flake pins its own too)."""
@@ -185,10 +191,16 @@ def pin_debs(names: Sequence[str], progress: Progress | None = None) -> list[dic
         entries = index.entries(name)
         if not entries:
             raise LockError(f"the mirror has no {name} for {SUITE}")
-        pkg = to_package(index, entries[0])
-        debs.append({"name": pkg.name, "version": pkg.version, "url": pkg.url,
-                     "sha256": pkg.sha256, "size": pkg.size})
+        debs.append(_pin_entry(to_package(index, entries[0])))
     return debs
+
+
+def pin_closure(roots: Sequence[str], provided: Collection[str],
+                progress: Progress | None = None) -> list[dict[str, Any]]:
+    """Like :func:`pin_debs`, with the Depends closure of ``roots`` as envnix's apt resolver
+    walks it for an image, less the packages in ``provided`` (already there at run time)."""
+    _, index = load_index(machine_apt_sources(SUITE, components=["main"]), progress=progress)
+    return [_pin_entry(pkg) for pkg in resolve(index, roots, provided)]
 
 
 def make_pin(version: int, stage0: dict[str, str],

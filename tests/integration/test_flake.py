@@ -5,6 +5,10 @@ Real Nix, a fresh chroot store of the test's own (nothing comes from this machin
 cache: every wheel, .deb and stage 0 is fetched and built there), and `nix run --store` runs
 the result with that store mounted at /nix/store. The flake is a copy of the working tree's
 files (tracked and new, not ignored ones: a `path:` flake of the checkout would copy .venv).
+
+HTTPS from this machine goes through an egress proxy that signs with its own CA, which only the
+host's bundle holds: the tests pass the host's SSL_CERT_FILE/SSL_CERT_DIR on (as a user behind
+such a proxy must), except where they check the flake's own CA bundle.
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _cli import ROOT, copy_example, envnix
+from _cli import ROOT, copy_example, envnix, parse_build
+from _registry import Registry, have_registry_tools
+from _tiny import tiny_context
 
 from envnix import __version__
 
@@ -67,12 +73,13 @@ def store(tmp_path_factory: pytest.TempPathFactory, flake: Path) -> Iterator[Pat
     shutil.rmtree(store, ignore_errors=True)
 
 
-def nix_run(store: Path, flake: Path, path: str, *args: str,
-            cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """`nix run` of the flake's default app, PATH holding only ``path`` (Nix's programs); the
-    network settings pass through (this machine's CA bundle and proxies)."""
-    env = {"PATH": path, "HOME": os.environ.get("HOME", "/root"),
-           **{k: v for k, v in os.environ.items() if k in NETWORK_ENV}}
+def nix_run(store: Path, flake: Path, path: str, *args: str, cwd: Path | None = None,
+            network: bool = True, **extra: str) -> subprocess.CompletedProcess[str]:
+    """`nix run` of the flake's default app, PATH holding only ``path`` (Nix's programs) and
+    ``extra`` variables; the network settings pass through (this machine's CA bundle and
+    proxies) unless ``network`` is false."""
+    env = {"PATH": path, "HOME": os.environ.get("HOME", "/root"), **extra,
+           **{k: v for k, v in os.environ.items() if network and k in NETWORK_ENV}}
     nix = f"{path.split(os.pathsep)[0]}/nix"
     return subprocess.run([nix, "run", *FLAKES, "--store", str(store), *NO_CACHE,
                            f"path:{flake}", "--", *args],
@@ -112,15 +119,60 @@ def test_nix_run_spec_matches_the_venvs(store: Path, flake: Path, nix_only_path:
 
 def test_nix_run_lock_matches_the_venvs(store: Path, flake: Path, nix_only_path: str,
                                         tmp_path: Path) -> None:
-    """`lock` from the flake's envnix: the bundled uv resolves the pip part on the pinned
-    python; of the host it needs only gpgv (Debian's signatures) and the archive keyring."""
-    gpgv_dir = tmp_path / "gpgv-bin"
-    gpgv_dir.mkdir()
-    (gpgv_dir / "gpgv").symlink_to(shutil.which("gpgv") or pytest.fail("gpgv is not on PATH"))
+    """`lock` from the flake's envnix with no program of the host but Nix: the bundled uv
+    resolves the pip part on the pinned python, the bundled gpgv checks Debian's signatures
+    against the bundled debian-archive-keyring."""
     ours = copy_example("quickstart", tmp_path / "flake")
-    proc = nix_run(store, flake, f"{nix_only_path}:{gpgv_dir}", "lock", str(ours))
+    proc = nix_run(store, flake, nix_only_path, "lock", str(ours))
     assert proc.returncode == 0, proc.stderr
     assert "with uv" in proc.stderr
     venvs = copy_example("quickstart", tmp_path / "venv")
     envnix("lock", str(venvs))
     assert (ours / "envnix.lock").read_text() == (venvs / "envnix.lock").read_text()
+
+
+def test_nix_run_checks_debian_with_the_keyring_envnix_names(store: Path, flake: Path,
+                                                              nix_only_path: str,
+                                                              tmp_path: Path) -> None:
+    """The machine's Signed-By names Debian's keyring at its standard path: the flake's envnix
+    takes ENVNIX_DEBIAN_KEYRING for it (its own pinned copy unless the user sets another), so
+    a keyring without Debian's keys fails the lock, naming that keyring."""
+    empty = tmp_path / "empty.gpg"
+    empty.write_bytes(b"")
+    context = copy_example("quickstart", tmp_path)
+    proc = nix_run(store, flake, nix_only_path, "lock", str(context),
+                   ENVNIX_DEBIAN_KEYRING=str(empty))
+    assert proc.returncode == 4, proc.stderr
+    assert f"signature check failed against {empty}" in proc.stderr
+
+
+def test_nix_run_uses_its_own_ca_bundle(store: Path, flake: Path, nix_only_path: str,
+                                        tmp_path: Path) -> None:
+    """Without SSL_CERT_FILE/SSL_CERT_DIR the flake's envnix trusts Debian's CA certificates,
+    not the host's /etc/ssl/certs: the lock that passes above with the host's CA settings
+    cannot reach the package index here, whose TLS this machine's proxy signs with a CA only
+    the host trusts (uv's cause: "invalid peer certificate: UnknownIssuer")."""
+    context = copy_example("quickstart", tmp_path)
+    proc = nix_run(store, flake, nix_only_path, "lock", str(context), network=False)
+    assert proc.returncode == 8, proc.stderr
+    assert "pip: cannot reach the index https://" in proc.stderr, proc.stderr
+
+
+def test_nix_run_push_with_the_bundled_skopeo(store: Path, flake: Path, nix_only_path: str,
+                                              tmp_path: Path) -> None:
+    """`push` from the flake's envnix runs its own skopeo: a tiny image built (by the venv's
+    envnix) in the flake's store goes to a TLS registry on loopback and is proved there."""
+    if not have_registry_tools():
+        pytest.fail("docker-registry, htpasswd or openssl missing: run ./scripts/setup")
+    context = tiny_context(tmp_path)
+    built = parse_build(context, envnix("build", str(context), "--locked", "-t", "tiny:1",
+                                        "--store", str(store)))
+    reg = Registry(tmp_path / "reg", tls=True).start()
+    try:
+        proc = nix_run(store, flake, nix_only_path, "push", "-p", str(context), "--store",
+                       str(store), "--cert-dir", str(reg.cert_dir), f"{reg.host}/team/tiny:1")
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.strip() == f"{reg.host}/team/tiny:1@{built.manifest}"
+        assert reg.manifest_digest("team/tiny", "1") == built.manifest
+    finally:
+        reg.stop()

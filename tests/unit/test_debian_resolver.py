@@ -453,6 +453,31 @@ def test_machine_apt_sources_none_found(tmp_path: Path) -> None:
         machine_apt_sources("bookworm", paths=[empty])
 
 
+def test_debian_keyring_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ENVNIX_DEBIAN_KEYRING (envnix's flake sets its pinned copy) stands for Debian's keyring
+    where a source names none or names it at its standard path; another Signed-By and
+    ENVNIX_APT_KEYRING still win. Unset: the standard path, as before."""
+    standard = "/usr/share/keyrings/debian-archive-keyring.gpg"
+    listed = tmp_path / "sources.list"
+    listed.write_text(f"deb [signed-by={standard}] http://m.test/debian bookworm main\n"
+                      "deb http://m.test/debian bookworm-updates main\n"
+                      "deb [signed-by=/own.gpg] http://m.test/debian-security bookworm-security "
+                      "main\n")
+    monkeypatch.delenv("ENVNIX_DEBIAN_KEYRING", raising=False)
+    monkeypatch.delenv("ENVNIX_APT_KEYRING", raising=False)
+    keyrings = [s.keyring for s in machine_apt_sources("bookworm", paths=[listed])]
+    assert keyrings == [standard, standard, "/own.gpg"]
+    assert sources_for_mirror("http://m.test/debian", "bookworm")[0].keyring == standard
+    monkeypatch.setenv("ENVNIX_DEBIAN_KEYRING", "/pinned.gpg")
+    keyrings = [s.keyring for s in machine_apt_sources("bookworm", paths=[listed])]
+    assert keyrings == ["/pinned.gpg", "/pinned.gpg", "/own.gpg"]
+    assert sources_for_mirror("http://m.test/debian", "bookworm")[0].keyring == "/pinned.gpg"
+    assert sources_for_mirror("http://m.test/ubuntu", "jammy", distro="ubuntu")[0].keyring == (
+        "/usr/share/keyrings/ubuntu-archive-keyring.gpg")
+    monkeypatch.setenv("ENVNIX_APT_KEYRING", "/user.gpg")
+    assert sources_for_mirror("http://m.test/debian", "bookworm")[0].keyring == "/user.gpg"
+
+
 def test_sources_for_mirror() -> None:
     assert sources_for_mirror("http://m.test/debian/", "bookworm") == [
         AptSource("http://m.test/debian", "bookworm"),

@@ -18,9 +18,21 @@ from envnix.lock.apt.relations import ARCH
 from envnix.spec.apt import SNAPSHOT_PATTERN, URL_SCHEMES, AptSource, snapshot_of
 
 DEFAULT_KEYRINGS = {
-    "debian": "/usr/share/keyrings/debian-archive-keyring.gpg",
+    "debian": options.DEBIAN_KEYRING.default,
     "ubuntu": "/usr/share/keyrings/ubuntu-archive-keyring.gpg",
 }
+
+
+def default_keyring(distro: str) -> str:
+    """The distribution's archive keyring; Debian's is ENVNIX_DEBIAN_KEYRING when set (so
+    envnix's flake checks with the keyring it ships, on a machine without Debian's)."""
+    return options.debian_keyring() if distro == "debian" else DEFAULT_KEYRINGS.get(distro, "")
+
+
+def _keyring_of(signed_by: str, distro: str) -> str:
+    """A Signed-By naming the distribution's keyring at its standard path means that keyring:
+    the one :func:`default_keyring` names (the same file unless ENVNIX_DEBIAN_KEYRING says)."""
+    return default_keyring(distro) if signed_by == DEFAULT_KEYRINGS.get(distro) else signed_by
 
 
 SNAPSHOT_FORMAT = "%Y%m%dT%H%M%SZ"
@@ -170,10 +182,10 @@ def machine_apt_sources(
             raise LockError(f"envnix cannot read {distro} apt sources; pass --apt-mirror URL")
         raise LockError(template.format(codename=codename, where=where))
     ordered = sorted(found.items(), key=lambda kv: rank[kv[0][1]])  # stable: file order kept
-    default = DEFAULT_KEYRINGS.get(distro, "")
+    default = default_keyring(distro)
     return [
         AptSource(uri, suite, tuple(components) if components else tuple(comps) or ("main",),
-                  keyring=keyrings.get((uri, suite), default),
+                  keyring=_keyring_of(keyrings.get((uri, suite), ""), distro) or default,
                   keyring_setting="Signed-By in the machine's apt sources")
         for (uri, suite), comps in ordered
     ]
@@ -206,7 +218,7 @@ def sources_for_mirror(
             raise UsageError(f"apt mirror must be an http(s):// or file:// URL, got {url!r}")
         if snapshot is not None:
             url = at_snapshot(url, snapshot)
-        keyring = options.apt_keyring() or DEFAULT_KEYRINGS.get(distro, "")
+        keyring = options.apt_keyring() or default_keyring(distro)
         out += [AptSource(url.rstrip("/"), codename + s, tuple(components), keyring=keyring)
                 for s in suites]
     return out
