@@ -14,7 +14,11 @@ let
     pin = builtins.fromJSON (builtins.readFile ../envnix/toolchain/bookworm-amd64.json);
   };
   inherit (pinned) busybox tc;
-  pins = builtins.fromJSON (builtins.readFile ./envnix-wheels.json);
+  # Both pin files carry "format": 1 (scripts/pin-envnix-*); a newer one needs a newer envnix.
+  readPins = file: let p = builtins.fromJSON (builtins.readFile file); in
+    if p.format == 1 then p
+    else throw "${toString file}: format ${toString p.format}, this envnix reads 1";
+  pins = readPins ./envnix-wheels.json;
 
   # Libraries the wheels' extensions (libgcc_s) and the stdlib's ssl module (libssl, libcrypto)
   # link to that the toolchain leaves out: bookworm .debs pinned next to the wheels.
@@ -25,7 +29,7 @@ let
 
   # gpgv and skopeo with the libraries they load beyond the ones above, and the keyring and
   # CA certificates as Debian ships them (ca-certificates' postinst would write the bundle).
-  tools = builtins.fromJSON (builtins.readFile ./envnix-tools.json);
+  tools = readPins ./envnix-tools.json;
   toolsTree = pinned.debTree "envnix-tools" tools.debs null;
   toolsData = pinned.debTree "envnix-tools-data" tools.data null;
   toolLibs = "${libs}:${toolsTree}/lib/x86_64-linux-gnu:${toolsTree}/usr/lib/x86_64-linux-gnu";
