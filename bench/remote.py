@@ -20,7 +20,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from _common import envnix, field, print_table, work_dir
+from _common import envnix, field, print_compared, work_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
@@ -53,12 +53,7 @@ def main() -> None:
         ratio = seconds["remote"] / seconds["local"]
         rows.append(("remote overhead", f"{seconds['remote'] - seconds['local']:+.1f} s",
                      f"{ratio:.2f}x local"))
-        same = digests["local"] == digests["remote"]
-        rows.append(("manifest (local / remote)", digests["local"],
-                     "same" if same else f"DIFFERENT: remote {digests['remote']}"))
-        print_table(rows)
-        if not same:
-            sys.exit(1)
+        print_compared(rows, "manifest (local / remote)", digests)
 
 
 if __name__ == "__main__":

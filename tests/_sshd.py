@@ -23,6 +23,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from _cli import stop
+
 SSHD = Path("/usr/sbin/sshd")
 HOST = "127.0.0.1"
 URI = f"ssh://root@{HOST}"  # not "localhost": Nix 2.8 runs that one locally, without ssh
@@ -126,9 +128,4 @@ def running_builder(directory: Path) -> Iterator[Builder]:
         yield Builder(port, directory / "client_ed25519",
                       write_ssh_config(directory / "ssh_config", port, known_hosts), store, log)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
