@@ -40,6 +40,18 @@ def print_table(rows: list[tuple[str, str, str]]) -> None:
         print(f"{name:<{width}}  {value:>{value_width}}  {note}".rstrip())
 
 
+def print_compared(rows: list[tuple[str, str, str]], label: str,
+                   digests: dict[str, str]) -> None:
+    """``rows`` and a last one with the digests of one image built in several ways (the first
+    shown, the others only when they differ); exit 1 when they differ, which voids the run."""
+    (_, first), *others = digests.items()
+    different = [f"{name} {digest}" for name, digest in others if digest != first]
+    print_table([*rows, (label, first, "DIFFERENT: " + ", ".join(different) if different
+                         else "same")])
+    if different:
+        sys.exit(1)
+
+
 def download_floor(lock: dict, dest: Path) -> tuple[float, int]:
     """(seconds, bytes) to fetch every artifact of an envnix.lock with urllib + sha256: the
     network floor any builder of that image pays."""

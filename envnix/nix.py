@@ -38,7 +38,7 @@ from envnix.render import nix_options
 from envnix.render.plan import read_plan
 from envnix.toolchain import ensure
 
-_BUILDING = re.compile(r"^building '/nix/store/[0-9a-z]{32}-(.+?)\.drv'")
+_BUILDING = re.compile(r"^building '/nix/store/[0-9a-z]{32}-(.+?)\.drv'(?: on '([^']+)')?")
 _WILL_BUILD = re.compile(r"^these (\d+) derivations? will be built:")
 # Nix (require-sigs) skips a cache's path nobody it trusts signed, warns, and builds it.
 _UNSIGNED = re.compile(r"^warning: the substitute for '[^']+' from '([^']+)' is not signed by "
@@ -53,6 +53,11 @@ _DOWNLOAD = re.compile(r"^(.*?)unable to download '([^']+)': (.+?)(?:; retrying 
 _CACHE_FILE = re.compile(r"(.*?)/(?:nix-cache-info|[0-9a-z]{32}\.narinfo|nar/[^/]+)$")
 _BUILDER_LINE = re.compile(r"envnix-builder: .+")
 _FAILED = re.compile(r"builder for '/nix/store/[0-9a-z]{32}-(.+?)\.drv' failed")
+# Nix 2.8's build hook on a remote builder it cannot use (it then leaves that builder out), and
+# what Nix says when max-jobs = 0 leaves no machine at all: "remote machines may not have all
+# required system features" even when the only one was unreachable.
+_CANNOT_BUILD_ON = re.compile(r"cannot build on '([^']+)': (?:error: )?(.+)$", re.M)
+_NO_BUILD_SLOT = "unable to start any build"
 
 
 # Settings envnix sets only where the user's config leaves Nix's default: a cache that does not
@@ -152,7 +157,10 @@ def nix_build(
         elif m := _BUILDING.match(line):
             done += 1
             if progress and not verbose:
-                progress(f"nix: [{done}/{total or '?'}] {m[1]}")
+                progress(f"nix: [{done}/{total or '?'}] {m[1]}" + (f" on {m[2]}" if m[2] else ""))
+        elif (m := _CANNOT_BUILD_ON.search(line)) and progress and not verbose:
+            progress(f"nix: remote builder {m[1]} cannot be used ({_reason(m[2])}): "
+                     "left out of this build")
 
     proc = process.run(cmd, error=BuildError, on_line=on_line)
     for url, count in unsigned.items():
@@ -380,6 +388,8 @@ def _translate_failure(log: str) -> BuildError | FetchError:
                                "path; the host toolchain (not reproducible) needs root, a "
                                "trusted user, or extra-sandbox-paths = /usr /lib /lib64 in the "
                                "daemon's nix.conf")
+    if _NO_BUILD_SLOT in log:
+        return _no_machine(log)
     builder_lines = _BUILDER_LINE.findall(log)
     failed = _FAILED.search(log)
     where = f" while building {failed[1]}" if failed else ""
@@ -556,3 +566,24 @@ def _cache_failure(proc: process.Completed, cache: str, target: str, url: str) -
                             hint="check the URL and that the server is up")
     return PublishError(f"pushing to binary cache {cache} failed: {reason}",
                         hint="run again with --verbose to see Nix's log")
+
+
+# ----------------------------------------------------------------------------- remote builders
+
+def _reason(text: str) -> str:
+    """The last clause of a Nix/ssh error: ssh's own words (``...: Connection refused``)."""
+    return text.strip().rstrip(".")
+
+
+def _no_machine(log: str) -> BuildError:
+    """max-jobs = 0 (nothing builds here) and no remote builder took the build."""
+    if m := _CANNOT_BUILD_ON.search(log):
+        return BuildError(f"cannot build on the remote builder {m[1]}: {_reason(m[2])}",
+                          hint="max-jobs = 0 builds nothing on this machine; check that "
+                               f"ssh reaches {m[1]} as Nix runs it (the key in the builders "
+                               "line, NIX_SSHOPTS, known_hosts), or build here: --builders '' "
+                               "--max-jobs auto; see docs/nix-config.md")
+    return BuildError("max-jobs = 0 builds nothing on this machine and no remote builder "
+                      "can take this build",
+                      hint="name one in nix.conf's builders or with --builders SPEC (its "
+                           "system x86_64-linux), or build here: --max-jobs auto")

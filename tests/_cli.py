@@ -65,3 +65,13 @@ def without_nix_path() -> dict[str, str]:
             if d and not (Path(d) / "nix-build").exists()]
     env["PATH"] = os.pathsep.join(dirs)
     return env
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """End a server a test started (a daemon, sshd): SIGTERM, then SIGKILL after 10 s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

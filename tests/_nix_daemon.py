@@ -17,6 +17,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from _cli import stop
+
 ROOT = Path(__file__).resolve().parents[1]
 DAEMON_CONF = ROOT / "scripts" / "nix-daemon.conf"
 SOCKET_GROUP = "nix-users"
@@ -68,12 +70,7 @@ def running_daemon(directory: Path, conf: str) -> Iterator[NixDaemon]:
             time.sleep(0.2)
         yield NixDaemon(client_env, log)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 @contextmanager
