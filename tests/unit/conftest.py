@@ -2,7 +2,8 @@
 
 Unit tests must pass with the network cut and without Nix, so the calls that reach the network
 (connect, name lookup) or start a program (exec, spawn, system, subprocess) are replaced, for
-the whole of each unit test's setup, call and teardown (fixtures of any scope included), by
+the whole of each unit test's setup, call and teardown (fixtures of any scope included,
+except the session's final teardown, which finalizes both tiers' session fixtures), by
 ones that raise. The attempt is also recorded, so a test whose code under test swallows the
 exception still fails, naming the call.
 
@@ -89,6 +90,16 @@ def _guarded(item: pytest.Item) -> Iterator[None]:
     return result
 
 
+@pytest.hookimpl(wrapper=True)
+def _guarded_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """The test's own teardown, guarded. With no next item pytest also finalizes the whole
+    session's fixtures here, the integration tier's too (sshd, builder stores), which may
+    start programs: that last teardown belongs to no tier and is left unguarded."""
+    if nextitem is None:
+        return (yield)
+    return (yield from _guarded(item))
+
+
 pytest_runtest_setup = _guarded
 pytest_runtest_call = _guarded
-pytest_runtest_teardown = _guarded
+pytest_runtest_teardown = _guarded_teardown
