@@ -53,11 +53,15 @@ DEFAULT_CREATED = "1970-01-01T00:00:00Z"
 CONFIG_SCHEMA = 1  # image-config.json's version; envnix.render.CONFIG_SCHEMA writes it
 DIGESTS_SCHEMA = 1  # digests.json's version; envnix.oci.layout.DIGESTS_SCHEMA reads it
 
-# Docker reference grammar (distribution/reference), lower-case repository, optional tag.
+# Docker reference grammar (distribution/reference), lower-case repository, optional tag: the
+# same as envnix.core.reference's (which a builder cannot import), IPv6 hosts and ASCII-only
+# tags included, so a name the CLI accepts never fails here.
+MAX_NAME = 255  # as envnix.core.reference
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_DOMAIN = r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*" \
-          r"[a-zA-Z0-9])?)*(?::[0-9]+)?/)?"
-_REF = re.compile(rf"({_DOMAIN}{_COMPONENT}(?:/{_COMPONENT})*)(?::([\w][\w.-]{{0,127}}))?")
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_DOMAIN = rf"(?:(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9A-Fa-f:]+\])(?::[0-9]+)?/)?"
+_REF = re.compile(
+    rf"({_DOMAIN}{_COMPONENT}(?:/{_COMPONENT})*)(?::([A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}}))?")
 _STORE_HASH = re.compile(r"^[0-9a-df-np-sv-z]{32}-")
 
 
@@ -94,7 +98,12 @@ def _hex(digest: str) -> str:
 def parse_tag(tag: str) -> tuple[str, str]:
     """`name[:tag]` -> (name, tag); the tag defaults to "latest" as in docker."""
     m = _REF.fullmatch(tag)
-    if not m:
+    first, slash, _ = (m.group(1) if m else "").partition("/")
+    # A first component is a registry only when docker would read it as one (a dot, a port,
+    # localhost or an IPv6 literal); otherwise it is a lowercase path component.
+    host = slash and ("." in first or ":" in first or first == "localhost"
+                      or first.startswith("["))
+    if not m or len(m.group(1)) > MAX_NAME or (not host and not re.fullmatch(_COMPONENT, first)):
         raise ImageError(f"tag {tag!r} is not a valid image reference name[:tag]")
     return m.group(1), m.group(2) or "latest"
 

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from envnix.core.errors import UsageError
+from envnix.core.reference import image_name
 from envnix.render import CONFIG_SCHEMA
 from envnix.render.context import TREE_FORMAT
 
@@ -149,3 +151,24 @@ def test_builder_inputs_carry_versions_and_newer_ones_are_refused(tmp_path: Path
         B.check_version({"format": 2}, "format", 1, "t/meta.json")
     with pytest.raises(B.BuilderError, match="must be a version number"):
         B.check_version({"format": True}, "format", 1, "t/meta.json")
+
+
+@pytest.mark.parametrize("text", [
+    "app", "app:1", "team/app:dev", "127.0.0.1:5000/team/app:1", "[::1]:5000/team/app:1",
+    "localhost/a/b", "r.example.com/a__b/c-d:v1.2_3", "Team/app", "app:tâg", "app:", "-app",
+    "docker://team/app:1", f"app@sha256:{'a' * 64}", "a/" * 130 + "b", "app:" + "t" * 129,
+])
+def test_the_image_builder_accepts_exactly_the_names_the_cli_does(text: str) -> None:
+    """-t is checked by the CLI (core.reference) and again by mkimage, which cannot import it:
+    a name one accepts and the other refuses would fail only after the whole build."""
+    try:
+        image_name(text, "-t")
+        cli_ok = True
+    except UsageError:
+        cli_ok = False
+    try:
+        mkimage.parse_tag(text)
+        builder_ok = True
+    except mkimage.ImageError:
+        builder_ok = False
+    assert cli_ok == builder_ok, (text, cli_ok, builder_ok)
