@@ -38,6 +38,9 @@ from envnix.render import nix_options
 from envnix.render.plan import read_plan
 from envnix.toolchain import ensure
 
+# Nix 2.8 keeps `nix show-config` and `nix copy` behind the new CLI's feature flag.
+NIX_COMMAND = ("--extra-experimental-features", "nix-command")
+NIX = ("nix", *NIX_COMMAND)
 _BUILDING = re.compile(r"^building '/nix/store/[0-9a-z]{32}-(.+?)\.drv'(?: on '([^']+)')?")
 _WILL_BUILD = re.compile(r"^these (\d+) derivations? will be built:")
 # Nix (require-sigs) skips a cache's path nobody it trusts signed, warns, and builds it.
@@ -213,8 +216,8 @@ def user_settings() -> dict[str, dict[str, object]]:
     nix = shutil.which("nix")
     if not nix:
         return {}
-    proc = process.run([nix, "--extra-experimental-features", "nix-command", "show-config",
-                        "--json"], error=BuildError, timeout=60)
+    proc = process.run([nix, *NIX_COMMAND, "show-config", "--json"], error=BuildError,
+                       timeout=60)
     if proc.returncode != 0:
         raise BuildError(f"nix show-config failed: {proc.last_error_line()}",
                          hint="check your nix.conf (NIX_CONF_DIR, NIX_USER_CONF_FILES)")
@@ -402,7 +405,6 @@ def _translate_failure(log: str) -> BuildError | FetchError:
 
 # ------------------------------------------------------------------------------ binary caches
 
-NIX = ("nix", "--extra-experimental-features", "nix-command")  # Nix 2.8: `nix copy` is new CLI
 _COPYING = re.compile(r"^copying path '/nix/store/[0-9a-z]{32}-([^']+)' to ")
 _NO_STORE = re.compile(r"don't know how to open Nix store|unsupported URI|"
                        r"is not a valid store|unknown store")

@@ -51,11 +51,12 @@ HOST_SANDBOX_PATHS = ("/usr", "/lib", "/lib64")
 # user's; see envnix.nix.build_options and docs/nix-config.md.
 NIX_BASE_OPTIONS = ("--option", "sandbox", "true")
 
-# Artifacts at least this big (compressed) get a layer of their own, so changing a small
-# package never re-uploads torch; the rest are grouped by kind. Stays far below ~100 layers.
 CONFIG_SCHEMA = 1
 """image-config.json's version: ``{"schema": 1, "template": <OCI config minus rootfs/history>}``
 (a wrapper, so the version never becomes a key of the image's own config)."""
+
+# Artifacts at least this big (compressed) get a layer of their own, so changing a small
+# package never re-uploads torch; the rest are grouped by kind. Stays far below ~100 layers.
 OWN_LAYER_BYTES = 10 * 1024 * 1024
 MAX_LAYERS = 100
 

@@ -35,7 +35,7 @@ from envnix.core import http, process
 from envnix.core.errors import BuildError, LockError
 from envnix.core.progress import Progress
 from envnix.lock.apt.fetch import load_index
-from envnix.lock.apt.index import DebPackage, to_package
+from envnix.lock.apt.index import DebIndex, DebPackage, to_package
 from envnix.lock.apt.resolver import resolve
 from envnix.lock.apt.sources import machine_apt_sources
 from envnix.lock.toolchain_pin import PIN_FORMAT, Toolchain, load_pin
@@ -182,10 +182,15 @@ def _pin_entry(pkg: DebPackage) -> dict[str, Any]:
             "size": pkg.size}
 
 
+def _mirror_index(progress: Progress | None) -> DebIndex:
+    """bookworm's main component (+updates, +security) on this machine's Debian mirror."""
+    return load_index(machine_apt_sources(SUITE, components=["main"]), progress=progress)[1]
+
+
 def pin_debs(names: Sequence[str], progress: Progress | None = None) -> list[dict[str, Any]]:
     """The newest bookworm (+updates, +security) .deb of each name on this machine's Debian
     mirror, by URL + sha256 + size (the pin's entries; envnix's flake pins its own too)."""
-    _, index = load_index(machine_apt_sources(SUITE, components=["main"]), progress=progress)
+    index = _mirror_index(progress)
     debs = []
     for name in names:
         entries = index.entries(name)
@@ -199,8 +204,7 @@ def pin_closure(roots: Sequence[str], provided: Collection[str],
                 progress: Progress | None = None) -> list[dict[str, Any]]:
     """Like :func:`pin_debs`, with the Depends closure of ``roots`` as envnix's apt resolver
     walks it for an image, less the packages in ``provided`` (already there at run time)."""
-    _, index = load_index(machine_apt_sources(SUITE, components=["main"]), progress=progress)
-    return [_pin_entry(pkg) for pkg in resolve(index, roots, provided)]
+    return [_pin_entry(pkg) for pkg in resolve(_mirror_index(progress), roots, provided)]
 
 
 def make_pin(version: int, stage0: dict[str, str],
