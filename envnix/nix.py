@@ -34,8 +34,8 @@ from envnix.core.errors import (
     os_reason,
 )
 from envnix.core.progress import REPORTER, Progress
-from envnix.render import nix_options
-from envnix.render.plan import read_plan
+from envnix.lock.model import LOCK_NAME, CorruptLockError, read_lock
+from envnix.render import lock_artifacts, nix_options
 from envnix.toolchain import ensure
 
 # Nix 2.8 keeps `nix show-config` and `nix copy` behind the new CLI's feature flag.
@@ -136,7 +136,7 @@ def nix_build(
     if store:
         cmd += ["--store", store]
         if _is_chroot_store(store):
-            seed_chroot_store(directory / "plan.json", store, progress)
+            seed_chroot_store(directory / LOCK_NAME, store, progress)
             if toolchain == "pinned":  # the same path Nix would make, without a fetch there
                 ensure(store=store, progress=progress)
     if out_link:
@@ -279,7 +279,7 @@ def _is_chroot_store(store: str) -> bool:
     return "://" not in store and store not in ("auto", "daemon", "local")
 
 
-def seed_chroot_store(plan_path: Path, store: str,
+def seed_chroot_store(lock_path: Path, store: str,
                       progress: Progress | None = None) -> None:
     """Put every pinned artifact into the chroot store ``store`` before nix-build runs.
 
@@ -289,7 +289,7 @@ def seed_chroot_store(plan_path: Path, store: str,
     store when it has it, else downloaded here and checked against its sha256) means no fetch
     runs inside the chroot store at all. The store paths are the same fixed-output paths.
     """
-    wanted = {fixed_output_path(a["sha256"], a["storeName"]): a for a in _seedable(plan_path)}
+    wanted = {fixed_output_path(a["sha256"], a["storeName"]): a for a in _seedable(lock_path)}
     missing = _invalid(list(wanted), store)
     if not missing:
         return
@@ -332,13 +332,20 @@ def fixed_output_path(sha256: str, name: str, store_dir: str = "/nix/store") -> 
     return f"{store_dir}/{text}-{name}"
 
 
-def _seedable(plan_path: Path) -> list[dict[str, str]]:
-    """plan.json's artifacts, checked as Nix would fetch them: http(s) only, no credentials,
-    a sha256 and a store name that is also a safe file name. Seeding runs outside any
-    sandbox, so this holds on its own, whatever wrote plan.json: read_plan applies the same
-    rules as render's check_artifact (url_problem, SHA256_HEX, STORE_NAME) to every entry."""
-    plan = read_plan(plan_path)
-    return [*plan["artifacts"].values(), *plan["baseLayers"]]
+def _seedable(lock_path: Path) -> list[dict[str, str]]:
+    """The rendered lock's artifacts and base layers, checked as Nix would fetch them: http(s)
+    only, no credentials, a sha256 and a store name that is also a safe file name. Seeding
+    runs outside any sandbox, so this holds on its own, whatever wrote the file: the lock is
+    read back checked, and lock_artifacts applies check_artifact to every entry."""
+    try:
+        lock = read_lock(lock_path)
+    except CorruptLockError as exc:
+        raise BuildError(exc.message, hint="it is generated: run envnix render (or envnix "
+                         "build) again") from None
+    if lock is None or lock.image is None:
+        raise BuildError(f"{lock_path}: missing, or without an image section",
+                         hint="run envnix render (or envnix build) again")
+    return [*lock_artifacts(lock).values(), *lock.image["plan"]["baseLayers"]]
 
 
 def _run(cmd: list[str]) -> str:

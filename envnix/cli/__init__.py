@@ -8,7 +8,6 @@ stderr, results (paths, digests, JSON) to stdout, so scripts can capture them.
 from __future__ import annotations
 
 import os
-import re
 import sys
 from pathlib import Path
 
@@ -26,21 +25,15 @@ from envnix.core.errors import (
 from envnix.core.fileio import atomic_write
 from envnix.core.process import install_signal_handlers
 from envnix.core.progress import REPORTER
-from envnix.core.reference import image_name
+from envnix.core.reference import default_name, image_name
 from envnix.frontend import load_spec
 from envnix.frontend.migrate import build_envd_from_conda
-from envnix.lock import (
-    apt_sources,
-    check_lock,
-    ensure_lock,
-    lock_file,
-    make_lock,
-    write_lock,
-)
+from envnix.lock import Describe, check_lock, ensure_lock, lock_file, relock
 from envnix.nix import NixConfig, nix_build
 from envnix.oci.layout import read_digests
 from envnix.oci.output import parse_output
-from envnix.render import render
+from envnix.render import image_section, render
+from envnix.spec import ImageSpec
 from envnix.spec.cuda import PROVIDERS as CUDA_PROVIDERS
 
 GENERATED_DIR = ".envnix"
@@ -57,19 +50,11 @@ def _context(path_arg: str | None, path_opt: str | None) -> Path:
 
 def _default_tag(context: Path) -> str:
     """envd's default: the context directory's name, normalised, with tag 'dev'."""
-    name = re.sub(r"[^a-z0-9._-]+", "-", context.name.lower())
-    # A separator is one '.', one '_', '__' or a run of '-': fold any other run into '-'.
-    name = re.sub(r"[._-]{2,}", lambda m: m[0] if m[0] == "__" or set(m[0]) == {"-"} else "-",
-                  name).strip("-._")
-    return f"{name or 'envnix'}:dev"
+    return f"{default_name(context.name)}:dev"
 
 
-def _nixpkgs(ref: str) -> str:
-    """``--nixpkgs``: a flake reference; printable, no spaces (it is quoted into flake.nix)."""
-    if not ref or not ref.isprintable() or any(c.isspace() for c in ref):
-        raise UsageError(f"--nixpkgs {ref!r} is not a flake reference",
-                         hint="e.g. nixpkgs, github:NixOS/nixpkgs/nixos-24.05 or path:/src")
-    return ref
+def _describer(spec: ImageSpec, context: Path) -> Describe:
+    return lambda lock: image_section(spec, lock, context)
 
 
 common_path = click.argument("path", required=False)
@@ -138,11 +123,10 @@ def lock_cmd(path: str | None, path_opt: str | None, from_: str, cuda_provider: 
     spec = load_spec(context, from_, cuda_provider=cuda_provider)
     lock_path = lock_file(context, spec)
     if check:
-        check_lock(context, spec)
+        check_lock(context, spec, _describer(spec, context))
         click.echo(f"{lock_path.name} is up to date")
         return
-    lock = make_lock(spec, context, apt_sources(spec.os, apt_mirror), REPORTER)
-    changed = write_lock(lock_path, lock)
+    lock, changed = relock(context, spec, apt_mirror, _describer(spec, context), REPORTER)
     click.echo(f"{lock_path} {'written' if changed else 'unchanged'}: "
                f"{len(lock.apt_packages)} debs, {len(lock.pip_wheels)} wheels")
 
@@ -159,8 +143,6 @@ def _build_options(fn):  # type: ignore[no-untyped-def]
                      help="What runs the builders inside Nix: pinned (Python, zlib and proot "
                           "from pinned .debs in the Nix store), host (NOT reproducible: this "
                           "machine's python3, needs extra-sandbox-paths) or nixpkgs."),
-        click.option("--nixpkgs", default="nixpkgs", show_default=True,
-                     help="Flake reference for nixpkgs (toolchain=nixpkgs)."),
     ]):
         fn = option(fn)
     return fn
@@ -191,17 +173,16 @@ def _nix_config_options(fn):  # type: ignore[no-untyped-def]
 @_build_options
 def render_cmd(path: str | None, path_opt: str | None, from_: str, cuda_provider: str | None,
                apt_mirror: str | None, tag: str | None, locked: bool, out_dir: Path | None,
-               toolchain: str, nixpkgs: str) -> None:
-    """Lock if needed and write the Nix project (flake.nix, default.nix) without building."""
+               toolchain: str) -> None:
+    """Lock if needed and write the Nix project (default.nix, image.nix) without building."""
     context = _context(path, path_opt)
     if tag:
         image_name(tag, "-t")
     tag = tag or _default_tag(context)
-    nixpkgs = _nixpkgs(nixpkgs)
     spec = load_spec(context, from_, cuda_provider=cuda_provider)
-    lock = ensure_lock(context, spec, apt_mirror, locked, REPORTER)
-    rendered = render(spec, lock, out_dir or context / GENERATED_DIR, tag,
-                      toolchain, nixpkgs, context=context)
+    lock = ensure_lock(context, spec, apt_mirror, locked, REPORTER, _describer(spec, context))
+    rendered = render(spec, lock, out_dir or context / GENERATED_DIR, tag, toolchain,
+                      context=context)
     click.echo(str(rendered.directory))
 
 
@@ -215,7 +196,7 @@ def render_cmd(path: str | None, path_opt: str | None, from_: str, cuda_provider
                    "type=oci|docker|tar,dest=FILE|- (see envnix push for credentials).")
 def build_cmd(path: str | None, path_opt: str | None, from_: str, cuda_provider: str | None,
               apt_mirror: str | None, tag: str | None, locked: bool, out_dir: Path | None,
-              toolchain: str, nixpkgs: str, store: str | None, substituters: str | None,
+              toolchain: str, store: str | None, substituters: str | None,
               no_substitute: bool, builders: str | None, max_jobs: str | None,
               nix_options: tuple[tuple[str, str], ...], verbose: bool,
               outputs: tuple[str, ...]) -> None:
@@ -228,10 +209,9 @@ def build_cmd(path: str | None, path_opt: str | None, from_: str, cuda_provider:
     if tag:
         image_name(tag, "-t")
     tag = output.build_tag(tag, _default_tag(context)) if output else tag or _default_tag(context)
-    nixpkgs = _nixpkgs(nixpkgs)
     spec = load_spec(context, from_, cuda_provider=cuda_provider)
-    lock = ensure_lock(context, spec, apt_mirror, locked, REPORTER)
-    rendered = render(spec, lock, out_dir or context / GENERATED_DIR, tag, toolchain, nixpkgs,
+    lock = ensure_lock(context, spec, apt_mirror, locked, REPORTER, _describer(spec, context))
+    rendered = render(spec, lock, out_dir or context / GENERATED_DIR, tag, toolchain,
                       context=context)
     result = nix_build(rendered.directory, "image", toolchain,
                        out_link=rendered.directory / "result", store=store,

@@ -143,6 +143,16 @@ class Reference:
         return DOCKER + str(ref)
 
 
+def default_name(directory: str) -> str:
+    """envd's default image name for a build context: its directory's name, lowercased, with
+    what a repository name cannot hold folded into '-' ('envnix' if nothing is left)."""
+    name = re.sub(r"[^a-z0-9._-]+", "-", directory.lower())
+    # A separator is one '.', one '_', '__' or a run of '-': fold any other run into '-'.
+    name = re.sub(r"[._-]{2,}", lambda m: m[0] if m[0] == "__" or set(m[0]) == {"-"} else "-",
+                  name).strip("-._")
+    return name or "envnix"
+
+
 def image_name(text: str, what: str) -> Reference:
     """The name[:tag] an image is built as (``-t``, ``--output name=``): a UsageError naming
     ``what`` for anything else, a digest included (the build computes it), and a ``docker://``

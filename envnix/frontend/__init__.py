@@ -648,7 +648,14 @@ def evaluate_spec(context: Path, from_: str = "build.envd:build",
     manifest = context / file
     builder = SpecBuilder(context, warn, cuda_provider)
     try:
-        syntax = Evaluator(manifest, builder).run(function)
-        return builder.build(context.name, file, function, syntax)
+        evaluator = Evaluator(manifest, builder)
+        syntax = evaluator.run(function)
+        spec = builder.build(context.name, file, function, syntax)
     except EnvnixError as exc:
         raise one_line(exc) from None
+    read = [manifest.resolve(), *evaluator.loaded_files()]
+    if spec.conda.env_file:
+        read.append(context / spec.conda.env_file)
+    spec.sources = sorted({p.resolve().relative_to(context).as_posix() for p in read
+                           if p.resolve().is_relative_to(context)})
+    return spec

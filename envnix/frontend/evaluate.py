@@ -70,6 +70,10 @@ class Evaluator:
         self._budget = Budget()  # a fresh one for each run()
 
     # -- public -------------------------------------------------------------------------------
+    def loaded_files(self) -> list[Path]:
+        """The files load() read, resolved (the manifest not included)."""
+        return list(self._loaded)
+
     def run(self, function: str) -> str:
         """Evaluate the manifest and call ``function``; returns the syntax marker (v0/v1)."""
         self._budget = Budget()

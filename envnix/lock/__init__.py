@@ -7,6 +7,7 @@ image with no resolver and no index access.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,16 +49,19 @@ __all__ = [
     "LOCK_NAME",
     "CondaPlan",
     "CorruptLockError",
+    "Describe",
     "Lock",
     "apt_sources",
     "check_lock",
     "conda_plan",
     "ensure_lock",
+    "image_change",
     "lock_file",
     "lock_inputs",
     "make_lock",
     "pip_request",
     "read_lock",
+    "relock",
     "stale_reason",
     "write_lock",
 ]
@@ -265,22 +269,52 @@ def lock_file(context: Path, spec: ImageSpec) -> Path:
     return (context / spec.manifest).parent / LOCK_NAME
 
 
-def check_lock(context: Path, spec: ImageSpec) -> None:
-    """StaleLockError unless the spec's envnix.lock exists and answers its inputs
-    (``envnix lock --check``)."""
+Describe = Callable[[Lock], dict[str, Any]]
+"""The image section for a lock of this spec (envnix.render.image_section, bound by the
+caller: it is a later stage's)."""
+
+
+def image_change(lock: Lock, section: dict[str, Any]) -> str | None:
+    """How the lock's image section differs from ``section``, in a few words; None if not."""
+    if lock.image is None:
+        return "it has no image section (made before lib.buildImage)"
+    changed = sorted(k for k in set(lock.image) | set(section)
+                     if lock.image.get(k) != section.get(k))
+    return "the image's " + ", ".join(changed) + " changed" if changed else None
+
+
+def check_lock(context: Path, spec: ImageSpec, describe: Describe) -> None:
+    """StaleLockError unless the spec's envnix.lock exists and answers its inputs, image
+    section included (``envnix lock --check``; ``nix flake check`` sees the same)."""
     path = lock_file(context, spec)
     existing = read_lock(path)
     if existing is None:
         raise StaleLockError(f"{path.name} does not exist", hint="run envnix lock")
-    reason = stale_reason(existing, lock_inputs(spec, context))
+    reason = stale_reason(existing, lock_inputs(spec, context)) or image_change(
+        existing, describe(existing))
     if reason:
         raise StaleLockError(f"{path.name} is stale: {reason}", hint="run envnix lock")
 
 
+def relock(context: Path, spec: ImageSpec, apt_mirror: str | None, describe: Describe,
+           progress: Progress) -> tuple[Lock, bool]:
+    """``envnix lock``: resolve everything again and write the lock with its image section;
+    True when the file changed (a damaged file is kept as envnix.lock.bak)."""
+    lock = make_lock(spec, context, apt_sources(spec.os, apt_mirror), progress)
+    lock = dataclasses.replace(lock, image=describe(lock))
+    return lock, write_lock(lock_file(context, spec), lock)
+
+
 def ensure_lock(context: Path, spec: ImageSpec, apt_mirror: str | None, locked: bool,
-                progress: Progress) -> Lock:
+                progress: Progress, describe: Describe) -> Lock:
     """envnix.lock when it still answers the inputs; otherwise a new lock, written (unless
-    ``locked``: then a stale or damaged lock is an error), as ``envnix build`` needs."""
+    ``locked``: then a stale or damaged lock is an error), as ``envnix build`` needs.
+
+    A lock whose pins still hold but whose image section is out of date (build.envd changed
+    an environment variable, or the lock predates the section) gets a new section only:
+    nothing is resolved again. With ``locked`` that is an error too, except for a version 1
+    lock, which builds with the section computed now and is left as it is.
+    """
     path = lock_file(context, spec)
     try:
         existing = read_lock(path)
@@ -295,14 +329,29 @@ def ensure_lock(context: Path, spec: ImageSpec, apt_mirror: str | None, locked: 
     if existing is not None:
         reason = stale_reason(existing, inputs)
         if reason is None:
-            progress(f"lock: {path.name} is up to date "
-                     f"({len(existing.artifacts())} artifacts)")
-            return existing
+            section = describe(existing)
+            change = image_change(existing, section)
+            if change is None:
+                progress(f"lock: {path.name} is up to date "
+                         f"({len(existing.artifacts())} artifacts)")
+                return existing
+            described = dataclasses.replace(existing, image=section)
+            if locked and existing.image is None:
+                progress(f"lock: {path.name} has no image section; building with one made "
+                         "now (run envnix lock to record it)")
+                return described
+            if locked:
+                raise StaleLockError(f"{path.name} is stale: {change}",
+                                     hint="run envnix lock, or drop --locked")
+            write_lock(path, described)
+            progress(f"lock: {path.name}: {change}; updated it (no package re-resolved)")
+            return described
         if locked:
             raise StaleLockError(f"{path.name} is stale: {reason}",
                                  hint="run envnix lock, or drop --locked")
         progress(f"lock: {path.name} is stale ({reason}); re-locking")
     lock = make_lock(spec, context, apt_sources(spec.os, apt_mirror), progress)
+    lock = dataclasses.replace(lock, image=describe(lock))
     write_lock(path, lock)
     progress(f"lock: wrote {path} ({len(lock.artifacts())} artifacts)")
     return lock

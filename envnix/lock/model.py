@@ -27,7 +27,13 @@ from envnix.core.progress import REPORTER, Progress
 from envnix.lock.toolchain_pin import parse_pin
 
 LOCK_NAME = "envnix.lock"
-LOCK_VERSION = 1
+LOCK_VERSION = 2
+"""2 added the image section (what lib.buildImage builds from); a version 1 lock is still read
+(it has none: ``envnix lock`` adds it without re-resolving anything)."""
+READ_VERSIONS = (1, 2)
+IMAGE_FORMAT = 1
+"""The image section's ``format``: bump it when a field changes meaning (templates/image.nix
+checks it too)."""
 BACKUP_SUFFIX = ".bak"
 LOCK_HINT = f"run envnix lock to re-lock (it keeps this file as {LOCK_NAME}{BACKUP_SUFFIX})"
 
@@ -80,6 +86,41 @@ _BASE = S.obj({
 })
 
 
+# The image section: the layer plan, the OCI config template, the config files, io.copy and
+# the hashes of the files the frontend read. templates/image.nix reads it at evaluation time
+# and checks what it must on its own (paths inside the context); the builders check theirs.
+_PLAN_BASE_LAYER = S.obj({"url": S.url, "sha256": S.sha256, "digest": S.digest,
+                          "size": S.size, "diffId": S.digest, "storeName": S.store_name})
+_PLAN_APT_SOURCE = S.obj({"uri": S.url, "suite": S.token, "components": S.array(S.token)},
+                         {"snapshot": S.token})
+_PLAN = S.obj({
+    "mtime": S.size, "workdir": S.text, "condaPrefix": S.text,
+    "python": S.mapping(S.token, S.text),
+    "layers": S.array(S.obj({"name": S.store_name, "trees": S.strings})),
+    "nixpkgsCuda": S.nullable(S.obj({}, other_keys=True)),
+    "baseLayers": S.array(_PLAN_BASE_LAYER),
+    "users": S.array(S.tuple_of(S.text, S.integer(), S.integer(), S.text, S.text)),
+    "runs": S.array(S.obj({"commands": S.array(S.any_text)})),
+    "runEnv": S.mapping(S.text, S.any_text),
+    "aptSources": S.array(_PLAN_APT_SOURCE), "triggers": S.array(S.token),
+    "aptAuto": S.array(S.token),
+})
+_ID = S.integer(maximum=(1 << 31) - 1)
+_IMAGE = S.obj({
+    "format": S.anything,  # checked first, for its own message
+    "name": S.text,
+    "plan": _PLAN,
+    "config": S.obj({"architecture": S.token, "os": S.token, "created": S.text,
+                     "config": S.mapping(S.text, S.anything)}),
+    "files": S.mapping(S.rel_path, S.tuple_of(S.any_text, S.integer(maximum=0o7777), _ID, _ID)),
+    "mounts": S.array(S.rel_path),
+    "copies": S.array(S.obj({"source": S.text, "target": S.text})),
+    "copyOwner": S.tuple_of(_ID, _ID),
+    "ignore": S.array(S.obj({"regex": S.text, "negate": S.boolean})),
+    "sources": S.mapping(S.rel_path, S.sha256),
+})
+
+
 def _name(entry: Any) -> Any:
     return entry.get("name")
 
@@ -104,6 +145,7 @@ _LOCK = S.obj(
             "packages": S.array(_CONDA_PACKAGE, unique=_name, unique_field="name"),
         }),
         "base": _BASE,
+        "image": _IMAGE,
         # The pinned toolchain the image is built with (envnix/toolchain): checked in full by
         # envnix.lock.toolchain_pin.parse_pin when the lock is read.
         "toolchain": S.mapping(S.text, S.anything),
@@ -143,9 +185,13 @@ def check_lock_data(data: Any, origin: str) -> None:
         raise CorruptLockError(f"{origin}: lock-version: missing; not an envnix lock?",
                                hint=LOCK_HINT)
     found = data["lock-version"]
-    if found != LOCK_VERSION or type(found) is not int:
+    if found not in READ_VERSIONS or type(found) is not int:
         raise CorruptLockError(f"{origin}: lock-version {S.show(found)} is not {LOCK_VERSION}: "
                                "made by another envnix version", hint=LOCK_HINT)
+    image = data.get("image")
+    if isinstance(image, dict):
+        S.check_version(image, "format", IMAGE_FORMAT, f"{origin}: image", CorruptLockError,
+                        LOCK_HINT, made="made", missing="")
     S.validate(data, _LOCK, origin, CorruptLockError, LOCK_HINT)
     try:
         _check_across(data)
@@ -169,6 +215,9 @@ class Lock:
     # The toolchain pin (envnix/toolchain) this lock builds with; None in locks made before
     # envnix recorded it (they build with the pin shipped in envnix).
     toolchain: dict[str, Any] | None = None
+    # What lib.buildImage needs beyond the artifacts (envnix.render.image_section); None in
+    # version 1 locks.
+    image: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -190,6 +239,8 @@ class Lock:
             data["base"] = self.base
         if self.toolchain is not None:
             data["toolchain"] = self.toolchain
+        if self.image is not None:
+            data["image"] = self.image
         return data
 
     def dumps(self) -> str:
@@ -217,6 +268,7 @@ class Lock:
             conda_packages=data.get("conda", {}).get("packages", []),
             base=data.get("base"),
             toolchain=data.get("toolchain"),
+            image=data.get("image"),
         )
 
     def artifacts(self) -> list[dict[str, Any]]:

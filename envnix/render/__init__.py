@@ -14,6 +14,7 @@ cloned repository can ship a ``.envnix`` holding links to anywhere on the host).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import posixpath
@@ -30,16 +31,15 @@ import jinja2
 
 from envnix import __version__
 from envnix.core.errors import SpecError, UsageError, os_reason
-from envnix.core.fileio import atomic_write, default_mode
+from envnix.core.fileio import atomic_write
 from envnix.core.nixexpr import check_artifact, nix_string, store_name
-from envnix.core.reference import image_name
+from envnix.core.reference import default_name, image_name
 from envnix.core.schema import check_version
 from envnix.lock.apt.resolver import auto_installed
-from envnix.lock.model import LOCK_NAME, Lock
+from envnix.lock.model import IMAGE_FORMAT, LOCK_NAME, Lock
 from envnix.lock.toolchain_pin import for_lock
 from envnix.render.baseimage import base_layers, inherit_config, merged_env
-from envnix.render.context import TREE_FORMAT, write_context_tree
-from envnix.render.plan import PLAN_SCHEMA
+from envnix.render.context import check_copies, ignore_file, load_ignore
 from envnix.spec import CONDA_PREFIX, CudaSpec, ImageSpec
 from envnix.spec.cuda import gpu_labels, implied_by_wheels, variant_for
 from envnix.spec.cuda_provider import provider as provider_named
@@ -150,7 +150,11 @@ def image_triggers(lock: Lock) -> list[str]:
     return sorted({t for pkg, ts in TRIGGER_PACKAGES.items() if pkg in names for t in ts})
 
 
-def build_plan(spec: ImageSpec, lock: Lock, tag: str) -> dict[str, Any]:
+def lock_artifacts(lock: Lock) -> dict[str, dict[str, Any]]:
+    """Every artifact Nix fetches for ``lock``, keyed ``kind:name`` as the layer plan names
+    them: templates/image.nix derives the same list from the lock at evaluation, and a
+    ``--store`` build seeds these (same URL, sha256 and store name), each checked as Nix
+    would fetch it."""
     artifacts: dict[str, dict[str, Any]] = {}
     for pkg in lock.apt_packages:
         artifacts[_artifact_key("deb", pkg["name"])] = {
@@ -159,8 +163,6 @@ def build_plan(spec: ImageSpec, lock: Lock, tag: str) -> dict[str, Any]:
             "storeName": store_name(pkg["url"].rsplit("/", 1)[-1]),
         }
     for pkg in lock.conda_packages:
-        # The whole record goes to the builder: it becomes conda-meta/<name>-<ver>-<build>.json.
-        record = {k: v for k, v in pkg.items() if k not in ("kind", "mirrors")}
         # Nix's builtin fetcher takes one URL: the channel's configured mirror (what this
         # machine reached when locking) before the canonical URL. The hash pins the bytes.
         fetch_url = (pkg.get("mirrors") or [pkg["url"]])[0]
@@ -168,7 +170,6 @@ def build_plan(spec: ImageSpec, lock: Lock, tag: str) -> dict[str, Any]:
             "kind": "conda", "name": pkg["name"], "version": pkg["version"], "url": fetch_url,
             "sha256": pkg["sha256"], "size": pkg["size"], "fn": pkg["fn"],
             "storeName": store_name(pkg["fn"]),
-            "record": json.dumps(record, sort_keys=True, separators=(",", ":")),
         }
     for wheel in lock.pip_wheels:
         artifacts[_artifact_key("wheel", wheel["name"])] = {
@@ -178,6 +179,13 @@ def build_plan(spec: ImageSpec, lock: Lock, tag: str) -> dict[str, Any]:
         }
     for key, artifact in artifacts.items():  # what Nix will fetch, as this user
         check_artifact(artifact, f"artifact {key}", LOCK_NAME)
+    return artifacts
+
+
+def image_plan(spec: ImageSpec, lock: Lock) -> dict[str, Any]:
+    """The image section's layer plan: how artifacts group into layers, the base layers,
+    users, run() steps, and what the image's apt, Python and triggers need."""
+    artifacts = lock_artifacts(lock)
     base = base_layers(lock.base) if lock.base else []
     for i, layer in enumerate(base):
         check_artifact(layer, f"base layer {i + 1}", LOCK_NAME)
@@ -185,9 +193,6 @@ def build_plan(spec: ImageSpec, lock: Lock, tag: str) -> dict[str, Any]:
     nixpkgs_cuda = provider_named(spec.cuda.provider).nix_plan(spec.cuda) if spec.cuda else None
     triggers = image_triggers(lock)
     return {
-        "schema": PLAN_SCHEMA,  # read back by envnix.render.plan.read_plan
-        "tag": tag,
-        "storeName": store_name(tag.replace(":", "-")),
         "mtime": IMAGE_EPOCH,
         "workdir": spec.workdir,
         "condaPrefix": CONDA_PREFIX,
@@ -199,7 +204,6 @@ def build_plan(spec: ImageSpec, lock: Lock, tag: str) -> dict[str, Any]:
             "headersRoot": python.headers_dir if python else "",
             "version": python.version if python else "",
         },
-        "artifacts": artifacts,
         "layers": plan_layers(artifacts, with_files=bool(image_files(spec) or spec.runtime.mounts),
                               with_context=bool(spec.copies), custom_base=lock.base is not None,
                               with_nixpkgs_cuda=nixpkgs_cuda is not None,
@@ -215,6 +219,55 @@ def build_plan(spec: ImageSpec, lock: Lock, tag: str) -> dict[str, Any]:
         "runEnv": dict(item.split("=", 1) for item in (
             merged_env(spec, lock.base) if lock.base
             else spec.env_list(cuda_library_dirs(spec, lock)))),
+    }
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def image_sources(spec: ImageSpec, context: Path) -> dict[str, str]:
+    """sha256 of each context file the image was described from (manifest, load()ed files,
+    env.yaml, requirements files, the ignore file io.copy honours): Nix checks them."""
+    names = {*spec.sources, *spec.pip.requirements_files}
+    ignore = ignore_file(context) if spec.copies else None
+    if ignore:
+        names.add(ignore)
+    out = {}
+    for name in sorted(names):
+        path = context / name
+        if path.is_file():
+            out[name] = _sha256_file(path)
+    return out
+
+
+def image_section(spec: ImageSpec, lock: Lock, context: Path) -> dict[str, Any]:
+    """The lock's image section for ``spec``: everything lib.buildImage needs besides the
+    artifacts, computed here once so that `envnix build` and a Nix-only build agree."""
+    spec = with_locked_cuda(spec, lock)
+    for copy in spec.copies:  # the frontend checks these too; this does not rely on it
+        image_path(copy.target, "io.copy target", root_ok=True)
+    tree = files_tree(spec)
+    owner = [spec.dev.uid, spec.dev.gid] if spec.dev else [0, 0]
+    if spec.copies:
+        check_copies(context, spec.copies)
+    return {
+        "format": IMAGE_FORMAT,
+        "name": default_name(spec.name),  # image.nix's default tag is <name>:dev
+        "plan": image_plan(spec, lock),
+        "config": image_config(spec, lock),
+        "files": {rel: [text, mode, *(owner if in_home else [0, 0])]
+                  for rel, (text, mode, in_home) in sorted(tree.files.items())},
+        "mounts": tree.mounts,
+        "copies": [{"source": c.source, "target": c.target} for c in spec.copies],
+        "copyOwner": owner,  # envd chowns copies to the dev user
+        "ignore": [{"regex": r.regex, "negate": r.negate} for r in load_ignore(context)]
+                  if spec.copies else [],
+        "sources": image_sources(spec, context),
     }
 
 
@@ -385,28 +438,6 @@ def files_tree(spec: ImageSpec) -> FilesTree:
     return FilesTree(files, mounts)
 
 
-def _write_files_tree(directory: Path, spec: ImageSpec, tree: FilesTree) -> None:
-    """The config files as a package tree (root/ + meta.json) that Nix imports as is."""
-    _remove(directory)
-    if not tree.files and not tree.mounts:
-        return
-    directory.mkdir()
-    root = _mkdirs(directory, "root")
-    modes: dict[str, list[int]] = {}
-    owner = (spec.dev.uid, spec.dev.gid) if spec.dev else (0, 0)
-    for rel, (text, mode, in_home) in sorted(tree.files.items()):
-        _mkdirs(root, posixpath.dirname(rel))
-        atomic_write(root / rel, text, mode=default_mode(executable=bool(mode & 0o111)))
-        if mode not in (0o644, 0o755) or in_home:
-            modes[rel] = [mode, *(owner if in_home else (0, 0))]
-    for rel in tree.mounts:  # envd only creates the mount points at build time
-        _mkdirs(root, rel)
-    atomic_write(directory / "meta.json", json.dumps(
-        {"format": TREE_FORMAT, "kind": "files", "name": "config", "version": "0",
-         "modes": modes},
-        sort_keys=True, separators=(",", ":")) + "\n")
-
-
 def with_locked_cuda(spec: ImageSpec, lock: Lock) -> ImageSpec:
     """``spec`` with the CUDA its pip packages brought (torch's NVIDIA wheels) when
     install.cuda asked for none: the image then gets the same NVIDIA env, library path and
@@ -442,8 +473,7 @@ def image_config(spec: ImageSpec, lock: Lock) -> dict[str, Any]:
     created = datetime.fromtimestamp(IMAGE_EPOCH, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     rt = spec.runtime
     labels = {
-        "io.envnix.version": __version__,
-        "io.envnix.lock.digest": lock.digest,
+        "io.envnix.version": __version__,  # io.envnix.lock.digest: image.nix adds it
         "io.envnix.manifest": f"{spec.manifest}:{spec.function}",
         "ai.tensorchord.envd.build.manifestFile": spec.manifest,
         **spec.labels,
@@ -588,10 +618,15 @@ def claim_out_dir(out_dir: Path) -> list[str]:
     return []
 
 
+# What renders before lib.buildImage wrote and a render now removes from its own directory.
+_FORMER_ENTRIES = ("plan.json", "image-config.json", "files", "context", "flake.nix")
+
+
 def render(spec: ImageSpec, lock: Lock, out_dir: Path, tag: str,
-           toolchain: str = "pinned", nixpkgs: str = "nixpkgs",
-           context: Path | None = None) -> Rendered:
-    """Write the Nix project for ``spec`` + ``lock`` into ``out_dir``."""
+           toolchain: str = "pinned", context: Path | None = None) -> Rendered:
+    """Write the Nix project for ``spec`` + ``lock`` into ``out_dir``: templates/image.nix
+    (lib.buildImage of envnix's flake), the builders, the toolchain pin and the lock with its
+    image section, and a default.nix that calls image.nix on the build context."""
     image_name(tag, "the tag")
     spec = with_locked_cuda(spec, lock)
     nixpkgs_cuda = spec.cuda is not None and provider_named(spec.cuda.provider).installer == "nix"
@@ -599,15 +634,12 @@ def render(spec: ImageSpec, lock: Lock, out_dir: Path, tag: str,
         raise UsageError("CUDA from nixpkgs is unfree (NVIDIA's licence) and nixpkgs builds "
                          "it only when you accept that",
                          hint="set NIXPKGS_ALLOW_UNFREE=1, or use --cuda-provider pypi")
-    if spec.copies and context is None:
-        raise ValueError("render: io.copy needs the build context directory")
-    for copy in spec.copies:  # the frontend checks these too; render does not rely on it
-        image_path(copy.target, "io.copy target", root_ok=True)
-    tree = files_tree(spec)  # every check comes before the first write
-    plan = build_plan(spec, lock, tag)
+    if context is None:
+        raise ValueError("render: the build context directory is needed")
+    if lock.image is None:  # every check comes before the first write
+        lock = dataclasses.replace(lock, image=image_section(spec, lock, context))
     try:
-        _render_into(out_dir, spec, lock, plan, tree, toolchain, nixpkgs, nixpkgs_cuda,
-                     context)
+        _render_into(out_dir, spec, lock, tag, toolchain, context)
     except OSError as exc:
         where = exc.filename or out_dir
         raise UsageError(f"cannot write {where}: {os_reason(exc)}",
@@ -616,42 +648,34 @@ def render(spec: ImageSpec, lock: Lock, out_dir: Path, tag: str,
     return Rendered(out_dir, tag, toolchain)
 
 
-def _render_into(out_dir: Path, spec: ImageSpec, lock: Lock, plan: dict[str, Any],
-                 tree: FilesTree, toolchain: str, nixpkgs: str, nixpkgs_cuda: bool,
-                 context: Path | None) -> None:
+def _render_into(out_dir: Path, spec: ImageSpec, lock: Lock, tag: str, toolchain: str,
+                 context: Path) -> None:
     previous = claim_out_dir(out_dir)
     source = resources.files("envnix.builders")
     wanted = sorted(p.name for p in source.iterdir()
                     if p.name.endswith(".py") and p.name != "__init__.py")
     _write_marker(out_dir, [*previous, *wanted])  # before anything else: it is envnix's now
-    env = _templates()
     pin = for_lock(lock.toolchain)  # the lock's own, or (older locks) the shipped one
     variables = {
         "envnix_version": __version__,
         "manifest": spec.manifest,
-        "tag": plan["tag"],
+        "tag": tag,
         "toolchain": toolchain,
-        "nixpkgs": nixpkgs,
         "host_python": HOST_PYTHON,
-        "nixpkgs_cuda": nixpkgs_cuda,
+        # relative, so the project moves with its context (and the goldens hold no tmp path)
+        "context": "/" + os.path.relpath(context.resolve(), out_dir.resolve()),
         "nix_options": " ".join(f"'{o}'" if " " in o or not o else o
                                 for o in nix_options(toolchain)),
     }
-    _write(out_dir / "default.nix", env.get_template("default.nix.j2").render(variables))
-    _write(out_dir / "flake.nix", env.get_template("flake.nix.j2").render(variables))
-    _write(out_dir / "plan.json", _json(plan))
+    for name in _FORMER_ENTRIES:
+        _remove(out_dir / name)
+    _write(out_dir / "default.nix", _templates().get_template("default.nix.j2").render(variables))
+    _write(out_dir / "image.nix", (resources.files("envnix.templates") / "image.nix")
+           .read_text("utf-8"))
     _write(out_dir / "toolchain-pin.json", _json(pin.for_nix()))
     # The Nix code that makes the pinned toolchain: one file, also envnix's own flake's.
     _write(out_dir / "toolchain.nix",
            (resources.files("envnix.toolchain") / "toolchain.nix").read_text("utf-8"))
-    _write_files_tree(out_dir / "files", spec, tree)
-    owner = (spec.dev.uid, spec.dev.gid) if spec.dev else (0, 0)  # envd chowns copies
-    contexts = out_dir / "context"
-    if contexts.is_symlink() or (contexts.exists() and not contexts.is_dir()):
-        contexts.unlink()
-    write_context_tree(contexts, context or out_dir, spec.copies, owner)
-    _write(out_dir / "image-config.json",
-           _json({"schema": CONFIG_SCHEMA, "template": image_config(spec, lock)}))
     _write(out_dir / LOCK_NAME, lock.dumps())
     # Only the host toolchain needs a copy of zstandard: the pinned one has Debian's.
     _write_zstandard(out_dir / "toolchain", needed=toolchain == "host" and any(

@@ -1,23 +1,23 @@
-"""io.copy: select build-context files (honouring .envnixignore / .dockerignore) into a tree.
+"""io.copy: which build-context files the image gets (honouring .envnixignore / .dockerignore).
 
-The selected files are mirrored into the generated project as a package tree (root/ +
-meta.json) that Nix imports by content, so only what io.copy names — minus ignored paths —
-can change the image; editing any other file in the context changes nothing.
+The selection is made twice, by the same rules: here, when the lock's image section is
+written, to refuse what cannot be copied with one clear line (a FIFO, a symlink leaving the
+context, a path beneath a copied symlink); and in Nix, where lib.buildImage imports each
+io.copy source without the ignored paths and builders/mktree.py lays the tree out. The
+ignore rules travel in the lock as POSIX extended regular expressions, which Nix's
+builtins.match and Python's re read alike (only the constructs both agree on are made), so
+only what io.copy names, minus ignored paths, can change the image.
 """
 
 from __future__ import annotations
 
-import fnmatch
-import json
 import os
 import re
-import shutil
 import stat
 from pathlib import Path
-from typing import BinaryIO, NamedTuple
+from typing import NamedTuple
 
 from envnix.core.errors import SpecError
-from envnix.core.fileio import atomic_write, atomic_writer
 from envnix.spec import CopySpec, file_kind
 
 TREE_FORMAT = 1
@@ -28,8 +28,16 @@ IGNORE_FILES = (".envnixignore", ".dockerignore")
 ALWAYS_IGNORED = (".envnix", ".git")  # envnix's own output and VCS metadata
 
 
-def load_ignore(context: Path) -> list[tuple[re.Pattern[str], bool]]:
-    """Patterns of the first ignore file found, in order: (regex, is_negation)."""
+class IgnoreRule(NamedTuple):
+    """One ignore-file line: the regular expression a context-relative path must match in
+    full (a directory's match covers what is below it), and whether it re-includes (``!``)."""
+
+    regex: str
+    negate: bool
+
+
+def load_ignore(context: Path) -> list[IgnoreRule]:
+    """The rules of the first ignore file found, in order."""
     for name in IGNORE_FILES:
         path = context / name
         if path.is_file():
@@ -40,31 +48,63 @@ def load_ignore(context: Path) -> list[tuple[re.Pattern[str], bool]]:
                     continue
                 negate = line.startswith("!")
                 pattern = line[1:].strip() if negate else line
-                rules.append((_compile(pattern.strip("/")), negate))
+                rules.append(IgnoreRule(pattern_regex(pattern.strip("/")), negate))
             return rules
     return []
 
 
-def _compile(pattern: str) -> re.Pattern[str]:
-    """dockerignore syntax: `*`/`?` within a path component, `**` across components."""
-    parts = []
-    for piece in re.split(r"(\*\*/?)", pattern):
-        if piece.startswith("**"):
-            parts.append("(?:.*/)?" if piece.endswith("/") else ".*")
+def ignore_file(context: Path) -> str | None:
+    """The ignore file load_ignore reads (its name in the context), if any."""
+    return next((name for name in IGNORE_FILES if (context / name).is_file()), None)
+
+
+_ERE_SPECIAL = set(".^$+(){}|\\*?[]")
+
+
+def pattern_regex(pattern: str) -> str:
+    """dockerignore syntax as a POSIX ERE matching a whole path: ``*`` and ``?`` within a
+    component, ``**`` across components, ``[...]`` classes (``[!...]`` negated); a match of
+    a directory also matches everything below it."""
+    out, i = [], 0
+    while i < len(pattern):
+        c = pattern[i]
+        if pattern.startswith("**/", i):
+            out.append("(.*/)?")
+            i += 3
+        elif pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif c == "*":
+            out.append("[^/]*")
+            i += 1
+        elif c == "?":
+            out.append("[^/]")
+            i += 1
+        elif c == "[" and "]" in pattern[i + 2:]:
+            end = pattern.index("]", i + 2)
+            body = pattern[i + 1:end]
+            if body.startswith("!"):
+                body = "^" + body[1:]
+            if "\\" in body or "[" in body:  # no escapes or POSIX classes: taken literally
+                out.append("\\[")
+                i += 1
+                continue
+            out.append("[" + body + "]")
+            i = end + 1
         else:
-            parts.append(fnmatch.translate(piece).removeprefix("(?s:").removesuffix(")\\Z")
-                         .replace(".*", "[^/]*"))
-    return re.compile("(?s:" + "".join(parts) + ")(?:/.*)?\\Z")
+            out.append("\\" + c if c in _ERE_SPECIAL else c)
+            i += 1
+    return "(" + "".join(out) + ")(/.*)?"
 
 
-def is_ignored(rel: str, rules: list[tuple[re.Pattern[str], bool]]) -> bool:
+def is_ignored(rel: str, rules: list[IgnoreRule]) -> bool:
     """The last matching rule wins; matching a directory excludes what is below it."""
     if rel.split("/")[0] in ALWAYS_IGNORED:
         return True
     ignored = False
-    for regex, negate in rules:
-        if regex.match(rel):
-            ignored = not negate
+    for rule in rules:
+        if re.fullmatch(rule.regex, rel, flags=re.DOTALL):
+            ignored = not rule.negate
     return ignored
 
 
@@ -99,7 +139,7 @@ def _kind(path: Path, rel: str, copy: CopySpec) -> str:
 
 
 def _entries(context: Path, copy: CopySpec,
-             rules: list[tuple[re.Pattern[str], bool]]) -> dict[str, _Entry]:
+             rules: list[IgnoreRule]) -> dict[str, _Entry]:
     """Image path -> entry for every path io.copy selects (sorted walk, no follow)."""
     root = context.resolve()
     source = root / copy.source
@@ -152,106 +192,11 @@ def _check_no_write_through(selected: dict[str, _Entry]) -> None:
                     hint="copy to a path that is not below a copied symlink or file")
 
 
-def _real_directory(path: Path) -> None:
-    """Make ``path`` a real directory (not a symlink); its parent is one already."""
-    try:
-        mode = path.lstat().st_mode
-    except FileNotFoundError:
-        path.mkdir()
-        return
-    if stat.S_ISDIR(mode):
-        return
-    path.unlink()  # a symlink or file left by an earlier render, inside the tree
-    path.mkdir()
-
-
-def _make_parents(root: Path, dest: Path) -> None:
-    """Create every directory from ``root`` down to ``dest``'s parent, never through a link."""
-    current = root
-    for part in dest.relative_to(root).parts[:-1]:
-        current = current / part
-        _real_directory(current)
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    elif path.exists() or path.is_symlink():
-        path.unlink()
-
-
-def _copy_file(source: Path, dest: Path, mode: int) -> None:
-    """Copy a regular file without following a symlink at either end, atomically."""
-    try:
-        fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as exc:
-        raise SpecError(f"io.copy: cannot read {source} ({exc.strerror})") from None
-    with os.fdopen(fd, "rb") as src:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise SpecError(f"io.copy: {source} is not a regular file any more")
-        if dest.is_file() and not dest.is_symlink() and _same_content(src, dest):
-            dest.chmod(mode)
-            return
-        src.seek(0)
-        _remove(dest)
-        with atomic_writer(dest, mode) as out:
-            shutil.copyfileobj(src, out)
-
-
-def _same_content(src: BinaryIO, dest: Path) -> bool:
-    with open(dest, "rb") as other:
-        while True:
-            a, b = src.read(1 << 16), other.read(1 << 16)
-            if a != b:
-                return False
-            if not a:
-                return True
-
-
-def write_context_tree(directory: Path, context: Path, copies: list[CopySpec],
-                       owner: tuple[int, int]) -> bool:
-    """Mirror the selected files into ``directory`` (a package tree). False if none.
-
-    Everything is checked before anything is written (special files, symlinks leaving the
-    context, paths beneath a copied symlink), and no write follows a symlink.
-    """
-    if not copies:
-        shutil.rmtree(directory, ignore_errors=True)
-        return False
+def check_copies(context: Path, copies: list[CopySpec]) -> None:
+    """Refuse, before anything is locked or built, an io.copy Nix could not make: special
+    files, symlinks leaving the context, paths beneath a copied symlink or file."""
     rules = load_ignore(context)
     selected: dict[str, _Entry] = {}
     for copy in copies:
         selected.update(_entries(context, copy, rules))
     _check_no_write_through(selected)
-    directory.mkdir(parents=True, exist_ok=True)
-    root = directory / "root"
-    _real_directory(root)
-    wanted = {root / image_path.lstrip("/") for image_path in selected}
-    wanted |= {p for w in wanted for p in w.parents if p.is_relative_to(root)}
-    for existing in sorted(root.rglob("*"), reverse=True):  # drop what is no longer copied
-        if existing not in wanted:
-            _remove(existing)
-    modes: dict[str, list[int]] = {}
-    for image_path, entry in sorted(selected.items()):
-        dest = root / image_path.lstrip("/")
-        if dest != root:
-            _make_parents(root, dest)
-        executable = entry.kind == "dir" or os.access(entry.source, os.X_OK)
-        mode = 0o755 if executable else 0o644
-        if entry.kind == "link":
-            link = os.readlink(entry.source)
-            if not dest.is_symlink() or os.readlink(dest) != link:
-                _remove(dest)
-                dest.symlink_to(link)
-        elif entry.kind == "dir":
-            _real_directory(dest)
-            dest.chmod(mode)
-        else:
-            _copy_file(entry.source, dest, mode)
-        if entry.kind != "link" and owner != (0, 0):
-            modes[image_path.lstrip("/")] = [mode, *owner]
-    atomic_write(directory / "meta.json", json.dumps(
-        {"format": TREE_FORMAT, "kind": "context", "name": "io.copy", "version": "0",
-         "modes": modes},
-        sort_keys=True, separators=(",", ":")) + "\n")
-    return True

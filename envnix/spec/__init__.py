@@ -245,6 +245,9 @@ class ImageSpec:
     base_image: str | None = None
     # Which of the release's always-there packages the image gets (see APT_PROFILES).
     apt_profile: str = "essential"
+    # The files the frontend read, relative to the build context (the manifest, load()ed
+    # files, env.yaml): the lock records their hashes, so Nix alone can tell it is stale.
+    sources: list[str] = field(default_factory=list)
 
     # Base packages every image gets: libc, a /bin/sh and CA certificates.
     BASE_APT = ("base-files", "libc6", "dash", "ca-certificates")
@@ -328,6 +331,7 @@ class ImageSpec:
         data = dataclasses.asdict(dataclasses.replace(
             self, conda=dataclasses.replace(self.conda, env=None)))
         del data["conda"]["env"]
+        del data["sources"]  # a fact of this evaluation, not of the image
         return data
 
     def to_json(self) -> str:

@@ -1,0 +1,310 @@
+# envnix's image builder in Nix: lib.buildImage of envnix's flake, and what `envnix build`
+# evaluates (envnix render copies this file into .envnix/ with the builders beside it), so
+# both make the same image from the same lock by construction.
+#
+# It reads envnix.lock at evaluation time (no import-from-derivation, no Python): the lock's
+# apt, pip and conda sections give the artifacts, each a fixed-output fetch pinned by sha256;
+# its image section gives everything else (layer plan, config, files, io.copy, run() steps);
+# the build context gives the files io.copy names. Every package becomes its own tree
+# derivation, trees are packed into layers and the layers into an OCI image layout by the
+# Python programs in builders/, run by the pinned toolchain (toolchain.nix).
+{ context                 # the build context (a path): where build.envd and io.copy sources are
+, lock ? context + "/envnix.lock"
+, tag ? null              # name:tag for the OCI layout's index; default <context name>:dev
+, toolchain ? "pinned"    # "pinned", "host" (NOT reproducible) or "nixpkgs" (needs pkgs)
+, pkgs ? null             # a nixpkgs package set: the nixpkgs toolchain, CUDA from nixpkgs
+, builders                # envnix/builders
+, toolchainNix            # envnix/toolchain/toolchain.nix
+, shippedPin              # the toolchain pin for locks that record none
+, hostPython ? "/usr/bin/python3"
+, zstdPath ? null         # host toolchain only: a directory holding the zstandard module
+, checkSources ? true     # refuse a lock older than the files the frontend read
+}:
+let
+  inherit (builtins) fromJSON readFile toJSON toFile hashFile hashString attrNames
+    concatMap elemAt filter genList head length listToAttrs map substring stringLength
+    match split isString concatStringsSep pathExists;
+
+  lockText = readFile lock;
+  lockData = fromJSON lockText;
+  fail = msg: throw "envnix: ${toString lock}: ${msg}";
+  image =
+    if !(lockData ? image) then
+      fail "it has no image section (made by an envnix before lib.buildImage): run envnix lock"
+    else if lockData.image.format != 1 then
+      fail "image format ${toString lockData.image.format}: this envnix reads 1; upgrade envnix"
+    else lockData.image;
+  plan = image.plan;
+  system = "x86_64-linux";
+
+  # A path inside the build context; a lock naming "..", an absolute path or an empty name
+  # is refused (the lock may come from a stranger's repository).
+  inContext = what: rel:
+    let parts = filter isString (split "/" rel); in
+    if rel == "." then context
+    else if rel == "" || substring 0 1 rel == "/"
+      || builtins.any (p: p == "" || p == "." || p == "..") parts
+    then fail "${what} ${toJSON rel} is not a relative path inside the build context"
+    else context + "/${rel}";
+
+  # The files the frontend read (build.envd, load()ed files, env.yaml, requirements files,
+  # the ignore file): a lock made from other bytes is stale.
+  staleSources = filter (name:
+    let path = inContext "source" name; in
+    !(pathExists path) || hashFile "sha256" path != image.sources.${name})
+    (attrNames image.sources);
+  checked = if !checkSources || staleSources == [ ] then image
+    else throw ("envnix: ${toString lock} is stale: ${concatStringsSep ", " staleSources} "
+      + "changed since it was locked; run `envnix lock` (or `nix run <envnix> -- lock`)");
+
+  imageTag = if tag != null then tag else "${image.name}:dev";
+  storeName = s:
+    let
+      swapped = concatMap (p: if isString p then [ p ] else [ "-" ])
+        (split "[^A-Za-z0-9+._?=-]" s);
+      joined = head (match "[.]*(.*)" (concatStringsSep "" swapped));
+      cut = substring 0 180 joined;
+    in if cut == "" then "artifact" else cut;
+
+  # The pinned toolchain (stage 0, the tree of .debs, stdlib pycs): the lock's own pin.
+  pinned = import toolchainNix {
+    pin = lockData.toolchain or (fromJSON (readFile shippedPin));
+  };
+  inherit (pinned) tc tcLoader tcPycache;
+
+  nixpkgsSet = if pkgs != null then pkgs else import <nixpkgs> { };
+  interpreter =
+    if toolchain == "pinned" then pinned.python
+    else if toolchain == "host" then [ hostPython ]
+    else if toolchain == "nixpkgs" then
+      [ "${nixpkgsSet.python3.withPackages (ps: [ ps.zstandard ])}/bin/python3" ]
+    else throw "envnix: unknown toolchain '${toolchain}' (expected pinned, host or nixpkgs)";
+
+  # Only the builder programs: the same store path from a checkout, a wheel or .envnix/.
+  builderFiles = builtins.path {
+    path = builders;
+    name = "envnix-builders";
+    filter = path: type: type == "regular" && match "[A-Za-z0-9_]+[.]py" (baseNameOf path) != null
+      && baseNameOf path != "__init__.py";
+  };
+
+  run = name: script: env: derivation ({
+    inherit name system;
+    builder = head interpreter;
+    args = builtins.tail interpreter ++ [ "-E" "-s" "-B" "${builderFiles}/${script}" ];
+  } // env);
+
+  fetch = a: derivation {
+    name = a.storeName;
+    builder = "builtin:fetchurl";
+    system = "builtin";
+    url = a.url;
+    urls = [ a.url ];
+    outputHashMode = "flat";
+    outputHashAlgo = "sha256";
+    outputHash = a.sha256;
+    executable = false;
+    unpack = false;
+    preferLocalBuild = true;
+    impureEnvVars = [ "http_proxy" "https_proxy" "ftp_proxy" "all_proxy" "no_proxy" ];
+  };
+
+  # The artifacts, keyed "kind:name" as the layer plan names them (envnix.render's
+  # lock_artifacts makes the same list for seeding a --store).
+  artifacts = listToAttrs (
+    map (p: {
+      name = "deb:${p.name}";
+      value = { kind = "deb"; inherit (p) name version url sha256;
+                storeName = storeName (baseNameOf p.url); };
+    }) lockData.apt.packages
+    ++ map (p: {
+      name = "conda:${p.name}";
+      value = { kind = "conda"; inherit (p) name version sha256 fn;
+                # the channel's configured mirror first, as when it was locked
+                url = if p.mirrors != [ ] then head p.mirrors else p.url;
+                storeName = storeName p.fn;
+                record = toJSON (removeAttrs p [ "kind" "mirrors" ]); };
+    }) (lockData.conda.packages or [ ])
+    ++ map (w: {
+      name = "wheel:${w.name}";
+      value = { kind = "wheel"; inherit (w) name version url sha256;
+                storeName = storeName w.filename; };
+    }) lockData.pip.wheels);
+
+  tree = key: a:
+    if a.kind == "deb" then run "deb-${a.storeName}" "unpack_deb.py" {
+      src = fetch a; pkgName = a.name; pkgVersion = a.version;
+    }
+    else if a.kind == "wheel" then run "wheel-${a.storeName}" "install_wheel.py" {
+      src = fetch a; pkgName = a.name; pkgVersion = a.version;
+      inherit (plan.python) sitePackages scriptsDir dataDir interpreter;
+      headersDir = "${plan.python.headersRoot}/${a.name}";
+    }
+    else run "conda-${a.storeName}" "install_conda.py" ({
+      src = fetch a; pkgName = a.name; pkgVersion = a.version; pkgFile = a.fn;
+      prefix = plan.condaPrefix; pythonVersion = plan.python.version; record = a.record;
+    } // (if toolchain == "host" && zstdPath != null
+          then { zstdPath = builtins.path { path = zstdPath; name = "envnix-zstandard"; }; }
+          else { }));
+
+  trees = builtins.mapAttrs tree artifacts;
+
+  skeleton = run "envnix-skeleton" "mkmeta.py" { skeleton = "1"; };
+
+  meta = run "envnix-meta" "mkmeta.py" {
+    trees = toJSON (map (k: trees.${k}) (attrNames trees));
+    workdir = plan.workdir;
+    users = toJSON plan.users;
+    aptSources = toJSON plan.aptSources;
+    aptAuto = toJSON plan.aptAuto;
+  };
+
+  # Config files envd writes (pip.conf, sudoers, init script, ...) and runtime.mount points.
+  files = run "envnix-files" "mktree.py" {
+    kind = "files";
+    files = toJSON image.files;
+    mounts = toJSON image.mounts;
+  };
+
+  # io.copy: each source imported from the build context without the ignored paths
+  # (.dockerignore / .envnixignore rules as regular expressions in the lock, checked by
+  # envnix when it locked), then laid out by mktree.py.
+  contextRoot = toString context;
+  ignored = rel:
+    builtins.elem (head (split "/" rel)) [ ".envnix" ".git" ]
+    || builtins.foldl' (out: rule: if match rule.regex rel != null then !rule.negate else out)
+         false image.ignore;
+  copySource = i: c: builtins.path {
+    path = inContext "io.copy source" c.source;
+    name = "envnix-copy-${toString (i + 1)}";
+    filter = path: type:
+      !(ignored (substring (stringLength contextRoot + 1) (stringLength path) path));
+  };
+  contextTree = run "envnix-context" "mktree.py" {
+    kind = "context";
+    copies = toJSON (genList (i: let c = elemAt image.copies i; in {
+      src = copySource i c; inherit (c) source target;
+    }) (length image.copies));
+    owner = toJSON image.copyOwner;
+  };
+
+  # --cuda-provider nixpkgs: the cudaPackages set of the release, pinned by the nixpkgs revision
+  # (nothing of it is in envnix.lock), with its closure as one package tree. CUDA is unfree:
+  # envnix renders this only after NIXPKGS_ALLOW_UNFREE=1, and only this import allows it.
+  cudaNixpkgs =
+    let
+      c = plan.nixpkgsCuda;
+      np = if pkgs != null then pkgs
+           else import <nixpkgs> { config = { allowUnfree = true; cudaSupport = true; }; };
+      sets = filter (n: substring 0 13 n == "cudaPackages_") (attrNames np);
+      set = np.${c.packageSet} or (throw ("envnix: this nixpkgs has no ${c.packageSet} for "
+        + "CUDA ${c.version}; it has ${concatStringsSep ", " sets}"));
+      pkg = a: set.${a} or (throw "envnix: ${c.packageSet} has no ${a}");
+      cudnnMajor = head (builtins.splitVersion (pkg "cudnn").version);
+      libs = map (a: let p = pkg a; in p.lib or p.out or p) c.attrs;
+      bins = map (a: let p = pkg a; in p.bin or p.out or p) c.binAttrs;
+    in
+      if c.cudnnMajor != "" && cudnnMajor != c.cudnnMajor then
+        throw ("envnix: ${c.packageSet}.cudnn is ${(pkg "cudnn").version}, build.envd asks "
+          + "for cuDNN ${c.cudnnMajor}")
+      else run "envnix-cuda-nixpkgs" "nix_closure.py" {
+        closure = np.closureInfo { rootPaths = libs ++ bins; };
+        libs = toJSON (map toString libs);
+        bins = toJSON (map toString bins);
+        pkgName = "cuda-nixpkgs";
+      };
+
+  # The caches the image's own tools compile (builders/triggers.py), run through proot over
+  # every layer below this one; only when plan.layers has a triggers layer.
+  triggersTree = run "envnix-triggers" "triggers.py" {
+    trees = toJSON (concatMap (l: map treeFor l.trees)
+      (filter (l: l.name != "triggers") plan.layers));
+    triggers = toJSON plan.triggers;
+    epoch = toString plan.mtime;
+    inherit proot prootLoader;
+  };
+
+  treeFor = k:
+    if k == "@skeleton" then skeleton
+    else if k == "@triggers" then triggersTree
+    else if k == "@cuda-nixpkgs" then cudaNixpkgs
+    else if k == "@meta" then meta
+    else if k == "@files" then files
+    else if k == "@context" then contextTree
+    else trees.${k} or (fail "the layer plan names ${k}, which the lock does not list");
+
+  layer = l: run "envnix-layer-${l.name}" "mklayer.py" {
+    trees = toJSON (map treeFor l.trees);
+    mtime = toString plan.mtime;
+  };
+
+  # base(image=...): each base layer blob, fetched by its digest, is an image layer as is
+  # (layer dir for mkimage) and, for run(), a package tree with its whiteouts kept as files.
+  baseLayer = i: a: run "envnix-base-layer-${toString (i + 1)}" "unpack_layer.py" {
+    src = fetch a; output = "layer"; digest = a.digest; diffId = a.diffId; size = toString a.size;
+  };
+  baseTree = i: a: run "envnix-base-tree-${toString (i + 1)}" "unpack_layer.py" {
+    src = fetch a; output = "tree"; pkgName = "base-layer-${toString (i + 1)}";
+  };
+  fromBase = f: genList (i: f i (elemAt plan.baseLayers i)) (length plan.baseLayers);
+
+  # proot runs run() groups inside the sandbox (host: Debian's /usr/bin/proot). The pinned
+  # one starts through the toolchain's ld.so: the sandbox has no /lib64/ld-linux-x86-64.so.2.
+  proot =
+    if toolchain == "host" then "/usr/bin/proot"
+    else if toolchain == "pinned" then "${tc}/usr/bin/proot"
+    else "${nixpkgsSet.proot}/bin/proot";
+  prootLoader = toJSON (if toolchain == "pinned" then tcLoader else [ ]);
+
+  # Every tree below the run() layers, in layer order: the root the commands run over.
+  baseTrees = fromBase baseTree ++ concatMap (l: map treeFor l.trees) plan.layers;
+
+  runTrees = genList (i: run "envnix-run-${toString (i + 1)}" "run_steps.py" {
+    trees = toJSON (baseTrees ++ genList (j: elemAt runTrees j) i);
+    commands = toJSON (elemAt plan.runs i).commands;
+    workdir = plan.workdir;
+    env = toJSON plan.runEnv;
+    inherit proot prootLoader;
+    pkgName = "run-${toString (i + 1)}";
+  }) (length plan.runs);
+
+  runLayer = i: t: run "envnix-layer-run-${toString (i + 1)}" "mklayer.py" {
+    trees = toJSON [ t ];
+    mtime = toString plan.mtime;
+  };
+
+  layers = fromBase baseLayer ++ map layer plan.layers
+    ++ genList (i: runLayer i (elemAt runTrees i)) (length runTrees);
+
+  # The OCI config template: the lock's, labelled with the digest of the lock's own bytes.
+  config = toFile "image-config.json" (toJSON {
+    schema = 1;
+    template = image.config // {
+      config = image.config.config // {
+        Labels = (image.config.config.Labels or { }) // {
+          "io.envnix.lock.digest" = "sha256:${hashString "sha256" lockText}";
+        };
+      };
+    };
+  });
+
+  mkImage = archive: run "envnix-image-${storeName (builtins.replaceStrings [ ":" ] [ "-" ] imageTag)}"
+    "mkimage.py" {
+      layers = toJSON layers;
+      inherit config;
+      tag = imageTag;
+      archive = if archive then "1" else "";
+    };
+in
+builtins.seq checked {
+  image = mkImage false;
+  archive = mkImage true;
+  inherit layers trees skeleton meta files triggersTree runTrees;
+  contextTree = contextTree;
+  toolchain = tc;
+  inherit tcPycache;
+  # What `nix flake check` builds to say the lock is current (cheap: the toolchain's python).
+  lockCheck = run "envnix-lock-check" "mktree.py" {
+    kind = "files"; files = "{}"; mounts = "[]";
+  };
+}
