@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+from importlib import resources
 from pathlib import Path
 
 import click
@@ -23,6 +24,7 @@ from envnix.core.errors import (
     os_reason,
 )
 from envnix.core.fileio import atomic_write
+from envnix.core.nixexpr import nix_string
 from envnix.core.process import install_signal_handlers
 from envnix.core.progress import REPORTER
 from envnix.core.reference import default_name, image_name
@@ -87,26 +89,62 @@ def spec_cmd(path: str | None, path_opt: str | None, from_: str,
     click.echo(spec.to_json(), nl=False)
 
 
+FLAKE_FILES = ("flake.nix", "build.envd", ".gitignore")
+FLAKE_INPUT = '"envnix"'  # the template's inputs.envnix.url: a flake registry name
+
+
 @cli.command("init")
-@click.option("--from-conda", "env_file", required=True, type=click.Path(path_type=Path),
+@click.option("--from-conda", "env_file", type=click.Path(path_type=Path),
               help="A conda env.yaml (e.g. from `conda env export`) inside the context.")
-@click.option("-p", "--path", "path_opt", help="Build context (default: the env.yaml's dir).")
-@click.option("--force", is_flag=True, help="Overwrite an existing build.envd.")
-def init_cmd(env_file: Path, path_opt: str | None, force: bool) -> None:
-    """Write a build.envd that reproduces a conda environment."""
-    if not env_file.is_file():
+@click.option("--flake", is_flag=True,
+              help="Also write flake.nix and .gitignore (the flake template), so that "
+                   "`nix build .#image` builds the image with Nix alone.")
+@click.option("--envnix-input", metavar="FLAKE_REF", default="envnix", show_default=True,
+              help="With --flake: where the flake takes envnix from (a flake reference).")
+@click.option("-p", "--path", "path_opt",
+              help="Build context (default: the env.yaml's directory, else the current one).")
+@click.option("--force", is_flag=True, help="Overwrite existing files.")
+def init_cmd(env_file: Path | None, flake: bool, envnix_input: str, path_opt: str | None,
+             force: bool) -> None:
+    """Start a project: build.envd from a conda environment, and/or the flake template."""
+    if env_file is None and not flake:
+        raise UsageError("nothing to write", hint="pass --from-conda ENV.yaml, --flake, or both")
+    if env_file is not None and not env_file.is_file():
         raise UsageError(f"{env_file} does not exist")
-    context = Path(path_opt).resolve() if path_opt else env_file.resolve().parent
-    target = context / "build.envd"
-    if target.exists() and not force:
-        raise UsageError(f"{target} already exists", hint="pass --force to overwrite it")
-    text = build_envd_from_conda(env_file, context)
-    try:
-        atomic_write(target, text)
-    except OSError as exc:
-        raise UsageError(f"cannot write {target}: {os_reason(exc)}",
-                         hint="check the directory's permissions, or pass -p PATH") from None
-    click.echo(f"wrote {target}; next: envnix lock {context} && envnix build {context}")
+    if not envnix_input or not envnix_input.isprintable() or any(
+            c.isspace() for c in envnix_input):
+        raise UsageError(f"--envnix-input {envnix_input!r} is not a flake reference")
+    default = env_file.resolve().parent if env_file is not None else Path.cwd()
+    context = Path(path_opt).resolve() if path_opt else default
+    template = resources.files("envnix.templates") / "flake"
+    files: dict[str, str] = {}
+    if env_file is not None:
+        files["build.envd"] = build_envd_from_conda(env_file, context)
+    if flake:
+        for name in FLAKE_FILES:
+            text = (template / name).read_text("utf-8")
+            if name == "flake.nix":
+                text = text.replace(f"inputs.envnix.url = {FLAKE_INPUT};",
+                                    f"inputs.envnix.url = {nix_string(envnix_input)};")
+            files.setdefault(name, text)
+    for name in files:
+        if (context / name).exists() and not force and not (
+                name == "build.envd" and env_file is None):
+            raise UsageError(f"{context / name} already exists",
+                             hint="pass --force to overwrite it")
+    written = []
+    for name, text in files.items():
+        if name == "build.envd" and env_file is None and (context / name).exists():
+            continue  # --flake alone keeps the project's own build.envd
+        try:
+            atomic_write(context / name, text)
+        except OSError as exc:
+            raise UsageError(f"cannot write {context / name}: {os_reason(exc)}",
+                             hint="check the directory's permissions, or pass -p PATH") from None
+        written.append(name)
+    nxt = (f"git add {' '.join(written)} envnix.lock && nix build .#image" if flake
+           else f"envnix build {context}")
+    click.echo(f"wrote {', '.join(written)} in {context}; next: envnix lock {context} && {nxt}")
 
 
 @cli.command("lock")
