@@ -103,5 +103,6 @@ def lock_text(context: Path) -> str:
     return (context / "envnix.lock").read_text()
 
 
-def plan_of(out_dir: Path) -> dict[str, Any]:
-    return json.loads((out_dir / "plan.json").read_text())
+def image_of(out_dir: Path) -> dict[str, Any]:
+    """The image section of the lock a render wrote into ``out_dir`` (what image.nix reads)."""
+    return json.loads((out_dir / "envnix.lock").read_text())["image"]

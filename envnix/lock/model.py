@@ -106,18 +106,22 @@ _PLAN = S.obj({
     "aptAuto": S.array(S.token),
 })
 _ID = S.integer(maximum=(1 << 31) - 1)
+# A path below a root (an image path without its "/", a file of the build context): never
+# absolute, no ".." component; spaces and non-ASCII letters are fine.
+_BELOW = S.string(r"(?!/)(?!(?:.*/)?\.\.(?:/|$))[^\x00-\x1f\x7f]{1,1024}",
+                  "a relative path without '..'", max_len=1024)
 _IMAGE = S.obj({
     "format": S.anything,  # checked first, for its own message
     "name": S.text,
     "plan": _PLAN,
     "config": S.obj({"architecture": S.token, "os": S.token, "created": S.text,
                      "config": S.mapping(S.text, S.anything)}),
-    "files": S.mapping(S.rel_path, S.tuple_of(S.any_text, S.integer(maximum=0o7777), _ID, _ID)),
-    "mounts": S.array(S.rel_path),
+    "files": S.mapping(_BELOW, S.tuple_of(S.any_text, S.integer(maximum=0o7777), _ID, _ID)),
+    "mounts": S.array(_BELOW),
     "copies": S.array(S.obj({"source": S.text, "target": S.text})),
     "copyOwner": S.tuple_of(_ID, _ID),
     "ignore": S.array(S.obj({"regex": S.text, "negate": S.boolean})),
-    "sources": S.mapping(S.rel_path, S.sha256),
+    "sources": S.mapping(_BELOW, S.sha256),
 })
 
 

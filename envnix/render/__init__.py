@@ -51,10 +51,6 @@ HOST_SANDBOX_PATHS = ("/usr", "/lib", "/lib64")
 # user's; see envnix.nix.build_options and docs/nix-config.md.
 NIX_BASE_OPTIONS = ("--option", "sandbox", "true")
 
-CONFIG_SCHEMA = 1
-"""image-config.json's version: ``{"schema": 1, "template": <OCI config minus rootfs/history>}``
-(a wrapper, so the version never becomes a key of the image's own config)."""
-
 # Artifacts at least this big (compressed) get a layer of their own, so changing a small
 # package never re-uploads torch; the rest are grouped by kind. Stays far below ~100 layers.
 OWN_LAYER_BYTES = 10 * 1024 * 1024
@@ -634,8 +630,11 @@ def render(spec: ImageSpec, lock: Lock, out_dir: Path, tag: str,
         raise UsageError("CUDA from nixpkgs is unfree (NVIDIA's licence) and nixpkgs builds "
                          "it only when you accept that",
                          hint="set NIXPKGS_ALLOW_UNFREE=1, or use --cuda-provider pypi")
-    if context is None:
-        raise ValueError("render: the build context directory is needed")
+    if context is None:  # a spec read from no files (tests, tools): nothing to copy or check
+        if spec.copies or spec.sources:
+            raise ValueError("render: io.copy and source checks need the build context")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        context = out_dir
     if lock.image is None:  # every check comes before the first write
         lock = dataclasses.replace(lock, image=image_section(spec, lock, context))
     try:

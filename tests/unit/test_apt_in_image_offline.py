@@ -11,10 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from envnix.core.errors import BuildError
-from envnix.lock.model import Lock
+from envnix.lock.model import CorruptLockError, Lock, read_lock
 from envnix.render import render
-from envnix.render.plan import read_plan
 from envnix.spec import ImageSpec, PythonSpec, release_for
 
 MAIN = {"uri": "http://mirror.invalid/debian/20260101T000000Z", "suite": "bookworm",
@@ -32,7 +30,14 @@ def rendered_plan(tmp_path: Path, sources: list[dict], files: dict | None = None
     (tmp_path / "ctx").mkdir()
     out = render(spec, Lock(inputs={}, apt_sources=sources), tmp_path / "ctx" / ".envnix",
                  "demo:dev", context=tmp_path / "ctx").directory
-    return out / "plan.json"
+    return out / "envnix.lock"
+
+
+def read_plan(lock_path: Path) -> dict:
+    """The layer plan of a rendered lock, read back checked as envnix reads every lock."""
+    lock = read_lock(lock_path)
+    assert lock is not None and lock.image is not None
+    return lock.image["plan"]
 
 
 def test_the_plan_carries_the_locks_archives_without_flat_repositories(tmp_path: Path) -> None:
@@ -55,9 +60,9 @@ def test_config_apt_source_stays_apts_only_list(tmp_path: Path) -> None:
 ])
 def test_a_bad_plan_apt_source_is_one_line(tmp_path: Path, entry: dict, message: str) -> None:
     path = rendered_plan(tmp_path, [SECURITY])
-    plan = json.loads(path.read_text())
-    plan["aptSources"] = [entry]
-    path.write_text(json.dumps(plan))
-    with pytest.raises(BuildError) as info:
+    lock = json.loads(path.read_text())
+    lock["image"]["plan"]["aptSources"] = [entry]
+    path.write_text(json.dumps(lock))
+    with pytest.raises(CorruptLockError) as info:
         read_plan(path)
-    assert str(info.value).startswith(f"{path}: {message}"), str(info.value)
+    assert str(info.value).startswith(f"{path}: image.plan.{message}"), str(info.value)

@@ -17,7 +17,7 @@ from envnix.frontend import load_spec
 from envnix.lock import lock_inputs
 from envnix.lock.image import parse_image_ref
 from envnix.lock.model import Lock
-from envnix.render import build_plan, image_config
+from envnix.render import image_config, image_plan
 
 DIGEST = "sha256:" + "ab" * 32
 
@@ -103,7 +103,7 @@ def test_plan_puts_base_layers_first_and_drops_skeleton_and_meta(tmp_path: Path)
                            '    run(commands=["echo hi > /opt/hi"])\n'
                            '    runtime.environ(env={"MINE": "2"}, extra_path=["/x/bin"])\n')
     lock = Lock(inputs=lock_inputs(spec, tmp_path / "app"), base=_fake_base())
-    plan = build_plan(spec, lock, "app:dev")
+    plan = image_plan(spec, lock)
     assert [la["name"] for la in plan["layers"]] == []  # no skeleton/os/meta on a base
     assert [(b["sha256"], b["diffId"], b["size"]) for b in plan["baseLayers"]] == [
         ("1" * 64, "sha256:" + "d" * 64, 10), ("2" * 64, "sha256:" + "e" * 64, 11)]

@@ -12,14 +12,13 @@ import os
 import sys
 import tarfile
 import zlib
+from importlib import resources
 from pathlib import Path
 
 import pytest
 
 from envnix.core.errors import UsageError
 from envnix.core.reference import image_name
-from envnix.render import CONFIG_SCHEMA
-from envnix.render.context import TREE_FORMAT
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -142,9 +141,10 @@ def test_gzip_header_trailer_and_chunking() -> None:
 
 def test_builder_inputs_carry_versions_and_newer_ones_are_refused(tmp_path: Path) -> None:
     """meta.json and image-config.json name their version: a file from before versions reads
-    as 0, a newer one is one line saying which envnix to use, and render writes the version
-    the builders read."""
-    assert (TREE_FORMAT, CONFIG_SCHEMA) == (B.META_FORMAT, mkimage.CONFIG_SCHEMA)
+    as 0, a newer one is one line saying which envnix to use, and image.nix writes the
+    version mkimage reads."""
+    image_nix = (resources.files("envnix.templates") / "image.nix").read_text("utf-8")
+    assert f"schema = {mkimage.CONFIG_SCHEMA};" in image_nix
     assert B.check_version({}, "format", 1, "t/meta.json") == 0
     assert B.check_version({"format": 1}, "format", 1, "t/meta.json") == 1
     with pytest.raises(B.BuilderError, match=r"^t/meta.json: format 2 is newer than this envnix"):

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 import pytest
 
-from envnix.core.errors import FrontendError
+from envnix.core.errors import FrontendError, SpecError
 from envnix.frontend import load_spec
-from envnix.render.context import _compile, is_ignored, load_ignore, write_context_tree
+from envnix.render.context import (
+    IgnoreRule,
+    check_copies,
+    ignore_file,
+    is_ignored,
+    load_ignore,
+    pattern_regex,
+)
 
 
 def make_context(root: Path) -> Path:
@@ -34,46 +39,39 @@ def make_context(root: Path) -> Path:
     return context
 
 
+def _rule(pattern: str, negate: bool = False) -> IgnoreRule:
+    return IgnoreRule(pattern_regex(pattern), negate)
+
+
 def test_dockerignore_patterns() -> None:
-    assert _compile("**/build").match("detectron2/build")
-    assert _compile("**/build").match("build/x.o")
-    assert _compile("*.log").match("a.log") and not _compile("*.log").match("d/a.log")
-    rules = [(_compile("**/*.log"), False), (_compile("d/keep.log"), True)]
+    assert is_ignored("detectron2/build", [_rule("**/build")])
+    assert is_ignored("build/x.o", [_rule("**/build")])
+    assert is_ignored("a.log", [_rule("*.log")]) and not is_ignored("d/a.log", [_rule("*.log")])
+    rules = [_rule("**/*.log"), _rule("d/keep.log", negate=True)]
     assert is_ignored("d/x.log", rules) and not is_ignored("d/keep.log", rules)
     assert is_ignored(".envnix/result", []) and is_ignored(".git/config", [])
+    # one character within a component, classes, and every other character literally
+    assert is_ignored("a1c", [_rule("a?c")]) and not is_ignored("a/c", [_rule("a?c")])
+    assert is_ignored("ac", [_rule("a[!b]")]) and not is_ignored("ab", [_rule("a[!b]")])
+    assert is_ignored("x.y+(z)", [_rule("x.y+(z)")]) and not is_ignored("xay+(z)",
+                                                                        [_rule("x.y+(z)")])
 
 
-def test_directory_lands_as_itself_and_ignores_apply(tmp_path: Path) -> None:
+def test_ignore_rules_are_posix_regexes_nix_reads_alike() -> None:
+    """Nix's builtins.match speaks POSIX ERE: no (?:...), \\d, lazy or lookaround forms."""
+    for pattern in ("**/build", "*.log", "d/keep.log", "a[!b]c", "x.y+(z){1}|$^", "a\\b", "[["):
+        regex = pattern_regex(pattern)
+        assert "(?" not in regex and "\\d" not in regex and "*?" not in regex, regex
+
+
+def test_the_selection_is_read_from_the_ignore_file(tmp_path: Path) -> None:
     context = make_context(tmp_path)
     spec = load_spec(context)
     assert [(c.source, c.target) for c in spec.copies] == [("detectron2", "/detectron2")]
-    tree = tmp_path / "tree"
-    assert write_context_tree(tree, context, spec.copies, (1000, 1000))
-    files = sorted(p.relative_to(tree / "root").as_posix() for p in (tree / "root").rglob("*"))
-    assert files == ["detectron2", "detectron2/detectron2", "detectron2/detectron2/__init__.py",
-                     "detectron2/keep.log", "detectron2/link", "detectron2/run.sh",
-                     "detectron2/setup.py"]
-    assert os.readlink(tree / "root/detectron2/link") == "setup.py"
-    modes = json.loads((tree / "meta.json").read_text())["modes"]
-    assert modes["detectron2/run.sh"] == [0o755, 1000, 1000]
-    assert modes["detectron2/setup.py"] == [0o644, 1000, 1000]
-    assert load_ignore(context)[0][1] is False
-
-
-def test_unrelated_change_leaves_tree_identical(tmp_path: Path) -> None:
-    context = make_context(tmp_path)
-    spec = load_spec(context)
-    tree = tmp_path / "tree"
-    write_context_tree(tree, context, spec.copies, (0, 0))
-    before = {p: p.read_bytes() for p in tree.rglob("*") if p.is_file()}
-    (context / "unrelated.txt").write_text("v2\n")
-    (context / "detectron2" / "notes.log").write_text("changed, but ignored\n")
-    write_context_tree(tree, context, spec.copies, (0, 0))
-    assert {p: p.read_bytes() for p in tree.rglob("*") if p.is_file()} == before
-    (context / "detectron2" / "setup.py").unlink()
-    (context / "detectron2" / "link").unlink()
-    write_context_tree(tree, context, spec.copies, (0, 0))
-    assert not (tree / "root/detectron2/setup.py").exists()
+    rules = load_ignore(context)
+    assert [r.negate for r in rules] == [False, False, False, True]
+    assert ignore_file(context) == ".dockerignore"
+    check_copies(context, spec.copies)  # nothing in it is refused
 
 
 def test_escapes_are_errors(tmp_path: Path) -> None:
@@ -88,10 +86,8 @@ def test_escapes_are_errors(tmp_path: Path) -> None:
         'def build():\n    base(os="debian12", language="python3.11")\n'
         '    io.copy(host_path="./detectron2", envd_path="/")\n')
     spec = load_spec(context)
-    from envnix.core.errors import SpecError
-
     with pytest.raises(SpecError, match="symlink pointing out of the build context"):
-        write_context_tree(tmp_path / "tree", context, spec.copies, (0, 0))
+        check_copies(context, spec.copies)
 
 
 def test_legacy_src_dest_spelling_warns(tmp_path: Path) -> None:

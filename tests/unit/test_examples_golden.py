@@ -1,5 +1,6 @@
 """Every example under examples/, rendered by `envnix render --locked` from its committed lock:
-envnix.lock, plan.json and default.nix must match tests/golden/<example>/ byte for byte.
+envnix.lock (with its image section) and default.nix must match tests/golden/<example>/ byte
+for byte.
 
 A refactor that changes what envnix writes shows up here as a diff, offline and in seconds,
 long before an image digest moves. An example without a lock of its own in examples/ renders
@@ -21,7 +22,7 @@ from envnix.cli import cli
 
 GOLDEN = Path(__file__).parents[1] / "golden"
 NAMES = sorted(p.parent.name for p in EXAMPLES.glob("*/build.envd"))
-RENDERED = ("envnix.lock", "plan.json", "default.nix")
+RENDERED = ("envnix.lock", "default.nix")
 
 
 def committed_lock(name: str) -> Path:

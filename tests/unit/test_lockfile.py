@@ -99,7 +99,7 @@ def test_stale_reason_names_what_changed() -> None:
 def test_corrupt_or_foreign_lock_is_one_clear_error() -> None:
     with pytest.raises(LockError, match=r"^envnix.lock:1:2: not valid JSON: Expecting prop"):
         Lock.loads("{nope")
-    with pytest.raises(LockError, match="lock-version 7 is not 1: made by another envnix"):
+    with pytest.raises(LockError, match="lock-version 7 is not 2: made by another envnix"):
         Lock.loads('{"lock-version": 7}')
 
 
@@ -228,9 +228,9 @@ def test_a_bad_field_is_one_line_naming_the_file_and_field(change: Any, message:
     (b"\xef\xbb\xbf{}", "envnix.lock:1:1: not valid JSON: Unexpected UTF-8 BOM"),
     (b"[]", "envnix.lock: expected a JSON object, got a list"),
     (b"{}", "envnix.lock: lock-version: missing; not an envnix lock?"),
-    (b'{"lock-version": "1"}', "envnix.lock: lock-version '1' is not 1"),
-    (b'{"lock-version": true}', "envnix.lock: lock-version true is not 1"),
-    (b'{"lock-version": 2}', "envnix.lock: lock-version 2 is not 1: made by another envnix"),
+    (b'{"lock-version": "1"}', "envnix.lock: lock-version '1' is not 2"),
+    (b'{"lock-version": true}', "envnix.lock: lock-version true is not 2"),
+    (b'{"lock-version": 3}', "envnix.lock: lock-version 3 is not 2: made by another envnix"),
     (b'{"lock-version": 1, "lock-version": 1}',
      "envnix.lock: not valid JSON: the key 'lock-version' appears twice in one object"),
     (b'{"lock-version": NaN}', "envnix.lock: not valid JSON: NaN is not a JSON number"),

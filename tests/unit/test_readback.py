@@ -1,5 +1,6 @@
-"""Files envnix writes and reads back besides the lock: .envnix/plan.json and digests.json
-(issue 11, item 7). Each is checked field by field before use; a bad one is one line."""
+"""Files envnix writes and reads back: the lock's image section (what lib.buildImage builds
+from, issue 15) and digests.json (issue 11, item 7). Each is checked field by field before
+use; a bad one is one line."""
 
 from __future__ import annotations
 
@@ -14,17 +15,16 @@ import pytest
 from test_lockfile import conda, deb, wheel
 
 from envnix.core.errors import BuildError
-from envnix.lock.model import Lock
+from envnix.lock.model import IMAGE_FORMAT, LOCK_HINT, CorruptLockError, Lock, read_lock
 from envnix.nix import seed_chroot_store
 from envnix.oci.layout import DIGESTS_SCHEMA, read_digests
-from envnix.render import render
-from envnix.render.plan import PLAN_SCHEMA, read_plan
+from envnix.render import lock_artifacts, render
 from envnix.spec import ImageSpec, PipRequest, PythonSpec, release_for
 
 
 @pytest.fixture
-def plan_path(tmp_path: Path) -> Path:
-    """plan.json as `envnix render` writes it, for a lock with debs, conda and a wheel."""
+def lock_path(tmp_path: Path) -> Path:
+    """The lock as `envnix render` writes it into .envnix, for debs, conda and a wheel."""
     spec = ImageSpec(name="demo", manifest="build.envd", function="build",
                      os=release_for("debian12"), python=PythonSpec("system", "3.11"),
                      pip=PipRequest(packages=["six"]), workdir="/home/envd/demo")
@@ -33,19 +33,20 @@ def plan_path(tmp_path: Path) -> Path:
     (tmp_path / "ctx").mkdir()
     out = render(spec, lock, tmp_path / "ctx" / ".envnix", "demo:dev",
                  context=tmp_path / "ctx").directory
-    return out / "plan.json"
+    return out / "envnix.lock"
 
 
-def test_the_rendered_plan_has_a_schema_and_reads_back(plan_path: Path) -> None:
-    plan = read_plan(plan_path)
-    assert plan["schema"] == PLAN_SCHEMA
-    assert set(plan["artifacts"]) == {"deb:dash", "deb:libc6", "conda:zlib", "wheel:six"}
+def test_the_rendered_image_section_has_a_format_and_reads_back(lock_path: Path) -> None:
+    lock = read_lock(lock_path)
+    assert lock is not None and lock.image is not None
+    assert lock.image["format"] == IMAGE_FORMAT
+    assert set(lock_artifacts(lock)) == {"deb:dash", "deb:libc6", "conda:zlib", "wheel:six"}
 
 
 def _edit(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
-    def change(plan: dict[str, Any]) -> None:
+    def change(data: dict[str, Any]) -> None:
         *parents, last = path.split("/")
-        node: Any = plan
+        node: Any = data
         for key in parents:
             node = node[int(key)] if isinstance(node, list) else node[key]
         node[int(last) if isinstance(node, list) else last] = value
@@ -53,60 +54,47 @@ def _edit(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
 
 
 @pytest.mark.parametrize(("change", "message"), [
-    (lambda p: p.pop("schema"), "schema: missing: rendered by an older envnix"),
-    (_edit("schema", 2), "schema 2 is not 1: rendered by another envnix version (a newer one: "
-                         "upgrade envnix to read it)"),
-    (_edit("schema", 0), "schema 0 is not 1: rendered by another envnix version"),
-    (_edit("artifacts/wheel:six/url", "file:///etc/shadow"),
-     'artifacts["wheel:six"].url: expected an http(s) URL, got \'file:///etc/shadow\''),
-    (_edit("artifacts/deb:libc6/sha256", "xx"),
-     'artifacts["deb:libc6"].sha256: expected 64 hex digits'),
-    (_edit("artifacts/deb:libc6/storeName", "../../x"),
-     'artifacts["deb:libc6"].storeName: expected a Nix store name'),
-    (_edit("artifacts/deb:libc6/size", -5),
-     'artifacts["deb:libc6"].size: expected a non-negative integer'),
-    (_edit("artifacts/deb:libc6/kind", "script"), 'artifacts["deb:libc6"].kind: expected'),
-    (_edit("baseLayers", [{"url": "http://r.invalid/b"}]), "baseLayers[0].sha256: missing"),
-    (_edit("users", [["envd", "1000", 1000, "/home/envd", "/bin/bash"]]),
-     "users[0][1]: expected a non-negative integer, got '1000'"),
-    (_edit("users", [["envd"]]), 'users[0]: expected a list of 5, got ["envd"]'),
-    (_edit("layers", [{"name": "os", "trees": [1]}]),
-     "layers[0].trees[0]: expected a string, got an integer"),
-    (_edit("runs", [{"commands": ["cat <<EOF\nmulti-line is fine\nEOF", "nul\x00"]}]),
-     "runs[0].commands[1]: control character in 'nul\\x00'"),
-    (_edit("runEnv", {"PATH": 1}), "runEnv.PATH: expected a string, got an integer"),
+    (lambda d: d["image"].pop("format"), "image: format: missing"),
+    (_edit("image/format", 2), "image: format 2 is not 1: made by another envnix version (a "
+                               "newer one: upgrade envnix to read it)"),
+    (_edit("pip/wheels/0/url", "file:///etc/shadow"),
+     "pip.wheels[0].url: expected an http(s) URL, got 'file:///etc/shadow'"),
+    (_edit("image/plan/baseLayers", [{"url": "http://r.invalid/b"}]),
+     "image.plan.baseLayers[0].sha256: missing"),
+    (_edit("image/plan/users", [["envd", "1000", 1000, "/home/envd", "/bin/bash"]]),
+     "image.plan.users[0][1]: expected a non-negative integer, got '1000'"),
+    (_edit("image/plan/users", [["envd"]]),
+     'image.plan.users[0]: expected a list of 5, got ["envd"]'),
+    (_edit("image/plan/layers", [{"name": "os", "trees": [1]}]),
+     "image.plan.layers[0].trees[0]: expected a string, got an integer"),
+    (_edit("image/plan/runs", [{"commands": ["cat <<EOF\nmulti-line is fine\nEOF", "nul\x00"]}]),
+     "image.plan.runs[0].commands[1]: control character in 'nul\\x00'"),
+    (_edit("image/plan/runEnv", {"PATH": 1}),
+     "image.plan.runEnv.PATH: expected a string, got an integer"),
+    (_edit("image/files", {"../etc/passwd": ["x", 420, 0, 0]}), "image.files"),
+    (_edit("image/sources", {"build.envd": "xx"}), 'image.sources["build.envd"]: expected 64'),
+    (_edit("image/copyOwner", [0]), "image.copyOwner: expected a list of 2"),
 ])
-def test_a_bad_plan_field_is_one_line(plan_path: Path, change: Any, message: str) -> None:
-    plan = json.loads(plan_path.read_text())
-    change(plan)
-    plan_path.write_text(json.dumps(plan))
-    with pytest.raises(BuildError) as info:
-        read_plan(plan_path)
-    assert str(info.value).startswith(f"{plan_path}: {message}"), str(info.value)
-    assert info.value.hint == "it is generated: run envnix render (or envnix build) again"
+def test_a_bad_image_field_is_one_line(lock_path: Path, change: Any, message: str) -> None:
+    data = json.loads(lock_path.read_text())
+    change(data)
+    lock_path.write_text(json.dumps(data))
+    with pytest.raises(CorruptLockError) as info:
+        read_lock(lock_path)
+    assert str(info.value).startswith(f"{lock_path}: {message}"), str(info.value)
+    assert info.value.hint == LOCK_HINT
 
 
-@pytest.mark.parametrize(("raw", "message"), [
-    (b"\xff", "not UTF-8 text (byte 0 is 0xff)"),
-    (b'{"schema": 1,', "1:14: not valid JSON: Expecting property name"),
-    (b"[1]", "expected a JSON object, got a list"),
-])
-def test_unreadable_plan_bytes(plan_path: Path, raw: bytes, message: str) -> None:
-    plan_path.write_bytes(raw)
-    with pytest.raises(BuildError, match="^" + str(plan_path) + ":? ?" + message[:6]):
-        read_plan(plan_path)
-
-
-def test_store_seeding_checks_the_plan_before_downloading(plan_path: Path,
+def test_store_seeding_checks_the_lock_before_downloading(lock_path: Path,
                                                           tmp_path: Path) -> None:
-    """--store seeding downloads each artifact outside the sandbox: a plan.json changed to name
-    a host file stops it before any download or nix-store call."""
-    plan = json.loads(plan_path.read_text())
-    plan["artifacts"]["wheel:six"]["url"] = "file:///etc/passwd"
-    plan_path.write_text(json.dumps(plan))
+    """--store seeding downloads each artifact outside the sandbox: a rendered lock changed to
+    name a host file stops it before any download or nix-store call."""
+    data = json.loads(lock_path.read_text())
+    data["pip"]["wheels"][0]["url"] = "file:///etc/passwd"
+    lock_path.write_text(json.dumps(data))
     store = tmp_path / "store"
     with pytest.raises(BuildError, match=r"url: expected an http\(s\) URL") as info:
-        seed_chroot_store(plan_path, str(store))
+        seed_chroot_store(lock_path, str(store))
     assert info.value.exit_code == 6
     assert not store.exists()
     os.mkfifo(tmp_path / "fifo.json")

@@ -67,12 +67,15 @@ def test_too_many_layers_is_an_envnix_error_with_a_hint() -> None:
 
 
 def test_render_is_deterministic(tmp_path: Path) -> None:
-    a = render(small_spec(), small_lock(), tmp_path / "a", "demo:dev").directory
-    b = render(small_spec(), small_lock(), tmp_path / "b", "demo:dev").directory
-    for name in ("default.nix", "flake.nix", "plan.json", "image-config.json", "envnix.lock"):
+    (tmp_path / "ctx").mkdir()
+    a = render(small_spec(), small_lock(), tmp_path / "ctx" / "a", "demo:dev",
+               context=tmp_path / "ctx").directory
+    b = render(small_spec(), small_lock(), tmp_path / "ctx" / "b", "demo:dev",
+               context=tmp_path / "ctx").directory
+    for name in ("default.nix", "image.nix", "toolchain.nix", "toolchain-pin.json",
+                 "envnix.lock"):
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
-    wrapper = json.loads((a / "image-config.json").read_text())
-    assert wrapper["schema"] == 1
-    config = wrapper["template"]
+    config = json.loads((a / "envnix.lock").read_text())["image"]["config"]
     assert config["created"] == "1970-01-01T00:00:00Z"
-    assert config["config"]["Labels"]["io.envnix.lock.digest"] == small_lock().digest
+    # image.nix labels the image with the digest of the lock's own bytes: not in the lock
+    assert "io.envnix.lock.digest" not in config["config"]["Labels"]

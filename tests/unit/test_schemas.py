@@ -1,6 +1,6 @@
 """docs/schemas/ says what envnix's own checkers check, for the files it writes and reads back.
 
-The committed examples (examples/quickstart/envnix.lock, a plan.json rendered from it,
+The committed examples (examples/quickstart/envnix.lock with its image section,
 expected-digests.json) must pass both the JSON Schema and envnix's checker; then every field of
 every object in them is removed, given a wrong type, or joined by an unknown sibling, and the
 schema and the checker must still agree on accept or refuse. A schema that forgets a required
@@ -22,12 +22,9 @@ from _cli import EXAMPLES, ROOT
 from _jsonschema_subset import Validator
 
 from envnix.core.errors import BuildError, LockError
-from envnix.lock.model import LOCK_VERSION, Lock, read_lock
+from envnix.lock.model import IMAGE_FORMAT, LOCK_VERSION, READ_VERSIONS, Lock
 from envnix.lock.toolchain_pin import shipped_pin_data
 from envnix.oci.layout import DIGESTS_SCHEMA, read_digests
-from envnix.render import render
-from envnix.render.plan import PLAN_SCHEMA, read_plan
-from envnix.spec import DevSpec, ImageSpec, PipRequest, PythonSpec, release_for
 
 SCHEMAS = ROOT / "docs" / "schemas"
 QUICKSTART = EXAMPLES / "quickstart"
@@ -39,26 +36,10 @@ def _schema(name: str) -> dict[str, Any]:
 
 def test_each_schema_names_the_version_envnix_writes() -> None:
     assert _schema("envnix.lock.schema.json")["properties"]["lock-version"] == {
-        "const": LOCK_VERSION}
-    assert _schema("plan.schema.json")["properties"]["schema"] == {"const": PLAN_SCHEMA}
+        "enum": list(READ_VERSIONS)} and max(READ_VERSIONS) == LOCK_VERSION
+    image = _schema("envnix.lock.schema.json")["$defs"]["image"]["properties"]
+    assert image["format"] == {"const": IMAGE_FORMAT}
     assert _schema("digests.schema.json")["properties"]["schema"] == {"const": DIGESTS_SCHEMA}
-
-
-@pytest.fixture(scope="module")
-def quickstart_plan(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """plan.json rendered from the committed quickstart lock, with the ImageSpec its
-    build.envd gives (written out here: evaluating build.envd starts a process)."""
-    lock = read_lock(QUICKSTART / "envnix.lock")
-    assert lock is not None
-    spec = ImageSpec(name="quickstart", manifest="build.envd", function="build",
-                     os=release_for("debian12"), python=PythonSpec("system", "3.11"),
-                     apt_packages=["libgl1", "libglib2.0-0"],
-                     pip=PipRequest(packages=["six", "numpy", "opencv-python"]),
-                     env={"ENVNIX_EXAMPLE": "quickstart"}, workdir="/home/envd/quickstart",
-                     dev=DevSpec())
-    context = tmp_path_factory.mktemp("quickstart")
-    out = render(spec, lock, context / ".envnix", "quickstart:dev", context=context).directory
-    return json.loads((out / "plan.json").read_text(encoding="utf-8"))
 
 
 def _lock_ok(doc: Any, _: Path) -> str | None:
@@ -99,21 +80,19 @@ DOCUMENTS = {
     "lock with toolchain": ("envnix.lock.schema.json",
                             lambda: {**_committed_lock(), "toolchain": shipped_pin_data()},
                             _lock_ok),
-    "plan": ("plan.schema.json", None, _file_ok(read_plan, BuildError)),
     "digests": ("digests.schema.json", _digests, _file_ok(read_digests, BuildError)),
 }
 
 
-def _document(which: str, quickstart_plan: dict[str, Any]) -> dict[str, Any]:
-    make = DOCUMENTS[which][1]
-    return copy.deepcopy(quickstart_plan) if make is None else make()
+def _document(which: str) -> dict[str, Any]:
+    return copy.deepcopy(DOCUMENTS[which][1]())
 
 
 @pytest.mark.parametrize("which", DOCUMENTS)
-def test_the_examples_pass_schema_and_checker(which: str, quickstart_plan: dict[str, Any],
+def test_the_examples_pass_schema_and_checker(which: str,
                                               tmp_path: Path) -> None:
     name, _, check = DOCUMENTS[which]
-    doc = _document(which, quickstart_plan)
+    doc = _document(which)
     assert Validator(_schema(name)).errors(doc) == []
     assert check(doc, tmp_path) is None
 
@@ -149,10 +128,10 @@ def _mutations(visited: list) -> list[Mutation]:
 
 
 @pytest.mark.parametrize("which", DOCUMENTS)
-def test_schema_and_checker_agree_on_every_field(which: str, quickstart_plan: dict[str, Any],
+def test_schema_and_checker_agree_on_every_field(which: str,
                                                  tmp_path: Path) -> None:
     name, _, check = DOCUMENTS[which]
-    doc = _document(which, quickstart_plan)
+    doc = _document(which)
     validator = Validator(_schema(name))
     assert validator.errors(doc) == []
     mutations = _mutations(validator.visited)
