@@ -29,8 +29,7 @@ def test_torch_from_pypi_gets_the_gpu_config_of_its_release(tmp_path: Path) -> N
     proc = envnix("render", str(context))
     assert ("cuda: CUDA 12.4 comes with the pip packages (nvidia-cuda-runtime-cu12 12.4.127)"
             in proc.stderr)
-    rendered = json.loads((context / ".envnix" / "image-config.json").read_text())
-    config = rendered["template"]["config"]
+    config = json.loads((context / "envnix.lock").read_text())["image"]["config"]["config"]
     env = dict(e.split("=", 1) for e in config["Env"])
     assert env["NVIDIA_REQUIRE_CUDA"] == "cuda>=12.4"
     dirs = env["LD_LIBRARY_PATH"].split(":")

@@ -202,7 +202,7 @@ def test_store_seeding_never_reads_a_file_url(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "envnix", "build", str(context), "--locked",
                            "--store", str(store)], capture_output=True, text=True, timeout=120)
     # Refused where envnix.lock is read, before anything is fetched or seeded (the seeding's
-    # own check is tested on a tampered plan.json below).
+    # own check is tested on a tampered rendered lock below).
     assert proc.returncode == 5, proc.stderr
     assert "expected an http(s) URL" in one_error(proc)
     assert not store.exists()
@@ -213,24 +213,24 @@ def test_store_seeding_never_reads_a_file_url(tmp_path: Path) -> None:
     ({"url": "http://user:secret@127.0.0.1:9/x.whl"}, "credentials"),
     ({"url": "ftp://127.0.0.1/x.whl"}, "http(s) URL"),
     ({"url": "http://127.0.0.1:9/a b.whl"}, "spaces"),
-    ({"storeName": "../../../../tmp/ENVNIX_SEEDED"}, "store name"),
-    ({"sha256": "../x"}, "sha256"),
+    ({"filename": "../../../../tmp/ENVNIX_SEEDED.whl"}, "a wheel file name"),
+    ({"sha256": "../x"}, "64 hex digits"),
 ])
-def test_seeding_checks_plan_json_on_its_own(tmp_path: Path, artifact: dict[str, str],
-                                             problem: str) -> None:
-    """Whatever wrote plan.json, seeding (outside any sandbox) refuses these before acting:
-    a plan envnix rendered, then tampered with."""
+def test_seeding_checks_the_rendered_lock_on_its_own(tmp_path: Path, artifact: dict[str, str],
+                                                     problem: str) -> None:
+    """Whatever wrote .envnix/envnix.lock, seeding (outside any sandbox) refuses these before
+    acting: a lock envnix rendered, then tampered with."""
     context = tiny_context(tmp_path, wheels=[wheel("http://127.0.0.1:9/x.whl", b"x")])
     envnix("render", str(context), "--locked")
-    plan = context / ".envnix" / "plan.json"
-    data = json.loads(plan.read_text())
-    (key,) = data["artifacts"]
-    data["artifacts"][key].update(artifact)
-    plan.write_text(json.dumps(data))
+    rendered = context / ".envnix" / "envnix.lock"
+    data = json.loads(rendered.read_text())
+    data["pip"]["wheels"][0].update(artifact)
+    rendered.write_text(json.dumps(data))
     store = tmp_path / "store"
     with pytest.raises((LockError, BuildError)) as info:
-        seed_chroot_store(plan, str(store))
-    assert str(plan) in info.value.message and problem in info.value.message, info.value.message
+        seed_chroot_store(rendered, str(store))
+    assert str(rendered) in info.value.message and problem in info.value.message, \
+        info.value.message
     assert not store.exists() and not Path("/tmp/ENVNIX_SEEDED").exists()
 
 

@@ -43,8 +43,6 @@ def test_shell_environment_changes_no_digest(tmp_path: Path) -> None:
     assert len({(b.config, b.manifest) for b in built}) == 1, [b.stdout for b in built]
     assert len({b.store_path for b in built}) == 1
     # Every timestamp is the fixed epoch, whatever SOURCE_DATE_EPOCH said.
-    plan = json.loads((built[1].context / ".envnix" / "plan.json").read_text())
-    assert plan["mtime"] == 0
-    rendered = built[1].context / ".envnix" / "image-config.json"
-    config = json.loads(rendered.read_text())["template"]
-    assert config["created"] == "1970-01-01T00:00:00Z"
+    image = json.loads((built[1].context / "envnix.lock").read_text())["image"]
+    assert image["plan"]["mtime"] == 0
+    assert image["config"]["created"] == "1970-01-01T00:00:00Z"

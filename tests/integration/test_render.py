@@ -11,7 +11,7 @@ import pytest
 from test_render_offline import small_lock, small_spec
 
 from envnix.lock.toolchain_pin import load_pin
-from envnix.render import render
+from envnix.render import lock_artifacts, render
 from envnix.toolchain import store_path
 
 
@@ -25,9 +25,8 @@ def nix_eval(directory: Path, expr: str) -> str:
 
 def test_generated_project_evaluates_for_both_toolchains(tmp_path: Path) -> None:
     out = render(small_spec(), small_lock(), tmp_path / "gen", "demo:dev").directory
-    assert {p.name for p in out.iterdir()} >= {"default.nix", "flake.nix", "plan.json",
-                                              "image-config.json", "envnix.lock", "builders",
-                                              "toolchain.nix"}
+    assert {p.name for p in out.iterdir()} >= {"default.nix", "image.nix", "envnix.lock",
+                                              "builders", "toolchain.nix"}
     assert (out / "builders/unpack_deb.py").is_file()
     assert not (out / "builders/__init__.py").exists()
     host = nix_eval(out, "(import ./default.nix { toolchain = \"host\"; })"
@@ -47,6 +46,11 @@ def test_generated_project_evaluates_for_both_toolchains(tmp_path: Path) -> None
     assert builder == "/nixpkgs-python/bin/python3"
     fetch_hash = nix_eval(out, '(import ./default.nix {}).trees."wheel:six".src.outputHash')
     assert fetch_hash == "3" * 64
+    # image.nix derives the fetches from the lock as --store seeding does (lock_artifacts)
+    fetches = nix_eval(out, "builtins.mapAttrs (k: t: { inherit (t.src) name url; }) "
+                            "(import ./default.nix {}).trees")
+    assert fetches == {k: {"name": a["storeName"], "url": a["url"]}
+                       for k, a in lock_artifacts(small_lock()).items()}
     layers = nix_eval(out, "map (l: l.name) (import ./default.nix {}).layers")
     assert layers == ["envnix-layer-skeleton", "envnix-layer-os", "envnix-layer-os-libllvm15",
                       "envnix-layer-pip", "envnix-layer-meta"]
