@@ -176,3 +176,94 @@ def test_nix_run_push_with_the_bundled_skopeo(store: Path, flake: Path, nix_only
         assert reg.manifest_digest("team/tiny", "1") == built.manifest
     finally:
         reg.stop()
+
+
+# --- a user's own repository: envnix as a flake input, `nix build .#image` -------------------
+
+
+def _git(repo: Path, *args: str) -> None:
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid",
+                    "-c", "init.defaultBranch=main", *args], cwd=repo, check=True,
+                   capture_output=True)
+
+
+@pytest.fixture
+def user_repo(tmp_path: Path, flake: Path) -> Path:
+    """A git repository holding build.envd, its envnix.lock and the flake `envnix init --flake`
+    writes, taking envnix from the checkout's files (path:)."""
+    repo = tiny_context(tmp_path, "myimage")
+    envnix("render", str(repo))  # adds the image section to the lock, resolving nothing
+    envnix("init", "--flake", "--envnix-input", f"path:{flake}", "-p", str(repo))
+    shutil.rmtree(repo / ".envnix")
+    _git(repo, "init", "-q")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-qm", "image")
+    return repo
+
+
+@pytest.fixture(scope="module")
+def nix_git_path(nix_only_path: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Nix's programs and git (Nix reads a git flake with it), and no envnix."""
+    bin_dir = tmp_path_factory.mktemp("git-bin")
+    (bin_dir / "git").symlink_to(shutil.which("git") or pytest.fail("git is not on PATH"))
+    path = f"{nix_only_path}{os.pathsep}{bin_dir}"
+    assert shutil.which("envnix", path=path) is None
+    return path
+
+
+def nix_in(repo: Path, path: str, store: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`nix ARGS` in ``repo`` as a Nix user without envnix would run it, in ``store``."""
+    env = {"PATH": path, "HOME": os.environ.get("HOME", "/root"),
+           **{k: v for k, v in os.environ.items() if k in NETWORK_ENV}}
+    return subprocess.run([f"{path.split(os.pathsep)[0]}/nix", *args[:1], *FLAKES,
+                           "--store", str(store), *NO_CACHE, *args[1:]],
+                          cwd=repo, capture_output=True, text=True, check=False, env=env)
+
+
+def test_nix_build_in_a_users_repository_gives_envnix_builds_digest(
+        store: Path, user_repo: Path, nix_git_path: str) -> None:
+    """Issue 15, item 2: the same digest from `envnix build` and from `nix build .#image` with
+    no envnix on PATH (one code path: image.nix reads the lock), and `nix flake check` passes
+    until build.envd changes without a new lock."""
+    built = parse_build(user_repo, envnix("build", str(user_repo), "--locked", "--store",
+                                          str(store)))
+    proc = nix_in(user_repo, nix_git_path, store, "build", ".#image", "--json", "--no-link")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout)[0]["outputs"]["out"]
+    assert out == str(built.store_path)  # the very same derivation
+    digests = json.loads(Path(f"{store}{out}/digests.json").read_text())
+    assert (digests["config"], digests["manifest"]) == (built.config, built.manifest)
+    index = json.loads(Path(f"{store}{out}/oci/index.json").read_text())
+    assert index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"] == "dev"
+    check = nix_in(user_repo, nix_git_path, store, "flake", "check")
+    assert check.returncode == 0, check.stderr[-3000:]
+
+    with (user_repo / "build.envd").open("a") as fh:  # edited, committed, not re-locked
+        fh.write("# a change envnix lock has not seen\n")
+    _git(user_repo, "commit", "-qam", "edit")
+    for command in (("flake", "check"), ("build", ".#image", "--no-link")):
+        stale = nix_in(user_repo, nix_git_path, store, *command)
+        assert stale.returncode == 1, stale.stderr
+        assert "envnix.lock is stale: build.envd changed since it was locked; run `envnix " \
+               "lock`" in stale.stderr, stale.stderr
+    envnix("lock", str(user_repo))  # re-locked: current again
+    _git(user_repo, "commit", "-qam", "lock")
+    assert nix_in(user_repo, nix_git_path, store, "flake", "check").returncode == 0
+
+
+def test_copy_to_pushes_with_the_pinned_skopeo(store: Path, user_repo: Path,
+                                               nix_git_path: str, tmp_path: Path) -> None:
+    """`nix run .#image.copyTo -- docker://REF`, as nix2container users push, with skopeo
+    from envnix's pins; the registry serves the digest envnix build made."""
+    if not have_registry_tools():
+        pytest.fail("docker-registry, htpasswd or openssl missing: run ./scripts/setup")
+    built = parse_build(user_repo, envnix("build", str(user_repo), "--locked", "--store",
+                                          str(store)))
+    reg = Registry(tmp_path / "reg", tls=True).start()
+    try:
+        proc = nix_in(user_repo, nix_git_path, store, "run", ".#image.copyTo", "--",
+                      "--dest-cert-dir", str(reg.cert_dir), f"docker://{reg.host}/team/me:1")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert reg.manifest_digest("team/me", "1") == built.manifest
+    finally:
+        reg.stop()
