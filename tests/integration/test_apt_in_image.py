@@ -1,9 +1,9 @@
 """apt inside a dev image works as on a Debian system: ``sudo apt-get install`` of one more
 package, against the archive the image was locked from.
 
-The fast tests follow the lock's sources through render (plan.json, read back checked) and the
-real mkmeta.py builder; the slow one builds a dev image with Nix from the machine's Debian
-mirror and runs apt, dpkg and the installed program in it under podman.
+The fast tests follow the lock's sources through render (the lock's image plan, read back
+checked) and the real mkmeta.py builder; the slow one builds a dev image with Nix from the
+machine's Debian mirror and runs apt, dpkg and the installed program in it under podman.
 """
 
 from __future__ import annotations
