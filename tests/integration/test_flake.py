@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _cli import ROOT, copy_example, envnix, parse_build
+from _cli import EXAMPLES, ROOT, build, copy_example, envnix, parse_build
 from _registry import Registry, have_registry_tools
 from _tiny import tiny_context
 
@@ -267,3 +267,37 @@ def test_copy_to_pushes_with_the_pinned_skopeo(store: Path, user_repo: Path,
         assert reg.manifest_digest("team/me", "1") == built.manifest
     finally:
         reg.stop()
+
+
+def test_the_flakes_quickstart_package_is_envnix_builds_image(flake: Path,
+                                                               tmp_path: Path) -> None:
+    """packages.x86_64-linux.quickstart: lib.buildImage of examples/quickstart, the derivation
+    `envnix build examples/quickstart --locked -t quickstart:dev` builds."""
+    context = tmp_path / "quickstart"
+    shutil.copytree(EXAMPLES / "quickstart", context, ignore=shutil.ignore_patterns(".envnix"))
+    built = build(context, "--locked", "-t", "quickstart:dev")
+    proc = subprocess.run(["nix", "build", *FLAKES, "--option", "sandbox", "true", "--json",
+                           "--no-link", f"path:{flake}#quickstart"],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout)[0]["outputs"]["out"] == str(built.store_path)
+
+
+def test_the_flake_template_is_what_envnix_init_writes(flake: Path, tmp_path: Path) -> None:
+    """`nix flake init -t <envnix>` and `envnix init --flake` give a repository the same files."""
+    by_nix, by_envnix = tmp_path / "nix", tmp_path / "envnix"
+    for d in (by_nix, by_envnix):
+        d.mkdir()
+    proc = subprocess.run(["nix", "flake", "init", *FLAKES, "-t", f"path:{flake}"],
+                          cwd=by_nix, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    envnix("init", "--flake", "-p", str(by_envnix))
+    names = {p.name for p in by_nix.iterdir()}
+    assert names == {"flake.nix", "build.envd", ".gitignore"}
+    assert names == {p.name for p in by_envnix.iterdir()}
+    for name in names:
+        assert (by_nix / name).read_text() == (by_envnix / name).read_text(), name
+    # an existing build.envd is the project's: --flake alone leaves it
+    (by_envnix / "build.envd").write_text("# mine\n")
+    envnix("init", "--flake", "--force", "-p", str(by_envnix))
+    assert (by_envnix / "build.envd").read_text() == "# mine\n"
