@@ -118,7 +118,11 @@ _IMAGE = S.obj({
                      "config": S.mapping(S.text, S.anything)}),
     "files": S.mapping(_BELOW, S.tuple_of(S.any_text, S.integer(maximum=0o7777), _ID, _ID)),
     "mounts": S.array(_BELOW),
-    "copies": S.array(S.obj({"source": S.text, "target": S.text})),
+    "copies": S.array(S.obj({
+        "source": S.string(r"\.|(?!/)(?!(?:.*/)?\.\.(?:/|$))[^\x00-\x1f\x7f]{1,1024}",
+                           "'.' or a relative path without '..'", max_len=1024),
+        "target": S.string(r"/[^\x00-\x1f\x7f]{0,1023}", "an absolute image path",
+                           max_len=1024)})),
     "copyOwner": S.tuple_of(_ID, _ID),
     "ignore": S.array(S.obj({"regex": S.text, "negate": S.boolean})),
     "sources": S.mapping(_BELOW, S.sha256),

@@ -7,6 +7,7 @@ artifact is a placeholder) so that `envnix render --locked` runs without a netwo
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -14,6 +15,7 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from test_untrusted_input_offline import BASE, context_with
@@ -249,3 +251,33 @@ def test_line_breaks_in_strings_for_line_based_files(tmp_path: Path, call: str,
                                                      message: str) -> None:
     context = context_with(tmp_path, call)
     assert_one_line(run("spec", str(context)), r"envnix: build\.envd:3:5: " + message)
+
+
+# -- a hostile lock read by Nix alone (lib.buildImage, no envnix to check it first) --------------
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda image: image["copies"].append({"source": "../secret", "target": "/s"}),
+     'io.copy source "../secret" is not a relative path inside the build context'),
+    (lambda image: image["copies"].append({"source": "/etc", "target": "/s"}),
+     'io.copy source "/etc" is not a relative path inside the build context'),
+    (lambda image: image["sources"].update({"../../etc/passwd": "0" * 64}),
+     'source "../../etc/passwd" is not a relative path inside the build context'),
+    (lambda image: image.update({"format": 9}), "image format 9: this envnix reads 1"),
+])
+def test_image_nix_refuses_a_hostile_lock_on_its_own(tmp_path: Path, edit: Any,
+                                                     message: str) -> None:
+    """image.nix checks what it reads from the lock before touching a path: a lock edited
+    after envnix wrote it (or never seen by envnix) cannot point Nix outside the context."""
+    (tmp_path / "secret").write_text("no\n")
+    context = context_with(tmp_path, 'io.copy(host_path="payload.txt", envd_path="/p")')
+    write_offline_lock(context)
+    proc = run("render", str(context))
+    assert proc.returncode == 0, proc.stderr
+    rendered = context / ".envnix" / LOCK_NAME
+    data = json.loads(rendered.read_text())
+    edit(data["image"])
+    rendered.write_text(json.dumps(data))
+    out = subprocess.run(["nix-instantiate", str(context / ".envnix" / "default.nix"),
+                          "-A", "image"], capture_output=True, text=True, check=False)
+    assert out.returncode == 1, out.stdout
+    assert message in out.stderr, out.stderr
+    assert "/nix/store" not in out.stdout
