@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import json
 import posixpath
 import tarfile
 import tempfile
@@ -24,6 +23,7 @@ from typing import Any, BinaryIO
 
 import zstandard
 
+from envnix.core import schema as S
 from envnix.core.errors import PublishError, UsageError
 from envnix.core.reference import DIGEST, DOCKER, InvalidReference, Reference
 from envnix.oci.registry import RegistryOptions, copy_to_layout, human_size
@@ -72,22 +72,24 @@ def _read_blob_json(layout: Path, digest: str, source: str) -> dict[str, Any]:
         raise PublishError(f"{source}: cannot read blob {digest}: {exc.strerror}") from None
     if "sha256:" + hashlib.sha256(raw).hexdigest() != digest:
         raise PublishError(f"{source}: blob {digest} does not match its digest")
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        raise PublishError(f"{source}: blob {digest} is not JSON") from None
+    return _object(raw, f"{source}: blob {digest}")
+
+
+def _object(raw: bytes, origin: str) -> dict[str, Any]:
+    data = S.parse_json(raw, origin, PublishError)
     if not isinstance(data, dict):
-        raise PublishError(f"{source}: blob {digest} is not a JSON object")
+        raise PublishError(f"{origin}: expected a JSON object, got {S.kind(data)}")
     return data
 
 
 def read_layout(layout: Path, tag: str | None, source: str) -> Image:
     """The image ``tag`` names in an OCI layout (or its only one), checked by digest."""
     try:
-        index = json.loads((layout / "index.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+        raw = (layout / "index.json").read_bytes()
+    except OSError as exc:
         raise UsageError(f"{source}: {layout} is not an OCI layout (index.json: "
-                         f"{getattr(exc, 'strerror', None) or exc})") from None
+                         f"{exc.strerror})") from None
+    index = _object(raw, f"{source}: index.json")
     manifests = [m for m in (index.get("manifests") or []) if isinstance(m, dict)]
     if tag is not None:
         manifests = [m for m in manifests if (m.get("annotations") or {}).get(
