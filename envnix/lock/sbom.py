@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from email.parser import HeaderParser
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from envnix import __version__
 from envnix.core import schema as S
@@ -46,6 +46,9 @@ _CLASSIFIERS = {
     "Apache Software License 2.0": "Apache-2.0",
 }
 _TOKEN = re.compile(r"\(|\)|[^\s()]+")
+# SPDX 2.3's download-location grammar wants a DNS name ending in a 2-5 letter label; a mirror
+# on an IP address or "localhost" does not fit it, so that URL goes to sourceInfo instead.
+_SPDX_HOST = re.compile(r"[a-z0-9]+(?:[-.][a-z0-9]+)*\.[a-z]{2,5}", re.I)
 
 
 def spdx_expression(text: str | None) -> str | None:
@@ -226,9 +229,13 @@ def spdx(lock: Lock, name: str, digest: str | None = None,
                       "relatedSpdxElement": "SPDXRef-image"}]
     for comp in _all(lock, image, wheel_file):
         spdx_id = f"SPDXRef-{comp.ref}"
+        spdx_host = _SPDX_HOST.fullmatch(urlsplit(comp.url).hostname or "")
+        extra = {} if spdx_host or comp.url == NOASSERTION else \
+            {"sourceInfo": f"downloaded from {comp.url}"}
         packages.append({
+            **extra,
             "SPDXID": spdx_id, "name": comp.name, "versionInfo": comp.version,
-            "downloadLocation": comp.url, "filesAnalyzed": False,
+            "downloadLocation": comp.url if spdx_host else NOASSERTION, "filesAnalyzed": False,
             "primaryPackagePurpose": "CONTAINER" if comp.kind == "base" else "LIBRARY",
             "checksums": [{"algorithm": "SHA256", "checksumValue": comp.sha256}],
             "licenseConcluded": NOASSERTION, "licenseDeclared": declared(comp.license),
