@@ -8,6 +8,7 @@ tells a reviewer what a re-lock moved without a build.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -37,11 +38,20 @@ def _lock_of(context: Path) -> Lock:
     return lock
 
 
-def _store_wheel(wheel: dict[str, Any]) -> Path | None:
-    """The wheel Nix fetched for a build of this lock, if this machine's store has it: its
-    store path follows from the lock alone (a fixed output), so no Nix process is needed."""
-    path = Path(fixed_output_path(wheel["sha256"], store_name(wheel["filename"])))
-    return path if path.is_file() else None
+def _store_files(debs: bool) -> Callable[[dict[str, Any]], Path | None]:
+    """Where this machine's Nix store holds an artifact a build of the lock fetched (wheels,
+    and .debs when asked): the store path follows from the lock alone (a fixed output), so
+    no Nix process is needed; None when it is not there."""
+    def locate(artifact: dict[str, Any]) -> Path | None:
+        if "filename" in artifact and artifact["filename"].endswith(".whl"):
+            name = artifact["filename"]
+        elif debs and "control" in artifact:
+            name = artifact["url"].rsplit("/", 1)[-1]  # as render names the fetch
+        else:
+            return None
+        path = Path(fixed_output_path(artifact["sha256"], store_name(name)))
+        return path if path.is_file() else None
+    return locate
 
 
 def _built_from(image: Image, lock: Lock) -> bool:
@@ -84,14 +94,17 @@ def _image_digest(context: Path, lock: Lock, image_ref: str | None) -> str | Non
               help="The built image, for its digest (default: the context's last build, "
                    "when it was built from this lock).")
 @click.option("-t", "--tag", "name", help="The image name in the SBOM (default: <context>:dev).")
+@click.option("--deb-licenses", is_flag=True,
+              help="Also read each .deb's license from its copyright file (DEP-5), for the "
+                   ".debs in the Nix store; slower (every data.tar is decompressed).")
 def sbom_cmd(path: str | None, path_opt: str | None, fmt: str, output: Path | None,
-             image_ref: str | None, name: str | None) -> None:
+             image_ref: str | None, name: str | None, deb_licenses: bool) -> None:
     """Write an SBOM of the image CTX's envnix.lock builds (no resolving, no network)."""
     context = _context(path, path_opt)
     lock = _lock_of(context)
     digest = _image_digest(context, lock, image_ref)
     make = spdx if fmt == "spdx-json" else cyclonedx
-    doc = make(lock, name or _default_tag(context), digest, _store_wheel)
+    doc = make(lock, name or _default_tag(context), digest, _store_files(deb_licenses))
     text = json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
     if output is None:
         click.echo(text, nl=False)

@@ -2,12 +2,12 @@
 
 Why from the lock: it already names every artifact the image is built from by URL and sha256,
 so the SBOM needs no resolver, no network and no build, and it describes exactly what
-``envnix build --locked`` puts in the image. Licenses are what each artifact declares: conda
-packages in the lock (their index's ``license``); wheels in their own METADATA, read from the
-wheel file when the caller can point at it (``wheel_file``: the CLI looks in the Nix store);
-.debs declare none in their control data (Debian's copyright files are free text), so theirs is
-NOASSERTION. The output is deterministic: the same lock (and image digest) gives the same
-bytes; SPDX's required ``created`` is the images' fixed epoch, 1970-01-01T00:00:00Z.
+``envnix build --locked`` puts in the image. Licenses are what each artifact declares
+(envnix.lock.licenses): conda packages in the lock (their index's ``license``); wheels and
+.debs in their own files, read when the caller can point at them (``local_file``: the CLI
+looks in the Nix store) and left NOASSERTION otherwise. The output is deterministic: the same
+lock (and image digest) gives the same bytes; SPDX's required ``created`` is the images' fixed
+epoch, 1970-01-01T00:00:00Z.
 """
 
 from __future__ import annotations
@@ -15,10 +15,8 @@ from __future__ import annotations
 import hashlib
 import re
 import uuid
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from email.parser import HeaderParser
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -26,90 +24,19 @@ from urllib.parse import quote, urlsplit
 from envnix import __version__
 from envnix.core import schema as S
 from envnix.core.reference import Reference
+from envnix.lock.licenses import deb_license, spdx_expression, wheel_license
 from envnix.lock.model import Lock
-from envnix.lock.spdx_ids import EXCEPTIONS, LICENSES
 
-__all__ = ["FORMATS", "Component", "components", "cyclonedx", "spdx", "spdx_expression",
-           "wheel_license"]
+__all__ = ["FORMATS", "Component", "components", "cyclonedx", "spdx"]
 
 FORMATS = ("spdx-json", "cyclonedx-json")
 EPOCH = "1970-01-01T00:00:00Z"  # the images' own timestamps (render's image config)
 NOASSERTION = "NOASSERTION"
 _NAMESPACE = uuid.UUID("6f1c1c0e-5b8e-4c55-9a43-6a8f4ad0f6c1")  # envnix's, for uuid5 ids
 
-# Trove classifiers that name exactly one SPDX license (most name a family, e.g. "BSD License").
-_CLASSIFIERS = {
-    "MIT License": "MIT", "MIT No Attribution License (MIT-0)": "MIT-0",
-    "ISC License (ISCL)": "ISC", "Mozilla Public License 2.0 (MPL 2.0)": "MPL-2.0",
-    "Python Software Foundation License": "PSF-2.0", "The Unlicense (Unlicense)": "Unlicense",
-    "Boost Software License 1.0 (BSL-1.0)": "BSL-1.0", "zlib/libpng License": "Zlib",
-    "Apache Software License 2.0": "Apache-2.0",
-}
-_TOKEN = re.compile(r"\(|\)|[^\s()]+")
 # SPDX 2.3's download-location grammar wants a DNS name ending in a 2-5 letter label; a mirror
 # on an IP address or "localhost" does not fit it, so that URL goes to sourceInfo instead.
 _SPDX_HOST = re.compile(r"[a-z0-9]+(?:[-.][a-z0-9]+)*\.[a-z]{2,5}", re.I)
-
-
-def spdx_expression(text: str | None) -> str | None:
-    """``text`` when it is an SPDX license expression of known identifiers, else None."""
-    if not text or len(text) > 1000:
-        return None
-    tokens = _TOKEN.findall(text)
-    depth, want_id, after_with = 0, True, False
-    for token in tokens:
-        if token == "(":
-            if not want_id:
-                return None
-            depth += 1
-        elif token == ")":
-            depth -= 1
-            if depth < 0 or want_id:
-                return None
-        elif token in ("AND", "OR", "WITH"):
-            if want_id:
-                return None
-            want_id, after_with = True, token == "WITH"
-        else:
-            if not want_id:
-                return None
-            known = (token in EXCEPTIONS if after_with
-                     else token.removesuffix("+") in LICENSES or token.startswith("LicenseRef-"))
-            if not known:
-                return None
-            want_id, after_with = False, False
-    return " ".join(tokens).replace("( ", "(").replace(" )", ")") \
-        if tokens and depth == 0 and not want_id else None
-
-
-def wheel_license(path: Path) -> str | None:
-    """The license a wheel declares in its METADATA: License-Expression (PEP 639), else a
-    one-line License field, else the one license its classifiers name; None when none says.
-    Reads one member of the zip, never the whole wheel."""
-    try:
-        with zipfile.ZipFile(path) as wheel:
-            name = next((n for n in wheel.namelist()
-                         if n.count("/") == 1 and n.endswith(".dist-info/METADATA")), None)
-            if name is None:
-                return None
-            raw = wheel.read(name)
-    except (OSError, zipfile.BadZipFile):
-        return None
-    meta = HeaderParser().parsestr(raw.decode("utf-8", "replace"))
-    expression = (meta.get("License-Expression") or "").strip()
-    if expression:
-        return expression
-    field = (meta.get("License") or "").strip()
-    if field and "\n" not in field and len(field) <= 100 and spdx_expression(field):
-        return field
-    named = sorted({c.split(" :: ")[-1] for c in meta.get_all("Classifier") or []
-                    if c.startswith("License :: ")})
-    spdx_named = {_CLASSIFIERS.get(n) for n in named}
-    if len(named) == 1 and None not in spdx_named:
-        return spdx_named.pop()
-    if field and "\n" not in field and len(field) <= 100 and field.upper() != "UNKNOWN":
-        return field
-    return "; ".join(named) or None
 
 
 @dataclass(frozen=True)
@@ -139,17 +66,18 @@ def _distro(lock: Lock) -> str:
     return "ubuntu" if release in ("focal", "jammy", "noble") else "debian"
 
 
-def components(lock: Lock, wheel_file: Callable[[dict[str, Any]], Path | None] | None = None
+def components(lock: Lock, local_file: Callable[[dict[str, Any]], Path | None] | None = None
                ) -> list[Component]:
     """Every .deb, conda package and wheel of the lock, in the lock's order."""
     distro = _distro(lock)
     channel_names = {c["url"]: c["name"] for c in lock.conda_channels}
     found: list[Component] = []
     for deb in lock.apt_packages:
+        path = local_file(deb) if local_file else None
         found.append(Component(
             "deb", deb["name"], deb["version"], deb["sha256"], deb["url"],
             f"pkg:deb/{distro}/{_enc(deb['name'])}@{_enc(deb['version'])}?arch={deb['arch']}",
-            None))
+            deb_license(path, deb["name"]) if path else None))
     for pkg in lock.conda_packages:
         channel = channel_names.get(pkg["channel"], pkg["channel"])
         kind = "conda" if pkg["fn"].endswith(".conda") else "tar.bz2"
@@ -160,7 +88,7 @@ def components(lock: Lock, wheel_file: Callable[[dict[str, Any]], Path | None] |
             f"pkg:conda/{_enc(pkg['name'])}@{_enc(pkg['version'])}?{qualifiers}",
             (pkg.get("license") or "").strip() or None))
     for whl in lock.pip_wheels:
-        path = wheel_file(whl) if wheel_file else None
+        path = local_file(whl) if local_file else None
         found.append(Component(
             "wheel", whl["name"], whl["version"], whl["sha256"], whl["url"],
             f"pkg:pypi/{_enc(S.pep503(whl['name']))}@{_enc(whl['version'])}",
@@ -191,14 +119,14 @@ def _base_component(base: dict[str, Any]) -> Component:
                      f"?repository_url={_enc(ref.name)}", None)
 
 
-def _all(lock: Lock, image: _Image, wheel_file: Callable[[dict[str, Any]], Path | None] | None
+def _all(lock: Lock, image: _Image, local_file: Callable[[dict[str, Any]], Path | None] | None
          ) -> list[Component]:
-    found = components(lock, wheel_file)
+    found = components(lock, local_file)
     return [_base_component(image.base), *found] if image.base else found
 
 
 def spdx(lock: Lock, name: str, digest: str | None = None,
-         wheel_file: Callable[[dict[str, Any]], Path | None] | None = None) -> dict[str, Any]:
+         local_file: Callable[[dict[str, Any]], Path | None] | None = None) -> dict[str, Any]:
     """An SPDX 2.3 document: the image as one package that CONTAINS every artifact."""
     image = _Image(name, digest, lock.base)
     extracted: dict[str, str] = {}
@@ -227,7 +155,7 @@ def spdx(lock: Lock, name: str, digest: str | None = None,
     packages = [root]
     relationships = [{"spdxElementId": "SPDXRef-DOCUMENT", "relationshipType": "DESCRIBES",
                       "relatedSpdxElement": "SPDXRef-image"}]
-    for comp in _all(lock, image, wheel_file):
+    for comp in _all(lock, image, local_file):
         spdx_id = f"SPDXRef-{comp.ref}"
         spdx_host = _SPDX_HOST.fullmatch(urlsplit(comp.url).hostname or "")
         extra = {} if spdx_host or comp.url == NOASSERTION else \
@@ -262,7 +190,7 @@ def spdx(lock: Lock, name: str, digest: str | None = None,
 
 
 def cyclonedx(lock: Lock, name: str, digest: str | None = None,
-              wheel_file: Callable[[dict[str, Any]], Path | None] | None = None
+              local_file: Callable[[dict[str, Any]], Path | None] | None = None
               ) -> dict[str, Any]:
     """A CycloneDX 1.5 BOM: the image as the metadata component, every artifact a library."""
     image = _Image(name, digest, lock.base)
@@ -272,7 +200,7 @@ def cyclonedx(lock: Lock, name: str, digest: str | None = None,
         root["version"] = digest
         root["hashes"] = [{"alg": "SHA-256", "content": digest.split(":", 1)[1]}]
     entries = []
-    for comp in _all(lock, image, wheel_file):
+    for comp in _all(lock, image, local_file):
         entry: dict[str, Any] = {
             "type": "container" if comp.kind == "base" else "library",
             "bom-ref": comp.ref, "name": comp.name, "version": comp.version,

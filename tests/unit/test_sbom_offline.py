@@ -7,7 +7,10 @@ schema validator (CycloneDX 1.5), from the [test] extra. The integration half ru
 from __future__ import annotations
 
 import copy
+import io
 import json
+import lzma
+import tarfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -18,8 +21,9 @@ from cyclonedx.validation.json import JsonStrictValidator
 from spdx_tools.spdx.parser.jsonlikedict.json_like_dict_parser import JsonLikeDictParser
 from spdx_tools.spdx.validation.document_validator import validate_full_spdx_document
 
+from envnix.lock.licenses import deb_license, dep5_license, spdx_expression, wheel_license
 from envnix.lock.model import Lock
-from envnix.lock.sbom import components, cyclonedx, spdx, spdx_expression, wheel_license
+from envnix.lock.sbom import components, cyclonedx, spdx
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART_LOCK = ROOT / "examples" / "quickstart" / "envnix.lock"
@@ -183,3 +187,84 @@ def test_validators_refuse_a_broken_sbom() -> None:
 ])
 def test_spdx_expression(text: str | None, expression: str | None) -> None:
     assert spdx_expression(text) == expression
+
+
+def write_deb(path: Path, package: str, copyright_text: str | None) -> Path:
+    """A real .deb (ar: debian-binary, control.tar.xz, data.tar.xz) as dpkg-deb lays it out."""
+    def tar_xz(files: dict[str, bytes]) -> bytes:
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tf:
+            for name, data in files.items():
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tf.addfile(info, io.BytesIO(data))
+        return lzma.compress(buf.getvalue())
+
+    data = {f"./usr/bin/{package}": b"\x7fELF"}
+    if copyright_text is not None:
+        data[f"./usr/share/doc/{package}/copyright"] = copyright_text.encode()
+    members = [("debian-binary", b"2.0\n"),
+               ("control.tar.xz", tar_xz({"./control": f"Package: {package}\n".encode()})),
+               ("data.tar.xz", tar_xz(data))]
+    out = bytearray(b"!<arch>\n")
+    for name, body in members:
+        out += f"{name + '/':<16}{0:<12}{0:<6}{0:<6}{'100644':<8}{len(body):<10}`\n".encode()
+        out += body + (b"\n" if len(body) % 2 else b"")
+    path.write_bytes(bytes(out))
+    return path
+
+
+DEP5 = """Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
+Upstream-Name: probe
+License: GPL-2+
+
+Files: *
+Copyright: 2024 someone
+License: {license}
+
+Files: debian/*
+License: GPL-2+
+"""
+
+
+@pytest.mark.parametrize(("declared", "expected"), [
+    ("GPL-2+", "GPL-2.0-or-later"), ("Expat", "MIT"), ("LGPL-2.1", "LGPL-2.1-only"),
+    ("BSD-3-clause or GPL-2", "BSD-3-Clause OR GPL-2.0-only"),
+    ("GPL-1+ or Artistic", "GPL-1.0-or-later OR Artistic-1.0"),
+    ("Sleepycat, and BSD-3-clause", "Sleepycat AND BSD-3-Clause"),
+    ("public-domain", "public-domain"),  # Debian's words, kept: not an SPDX identifier
+    ("GPL-2+ with OpenSSL exception", "GPL-2+ with OpenSSL exception"),
+])
+def test_dep5_license(declared: str, expected: str) -> None:
+    assert dep5_license(DEP5.format(license=declared)) == expected
+
+
+def test_free_text_copyright_declares_nothing() -> None:
+    assert dep5_license("This is the Debian prepackaged version of the GNU C Library.\n") is None
+
+
+def test_deb_license_reads_the_copyright_file_in_the_deb(tmp_path: Path) -> None:
+    deb = write_deb(tmp_path / "probe.deb", "probe", DEP5.format(license="Expat"))
+    assert deb_license(deb, "probe") == "MIT"
+    assert deb_license(deb, "other") is None  # another package's doc dir: not declared
+    assert deb_license(write_deb(tmp_path / "bare.deb", "probe", None), "probe") is None
+    assert deb_license(write_deb(tmp_path / "free.deb", "probe", "GPL, see above\n"),
+                       "probe") is None
+    (tmp_path / "junk.deb").write_bytes(b"!<arch>\nnonsense")
+    assert deb_license(tmp_path / "junk.deb", "probe") is None
+
+
+def test_deb_licenses_reach_both_formats(tmp_path: Path) -> None:
+    lock = quickstart_lock()
+    deb = write_deb(tmp_path / "sudo.deb", "sudo", DEP5.format(license="ISC"))
+
+    def local(artifact: dict[str, Any]) -> Path | None:
+        return deb if artifact["name"] == "sudo" else None
+
+    doc = spdx(lock, "q:dev", None, local)
+    assert spdx_problems(doc) == []
+    assert {p["name"]: p["licenseDeclared"] for p in doc["packages"]}["sudo"] == "ISC"
+    bom = cyclonedx(lock, "q:dev", None, local)
+    assert cyclonedx_problem(bom) is None
+    assert {c["name"]: c.get("licenses") for c in bom["components"]}["sudo"] == \
+        [{"expression": "ISC"}]
