@@ -26,6 +26,7 @@ from envnix.core import schema as S
 from envnix.core.reference import Reference
 from envnix.lock.licenses import deb_license, spdx_expression, wheel_license
 from envnix.lock.model import Lock
+from envnix.spec import KNOWN_RELEASES
 
 __all__ = ["FORMATS", "Component", "components", "cyclonedx", "spdx"]
 
@@ -62,8 +63,9 @@ def _enc(text: str) -> str:
 
 
 def _distro(lock: Lock) -> str:
+    """purl's deb namespace: the distribution whose archive the lock's release names."""
     release = str(lock.inputs.get("apt", {}).get("release", ""))
-    return "ubuntu" if release in ("focal", "jammy", "noble") else "debian"
+    return next((r.distro for r in KNOWN_RELEASES.values() if r.codename == release), "debian")
 
 
 def components(lock: Lock, local_file: Callable[[dict[str, Any]], Path | None] | None = None

@@ -101,6 +101,11 @@ def read_layout(layout: Path, tag: str | None, source: str) -> Image:
                          hint="name one as oci:DIR:TAG" if not tag else None)
     digest = manifests[0].get("digest")
     manifest = _read_blob_json(layout, digest, source)
+    layers = manifest.get("layers")
+    if not isinstance(layers, list) or not all(
+            isinstance(x, dict) and isinstance(x.get("digest"), str)
+            and isinstance(x.get("size", 0), int) for x in layers):
+        raise PublishError(f"{source}: manifest {digest} is not an image manifest (layers)")
     config_digest = (manifest.get("config") or {}).get("digest")
     config = _read_blob_json(layout, config_digest, source)
     return Image(source, layout, digest, manifest, config)

@@ -100,6 +100,9 @@ def test_purls_follow_each_ecosystem() -> None:
     assert purls["opencv-python"] == "pkg:pypi/opencv-python@5.1.0.95"
     assert purls["zlib"] == ("pkg:conda/zlib@1.3.1?build=hb9d3cd8_2&channel=conda-forge"
                              "&subdir=linux-64&type=conda")
+    jammy = quickstart_lock()
+    jammy.inputs["apt"]["release"] = "jammy"  # an Ubuntu archive's packages
+    assert components(jammy)[0].purl == "pkg:deb/ubuntu/adduser@3.134?arch=all"
     epoch = next(c for c in components(quickstart_lock()) if ":" in c.version)
     assert f"@{epoch.version.replace(':', '%3A').replace('+', '%2B')}?" in epoch.purl
 
