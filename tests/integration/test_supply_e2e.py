@@ -9,6 +9,7 @@ import hashlib
 import io
 import json
 import shutil
+import subprocess
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ import pytest
 from _cli import EXAMPLES, Built, build, envnix
 from _registry import Registry, have_registry_tools
 from _tiny import TINY_ENVD, Server, tiny_context, wheel
-from test_sbom_offline import cyclonedx_problem, spdx_problems
+from test_sbom_offline import DEP5, cyclonedx_problem, spdx_problems, write_deb
 
 QUICKSTART = EXAMPLES / "quickstart"
 EXPECTED = json.loads((QUICKSTART / "expected-digests.json").read_text())
@@ -102,6 +103,31 @@ def test_sbom_of_a_built_image_names_its_digest_and_wheel_license(pair: Pair,
     # An image built from another lock is refused, not described.
     wrong = envnix("sbom", str(context), "--image", f"oci:{pair.b.layout}", check=False)
     assert wrong.returncode == 2 and "was not built from" in wrong.stderr
+
+
+def test_sbom_deb_licenses_from_a_deb_in_the_nix_store(tmp_path: Path) -> None:
+    """--deb-licenses reads the copyright file of a .deb Nix holds at the path a build of the
+    lock fetches it to (added here with nix-store --add-fixed, as builtin:fetchurl would)."""
+    context = tmp_path / "ctx"
+    shutil.copytree(QUICKSTART, context, ignore=shutil.ignore_patterns(".envnix"))
+    lock = json.loads((context / "envnix.lock").read_text())
+    deb = write_deb(tmp_path / "sudo_0.0-envnixtest_amd64.deb", "sudo",
+                    DEP5.format(license="ISC"))
+    sudo = next(p for p in lock["apt"]["packages"] if p["name"] == "sudo")
+    sudo.update(sha256=hashlib.sha256(deb.read_bytes()).hexdigest(), size=deb.stat().st_size,
+                url=sudo["url"].rsplit("/", 1)[0] + "/" + deb.name)
+    (context / "envnix.lock").write_text(json.dumps(lock, indent=2, sort_keys=True) + "\n")
+    added = subprocess.run(["nix-store", "--add-fixed", "sha256", str(deb)], check=True,
+                           capture_output=True, text=True).stdout.strip()
+    assert added.endswith(deb.name)
+
+    def sudo_license(*flags: str) -> str:
+        doc = json.loads(envnix("sbom", str(context), *flags).stdout)
+        assert spdx_problems(doc) == []
+        return next(p["licenseDeclared"] for p in doc["packages"] if p["name"] == "sudo")
+
+    assert sudo_license() == "NOASSERTION"  # off by default: no data.tar is opened
+    assert sudo_license("--deb-licenses") == "ISC"
 
 
 def test_diff_of_two_images_names_layers_and_files(pair: Pair) -> None:
