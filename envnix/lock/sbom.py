@@ -23,7 +23,7 @@ from urllib.parse import quote, urlsplit
 
 from envnix import __version__
 from envnix.core import schema as S
-from envnix.core.reference import Reference
+from envnix.core.reference import InvalidReference, Reference
 from envnix.lock.licenses import deb_license, spdx_expression, wheel_license
 from envnix.lock.model import Lock
 from envnix.spec import KNOWN_RELEASES
@@ -114,11 +114,14 @@ def _ident(lock: Lock, image: _Image) -> uuid.UUID:
 
 
 def _base_component(base: dict[str, Any]) -> Component:
-    ref = Reference.parse(base["ref"])
-    name = ref.path.rsplit("/", 1)[-1]
-    return Component("base", ref.name, base["digest"], base["digest"].split(":", 1)[1],
+    try:
+        repo = Reference.parse(base["ref"]).name
+    except InvalidReference:  # the lock checks only that it is text: describe it as written
+        repo = base["ref"].split("@")[0]
+    name = repo.rsplit("/", 1)[-1]
+    return Component("base", repo, base["digest"], base["digest"].split(":", 1)[1],
                      NOASSERTION, f"pkg:oci/{_enc(name)}@{_enc(base['digest'])}"
-                     f"?repository_url={_enc(ref.name)}", None)
+                     f"?repository_url={_enc(repo)}", None)
 
 
 def _all(lock: Lock, image: _Image, local_file: Callable[[dict[str, Any]], Path | None] | None

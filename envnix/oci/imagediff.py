@@ -106,8 +106,10 @@ def read_layout(layout: Path, tag: str | None, source: str) -> Image:
             isinstance(x, dict) and isinstance(x.get("digest"), str)
             and isinstance(x.get("size", 0), int) for x in layers):
         raise PublishError(f"{source}: manifest {digest} is not an image manifest (layers)")
-    config_digest = (manifest.get("config") or {}).get("digest")
-    config = _read_blob_json(layout, config_digest, source)
+    described = manifest.get("config")
+    if not isinstance(described, dict):
+        raise PublishError(f"{source}: manifest {digest} is not an image manifest (config)")
+    config = _read_blob_json(layout, described.get("digest"), source)
     return Image(source, layout, digest, manifest, config)
 
 
