@@ -309,3 +309,4 @@ def main() -> None:
 
 from envnix.cli import cache as _cache  # noqa: E402, F401  (registers cache on cli)
 from envnix.cli import publish as _publish  # noqa: E402  (registers push/load on cli)
+from envnix.cli import supply as _supply  # noqa: E402, F401  (registers sbom and diff on cli)

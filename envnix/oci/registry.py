@@ -436,3 +436,25 @@ def registry_manifest_digest(dest: Reference, opts: RegistryOptions,
                            f"{_unquote_go(m[1]) if m else err.strip()[-300:]}",
                            hint="re-run the push; if it persists, check the registry")
     return "sha256:" + hashlib.sha256(proc.stdout).hexdigest()
+
+
+def copy_to_layout(src: Reference, layout: Path, tag: str, opts: RegistryOptions) -> None:
+    """Copy the registry image ``src`` into the OCI layout ``layout`` as ``tag``, for reading
+    (envnix diff): skopeo brings auth, certs.d and token flows, as for push."""
+    skopeo = require_tool("skopeo", "read images from a registry")
+    with private_authfile(opts, [src.domain or ""]) as authfile:
+        cmd = [skopeo, *_policy_args(), "copy", "--quiet",
+               *_dest_args(opts, authfile, "src-"), src.transport, f"oci:{layout}:{tag}"]
+        proc = process.run(cmd, error=PublishError)
+    if proc.returncode != 0:
+        err = scrub(proc.stderr, opts.secrets())
+        m = _FATAL.search(err)
+        message = _unquote_go(m[1]) if m else err.strip()[-300:]
+        low = message.lower()
+        if any(s in low for s in ("http response to https", "x509:", "tls: ", "unauthorized",
+                                  " 401 ", "connection refused", "no such host")):
+            raise _translate(message, src, opts)
+        if "manifest unknown" in low or "name unknown" in low:
+            raise PublishError(f"registry {src.domain} has no image {src}",
+                               hint="check the name and tag")
+        raise PublishError(f"cannot read {src} from its registry: {message[:300]}")
