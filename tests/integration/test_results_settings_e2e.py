@@ -1,0 +1,146 @@
+"""Results for tools and settings, for real: a tiny image built by Nix with --iidfile,
+--metadata-file, -q and --json; push --json and a config file's registry settings against a
+loopback registry; click's completion scripts, run by a real bash."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from _cli import envnix
+from _registry import Registry, have_registry_tools
+from _tiny import tiny_context
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny context (seconds, offline), built once with both result files."""
+    context = tiny_context(tmp_path_factory.mktemp("results"))
+    out = context.parent
+    envnix("build", str(context), "--locked", "-t", "tiny:ci", "--iidfile", str(out / "iid"),
+           "--metadata-file", str(out / "meta.json"))
+    return context
+
+
+def metadata(tiny: Path) -> dict[str, object]:
+    return json.loads((tiny.parent / "meta.json").read_text())
+
+
+def test_iidfile_is_the_config_digest_as_docker_writes_it(tiny: Path) -> None:
+    meta = metadata(tiny)
+    iid = (tiny.parent / "iid").read_text()
+    assert iid == meta["containerimage.config.digest"]       # no newline, as docker's
+    layout = Path(str(meta["envnix.oci.layout"]).removeprefix("oci:"))
+    config = layout / "blobs" / "sha256" / iid.removeprefix("sha256:")
+    assert "sha256:" + hashlib.sha256(config.read_bytes()).hexdigest() == iid
+
+
+def test_metadata_has_buildx_keys_and_envnix_own(tiny: Path) -> None:
+    meta = metadata(tiny)
+    layout = Path(str(meta["envnix.oci.layout"]).removeprefix("oci:"))
+    index = json.loads((layout / "index.json").read_text())
+    descriptor = index["manifests"][0]
+    assert meta["containerimage.digest"] == descriptor["digest"]
+    assert meta["containerimage.descriptor"] == {k: descriptor[k]
+                                                 for k in ("mediaType", "digest", "size")}
+    assert meta["image.name"] == "tiny:ci"
+    assert meta["envnix.store.path"] == os.readlink(tiny / ".envnix" / "result")
+    lock_bytes = (tiny / "envnix.lock").read_bytes()
+    assert meta["envnix.lock.digest"] == "sha256:" + hashlib.sha256(lock_bytes).hexdigest()
+
+
+def test_quiet_prints_only_the_image_id(tiny: Path) -> None:
+    proc = envnix("build", str(tiny), "--locked", "-t", "tiny:ci", "-q")
+    assert proc.stdout == metadata(tiny)["containerimage.config.digest"] + "\n"
+    assert "build:" not in proc.stderr  # progress is off
+
+
+def test_json_is_the_metadata(tiny: Path) -> None:
+    proc = envnix("build", str(tiny), "--locked", "-t", "tiny:ci", "--json")
+    assert json.loads(proc.stdout) == metadata(tiny)
+    assert "manifest:" in proc.stderr  # the summary moved to stderr
+    check = envnix("lock", str(tiny), "--check", "--json")
+    assert json.loads(check.stdout) == {"lock": str(tiny / "envnix.lock"), "up_to_date": True}
+
+
+def test_a_failed_build_leaves_no_old_image_id(tiny: Path, tmp_path: Path) -> None:
+    iid = tmp_path / "iid"
+    iid.write_text("sha256:" + "0" * 64)
+    envd = tiny / "build.envd"
+    stale = tmp_path / "stale"
+    stale.mkdir()
+    (stale / "build.envd").write_text(envd.read_text() + '    install.python_packages('
+                                      'name=["six"])\n')
+    (stale / "envnix.lock").write_bytes((tiny / "envnix.lock").read_bytes())
+    proc = envnix("build", str(stale), "--locked", "--iidfile", str(iid), check=False)
+    assert proc.returncode == 5, proc.stderr
+    assert not iid.exists()
+    missing = envnix("build", str(tiny), "--locked", "--iidfile", str(tmp_path / "no" / "iid"),
+                     check=False)
+    assert missing.returncode == 2 and "its directory does not exist" in missing.stderr
+
+
+def test_push_json_and_tls_verify_from_the_user_config(tiny: Path, tmp_path: Path) -> None:
+    if not have_registry_tools():
+        pytest.fail("docker-registry, htpasswd or openssl missing: run ./scripts/setup")
+    with Registry(tmp_path / "reg").start() as reg:
+        env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "xdg")}
+        env.pop("ENVNIX_REGISTRY_TLS_VERIFY", None)
+        dest = f"{reg.host}/team/tiny:1"
+        refused = envnix("push", "-p", str(tiny), dest, env=env, check=False)
+        assert refused.returncode == 7 and "plain HTTP" in refused.stderr
+        (tmp_path / "xdg" / "envnix").mkdir(parents=True)
+        (tmp_path / "xdg" / "envnix" / "config.toml").write_text(
+            "[registry]\ntls-verify = false\n")
+        proc = envnix("push", "-p", str(tiny), dest, "--json", env=env)
+        manifest = metadata(tiny)["containerimage.digest"]
+        assert json.loads(proc.stdout) == {
+            "image": "tiny:ci", "config": metadata(tiny)["containerimage.config.digest"],
+            "pushed": [{"name": dest, "digest": manifest}]}
+        assert reg.manifest_digest("team/tiny", "1") == manifest
+        # the same key in the context's envnix.toml is refused: a context does not choose trust
+        (tiny / "envnix.toml").write_text("[registry]\ntls-verify = false\n")
+        try:
+            bad = envnix("push", "-p", str(tiny), dest, env=env, check=False)
+        finally:
+            (tiny / "envnix.toml").unlink()
+        assert bad.returncode == 2
+        assert f"{tiny / 'envnix.toml'}:2:1: registry.tls-verify is read only" in bad.stderr
+
+
+@pytest.mark.parametrize("shell, marker", [
+    ("bash", "complete -o nosort -F _envnix_completion envnix"),
+    ("zsh", "#compdef envnix"),
+    ("fish", "complete --no-files --command envnix"),
+])
+def test_completion_script_for_each_shell(shell: str, marker: str) -> None:
+    """`_ENVNIX_COMPLETE=<shell>_source envnix`, here under `python -m envnix` (whose program
+    name click would otherwise take as `python -m envnix`)."""
+    proc = envnix(env={**os.environ, "_ENVNIX_COMPLETE": f"{shell}_source"})
+    assert marker in proc.stdout
+
+
+def test_bash_completes_commands_and_choices(tmp_path: Path) -> None:
+    """The bash script, sourced by a real bash, fills COMPREPLY as the shell would."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "envnix").write_text(f"#!/bin/sh\nexec {sys.executable} -m envnix \"$@\"\n")
+    (bindir / "envnix").chmod(0o755)
+    env = {**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}"}
+
+    def complete(line: str) -> list[str]:
+        script = ('eval "$(_ENVNIX_COMPLETE=bash_source envnix)"\n'
+                  f"COMP_WORDS=({line}); COMP_CWORD={len(line.split()) - 1}\n"
+                  "_envnix_completion envnix\n"  # bash passes the command name
+                  'printf "%s\\n" "${COMPREPLY[@]}"\n')
+        return subprocess.run(["bash", "--norc", "-c", script], env=env, capture_output=True,
+                              text=True, check=True).stdout.split()
+
+    assert complete("envnix bu") == ["build"]
+    assert complete("envnix build --toolchain ''") == ["pinned", "host", "nixpkgs"]
+    assert "--metadata-file" in complete("envnix build --me")
