@@ -250,14 +250,17 @@ def render_cmd(path: str | None, path_opt: str | None, from_: str, cuda_provider
 @click.option("-o", "--output", "outputs", multiple=True, metavar="CSV",
               help="envd's --output: type=image,name=REF,push=true | "
                    "type=oci|docker|tar,dest=FILE|- (see envnix push for credentials).")
+@click.option("--load/--no-load", "load", default=None,
+              help="Load the image into the local engine under its tag: docker if its daemon "
+                   "answers, else podman (default: when there is one; ENVNIX_LOAD).")
 @results.result_options
 def build_cmd(path: str | None, path_opt: str | None, from_: str, cuda_provider: str | None,
               apt_mirror: str | None, tag: str | None, locked: bool, out_dir: Path | None,
               toolchain: str, nixpkgs: str, store: str | None, substituters: str | None,
               no_substitute: bool, builders: str | None, max_jobs: str | None,
               nix_options: tuple[tuple[str, str], ...], verbose: bool,
-              outputs: tuple[str, ...], iidfile: Path | None, metadata_file: Path | None,
-              quiet: bool, as_json: bool) -> None:
+              outputs: tuple[str, ...], load: bool | None, iidfile: Path | None,
+              metadata_file: Path | None, quiet: bool, as_json: bool) -> None:
     """Lock (if needed), render and build the image with Nix; print its OCI layout path."""
     if no_substitute and substituters is not None:
         raise UsageError("--substituters and --no-substitute contradict each other")
@@ -305,16 +308,25 @@ def build_cmd(path: str | None, path_opt: str | None, from_: str, cuda_provider:
     echo(f"manifest: {digests['manifest']}")
     echo(f"result:   {rendered.directory / 'result'}")
     echo(f"oci:      oci:{layout}")
-    echo(f"run:      podman run --rm oci:{layout} python3")
     pushed: list[str] = []
     if output:
         pushed = _publish.run_output(output, rendered.directory, result.out_path, store,
                                      verbose, echo)
+    load = options.load() if load is None else load
+    loaded = None if load is False else _publish.load_after_build(
+        rendered.directory, result.out_path, store, verbose, required=load is True)
+    if loaded and loaded.names:
+        echo(f"loaded:   {loaded.engine} {loaded.names[0]}")
+        echo(f"run:      {loaded.engine} run --rm {loaded.names[0]} python3")
+    else:
+        echo(f"run:      podman run --rm oci:{layout} python3")
     metadata = results.build_metadata(read_image(store_real_path(result.out_path, store),
                                                  result.out_path),
                                       tag, lock.digest, rendered.directory / "result")
     if pushed:
         metadata["envnix.pushed"] = pushed
+    if loaded:
+        metadata["envnix.loaded"] = {"engine": loaded.engine, "names": list(loaded.names)}
     results.write(iidfile, metadata_file, metadata)
     if quiet:
         click.echo(metadata["containerimage.config.digest"])

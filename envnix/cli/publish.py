@@ -15,11 +15,11 @@ import click
 from envnix.cli import GENERATED_DIR, _context, cli, path_option
 from envnix.cli.results import emit_json, json_option
 from envnix.core import options
-from envnix.core.errors import UsageError
+from envnix.core.errors import PublishError, ToolMissingError, UsageError
 from envnix.core.progress import REPORTER
 from envnix.oci.export import build_archive, write_archive, write_rootfs
 from envnix.oci.layout import BuiltImage, last_build, read_image, store_real_path
-from envnix.oci.load import choose_engine, load_archive
+from envnix.oci.load import LoadResult, choose_engine, load_archive, load_into_podman
 from envnix.oci.output import OutputSpec
 from envnix.oci.registry import RegistryOptions, is_registry_ref, parse_destination, push
 
@@ -144,11 +144,34 @@ def load_cmd(path: str | None, path_opt: str | None, out_dir: Path | None, engin
     context = _context(path, path_opt)
     generated = _generated(context, out_dir)
     image = last_build(generated, store)
-    chosen = choose_engine(engine)
-    archive = build_archive(generated, image, store, REPORTER, verbose)
-    result = load_archive(archive, image, chosen, REPORTER)
+    result = _load(generated, image, choose_engine(engine), store, verbose)
     for loaded in result.names or (image.name or image.manifest,):
         click.echo(f"{result.engine}: {loaded}")
+
+
+def _load(generated: Path, image: BuiltImage, engine: str, store: str | None,
+          verbose: bool) -> LoadResult:
+    """podman: straight from the layout, skipping layers it has; docker: the built archive."""
+    if engine == "podman" and image.name:
+        return load_into_podman(image, image.name, REPORTER, verbose)
+    archive = build_archive(generated, image, store, REPORTER, verbose)
+    return load_archive(archive, image, engine, REPORTER)
+
+
+def load_after_build(generated: Path, out_path: Path, store: str | None, verbose: bool,
+                     required: bool) -> LoadResult | None:
+    """``envnix build``'s load: into docker if its daemon answers, else podman. Unless the
+    user asked for it (``required``), no engine at all only says so: the build succeeded."""
+    try:
+        engine = choose_engine("auto")
+    except (ToolMissingError, PublishError) as exc:
+        if required:
+            raise
+        REPORTER.message(f"load: skipped, {exc} (the image stays in the Nix store: envnix "
+                         "load or envnix push take it from there)")
+        return None
+    return _load(generated, read_image(store_real_path(out_path, store), out_path), engine,
+                 store, verbose)
 
 
 def run_output(spec: OutputSpec, generated: Path, out_path: Path, store: str | None,

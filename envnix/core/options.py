@@ -95,6 +95,10 @@ TRUSTED_PUBLIC_KEYS = Option("ENVNIX_TRUSTED_PUBLIC_KEYS", "keys the binary cach
                              "space-separated (as --nix-option trusted-public-keys)",
                              "nix.conf's trusted-public-keys", key="nix.trusted-public-keys",
                              join=" ", project=False)
+LOAD = Option("ENVNIX_LOAD", "1, true or yes: load every build into the local engine (docker "
+              "if its daemon answers, else podman), failing if there is none; 0, false or no: "
+              "never (as --load/--no-load)", "load when there is an engine, else say so",
+              key="build.load", join="bool")
 BUILDERS = Option("ENVNIX_BUILDERS", "Nix remote builders, as nix.conf's builders line (as "
                   "--builders)", "nix.conf's builders", key="nix.builders", join=";",
                   project=False)
@@ -104,7 +108,7 @@ OPTIONS: tuple[Option, ...] = (
     APT_PROFILE,
     CUDA_PROVIDER, CUDA_APT_REPO, CUDA_APT_KEYRING,
     INSECURE_REGISTRIES, REGISTRY_CREDS, REGISTRY_CERT_DIR, REGISTRY_TLS_VERIFY,
-    SUBSTITUTERS, TRUSTED_PUBLIC_KEYS, BUILDERS,
+    SUBSTITUTERS, TRUSTED_PUBLIC_KEYS, BUILDERS, LOAD,
 )
 
 # The config file's values (variable name -> value) under the process environment.
@@ -216,6 +220,14 @@ def trusted_public_keys(environ: Environ = None) -> str | None:
 def builders(environ: Environ = None) -> str | None:
     """``""`` (build locally) stays ``""``."""
     return BUILDERS.raw(environ)
+
+
+def load(environ: Environ = None) -> bool | None:
+    """True or False when set to one of the words; None when unset, empty or anything else
+    (then build loads when it finds an engine)."""
+    value = (LOAD.raw(environ) or "").strip().lower()
+    return True if value in ("1", "true", "yes") else False if value in ("0", "false", "no") \
+        else None
 
 
 def registry_tls_verify(environ: Environ = None) -> bool:

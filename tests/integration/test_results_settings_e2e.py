@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from _cli import envnix
+from _podman import podman
 from _registry import Registry, have_registry_tools
 from _tiny import tiny_context
 
@@ -144,3 +145,78 @@ def test_bash_completes_commands_and_choices(tmp_path: Path) -> None:
     assert complete("envnix bu") == ["build"]
     assert complete("envnix build --toolchain ''") == ["pinned", "host", "nixpkgs"]
     assert "--metadata-file" in complete("envnix build --me")
+
+
+# --- load after build (the default; the suite itself runs with ENVNIX_LOAD=0) ---------------
+
+
+def engine_env(podman_environ: dict[str, str]) -> dict[str, str]:
+    """podman's private storage, no docker daemon, and the default (no ENVNIX_LOAD)."""
+    env = dict(podman_environ, DOCKER_HOST="unix:///nonexistent/docker.sock")
+    env.pop("ENVNIX_LOAD", None)
+    return env
+
+
+def layers(layout: Path) -> list[str]:
+    index = json.loads((layout / "index.json").read_text())
+    digest = index["manifests"][0]["digest"].removeprefix("sha256:")
+    manifest = json.loads((layout / "blobs" / "sha256" / digest).read_text())
+    return [layer["digest"] for layer in manifest["layers"]]
+
+
+def test_build_loads_into_podman_reusing_its_layers(tiny: Path, tmp_path: Path,
+                                                    podman_environ: dict[str, str]) -> None:
+    env = engine_env(podman_environ)
+    first = envnix("build", str(tiny), "--locked", "-t", "tiny:ci", "--metadata-file",
+                   str(tmp_path / "meta.json"), env=env)
+    assert "loaded:   podman localhost/tiny:ci\n" in first.stdout
+    meta = json.loads((tmp_path / "meta.json").read_text())
+    assert meta["envnix.loaded"] == {"engine": "podman", "names": ["localhost/tiny:ci"]}
+    got = podman("image", "inspect", "--format", "{{.ID}}", "tiny:ci", env=podman_environ)
+    assert "sha256:" + got.stdout.strip() == meta["containerimage.config.digest"]
+    # One change to the config and one layer: podman is sent only what it lacks.
+    other = tiny_context(tmp_path, "other", envd=(tiny / "build.envd").read_text()
+                         + '    runtime.environ(env={"A": "1"})\n')
+    second = envnix("build", str(other), "--locked", "-t", "tiny:other", env=env)
+    old = layers(Path(meta["envnix.oci.layout"].removeprefix("oci:")))
+    new = layers(Path(os.readlink(other / ".envnix" / "result")) / "oci")
+    shared = [d for d in new if d in old]
+    assert shared and len(shared) < len(new)
+    assert second.stderr.count(" already in podman\n") == len(shared), second.stderr
+    assert (f"{len(new) - len(shared)} of {len(new)} layer(s) stored, {len(shared)} already "
+            "in podman") in second.stderr
+
+
+def test_no_engine_skips_the_load_unless_asked(tiny: Path, tmp_path: Path) -> None:
+    nix_dir = Path(subprocess.run(["sh", "-c", "command -v nix-build"], capture_output=True,
+                                  text=True, check=True).stdout.strip()).parent
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in nix_dir.glob("nix*"):
+        (bin_dir / tool.name).symlink_to(tool)
+    env = {**os.environ, "PATH": str(bin_dir)}
+    env.pop("ENVNIX_LOAD", None)
+    proc = envnix("build", str(tiny), "--locked", "-t", "tiny:ci", env=env)
+    assert "load: skipped, no container engine to load into" in proc.stderr
+    assert "loaded:" not in proc.stdout
+    asked = envnix("build", str(tiny), "--locked", "-t", "tiny:ci", "--load", env=env,
+                   check=False)
+    assert asked.returncode == 127, asked.stderr
+    assert "neither podman nor docker" in asked.stderr
+    off = envnix("build", str(tiny), "--locked", "-t", "tiny:ci", "--no-load",
+                 env={**env, "ENVNIX_LOAD": "1"})  # the flag beats the variable
+    assert "load:" not in off.stderr
+
+
+@pytest.mark.network
+@pytest.mark.slow
+def test_build_then_podman_run_with_nothing_in_between(tmp_path: Path,
+                                                       podman_environ: dict[str, str]) -> None:
+    """The issue's promise: envnix build, then podman run the tag."""
+    context = tmp_path / "app"
+    context.mkdir()
+    (context / "build.envd").write_text('def build():\n    base(os="debian12", '
+                                        'language="python3.11")\n')
+    envnix("build", str(context), "-t", "app:dev", env=engine_env(podman_environ))
+    out = podman("run", "--rm", "app:dev", "python3", "-c", "print(6 * 7)", env=podman_environ)
+    assert out.stdout == "42\n"

@@ -53,6 +53,13 @@ def test_every_envnix_variable_in_the_source_is_declared() -> None:
     (options.registry_tls_verify, {"ENVNIX_REGISTRY_TLS_VERIFY": "False"}, False),
     (options.registry_tls_verify, {"ENVNIX_REGISTRY_TLS_VERIFY": "no"}, False),
     (options.registry_tls_verify, {"ENVNIX_REGISTRY_TLS_VERIFY": "maybe"}, True),
+    (options.load, {}, None),                              # unset: load when there is an engine
+    (options.load, {"ENVNIX_LOAD": "0"}, False),
+    (options.load, {"ENVNIX_LOAD": " Yes "}, True),
+    (options.load, {"ENVNIX_LOAD": "maybe"}, None),
+    (options.builders, {"ENVNIX_BUILDERS": ""}, ""),       # '' = build locally, as --builders ''
+    (options.substituters, {}, None),
+    (options.trusted_public_keys, {"ENVNIX_TRUSTED_PUBLIC_KEYS": ""}, None),
 ])
 def test_accessors_keep_each_variables_meaning(accessor: Callable[[dict[str, str]], object],
                                                environ: dict[str, str],
