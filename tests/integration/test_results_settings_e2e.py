@@ -212,11 +212,16 @@ def test_no_engine_skips_the_load_unless_asked(tiny: Path, tmp_path: Path) -> No
 @pytest.mark.slow
 def test_build_then_podman_run_with_nothing_in_between(tmp_path: Path,
                                                        podman_environ: dict[str, str]) -> None:
-    """The issue's promise: envnix build, then podman run the tag."""
+    """The issue's promise: envnix build, then podman run the tag (and lock --json first)."""
     context = tmp_path / "app"
     context.mkdir()
     (context / "build.envd").write_text('def build():\n    base(os="debian12", '
                                         'language="python3.11")\n')
+    locked = json.loads(envnix("lock", str(context), "--json").stdout)
+    lock_bytes = (context / "envnix.lock").read_bytes()
+    assert locked["lock"] == str(context / "envnix.lock") and locked["changed"] is True
+    assert locked["digest"] == "sha256:" + hashlib.sha256(lock_bytes).hexdigest()
+    assert locked["debs"] > 0 and locked["wheels"] == locked["conda"] == 0
     envnix("build", str(context), "-t", "app:dev", env=engine_env(podman_environ))
     out = podman("run", "--rm", "app:dev", "python3", "-c", "print(6 * 7)", env=podman_environ)
     assert out.stdout == "42\n"
