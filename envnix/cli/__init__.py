@@ -252,7 +252,7 @@ def render_cmd(path: str | None, path_opt: str | None, from_: str, cuda_provider
                    "type=oci|docker|tar,dest=FILE|- (see envnix push for credentials).")
 @click.option("--load/--no-load", "load", default=None,
               help="Load the image into the local engine under its tag: docker if its daemon "
-                   "answers, else podman (default: when there is one; ENVNIX_LOAD).")
+                   f"answers, else podman (default: when there is one; {options.LOAD.name}).")
 @results.result_options
 def build_cmd(path: str | None, path_opt: str | None, from_: str, cuda_provider: str | None,
               apt_mirror: str | None, tag: str | None, locked: bool, out_dir: Path | None,
@@ -312,17 +312,16 @@ def build_cmd(path: str | None, path_opt: str | None, from_: str, cuda_provider:
     if output:
         pushed = _publish.run_output(output, rendered.directory, result.out_path, store,
                                      verbose, echo)
+    image = read_image(store_real_path(result.out_path, store), result.out_path)
     load = options.load() if load is None else load
     loaded = None if load is False else _publish.load_after_build(
-        rendered.directory, result.out_path, store, verbose, required=load is True)
+        rendered.directory, image, store, verbose, required=load is True)
     if loaded and loaded.names:
         echo(f"loaded:   {loaded.engine} {loaded.names[0]}")
         echo(f"run:      {loaded.engine} run --rm {loaded.names[0]} python3")
     else:
         echo(f"run:      podman run --rm oci:{layout} python3")
-    metadata = results.build_metadata(read_image(store_real_path(result.out_path, store),
-                                                 result.out_path),
-                                      tag, lock.digest, rendered.directory / "result")
+    metadata = results.build_metadata(image, tag, lock.digest, rendered.directory / "result")
     if pushed:
         metadata["envnix.pushed"] = pushed
     if loaded:

@@ -158,7 +158,7 @@ def _load(generated: Path, image: BuiltImage, engine: str, store: str | None,
     return load_archive(archive, image, engine, REPORTER)
 
 
-def load_after_build(generated: Path, out_path: Path, store: str | None, verbose: bool,
+def load_after_build(generated: Path, image: BuiltImage, store: str | None, verbose: bool,
                      required: bool) -> LoadResult | None:
     """``envnix build``'s load: into docker if its daemon answers, else podman. Unless the
     user asked for it (``required``), no engine at all only says so: the build succeeded."""
@@ -170,8 +170,7 @@ def load_after_build(generated: Path, out_path: Path, store: str | None, verbose
         REPORTER.message(f"load: skipped, {exc} (the image stays in the Nix store: envnix "
                          "load or envnix push take it from there)")
         return None
-    return _load(generated, read_image(store_real_path(out_path, store), out_path), engine,
-                 store, verbose)
+    return _load(generated, image, engine, store, verbose)
 
 
 def run_output(spec: OutputSpec, generated: Path, out_path: Path, store: str | None,
