@@ -161,7 +161,8 @@ def _load(generated: Path, image: BuiltImage, engine: str, store: str | None,
 def load_after_build(generated: Path, image: BuiltImage, store: str | None, verbose: bool,
                      required: bool) -> LoadResult | None:
     """``envnix build``'s load: into docker if its daemon answers, else podman. Unless the
-    user asked for it (``required``), no engine at all only says so: the build succeeded."""
+    user asked for it (``required``), the build has succeeded whatever happens here: no engine
+    is one progress line, a failed load one warning (exit 0; ``envnix load`` retries it)."""
     try:
         engine = choose_engine("auto")
     except (ToolMissingError, PublishError) as exc:
@@ -170,7 +171,14 @@ def load_after_build(generated: Path, image: BuiltImage, store: str | None, verb
         REPORTER.message(f"load: skipped, {exc} (the image stays in the Nix store: envnix "
                          "load or envnix push take it from there)")
         return None
-    return _load(generated, image, engine, store, verbose)
+    try:
+        return _load(generated, image, engine, store, verbose)
+    except (ToolMissingError, PublishError) as exc:
+        if required:
+            raise
+        REPORTER.warning(f"the image is built, but loading it into {engine} failed: {exc} "
+                         "(envnix load retries; --no-load skips it)")
+        return None
 
 
 def run_output(spec: OutputSpec, generated: Path, out_path: Path, store: str | None,

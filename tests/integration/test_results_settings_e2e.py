@@ -208,6 +208,23 @@ def test_no_engine_skips_the_load_unless_asked(tiny: Path, tmp_path: Path) -> No
     assert "load:" not in off.stderr
 
 
+def test_a_failed_default_load_is_a_warning(tiny: Path, tmp_path: Path,
+                                           podman_environ: dict[str, str]) -> None:
+    """The build succeeded: a load nobody asked for that fails does not fail it; --load does."""
+    conf = tmp_path / "storage.conf"
+    conf.write_text(f'[storage]\ndriver = "nosuchdriver"\ngraphroot = "{tmp_path}/g"\n'
+                    f'runroot = "{tmp_path}/r"\n')
+    env = dict(engine_env(podman_environ), CONTAINERS_STORAGE_CONF=str(conf))
+    proc = envnix("build", str(tiny), "--locked", "-t", "tiny:ci", env=env)
+    warnings = [ln for ln in proc.stderr.splitlines() if ln.startswith("envnix: warning:")]
+    assert len(warnings) == 1 and "loading it into podman failed" in warnings[0], proc.stderr
+    asked = envnix("build", str(tiny), "--locked", "-t", "tiny:ci", "--load", env=env,
+                   check=False)
+    assert asked.returncode == 7, asked.stderr
+    assert [ln for ln in asked.stderr.splitlines() if ln.startswith("envnix:")] == [
+        ln for ln in asked.stderr.splitlines() if "loading into podman failed" in ln]
+
+
 @pytest.mark.network
 @pytest.mark.slow
 def test_build_then_podman_run_with_nothing_in_between(tmp_path: Path,
