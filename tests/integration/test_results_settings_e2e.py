@@ -15,7 +15,7 @@ import pytest
 from _cli import envnix
 from _podman import podman
 from _registry import Registry, have_registry_tools
-from _tiny import tiny_context
+from _tiny import dead_port, tiny_context
 
 
 @pytest.fixture(scope="module")
@@ -112,6 +112,22 @@ def test_push_json_and_tls_verify_from_the_user_config(tiny: Path, tmp_path: Pat
             (tiny / "envnix.toml").unlink()
         assert bad.returncode == 2
         assert f"{tiny / 'envnix.toml'}:2:1: registry.tls-verify is read only" in bad.stderr
+
+
+def test_substituters_from_the_context_file_reach_nix(tiny: Path, tmp_path: Path) -> None:
+    """nix.substituters in envnix.toml is --substituters: nix is handed it (this one answers
+    nothing, so envnix leaves it out and says so); ENVNIX_SUBSTITUTERS beats the file."""
+    port = dead_port()
+    (tiny / "envnix.toml").write_text(f'[nix]\nsubstituters = ["http://127.0.0.1:{port}"]\n')
+    try:
+        proc = envnix("build", str(tiny), "--locked", "-t", "tiny:ci")
+        env = {**os.environ, "ENVNIX_SUBSTITUTERS": ""}
+        overridden = envnix("build", str(tiny), "--locked", "-t", "tiny:ci", env=env)
+    finally:
+        (tiny / "envnix.toml").unlink()
+    assert f"substituter http://127.0.0.1:{port}/ does not answer" in proc.stderr \
+        or f"substituter http://127.0.0.1:{port} does not answer" in proc.stderr, proc.stderr
+    assert f"127.0.0.1:{port}" not in overridden.stderr
 
 
 @pytest.mark.parametrize("shell, marker", [
