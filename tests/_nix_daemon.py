@@ -112,6 +112,7 @@ def run_as(user: str, command: list[str], home: Path, extra_env: dict[str, str],
            cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     """``command`` as ``user`` with a regular user's environment: PATH, HOME, ``extra_env``."""
     env = ["PATH=/usr/local/bin:/usr/bin:/bin", f"HOME={home}",
+           *(f"{k}={os.environ[k]}" for k in ("ENVNIX_LOAD",) if k in os.environ),  # conftest
            *(f"{k}={v}" for k, v in extra_env.items())]
     return subprocess.run(["runuser", "-u", user, "--", "env", "-i", *env, *command], cwd=cwd,
                           capture_output=True, text=True, check=False)

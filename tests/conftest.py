@@ -87,6 +87,10 @@ def pytest_configure(config: pytest.Config) -> None:
     # The fixture archives are signed with a key made for this session (tests/_apt_signing.py):
     # trust it as a user would configure their archive's keyring.
     trust_test_archives(os.environ)
+    # envnix build loads into docker or podman by default; tests build hundreds of images and
+    # must not fill the machine's engine. A test about loading passes --load (and its own
+    # podman storage, _podman.podman_env).
+    os.environ[options.LOAD.name] = "0"
 
 
 @pytest.fixture(scope="session")

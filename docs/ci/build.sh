@@ -38,7 +38,8 @@ if [ -n "${CACHE_DIR:-}" ] && [ -f "$CACHE_DIR/nix-cache-info" ]; then
   cache=(--substituters "file://$CACHE_DIR" --nix-option trusted-public-keys "$CACHE_PUBLIC_KEY")
 fi
 # --locked: never re-resolve in CI; the same lock gives the same digests anywhere.
-envnix build --locked "$context" -t "$ref" "${store[@]}" "${cache[@]}"
+# --no-load: CI pushes the image; loading it into the runner's engine would only cost time.
+envnix build --locked --no-load "$context" -t "$ref" "${store[@]}" "${cache[@]}"
 
 if [ -n "${ENVNIX_REGISTRY_CREDS:-}" ]; then
   envnix push -p "$context" "${store[@]}"

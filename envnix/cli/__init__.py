@@ -15,7 +15,9 @@ from pathlib import Path
 import click
 
 from envnix import __version__
+from envnix.cli import results
 from envnix.core import options
+from envnix.core.config import PROJECT_FILE, load_config
 from envnix.core.errors import (
     INTERRUPTED,
     EnvnixError,
@@ -32,7 +34,7 @@ from envnix.frontend import load_spec
 from envnix.frontend.migrate import build_envd_from_conda
 from envnix.lock import Describe, check_lock, ensure_lock, lock_file, relock
 from envnix.nix import NixConfig, nix_build
-from envnix.oci.layout import read_digests
+from envnix.oci.layout import read_digests, read_image, store_real_path
 from envnix.oci.output import parse_output
 from envnix.render import image_section, render
 from envnix.spec import ImageSpec
@@ -47,7 +49,15 @@ def _context(path_arg: str | None, path_opt: str | None) -> Path:
     context = Path(path_arg or path_opt or ".")
     if not context.is_dir():
         raise UsageError(f"build context {context} does not exist or is not a directory")
-    return context.resolve()
+    context = context.resolve()
+    # Every command with a context reads its config files here, before any option is used.
+    options.use_config(load_config(context))
+    return context
+
+
+def _cuda_provider(flag: str | None) -> str | None:
+    """--cuda-provider, else ENVNIX_CUDA_PROVIDER, else the config files' cuda.provider."""
+    return flag or options.CUDA_PROVIDER.raw() or None
 
 
 def _default_tag(context: Path) -> str:
@@ -71,7 +81,22 @@ mirror_option = click.option("--apt-mirror", envvar=options.APT_MIRROR.name,
                              help="Debian mirror base URL (default: this machine's apt sources).")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+_EPILOG = f"""\b
+Settings: a command-line flag beats the environment variable, which beats the
+build context's {PROJECT_FILE}, which beats the user's config file
+($XDG_CONFIG_HOME/envnix/config.toml, default ~/.config/envnix/config.toml), which
+beats the default. Config keys are TOML tables, e.g. [apt] mirror = "https://..."
+or [nix] substituters = ["https://..."].
+
+{options.help_text()}
+
+\b
+Shell completion: eval "$(_ENVNIX_COMPLETE=bash_source envnix)" (zsh: zsh_source, fish:
+_ENVNIX_COMPLETE=fish_source envnix | source); see the README.
+"""
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=_EPILOG)
 @click.version_option(__version__, prog_name="envnix")
 def cli() -> None:
     """Reproducible OCI images from envd build.envd files, built by Nix."""
@@ -85,7 +110,8 @@ def cli() -> None:
 def spec_cmd(path: str | None, path_opt: str | None, from_: str,
              cuda_provider: str | None) -> None:
     """Evaluate build.envd and print the ImageSpec as JSON."""
-    spec = load_spec(_context(path, path_opt), from_, cuda_provider=cuda_provider)
+    context = _context(path, path_opt)
+    spec = load_spec(context, from_, cuda_provider=_cuda_provider(cuda_provider))
     click.echo(spec.to_json(), nl=False)
 
 
@@ -154,17 +180,26 @@ def init_cmd(env_file: Path | None, flake: bool, envnix_input: str, path_opt: st
 @cuda_provider_option
 @mirror_option
 @click.option("--check", is_flag=True, help="Exit non-zero if envnix.lock does not match inputs.")
+@results.json_option
 def lock_cmd(path: str | None, path_opt: str | None, from_: str, cuda_provider: str | None,
-             apt_mirror: str | None, check: bool) -> None:
+             apt_mirror: str | None, check: bool, as_json: bool) -> None:
     """Resolve every apt and pip package to URL + sha256 and write envnix.lock."""
     context = _context(path, path_opt)
-    spec = load_spec(context, from_, cuda_provider=cuda_provider)
+    spec = load_spec(context, from_, cuda_provider=_cuda_provider(cuda_provider))
     lock_path = lock_file(context, spec)
     if check:
         check_lock(context, spec, _describer(spec, context))
-        click.echo(f"{lock_path.name} is up to date")
+        if as_json:
+            results.emit_json({"lock": str(lock_path), "up_to_date": True})
+        else:
+            click.echo(f"{lock_path.name} is up to date")
         return
     lock, changed = relock(context, spec, apt_mirror, _describer(spec, context), REPORTER)
+    if as_json:
+        results.emit_json({"lock": str(lock_path), "changed": changed, "digest": lock.digest,
+                           "debs": len(lock.apt_packages), "wheels": len(lock.pip_wheels),
+                           "conda": len(lock.conda_packages)})
+        return
     click.echo(f"{lock_path} {'written' if changed else 'unchanged'}: "
                f"{len(lock.apt_packages)} debs, {len(lock.pip_wheels)} wheels")
 
@@ -192,11 +227,13 @@ def _nix_config_options(fn):  # type: ignore[no-untyped-def]
         click.option("--substituters", metavar="URLS",
                      help="Binary caches for this build, space-separated, instead of "
                           "nix.conf's (their keys: nix.conf's trusted-public-keys, or "
-                          "--nix-option trusted-public-keys KEYS)."),
+                          "--nix-option trusted-public-keys KEYS). Default: "
+                          f"{options.SUBSTITUTERS.name}, nix.substituters, nix.conf's."),
         click.option("--no-substitute", "no_substitute", is_flag=True,
                      help="Use no binary cache: build or fetch everything."),
         click.option("--builders", metavar="SPEC",
-                     help="Nix remote builders for this build ('' = build locally)."),
+                     help="Nix remote builders for this build ('' = build locally). Default: "
+                          f"{options.BUILDERS.name}, nix.builders, nix.conf's."),
         click.option("--max-jobs", metavar="N|auto",
                      help="Derivations built at once (default: nix.conf's, else auto)."),
         click.option("--nix-option", "nix_options", type=(str, str), multiple=True,
@@ -217,7 +254,7 @@ def render_cmd(path: str | None, path_opt: str | None, from_: str, cuda_provider
     if tag:
         image_name(tag, "-t")
     tag = tag or _default_tag(context)
-    spec = load_spec(context, from_, cuda_provider=cuda_provider)
+    spec = load_spec(context, from_, cuda_provider=_cuda_provider(cuda_provider))
     lock = ensure_lock(context, spec, apt_mirror, locked, REPORTER, _describer(spec, context))
     rendered = render(spec, lock, out_dir or context / GENERATED_DIR, tag, toolchain,
                       context=context)
@@ -232,22 +269,41 @@ def render_cmd(path: str | None, path_opt: str | None, from_: str, cuda_provider
 @click.option("-o", "--output", "outputs", multiple=True, metavar="CSV",
               help="envd's --output: type=image,name=REF,push=true | "
                    "type=oci|docker|tar,dest=FILE|- (see envnix push for credentials).")
+@click.option("--load/--no-load", "load", default=None,
+              help="Load the image into the local engine under its tag: docker if its daemon "
+                   f"answers, else podman (default: when there is one; {options.LOAD.name}).")
+@results.result_options
 def build_cmd(path: str | None, path_opt: str | None, from_: str, cuda_provider: str | None,
               apt_mirror: str | None, tag: str | None, locked: bool, out_dir: Path | None,
               toolchain: str, store: str | None, substituters: str | None,
               no_substitute: bool, builders: str | None, max_jobs: str | None,
               nix_options: tuple[tuple[str, str], ...], verbose: bool,
-              outputs: tuple[str, ...]) -> None:
+              outputs: tuple[str, ...], load: bool | None, iidfile: Path | None,
+              metadata_file: Path | None, quiet: bool, as_json: bool) -> None:
     """Lock (if needed), render and build the image with Nix; print its OCI layout path."""
     if no_substitute and substituters is not None:
         raise UsageError("--substituters and --no-substitute contradict each other")
-    nix_config = NixConfig(substituters, not no_substitute, builders, max_jobs, nix_options)
+    if quiet and as_json:
+        raise UsageError("-q/--quiet and --json contradict each other")
     context = _context(path, path_opt)
+    if substituters is None and not no_substitute:
+        substituters = options.substituters()
+    builders = builders if builders is not None else options.builders()
+    keys = options.trusted_public_keys()
+    if keys and all(name != "trusted-public-keys" for name, _ in nix_options):
+        nix_options = (*nix_options, ("trusted-public-keys", keys))
+    nix_config = NixConfig(substituters, not no_substitute, builders, max_jobs, nix_options)
     output = parse_output(outputs)  # before the build: a bad --output fails fast
+    if output and output.to_stdout and (quiet or as_json):
+        raise UsageError("--output ...,dest=- writes the archive to stdout: it cannot carry "
+                         f"{'the image ID' if quiet else 'JSON'} too")
+    results.prepare(iidfile, metadata_file)
+    if quiet:
+        REPORTER.quiet = True
     if tag:
         image_name(tag, "-t")
     tag = output.build_tag(tag, _default_tag(context)) if output else tag or _default_tag(context)
-    spec = load_spec(context, from_, cuda_provider=cuda_provider)
+    spec = load_spec(context, from_, cuda_provider=_cuda_provider(cuda_provider))
     lock = ensure_lock(context, spec, apt_mirror, locked, REPORTER, _describer(spec, context))
     rendered = render(spec, lock, out_dir or context / GENERATED_DIR, tag, toolchain,
                       context=context)
@@ -261,22 +317,46 @@ def build_cmd(path: str | None, path_opt: str | None, from_: str, cuda_provider:
     # The store path, not the result link: podman derives an image name from an oci: path,
     # and a component like ".envnix" is not a valid name.
     layout = result.out_path / "oci"
-    # With --output ...,dest=- stdout carries the archive, so the summary goes to stderr.
-    echo = REPORTER.message if output and output.to_stdout else click.echo
+    # With --output ...,dest=- stdout carries the archive, so the summary goes to stderr;
+    # -q and --json leave stdout to the image ID or the JSON.
+    echo = REPORTER.message if (output and output.to_stdout) or quiet or as_json else click.echo
     echo(f"image:    {tag}")
     echo(f"store:    {result.out_path}")
     echo(f"config:   {digests['config']}")
     echo(f"manifest: {digests['manifest']}")
     echo(f"result:   {rendered.directory / 'result'}")
     echo(f"oci:      oci:{layout}")
-    echo(f"run:      podman run --rm oci:{layout} python3")
+    pushed: list[str] = []
     if output:
-        _publish.run_output(output, rendered.directory, result.out_path, store, verbose)
+        pushed = _publish.run_output(output, rendered.directory, result.out_path, store,
+                                     verbose, echo)
+    image = read_image(store_real_path(result.out_path, store), result.out_path)
+    load = options.load() if load is None else load
+    loaded = None if load is False else _publish.load_after_build(
+        rendered.directory, image, store, verbose, required=load is True)
+    if loaded and loaded.names:
+        echo(f"loaded:   {loaded.engine} {loaded.names[0]}")
+        echo(f"run:      {loaded.engine} run --rm {loaded.names[0]} python3")
+    else:
+        echo(f"run:      podman run --rm oci:{layout} python3")
+    metadata = results.build_metadata(image, tag, lock.digest, rendered.directory / "result")
+    if pushed:
+        metadata["envnix.pushed"] = pushed
+    if loaded:
+        metadata["envnix.loaded"] = {"engine": loaded.engine, "names": list(loaded.names)}
+    results.write(iidfile, metadata_file, metadata)
+    if quiet:
+        click.echo(metadata["containerimage.config.digest"])
+    elif as_json:
+        results.emit_json(metadata)
 
 
 def _run() -> int:
     try:
-        result = cli.main(standalone_mode=False)
+        # The name is fixed so that completion (_ENVNIX_COMPLETE) and usage lines say envnix
+        # under `python -m envnix` too.
+        result = cli.main(prog_name="envnix", complete_var="_ENVNIX_COMPLETE",
+                          standalone_mode=False)
     except (click.exceptions.Abort, KeyboardInterrupt):  # click turns Ctrl-C into Abort
         click.echo("envnix: interrupted", err=True)
         return INTERRUPTED

@@ -7,17 +7,19 @@ touches the lock. Results (``DEST@sha256:...``, loaded names) go to stdout, prog
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import click
 
 from envnix.cli import GENERATED_DIR, _context, cli, path_option
+from envnix.cli.results import emit_json, json_option
 from envnix.core import options
-from envnix.core.errors import UsageError
+from envnix.core.errors import PublishError, ToolMissingError, UsageError
 from envnix.core.progress import REPORTER
 from envnix.oci.export import build_archive, write_archive, write_rootfs
 from envnix.oci.layout import BuiltImage, last_build, read_image, store_real_path
-from envnix.oci.load import choose_engine, load_archive
+from envnix.oci.load import LoadResult, choose_engine, load_archive, load_into_podman
 from envnix.oci.output import OutputSpec
 from envnix.oci.registry import RegistryOptions, is_registry_ref, parse_destination, push
 
@@ -33,11 +35,13 @@ def _registry_options(fn):  # type: ignore[no-untyped-def]
                           "lookup (REGISTRY_AUTH_FILE, then podman and docker logins)."),
         click.option("--cert-dir", type=click.Path(path_type=Path),
                      envvar=options.REGISTRY_CERT_DIR.name, show_envvar=True,
-                     help="Directory with the registry's CA as ca.crt (and client certs)."),
-        click.option("--tls-verify", type=click.BOOL, default=True, show_default=True,
+                     help="Directory with the registry's CA as ca.crt (and client certs); "
+                          "config key registry.cert-dir."),
+        click.option("--tls-verify", type=click.BOOL, default=None,
                      envvar=options.REGISTRY_TLS_VERIFY.name, metavar="BOOL",
                      help="Require HTTPS and verify certificates; --tls-verify=false allows "
-                          "plain HTTP and untrusted certificates."),
+                          "plain HTTP and untrusted certificates (default: true, or config "
+                          "key registry.tls-verify)."),
     ]):
         fn = option(fn)
     return fn
@@ -76,9 +80,11 @@ def _check_name(image: BuiltImage, wanted: str | None, context: Path) -> None:
 @_registry_options
 @click.option("--store", help="The Nix store the image was built in (as given to build).")
 @click.option("-v", "--verbose", is_flag=True, help="Show skopeo's log (credentials removed).")
+@json_option
 def push_cmd(args: tuple[str, ...], path_opt: str | None, name: str | None,
              out_dir: Path | None, creds: str | None, authfile: Path | None,
-             cert_dir: Path | None, tls_verify: bool, store: str | None, verbose: bool) -> None:
+             cert_dir: Path | None, tls_verify: bool | None, store: str | None, verbose: bool,
+             as_json: bool) -> None:
     """Push the last image built in PATH to each DEST (host[:port]/name[:tag]).
 
     The first argument may be the build context (a directory) or the built image's NAME:TAG;
@@ -108,10 +114,18 @@ def push_cmd(args: tuple[str, ...], path_opt: str | None, name: str | None,
         raise UsageError(f"no destination: the image is tagged {image.name}, which names no "
                          "registry", hint="give one: envnix push host[:port]/name[:tag]")
     dests = [parse_destination(t, image.tag) for t in targets]
-    opts = RegistryOptions(creds=_creds(creds), authfile=authfile, cert_dir=cert_dir,
-                           tls_verify=tls_verify)
+    # The flags (and click's envvar) first, then the config files (core/config.py).
+    opts = RegistryOptions(creds=_creds(creds), authfile=authfile,
+                           cert_dir=cert_dir or options.registry_cert_dir(),
+                           tls_verify=options.registry_tls_verify() if tls_verify is None
+                           else tls_verify)
+    pushed = []
     for result in push(image, dests, opts, REPORTER, verbose=verbose):
-        click.echo(f"{result.dest}@{result.digest}")
+        pushed.append({"name": str(result.dest), "digest": result.digest})
+        if not as_json:
+            click.echo(f"{result.dest}@{result.digest}")
+    if as_json:
+        emit_json({"image": image.name, "config": image.config.digest, "pushed": pushed})
 
 
 @cli.command("load")
@@ -130,31 +144,67 @@ def load_cmd(path: str | None, path_opt: str | None, out_dir: Path | None, engin
     context = _context(path, path_opt)
     generated = _generated(context, out_dir)
     image = last_build(generated, store)
-    chosen = choose_engine(engine)
-    archive = build_archive(generated, image, store, REPORTER, verbose)
-    result = load_archive(archive, image, chosen, REPORTER)
+    result = _load(generated, image, choose_engine(engine), store, verbose)
     for loaded in result.names or (image.name or image.manifest,):
         click.echo(f"{result.engine}: {loaded}")
 
 
+def _load(generated: Path, image: BuiltImage, engine: str, store: str | None,
+          verbose: bool) -> LoadResult:
+    """podman: straight from the layout, skipping layers it has; docker: the built archive."""
+    if engine == "podman" and image.name:
+        return load_into_podman(image, image.name, REPORTER, verbose)
+    archive = build_archive(generated, image, store, REPORTER, verbose)
+    return load_archive(archive, image, engine, REPORTER)
+
+
+def load_after_build(generated: Path, image: BuiltImage, store: str | None, verbose: bool,
+                     required: bool) -> LoadResult | None:
+    """``envnix build``'s load: into docker if its daemon answers, else podman. Unless the
+    user asked for it (``required``), the build has succeeded whatever happens here: no engine
+    is one progress line, a failed load one warning (exit 0; ``envnix load`` retries it)."""
+    try:
+        engine = choose_engine("auto")
+    except (ToolMissingError, PublishError) as exc:
+        if required:
+            raise
+        REPORTER.message(f"load: skipped, {exc} (the image stays in the Nix store: envnix "
+                         "load or envnix push take it from there)")
+        return None
+    try:
+        return _load(generated, image, engine, store, verbose)
+    except (ToolMissingError, PublishError) as exc:
+        if required:
+            raise
+        REPORTER.warning(f"the image is built, but loading it into {engine} failed: {exc} "
+                         "(envnix load retries; --no-load skips it)")
+        return None
+
+
 def run_output(spec: OutputSpec, generated: Path, out_path: Path, store: str | None,
-               verbose: bool) -> None:
-    """After ``envnix build --output ...``: push, or write the archive / root filesystem."""
+               verbose: bool, echo: Callable[[str], None] = click.echo) -> list[str]:
+    """After ``envnix build --output ...``: push, or write the archive / root filesystem.
+
+    Returns the pushed ``DEST@sha256:...`` (for build's --json and --metadata-file); ``echo``
+    says where result lines go (stderr when stdout is taken by -q, --json or an archive)."""
     image = read_image(store_real_path(out_path, store), out_path)
     if spec.type == "image":
         if not spec.push:
             REPORTER.message("output: type=image without push=true: the image stays in the "
                              "Nix store (envnix push publishes it)")
-            return
+            return []
         targets = spec.names or ((image.name,) if image.name else ())
         dests = [parse_destination(t, image.tag) for t in targets]
         opts = RegistryOptions.from_env(insecure=spec.insecure)
-        for result in push(image, dests, opts, REPORTER, verbose=verbose):
-            click.echo(f"pushed:   {result.dest}@{result.digest}")
-        return
+        pushed = [f"{r.dest}@{r.digest}" for r in push(image, dests, opts, REPORTER,
+                                                       verbose=verbose)]
+        for line in pushed:
+            echo(f"pushed:   {line}")
+        return pushed
     if spec.type == "tar":
         where = write_rootfs(image, spec.dest)
     else:
         where = write_archive(build_archive(generated, image, store, REPORTER, verbose),
                               spec.dest)
     REPORTER.message(f"output: wrote type={spec.type} to {where}")
+    return []

@@ -51,6 +51,10 @@ class UsageError(EnvnixError):
     """Bad command-line arguments or a missing input file."""
 
 
+class ConfigError(UsageError):
+    """An envnix.toml or config.toml envnix cannot use (bad TOML, unknown key, wrong type)."""
+
+
 class FrontendError(EnvnixError):
     """build.envd could not be evaluated: syntax, unknown function, bad argument."""
 
@@ -110,7 +114,8 @@ INTERRUPTED = 128 + signal.SIGINT
 # The one table of exit codes: code, the classes that exit with it (a subclass inherits its
 # parent's), and what it means. The README's "Exit codes" table lists exactly these rows.
 _EXIT_TABLE: tuple[tuple[int, tuple[type[EnvnixError], ...], str], ...] = (
-    (2, (UsageError,), "usage: bad command-line arguments, or an input file is missing"),
+    (2, (UsageError,), "usage: bad command-line arguments, an input file is missing, or a "
+                       "config file (envnix.toml, config.toml) cannot be used"),
     (3, (FrontendError, SpecError), "build.envd / env.yaml: cannot be evaluated or asks for "
                                     "something envnix cannot build"),
     (4, (LockError,), "lock: resolving packages failed"),

@@ -7,11 +7,18 @@ variable's meaning exactly as it was (e.g. only ``1`` turns ENVNIX_APT_UNVERIFIE
 ENVNIX_REGISTRY_TLS_VERIFY is on unless it says 0, false or no). Variables that a command-line
 option also takes are read by click (``envvar=OPTION.name``), so the flag wins over the
 environment as usual. Every accessor takes an optional ``environ`` (default ``os.environ``).
+
+Some options also have a config-file key (``envnix.toml`` in the context, then the user's
+``config.toml``; core/config.py reads them): a variable that is set beats the file, the file
+beats the default. ``use_config`` installs the file's values as the layer under the process
+environment; an explicit ``environ`` (tests) sees no file. ``help_text`` and
+``markdown_table`` render this table for ``envnix --help`` and the README, so neither can drift.
 """
 
 from __future__ import annotations
 
 import os
+import textwrap
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,24 +26,38 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class Option:
-    """One environment variable: its name, what it means, and what envnix does when unset."""
+    """One environment variable: its name, what it means, and what envnix does when unset.
+
+    ``key`` is its config-file key (``table.name``; "" for none). ``join`` is how a TOML list
+    becomes the variable's value ("" for a string only; "bool" for true/false), ``path`` says a
+    relative path is taken from the file's directory, and ``project=False`` keeps the key out
+    of a build context's envnix.toml: what decides trust (keys, certificates, builders, plain
+    HTTP) comes only from the user's own file, as a stranger's build.envd cannot set it either.
+    """
 
     name: str
     meaning: str
     default: str
+    key: str = ""
+    join: str = ""
+    path: bool = False
+    project: bool = True
 
     def raw(self, environ: Mapping[str, str] | None = None) -> str | None:
-        """The value as set (``""`` when set empty), or None when unset."""
-        return (os.environ if environ is None else environ).get(self.name)
+        """The value as set (``""`` when set empty), else the config file's, else None."""
+        if environ is not None:
+            return environ.get(self.name)
+        value = os.environ.get(self.name)
+        return _CONFIG.get(self.name) if value is None else value
 
 
 APT_MIRROR = Option("ENVNIX_APT_MIRROR", "Debian/Ubuntu mirror base URL to lock from (as "
-                    "--apt-mirror)", "this machine's apt sources")
+                    "--apt-mirror)", "this machine's apt sources", key="apt.mirror")
 APT_SECURITY_MIRROR = Option("ENVNIX_APT_SECURITY_MIRROR", "the security suites' mirror, with "
                              "ENVNIX_APT_MIRROR", "the -security suites of ENVNIX_APT_MIRROR "
-                             "(Ubuntu), none (Debian)")
+                             "(Ubuntu), none (Debian)", key="apt.security-mirror")
 APT_SNAPSHOT = Option("ENVNIX_APT_SNAPSHOT", "lock from the mirror (a snapshot service) as it "
-                      "was at this time", "the mirror as it is now")
+                      "was at this time", "the mirror as it is now", key="apt.snapshot")
 APT_KEYRING = Option("ENVNIX_APT_KEYRING", "keyring(s) the mirror's InRelease must be signed "
                      "with", "the distribution's archive keyring")
 DEBIAN_KEYRING = Option("ENVNIX_DEBIAN_KEYRING", "Debian's archive keyring, where a source "
@@ -47,29 +68,85 @@ APT_UNVERIFIED = Option("ENVNIX_APT_UNVERIFIED", "1: lock from indexes whose sig
 APT_PROFILE = Option("ENVNIX_APT_PROFILE", "which Debian packages an image holds besides its "
                      "own (essential or minimal)", "essential")
 CUDA_PROVIDER = Option("ENVNIX_CUDA_PROVIDER", "where install.cuda's libraries come from (as "
-                       "--cuda-provider)", "conda for conda envs, else NVIDIA's PyPI wheels")
+                       "--cuda-provider)", "conda for conda envs, else NVIDIA's PyPI wheels",
+                       key="cuda.provider")
 CUDA_APT_REPO = Option("ENVNIX_CUDA_APT_REPO", "NVIDIA's CUDA apt repository for the image's "
                        "release (a flat repository: InRelease and Packages at the URL "
-                       "itself), or a mirror of it", "none: the apt provider cannot lock")
+                       "itself), or a mirror of it", "none: the apt provider cannot lock",
+                       key="cuda.apt-repo")
 CUDA_APT_KEYRING = Option("ENVNIX_CUDA_APT_KEYRING", "the keyring NVIDIA's repository is "
                           "signed with (its cuda-archive-keyring.gpg, or .asc)",
                           "none: set it, or ENVNIX_APT_UNVERIFIED=1")
 INSECURE_REGISTRIES = Option("ENVNIX_INSECURE_REGISTRIES", "comma-separated host[:port] of "
                              "registries spoken to over plain HTTP when locking a base image",
-                             "none")
+                             "none", key="registry.insecure", join=",", project=False)
 REGISTRY_CREDS = Option("ENVNIX_REGISTRY_CREDS", "USER:PASSWORD for the registry (as --creds)",
                         "skopeo's own auth lookup")
 REGISTRY_CERT_DIR = Option("ENVNIX_REGISTRY_CERT_DIR", "directory with the registry's CA as "
-                           "ca.crt (as --cert-dir)", "the system's CAs")
+                           "ca.crt (as --cert-dir)", "the system's CAs",
+                           key="registry.cert-dir", path=True, project=False)
 REGISTRY_TLS_VERIFY = Option("ENVNIX_REGISTRY_TLS_VERIFY", "0, false or no: allow plain HTTP "
-                             "and untrusted certificates (as --tls-verify)", "true")
+                             "and untrusted certificates (as --tls-verify)", "true",
+                             key="registry.tls-verify", join="bool", project=False)
+SUBSTITUTERS = Option("ENVNIX_SUBSTITUTERS", "binary caches for builds, space-separated (as "
+                      "--substituters)", "nix.conf's substituters", key="nix.substituters",
+                      join=" ")
+TRUSTED_PUBLIC_KEYS = Option("ENVNIX_TRUSTED_PUBLIC_KEYS", "keys the binary caches sign with, "
+                             "space-separated (as --nix-option trusted-public-keys)",
+                             "nix.conf's trusted-public-keys", key="nix.trusted-public-keys",
+                             join=" ", project=False)
+LOAD = Option("ENVNIX_LOAD", "1, true or yes: load every build into the local engine (docker "
+              "if its daemon answers, else podman), failing if there is none; 0, false or no: "
+              "never (as --load/--no-load)", "load when there is an engine, else say so",
+              key="build.load", join="bool")
+BUILDERS = Option("ENVNIX_BUILDERS", "Nix remote builders, as nix.conf's builders line (as "
+                  "--builders)", "nix.conf's builders", key="nix.builders", join=";",
+                  project=False)
 
 OPTIONS: tuple[Option, ...] = (
     APT_MIRROR, APT_SECURITY_MIRROR, APT_SNAPSHOT, APT_KEYRING, DEBIAN_KEYRING, APT_UNVERIFIED,
     APT_PROFILE,
     CUDA_PROVIDER, CUDA_APT_REPO, CUDA_APT_KEYRING,
     INSECURE_REGISTRIES, REGISTRY_CREDS, REGISTRY_CERT_DIR, REGISTRY_TLS_VERIFY,
+    SUBSTITUTERS, TRUSTED_PUBLIC_KEYS, BUILDERS, LOAD,
 )
+
+# The config file's values (variable name -> value) under the process environment.
+_CONFIG: dict[str, str] = {}
+
+
+def use_config(values: Mapping[str, str]) -> None:
+    """Make ``values`` (from core/config.py) the layer between the environment and defaults."""
+    _CONFIG.clear()
+    _CONFIG.update(values)
+
+
+def by_key() -> dict[str, Option]:
+    """Config-file key -> its option."""
+    return {o.key: o for o in OPTIONS if o.key}
+
+
+def help_text() -> str:
+    """The table for ``envnix --help``: one paragraph per variable, click leaves it unwrapped."""
+    lines = ["\b", "Environment variables (config-file key in brackets; * = only in the "
+             "user's config.toml):"]
+    for o in OPTIONS:
+        key = f" [{o.key}{'' if o.project else '*'}]" if o.key else ""
+        lines += ["\b", f"  {o.name}{key}",
+                  *textwrap.wrap(o.meaning, 76, initial_indent="      ",
+                                 subsequent_indent="      "),
+                  *textwrap.wrap(f"default: {o.default}", 76, initial_indent="      ",
+                                 subsequent_indent="        ")]
+    return "\n".join(lines)
+
+
+def markdown_table() -> str:
+    """The README's table of every variable and config key (a unit test keeps them equal)."""
+    rows = ["| variable | config key | meaning | default |", "|---|---|---|---|"]
+    for o in OPTIONS:
+        key = f"`{o.key}`{'' if o.project else ' (user file only)'}" if o.key else "—"
+        rows.append(f"| `{o.name}` | {key} | {o.meaning} | {o.default} |")
+    return "\n".join(rows) + "\n"
 
 Environ = Mapping[str, str] | None
 
@@ -130,6 +207,27 @@ def registry_creds(environ: Environ = None) -> str | None:
 def registry_cert_dir(environ: Environ = None) -> Path | None:
     value = REGISTRY_CERT_DIR.raw(environ)
     return Path(value) if value else None
+
+
+def substituters(environ: Environ = None) -> str | None:
+    return SUBSTITUTERS.raw(environ)
+
+
+def trusted_public_keys(environ: Environ = None) -> str | None:
+    return TRUSTED_PUBLIC_KEYS.raw(environ) or None
+
+
+def builders(environ: Environ = None) -> str | None:
+    """``""`` (build locally) stays ``""``."""
+    return BUILDERS.raw(environ)
+
+
+def load(environ: Environ = None) -> bool | None:
+    """True or False when set to one of the words; None when unset, empty or anything else
+    (then build loads when it finds an engine)."""
+    value = (LOAD.raw(environ) or "").strip().lower()
+    return True if value in ("1", "true", "yes") else False if value in ("0", "false", "no") \
+        else None
 
 
 def registry_tls_verify(environ: Environ = None) -> bool:

@@ -1,8 +1,10 @@
 """Load a built image into podman or docker, and check the engine holds the built image.
 
-Why through image.tar: both engines accept the one archive envnix builds (an OCI layout and a
-docker-archive in one tar), so loading needs no registry; afterwards the engine's image ID is
-compared with the built config (or manifest) digest, so a stale image of the same name is caught.
+Why two ways: podman's storage is written directly from the OCI layout (``skopeo copy`` to
+``containers-storage:``), which skips every layer podman already has and needs no second copy
+of the image; a docker daemon takes only a tar, the one archive envnix builds (an OCI layout and
+a docker-archive in one). Afterwards the engine's image ID is compared with the built config
+(or manifest) digest, so a stale image of the same name is caught.
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ from pathlib import Path
 
 from envnix.core import process
 from envnix.core.errors import PublishError, ToolMissingError
-from envnix.core.progress import Progress
+from envnix.core.progress import REPORTER, Progress
+from envnix.core.reference import Reference
 from envnix.oci.layout import BuiltImage, require_tool
+from envnix.oci.registry import CopyLog, human_size, policy_args
 
 
 @dataclass(frozen=True)
@@ -78,16 +82,53 @@ def load_archive(archive: Path, image: BuiltImage, engine: str, progress: Progre
         raise PublishError(f"{engine} load failed: {proc.last_error_line()}",
                            hint=f"run {engine} load -i {archive} to see the full error")
     names = tuple(n.strip() for m in _LOADED.finditer(proc.text) for n in m[1].split(","))
-    image_id = None
-    if names:
-        field_name = "{{.Id}}" if engine == "docker" else "{{.ID}}"
-        got = process.run([engine, "image", "inspect", "--format", field_name, names[0]],
-                          error=PublishError)
-        if got.returncode == 0 and got.text.strip():
-            image_id = "sha256:" + got.text.strip().removeprefix("sha256:")
-            # docker with the containerd store reports the manifest digest as the ID.
-            if image_id not in (image.config.digest, image.manifest):
-                raise PublishError(f"{engine} holds {names[0]} as {image_id}, not the built "
-                                   f"image {image.config.digest}",
-                                   hint=f"remove it ({engine} rmi {names[0]}) and load again")
-    return LoadResult(engine, names, image_id)
+    return LoadResult(engine, names, check_loaded(engine, names[0], image) if names else None)
+
+
+def check_loaded(engine: str, name: str, image: BuiltImage) -> str | None:
+    """The engine's ID of ``name``, which must be the built image's (None if it gives none)."""
+    field_name = "{{.Id}}" if engine == "docker" else "{{.ID}}"
+    got = process.run([engine, "image", "inspect", "--format", field_name, name],
+                      error=PublishError)
+    if got.returncode != 0 or not got.text.strip():
+        return None
+    image_id = "sha256:" + got.text.strip().removeprefix("sha256:")
+    # docker with the containerd store reports the manifest digest as the ID.
+    if image_id not in (image.config.digest, image.manifest):
+        raise PublishError(f"{engine} holds {name} as {image_id}, not the built "
+                           f"image {image.config.digest}",
+                           hint=f"remove it ({engine} rmi {name}) and load again")
+    return image_id
+
+
+def podman_name(name: str) -> str:
+    """The name podman gives an image loaded as ``name``: ``localhost/`` when no registry is
+    named (as ``podman load`` of a docker-archive does), so ``podman run name`` finds it."""
+    return name if Reference.parse(name).domain else f"localhost/{name}"
+
+
+def load_into_podman(image: BuiltImage, name: str, progress: Progress,
+                     verbose: bool = False) -> LoadResult:
+    """Copy the OCI layout into podman's storage; layers podman has are skipped, not copied."""
+    skopeo = require_tool("skopeo", "load images into podman")
+    target = podman_name(name)
+    progress(f"load: {image.manifest[:19]}… -> podman {target} ({len(image.layers)} layers)")
+    log = CopyLog(image, progress, stage="load", present="already in podman")
+
+    def on_line(line: str) -> None:
+        if verbose:
+            REPORTER.verbose(line)
+        log.feed(line)
+
+    proc = process.run([skopeo, *policy_args(), "--debug", "copy", "--preserve-digests",
+                        image.source, f"containers-storage:{target}"], error=PublishError,
+                       on_line=on_line, merge_stderr=True)
+    if proc.returncode != 0:
+        reason = log.fatal or (log.tail[-1] if log.tail else f"skopeo exited {proc.returncode}")
+        raise PublishError(f"loading into podman failed: {reason}",
+                           hint="check podman's storage (podman info), or build with --no-load")
+    had = [b for b in log.blobs.values() if b.kind == "layer" and b.state == "present"]
+    progress(f"load: podman {target}: {len(image.layers) - len(had)} of {len(image.layers)} "
+             f"layer(s) stored, {len(had)} already in podman "
+             f"({human_size(sum(b.size for b in had))})")
+    return LoadResult("podman", (target,), check_loaded("podman", target, image))

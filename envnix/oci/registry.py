@@ -144,7 +144,7 @@ def private_authfile(opts: RegistryOptions, hosts: Sequence[str]) -> Iterator[Pa
 # --------------------------------------------------------------------------------------------
 
 
-def _policy_args() -> list[str]:
+def policy_args() -> list[str]:
     """skopeo refuses to run without a policy.json; the source is our own build, so when the
     machine has no policy at all, skip the (source-side) policy check instead of failing."""
     home = Path(os.environ.get("HOME", "/nonexistent"))
@@ -232,8 +232,9 @@ class PushResult:
                 f"{n_had} already in the registry ({human_size(had)}), in {self.seconds:.1f}s")
 
 
-class _PushLog:
-    """Turn skopeo's ``--debug`` output into per-blob progress lines.
+class CopyLog:
+    """Turn skopeo's ``--debug`` output into per-blob progress lines (push, and load into
+    podman's storage: ``stage`` and ``present`` name them).
 
     Why ``--debug``: without a terminal skopeo 1.9.3 prints the same ``Copying blob sha256:...``
     line for a blob it uploads and one it skips (``skipped: already exists`` only appears in
@@ -242,8 +243,10 @@ class _PushLog:
     repository of the registry) and ``Upload of layer X complete``.
     """
 
-    def __init__(self, image: BuiltImage, progress: Progress) -> None:
+    def __init__(self, image: BuiltImage, progress: Progress, stage: str = "push",
+                 present: str = "already in the registry") -> None:
         self.progress = progress
+        self.stage, self.present = stage, present
         self.blobs: dict[str, BlobReport] = {
             b.digest: BlobReport(b.digest, b.size, "layer") for b in image.layers}
         self.blobs.setdefault(image.config.digest,
@@ -258,8 +261,9 @@ class _PushLog:
         if blob is None or blob.state != "pending":
             return
         blob.state = state
-        what = "already in the registry" if state == "present" else state
-        self.progress(f"push: {blob.kind} {short(digest)} ({human_size(blob.size)}) {what}")
+        what = self.present if state == "present" else state
+        self.progress(f"{self.stage}: {blob.kind} {short(digest)} ({human_size(blob.size)}) "
+                      f"{what}")
 
     def feed(self, line: str) -> None:
         line = line.rstrip("\n")
@@ -388,10 +392,10 @@ def _push_one(skopeo: str, image: BuiltImage, dest: Reference, opts: RegistryOpt
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="envnix-push-") as tmp:
         digestfile = Path(tmp) / "digest"
-        cmd = [skopeo, *_policy_args(), "--debug", "copy", "--preserve-digests",
+        cmd = [skopeo, *policy_args(), "--debug", "copy", "--preserve-digests",
                f"--digestfile={digestfile}", *_dest_args(opts, authfile, "dest-"),
                image.source, dest.transport]
-        log = _PushLog(image, progress)
+        log = CopyLog(image, progress)
 
         def on_line(raw: str) -> None:
             line = scrub(raw, secrets)
@@ -426,7 +430,7 @@ def registry_manifest_digest(dest: Reference, opts: RegistryOptions,
                              authfile: Path | None) -> str:
     """sha256 of the manifest bytes the registry returns for ``dest`` (an independent check)."""
     skopeo = require_tool("skopeo", "push images")
-    cmd = [skopeo, *_policy_args(), "inspect", "--raw", *_dest_args(opts, authfile, ""),
+    cmd = [skopeo, *policy_args(), "inspect", "--raw", *_dest_args(opts, authfile, ""),
            dest.transport]
     proc = process.run(cmd, error=PublishError)
     if proc.returncode != 0:
@@ -443,7 +447,7 @@ def copy_to_layout(src: Reference, layout: Path, tag: str, opts: RegistryOptions
     (envnix diff): skopeo brings auth, certs.d and token flows, as for push."""
     skopeo = require_tool("skopeo", "read images from a registry")
     with private_authfile(opts, [src.domain or ""]) as authfile:
-        cmd = [skopeo, *_policy_args(), "copy", "--quiet",
+        cmd = [skopeo, *policy_args(), "copy", "--quiet",
                *_dest_args(opts, authfile, "src-"), src.transport, f"oci:{layout}:{tag}"]
         proc = process.run(cmd, error=PublishError)
     if proc.returncode != 0:

@@ -20,7 +20,9 @@ def test_every_envnix_variable_in_the_source_is_declared() -> None:
     named: dict[str, str] = {}
     for path in sorted(ENVNIX.rglob("*")):
         if path.is_file() and path.suffix in (".py", ".j2", ".md", ".nix"):
-            for name in re.findall(r"ENVNIX_[A-Z0-9_]*[A-Z0-9]", path.read_text(encoding="utf-8")):
+            # (?<!_): click's _ENVNIX_COMPLETE (shell completion) is no setting of envnix's.
+            for name in re.findall(r"(?<![\w])ENVNIX_[A-Z0-9_]*[A-Z0-9]",
+                                   path.read_text(encoding="utf-8")):
                 named.setdefault(name, str(path.relative_to(ENVNIX)))
     assert len(named) >= 10  # the scan found the source
     assert {n: where for n, where in named.items() if n not in declared} == {}
@@ -51,6 +53,13 @@ def test_every_envnix_variable_in_the_source_is_declared() -> None:
     (options.registry_tls_verify, {"ENVNIX_REGISTRY_TLS_VERIFY": "False"}, False),
     (options.registry_tls_verify, {"ENVNIX_REGISTRY_TLS_VERIFY": "no"}, False),
     (options.registry_tls_verify, {"ENVNIX_REGISTRY_TLS_VERIFY": "maybe"}, True),
+    (options.load, {}, None),                              # unset: load when there is an engine
+    (options.load, {"ENVNIX_LOAD": "0"}, False),
+    (options.load, {"ENVNIX_LOAD": " Yes "}, True),
+    (options.load, {"ENVNIX_LOAD": "maybe"}, None),
+    (options.builders, {"ENVNIX_BUILDERS": ""}, ""),       # '' = build locally, as --builders ''
+    (options.substituters, {}, None),
+    (options.trusted_public_keys, {"ENVNIX_TRUSTED_PUBLIC_KEYS": ""}, None),
 ])
 def test_accessors_keep_each_variables_meaning(accessor: Callable[[dict[str, str]], object],
                                                environ: dict[str, str],
