@@ -13,16 +13,24 @@ With `--conventional` the same packages are also built the conventional way in t
 (`mmdebstrap --variant=apt` of the lock's apt roots, the locked wheels installed with pip into
 the root, then `tar | gzip -6`), and the ratios are printed.
 
-Usage:  .venv/bin/python bench/size.py [CONTEXT] [--conventional] [--store-path P]
+With `--slim` each layer is also re-packed (gzip -6) without what an opt-in slim mode would
+drop (docs but their copyright files, man and info pages, locales: Debian's slim images'
+dpkg path-excludes), to measure what such a mode would save.
+
+Usage:  .venv/bin/python bench/size.py [CONTEXT] [--conventional] [--slim] [--store-path P]
 CONTEXT defaults to bench/contexts/opencv (issue 17's image), built --locked.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gzip
 import hashlib
+import io
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -36,24 +44,56 @@ sys.path.insert(0, str(ROOT))
 
 from envnix.lock.apt.sources import machine_apt_sources  # noqa: E402
 
+# What an opt-in slim mode would leave out, as Debian's slim images do with dpkg path-exclude
+# (the licences, usr/share/doc/*/copyright, stay).
+SLIM_DROP = re.compile(r"usr/share/(doc|man|info|groff|lintian|linda|locale)/.")
+SLIM_KEEP = re.compile(r"usr/share/doc/[^/]+/copyright")
 
-def layer_figures(blob: Path) -> dict[str, int]:
-    """Sizes of one gzip layer blob (see the module docstring)."""
+
+def slim_drops(name: str) -> bool:
+    return bool(SLIM_DROP.match(name)) and not SLIM_KEEP.fullmatch(name)
+
+
+class _Counter:
+    """A write-only sink that counts bytes (the gzip size of a re-packed layer)."""
+
+    def __init__(self) -> None:
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self.size += len(data)
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+
+def layer_figures(blob: Path, slim: bool = False) -> dict[str, int]:
+    """Sizes of one gzip layer blob (see the module docstring); with ``slim``, also the
+    layer re-packed without the slim paths (gzip level 6, as mklayer)."""
     fig = dict(gzip=blob.stat().st_size, tar=0, unpacked=0, hardlinks=0, linked_bytes=0,
-               duplicates=0, duplicate_bytes=0)
+               duplicates=0, duplicate_bytes=0, slim_gzip=0, slim_unpacked=0)
     sizes: dict[str, int] = {}
     seen: set[tuple[bytes, int, int, int]] = set()
-    with tarfile.open(blob, mode="r|gz") as tf:
+    dropped: set[str] = set()
+    counter = _Counter()
+    with contextlib.ExitStack() as stack:
+        tf = stack.enter_context(tarfile.open(blob, mode="r|gz"))
+        out = None
+        if slim:
+            gz = stack.enter_context(gzip.GzipFile(fileobj=counter, mode="wb",  # type: ignore[arg-type]
+                                                   compresslevel=6, mtime=0))
+            out = stack.enter_context(tarfile.open(fileobj=gz, mode="w|",
+                                                   format=tarfile.PAX_FORMAT))
         for m in tf:
+            data = b""
             if m.isreg():
                 fig["unpacked"] += m.size
                 sizes[m.name] = m.size
                 f = tf.extractfile(m)
                 assert f is not None
-                h = hashlib.sha256()
-                while chunk := f.read(1 << 20):
-                    h.update(chunk)
-                key = (h.digest(), m.mode, m.uid, m.gid)
+                data = f.read()
+                key = (hashlib.sha256(data).digest(), m.mode, m.uid, m.gid)
                 if m.size and key in seen:
                     fig["duplicates"] += 1
                     fig["duplicate_bytes"] += m.size
@@ -61,19 +101,27 @@ def layer_figures(blob: Path) -> dict[str, int]:
             elif m.islnk():
                 fig["hardlinks"] += 1
                 fig["linked_bytes"] += sizes.get(m.linkname, 0)
+            if out is None:
+                continue
+            if slim_drops(m.name.rstrip("/")) or (m.islnk() and m.linkname in dropped):
+                dropped.add(m.name)
+                continue
+            fig["slim_unpacked"] += len(data)
+            out.addfile(m, io.BytesIO(data) if m.isreg() else None)
+    fig["slim_gzip"] = counter.size
     # Layer blobs are symlinks into the layer derivations, next to layer.json.
     fig["tar"] = json.loads((blob.resolve().parent / "layer.json").read_text())["tar_size"]
     return fig
 
 
-def image_figures(store_path: Path) -> dict[str, int]:
+def image_figures(store_path: Path, slim: bool = False) -> dict[str, int]:
     layout = store_path / "oci"
     index = json.loads((layout / "index.json").read_text())
     manifest = json.loads((layout / "blobs/sha256" / index["manifests"][0]["digest"][7:])
                           .read_text())
     total: dict[str, int] = {"layers": len(manifest["layers"])}
     for layer in manifest["layers"]:
-        for k, v in layer_figures(layout / "blobs/sha256" / layer["digest"][7:]).items():
+        for k, v in layer_figures(layout / "blobs/sha256" / layer["digest"][7:], slim).items():
             total[k] = total.get(k, 0) + v
     return total
 
@@ -122,6 +170,8 @@ def main() -> None:
     ap.add_argument("--store-path", help="measure this built image instead of building")
     ap.add_argument("--conventional", action="store_true",
                     help="also build the same packages with mmdebstrap + pip")
+    ap.add_argument("--slim", action="store_true",
+                    help="also measure the image without docs, man pages and locales")
     ap.add_argument("--keep", type=Path, help="keep the conventional root here")
     args = ap.parse_args()
     context = Path(args.context).resolve()
@@ -130,7 +180,7 @@ def main() -> None:
     else:
         _, out, _ = envnix("build", str(context), "--locked")
         store = Path(field(out, "store"))
-    fig = image_figures(store)
+    fig = image_figures(store, args.slim)
     mb = lambda n: f"{n / 1e6:.1f} MB"  # noqa: E731
     rows = [
         ("layers", str(fig["layers"]), ""),
@@ -141,6 +191,11 @@ def main() -> None:
         ("duplicate files", str(fig["duplicates"]),
          f"{mb(fig['duplicate_bytes'])} same content+mode+owner in one layer"),
     ]
+    if args.slim:
+        rows += [("slim, gzip", mb(fig["slim_gzip"]),
+                  f"-{mb(fig['gzip'] - fig['slim_gzip'])} without docs, man pages, locales"),
+                 ("slim, unpacked", mb(fig["slim_unpacked"]),
+                  f"-{mb(fig['unpacked'] - fig['slim_unpacked'])}")]
     if args.conventional:
         lock = json.loads((context / "envnix.lock").read_text())
         with work_dir(args.keep, "size") as work:
