@@ -220,7 +220,8 @@ def merge_trees(trees: list[str]) -> list[Item]:
 def link_plan(merged: dict[bytes, Item], groups: list[list[bytes]]) -> dict[bytes, bytes]:
     """name -> the name it is a hard link to. Groups that share a name are one group (two
     trees may ship the same file); within a group, names with the same mode, owner and size
-    are one file, stored under the first of them in archive order."""
+    are one file, stored under the first of them in archive order. Their content is checked
+    (at no cost when the store kept the builder's on-disk links, else one more read)."""
     parent: dict[bytes, bytes] = {}
 
     def find(x: bytes) -> bytes:
@@ -242,7 +243,11 @@ def link_plan(merged: dict[bytes, Item], groups: list[list[bytes]]) -> dict[byte
     plan: dict[bytes, bytes] = {}
     for names in classes.values():
         names.sort(key=_order)
-        plan.update((rel, names[0]) for rel in names[1:])
+        for rel in names[1:]:
+            if not _same_content(merged[names[0]].source, merged[rel].source):
+                raise LayerError(f"{merged[rel].tree}: meta.json hardlinks: {_show(rel)} and "
+                                 f"{_show(names[0])} differ in content")
+            plan[rel] = names[0]
     return plan
 
 

@@ -442,10 +442,11 @@ def test_hard_link_groups_of_two_trees_that_share_a_name_are_one(tmp_path: Path)
     ([["a"]], "t: meta.json hardlinks: ['a'] is not a list of names"),
     ([["a", "missing"]], "t: meta.json hardlinks names /missing, which is not a regular file"),
     ([["a", "s"]], "t: meta.json hardlinks names /s, which is not a regular file"),
+    ([["a", "b"]], "t: meta.json hardlinks: /b and /a differ in content"),
 ])
 def test_bad_hard_link_groups_are_one_line(tmp_path: Path, hardlinks: object,
                                            message: str) -> None:
-    tree = write_tree(tmp_path, "t", {"a": b"x", "s": ("l", "a")}, {},
+    tree = write_tree(tmp_path, "t", {"a": b"x", "b": b"y", "s": ("l", "a")}, {},
                       hardlinks=hardlinks)  # type: ignore[arg-type]
     proc = run_builder("mklayer.py", {"out": str(tmp_path / "l"), "trees": json.dumps([str(tree)])})
     assert proc.returncode == 1
