@@ -198,9 +198,10 @@ def write_new_file(path: str, data: bytes, mode: int = 0o644) -> None:
         os.close(fd)
 
 
-META_FORMAT = 1
+META_FORMAT = 2
 """The version of a package tree's ``meta.json`` (``"format"``). envnix's render writes trees
-of the same version (``envnix.render.TREE_FORMAT``); a tree without the field predates it."""
+of the same version (``envnix.render.TREE_FORMAT``); a tree without the field predates it.
+2 added the optional ``hardlinks`` groups; a version-1 tree reads as one without any."""
 
 
 def check_version(data: dict[str, Any], key: str, known: int, what: str,
@@ -218,7 +219,7 @@ def check_version(data: dict[str, Any], key: str, known: int, what: str,
 
 def write_meta(
     out: str, kind: str, name: str, version: str, modes: dict[str, list[int]],
-    notes: Iterable[str] = (), **extra: object,
+    notes: Iterable[str] = (), hardlinks: list[list[str]] | None = None, **extra: object,
 ) -> None:
     """Write ``$out/meta.json`` (the package tree's metadata, see README.md)."""
     meta: dict[str, object] = {"format": META_FORMAT, "kind": kind, "name": name,
@@ -226,5 +227,7 @@ def write_meta(
     notes = list(notes)
     if notes:
         meta["notes"] = notes
+    if hardlinks:
+        meta["hardlinks"] = hardlinks
     write_new_file(os.path.join(out, "meta.json"), dumps_json(meta))
 

@@ -9,6 +9,8 @@ directory). Standard library only.
   symlink.
 * ``TreeWriter.modes`` is the ``meta.json`` "modes" map: original mode/uid/gid of every entry
   that is not the default (dir 0755, file 0644 or 0755, symlink 0777, owner 0:0).
+* ``TreeWriter.hardlinks`` is the ``meta.json`` "hardlinks" list: the archive's hard-link
+  groups, which the Nix store (NAR) cannot hold and the layer writer restores.
 """
 
 from __future__ import annotations
@@ -117,6 +119,7 @@ class TreeWriter:
         self.entries: dict[str, _Entry] = {}
         self.notes: list[str] = []
         self._verified_dirs: set[str] = {self.root}
+        self._link_of: dict[str, str] = {}  # hard-link name -> first name of its group
 
     # ---- bookkeeping
 
@@ -130,6 +133,14 @@ class TreeWriter:
             if e.mode != default_mode(e.kind, e.mode) or e.uid != 0 or e.gid != 0:
                 out[rel] = [e.mode, e.uid, e.gid]
         return out
+
+    @property
+    def hardlinks(self) -> list[list[str]]:
+        """Hard-link groups (each sorted, >= 2 names), sorted: the names that are one file."""
+        groups: dict[str, list[str]] = {}
+        for rel, first in self._link_of.items():
+            groups.setdefault(first, [first]).append(rel)
+        return sorted(sorted(g) for g in groups.values())
 
     def note(self, text: str) -> None:
         self.notes.append(text)
@@ -269,18 +280,32 @@ class TreeWriter:
     def add_hardlink(self, rel: str, target_rel: str, mode: int | None = None,
                      uid: int | None = None, gid: int | None = None,
                      source: str | None = None) -> None:
-        """A hard link to a regular file already written by this writer, stored as a copy."""
+        """A hard link to a regular file already written by this writer.
+
+        A new name with the target's mode and owner is linked on disk too and joins the
+        target's group in ``hardlinks`` (the store keeps a copy per name; the layer writer
+        links them again). Anything else (a name written before, another mode or owner) is
+        written as a plain copy.
+        """
         source = source or rel
         t = self.entries.get(target_rel)
         if t is None:
             raise self._err(source, f"hard link target '{target_rel}' is not (yet) extracted")
         if t.kind != "file":
             raise self._err(source, f"hard link target '{target_rel}' is not a regular file")
+        mode = t.mode if mode is None else mode & 0o7777
+        uid = t.uid if uid is None else uid
+        gid = t.gid if gid is None else gid
+        if rel and rel != target_rel and rel not in self.entries \
+                and (mode, uid, gid) == (t.mode, t.uid, t.gid):
+            self._ensure_parents(rel, source)
+            os.link(self._abs(target_rel), self._abs(rel), follow_symlinks=False)
+            self.entries[rel] = _Entry("file", t.mode, t.uid, t.gid, sha256=t.sha256)
+            self._link_of[rel] = self._link_of.get(target_rel, target_rel)
+            return
         fd = os.open(self._abs(target_rel), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         with os.fdopen(fd, "rb") as f:
-            self.add_file(rel, f, t.mode if mode is None else mode,
-                          t.uid if uid is None else uid, t.gid if gid is None else gid,
-                          source=source)
+            self.add_file(rel, f, mode, uid, gid, source=source)
 
 
 def _chunks(src: IO[bytes] | bytes) -> Iterator[bytes]:

@@ -15,7 +15,10 @@ the host's tar, Python or file system. So:
 - modes are normalised (dir 0755, file 0644 or 0755 if any x bit, symlink 0777, owner 0:0),
   then `meta.json` `modes` entries `[mode, uid, gid]` are applied (setuid, sticky, owners);
 - files that are hard links of each other in the store stay separate regular files (the store
-  hard-links identical files when optimising, which must not change the layer);
+  hard-links identical files when optimising, which must not change the layer); what makes a
+  tar hard link is `meta.json` `hardlinks` (the package's own hard-link groups, which the
+  store cannot hold): in each group the names with the same mode, owner and size are one
+  file, stored under the name that comes first in archive order, the others link to it;
 - the same path in two trees is fine only for directories with the same mode/owner, regular
   files with the same content/mode/owner, or symlinks with the same target/mode/owner;
   anything else is an error naming both trees.
@@ -80,8 +83,9 @@ def _default_entry(rel: bytes, full: bytes, st: os.stat_result, name: str) -> En
     raise LayerError(f"{name}: {_show(rel)} is not a file, directory or symlink")
 
 
-def walk_tree(tree: str) -> dict[bytes, Item]:
-    """Every member of `<tree>/root` with normalised metadata and `modes` applied."""
+def walk_tree(tree: str) -> tuple[dict[bytes, Item], list[list[bytes]]]:
+    """Every member of `<tree>/root` with normalised metadata and `modes` applied, and the
+    tree's hard-link groups."""
     meta = _load_meta(tree)
     name = _tree_name(tree, meta)
     root = os.fsencode(os.path.abspath(os.path.join(tree, "root")))
@@ -112,8 +116,7 @@ def walk_tree(tree: str) -> dict[bytes, Item]:
     if not isinstance(modes, dict):
         raise LayerError(f"{name}: meta.json modes must be an object")
     for key, value in modes.items():
-        rel = key.encode("utf-8", "surrogateescape").strip(b"/")
-        rel = rel.removeprefix(b"./")
+        rel = _rel_key(key)
         ok = (
             isinstance(value, list) and len(value) == 3
             and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
@@ -126,7 +129,32 @@ def walk_tree(tree: str) -> dict[bytes, Item]:
         item = items[rel]
         entry = replace(item.entry, mode=value[0], uid=value[1], gid=value[2])
         items[rel] = replace(item, entry=entry)
-    return items
+    return items, _hardlink_groups(meta, name, items)
+
+
+def _rel_key(key: str) -> bytes:
+    return key.encode("utf-8", "surrogateescape").strip(b"/").removeprefix(b"./")
+
+
+def _hardlink_groups(meta: dict[str, object], name: str,
+                     items: dict[bytes, Item]) -> list[list[bytes]]:
+    """meta.json `hardlinks`: lists of >= 2 names of regular files in root/."""
+    groups = meta.get("hardlinks", [])
+    if not isinstance(groups, list):
+        raise LayerError(f"{name}: meta.json hardlinks must be a list")
+    out: list[list[bytes]] = []
+    for group in groups:
+        if not (isinstance(group, list) and len(group) >= 2
+                and all(isinstance(k, str) for k in group)):
+            raise LayerError(f"{name}: meta.json hardlinks: {group!r} is not a list of names")
+        rels = [_rel_key(k) for k in group]
+        for rel in rels:
+            item = items.get(rel)
+            if item is None or item.entry.kind != "file":
+                raise LayerError(f"{name}: meta.json hardlinks names {_show(rel)}, which is "
+                                 "not a regular file in root/")
+        out.append(rels)
+    return out
 
 
 def _same_content(a: bytes, b: bytes) -> bool:
@@ -163,10 +191,13 @@ def _order(path: bytes) -> list[bytes]:
 
 
 def merge_trees(trees: list[str]) -> list[Item]:
-    """All trees' members as one list in archive order; conflicting paths are errors."""
+    """All trees' members as one list in archive order, hard links restored; conflicting
+    paths are errors."""
     merged: dict[bytes, Item] = {}
+    groups: list[list[bytes]] = []
     for tree in trees:
-        items = walk_tree(tree)
+        items, tree_groups = walk_tree(tree)
+        groups.extend(tree_groups)
         for rel in sorted(items, key=_order):  # report the first conflict in archive order
             item = items[rel]
             old = merged.get(rel)
@@ -179,7 +210,45 @@ def merge_trees(trees: list[str]) -> list[Item]:
                 raise LayerError(
                     f"{_show(rel)} is provided by both {old.tree} and {item.tree}{why}"
                 )
+    for rel, first in link_plan(merged, groups).items():
+        item = merged[rel]
+        merged[rel] = replace(item, entry=replace(item.entry, kind="hardlink", size=0,
+                                                  linkname=first))
     return [merged[k] for k in sorted(merged, key=_order)]
+
+
+def link_plan(merged: dict[bytes, Item], groups: list[list[bytes]]) -> dict[bytes, bytes]:
+    """name -> the name it is a hard link to. Groups that share a name are one group (two
+    trees may ship the same file); within a group, names with the same mode, owner and size
+    are one file, stored under the first of them in archive order. Their content is checked
+    (at no cost when the store kept the builder's on-disk links, else one more read)."""
+    parent: dict[bytes, bytes] = {}
+
+    def find(x: bytes) -> bytes:
+        while parent.setdefault(x, x) != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for group in groups:
+        for rel in group[1:]:
+            a, b = find(group[0]), find(rel)
+            if a != b:
+                parent[max(a, b)] = min(a, b)
+    classes: dict[tuple[bytes, int, int, int, int], list[bytes]] = {}
+    for rel in parent:
+        e = merged[rel].entry
+        if e.kind == "file":
+            classes.setdefault((find(rel), e.mode, e.uid, e.gid, e.size), []).append(rel)
+    plan: dict[bytes, bytes] = {}
+    for names in classes.values():
+        names.sort(key=_order)
+        for rel in names[1:]:
+            if not _same_content(merged[names[0]].source, merged[rel].source):
+                raise LayerError(f"{merged[rel].tree}: meta.json hardlinks: {_show(rel)} and "
+                                 f"{_show(names[0])} differ in content")
+            plan[rel] = names[0]
+    return plan
 
 
 def write_layer(items: list[Item], out: str, mtime: int) -> dict[str, object]:
@@ -188,7 +257,7 @@ def write_layer(items: list[Item], out: str, mtime: int) -> dict[str, object]:
     with open(os.path.join(out, "layer.tar.gz"), "wb") as f:
         gz = GzipWriter(f)
         tar = TarWriter(gz, mtime=mtime)
-        for item in items:
+        for item in items:  # (a hard link's target comes first in archive order)
             if item.entry.kind == "file":
                 with open(item.source, "rb") as src:
                     tar.add(item.entry, src)

@@ -10,14 +10,15 @@ Output (see README.md, "Package tree format"):
   $out/root/...     data.tar.* extracted with merged-/usr paths: top-level bin/ sbin/ lib/
                     lib32/ lib64/ libx32/ are stored under usr/ (the skeleton layer provides
                     the /bin -> usr/bin ... links). Symlink targets are kept as written.
-                    Hard links become regular-file copies.
+                    Hard links are linked on disk and listed in meta.json "hardlinks"
+                    (the store keeps a copy per name; mklayer links them again).
   $out/control      the control file from control.tar.*, verbatim (for /var/lib/dpkg/status)
   $out/dpkg/NAME    every other regular file of control.tar.* (postinst, md5sums, conffiles,
                     triggers, ...), verbatim: mkmeta writes dpkg's info/ database from them
                     and reads the update-alternatives calls of postinst
   $out/dpkg/list    data.tar's paths as dpkg lists them in info/PKG.list ("/." first, then
                     every member as shipped, before the merged-/usr mapping), one per line
-  $out/meta.json    {"kind": "deb", "name", "version", "modes", "notes"?}
+  $out/meta.json    {"kind": "deb", "name", "version", "modes", "hardlinks"?, "notes"?}
 
 Maintainer scripts are not run (see mkmeta.py for what they would have produced).
 If a canonical path appears twice (``bin/x`` and ``usr/bin/x``) the non-symlink wins; two
@@ -141,7 +142,7 @@ def main() -> None:
         B.write_new_file(os.path.join(out, "dpkg", fname), data)
     B.write_new_file(os.path.join(out, "dpkg", "list"),
                      "".join(p + "\n" for p in shipped).encode("utf-8"))
-    B.write_meta(out, "deb", name, version, writer.modes, writer.notes)
+    B.write_meta(out, "deb", name, version, writer.modes, writer.notes, writer.hardlinks)
 
 
 if __name__ == "__main__":

@@ -62,7 +62,7 @@ def make_tree(src: str, out: str) -> None:
     writer = T.TreeWriter(os.path.join(out, "root"), what="layer member")
     with open(src, "rb") as f:
         A.extract_tar(f, writer)
-    B.write_meta(out, "base", name, "0", writer.modes, writer.notes)
+    B.write_meta(out, "base", name, "0", writer.modes, writer.notes, writer.hardlinks)
 
 
 def main() -> None:

@@ -58,8 +58,10 @@ def write_rootfs_tar(image: BuiltImage, out: BinaryIO) -> int:
     """Flatten the layers into one root-filesystem tar (BuildKit's ``tar`` exporter).
 
     Later layers win; OCI whiteouts (``.wh.NAME``, ``.wh..wh..opq``) are honoured. A directory
-    is written at its first appearance (parents before children) with its last metadata.
-    Returns the number of entries written.
+    is written at its first appearance (parents before children) with its last metadata. A
+    hard link stays one when its target is written from the same layer; when a later layer
+    replaced or removed the target, the link becomes a copy of the target as its own layer
+    had it. Returns the number of entries written.
     """
     blobs = [image.blob_path(layer.digest) for layer in image.layers]
     final: dict[str, tuple[int, bool]] = {}
@@ -99,6 +101,7 @@ def write_rootfs_tar(image: BuiltImage, out: BinaryIO) -> int:
         return False
 
     written = 0
+    files_from: dict[str, int] = {}  # regular file written -> the layer it came from
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as w:
         for i, blob in enumerate(blobs):
             with tarfile.open(blob, "r|gz") as tf:
@@ -118,9 +121,30 @@ def write_rootfs_tar(image: BuiltImage, out: BinaryIO) -> int:
                         if last != i or hidden(path, i):
                             continue
                         m.name = path
-                        w.addfile(m, tf.extractfile(m) if m.isreg() else None)
+                        if m.islnk():
+                            _add_link(w, m, blob, i, files_from)
+                        else:
+                            w.addfile(m, tf.extractfile(m) if m.isreg() else None)
+                        if m.isreg():
+                            files_from[path] = i
                     written += 1
     return written
+
+
+def _add_link(w: tarfile.TarFile, m: tarfile.TarInfo, blob: Path, layer: int,
+              files_from: dict[str, int]) -> None:
+    """Write hard link ``m`` of layer ``layer``: as a link when its target was written from
+    that layer, else as a copy of the target's content in that layer (read again)."""
+    target = _norm(m.linkname)
+    if files_from.get(target) != layer:
+        with tarfile.open(blob, "r|gz") as tf:
+            for t in tf:
+                if _norm(t.name) == target and t.isreg():
+                    m.type, m.linkname, m.size = tarfile.REGTYPE, "", t.size
+                    w.addfile(m, tf.extractfile(t))
+                    return
+    m.linkname = target
+    w.addfile(m)
 
 
 def _copy_to(src: Path | None, dest: str | None, producer: Callable[[BinaryIO], object] | None,

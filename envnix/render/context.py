@@ -20,7 +20,7 @@ from typing import NamedTuple
 from envnix.core.errors import SpecError
 from envnix.spec import CopySpec, file_kind
 
-TREE_FORMAT = 1
+TREE_FORMAT = 2
 """The package-tree meta.json version of the trees render writes (files/, context/): the
 builders' ``_builder.META_FORMAT``, which the builders check."""
 

@@ -46,13 +46,18 @@ def test_unpack_layer_keeps_whiteouts_and_links_the_blob(tmp_path: Path) -> None
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
+        link = tarfile.TarInfo("etc/same.conf")
+        link.type, link.linkname = tarfile.LNKTYPE, "etc/new.conf"
+        tar.addfile(link)
     blob = tmp_path / "blob.tar.gz"
     blob.write_bytes(buf.getvalue())
     proc = _run_builder({"src": str(blob), "out": str(tmp_path / "tree"), "output": "tree"})
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "tree/root/etc/.wh.old.conf").is_file()
     assert (tmp_path / "tree/root/etc/new.conf").read_bytes() == b"x\n"
-    assert json.loads((tmp_path / "tree/meta.json").read_text())["kind"] == "base"
+    meta = json.loads((tmp_path / "tree/meta.json").read_text())
+    assert meta["kind"] == "base"
+    assert meta["hardlinks"] == [["etc/new.conf", "etc/same.conf"]]  # the layer's hard links
     layer_env = {"src": str(blob), "out": str(tmp_path / "layer"), "output": "layer",
                  "digest": DIGEST, "diffId": DIGEST, "size": str(blob.stat().st_size)}
     proc = _run_builder(layer_env)

@@ -62,9 +62,10 @@ SKELETON_DIGEST_ZLIB_1_2_13 = (
 
 
 def write_tree(base: Path, name: str, files: dict[str, object], modes: dict[str, list[int]],
-               *, readonly: bool = True) -> Path:
+               *, readonly: bool = True, hardlinks: list[list[str]] | None = None) -> Path:
     """A package tree: `files` maps a root-relative path to bytes (file), ("x", bytes)
-    (executable), ("l", target) (symlink) or None (directory)."""
+    (executable), ("l", target) (symlink) or None (directory); `hardlinks` goes to meta.json
+    as given."""
     tree = base / name
     root = tree / "root"
     root.mkdir(parents=True)
@@ -82,7 +83,9 @@ def write_tree(base: Path, name: str, files: dict[str, object], modes: dict[str,
             os.symlink(spec[1], p)
         else:
             raise AssertionError(spec)
-    meta = {"kind": "meta", "name": name, "version": "1", "modes": modes}
+    meta: dict[str, object] = {"kind": "meta", "name": name, "version": "1", "modes": modes}
+    if hardlinks is not None:
+        meta |= {"format": 2, "hardlinks": hardlinks}
     (tree / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
     if readonly:
         store_modes(tree)
@@ -384,6 +387,71 @@ def test_store_hard_links_stay_regular_files(tmp_path: Path) -> None:
     os.link(linked / "root/a", linked / "root/b")
     store_modes(linked)
     assert mklayer(tmp_path / "lp", [plain]) == mklayer(tmp_path / "lh", [linked])
+
+
+def test_package_hard_links_become_tar_hard_links(tmp_path: Path) -> None:
+    """meta.json `hardlinks` (a .deb's hard links, which the store cannot hold) are restored:
+    the first name in archive order holds the content, the others link to it; a name whose
+    mode differs from the group's stays a file of its own."""
+    need("tar")
+    data = b"\x7fELF driver" * 1000
+    files = {"usr/lib/dri/z_dri.so": data, "usr/lib/dri/a_dri.so": data, "usr/lib/m": data,
+             "usr/bin/ro": b"r", "usr/bin/rw": b"r"}
+    tree = write_tree(tmp_path, "t", files, {"usr/bin/ro": [0o444, 0, 0]}, hardlinks=[
+        ["usr/lib/m", "usr/lib/dri/z_dri.so", "usr/lib/dri/a_dri.so"],
+        ["usr/bin/ro", "usr/bin/rw"]])
+    layer = mklayer(tmp_path / "l", [tree])
+    members = tar_members(tmp_path / "l")
+    first = members["usr/lib/dri/a_dri.so"]
+    assert first.isreg() and first.size == len(data)
+    for name in ("usr/lib/dri/z_dri.so", "usr/lib/m"):
+        assert members[name].islnk() and members[name].linkname == "usr/lib/dri/a_dri.so"
+        assert members[name].mode == 0o644
+    assert members["usr/bin/ro"].isreg() and members["usr/bin/rw"].isreg()
+    assert layer["tar_size"] < 2 * len(data)
+
+    root = tmp_path / "x"
+    root.mkdir()
+    subprocess.run(["tar", "-xzf", str(tmp_path / "l/layer.tar.gz"), "-C", str(root)],
+                   check=True)
+    inodes = {(root / n).stat().st_ino for n in ("usr/lib/dri/a_dri.so",
+                                                 "usr/lib/dri/z_dri.so", "usr/lib/m")}
+    assert len(inodes) == 1 and (root / "usr/lib/m").read_bytes() == data
+
+    # The group's order in meta.json does not matter; without the groups every name is a file.
+    same = write_tree(tmp_path / "o", "t", files, {"usr/bin/ro": [0o444, 0, 0]}, hardlinks=[
+        ["usr/bin/rw", "usr/bin/ro"],
+        ["usr/lib/dri/a_dri.so", "usr/lib/m", "usr/lib/dri/z_dri.so"]])
+    assert mklayer(tmp_path / "lo", [same]) == layer
+    plain = write_tree(tmp_path / "p", "t", files, {"usr/bin/ro": [0o444, 0, 0]})
+    mklayer(tmp_path / "lp", [plain])
+    assert not any(m.islnk() for m in tar_members(tmp_path / "lp").values())
+
+
+def test_hard_link_groups_of_two_trees_that_share_a_name_are_one(tmp_path: Path) -> None:
+    ta = write_tree(tmp_path, "a", {"x": b"s", "y": b"s"}, {}, hardlinks=[["x", "y"]])
+    tb = write_tree(tmp_path, "b", {"y": b"s", "z": b"s"}, {}, hardlinks=[["y", "z"]])
+    mklayer(tmp_path / "l", [ta, tb])
+    members = tar_members(tmp_path / "l")
+    assert members["x"].isreg()
+    assert [(members[n].islnk(), members[n].linkname) for n in ("y", "z")] == [(True, "x")] * 2
+
+
+@pytest.mark.parametrize(("hardlinks", "message"), [
+    ({"a": "b"}, "t: meta.json hardlinks must be a list"),
+    ([["a"]], "t: meta.json hardlinks: ['a'] is not a list of names"),
+    ([["a", "missing"]], "t: meta.json hardlinks names /missing, which is not a regular file"),
+    ([["a", "s"]], "t: meta.json hardlinks names /s, which is not a regular file"),
+    ([["a", "b"]], "t: meta.json hardlinks: /b and /a differ in content"),
+])
+def test_bad_hard_link_groups_are_one_line(tmp_path: Path, hardlinks: object,
+                                           message: str) -> None:
+    tree = write_tree(tmp_path, "t", {"a": b"x", "b": b"y", "s": ("l", "a")}, {},
+                      hardlinks=hardlinks)  # type: ignore[arg-type]
+    proc = run_builder("mklayer.py", {"out": str(tmp_path / "l"), "trees": json.dumps([str(tree)])})
+    assert proc.returncode == 1
+    assert proc.stderr.startswith(f"envnix-builder: layer: {message}"), proc.stderr
+    assert proc.stderr.count("\n") == 1
 
 
 def _interpreters() -> list[str]:

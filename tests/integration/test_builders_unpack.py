@@ -33,6 +33,8 @@ from pathlib import Path
 
 import pytest
 
+from envnix.render.context import TREE_FORMAT
+
 BUILDERS = Path(__file__).resolve().parents[2] / "envnix" / "builders"
 HOST_PY = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
 PYTHONS = [HOST_PY] + [p for p in os.environ.get("ENVNIX_TEST_PYTHONS", "").split(":") if p]
@@ -140,7 +142,8 @@ def tar_bytes(entries: list[Entry], compression: str = "xz") -> bytes:
             elif kind == "sym":
                 ti.type, ti.linkname, ti.mode = tarfile.SYMTYPE, e[2], 0o777
             elif kind == "hard":
-                ti.type, ti.linkname, ti.mode = tarfile.LNKTYPE, e[2], 0o755
+                ti.type, ti.linkname = tarfile.LNKTYPE, e[2]
+                ti.mode = e[3] if len(e) > 3 else 0o755
             elif kind == "chr":
                 ti.type, ti.devmajor, ti.devminor = tarfile.CHRTYPE, 1, 3
             elif kind == "fifo":
@@ -241,7 +244,7 @@ def test_crafted_deb_extracts(tmp_path: Path, python: str, compression: str) -> 
         ("file", "./usr/bin/su", b"su", 0o4755), ("file", "./usr/bin/chage", b"c", 0o2755, 0, 42),
         ("file", "./home/u/f", b"u", 0o644, 1000, 1000),
         ("sym", "./usr/share/rel", "../lib/x/ro"),
-        ("hard", "./usr/bin/foo2", "./bin/foo"),
+        ("hard", "./usr/bin/foo2", "./bin/foo"), ("hard", "./usr/bin/foo3", "./usr/bin/foo2"),
         ("chr", "./dev/null"), ("fifo", "./run/fifo"),
     ], python=python, compression=compression)
     assert_ok(r)
@@ -258,6 +261,8 @@ def test_crafted_deb_extracts(tmp_path: Path, python: str, compression: str) -> 
     assert not (root / "dev").exists()
     m = meta(out)
     assert m["kind"] == "deb" and m["name"] == "demo" and m["version"] == "1.0-1"
+    # Hard links (merged-/usr names, a link to a link too) are one group for mklayer.
+    assert m["hardlinks"] == [["usr/bin/foo", "usr/bin/foo2", "usr/bin/foo3"]]
     assert m["modes"] == {
         "home/u/f": [0o644, 1000, 1000], "usr/bin/chage": [0o2755, 0, 42],
         "usr/bin/su": [0o4755, 0, 0], "usr/lib/x": [0o700, 0, 0],
@@ -266,6 +271,21 @@ def test_crafted_deb_extracts(tmp_path: Path, python: str, compression: str) -> 
     notes = "\n".join(m["notes"])
     assert "dev/null: skipped device node" in notes and "run/fifo: skipped fifo" in notes
     assert (out / "control").read_bytes() == CONTROL
+
+
+def test_crafted_deb_hard_link_with_another_mode_is_a_copy(tmp_path: Path) -> None:
+    """A hard link cannot have a mode of its own: one whose header says another mode (or a
+    name shipped before) is written as a copy, outside the groups."""
+    r, out = unpack(tmp_path, [("file", "./usr/bin/a", b"x", 0o755),
+                               ("hard", "./usr/bin/b", "./usr/bin/a", 0o700),
+                               ("hard", "./usr/bin/c", "./usr/bin/a")])
+    assert_ok(r)
+    root = out / "root/usr/bin"
+    assert (root / "b").read_bytes() == b"x" and (root / "b").stat().st_nlink == 1
+    assert (root / "c").stat().st_ino == (root / "a").stat().st_ino
+    m = meta(out)
+    assert m["hardlinks"] == [["usr/bin/a", "usr/bin/c"]]
+    assert m["modes"] == {"usr/bin/b": [0o700, 0, 0]}
 
 
 def test_crafted_deb_symlink_then_file_wins(tmp_path: Path) -> None:
@@ -409,8 +429,8 @@ def test_crafted_wheel_installs(tmp_path: Path, python: str) -> None:
         assert h == f"sha256={b64(data)}" and int(size) == len(data), path
     n_files = sum(len(f) for _, _, f in os.walk(root))
     assert n_files == len(rows)
-    assert meta(out) == {"format": 1, "kind": "wheel", "name": "demo", "version": "1.0",
-                         "modes": {}}
+    assert meta(out) == {"format": TREE_FORMAT, "kind": "wheel", "name": "demo",
+                         "version": "1.0", "modes": {}}
 
 
 def test_wheel_long_interpreter_uses_sh_wrapper(tmp_path: Path) -> None:
