@@ -98,6 +98,14 @@ def test_flake_metadata_and_show(flake: Path, tmp_path: Path) -> None:
     outputs = json.loads(shown.stdout)
     assert outputs["packages"]["x86_64-linux"]["default"]["name"] == f"envnix-{__version__}"
     assert outputs["apps"]["x86_64-linux"]["default"]["type"] == "app"
+    assert outputs["packages"]["x86_64-linux"]["quickstart"]["name"] == \
+        "envnix-image-quickstart-dev"
+    assert "default" in outputs["templates"] and "lib" in outputs
+    # The committed quickstart lock is current. In this machine's store: Nix 2.8's check of a
+    # template's path fails in a chroot store ("template '%s' has a bad 'path' attribute").
+    check = subprocess.run(["nix", "flake", "check", *FLAKES, *NO_CACHE, f"path:{flake}"],
+                           capture_output=True, text=True, check=False)
+    assert check.returncode == 0, check.stderr
     subprocess.run(["chmod", "-R", "u+w", str(tmp_path / "eval-store")], check=False)
 
 
