@@ -7,7 +7,9 @@ tells a reviewer what a re-lock moved without a build.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import tempfile
 from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
@@ -17,16 +19,24 @@ import click
 
 from envnix.cli import GENERATED_DIR, _context, _default_tag, cli, path_option
 from envnix.cli.publish import _creds, _registry_options
-from envnix.core.errors import EnvnixError, UsageError, os_reason
+from envnix.core import options
+from envnix.core.errors import EnvnixError, PublishError, UsageError, os_reason
 from envnix.core.fileio import atomic_write
 from envnix.core.nixexpr import store_name
 from envnix.core.progress import REPORTER
+from envnix.core.reference import Reference
 from envnix.lock.diff import diff_locks
 from envnix.lock.model import LOCK_NAME, Lock, read_lock
 from envnix.lock.sbom import FORMATS, cyclonedx, spdx
 from envnix.nix import fixed_output_path
+from envnix.oci.attach import ARTIFACT_TYPES, MT_MANIFEST, referrer_layout, sbom_tag
 from envnix.oci.imagediff import Image, diff_images, is_image_ref, open_image, read_layout
-from envnix.oci.registry import RegistryOptions
+from envnix.oci.registry import (
+    RegistryOptions,
+    parse_destination,
+    push_layout,
+    remote_manifest,
+)
 
 LOCK_LABEL = "io.envnix.lock.digest"  # render's image config label naming the lock
 
@@ -54,9 +64,23 @@ def _store_files(debs: bool) -> Callable[[dict[str, Any]], Path | None]:
     return locate
 
 
-def _built_from(image: Image, lock: Lock) -> bool:
+def _pins(lock: Lock) -> dict[str, Any]:
+    """What a lock pins, without what only describes the image around the pins."""
+    data = lock.to_dict()
+    for key in ("image", "lock-version", "created-by"):
+        data.pop(key, None)
+    return data
+
+
+def _built_from(image: Image, lock: Lock, rendered: Lock | None = None) -> bool:
+    """Whether ``image`` was built from ``lock``: its label names the lock's digest, or that
+    of the lock the build rendered (``rendered``: a lock made before the image section
+    builds with one added, and pins the same artifacts)."""
     labels = (image.config.get("config") or {}).get("Labels") or {}
-    return labels.get(LOCK_LABEL) == lock.digest
+    digests = {lock.digest}
+    if rendered is not None and _pins(rendered) == _pins(lock):
+        digests.add(rendered.digest)
+    return labels.get(LOCK_LABEL) in digests
 
 
 def _image_digest(context: Path, lock: Lock, image_ref: str | None) -> str | None:
@@ -76,7 +100,8 @@ def _image_digest(context: Path, lock: Lock, image_ref: str | None) -> str | Non
             image = read_layout(layout, None, str(layout))
         except EnvnixError:
             image = None
-        if image is not None and _built_from(image, lock):
+        rendered = read_lock(context / GENERATED_DIR / LOCK_NAME)
+        if image is not None and _built_from(image, lock, rendered):
             return image.digest
     REPORTER("sbom: no image built from this lock found; the SBOM names no image digest "
              "(build it, or pass --image oci:DIR)")
@@ -97,15 +122,34 @@ def _image_digest(context: Path, lock: Lock, image_ref: str | None) -> str | Non
 @click.option("--deb-licenses", is_flag=True,
               help="Also read each .deb's license from its copyright file (DEP-5), for the "
                    ".debs in the Nix store; slower (every data.tar is decompressed).")
+@click.option("--attach", "attach_to", metavar="DEST",
+              help="Also attach the SBOM to the image pushed at DEST (host[:port]/name[:tag], "
+                   "which must serve the image built from this lock) as an OCI artifact.")
+@_registry_options
 def sbom_cmd(path: str | None, path_opt: str | None, fmt: str, output: Path | None,
-             image_ref: str | None, name: str | None, deb_licenses: bool) -> None:
-    """Write an SBOM of the image CTX's envnix.lock builds (no resolving, no network)."""
+             image_ref: str | None, name: str | None, deb_licenses: bool,
+             attach_to: str | None, creds: str | None, authfile: Path | None,
+             cert_dir: Path | None, tls_verify: bool | None) -> None:
+    """Write an SBOM of the image CTX's envnix.lock builds (no resolving, no network), and
+    with --attach, attach it to that image in a registry."""
     context = _context(path, path_opt)
     lock = _lock_of(context)
     digest = _image_digest(context, lock, image_ref)
+    if attach_to is not None and digest is None:
+        raise UsageError("--attach needs the image built from this lock, for its digest",
+                         hint="envnix build --locked first, or pass --image oci:DIR")
     make = spdx if fmt == "spdx-json" else cyclonedx
     doc = make(lock, name or _default_tag(context), digest, _store_files(deb_licenses))
     text = json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    if attach_to is not None:
+        assert digest is not None
+        opts = RegistryOptions(creds=_creds(creds), authfile=authfile,
+                               cert_dir=cert_dir or options.registry_cert_dir(),
+                               tls_verify=options.registry_tls_verify() if tls_verify is None
+                               else tls_verify)
+        _attach(text.encode(), fmt, digest, parse_destination(attach_to, "latest"), opts)
+        if output is None:
+            return
     if output is None:
         click.echo(text, nl=False)
         return
@@ -114,6 +158,24 @@ def sbom_cmd(path: str | None, path_opt: str | None, fmt: str, output: Path | No
     except OSError as exc:
         raise UsageError(f"cannot write {output}: {os_reason(exc)}") from None
     REPORTER(f"sbom: wrote {output} ({fmt}, {len(lock.artifacts())} artifacts)")
+
+
+def _attach(payload: bytes, fmt: str, digest: str, dest: Reference,
+            opts: RegistryOptions) -> None:
+    """Push ``payload`` as an artifact referring to the image ``digest`` at ``dest``, after
+    checking that ``dest`` serves exactly that image."""
+    manifest = remote_manifest(dest, opts)
+    served = "sha256:" + hashlib.sha256(manifest).hexdigest()
+    if served != digest:
+        raise PublishError(f"{dest} serves {served}, not the image built from this lock "
+                           f"({digest})", hint="envnix push the build there first")
+    repo = dest.with_tag(sbom_tag(digest))
+    with tempfile.TemporaryDirectory(prefix="envnix-attach-") as tmp:
+        tag, artifact = referrer_layout(
+            Path(tmp), {"mediaType": MT_MANIFEST, "digest": digest, "size": len(manifest)},
+            payload, ARTIFACT_TYPES[fmt])
+        push_layout(Path(tmp), tag, repo, opts)
+    click.echo(f"{repo}: {fmt} attached as {artifact}")
 
 
 def _lock_arg(text: str) -> Lock:

@@ -462,3 +462,35 @@ def copy_to_layout(src: Reference, layout: Path, tag: str, opts: RegistryOptions
             raise PublishError(f"registry {src.domain} has no image {src}",
                                hint="check the name and tag")
         raise PublishError(f"cannot read {src} from its registry: {message[:300]}")
+
+
+def push_layout(layout: Path, tag: str, dest: Reference, opts: RegistryOptions) -> None:
+    """Copy the manifest ``tag`` names in the OCI layout to ``dest``, its digest kept: how an
+    attached artifact reaches the registry."""
+    skopeo = require_tool("skopeo", "push to a registry")
+    with private_authfile(opts, [dest.domain or ""]) as authfile:
+        cmd = [skopeo, *policy_args(), "copy", "--quiet", "--preserve-digests",
+               *_dest_args(opts, authfile, "dest-"), f"oci:{layout}:{tag}", dest.transport]
+        proc = process.run(cmd, error=PublishError)
+    if proc.returncode != 0:
+        err = scrub(proc.stderr, opts.secrets())
+        m = _FATAL.search(err)
+        raise _translate(_unquote_go(m[1]) if m else err.strip()[-300:], dest, opts)
+
+
+def remote_manifest(ref: Reference, opts: RegistryOptions) -> bytes:
+    """The manifest bytes the registry serves for ``ref`` (its digest is their sha256)."""
+    skopeo = require_tool("skopeo", "read images from a registry")
+    with private_authfile(opts, [ref.domain or ""]) as authfile:
+        cmd = [skopeo, *policy_args(), "inspect", "--raw", *_dest_args(opts, authfile, ""),
+               ref.transport]
+        proc = process.run(cmd, error=PublishError)
+    if proc.returncode != 0:
+        err = scrub(proc.stderr, opts.secrets())
+        m = _FATAL.search(err)
+        message = _unquote_go(m[1]) if m else err.strip()[-300:]
+        if "manifest unknown" in message.lower():
+            raise PublishError(f"registry {ref.domain} has no image {ref}",
+                               hint="check the name and tag")
+        raise _translate(message, ref, opts)
+    return proc.stdout

@@ -188,3 +188,38 @@ def test_diff_of_two_locks(tmp_path: Path) -> None:
     assert envnix("diff", str(old), str(old), "--exit-code").stdout == "no differences\n"
     mixed = envnix("diff", str(old), "oci:/nowhere", check=False)
     assert mixed.returncode == 2 and "two locks or two images" in mixed.stderr
+
+
+def test_sbom_attached_to_a_pushed_image_as_an_oci_artifact(pair: Pair, tmp_path: Path) -> None:
+    """`envnix sbom --attach DEST`: the SBOM (naming the image digest) becomes an artifact
+    whose subject is the image, tagged sha256-<hex>.sbom as cosign tags it; a tag serving
+    another image is refused before anything is pushed."""
+    if not have_registry_tools():
+        pytest.fail("docker-registry, htpasswd or openssl missing: run ./scripts/setup")
+    reg = Registry(tmp_path / "reg", tls=True, auth=("alice", "s3cret")).start()
+    auth = ["--creds", "alice:s3cret", "--cert-dir", str(reg.cert_dir)]
+    try:
+        dest = f"{reg.host}/team/tiny:a"
+        envnix("push", "-p", str(pair.a.context), dest, *auth)
+        proc = envnix("sbom", str(pair.a.context), "--attach", dest, *auth)
+        tagged = f"{reg.host}/team/tiny:{pair.a.manifest.replace(':', '-')}.sbom"
+        assert proc.stdout.startswith(f"{tagged}: spdx-json attached as sha256:")
+        artifact = proc.stdout.split()[-1]
+        out = tmp_path / "artifact"
+        subprocess.run(["skopeo", "--insecure-policy", "copy", "--preserve-digests",
+                        "--src-creds", "alice:s3cret", "--src-cert-dir", str(reg.cert_dir),
+                        f"docker://{tagged}", f"oci:{out}:sbom"], check=True,
+                       capture_output=True)
+        manifest = json.loads((out / "blobs/sha256" / artifact[7:]).read_bytes())
+        assert manifest["artifactType"] == "application/spdx+json"
+        assert manifest["subject"]["digest"] == pair.a.manifest
+        sbom = json.loads((out / "blobs/sha256" / manifest["layers"][0]["digest"][7:])
+                          .read_bytes())
+        assert spdx_problems(sbom) == []
+        assert pair.a.manifest in json.dumps(sbom)
+        # B's lock, A's image at the tag: refused, nothing attached
+        wrong = envnix("sbom", str(pair.b.context), "--attach", dest, *auth, check=False)
+        assert wrong.returncode == 7, wrong.stderr
+        assert f"serves {pair.a.manifest}, not the image built from this lock" in wrong.stderr
+    finally:
+        reg.stop()
