@@ -8,6 +8,7 @@ mismatch or hang.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import http.server
 import json
@@ -15,13 +16,14 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
 from envnix.core.errors import EnvnixError
 from envnix.frontend import load_spec
 from envnix.lock import Lock, lock_inputs
+from envnix.render import image_section
 
 TINY_ENVD = 'def build():\n    base(os="debian12", language="python3.11")\n'
 
@@ -40,9 +42,12 @@ def tiny_context(parent: Path, name: str = "tiny", envd: str = TINY_ENVD,
     except EnvnixError:
         return context
     # Written as is, not through write_lock (which refuses a lock it would not read back):
-    # tests hand envnix hostile locks on purpose.
-    (context / "envnix.lock").write_text(Lock(inputs=lock_inputs(spec, context),
-                                              pip_wheels=list(wheels or [])).dumps())
+    # tests hand envnix hostile locks on purpose. With its image section, as `envnix lock`
+    # writes it, unless a hostile entry makes envnix refuse to describe the image.
+    lock = Lock(inputs=lock_inputs(spec, context), pip_wheels=list(wheels or []))
+    with suppress(EnvnixError):
+        lock = dataclasses.replace(lock, image=image_section(spec, lock, context))
+    (context / "envnix.lock").write_text(lock.dumps())
     return context
 
 
