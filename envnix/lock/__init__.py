@@ -205,7 +205,8 @@ def kept_pins(lock: Lock | None, inputs: dict[str, Any], *, upgrade: bool = Fals
         apt={p["name"]: p["version"] for p in lock.apt_packages
              if p["name"] not in names} if same_release else {},
         pip=tuple(w for w in wheels if S.pep503(w.name) not in pip_names),
-        conda=tuple(p for p in lock.conda_packages if p["name"] not in names),
+        conda=tuple(p for p in lock.conda_packages  # conda names compare in lower case
+                    if p["name"] not in {n.lower() for n in names}),
         base=lock.base if lock.base and lock.base["ref"] == inputs.get("base", {}).get("ref")
         else None,
     )
