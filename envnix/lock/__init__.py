@@ -377,7 +377,8 @@ def _resolve(spec: ImageSpec, context: Path, apt_mirror: str | None, progress: P
              existing: Lock | None, pins: Pins) -> Lock:
     """make_lock with ``pins``, then what moved since ``existing`` in a few lines."""
     if pins:
-        progress(f"lock: keeping the {len(pins)} pins of {LOCK_NAME} that still fit")
+        progress(f"lock: preferring the {len(pins)} pins of {LOCK_NAME} where they still fit "
+                 "(envnix lock --upgrade moves them all)")
     lock = make_lock(spec, context, apt_sources(spec.os, apt_mirror), progress, pins)
     if existing is not None:
         for line in diff_locks(existing, lock).lines():

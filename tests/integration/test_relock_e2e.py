@@ -27,6 +27,8 @@ from envnix.frontend.envyaml import ChannelLocation
 from envnix.lock.apt import lock_apt
 from envnix.lock.apt.index import DebPackage
 from envnix.lock.conda import lock_conda
+from envnix.lock.pip import lock_pip
+from envnix.spec import PipRequest
 from envnix.spec.apt import AptSource
 
 # -- pip, through the CLI --------------------------------------------------------------------
@@ -85,6 +87,9 @@ def test_pip_relock_moves_only_what_changed(pip_index: tuple[PipIndex, list[Dist
     assert " unchanged: " in proc.stdout
     assert (context / "envnix.lock").read_bytes() == before
     assert "lock: no pin moved" in proc.stderr.splitlines()
+    fresh = lock_pip(PipRequest(packages=["six", "tick"], index_url=index.url), tmp_path,
+                     "3.11", "2.36")  # what a lock without the old pins gets now
+    assert {w.name: w.version for w in fresh} == {"six": "1.17.0", "tick": "1.1"}
 
     # A package added: only it resolves, in a stale lock's re-lock by render/build too.
     write_spec(context, index, "six", "tick", "tock")
@@ -215,3 +220,35 @@ def test_conda_relock_keeps_locked_packages(tmp_path: Path) -> None:
         assert conda_versions(conda_lock(server, cache, lines, preferred=first)) == {
             "pkg-a": "1.0", "pkg-b": "1.0", "pkg-c": "2.0"}
         assert "conda: the channels no longer have pkg-c 1.0-0" in lines
+
+
+@pytest.mark.network  # the image's Debian packages come from this machine's apt sources
+def test_conda_relock_through_the_cli(tmp_path: Path) -> None:
+    """The same through ``envnix lock``: pins kept, -P moves one package and what it needs."""
+    root = tmp_path / "channel"
+    python = trivial("python", "3.11.2")  # only solved here, never run
+    old = [python, trivial("pkg-a", "1.0", depends=["pkg-b >=1.0"]), trivial("pkg-b", "1.0"),
+           trivial("pkg-c", "1.0")]
+    new = [trivial("pkg-a", "1.1", depends=["pkg-b >=1.2"]), trivial("pkg-b", "1.2"),
+           trivial("pkg-c", "2.0")]
+    build_channel(root, old)
+    with serve(root, prefixes=("relock",)) as server:
+        context = tmp_path / "ctx"
+        context.mkdir()
+        (context / "build.envd").write_text(
+            "def build():\n"
+            '    base(os="debian12", language="python3.11")\n'
+            f'    install.conda_packages(name=["pkg-a", "pkg-c"], '
+            f'channel=["{server.url("relock")}"])\n')
+
+        def locked(*args: str) -> dict[str, str]:
+            envnix("lock", *args, str(context))
+            lock = json.loads((context / "envnix.lock").read_text())
+            return {p["name"]: p["version"] for p in lock["conda"]["packages"]
+                    if p["name"] != "python"}
+
+        assert locked() == {"pkg-a": "1.0", "pkg-b": "1.0", "pkg-c": "1.0"}
+        build_channel(root, [*old, *new])
+        assert locked() == {"pkg-a": "1.0", "pkg-b": "1.0", "pkg-c": "1.0"}
+        assert locked("-P", "pkg-a") == {"pkg-a": "1.1", "pkg-b": "1.2", "pkg-c": "1.0"}
+        assert locked("--upgrade") == {"pkg-a": "1.1", "pkg-b": "1.2", "pkg-c": "2.0"}
