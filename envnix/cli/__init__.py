@@ -180,10 +180,23 @@ def init_cmd(env_file: Path | None, flake: bool, envnix_input: str, path_opt: st
 @cuda_provider_option
 @mirror_option
 @click.option("--check", is_flag=True, help="Exit non-zero if envnix.lock does not match inputs.")
+@click.option("-U", "--upgrade", is_flag=True,
+              help="Re-resolve every package to the newest that fits, ignoring the old pins.")
+@click.option("-P", "--upgrade-package", "upgrade_packages", multiple=True, metavar="NAME",
+              help="Move only NAME (and what it needs) to the newest that fits; repeatable.")
 @results.json_option
 def lock_cmd(path: str | None, path_opt: str | None, from_: str, cuda_provider: str | None,
-             apt_mirror: str | None, check: bool, as_json: bool) -> None:
-    """Resolve every apt and pip package to URL + sha256 and write envnix.lock."""
+             apt_mirror: str | None, check: bool, upgrade: bool,
+             upgrade_packages: tuple[str, ...], as_json: bool) -> None:
+    """Resolve every apt, pip and conda package to URL + sha256 and write envnix.lock.
+
+    Pins of an existing envnix.lock that still satisfy the spec are kept: only what the spec
+    changed is resolved (--upgrade: everything; --upgrade-package: NAME too).
+    """
+    if upgrade and upgrade_packages:
+        raise UsageError("--upgrade moves every package: --upgrade-package adds nothing to it")
+    if check and (upgrade or upgrade_packages):
+        raise UsageError("--check resolves nothing: it cannot --upgrade")
     context = _context(path, path_opt)
     spec = load_spec(context, from_, cuda_provider=_cuda_provider(cuda_provider))
     lock_path = lock_file(context, spec)
@@ -194,7 +207,8 @@ def lock_cmd(path: str | None, path_opt: str | None, from_: str, cuda_provider: 
         else:
             click.echo(f"{lock_path.name} is up to date")
         return
-    lock, changed = relock(context, spec, apt_mirror, _describer(spec, context), REPORTER)
+    lock, changed = relock(context, spec, apt_mirror, _describer(spec, context), REPORTER,
+                           upgrade=upgrade, upgrade_packages=upgrade_packages)
     if as_json:
         results.emit_json({"lock": str(lock_path), "changed": changed, "digest": lock.digest,
                            "debs": len(lock.apt_packages), "wheels": len(lock.pip_wheels),

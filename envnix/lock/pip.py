@@ -8,6 +8,10 @@ Indexes that serve plain PEP 503 HTML (many private indexes and mirrors) give no
 and may give no ``#sha256=`` either; uv then writes wheels without them. The lock asks the
 server: the size from a HEAD request (Content-Length), and when that says nothing or the
 sha256 is missing too, the wheel is downloaded once and hashed (:func:`_complete`).
+
+A re-lock hands uv the old lock's wheels as the pylock.toml it writes to: uv takes the pins of
+an existing output file as preferences, keeping each one that still meets the requirements
+and resolving the rest (:func:`_preferences_text`).
 """
 
 from __future__ import annotations
@@ -129,11 +133,13 @@ def lock_pip(
     glibc: str,
     progress: Progress | None = None,
     constraints: Sequence[str] = (),
+    preferred: Sequence[Wheel] = (),
 ) -> list[Wheel]:
     """Resolve the request to wheels for CPython ``python_version`` on manylinux ``glibc``.
 
     ``constraints`` (pip constraint lines) bound the versions of packages that something
-    requires without requiring them themselves: install.cuda's release pins.
+    requires without requiring them themselves: install.cuda's release pins. ``preferred``
+    (the wheels of the lock being redone) are kept where they still fit.
     """
     reqs = requirements_text(request, context)
     if not reqs:
@@ -146,6 +152,8 @@ def lock_pip(
         req_in = Path(tmp) / "requirements.in"
         req_in.write_text(reqs, encoding="utf-8")
         out = Path(tmp) / "pylock.toml"
+        if preferred:
+            out.write_text(_preferences_text(preferred), encoding="utf-8")
         cmd = [
             _uv_binary(), "pip", "compile", str(req_in),
             "--python-version", python_version,
@@ -176,6 +184,20 @@ def lock_pip(
         progress(f"pip: locked {len(wheels)} wheel(s), {total / 1e6:.1f} MB, "
                  f"in {time.monotonic() - started:.1f}s")
     return wheels
+
+
+def _preferences_text(wheels: Sequence[Wheel]) -> str:
+    """A PEP 751 pylock.toml of ``wheels``, as uv reads an existing output file's pins.
+
+    JSON strings are TOML basic strings (same quotes and escapes), so json.dumps quotes them.
+    """
+    lines = ['lock-version = "1.0"', 'created-by = "envnix"']
+    for w in sorted(wheels, key=lambda w: w.name):
+        lines += ["", "[[packages]]", f"name = {json.dumps(w.name)}",
+                  f"version = {json.dumps(w.version)}",
+                  f"wheels = [{{ url = {json.dumps(w.url)}, size = {w.size}, "
+                  f"hashes = {{ sha256 = {json.dumps(w.sha256)} }} }}]"]
+    return "\n".join(lines) + "\n"
 
 
 def _parse_pylock(text: str) -> list[_Found]:
