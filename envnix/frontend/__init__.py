@@ -26,6 +26,7 @@ from envnix.spec import (
     CONDA_PREFIX,
     CUSTOM_IMAGE_RELEASE,
     RELEASE_ALIASES,
+    SHELLS,
     SYSTEM_PYTHONS,
     CondaRequest,
     CopySpec,
@@ -318,8 +319,20 @@ class SpecBuilder:
         self.dev_spec.uid, self.dev_spec.gid = uid, gid
 
     def _shell(self, name: str) -> None:
-        shell = name.lower()
-        self.dev_spec.shell = "zsh" if shell == "zsh" else "bash"  # envd: anything else is bash
+        shell = name.strip().lower()  # envd lowercases the name
+        if shell not in SHELLS:
+            # envd quietly gives bash for any other name; envnix says so instead of guessing.
+            raise SpecError(f"shell {name!r} is not supported: envd installs only bash, zsh "
+                            "and fish", hint='write shell("bash"), shell("zsh") or '
+                                         'shell("fish")')
+        if shell == "zsh":
+            self._warn('shell("zsh"): zsh comes from the distribution; envd\'s oh-my-zsh and '
+                       "its .zshrc are left out (envd clones them from a git host at build "
+                       "time, unpinned)")
+        elif shell == "fish":
+            self._warn('shell("fish"): fish comes from the distribution\'s package, not '
+                       "envd's static fish 4 download")
+        self.dev_spec.shell = shell
 
     def _git_config(self, name: str | None = None, email: str | None = None,
                     editor: str | None = None) -> None:
