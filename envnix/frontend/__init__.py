@@ -110,13 +110,13 @@ class SpecBuilder:
         self.cuda_implied: tuple[str, str, str] | None = None
         self.base_image: str | None = None
 
-    def __call__(self, qualname: str, args: dict[str, Any]) -> None:
+    def __call__(self, qualname: str, args: dict[str, Any]) -> Any:
         fn = BY_NAME[qualname]
         if fn.skip:
             self._warn(f"{qualname}() skipped: {fn.skip}")
-            return
+            return None
         handler = getattr(self, "_" + qualname.replace(".", "_"))
-        handler(**args)
+        return handler(**args)
 
     def _warn(self, message: str) -> None:
         self.warnings.append(message)
@@ -125,6 +125,16 @@ class SpecBuilder:
     # -- base / language -----------------------------------------------------------------------
     def _base(self, os: str | None = None, language: str | None = None,
               image: str | None = None, dev: bool | None = None) -> None:
+        if os is None and language is None and image is None and dev is None:
+            # envd v1's base(): its defaults, ubuntu:22.04 and dev=False; an earlier base()'s
+            # image stays (envd sets the image only when one is given). v0 would say
+            # "language is required", but envd >= 1.0 reads every file without a marker as v1.
+            self.v1_signals.append("base()")
+            if self.base_called and self.dev is not None:  # after base(image=..., dev=...)
+                self.dev = False
+            else:
+                self._base(image=V1_DEFAULT_IMAGE, dev=False)
+            return
         if image is not None or dev is not None:
             # v0 also has base(image=, language=) (envd's custom-image path): same build.
             if language is not None:
@@ -439,6 +449,15 @@ class SpecBuilder:
             if envd_path == "~" or envd_path.startswith("~/"):
                 envd_path = "/home/envd" + envd_path[1:]
             self.runtime.mounts.append(image_path(envd_path, what))
+
+    def _data_envd(self, name: str) -> str:
+        """envd's data.envd(name): a host directory envd manages, bound at `envd up` through
+        runtime.mount(host_path=data.envd(name), envd_path=...). The image records only the
+        mount (its label, like envd); the value names the source as envd hashes it."""
+        if not name or has_control_character(name) or "/" in name:
+            raise SpecError(f"data.envd: name {name!r} is not a plain data set name",
+                            hint='e.g. data.envd(name="mnist")')
+        return f"envd://{name}"
 
     def _io_mount(self, src: str | None = None, dest: str | None = None) -> None:
         self._runtime_mount(src, dest, "io.mount: dest")

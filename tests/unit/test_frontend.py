@@ -310,3 +310,31 @@ def test_an_unknown_shell_is_an_error_saying_what_to_write(tmp_path: Path) -> No
     assert str(err).startswith("build.envd:3:5: shell 'tcsh' is not supported: envd installs "
                                "only bash, zsh and fish")
     assert err.hint is not None and 'shell("fish")' in err.hint and "\n" not in str(err)
+
+
+def test_v1_base_without_arguments_takes_envds_defaults(tmp_path: Path) -> None:
+    spec = load_spec(write(tmp_path, 'def build():\n    base()\n    install.python()\n'
+                                     '    install.python_packages(name=["six"])\n'))
+    assert (spec.syntax, spec.os.codename, spec.dev) == ("v1", "jammy", None)
+    assert spec.python is not None and spec.python.version == "3.11"
+    # an earlier base(image=...) keeps its image; base() only resets dev, as in envd
+    spec = load_spec(write(tmp_path, 'def build():\n    base(image="debian:12", dev=True)\n'
+                                     '    base()\n'))
+    assert (spec.os.codename, spec.dev) == ("bookworm", None)
+
+
+def test_data_path_and_data_envd_feed_runtime_mount(tmp_path: Path) -> None:
+    warnings: list[str] = []
+    spec = load_spec(write(tmp_path, '''
+def build():
+    base(dev=True)
+    runtime.mount(host_path=data.path.huggingface, envd_path="~/.cache/huggingface")
+    runtime.mount(host_path=data.envd(name="mnist"), envd_path="/data/mnist")
+    runtime.environ(env={"HF": data.path.huggingface, "DGL": data.path.dgl,
+                         "SRC": data.envd("mnist")})
+'''), warn=warnings.append)
+    assert spec.runtime.mounts == ["/home/envd/.cache/huggingface", "/data/mnist"]
+    assert spec.env == {"HF": "~/.cache/huggingface", "DGL": "~/.dgl", "SRC": "envd://mnist"}
+    assert not [w for w in warnings if "data." in w]
+    err = error_of(tmp_path, 'def build():\n    data.envd(name="a/b")\n')
+    assert str(err).startswith("build.envd:2:5: data.envd: name 'a/b' is not a plain data set")
