@@ -47,6 +47,7 @@ from envnix.spec import (
     release_for,
 )
 from envnix.spec import cuda as cuda_table
+from envnix.spec.copyrules import BASE_DIRS, CONDA_DIRS, CopyRequest, copy_targets, dev_dirs
 from envnix.spec.cuda_provider import provider as provider_named
 
 __all__ = ["evaluate_spec", "load_spec", "parse_from"]
@@ -102,7 +103,8 @@ class SpecBuilder:
         self.v0_signals: list[str] = []
         self.v1_signals: list[str] = []
         self.conda_enabled = False
-        self.copies: list[CopySpec] = []
+        self.copy_requests: list[tuple[str, CopyRequest]] = []  # (context path, as written)
+        self.env_copies: list[CopySpec] = []  # env.yaml's local pip paths, placed exactly
         self.runs: list[RunSpec] = []
         self.cuda: tuple[str, str] | None = None  # (version, cudnn) of install.cuda
         self.cuda_checked_for = ""  # the provider install.cuda's request was checked against
@@ -385,15 +387,12 @@ class SpecBuilder:
                             "directories and symlinks can be copied")
         rel = path.relative_to(root).as_posix()
         workdir = f"/home/envd/{self.context.name}"
-        image_path(to, f"io.copy: {to_name}", base=workdir)  # as written, before the join
-        to = to if to.startswith("/") else f"{workdir}/{to}"
-        to = to[:-1] if to.endswith("/.") else to
-        # envd (BuildKit copy): a directory lands as itself inside the target directory, so
-        # io.copy("./detectron2", "/") gives /detectron2; a file keeps its name when the
-        # target is a directory (ends with /).
-        if path.is_dir() or to.endswith(("/", "/.")):
-            to = to.rstrip("/") + "/" + (path.name if rel != "." else "")
-        self.copies.append(CopySpec(rel, image_path(to, f"io.copy: {to_name}")))
+        checked = image_path(to, f"io.copy: {to_name}", base=workdir)  # as written
+        # Where it lands depends on the image's directories then (BuildKit's rule,
+        # spec/copyrules.py), known once dev and Python are: build() decides, in call order.
+        slash = "/" if to.endswith(("/", "/.")) and checked != "/" else ""
+        self.copy_requests.append((rel, CopyRequest(from_, path.is_dir(), checked + slash,
+                                                    str(path))))
 
     def _run(self, commands: list[str], mount_host: bool | None = None) -> None:
         if mount_host:
@@ -503,6 +502,7 @@ class SpecBuilder:
             self.language = DEFAULT_PYTHON
         python = PythonSpec(self._provider(), self.language) if self.language else None
         workdir = image_path(f"/home/envd/{name}", "working directory")
+        copies = self._copies(dev, python)
         if python and python.provider == "conda" and self.conda.env_file:
             self._env_yaml_extras(workdir)
         files = dict(self.files)
@@ -536,7 +536,7 @@ class SpecBuilder:
             dev=self.dev_spec if dev else None,
             runtime=self.runtime,
             files=files,
-            copies=self.copies,
+            copies=copies + self.env_copies,
             runs=self.runs,
             labels=labels,
             warnings=self.warnings,
@@ -544,6 +544,17 @@ class SpecBuilder:
             cuda=cuda,
             apt_profile=apt_profile_from_env(),
         )
+
+    def _copies(self, dev: bool, python: PythonSpec | None) -> list[CopySpec]:
+        """io.copy targets as envd's BuildKit copy places them (spec/copyrules.py)."""
+        existing = set(BASE_DIRS)
+        if dev:
+            existing |= dev_dirs(self.dev_spec.home)
+        if python and python.provider == "conda":
+            existing |= CONDA_DIRS
+        targets = copy_targets([req for _, req in self.copy_requests], existing)
+        return [CopySpec(rel, image_path(target, "io.copy: target"))
+                for (rel, _), target in zip(self.copy_requests, targets, strict=True)]
 
     def _env_yaml_extras(self, workdir: str) -> None:
         """What env.yaml asks of the image beyond packages: ``variables`` become image Env
@@ -580,7 +591,7 @@ class SpecBuilder:
                     f"{root}", hint="move it under the directory that holds build.envd")
             rel = path.relative_to(root).as_posix()
             target = workdir if rel == "." else f"{workdir}/{rel}"
-            self.copies.append(CopySpec(rel, target))
+            self.env_copies.append(CopySpec(rel, target))
             arguments += (["-e"] if editable else []) + [target]
         # Before build.envd's own run() steps, as envd installs env.yaml before running them.
         self.runs.insert(0, RunSpec([shlex.join([
