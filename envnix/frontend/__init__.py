@@ -49,6 +49,7 @@ from envnix.spec import (
 from envnix.spec import cuda as cuda_table
 from envnix.spec.copyrules import BASE_DIRS, CONDA_DIRS, CopyRequest, copy_targets, dev_dirs
 from envnix.spec.cuda_provider import provider as provider_named
+from envnix.spec.pipargs import add_entry, has_pip_words
 
 __all__ = ["evaluate_spec", "load_spec", "parse_from"]
 
@@ -244,13 +245,10 @@ class SpecBuilder:
             if has_control_character(entry):
                 raise SpecError(f"pip requirement {entry!r} contains a control character",
                                 hint="one requirement per list entry, as pip would read it")
-            if not _REQUIREMENT_RE.match(entry.strip()):
-                raise SpecError(
-                    f"pip requirement {entry!r} is not a plain requirement; pip options and "
-                    "URLs inside name= are not supported yet",
-                    hint="put index URLs in config.pip_index(url=..., extra_url=...)",
-                )
-            self.pip.packages.append(entry.strip())
+            if not has_pip_words(entry) and _REQUIREMENT_RE.match(entry.strip()):
+                self.pip.packages.append(entry.strip())
+            else:  # envd runs `pip install <entry>`: shell words, pip options included
+                add_entry(self.pip, entry, "install.python_packages")
         if requirements is not None:
             # envd: the last requirements= wins.
             self.pip.requirements_files = [self._context_file(requirements, "requirements file")]
@@ -450,9 +448,8 @@ class SpecBuilder:
             self.runtime.mounts.append(image_path(envd_path, what))
 
     def _data_envd(self, name: str) -> str:
-        """envd's data.envd(name): a host directory envd manages, bound at `envd up` through
-        runtime.mount(host_path=data.envd(name), envd_path=...). The image records only the
-        mount (its label, like envd); the value names the source as envd hashes it."""
+        """envd's data.envd(name): a host directory `envd up` binds through runtime.mount; the
+        image records only the mount (like envd), the value names the source as envd does."""
         if not name or has_control_character(name) or "/" in name:
             raise SpecError(f"data.envd: name {name!r} is not a plain data set name",
                             hint='e.g. data.envd(name="mnist")')
@@ -547,11 +544,8 @@ class SpecBuilder:
 
     def _copies(self, dev: bool, python: PythonSpec | None) -> list[CopySpec]:
         """io.copy targets as envd's BuildKit copy places them (spec/copyrules.py)."""
-        existing = set(BASE_DIRS)
-        if dev:
-            existing |= dev_dirs(self.dev_spec.home)
-        if python and python.provider == "conda":
-            existing |= CONDA_DIRS
+        existing = BASE_DIRS | (dev_dirs(self.dev_spec.home) if dev else set()) | (
+            CONDA_DIRS if python and python.provider == "conda" else set())
         targets = copy_targets([req for _, req in self.copy_requests], existing)
         return [CopySpec(rel, image_path(target, "io.copy: target"))
                 for (rel, _), target in zip(self.copy_requests, targets, strict=True)]

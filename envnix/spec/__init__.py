@@ -121,6 +121,11 @@ class PipRequest:
     index_url: str | None = None
     extra_index_urls: list[str] = field(default_factory=list)
     trusted_hosts: list[str] = field(default_factory=list)
+    # pip options written inside name= entries (envd hands them to pip verbatim): indexes
+    # searched before the configured ones, find-links pages, and --pre.
+    package_indexes: list[str] = field(default_factory=list)
+    find_links: list[str] = field(default_factory=list)
+    prerelease: bool = False
 
 
 @dataclass
