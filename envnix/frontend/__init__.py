@@ -471,7 +471,8 @@ class SpecBuilder:
         """envd reads only line 1; without a marker, the calls the file made decide."""
         if marker == "v1":
             return "v1", "# syntax=v1 on line 1"
-        if self.v1_signals and not self.v0_signals:
+        # io.copy("a", "/b") fills host_path/envd_path positionally in v1 files too: weak.
+        if self.v1_signals and set(self.v0_signals) <= {"io.copy(host_path=)"}:
             return "v1", "it calls " + ", ".join(dict.fromkeys(self.v1_signals))
         if self.v0_signals:
             return "v0", "it calls " + ", ".join(dict.fromkeys(self.v0_signals))

@@ -84,3 +84,11 @@ def test_the_frontend_places_copies_by_the_rule(tmp_path: Path) -> None:
     assert [(c.source, c.target) for c in spec.copies] == [
         ("bpe", "/opt/bpe"), ("bpe", "/opt/tok/bpe"), ("notes.txt", "/home/envd/notes.txt"),
         ("notes.txt", f"{workdir}/docs/notes.txt")]
+
+
+def test_positional_io_copy_does_not_make_a_v1_file_v0(tmp_path: Path) -> None:
+    (tmp_path / "bpe").mkdir()
+    (tmp_path / "build.envd").write_text(
+        'def build():\n    base(dev=True)\n    install.python()\n    io.copy("bpe", "/opt/bpe")\n')
+    spec = load_spec(tmp_path, warn=lambda _: None)
+    assert spec.syntax == "v1" and [c.target for c in spec.copies] == ["/opt/bpe"]
