@@ -43,6 +43,7 @@ from envnix.core.fileio import atomic_write
 from envnix.core.progress import Progress
 from envnix.frontend.envyaml import read_context_text, resolve_in_context
 from envnix.spec import PipRequest, has_control_character
+from envnix.spec.pipargs import PipWords, check_name, has_pip_words, parse_pip_words
 
 DEFAULT_INDEX = "https://pypi.org/simple"
 _NAMES_CACHE_SECONDS = 7 * 24 * 3600
@@ -95,10 +96,24 @@ def _uv_binary() -> str:
 
 
 def requirements_text(request: PipRequest, context: Path) -> str:
-    """The requirements.in that uv resolves: names, then the requirements files' contents.
+    """What the lock answers for pip (its fingerprint): the requirement lines, then the pip
+    options the entries and files gave, one per line (none: the text of before them)."""
+    lines, options = _gather(request, context)
+    lines += [f"--extra-index-url {url}" for url in options.indexes]
+    lines += [f"--find-links {url}" for url in options.find_links]
+    lines += [f"--trusted-host {host}" for host in options.trusted_hosts]
+    lines += ["--pre"] if options.pre else []
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+def _gather(request: PipRequest, context: Path) -> tuple[list[str], PipWords]:
+    """The requirements.in that uv resolves (names, then the requirements files' contents)
+    and the pip options written among them (entries' and files' alike).
 
     Files are inlined (not referenced with -r) so the lock fingerprint covers their contents.
-    They must lie inside the build context (the frontend checked; this is the reader).
+    They must lie inside the build context (the frontend checked; this is the reader). A
+    file's line is read as pip would (shell words); what cannot be locked is refused with
+    the file:line:col of the line.
     """
     for entry in request.packages:
         # uv reads requirements.in line by line: a "\r" or "\n" inside one entry would start
@@ -107,23 +122,40 @@ def requirements_text(request: PipRequest, context: Path) -> str:
             raise SpecError(f"pip package {entry!r} contains a control character",
                             hint="one requirement per list entry, as pip would read it")
     lines = list(request.packages)
+    options = PipWords(indexes=list(request.package_indexes),
+                       find_links=list(request.find_links), pre=request.prerelease)
     for rel in request.requirements_files:
         try:
             text = read_context_text(resolve_in_context(rel, context))
         except ValueError as exc:
             raise SpecError(f"requirements file {rel}: {exc}",
                             hint="envnix reads only files inside the build context") from None
-        for raw in text.splitlines():
+        for number, raw in enumerate(text.splitlines(), 1):
             line = raw.strip()
             if not line or line.startswith("#"):
                 continue
-            if line.startswith("-"):
-                raise LockError(
-                    f"{rel}: pip option line {line!r} is not supported yet",
-                    hint="put index URLs in config.pip_index(url=..., extra_url=...)",
-                )
-            lines.append(line)
-    return "\n".join(lines) + ("\n" if lines else "")
+            if not has_pip_words(line):
+                lines.append(line)
+                continue
+            words = _file_line(re.sub(r"(^|\s+)#.*$", "", line), rel, number, raw)
+            lines += words.requirements
+            for have, new in ((options.indexes, words.indexes),
+                              (options.find_links, words.find_links),
+                              (options.trusted_hosts, words.trusted_hosts)):
+                have.extend(v for v in new if v not in have)
+            options.pre = options.pre or words.pre
+    return lines, options
+
+
+def _file_line(line: str, rel: str, number: int, raw: str) -> PipWords:
+    col = len(raw) - len(raw.lstrip()) + 1
+    try:
+        words = parse_pip_words(line, "")
+        for requirement in words.requirements:
+            check_name(requirement, "")
+    except SpecError as exc:
+        raise SpecError(exc.message, file=rel, line=number, col=col, hint=exc.hint) from None
+    return words
 
 
 def lock_pip(
@@ -141,9 +173,10 @@ def lock_pip(
     requires without requiring them themselves: install.cuda's release pins. ``preferred``
     (the wheels of the lock being redone) are kept where they still fit.
     """
-    reqs = requirements_text(request, context)
-    if not reqs:
+    lines, options = _gather(request, context)
+    if not lines:
         return []
+    reqs = "\n".join(lines) + "\n"
     index = request.index_url or DEFAULT_INDEX
     if progress:
         progress(f"pip: resolving {len(reqs.splitlines())} requirement(s) for "
@@ -168,9 +201,16 @@ def lock_pip(
             cmd += ["--constraint", str(constraints_txt)]
         if request.index_url:
             cmd += ["--index-url", request.index_url]
-        for extra in request.extra_index_urls:
+        # uv takes a package from the first index that has it, and the extra indexes come
+        # before the default one: an entry's own index (torch --index-url .../cpu) wins for
+        # what it serves, as pip with that index alone would install it.
+        for extra in dict.fromkeys([*options.indexes, *request.extra_index_urls]):
             cmd += ["--extra-index-url", extra]
-        for host in request.trusted_hosts:
+        for page in options.find_links:
+            cmd += ["--find-links", page]
+        if options.pre:
+            cmd += ["--prerelease", "allow"]
+        for host in dict.fromkeys([*request.trusted_hosts, *options.trusted_hosts]):
             cmd += ["--allow-insecure-host", host]
         env = {k: v for k, v in os.environ.items() if not k.startswith("UV_")}
         started = time.monotonic()
@@ -178,7 +218,7 @@ def lock_pip(
         if proc.returncode != 0:
             raise _uv_error(proc.stderr, index)
         found = _parse_pylock(out.read_text(encoding="utf-8"))
-    wheels = _complete(found, set(request.trusted_hosts), progress)
+    wheels = _complete(found, {*request.trusted_hosts, *options.trusted_hosts}, progress)
     if progress:
         total = sum(w.size for w in wheels)
         progress(f"pip: locked {len(wheels)} wheel(s), {total / 1e6:.1f} MB, "
@@ -205,6 +245,9 @@ def _parse_pylock(text: str) -> list[_Found]:
     found = []
     for pkg in data.get("packages", []):
         files = pkg.get("wheels") or []
+        archive = pkg.get("archive") or {}
+        if not files and str(archive.get("url", "")).endswith(".whl"):
+            files = [archive]  # a direct URL (name @ https://...whl): pinned by its sha256
         if not files:
             raise LockError(f"pip: {pkg['name']} {pkg.get('version')} has no wheel for the "
                             "target platform (sdists are not built)")
