@@ -258,6 +258,20 @@ def _nix_config_options(fn):  # type: ignore[no-untyped-def]
     return fn
 
 
+def _nix_config(substituters: str | None, no_substitute: bool, builders: str | None,
+                max_jobs: str | None, nix_options: tuple[tuple[str, str], ...]) -> NixConfig:
+    """The flags of _nix_config_options, then the environment and config files."""
+    if no_substitute and substituters is not None:
+        raise UsageError("--substituters and --no-substitute contradict each other")
+    if substituters is None and not no_substitute:
+        substituters = options.substituters()
+    builders = builders if builders is not None else options.builders()
+    keys = options.trusted_public_keys()
+    if keys and all(name != "trusted-public-keys" for name, _ in nix_options):
+        nix_options = (*nix_options, ("trusted-public-keys", keys))
+    return NixConfig(substituters, not no_substitute, builders, max_jobs, nix_options)
+
+
 @cli.command("render")
 @_build_options
 def render_cmd(path: str | None, path_opt: str | None, from_: str, cuda_provider: str | None,
@@ -295,18 +309,10 @@ def build_cmd(path: str | None, path_opt: str | None, from_: str, cuda_provider:
               outputs: tuple[str, ...], load: bool | None, iidfile: Path | None,
               metadata_file: Path | None, quiet: bool, as_json: bool) -> None:
     """Lock (if needed), render and build the image with Nix; print its OCI layout path."""
-    if no_substitute and substituters is not None:
-        raise UsageError("--substituters and --no-substitute contradict each other")
     if quiet and as_json:
         raise UsageError("-q/--quiet and --json contradict each other")
     context = _context(path, path_opt)
-    if substituters is None and not no_substitute:
-        substituters = options.substituters()
-    builders = builders if builders is not None else options.builders()
-    keys = options.trusted_public_keys()
-    if keys and all(name != "trusted-public-keys" for name, _ in nix_options):
-        nix_options = (*nix_options, ("trusted-public-keys", keys))
-    nix_config = NixConfig(substituters, not no_substitute, builders, max_jobs, nix_options)
+    nix_config = _nix_config(substituters, no_substitute, builders, max_jobs, nix_options)
     output = parse_output(outputs)  # before the build: a bad --output fails fast
     if output and output.to_stdout and (quiet or as_json):
         raise UsageError("--output ...,dest=- writes the archive to stdout: it cannot carry "
@@ -404,3 +410,4 @@ def main() -> None:
 from envnix.cli import cache as _cache  # noqa: E402, F401  (registers cache on cli)
 from envnix.cli import publish as _publish  # noqa: E402  (registers push/load on cli)
 from envnix.cli import supply as _supply  # noqa: E402, F401  (registers sbom and diff on cli)
+from envnix.cli import verify as _verify  # noqa: E402, F401  (registers verify on cli)
