@@ -104,7 +104,8 @@ def verify_cmd(path: str, image_ref: str, from_: str, cuda_provider: str | None,
                            out_link=rendered.directory / "result", store=store,
                            progress=REPORTER, verbose=verbose, config=nix_config)
         image = read_image(store_real_path(result.out_path, store), result.out_path)
-        REPORTER.message(f"verify: the lock builds {image.manifest} ({result.out_path})")
+        REPORTER.message(f"verify: {result.built} derivation(s) built in "
+                         f"{result.seconds:.1f}s; the lock builds {image.manifest}")
         data: dict[str, Any] = {"image": str(ref), "served": served, "built": image.manifest,
                                 "verified": served == image.manifest,
                                 "lock.digest": lock.digest}

@@ -437,12 +437,37 @@ def push(image: BuiltImage, dests: Sequence[Reference], opts: RegistryOptions,
         if not image.blob_path(blob.digest).exists():
             raise PublishError(f"blob {short(blob.digest)} of the built image is missing",
                                hint="run envnix build again")
+    if sign is not None and sign.sign_by is not None:
+        _check_gpg_signing(skopeo, image, dests[0], sign)
     results = []
     with private_authfile(opts, [d.domain for d in dests if d.domain]) as authfile:
         for dest in dests:
             results.append(_push_one(skopeo, image, dest, opts, authfile, progress, verbose,
                                      sign or SignOptions()))
     return results
+
+
+def _check_gpg_signing(skopeo: str, image: BuiltImage, dest: Reference,
+                       sign: SignOptions) -> None:
+    """Sign the built manifest locally (``skopeo standalone-sign``, into a private temporary
+    directory) before anything is sent. Why: skopeo copy signs only after it has written the
+    manifest, so a key gpg lacks or a wrong passphrase would leave the tag pointing at an
+    unsigned image; this way such a push fails with nothing pushed."""
+    assert sign.sign_by is not None
+    with tempfile.TemporaryDirectory(prefix="envnix-sign-") as tmp:
+        cmd = [skopeo, "standalone-sign", *(
+            [f"--passphrase-file={sign.passphrase_file.absolute()}"]
+            if sign.passphrase_file else []),
+            "--output", str(Path(tmp) / "signature"), str(image.blob_path(image.manifest)),
+            str(dest), sign.sign_by]
+        proc = process.run(cmd, error=PublishError)
+    if proc.returncode != 0:
+        err = scrub(proc.stderr, sign.secrets())
+        m = _FATAL.search(err)
+        message = _unquote_go(m[1]) if m else err.strip()[-300:]
+        raise PublishError(f"signing {dest} failed, nothing was pushed: {message[:300]}",
+                           hint="check that the key is in gpg's keyring (GNUPGHOME) and "
+                                "--sign-passphrase-file")
 
 
 def _push_one(skopeo: str, image: BuiltImage, dest: Reference, opts: RegistryOptions,
@@ -473,10 +498,12 @@ def _push_one(skopeo: str, image: BuiltImage, dest: Reference, opts: RegistryOpt
             message = scrub(message, secrets)
             if sign.signing and any(w in message.lower() for w in ("sign", "passphrase",
                                                                     "gpg", "private key")):
-                raise PublishError(f"signing {dest} failed: {message[:300]}",
-                                   hint="check that the key is in gpg's keyring (GNUPGHOME) "
-                                        "or the key file is a sigstore private key, and "
-                                        "--sign-passphrase-file")
+                hint = ("this skopeo was built without sigstore (Debian's package): sign "
+                        "with --sign-by (GPG), or use a skopeo with sigstore support"
+                        if "sigstore disabled" in message else
+                        "check that the key is in gpg's keyring (GNUPGHOME) or the key file "
+                        "is a sigstore private key, and --sign-passphrase-file")
+                raise PublishError(f"signing {dest} failed: {message[:300]}", hint=hint)
             raise _translate(message, dest, opts)
         pushed = digestfile.read_text().strip() if digestfile.exists() else ""
     seconds = time.monotonic() - started
