@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from _tiny import record_image_section, tiny_context
+from _tiny import tiny_context
 
 NIX = ["nix", "--extra-experimental-features", "nix-command"]
 
@@ -31,11 +31,9 @@ def nix_env(tmp_path: Path, conf: str) -> dict[str, str]:
 
 
 def nonce_context(parent: Path, nonce: str) -> Path:
-    """A tiny context whose image is new to every store (the nonce is in its config), its
-    lock complete (image section included) as a committed lock is."""
-    envd = ('def build():\n    base(os="debian12", language="python3.11")'
-            f'\n    runtime.environ(env={{"NONCE": "{nonce}"}})\n')
-    return record_image_section(tiny_context(parent, envd=envd))
+    """A tiny context whose image is new to every store (the nonce is in its config)."""
+    return tiny_context(parent, envd='def build():\n    base(os="debian12", language="python3.11")'
+                                      f'\n    runtime.environ(env={{"NONCE": "{nonce}"}})\n')
 
 
 def signing_key(tmp_path: Path, name: str) -> tuple[Path, str]:

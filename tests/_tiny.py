@@ -51,16 +51,6 @@ def tiny_context(parent: Path, name: str = "tiny", envd: str = TINY_ENVD,
     return context
 
 
-def record_image_section(context: Path) -> Path:
-    """Write the image section into ``context``'s lock, as ``envnix lock`` would: what
-    ``envnix lock --check`` (the CI recipe's first step) requires of a lock-version 2 lock."""
-    spec = load_spec(context, "build.envd:build")
-    lock = Lock.loads((context / "envnix.lock").read_bytes())
-    lock = dataclasses.replace(lock, image=image_section(spec, lock, context))
-    (context / "envnix.lock").write_text(lock.dumps())
-    return context
-
-
 def wheel(url: str, data: bytes = b"not a wheel", sha256: str | None = None,
           name: str = "envnixprobe") -> dict[str, Any]:
     """A lock entry for a wheel at ``url`` pinned to ``sha256`` (default: that of ``data``)."""

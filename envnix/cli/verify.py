@@ -11,6 +11,7 @@ rebuild by envnix diff's reader (oci/imagediff.py): the first differing layer an
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
 from contextlib import ExitStack
 from pathlib import Path
@@ -40,7 +41,7 @@ from envnix.lock import ensure_lock
 from envnix.nix import nix_build
 from envnix.oci.imagediff import diff_images, first_layer_diff, open_image, read_layout
 from envnix.oci.layout import read_image, store_real_path
-from envnix.oci.registry import private_authfile, registry_manifest_digest
+from envnix.oci.registry import remote_manifest
 from envnix.render import render
 
 
@@ -93,8 +94,7 @@ def verify_cmd(path: str, image_ref: str, from_: str, cuda_provider: str | None,
     # What fails fast comes first: the lock (offline), then the registry, then the build.
     spec = load_spec(context, from_, cuda_provider=_cuda_provider(cuda_provider))
     lock = ensure_lock(context, spec, None, True, REPORTER, _describer(spec, context))
-    with private_authfile(opts, [ref.domain or ""]) as auth:
-        served = registry_manifest_digest(ref, opts, auth)
+    served = "sha256:" + hashlib.sha256(remote_manifest(ref, opts)).hexdigest()
     REPORTER.message(f"verify: {ref} serves {served}")
     with ExitStack() as stack:
         where = out_dir or Path(stack.enter_context(
