@@ -39,7 +39,7 @@ from envnix.core.reference import InvalidReference, Reference
 from envnix.frontend import load_spec
 from envnix.lock import ensure_lock
 from envnix.nix import nix_build
-from envnix.oci.imagediff import diff_images, first_layer_diff, open_image, read_layout
+from envnix.oci.imagediff import config_changes, first_layer_diff, open_image, read_layout
 from envnix.oci.layout import read_image, store_real_path
 from envnix.oci.registry import remote_manifest
 from envnix.render import render
@@ -117,17 +117,17 @@ def verify_cmd(path: str, image_ref: str, from_: str, cuda_provider: str | None,
             return 0
         built = read_layout(image.layout, None, f"the rebuild of {context}")
         registry = stack.enter_context(open_image(ref.transport, opts))
-        layer = first_layer_diff(built, registry)
-        whole = diff_images(built, registry)
+        layer = first_layer_diff(built, registry)  # reads that one layer of each, no more
+        config = config_changes(built, registry)
     data["layer"] = layer.to_dict() if layer else None
-    data["config"] = {"changed": whole.config_changed}
+    data["config"] = {"changed": config}
     if as_json:
         emit_json(data)
         return 1
     lines = [f"differs: {ref} serves {served}, but {context}'s lock builds {image.manifest}",
              "(+ only in the registry's image, - only in the rebuild, ~ changed)"]
     lines += layer.lines() if layer else ["layers: the same, in the same order"]
-    if whole.config_changed:
-        lines.append("config: " + ", ".join(whole.config_changed) + " changed")
+    if config:
+        lines.append("config: " + ", ".join(config) + " changed")
     click.echo("\n".join(lines))
     return 1

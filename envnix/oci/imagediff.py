@@ -28,8 +28,9 @@ from envnix.core.errors import PublishError, UsageError
 from envnix.core.reference import DIGEST, DOCKER, InvalidReference, Reference
 from envnix.oci.registry import RegistryOptions, copy_to_layout, human_size
 
-__all__ = ["Image", "ImageDiff", "LayerDiff", "diff_images", "first_layer_diff", "flatten",
-           "is_image_ref", "layer_entries", "open_image", "read_layout"]
+__all__ = ["Image", "ImageDiff", "LayerDiff", "config_changes", "diff_images",
+           "first_layer_diff", "flatten", "is_image_ref", "layer_entries", "open_image",
+           "read_layout"]
 
 OCI = "oci:"
 _GZIP, _ZSTD = b"\x1f\x8b", b"\x28\xb5\x2f\xfd"
@@ -330,19 +331,6 @@ def diff_images(old: Image, new: Image) -> ImageDiff:
     before = [layer.get("digest") for layer in old.layers]
     after = [layer.get("digest") for layer in new.layers]
     added, removed, changed = _diff_trees(a, b)
-    old_cfg = {k: v for k, v in old.config.items() if k not in ("rootfs", "history")}
-    new_cfg = {k: v for k, v in new.config.items() if k not in ("rootfs", "history")}
-    config = sorted({*old_cfg.get("config", {}), *new_cfg.get("config", {})})
-    config_changed = []
-    for k in config:
-        x, y = old_cfg.get("config", {}).get(k), new_cfg.get("config", {}).get(k)
-        if x == y:
-            continue
-        keys = sorted(k2 for k2 in {*x, *y} if x.get(k2) != y.get(k2)) \
-            if isinstance(x, dict) and isinstance(y, dict) else []
-        config_changed.append(f"config.{k}" + (f" ({', '.join(keys)})" if keys else ""))
-    config_changed += [k for k in sorted(old_cfg.keys() | new_cfg.keys())
-                       if k != "config" and old_cfg.get(k) != new_cfg.get(k)]
     return ImageDiff(
         (old.digest, new.digest),
         layers_added=[{"digest": x["digest"], "size": x.get("size")}
@@ -353,6 +341,24 @@ def diff_images(old: Image, new: Image) -> ImageDiff:
         files_added=added,
         files_removed=removed,
         files_changed=changed,
-        config_changed=config_changed,
+        config_changed=config_changes(old, new),
     )
+
+
+def config_changes(old: Image, new: Image) -> list[str]:
+    """The image config fields that differ (``config.Env``, ``config.Labels (KEY, ...)``,
+    top-level fields; the layer list aside): no layer is read."""
+    old_cfg = {k: v for k, v in old.config.items() if k not in ("rootfs", "history")}
+    new_cfg = {k: v for k, v in new.config.items() if k not in ("rootfs", "history")}
+    config = sorted({*old_cfg.get("config", {}), *new_cfg.get("config", {})})
+    changed = []
+    for k in config:
+        x, y = old_cfg.get("config", {}).get(k), new_cfg.get("config", {}).get(k)
+        if x == y:
+            continue
+        keys = sorted(k2 for k2 in {*x, *y} if x.get(k2) != y.get(k2)) \
+            if isinstance(x, dict) and isinstance(y, dict) else []
+        changed.append(f"config.{k}" + (f" ({', '.join(keys)})" if keys else ""))
+    return changed + [k for k in sorted(old_cfg.keys() | new_cfg.keys())
+                      if k != "config" and old_cfg.get(k) != new_cfg.get(k)]
 
