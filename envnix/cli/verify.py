@@ -12,6 +12,7 @@ rebuild by envnix diff's reader (oci/imagediff.py): the first differing layer an
 from __future__ import annotations
 
 import hashlib
+import json
 import tempfile
 from contextlib import ExitStack
 from pathlib import Path
@@ -56,6 +57,14 @@ def _image_ref(text: str) -> Reference:
     return ref
 
 
+def _is_index(raw: bytes) -> bool:
+    """An image index (docker's manifest list): a tag for several platforms."""
+    try:
+        return isinstance(json.loads(raw).get("manifests"), list)
+    except (ValueError, AttributeError):
+        return False
+
+
 @cli.command("verify")
 @click.argument("path", metavar="CTX")
 @click.argument("image_ref", metavar="IMAGE_REF")
@@ -94,7 +103,8 @@ def verify_cmd(path: str, image_ref: str, from_: str, cuda_provider: str | None,
     # What fails fast comes first: the lock (offline), then the registry, then the build.
     spec = load_spec(context, from_, cuda_provider=_cuda_provider(cuda_provider))
     lock = ensure_lock(context, spec, None, True, REPORTER, _describer(spec, context))
-    served = "sha256:" + hashlib.sha256(remote_manifest(ref, opts)).hexdigest()
+    raw = remote_manifest(ref, opts)
+    served = "sha256:" + hashlib.sha256(raw).hexdigest()
     REPORTER.message(f"verify: {ref} serves {served}")
     with ExitStack() as stack:
         where = out_dir or Path(stack.enter_context(
@@ -119,6 +129,8 @@ def verify_cmd(path: str, image_ref: str, from_: str, cuda_provider: str | None,
         registry = stack.enter_context(open_image(ref.transport, opts))
         layer = first_layer_diff(built, registry)  # reads that one layer of each, no more
         config = config_changes(built, registry)
+    if _is_index(raw):
+        data["platform_image"] = registry.digest
     data["layer"] = layer.to_dict() if layer else None
     data["config"] = {"changed": config}
     if as_json:
@@ -126,6 +138,9 @@ def verify_cmd(path: str, image_ref: str, from_: str, cuda_provider: str | None,
         return 1
     lines = [f"differs: {ref} serves {served}, but {context}'s lock builds {image.manifest}",
              "(+ only in the registry's image, - only in the rebuild, ~ changed)"]
+    if _is_index(raw):  # several platforms: skopeo copied this machine's image
+        lines.append(f"{ref} is an image index; its image for this platform is "
+                     f"{registry.digest} (verify that by digest: NAME@{registry.digest})")
     lines += layer.lines() if layer else ["layers: the same, in the same order"]
     if config:
         lines.append("config: " + ", ".join(config) + " changed")

@@ -7,6 +7,7 @@ unsigned one."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -85,6 +86,36 @@ def test_verify_rebuilds_and_matches_then_names_the_changed_file(setup: Setup) -
         {"path": "/opt/hello.txt", "what": ["size", "content"]}]}
     assert envnix("verify", str(setup.b.context), dest, "--json",
                   *setup.auth()).stdout.count('"verified": true') == 1
+
+
+@pytest.mark.slow
+def test_verify_names_an_index_and_compares_this_platforms_image(setup: Setup,
+                                                                 tmp_path: Path) -> None:
+    """A tag that serves an image index (several platforms) is not the image a lock builds;
+    verify says so and compares the image skopeo picks from it for this machine."""
+    layout = tmp_path / "index-layout"
+    shutil.copytree(setup.b.layout, layout)
+    layout.chmod(0o755)
+    (layout / "index.json").chmod(0o644)
+    (layout / "blobs" / "sha256").chmod(0o755)
+    manifest = json.loads((layout / "index.json").read_text())["manifests"][0]
+    entry = {k: manifest[k] for k in ("mediaType", "digest", "size")} | {
+        "platform": {"architecture": "amd64", "os": "linux"}}
+    index = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                        "manifests": [entry]}).encode()
+    digest = hashlib.sha256(index).hexdigest()
+    (layout / "blobs" / "sha256" / digest).write_bytes(index)
+    (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [{
+        "mediaType": "application/vnd.oci.image.index.v1+json", "digest": f"sha256:{digest}",
+        "size": len(index), "annotations": {"org.opencontainers.image.ref.name": "multi"}}]}))
+    dest = f"{setup.reg.host}/team/multi:1"
+    subprocess.run(["skopeo", "copy", "--all", "--preserve-digests", "--dest-creds",
+                    f"{USER}:{PASSWORD}", "--dest-cert-dir", str(setup.reg.cert_dir),
+                    f"oci:{layout}:multi", f"docker://{dest}"], check=True, capture_output=True)
+    proc = envnix("verify", str(setup.a.context), dest, *setup.auth(), check=False)
+    assert proc.returncode == 1, proc.stderr
+    assert f"is an image index; its image for this platform is {setup.b.manifest}" in proc.stdout
+    assert "~ /opt/hello.txt (size, content)" in proc.stdout
 
 
 @pytest.mark.slow
