@@ -31,8 +31,9 @@ from envnix.core.process import install_signal_handlers
 from envnix.core.progress import REPORTER
 from envnix.core.reference import default_name, image_name
 from envnix.frontend import load_spec
+from envnix.frontend.evaluate import parse_from
 from envnix.frontend.migrate import build_envd_from_conda
-from envnix.lock import Describe, check_lock, ensure_lock, lock_file, relock
+from envnix.lock import LOCK_NAME, Describe, check_lock, ensure_lock, lock_file, read_lock, relock
 from envnix.nix import NixConfig, nix_build
 from envnix.oci.layout import read_digests, read_image, store_real_path
 from envnix.oci.output import parse_output
@@ -63,6 +64,19 @@ def _cuda_provider(flag: str | None) -> str | None:
 def _default_tag(context: Path) -> str:
     """envd's default: the context directory's name, normalised, with tag 'dev'."""
     return f"{default_name(context.name)}:dev"
+
+
+def _load_spec(context: Path, from_: str, cuda_provider: str | None) -> ImageSpec:
+    """build.envd's spec, named as the project's lock recorded it (envd derives the image's
+    name and working directory from the context directory's name: a checkout under another
+    name must not change the image the lock describes)."""
+    manifest = context / parse_from(from_)[0]
+    try:
+        lock = read_lock(manifest.parent / LOCK_NAME)
+    except EnvnixError:
+        lock = None  # a damaged lock is reported where it is used
+    name = lock.image.get("name") if lock is not None and lock.image else None
+    return load_spec(context, from_, cuda_provider=_cuda_provider(cuda_provider), name=name)
 
 
 def _describer(spec: ImageSpec, context: Path) -> Describe:
@@ -111,7 +125,7 @@ def spec_cmd(path: str | None, path_opt: str | None, from_: str,
              cuda_provider: str | None) -> None:
     """Evaluate build.envd and print the ImageSpec as JSON."""
     context = _context(path, path_opt)
-    spec = load_spec(context, from_, cuda_provider=_cuda_provider(cuda_provider))
+    spec = _load_spec(context, from_, cuda_provider)
     click.echo(spec.to_json(), nl=False)
 
 
@@ -198,7 +212,7 @@ def lock_cmd(path: str | None, path_opt: str | None, from_: str, cuda_provider: 
     if check and (upgrade or upgrade_packages):
         raise UsageError("--check resolves nothing: it cannot --upgrade")
     context = _context(path, path_opt)
-    spec = load_spec(context, from_, cuda_provider=_cuda_provider(cuda_provider))
+    spec = _load_spec(context, from_, cuda_provider)
     lock_path = lock_file(context, spec)
     if check:
         check_lock(context, spec, _describer(spec, context))
@@ -282,7 +296,7 @@ def render_cmd(path: str | None, path_opt: str | None, from_: str, cuda_provider
     if tag:
         image_name(tag, "-t")
     tag = tag or _default_tag(context)
-    spec = load_spec(context, from_, cuda_provider=_cuda_provider(cuda_provider))
+    spec = _load_spec(context, from_, cuda_provider)
     lock = ensure_lock(context, spec, apt_mirror, locked, REPORTER, _describer(spec, context))
     rendered = render(spec, lock, out_dir or context / GENERATED_DIR, tag, toolchain,
                       context=context)
@@ -323,7 +337,7 @@ def build_cmd(path: str | None, path_opt: str | None, from_: str, cuda_provider:
     if tag:
         image_name(tag, "-t")
     tag = output.build_tag(tag, _default_tag(context)) if output else tag or _default_tag(context)
-    spec = load_spec(context, from_, cuda_provider=_cuda_provider(cuda_provider))
+    spec = _load_spec(context, from_, cuda_provider)
     lock = ensure_lock(context, spec, apt_mirror, locked, REPORTER, _describer(spec, context))
     rendered = render(spec, lock, out_dir or context / GENERATED_DIR, tag, toolchain,
                       context=context)

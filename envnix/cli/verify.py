@@ -23,9 +23,9 @@ import click
 from envnix.cli import (
     GENERATED_DIR,
     _context,
-    _cuda_provider,
     _default_tag,
     _describer,
+    _load_spec,
     _nix_config,
     _nix_config_options,
     cli,
@@ -37,7 +37,6 @@ from envnix.cli.results import emit_json, json_option
 from envnix.core.errors import UsageError
 from envnix.core.progress import REPORTER
 from envnix.core.reference import InvalidReference, Reference
-from envnix.frontend import load_spec
 from envnix.lock import ensure_lock
 from envnix.nix import nix_build
 from envnix.oci.imagediff import config_changes, first_layer_diff, open_image, read_layout
@@ -101,7 +100,7 @@ def verify_cmd(path: str, image_ref: str, from_: str, cuda_provider: str | None,
     tag = tag or (str(Reference(ref.domain, ref.path, ref.tag)) if ref.tag
                   else _default_tag(context))
     # What fails fast comes first: the lock (offline), then the registry, then the build.
-    spec = load_spec(context, from_, cuda_provider=_cuda_provider(cuda_provider))
+    spec = _load_spec(context, from_, cuda_provider)
     lock = ensure_lock(context, spec, None, True, REPORTER, _describer(spec, context))
     raw = remote_manifest(ref, opts)
     served = "sha256:" + hashlib.sha256(raw).hexdigest()

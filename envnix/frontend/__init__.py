@@ -648,10 +648,11 @@ class SpecBuilder:
 
 def load_spec(context: Path, from_: str = "build.envd:build",
               warn: Progress = REPORTER.warning,
-              cuda_provider: str | None = None) -> ImageSpec:
+              cuda_provider: str | None = None, name: str | None = None) -> ImageSpec:
     """Evaluate ``<context>/<file>`` and call its build function; return the ImageSpec.
 
-    ``cuda_provider`` (--cuda-provider) overrides where CUDA libraries come from. The file
+    ``cuda_provider`` (--cuda-provider) overrides where CUDA libraries come from; ``name``
+    the context directory's name (the one the project's lock recorded). The file
     is untrusted: it is evaluated in a child process with bounded memory and CPU time
     (envnix.frontend.bounds); its warnings are passed to ``warn`` here, in order.
     """
@@ -660,7 +661,8 @@ def load_spec(context: Path, from_: str = "build.envd:build",
     def work() -> tuple[ImageSpec | None, list[str], Any]:
         warnings: list[str] = []
         try:
-            return evaluate_spec(context, from_, warnings.append, cuda_provider), warnings, None
+            return (evaluate_spec(context, from_, warnings.append, cuda_provider, name),
+                    warnings, None)
         except EnvnixError as exc:  # sent with the warnings printed before it
             return None, warnings, freeze_error(exc)
 
@@ -675,7 +677,7 @@ def load_spec(context: Path, from_: str = "build.envd:build",
 
 def evaluate_spec(context: Path, from_: str = "build.envd:build",
                   warn: Progress = REPORTER.warning,
-                  cuda_provider: str | None = None) -> ImageSpec:
+                  cuda_provider: str | None = None, name: str | None = None) -> ImageSpec:
     """load_spec in this process: the nesting, step and CPU checks apply, but nothing stops
     one huge allocation or a native crash from taking the process down (load_spec's child
     does). For callers that run their own child, such as the fuzz test."""
@@ -688,12 +690,11 @@ def evaluate_spec(context: Path, from_: str = "build.envd:build",
     try:
         evaluator = Evaluator(manifest, builder)
         syntax = evaluator.run(function)
-        spec = builder.build(context.name, file, function, syntax)
+        spec = builder.build(name or context.name, file, function, syntax)
     except EnvnixError as exc:
         raise one_line(exc) from None
-    read = [manifest.resolve(), *evaluator.loaded_files()]
-    if spec.conda.env_file:
-        read.append(context / spec.conda.env_file)
+    read = [manifest, *evaluator.loaded_files(), *(
+        [context / spec.conda.env_file] if spec.conda.env_file else [])]
     spec.sources = sorted({p.resolve().relative_to(context).as_posix() for p in read
                            if p.resolve().is_relative_to(context)})
     return spec

@@ -253,7 +253,10 @@ def image_section(spec: ImageSpec, lock: Lock, context: Path) -> dict[str, Any]:
         check_copies(context, spec.copies)
     return {
         "format": IMAGE_FORMAT,
-        "name": default_name(spec.name),  # image.nix's default tag is <name>:dev
+        # The context directory's name when first locked: envd's image name and working
+        # directory come from it, so a checkout under another name reads it back from here.
+        "name": spec.name,
+        "defaultTag": f"{default_name(spec.name)}:dev",  # image.nix's tag unless given one
         "plan": image_plan(spec, lock),
         "config": image_config(spec, lock),
         "files": {rel: [text, mode, *(owner if in_home else [0, 0])]
