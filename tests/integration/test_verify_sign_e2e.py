@@ -253,3 +253,21 @@ def test_sigstore_key_flags_reach_skopeo_and_secrets_stay_out(setup: Setup,
     both = envnix("push", "-p", str(setup.a.context), f"{setup.reg.host}/team/sigstore:1",
                   "--sign-by", "ABCD", "--sign-by-sigstore-private-key", str(key), check=False)
     assert both.returncode == 2 and "not both" in both.stderr
+
+
+@pytest.mark.slow
+def test_the_quickstart_pushed_as_ci_pushes_it_verifies(setup: Setup, tmp_path: Path) -> None:
+    """Issue 18's yardstick: the committed quickstart, built --locked and pushed as the CI
+    recipe pushes it, then `envnix verify` from a fresh checkout of the same files."""
+    examples = Path(__file__).resolve().parents[2] / "examples" / "quickstart"
+    expected = json.loads((examples / "expected-digests.json").read_text())
+    ci = tmp_path / "ci" / "quickstart"
+    shutil.copytree(examples, ci, ignore=shutil.ignore_patterns(".envnix"))
+    built = build(ci, "--locked", "--no-load", "-t", "quickstart:dev")
+    assert built.manifest == expected["manifest"]
+    dest = f"{setup.reg.host}/team/quickstart:ci"
+    envnix("push", "-p", str(ci), dest, *setup.auth())
+    reviewer = tmp_path / "reviewer" / "quickstart"
+    shutil.copytree(examples, reviewer, ignore=shutil.ignore_patterns(".envnix"))
+    proc = envnix("verify", str(reviewer), dest, *setup.auth())
+    assert proc.stdout.splitlines() == [f"verified {expected['manifest']}"], proc.stdout
