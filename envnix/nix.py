@@ -18,6 +18,7 @@ import tempfile
 import threading
 import time
 import urllib.parse
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -128,11 +129,13 @@ def nix_build(
     progress: Progress | None = None,
     verbose: bool = False,
     config: NixConfig | None = None,
+    args: Sequence[str] = (),
 ) -> NixResult:
-    """Build ``attr`` of ``directory/default.nix``; return the output path."""
+    """Build ``attr`` of ``directory/default.nix``; return the output path. ``args`` are
+    more of default.nix's arguments (``--argstr NAME VALUE`` / ``--arg NAME EXPR``)."""
     cmd = [require_nix(), str(directory / "default.nix"), "-A", attr,
            *build_options(toolchain, config or NixConfig(), progress)]
-    cmd += ["--argstr", "toolchain", toolchain]
+    cmd += ["--argstr", "toolchain", toolchain, *args]
     if store:
         cmd += ["--store", store]
         if _is_chroot_store(store):

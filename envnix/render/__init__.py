@@ -57,11 +57,23 @@ OWN_LAYER_BYTES = 10 * 1024 * 1024
 MAX_LAYERS = 100
 
 
+COMPRESSIONS = ("gzip", "zstd")
+
+
 @dataclass(frozen=True)
 class Rendered:
     directory: Path
     tag: str
     toolchain: str
+    compression: str = "gzip"
+    slim: bool = False
+
+    @property
+    def nix_args(self) -> list[str]:
+        """nix-build's arguments for how layers are packed (default.nix has the same as its
+        defaults, so a later build of the project, e.g. its image.tar, makes the same image)."""
+        return ["--argstr", "compression", self.compression,
+                "--arg", "slim", "true" if self.slim else "false"]
 
 
 def nix_options(toolchain: str) -> list[str]:
@@ -619,11 +631,16 @@ _FORMER_ENTRIES = ("plan.json", "image-config.json", "files", "context", "flake.
 
 
 def render(spec: ImageSpec, lock: Lock, out_dir: Path, tag: str,
-           toolchain: str = "pinned", context: Path | None = None) -> Rendered:
+           toolchain: str = "pinned", context: Path | None = None,
+           compression: str = "gzip", slim: bool = False) -> Rendered:
     """Write the Nix project for ``spec`` + ``lock`` into ``out_dir``: templates/image.nix
     (lib.buildImage of envnix's flake), the builders, the toolchain pin and the lock with its
-    image section, and a default.nix that calls image.nix on the build context."""
+    image section, and a default.nix that calls image.nix on the build context.
+    ``compression`` and ``slim`` (lib.buildImage's arguments of the same names) become
+    default.nix's defaults: they change the image's bytes, so they are explicit inputs."""
     image_name(tag, "the tag")
+    if compression not in COMPRESSIONS:
+        raise UsageError(f"compression {compression!r}: expected gzip or zstd")
     spec = with_locked_cuda(spec, lock)
     nixpkgs_cuda = spec.cuda is not None and provider_named(spec.cuda.provider).installer == "nix"
     if nixpkgs_cuda and os.environ.get("NIXPKGS_ALLOW_UNFREE") != "1":
@@ -638,17 +655,17 @@ def render(spec: ImageSpec, lock: Lock, out_dir: Path, tag: str,
     if lock.image is None:  # every check comes before the first write
         lock = dataclasses.replace(lock, image=image_section(spec, lock, context))
     try:
-        _render_into(out_dir, spec, lock, tag, toolchain, context)
+        _render_into(out_dir, spec, lock, tag, toolchain, context, compression, slim)
     except OSError as exc:
         where = exc.filename or out_dir
         raise UsageError(f"cannot write {where}: {os_reason(exc)}",
                          hint="check the output directory's permissions and free space, or "
                               "give another with --out-dir") from None
-    return Rendered(out_dir, tag, toolchain)
+    return Rendered(out_dir, tag, toolchain, compression, slim)
 
 
 def _render_into(out_dir: Path, spec: ImageSpec, lock: Lock, tag: str, toolchain: str,
-                 context: Path) -> None:
+                 context: Path, compression: str = "gzip", slim: bool = False) -> None:
     previous = claim_out_dir(out_dir)
     source = resources.files("envnix.builders")
     wanted = sorted(p.name for p in source.iterdir()
@@ -660,6 +677,8 @@ def _render_into(out_dir: Path, spec: ImageSpec, lock: Lock, tag: str, toolchain
         "manifest": spec.manifest,
         "tag": tag,
         "toolchain": toolchain,
+        "compression": compression,
+        "slim": "true" if slim else "false",
         "host_python": HOST_PYTHON,
         # relative, so the project moves with its context (and the goldens hold no tmp path)
         "context": "/" + os.path.relpath(context.resolve(), out_dir.resolve()),
@@ -677,8 +696,8 @@ def _render_into(out_dir: Path, spec: ImageSpec, lock: Lock, tag: str, toolchain
            (resources.files("envnix.toolchain") / "toolchain.nix").read_text("utf-8"))
     _write(out_dir / LOCK_NAME, lock.dumps())
     # Only the host toolchain needs a copy of zstandard: the pinned one has Debian's.
-    _write_zstandard(out_dir / "toolchain", needed=toolchain == "host" and any(
-        p["fn"].endswith(".conda") for p in lock.conda_packages))
+    _write_zstandard(out_dir / "toolchain", needed=toolchain == "host" and (
+        compression == "zstd" or any(p["fn"].endswith(".conda") for p in lock.conda_packages)))
     builders = _real_dir(out_dir / "builders")
     for name in previous:  # only builder files envnix wrote there itself
         stale = builders / name
