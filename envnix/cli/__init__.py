@@ -320,7 +320,8 @@ def build_cmd(path: str | None, path_opt: str | None, from_: str, cuda_provider:
     result = nix_build(rendered.directory, "image", toolchain,
                        out_link=rendered.directory / "result", store=store,
                        progress=REPORTER, verbose=verbose, config=nix_config,
-                       args=rendered.nix_args)
+                       args=["--argstr", "compression", compression,
+                             "--arg", "slim", str(slim).lower()])
     store_root = Path(store) if store and "://" not in store else None
     real = Path(str(store_root) + str(result.out_path)) if store_root else result.out_path
     digests = read_digests(real / "digests.json")

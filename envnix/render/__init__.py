@@ -57,9 +57,6 @@ OWN_LAYER_BYTES = 10 * 1024 * 1024
 MAX_LAYERS = 100
 
 
-COMPRESSIONS = ("gzip", "zstd")
-
-
 @dataclass(frozen=True)
 class Rendered:
     directory: Path
@@ -67,13 +64,6 @@ class Rendered:
     toolchain: str
     compression: str = "gzip"
     slim: bool = False
-
-    @property
-    def nix_args(self) -> list[str]:
-        """nix-build's arguments for how layers are packed (default.nix has the same as its
-        defaults, so a later build of the project, e.g. its image.tar, makes the same image)."""
-        return ["--argstr", "compression", self.compression,
-                "--arg", "slim", "true" if self.slim else "false"]
 
 
 def nix_options(toolchain: str) -> list[str]:
@@ -635,12 +625,9 @@ def render(spec: ImageSpec, lock: Lock, out_dir: Path, tag: str,
            compression: str = "gzip", slim: bool = False) -> Rendered:
     """Write the Nix project for ``spec`` + ``lock`` into ``out_dir``: templates/image.nix
     (lib.buildImage of envnix's flake), the builders, the toolchain pin and the lock with its
-    image section, and a default.nix that calls image.nix on the build context.
-    ``compression`` and ``slim`` (lib.buildImage's arguments of the same names) become
-    default.nix's defaults: they change the image's bytes, so they are explicit inputs."""
+    image section, and a default.nix that calls image.nix on the build context (with
+    ``compression`` and ``slim``, lib.buildImage's arguments, as its defaults)."""
     image_name(tag, "the tag")
-    if compression not in COMPRESSIONS:
-        raise UsageError(f"compression {compression!r}: expected gzip or zstd")
     spec = with_locked_cuda(spec, lock)
     nixpkgs_cuda = spec.cuda is not None and provider_named(spec.cuda.provider).installer == "nix"
     if nixpkgs_cuda and os.environ.get("NIXPKGS_ALLOW_UNFREE") != "1":
@@ -665,7 +652,7 @@ def render(spec: ImageSpec, lock: Lock, out_dir: Path, tag: str,
 
 
 def _render_into(out_dir: Path, spec: ImageSpec, lock: Lock, tag: str, toolchain: str,
-                 context: Path, compression: str = "gzip", slim: bool = False) -> None:
+                 context: Path, compression: str, slim: bool) -> None:
     previous = claim_out_dir(out_dir)
     source = resources.files("envnix.builders")
     wanted = sorted(p.name for p in source.iterdir()
@@ -678,7 +665,7 @@ def _render_into(out_dir: Path, spec: ImageSpec, lock: Lock, tag: str, toolchain
         "tag": tag,
         "toolchain": toolchain,
         "compression": compression,
-        "slim": "true" if slim else "false",
+        "slim": str(slim).lower(),
         "host_python": HOST_PYTHON,
         # relative, so the project moves with its context (and the goldens hold no tmp path)
         "context": "/" + os.path.relpath(context.resolve(), out_dir.resolve()),
@@ -695,9 +682,9 @@ def _render_into(out_dir: Path, spec: ImageSpec, lock: Lock, tag: str, toolchain
     _write(out_dir / "toolchain.nix",
            (resources.files("envnix.toolchain") / "toolchain.nix").read_text("utf-8"))
     _write(out_dir / LOCK_NAME, lock.dumps())
-    # Only the host toolchain needs a copy of zstandard: the pinned one has Debian's.
-    _write_zstandard(out_dir / "toolchain", needed=toolchain == "host" and (
-        compression == "zstd" or any(p["fn"].endswith(".conda") for p in lock.conda_packages)))
+    # Only the host toolchain needs a copy of zstandard (.conda, zstd layers): pinned has it.
+    _write_zstandard(out_dir / "toolchain", needed=toolchain == "host" and (compression == "zstd"
+                     or any(p["fn"].endswith(".conda") for p in lock.conda_packages)))
     builders = _real_dir(out_dir / "builders")
     for name in previous:  # only builder files envnix wrote there itself
         stale = builders / name
