@@ -18,6 +18,7 @@ import tempfile
 import threading
 import time
 import urllib.parse
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -128,11 +129,13 @@ def nix_build(
     progress: Progress | None = None,
     verbose: bool = False,
     config: NixConfig | None = None,
+    args: Sequence[str] = (),
 ) -> NixResult:
-    """Build ``attr`` of ``directory/default.nix``; return the output path."""
+    """Build ``attr`` of ``directory/default.nix``; return the output path. ``args`` are
+    more of default.nix's arguments (``--argstr NAME VALUE`` / ``--arg NAME EXPR``)."""
     cmd = [require_nix(), str(directory / "default.nix"), "-A", attr,
            *build_options(toolchain, config or NixConfig(), progress)]
-    cmd += ["--argstr", "toolchain", toolchain]
+    cmd += ["--argstr", "toolchain", toolchain, *args]
     if store:
         cmd += ["--store", store]
         if _is_chroot_store(store):
@@ -298,18 +301,36 @@ def seed_chroot_store(lock_path: Path, store: str,
         progress(f"nix: seeding {store} with {len(missing)} artifact(s) "
                  f"({len(on_host)} from this machine's store)")
     with tempfile.TemporaryDirectory(prefix="envnix-seed-") as tmp:
-        for path in missing:
+        batch: list[str] = []
+        held = 0
+        for i, path in enumerate(missing):
             artifact = wanted[path]
             file = Path(tmp) / artifact["storeName"]
             if path in on_host and Path(path).is_file():
                 shutil.copyfile(path, file)
             else:
                 http.download(artifact["url"], artifact["sha256"], file, progress=progress)
-            added = _run(["nix-store", "--store", store, "--add-fixed", "sha256", str(file)])
-            if added.strip() != path:
-                raise BuildError(f"seeding {store}: {artifact['storeName']} became "
-                                 f"{added.strip()}, expected {path}")
-            file.unlink()
+            batch.append(path)
+            held += file.stat().st_size
+            if held >= SEED_BATCH_BYTES or len(batch) >= SEED_BATCH_FILES or i == len(missing) - 1:
+                _add_fixed(store, [(p, Path(tmp) / wanted[p]["storeName"]) for p in batch])
+                batch, held = [], 0
+
+
+# One nix-store --add-fixed per batch, not per artifact: each call opens the store's database
+# (60 .debs: 6.1 s one by one, 0.8 s in one call); bytes bound the temporary copies on disk.
+SEED_BATCH_FILES = 200
+SEED_BATCH_BYTES = 1 << 30
+
+
+def _add_fixed(store: str, batch: list[tuple[str, Path]]) -> None:
+    added = _run(["nix-store", "--store", store, "--add-fixed", "sha256",
+                  *(str(file) for _, file in batch)]).split()
+    for (path, file), got in zip(batch, added + [""] * len(batch), strict=False):
+        if got != path:
+            raise BuildError(f"seeding {store}: {file.name} became {got or 'nothing'}, "
+                             f"expected {path}")
+        file.unlink()
 
 
 _NIX_BASE32 = "0123456789abcdfghijklmnpqrsvwxyz"

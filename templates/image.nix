@@ -19,6 +19,8 @@
 , hostPython ? "/usr/bin/python3"
 , zstdPath ? null         # host toolchain only: a directory holding the zstandard module
 , checkSources ? true     # refuse a lock older than the files the frontend read
+, compression ? "gzip"    # layer blobs: "gzip" or "zstd" (tar+zstd media type); other bytes
+, slim ? false            # leave out docs (but copyright files), man/info pages, locales
 }:
 let
   inherit (builtins) fromJSON readFile toJSON toFile hashFile hashString attrNames
@@ -58,6 +60,32 @@ let
       + "changed since it was locked; run `envnix lock` (or `nix run <envnix> -- lock`)");
 
   imageTag = if tag != null then tag else image.defaultTag;
+
+  # How layers are packed: explicit arguments (never a host default), since they change the
+  # image's bytes. The gzip, non-slim derivations get no extra attribute, so their store
+  # paths (and binary-cache hits) stay those of a build without these arguments.
+  packing =
+    if compression != "gzip" && compression != "zstd" then
+      throw "envnix: compression ${toJSON compression}: expected \"gzip\" or \"zstd\""
+    else if compression == "gzip" then { }
+    else { inherit compression; }
+      // (if toolchain == "host" && zstdPath != null
+          then { zstdPath = builtins.path { path = zstdPath; name = "envnix-zstandard"; }; }
+          else { });
+  # Debian's slim images' dpkg path filters (their /etc/dpkg/dpkg.cfg.d/docker): mklayer
+  # leaves out what they exclude, and mkmeta writes them into the image so a later
+  # `apt install` does the same.
+  slimFilter = [
+    "path-exclude /usr/share/doc/*"
+    "path-include /usr/share/doc/*/copyright"
+    "path-exclude /usr/share/groff/*"
+    "path-exclude /usr/share/info/*"
+    "path-exclude /usr/share/linda/*"
+    "path-exclude /usr/share/lintian/overrides/*"
+    "path-exclude /usr/share/locale/*"
+    "path-exclude /usr/share/man/*"
+  ];
+  slimmed = if slim then { pathFilter = toJSON slimFilter; } else { };
   storeName = s:
     let
       swapped = concatMap (p: if isString p then [ p ] else [ "-" ])
@@ -151,13 +179,13 @@ let
 
   skeleton = run "envnix-skeleton" "mkmeta.py" { skeleton = "1"; };
 
-  meta = run "envnix-meta" "mkmeta.py" {
+  meta = run "envnix-meta" "mkmeta.py" ({
     trees = toJSON (map (k: trees.${k}) (attrNames trees));
     workdir = plan.workdir;
     users = toJSON plan.users;
     aptSources = toJSON plan.aptSources;
     aptAuto = toJSON plan.aptAuto;
-  };
+  } // (if slim then { dpkgFilter = toJSON slimFilter; } else { }));
 
   # Config files envd writes (pip.conf, sudoers, init script, ...) and runtime.mount points.
   files = run "envnix-files" "mktree.py" {
@@ -233,10 +261,10 @@ let
     else if k == "@context" then contextTree
     else trees.${k} or (fail "the layer plan names ${k}, which the lock does not list");
 
-  layer = l: run "envnix-layer-${l.name}" "mklayer.py" {
+  layer = l: run "envnix-layer-${l.name}" "mklayer.py" ({
     trees = toJSON (map treeFor l.trees);
     mtime = toString plan.mtime;
-  };
+  } // packing // slimmed);
 
   # base(image=...): each base layer blob, fetched by its digest, is an image layer as is
   # (layer dir for mkimage) and, for run(), a package tree with its whiteouts kept as files.
@@ -268,10 +296,12 @@ let
     pkgName = "run-${toString (i + 1)}";
   }) (length plan.runs);
 
-  runLayer = i: t: run "envnix-layer-run-${toString (i + 1)}" "mklayer.py" {
+  # run() layers hold what the user's commands made: packed, never filtered (an apt install
+  # there already follows the image's dpkg filters).
+  runLayer = i: t: run "envnix-layer-run-${toString (i + 1)}" "mklayer.py" ({
     trees = toJSON [ t ];
     mtime = toString plan.mtime;
-  };
+  } // packing);
 
   layers = fromBase baseLayer ++ map layer plan.layers
     ++ genList (i: runLayer i (elemAt runTrees i)) (length runTrees);

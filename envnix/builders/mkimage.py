@@ -49,6 +49,9 @@ MT_INDEX = "application/vnd.oci.image.index.v1+json"
 MT_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 MT_CONFIG = "application/vnd.oci.image.config.v1+json"
 MT_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
+# layer.json's "compression" (gzip when absent) -> the blob's file name and media type
+BLOBS = {"gzip": ("layer.tar.gz", MT_LAYER),
+         "zstd": ("layer.tar.zst", "application/vnd.oci.image.layer.v1.tar+zstd")}
 DEFAULT_CREATED = "1970-01-01T00:00:00Z"
 CONFIG_SCHEMA = 1  # image-config.json's version; envnix.render.CONFIG_SCHEMA writes it
 DIGESTS_SCHEMA = 1  # digests.json's version; envnix.oci.layout.DIGESTS_SCHEMA reads it
@@ -80,6 +83,7 @@ class Layer:
     digest: str
     size: int
     paths: int | None = None  # tar members, as mklayer counted them (None: not said)
+    media_type: str = MT_LAYER
 
 
 def canonical_json(obj: object) -> bytes:
@@ -117,7 +121,8 @@ _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
 
 def read_layer(path: str) -> Layer:
-    """Read `<path>/layer.json` and check it against `<path>/layer.tar.gz`'s size."""
+    """Read `<path>/layer.json` and check it against its blob's size (`layer.tar.gz`, or
+    the file its "compression" names)."""
     meta_path = os.path.join(path, "layer.json")
     meta = B.load_json(meta_path, f"{path}: cannot read layer.json", ImageError)
     if not (
@@ -127,16 +132,20 @@ def read_layer(path: str) -> Layer:
         and isinstance(meta.get("size"), int)
     ):
         raise ImageError(f"{meta_path}: needs diff_id, digest (sha256:<hex>) and size")
-    blob = os.path.join(path, "layer.tar.gz")
+    compression = meta.get("compression", "gzip")
+    if compression not in BLOBS:
+        raise ImageError(f"{meta_path}: compression {compression!r}: expected gzip or zstd")
+    blob_name, media_type = BLOBS[compression]
+    blob = os.path.join(path, blob_name)
     try:
         actual = os.stat(blob).st_size
     except OSError as e:
-        raise ImageError(f"{path}: cannot read layer.tar.gz: {e.strerror}") from None
+        raise ImageError(f"{path}: cannot read {blob_name}: {e.strerror}") from None
     if actual != meta["size"]:
         raise ImageError(f"{blob} has {actual} bytes, layer.json says {meta['size']}")
     paths = meta.get("paths")
     return Layer(path, layer_name(path), blob, meta["diff_id"], meta["digest"], meta["size"],
-                 paths if isinstance(paths, int) else None)
+                 paths if isinstance(paths, int) else None, media_type)
 
 
 def make_config(template: dict[str, object], layers: list[Layer]) -> bytes:
@@ -171,7 +180,7 @@ def make_manifest(config: bytes, layers: list[Layer]) -> bytes:
         "mediaType": MT_MANIFEST,
         "config": {"mediaType": MT_CONFIG, "digest": sha256(config), "size": len(config)},
         "layers": [
-            {"mediaType": MT_LAYER, "digest": layer.digest, "size": layer.size}
+            {"mediaType": layer.media_type, "digest": layer.digest, "size": layer.size}
             for layer in layers
         ],
     })
@@ -202,8 +211,9 @@ def _link_target(layer: Layer, out: str) -> str:
     """Relative when the layer sits next to $out (the store), else absolute."""
     layer_dir = os.path.abspath(layer.path)
     if os.path.dirname(layer_dir) == os.path.dirname(os.path.abspath(out)):
-        return os.path.join("..", "..", "..", "..", os.path.basename(layer_dir), "layer.tar.gz")
-    return os.path.join(layer_dir, "layer.tar.gz")
+        return os.path.join("..", "..", "..", "..", os.path.basename(layer_dir),
+                            os.path.basename(layer.blob))
+    return os.path.abspath(layer.blob)
 
 
 def _write_file(path: str, data: bytes) -> None:

@@ -1,10 +1,16 @@
-"""Pack package trees into one deterministic, gzipped OCI layer.
+"""Pack package trees into one deterministic, compressed OCI layer.
 
 Run by Nix as `python3 mklayer.py` with these environment variables:
-  out     where to write `layer.tar.gz` and `layer.json` (created if missing)
+  out     where to write the blob (`layer.tar.gz`, or `layer.tar.zst` with zstd) and
+          `layer.json` (created if missing)
   trees   JSON list of package-tree paths, or (when it does not start with '[') the path of a
           file holding that list
   mtime   optional integer mtime for every member (SOURCE_DATE_EPOCH-style), default 0
+  compression  optional: "gzip" (default) or "zstd" (_zstd.py: fixed level, one frame)
+  pathFilter   optional JSON list of dpkg `path-exclude /GLOB` / `path-include /GLOB` lines
+          (_pathfilter.py): the paths they exclude are left out (slim images), before hard
+          links are planned
+  zstdPath     optional (host toolchain): a directory holding the `zstandard` package
 
 Each tree is `<tree>/root/...` plus `<tree>/meta.json` (see README.md). Why the work is done
 here and not by `tar`: the Nix store forgets modes and owners, and the diffID must not depend on
@@ -22,8 +28,9 @@ the host's tar, Python or file system. So:
 - the same path in two trees is fine only for directories with the same mode/owner, regular
   files with the same content/mode/owner, or symlinks with the same target/mode/owner;
   anything else is an error naming both trees.
-Writes are streamed (tar -> gzip -> file); the uncompressed tar is hashed, never stored.
-`layer.json` = {"diff_id", "digest", "size" (gz bytes), "tar_size", "paths" (members)}.
+Writes are streamed (tar -> gzip/zstd -> file); the uncompressed tar is hashed, never stored.
+`layer.json` = {"diff_id", "digest", "size" (blob bytes), "tar_size", "paths" (members)}, plus
+"compression" when it is not gzip and "dropped" (members left out) with a pathFilter.
 Errors: one line `envnix-builder: layer: ...` on stderr, exit 1.
 """
 
@@ -36,10 +43,15 @@ import sys
 from dataclasses import dataclass, replace
 
 import _builder as B
+import _pathfilter
+from _archive import import_zstandard_from
 from _gzip import GzipWriter
 from _tarwrite import Entry, TarError, TarWriter
+from _zstd import ZstdWriter
 
 COMPARE_CHUNK = 1 << 20
+# compression -> the blob's file name (mkimage.py's BLOBS maps it to the OCI media type)
+BLOBS = {"gzip": "layer.tar.gz", "zstd": "layer.tar.zst"}
 
 
 class LayerError(Exception):
@@ -190,9 +202,11 @@ def _order(path: bytes) -> list[bytes]:
     return path.split(b"/")
 
 
-def merge_trees(trees: list[str]) -> list[Item]:
-    """All trees' members as one list in archive order, hard links restored; conflicting
-    paths are errors."""
+def merge_trees(trees: list[str], path_filter: list[str] | None = None
+                ) -> tuple[list[Item], int]:
+    """All trees' members as one list in archive order, hard links restored, and how many
+    `path_filter` left out (before links are planned: a group keeps the names that stay);
+    conflicting paths are errors."""
     merged: dict[bytes, Item] = {}
     groups: list[list[bytes]] = []
     for tree in trees:
@@ -210,11 +224,28 @@ def merge_trees(trees: list[str]) -> list[Item]:
                 raise LayerError(
                     f"{_show(rel)} is provided by both {old.tree} and {item.tree}{why}"
                 )
+    before = len(merged)
+    if path_filter:
+        merged, groups = _filtered(merged, groups, path_filter)
     for rel, first in link_plan(merged, groups).items():
         item = merged[rel]
         merged[rel] = replace(item, entry=replace(item.entry, kind="hardlink", size=0,
                                                   linkname=first))
-    return [merged[k] for k in sorted(merged, key=_order)]
+    return [merged[k] for k in sorted(merged, key=_order)], before - len(merged)
+
+
+def _filtered(merged: dict[bytes, Item], groups: list[list[bytes]], lines: list[str]
+              ) -> tuple[dict[bytes, Item], list[list[bytes]]]:
+    try:
+        rules = _pathfilter.parse(lines)
+    except _pathfilter.FilterError as e:
+        raise LayerError(str(e)) from None
+    kept = _pathfilter.keep(rules, {rel.decode("utf-8"): item.entry.kind == "dir"
+                                    for rel, item in merged.items()})
+    merged = {rel: item for rel, item in merged.items() if rel.decode("utf-8") in kept}
+    groups = [g for g in ([rel for rel in group if rel in merged] for group in groups)
+              if len(g) >= 2]
+    return merged, groups
 
 
 def link_plan(merged: dict[bytes, Item], groups: list[list[bytes]]) -> dict[bytes, bytes]:
@@ -251,11 +282,12 @@ def link_plan(merged: dict[bytes, Item], groups: list[list[bytes]]) -> dict[byte
     return plan
 
 
-def write_layer(items: list[Item], out: str, mtime: int) -> dict[str, object]:
-    """Stream the tar through gzip into `out/layer.tar.gz`; return layer.json's content."""
+def write_layer(items: list[Item], out: str, mtime: int,
+                compression: str = "gzip") -> dict[str, object]:
+    """Stream the tar through gzip or zstd into `out/<blob>`; return layer.json's content."""
     os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, "layer.tar.gz"), "wb") as f:
-        gz = GzipWriter(f)
+    with open(os.path.join(out, BLOBS[compression]), "wb") as f:
+        gz = GzipWriter(f) if compression == "gzip" else ZstdWriter(f)
         tar = TarWriter(gz, mtime=mtime)
         for item in items:  # (a hard link's target comes first in archive order)
             if item.entry.kind == "file":
@@ -265,13 +297,16 @@ def write_layer(items: list[Item], out: str, mtime: int) -> dict[str, object]:
                 tar.add(item.entry)
         tar.close()
         gz.close()
-    return {
+    layer: dict[str, object] = {
         "diff_id": tar.digest,
         "digest": gz.digest,
         "size": gz.size,
         "tar_size": tar.size,
         "paths": tar.count,
     }
+    if compression != "gzip":
+        layer["compression"] = compression
+    return layer
 
 
 def _env_int(name: str, default: int) -> int:
@@ -296,8 +331,19 @@ def _main() -> None:
     if not trees:
         raise LayerError("trees is empty")
     mtime = _env_int("mtime", 0)
-    items = merge_trees(trees)
-    layer = write_layer(items, out, mtime)
+    compression = B.optional_env("compression") or "gzip"
+    if compression not in BLOBS:
+        raise LayerError(f"compression={compression!r}: use gzip or zstd")
+    if compression == "zstd" and B.optional_env("zstdPath"):
+        import_zstandard_from(B.optional_env("zstdPath") or "")
+    filter_value = B.optional_env("pathFilter") or ""
+    path_filter = B.json_input(filter_value, "pathFilter") if filter_value else []
+    if not isinstance(path_filter, list):
+        raise LayerError("pathFilter must be a JSON list of dpkg path-exclude/-include lines")
+    items, dropped = merge_trees(trees, path_filter)
+    layer = write_layer(items, out, mtime, compression)
+    if path_filter:
+        layer["dropped"] = dropped
     with open(os.path.join(out, "layer.json"), "w", encoding="utf-8") as f:
         f.write(json.dumps(layer, sort_keys=True, separators=(",", ":")))
 

@@ -16,6 +16,8 @@ Environment:
             snapshot?}); with apt in a tree, written as etc/apt/sources.list.d/envnix.sources
   aptAuto   optional JSON list of package names apt should see as automatically installed
             (var/lib/apt/extended_states), with apt in a tree
+  dpkgFilter optional JSON list of dpkg `path-exclude`/`path-include` lines (a slim image):
+            written as etc/dpkg/dpkg.cfg.d/envnix-slim, so apt in the image follows them
   skeleton  "1": build the skeleton instead (see below); users/workdir are ignored.
   pkgName, pkgVersion   optional, for meta.json (default "meta"/"skeleton" and "0").
 
@@ -59,6 +61,7 @@ import stat
 import sys
 
 import _builder as B
+import _pathfilter
 import _treewrite as T
 import cacerts
 import ldcache
@@ -244,6 +247,7 @@ def build_meta(out: str, writer: T.TreeWriter) -> None:
     for rel, u in sorted(homes.items()):
         writer.add_dir(rel, 0o755, u.uid, u.gid)
 
+    dpkg_filter(writer)
     workdir = B.getenv("workdir", "")
     if workdir:
         rel = image_rel(workdir, "workdir")
@@ -259,6 +263,24 @@ def build_meta(out: str, writer: T.TreeWriter) -> None:
                 writer.add_dir(p, 0o755, u.uid, u.gid)
             elif i == len(parts) and owner_home is None:
                 writer.add_dir(p, 0o755)
+
+
+def dpkg_filter(writer: T.TreeWriter) -> None:
+    """etc/dpkg/dpkg.cfg.d/envnix-slim from dpkgFilter (the lines mklayer applied)."""
+    value = B.getenv("dpkgFilter", "")
+    lines = B.json_input(value, "dpkgFilter") if value else []
+    if not isinstance(lines, list):
+        raise B.BuilderError("dpkgFilter must be a JSON list of dpkg path-exclude/-include lines")
+    if not lines:
+        return
+    try:
+        _pathfilter.parse(lines)
+    except _pathfilter.FilterError as e:
+        raise B.BuilderError(str(e)) from None
+    text = ("# envnix --slim: what the image was built without; dpkg leaves the same out of\n"
+            "# later installs (delete this file to get docs, man pages and locales again).\n"
+            + "".join(line + "\n" for line in lines))
+    writer.add_file("etc/dpkg/dpkg.cfg.d/envnix-slim", text.encode(), 0o644)
 
 
 def build_skeleton(writer: T.TreeWriter) -> None:

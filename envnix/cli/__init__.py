@@ -244,6 +244,15 @@ def _build_options(fn):  # type: ignore[no-untyped-def]
                      help="What runs the builders inside Nix: pinned (Python, zlib and proot "
                           "from pinned .debs in the Nix store), host (NOT reproducible: this "
                           "machine's python3, needs extra-sandbox-paths) or nixpkgs."),
+        click.option("--compression", type=click.Choice(["gzip", "zstd"]), default="gzip",
+                     show_default=True,
+                     help="Layer compression (zstd: tar+zstd media type, smaller and faster "
+                          "to build and unpack; needs podman, containerd >= 1.5 or Docker "
+                          ">= 23 to pull). Part of the image's bytes, like the lock."),
+        click.option("--slim", is_flag=True,
+                     help="Leave out docs (but copyright files), man/info pages and locales, "
+                          "as Debian's slim images do; apt in the image keeps leaving them "
+                          "out (/etc/dpkg/dpkg.cfg.d/envnix-slim)."),
     ]):
         fn = option(fn)
     return fn
@@ -290,7 +299,7 @@ def _nix_config(substituters: str | None, no_substitute: bool, builders: str | N
 @_build_options
 def render_cmd(path: str | None, path_opt: str | None, from_: str, cuda_provider: str | None,
                apt_mirror: str | None, tag: str | None, locked: bool, out_dir: Path | None,
-               toolchain: str) -> None:
+               toolchain: str, compression: str, slim: bool) -> None:
     """Lock if needed and write the Nix project (default.nix, image.nix) without building."""
     context = _context(path, path_opt)
     if tag:
@@ -299,7 +308,7 @@ def render_cmd(path: str | None, path_opt: str | None, from_: str, cuda_provider
     spec = _load_spec(context, from_, cuda_provider)
     lock = ensure_lock(context, spec, apt_mirror, locked, REPORTER, _describer(spec, context))
     rendered = render(spec, lock, out_dir or context / GENERATED_DIR, tag, toolchain,
-                      context=context)
+                      context=context, compression=compression, slim=slim)
     click.echo(str(rendered.directory))
 
 
@@ -317,7 +326,8 @@ def render_cmd(path: str | None, path_opt: str | None, from_: str, cuda_provider
 @results.result_options
 def build_cmd(path: str | None, path_opt: str | None, from_: str, cuda_provider: str | None,
               apt_mirror: str | None, tag: str | None, locked: bool, out_dir: Path | None,
-              toolchain: str, store: str | None, substituters: str | None,
+              toolchain: str, compression: str, slim: bool, store: str | None,
+              substituters: str | None,
               no_substitute: bool, builders: str | None, max_jobs: str | None,
               nix_options: tuple[tuple[str, str], ...], verbose: bool,
               outputs: tuple[str, ...], load: bool | None, iidfile: Path | None,
@@ -340,10 +350,12 @@ def build_cmd(path: str | None, path_opt: str | None, from_: str, cuda_provider:
     spec = _load_spec(context, from_, cuda_provider)
     lock = ensure_lock(context, spec, apt_mirror, locked, REPORTER, _describer(spec, context))
     rendered = render(spec, lock, out_dir or context / GENERATED_DIR, tag, toolchain,
-                      context=context)
+                      context=context, compression=compression, slim=slim)
     result = nix_build(rendered.directory, "image", toolchain,
                        out_link=rendered.directory / "result", store=store,
-                       progress=REPORTER, verbose=verbose, config=nix_config)
+                       progress=REPORTER, verbose=verbose, config=nix_config,
+                       args=["--argstr", "compression", compression,
+                             "--arg", "slim", str(slim).lower()])
     store_root = Path(store) if store and "://" not in store else None
     real = Path(str(store_root) + str(result.out_path)) if store_root else result.out_path
     digests = read_digests(real / "digests.json")

@@ -7,12 +7,13 @@ push reads the OCI layout directly. Files are written atomically; ``-`` means st
 
 from __future__ import annotations
 
+import contextlib
 import posixpath
 import re
 import shutil
 import sys
 import tarfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -20,7 +21,7 @@ from envnix.core.errors import PublishError, UsageError, os_reason
 from envnix.core.fileio import atomic_writer
 from envnix.core.progress import Progress
 from envnix.nix import nix_build
-from envnix.oci.layout import BuiltImage, read_digests, store_real_path
+from envnix.oci.layout import BuiltImage, open_layer, read_digests, store_real_path
 
 
 def toolchain_of(generated: Path) -> str:
@@ -49,6 +50,13 @@ def build_archive(generated: Path, image: BuiltImage, store: str | None,
     return root / "image.tar"
 
 
+@contextlib.contextmanager
+def _layer_tar(blob: Path) -> Iterator[tarfile.TarFile]:
+    """A layer blob as a tar stream (gzip or zstd)."""
+    with open(blob, "rb") as raw, open_layer(raw) as f, tarfile.open(fileobj=f, mode="r|") as tf:
+        yield tf
+
+
 def _norm(name: str) -> str:
     name = posixpath.normpath("/" + name).lstrip("/")
     return "" if name == "." else name
@@ -70,7 +78,7 @@ def write_rootfs_tar(image: BuiltImage, out: BinaryIO) -> int:
     whiteout: dict[str, int] = {}
     opaque: dict[str, int] = {}
     for i, blob in enumerate(blobs):
-        with tarfile.open(blob, "r|gz") as tf:
+        with _layer_tar(blob) as tf:
             for m in tf:
                 path = _norm(m.name)
                 base, parent = posixpath.basename(path), posixpath.dirname(path)
@@ -104,7 +112,7 @@ def write_rootfs_tar(image: BuiltImage, out: BinaryIO) -> int:
     files_from: dict[str, int] = {}  # regular file written -> the layer it came from
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as w:
         for i, blob in enumerate(blobs):
-            with tarfile.open(blob, "r|gz") as tf:
+            with _layer_tar(blob) as tf:
                 for m in tf:
                     path = _norm(m.name)
                     base = posixpath.basename(path)
@@ -137,7 +145,7 @@ def _add_link(w: tarfile.TarFile, m: tarfile.TarInfo, blob: Path, layer: int,
     that layer, else as a copy of the target's content in that layer (read again)."""
     target = _norm(m.linkname)
     if files_from.get(target) != layer:
-        with tarfile.open(blob, "r|gz") as tf:
+        with _layer_tar(blob) as tf:
             for t in tf:
                 if _norm(t.name) == target and t.isreg():
                     m.type, m.linkname, m.size = tarfile.REGTYPE, "", t.size

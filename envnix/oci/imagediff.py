@@ -10,7 +10,6 @@ with skopeo into a temporary OCI layout (the registry options are push's).
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import posixpath
 import tarfile
@@ -19,13 +18,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import zstandard
 
 from envnix.core import schema as S
 from envnix.core.errors import PublishError, UsageError
 from envnix.core.reference import DIGEST, DOCKER, InvalidReference, Reference
+from envnix.oci.layout import open_layer
 from envnix.oci.registry import RegistryOptions, copy_to_layout, human_size
 
 __all__ = ["Image", "ImageDiff", "LayerDiff", "config_changes", "diff_images",
@@ -33,7 +33,6 @@ __all__ = ["Image", "ImageDiff", "LayerDiff", "config_changes", "diff_images",
            "read_layout"]
 
 OCI = "oci:"
-_GZIP, _ZSTD = b"\x1f\x8b", b"\x28\xb5\x2f\xfd"
 
 # path -> (kind, mode, uid, gid, size, sha256 of the contents or the link target)
 Entry = tuple[str, int, int, int, int, str]
@@ -137,16 +136,6 @@ def open_image(text: str, opts: RegistryOptions | None = None) -> Iterator[Image
         yield read_layout(layout, "image", text)
 
 
-def _open_layer(f: BinaryIO) -> BinaryIO:
-    magic = f.read(4)
-    f.seek(0)
-    if magic.startswith(_GZIP):
-        return gzip.GzipFile(fileobj=f)  # type: ignore[return-value]
-    if magic == _ZSTD:
-        return zstandard.ZstdDecompressor().stream_reader(f)  # type: ignore[return-value]
-    return f
-
-
 def _entry(tf: tarfile.TarFile, m: tarfile.TarInfo) -> Entry:
     if m.isreg():
         h = hashlib.sha256()
@@ -173,7 +162,7 @@ def layer_entries(path: Path, source: str) -> tuple[dict[str, Entry], set[str], 
     whiteouts: set[str] = set()
     opaque: set[str] = set()
     try:
-        with open(path, "rb") as raw, _open_layer(raw) as f, \
+        with open(path, "rb") as raw, open_layer(raw) as f, \
                 tarfile.open(fileobj=f, mode="r|") as tf:
             for m in tf:
                 name = _norm(m.name)

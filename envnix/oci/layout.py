@@ -8,13 +8,14 @@ here too because every later oci module needs an external program (skopeo, podma
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from envnix.core import schema as S
 from envnix.core.errors import (
@@ -25,6 +26,23 @@ from envnix.core.errors import (
     UsageError,
     os_reason,
 )
+
+_GZIP, _ZSTD = b"\x1f\x8b", b"\x28\xb5\x2f\xfd"
+
+
+def open_layer(f: BinaryIO) -> BinaryIO:
+    """A layer blob's tar stream, whichever way it is compressed (gzip, zstd, none): envnix
+    layers are gzip or, built with ``--compression zstd``, zstd; a registry image may be any."""
+    magic = f.read(4)
+    f.seek(0)
+    if magic.startswith(_GZIP):
+        return gzip.GzipFile(fileobj=f)  # type: ignore[return-value]
+    if magic == _ZSTD:
+        import zstandard  # only for zstd layers: the CLI's start-up does not pay for it
+
+        return zstandard.ZstdDecompressor().stream_reader(f)  # type: ignore[return-value]
+    return f
+
 
 DIGESTS_SCHEMA = 1
 """digests.json's ``schema`` (builders/mkimage.py writes it; it cannot import this): bump both

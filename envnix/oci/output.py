@@ -147,8 +147,9 @@ def parse_output(values: Sequence[str],
             raise UsageError(f"output attribute {key!r} is not supported by envnix for "
                              f"type={kind}", hint=f"supported: {', '.join(sorted(allowed))}")
     if attrs.get("compression", "gzip") != "gzip":
-        raise UsageError(f"compression={attrs['compression']}: envnix images are gzip layers; "
-                         "recompressing would change the digests the build computed")
+        raise UsageError(f"compression={attrs['compression']}: an export keeps the layers the "
+                         "build made; recompressing would change the digests it computed",
+                         hint="build zstd layers with envnix build --compression zstd")
     if "oci-mediatypes" in attrs and not _bool("oci-mediatypes", attrs["oci-mediatypes"]):
         raise UsageError("oci-mediatypes=false: envnix images are OCI images")
     names = tuple(n.strip() for n in attrs.get("name", "").split(",") if n.strip())

@@ -62,6 +62,8 @@ class Rendered:
     directory: Path
     tag: str
     toolchain: str
+    compression: str = "gzip"
+    slim: bool = False
 
 
 def nix_options(toolchain: str) -> list[str]:
@@ -622,10 +624,12 @@ _FORMER_ENTRIES = ("plan.json", "image-config.json", "files", "context", "flake.
 
 
 def render(spec: ImageSpec, lock: Lock, out_dir: Path, tag: str,
-           toolchain: str = "pinned", context: Path | None = None) -> Rendered:
+           toolchain: str = "pinned", context: Path | None = None,
+           compression: str = "gzip", slim: bool = False) -> Rendered:
     """Write the Nix project for ``spec`` + ``lock`` into ``out_dir``: templates/image.nix
     (lib.buildImage of envnix's flake), the builders, the toolchain pin and the lock with its
-    image section, and a default.nix that calls image.nix on the build context."""
+    image section, and a default.nix that calls image.nix on the build context (with
+    ``compression`` and ``slim``, lib.buildImage's arguments, as its defaults)."""
     image_name(tag, "the tag")
     spec = with_locked_cuda(spec, lock)
     nixpkgs_cuda = spec.cuda is not None and provider_named(spec.cuda.provider).installer == "nix"
@@ -641,17 +645,17 @@ def render(spec: ImageSpec, lock: Lock, out_dir: Path, tag: str,
     if lock.image is None:  # every check comes before the first write
         lock = dataclasses.replace(lock, image=image_section(spec, lock, context))
     try:
-        _render_into(out_dir, spec, lock, tag, toolchain, context)
+        _render_into(out_dir, spec, lock, tag, toolchain, context, compression, slim)
     except OSError as exc:
         where = exc.filename or out_dir
         raise UsageError(f"cannot write {where}: {os_reason(exc)}",
                          hint="check the output directory's permissions and free space, or "
                               "give another with --out-dir") from None
-    return Rendered(out_dir, tag, toolchain)
+    return Rendered(out_dir, tag, toolchain, compression, slim)
 
 
 def _render_into(out_dir: Path, spec: ImageSpec, lock: Lock, tag: str, toolchain: str,
-                 context: Path) -> None:
+                 context: Path, compression: str, slim: bool) -> None:
     previous = claim_out_dir(out_dir)
     source = resources.files("envnix.builders")
     wanted = sorted(p.name for p in source.iterdir()
@@ -663,6 +667,8 @@ def _render_into(out_dir: Path, spec: ImageSpec, lock: Lock, tag: str, toolchain
         "manifest": spec.manifest,
         "tag": tag,
         "toolchain": toolchain,
+        "compression": compression,
+        "slim": str(slim).lower(),
         "host_python": HOST_PYTHON,
         # relative, so the project moves with its context (and the goldens hold no tmp path)
         "context": "/" + os.path.relpath(context.resolve(), out_dir.resolve()),
@@ -679,9 +685,9 @@ def _render_into(out_dir: Path, spec: ImageSpec, lock: Lock, tag: str, toolchain
     _write(out_dir / "toolchain.nix",
            (resources.files("envnix.toolchain") / "toolchain.nix").read_text("utf-8"))
     _write(out_dir / LOCK_NAME, lock.dumps())
-    # Only the host toolchain needs a copy of zstandard: the pinned one has Debian's.
-    _write_zstandard(out_dir / "toolchain", needed=toolchain == "host" and any(
-        p["fn"].endswith(".conda") for p in lock.conda_packages))
+    # Only the host toolchain needs a copy of zstandard (.conda, zstd layers): pinned has it.
+    _write_zstandard(out_dir / "toolchain", needed=toolchain == "host" and (compression == "zstd"
+                     or any(p["fn"].endswith(".conda") for p in lock.conda_packages)))
     builders = _real_dir(out_dir / "builders")
     for name in previous:  # only builder files envnix wrote there itself
         stale = builders / name

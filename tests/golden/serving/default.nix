@@ -6,12 +6,14 @@
 # runs the Python programs in ./builders on the pinned toolchain (toolchain.nix).
 { toolchain ? "pinned"
 , pkgs ? null
+, compression ? "gzip"
+, slim ? false
 }:
 import ./image.nix {
   context = ./. + "/../serving";
   lock = ./envnix.lock;
   tag = "serving:dev";
-  inherit toolchain pkgs;
+  inherit toolchain pkgs compression slim;
   builders = ./builders;
   toolchainNix = ./toolchain.nix;
   shippedPin = ./toolchain-pin.json;
