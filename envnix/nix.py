@@ -21,7 +21,7 @@ import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
-from envnix.core import http, process
+from envnix.core import credentials, http, process
 from envnix.core.errors import (
     BuildError,
     EnvnixError,
@@ -133,6 +133,8 @@ def nix_build(
     cmd = [require_nix(), str(directory / "default.nix"), "-A", attr,
            *build_options(toolchain, config or NixConfig(), progress)]
     cmd += ["--argstr", "toolchain", toolchain]
+    if not store or not _is_chroot_store(store):
+        seed_private_layers(directory / LOCK_NAME, store, progress)
     if store:
         cmd += ["--store", store]
         if _is_chroot_store(store):
@@ -189,6 +191,11 @@ def build_options(toolchain: str, config: NixConfig,
     for name, value in DEFAULTS.items():
         if name not in asked and _left_default(settings, name):
             opts += ["--option", name, value]
+    netrc = credentials.netrc_path()
+    if netrc is not None and "netrc-file" not in asked and _left_default(settings, "netrc-file"):
+        # The login for a private index: Nix reads it when it fetches (builtin:fetchurl gets
+        # its contents in memory), so no secret is written into a .drv or the store.
+        opts += ["--option", "netrc-file", str(netrc)]
     if config.builders is not None:
         opts += ["--option", "builders", config.builders]
     if config.max_jobs is not None:
@@ -304,12 +311,56 @@ def seed_chroot_store(lock_path: Path, store: str,
             if path in on_host and Path(path).is_file():
                 shutil.copyfile(path, file)
             else:
-                http.download(artifact["url"], artifact["sha256"], file, progress=progress)
-            added = _run(["nix-store", "--store", store, "--add-fixed", "sha256", str(file)])
-            if added.strip() != path:
-                raise BuildError(f"seeding {store}: {artifact['storeName']} became "
-                                 f"{added.strip()}, expected {path}")
-            file.unlink()
+                http.download(artifact["url"], artifact["sha256"], file, progress=progress,
+                              headers=_registry_headers(artifact["url"]))
+            _add_fixed(file, path, store)
+
+
+def _add_fixed(file: Path, path: str, store: str | None) -> None:
+    """Add ``file`` to ``store`` (None: the host's) as the fixed output ``path`` Nix expects."""
+    added = _run(["nix-store", *(["--store", store] if store else []), "--add-fixed",
+                  "sha256", str(file)])
+    if added.strip() != path:
+        raise BuildError(f"adding {file.name} to the store gave {added.strip()}, expected {path}")
+    file.unlink()
+
+
+_BLOB_URL = re.compile(r"https?://([^/]+)/v2/.+/blobs/sha256:[0-9a-f]{64}")
+
+
+def _registry_headers(url: str) -> dict[str, str] | None:
+    """The login a registry blob URL needs, from the user's auth files; None for others."""
+    m = _BLOB_URL.fullmatch(url)
+    login = credentials.registry_login(m[1]) if m else None
+    return http.registry_headers(url, login) if login else None
+
+
+def seed_private_layers(lock_path: Path, store: str | None,
+                        progress: Progress | None = None) -> None:
+    """Download the base layers whose registry needs a login, with the login the user stored
+    for it (auth.json, docker's config.json, a credential helper), into ``store``.
+
+    Why not Nix: builtin:fetchurl knows a netrc but not a registry's token flow, and a login
+    handed to it in the derivation would be written into the world-readable .drv. The path
+    added is the one Nix's fetch would make, so Nix then finds it built.
+    """
+    layers = _seedable(lock_path, base_only=True)
+    hosts = {m[1] for a in layers if (m := _BLOB_URL.fullmatch(a["url"]))}
+    logged_in = {h for h in hosts if credentials.registry_login(h)}
+    private = {fixed_output_path(a["sha256"], a["storeName"]): a for a in layers
+               if (m := _BLOB_URL.fullmatch(a["url"])) and m[1] in logged_in}
+    missing = _invalid(list(private), store)
+    if not missing:
+        return
+    if progress:
+        progress(f"nix: fetching {len(missing)} base layer(s) with the registry login")
+    with tempfile.TemporaryDirectory(prefix="envnix-seed-") as tmp:
+        for path in missing:
+            layer = private[path]
+            file = Path(tmp) / layer["storeName"]
+            http.download(layer["url"], layer["sha256"], file, progress=progress,
+                          headers=_registry_headers(layer["url"]))
+            _add_fixed(file, path, store)
 
 
 _NIX_BASE32 = "0123456789abcdfghijklmnpqrsvwxyz"
@@ -332,7 +383,7 @@ def fixed_output_path(sha256: str, name: str, store_dir: str = "/nix/store") -> 
     return f"{store_dir}/{text}-{name}"
 
 
-def _seedable(lock_path: Path) -> list[dict[str, str]]:
+def _seedable(lock_path: Path, base_only: bool = False) -> list[dict[str, str]]:
     """The rendered lock's artifacts and base layers, checked as Nix would fetch them: http(s)
     only, no credentials, a sha256 and a store name that is also a safe file name. Seeding
     runs outside any sandbox, so this holds on its own, whatever wrote the file: the lock is
@@ -345,6 +396,8 @@ def _seedable(lock_path: Path) -> list[dict[str, str]]:
     if lock is None or lock.image is None:
         raise BuildError(f"{lock_path}: missing, or without an image section",
                          hint="run envnix render (or envnix build) again")
+    if base_only:
+        return list(lock.image["plan"]["baseLayers"])
     return [*lock_artifacts(lock).values(), *lock.image["plan"]["baseLayers"]]
 
 

@@ -7,6 +7,7 @@ image with no resolver and no index access.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,7 +98,20 @@ def conda_plan(spec: ImageSpec) -> CondaPlan | None:
         raise LockError("no conda channel is configured for this image's conda packages",
                         hint="name one in install.conda_packages(channel=[...]), env.yaml "
                              "channels:, or config.conda_channel")
-    return CondaPlan(specs, names, resolve_channels(names, condarc, specs), condarc, env)
+    channels = resolve_channels(names, condarc, specs)
+    for location in channels:
+        for url in (location.canonical, *location.urls):
+            if m := _CHANNEL_TOKEN.match(url):
+                raise LockError(
+                    f"conda channel {m[1]}: its URL carries an access token (/t/...), which "
+                    "envnix.lock and Nix's .drv files (world-readable) would record",
+                    hint="serve the channel with a login instead and put it in ~/.netrc "
+                         f"(machine {m[1]} login USER password TOKEN): envnix and Nix read it")
+    return CondaPlan(specs, names, channels, condarc, env)
+
+
+# anaconda.org-style private channels: https://HOST/t/<token>/<channel>
+_CHANNEL_TOKEN = re.compile(r"[a-z][a-z0-9+.-]*://([^/]+)(?:/[^/]+)*?/t/[^/]+/", re.I)
 
 
 def pip_request(spec: ImageSpec, plan: CondaPlan | None) -> PipRequest:
