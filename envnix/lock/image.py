@@ -5,6 +5,10 @@ needs it for push anyway. Only ``envnix lock`` runs it; the lock's ``base`` sect
 everything the build needs (layer digests and sizes, diff_ids, the config to inherit, and each
 blob's URL for Nix's fixed-output fetch), so ``envnix build --locked`` never asks the registry.
 
+A registry that needs a login: skopeo finds the user's (auth.json, docker's config.json,
+credential helpers), and :func:`_check_pull` checks with core/credentials' copy of it that
+the layers can be downloaded; ``envnix build`` then fetches them with it (nix.py).
+
 Registries listed in ``ENVNIX_INSECURE_REGISTRIES`` (comma-separated ``host[:port]``) are
 spoken to over plain HTTP (``--tls-verify=false``), e.g. a loopback test registry.
 """
