@@ -77,6 +77,28 @@ cuda_provider_option = click.option(
     "--cuda-provider", envvar=options.CUDA_PROVIDER.name, type=click.Choice(CUDA_PROVIDERS),
     help="Where install.cuda's libraries come from (default: conda for conda envs, else "
          "NVIDIA's PyPI wheels).")
+
+
+def _parse_owner(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    """--owner UID:GID (envd's): kept on the context for _owner(), so the commands' signatures
+    stay as they are."""
+    if value is None:
+        return
+    uid, sep, gid = value.partition(":")
+    if not (sep and uid.isdigit() and gid.isdigit() and int(uid) <= 65535
+            and int(gid) <= 65535):
+        raise UsageError(f"--owner {value!r}: expected UID:GID, each 0..65535")
+    ctx.meta["envnix.owner"] = (int(uid), int(gid))
+
+
+def _owner() -> tuple[int, int] | None:
+    return click.get_current_context().meta.get("envnix.owner")
+
+
+owner_option = click.option(
+    "--owner", metavar="UID:GID", expose_value=False, callback=_parse_owner,
+    help="Owner of io.copy's files, the workdir and the image user's home (envd's --owner; "
+         "beats build.envd's config.owner).")
 mirror_option = click.option("--apt-mirror", envvar=options.APT_MIRROR.name,
                              help="Debian mirror base URL (default: this machine's apt sources).")
 
@@ -107,11 +129,13 @@ def cli() -> None:
 @path_option
 @from_option
 @cuda_provider_option
+@owner_option
 def spec_cmd(path: str | None, path_opt: str | None, from_: str,
              cuda_provider: str | None) -> None:
     """Evaluate build.envd and print the ImageSpec as JSON."""
     context = _context(path, path_opt)
-    spec = load_spec(context, from_, cuda_provider=_cuda_provider(cuda_provider))
+    spec = load_spec(context, from_, cuda_provider=_cuda_provider(cuda_provider),
+                     owner=_owner())
     click.echo(spec.to_json(), nl=False)
 
 
@@ -178,6 +202,7 @@ def init_cmd(env_file: Path | None, flake: bool, envnix_input: str, path_opt: st
 @path_option
 @from_option
 @cuda_provider_option
+@owner_option
 @mirror_option
 @click.option("--check", is_flag=True, help="Exit non-zero if envnix.lock does not match inputs.")
 @results.json_option
@@ -185,7 +210,8 @@ def lock_cmd(path: str | None, path_opt: str | None, from_: str, cuda_provider: 
              apt_mirror: str | None, check: bool, as_json: bool) -> None:
     """Resolve every apt and pip package to URL + sha256 and write envnix.lock."""
     context = _context(path, path_opt)
-    spec = load_spec(context, from_, cuda_provider=_cuda_provider(cuda_provider))
+    spec = load_spec(context, from_, cuda_provider=_cuda_provider(cuda_provider),
+                     owner=_owner())
     lock_path = lock_file(context, spec)
     if check:
         check_lock(context, spec, _describer(spec, context))
@@ -206,7 +232,8 @@ def lock_cmd(path: str | None, path_opt: str | None, from_: str, cuda_provider: 
 
 def _build_options(fn):  # type: ignore[no-untyped-def]
     for option in reversed([
-        common_path, path_option, from_option, cuda_provider_option, mirror_option,
+        common_path, path_option, from_option, cuda_provider_option, owner_option,
+        mirror_option,
         click.option("-t", "--tag", help="Image name:tag (default: <context dir>:dev)."),
         click.option("--locked", is_flag=True, help="Fail instead of re-locking a stale lock."),
         click.option("--out-dir", type=click.Path(path_type=Path),
@@ -254,7 +281,8 @@ def render_cmd(path: str | None, path_opt: str | None, from_: str, cuda_provider
     if tag:
         image_name(tag, "-t")
     tag = tag or _default_tag(context)
-    spec = load_spec(context, from_, cuda_provider=_cuda_provider(cuda_provider))
+    spec = load_spec(context, from_, cuda_provider=_cuda_provider(cuda_provider),
+                     owner=_owner())
     lock = ensure_lock(context, spec, apt_mirror, locked, REPORTER, _describer(spec, context))
     rendered = render(spec, lock, out_dir or context / GENERATED_DIR, tag, toolchain,
                       context=context)
@@ -303,7 +331,8 @@ def build_cmd(path: str | None, path_opt: str | None, from_: str, cuda_provider:
     if tag:
         image_name(tag, "-t")
     tag = output.build_tag(tag, _default_tag(context)) if output else tag or _default_tag(context)
-    spec = load_spec(context, from_, cuda_provider=_cuda_provider(cuda_provider))
+    spec = load_spec(context, from_, cuda_provider=_cuda_provider(cuda_provider),
+                     owner=_owner())
     lock = ensure_lock(context, spec, apt_mirror, locked, REPORTER, _describer(spec, context))
     rendered = render(spec, lock, out_dir or context / GENERATED_DIR, tag, toolchain,
                       context=context)
