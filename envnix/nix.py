@@ -33,7 +33,8 @@ from envnix.core.errors import (
     UsageError,
     os_reason,
 )
-from envnix.core.progress import REPORTER, Progress
+from envnix.core.progress import REPORTER, Progress, status
+from envnix.core.progress import step as progress_step
 from envnix.lock.model import LOCK_NAME, CorruptLockError, read_lock
 from envnix.render import lock_artifacts, nix_options
 from envnix.toolchain import ensure
@@ -163,11 +164,13 @@ def nix_build(
             done += 1
             if progress and not verbose:
                 progress(f"nix: [{done}/{total or '?'}] {m[1]}" + (f" on {m[2]}" if m[2] else ""))
+            status(progress, f"nix: {done - 1}/{total or '?'} derivations built, building {m[1]}")
         elif (m := _CANNOT_BUILD_ON.search(line)) and progress and not verbose:
             progress(f"nix: remote builder {m[1]} cannot be used ({_reason(m[2])}): "
                      "left out of this build")
 
-    proc = process.run(cmd, error=BuildError, on_line=on_line)
+    with progress_step(progress, "nix: evaluating"):
+        proc = process.run(cmd, error=BuildError, on_line=on_line)
     for url, count in unsigned.items():
         if progress:
             progress(f"nix: {count} path(s) in {url} are not signed by a key in "

@@ -28,6 +28,7 @@ from envnix.core.errors import (
 from envnix.core.fileio import atomic_write
 from envnix.core.nixexpr import nix_string
 from envnix.core.process import install_signal_handlers
+from envnix.core.progress import MODES as progress_modes
 from envnix.core.progress import REPORTER
 from envnix.core.reference import default_name, image_name
 from envnix.frontend import load_spec
@@ -95,6 +96,16 @@ def _owner() -> tuple[int, int] | None:
     return click.get_current_context().meta.get("envnix.owner")
 
 
+def _set_progress(_ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        REPORTER.set_mode(value)
+
+
+progress_option = click.option(
+    "--progress", type=click.Choice(progress_modes), expose_value=False, callback=_set_progress,
+    help="How progress shows on stderr, as buildx spells it: auto (a live line on a "
+         "terminal, else plain), plain (lines; a long step repeats its status every few "
+         "seconds), tty, quiet. NO_COLOR turns colour off.")
 owner_option = click.option(
     "--owner", metavar="UID:GID", expose_value=False, callback=_parse_owner,
     help="Owner of io.copy's files, the workdir and the image user's home (envd's --owner; "
@@ -203,6 +214,7 @@ def init_cmd(env_file: Path | None, flake: bool, envnix_input: str, path_opt: st
 @from_option
 @cuda_provider_option
 @owner_option
+@progress_option
 @mirror_option
 @click.option("--check", is_flag=True, help="Exit non-zero if envnix.lock does not match inputs.")
 @results.json_option
@@ -233,7 +245,7 @@ def lock_cmd(path: str | None, path_opt: str | None, from_: str, cuda_provider: 
 def _build_options(fn):  # type: ignore[no-untyped-def]
     for option in reversed([
         common_path, path_option, from_option, cuda_provider_option, owner_option,
-        mirror_option,
+        progress_option, mirror_option,
         click.option("-t", "--tag", help="Image name:tag (default: <context dir>:dev)."),
         click.option("--locked", is_flag=True, help="Fail instead of re-locking a stale lock."),
         click.option("--out-dir", type=click.Path(path_type=Path),

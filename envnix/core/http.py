@@ -47,7 +47,7 @@ from envnix.core.credentials import Login, netrc_login
 from envnix.core.errors import FetchError, HashMismatchError, LockError, os_reason
 from envnix.core.fileio import atomic_writer
 from envnix.core.nixexpr import shown_url, url_problem
-from envnix.core.progress import Progress
+from envnix.core.progress import Progress, transfer
 
 TIMEOUT = 30.0
 """Seconds before a server that accepted the connection but stopped answering is given up."""
@@ -393,11 +393,14 @@ def download(url: str, sha256: str, dest: Path, *, timeout: float = 120,
     if problem:
         raise LockError(f"refusing to download {url[:200]!r}: {problem}")
     digest = hashlib.sha256()
+    done = 0
     try:
         with open_url(url, headers, timeout=timeout) as resp, atomic_writer(dest) as out:
             while chunk := resp.body.read(CHUNK):
                 digest.update(chunk)
                 out.write(chunk)
+                done += len(chunk)
+                transfer(progress, f"download {dest.name}", done, resp.length)
             if digest.hexdigest() != sha256:
                 raise HashMismatchError(
                     f"hash mismatch for {dest.name}: envnix.lock pins sha256:{sha256} but the "

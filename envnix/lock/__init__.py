@@ -15,7 +15,7 @@ from typing import Any
 
 from envnix.core import options
 from envnix.core.errors import LockError, StaleLockError, UsageError
-from envnix.core.progress import Progress
+from envnix.core.progress import Progress, step
 from envnix.frontend.envyaml import (
     ChannelLocation,
     Condarc,
@@ -314,7 +314,8 @@ def relock(context: Path, spec: ImageSpec, apt_mirror: str | None, describe: Des
            progress: Progress) -> tuple[Lock, bool]:
     """``envnix lock``: resolve everything again and write the lock with its image section;
     True when the file changed (a damaged file is kept as envnix.lock.bak)."""
-    lock = make_lock(spec, context, apt_sources(spec.os, apt_mirror), progress)
+    with step(progress, "lock: resolving"):
+        lock = make_lock(spec, context, apt_sources(spec.os, apt_mirror), progress)
     lock = dataclasses.replace(lock, image=describe(lock))
     return lock, write_lock(lock_file(context, spec), lock)
 
@@ -364,7 +365,8 @@ def ensure_lock(context: Path, spec: ImageSpec, apt_mirror: str | None, locked: 
             raise StaleLockError(f"{path.name} is stale: {reason}",
                                  hint="run envnix lock, or drop --locked")
         progress(f"lock: {path.name} is stale ({reason}); re-locking")
-    lock = make_lock(spec, context, apt_sources(spec.os, apt_mirror), progress)
+    with step(progress, "lock: resolving"):
+        lock = make_lock(spec, context, apt_sources(spec.os, apt_mirror), progress)
     lock = dataclasses.replace(lock, image=describe(lock))
     write_lock(path, lock)
     progress(f"lock: wrote {path} ({len(lock.artifacts())} artifacts)")
