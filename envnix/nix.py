@@ -441,6 +441,15 @@ def _translate_failure(log: str) -> BuildError | FetchError:
                               hint="build without it: --substituters 'URLS' (the others) or "
                                    "--no-substitute; see docs/nix-config.md")
     if m := next((m for m in downloads if not _CACHE_FILE.fullmatch(m[2])), None):
+        if code := re.search(r"HTTP error (401|403)", m[3]):
+            host = urllib.parse.urlsplit(m[2]).netloc
+            netrc = credentials.netrc_path()
+            return FetchError(f"cannot download {m[2]}: {host} "
+                              + (f"refused the login for it in {netrc}" if netrc
+                                 else "needs a login") + f" (HTTP {code[1]})",
+                              hint=f"put a current 'machine {host} login USER password SECRET' "
+                                   "line in ~/.netrc (or the file NETRC names): envnix hands "
+                                   "it to Nix as netrc-file")
         return FetchError(f"cannot download {m[2]}: {m[3].strip()}",
                           hint="check the network or the mirror in envnix.lock")
     if "daemon-socket" in log and "Permission denied" in log:

@@ -131,6 +131,13 @@ def test_private_index_behind_a_password_works_from_a_netrc(tmp_path: Path) -> N
         envnix("lock", str(context), env=env)
         [pinned] = json.loads((context / "envnix.lock").read_text())["pip"]["wheels"]
         assert pinned["url"] == f"{index.url.removesuffix('/simple')}/files/{wheel.name}"
+        # The login expires between lock and build: Nix's fetch is refused, said in one line.
+        (tmp_path / "home" / ".netrc").write_text(
+            f"machine 127.0.0.1 login {USER} password expired\n")
+        line = _one_error(envnix("build", str(context), "-t", "priv:1", env=env, check=False))
+        assert "127.0.0.1" in line and "refused the login" in line and "401" in line, line
+        (tmp_path / "home" / ".netrc").write_text(
+            f"machine 127.0.0.1 login {USER} password {password}\n")
         before = len(index.agents)
         built: Built = parse_build(context, envnix("build", str(context), "-t", "priv:1",
                                                    env=env))
