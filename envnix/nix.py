@@ -442,7 +442,7 @@ def _translate_failure(log: str) -> BuildError | FetchError:
                                    "--no-substitute; see docs/nix-config.md")
     if m := next((m for m in downloads if not _CACHE_FILE.fullmatch(m[2])), None):
         if code := re.search(r"HTTP error (401|403)", m[3]):
-            host = urllib.parse.urlsplit(m[2]).netloc
+            host = urllib.parse.urlsplit(m[2]).hostname or m[2]
             netrc = credentials.netrc_path()
             return FetchError(f"cannot download {m[2]}: {host} "
                               + (f"refused the login for it in {netrc}" if netrc

@@ -95,8 +95,10 @@ class Unauthorized(HttpError):
     def __init__(self, url: str, code: int, reason: str, cause: BaseException,
                  login_sent: bool) -> None:
         super().__init__(url, code, reason, cause)
-        host = urllib.parse.urlsplit(url).netloc
-        self.host, self.login_sent = host, login_sent
+        parts = urllib.parse.urlsplit(url)
+        host = parts.netloc
+        self.host = parts.hostname or host  # a netrc's "machine" (no port)
+        self.login_sent = login_sent
         self.message = (f"{host} refused the login envnix sent (HTTP {code}) for "
                         f"{shown_url(url)}" if login_sent else
                         f"{host} needs a login (HTTP {code}) for {shown_url(url)}")

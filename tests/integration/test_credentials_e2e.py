@@ -21,9 +21,14 @@ from pathlib import Path
 
 import pytest
 from _cli import Built, build, envnix, parse_build
+from _conda_channel import ChannelInfo, ChannelServer, serve
 from _pip_index import Dist, serve_index
 from _registry import Registry, have_registry_tools
 from test_builders_unpack import make_wheel
+
+from envnix.core.errors import FetchError
+from envnix.frontend.envyaml import ChannelLocation
+from envnix.lock.conda import lock_conda
 
 pytestmark = pytest.mark.slow
 
@@ -152,6 +157,32 @@ def test_private_index_behind_a_password_works_from_a_netrc(tmp_path: Path) -> N
     assert any(marker.encode() in gzip.decompress(p.read_bytes()) for p in layers
                if p.read_bytes()[:2] == b"\x1f\x8b")  # the wheel is in the image
     assert _files_holding(secret, layers) == []
+
+
+def test_private_conda_channel_locks_from_the_netrc(channel: tuple[ChannelInfo, ChannelServer],
+                                                  tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A channel behind a password: repodata and any package hashed at lock time come with the
+    netrc's login; the lock records plain URLs; a wrong login is one line naming the host."""
+    info, _ = channel
+    password = "ch-" + uuid.uuid4().hex
+    monkeypatch.delenv("NETRC", raising=False)
+    with serve(info.root, prefixes=("private/fixture",), login=(USER, password)) as server:
+        where = ChannelLocation("fixture", server.url("private/fixture"),
+                                (server.url("private/fixture"),))
+        monkeypatch.setenv("HOME", str(tmp_path))
+        (tmp_path / ".netrc").write_text(f"machine 127.0.0.1 login {USER} password nope\n")
+        with pytest.raises(FetchError) as err:
+            lock_conda(["pkg-a", "nosha"], [where], glibc="2.36", cache_dir=tmp_path / "c1")
+        assert "127.0.0.1" in str(err.value) and "refused the login" in str(err.value)
+        assert err.value.hint is not None and "machine 127.0.0.1 login" in err.value.hint
+        (tmp_path / ".netrc").write_text(f"machine 127.0.0.1 login {USER} password "
+                                         f"{password}\n")
+        entries = lock_conda(["pkg-a", "nosha"], [where], glibc="2.36",
+                             cache_dir=tmp_path / "c2")
+    assert {e["name"] for e in entries} >= {"pkg-a", "nosha"}
+    assert all(str(e["url"]).startswith(server.url("private/fixture") + "/") for e in entries)
+    assert password not in json.dumps(entries)
 
 
 @pytest.fixture(scope="module")
