@@ -74,6 +74,11 @@ def _index_url(name: str, value: str) -> None:
             or " " in value or has_control_character(value)):
         raise SpecError(f"config.pip_index: {name} {value!r} is not an http(s) URL without "
                         "spaces or control characters")
+    if "@" in parts.netloc:  # /etc/pip.conf, the lock and the .drv files would all keep it
+        raise SpecError(f"config.pip_index: {name} carries a login (user:password@"
+                        f"{parts.hostname})", hint=f"remove it and put 'machine "
+                        f"{parts.hostname} login USER password SECRET' in ~/.netrc: envnix, uv "
+                        "and Nix read it there")
 
 
 class SpecBuilder:

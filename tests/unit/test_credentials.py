@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from envnix.core import credentials
-from envnix.core.errors import FetchError, LockError
+from envnix.core.errors import EnvnixError, FetchError, LockError
 from envnix.frontend import load_spec
 from envnix.lock import conda_plan
 
@@ -101,3 +101,23 @@ def test_conda_channel_token_is_refused_before_the_lock_records_it(tmp_path: Pat
                                         "access token") as err:
         conda_plan(spec)
     assert token not in str(err.value) and token not in (err.value.hint or "")
+
+
+def test_an_index_url_with_a_login_is_refused_before_it_reaches_pip_conf(tmp_path: Path
+                                                                         ) -> None:
+    (tmp_path / "build.envd").write_text(
+        "def build():\n"
+        '    base(os="debian12", language="python3.11")\n'
+        '    config.pip_index(url="https://alice:s3cret@idx.example/simple")\n')
+    with pytest.raises(EnvnixError, match=r"config\.pip_index: url carries a login") as err:
+        load_spec(tmp_path, "build.envd:build")
+    assert "s3cret" not in str(err.value) and "~/.netrc" in (err.value.hint or "")
+    (tmp_path / "env.yaml").write_text(
+        "name: e\nchannels: [conda-forge]\ndependencies:\n  - python=3.11\n  - pip:\n"
+        "    - --extra-index-url https://alice:s3cret@idx.example/simple\n    - six\n")
+    (tmp_path / "build.envd").write_text(
+        "def build():\n"
+        '    base(os="ubuntu22.04", language="python3.11")\n'
+        '    install.conda_packages(env_file="env.yaml")\n')
+    with pytest.raises(EnvnixError, match=r"--extra-index-url: the URL carries a login"):
+        load_spec(tmp_path, "build.envd:build")
