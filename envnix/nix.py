@@ -33,7 +33,8 @@ from envnix.core.errors import (
     UsageError,
     os_reason,
 )
-from envnix.core.progress import REPORTER, Progress, status
+from envnix.core.nixlog import JsonLog
+from envnix.core.progress import REPORTER, Progress, Reporter, status, transfer
 from envnix.core.progress import step as progress_step
 from envnix.lock.model import LOCK_NAME, CorruptLockError, read_lock
 from envnix.render import lock_artifacts, nix_options
@@ -169,14 +170,28 @@ def nix_build(
             progress(f"nix: remote builder {m[1]} cannot be used ({_reason(m[2])}): "
                      "left out of this build")
 
+    # A live line gets Nix's JSON log, for the bytes of its downloads; the lines read back
+    # from it are the plain ones, so everything below reads them alike.
+    json_log = None
+    if isinstance(progress, Reporter) and progress.live and not verbose:
+        json_log = JsonLog(
+            lambda url, got, size: transfer(progress, f"nix: downloading {url.rsplit('/', 1)[-1]}",
+                                            got, size),
+            lambda built, wanted: status(progress, f"nix: {built}/{wanted} derivations built"))
+        cmd += ["--log-format", "internal-json"]
+
+    def read(line: str) -> None:
+        for text in json_log.feed(line) if json_log else [line]:
+            on_line(text)
+
     with progress_step(progress, "nix: evaluating"):
-        proc = process.run(cmd, error=BuildError, on_line=on_line)
+        proc = process.run(cmd, error=BuildError, on_line=read)
     for url, count in unsigned.items():
         if progress:
             progress(f"nix: {count} path(s) in {url} are not signed by a key in "
                      "trusted-public-keys: Nix did not use them")
     if proc.returncode != 0:
-        raise _translate_failure(proc.stderr)
+        raise _translate_failure(json_log.text if json_log else proc.stderr)
     stdout = proc.text
     out = stdout.strip().splitlines()[-1] if stdout.strip() else ""
     return NixResult(Path(out), time.monotonic() - started, done)
