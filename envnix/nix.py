@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from envnix.core import http, process
+from envnix.core import credentials, http, process
 from envnix.core.errors import (
     BuildError,
     EnvnixError,
@@ -34,7 +34,9 @@ from envnix.core.errors import (
     UsageError,
     os_reason,
 )
-from envnix.core.progress import REPORTER, Progress
+from envnix.core.nixlog import JsonLog
+from envnix.core.progress import REPORTER, Progress, Reporter, status, transfer
+from envnix.core.progress import step as progress_step
 from envnix.lock.model import LOCK_NAME, CorruptLockError, read_lock
 from envnix.render import lock_artifacts, nix_options
 from envnix.toolchain import ensure
@@ -136,6 +138,8 @@ def nix_build(
     cmd = [require_nix(), str(directory / "default.nix"), "-A", attr,
            *build_options(toolchain, config or NixConfig(), progress)]
     cmd += ["--argstr", "toolchain", toolchain, *args]
+    if not store or not _is_chroot_store(store):
+        seed_private_layers(directory / LOCK_NAME, store, progress)
     if store:
         cmd += ["--store", store]
         if _is_chroot_store(store):
@@ -164,17 +168,33 @@ def nix_build(
             done += 1
             if progress and not verbose:
                 progress(f"nix: [{done}/{total or '?'}] {m[1]}" + (f" on {m[2]}" if m[2] else ""))
+            status(progress, f"nix: {done - 1}/{total or '?'} derivations built, building {m[1]}")
         elif (m := _CANNOT_BUILD_ON.search(line)) and progress and not verbose:
             progress(f"nix: remote builder {m[1]} cannot be used ({_reason(m[2])}): "
                      "left out of this build")
 
-    proc = process.run(cmd, error=BuildError, on_line=on_line)
+    # A live line gets Nix's JSON log, for the bytes of its downloads; the lines read back
+    # from it are the plain ones, so everything below reads them alike.
+    json_log = None
+    if isinstance(progress, Reporter) and progress.live and not verbose:
+        json_log = JsonLog(
+            lambda url, got, size: transfer(progress, f"nix: downloading {url.rsplit('/', 1)[-1]}",
+                                            got, size),
+            lambda built, wanted: status(progress, f"nix: {built}/{wanted} derivations built"))
+        cmd += ["--log-format", "internal-json"]
+
+    def read(line: str) -> None:
+        for text in json_log.feed(line) if json_log else [line]:
+            on_line(text)
+
+    with progress_step(progress, "nix: evaluating"):
+        proc = process.run(cmd, error=BuildError, on_line=read)
     for url, count in unsigned.items():
         if progress:
             progress(f"nix: {count} path(s) in {url} are not signed by a key in "
                      "trusted-public-keys: Nix did not use them")
     if proc.returncode != 0:
-        raise _translate_failure(proc.stderr)
+        raise _translate_failure(json_log.text if json_log else proc.stderr)
     stdout = proc.text
     out = stdout.strip().splitlines()[-1] if stdout.strip() else ""
     return NixResult(Path(out), time.monotonic() - started, done)
@@ -192,6 +212,11 @@ def build_options(toolchain: str, config: NixConfig,
     for name, value in DEFAULTS.items():
         if name not in asked and _left_default(settings, name):
             opts += ["--option", name, value]
+    netrc = credentials.netrc_path()
+    if netrc is not None and "netrc-file" not in asked and _left_default(settings, "netrc-file"):
+        # The login for a private index: Nix reads it when it fetches (builtin:fetchurl gets
+        # its contents in memory), so no secret is written into a .drv or the store.
+        opts += ["--option", "netrc-file", str(netrc)]
     if config.builders is not None:
         opts += ["--option", "builders", config.builders]
     if config.max_jobs is not None:
@@ -309,7 +334,8 @@ def seed_chroot_store(lock_path: Path, store: str,
             if path in on_host and Path(path).is_file():
                 shutil.copyfile(path, file)
             else:
-                http.download(artifact["url"], artifact["sha256"], file, progress=progress)
+                http.download(artifact["url"], artifact["sha256"], file, progress=progress,
+                              headers=_registry_headers(artifact["url"]))
             batch.append(path)
             held += file.stat().st_size
             if held >= SEED_BATCH_BYTES or len(batch) >= SEED_BATCH_FILES or i == len(missing) - 1:
@@ -323,14 +349,53 @@ SEED_BATCH_FILES = 200
 SEED_BATCH_BYTES = 1 << 30
 
 
-def _add_fixed(store: str, batch: list[tuple[str, Path]]) -> None:
-    added = _run(["nix-store", "--store", store, "--add-fixed", "sha256",
+def _add_fixed(store: str | None, batch: list[tuple[str, Path]]) -> None:
+    """Add each file to ``store`` (None: the host's) as the fixed output path Nix expects."""
+    added = _run(["nix-store", *(["--store", store] if store else []), "--add-fixed", "sha256",
                   *(str(file) for _, file in batch)]).split()
     for (path, file), got in zip(batch, added + [""] * len(batch), strict=False):
         if got != path:
-            raise BuildError(f"seeding {store}: {file.name} became {got or 'nothing'}, "
+            raise BuildError(f"adding {file.name} to the store gave {got or 'nothing'}, "
                              f"expected {path}")
         file.unlink()
+
+
+_BLOB_URL = re.compile(r"https?://([^/]+)/v2/.+/blobs/sha256:[0-9a-f]{64}")
+
+
+def _registry_headers(url: str) -> dict[str, str] | None:
+    """The login a registry blob URL needs, from the user's auth files; None for others."""
+    m = _BLOB_URL.fullmatch(url)
+    login = credentials.registry_login(m[1]) if m else None
+    return http.registry_headers(url, login) if login else None
+
+
+def seed_private_layers(lock_path: Path, store: str | None,
+                        progress: Progress | None = None) -> None:
+    """Download the base layers whose registry needs a login, with the login the user stored
+    for it (auth.json, docker's config.json, a credential helper), into ``store``.
+
+    Why not Nix: builtin:fetchurl knows a netrc but not a registry's token flow, and a login
+    handed to it in the derivation would be written into the world-readable .drv. The path
+    added is the one Nix's fetch would make, so Nix then finds it built.
+    """
+    layers = _seedable(lock_path, base_only=True)
+    hosts = {m[1] for a in layers if (m := _BLOB_URL.fullmatch(a["url"]))}
+    logged_in = {h for h in hosts if credentials.registry_login(h)}
+    private = {fixed_output_path(a["sha256"], a["storeName"]): a for a in layers
+               if (m := _BLOB_URL.fullmatch(a["url"])) and m[1] in logged_in}
+    missing = _invalid(list(private), store)
+    if not missing:
+        return
+    if progress:
+        progress(f"nix: fetching {len(missing)} base layer(s) with the registry login")
+    with tempfile.TemporaryDirectory(prefix="envnix-seed-") as tmp:
+        for path in missing:
+            layer = private[path]
+            file = Path(tmp) / layer["storeName"]
+            http.download(layer["url"], layer["sha256"], file, progress=progress,
+                          headers=_registry_headers(layer["url"]))
+            _add_fixed(store, [(path, file)])
 
 
 _NIX_BASE32 = "0123456789abcdfghijklmnpqrsvwxyz"
@@ -353,7 +418,7 @@ def fixed_output_path(sha256: str, name: str, store_dir: str = "/nix/store") -> 
     return f"{store_dir}/{text}-{name}"
 
 
-def _seedable(lock_path: Path) -> list[dict[str, str]]:
+def _seedable(lock_path: Path, base_only: bool = False) -> list[dict[str, str]]:
     """The rendered lock's artifacts and base layers, checked as Nix would fetch them: http(s)
     only, no credentials, a sha256 and a store name that is also a safe file name. Seeding
     runs outside any sandbox, so this holds on its own, whatever wrote the file: the lock is
@@ -366,6 +431,8 @@ def _seedable(lock_path: Path) -> list[dict[str, str]]:
     if lock is None or lock.image is None:
         raise BuildError(f"{lock_path}: missing, or without an image section",
                          hint="run envnix render (or envnix build) again")
+    if base_only:
+        return list(lock.image["plan"]["baseLayers"])
     return [*lock_artifacts(lock).values(), *lock.image["plan"]["baseLayers"]]
 
 
@@ -406,6 +473,15 @@ def _translate_failure(log: str) -> BuildError | FetchError:
                               hint="build without it: --substituters 'URLS' (the others) or "
                                    "--no-substitute; see docs/nix-config.md")
     if m := next((m for m in downloads if not _CACHE_FILE.fullmatch(m[2])), None):
+        if code := re.search(r"HTTP error (401|403)", m[3]):
+            host = urllib.parse.urlsplit(m[2]).hostname or m[2]
+            netrc = credentials.netrc_path()
+            return FetchError(f"cannot download {m[2]}: {host} "
+                              + (f"refused the login for it in {netrc}" if netrc
+                                 else "needs a login") + f" (HTTP {code[1]})",
+                              hint=f"put a current 'machine {host} login USER password SECRET' "
+                                   "line in ~/.netrc (or the file NETRC names): envnix hands "
+                                   "it to Nix as netrc-file")
         return FetchError(f"cannot download {m[2]}: {m[3].strip()}",
                           hint="check the network or the mirror in envnix.lock")
     if "daemon-socket" in log and "Permission denied" in log:

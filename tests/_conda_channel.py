@@ -29,6 +29,7 @@ channel are byte-identical (the compiled binary apart, if the compiler changes).
 
 from __future__ import annotations
 
+import base64
 import bz2
 import contextlib
 import hashlib
@@ -613,8 +614,10 @@ class ChannelServer:
     ``stop()`` makes every URL unreachable (connection refused) for "mirror down" tests.
     """
 
-    def __init__(self, roots: dict[str, Path]) -> None:
+    def __init__(self, roots: dict[str, Path], login: tuple[str, str] | None = None) -> None:
         self.roots = {"/" + p.strip("/"): r for p, r in roots.items()}
+        self.login = login
+        """(user, password): every request without that basic auth answers 401."""
         self.requests: list[tuple[str, str]] = []
         self.missing: set[str] = set()
         """Prefixes that answer 404 for everything (a mirror lacking the channel)."""
@@ -633,6 +636,13 @@ class ChannelServer:
             def _serve(self, head: bool) -> None:
                 path = self.path.split("?", 1)[0]
                 server.requests.append((self.command, path))
+                if server.login is not None and self.headers.get("Authorization") != (
+                        "Basic " + base64.b64encode(":".join(server.login).encode()).decode()):
+                    self.send_response(401)
+                    self.send_header("WWW-Authenticate", 'Basic realm="private channel"')
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 target = server._lookup(path)
                 if target is None or not target.is_file():
                     self.send_error(404)
@@ -697,15 +707,15 @@ class ChannelServer:
 
 @contextlib.contextmanager
 def serve(root: Path | dict[str, Path],
-          prefixes: Sequence[str] = ("mirror-a/fixture", "mirror-b/fixture")
-          ) -> Iterator[ChannelServer]:
+          prefixes: Sequence[str] = ("mirror-a/fixture", "mirror-b/fixture"),
+          login: tuple[str, str] | None = None) -> Iterator[ChannelServer]:
     """Serve a channel directory under each prefix (each one looks like a separate mirror).
 
     ``root`` may also map prefixes to different channel directories. The server's ``urls``
     are the channel base URLs, in the order of ``prefixes``.
     """
     roots = root if isinstance(root, dict) else {p: root for p in prefixes}
-    server = ChannelServer(roots)
+    server = ChannelServer(roots, login)
     try:
         yield server
     finally:

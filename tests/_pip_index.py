@@ -12,11 +12,14 @@ the lock can be tried against every one:
 
 ``ranges`` makes file URLs answer HTTP Range requests (then uv reads only a wheel's METADATA
 and never sees its hash); ``head_length=False`` makes HEAD answer without Content-Length, as
-some proxies do. ``requests`` records (method, path) of every request.
+some proxies do. ``login=(user, password)`` makes every path answer 401 without that basic
+auth, as a private index behind a password does. ``requests`` records (method, path) of every
+request; ``agents`` the User-Agent of each file request that got its file.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import html
 import http.server
@@ -57,11 +60,13 @@ class PipIndex:
     """Serve ``dists`` at ``<url>/simple/`` (see the module docstring for the styles)."""
 
     def __init__(self, dists: list[Dist], style: str = "html", *, ranges: bool = False,
-                 head_length: bool = True) -> None:
+                 head_length: bool = True, login: tuple[str, str] | None = None) -> None:
         if style not in ("html", "html-nohash", "json"):
             raise ValueError(style)
         self.dists, self.style, self.ranges, self.head_length = dists, style, ranges, head_length
         self.requests: list[tuple[str, str]] = []
+        self.agents: list[str] = []
+        self.login = login
         self.files = {d.path.name: d for d in dists}
         index = self
 
@@ -138,6 +143,14 @@ class PipIndex:
     def _handle(self, req: http.server.BaseHTTPRequestHandler, head: bool) -> None:
         path = req.path.split("?", 1)[0]
         self.requests.append((req.command, path))
+        if self.login is not None:
+            want = "Basic " + base64.b64encode(":".join(self.login).encode()).decode()
+            if req.headers.get("Authorization") != want:
+                req.send_response(401)
+                req.send_header("WWW-Authenticate", 'Basic realm="private index"')
+                req.send_header("Content-Length", "0")
+                req.end_headers()
+                return
         status, ctype, body = 404, "text/plain", b"not found\n"
         m = re.fullmatch(r"/simple/([^/]+)/?", path)
         if path in ("/simple", "/simple/"):
@@ -147,6 +160,7 @@ class PipIndex:
         elif path.startswith("/files/") and path[len("/files/"):] in self.files:
             status, ctype = 200, "application/octet-stream"
             body = self.files[path[len("/files/"):]].path.read_bytes()
+            self.agents.append(req.headers.get("User-Agent", ""))
         ranged = self._range(req, body) if status == 200 and path.startswith("/files/") else None
         if ranged is not None:
             start, end = ranged
@@ -178,8 +192,9 @@ class PipIndex:
 
 
 @contextmanager
-def serve_index(dists: list[Dist], style: str = "html", **options: bool) -> Iterator[PipIndex]:
-    index = PipIndex(dists, style, **options)
+def serve_index(dists: list[Dist], style: str = "html",
+                **options: bool | tuple[str, str]) -> Iterator[PipIndex]:
+    index = PipIndex(dists, style, **options)  # type: ignore[arg-type]
     try:
         yield index
     finally:

@@ -28,6 +28,7 @@ from envnix.core.errors import (
 from envnix.core.fileio import atomic_write
 from envnix.core.nixexpr import nix_string
 from envnix.core.process import install_signal_handlers
+from envnix.core.progress import MODES as progress_modes
 from envnix.core.progress import REPORTER
 from envnix.core.reference import default_name, image_name
 from envnix.frontend import load_spec
@@ -76,7 +77,8 @@ def _load_spec(context: Path, from_: str, cuda_provider: str | None) -> ImageSpe
     except EnvnixError:
         lock = None  # a damaged lock is reported where it is used
     name = lock.image.get("name") if lock is not None and lock.image else None
-    return load_spec(context, from_, cuda_provider=_cuda_provider(cuda_provider), name=name)
+    return load_spec(context, from_, cuda_provider=_cuda_provider(cuda_provider),
+                     owner=_owner(), name=name)
 
 
 def _describer(spec: ImageSpec, context: Path) -> Describe:
@@ -91,6 +93,38 @@ cuda_provider_option = click.option(
     "--cuda-provider", envvar=options.CUDA_PROVIDER.name, type=click.Choice(CUDA_PROVIDERS),
     help="Where install.cuda's libraries come from (default: conda for conda envs, else "
          "NVIDIA's PyPI wheels).")
+
+
+def _parse_owner(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    """--owner UID:GID (envd's): kept on the context for _owner(), so the commands' signatures
+    stay as they are."""
+    if value is None:
+        return
+    uid, sep, gid = value.partition(":")
+    if not (sep and uid.isdigit() and gid.isdigit() and int(uid) <= 65535
+            and int(gid) <= 65535):
+        raise UsageError(f"--owner {value!r}: expected UID:GID, each 0..65535")
+    ctx.meta["envnix.owner"] = (int(uid), int(gid))
+
+
+def _owner() -> tuple[int, int] | None:
+    return click.get_current_context().meta.get("envnix.owner")
+
+
+def _set_progress(_ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        REPORTER.set_mode(value)
+
+
+progress_option = click.option(
+    "--progress", type=click.Choice(progress_modes), expose_value=False, callback=_set_progress,
+    help="How progress shows on stderr, as buildx spells it: auto (a live line on a "
+         "terminal, else plain), plain (lines; a long step repeats its status every few "
+         "seconds), tty, quiet. NO_COLOR turns colour off.")
+owner_option = click.option(
+    "--owner", metavar="UID:GID", expose_value=False, callback=_parse_owner,
+    help="Owner of io.copy's files, the workdir and the image user's home (envd's --owner; "
+         "beats build.envd's config.owner).")
 mirror_option = click.option("--apt-mirror", envvar=options.APT_MIRROR.name,
                              help="Debian mirror base URL (default: this machine's apt sources).")
 
@@ -121,6 +155,7 @@ def cli() -> None:
 @path_option
 @from_option
 @cuda_provider_option
+@owner_option
 def spec_cmd(path: str | None, path_opt: str | None, from_: str,
              cuda_provider: str | None) -> None:
     """Evaluate build.envd and print the ImageSpec as JSON."""
@@ -192,6 +227,8 @@ def init_cmd(env_file: Path | None, flake: bool, envnix_input: str, path_opt: st
 @path_option
 @from_option
 @cuda_provider_option
+@owner_option
+@progress_option
 @mirror_option
 @click.option("--check", is_flag=True, help="Exit non-zero if envnix.lock does not match inputs.")
 @click.option("-U", "--upgrade", is_flag=True,
@@ -234,7 +271,8 @@ def lock_cmd(path: str | None, path_opt: str | None, from_: str, cuda_provider: 
 
 def _build_options(fn):  # type: ignore[no-untyped-def]
     for option in reversed([
-        common_path, path_option, from_option, cuda_provider_option, mirror_option,
+        common_path, path_option, from_option, cuda_provider_option, owner_option,
+        progress_option, mirror_option,
         click.option("-t", "--tag", help="Image name:tag (default: <context dir>:dev)."),
         click.option("--locked", is_flag=True, help="Fail instead of re-locking a stale lock."),
         click.option("--out-dir", type=click.Path(path_type=Path),

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from envnix.cli import GENERATED_DIR, _context, cli, path_option
+from envnix.cli import GENERATED_DIR, _context, cli, path_option, progress_option
 from envnix.cli.results import emit_json, json_option
 from envnix.core import options
 from envnix.core.errors import PublishError, ToolMissingError, UsageError
@@ -116,6 +116,7 @@ def _check_name(image: BuiltImage, wanted: str | None, context: Path) -> None:
 @_sign_options
 @click.option("--store", help="The Nix store the image was built in (as given to build).")
 @click.option("-v", "--verbose", is_flag=True, help="Show skopeo's log (credentials removed).")
+@progress_option
 @json_option
 def push_cmd(args: tuple[str, ...], path_opt: str | None, name: str | None,
              out_dir: Path | None, creds: str | None, authfile: Path | None,

@@ -15,6 +15,8 @@ redirect rules and retries depended on which file a download happened in. Here, 
   or drops the connection before answering; a refused, unresolvable or silent server is not
   retried (it would only multiply the wait);
 * ``file:`` URLs read from disk, for local mirrors and channels;
+* the login the user's netrc holds for the host (``NETRC``, ``~/.netrc``), as pip, uv, curl
+  and Nix send it; an ``Authorization`` header is never sent on to a redirect's host;
 * failures as FetchError subclasses: :class:`HttpError` (an error status; :class:`NotFound`
   for 404/410, told apart from "the server is down") and :class:`Unreachable` (no whole
   answer). Each keeps the underlying error in ``cause``: callers word their own one-line
@@ -28,7 +30,9 @@ import errno
 import hashlib
 import http.client
 import io
+import json
 import os
+import re
 import ssl
 import time
 import urllib.error
@@ -39,10 +43,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from envnix.core.credentials import Login, netrc_login
 from envnix.core.errors import FetchError, HashMismatchError, LockError, os_reason
 from envnix.core.fileio import atomic_writer
 from envnix.core.nixexpr import shown_url, url_problem
-from envnix.core.progress import Progress
+from envnix.core.progress import Progress, transfer
 
 TIMEOUT = 30.0
 """Seconds before a server that accepted the connection but stopped answering is given up."""
@@ -82,6 +87,22 @@ class HttpError(RequestError):
         super().__init__(f"cannot fetch {shown_url(url)}: {what}", url, cause)
         self.code = code
         self.reason = reason
+
+
+class Unauthorized(HttpError):
+    """401/403: the server wants a login, or refused the one sent (``login_sent``)."""
+
+    def __init__(self, url: str, code: int, reason: str, cause: BaseException,
+                 login_sent: bool) -> None:
+        super().__init__(url, code, reason, cause)
+        parts = urllib.parse.urlsplit(url)
+        host = parts.netloc
+        self.host = parts.hostname or host  # a netrc's "machine" (no port)
+        self.login_sent = login_sent
+        self.message = (f"{host} refused the login envnix sent (HTTP {code}) for "
+                        f"{shown_url(url)}" if login_sent else
+                        f"{host} needs a login (HTTP {code}) for {shown_url(url)}")
+        self.args = (self.message,)
 
 
 class NotFound(HttpError):
@@ -238,8 +259,11 @@ def _open_file(url: str) -> Iterator[Response]:
 def open_url(url: str, headers: Mapping[str, str] | None = None, *, method: str = "GET",
              timeout: float = TIMEOUT, insecure: bool = False, ca_files: Sequence[Path] = (),
              proxies: bool = True, retries: int = RETRIES,
-             user_agent: str = USER_AGENT) -> Iterator[Response]:
-    """Open ``url`` for streaming: the answer, or HttpError/NotFound/Unreachable.
+             user_agent: str = USER_AGENT, login: Login | None = None) -> Iterator[Response]:
+    """Open ``url`` for streaming: the answer, or HttpError/NotFound/Unauthorized/Unreachable.
+
+    ``login`` is sent with basic auth; without one (and without an ``Authorization`` header),
+    the user's netrc login for the host, if any.
 
     Streaming matters: a big channel's repodata.json is hundreds of MB, and a package that
     must be hashed can be a GB. ValueError for a URL urllib cannot parse, as urllib does.
@@ -248,8 +272,15 @@ def open_url(url: str, headers: Mapping[str, str] | None = None, *, method: str 
         with _open_file(url) as response:
             yield response
         return
+    headers = dict(headers or {})
+    authorization = headers.pop("Authorization", None)
+    if authorization is None:
+        login = login or netrc_login(urllib.parse.urlsplit(url).hostname or "")
+        authorization = login.basic() if login else None
     request = urllib.request.Request(url, method=method,
-                                     headers={"User-Agent": user_agent, **(headers or {})})
+                                     headers={"User-Agent": user_agent, **headers})
+    if authorization:  # kept off redirects: a blob's CDN must not see the registry's token
+        request.add_unredirected_header("Authorization", authorization)
     opener = _opener(insecure, ca_files, proxies)
     attempt = 0
     while True:
@@ -269,6 +300,9 @@ def open_url(url: str, headers: Mapping[str, str] | None = None, *, method: str 
         if failure.code == 304:
             resp = None
             break
+        if failure.code in (401, 403):
+            raise Unauthorized(url, failure.code, str(failure.reason), failure,
+                               bool(authorization)) from None
         kind = NotFound if failure.code in (404, 410) else HttpError
         raise kind(url, failure.code, str(failure.reason), failure) from None
     if resp is None:  # 304: the caller's copy is current
@@ -281,6 +315,40 @@ def open_url(url: str, headers: Mapping[str, str] | None = None, *, method: str 
                        resp.headers.get("Last-Modified"),
                        None if encoded else _length(resp.headers.get("Content-Length")),
                        resp.headers.get("Content-Type", ""))
+
+
+_CHALLENGE = re.compile(r'(\w+)="([^"]*)"')
+
+
+def registry_headers(url: str, login: Login, *, insecure: bool = False) -> dict[str, str]:
+    """The ``Authorization`` a registry wants for ``url`` from ``login``: basic auth (an
+    htpasswd registry), or the bearer token its token service (``WWW-Authenticate: Bearer
+    realm=...``) gives that login for the scope it names, as docker and skopeo do."""
+    try:
+        with open_url(url, {"Authorization": ""}, method="HEAD", insecure=insecure):
+            return {}  # anonymous pulls allowed
+    except Unauthorized as exc:
+        cause = exc.cause
+        challenge = (cause.headers.get("WWW-Authenticate", "")
+                     if isinstance(cause, urllib.error.HTTPError) else "")
+    scheme = challenge.split(" ", 1)[0].lower()
+    if scheme != "bearer":
+        return {"Authorization": login.basic()}
+    fields = dict(_CHALLENGE.findall(challenge))
+    realm = fields.pop("realm", "")
+    if url_problem(realm):
+        raise FetchError(f"{urllib.parse.urlsplit(url).netloc}: its token service "
+                         f"{shown_url(realm)} is not a URL envnix fetches")
+    query = urllib.parse.urlencode({k: v for k, v in fields.items() if k in ("service", "scope")})
+    token_url = realm + ("&" if "?" in realm else "?") + query
+    try:
+        answer = json.loads(get(token_url, {"Authorization": login.basic()}, insecure=insecure))
+        token = answer.get("token") or answer.get("access_token")
+    except (ValueError, AttributeError):
+        token = None
+    if not isinstance(token, str) or not token:
+        raise FetchError(f"{urllib.parse.urlsplit(url).netloc}: its token service gave no token")
+    return {"Authorization": f"Bearer {token}"}
 
 
 def get(url: str, headers: Mapping[str, str] | None = None, *, timeout: float = TIMEOUT,
@@ -318,7 +386,8 @@ def hash_url(url: str, *, insecure: bool = False) -> tuple[str, int]:
 
 
 def download(url: str, sha256: str, dest: Path, *, timeout: float = 120,
-             progress: Progress | None = None) -> None:
+             progress: Progress | None = None,
+             headers: Mapping[str, str] | None = None) -> None:
     """``url`` to ``dest``, which appears only whole and matching ``sha256``; else a one-line
     FetchError or HashMismatchError (LockError for a URL envnix does not fetch at all).
     ``progress`` hears one line per file once it is in place, with its size."""
@@ -326,17 +395,23 @@ def download(url: str, sha256: str, dest: Path, *, timeout: float = 120,
     if problem:
         raise LockError(f"refusing to download {url[:200]!r}: {problem}")
     digest = hashlib.sha256()
+    done = 0
     try:
-        with open_url(url, timeout=timeout) as resp, atomic_writer(dest) as out:
+        with open_url(url, headers, timeout=timeout) as resp, atomic_writer(dest) as out:
             while chunk := resp.body.read(CHUNK):
                 digest.update(chunk)
                 out.write(chunk)
+                done += len(chunk)
+                transfer(progress, f"download {dest.name}", done, resp.length)
             if digest.hexdigest() != sha256:
                 raise HashMismatchError(
                     f"hash mismatch for {dest.name}: envnix.lock pins sha256:{sha256} but the "
                     f"download is sha256:{digest.hexdigest()}",
                     hint="the artifact changed upstream or the mirror is serving different "
                          "bytes; check the source, then run envnix lock to re-pin")
+    except Unauthorized as exc:
+        raise FetchError(exc.message, hint="check the login stored for it (netrc, or the "
+                         "registry auth file)") from None
     except HttpError as exc:
         raise FetchError(f"cannot download {url}: HTTP {exc.code} {exc.reason}",
                          hint="check the mirror in envnix.lock, or re-lock") from None

@@ -52,8 +52,10 @@ class Completed:
 
 def run(argv: Sequence[str], *, error: type[EnvnixError], timeout: float | None = None,
         on_line: Callable[[str], None] | None = None, merge_stderr: bool = False,
-        env: Mapping[str, str] | None = None) -> Completed:
+        env: Mapping[str, str] | None = None, input: bytes | None = None) -> Completed:
     """Run ``argv`` to completion in its own process group; never raises on a non-zero exit.
+
+    ``input`` (small: a credential helper's question) is written to stdin, then closed.
 
     ``on_line`` gets each stderr line (stdout's, with ``merge_stderr``) as it arrives, in this
     thread. ``error`` is the EnvnixError class for a timeout or a program that cannot start.
@@ -62,7 +64,8 @@ def run(argv: Sequence[str], *, error: type[EnvnixError], timeout: float | None 
     argv = [str(a) for a in argv]
     try:
         proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            argv, stdin=subprocess.DEVNULL if input is None else subprocess.PIPE,
+            stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE,
             start_new_session=True, env=None if env is None else dict(env))
     except FileNotFoundError:
@@ -71,6 +74,11 @@ def run(argv: Sequence[str], *, error: type[EnvnixError], timeout: float | None 
     except OSError as exc:
         raise error(f"cannot run {argv[0]}: {os_reason(exc)}") from None
     assert proc.stdout is not None
+    if input is not None:
+        assert proc.stdin is not None
+        with contextlib.suppress(BrokenPipeError):
+            proc.stdin.write(input)
+        proc.stdin.close()
     lines: queue.Queue[object] = queue.Queue()
     stdout = bytearray()
     stderr: list[str] = []

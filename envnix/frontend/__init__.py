@@ -77,13 +77,19 @@ def _index_url(name: str, value: str) -> None:
             or " " in value or has_control_character(value)):
         raise SpecError(f"config.pip_index: {name} {value!r} is not an http(s) URL without "
                         "spaces or control characters")
+    if "@" in parts.netloc:  # /etc/pip.conf, the lock and the .drv files would all keep it
+        raise SpecError(f"config.pip_index: {name} carries a login (user:password@"
+                        f"{parts.hostname})", hint=f"remove it and put 'machine "
+                        f"{parts.hostname} login USER password SECRET' in ~/.netrc: envnix, uv "
+                        "and Nix read it there")
 
 
 class SpecBuilder:
     """Accumulates API calls into an ImageSpec, following envd's last-call-wins rules."""
 
     def __init__(self, context: Path, warn: Progress,
-                 cuda_provider: str | None = None) -> None:
+                 cuda_provider: str | None = None,
+                 owner: tuple[int, int] | None = None) -> None:
         self.context = context
         self.warn = warn
         self.cuda_provider = cuda_provider  # --cuda-provider; None: chosen per image
@@ -98,6 +104,8 @@ class SpecBuilder:
         self.base_called = False
         self.dev: bool | None = None
         self.dev_spec = DevSpec()
+        self.owner: tuple[int, int] | None = owner  # --owner: wins over config.owner
+        self.owner_given = owner is not None
         self.runtime = RuntimeSpec()
         self.files: dict[str, str] = {}
         self.labels: dict[str, str] = {}
@@ -326,7 +334,8 @@ class SpecBuilder:
     def _config_owner(self, uid: int, gid: int) -> None:
         if not (0 <= uid <= 65535 and 0 <= gid <= 65535):
             raise SpecError("get a wrong uid or gid")
-        self.dev_spec.uid, self.dev_spec.gid = uid, gid
+        if not self.owner_given:
+            self.owner = (uid, gid)
 
     def _shell(self, name: str) -> None:
         shell = name.strip().lower()  # envd lowercases the name
@@ -488,6 +497,8 @@ class SpecBuilder:
                 self.os = release_for(IMAGE_RELEASES[V1_DEFAULT_IMAGE])
         assert self.os is not None
         dev = self.dev if self.dev is not None else self.syntax == "v0"
+        if self.owner is not None:
+            self.dev_spec.uid, self.dev_spec.gid = self.owner
         if self.base_image:
             self._check_custom_base(dev)
         # CUDA's wheels (and conda packages) need a Python; apt and nixpkgs CUDA do not.
@@ -532,6 +543,7 @@ class SpecBuilder:
             syntax=self.syntax,
             syntax_reason=reason,
             dev=self.dev_spec if dev else None,
+            owner=self.owner if not dev and self.owner != (0, 0) else None,
             runtime=self.runtime,
             files=files,
             copies=copies + self.env_copies,
@@ -648,11 +660,12 @@ class SpecBuilder:
 
 def load_spec(context: Path, from_: str = "build.envd:build",
               warn: Progress = REPORTER.warning,
-              cuda_provider: str | None = None, name: str | None = None) -> ImageSpec:
+              cuda_provider: str | None = None, owner: tuple[int, int] | None = None,
+              name: str | None = None) -> ImageSpec:
     """Evaluate ``<context>/<file>`` and call its build function; return the ImageSpec.
 
-    ``cuda_provider`` (--cuda-provider) overrides where CUDA libraries come from; ``name``
-    the context directory's name (the one the project's lock recorded). The file
+    ``cuda_provider`` (--cuda-provider) overrides where CUDA libraries come from, ``owner``
+    (--owner) the config.owner, ``name`` the context directory's (the lock's). The file
     is untrusted: it is evaluated in a child process with bounded memory and CPU time
     (envnix.frontend.bounds); its warnings are passed to ``warn`` here, in order.
     """
@@ -661,7 +674,7 @@ def load_spec(context: Path, from_: str = "build.envd:build",
     def work() -> tuple[ImageSpec | None, list[str], Any]:
         warnings: list[str] = []
         try:
-            return (evaluate_spec(context, from_, warnings.append, cuda_provider, name),
+            return (evaluate_spec(context, from_, warnings.append, cuda_provider, owner, name),
                     warnings, None)
         except EnvnixError as exc:  # sent with the warnings printed before it
             return None, warnings, freeze_error(exc)
@@ -677,7 +690,8 @@ def load_spec(context: Path, from_: str = "build.envd:build",
 
 def evaluate_spec(context: Path, from_: str = "build.envd:build",
                   warn: Progress = REPORTER.warning,
-                  cuda_provider: str | None = None, name: str | None = None) -> ImageSpec:
+                  cuda_provider: str | None = None, owner: tuple[int, int] | None = None,
+                  name: str | None = None) -> ImageSpec:
     """load_spec in this process: the nesting, step and CPU checks apply, but nothing stops
     one huge allocation or a native crash from taking the process down (load_spec's child
     does). For callers that run their own child, such as the fuzz test."""
@@ -686,7 +700,7 @@ def evaluate_spec(context: Path, from_: str = "build.envd:build",
         raise UsageError(f"build context {context} is not a directory")
     file, function = parse_from(from_)
     manifest = context / file
-    builder = SpecBuilder(context, warn, cuda_provider)
+    builder = SpecBuilder(context, warn, cuda_provider, owner)
     try:
         evaluator = Evaluator(manifest, builder)
         syntax = evaluator.run(function)

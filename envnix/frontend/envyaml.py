@@ -340,6 +340,9 @@ class _PipSection:
         elif option in ("--index-url", "--extra-index-url") and not _HTTP_RE.match(arg):
             # uv would read a file:// index from the host: only indexes served over http(s)
             raise where.error(f"{option} {arg}: an index must be an http(s):// URL")
+        elif option in ("--index-url", "--extra-index-url") and "@" in arg.split("/")[2]:
+            raise where.error(f"{option}: the URL carries a login (user:password@); put it in "
+                              "~/.netrc instead, where envnix, uv and Nix read it")
         elif option == "--index-url":
             self.index_url = arg  # pip: the last --index-url wins
         elif option == "--extra-index-url":

@@ -11,6 +11,7 @@ what those need move; ``--upgrade`` hands none.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any
 from envnix.core import options
 from envnix.core import schema as S
 from envnix.core.errors import LockError, StaleLockError, UsageError
-from envnix.core.progress import Progress
+from envnix.core.progress import Progress, step
 from envnix.frontend.envyaml import (
     ChannelLocation,
     Condarc,
@@ -105,7 +106,20 @@ def conda_plan(spec: ImageSpec) -> CondaPlan | None:
         raise LockError("no conda channel is configured for this image's conda packages",
                         hint="name one in install.conda_packages(channel=[...]), env.yaml "
                              "channels:, or config.conda_channel")
-    return CondaPlan(specs, names, resolve_channels(names, condarc, specs), condarc, env)
+    channels = resolve_channels(names, condarc, specs)
+    for location in channels:
+        for url in (location.canonical, *location.urls):
+            if m := _CHANNEL_TOKEN.match(url):
+                raise LockError(
+                    f"conda channel {m[1]}: its URL carries an access token (/t/...), which "
+                    "envnix.lock and Nix's .drv files (world-readable) would record",
+                    hint="serve the channel with a login instead and put it in ~/.netrc "
+                         f"(machine {m[1]} login USER password TOKEN): envnix and Nix read it")
+    return CondaPlan(specs, names, channels, condarc, env)
+
+
+# anaconda.org-style private channels: https://HOST/t/<token>/<channel>
+_CHANNEL_TOKEN = re.compile(r"[a-z][a-z0-9+.-]*://([^/]+)(?:/[^/]+)*?/t/[^/]+/", re.I)
 
 
 def pip_request(spec: ImageSpec, plan: CondaPlan | None) -> PipRequest:
@@ -368,7 +382,8 @@ def relock(context: Path, spec: ImageSpec, apt_mirror: str | None, describe: Des
         existing = None  # write_lock keeps it as envnix.lock.bak and says so
     pins = kept_pins(existing, lock_inputs(spec, context), upgrade=upgrade,
                      upgrade_packages=upgrade_packages)
-    lock = _resolve(spec, context, apt_mirror, progress, existing, pins)
+    with step(progress, "lock: resolving"):
+        lock = _resolve(spec, context, apt_mirror, progress, existing, pins)
     lock = dataclasses.replace(lock, image=describe(lock))
     return lock, write_lock(path, lock)
 
@@ -433,7 +448,8 @@ def ensure_lock(context: Path, spec: ImageSpec, apt_mirror: str | None, locked: 
                                  hint="run envnix lock, or drop --locked")
         progress(f"lock: {path.name} is stale ({reason}); re-locking")
     pins = kept_pins(existing, inputs)
-    lock = _resolve(spec, context, apt_mirror, progress, existing, pins)
+    with step(progress, "lock: resolving"):
+        lock = _resolve(spec, context, apt_mirror, progress, existing, pins)
     lock = dataclasses.replace(lock, image=describe(lock))
     write_lock(path, lock)
     progress(f"lock: wrote {path} ({len(lock.artifacts())} artifacts)")

@@ -106,6 +106,7 @@ def fetch_repodata(channel: ChannelLike, subdir: str, cache_dir: Path,
     """
     tried: list[str] = []
     missing = 0
+    refused: http.Unauthorized | None = None
     for base in channel.urls:
         base = base.rstrip("/")
         for name in ("repodata.json.zst", "repodata.json"):
@@ -115,6 +116,8 @@ def fetch_repodata(channel: ChannelLike, subdir: str, cache_dir: Path,
             except http.NotFound:
                 continue
             except http.HttpError as err:
+                if isinstance(err, http.Unauthorized):
+                    refused = refused or err
                 if name.endswith(".zst"):
                     continue  # some mirrors refuse what they do not have with 403/500
                 tried.append(f"{base} ({http.reason(err)})")
@@ -132,6 +135,10 @@ def fetch_repodata(channel: ChannelLike, subdir: str, cache_dir: Path,
         # A mirror answered that the channel has no packages for this platform (noarch-only
         # channels are common); only noarch/repodata.json is required of every channel.
         return RepodataFile(channel.canonical, subdir, None, None)
+    if refused is not None and len(tried) == len(channel.urls):
+        raise FetchError(f"conda channel {channel.canonical}: {refused.message}",
+                         hint=f"put a current 'machine {refused.host} login USER password "
+                              "SECRET' line in ~/.netrc (or the file NETRC names)")
     what = ("is not a conda channel (no noarch/repodata.json)" if missing == len(channel.urls)
             else "is unreachable")
     label = channel.canonical if channel.name in ("", channel.canonical) else (

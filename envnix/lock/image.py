@@ -5,6 +5,10 @@ needs it for push anyway. Only ``envnix lock`` runs it; the lock's ``base`` sect
 everything the build needs (layer digests and sizes, diff_ids, the config to inherit, and each
 blob's URL for Nix's fixed-output fetch), so ``envnix build --locked`` never asks the registry.
 
+A registry that needs a login: skopeo finds the user's (auth.json, docker's config.json,
+credential helpers), and :func:`_check_pull` checks with core/credentials' copy of it that
+the layers can be downloaded; ``envnix build`` then fetches them with it (nix.py).
+
 Registries listed in ``ENVNIX_INSECURE_REGISTRIES`` (comma-separated ``host[:port]``) are
 spoken to over plain HTTP (``--tls-verify=false``), e.g. a loopback test registry.
 """
@@ -18,7 +22,7 @@ import shutil
 from dataclasses import dataclass
 from typing import Any
 
-from envnix.core import http, options, process
+from envnix.core import credentials, http, options, process
 from envnix.core.errors import FetchError, LockError, ToolMissingError
 from envnix.core.reference import DIGEST, DOCKER_HUB, InvalidReference, Reference
 
@@ -84,6 +88,12 @@ def _skopeo(ref: ImageRef, target: str, *flags: str, insecure: bool) -> bytes:
         why = why.replace('\\"', '"')
         why = re.sub(r'^Error parsing image name "[^"]*": ', "", why)
         hint = None
+        if re.search(r"unauthorized|authentication required", why, re.I):
+            login = credentials.registry_login(ref.api_host)
+            raise FetchError(f"base image {ref.written}: registry {ref.host} "
+                             + ("refused the stored login" if login else "needs a login"),
+                             hint=f"log in{' again' if login else ''}: podman login {ref.host} "
+                                  "(or docker login)")
         if "http: server gave HTTP response to HTTPS client" in why:
             hint = f"a plain-HTTP registry: set ENVNIX_INSECURE_REGISTRIES={ref.host}"
         if re.search(r"manifest unknown|name unknown|not found|repository .* not found", why,
@@ -121,18 +131,26 @@ def _pick_amd64(ref: ImageRef, index: dict[str, Any]) -> str:
     raise LockError(f"base image {ref.written} has no linux/amd64 image in its index")
 
 
-def _check_anonymous_pull(ref: ImageRef, url: str) -> None:
-    """Nix fetches blobs without credentials: refuse at lock time what the build cannot do."""
+def _check_pull(ref: ImageRef, url: str, insecure: bool) -> None:
+    """Check at lock time that the build can download the layers: anonymously, or with the
+    login the user stored for the registry (``envnix build`` then fetches them itself with it,
+    nix.seed_private_layers, since Nix's fetcher cannot speak a registry's token flow)."""
+    login = credentials.registry_login(ref.api_host)
     try:
-        with http.open_url(url, method="HEAD"):
+        headers = http.registry_headers(url, login, insecure=insecure) if login else None
+        with http.open_url(url, headers or {"Authorization": ""}, method="HEAD",
+                           insecure=insecure):
             return
+    except http.Unauthorized as exc:
+        if login is not None:
+            raise FetchError(f"base image {ref.written}: registry {ref.host} refused the stored "
+                             f"login for {login.user!r} (HTTP {exc.code})",
+                             hint=f"it may be wrong or expired: log in again (podman login "
+                                  f"{ref.host}, or docker login)") from None
+        raise LockError(f"base image {ref.written}: registry {ref.host} needs a login to "
+                        f"download layers (HTTP {exc.code}) and none is stored for it",
+                        hint=f"log in: podman login {ref.host} (or docker login)") from None
     except http.HttpError as exc:
-        if exc.code in (401, 403):
-            raise LockError(
-                f"base image {ref.written}: its registry needs a login to download layers "
-                f"(HTTP {exc.code} for {url}); envnix can only build on anonymously pullable "
-                "images yet", hint="push the base to a registry that allows anonymous pulls"
-            ) from None
         raise FetchError(f"base image {ref.written}: HTTP {exc.code} for {url}") from None
     except http.Unreachable as exc:
         raise FetchError(f"base image {ref.written}: cannot reach {url}: {exc.why}") from None
@@ -180,7 +198,7 @@ def resolve_base(written: str, environ: dict[str, str] | None = None) -> dict[st
     urls = [f"{scheme}://{base.api_host}/v2/{base.ref.path}/blobs/{layer['digest']}"
             for layer in layers]
     if urls:
-        _check_anonymous_pull(base, urls[0])
+        _check_pull(base, urls[0], insecure)
     inherited = config.get("config") or {}
     return {
         "ref": written,

@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from envnix.core import http, process
+from envnix.core import credentials, http, process
 from envnix.core.errors import (
     FetchError,
     LockError,
@@ -308,6 +308,8 @@ def _ask_index(found: _Found, trusted_hosts: set[str]) -> _Found:
         return replace(found, size=size)
     try:
         sha256, size = http.hash_url(url, insecure=insecure)
+    except http.Unauthorized as err:
+        raise _login_refused(url, str(err.code)) from None
     except http.NotFound:
         raise FetchError(f"pip: {url} is listed by the index but not found (HTTP 404)",
                          hint="the index is inconsistent; try again or ask its maintainers"
@@ -342,6 +344,10 @@ def _wheel_preference(filename: str) -> tuple[int, tuple[int, int], str]:
 def _uv_error(stderr: str, index: str) -> LockError:
     """Turn uv's resolver report into one line; unknown names get did-you-mean suggestions."""
     text = re.sub(r"\x1b\[[0-9;]*m", "", stderr)
+    denied = re.search(r"index URL \((\S+)\) could not be queried due to a lack of valid "
+                       r"authentication credentials \((\d+)", text)
+    if denied:
+        return _login_refused(denied[1], denied[2])
     missing = re.search(r"Because (\S+) was not found in the package registry", text)
     if missing:
         name = missing[1]
@@ -360,6 +366,19 @@ def _uv_error(stderr: str, index: str) -> LockError:
     lines = [ln.strip(decorations) for ln in text.splitlines() if ln.strip()]
     summary = " ".join(lines[:3]) if lines else "uv failed"
     return LockError(f"pip: resolution failed: {summary}")
+
+
+def _login_refused(url: str, code: str) -> FetchError:
+    """One line naming the index's host: the netrc login it refused, or that it has none."""
+    host = urllib.parse.urlsplit(url).hostname or url
+    netrc = credentials.netrc_path()
+    if netrc is not None and credentials.netrc_login(host) is not None:
+        return FetchError(f"pip: the index {host} refused the login for it in {netrc} "
+                          f"(HTTP {code})", hint="the password or token may be wrong or "
+                          "expired: update that netrc entry")
+    return FetchError(f"pip: the index {host} needs a login (HTTP {code}) and no netrc has one",
+                      hint=f"add 'machine {host} login USER password SECRET' to ~/.netrc "
+                           "(or the file NETRC names)")
 
 
 def _suggest_pypi(name: str, index: str) -> str:

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from envnix.core import http, options, process
 from envnix.core.errors import PublishError, UsageError
-from envnix.core.progress import REPORTER, Progress
+from envnix.core.progress import REPORTER, Progress, human_bytes, step, transfer
 from envnix.core.reference import InvalidReference, Reference
 from envnix.oci.layout import BuiltImage, require_tool
 
@@ -244,12 +244,7 @@ def _unquote_go(s: str) -> str:
         return s.replace('\\"', '"')
 
 
-def human_size(n: float) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} GB"
+human_size = human_bytes  # the name oci's callers know
 
 
 def short(digest: str) -> str:
@@ -320,6 +315,9 @@ class CopyLog:
         if blob is None or blob.state != "pending":
             return
         blob.state = state
+        total = sum(b.size for b in self.blobs.values())
+        done = sum(b.size for b in self.blobs.values() if b.state != "pending")
+        transfer(self.progress, self.stage, done, total)
         what = self.present if state == "present" else state
         self.progress(f"{self.stage}: {blob.kind} {short(digest)} ({human_size(blob.size)}) "
                       f"{what}")
@@ -491,8 +489,9 @@ def _push_one(skopeo: str, image: BuiltImage, dest: Reference, opts: RegistryOpt
                 REPORTER.verbose(line)
             log.feed(line)
 
-        code = process.run(cmd, error=PublishError, on_line=on_line,
-                           merge_stderr=True).returncode
+        with step(progress, f"push: {dest}"):
+            code = process.run(cmd, error=PublishError, on_line=on_line,
+                               merge_stderr=True).returncode
         if code != 0:
             message = log.fatal or (log.tail[-1] if log.tail else f"skopeo exited {code}")
             message = scrub(message, secrets)

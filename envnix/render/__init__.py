@@ -180,6 +180,10 @@ def lock_artifacts(lock: Lock) -> dict[str, dict[str, Any]]:
     return artifacts
 
 
+SERVING_USER = "envd"
+"""The account a serving image with config.owner gets for those ids (envd's user name)."""
+
+
 def image_plan(spec: ImageSpec, lock: Lock) -> dict[str, Any]:
     """The image section's layer plan: how artifacts group into layers, the base layers,
     users, run() steps, and what the image's apt, Python and triggers need."""
@@ -210,7 +214,9 @@ def image_plan(spec: ImageSpec, lock: Lock) -> dict[str, Any]:
         "nixpkgsCuda": nixpkgs_cuda,
         "baseLayers": base,
         "users": ([[spec.dev.user, spec.dev.uid, spec.dev.gid, spec.dev.home,
-                    spec.dev.shell_path]] if spec.dev else []),
+                    spec.dev.shell_path]] if spec.dev else
+                  [[SERVING_USER, *spec.owner, f"/home/{SERVING_USER}", "/bin/sh"]]
+                  if spec.owner and not lock.base else []),
         "runs": [{"commands": r.commands} for r in spec.runs],
         "aptSources": image_apt_sources(spec, lock),
         "aptAuto": image_apt_auto(lock),
@@ -250,7 +256,8 @@ def image_section(spec: ImageSpec, lock: Lock, context: Path) -> dict[str, Any]:
     for copy in spec.copies:  # the frontend checks these too; this does not rely on it
         image_path(copy.target, "io.copy target", root_ok=True)
     tree = files_tree(spec)
-    owner = [spec.dev.uid, spec.dev.gid] if spec.dev else [0, 0]
+    owner = ([spec.dev.uid, spec.dev.gid] if spec.dev
+             else list(spec.owner) if spec.owner else [0, 0])
     if spec.copies:
         check_copies(context, spec.copies)
     return {
@@ -265,7 +272,7 @@ def image_section(spec: ImageSpec, lock: Lock, context: Path) -> dict[str, Any]:
                   for rel, (text, mode, in_home) in sorted(tree.files.items())},
         "mounts": tree.mounts,
         "copies": [{"source": c.source, "target": c.target} for c in spec.copies],
-        "copyOwner": owner,  # envd chowns copies to the dev user
+        "copyOwner": owner,  # envd chowns copies to the dev user (or config.owner's ids)
         "ignore": [{"regex": r.regex, "negate": r.negate} for r in load_ignore(context)]
                   if spec.copies else [],
         "sources": image_sources(spec, context),

@@ -248,6 +248,9 @@ class ImageSpec:
     syntax: str = "v0"
     syntax_reason: str = ""
     dev: DevSpec | None = None
+    owner: tuple[int, int] | None = None
+    """config.owner (or --owner) in a serving image: who owns io.copy's files, the workdir
+    and the home of the user ``envd`` made for it (a dev image has its dev user instead)."""
     runtime: RuntimeSpec = field(default_factory=RuntimeSpec)
     files: dict[str, str] = field(default_factory=dict)  # image path -> text (config files)
     copies: list[CopySpec] = field(default_factory=list)
@@ -347,6 +350,8 @@ class ImageSpec:
             self, conda=dataclasses.replace(self.conda, env=None)))
         del data["conda"]["env"]
         del data["sources"]  # a fact of this evaluation, not of the image
+        if data["owner"] is None:  # (most images): kept out, as before the field existed
+            del data["owner"]
         return data
 
     def to_json(self) -> str:
