@@ -49,7 +49,7 @@ from envnix.spec import (
 from envnix.spec import cuda as cuda_table
 from envnix.spec.copyrules import BASE_DIRS, CONDA_DIRS, CopyRequest, copy_targets, dev_dirs
 from envnix.spec.cuda_provider import provider as provider_named
-from envnix.spec.pipargs import add_entry, has_pip_words
+from envnix.spec.pipargs import add_entry, check_index_url, has_pip_words
 
 __all__ = ["evaluate_spec", "load_spec", "parse_from"]
 
@@ -69,19 +69,13 @@ _REQUIREMENT_RE = re.compile(
 )
 
 
-def _index_url(name: str, value: str) -> None:
-    """config.pip_index URLs land in /etc/pip.conf (line-based) and in uv's arguments: an
-    http(s) URL on one line, nothing else."""
-    parts = urlsplit(value)
-    if (parts.scheme not in ("http", "https") or not parts.netloc
-            or " " in value or has_control_character(value)):
-        raise SpecError(f"config.pip_index: {name} {value!r} is not an http(s) URL without "
-                        "spaces or control characters")
-    if "@" in parts.netloc:  # /etc/pip.conf, the lock and the .drv files would all keep it
-        raise SpecError(f"config.pip_index: {name} carries a login (user:password@"
-                        f"{parts.hostname})", hint=f"remove it and put 'machine "
-                        f"{parts.hostname} login USER password SECRET' in ~/.netrc: envnix, uv "
-                        "and Nix read it there")
+def _implied_cuda_spec(version: str, implied_by: str, cudnn: str) -> CudaSpec:
+    """CUDA that conda packages ask for: the solver's __cuda and NVIDIA's config follow the
+    release, and only its pin is added (the packages bring their own components)."""
+    components = ["cudart", *(["cudnn"] if cudnn else [])]
+    return CudaSpec(version=version, cudnn=cudnn, provider="conda",
+                    variant=cuda_table.variant_for(cudnn, dev=False), components=components,
+                    requirements=cuda_conda.release_pin(version), implied_by=implied_by)
 
 
 class SpecBuilder:
@@ -302,7 +296,7 @@ class SpecBuilder:
             raise SpecError("url is required")
         for name, value in (("url", url), ("extra_url", extra_url)):
             if value is not None:
-                _index_url(name, value)
+                check_index_url(name, value)
         self.pip.index_url = url
         self.pip.extra_index_urls = [extra_url] if extra_url else []
         self.pip.trusted_hosts = []
@@ -613,7 +607,7 @@ class SpecBuilder:
         """
         implied = self.cuda_implied or self._names_cuda_request()
         if self.cuda is None:
-            return self._implied_cuda_spec(*implied) if implied else None
+            return _implied_cuda_spec(*implied) if implied else None
         assert self.os is not None
         version, cudnn = self.cuda
         if implied and implied[0] != cuda_conda.major_minor(version):
@@ -646,16 +640,6 @@ class SpecBuilder:
             return None
         return (found[0], f"install.conda_packages: {found[1]}",
                 cuda_conda.implied_cudnn(self.conda.packages))
-
-    @staticmethod
-    def _implied_cuda_spec(version: str, implied_by: str, cudnn: str) -> CudaSpec:
-        """CUDA that conda packages ask for: the solver's __cuda and NVIDIA's config follow
-        the release, and only its pin is added (the packages bring their own components)."""
-        components = ["cudart", *(["cudnn"] if cudnn else [])]
-        return CudaSpec(version=version, cudnn=cudnn, provider="conda",
-                        variant=cuda_table.variant_for(cudnn, dev=False),
-                        components=components, requirements=cuda_conda.release_pin(version),
-                        implied_by=implied_by)
 
 
 def load_spec(context: Path, from_: str = "build.envd:build",

@@ -185,3 +185,4 @@ def implied_cudnn(dependencies: Iterable[str]) -> str:
             if m:
                 return m[1]
     return ""
+

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from envnix.core.errors import SpecError
-from envnix.spec import PipRequest
+from envnix.spec import PipRequest, has_control_character
 
 # pip options that take a value, and what envnix does with each.
 _INDEX = ("-i", "--index-url")
@@ -155,3 +155,18 @@ def add_entry(request: PipRequest, entry: str, where: str) -> None:
                          (request.trusted_hosts, words.trusted_hosts)):
         have.extend(v for v in values if v not in have)
     request.prerelease = request.prerelease or words.pre
+
+
+def check_index_url(name: str, value: str) -> None:
+    """config.pip_index URLs land in /etc/pip.conf (line-based) and in uv's arguments: an
+    http(s) URL on one line, nothing else."""
+    parts = urlsplit(value)
+    if (parts.scheme not in ("http", "https") or not parts.netloc
+            or " " in value or has_control_character(value)):
+        raise SpecError(f"config.pip_index: {name} {value!r} is not an http(s) URL without "
+                        "spaces or control characters")
+    if "@" in parts.netloc:  # /etc/pip.conf, the lock and the .drv files would all keep it
+        raise SpecError(f"config.pip_index: {name} carries a login (user:password@"
+                        f"{parts.hostname})", hint=f"remove it and put 'machine "
+                        f"{parts.hostname} login USER password SECRET' in ~/.netrc: envnix, uv "
+                        "and Nix read it there")
