@@ -39,6 +39,7 @@ from envnix.oci.output import parse_output
 from envnix.render import image_section, render
 from envnix.spec import ImageSpec
 from envnix.spec.cuda import PROVIDERS as CUDA_PROVIDERS
+from envnix.spec.platform import Platform, parse_platforms
 
 GENERATED_DIR = ".envnix"
 
@@ -65,6 +66,11 @@ def _default_tag(context: Path) -> str:
     return f"{default_name(context.name)}:dev"
 
 
+def _platforms(flag: str | None) -> tuple[Platform, ...] | None:
+    """--platform's platforms; None (the lock's, else the host's) without it."""
+    return parse_platforms(flag) if flag else None
+
+
 def _describer(spec: ImageSpec, context: Path) -> Describe:
     return lambda lock: image_section(spec, lock, context)
 
@@ -79,6 +85,10 @@ cuda_provider_option = click.option(
          "NVIDIA's PyPI wheels).")
 mirror_option = click.option("--apt-mirror", envvar=options.APT_MIRROR.name,
                              help="Debian mirror base URL (default: this machine's apt sources).")
+platform_option = click.option(
+    "--platform", "platform", metavar="PLATFORMS",
+    help="Target platforms, comma-separated: linux/amd64, linux/arm64 (default: the lock's, "
+         "else linux/amd64). Two make one OCI image index.")
 
 
 _EPILOG = f"""\b
@@ -181,20 +191,22 @@ def init_cmd(env_file: Path | None, flake: bool, envnix_input: str, path_opt: st
 @mirror_option
 @click.option("--check", is_flag=True, help="Exit non-zero if envnix.lock does not match inputs.")
 @results.json_option
+@platform_option
 def lock_cmd(path: str | None, path_opt: str | None, from_: str, cuda_provider: str | None,
-             apt_mirror: str | None, check: bool, as_json: bool) -> None:
+             apt_mirror: str | None, check: bool, as_json: bool, platform: str | None) -> None:
     """Resolve every apt and pip package to URL + sha256 and write envnix.lock."""
     context = _context(path, path_opt)
     spec = load_spec(context, from_, cuda_provider=_cuda_provider(cuda_provider))
     lock_path = lock_file(context, spec)
     if check:
-        check_lock(context, spec, _describer(spec, context))
+        check_lock(context, spec, _describer(spec, context), _platforms(platform))
         if as_json:
             results.emit_json({"lock": str(lock_path), "up_to_date": True})
         else:
             click.echo(f"{lock_path.name} is up to date")
         return
-    lock, changed = relock(context, spec, apt_mirror, _describer(spec, context), REPORTER)
+    lock, changed = relock(context, spec, apt_mirror, _describer(spec, context), REPORTER,
+                           _platforms(platform))
     if as_json:
         results.emit_json({"lock": str(lock_path), "changed": changed, "digest": lock.digest,
                            "debs": len(lock.apt_packages), "wheels": len(lock.pip_wheels),
