@@ -19,6 +19,7 @@
 , hostPython ? "/usr/bin/python3"
 , zstdPath ? null         # host toolchain only: a directory holding the zstandard module
 , checkSources ? true     # refuse a lock older than the files the frontend read
+, platform ? null         # "linux/arm64": that platform's sections of a multi-platform lock
 }:
 let
   inherit (builtins) fromJSON readFile toJSON toFile hashFile hashString attrNames
@@ -28,12 +29,33 @@ let
   lockText = readFile lock;
   lockData = fromJSON lockText;
   fail = msg: throw "envnix: ${toString lock}: ${msg}";
+  # The platforms the lock holds: its top level's (inputs.apt.architecture; amd64 in locks
+  # without one), then those under "platforms" (--platform linux/amd64,linux/arm64).
+  archOf = s: s.inputs.apt.architecture or "amd64";
+  topPlatform = "linux/${archOf lockData}";
+  platformNames = [ topPlatform ] ++ attrNames (lockData.platforms or { });
+  sections =
+    if platform == null || platform == topPlatform then lockData
+    else lockData.platforms.${platform} or (fail ("it holds no ${platform} (it holds "
+      + "${concatStringsSep ", " platformNames}): run envnix lock --platform ${platform}"));
+  arch = archOf sections;
+  # A foreign platform's programs (triggers, run() steps) run under the pin's qemu-user;
+  # nothing else differs for the builders but the names of its directories.
+  machines = { amd64 = "x86_64"; arm64 = "aarch64"; };
+  foreign = arch != "amd64";
+  qemuProgram = "usr/bin/qemu-${machines.${arch} or (fail "unknown architecture ${arch}")}-static";
+  qemu = if toolchain != "pinned" then "/usr/bin/qemu-${machines.${arch}}-static"
+    else if pinned.emulators == null then fail ("the toolchain pin has no emulators for "
+      + "${arch}: upgrade envnix (or run envnix lock)")
+    else "${pinned.emulators}/${qemuProgram}";
+  targetEnv = if foreign then { inherit arch; } else { };
+  emulated = if foreign then { inherit arch qemu; } else { };
   image =
-    if !(lockData ? image) then
+    if !(sections ? image) then
       fail "it has no image section (made by an envnix before lib.buildImage): run envnix lock"
-    else if lockData.image.format != 1 then
-      fail "image format ${toString lockData.image.format}: this envnix reads 1; upgrade envnix"
-    else lockData.image;
+    else if sections.image.format != 1 then
+      fail "image format ${toString sections.image.format}: this envnix reads 1; upgrade envnix"
+    else sections.image;
   plan = image.plan;
   system = "x86_64-linux";
 
@@ -116,7 +138,7 @@ let
       name = "deb:${p.name}";
       value = { kind = "deb"; inherit (p) name version url sha256;
                 storeName = storeName (baseNameOf p.url); };
-    }) lockData.apt.packages
+    }) sections.apt.packages
     ++ map (p: {
       name = "conda:${p.name}";
       value = { kind = "conda"; inherit (p) name version sha256 fn;
@@ -124,12 +146,12 @@ let
                 url = if p.mirrors != [ ] then head p.mirrors else p.url;
                 storeName = storeName p.fn;
                 record = toJSON (removeAttrs p [ "kind" "mirrors" ]); };
-    }) (lockData.conda.packages or [ ])
+    }) (sections.conda.packages or [ ])
     ++ map (w: {
       name = "wheel:${w.name}";
       value = { kind = "wheel"; inherit (w) name version url sha256;
                 storeName = storeName w.filename; };
-    }) lockData.pip.wheels);
+    }) sections.pip.wheels);
 
   tree = key: a:
     if a.kind == "deb" then run "deb-${a.storeName}" "unpack_deb.py" {
@@ -151,13 +173,13 @@ let
 
   skeleton = run "envnix-skeleton" "mkmeta.py" { skeleton = "1"; };
 
-  meta = run "envnix-meta" "mkmeta.py" {
+  meta = run "envnix-meta" "mkmeta.py" ({
     trees = toJSON (map (k: trees.${k}) (attrNames trees));
     workdir = plan.workdir;
     users = toJSON plan.users;
     aptSources = toJSON plan.aptSources;
     aptAuto = toJSON plan.aptAuto;
-  };
+  } // targetEnv);
 
   # Config files envd writes (pip.conf, sudoers, init script, ...) and runtime.mount points.
   files = run "envnix-files" "mktree.py" {
@@ -216,13 +238,13 @@ let
 
   # The caches the image's own tools compile (builders/triggers.py), run through proot over
   # every layer below this one; only when plan.layers has a triggers layer.
-  triggersTree = run "envnix-triggers" "triggers.py" {
+  triggersTree = run "envnix-triggers" "triggers.py" ({
     trees = toJSON (concatMap (l: map treeFor l.trees)
       (filter (l: l.name != "triggers") plan.layers));
     triggers = toJSON plan.triggers;
     epoch = toString plan.mtime;
     inherit proot prootLoader;
-  };
+  } // emulated);
 
   treeFor = k:
     if k == "@skeleton" then skeleton
@@ -259,14 +281,14 @@ let
   # Every tree below the run() layers, in layer order: the root the commands run over.
   baseTrees = fromBase baseTree ++ concatMap (l: map treeFor l.trees) plan.layers;
 
-  runTrees = genList (i: run "envnix-run-${toString (i + 1)}" "run_steps.py" {
+  runTrees = genList (i: run "envnix-run-${toString (i + 1)}" "run_steps.py" ({
     trees = toJSON (baseTrees ++ genList (j: elemAt runTrees j) i);
     commands = toJSON (elemAt plan.runs i).commands;
     workdir = plan.workdir;
     env = toJSON plan.runEnv;
     inherit proot prootLoader;
     pkgName = "run-${toString (i + 1)}";
-  }) (length plan.runs);
+  } // emulated)) (length plan.runs);
 
   runLayer = i: t: run "envnix-layer-run-${toString (i + 1)}" "mklayer.py" {
     trees = toJSON [ t ];
