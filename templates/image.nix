@@ -20,7 +20,7 @@
 , zstdPath ? null         # host toolchain only: a directory holding the zstandard module
 , checkSources ? true     # refuse a lock older than the files the frontend read
 , platform ? null         # "linux/arm64": that platform's sections of a multi-platform lock
-}:
+}@args:
 let
   inherit (builtins) fromJSON readFile toJSON toFile hashFile hashString attrNames
     concatMap elemAt filter genList head length listToAttrs map substring stringLength
@@ -317,9 +317,23 @@ let
       tag = imageTag;
       archive = if archive then "1" else "";
     };
+  # Every platform the lock holds, each built by this same file for its platform, and one
+  # OCI image index joining them (`index`; builders/mkindex.py) when there are several.
+  images = listToAttrs (map (p: {
+    name = p;
+    value = (import ./image.nix (args // { platform = p; })).image;
+  }) platformNames);
+  index = if length platformNames < 2
+    then fail "it holds one platform (${topPlatform}): build image, or lock with --platform"
+    else run "envnix-index-${storeName (builtins.replaceStrings [ ":" ] [ "-" ] imageTag)}"
+      "mkindex.py" {
+        images = toJSON (map (p: images.${p}) platformNames);
+        tag = imageTag;
+      };
 in
 builtins.seq checked {
   image = mkImage false;
+  inherit images index platformNames;
   archive = mkImage true;
   inherit layers trees skeleton meta files triggersTree runTrees;
   contextTree = contextTree;

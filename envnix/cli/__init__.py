@@ -258,16 +258,18 @@ def _nix_config_options(fn):  # type: ignore[no-untyped-def]
 
 @cli.command("render")
 @_build_options
+@platform_option
 def render_cmd(path: str | None, path_opt: str | None, from_: str, cuda_provider: str | None,
                apt_mirror: str | None, tag: str | None, locked: bool, out_dir: Path | None,
-               toolchain: str) -> None:
+               toolchain: str, platform: str | None) -> None:
     """Lock if needed and write the Nix project (default.nix, image.nix) without building."""
     context = _context(path, path_opt)
     if tag:
         image_name(tag, "-t")
     tag = tag or _default_tag(context)
     spec = load_spec(context, from_, cuda_provider=_cuda_provider(cuda_provider))
-    lock = ensure_lock(context, spec, apt_mirror, locked, REPORTER, _describer(spec, context))
+    lock = ensure_lock(context, spec, apt_mirror, locked, REPORTER, _describer(spec, context),
+                       _platforms(platform))
     rendered = render(spec, lock, out_dir or context / GENERATED_DIR, tag, toolchain,
                       context=context)
     click.echo(str(rendered.directory))
@@ -285,13 +287,15 @@ def render_cmd(path: str | None, path_opt: str | None, from_: str, cuda_provider
               help="Load the image into the local engine under its tag: docker if its daemon "
                    f"answers, else podman (default: when there is one; {options.LOAD.name}).")
 @results.result_options
+@platform_option
 def build_cmd(path: str | None, path_opt: str | None, from_: str, cuda_provider: str | None,
               apt_mirror: str | None, tag: str | None, locked: bool, out_dir: Path | None,
               toolchain: str, store: str | None, substituters: str | None,
               no_substitute: bool, builders: str | None, max_jobs: str | None,
               nix_options: tuple[tuple[str, str], ...], verbose: bool,
               outputs: tuple[str, ...], load: bool | None, iidfile: Path | None,
-              metadata_file: Path | None, quiet: bool, as_json: bool) -> None:
+              metadata_file: Path | None, quiet: bool, as_json: bool,
+              platform: str | None) -> None:
     """Lock (if needed), render and build the image with Nix; print its OCI layout path."""
     if no_substitute and substituters is not None:
         raise UsageError("--substituters and --no-substitute contradict each other")
@@ -316,9 +320,20 @@ def build_cmd(path: str | None, path_opt: str | None, from_: str, cuda_provider:
         image_name(tag, "-t")
     tag = output.build_tag(tag, _default_tag(context)) if output else tag or _default_tag(context)
     spec = load_spec(context, from_, cuda_provider=_cuda_provider(cuda_provider))
-    lock = ensure_lock(context, spec, apt_mirror, locked, REPORTER, _describer(spec, context))
+    lock = ensure_lock(context, spec, apt_mirror, locked, REPORTER, _describer(spec, context),
+                       _platforms(platform))
     rendered = render(spec, lock, out_dir or context / GENERATED_DIR, tag, toolchain,
                       context=context)
+    if len(lock.platform_names) > 1:  # one OCI image index of every platform's image
+        metadata = _multi.build_index(
+            rendered.directory, lock, tag, toolchain, store, verbose, nix_config, output, load,
+            REPORTER.message if quiet or as_json else click.echo)
+        results.write(iidfile, metadata_file, metadata)
+        if quiet:
+            click.echo(metadata["containerimage.digest"])
+        elif as_json:
+            results.emit_json(metadata)
+        return
     result = nix_build(rendered.directory, "image", toolchain,
                        out_link=rendered.directory / "result", store=store,
                        progress=REPORTER, verbose=verbose, config=nix_config)
@@ -400,5 +415,6 @@ def main() -> None:
 
 
 from envnix.cli import cache as _cache  # noqa: E402, F401  (registers cache on cli)
+from envnix.cli import platforms as _multi  # noqa: E402  (several platforms: one image index)
 from envnix.cli import publish as _publish  # noqa: E402  (registers push/load on cli)
 from envnix.cli import supply as _supply  # noqa: E402, F401  (registers sbom and diff on cli)
