@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -78,3 +80,63 @@ def test_a_platform_section_is_checked_like_the_top_level() -> None:
     data["platforms"]["linux/amd64"]["inputs"]["apt"]["architecture"] = "amd64"
     with pytest.raises(CorruptLockError, match="listed again"):
         Lock.loads(json.dumps(data))
+
+
+# ---------------------------------------------------------------------------------------------
+# builders/mkindex.py: several platforms' image outputs to one image index
+
+BUILDERS = Path(__file__).resolve().parents[2] / "envnix" / "builders"
+sys.path.insert(0, str(BUILDERS))  # the builders import their siblings as top-level modules
+import mkimage  # noqa: E402
+import mkindex  # noqa: E402
+
+
+def _image_output(store: Path, name: str, arch: str) -> tuple[Path, str]:
+    """An image output as mkimage writes it (one layer, blobs as files); its manifest digest."""
+    out = store / name
+    blobs = out / "oci" / "blobs" / "sha256"
+    blobs.mkdir(parents=True)
+    layer = f"layer of {arch}".encode()
+    config = mkimage.canonical_json({"architecture": arch, "os": "linux"})
+    manifest = mkimage.canonical_json({
+        "schemaVersion": 2, "mediaType": mkimage.MT_MANIFEST,
+        "config": {"mediaType": mkimage.MT_CONFIG, "digest": mkimage.sha256(config),
+                   "size": len(config)},
+        "layers": [{"mediaType": mkimage.MT_LAYER, "digest": mkimage.sha256(layer),
+                    "size": len(layer)}]})
+    for data in (layer, config, manifest):
+        (blobs / mkimage.sha256(data)[7:]).write_bytes(data)
+    (out / "oci" / "index.json").write_bytes(mkimage.make_index(manifest, ("app", "1")))
+    return out, mkimage.sha256(manifest)
+
+
+def test_mkindex_names_one_index_of_each_platforms_manifest(tmp_path: Path) -> None:
+    amd, amd_manifest = _image_output(tmp_path, "aaa-image-amd64", "amd64")
+    arm, arm_manifest = _image_output(tmp_path, "bbb-image-arm64", "arm64")
+    out = tmp_path / "ccc-index"
+    digest = mkindex.build(str(out), [str(amd), str(arm)], "app:1")
+    top = json.loads((out / "oci" / "index.json").read_text())
+    (entry,) = top["manifests"]
+    assert entry["digest"] == digest and entry["mediaType"] == mkimage.MT_INDEX
+    assert entry["annotations"]["org.opencontainers.image.ref.name"] == "1"
+    nested = json.loads((out / "oci/blobs/sha256" / digest[7:]).read_bytes())
+    assert [(m["digest"], m["platform"]) for m in nested["manifests"]] == [
+        (amd_manifest, {"architecture": "amd64", "os": "linux"}),
+        (arm_manifest, {"architecture": "arm64", "os": "linux"})]
+    # Every blob resolves, through a relative link into its sibling image output.
+    for m in nested["manifests"]:
+        link = out / "oci/blobs/sha256" / m["digest"][7:]
+        assert os.readlink(link).startswith("../../../../")
+        assert json.loads(link.read_bytes())["layers"]
+    # The tag is only an annotation: the index itself is the same for any tag.
+    again = mkindex.build(str(tmp_path / "ddd-index"), [str(amd), str(arm)], "other:2")
+    assert again == digest
+
+
+def test_mkindex_refuses_one_image_or_one_platform_twice(tmp_path: Path) -> None:
+    amd, _ = _image_output(tmp_path, "aaa-image-amd64", "amd64")
+    other, _ = _image_output(tmp_path, "bbb-image-amd64", "amd64")
+    with pytest.raises(mkimage.ImageError, match="two or more"):
+        mkindex.build(str(tmp_path / "x"), [str(amd)], None)
+    with pytest.raises(mkimage.ImageError, match="two images for"):
+        mkindex.build(str(tmp_path / "y"), [str(amd), str(other)], None)
