@@ -34,6 +34,7 @@ def _context(tmp_path: Path) -> Path:
 @pytest.mark.network
 def test_lock_for_arm64_and_for_two_platforms(tmp_path: Path) -> None:
     ctx = _context(tmp_path)
+    (ctx / "build.envd").write_text(BUILD_ENVD.replace('["six"]', '["six", "numpy"]'))
     envnix("lock", "--platform", "linux/arm64", str(ctx))
     data = json.loads((ctx / "envnix.lock").read_text())
     assert "platforms" not in data
@@ -45,6 +46,8 @@ def test_lock_for_arm64_and_for_two_platforms(tmp_path: Path) -> None:
     assert arches == {"arm64", "all"}
     python = next(p for p in data["apt"]["packages"] if p["name"] == "python3.11-minimal")
     assert python["url"].endswith("_arm64.deb")
+    numpy = next(w for w in data["pip"]["wheels"] if w["name"] == "numpy")
+    assert numpy["filename"].endswith("_aarch64.whl") and "-cp311-" in numpy["filename"]
     # Without --platform, the lock's platform is kept: it is up to date, not re-locked.
     assert "up to date" in envnix("lock", "--check", str(ctx)).stdout
     stale = envnix("lock", "--check", "--platform", "linux/amd64", str(ctx), check=False)
@@ -61,6 +64,8 @@ def test_lock_for_arm64_and_for_two_platforms(tmp_path: Path) -> None:
     assert "toolchain" not in arm and "toolchain" in both
     amd = {p["name"]: p["url"] for p in both["apt"]["packages"]}
     assert amd["python3.11-minimal"].endswith("_amd64.deb")
+    assert next(w for w in both["pip"]["wheels"] if w["name"] == "numpy")[
+        "filename"].endswith("_x86_64.whl")
     assert "up to date" in envnix("lock", "--check", str(ctx)).stdout
 
 
