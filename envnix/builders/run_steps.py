@@ -99,7 +99,7 @@ from collections.abc import Callable
 
 import _builder as B
 import _treewrite as T
-from _rootfs import Rootfs, is_executable, remove
+from _rootfs import HOST_MACHINES, Rootfs, elf_machine, is_executable, remove
 from _runadvice import fail
 from _rundiff import Change, diff, snapshot, write_changes
 from _sandbox import run_group
@@ -256,6 +256,12 @@ def execute(out: str, trees: list[str], commands_for: Callable[[Rootfs], list[st
                                      + ("" if shell_given else " or /bin/sh"))
             shell = "/bin/sh"
         bash = os.path.basename(shell) == "bash"
+        machine = elf_machine(rootfs, shell)
+        if not qemu and machine is not None and machine not in HOST_MACHINES:
+            # proot would start it natively and spin: another platform needs its qemu-user
+            raise B.BuilderError(f"the image's {shell} is a program for ELF machine "
+                                 f"{machine}, not this builder's x86_64; an image of another "
+                                 "platform needs qemu (image.nix passes it for --platform)")
 
         _prepare_dev(rootfs)
         before = snapshot(rootfs.root)

@@ -140,3 +140,21 @@ def test_mkindex_refuses_one_image_or_one_platform_twice(tmp_path: Path) -> None
         mkindex.build(str(tmp_path / "x"), [str(amd)], None)
     with pytest.raises(mkimage.ImageError, match="two images for"):
         mkindex.build(str(tmp_path / "y"), [str(amd), str(other)], None)
+
+
+def test_a_foreign_program_is_told_apart_before_proot_starts_it(tmp_path: Path) -> None:
+    """proot without qemu spins on an aarch64 program: run_steps refuses one first."""
+    from _rootfs import HOST_MACHINES, Rootfs, elf_machine
+
+    rootfs = Rootfs(str(tmp_path / "root"))
+    root = Path(rootfs.root)
+    (root / "usr/bin").mkdir(parents=True)
+    (root / "bin").symlink_to("usr/bin")
+    elf = b"\x7fELF\x02\x01\x01" + bytes(9) + (2).to_bytes(2, "little")
+    (root / "usr/bin/bash").write_bytes(elf + (183).to_bytes(2, "little") + bytes(40))
+    (root / "usr/bin/sh").write_bytes(elf + (62).to_bytes(2, "little") + bytes(40))
+    (root / "usr/bin/script").write_bytes(b"#!/bin/sh\n")
+    assert elf_machine(rootfs, "/bin/bash") == 183 not in HOST_MACHINES
+    assert elf_machine(rootfs, "/usr/bin/sh") == 62 in HOST_MACHINES
+    assert elf_machine(rootfs, "/usr/bin/script") is None
+    assert elf_machine(rootfs, "/usr/bin/missing") is None
