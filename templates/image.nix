@@ -79,7 +79,7 @@ let
     else throw ("envnix: ${toString lock} is stale: ${concatStringsSep ", " staleSources} "
       + "changed since it was locked; run `envnix lock` (or `nix run <envnix> -- lock`)");
 
-  imageTag = if tag != null then tag else "${image.name}:dev";
+  imageTag = if tag != null then tag else image.defaultTag;
   storeName = s:
     let
       swapped = concatMap (p: if isString p then [ p ] else [ "-" ])

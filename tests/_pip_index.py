@@ -87,6 +87,11 @@ class PipIndex:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.httpd.server_address[1]}/simple"
 
+    def publish(self, dists: list[Dist]) -> None:
+        """Serve ``dists`` from now on: upstream moved (new releases, deleted files)."""
+        self.dists = list(dists)
+        self.files = {d.path.name: d for d in self.dists}
+
     def hits(self, method: str, prefix: str = "/files/") -> list[str]:
         return [p for m, p in self.requests if m == method and p.startswith(prefix)]
 

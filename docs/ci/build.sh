@@ -5,7 +5,8 @@
 #   1. envnix.lock still matches build.envd (exit 5 otherwise);
 #   2. build from the lock, substituting from the binary cache CACHE_DIR when an earlier run
 #      left one there (a run that changed nothing builds nothing);
-#   3. push to the registry, verified by digest, when credentials are given;
+#   3. push to the registry, verified by digest, when credentials are given, then
+#      `envnix verify` the pushed tag against the lock (prints "verified sha256:...");
 #   4. add this build to CACHE_DIR, signed, for the next run.
 #
 # Environment (only IMAGE is required):
@@ -43,6 +44,9 @@ envnix build --locked --no-load "$context" -t "$ref" "${store[@]}" "${cache[@]}"
 
 if [ -n "${ENVNIX_REGISTRY_CREDS:-}" ]; then
   envnix push -p "$context" "${store[@]}"
+  # What a reviewer runs anywhere: rebuild from the lock, compare with what the tag serves
+  # (here the build above is reused, so nothing is built twice).
+  envnix verify "$context" "$ref" "${store[@]}" "${cache[@]}"
 else
   echo "no registry credentials (fork pull request?): not pushing"
 fi

@@ -31,8 +31,9 @@ from envnix.core.process import install_signal_handlers
 from envnix.core.progress import REPORTER
 from envnix.core.reference import default_name, image_name
 from envnix.frontend import load_spec
+from envnix.frontend.evaluate import parse_from
 from envnix.frontend.migrate import build_envd_from_conda
-from envnix.lock import Describe, check_lock, ensure_lock, lock_file, relock
+from envnix.lock import LOCK_NAME, Describe, check_lock, ensure_lock, lock_file, read_lock, relock
 from envnix.nix import NixConfig, nix_build
 from envnix.oci.layout import read_digests, read_image, store_real_path
 from envnix.oci.output import parse_output
@@ -69,6 +70,19 @@ def _default_tag(context: Path) -> str:
 def _platforms(flag: str | None) -> tuple[Platform, ...] | None:
     """--platform's platforms; None (the lock's, else the host's) without it."""
     return parse_platforms(flag) if flag else None
+
+
+def _load_spec(context: Path, from_: str, cuda_provider: str | None) -> ImageSpec:
+    """build.envd's spec, named as the project's lock recorded it (envd derives the image's
+    name and working directory from the context directory's name: a checkout under another
+    name must not change the image the lock describes)."""
+    manifest = context / parse_from(from_)[0]
+    try:
+        lock = read_lock(manifest.parent / LOCK_NAME)
+    except EnvnixError:
+        lock = None  # a damaged lock is reported where it is used
+    name = lock.image.get("name") if lock is not None and lock.image else None
+    return load_spec(context, from_, cuda_provider=_cuda_provider(cuda_provider), name=name)
 
 
 def _describer(spec: ImageSpec, context: Path) -> Describe:
@@ -121,7 +135,7 @@ def spec_cmd(path: str | None, path_opt: str | None, from_: str,
              cuda_provider: str | None) -> None:
     """Evaluate build.envd and print the ImageSpec as JSON."""
     context = _context(path, path_opt)
-    spec = load_spec(context, from_, cuda_provider=_cuda_provider(cuda_provider))
+    spec = _load_spec(context, from_, cuda_provider)
     click.echo(spec.to_json(), nl=False)
 
 
@@ -190,13 +204,27 @@ def init_cmd(env_file: Path | None, flake: bool, envnix_input: str, path_opt: st
 @cuda_provider_option
 @mirror_option
 @click.option("--check", is_flag=True, help="Exit non-zero if envnix.lock does not match inputs.")
+@click.option("-U", "--upgrade", is_flag=True,
+              help="Re-resolve every package to the newest that fits, ignoring the old pins.")
+@click.option("-P", "--upgrade-package", "upgrade_packages", multiple=True, metavar="NAME",
+              help="Move only NAME (and what it needs) to the newest that fits; repeatable.")
 @results.json_option
 @platform_option
 def lock_cmd(path: str | None, path_opt: str | None, from_: str, cuda_provider: str | None,
-             apt_mirror: str | None, check: bool, as_json: bool, platform: str | None) -> None:
-    """Resolve every apt and pip package to URL + sha256 and write envnix.lock."""
+             apt_mirror: str | None, check: bool, upgrade: bool,
+             upgrade_packages: tuple[str, ...], as_json: bool,
+             platform: str | None) -> None:
+    """Resolve every apt, pip and conda package to URL + sha256 and write envnix.lock.
+
+    Pins of an existing envnix.lock that still satisfy the spec are kept: only what the spec
+    changed is resolved (--upgrade: everything; --upgrade-package: NAME too).
+    """
+    if upgrade and upgrade_packages:
+        raise UsageError("--upgrade moves every package: --upgrade-package adds nothing to it")
+    if check and (upgrade or upgrade_packages):
+        raise UsageError("--check resolves nothing: it cannot --upgrade")
     context = _context(path, path_opt)
-    spec = load_spec(context, from_, cuda_provider=_cuda_provider(cuda_provider))
+    spec = _load_spec(context, from_, cuda_provider)
     lock_path = lock_file(context, spec)
     if check:
         check_lock(context, spec, _describer(spec, context), _platforms(platform))
@@ -206,7 +234,8 @@ def lock_cmd(path: str | None, path_opt: str | None, from_: str, cuda_provider: 
             click.echo(f"{lock_path.name} is up to date")
         return
     lock, changed = relock(context, spec, apt_mirror, _describer(spec, context), REPORTER,
-                           _platforms(platform))
+                           _platforms(platform), upgrade=upgrade,
+                           upgrade_packages=upgrade_packages)
     if as_json:
         results.emit_json({"lock": str(lock_path), "changed": changed, "digest": lock.digest,
                            "debs": len(lock.apt_packages), "wheels": len(lock.pip_wheels),
@@ -256,6 +285,20 @@ def _nix_config_options(fn):  # type: ignore[no-untyped-def]
     return fn
 
 
+def _nix_config(substituters: str | None, no_substitute: bool, builders: str | None,
+                max_jobs: str | None, nix_options: tuple[tuple[str, str], ...]) -> NixConfig:
+    """The flags of _nix_config_options, then the environment and config files."""
+    if no_substitute and substituters is not None:
+        raise UsageError("--substituters and --no-substitute contradict each other")
+    if substituters is None and not no_substitute:
+        substituters = options.substituters()
+    builders = builders if builders is not None else options.builders()
+    keys = options.trusted_public_keys()
+    if keys and all(name != "trusted-public-keys" for name, _ in nix_options):
+        nix_options = (*nix_options, ("trusted-public-keys", keys))
+    return NixConfig(substituters, not no_substitute, builders, max_jobs, nix_options)
+
+
 @cli.command("render")
 @_build_options
 @platform_option
@@ -267,7 +310,7 @@ def render_cmd(path: str | None, path_opt: str | None, from_: str, cuda_provider
     if tag:
         image_name(tag, "-t")
     tag = tag or _default_tag(context)
-    spec = load_spec(context, from_, cuda_provider=_cuda_provider(cuda_provider))
+    spec = _load_spec(context, from_, cuda_provider)
     lock = ensure_lock(context, spec, apt_mirror, locked, REPORTER, _describer(spec, context),
                        _platforms(platform))
     rendered = render(spec, lock, out_dir or context / GENERATED_DIR, tag, toolchain,
@@ -297,18 +340,10 @@ def build_cmd(path: str | None, path_opt: str | None, from_: str, cuda_provider:
               metadata_file: Path | None, quiet: bool, as_json: bool,
               platform: str | None) -> None:
     """Lock (if needed), render and build the image with Nix; print its OCI layout path."""
-    if no_substitute and substituters is not None:
-        raise UsageError("--substituters and --no-substitute contradict each other")
     if quiet and as_json:
         raise UsageError("-q/--quiet and --json contradict each other")
     context = _context(path, path_opt)
-    if substituters is None and not no_substitute:
-        substituters = options.substituters()
-    builders = builders if builders is not None else options.builders()
-    keys = options.trusted_public_keys()
-    if keys and all(name != "trusted-public-keys" for name, _ in nix_options):
-        nix_options = (*nix_options, ("trusted-public-keys", keys))
-    nix_config = NixConfig(substituters, not no_substitute, builders, max_jobs, nix_options)
+    nix_config = _nix_config(substituters, no_substitute, builders, max_jobs, nix_options)
     output = parse_output(outputs)  # before the build: a bad --output fails fast
     if output and output.to_stdout and (quiet or as_json):
         raise UsageError("--output ...,dest=- writes the archive to stdout: it cannot carry "
@@ -319,7 +354,7 @@ def build_cmd(path: str | None, path_opt: str | None, from_: str, cuda_provider:
     if tag:
         image_name(tag, "-t")
     tag = output.build_tag(tag, _default_tag(context)) if output else tag or _default_tag(context)
-    spec = load_spec(context, from_, cuda_provider=_cuda_provider(cuda_provider))
+    spec = _load_spec(context, from_, cuda_provider)
     lock = ensure_lock(context, spec, apt_mirror, locked, REPORTER, _describer(spec, context),
                        _platforms(platform))
     rendered = render(spec, lock, out_dir or context / GENERATED_DIR, tag, toolchain,
@@ -418,3 +453,4 @@ from envnix.cli import cache as _cache  # noqa: E402, F401  (registers cache on 
 from envnix.cli import platforms as _multi  # noqa: E402  (several platforms: one image index)
 from envnix.cli import publish as _publish  # noqa: E402  (registers push/load on cli)
 from envnix.cli import supply as _supply  # noqa: E402, F401  (registers sbom and diff on cli)
+from envnix.cli import verify as _verify  # noqa: E402, F401  (registers verify on cli)

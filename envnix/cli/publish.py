@@ -21,7 +21,13 @@ from envnix.oci.export import build_archive, write_archive, write_rootfs
 from envnix.oci.layout import BuiltImage, last_build, read_image, store_real_path
 from envnix.oci.load import LoadResult, choose_engine, load_archive, load_into_podman
 from envnix.oci.output import OutputSpec
-from envnix.oci.registry import RegistryOptions, is_registry_ref, parse_destination, push
+from envnix.oci.registry import (
+    RegistryOptions,
+    SignOptions,
+    is_registry_ref,
+    parse_destination,
+    push,
+)
 
 
 def _registry_options(fn):  # type: ignore[no-untyped-def]
@@ -42,6 +48,35 @@ def _registry_options(fn):  # type: ignore[no-untyped-def]
                      help="Require HTTPS and verify certificates; --tls-verify=false allows "
                           "plain HTTP and untrusted certificates (default: true, or config "
                           "key registry.tls-verify)."),
+    ]):
+        fn = option(fn)
+    return fn
+
+
+def registry_options(creds: str | None, authfile: Path | None, cert_dir: Path | None,
+                     tls_verify: bool | None) -> RegistryOptions:
+    """The flags (and click's envvar) first, then the config files (core/config.py)."""
+    return RegistryOptions(creds=_creds(creds), authfile=authfile,
+                           cert_dir=cert_dir or options.registry_cert_dir(),
+                           tls_verify=options.registry_tls_verify() if tls_verify is None
+                           else tls_verify)
+
+
+def _sign_options(fn):  # type: ignore[no-untyped-def]
+    for option in reversed([
+        click.option("--sign-by", metavar="FINGERPRINT",
+                     help="Sign each pushed manifest with this GPG key (simple signing; "
+                          "gpg's keyring, GNUPGHOME)."),
+        click.option("--sign-by-sigstore-private-key", "sigstore_key",
+                     type=click.Path(path_type=Path), metavar="KEY",
+                     help="Sign with this sigstore private key instead."),
+        click.option("--sign-passphrase-file", "passphrase_file",
+                     type=click.Path(path_type=Path), metavar="FILE",
+                     help="The signing key's passphrase, read from FILE (never from argv)."),
+        click.option("--registries.d", "registries_d", type=click.Path(path_type=Path),
+                     metavar="DIR",
+                     help="registries.d directory saying where signatures go (a lookaside "
+                          "store); default: skopeo's (/etc/containers/registries.d)."),
     ]):
         fn = option(fn)
     return fn
@@ -78,12 +113,15 @@ def _check_name(image: BuiltImage, wanted: str | None, context: Path) -> None:
 @click.option("--out-dir", type=click.Path(path_type=Path),
               help=f"The build's Nix project (default: <context>/{GENERATED_DIR}).")
 @_registry_options
+@_sign_options
 @click.option("--store", help="The Nix store the image was built in (as given to build).")
 @click.option("-v", "--verbose", is_flag=True, help="Show skopeo's log (credentials removed).")
 @json_option
 def push_cmd(args: tuple[str, ...], path_opt: str | None, name: str | None,
              out_dir: Path | None, creds: str | None, authfile: Path | None,
-             cert_dir: Path | None, tls_verify: bool | None, store: str | None, verbose: bool,
+             cert_dir: Path | None, tls_verify: bool | None, sign_by: str | None,
+             sigstore_key: Path | None, passphrase_file: Path | None,
+             registries_d: Path | None, store: str | None, verbose: bool,
              as_json: bool) -> None:
     """Push the last image built in PATH to each DEST (host[:port]/name[:tag]).
 
@@ -91,7 +129,9 @@ def push_cmd(args: tuple[str, ...], path_opt: str | None, name: str | None,
     every other argument is a destination (a `docker://` prefix is optional, the tag defaults
     to the build's). Without DEST, pushes to the build's own tag when that names a registry.
     Prints DEST@sha256:... per destination after checking that the registry holds exactly
-    the manifest the build computed. Exit 7 when the registry or the push fails.
+    the manifest the build computed. Exit 7 when the registry or the push fails. With
+    --sign-by (GPG) or --sign-by-sigstore-private-key, skopeo signs each pushed manifest;
+    --registries.d says where the signatures go.
     """
     path_arg: str | None = None
     rest = list(args)
@@ -114,18 +154,16 @@ def push_cmd(args: tuple[str, ...], path_opt: str | None, name: str | None,
         raise UsageError(f"no destination: the image is tagged {image.name}, which names no "
                          "registry", hint="give one: envnix push host[:port]/name[:tag]")
     dests = [parse_destination(t, image.tag) for t in targets]
-    # The flags (and click's envvar) first, then the config files (core/config.py).
-    opts = RegistryOptions(creds=_creds(creds), authfile=authfile,
-                           cert_dir=cert_dir or options.registry_cert_dir(),
-                           tls_verify=options.registry_tls_verify() if tls_verify is None
-                           else tls_verify)
+    sign = SignOptions(sign_by, sigstore_key, passphrase_file, registries_d)
+    opts = registry_options(creds, authfile, cert_dir, tls_verify)
     pushed = []
-    for result in push(image, dests, opts, REPORTER, verbose=verbose):
+    for result in push(image, dests, opts, REPORTER, verbose=verbose, sign=sign):
         pushed.append({"name": str(result.dest), "digest": result.digest})
         if not as_json:
             click.echo(f"{result.dest}@{result.digest}")
     if as_json:
-        emit_json({"image": image.name, "config": image.config.digest, "pushed": pushed})
+        emit_json({"image": image.name, "config": image.config.digest, "pushed": pushed,
+                   "signed": sign.signing})
 
 
 @cli.command("load")

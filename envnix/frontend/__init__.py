@@ -26,6 +26,7 @@ from envnix.spec import (
     CONDA_PREFIX,
     CUSTOM_IMAGE_RELEASE,
     RELEASE_ALIASES,
+    SHELLS,
     SYSTEM_PYTHONS,
     CondaRequest,
     CopySpec,
@@ -46,7 +47,9 @@ from envnix.spec import (
     release_for,
 )
 from envnix.spec import cuda as cuda_table
+from envnix.spec.copyrules import BASE_DIRS, CONDA_DIRS, CopyRequest, copy_targets, dev_dirs
 from envnix.spec.cuda_provider import provider as provider_named
+from envnix.spec.pipargs import add_entry, has_pip_words
 
 __all__ = ["evaluate_spec", "load_spec", "parse_from"]
 
@@ -101,7 +104,8 @@ class SpecBuilder:
         self.v0_signals: list[str] = []
         self.v1_signals: list[str] = []
         self.conda_enabled = False
-        self.copies: list[CopySpec] = []
+        self.copy_requests: list[tuple[str, CopyRequest]] = []  # (context path, as written)
+        self.env_copies: list[CopySpec] = []  # env.yaml's local pip paths, placed exactly
         self.runs: list[RunSpec] = []
         self.cuda: tuple[str, str] | None = None  # (version, cudnn) of install.cuda
         self.cuda_checked_for = ""  # the provider install.cuda's request was checked against
@@ -109,13 +113,13 @@ class SpecBuilder:
         self.cuda_implied: tuple[str, str, str] | None = None
         self.base_image: str | None = None
 
-    def __call__(self, qualname: str, args: dict[str, Any]) -> None:
+    def __call__(self, qualname: str, args: dict[str, Any]) -> Any:
         fn = BY_NAME[qualname]
         if fn.skip:
             self._warn(f"{qualname}() skipped: {fn.skip}")
-            return
+            return None
         handler = getattr(self, "_" + qualname.replace(".", "_"))
-        handler(**args)
+        return handler(**args)
 
     def _warn(self, message: str) -> None:
         self.warnings.append(message)
@@ -124,6 +128,16 @@ class SpecBuilder:
     # -- base / language -----------------------------------------------------------------------
     def _base(self, os: str | None = None, language: str | None = None,
               image: str | None = None, dev: bool | None = None) -> None:
+        if os is None and language is None and image is None and dev is None:
+            # envd v1's base(): its defaults, ubuntu:22.04 and dev=False; an earlier base()'s
+            # image stays (envd sets the image only when one is given). v0 would say
+            # "language is required", but envd >= 1.0 reads every file without a marker as v1.
+            self.v1_signals.append("base()")
+            if self.base_called and self.dev is not None:  # after base(image=..., dev=...)
+                self.dev = False
+            else:
+                self._base(image=V1_DEFAULT_IMAGE, dev=False)
+            return
         if image is not None or dev is not None:
             # v0 also has base(image=, language=) (envd's custom-image path): same build.
             if language is not None:
@@ -231,13 +245,10 @@ class SpecBuilder:
             if has_control_character(entry):
                 raise SpecError(f"pip requirement {entry!r} contains a control character",
                                 hint="one requirement per list entry, as pip would read it")
-            if not _REQUIREMENT_RE.match(entry.strip()):
-                raise SpecError(
-                    f"pip requirement {entry!r} is not a plain requirement; pip options and "
-                    "URLs inside name= are not supported yet",
-                    hint="put index URLs in config.pip_index(url=..., extra_url=...)",
-                )
-            self.pip.packages.append(entry.strip())
+            if not has_pip_words(entry) and _REQUIREMENT_RE.match(entry.strip()):
+                self.pip.packages.append(entry.strip())
+            else:  # envd runs `pip install <entry>`: shell words, pip options included
+                add_entry(self.pip, entry, "install.python_packages")
         if requirements is not None:
             # envd: the last requirements= wins.
             self.pip.requirements_files = [self._context_file(requirements, "requirements file")]
@@ -318,8 +329,20 @@ class SpecBuilder:
         self.dev_spec.uid, self.dev_spec.gid = uid, gid
 
     def _shell(self, name: str) -> None:
-        shell = name.lower()
-        self.dev_spec.shell = "zsh" if shell == "zsh" else "bash"  # envd: anything else is bash
+        shell = name.strip().lower()  # envd lowercases the name
+        if shell not in SHELLS:
+            # envd quietly gives bash for any other name; envnix says so instead of guessing.
+            raise SpecError(f"shell {name!r} is not supported: envd installs only bash, zsh "
+                            "and fish", hint='write shell("bash"), shell("zsh") or '
+                                         'shell("fish")')
+        if shell == "zsh":
+            self._warn('shell("zsh"): zsh comes from the distribution; envd\'s oh-my-zsh and '
+                       "its .zshrc are left out (envd clones them from a git host at build "
+                       "time, unpinned)")
+        elif shell == "fish":
+            self._warn('shell("fish"): fish comes from the distribution\'s package, not '
+                       "envd's static fish 4 download")
+        self.dev_spec.shell = shell
 
     def _git_config(self, name: str | None = None, email: str | None = None,
                     editor: str | None = None) -> None:
@@ -362,15 +385,12 @@ class SpecBuilder:
                             "directories and symlinks can be copied")
         rel = path.relative_to(root).as_posix()
         workdir = f"/home/envd/{self.context.name}"
-        image_path(to, f"io.copy: {to_name}", base=workdir)  # as written, before the join
-        to = to if to.startswith("/") else f"{workdir}/{to}"
-        to = to[:-1] if to.endswith("/.") else to
-        # envd (BuildKit copy): a directory lands as itself inside the target directory, so
-        # io.copy("./detectron2", "/") gives /detectron2; a file keeps its name when the
-        # target is a directory (ends with /).
-        if path.is_dir() or to.endswith(("/", "/.")):
-            to = to.rstrip("/") + "/" + (path.name if rel != "." else "")
-        self.copies.append(CopySpec(rel, image_path(to, f"io.copy: {to_name}")))
+        checked = image_path(to, f"io.copy: {to_name}", base=workdir)  # as written
+        # Where it lands depends on the image's directories then (BuildKit's rule,
+        # spec/copyrules.py), known once dev and Python are: build() decides, in call order.
+        slash = "/" if to.endswith(("/", "/.")) and checked != "/" else ""
+        self.copy_requests.append((rel, CopyRequest(from_, path.is_dir(), checked + slash,
+                                                    str(path))))
 
     def _run(self, commands: list[str], mount_host: bool | None = None) -> None:
         if mount_host:
@@ -427,6 +447,14 @@ class SpecBuilder:
                 envd_path = "/home/envd" + envd_path[1:]
             self.runtime.mounts.append(image_path(envd_path, what))
 
+    def _data_envd(self, name: str) -> str:
+        """envd's data.envd(name): a host directory `envd up` binds through runtime.mount; the
+        image records only the mount (like envd), the value names the source as envd does."""
+        if not name or has_control_character(name) or "/" in name:
+            raise SpecError(f"data.envd: name {name!r} is not a plain data set name",
+                            hint='e.g. data.envd(name="mnist")')
+        return f"envd://{name}"
+
     def _io_mount(self, src: str | None = None, dest: str | None = None) -> None:
         self._runtime_mount(src, dest, "io.mount: dest")
 
@@ -443,7 +471,8 @@ class SpecBuilder:
         """envd reads only line 1; without a marker, the calls the file made decide."""
         if marker == "v1":
             return "v1", "# syntax=v1 on line 1"
-        if self.v1_signals and not self.v0_signals:
+        # io.copy("a", "/b") fills host_path/envd_path positionally in v1 files too: weak.
+        if self.v1_signals and set(self.v0_signals) <= {"io.copy(host_path=)"}:
             return "v1", "it calls " + ", ".join(dict.fromkeys(self.v1_signals))
         if self.v0_signals:
             return "v0", "it calls " + ", ".join(dict.fromkeys(self.v0_signals))
@@ -471,6 +500,7 @@ class SpecBuilder:
             self.language = DEFAULT_PYTHON
         python = PythonSpec(self._provider(), self.language) if self.language else None
         workdir = image_path(f"/home/envd/{name}", "working directory")
+        copies = self._copies(dev, python)
         if python and python.provider == "conda" and self.conda.env_file:
             self._env_yaml_extras(workdir)
         files = dict(self.files)
@@ -504,7 +534,7 @@ class SpecBuilder:
             dev=self.dev_spec if dev else None,
             runtime=self.runtime,
             files=files,
-            copies=self.copies,
+            copies=copies + self.env_copies,
             runs=self.runs,
             labels=labels,
             warnings=self.warnings,
@@ -512,6 +542,14 @@ class SpecBuilder:
             cuda=cuda,
             apt_profile=apt_profile_from_env(),
         )
+
+    def _copies(self, dev: bool, python: PythonSpec | None) -> list[CopySpec]:
+        """io.copy targets as envd's BuildKit copy places them (spec/copyrules.py)."""
+        existing = BASE_DIRS | (dev_dirs(self.dev_spec.home) if dev else set()) | (
+            CONDA_DIRS if python and python.provider == "conda" else set())
+        targets = copy_targets([req for _, req in self.copy_requests], existing)
+        return [CopySpec(rel, image_path(target, "io.copy: target"))
+                for (rel, _), target in zip(self.copy_requests, targets, strict=True)]
 
     def _env_yaml_extras(self, workdir: str) -> None:
         """What env.yaml asks of the image beyond packages: ``variables`` become image Env
@@ -548,7 +586,7 @@ class SpecBuilder:
                     f"{root}", hint="move it under the directory that holds build.envd")
             rel = path.relative_to(root).as_posix()
             target = workdir if rel == "." else f"{workdir}/{rel}"
-            self.copies.append(CopySpec(rel, target))
+            self.env_copies.append(CopySpec(rel, target))
             arguments += (["-e"] if editable else []) + [target]
         # Before build.envd's own run() steps, as envd installs env.yaml before running them.
         self.runs.insert(0, RunSpec([shlex.join([
@@ -610,10 +648,11 @@ class SpecBuilder:
 
 def load_spec(context: Path, from_: str = "build.envd:build",
               warn: Progress = REPORTER.warning,
-              cuda_provider: str | None = None) -> ImageSpec:
+              cuda_provider: str | None = None, name: str | None = None) -> ImageSpec:
     """Evaluate ``<context>/<file>`` and call its build function; return the ImageSpec.
 
-    ``cuda_provider`` (--cuda-provider) overrides where CUDA libraries come from. The file
+    ``cuda_provider`` (--cuda-provider) overrides where CUDA libraries come from; ``name``
+    the context directory's name (the one the project's lock recorded). The file
     is untrusted: it is evaluated in a child process with bounded memory and CPU time
     (envnix.frontend.bounds); its warnings are passed to ``warn`` here, in order.
     """
@@ -622,7 +661,8 @@ def load_spec(context: Path, from_: str = "build.envd:build",
     def work() -> tuple[ImageSpec | None, list[str], Any]:
         warnings: list[str] = []
         try:
-            return evaluate_spec(context, from_, warnings.append, cuda_provider), warnings, None
+            return (evaluate_spec(context, from_, warnings.append, cuda_provider, name),
+                    warnings, None)
         except EnvnixError as exc:  # sent with the warnings printed before it
             return None, warnings, freeze_error(exc)
 
@@ -637,7 +677,7 @@ def load_spec(context: Path, from_: str = "build.envd:build",
 
 def evaluate_spec(context: Path, from_: str = "build.envd:build",
                   warn: Progress = REPORTER.warning,
-                  cuda_provider: str | None = None) -> ImageSpec:
+                  cuda_provider: str | None = None, name: str | None = None) -> ImageSpec:
     """load_spec in this process: the nesting, step and CPU checks apply, but nothing stops
     one huge allocation or a native crash from taking the process down (load_spec's child
     does). For callers that run their own child, such as the fuzz test."""
@@ -650,12 +690,11 @@ def evaluate_spec(context: Path, from_: str = "build.envd:build",
     try:
         evaluator = Evaluator(manifest, builder)
         syntax = evaluator.run(function)
-        spec = builder.build(context.name, file, function, syntax)
+        spec = builder.build(name or context.name, file, function, syntax)
     except EnvnixError as exc:
         raise one_line(exc) from None
-    read = [manifest.resolve(), *evaluator.loaded_files()]
-    if spec.conda.env_file:
-        read.append(context / spec.conda.env_file)
+    read = [manifest, *evaluator.loaded_files(), *(
+        [context / spec.conda.env_file] if spec.conda.env_file else [])]
     spec.sources = sorted({p.resolve().relative_to(context).as_posix() for p in read
                            if p.resolve().is_relative_to(context)})
     return spec

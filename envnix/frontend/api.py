@@ -122,8 +122,14 @@ FUNCTIONS: tuple[Function, ...] = (
     _f("runtime.init", _p("commands", "list", REQUIRED)),
     _f("runtime.mount", _p("host_path"), _p("envd_path")),
     # data.*
-    _f("data.envd", _p("name", "str", REQUIRED), skip=_RUNTIME_ONLY),
+    _f("data.envd", _p("name", "str", REQUIRED)),
 )
+
+# Module members that are values, not functions: envd's data.path (host dataset directories,
+# for runtime.mount(host_path=...)).
+MODULE_VALUES: dict[str, dict[str, dict[str, str]]] = {
+    "data": {"path": {"huggingface": "~/.cache/huggingface", "dgl": "~/.dgl"}},
+}
 
 BY_NAME: dict[str, Function] = {f.qualname: f for f in FUNCTIONS}
 BY_STARLARK_NAME: dict[str, Function] = {f.starlark_name: f for f in FUNCTIONS}
@@ -153,7 +159,9 @@ def prelude_source() -> str:
         lines.append("")
     for module in MODULES:
         members = [f for f in FUNCTIONS if f.module == module]
-        fields = ", ".join(f"{f.attr} = {f.starlark_name}" for f in members)
+        fields = ", ".join([f"{f.attr} = {f.starlark_name}" for f in members] + [
+            f"{name} = struct(" + ", ".join(f"{k} = {v!r}" for k, v in values.items()) + ")"
+            for name, values in MODULE_VALUES.get(module, {}).items()])
         lines.append(f"{module} = struct({fields})")
     for fn in FUNCTIONS:
         if not fn.module:

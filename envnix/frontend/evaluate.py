@@ -38,7 +38,7 @@ _STARLARK_TYPE_WANTED = {
 }
 
 
-CallHandler = Callable[[str, dict[str, Any]], None]
+CallHandler = Callable[[str, dict[str, Any]], Any]  # returns the call's Starlark value
 
 
 @dataclass
@@ -157,7 +157,7 @@ class Evaluator:
         return self._loaded[path]
 
     # -- Python side of the prelude ----------------------------------------------------------
-    def _record(self, qualname: str, values: list[Any], types: list[str]) -> None:
+    def _record(self, qualname: str, values: list[Any], types: list[str]) -> Any:
         fn = BY_NAME[qualname]
         args: dict[str, Any] = {}
         for param, value, type_name in zip(fn.params, values, types, strict=True):
@@ -195,7 +195,7 @@ class Evaluator:
         # The handler validates meaning (e.g. an unknown os); raising here, inside the call,
         # is what lets the error point at the call site.
         try:
-            self.handler(qualname, args)
+            return self.handler(qualname, args)  # a value only for data.envd
         except EnvnixError as exc:
             self._fail(exc.message, exc.hint)
 

@@ -2,17 +2,22 @@
 
 Only this stage touches package indexes. Its output, the lock, is sufficient to rebuild the
 image with no resolver and no index access.
+
+A re-lock is minimal: the pins of the lock being redone (:class:`Pins`) are handed to each
+resolver as preferences, so only what the spec changed, what ``--upgrade-package`` names and
+what those need move; ``--upgrade`` hands none.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from envnix.core import options
+from envnix.core import schema as S
 from envnix.core.errors import LockError, StaleLockError, UsageError
 from envnix.core.progress import Progress
 from envnix.frontend.envyaml import (
@@ -28,6 +33,7 @@ from envnix.lock.apt.index import DebPackage, IndexSnapshot
 from envnix.lock.apt.sources import machine_apt_sources, sources_for_mirror
 from envnix.lock.conda import lock_conda
 from envnix.lock.cuda import lock_cuda_pip
+from envnix.lock.diff import diff_locks
 from envnix.lock.image import resolve_base
 from envnix.lock.model import (
     LOCK_NAME,
@@ -52,11 +58,13 @@ __all__ = [
     "CorruptLockError",
     "Describe",
     "Lock",
+    "Pins",
     "apt_sources",
     "check_lock",
     "conda_plan",
     "ensure_lock",
     "image_change",
+    "kept_pins",
     "lock_file",
     "lock_inputs",
     "lock_platforms",
@@ -163,6 +171,51 @@ def lock_inputs(spec: ImageSpec, context: Path, plan: CondaPlan | None = None,
     return inputs
 
 
+@dataclass(frozen=True)
+class Pins:
+    """The pins of an existing envnix.lock a re-lock prefers while they satisfy the spec."""
+
+    apt: dict[str, str] = field(default_factory=dict)
+    """name -> version; only when the lock was made for the same release and architecture."""
+    pip: tuple[pip.Wheel, ...] = ()
+    conda: tuple[dict[str, Any], ...] = ()
+    base: dict[str, Any] | None = None
+    """The base image's pin, while base(image=...) names the same reference."""
+
+    def __len__(self) -> int:
+        return len(self.apt) + len(self.pip) + len(self.conda) + (self.base is not None)
+
+
+def kept_pins(lock: Lock | None, inputs: dict[str, Any], *, upgrade: bool = False,
+              upgrade_packages: Sequence[str] = ()) -> Pins:
+    """What a re-lock of ``lock`` for ``inputs`` keeps: every pin, none (``upgrade``), or all
+    but those named by ``upgrade_packages`` (any installer's name; pip's compared as PEP 503)."""
+    if lock is None or upgrade:
+        return Pins()
+    names = set(upgrade_packages)
+    wheels = [pip.Wheel.from_lock_dict(w) for w in lock.pip_wheels]
+    pinned = ({p["name"] for p in lock.apt_packages} | {p["name"] for p in lock.conda_packages}
+              | {S.pep503(w.name) for w in wheels})
+    unknown = sorted(n for n in names if n not in pinned and S.pep503(n) not in pinned)
+    if unknown:
+        raise UsageError(f"--upgrade-package {', '.join(unknown)}: {LOCK_NAME} pins no "
+                         "package of that name", hint="name a package the lock lists "
+                                                     "(envnix sbom or the file itself)")
+    pip_names = {S.pep503(n) for n in names}
+    apt = lock.inputs.get("apt", {})
+    same_release = (apt.get("release"), apt.get("architecture")) == (
+        inputs["apt"]["release"], inputs["apt"]["architecture"])
+    return Pins(
+        apt={p["name"]: p["version"] for p in lock.apt_packages
+             if p["name"] not in names} if same_release else {},
+        pip=tuple(w for w in wheels if S.pep503(w.name) not in pip_names),
+        conda=tuple(p for p in lock.conda_packages  # conda names compare in lower case
+                    if p["name"] not in {n.lower() for n in names}),
+        base=lock.base if lock.base and lock.base["ref"] == inputs.get("base", {}).get("ref")
+        else None,
+    )
+
+
 def apt_sources(release: OsRelease, mirror: str | None = None,
                 security_mirror: str | None = None,
                 snapshot: str | None = None) -> list[AptSource]:
@@ -192,29 +245,38 @@ def apt_sources(release: OsRelease, mirror: str | None = None,
 
 
 def make_lock(spec: ImageSpec, context: Path, sources: list[AptSource],
-              progress: Progress | None = None,
-              platforms: Sequence[Platform] = (AMD64,)) -> Lock:
+              progress: Progress | None = None, pins: Pins | None = None,
+              platforms: Sequence[Platform] = (AMD64,),
+              platform_pins: Mapping[str, Pins] | None = None) -> Lock:
     """Resolve everything the spec asks for, for each platform (the first one's sections at
-    the top, the others' under ``platforms``). Network access happens here and only here."""
+    the top, the others' under ``platforms``), preferring ``pins`` (the first platform's) and
+    ``platform_pins`` (by platform name: the lock being redone) where they still fit. Network
+    access happens here and only here."""
     first, *others = platforms
-    lock = _make_lock(spec, context, sources, progress, first)
+    platform_pins = platform_pins or {}
+    lock = _make_lock(spec, context, sources, progress,
+                      pins or platform_pins.get(first.name) or Pins(), first)
     for platform in others:
         if progress:
             progress(f"lock: resolving for {platform.name}")
         lock.platforms[platform.name] = dataclasses.replace(
-            _make_lock(spec, context, sources, progress, platform), toolchain=None)
+            _make_lock(spec, context, sources, progress,
+                       platform_pins.get(platform.name) or Pins(), platform),
+            toolchain=None)
     return lock
 
 
 def _make_lock(spec: ImageSpec, context: Path, sources: list[AptSource],
-               progress: Progress | None, platform: Platform) -> Lock:
+               progress: Progress | None, pins: Pins, platform: Platform) -> Lock:
     plan = conda_plan(spec)
     base: dict[str, Any] | None = None
     indexes: list[IndexSnapshot] = []
     packages: list[DebPackage] = []
     if spec.cuda and platform != AMD64:
         raise UsageError(f"install.cuda builds for linux/amd64 only, not {platform.name}")
-    if spec.base_image:
+    if spec.base_image and pins.base is not None:
+        base = pins.base
+    elif spec.base_image:
         base = resolve_base(spec.base_image, arch=platform.deb_arch)
         if progress:
             progress(f"base: {spec.base_image} pinned at {base['digest']} "
@@ -231,14 +293,16 @@ def _make_lock(spec: ImageSpec, context: Path, sources: list[AptSource],
             check = cuda.index_check(spec.cuda, sources, progress)
         indexes, packages = lock_apt(
             sources, spec.apt_roots(), progress=progress, host_provided=host_provided,
-            essential=spec.apt_profile == "essential", check=check, arch=platform.deb_arch)
+            essential=spec.apt_profile == "essential", check=check, preferred=pins.apt,
+            arch=platform.deb_arch)
     conda_packages: list[dict[str, Any]] = []
     if plan is not None:
         # install.cuda sets the target's __cuda: conda packages built for CUDA then solve
         # for the driver the image asks for (NVIDIA_REQUIRE_CUDA), not the build host's.
         conda_packages = lock_conda(plan.specs, plan.channels, glibc=spec.os.glibc,
                                     cuda=spec.cuda.major_minor if spec.cuda else None,
-                                    progress=progress, platform=platform.conda_subdir)
+                                    progress=progress, preferred=pins.conda,
+                                    platform=platform.conda_subdir)
     request = pip_request(spec, plan)
     if spec.python is None:
         if request.packages or request.requirements_files:
@@ -247,10 +311,10 @@ def _make_lock(spec: ImageSpec, context: Path, sources: list[AptSource],
         wheels = []
     elif spec.cuda is None or provider_named(spec.cuda.provider).installer != "pip":
         wheels = pip.lock_pip(request, context, spec.python.version, spec.os.glibc, progress,
-                              platform=platform)
+                              preferred=pins.pip, platform=platform)
     else:
         wheels = lock_cuda_pip(request, context, spec.cuda, spec.python.version,
-                               spec.os.glibc, progress)
+                               spec.os.glibc, progress, preferred=pins.pip)
     if spec.cuda is None and progress:
         implied = implied_by_wheels((w.name, w.version) for w in wheels)
         if implied:
@@ -370,14 +434,51 @@ def check_lock(context: Path, spec: ImageSpec, describe: Describe,
 
 
 def relock(context: Path, spec: ImageSpec, apt_mirror: str | None, describe: Describe,
-           progress: Progress,
-           platforms: Sequence[Platform] | None = None) -> tuple[Lock, bool]:
-    """``envnix lock``: resolve everything again and write the lock with its image section;
-    True when the file changed (a damaged file is kept as envnix.lock.bak)."""
-    lock = make_lock(spec, context, apt_sources(spec.os, apt_mirror), progress,
-                     lock_platforms(context, spec, platforms))
+           progress: Progress, platforms: Sequence[Platform] | None = None, *,
+           upgrade: bool = False, upgrade_packages: Sequence[str] = ()) -> tuple[Lock, bool]:
+    """``envnix lock``: resolve again, keeping the existing lock's pins that still fit
+    (none with ``upgrade``; all but ``upgrade_packages`` otherwise), and write the lock with
+    its image section; True when the file changed (a damaged file is kept as envnix.lock.bak).
+    """
+    path = lock_file(context, spec)
+    try:
+        existing = read_lock(path)
+    except CorruptLockError:
+        existing = None  # write_lock keeps it as envnix.lock.bak and says so
+    platforms = lock_platforms(context, spec, platforms)
+    pins = _kept_pins(existing, spec, context, platforms, upgrade=upgrade,
+                      upgrade_packages=upgrade_packages)
+    lock = _resolve(spec, context, apt_mirror, progress, existing, pins, platforms)
     lock = _described(lock, describe)
-    return lock, write_lock(lock_file(context, spec), lock)
+    return lock, write_lock(path, lock)
+
+
+def _kept_pins(existing: Lock | None, spec: ImageSpec, context: Path,
+               platforms: Sequence[Platform], **upgrade: Any) -> dict[str, Pins]:
+    """kept_pins for each platform, from the existing lock's sections for it (if any)."""
+    plan = conda_plan(spec)
+    return {p.name: kept_pins(existing.for_platform(p.name)
+                              if existing and p.name in existing.platform_names else None,
+                              lock_inputs(spec, context, plan, p), **upgrade)
+            for p in platforms}
+
+
+def _resolve(spec: ImageSpec, context: Path, apt_mirror: str | None, progress: Progress,
+             existing: Lock | None, pins: dict[str, Pins],
+             platforms: Sequence[Platform] = (AMD64,)) -> Lock:
+    """make_lock with ``pins`` (by platform), then what moved since ``existing`` in a few
+    lines."""
+    kept = sum(len(p) for p in pins.values())
+    if kept:
+        progress(f"lock: preferring the {kept} pins of {LOCK_NAME} where they still fit "
+                 "(envnix lock --upgrade moves them all)")
+    lock = make_lock(spec, context, apt_sources(spec.os, apt_mirror), progress,
+                     platforms=platforms, platform_pins=pins)
+    if existing is not None:
+        for line in diff_locks(existing, lock).lines():
+            progress(f"lock: {line.strip()}" if line != "no differences"
+                     else "lock: no pin moved")
+    return lock
 
 
 def ensure_lock(context: Path, spec: ImageSpec, apt_mirror: str | None, locked: bool,
@@ -425,7 +526,8 @@ def ensure_lock(context: Path, spec: ImageSpec, apt_mirror: str | None, locked: 
             raise StaleLockError(f"{path.name} is stale: {reason}",
                                  hint="run envnix lock, or drop --locked")
         progress(f"lock: {path.name} is stale ({reason}); re-locking")
-    lock = make_lock(spec, context, apt_sources(spec.os, apt_mirror), progress, platforms)
+    pins = _kept_pins(existing, spec, context, platforms)
+    lock = _resolve(spec, context, apt_mirror, progress, existing, pins, platforms)
     lock = _described(lock, describe)
     write_lock(path, lock)
     progress(f"lock: wrote {path} ({len(lock.artifacts())} artifacts)")

@@ -321,23 +321,51 @@ def _solver_error(message: str, platform: str, glibc: str, cuda: str | None,
 
 def solve_conda(specs: Sequence[str], channels: Sequence[ChannelLike],
                 repodata: Sequence[RepodataFile], *, glibc: str, cuda: str | None = None,
-                platform: str = "linux-64") -> list[RepoDataRecord]:
-    """Run rattler's solver on cached repodata; channel order is priority (strict, as conda)."""
+                platform: str = "linux-64", preferred: Sequence[dict[str, Any]] = (),
+                progress: Progress | None = None) -> list[RepoDataRecord]:
+    """Run rattler's solver on cached repodata; channel order is priority (strict, as conda).
+
+    ``preferred`` (lock entries of the lock being redone) become the solver's locked packages:
+    a preference it keeps while the specs allow, never a hard pin.
+    """
     from rattler import Channel, ChannelPriority, SparseRepoData, solve_with_sparse_repodata
 
     sources = [SparseRepoData(Channel(r.channel), r.subdir, str(r.path))
                for r in repodata if r.path is not None]
     match_specs = _match_specs(specs, channels)
     vps = target_virtual_packages(glibc, cuda, platform)
+    locked = _locked_records(preferred, sources, progress)
     try:
         return _run(solve_with_sparse_repodata(
-            match_specs, sources, virtual_packages=vps,
+            match_specs, sources, locked_packages=locked, virtual_packages=vps,
             channel_priority=ChannelPriority.Strict, strategy="highest"))
     except Exception as exc:
         if type(exc).__name__ != "SolverError":
             raise
         raise _solver_error(str(exc), platform, glibc, cuda,
                             lambda name: _versions(name, sources)) from None
+
+
+def _locked_records(preferred: Sequence[dict[str, Any]], sources: Sequence[Any],
+                    progress: Progress | None) -> list[RepoDataRecord]:
+    """The repodata records of ``preferred`` (matched by URL), and one line naming those the
+    channels no longer list."""
+    from rattler import PackageName
+
+    if not preferred:
+        return []
+    wanted = {e["url"]: e for e in preferred}
+    found: dict[str, RepoDataRecord] = {}
+    for name in sorted({e["name"] for e in preferred}):
+        for src in sources:
+            for record in src.load_records(PackageName(name)):
+                if str(record.url) in wanted:
+                    found.setdefault(str(record.url), record)
+    gone = [f"{e['name']} {e['version']}-{e['build']}" for url, e in wanted.items()
+            if url not in found]
+    if gone and progress:
+        progress(f"conda: the channels no longer have {', '.join(sorted(gone))}")
+    return [found[url] for url in sorted(found)]
 
 
 def _versions(name: str, sources: Sequence[Any]) -> list[str]:
@@ -472,11 +500,13 @@ def lock_conda(
     platform: str = "linux-64",
     progress: Progress | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
+    preferred: Sequence[dict[str, Any]] = (),
 ) -> list[dict[str, Any]]:
     """Resolve conda ``specs`` for ``platform`` with the given target glibc/CUDA.
 
     ``channels`` are in priority order (a package comes from the first channel that has its
-    name). Returns one lock entry per package, sorted by name.
+    name). ``preferred``: the entries of the lock being redone, kept where the specs allow.
+    Returns one lock entry per package, sorted by name.
     """
     if not specs:
         return []
@@ -499,7 +529,8 @@ def lock_conda(
     if progress:
         extra = f", __cuda {cuda}" if cuda else ""
         progress(f"conda: solving {len(specs)} spec(s) for {platform} (__glibc {glibc}{extra})")
-    records = solve_conda(specs, channels, repodata, glibc=glibc, cuda=cuda, platform=platform)
+    records = solve_conda(specs, channels, repodata, glibc=glibc, cuda=cuda, platform=platform,
+                          preferred=preferred, progress=progress)
     by_canonical = {loc.canonical.rstrip("/"): loc for loc in channels}
     served = {(r.channel.rstrip("/"), r.subdir): r.fetched_from for r in repodata}
     entries = []

@@ -46,9 +46,10 @@ class ToolkitRelease:
 
 
 def lock_cuda_pip(request: PipRequest, context: Path, cuda: CudaSpec, python_version: str,
-                  glibc: str, progress: Progress | None = None
-                  ) -> list[pip.Wheel]:
-    """pip.lock_pip for a request that carries ``cuda.requirements``, under the release pins."""
+                  glibc: str, progress: Progress | None = None,
+                  preferred: Sequence[pip.Wheel] = ()) -> list[pip.Wheel]:
+    """pip.lock_pip for a request that carries ``cuda.requirements``, under the release pins
+    (``preferred``: the wheels to keep where they fit, as pip.lock_pip)."""
     index, releases = toolkit_releases(request)
     candidates = sorted((r for r in releases if matches(r.version, cuda.version)),
                         key=lambda r: release_key(r.version), reverse=True)
@@ -70,7 +71,7 @@ def lock_cuda_pip(request: PipRequest, context: Path, cuda: CudaSpec, python_ver
             request, packages=[exact if p == toolkit_line else p for p in request.packages])
         try:
             wheels = pip.lock_pip(attempt, context, python_version, glibc, progress,
-                                  constraints=pins)
+                                  constraints=pins, preferred=preferred)
         except (FetchError, PackageNotFoundError):
             raise
         except LockError as exc:

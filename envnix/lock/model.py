@@ -113,6 +113,7 @@ _BELOW = S.string(r"(?!/)(?!(?:.*/)?\.\.(?:/|$))[^\x00-\x1f\x7f]{1,1024}",
 _IMAGE = S.obj({
     "format": S.anything,  # checked first, for its own message
     "name": S.text,
+    "defaultTag": S.text,
     "plan": _PLAN,
     "config": S.obj({"architecture": S.token, "os": S.token, "created": S.text,
                      "config": S.mapping(S.text, S.anything)}),

@@ -8,6 +8,10 @@ Indexes that serve plain PEP 503 HTML (many private indexes and mirrors) give no
 and may give no ``#sha256=`` either; uv then writes wheels without them. The lock asks the
 server: the size from a HEAD request (Content-Length), and when that says nothing or the
 sha256 is missing too, the wheel is downloaded once and hashed (:func:`_complete`).
+
+A re-lock hands uv the old lock's wheels as the pylock.toml it writes to: uv takes the pins of
+an existing output file as preferences, keeping each one that still meets the requirements
+and resolving the rest (:func:`_preferences_text`).
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from envnix.core.fileio import atomic_write
 from envnix.core.progress import Progress
 from envnix.frontend.envyaml import read_context_text, resolve_in_context
 from envnix.spec import PipRequest, has_control_character
+from envnix.spec.pipargs import PipWords, check_name, has_pip_words, parse_pip_words
 from envnix.spec.platform import AMD64, Platform
 
 DEFAULT_INDEX = "https://pypi.org/simple"
@@ -91,10 +96,24 @@ def _uv_binary() -> str:
 
 
 def requirements_text(request: PipRequest, context: Path) -> str:
-    """The requirements.in that uv resolves: names, then the requirements files' contents.
+    """What the lock answers for pip (its fingerprint): the requirement lines, then the pip
+    options the entries and files gave, one per line (none: the text of before them)."""
+    lines, options = _gather(request, context)
+    lines += [f"--extra-index-url {url}" for url in options.indexes]
+    lines += [f"--find-links {url}" for url in options.find_links]
+    lines += [f"--trusted-host {host}" for host in options.trusted_hosts]
+    lines += ["--pre"] if options.pre else []
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+def _gather(request: PipRequest, context: Path) -> tuple[list[str], PipWords]:
+    """The requirements.in that uv resolves (names, then the requirements files' contents)
+    and the pip options written among them (entries' and files' alike).
 
     Files are inlined (not referenced with -r) so the lock fingerprint covers their contents.
-    They must lie inside the build context (the frontend checked; this is the reader).
+    They must lie inside the build context (the frontend checked; this is the reader). A
+    file's line is read as pip would (shell words); what cannot be locked is refused with
+    the file:line:col of the line.
     """
     for entry in request.packages:
         # uv reads requirements.in line by line: a "\r" or "\n" inside one entry would start
@@ -103,23 +122,40 @@ def requirements_text(request: PipRequest, context: Path) -> str:
             raise SpecError(f"pip package {entry!r} contains a control character",
                             hint="one requirement per list entry, as pip would read it")
     lines = list(request.packages)
+    options = PipWords(indexes=list(request.package_indexes),
+                       find_links=list(request.find_links), pre=request.prerelease)
     for rel in request.requirements_files:
         try:
             text = read_context_text(resolve_in_context(rel, context))
         except ValueError as exc:
             raise SpecError(f"requirements file {rel}: {exc}",
                             hint="envnix reads only files inside the build context") from None
-        for raw in text.splitlines():
+        for number, raw in enumerate(text.splitlines(), 1):
             line = raw.strip()
             if not line or line.startswith("#"):
                 continue
-            if line.startswith("-"):
-                raise LockError(
-                    f"{rel}: pip option line {line!r} is not supported yet",
-                    hint="put index URLs in config.pip_index(url=..., extra_url=...)",
-                )
-            lines.append(line)
-    return "\n".join(lines) + ("\n" if lines else "")
+            if not has_pip_words(line):
+                lines.append(line)
+                continue
+            words = _file_line(re.sub(r"(^|\s+)#.*$", "", line), rel, number, raw)
+            lines += words.requirements
+            for have, new in ((options.indexes, words.indexes),
+                              (options.find_links, words.find_links),
+                              (options.trusted_hosts, words.trusted_hosts)):
+                have.extend(v for v in new if v not in have)
+            options.pre = options.pre or words.pre
+    return lines, options
+
+
+def _file_line(line: str, rel: str, number: int, raw: str) -> PipWords:
+    col = len(raw) - len(raw.lstrip()) + 1
+    try:
+        words = parse_pip_words(line, "")
+        for requirement in words.requirements:
+            check_name(requirement, "")
+    except SpecError as exc:
+        raise SpecError(exc.message, file=rel, line=number, col=col, hint=exc.hint) from None
+    return words
 
 
 def lock_pip(
@@ -130,16 +166,19 @@ def lock_pip(
     progress: Progress | None = None,
     constraints: Sequence[str] = (),
     platform: Platform = AMD64,
+    preferred: Sequence[Wheel] = (),
 ) -> list[Wheel]:
     """Resolve the request to wheels for CPython ``python_version`` on manylinux ``glibc``
     (for ``platform``'s machine: x86_64 or aarch64 wheels).
 
     ``constraints`` (pip constraint lines) bound the versions of packages that something
-    requires without requiring them themselves: install.cuda's release pins.
+    requires without requiring them themselves: install.cuda's release pins. ``preferred``
+    (the wheels of the lock being redone) are kept where they still fit.
     """
-    reqs = requirements_text(request, context)
-    if not reqs:
+    lines, options = _gather(request, context)
+    if not lines:
         return []
+    reqs = "\n".join(lines) + "\n"
     index = request.index_url or DEFAULT_INDEX
     if progress:
         progress(f"pip: resolving {len(reqs.splitlines())} requirement(s) for "
@@ -148,6 +187,8 @@ def lock_pip(
         req_in = Path(tmp) / "requirements.in"
         req_in.write_text(reqs, encoding="utf-8")
         out = Path(tmp) / "pylock.toml"
+        if preferred:
+            out.write_text(_preferences_text(preferred), encoding="utf-8")
         cmd = [
             _uv_binary(), "pip", "compile", str(req_in),
             "--python-version", python_version,
@@ -162,9 +203,16 @@ def lock_pip(
             cmd += ["--constraint", str(constraints_txt)]
         if request.index_url:
             cmd += ["--index-url", request.index_url]
-        for extra in request.extra_index_urls:
+        # uv takes a package from the first index that has it, and the extra indexes come
+        # before the default one: an entry's own index (torch --index-url .../cpu) wins for
+        # what it serves, as pip with that index alone would install it.
+        for extra in dict.fromkeys([*options.indexes, *request.extra_index_urls]):
             cmd += ["--extra-index-url", extra]
-        for host in request.trusted_hosts:
+        for page in options.find_links:
+            cmd += ["--find-links", page]
+        if options.pre:
+            cmd += ["--prerelease", "allow"]
+        for host in dict.fromkeys([*request.trusted_hosts, *options.trusted_hosts]):
             cmd += ["--allow-insecure-host", host]
         env = {k: v for k, v in os.environ.items() if not k.startswith("UV_")}
         started = time.monotonic()
@@ -172,7 +220,7 @@ def lock_pip(
         if proc.returncode != 0:
             raise _uv_error(proc.stderr, index)
         found = _parse_pylock(out.read_text(encoding="utf-8"))
-    wheels = _complete(found, set(request.trusted_hosts), progress)
+    wheels = _complete(found, {*request.trusted_hosts, *options.trusted_hosts}, progress)
     if progress:
         total = sum(w.size for w in wheels)
         progress(f"pip: locked {len(wheels)} wheel(s), {total / 1e6:.1f} MB, "
@@ -180,11 +228,28 @@ def lock_pip(
     return wheels
 
 
+def _preferences_text(wheels: Sequence[Wheel]) -> str:
+    """A PEP 751 pylock.toml of ``wheels``, as uv reads an existing output file's pins.
+
+    JSON strings are TOML basic strings (same quotes and escapes), so json.dumps quotes them.
+    """
+    lines = ['lock-version = "1.0"', 'created-by = "envnix"']
+    for w in sorted(wheels, key=lambda w: w.name):
+        lines += ["", "[[packages]]", f"name = {json.dumps(w.name)}",
+                  f"version = {json.dumps(w.version)}",
+                  f"wheels = [{{ url = {json.dumps(w.url)}, size = {w.size}, "
+                  f"hashes = {{ sha256 = {json.dumps(w.sha256)} }} }}]"]
+    return "\n".join(lines) + "\n"
+
+
 def _parse_pylock(text: str) -> list[_Found]:
     data = tomllib.loads(text)
     found = []
     for pkg in data.get("packages", []):
         files = pkg.get("wheels") or []
+        archive = pkg.get("archive") or {}
+        if not files and str(archive.get("url", "")).endswith(".whl"):
+            files = [archive]  # a direct URL (name @ https://...whl): pinned by its sha256
         if not files:
             raise LockError(f"pip: {pkg['name']} {pkg.get('version')} has no wheel for the "
                             "target platform (sdists are not built)")

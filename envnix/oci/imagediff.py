@@ -28,8 +28,9 @@ from envnix.core.errors import PublishError, UsageError
 from envnix.core.reference import DIGEST, DOCKER, InvalidReference, Reference
 from envnix.oci.registry import RegistryOptions, copy_to_layout, human_size
 
-__all__ = ["Image", "ImageDiff", "diff_images", "flatten", "is_image_ref", "layer_entries",
-           "open_image", "read_layout"]
+__all__ = ["Image", "ImageDiff", "LayerDiff", "config_changes", "diff_images",
+           "first_layer_diff", "flatten", "is_image_ref", "layer_entries", "open_image",
+           "read_layout"]
 
 OCI = "oci:"
 _GZIP, _ZSTD = b"\x1f\x8b", b"\x28\xb5\x2f\xfd"
@@ -261,13 +262,9 @@ class ImageDiff:
 _FIELDS = ("type", "mode", "uid", "gid", "size", "content")
 
 
-def diff_images(old: Image, new: Image) -> ImageDiff:
-    """``old`` -> ``new``. Layers are matched by digest; files by path in the flattened trees
-    (a file changed when its type, mode, owner, size, contents or link target did)."""
-    cache: dict[str, Any] = {}
-    a, b = flatten(old, cache), flatten(new, cache)
-    before = [layer.get("digest") for layer in old.layers]
-    after = [layer.get("digest") for layer in new.layers]
+def _diff_trees(a: dict[str, Entry], b: dict[str, Entry]
+                ) -> tuple[list[str], list[str], list[tuple[str, list[str]]]]:
+    """Paths added, removed and changed (with which fields) from ``a`` to ``b``."""
     changed = []
     for path in sorted(a.keys() & b.keys()):
         if a[path] != b[path]:
@@ -275,19 +272,65 @@ def diff_images(old: Image, new: Image) -> ImageDiff:
             if a[path][0] in ("symlink", "hardlink") and "content" in what:
                 what[what.index("content")] = "target"
             changed.append((path, what))
-    old_cfg = {k: v for k, v in old.config.items() if k not in ("rootfs", "history")}
-    new_cfg = {k: v for k, v in new.config.items() if k not in ("rootfs", "history")}
-    config = sorted({*old_cfg.get("config", {}), *new_cfg.get("config", {})})
-    config_changed = []
-    for k in config:
-        x, y = old_cfg.get("config", {}).get(k), new_cfg.get("config", {}).get(k)
-        if x == y:
+    return sorted(b.keys() - a.keys()), sorted(a.keys() - b.keys()), changed
+
+
+@dataclass(frozen=True)
+class LayerDiff:
+    """The first layer position where two images differ, and the files of that one layer that
+    differ (as the layers' own tar entries, whiteouts aside): what a rebuild check names."""
+
+    index: int                      # 0-based position in the manifests' layer lists
+    old: dict[str, Any] | None      # its descriptor in ``old`` (None: ``old`` has fewer layers)
+    new: dict[str, Any] | None
+    files_added: list[str] = field(default_factory=list)
+    files_removed: list[str] = field(default_factory=list)
+    files_changed: list[tuple[str, list[str]]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "from": self.old, "to": self.new,
+                "files": {"added": self.files_added, "removed": self.files_removed,
+                          "changed": [{"path": p, "what": w} for p, w in self.files_changed]}}
+
+    def lines(self) -> list[str]:
+        def name(x: dict[str, Any] | None) -> str:
+            return f"{x['digest']} ({human_size(x.get('size') or 0)})" if x else "(none)"
+        rows = [(p, f"+ {p}") for p in self.files_added]
+        rows += [(p, f"- {p}") for p in self.files_removed]
+        rows += [(p, f"~ {p} ({', '.join(w)})") for p, w in self.files_changed]
+        return [f"first differing layer: #{self.index + 1}: {name(self.old)} -> "
+                f"{name(self.new)}",
+                f"  files: {len(self.files_added)} added, {len(self.files_removed)} removed, "
+                f"{len(self.files_changed)} changed",
+                *(f"    {text}" for _, text in sorted(rows))]
+
+
+def first_layer_diff(old: Image, new: Image) -> LayerDiff | None:
+    """The first layer position whose digests differ (None: the same layers, in order), with
+    that layer's files compared entry by entry."""
+    for i in range(max(len(old.layers), len(new.layers))):
+        x = old.layers[i] if i < len(old.layers) else None
+        y = new.layers[i] if i < len(new.layers) else None
+        if x is not None and y is not None and x.get("digest") == y.get("digest"):
             continue
-        keys = sorted(k2 for k2 in {*x, *y} if x.get(k2) != y.get(k2)) \
-            if isinstance(x, dict) and isinstance(y, dict) else []
-        config_changed.append(f"config.{k}" + (f" ({', '.join(keys)})" if keys else ""))
-    config_changed += [k for k in sorted(old_cfg.keys() | new_cfg.keys())
-                       if k != "config" and old_cfg.get(k) != new_cfg.get(k)]
+        a = layer_entries(old.blob(x["digest"]), old.source)[0] if x else {}
+        b = layer_entries(new.blob(y["digest"]), new.source)[0] if y else {}
+        added, removed, changed = _diff_trees(a, b)
+
+        def desc(d: dict[str, Any] | None) -> dict[str, Any] | None:
+            return {"digest": d["digest"], "size": d.get("size")} if d else None
+        return LayerDiff(i, desc(x), desc(y), added, removed, changed)
+    return None
+
+
+def diff_images(old: Image, new: Image) -> ImageDiff:
+    """``old`` -> ``new``. Layers are matched by digest; files by path in the flattened trees
+    (a file changed when its type, mode, owner, size, contents or link target did)."""
+    cache: dict[str, Any] = {}
+    a, b = flatten(old, cache), flatten(new, cache)
+    before = [layer.get("digest") for layer in old.layers]
+    after = [layer.get("digest") for layer in new.layers]
+    added, removed, changed = _diff_trees(a, b)
     return ImageDiff(
         (old.digest, new.digest),
         layers_added=[{"digest": x["digest"], "size": x.get("size")}
@@ -295,9 +338,27 @@ def diff_images(old: Image, new: Image) -> ImageDiff:
         layers_removed=[{"digest": x["digest"], "size": x.get("size")}
                         for x in old.layers if x.get("digest") not in after],
         layers_kept=sum(1 for d in after if d in before),
-        files_added=sorted(b.keys() - a.keys()),
-        files_removed=sorted(a.keys() - b.keys()),
+        files_added=added,
+        files_removed=removed,
         files_changed=changed,
-        config_changed=config_changed,
+        config_changed=config_changes(old, new),
     )
+
+
+def config_changes(old: Image, new: Image) -> list[str]:
+    """The image config fields that differ (``config.Env``, ``config.Labels (KEY, ...)``,
+    top-level fields; the layer list aside): no layer is read."""
+    old_cfg = {k: v for k, v in old.config.items() if k not in ("rootfs", "history")}
+    new_cfg = {k: v for k, v in new.config.items() if k not in ("rootfs", "history")}
+    config = sorted({*old_cfg.get("config", {}), *new_cfg.get("config", {})})
+    changed = []
+    for k in config:
+        x, y = old_cfg.get("config", {}).get(k), new_cfg.get("config", {}).get(k)
+        if x == y:
+            continue
+        keys = sorted(k2 for k2 in {*x, *y} if x.get(k2) != y.get(k2)) \
+            if isinstance(x, dict) and isinstance(y, dict) else []
+        changed.append(f"config.{k}" + (f" ({', '.join(keys)})" if keys else ""))
+    return changed + [k for k in sorted(old_cfg.keys() | new_cfg.keys())
+                      if k != "config" and old_cfg.get(k) != new_cfg.get(k)]
 

@@ -116,6 +116,65 @@ def scrub(text: str, secrets: Sequence[str]) -> str:
     return text
 
 
+@dataclass(frozen=True)
+class SignOptions:
+    """How ``envnix push`` signs what it pushes (skopeo's flags, passed through unchanged).
+
+    Why skopeo's own: its signatures are what podman, CRI-O and ``skopeo copy`` check against
+    a policy.json (``signedBy``, ``sigstoreSigned``), and ``--registries.d`` is where that
+    same machinery looks for the lookaside store. A passphrase stays in its file: only the
+    path reaches skopeo's argv, and its text is scrubbed from every line skopeo prints.
+    """
+
+    sign_by: str | None = None             # GPG fingerprint (simple signing)
+    sigstore_key: Path | None = None       # a sigstore private key file
+    passphrase_file: Path | None = None    # for either key
+    registries_d: Path | None = None       # registries.d: where signatures go (lookaside)
+
+    def __post_init__(self) -> None:
+        if self.sign_by is not None and (not self.sign_by.strip() or
+                                         self.sign_by.startswith("-")):
+            raise UsageError(f"--sign-by {self.sign_by!r} is not a key fingerprint")
+        if self.sign_by is not None and self.sigstore_key is not None:
+            raise UsageError("give --sign-by or --sign-by-sigstore-private-key, not both")
+        if self.passphrase_file is not None and not self.signing:
+            raise UsageError("--sign-passphrase-file needs --sign-by or "
+                             "--sign-by-sigstore-private-key")
+        for flag, path in (("--sign-by-sigstore-private-key", self.sigstore_key),
+                           ("--sign-passphrase-file", self.passphrase_file)):
+            if path is not None and not path.is_file():
+                raise UsageError(f"{flag} {path} is not a file")
+        if self.registries_d is not None and not self.registries_d.is_dir():
+            raise UsageError(f"--registries.d {self.registries_d} is not a directory")
+
+    @property
+    def signing(self) -> bool:
+        return self.sign_by is not None or self.sigstore_key is not None
+
+    def global_args(self) -> list[str]:
+        return [f"--registries.d={self.registries_d.absolute()}"] if self.registries_d else []
+
+    def copy_args(self) -> list[str]:
+        args = []
+        if self.sign_by is not None:
+            args.append(f"--sign-by={self.sign_by}")
+        if self.sigstore_key is not None:
+            args.append(f"--sign-by-sigstore-private-key={self.sigstore_key.absolute()}")
+        if self.passphrase_file is not None:
+            args.append(f"--sign-passphrase-file={self.passphrase_file.absolute()}")
+        return args
+
+    def secrets(self) -> list[str]:
+        """The passphrase's text, as skopeo reads it (its first line), to scrub from output."""
+        if self.passphrase_file is None:
+            return []
+        try:
+            text = self.passphrase_file.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return []
+        return [x for x in {text.strip(), text.split("\n", 1)[0]} if len(x) >= 4]
+
+
 @contextmanager
 def private_authfile(opts: RegistryOptions, hosts: Sequence[str]) -> Iterator[Path | None]:
     """An auth.json holding ``--creds`` for ``hosts`` (0600 in a 0700 dir), removed on exit.
@@ -367,8 +426,10 @@ def registry_answers(host: str, opts: RegistryOptions, timeout: float = 5) -> bo
 
 
 def push(image: BuiltImage, dests: Sequence[Reference], opts: RegistryOptions,
-         progress: Progress, verbose: bool = False) -> list[PushResult]:
-    """Push ``image`` to every destination, proving each time that the bytes are the built ones."""
+         progress: Progress, verbose: bool = False,
+         sign: SignOptions | None = None) -> list[PushResult]:
+    """Push ``image`` to every destination, proving each time that the bytes are the built
+    ones; with ``sign``, skopeo signs each destination's manifest as it writes it."""
     skopeo = require_tool("skopeo", "push images")
     if not dests:
         raise UsageError("no destination to push to")
@@ -376,25 +437,52 @@ def push(image: BuiltImage, dests: Sequence[Reference], opts: RegistryOptions,
         if not image.blob_path(blob.digest).exists():
             raise PublishError(f"blob {short(blob.digest)} of the built image is missing",
                                hint="run envnix build again")
+    if sign is not None and sign.sign_by is not None:
+        _check_gpg_signing(skopeo, image, dests[0], sign)
     results = []
     with private_authfile(opts, [d.domain for d in dests if d.domain]) as authfile:
         for dest in dests:
-            results.append(_push_one(skopeo, image, dest, opts, authfile, progress, verbose))
+            results.append(_push_one(skopeo, image, dest, opts, authfile, progress, verbose,
+                                     sign or SignOptions()))
     return results
 
 
+def _check_gpg_signing(skopeo: str, image: BuiltImage, dest: Reference,
+                       sign: SignOptions) -> None:
+    """Sign the built manifest locally (``skopeo standalone-sign``, into a private temporary
+    directory) before anything is sent. Why: skopeo copy signs only after it has written the
+    manifest, so a key gpg lacks or a wrong passphrase would leave the tag pointing at an
+    unsigned image; this way such a push fails with nothing pushed."""
+    assert sign.sign_by is not None
+    with tempfile.TemporaryDirectory(prefix="envnix-sign-") as tmp:
+        cmd = [skopeo, "standalone-sign", *(
+            [f"--passphrase-file={sign.passphrase_file.absolute()}"]
+            if sign.passphrase_file else []),
+            "--output", str(Path(tmp) / "signature"), str(image.blob_path(image.manifest)),
+            str(dest), sign.sign_by]
+        proc = process.run(cmd, error=PublishError)
+    if proc.returncode != 0:
+        err = scrub(proc.stderr, sign.secrets())
+        m = _FATAL.search(err)
+        message = _unquote_go(m[1]) if m else err.strip()[-300:]
+        raise PublishError(f"signing {dest} failed, nothing was pushed: {message[:300]}",
+                           hint="check that the key is in gpg's keyring (GNUPGHOME) and "
+                                "--sign-passphrase-file")
+
+
 def _push_one(skopeo: str, image: BuiltImage, dest: Reference, opts: RegistryOptions,
-              authfile: Path | None, progress: Progress, verbose: bool) -> PushResult:
-    secrets = opts.secrets()
+              authfile: Path | None, progress: Progress, verbose: bool,
+              sign: SignOptions) -> PushResult:
+    secrets = sorted([*opts.secrets(), *sign.secrets()], key=len, reverse=True)
     total = sum(b.size for b in image.layers)
     progress(f"push: {image.manifest[:19]}… -> {dest} ({len(image.layers)} layers, "
              f"{human_size(total)})")
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="envnix-push-") as tmp:
         digestfile = Path(tmp) / "digest"
-        cmd = [skopeo, *policy_args(), "--debug", "copy", "--preserve-digests",
-               f"--digestfile={digestfile}", *_dest_args(opts, authfile, "dest-"),
-               image.source, dest.transport]
+        cmd = [skopeo, *policy_args(), *sign.global_args(), "--debug", "copy",
+               "--preserve-digests", f"--digestfile={digestfile}", *sign.copy_args(),
+               *_dest_args(opts, authfile, "dest-"), image.source, dest.transport]
         log = CopyLog(image, progress)
 
         def on_line(raw: str) -> None:
@@ -407,7 +495,16 @@ def _push_one(skopeo: str, image: BuiltImage, dest: Reference, opts: RegistryOpt
                            merge_stderr=True).returncode
         if code != 0:
             message = log.fatal or (log.tail[-1] if log.tail else f"skopeo exited {code}")
-            raise _translate(scrub(message, secrets), dest, opts)
+            message = scrub(message, secrets)
+            if sign.signing and any(w in message.lower() for w in ("sign", "passphrase",
+                                                                    "gpg", "private key")):
+                hint = ("this skopeo was built without sigstore (Debian's package): sign "
+                        "with --sign-by (GPG), or use a skopeo with sigstore support"
+                        if "sigstore disabled" in message else
+                        "check that the key is in gpg's keyring (GNUPGHOME) or the key file "
+                        "is a sigstore private key, and --sign-passphrase-file")
+                raise PublishError(f"signing {dest} failed: {message[:300]}", hint=hint)
+            raise _translate(message, dest, opts)
         pushed = digestfile.read_text().strip() if digestfile.exists() else ""
     seconds = time.monotonic() - started
     if pushed != image.manifest:

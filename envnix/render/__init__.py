@@ -208,7 +208,7 @@ def image_plan(spec: ImageSpec, lock: Lock) -> dict[str, Any]:
         "nixpkgsCuda": nixpkgs_cuda,
         "baseLayers": base,
         "users": ([[spec.dev.user, spec.dev.uid, spec.dev.gid, spec.dev.home,
-                    f"/bin/{spec.dev.shell}"]] if spec.dev else []),
+                    spec.dev.shell_path]] if spec.dev else []),
         "runs": [{"commands": r.commands} for r in spec.runs],
         "aptSources": image_apt_sources(spec, lock),
         "aptAuto": image_apt_auto(lock),
@@ -253,7 +253,10 @@ def image_section(spec: ImageSpec, lock: Lock, context: Path) -> dict[str, Any]:
         check_copies(context, spec.copies)
     return {
         "format": IMAGE_FORMAT,
-        "name": default_name(spec.name),  # image.nix's default tag is <name>:dev
+        # The context directory's name when first locked: envd's image name and working
+        # directory come from it, so a checkout under another name reads it back from here.
+        "name": spec.name,
+        "defaultTag": f"{default_name(spec.name)}:dev",  # image.nix's tag unless given one
         "plan": image_plan(spec, lock),
         "config": image_config(spec, lock),
         "files": {rel: [text, mode, *(owner if in_home else [0, 0])]
@@ -331,7 +334,7 @@ def _init_script(spec: ImageSpec) -> str | None:
             "python3 -m notebook --ip 0.0.0.0 --notebook-dir \"$ENVD_WORKDIR\" "
             f"--NotebookApp.token {shlex.quote(str(rt.jupyter['token']))} --port 8888 "
             "--allow-root > /tmp/jupyter.log 2>&1 &")
-    lines += ['[ "$#" -gt 0 ] || set -- /bin/' + spec.dev.shell, 'exec "$@"']
+    lines += ['[ "$#" -gt 0 ] || set -- ' + spec.dev.shell_path, 'exec "$@"']
     return "\n".join(lines) + "\n"
 
 
@@ -481,7 +484,7 @@ def image_config(spec: ImageSpec, lock: Lock) -> dict[str, Any]:
     config: dict[str, Any] = {
         "Env": spec.env_list(cuda_library_dirs(spec, lock)),
         "WorkingDir": spec.workdir,
-        "Cmd": [f"/bin/{spec.dev.shell}"] if spec.dev else ["/bin/sh"],
+        "Cmd": [spec.dev.shell_path] if spec.dev else ["/bin/sh"],
         "Labels": labels,
     }
     ports = [p["envd_port"] for p in rt.expose] + ([8888] if rt.jupyter and spec.dev else [])

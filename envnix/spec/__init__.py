@@ -121,6 +121,11 @@ class PipRequest:
     index_url: str | None = None
     extra_index_urls: list[str] = field(default_factory=list)
     trusted_hosts: list[str] = field(default_factory=list)
+    # pip options written inside name= entries (envd hands them to pip verbatim): indexes
+    # searched before the configured ones, find-links pages, and --pre.
+    package_indexes: list[str] = field(default_factory=list)
+    find_links: list[str] = field(default_factory=list)
+    prerelease: bool = False
 
 
 @dataclass
@@ -179,12 +184,22 @@ class DevSpec:
     user: str = "envd"
     uid: int = 1000  # fixed: envd takes the host user's, which makes images host-dependent
     gid: int = 1000
-    shell: str = "bash"
+    shell: str = "bash"  # one of SHELLS
     git: dict[str, str] = field(default_factory=dict)
 
     @property
     def home(self) -> str:
         return f"/home/{self.user}"
+
+    @property
+    def shell_path(self) -> str:
+        """The login shell (passwd, SHELL, Cmd): where the Debian package puts it; fish is
+        /usr/bin/fish, as envd sets SHELL."""
+        return SHELLS[self.shell]
+
+
+# shell(): the shells envd knows, each the Debian package of that name, and its path.
+SHELLS = {"bash": "/bin/bash", "zsh": "/bin/zsh", "fish": "/usr/bin/fish"}
 
 
 @dataclass
@@ -296,7 +311,7 @@ class ImageSpec:
             path = path + ":" + ":".join(self.extra_path)
         env = {"PATH": path, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
         if self.dev:
-            env.update({"SHELL": f"/bin/{self.dev.shell}", "USER": self.dev.user,
+            env.update({"SHELL": self.dev.shell_path, "USER": self.dev.user,
                         "ENVD_WORKDIR": self.workdir})
         if self.cuda:
             env.update(self._cuda_env(cuda_library_dirs))

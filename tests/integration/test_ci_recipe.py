@@ -1,7 +1,8 @@
 """The CI recipe runs as users copy it: docs/ci/build.sh, twice, as two CI runs on fresh
 machines that share only the binary cache directory the CI keeps, against a real registry on
 loopback (TLS, password) — the second run substitutes the image instead of building it and
-pushes the same digest."""
+pushes the same digest; in between, a reviewer with a fresh store runs envnix verify on the
+pushed tag and sees "verified"."""
 
 from __future__ import annotations
 
@@ -56,6 +57,25 @@ def test_the_second_ci_run_substitutes_and_pushes_the_same_digest(tmp_path: Path
         manifest = re.search(r"^manifest: (sha256:[0-9a-f]{64})$", first, re.M)[1]  # type: ignore[index]
         assert f"{reg.host}/team/app:ci@{manifest}" in first
         assert (cache / "nix-cache-info").is_file()
+        assert f"verified {manifest}" in first  # the recipe's own verify step
+
+        # A reviewer elsewhere: a fresh checkout and a fresh store, the CI's binary cache, and
+        # the pushed tag: envnix verify rebuilds from the lock and finds the same image.
+        checkout = nonce_context(tmp_path / "reviewer", nonce)
+        review_store = tmp_path / "store-reviewer"
+        try:
+            proc = subprocess.run(
+                [sys.executable, "-m", "envnix", "verify", str(checkout),
+                 f"docker://{reg.host}/team/app:ci", "--store", str(review_store),
+                 "--substituters", f"file://{cache}",
+                 "--nix-option", "trusted-public-keys", public],
+                capture_output=True, text=True, check=False, env=env)
+        finally:
+            subprocess.run(["chmod", "-R", "u+w", str(review_store)], check=False)
+            shutil.rmtree(review_store, ignore_errors=True)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert proc.stdout.splitlines() == [f"verified {manifest}"], proc.stdout
+        assert "verify: 0 derivation(s) built" in proc.stderr, proc.stderr[-3000:]
 
         mark = reg.mark()
         second = _ci_run(tmp_path, "run2", nonce, env)

@@ -46,3 +46,23 @@ def test_shell_environment_changes_no_digest(tmp_path: Path) -> None:
     image = json.loads((built[1].context / "envnix.lock").read_text())["image"]
     assert image["plan"]["mtime"] == 0
     assert image["config"]["created"] == "1970-01-01T00:00:00Z"
+
+
+@pytest.mark.slow
+def test_a_checkout_under_another_name_builds_the_same_image(tmp_path: Path) -> None:
+    """envd names the working directory after the context directory; the lock records that
+    name, so a clone into another directory (a CI checkout, a fork) builds the same digest,
+    and a new lock takes the new directory's name."""
+    original = tiny_context(tmp_path, "project")
+    first = _build(original, {}, 0o022)
+    renamed = tmp_path / "checkout-42"
+    renamed.mkdir()
+    for name in ("build.envd", "envnix.lock"):
+        (renamed / name).write_bytes((original / name).read_bytes())
+    again = _build(renamed, {}, 0o022)
+    assert (again.config, again.manifest) == (first.config, first.manifest)
+    image = json.loads((renamed / "envnix.lock").read_text())["image"]
+    assert image["plan"]["workdir"] == "/home/envd/project"
+    (renamed / "envnix.lock").unlink()
+    fresh = tiny_context(tmp_path, "checkout-42")  # a lock made here names this directory
+    assert json.loads((fresh / "envnix.lock").read_text())["image"]["name"] == "checkout-42"

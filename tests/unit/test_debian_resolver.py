@@ -309,6 +309,29 @@ def test_resolve_reports_conflicts() -> None:
         resolve(index, ["mta1", "mta2"])
 
 
+def test_resolve_prefers_kept_pins_while_they_fit() -> None:
+    """A re-lock keeps the old lock's versions; what they block moves, nothing else."""
+    index = make_index(
+        stanza("app", "2.0", Depends="lib (>= 2)"), stanza("app", "1.0", Depends="lib"),
+        stanza("lib", "2.0"), stanza("lib", "1.0"),
+        stanza("tool", "2.0", Breaks="old (<< 2)"), stanza("tool", "1.0"),
+        stanza("old", "2.0"), stanza("old", "1.0"),
+    )
+    kept = {"app": "1.0", "lib": "1.0", "tool": "1.0", "old": "1.0", "gone": "0.1"}
+    got = resolve(index, ["lib", "app", "tool", "old"], preferred=kept)
+    assert {p.name: p.version for p in got} == {"app": "1.0", "lib": "1.0", "tool": "1.0",
+                                                "old": "1.0"}
+    # app moves: lib (selected first, as a root, at its kept 1.0) must follow; tool stays
+    moved = resolve(index, ["lib", "app", "tool"], preferred={"lib": "1.0", "tool": "1.0"})
+    assert {p.name: p.version for p in moved} == {"app": "2.0", "lib": "2.0", "tool": "1.0"}
+    # tool moves: the kept old 1.0 it breaks moves too
+    broke = resolve(index, ["old", "tool"], preferred={"old": "1.0"})
+    assert {p.name: p.version for p in broke} == {"old": "2.0", "tool": "2.0"}
+    # an explicit version in the spec wins over the kept one
+    pinned = resolve(index, ["lib=2.0"], preferred={"lib": "1.0"})
+    assert [(p.name, p.version) for p in pinned] == [("lib", "2.0")]
+
+
 def test_malformed_index_fields() -> None:
     index = make_index(
         stanza("app", Depends="broken (>= )"),

@@ -285,3 +285,56 @@ def test_load_errors_point_into_the_loaded_file(tmp_path: Path) -> None:
     assert "Detected cycle import during parsing a.envd" in str(err)
     err = error_of(tmp_path, 'load("../outside.envd", "x")\ndef build():\n    pass\n')
     assert "load('../outside.envd'): the file is outside" in str(err)
+
+
+@pytest.mark.parametrize(("call", "path", "warned"), [
+    ('shell("fish")', "/usr/bin/fish", "not envd's static fish 4"),
+    ('shell("ZSH")', "/bin/zsh", "oh-my-zsh and its .zshrc are left out"),
+    ('shell("bash")', "/bin/bash", None),
+])
+def test_shell_installs_the_shell_and_makes_it_the_login_shell(
+        tmp_path: Path, call: str, path: str, warned: str | None) -> None:
+    warnings: list[str] = []
+    spec = load_spec(write(tmp_path, f'def build():\n    base(os="debian12", language="python")\n'
+                                     f'    {call}\n'), warn=warnings.append)
+    assert spec.dev is not None and spec.dev.shell_path == path
+    assert spec.dev.shell in spec.apt_roots()  # the Debian package of that name
+    assert f"SHELL={path}" in spec.env_list()
+    assert [w for w in warnings if "shell(" in w] == ([] if warned is None else [
+        next(w for w in warnings if warned in w)])
+
+
+def test_an_unknown_shell_is_an_error_saying_what_to_write(tmp_path: Path) -> None:
+    err = error_of(tmp_path, 'def build():\n    base(os="debian12", language="python")\n'
+                             '    shell("tcsh")\n')
+    assert str(err).startswith("build.envd:3:5: shell 'tcsh' is not supported: envd installs "
+                               "only bash, zsh and fish")
+    assert err.hint is not None and 'shell("fish")' in err.hint and "\n" not in str(err)
+
+
+def test_v1_base_without_arguments_takes_envds_defaults(tmp_path: Path) -> None:
+    spec = load_spec(write(tmp_path, 'def build():\n    base()\n    install.python()\n'
+                                     '    install.python_packages(name=["six"])\n'))
+    assert (spec.syntax, spec.os.codename, spec.dev) == ("v1", "jammy", None)
+    assert spec.python is not None and spec.python.version == "3.11"
+    # an earlier base(image=...) keeps its image; base() only resets dev, as in envd
+    spec = load_spec(write(tmp_path, 'def build():\n    base(image="debian:12", dev=True)\n'
+                                     '    base()\n'))
+    assert (spec.os.codename, spec.dev) == ("bookworm", None)
+
+
+def test_data_path_and_data_envd_feed_runtime_mount(tmp_path: Path) -> None:
+    warnings: list[str] = []
+    spec = load_spec(write(tmp_path, '''
+def build():
+    base(dev=True)
+    runtime.mount(host_path=data.path.huggingface, envd_path="~/.cache/huggingface")
+    runtime.mount(host_path=data.envd(name="mnist"), envd_path="/data/mnist")
+    runtime.environ(env={"HF": data.path.huggingface, "DGL": data.path.dgl,
+                         "SRC": data.envd("mnist")})
+'''), warn=warnings.append)
+    assert spec.runtime.mounts == ["/home/envd/.cache/huggingface", "/data/mnist"]
+    assert spec.env == {"HF": "~/.cache/huggingface", "DGL": "~/.dgl", "SRC": "envd://mnist"}
+    assert not [w for w in warnings if "data." in w]
+    err = error_of(tmp_path, 'def build():\n    data.envd(name="a/b")\n')
+    assert str(err).startswith("build.envd:2:5: data.envd: name 'a/b' is not a plain data set")

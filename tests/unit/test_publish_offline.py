@@ -16,6 +16,7 @@ from envnix.core.errors import UsageError
 from envnix.oci.output import parse_output
 from envnix.oci.registry import (
     RegistryOptions,
+    SignOptions,
     is_registry_ref,
     parse_destination,
     private_authfile,
@@ -104,3 +105,36 @@ def test_credentials_go_to_a_private_file_and_are_scrubbed() -> None:
     assert not path.exists() and not path.parent.exists()
     with pytest.raises(UsageError):
         RegistryOptions(creds="nopassword")
+
+
+def test_sign_options_pass_paths_never_the_passphrase(tmp_path: Path) -> None:
+    """skopeo gets the passphrase file's path only; its text is among the secrets scrubbed."""
+    passphrase, key = tmp_path / "passphrase", tmp_path / "cosign.key"
+    passphrase.write_text("horse-battery-9\n")
+    key.write_text("not read by envnix")
+    gpg = SignOptions(sign_by="0A1B2C3D", passphrase_file=passphrase, registries_d=tmp_path)
+    args = gpg.global_args() + gpg.copy_args()
+    assert args == [f"--registries.d={tmp_path}", "--sign-by=0A1B2C3D",
+                    f"--sign-passphrase-file={passphrase}"]
+    assert not any("horse-battery-9" in a for a in args)
+    assert scrub("gpg: bad passphrase horse-battery-9", gpg.secrets()) == \
+        "gpg: bad passphrase ***"
+    sigstore = SignOptions(sigstore_key=key)
+    assert sigstore.signing and sigstore.copy_args() == [
+        f"--sign-by-sigstore-private-key={key}"]
+    assert not SignOptions().signing and SignOptions().copy_args() == []
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"sign_by": "ABCD", "sigstore_key": "KEY"}, "not both"),
+    ({"passphrase_file": "PASS"}, "needs --sign-by"),
+    ({"sign_by": "--evil"}, "not a key fingerprint"),
+    ({"sigstore_key": "missing"}, "is not a file"),
+    ({"registries_d": "missing"}, "is not a directory"),
+])
+def test_sign_options_refuse(tmp_path: Path, kwargs: dict[str, str], message: str) -> None:
+    (tmp_path / "KEY").write_text("k")
+    (tmp_path / "PASS").write_text("p")
+    paths = {k: (v if k == "sign_by" else tmp_path / v) for k, v in kwargs.items()}
+    with pytest.raises(UsageError, match=message):
+        SignOptions(**paths)  # type: ignore[arg-type]

@@ -17,6 +17,8 @@ Scope and deliberate limits (background: the team's locking notes, §6 Debian):
   not added (mmdebstrap's ``essential`` variant draws the same line);
 * names the caller says the host provides at run time (the GPU driver's ``libcuda1``, which
   NVIDIA's container toolkit mounts) satisfy any dependency on them and are never installed;
+* *preferred* versions (the pins of the lock being redone) win over newer ones wherever they
+  still meet the relation and the index still has them, so a re-lock moves only what changed;
 * a root may name a version glob (``libcudnn8=8.*+cuda12.*``): the newest matching version;
 * Conflicts/Breaks are checked among the selected packages after resolution and reported as an
   error (no attempt to find another solution);
@@ -29,7 +31,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 
 from envnix.lock.apt.fetch import Progress, human_size, load_index
 from envnix.lock.apt.index import DebIndex, DebPackage, IndexSnapshot
@@ -48,19 +50,28 @@ def lock_apt(
     check: Callable[[DebIndex], None] | None = None,
     essential: bool = False,
     arch: str = ARCH,
+    preferred: Mapping[str, str] | None = None,
 ) -> tuple[list[IndexSnapshot], list[DebPackage]]:
     """Fetch the indexes of *sources* and resolve *roots*: everything ``envnix lock`` needs.
 
     *host_provided*: see :func:`resolve`. *check* sees the merged index before resolving, so
     a caller can say what the sources lack in its own terms (which CUDA releases they have)
-    rather than as a missing package name. *essential*: see :func:`resolve`. *arch*: the
-    Debian architecture whose ``binary-<arch>`` indexes are read.
+    rather than as a missing package name. *essential*, *preferred*: see :func:`resolve`;
+    a preferred version the index no longer has (Debian drops superseded .debs) is said in
+    one line. *arch*: the Debian architecture whose ``binary-<arch>`` indexes are read.
     """
     started = time.monotonic()
     snapshots, index = load_index(sources, cache_dir, progress, arch)
     if check is not None:
         check(index)
-    packages = resolve(index, roots, host_provided, essential=essential)
+    packages = resolve(index, roots, host_provided, essential=essential, preferred=preferred)
+    if progress and preferred:
+        moved = [(p, preferred[p.name]) for p in packages
+                 if p.name in preferred and p.version != preferred[p.name]]
+        gone = [f"{p.name} {old} (took {p.version})" for p, old in moved
+                if old not in index.versions(p.name)]
+        if gone:
+            progress(f"apt: the index no longer has {', '.join(gone)}")
     if progress:
         total = sum(p.size for p in packages)
         progress(f"apt: resolved {len(packages)} packages ({human_size(total)}) "

@@ -20,12 +20,22 @@ from envnix.lock.apt.index import (
 from envnix.lock.apt.relations import Relation, format_group, parse_relations
 
 
+class _PreferenceClash(Exception):
+    """A kept pin (``preferred``) stands in the way of a dependency: resolve again without it."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+
 class _Resolver:
     """Breadth-first closure over Pre-Depends + Depends; see :func:`resolve`."""
 
-    def __init__(self, index: DebIndex, host_provided: Collection[str] = ()) -> None:
+    def __init__(self, index: DebIndex, host_provided: Collection[str] = (),
+                 preferred: Mapping[str, str] | None = None) -> None:
         self.index = index
         self.host_provided = frozenset(host_provided)
+        self.preferred = dict(preferred or {})
         self.selected: dict[str, Entry] = {}
         self.parent: dict[str, str | None] = {}
         self.provided: dict[str, list[tuple[Entry, str | None]]] = {}
@@ -79,7 +89,30 @@ class _Resolver:
             ):
                 continue
             out.append(entry)
-        return out
+        return self.prefer(out)
+
+    def prefer(self, entries: list[Entry]) -> list[Entry]:
+        """``entries`` with each name's preferred (kept) version first among that name's
+        versions; the order between names stays."""
+        if not self.preferred:
+            return entries
+        groups: dict[str, list[Entry]] = {}
+        for e in entries:
+            groups.setdefault(e.name, []).append(e)
+        return [e for name, group in groups.items()
+                for e in sorted(group, key=lambda e: e.version != self.preferred.get(name))]
+
+    def kept(self, name: str) -> bool:
+        """True when ``name`` was selected at its preferred version."""
+        entry = self.selected.get(name)
+        return entry is not None and entry.version == self.preferred.get(name)
+
+    def clash(self, rel: Relation) -> None:
+        """Raise _PreferenceClash when a kept pin of ``rel.name`` is what fails ``rel`` and
+        the index has a version that would meet it."""
+        if self.kept(rel.name) and any(rel.satisfied_by(e.version)
+                                       for e in self.index.entries(rel.name)):
+            raise _PreferenceClash(rel.name)
 
     def why_not(self, rel: Relation) -> str:
         """Explain, for an error message, why *rel* has no candidate."""
@@ -142,7 +175,8 @@ class _Resolver:
                 raise LockError(f"apt package {name} is requested as both {chosen.version} "
                                 f"and {pattern}")
             return
-        found = [e for e in self.index.entries(name) if fnmatch.fnmatchcase(e.version, pattern)]
+        found = self.prefer([e for e in self.index.entries(name)
+                             if fnmatch.fnmatchcase(e.version, pattern)])
         if not found:
             available = ", ".join(self.index.versions(name)) or "none"
             raise PackageNotFoundError(
@@ -173,6 +207,8 @@ class _Resolver:
                             self.select(found[0], entry.name)
                             break
                     else:
+                        for rel in group:
+                            self.clash(rel)
                         reasons = "; ".join(self.why_not(r) for r in group)
                         via = " -> ".join(self.chain(entry.name))
                         raise LockError(
@@ -201,6 +237,9 @@ class _Resolver:
     def _conflict(
         self, entry: Entry, field: str, rel: Relation, other: Entry, version: str | None
     ) -> None:
+        for name in (other.name, entry.name):
+            if self.kept(name):
+                raise _PreferenceClash(name)
         what = other.name if other.name == rel.name else f"{other.name} (provides {rel.name})"
         raise LockError(
             f"selected apt packages conflict: {entry.name} {entry.version} "
@@ -210,8 +249,8 @@ class _Resolver:
 
 
 def resolve(index: DebIndex, roots: Sequence[str],
-            host_provided: Collection[str] = (), *, essential: bool = False
-            ) -> list[DebPackage]:
+            host_provided: Collection[str] = (), *, essential: bool = False,
+            preferred: Mapping[str, str] | None = None) -> list[DebPackage]:
     """Resolve *roots* (``name``, ``name=version`` or ``name=glob``) to a dependency closure,
     sorted by name.
 
@@ -224,17 +263,28 @@ def resolve(index: DebIndex, roots: Sequence[str],
     error too. With *essential*, the release's Essential packages (:func:`essential_names`)
     are roots after *roots*, so a version the caller pinned wins. A relation on a
     *host_provided* name (real or virtual) is met without installing anything.
+
+    *preferred* (name -> version: the pins of the lock being redone) is taken before the
+    newest version wherever it meets the relation, so a re-lock moves only what changed. A kept
+    pin that fails a dependency or conflicts is dropped and the resolution starts again, until
+    nothing clashes: what an upgraded package needs moves with it.
     """
-    r = _Resolver(index, host_provided)
-    for spec in roots:
-        r.add_root(spec)
-    if essential:
-        for name in essential_names(index):
-            if name not in r.selected:
-                r.add_root(name)
-    r.run()
-    r.check_conflicts()
-    return [to_package(index, r.selected[n]) for n in sorted(r.selected)]
+    preferred = dict(preferred or {})
+    while True:
+        r = _Resolver(index, host_provided, preferred)
+        try:
+            for spec in roots:
+                r.add_root(spec)
+            if essential:
+                for name in essential_names(index):
+                    if name not in r.selected:
+                        r.add_root(name)
+            r.run()
+            r.check_conflicts()
+        except _PreferenceClash as clash:
+            del preferred[clash.name]
+            continue
+        return [to_package(index, r.selected[n]) for n in sorted(r.selected)]
 
 
 def auto_installed(packages: Sequence[Mapping[str, Any]], roots: Sequence[str]) -> list[str]:
