@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from _cli import build, envnix
+from _conda_channel import build_channel, serve, trivial
 from _podman import podman
 from _registry import Registry, have_registry_tools
 
@@ -67,6 +68,32 @@ def test_lock_for_arm64_and_for_two_platforms(tmp_path: Path) -> None:
     assert next(w for w in both["pip"]["wheels"] if w["name"] == "numpy")[
         "filename"].endswith("_x86_64.whl")
     assert "up to date" in envnix("lock", "--check", str(ctx)).stdout
+
+
+@pytest.mark.network  # the image's Debian packages come from this machine's apt sources
+def test_conda_packages_are_locked_for_each_platforms_subdir(tmp_path: Path) -> None:
+    root = tmp_path / "channel"
+    build_channel(root, [trivial("python", "3.11.2"),  # only solved here, never run
+                         trivial("archpkg", "1.0", "linux-64", build="amd_0"),
+                         trivial("archpkg", "1.0", "linux-aarch64", build="arm_0")])
+    with serve(root, prefixes=("plat",)) as server:
+        ctx = _context(tmp_path)
+        (ctx / "build.envd").write_text(
+            "def build():\n"
+            '    base(os="debian12", language="python3.11")\n'
+            f'    install.conda_packages(name=["archpkg"], channel=["{server.url("plat")}"])\n')
+        envnix("lock", "--platform", "linux/amd64,linux/arm64", str(ctx))
+    data = json.loads((ctx / "envnix.lock").read_text())
+    arm = data["platforms"]["linux/arm64"]
+    assert (data["inputs"]["conda"]["platform"], arm["inputs"]["conda"]["platform"]) == (
+        "linux-64", "linux-aarch64")
+
+    def archpkg(section: dict) -> tuple[str, str]:
+        p = next(p for p in section["conda"]["packages"] if p["name"] == "archpkg")
+        return p["subdir"], p["build"]
+
+    assert archpkg(data) == ("linux-64", "amd_0")
+    assert archpkg(arm) == ("linux-aarch64", "arm_0")
 
 
 def _qemu() -> str:
