@@ -22,6 +22,8 @@
       #   toolchain     "pinned" (default), "nixpkgs" (with pkgs) or "host"
       #   pkgs          a nixpkgs package set, for the nixpkgs toolchain or CUDA from nixpkgs
       #   checkSources  false to build from a lock older than build.envd (not recommended)
+      #   platform      "linux/arm64": that platform's image of a lock made with --platform
+      #                 (default: the lock's first); `.index` joins every platform's image
       buildImage = args:
         let
           built = import ./templates/image.nix ({
@@ -31,7 +33,7 @@
           } // args);
         in
         built.image // {
-          inherit (built) archive layers lockCheck;
+          inherit (built) archive layers lockCheck index images;
           # nix run .#image.copyTo -- docker://REGISTRY/NAME:TAG [skopeo copy flags]
           copyTo = copyTo built.image;
         };

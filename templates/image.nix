@@ -21,7 +21,8 @@
 , checkSources ? true     # refuse a lock older than the files the frontend read
 , compression ? "gzip"    # layer blobs: "gzip" or "zstd" (tar+zstd media type); other bytes
 , slim ? false            # leave out docs (but copyright files), man/info pages, locales
-}:
+, platform ? null         # "linux/arm64": that platform's sections of a multi-platform lock
+}@args:
 let
   inherit (builtins) fromJSON readFile toJSON toFile hashFile hashString attrNames
     concatMap elemAt filter genList head length listToAttrs map substring stringLength
@@ -30,12 +31,33 @@ let
   lockText = readFile lock;
   lockData = fromJSON lockText;
   fail = msg: throw "envnix: ${toString lock}: ${msg}";
+  # The platforms the lock holds: its top level's (inputs.apt.architecture; amd64 in locks
+  # without one), then those under "platforms" (--platform linux/amd64,linux/arm64).
+  archOf = s: s.inputs.apt.architecture or "amd64";
+  topPlatform = "linux/${archOf lockData}";
+  platformNames = [ topPlatform ] ++ attrNames (lockData.platforms or { });
+  sections =
+    if platform == null || platform == topPlatform then lockData
+    else lockData.platforms.${platform} or (fail ("it holds no ${platform} (it holds "
+      + "${concatStringsSep ", " platformNames}): run envnix lock --platform ${platform}"));
+  arch = archOf sections;
+  # A foreign platform's programs (triggers, run() steps) run under the pin's qemu-user;
+  # nothing else differs for the builders but the names of its directories.
+  machines = { amd64 = "x86_64"; arm64 = "aarch64"; };
+  foreign = arch != "amd64";
+  qemuProgram = "usr/bin/qemu-${machines.${arch} or (fail "unknown architecture ${arch}")}-static";
+  qemu = if toolchain != "pinned" then "/usr/bin/qemu-${machines.${arch}}-static"
+    else if pinned.emulators == null then fail ("the toolchain pin has no emulators for "
+      + "${arch}: upgrade envnix (or run envnix lock)")
+    else "${pinned.emulators}/${qemuProgram}";
+  targetEnv = if foreign then { inherit arch; } else { };
+  emulated = if foreign then { inherit arch qemu; } else { };
   image =
-    if !(lockData ? image) then
+    if !(sections ? image) then
       fail "it has no image section (made by an envnix before lib.buildImage): run envnix lock"
-    else if lockData.image.format != 1 then
-      fail "image format ${toString lockData.image.format}: this envnix reads 1; upgrade envnix"
-    else lockData.image;
+    else if sections.image.format != 1 then
+      fail "image format ${toString sections.image.format}: this envnix reads 1; upgrade envnix"
+    else sections.image;
   plan = image.plan;
   system = "x86_64-linux";
 
@@ -144,7 +166,7 @@ let
       name = "deb:${p.name}";
       value = { kind = "deb"; inherit (p) name version url sha256;
                 storeName = storeName (baseNameOf p.url); };
-    }) lockData.apt.packages
+    }) sections.apt.packages
     ++ map (p: {
       name = "conda:${p.name}";
       value = { kind = "conda"; inherit (p) name version sha256 fn;
@@ -152,12 +174,12 @@ let
                 url = if p.mirrors != [ ] then head p.mirrors else p.url;
                 storeName = storeName p.fn;
                 record = toJSON (removeAttrs p [ "kind" "mirrors" ]); };
-    }) (lockData.conda.packages or [ ])
+    }) (sections.conda.packages or [ ])
     ++ map (w: {
       name = "wheel:${w.name}";
       value = { kind = "wheel"; inherit (w) name version url sha256;
                 storeName = storeName w.filename; };
-    }) lockData.pip.wheels);
+    }) sections.pip.wheels);
 
   tree = key: a:
     if a.kind == "deb" then run "deb-${a.storeName}" "unpack_deb.py" {
@@ -185,7 +207,7 @@ let
     users = toJSON plan.users;
     aptSources = toJSON plan.aptSources;
     aptAuto = toJSON plan.aptAuto;
-  } // (if slim then { dpkgFilter = toJSON slimFilter; } else { }));
+  } // (if slim then { dpkgFilter = toJSON slimFilter; } else { }) // targetEnv);
 
   # Config files envd writes (pip.conf, sudoers, init script, ...) and runtime.mount points.
   files = run "envnix-files" "mktree.py" {
@@ -244,13 +266,13 @@ let
 
   # The caches the image's own tools compile (builders/triggers.py), run through proot over
   # every layer below this one; only when plan.layers has a triggers layer.
-  triggersTree = run "envnix-triggers" "triggers.py" {
+  triggersTree = run "envnix-triggers" "triggers.py" ({
     trees = toJSON (concatMap (l: map treeFor l.trees)
       (filter (l: l.name != "triggers") plan.layers));
     triggers = toJSON plan.triggers;
     epoch = toString plan.mtime;
     inherit proot prootLoader;
-  };
+  } // emulated);
 
   treeFor = k:
     if k == "@skeleton" then skeleton
@@ -287,14 +309,14 @@ let
   # Every tree below the run() layers, in layer order: the root the commands run over.
   baseTrees = fromBase baseTree ++ concatMap (l: map treeFor l.trees) plan.layers;
 
-  runTrees = genList (i: run "envnix-run-${toString (i + 1)}" "run_steps.py" {
+  runTrees = genList (i: run "envnix-run-${toString (i + 1)}" "run_steps.py" ({
     trees = toJSON (baseTrees ++ genList (j: elemAt runTrees j) i);
     commands = toJSON (elemAt plan.runs i).commands;
     workdir = plan.workdir;
     env = toJSON plan.runEnv;
     inherit proot prootLoader;
     pkgName = "run-${toString (i + 1)}";
-  }) (length plan.runs);
+  } // emulated)) (length plan.runs);
 
   # run() layers hold what the user's commands made: packed, never filtered (an apt install
   # there already follows the image's dpkg filters).
@@ -325,9 +347,23 @@ let
       tag = imageTag;
       archive = if archive then "1" else "";
     };
+  # Every platform the lock holds, each built by this same file for its platform, and one
+  # OCI image index joining them (`index`; builders/mkindex.py) when there are several.
+  images = listToAttrs (map (p: {
+    name = p;
+    value = (import ./image.nix (args // { platform = p; })).image;
+  }) platformNames);
+  index = if length platformNames < 2
+    then fail "it holds one platform (${topPlatform}): build image, or lock with --platform"
+    else run "envnix-index-${storeName (builtins.replaceStrings [ ":" ] [ "-" ] imageTag)}"
+      "mkindex.py" {
+        images = toJSON (map (p: images.${p}) platformNames);
+        tag = imageTag;
+      };
 in
 builtins.seq checked {
   image = mkImage false;
+  inherit images index platformNames;
   archive = mkImage true;
   inherit layers trees skeleton meta files triggersTree runTrees;
   contextTree = contextTree;

@@ -551,8 +551,9 @@ def cuda_packages(wheel: Path, workdir: Path) -> list[Package]:
 
 def write_repodata(root: Path, records: dict[str, dict[str, dict[str, dict[str, object]]]],
                    zst_subdirs: Sequence[str] = ("linux-64",)) -> None:
-    """repodata.json per subdir (and a .zst copy for ``zst_subdirs``, as big channels have)."""
-    for subdir in ("linux-64", "noarch"):
+    """repodata.json per subdir (and a .zst copy for ``zst_subdirs``, as big channels have):
+    linux-64 and noarch always, another platform's (linux-aarch64) when it has packages."""
+    for subdir in sorted({"linux-64", "noarch", *records}):
         sections = records.get(subdir, {})
         repodata = {
             "info": {"subdir": subdir},

@@ -166,6 +166,19 @@ def load_json(path: str, unreadable: str, error: type[Exception] = BuilderError)
         raise error(f"{path}: bad JSON: {e}") from None
 
 
+MULTIARCH = {"amd64": "x86_64-linux-gnu", "arm64": "aarch64-linux-gnu"}
+"""Debian's multiarch directory name of each architecture envnix builds images for."""
+
+
+def target_arch() -> str:
+    """The image's Debian architecture (``arch``; image.nix sets it for a foreign platform
+    only, so amd64 builders keep their inputs): files name it, nothing of it runs here."""
+    arch = getenv("arch", "amd64")
+    if arch not in MULTIARCH:
+        raise BuilderError(f"arch {arch!r} is not one of {sorted(MULTIARCH)}")
+    return arch
+
+
 def getenv(name: str, default: str | None = None) -> str:
     """An input env var; a missing required one is a BuilderError."""
     value = os.environ.get(name)

@@ -233,3 +233,21 @@ def is_executable(rootfs: Rootfs, path: str) -> bool:
         return False
     st = os.lstat(rootfs.abs(rel))
     return stat.S_ISREG(st.st_mode) and bool(st.st_mode & 0o111)
+
+
+HOST_MACHINES = (62, 3)  # EM_X86_64, EM_386: what proot on the x86_64 builder runs natively
+
+
+def elf_machine(rootfs: Rootfs, path: str) -> int | None:
+    """The ELF e_machine of the image's program ``path``; None for a script or no ELF."""
+    rel, missing = rootfs.resolve(path)
+    if missing or not rel:
+        return None
+    try:
+        with open(rootfs.abs(rel), "rb") as f:
+            head = f.read(20)
+    except OSError:
+        return None
+    if len(head) < 20 or head[:4] != b"\x7fELF":
+        return None
+    return int.from_bytes(head[18:20], "little" if head[5] == 1 else "big")

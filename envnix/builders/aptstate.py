@@ -69,7 +69,7 @@ def apt_state(users: list[User], find: Find, writer: T.TreeWriter) -> None:
         raise B.BuilderError("aptAuto: must be a JSON list of package names")
     if auto:  # as apt writes it, with the native architecture for every package
         writer.add_file("var/lib/apt/extended_states", "".join(
-            f"Package: {n}\nArchitecture: amd64\nAuto-Installed: 1\n\n"
+            f"Package: {n}\nArchitecture: {B.target_arch()}\nAuto-Installed: 1\n\n"
             for n in sorted(auto)).encode(), 0o644)
     apt_user = next((u for u in users if u.name == "_apt"), None)
     if apt_user is not None:

@@ -202,7 +202,7 @@ def write_dpkg_database(debs: list[tuple[Tree, str, DebInfo]], find: Find,
             writer.add_file(f"var/lib/dpkg/info/{fname}", data, mode)
         if "postinst" in info.files:
             choices += parse_alternatives(info.name, info.files["postinst"], notes)
-    writer.add_file("var/lib/dpkg/arch", b"amd64\n", 0o644)
+    writer.add_file("var/lib/dpkg/arch", f"{B.target_arch()}\n".encode(), 0o644)
     for name, data in sorted(triggers([d[2] for d in debs]).items()):
         writer.add_file(f"var/lib/dpkg/triggers/{name}", data, 0o644)
     links, db = alternatives(choices, find, notes)

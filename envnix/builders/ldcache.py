@@ -35,8 +35,16 @@ ENDIAN_LITTLE = 2
 FLAG_ELF_LIBC6 = 0x0003
 FLAG_X8664_LIB64 = 0x0300
 FLAG_X8664_LIBX32 = 0x0800
-MULTIARCH = "x86_64-linux-gnu"
-SYSTEM_DIRS = (f"/lib/{MULTIARCH}", f"/usr/lib/{MULTIARCH}", "/lib", "/usr/lib")
+FLAG_AARCH64_LIB64 = 0x0a00
+MULTIARCH = {"amd64": "x86_64-linux-gnu", "arm64": "aarch64-linux-gnu"}
+EM_X86_64, EM_386, EM_AARCH64 = 62, 3, 183
+
+
+def system_dirs(arch: str) -> tuple[str, ...]:
+    """ldconfig's trusted directories for Debian's ``arch``."""
+    return (f"/lib/{MULTIARCH[arch]}", f"/usr/lib/{MULTIARCH[arch]}", "/lib", "/usr/lib")
+
+
 GENERATOR_RE = re.compile(rb"ldconfig [^\x00\n]{1,200} release version [0-9][0-9.]{0,30}\x00")
 HWCAP_DIRS = ("glibc-hwcaps", "tls", "haswell", "xeon_phi", "x86_64", "i686", "avx512_1")
 
@@ -143,17 +151,17 @@ def is_dso(name: str) -> bool:
     return name.startswith(("lib", "ld-")) and ".so" in name
 
 
-def elf_soname(path: str) -> tuple[int, str | None] | None:
+def elf_soname(path: str, arch: str = "amd64") -> tuple[int, str | None] | None:
     """(cache flags, DT_SONAME or None) of a shared object, or None if it is not one that
     ldconfig takes (not ELF, not ET_DYN, no dynamic section, unknown machine)."""
     try:
         with open(path, "rb") as f:
-            return _read_elf(f)
+            return _read_elf(f, arch)
     except (OSError, struct.error, ValueError, IndexError):
         return None
 
 
-def _read_elf(f) -> tuple[int, str | None] | None:
+def _read_elf(f, arch: str = "amd64") -> tuple[int, str | None] | None:
     ident = f.read(64)
     if len(ident) < 52 or ident[:4] != b"\x7fELF" or ident[5] != 1:
         return None
@@ -166,9 +174,13 @@ def _read_elf(f) -> tuple[int, str | None] | None:
             "<HHIIIIIHHH", ident, 16)
     else:
         return None
-    if machine == 62:
+    if arch == "arm64":  # aarch64's ldconfig takes its own objects only
+        if machine != EM_AARCH64 or not is64:
+            return None
+        flag = FLAG_ELF_LIBC6 | FLAG_AARCH64_LIB64
+    elif machine == EM_X86_64:
         flag = FLAG_ELF_LIBC6 | (FLAG_X8664_LIB64 if is64 else FLAG_X8664_LIBX32)
-    elif machine == 3 and not is64:
+    elif machine == EM_386 and not is64:
         flag = FLAG_ELF_LIBC6
     else:
         return None
@@ -255,24 +267,27 @@ class Entry:
     flags: int
 
 
-def scan(view: View, notes: list[str]) -> tuple[list[Entry], list[tuple[str, str]]]:
+def scan(view: View, notes: list[str], arch: str = "amd64"
+         ) -> tuple[list[Entry], list[tuple[str, str]]]:
     """Cache entries in ldconfig's order, and the SONAME links ldconfig would create
-    (image rel path, target name)."""
+    (image rel path, target name), for an image of Debian architecture ``arch``. (The sort
+    compares bytes as x86's signed char does; only a non-ASCII SONAME would sort otherwise
+    on aarch64.)"""
     entries: list[Entry] = []
     links: list[tuple[str, str]] = []
     seen: set[str] = set()
-    for d in [*conf_dirs(view), *SYSTEM_DIRS]:
+    for d in [*conf_dirs(view), *system_dirs(arch)]:
         real = view.resolve(d)
         if view.kind(real) != "dir" or real in seen:
             continue
         seen.add(real)
-        found, new_links = _scan_dir(view, d, real or "", notes)
+        found, new_links = _scan_dir(view, d, real or "", notes, arch)
         entries += found
         links += new_links
     return sort_entries(entries), links
 
 
-def _scan_dir(view: View, d: str, real: str, notes: list[str]
+def _scan_dir(view: View, d: str, real: str, notes: list[str], arch: str = "amd64"
               ) -> tuple[list[Entry], list[tuple[str, str]]]:
     libs: dict[str, tuple[str, bool, int]] = {}  # soname -> (name, is_link, flags)
     for name in sorted(view.listdir(real)):
@@ -289,7 +304,7 @@ def _scan_dir(view: View, d: str, real: str, notes: list[str]
         tnode = view.node(target) if target else None
         if tnode is None or tnode.kind != "file":
             continue
-        info = elf_soname(tnode.data)
+        info = elf_soname(tnode.data, arch)
         if info is None:
             continue
         flags, soname = info

@@ -122,7 +122,7 @@ def ld_cache(trees: list[Tree], find: Find, links: list[tuple[str, str]],
         return
     view = image_view(trees, dict(links))
     notes: list[str] = []
-    entries, soname_links = ldcache.scan(view, notes)
+    entries, soname_links = ldcache.scan(view, notes, B.target_arch())
     for rel, target in soname_links:
         writer.add_symlink(rel, target)
     gen = ldcache.generator(read_regular(ldconfig))

@@ -22,6 +22,9 @@ Environment:
   prootLoader  optional JSON list: the command that starts ``proot`` (pinned toolchain: its
             ld.so and --library-path, since the sandbox has no /lib64/ld-linux-x86-64.so.2)
   pkgName, pkgVersion  optional, for meta.json (default "run", "0")
+  qemu, arch  optional, for an image of another platform (``arch`` arm64): the qemu-user
+            program proot runs the image's programs with (``proot -q``; the toolchain pin's
+            emulators). Without it a foreign binary is never started.
 
 How the group runs (envd's RUN, made hermetic):
   1. The trees are copied (never linked: commands may rewrite any file) into
@@ -96,7 +99,7 @@ from collections.abc import Callable
 
 import _builder as B
 import _treewrite as T
-from _rootfs import Rootfs, is_executable, remove
+from _rootfs import HOST_MACHINES, Rootfs, elf_machine, is_executable, remove
 from _runadvice import fail
 from _rundiff import Change, diff, snapshot, write_changes
 from _sandbox import run_group
@@ -222,13 +225,16 @@ def _wait_for_clock_tick() -> None:
 def execute(out: str, trees: list[str], commands_for: Callable[[Rootfs], list[str]],
             env: dict[str, str], workdir: str, proot: str, loader: object, shell_given: str,
             name: str, version: str, notes: list[str] | None = None,
-            keep_pyc: bool = False) -> None:
+            keep_pyc: bool = False, qemu: str = "") -> None:
     """Assemble the root from ``trees``, run the commands ``commands_for`` picks from it
     through proot, and write the changes as a package tree in ``out`` (also the entry point
     of triggers.py, which picks the image's own cache tools). No commands: an empty tree.
-    ``notes`` (meta.json) may be appended to by ``commands_for``."""
+    ``notes`` (meta.json) may be appended to by ``commands_for``. ``qemu``: for an image of
+    another platform, the qemu-user program proot runs its programs with (``proot -q``)."""
     if not os.path.isabs(proot) or not os.access(proot, os.X_OK):
         raise B.BuilderError(f"proot {proot!r} is not an executable file")
+    if qemu and (not os.path.isabs(qemu) or not os.access(qemu, os.X_OK)):
+        raise B.BuilderError(f"qemu {qemu!r} is not an executable file")
     if not isinstance(loader, list) or not all(isinstance(a, str) for a in loader):
         raise B.BuilderError(f"prootLoader {loader!r} is not a JSON list of strings")
     image_path(workdir, "workdir")
@@ -250,13 +256,20 @@ def execute(out: str, trees: list[str], commands_for: Callable[[Rootfs], list[st
                                      + ("" if shell_given else " or /bin/sh"))
             shell = "/bin/sh"
         bash = os.path.basename(shell) == "bash"
+        machine = elf_machine(rootfs, shell)
+        if not qemu and machine is not None and machine not in HOST_MACHINES:
+            # proot would start it natively and spin: another platform needs its qemu-user
+            raise B.BuilderError(f"the image's {shell} is a program for ELF machine "
+                                 f"{machine}, not this builder's x86_64; an image of another "
+                                 "platform needs qemu (image.nix passes it for --platform)")
 
         _prepare_dev(rootfs)
         before = snapshot(rootfs.root)
         cwd = _make_workdir(rootfs, workdir)  # after the snapshot: a created workdir is a change
         _wait_for_clock_tick()
 
-        result = run_group(rootfs, work, [*loader, proot], shell, cwd, commands, env, bash)
+        launcher = [*loader, proot, *(["-q", qemu] if qemu else [])]
+        result = run_group(rootfs, work, launcher, shell, cwd, commands, env, bash)
         if result.code != 0:
             fail(commands, result)
 
@@ -276,7 +289,7 @@ def main() -> None:
     B.set_context("run")
     execute(out, trees, lambda _rootfs: commands, env, B.getenv("workdir"), B.getenv("proot"),
             json.loads(B.getenv("prootLoader", "[]")), B.getenv("shell", ""),
-            B.getenv("pkgName", "run"), B.getenv("pkgVersion", "0"))
+            B.getenv("pkgName", "run"), B.getenv("pkgVersion", "0"), qemu=B.getenv("qemu", ""))
 
 if __name__ == "__main__":
     B.main_wrapper(main, "run")

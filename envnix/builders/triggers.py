@@ -30,8 +30,6 @@ import _builder as B
 import run_steps as R
 from _rootfs import Rootfs, is_executable
 
-MULTIARCH = "/usr/lib/x86_64-linux-gnu"
-PIXBUF = f"{MULTIARCH}/gdk-pixbuf-2.0"
 # The locales postinst with debconf's defaults (no locale selected, no default environment):
 # /etc/locale.gen lists every supported locale commented out, locale-gen compiles the enabled
 # ones (none unless an image file enables some), update-locale writes /etc/default/locale.
@@ -61,35 +59,46 @@ class Trigger:
     commands: tuple[str, ...]
 
 
-# In the order dpkg would leave them (independent anyway: no tool reads another's output).
-TRIGGERS: dict[str, Trigger] = {
-    # libglib2.0-0: interest-await /usr/share/glib-2.0/schemas (and postinst configure)
-    "glib-schemas": Trigger(f"{MULTIARCH}/glib-2.0/glib-compile-schemas", (), (
-        f"if [ -d /usr/share/glib-2.0/schemas ]; then {MULTIARCH}/glib-2.0/glib-compile-schemas"
-        " /usr/share/glib-2.0/schemas || true; fi",)),
-    # libglib2.0-0: interest-noawait .../gio/modules (no module: no giomodule.cache)
-    "gio-modules": Trigger(f"{MULTIARCH}/glib-2.0/gio-querymodules", (), (
-        f"if [ -d {MULTIARCH}/gio/modules ]; then {MULTIARCH}/glib-2.0/gio-querymodules "
-        f"{MULTIARCH}/gio/modules || true; fi",)),
-    # libgdk-pixbuf-2.0-0: the loaders found by find, sorted, into loaders.cache
-    "gdk-pixbuf-loaders": Trigger(f"{PIXBUF}/gdk-pixbuf-query-loaders", ("find", "sort"), (
-        f"if [ -d {PIXBUF}/2.10.0/loaders ] || [ -d /usr/lib/gdk-pixbuf-2.0/2.10.0/loaders ];"
-        f" then {PIXBUF}/gdk-pixbuf-query-loaders $(find {PIXBUF}/2.10.0/loaders "
-        "/usr/lib/gdk-pixbuf-2.0/2.10.0/loaders -name '*.so' 2>/dev/null | LC_ALL=C sort) "
-        f"> {PIXBUF}/2.10.0/loaders.cache || true; fi",)),
-    # shared-mime-info: interest-noawait /usr/share/mime/packages
-    "mime": Trigger("/usr/bin/update-mime-database", (),
-                    ("update-mime-database /usr/share/mime",)),
-    # fontconfig: postinst configure (the -f run); its log is not kept
-    "fontconfig": Trigger("/usr/bin/fc-cache", ("mkdir",), (
-        "mkdir -p /var/cache/fontconfig", "fc-cache -s -f -v >/dev/null")),
-    # locales: postinst configure; update-locale is perl
-    "locales": Trigger("/usr/sbin/locale-gen", ("sed", "sort", "grep", "perl", "update-locale"),
-                       LOCALE_GEN),
-    # python3.X-minimal and python3.X: py_compile of libpython3.X-{minimal,stdlib}'s modules;
-    # every package's `py3compile -p PKG` (dh_python3). Commands: bytecode_commands().
-    "python-bytecode": Trigger("/usr/bin/py3compile", ("dpkg", "sed", "grep"), ()),
-}
+def trigger_table(lib: str) -> dict[str, Trigger]:
+    """The triggers of an image whose libraries are in ``lib`` (/usr/lib/<triplet>), in the
+    order dpkg would leave them (independent anyway: no tool reads another's output)."""
+    pixbuf = f"{lib}/gdk-pixbuf-2.0"
+    return {
+        # libglib2.0-0: interest-await /usr/share/glib-2.0/schemas (and postinst configure)
+        "glib-schemas": Trigger(f"{lib}/glib-2.0/glib-compile-schemas", (), (
+            f"if [ -d /usr/share/glib-2.0/schemas ]; then "
+            f"{lib}/glib-2.0/glib-compile-schemas /usr/share/glib-2.0/schemas || true; fi",)),
+        # libglib2.0-0: interest-noawait .../gio/modules (no module: no giomodule.cache)
+        "gio-modules": Trigger(f"{lib}/glib-2.0/gio-querymodules", (), (
+            f"if [ -d {lib}/gio/modules ]; then {lib}/glib-2.0/gio-querymodules "
+            f"{lib}/gio/modules || true; fi",)),
+        # libgdk-pixbuf-2.0-0: the loaders found by find, sorted, into loaders.cache
+        "gdk-pixbuf-loaders": Trigger(f"{pixbuf}/gdk-pixbuf-query-loaders", ("find", "sort"), (
+            f"if [ -d {pixbuf}/2.10.0/loaders ] "
+            "|| [ -d /usr/lib/gdk-pixbuf-2.0/2.10.0/loaders ];"
+            f" then {pixbuf}/gdk-pixbuf-query-loaders $(find {pixbuf}/2.10.0/loaders "
+            "/usr/lib/gdk-pixbuf-2.0/2.10.0/loaders -name '*.so' 2>/dev/null | LC_ALL=C sort) "
+            f"> {pixbuf}/2.10.0/loaders.cache || true; fi",)),
+        # shared-mime-info: interest-noawait /usr/share/mime/packages
+        "mime": Trigger("/usr/bin/update-mime-database", (),
+                        ("update-mime-database /usr/share/mime",)),
+        # fontconfig: postinst configure (the -f run); its log is not kept
+        "fontconfig": Trigger("/usr/bin/fc-cache", ("mkdir",), (
+            "mkdir -p /var/cache/fontconfig", "fc-cache -s -f -v >/dev/null")),
+        # locales: postinst configure; update-locale is perl
+        "locales": Trigger("/usr/sbin/locale-gen",
+                           ("sed", "sort", "grep", "perl", "update-locale"), LOCALE_GEN),
+        # python3.X-minimal and python3.X: py_compile of libpython3.X-{minimal,stdlib}'s
+        # modules; every package's `py3compile -p PKG` (dh_python3). Commands:
+        # bytecode_commands().
+        "python-bytecode": Trigger("/usr/bin/py3compile", ("dpkg", "sed", "grep"), ()),
+    }
+
+
+TRIGGERS = trigger_table("/usr/lib/x86_64-linux-gnu")
+"""amd64's table: its names are every image's (the lock lists them)."""
+
+
 # A postinst's dh_python3 line: ``py3compile -p PKG[:ARCH] [DIR]``, literal words only.
 PY3COMPILE_RE = re.compile(
     r"^\s*py3compile\s+-p\s+([a-z0-9][a-z0-9.+-]*(?::[a-z0-9]+)?)((?:\s+/[A-Za-z0-9._/+-]*)?)"
@@ -114,7 +123,7 @@ def bytecode_commands(rootfs: Rootfs) -> list[str]:
         site = (f" | {{ if [ -e /usr/lib/{py}/sitecustomize.py ]; then cat; else grep -v "
                 "sitecustomize.py; fi; }")
         for lib, skip in ((f"lib{py}-minimal", site), (f"lib{py}-stdlib", "")):
-            if not ({f"{lib}.list", f"{lib}:amd64.list"} & listed):
+            if not ({f"{lib}.list", f"{lib}:{B.target_arch()}.list"} & listed):
                 continue
             out.append(f"files=$(dpkg -L {lib} | sed -n '/^\\/usr\\/lib\\/{py}\\/.*\\.py$/p'"
                        f"{skip}); if [ -n \"$files\" ]; then /usr/bin/{py} -E -S "
@@ -139,8 +148,8 @@ def set_image_times(root: str, epoch: int) -> None:
     os.utime(root, (epoch, epoch))
 
 
-def commands_for(names: list[str], epoch: int,
-                 notes: list[str]) -> Callable[[Rootfs], list[str]]:
+def commands_for(names: list[str], epoch: int, notes: list[str],
+                 table: dict[str, Trigger] = TRIGGERS) -> Callable[[Rootfs], list[str]]:
     """The commands of the named triggers whose programs the image has (others: a note)."""
     def pick(rootfs: Rootfs) -> list[str]:
         def has(prog: str) -> bool:
@@ -150,7 +159,7 @@ def commands_for(names: list[str], epoch: int,
 
         shell = has("bash") or has("sh")
         out: list[str] = []
-        for name, trigger in TRIGGERS.items():  # the table's order, not the caller's
+        for name, trigger in table.items():  # the table's order, not the caller's
             if name not in names or not has(trigger.tool):
                 continue
             missing = [p for p in trigger.needs if not has(p)] + ([] if shell else ["sh"])
@@ -177,9 +186,10 @@ def main() -> None:
     env = {**R.DEFAULT_ENV, "SOURCE_DATE_EPOCH": epoch, "TZ": "UTC", "LC_ALL": "C.UTF-8",
            "HOME": "/root"}
     notes: list[str] = []
-    R.execute(out, trees, commands_for(names, int(epoch), notes), env, "/", B.getenv("proot"),
-              json.loads(B.getenv("prootLoader", "[]")), "", "triggers", "0", notes,
-              keep_pyc=True)
+    table = trigger_table(f"/usr/lib/{B.MULTIARCH[B.target_arch()]}")
+    R.execute(out, trees, commands_for(names, int(epoch), notes, table), env, "/",
+              B.getenv("proot"), json.loads(B.getenv("prootLoader", "[]")), "", "triggers",
+              "0", notes, keep_pyc=True, qemu=B.getenv("qemu", ""))
 
 
 if __name__ == "__main__":

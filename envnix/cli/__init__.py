@@ -41,6 +41,7 @@ from envnix.oci.output import parse_output
 from envnix.render import image_section, render
 from envnix.spec import ImageSpec
 from envnix.spec.cuda import PROVIDERS as CUDA_PROVIDERS
+from envnix.spec.platform import Platform, parse_platforms
 
 GENERATED_DIR = ".envnix"
 
@@ -65,6 +66,11 @@ def _cuda_provider(flag: str | None) -> str | None:
 def _default_tag(context: Path) -> str:
     """envd's default: the context directory's name, normalised, with tag 'dev'."""
     return f"{default_name(context.name)}:dev"
+
+
+def _platforms(flag: str | None) -> tuple[Platform, ...] | None:
+    """--platform's platforms; None (the lock's, else the host's) without it."""
+    return parse_platforms(flag) if flag else None
 
 
 def _load_spec(context: Path, from_: str, cuda_provider: str | None) -> ImageSpec:
@@ -127,6 +133,10 @@ owner_option = click.option(
          "beats build.envd's config.owner).")
 mirror_option = click.option("--apt-mirror", envvar=options.APT_MIRROR.name,
                              help="Debian mirror base URL (default: this machine's apt sources).")
+platform_option = click.option(
+    "--platform", "platform", metavar="PLATFORMS",
+    help="Target platforms, comma-separated: linux/amd64, linux/arm64 (default: the lock's, "
+         "else linux/amd64). Two make one OCI image index.")
 
 
 _EPILOG = f"""\b
@@ -236,9 +246,11 @@ def init_cmd(env_file: Path | None, flake: bool, envnix_input: str, path_opt: st
 @click.option("-P", "--upgrade-package", "upgrade_packages", multiple=True, metavar="NAME",
               help="Move only NAME (and what it needs) to the newest that fits; repeatable.")
 @results.json_option
+@platform_option
 def lock_cmd(path: str | None, path_opt: str | None, from_: str, cuda_provider: str | None,
              apt_mirror: str | None, check: bool, upgrade: bool,
-             upgrade_packages: tuple[str, ...], as_json: bool) -> None:
+             upgrade_packages: tuple[str, ...], as_json: bool,
+             platform: str | None) -> None:
     """Resolve every apt, pip and conda package to URL + sha256 and write envnix.lock.
 
     Pins of an existing envnix.lock that still satisfy the spec are kept: only what the spec
@@ -252,14 +264,15 @@ def lock_cmd(path: str | None, path_opt: str | None, from_: str, cuda_provider: 
     spec = _load_spec(context, from_, cuda_provider)
     lock_path = lock_file(context, spec)
     if check:
-        check_lock(context, spec, _describer(spec, context))
+        check_lock(context, spec, _describer(spec, context), _platforms(platform))
         if as_json:
             results.emit_json({"lock": str(lock_path), "up_to_date": True})
         else:
             click.echo(f"{lock_path.name} is up to date")
         return
     lock, changed = relock(context, spec, apt_mirror, _describer(spec, context), REPORTER,
-                           upgrade=upgrade, upgrade_packages=upgrade_packages)
+                           _platforms(platform), upgrade=upgrade,
+                           upgrade_packages=upgrade_packages)
     if as_json:
         results.emit_json({"lock": str(lock_path), "changed": changed, "digest": lock.digest,
                            "debs": len(lock.apt_packages), "wheels": len(lock.pip_wheels),
@@ -335,16 +348,18 @@ def _nix_config(substituters: str | None, no_substitute: bool, builders: str | N
 
 @cli.command("render")
 @_build_options
+@platform_option
 def render_cmd(path: str | None, path_opt: str | None, from_: str, cuda_provider: str | None,
                apt_mirror: str | None, tag: str | None, locked: bool, out_dir: Path | None,
-               toolchain: str, compression: str, slim: bool) -> None:
+               toolchain: str, compression: str, slim: bool, platform: str | None) -> None:
     """Lock if needed and write the Nix project (default.nix, image.nix) without building."""
     context = _context(path, path_opt)
     if tag:
         image_name(tag, "-t")
     tag = tag or _default_tag(context)
     spec = _load_spec(context, from_, cuda_provider)
-    lock = ensure_lock(context, spec, apt_mirror, locked, REPORTER, _describer(spec, context))
+    lock = ensure_lock(context, spec, apt_mirror, locked, REPORTER, _describer(spec, context),
+                       _platforms(platform))
     rendered = render(spec, lock, out_dir or context / GENERATED_DIR, tag, toolchain,
                       context=context, compression=compression, slim=slim)
     click.echo(str(rendered.directory))
@@ -362,6 +377,7 @@ def render_cmd(path: str | None, path_opt: str | None, from_: str, cuda_provider
               help="Load the image into the local engine under its tag: docker if its daemon "
                    f"answers, else podman (default: when there is one; {options.LOAD.name}).")
 @results.result_options
+@platform_option
 def build_cmd(path: str | None, path_opt: str | None, from_: str, cuda_provider: str | None,
               apt_mirror: str | None, tag: str | None, locked: bool, out_dir: Path | None,
               toolchain: str, compression: str, slim: bool, store: str | None,
@@ -369,7 +385,8 @@ def build_cmd(path: str | None, path_opt: str | None, from_: str, cuda_provider:
               no_substitute: bool, builders: str | None, max_jobs: str | None,
               nix_options: tuple[tuple[str, str], ...], verbose: bool,
               outputs: tuple[str, ...], load: bool | None, iidfile: Path | None,
-              metadata_file: Path | None, quiet: bool, as_json: bool) -> None:
+              metadata_file: Path | None, quiet: bool, as_json: bool,
+              platform: str | None) -> None:
     """Lock (if needed), render and build the image with Nix; print its OCI layout path."""
     if quiet and as_json:
         raise UsageError("-q/--quiet and --json contradict each other")
@@ -386,9 +403,20 @@ def build_cmd(path: str | None, path_opt: str | None, from_: str, cuda_provider:
         image_name(tag, "-t")
     tag = output.build_tag(tag, _default_tag(context)) if output else tag or _default_tag(context)
     spec = _load_spec(context, from_, cuda_provider)
-    lock = ensure_lock(context, spec, apt_mirror, locked, REPORTER, _describer(spec, context))
+    lock = ensure_lock(context, spec, apt_mirror, locked, REPORTER, _describer(spec, context),
+                       _platforms(platform))
     rendered = render(spec, lock, out_dir or context / GENERATED_DIR, tag, toolchain,
                       context=context, compression=compression, slim=slim)
+    if len(lock.platform_names) > 1:  # one OCI image index of every platform's image
+        metadata = _multi.build_index(
+            rendered.directory, lock, tag, toolchain, store, verbose, nix_config, output, load,
+            REPORTER.message if quiet or as_json else click.echo)
+        results.write(iidfile, metadata_file, metadata)
+        if quiet:
+            click.echo(metadata["containerimage.digest"])
+        elif as_json:
+            results.emit_json(metadata)
+        return
     result = nix_build(rendered.directory, "image", toolchain,
                        out_link=rendered.directory / "result", store=store,
                        progress=REPORTER, verbose=verbose, config=nix_config,
@@ -472,6 +500,7 @@ def main() -> None:
 
 
 from envnix.cli import cache as _cache  # noqa: E402, F401  (registers cache on cli)
+from envnix.cli import platforms as _multi  # noqa: E402  (several platforms: one image index)
 from envnix.cli import publish as _publish  # noqa: E402  (registers push/load on cli)
 from envnix.cli import supply as _supply  # noqa: E402, F401  (registers sbom and diff on cli)
 from envnix.cli import verify as _verify  # noqa: E402, F401  (registers verify on cli)

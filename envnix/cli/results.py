@@ -79,7 +79,9 @@ def build_metadata(image: BuiltImage, tag: str, lock_digest: str, result_link: P
 
 def write(iidfile: Path | None, metadata_file: Path | None, metadata: dict[str, Any]) -> None:
     """The result files, each whole (core/fileio)."""
-    for file, data in ((iidfile, metadata["containerimage.config.digest"]),
+    # An image index (several platforms) has no config: its own digest is the image ID.
+    iid = metadata.get("containerimage.config.digest", metadata["containerimage.digest"])
+    for file, data in ((iidfile, iid),
                        (metadata_file, json.dumps(metadata, indent=2, sort_keys=True) + "\n")):
         if file is None:
             continue

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +51,7 @@ from envnix.spec.cuda import implied_by_wheels
 from envnix.spec.cuda_provider import IndexCheck
 from envnix.spec.cuda_provider import provider as provider_named
 from envnix.spec.envyaml import EnvFile
+from envnix.spec.platform import AMD64, Platform, by_arch
 
 __all__ = [
     "LOCK_NAME",
@@ -67,6 +68,7 @@ __all__ = [
     "kept_pins",
     "lock_file",
     "lock_inputs",
+    "lock_platforms",
     "make_lock",
     "pip_request",
     "read_lock",
@@ -146,29 +148,31 @@ def _pip_request(spec: ImageSpec, plan: CondaPlan | None) -> PipRequest:
     )
 
 
-def lock_inputs(spec: ImageSpec, context: Path,
-                plan: CondaPlan | None = None) -> dict[str, Any]:
+def lock_inputs(spec: ImageSpec, context: Path, plan: CondaPlan | None = None,
+                platform: Platform = AMD64) -> dict[str, Any]:
     """What the lock answers: the requests, not the machine. A change here makes it stale.
 
     ``plan`` is the spec's conda_plan when the caller already read env.yaml and the condarc.
+    ``platform`` is the one these inputs are for (its names go into the apt, pip, base and
+    conda inputs, as amd64 locks always recorded them).
     """
     python = spec.python
     if plan is None:
         plan = conda_plan(spec)
     request = pip_request(spec, plan)
     inputs: dict[str, Any] = {
-        "apt": {"release": spec.os.codename, "architecture": "amd64",
+        "apt": {"release": spec.os.codename, "architecture": platform.deb_arch,
                 "packages": spec.apt_roots(), "profile": spec.apt_profile},
         "pip": {
             "python": python.version if python else None,
-            "platform": pip.manylinux_platform(spec.os.glibc),
+            "platform": pip.manylinux_platform(spec.os.glibc, platform),
             "requirements": pip.requirements_text(request, context).splitlines(),
             "index": request.index_url,
             "extra-index": request.extra_index_urls,
         },
     }
     if spec.base_image:  # the ref as written: another tag or digest makes the lock stale
-        inputs["base"] = {"ref": spec.base_image, "architecture": "amd64"}
+        inputs["base"] = {"ref": spec.base_image, "architecture": platform.deb_arch}
     if plan is not None:
         inputs["conda"] = {
             "specs": list(plan.specs),
@@ -176,7 +180,7 @@ def lock_inputs(spec: ImageSpec, context: Path,
             "mirrors": [list(c.urls) for c in plan.channels],
             **({"cuda": spec.cuda.major_minor} if spec.cuda else {}),
             "glibc": spec.os.glibc,
-            "platform": "linux-64",
+            "platform": platform.conda_subdir,
         }
     return inputs
 
@@ -255,18 +259,39 @@ def apt_sources(release: OsRelease, mirror: str | None = None,
 
 
 def make_lock(spec: ImageSpec, context: Path, sources: list[AptSource],
-              progress: Progress | None = None, pins: Pins | None = None) -> Lock:
-    """Resolve everything the spec asks for, preferring ``pins`` (the lock being redone)
-    where they still fit. Network access happens here and only here."""
-    pins = pins or Pins()
+              progress: Progress | None = None, pins: Pins | None = None,
+              platforms: Sequence[Platform] = (AMD64,),
+              platform_pins: Mapping[str, Pins] | None = None) -> Lock:
+    """Resolve everything the spec asks for, for each platform (the first one's sections at
+    the top, the others' under ``platforms``), preferring ``pins`` (the first platform's) and
+    ``platform_pins`` (by platform name: the lock being redone) where they still fit. Network
+    access happens here and only here."""
+    first, *others = platforms
+    platform_pins = platform_pins or {}
+    lock = _make_lock(spec, context, sources, progress,
+                      pins or platform_pins.get(first.name) or Pins(), first)
+    for platform in others:
+        if progress:
+            progress(f"lock: resolving for {platform.name}")
+        lock.platforms[platform.name] = dataclasses.replace(
+            _make_lock(spec, context, sources, progress,
+                       platform_pins.get(platform.name) or Pins(), platform),
+            toolchain=None)
+    return lock
+
+
+def _make_lock(spec: ImageSpec, context: Path, sources: list[AptSource],
+               progress: Progress | None, pins: Pins, platform: Platform) -> Lock:
     plan = conda_plan(spec)
     base: dict[str, Any] | None = None
     indexes: list[IndexSnapshot] = []
     packages: list[DebPackage] = []
+    if spec.cuda and platform != AMD64:
+        raise UsageError(f"install.cuda builds for linux/amd64 only, not {platform.name}")
     if spec.base_image and pins.base is not None:
         base = pins.base
     elif spec.base_image:
-        base = resolve_base(spec.base_image)
+        base = resolve_base(spec.base_image, arch=platform.deb_arch)
         if progress:
             progress(f"base: {spec.base_image} pinned at {base['digest']} "
                      f"({len(base['manifest']['layers'])} layers)")
@@ -282,14 +307,16 @@ def make_lock(spec: ImageSpec, context: Path, sources: list[AptSource],
             check = cuda.index_check(spec.cuda, sources, progress)
         indexes, packages = lock_apt(
             sources, spec.apt_roots(), progress=progress, host_provided=host_provided,
-            essential=spec.apt_profile == "essential", check=check, preferred=pins.apt)
+            essential=spec.apt_profile == "essential", check=check, preferred=pins.apt,
+            arch=platform.deb_arch)
     conda_packages: list[dict[str, Any]] = []
     if plan is not None:
         # install.cuda sets the target's __cuda: conda packages built for CUDA then solve
         # for the driver the image asks for (NVIDIA_REQUIRE_CUDA), not the build host's.
         conda_packages = lock_conda(plan.specs, plan.channels, glibc=spec.os.glibc,
                                     cuda=spec.cuda.major_minor if spec.cuda else None,
-                                    progress=progress, preferred=pins.conda)
+                                    progress=progress, preferred=pins.conda,
+                                    platform=platform.conda_subdir)
     request = pip_request(spec, plan)
     if spec.python is None:
         if request.packages or request.requirements_files:
@@ -298,7 +325,7 @@ def make_lock(spec: ImageSpec, context: Path, sources: list[AptSource],
         wheels = []
     elif spec.cuda is None or provider_named(spec.cuda.provider).installer != "pip":
         wheels = pip.lock_pip(request, context, spec.python.version, spec.os.glibc, progress,
-                              preferred=pins.pip)
+                              preferred=pins.pip, platform=platform)
     else:
         wheels = lock_cuda_pip(request, context, spec.cuda, spec.python.version,
                                spec.os.glibc, progress, preferred=pins.pip)
@@ -310,7 +337,7 @@ def make_lock(spec: ImageSpec, context: Path, sources: list[AptSource],
     if plan and plan.env_file and plan.env_file.pip_local:
         _check_pip_installed(plan.env_file, conda_packages, wheels)
     return Lock(
-        inputs=lock_inputs(spec, context, plan),
+        inputs=lock_inputs(spec, context, plan, platform),
         apt_sources=[s.to_lock_dict() for s in sources],
         apt_indexes=[i.to_lock_dict() for i in indexes],
         apt_packages=[p.to_lock_dict() for p in packages],
@@ -355,22 +382,74 @@ def image_change(lock: Lock, section: dict[str, Any]) -> str | None:
     return "the image's " + ", ".join(changed) + " changed" if changed else None
 
 
-def check_lock(context: Path, spec: ImageSpec, describe: Describe) -> None:
+def _described(lock: Lock, describe: Describe) -> Lock:
+    """The lock with every platform's image section made by ``describe``."""
+    return dataclasses.replace(
+        lock, image=describe(lock),
+        platforms={n: dataclasses.replace(sub, image=describe(lock.for_platform(n)),
+                                          toolchain=None)
+                   for n, sub in lock.platforms.items()})
+
+
+def _image_change(lock: Lock, describe: Describe) -> str | None:
+    """image_change for every platform the lock holds (the first that differs)."""
+    for name in lock.platform_names:
+        sub = lock.for_platform(name)
+        change = image_change(sub, describe(sub))
+        if change is not None:
+            return change + (f" ({name})" if lock.platforms else "")
+    return None
+
+
+def lock_platforms(context: Path, spec: ImageSpec,
+                   requested: Sequence[Platform] | None) -> tuple[Platform, ...]:
+    """The platforms to lock and build: --platform's, else the existing lock's (so a lock made
+    with --platform linux/arm64 keeps building for it), else the host's."""
+    if requested:
+        return tuple(requested)
+    try:
+        existing = read_lock(lock_file(context, spec))
+    except CorruptLockError:
+        existing = None
+    if existing is None:
+        return (AMD64,)
+    return tuple(by_arch(n.split("/", 1)[1]) for n in existing.platform_names)
+
+
+def platforms_stale_reason(lock: Lock, spec: ImageSpec, context: Path,
+                           platforms: Sequence[Platform]) -> str | None:
+    """stale_reason for each platform, plus a change of the platform list itself."""
+    names = tuple(p.name for p in platforms)
+    if lock.platform_names != names:
+        return (f"platforms changed: {', '.join(lock.platform_names)} -> "
+                f"{', '.join(names)}")
+    plan = conda_plan(spec)
+    for platform in platforms:
+        reason = stale_reason(lock.for_platform(platform.name),
+                              lock_inputs(spec, context, plan, platform))
+        if reason:
+            return reason + (f" ({platform.name})" if len(platforms) > 1 else "")
+    return None
+
+
+def check_lock(context: Path, spec: ImageSpec, describe: Describe,
+               platforms: Sequence[Platform] | None = None) -> None:
     """StaleLockError unless the spec's envnix.lock exists and answers its inputs, image
     section included (``envnix lock --check``; ``nix flake check`` sees the same)."""
     path = lock_file(context, spec)
     existing = read_lock(path)
     if existing is None:
         raise StaleLockError(f"{path.name} does not exist", hint="run envnix lock")
-    reason = stale_reason(existing, lock_inputs(spec, context)) or image_change(
-        existing, describe(existing))
+    platforms = lock_platforms(context, spec, platforms)
+    reason = platforms_stale_reason(existing, spec, context, platforms) or _image_change(
+        existing, describe)
     if reason:
         raise StaleLockError(f"{path.name} is stale: {reason}", hint="run envnix lock")
 
 
 def relock(context: Path, spec: ImageSpec, apt_mirror: str | None, describe: Describe,
-           progress: Progress, *, upgrade: bool = False,
-           upgrade_packages: Sequence[str] = ()) -> tuple[Lock, bool]:
+           progress: Progress, platforms: Sequence[Platform] | None = None, *,
+           upgrade: bool = False, upgrade_packages: Sequence[str] = ()) -> tuple[Lock, bool]:
     """``envnix lock``: resolve again, keeping the existing lock's pins that still fit
     (none with ``upgrade``; all but ``upgrade_packages`` otherwise), and write the lock with
     its image section; True when the file changed (a damaged file is kept as envnix.lock.bak).
@@ -380,21 +459,36 @@ def relock(context: Path, spec: ImageSpec, apt_mirror: str | None, describe: Des
         existing = read_lock(path)
     except CorruptLockError:
         existing = None  # write_lock keeps it as envnix.lock.bak and says so
-    pins = kept_pins(existing, lock_inputs(spec, context), upgrade=upgrade,
-                     upgrade_packages=upgrade_packages)
+    platforms = lock_platforms(context, spec, platforms)
+    pins = _kept_pins(existing, spec, context, platforms, upgrade=upgrade,
+                      upgrade_packages=upgrade_packages)
     with step(progress, "lock: resolving"):
-        lock = _resolve(spec, context, apt_mirror, progress, existing, pins)
-    lock = dataclasses.replace(lock, image=describe(lock))
+        lock = _resolve(spec, context, apt_mirror, progress, existing, pins, platforms)
+    lock = _described(lock, describe)
     return lock, write_lock(path, lock)
 
 
+def _kept_pins(existing: Lock | None, spec: ImageSpec, context: Path,
+               platforms: Sequence[Platform], **upgrade: Any) -> dict[str, Pins]:
+    """kept_pins for each platform, from the existing lock's sections for it (if any)."""
+    plan = conda_plan(spec)
+    return {p.name: kept_pins(existing.for_platform(p.name)
+                              if existing and p.name in existing.platform_names else None,
+                              lock_inputs(spec, context, plan, p), **upgrade)
+            for p in platforms}
+
+
 def _resolve(spec: ImageSpec, context: Path, apt_mirror: str | None, progress: Progress,
-             existing: Lock | None, pins: Pins) -> Lock:
-    """make_lock with ``pins``, then what moved since ``existing`` in a few lines."""
-    if pins:
-        progress(f"lock: preferring the {len(pins)} pins of {LOCK_NAME} where they still fit "
+             existing: Lock | None, pins: dict[str, Pins],
+             platforms: Sequence[Platform] = (AMD64,)) -> Lock:
+    """make_lock with ``pins`` (by platform), then what moved since ``existing`` in a few
+    lines."""
+    kept = sum(len(p) for p in pins.values())
+    if kept:
+        progress(f"lock: preferring the {kept} pins of {LOCK_NAME} where they still fit "
                  "(envnix lock --upgrade moves them all)")
-    lock = make_lock(spec, context, apt_sources(spec.os, apt_mirror), progress, pins)
+    lock = make_lock(spec, context, apt_sources(spec.os, apt_mirror), progress,
+                     platforms=platforms, platform_pins=pins)
     if existing is not None:
         for line in diff_locks(existing, lock).lines():
             progress(f"lock: {line.strip()}" if line != "no differences"
@@ -403,7 +497,8 @@ def _resolve(spec: ImageSpec, context: Path, apt_mirror: str | None, progress: P
 
 
 def ensure_lock(context: Path, spec: ImageSpec, apt_mirror: str | None, locked: bool,
-                progress: Progress, describe: Describe) -> Lock:
+                progress: Progress, describe: Describe,
+                platforms: Sequence[Platform] | None = None) -> Lock:
     """envnix.lock when it still answers the inputs; otherwise a new lock, written (unless
     ``locked``: then a stale or damaged lock is an error), as ``envnix build`` needs.
 
@@ -413,6 +508,7 @@ def ensure_lock(context: Path, spec: ImageSpec, apt_mirror: str | None, locked: 
     lock, which builds with the section computed now and is left as it is.
     """
     path = lock_file(context, spec)
+    platforms = lock_platforms(context, spec, platforms)
     try:
         existing = read_lock(path)
     except CorruptLockError as exc:
@@ -422,17 +518,15 @@ def ensure_lock(context: Path, spec: ImageSpec, apt_mirror: str | None, locked: 
         progress(f"lock: {path.name} is unusable "
                  f"({exc.message.split(': ', 1)[-1]}); re-locking")
         existing = None
-    inputs = lock_inputs(spec, context)
     if existing is not None:
-        reason = stale_reason(existing, inputs)
+        reason = platforms_stale_reason(existing, spec, context, platforms)
         if reason is None:
-            section = describe(existing)
-            change = image_change(existing, section)
+            change = _image_change(existing, describe)
             if change is None:
                 progress(f"lock: {path.name} is up to date "
                          f"({len(existing.artifacts())} artifacts)")
                 return existing
-            described = dataclasses.replace(existing, image=section)
+            described = _described(existing, describe)
             if locked and existing.image is None:
                 progress(f"lock: {path.name} has no image section; building with one made "
                          "now (run envnix lock to record it)")
@@ -447,10 +541,10 @@ def ensure_lock(context: Path, spec: ImageSpec, apt_mirror: str | None, locked: 
             raise StaleLockError(f"{path.name} is stale: {reason}",
                                  hint="run envnix lock, or drop --locked")
         progress(f"lock: {path.name} is stale ({reason}); re-locking")
-    pins = kept_pins(existing, inputs)
+    pins = _kept_pins(existing, spec, context, platforms)
     with step(progress, "lock: resolving"):
-        lock = _resolve(spec, context, apt_mirror, progress, existing, pins)
-    lock = dataclasses.replace(lock, image=describe(lock))
+        lock = _resolve(spec, context, apt_mirror, progress, existing, pins, platforms)
+    lock = _described(lock, describe)
     write_lock(path, lock)
     progress(f"lock: wrote {path} ({len(lock.artifacts())} artifacts)")
     return lock

@@ -119,16 +119,16 @@ def _sha256(raw: bytes) -> str:
     return "sha256:" + hashlib.sha256(raw).hexdigest()
 
 
-def _pick_amd64(ref: ImageRef, index: dict[str, Any]) -> str:
+def _pick_platform(ref: ImageRef, index: dict[str, Any], arch: str) -> str:
     for desc in index.get("manifests", []):
         platform = desc.get("platform") or {}
-        if platform.get("os") == "linux" and platform.get("architecture") == "amd64":
+        if platform.get("os") == "linux" and platform.get("architecture") == arch:
             digest = str(desc.get("digest"))
             if not DIGEST.fullmatch(digest):
-                raise LockError(f"base image {ref.written}: its index names the linux/amd64 "
+                raise LockError(f"base image {ref.written}: its index names the linux/{arch} "
                                 f"manifest {digest!r}, not a sha256 digest")
             return digest
-    raise LockError(f"base image {ref.written} has no linux/amd64 image in its index")
+    raise LockError(f"base image {ref.written} has no linux/{arch} image in its index")
 
 
 def _check_pull(ref: ImageRef, url: str, insecure: bool) -> None:
@@ -156,8 +156,10 @@ def _check_pull(ref: ImageRef, url: str, insecure: bool) -> None:
         raise FetchError(f"base image {ref.written}: cannot reach {url}: {exc.why}") from None
 
 
-def resolve_base(written: str, environ: dict[str, str] | None = None) -> dict[str, Any]:
-    """The lock's ``base`` section for ``written``: manifest digest, gzip layers, config."""
+def resolve_base(written: str, environ: dict[str, str] | None = None,
+                 arch: str = "amd64") -> dict[str, Any]:
+    """The lock's ``base`` section for ``written`` on linux/``arch``: manifest digest, gzip
+    layers, config."""
     base = parse_image_ref(written)
     insecure = base.host in options.insecure_registries(environ)
     raw = _skopeo(base, base.ref.transport, insecure=insecure)
@@ -167,7 +169,7 @@ def resolve_base(written: str, environ: dict[str, str] | None = None) -> dict[st
                         f"{digest}")
     manifest = _json(raw, f"base image {written}: manifest")
     if manifest.get("mediaType") in INDEX_TYPES or "manifests" in manifest:
-        digest = _pick_amd64(base, manifest)
+        digest = _pick_platform(base, manifest, arch)
         raw = _skopeo(base, base.ref.at(digest).transport, insecure=insecure)
         if _sha256(raw) != digest:
             raise LockError(f"base image {written}: manifest {digest} does not match its bytes")
@@ -191,9 +193,9 @@ def resolve_base(written: str, environ: dict[str, str] | None = None) -> dict[st
     if len(diff_ids) != len(layers):
         raise LockError(f"base image {written}: {len(layers)} layers but {len(diff_ids)} "
                         "diff_ids in its config")
-    if (config.get("os"), config.get("architecture")) != ("linux", "amd64"):
+    if (config.get("os"), config.get("architecture")) != ("linux", arch):
         raise LockError(f"base image {written} is {config.get('os')}/"
-                        f"{config.get('architecture')}, not linux/amd64")
+                        f"{config.get('architecture')}, not linux/{arch}")
     scheme = "http" if insecure else "https"
     urls = [f"{scheme}://{base.api_host}/v2/{base.ref.path}/blobs/{layer['digest']}"
             for layer in layers]

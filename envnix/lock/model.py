@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -134,30 +134,38 @@ def _name(entry: Any) -> Any:
     return entry.get("name")
 
 
+# One platform's artifacts (the top level holds the first platform's; ``platforms`` the
+# others', for --platform linux/amd64,linux/arm64): a lock without ``platforms`` is for the
+# one platform its inputs name (``inputs.apt.architecture``; every lock before arm64: amd64).
+_SECTIONS_REQUIRED = {
+    "inputs": S.mapping(S.text, S.anything),
+    "apt": S.obj({
+        "sources": S.array(_APT_SOURCE),
+        "indexes": S.array(_APT_INDEX, unique=lambda i: i.get("url"), unique_field="url"),
+        "packages": S.array(_APT_PACKAGE, unique=_name, unique_field="name"),
+    }),
+    "pip": S.obj({"wheels": S.array(_WHEEL, unique=lambda w: S.pep503(w.get("name")),
+                                    unique_field="name")}),
+}
+_SECTIONS_OPTIONAL = {
+    "conda": S.obj({
+        "channels": S.array(_CONDA_CHANNEL, unique=lambda c: c.get("url"),
+                            unique_field="url"),
+        "packages": S.array(_CONDA_PACKAGE, unique=_name, unique_field="name"),
+    }),
+    "base": _BASE,
+    "image": _IMAGE,
+}
+_PLATFORM_NAME = S.string(r"linux/[a-z0-9]{1,20}", "a platform such as linux/arm64")
 _LOCK = S.obj(
+    {"lock-version": S.anything,  # checked first, for its own message
+     "created-by": S.text, **_SECTIONS_REQUIRED},
     {
-        "lock-version": S.anything,  # checked first, for its own message
-        "created-by": S.text,
-        "inputs": S.mapping(S.text, S.anything),
-        "apt": S.obj({
-            "sources": S.array(_APT_SOURCE),
-            "indexes": S.array(_APT_INDEX, unique=lambda i: i.get("url"), unique_field="url"),
-            "packages": S.array(_APT_PACKAGE, unique=_name, unique_field="name"),
-        }),
-        "pip": S.obj({"wheels": S.array(_WHEEL, unique=lambda w: S.pep503(w.get("name")),
-                                        unique_field="name")}),
-    },
-    {
-        "conda": S.obj({
-            "channels": S.array(_CONDA_CHANNEL, unique=lambda c: c.get("url"),
-                                unique_field="url"),
-            "packages": S.array(_CONDA_PACKAGE, unique=_name, unique_field="name"),
-        }),
-        "base": _BASE,
-        "image": _IMAGE,
+        **_SECTIONS_OPTIONAL,
         # The pinned toolchain the image is built with (envnix/toolchain): checked in full by
         # envnix.lock.toolchain_pin.parse_pin when the lock is read.
         "toolchain": S.mapping(S.text, S.anything),
+        "platforms": S.mapping(_PLATFORM_NAME, S.obj(_SECTIONS_REQUIRED, _SECTIONS_OPTIONAL)),
     },
 )
 
@@ -166,6 +174,11 @@ def _check_across(data: dict[str, Any]) -> None:
     """What one field's check cannot see: an artifact URL listed twice in any section (Nix
     would fetch it once and the two entries would silently become one), and a base image
     whose layers, diff_ids and blob URLs do not line up."""
+    for name, sub in data.get("platforms", {}).items():
+        try:
+            _check_across(sub)
+        except S.Invalid as exc:
+            raise S.Invalid(f"platforms[{json.dumps(name)}].{exc.where}", exc.what) from None
     seen: dict[str, str] = {}
     sections = (("apt.packages", data["apt"]["packages"]),
                 ("conda.packages", data.get("conda", {}).get("packages", [])),
@@ -197,10 +210,13 @@ def check_lock_data(data: Any, origin: str) -> None:
     if found not in READ_VERSIONS or type(found) is not int:
         raise CorruptLockError(f"{origin}: lock-version {S.show(found)} is not {LOCK_VERSION}: "
                                "made by another envnix version", hint=LOCK_HINT)
-    image = data.get("image")
-    if isinstance(image, dict):
-        S.check_version(image, "format", IMAGE_FORMAT, f"{origin}: image", CorruptLockError,
-                        LOCK_HINT, made="made", missing="")
+    platforms = data.get("platforms")
+    subs = platforms.items() if isinstance(platforms, dict) else ()
+    for where, sub in (("image", data), *((f"platforms.{n}.image", s) for n, s in subs)):
+        image = sub.get("image") if isinstance(sub, dict) else None
+        if isinstance(image, dict):
+            S.check_version(image, "format", IMAGE_FORMAT, f"{origin}: {where}",
+                            CorruptLockError, LOCK_HINT, made="made", missing="")
     S.validate(data, _LOCK, origin, CorruptLockError, LOCK_HINT)
     try:
         _check_across(data)
@@ -227,11 +243,32 @@ class Lock:
     # What lib.buildImage needs beyond the artifacts (envnix.render.image_section); None in
     # version 1 locks.
     image: dict[str, Any] | None = None
+    # The other platforms' locks (--platform linux/amd64,linux/arm64), by name; each has no
+    # toolchain of its own (the builders run on the host's).
+    platforms: dict[str, Lock] = field(default_factory=dict)
 
-    def to_dict(self) -> dict[str, Any]:
+    @property
+    def platform(self) -> str:
+        """The platform the top-level sections are for, as its inputs name it."""
+        return "linux/" + str(self.inputs.get("apt", {}).get("architecture", "amd64"))
+
+    @property
+    def platform_names(self) -> tuple[str, ...]:
+        """Every platform this lock holds, the top level's first."""
+        return (self.platform, *self.platforms)
+
+    def for_platform(self, name: str) -> Lock:
+        """The lock of one platform it holds (with this lock's toolchain)."""
+        if name == self.platform:
+            return self
+        sub = self.platforms.get(name)
+        if sub is None:
+            raise LockError(f"the lock holds {', '.join(self.platform_names)}, not {name}",
+                            hint=f"run envnix lock --platform {name}")
+        return replace(sub, toolchain=self.toolchain)
+
+    def _sections(self) -> dict[str, Any]:
         data: dict[str, Any] = {
-            "lock-version": LOCK_VERSION,
-            "created-by": f"envnix {__version__}",
             "inputs": self.inputs,
             "apt": {
                 "sources": self.apt_sources,
@@ -246,10 +283,17 @@ class Lock:
         }
         if self.base is not None:  # only then: locks of other images keep their bytes
             data["base"] = self.base
-        if self.toolchain is not None:
-            data["toolchain"] = self.toolchain
         if self.image is not None:
             data["image"] = self.image
+        return data
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"lock-version": LOCK_VERSION,
+                                "created-by": f"envnix {__version__}", **self._sections()}
+        if self.toolchain is not None:
+            data["toolchain"] = self.toolchain
+        if self.platforms:  # only then: single-platform locks keep their bytes
+            data["platforms"] = {n: sub._sections() for n, sub in self.platforms.items()}
         return data
 
     def dumps(self) -> str:
@@ -267,6 +311,17 @@ class Lock:
         check_lock_data(data, origin)
         if "toolchain" in data:
             parse_pin(data["toolchain"], f"{origin}: toolchain", CorruptLockError, LOCK_HINT)
+        lock = cls._from_sections(data)
+        lock.toolchain = data.get("toolchain")
+        lock.platforms = {n: cls._from_sections(sub)
+                          for n, sub in data.get("platforms", {}).items()}
+        if lock.platform in lock.platforms:
+            raise CorruptLockError(f"{origin}: platforms.{lock.platform}: the top level's "
+                                   "platform listed again", hint=LOCK_HINT)
+        return lock
+
+    @classmethod
+    def _from_sections(cls, data: dict[str, Any]) -> Lock:
         return cls(
             inputs=data["inputs"],
             apt_sources=data["apt"]["sources"],
@@ -276,7 +331,6 @@ class Lock:
             conda_channels=data.get("conda", {}).get("channels", []),
             conda_packages=data.get("conda", {}).get("packages", []),
             base=data.get("base"),
-            toolchain=data.get("toolchain"),
             image=data.get("image"),
         )
 

@@ -44,6 +44,7 @@ from envnix.core.progress import Progress
 from envnix.frontend.envyaml import read_context_text, resolve_in_context
 from envnix.spec import PipRequest, has_control_character
 from envnix.spec.pipargs import PipWords, check_name, has_pip_words, parse_pip_words
+from envnix.spec.platform import AMD64, Platform
 
 DEFAULT_INDEX = "https://pypi.org/simple"
 _NAMES_CACHE_SECONDS = 7 * 24 * 3600
@@ -81,10 +82,9 @@ class _Found:
     size: int | None
 
 
-def manylinux_platform(glibc: str) -> str:
-    """uv's platform name for an x86_64 glibc target, e.g. 2.36 -> x86_64-manylinux_2_36."""
-    major, minor = glibc.split(".")[:2]
-    return f"x86_64-manylinux_{major}_{minor}"
+def manylinux_platform(glibc: str, platform: Platform = AMD64) -> str:
+    """uv's platform name for a glibc target, e.g. 2.36 -> x86_64-manylinux_2_36."""
+    return platform.manylinux(glibc)
 
 
 def _uv_binary() -> str:
@@ -165,9 +165,11 @@ def lock_pip(
     glibc: str,
     progress: Progress | None = None,
     constraints: Sequence[str] = (),
+    platform: Platform = AMD64,
     preferred: Sequence[Wheel] = (),
 ) -> list[Wheel]:
-    """Resolve the request to wheels for CPython ``python_version`` on manylinux ``glibc``.
+    """Resolve the request to wheels for CPython ``python_version`` on manylinux ``glibc``
+    (for ``platform``'s machine: x86_64 or aarch64 wheels).
 
     ``constraints`` (pip constraint lines) bound the versions of packages that something
     requires without requiring them themselves: install.cuda's release pins. ``preferred``
@@ -180,7 +182,7 @@ def lock_pip(
     index = request.index_url or DEFAULT_INDEX
     if progress:
         progress(f"pip: resolving {len(reqs.splitlines())} requirement(s) for "
-                 f"python{python_version} {manylinux_platform(glibc)} with uv")
+                 f"python{python_version} {manylinux_platform(glibc, platform)} with uv")
     with tempfile.TemporaryDirectory(prefix="envnix-uv-") as tmp:
         req_in = Path(tmp) / "requirements.in"
         req_in.write_text(reqs, encoding="utf-8")
@@ -190,7 +192,7 @@ def lock_pip(
         cmd = [
             _uv_binary(), "pip", "compile", str(req_in),
             "--python-version", python_version,
-            "--python-platform", manylinux_platform(glibc),
+            "--python-platform", manylinux_platform(glibc, platform),
             "--only-binary", ":all:",
             "--format", "pylock.toml", "-o", str(out),
             "--no-header", "--no-config", "--quiet",
@@ -334,7 +336,7 @@ def _wheel_preference(filename: str) -> tuple[int, tuple[int, int], str]:
     abi_rank = 2 if abi.startswith("cp") and abi != "abi3" else (1 if abi == "abi3" else 0)
     glibc = (0, 0)
     for tag in platforms:
-        legacy = _LEGACY_MANYLINUX.get(tag.rsplit("_x86_64", 1)[0])
+        legacy = _LEGACY_MANYLINUX.get(re.sub(r"_(x86_64|aarch64)$", "", tag))
         m = re.match(r"manylinux_(\d+)_(\d+)_", tag)
         version = legacy or ((int(m[1]), int(m[2])) if m else (0, 0))
         glibc = max(glibc, version)

@@ -31,6 +31,9 @@ class Toolchain:
     nar_sha256: str
     debs: list[dict[str, Any]]
     stage0: dict[str, str]
+    # Debian's qemu-user-static for foreign platforms (storeName, narSha256, debs, programs):
+    # a store path of its own, so adding it left the toolchain's path as it was.
+    emulators: dict[str, Any] | None = None
 
     def for_nix(self) -> dict[str, Any]:
         """What default.nix needs to make the path itself (toolchain-pin.json, with the pin's
@@ -40,7 +43,13 @@ class Toolchain:
                 # the tarball's top-level package/ becomes unpack-channel's channel directory
                 "stage0": {"name": self.stage0["name"], "url": self.stage0["url"],
                            "sha256": self.stage0["sha256"],
-                           "binary": self.stage0["binary"].removeprefix("package/")}}
+                           "binary": self.stage0["binary"].removeprefix("package/")},
+                **({"emulators": {
+                    "storeName": self.emulators["storeName"],
+                    "narSha256": self.emulators["narSha256"],
+                    "debs": [{k: d[k] for k in ("name", "url", "sha256")}
+                             for d in self.emulators["debs"]],
+                    "programs": self.emulators["programs"]}} if self.emulators else {})}
 
 
 def shipped_pin_data() -> dict[str, Any]:
@@ -72,11 +81,15 @@ def parse_pin(data: Any, what: str, error: type[LockError], hint: str) -> Toolch
     try:
         if data["format"] != PIN_FORMAT:
             raise ValueError(f"format {data['format']!r}")
+        emulators = data.get("emulators")
         pin = Toolchain(int(data["version"]), str(data["storeName"]), str(data["narSha256"]),
-                        [dict(d) for d in data["debs"]], dict(data["stage0"]))
+                        [dict(d) for d in data["debs"]], dict(data["stage0"]),
+                        None if emulators is None else dict(emulators))
         if not isinstance(data["storeName"], str):
             raise ValueError("storeName is not a string")
-        for deb in pin.debs:
+        if pin.emulators is not None:
+            _check_emulators(pin.emulators, what)
+        for deb in [*pin.debs, *(pin.emulators or {}).get("debs", [])]:
             for key in ("name", "version", "url", "sha256", "size"):
                 if key not in deb:
                     raise ValueError(f"deb entry without {key}")
@@ -91,10 +104,32 @@ def parse_pin(data: Any, what: str, error: type[LockError], hint: str) -> Toolch
             raise ValueError(f"storeName {pin.store_name!r}")
         if not re.fullmatch(r"package/[A-Za-z0-9/_.-]+", pin.stage0["binary"]):
             raise ValueError(f"stage0 binary {pin.stage0['binary']!r}")
-        if len(pin.nar_sha256) != 64 or not all(c in "0123456789abcdef" for c in pin.nar_sha256):
+        if not _is_sha256(pin.nar_sha256):
             raise ValueError("narSha256 is not 64 hex digits")
     except LockError as exc:
         raise error(f"{what}: {exc.message}", hint=hint) from None
     except (KeyError, TypeError, ValueError) as exc:
         raise error(f"{what} is damaged: {exc!r}", hint=hint) from None
     return pin
+
+
+def _is_sha256(value: Any) -> bool:
+    return (isinstance(value, str) and len(value) == 64
+            and all(c in "0123456789abcdef" for c in value))
+
+
+def _check_emulators(emulators: dict[str, Any], what: str) -> None:
+    """The pin's ``emulators`` entry: its own store name and NAR hash, .debs (checked with
+    the toolchain's), and the programs taken from them (paths below the store path)."""
+    if not (isinstance(emulators["storeName"], str)
+            and STORE_NAME.fullmatch(emulators["storeName"])):
+        raise ValueError(f"emulators storeName {emulators['storeName']!r}")
+    if not _is_sha256(emulators["narSha256"]):
+        raise ValueError("emulators narSha256 is not 64 hex digits")
+    if not isinstance(emulators["debs"], list) or not emulators["debs"]:
+        raise ValueError("emulators debs is not a non-empty list")
+    programs = emulators["programs"]
+    if not (isinstance(programs, list) and programs and all(
+            isinstance(p, str) and re.fullmatch(r"usr/bin/qemu-[a-z0-9_]+-static", p)
+            for p in programs)):
+        raise ValueError(f"emulators programs {programs!r}")

@@ -560,12 +560,15 @@ def copy_to_layout(src: Reference, layout: Path, tag: str, opts: RegistryOptions
         raise PublishError(f"cannot read {src} from its registry: {message[:300]}")
 
 
-def push_layout(layout: Path, tag: str, dest: Reference, opts: RegistryOptions) -> None:
+def push_layout(layout: Path, tag: str, dest: Reference, opts: RegistryOptions,
+                all_images: bool = False) -> None:
     """Copy the manifest ``tag`` names in the OCI layout to ``dest``, its digest kept: how an
-    attached artifact reaches the registry."""
+    attached artifact reaches the registry. ``all_images``: ``tag`` names an image index
+    (several platforms), pushed whole (``skopeo copy --all``), every platform's image too."""
     skopeo = require_tool("skopeo", "push to a registry")
     with private_authfile(opts, [dest.domain or ""]) as authfile:
         cmd = [skopeo, *policy_args(), "copy", "--quiet", "--preserve-digests",
+               *(["--all"] if all_images else []),
                *_dest_args(opts, authfile, "dest-"), f"oci:{layout}:{tag}", dest.transport]
         proc = process.run(cmd, error=PublishError)
     if proc.returncode != 0:

@@ -410,7 +410,8 @@ def image_config(spec: ImageSpec, lock: Lock) -> dict[str, Any]:
         config["User"] = spec.dev.user
     if lock.base:
         inherit_config(config, spec, lock.base)
-    return {"architecture": "amd64", "os": "linux", "created": created, "config": config}
+    return {"architecture": lock.platform.split("/", 1)[1], "os": "linux", "created": created,
+            "config": config}
 
 
 def _templates() -> jinja2.Environment:

@@ -53,6 +53,10 @@ LIB_DIRS = ("lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu")
 LOADER = "lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"
 PYTHON = "usr/bin/python3.11"
 PROOT = "usr/bin/proot"
+# What runs a foreign platform's programs (triggers, run() steps) under proot -q: Debian's
+# statically linked qemu-user, one program per platform (envnix.spec.platform's ``qemu``).
+EMULATOR_PACKAGE = "qemu-user-static"
+EMULATOR_PROGRAMS = ("usr/bin/qemu-aarch64-static",)
 
 
 # ---------------------------------------------------------------------------- extraction
@@ -81,9 +85,10 @@ def _data_tar(deb: bytes) -> tarfile.TarFile:
     raise BuildError(f"no data.tar.xz in the .deb (members: {sorted(members)})")
 
 
-def extract(debs: list[bytes], dest: Path) -> None:
+def extract(debs: list[bytes], dest: Path, only: Collection[str] | None = None) -> None:
     """Every .deb's data.tar into ``dest``: regular files (hard links as copies) with their
-    executable bit, directories and symbolic links; nothing else a NAR could record."""
+    executable bit, directories and symbolic links; nothing else a NAR could record. With
+    ``only``, just those paths (and the directories above them, as tar makes them)."""
     dest.mkdir()
     for deb in debs:
         with _data_tar(deb) as tar:
@@ -92,6 +97,8 @@ def extract(debs: list[bytes], dest: Path) -> None:
             for m in members:
                 rel = os.path.normpath(m.name.removeprefix("./"))
                 if rel in (".", "") or rel.startswith("..") or os.path.isabs(rel):
+                    continue
+                if only is not None and rel not in only:
                     continue
                 target = dest / rel
                 if m.isdir():
@@ -207,6 +214,20 @@ def pin_closure(roots: Sequence[str], provided: Collection[str],
     return [_pin_entry(pkg) for pkg in resolve(_mirror_index(progress), roots, provided)]
 
 
+def make_emulators(version: int, progress: Progress | None = None) -> dict[str, Any]:
+    """The pin's ``emulators``: Debian's qemu-user-static, of which only the programs in
+    EMULATOR_PROGRAMS become a store path of their own (not part of the toolchain: amd64
+    builds never fetch it, and adding it changed no toolchain path or image digest)."""
+    debs = pin_debs([EMULATOR_PACKAGE], progress)
+    store_name = f"envnix-emulators-{version}-{SUITE}-amd64"
+    draft = Toolchain(version, store_name, "0" * 64, debs, {})
+    with tempfile.TemporaryDirectory(prefix="envnix-emulators-") as tmp:
+        extract(download_debs(draft, Path(tmp)), Path(tmp) / store_name, EMULATOR_PROGRAMS)
+        nar = nar_sha256(Path(tmp) / store_name)
+    return {"storeName": store_name, "narSha256": nar, "debs": debs,
+            "programs": list(EMULATOR_PROGRAMS)}
+
+
 def make_pin(version: int, stage0: dict[str, str],
              progress: Progress | None = None) -> dict[str, Any]:
     """A fresh pin from this machine's Debian mirror: the newest bookworm (+updates,
@@ -219,4 +240,5 @@ def make_pin(version: int, stage0: dict[str, str],
         extract(download_debs(draft, Path(tmp)), Path(tmp) / store_name)
         nar = nar_sha256(Path(tmp) / store_name)
     return {"format": PIN_FORMAT, "version": version, "storeName": store_name,
-            "narSha256": nar, "debs": debs, "stage0": stage0}
+            "narSha256": nar, "debs": debs, "stage0": stage0,
+            "emulators": make_emulators(version, progress)}

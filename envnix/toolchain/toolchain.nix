@@ -79,9 +79,29 @@ let
       "--invalidation-mode" "unchecked-hash" "-x" "(/test/|/tests/|lib2to3|idlelib|turtledemo)"
       "${tc}/usr/lib/python3.11" "${tc}/usr/lib/python3/dist-packages" ];
   };
+
+  # The pin's emulators (Debian's qemu-user-static): only the listed programs, a store path
+  # of their own (recursive fixed-output), fetched only by a build for a foreign platform.
+  emulators = if !(pin ? emulators) then null else derivation {
+    name = pin.emulators.storeName;
+    inherit system;
+    builder = busybox;
+    args = [ "sh" "-ec" ''
+      ${busybox} mkdir "$out" x
+      cd x
+      ${busybox} ar x "$deb"
+      ${busybox} tar xJf data.tar.xz -C "$out" $programs
+    '' ];
+    deb = let d = builtins.head pin.emulators.debs; in fetchTo "${d.name}.deb" d.url d.sha256;
+    programs = map (p: "./${p}") pin.emulators.programs;
+    PATH = "/path-not-set";
+    outputHashMode = "recursive";
+    outputHashAlgo = "sha256";
+    outputHash = pin.emulators.narSha256;
+  };
 in
 {
-  inherit fetchTo stage0 busybox debTree tc tcLibs tcLoader tcPycache;
+  inherit fetchTo stage0 busybox debTree tc tcLibs tcLoader tcPycache emulators;
   # The command line that runs a builder's Python (loader, interpreter, stdlib pycs).
   python = tcLoader ++ [ "${tc}/usr/bin/python3.11" "-X" "pycache_prefix=${tcPycache}" ];
 }

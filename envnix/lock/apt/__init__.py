@@ -6,7 +6,8 @@ Packages index every pin came from. The Nix build later only fetches the pinned 
 
 Scope and deliberate limits (background: the team's locking notes, §6 Debian):
 
-* single architecture (``amd64`` plus ``all``); ``:any``/``:native`` qualifiers are ignored;
+* one architecture per lock (``amd64`` or ``arm64``, plus ``all``); ``:any``/``:native``
+  qualifiers are ignored;
 * Pre-Depends + Depends only (no Recommends), breadth-first, no backtracking: every choice is
   the first alternative with a candidate, newest version first, so the result is deterministic
   and easy to explain;
@@ -34,6 +35,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 
 from envnix.lock.apt.fetch import Progress, human_size, load_index
 from envnix.lock.apt.index import DebIndex, DebPackage, IndexSnapshot
+from envnix.lock.apt.relations import ARCH
 from envnix.lock.apt.resolver import resolve
 from envnix.spec.apt import AptSource
 
@@ -47,6 +49,7 @@ def lock_apt(
     host_provided: Collection[str] = (),
     check: Callable[[DebIndex], None] | None = None,
     essential: bool = False,
+    arch: str = ARCH,
     preferred: Mapping[str, str] | None = None,
 ) -> tuple[list[IndexSnapshot], list[DebPackage]]:
     """Fetch the indexes of *sources* and resolve *roots*: everything ``envnix lock`` needs.
@@ -55,10 +58,10 @@ def lock_apt(
     a caller can say what the sources lack in its own terms (which CUDA releases they have)
     rather than as a missing package name. *essential*, *preferred*: see :func:`resolve`;
     a preferred version the index no longer has (Debian drops superseded .debs) is said in
-    one line.
+    one line. *arch*: the Debian architecture whose ``binary-<arch>`` indexes are read.
     """
     started = time.monotonic()
-    snapshots, index = load_index(sources, cache_dir, progress)
+    snapshots, index = load_index(sources, cache_dir, progress, arch)
     if check is not None:
         check(index)
     packages = resolve(index, roots, host_provided, essential=essential, preferred=preferred)

@@ -216,9 +216,9 @@ def _binary_keyring(path: Path, scratch: Path) -> Path:
     return scratch
 
 
-def release_has(release: Release, component: str) -> bool:
-    """Whether *release* lists a Packages index of *component* for our architecture."""
-    stem = f"{component}/binary-{ARCH}/Packages"
+def release_has(release: Release, component: str, arch: str = ARCH) -> bool:
+    """Whether *release* lists a Packages index of *component* for architecture *arch*."""
+    stem = f"{component}/binary-{arch}/Packages"
     return any(stem + ext in release.sha256 for ext in (".xz", ".gz"))
 
 
@@ -238,8 +238,9 @@ def fetch_index(
     cache_dir: str | os.PathLike[str] | None = None,
     progress: Progress | None = None,
     release: Release | None = None,
+    arch: str = ARCH,
 ) -> tuple[IndexSnapshot, str]:
-    """Fetch one ``<component>/binary-amd64/Packages`` index; return its snapshot and text.
+    """Fetch one ``<component>/binary-<arch>/Packages`` index; return its snapshot and text.
 
     The (In)Release file is always fetched (it says what is current) unless the caller has
     just done so (*release*); the Packages.xz it names is taken from the cache when a verified
@@ -255,7 +256,7 @@ def fetch_index(
         release = fetch_release(source)
 
     # A flat repository has one index, next to its InRelease (NVIDIA's: Packages{,.gz}).
-    directory = "" if source.flat else f"{component}/binary-{ARCH}/"
+    directory = "" if source.flat else f"{component}/binary-{arch}/"
     stem = f"{directory}Packages"
     exts = (".xz", ".gz", "") if source.flat else (".xz", ".gz")
     ext = next((e for e in exts if stem + e in release.sha256), None)
@@ -305,6 +306,7 @@ def load_index(
     sources: Sequence[AptSource],
     cache_dir: str | os.PathLike[str] | None = None,
     progress: Progress | None = None,
+    arch: str = ARCH,
 ) -> tuple[list[IndexSnapshot], DebIndex]:
     """Fetch every component of every source and merge them into one :class:`DebIndex`.
 
@@ -315,7 +317,7 @@ def load_index(
     """
     if not sources:
         raise LockError("no apt sources given; pass --apt-mirror URL")
-    index = DebIndex(label=sources[0].suite)
+    index = DebIndex(label=sources[0].suite, arch=arch)
     snapshots: list[IndexSnapshot] = []
     seen: dict[str, bool] = {}
     for source in sources:
@@ -327,11 +329,12 @@ def load_index(
             continue
         for component in source.components:
             seen.setdefault(component, False)
-            if not release_has(release, component) and release_lacks(release, component):
+            if (not release_has(release, component, arch)
+                    and release_lacks(release, component)):
                 if progress:
                     progress(f"apt: {source.suite} has no {component} component; skipped")
                 continue
-            snapshot, text = fetch_index(source, component, cache_dir, progress, release)
+            snapshot, text = fetch_index(source, component, cache_dir, progress, release, arch)
             index.add_packages_text(text, source.uri, source.suite)
             snapshots.append(snapshot)
             seen[component] = True

@@ -11,7 +11,8 @@ from envnix.core.errors import LockError
 from envnix.lock.apt.version import version_compare
 
 ARCH = "amd64"
-"""The only target architecture for now; ``Architecture: all`` packages are accepted too."""
+"""The default target architecture (``--platform`` picks another); ``Architecture: all``
+packages are accepted too."""
 
 
 _OPS: dict[str, Callable[[int], bool]] = {
