@@ -102,7 +102,7 @@ def test_push_json_and_tls_verify_from_the_user_config(tiny: Path, tmp_path: Pat
         manifest = metadata(tiny)["containerimage.digest"]
         assert json.loads(proc.stdout) == {
             "image": "tiny:ci", "config": metadata(tiny)["containerimage.config.digest"],
-            "pushed": [{"name": dest, "digest": manifest}]}
+            "pushed": [{"name": dest, "digest": manifest}], "signed": False}
         assert reg.manifest_digest("team/tiny", "1") == manifest
         # the same key in the context's envnix.toml is refused: a context does not choose trust
         (tiny / "envnix.toml").write_text("[registry]\ntls-verify = false\n")
