@@ -244,6 +244,14 @@ def _unquote_go(s: str) -> str:
         return s.replace('\\"', '"')
 
 
+def _failure(stderr: str, secrets: Sequence[str]) -> str:
+    """What a failed skopeo run said: its fatal message, else the end of its stderr, with
+    every secret taken out."""
+    err = scrub(stderr, secrets)
+    m = _FATAL.search(err)
+    return _unquote_go(m[1]) if m else err.strip()[-300:]
+
+
 human_size = human_bytes  # the name oci's callers know
 
 
@@ -460,9 +468,7 @@ def _check_gpg_signing(skopeo: str, image: BuiltImage, dest: Reference,
             str(dest), sign.sign_by]
         proc = process.run(cmd, error=PublishError)
     if proc.returncode != 0:
-        err = scrub(proc.stderr, sign.secrets())
-        m = _FATAL.search(err)
-        message = _unquote_go(m[1]) if m else err.strip()[-300:]
+        message = _failure(proc.stderr, sign.secrets())
         raise PublishError(f"signing {dest} failed, nothing was pushed: {message[:300]}",
                            hint="check that the key is in gpg's keyring (GNUPGHOME) and "
                                 "--sign-passphrase-file")
@@ -522,18 +528,20 @@ def _push_one(skopeo: str, image: BuiltImage, dest: Reference, opts: RegistryOpt
     return result
 
 
+def _inspect_raw(skopeo: str, ref: Reference, opts: RegistryOptions,
+                 authfile: Path | None) -> process.Completed:
+    """``skopeo inspect --raw``: the manifest bytes exactly as the registry serves them."""
+    return process.run([skopeo, *policy_args(), "inspect", "--raw",
+                        *_dest_args(opts, authfile, ""), ref.transport], error=PublishError)
+
+
 def registry_manifest_digest(dest: Reference, opts: RegistryOptions,
                              authfile: Path | None) -> str:
     """sha256 of the manifest bytes the registry returns for ``dest`` (an independent check)."""
-    skopeo = require_tool("skopeo", "push images")
-    cmd = [skopeo, *policy_args(), "inspect", "--raw", *_dest_args(opts, authfile, ""),
-           dest.transport]
-    proc = process.run(cmd, error=PublishError)
+    proc = _inspect_raw(require_tool("skopeo", "push images"), dest, opts, authfile)
     if proc.returncode != 0:
-        err = scrub(proc.stderr, opts.secrets())
-        m = _FATAL.search(err)
         raise PublishError(f"pushed {dest}, but reading its manifest back failed: "
-                           f"{_unquote_go(m[1]) if m else err.strip()[-300:]}",
+                           f"{_failure(proc.stderr, opts.secrets())}",
                            hint="re-run the push; if it persists, check the registry")
     return "sha256:" + hashlib.sha256(proc.stdout).hexdigest()
 
@@ -547,9 +555,7 @@ def copy_to_layout(src: Reference, layout: Path, tag: str, opts: RegistryOptions
                *_dest_args(opts, authfile, "src-"), src.transport, f"oci:{layout}:{tag}"]
         proc = process.run(cmd, error=PublishError)
     if proc.returncode != 0:
-        err = scrub(proc.stderr, opts.secrets())
-        m = _FATAL.search(err)
-        message = _unquote_go(m[1]) if m else err.strip()[-300:]
+        message = _failure(proc.stderr, opts.secrets())
         low = message.lower()
         if any(s in low for s in ("http response to https", "x509:", "tls: ", "unauthorized",
                                   " 401 ", "connection refused", "no such host")):
@@ -572,22 +578,16 @@ def push_layout(layout: Path, tag: str, dest: Reference, opts: RegistryOptions,
                *_dest_args(opts, authfile, "dest-"), f"oci:{layout}:{tag}", dest.transport]
         proc = process.run(cmd, error=PublishError)
     if proc.returncode != 0:
-        err = scrub(proc.stderr, opts.secrets())
-        m = _FATAL.search(err)
-        raise _translate(_unquote_go(m[1]) if m else err.strip()[-300:], dest, opts)
+        raise _translate(_failure(proc.stderr, opts.secrets()), dest, opts)
 
 
 def remote_manifest(ref: Reference, opts: RegistryOptions) -> bytes:
     """The manifest bytes the registry serves for ``ref`` (its digest is their sha256)."""
     skopeo = require_tool("skopeo", "read images from a registry")
     with private_authfile(opts, [ref.domain or ""]) as authfile:
-        cmd = [skopeo, *policy_args(), "inspect", "--raw", *_dest_args(opts, authfile, ""),
-               ref.transport]
-        proc = process.run(cmd, error=PublishError)
+        proc = _inspect_raw(skopeo, ref, opts, authfile)
     if proc.returncode != 0:
-        err = scrub(proc.stderr, opts.secrets())
-        m = _FATAL.search(err)
-        message = _unquote_go(m[1]) if m else err.strip()[-300:]
+        message = _failure(proc.stderr, opts.secrets())
         if "manifest unknown" in message.lower():
             raise PublishError(f"registry {ref.domain} has no image {ref}",
                                hint="check the name and tag")
