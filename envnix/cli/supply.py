@@ -22,7 +22,6 @@ from envnix.cli.publish import _creds, _registry_options
 from envnix.core import options
 from envnix.core.errors import EnvnixError, PublishError, UsageError, os_reason
 from envnix.core.fileio import atomic_write
-from envnix.core.nixexpr import store_name
 from envnix.core.progress import REPORTER
 from envnix.core.reference import Reference
 from envnix.lock.diff import diff_locks
@@ -37,6 +36,7 @@ from envnix.oci.registry import (
     push_layout,
     remote_manifest,
 )
+from envnix.render import lock_artifacts
 
 LOCK_LABEL = "io.envnix.lock.digest"  # render's image config label naming the lock
 
@@ -48,18 +48,18 @@ def _lock_of(context: Path) -> Lock:
     return lock
 
 
-def _store_files(debs: bool) -> Callable[[dict[str, Any]], Path | None]:
+def _store_files(lock: Lock, debs: bool) -> Callable[[dict[str, Any]], Path | None]:
     """Where this machine's Nix store holds an artifact a build of the lock fetched (wheels,
-    and .debs when asked): the store path follows from the lock alone (a fixed output), so
-    no Nix process is needed; None when it is not there."""
+    and .debs when asked): the fixed-output path of render's fetch, which follows from the
+    lock alone, so no Nix process is needed; None when it is not there."""
+    names = {a["url"]: a["storeName"] for a in lock_artifacts(lock).values()
+             if a["kind"] == "wheel" or (debs and a["kind"] == "deb")}
+
     def locate(artifact: dict[str, Any]) -> Path | None:
-        if "filename" in artifact and artifact["filename"].endswith(".whl"):
-            name = artifact["filename"]
-        elif debs and "control" in artifact:
-            name = artifact["url"].rsplit("/", 1)[-1]  # as render names the fetch
-        else:
+        name = names.get(artifact.get("url", ""))
+        if name is None:
             return None
-        path = Path(fixed_output_path(artifact["sha256"], store_name(name)))
+        path = Path(fixed_output_path(artifact["sha256"], name))
         return path if path.is_file() else None
     return locate
 
@@ -139,7 +139,7 @@ def sbom_cmd(path: str | None, path_opt: str | None, fmt: str, output: Path | No
         raise UsageError("--attach needs the image built from this lock, for its digest",
                          hint="envnix build --locked first, or pass --image oci:DIR")
     make = spdx if fmt == "spdx-json" else cyclonedx
-    doc = make(lock, name or _default_tag(context), digest, _store_files(deb_licenses))
+    doc = make(lock, name or _default_tag(context), digest, _store_files(lock, deb_licenses))
     text = json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
     if attach_to is not None:
         assert digest is not None
