@@ -10,13 +10,14 @@
 # Python programs in builders/, run by the pinned toolchain (toolchain.nix).
 { context                 # the build context (a path): where build.envd and io.copy sources are
 , lock ? context + "/envnix.lock"
-, tag ? null              # name:tag for the OCI layout's index; default <context name>:dev
+, tag ? null              # name:tag for the OCI layout's index; default the lock's defaultTag
 , toolchain ? "pinned"    # "pinned", "host" (NOT reproducible) or "nixpkgs" (needs pkgs)
 , pkgs ? null             # a nixpkgs package set: the nixpkgs toolchain, CUDA from nixpkgs
 , builders                # envnix/builders
 , toolchainNix            # envnix/toolchain/toolchain.nix
 , shippedPin              # the toolchain pin for locks that record none
-, hostPython ? "/usr/bin/python3"
+, hostPython ? "/usr/bin/python3"  # ESCAPE HATCH, toolchain = "host" only (never the
+                          # default): the machine's python, NOT reproducible
 , zstdPath ? null         # host toolchain only: a directory holding the zstandard module
 , checkSources ? true     # refuse a lock older than the files the frontend read
 , compression ? "gzip"    # layer blobs: "gzip" or "zstd" (tar+zstd media type); other bytes

@@ -50,7 +50,8 @@ from envnix.spec import CONDA_PREFIX, CudaSpec, ImageSpec
 from envnix.spec.cuda import gpu_labels, implied_by_wheels, variant_for
 from envnix.spec.cuda_provider import provider as provider_named
 
-HOST_PYTHON = "/usr/bin/python3"
+# The --toolchain host escape hatch only (NOT reproducible, never the default): where the
+# machine's python3 (image.nix's hostPython) and its libraries are, shown to the sandbox.
 HOST_SANDBOX_PATHS = ("/usr", "/lib", "/lib64")
 # The one Nix setting envnix does not leave to the user's nix.conf: builders that could see the
 # host could make other bytes. Everything else (substituters, keys, builders, max-jobs) is the
@@ -580,7 +581,6 @@ def _render_into(out_dir: Path, spec: ImageSpec, lock: Lock, tag: str, toolchain
         "toolchain": toolchain,
         "compression": compression,
         "slim": str(slim).lower(),
-        "host_python": HOST_PYTHON,
         # relative, so the project moves with its context (and the goldens hold no tmp path)
         "context": "/" + os.path.relpath(context.resolve(), out_dir.resolve()),
         "nix_options": " ".join(f"'{o}'" if " " in o or not o else o

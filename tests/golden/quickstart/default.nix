@@ -17,6 +17,5 @@ import ./image.nix {
   builders = ./builders;
   toolchainNix = ./toolchain.nix;
   shippedPin = ./toolchain-pin.json;
-  hostPython = "/usr/bin/python3";
   zstdPath = if builtins.pathExists ./toolchain then ./toolchain else null;
 }
