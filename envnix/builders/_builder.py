@@ -212,8 +212,8 @@ def write_new_file(path: str, data: bytes, mode: int = 0o644) -> None:
 
 
 META_FORMAT = 2
-"""The version of a package tree's ``meta.json`` (``"format"``). envnix's render writes trees
-of the same version (``envnix.render.TREE_FORMAT``); a tree without the field predates it.
+"""The version of a package tree's ``meta.json`` (``"format"``), which every tree builder
+writes (mktree.py's config-files and io.copy trees too); a tree without the field predates it.
 2 added the optional ``hardlinks`` groups; a version-1 tree reads as one without any."""
 
 

@@ -20,10 +20,6 @@ from typing import NamedTuple
 from envnix.core.errors import SpecError
 from envnix.spec import CopySpec, file_kind
 
-TREE_FORMAT = 2
-"""The package-tree meta.json version of the trees render writes (files/, context/): the
-builders' ``_builder.META_FORMAT``, which the builders check."""
-
 IGNORE_FILES = (".envnixignore", ".dockerignore")
 ALWAYS_IGNORED = (".envnix", ".git")  # envnix's own output and VCS metadata
 

@@ -33,9 +33,10 @@ from pathlib import Path
 
 import pytest
 
-from envnix.render.context import TREE_FORMAT
-
 BUILDERS = Path(__file__).resolve().parents[2] / "envnix" / "builders"
+sys.path.insert(0, str(BUILDERS))  # the builders import their siblings as top-level modules
+import _builder as B  # noqa: E402
+
 HOST_PY = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
 PYTHONS = [HOST_PY] + [p for p in os.environ.get("ENVNIX_TEST_PYTHONS", "").split(":") if p]
 SITE = "/usr/local/lib/python3.11/dist-packages"
@@ -429,7 +430,7 @@ def test_crafted_wheel_installs(tmp_path: Path, python: str) -> None:
         assert h == f"sha256={b64(data)}" and int(size) == len(data), path
     n_files = sum(len(f) for _, _, f in os.walk(root))
     assert n_files == len(rows)
-    assert meta(out) == {"format": TREE_FORMAT, "kind": "wheel", "name": "demo",
+    assert meta(out) == {"format": B.META_FORMAT, "kind": "wheel", "name": "demo",
                          "version": "1.0", "modes": {}}
 
 
