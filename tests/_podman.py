@@ -8,9 +8,9 @@ and `storage.conf` (overlay, or vfs where overlay cannot stack; graphroot/runroo
 directory), selected through
 CONTAINERS_CONF / CONTAINERS_STORAGE_CONF (see shared/testenv/README.md).
 
-    env = podman_env(tmp_path / "podman")
-    out = podman("run", "--rm", f"oci:{layout}:dev", "/usr/bin/sh", "-c", "echo hi", env=env)
-    assert out.stdout == "hi\\n"
+    with private_podman(tmp_path / "podman") as env:
+        out = podman("run", "--rm", f"oci:{layout}:dev", "/usr/bin/sh", "-c", "echo hi", env=env)
+        assert out.stdout == "hi\\n"
 
 Not a conftest fixture on purpose: any test module (or a script) can import it.
 """
@@ -20,10 +20,11 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["PodmanError", "have_podman", "podman", "podman_env"]
+__all__ = ["PodmanError", "have_podman", "podman", "podman_env", "private_podman"]
 
 
 class PodmanError(AssertionError):
@@ -124,3 +125,24 @@ def podman(
             f"stdout: {proc.stdout[-2000:]}\nstderr: {proc.stderr[-4000:]}"
         )
     return proc
+
+
+@contextmanager
+def private_podman(workdir: str | Path) -> Iterator[dict[str, str]]:
+    """`podman_env(workdir)`, then on exit podman's storage emptied and unmounted.
+
+    Why: as root, the overlay driver bind-mounts ``graph/overlay`` onto itself and leaves it
+    mounted when podman exits, so pytest could not delete the directory and each session
+    left gigabytes of layers behind on a disk shared with CI.
+    """
+    env = podman_env(workdir)
+    try:
+        yield env
+    finally:
+        podman("system", "reset", "--force", env=env, check=False, timeout=300)
+        graph = str(Path(workdir).absolute() / "graph")
+        with open("/proc/self/mounts", encoding="utf-8") as f:
+            mounts = [line.split()[1] for line in f]
+        for point in sorted((m for m in mounts if m == graph or m.startswith(graph + "/")),
+                            reverse=True):
+            subprocess.run(["umount", "--lazy", point], capture_output=True, check=False)

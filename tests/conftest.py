@@ -25,7 +25,7 @@ from _conda_channel import (
 )
 from _nix_daemon import SOCKET_GROUP, NixDaemon, setup_conf_daemon
 from _nix_daemon import answers as daemon_answers
-from _podman import podman_env
+from _podman import private_podman
 
 from envnix.core import options
 from envnix.core.errors import LockError
@@ -41,10 +41,11 @@ def quickstart(tmp_path_factory: pytest.TempPathFactory) -> Built:
 
 
 @pytest.fixture(scope="session")
-def podman_environ(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+def podman_environ(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     if not shutil.which("podman"):
         pytest.fail("podman is not installed: run ./scripts/setup")
-    return podman_env(tmp_path_factory.mktemp("podman"))
+    with private_podman(tmp_path_factory.mktemp("podman")) as env:
+        yield env
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 from _jsonschema_subset import Validator
-from _podman import have_podman, podman, podman_env
+from _podman import have_podman, podman, private_podman
 from test_builders_image_offline import sha
 
 from envnix.oci.layout import DIGESTS_SCHEMA, read_digests
@@ -651,7 +651,8 @@ def test_umoci_unpack_checks_diffids_and_keeps_modes(built: Built, tmp_path: Pat
 def podman_environ(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     if not have_podman():
         pytest.skip("needs podman and runc")
-    yield podman_env(tmp_path_factory.mktemp("podman"))
+    with private_podman(tmp_path_factory.mktemp("podman")) as env:
+        yield env
 
 
 @pytest.mark.slow

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import zstandard
-from _podman import have_podman, podman, podman_env
+from _podman import have_podman, podman, private_podman
 from test_builders_image import (
     BUSYBOX,
     busybox_tree,
@@ -152,11 +152,11 @@ def test_podman_runs_a_zstd_image(tmp_path: Path) -> None:
     image = tmp_path / "image"
     mkimage(image, layers, config_template(tmp_path / "config.json"), tag="zstd:dev",
             archive="1")
-    env = podman_env(tmp_path / "podman")
-    out = podman("run", "--rm", f"oci:{image}/oci:dev", "/usr/bin/sh", "-c",
-                 "echo zstd; stat -c '%a' /usr/bin/suidtool", env=env)
-    assert out.stdout == "zstd\n4755\n"
-    loaded = podman("load", "-i", str(image / "image.tar"), env=env)
-    assert "localhost/zstd:dev" in loaded.stdout
-    assert podman("run", "--rm", "localhost/zstd:dev", "/usr/bin/echo", "loaded",
-                  env=env).stdout == "loaded\n"
+    with private_podman(tmp_path / "podman") as env:
+        out = podman("run", "--rm", f"oci:{image}/oci:dev", "/usr/bin/sh", "-c",
+                     "echo zstd; stat -c '%a' /usr/bin/suidtool", env=env)
+        assert out.stdout == "zstd\n4755\n"
+        loaded = podman("load", "-i", str(image / "image.tar"), env=env)
+        assert "localhost/zstd:dev" in loaded.stdout
+        assert podman("run", "--rm", "localhost/zstd:dev", "/usr/bin/echo", "loaded",
+                      env=env).stdout == "loaded\n"
