@@ -179,6 +179,21 @@ def test_resolve_alternatives() -> None:
     assert names(resolve(index, ["fourth", "app"])) == ["app", "fourth", "second"]
 
 
+def test_resolve_states_the_merged_usr_layout_instead_of_converting() -> None:
+    """bookworm's init-system-helpers: ``usrmerge | usr-is-merged``. The image is merged-/usr
+    by construction, so the marker package is taken, not the converter and its perl."""
+    index = make_index(
+        stanza("init-system-helpers", Essential="yes", Depends="usrmerge | usr-is-merged"),
+        stanza("usrmerge", Depends="perl:any", Provides="usr-is-merged"),
+        stanza("perl"),
+        stanza("usr-is-merged"),
+    )
+    assert names(resolve(index, [], essential=True)) == ["init-system-helpers", "usr-is-merged"]
+    # asked for by name, usrmerge is installed (and then meets the group itself)
+    assert names(resolve(index, ["usrmerge"], essential=True)) == [
+        "init-system-helpers", "perl", "usrmerge"]
+
+
 def test_resolve_versioned_alternative_skips_too_old() -> None:
     index = make_index(
         stanza("app", Depends="a (>= 2) | b"),

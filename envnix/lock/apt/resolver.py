@@ -19,6 +19,17 @@ from envnix.lock.apt.index import (
 )
 from envnix.lock.apt.relations import Relation, format_group, parse_relations
 
+# Every envnix image is merged-/usr by construction (the skeleton layer links bin, sbin and
+# lib into usr). Debian declares that with the tiny ``usr-is-merged``, as debootstrap and
+# mmdebstrap do; the first alternative of ``usrmerge | usr-is-merged`` (init-system-helpers)
+# would instead convert a split system at install time and pull in perl, ~45 MB unpacked.
+LAYOUT_FACTS = ("usr-is-merged",)
+
+
+def _layout_first(group: tuple[Relation, ...]) -> tuple[Relation, ...]:
+    """``group`` with the alternatives that state a fact of envnix's image layout first."""
+    return tuple(sorted(group, key=lambda rel: rel.name not in LAYOUT_FACTS))
+
 
 class _PreferenceClash(Exception):
     """A kept pin (``preferred``) stands in the way of a dependency: resolve again without it."""
@@ -201,7 +212,7 @@ class _Resolver:
                 for group in self.relations(entry, field):
                     if any(self.satisfied(r) for r in group):
                         continue
-                    for rel in group:
+                    for rel in _layout_first(group):
                         found = self.candidates(rel)
                         if found:
                             self.select(found[0], entry.name)
@@ -257,7 +268,8 @@ def resolve(index: DebIndex, roots: Sequence[str],
     Roots are selected first, in the given order; then Pre-Depends and Depends are walked
     breadth-first. An OR-group already met by a selected package (by name with a fitting version,
     or through a possibly versioned Provides) is skipped; otherwise its first alternative that
-    has a candidate is taken (see ``_Resolver.candidates``). Unsatisfiable dependencies raise
+    has a candidate is taken (see ``_Resolver.candidates``), an alternative that states a fact
+    of the image layout (:data:`LAYOUT_FACTS`) before the others. Unsatisfiable dependencies raise
     :class:`LockError` naming the dependency chain; unknown roots raise
     :class:`PackageNotFoundError` with close names. Conflicts/Breaks among the result are an
     error too. With *essential*, the release's Essential packages (:func:`essential_names`)
