@@ -17,6 +17,8 @@ at the path NVIDIA's package uses. The repository is flat, as NVIDIA's are (``de
     cuda-toolkit-12-4-config-common_...   what cuda-cudart-12-4 depends on in NVIDIA's
         repository; here only their ld.so.conf.d entries (which need ldconfig, which envnix
         does not run: the image's LD_LIBRARY_PATH has to name the directory instead)
+    cuda-cudart-11-7_11.7.99-1_amd64.deb and its config packages, the same way from
+        ``nvidia-cuda-runtime-cu11==11.7.99``: a release NVIDIA's wheels do not have
 
 Everything but the wheel is deterministic; the wheel is cached by sha256
 (``$XDG_CACHE_HOME/envnix/fixture-wheels``), so a second build needs no network.
@@ -47,9 +49,27 @@ from envnix.spec import PipRequest
 
 RELEASE = "12.4"
 RUNTIME_VERSION = "12.4.127"
-RUNTIME_WHEEL = f"nvidia-cuda-runtime-cu12=={RUNTIME_VERSION}"
-WHEEL_LIBRARY = "nvidia/cuda_runtime/lib/libcudart.so.12"
 LIBRARY_DIR = f"/usr/local/cuda-{RELEASE}/targets/x86_64-linux/lib"
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """One CUDA release of the repository: NVIDIA's runtime wheel it is repackaged from."""
+
+    release: str          # 12.4: the package names' X-Y
+    version: str          # 12.4.127: the wheel's, and the .deb's upstream version
+    wheel: str            # the wheel's project name
+    soname: str           # libcudart.so.12
+
+    @property
+    def library_dir(self) -> str:
+        return f"/usr/local/cuda-{self.release}/targets/x86_64-linux/lib"
+
+
+# 12.4: a release NVIDIA's wheels also have. 11.7: one they do not (they start at 11.8), which
+# envnix takes from the repository on its own.
+RUNTIMES = (Runtime(RELEASE, RUNTIME_VERSION, "nvidia-cuda-runtime-cu12", "libcudart.so.12"),
+            Runtime("11.7", "11.7.99", "nvidia-cuda-runtime-cu11", "libcudart.so.11.0"))
 PREFIX = "cuda/repos/debian12/x86_64"
 """Where the repository is served, shaped like NVIDIA's per-release directories."""
 MAINTAINER = "envnix tests <tests@envnix.invalid>"
@@ -72,16 +92,18 @@ class NvidiaRepo:
 
     root: Path
     debs: tuple[RepoDeb, ...]
-    wheel: Wheel
+    wheels: tuple[Wheel, ...]
 
     def get(self, name: str) -> RepoDeb:
         return next(d for d in self.debs if d.name == name)
 
 
-def runtime_wheel(cache: Path | None = None) -> tuple[Wheel, bytes]:
+def runtime_wheel(runtime: Runtime, cache: Path | None = None) -> tuple[Wheel, bytes]:
     """NVIDIA's runtime wheel: URL and sha256 from the index (lock_pip, uv's default index),
     the bytes checked against that sha256."""
-    (wheel,) = lock_pip(PipRequest(packages=[RUNTIME_WHEEL]), Path("."), "3.11", "2.36")
+    # The cu11 wheels name setuptools and wheel as dependencies: only the runtime is wanted.
+    (wheel,) = [w for w in lock_pip(PipRequest(packages=[f"{runtime.wheel}=={runtime.version}"]),
+                                    Path("."), "3.11", "2.36") if w.name == runtime.wheel]
     cache = cache or default_cache_dir().parent / "fixture-wheels"
     cached = cache / f"{wheel.sha256}.whl"
     with contextlib.suppress(OSError):
@@ -175,39 +197,46 @@ def _packages(root: Path, published: list[tuple[bytes, str]]) -> tuple[RepoDeb, 
 
 
 def build_repo(root: Path, cache: Path | None = None) -> NvidiaRepo:
-    """Write the repository (see the module doc) at ``root``."""
-    wheel, data = runtime_wheel(cache)
-    with zipfile.ZipFile(io.BytesIO(data)) as whl:
-        libcudart = whl.read(WHEEL_LIBRARY)
+    """Write the repository (see the module doc) at ``root``, one runtime per RUNTIMES."""
     root.mkdir(parents=True, exist_ok=True)
     common = {"Priority": "optional", "Section": "devel", "Maintainer": MAINTAINER}
-    package_version = f"{RUNTIME_VERSION}-1"
-    configs = {
+    configs: dict[str, tuple[str, str, str]] = {
         "cuda-toolkit-config-common": ("etc/ld.so.conf.d/000_cuda.conf",
-                                       "/usr/local/cuda/targets/x86_64-linux/lib\n"),
-        "cuda-toolkit-12-config-common": ("etc/ld.so.conf.d/988_cuda-12.conf",
-                                          "/usr/local/cuda-12/targets/x86_64-linux/lib\n"),
-        # NVIDIA's sets up the /usr/local/cuda alternatives in maintainer scripts (not run).
-        "cuda-toolkit-12-4-config-common": (
-            "usr/share/doc/cuda-toolkit-12-4-config-common/README.envnix",
-            "envnix fixture: stands in for the package of this name\n"),
+                                       "/usr/local/cuda/targets/x86_64-linux/lib\n", ""),
     }
-    published = []
-    for name, (path, text) in configs.items():
+    published, wheels, cudarts = [], [], []
+    for runtime in RUNTIMES:
+        wheel, data = runtime_wheel(runtime, cache)
+        with zipfile.ZipFile(io.BytesIO(data)) as whl:
+            libcudart = whl.read(f"nvidia/cuda_runtime/lib/{runtime.soname}")
+        major, xy = runtime.release.split(".")[0], runtime.release.replace(".", "-")
+        mine = {
+            f"cuda-toolkit-{major}-config-common": (
+                f"etc/ld.so.conf.d/988_cuda-{major}.conf",
+                f"/usr/local/cuda-{major}/targets/x86_64-linux/lib\n", runtime.version),
+            # NVIDIA's sets up the /usr/local/cuda alternatives in maintainer scripts (not run).
+            f"cuda-toolkit-{xy}-config-common": (
+                f"usr/share/doc/cuda-toolkit-{xy}-config-common/README.envnix",
+                "envnix fixture: stands in for the package of this name\n", runtime.version),
+        }
+        configs.update(mine)
+        lib = f"{runtime.library_dir.lstrip('/')}/libcudart.so.{runtime.version}"
+        cudarts.append(build_deb(
+            {"Package": f"cuda-cudart-{xy}", "Version": f"{runtime.version}-1",
+             "Architecture": "amd64", **common, "Source": "cuda-cudart",
+             "Provides": f"{runtime.soname} (= {runtime.version})",
+             "Depends": ", ".join(["cuda-toolkit-config-common", *mine]),
+             "Description": f"CUDA Runtime native Libraries (from {wheel.filename})"},
+            {lib: libcudart, f"{runtime.library_dir.lstrip('/')}/{runtime.soname}":
+             f"libcudart.so.{runtime.version}"}))
+        wheels.append(wheel)
+    for name, (path, text, version) in configs.items():
         published.append(build_deb(
-            {"Package": name, "Version": package_version, "Architecture": "all", **common,
+            {"Package": name, "Version": f"{version or RUNTIME_VERSION}-1",
+             "Architecture": "all", **common,
              "Description": "CUDA toolkit configuration files (envnix fixture)"},
             {path: text.encode()}))
-    lib = f"{LIBRARY_DIR.lstrip('/')}/libcudart.so.{RUNTIME_VERSION}"
-    published.append(build_deb(
-        {"Package": f"cuda-cudart-{RELEASE.replace('.', '-')}", "Version": package_version,
-         "Architecture": "amd64", **common, "Source": "cuda-cudart",
-         "Provides": f"libcudart.so.12 (= {RUNTIME_VERSION})",
-         "Depends": ", ".join(configs),
-         "Description": f"CUDA Runtime native Libraries (from {wheel.filename})"},
-        {lib: libcudart, f"{LIBRARY_DIR.lstrip('/')}/libcudart.so.12":
-         f"libcudart.so.{RUNTIME_VERSION}"}))
-    return NvidiaRepo(root, _packages(root, published), wheel)
+    return NvidiaRepo(root, _packages(root, [*published, *cudarts]), tuple(wheels))
 
 
 @contextlib.contextmanager

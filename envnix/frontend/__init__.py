@@ -41,6 +41,7 @@ from envnix.spec import (
     apt_profile_from_env,
     check_env_name,
     cuda_conda,
+    cuda_provider,
     file_kind,
     has_control_character,
     image_path,
@@ -110,7 +111,6 @@ class SpecBuilder:
         self.env_copies: list[CopySpec] = []  # env.yaml's local pip paths, placed exactly
         self.runs: list[RunSpec] = []
         self.cuda: tuple[str, str] | None = None  # (version, cudnn) of install.cuda
-        self.cuda_checked_for = ""  # the provider install.cuda's request was checked against
         # (major.minor, what asked, cuDNN major or "") of a CUDA release env.yaml asks for
         self.cuda_implied: tuple[str, str, str] | None = None
         self.base_image: str | None = None
@@ -227,10 +227,8 @@ class SpecBuilder:
         cudnn = "8" if cudnn is None else cudnn.strip()
         # Checked here, with the provider the calls so far imply, so that an unsatisfiable
         # version points at this line; build() re-checks if a later call changed the provider.
-        provider = cuda_table.choose_provider(self.cuda_provider, self.conda.requested)
-        provider_named(provider).check_request(version, cudnn, self.os)
+        cuda_provider.choose(self.cuda_provider, self.conda.requested, version, cudnn, self.os)
         self.cuda = (version, cudnn)
-        self.cuda_checked_for = provider
 
     def _install_apt_packages(self, name: list[str] | None = None) -> None:
         self.apt.extend(name or [])
@@ -496,8 +494,9 @@ class SpecBuilder:
         if self.base_image:
             self._check_custom_base(dev)
         # CUDA's wheels (and conda packages) need a Python; apt and nixpkgs CUDA do not.
-        cuda_needs_python = self.cuda is not None and provider_named(cuda_table.choose_provider(
-            self.cuda_provider, self.conda.requested)).installer in ("pip", "conda")
+        cuda_needs_python = self.cuda is not None and provider_named(cuda_provider.choose(
+            self.cuda_provider, self.conda.requested, *self.cuda, self.os)[0]
+        ).installer in ("pip", "conda")
         if self.language is None and (self.conda.requested or self.conda_enabled
                                       or cuda_needs_python or self.pip.packages
                                       or self.pip.requirements_files):
@@ -616,10 +615,11 @@ class SpecBuilder:
                             f"{implied[0]}); an image has one",
                             hint="make them name the same release")
         conda_env = bool(python and python.provider == "conda" and self.conda.requested)
-        provider = cuda_table.choose_provider(self.cuda_provider, conda_env)
+        provider, version, note = cuda_provider.choose(self.cuda_provider, conda_env,
+                                                       version, cudnn, self.os)
+        if note:
+            self._warn(note)
         source = provider_named(provider)
-        if provider != self.cuda_checked_for:
-            source.check_request(version, cudnn, self.os)
         if source.installer == "conda" and not (python and python.provider == "conda"):
             raise SpecError("the conda CUDA provider installs into envd's conda env, and this "
                             "image has a system Python",

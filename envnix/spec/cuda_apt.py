@@ -68,7 +68,8 @@ class PackageIndex(Protocol):
     def versions(self, name: str) -> list[str]: ...
 
 
-def _repo_hint(os_release: OsRelease | None) -> str:
+def repo_hint(os_release: OsRelease | None) -> str:
+    """How to name NVIDIA's repository for ``os_release``, for a hint."""
     where = (f" ({os_release.distro}{os_release.release.replace('.', '')}/x86_64)"
              if os_release else "")
     return (f"set {options.CUDA_APT_REPO.name} to NVIDIA's CUDA repository for your "
@@ -109,17 +110,17 @@ def check_request(version: str, cudnn: str, os_release: OsRelease | None) -> Non
                 m[3] is not None and int(m[3]) != 0):
             raise SpecError(f"CUDA {version} is not in {where}; versions that can be "
                             f"satisfied: {release}",
-                            hint=f'write version="{release}", or {_repo_hint(os_release)}')
+                            hint=f'write version="{release}", or {repo_hint(os_release)}')
         if cudnn:
             raise SpecError(f"cuDNN {cudnn} is not in {where} (its nvidia-cudnn downloads "
                             "cuDNN at install time); versions that can be satisfied: CUDA "
                             f"{release} without cuDNN (cudnn=\"\")",
-                            hint=f'write cudnn="", or {_repo_hint(os_release)}')
+                            hint=f'write cudnn="", or {repo_hint(os_release)}')
         return
     if not options.cuda_apt_repo():
         raise SpecError(f"--cuda-provider apt on {os_release.label} needs NVIDIA's CUDA apt "
                         f"repository: {options.CUDA_APT_REPO.name} is not set",
-                        hint=_repo_hint(os_release) + (
+                        hint=repo_hint(os_release) + (
                             "; debian12 also has CUDA 11.8 in Debian's non-free component"
                             if os_release.distro != "debian" else ""))
     if m[3] is not None:

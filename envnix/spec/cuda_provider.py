@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
+from envnix.core import options
 from envnix.core.errors import SpecError
 from envnix.spec import cuda as cuda_pypi
 from envnix.spec import cuda_apt, cuda_conda, cuda_nixpkgs
@@ -231,3 +232,41 @@ def provider(name: str) -> CudaProvider:
     except KeyError:
         raise SpecError(f"the {name} CUDA provider is not supported yet",
                         hint="--cuda-provider pypi (NVIDIA's PyPI wheels)") from None
+
+
+
+
+def choose(asked: str | None, conda_env: bool, version: str, cudnn: str,
+           os_release: OsRelease | None) -> tuple[str, str, str | None]:
+    """The provider that gives CUDA ``version`` here, the version it gives, and a note when
+    that is not the default provider.
+
+    Why: NVIDIA's wheels start at CUDA 11.8, and real build.envd files ask for 11.2-11.7.
+    When the default provider (:func:`envnix.spec.cuda.choose_provider`) has no such release
+    and none was asked for, NVIDIA's apt repository has it: with ENVNIX_CUDA_APT_REPO set,
+    its packages are taken, and the note says so. They name releases by MAJOR.MINOR, so an
+    update (11.3.1) becomes its release (11.3). Without the setting, the error's hint says
+    that setting it is the other way. Without a release yet (install.cuda before base()),
+    or on a base(image=...), only the default is checked.
+    """
+    default = cuda_pypi.choose_provider(asked, conda_env)
+    try:
+        provider(default).check_request(version, cudnn, os_release)
+        return default, version, None
+    except SpecError as first:
+        if asked or default != "pypi" or os_release is None or not os_release.codename:
+            raise
+        release = ".".join(version.split(".")[:2])
+        if not options.cuda_apt_repo():
+            raise SpecError(first.message, hint=f"{first.hint}; or {cuda_apt.repo_hint(os_release)}"
+                            f": envnix then takes CUDA {release} from it") from None
+        try:
+            provider("apt").check_request(release, cudnn, os_release)
+        except SpecError as second:
+            raise SpecError(f"{first.message}; nor can the repository "
+                            f"{options.CUDA_APT_REPO.name} names: {second.message}",
+                            hint=second.hint) from None
+    as_release = f", as CUDA {release} (its newest packages)" if release != version else ""
+    return "apt", release, (f"CUDA {version} has no NVIDIA wheels on PyPI: it comes from the "
+                            f"apt repository {options.CUDA_APT_REPO.name} names{as_release} "
+                            "(--cuda-provider chooses another)")

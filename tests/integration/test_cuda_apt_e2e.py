@@ -109,10 +109,10 @@ def test_a_release_the_repository_lacks_lists_what_it_has(
     for args, message in [
         ('version="12.6", cudnn=""',
          f"CUDA 12.6 is not in the CUDA apt repository {url} (no cuda-cudart-12-6); versions "
-         "that can be satisfied there: 12.4"),
+         "that can be satisfied there: 11.7, 12.4"),
         ('version="12.4", cudnn="9"',
          f"the CUDA apt repository {url} has no libcublas-12-4 (CUDA 12.4, component packages "
-         "of a cudnn-runtime image); CUDA releases there: 12.4"),
+         "of a cudnn-runtime image); CUDA releases there: 11.7, 12.4"),
     ]:
         spec = spec_of(tmp_path, V1.format(image="debian:12", dev="False", args=args))
         with pytest.raises(LockError) as info:
@@ -271,3 +271,35 @@ def test_nvidia_repository_image_runs_cuda_12_4_without_a_gpu(
     assert report["env"]["LD_LIBRARY_PATH"] == f"{LIBRARY_DIR}:{DRIVER_DIRS}"
     assert report["env"]["NVIDIA_REQUIRE_CUDA"] == "cuda>=12.4"
     assert image_config_of(built)["config"]["Labels"]["ai.tensorchord.envd.gpu.cuda"] == "12.4"
+
+
+@pytest.mark.network
+@pytest.mark.slow
+def test_a_release_without_wheels_comes_from_the_repository_on_its_own(
+        channel: tuple[ChannelInfo, ChannelServer],
+        nvidia_repo: tuple[NvidiaRepo, ChannelServer], tmp_path: Path,
+        podman_environ: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """install.cuda(version="11.7.1"), as real files write it, and no --cuda-provider:
+    NVIDIA's wheels start at 11.8, so envnix takes the repository's 11.7 and says so."""
+    repo, server = nvidia_repo
+    url = server.url(PREFIX)
+    monkeypatch.delenv("ENVNIX_CUDA_PROVIDER", raising=False)
+    monkeypatch.setenv(options.CUDA_APT_REPO.name, url)
+    context = serving_context(tmp_path, channel[1].url("conda/fixture"),
+                              'version="11.7.1", cudnn=""')
+    locked = envnix("lock", str(context))
+    assert ("warning: CUDA 11.7.1 has no NVIDIA wheels on PyPI: it comes from the apt "
+            "repository ENVNIX_CUDA_APT_REPO names, as CUDA 11.7 (its newest packages) "
+            "(--cuda-provider chooses another)") in locked.stderr
+    lock = json.loads((context / "envnix.lock").read_text())
+    cudart = next(p for p in lock["apt"]["packages"] if p["name"] == "cuda-cudart-11-7")
+    deb = repo.get("cuda-cudart-11-7")
+    assert (cudart["url"], cudart["sha256"]) == (f"{url}/{deb.filename}", deb.sha256)
+    assert lock["pip"]["wheels"] == []
+    built = build(context, "--locked", "-t", "cudaapt-auto:dev")
+    library_dir = "/usr/local/cuda-11.7/targets/x86_64-linux/lib"
+    report = run_check(built, podman_environ, "libcudart.so.11.0", f"{library_dir}/*.so*")
+    assert report["runtime"] == [35, 0]  # CUDA 11 asks the driver for its version
+    assert report["loaded"] == [f"{library_dir}/libcudart.so.11.7.99"]
+    assert report["env"]["LD_LIBRARY_PATH"] == f"{library_dir}:{DRIVER_DIRS}"
+    assert report["env"]["NVIDIA_REQUIRE_CUDA"] == "cuda>=11.7"

@@ -17,7 +17,7 @@ from envnix.spec import CudaSpec, OsRelease, release_for
 from envnix.spec.apt import AptSource
 from envnix.spec.cuda import PROVIDERS, components_for, variant_for
 from envnix.spec.cuda_apt import DRIVER_PACKAGES
-from envnix.spec.cuda_provider import CudaProvider, provider
+from envnix.spec.cuda_provider import CudaProvider, choose, provider
 
 DEBIAN = release_for("debian12")
 UBUNTU = release_for("ubuntu22.04")
@@ -166,3 +166,27 @@ def test_tools_dir_of_nvidia_apt_packages(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv(options.CUDA_APT_REPO.name, "http://127.0.0.1:9/cuda")
     cuda = cuda_of("apt", "12.4", "", dev=True, os_release=UBUNTU)
     assert provider("apt").tools_dir(cuda, None) == "/usr/local/cuda-12.4"
+
+
+def test_choose_falls_back_to_apt_for_a_release_without_wheels(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """NVIDIA's wheels start at 11.8: older releases come from apt where it has a source."""
+    assert choose(None, False, "12.4", "9", UBUNTU) == ("pypi", "12.4", None)
+    assert choose(None, True, "12.4", "9", UBUNTU)[:2] == ("conda", "12.4")
+    with pytest.raises(SpecError) as info:  # no repository named: both reasons, and the fix
+        choose(None, False, "11.3.1", "8", UBUNTU)
+    assert str(info.value).startswith("CUDA 11.3.1 has no NVIDIA wheels on PyPI; versions "
+                                      "that can be satisfied: 11.8, ")
+    assert info.value.hint == (
+        'write e.g. install.cuda(version="12.1", cudnn="8"); or set ENVNIX_CUDA_APT_REPO to '
+        "NVIDIA's CUDA repository for your release (ubuntu2204/x86_64), or a mirror of it: "
+        "envnix then takes CUDA 11.3 from it")
+    monkeypatch.setenv(options.CUDA_APT_REPO.name, "http://repo.test/cuda")
+    name, version, note = choose(None, False, "11.3.1", "8", UBUNTU)
+    assert (name, version) == ("apt", "11.3")
+    assert note == ("CUDA 11.3.1 has no NVIDIA wheels on PyPI: it comes from the apt "
+                    "repository ENVNIX_CUDA_APT_REPO names, as CUDA 11.3 (its newest packages) "
+                    "(--cuda-provider chooses another)")
+    with pytest.raises(SpecError, match=r"^CUDA 11\.3\.1 has no NVIDIA wheels"):
+        choose("pypi", False, "11.3.1", "8", UBUNTU)  # asked for: no second guess
+    assert choose("apt", False, "11.3", "8", UBUNTU) == ("apt", "11.3", None)
