@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import shlex
-import stat
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,8 @@ from envnix.frontend.api import BY_NAME
 from envnix.frontend.bounds import freeze_error, run_isolated, thaw_error
 from envnix.frontend.envyaml import parse_env_yaml
 from envnix.frontend.evaluate import Evaluator, one_line, parse_from
+from envnix.frontend.iocopy import read_copy_call
+from envnix.frontend.runsteps import RunReading, read_run_command
 from envnix.spec import (
     CONDA_PREFIX,
     CUSTOM_IMAGE_RELEASE,
@@ -354,44 +355,15 @@ class SpecBuilder:
         self.dev_spec.git = {k: v for k, v in
                              (("name", name), ("email", email), ("editor", editor)) if v}
 
-    def _io_copy(self, host_path: str | None = None, envd_path: str | None = None,
-                 src: str | None = None, dest: str | None = None, source: str | None = None,
-                 target: str | None = None, image: str | None = None) -> None:
-        if host_path is not None or envd_path is not None:
-            self.v0_signals.append("io.copy(host_path=)")
-        elif source is not None or target is not None:
-            self.v1_signals.append("io.copy(source=)")
-        if src is not None or dest is not None:
-            self._warn("io.copy(src=, dest=) is envd's pre-0.2 spelling of "
-                       "io.copy(host_path=, envd_path=)")
-        if image is not None:
-            raise SpecError("io.copy(image=...) (copying out of another image) is not "
-                            "supported yet")
-        from_ = host_path if host_path is not None else src if src is not None else source
-        to_name, to = next(((n, v) for n, v in (("envd_path", envd_path), ("dest", dest),
-                                                 ("target", target)) if v is not None),
-                           ("target", None))
-        if not from_ or not to:
-            raise SpecError("io.copy needs a source (host_path) and a target (envd_path)")
-        path = (self.context / from_).resolve()
-        root = self.context.resolve()
-        if not path.is_relative_to(root):
-            raise SpecError(f"io.copy: {from_!r} is outside the build context "
-                            "(or a symlink pointing out of it)")
-        if not path.exists():
-            raise SpecError(f"io.copy: {from_!r} does not exist in the build context")
-        mode = path.stat().st_mode
-        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-            raise SpecError(f"io.copy: {from_!r} is {file_kind(mode)}; only files, "
-                            "directories and symlinks can be copied")
-        rel = path.relative_to(root).as_posix()
-        workdir = f"/home/envd/{self.context.name}"
-        checked = image_path(to, f"io.copy: {to_name}", base=workdir)  # as written
-        # Where it lands depends on the image's directories then (BuildKit's rule,
-        # spec/copyrules.py), known once dev and Python are: build() decides, in call order.
-        slash = "/" if to.endswith(("/", "/.")) and checked != "/" else ""
-        self.copy_requests.append((rel, CopyRequest(from_, path.is_dir(), checked + slash,
-                                                    str(path))))
+    def _io_copy(self, **args: str | None) -> None:
+        call = read_copy_call(self.context, **args)
+        for signals, signal in ((self.v0_signals, call.v0_signal),
+                                (self.v1_signals, call.v1_signal)):
+            if signal:
+                signals.append(signal)
+        if call.warning:
+            self._warn(call.warning)
+        self.copy_requests.append((call.rel, call.request))
 
     def _run(self, commands: list[str], mount_host: bool | None = None) -> None:
         if mount_host:
@@ -400,8 +372,27 @@ class SpecBuilder:
                 "so the result depends on whatever the context holds at that moment",
                 hint="copy what the commands need with io.copy, then run(commands=[...])",
             )
-        if commands:
-            self.runs.append(RunSpec(list(commands)))
+        kept: list[str] = []
+        for command in commands or []:
+            reading = read_run_command(command)
+            for message in reading.fetches:
+                self._warn(message)
+            if reading.taken:
+                self._take_run_installs(reading)
+            if reading.kept is not None:
+                kept.append(reading.kept)
+        if kept:
+            self.runs.append(RunSpec(kept))
+
+    def _take_run_installs(self, reading: RunReading) -> None:
+        """A run() step's package installs, locked as the install.* calls they mean."""
+        for function, kwargs in reading.install_calls():
+            if "requirements" in kwargs:  # every -r of a step applies, unlike requirements=
+                self.pip.requirements_files.append(
+                    self._context_file(kwargs["requirements"], "requirements file"))
+            else:
+                getattr(self, "_" + function.replace(".", "_"))(**kwargs)
+        self._warn(reading.summary())
 
     def _include(self, git: str) -> None:
         raise SpecError(

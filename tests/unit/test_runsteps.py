@@ -1,0 +1,115 @@
+"""run() steps that reach for the network: installs become locked inputs, fetches stay with a
+warning naming the step, its host and what to write instead (frontend/runsteps.py).
+
+The real lock and build of such a file is tests/integration/test_run_e2e.py's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from envnix.core.errors import SpecError
+from envnix.frontend import load_spec
+from envnix.frontend.runsteps import read_run_command
+
+V0 = 'def build():\n    base(os="debian12", language="python3.11")\n'
+
+
+def test_apt_install_with_its_update_and_cleanup_is_taken_whole() -> None:
+    reading = read_run_command("apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install "
+                               "-y --no-install-recommends curl libgl1 && "
+                               "rm -rf /var/lib/apt/lists/*")
+    assert reading.apt == ["curl", "libgl1"]
+    assert reading.kept is None
+    assert len(reading.taken) == 3
+
+
+def test_pip_install_keeps_its_index_options_and_drops_pips_own_upgrade() -> None:
+    reading = read_run_command("python3 -m pip install -U pip && pip install --no-cache-dir "
+                               "'torch==2.1.0' --index-url https://idx.example/cpu")
+    assert reading.pip == ["torch==2.1.0 --index-url https://idx.example/cpu"]
+    assert reading.install_calls() == [
+        ("install.python_packages", {"name": ["torch==2.1.0 --index-url https://idx.example/cpu"]})]
+
+
+def test_conda_install_takes_its_channels() -> None:
+    reading = read_run_command("conda install -y -c conda-forge numpy=1.26 && conda clean -afy")
+    assert (reading.conda, reading.conda_channels) == (["numpy=1.26"], ["conda-forge"])
+    assert reading.kept is None
+
+
+def test_other_commands_stay_in_the_step_untouched() -> None:
+    reading = read_run_command("apt-get install -y curl && echo 'a && b' > /etc/motd; ls")
+    assert reading.apt == ["curl"]
+    assert reading.kept == "echo 'a && b' > /etc/motd && ls"
+    assert read_run_command("echo hi | tee /x").kept == "echo hi | tee /x"
+
+
+@pytest.mark.parametrize("command", [
+    "pip install -e /files",
+    "pip install --no-build-isolation --no-index -e /detectron2",
+    "cd /src && pip install .",
+])
+def test_local_projects_build_offline_in_the_step(command: str) -> None:
+    reading = read_run_command(command)
+    assert (reading.kept, reading.taken) == (command, [])
+
+
+@pytest.mark.parametrize(("command", "host", "hint"), [
+    ("git clone https://git.example.org/x/y.git /opt/y", "git.example.org", "io.copy"),
+    ("git clone git@git.example.org:x/y.git", "git.example.org", "io.copy"),
+    ("curl -fsSL https://dl.example.net/tool.sh | bash", "dl.example.net",
+     'io.http(url="https://dl.example.net/tool.sh"'),
+    ("wget -q https://dl.example.net/m.bin -O /m.bin", "dl.example.net", "io.http"),
+    ("mim install mmcv-full", "the network", "install.python_packages"),
+])
+def test_fetches_stay_with_a_warning_naming_the_host_and_the_replacement(
+        command: str, host: str, hint: str) -> None:
+    reading = read_run_command(command)
+    assert reading.kept == command
+    [warning] = reading.fetches
+    assert f"fetches from {host} during the build" in warning and hint in warning
+
+
+def test_an_install_inside_a_pipe_cannot_be_taken_apart() -> None:
+    with pytest.raises(SpecError, match="inside a pipe"):
+        read_run_command("apt-get install -y curl | tee /log")
+
+
+def test_a_requirements_file_inside_the_image_is_refused() -> None:
+    with pytest.raises(SpecError, match="a file inside the image") as info:
+        read_run_command("pip install -r /files/requirements.txt")
+    assert "install.python_packages(requirements=" in (info.value.hint or "")
+
+
+def test_the_spec_gets_the_installs_and_a_warning_per_step(tmp_path: Path) -> None:
+    (tmp_path / "requirements.txt").write_text("six\n")
+    (tmp_path / "build.envd").write_text(V0 + '    run(commands=[\n'
+                                         '        "pip install requests==2.31.0",\n'
+                                         '        "pip install -r requirements.txt",\n'
+                                         '        "apt-get update && apt-get install -y curl",\n'
+                                         '        "echo hello > /tmp/x",\n'
+                                         '    ])\n')
+    warnings: list[str] = []
+    spec = load_spec(tmp_path, warn=warnings.append)
+    assert "requests==2.31.0" in spec.pip.packages
+    assert spec.pip.requirements_files == ["requirements.txt"]
+    assert "curl" in spec.apt_packages
+    assert [run.commands for run in spec.runs] == [["echo hello > /tmp/x"]]
+    assert sum("run(): `" in w and "locked like the install.* calls" in w
+               for w in warnings) == 3
+
+
+def test_a_fetch_in_the_spec_is_one_warning_and_the_step_stays(tmp_path: Path) -> None:
+    (tmp_path / "build.envd").write_text(
+        V0 + '    run(commands=["git clone https://git.example.org/foo.git /opt/foo"])\n')
+    warnings: list[str] = []
+    spec = load_spec(tmp_path, warn=warnings.append)
+    assert [run.commands for run in spec.runs] == [["git clone https://git.example.org/foo.git "
+                                                    "/opt/foo"]]
+    assert [w for w in warnings if "git.example.org" in w] == [
+        "run(): `git clone https://git.example.org/foo.git /opt/foo` fetches from "
+        "git.example.org during the build, which has no network: the build stops at this step; "
+        "vendor the repository into the build context at the commit you want (a submodule or "
+        "a copy) and io.copy it; a clone made during the build cannot be pinned"]
