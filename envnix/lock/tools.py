@@ -13,6 +13,7 @@ the tool's own terms what the archive lacks.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -188,15 +189,14 @@ def apt_check(spec: ImageSpec) -> Callable[[DebIndex], None] | None:
             for package in tool.packages:
                 name, _, glob = package.partition("=")
                 if name in index and (not glob or any(
-                        re.fullmatch(re.escape(glob).replace(r"\*", ".*"), v)
-                        for v in index.versions(name))):
+                        fnmatch.fnmatchcase(v, glob) for v in index.versions(name))):
                     continue
                 call = (f'install.{_function(tool)}(version="{tool.version}")'
                         if tool.version else f"install.{_function(tool)}()")
                 raise LockError(f"{call}: {index.label} has no {package.replace('=', ' ')}; it has "
                                 f"{_archive_has(tool, index)}",
                                 hint="name a version it has, or leave version out for "
-                                     "the archive's default")
+                                     "the archive's default" if tool.version else None)
     return check
 
 
