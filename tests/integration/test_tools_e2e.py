@@ -1,6 +1,7 @@
 """install.uv() and install.nodejs() for real: locked from the real PyPI wheels (uv's default
 index) and the machine's Debian mirror, built by Nix, run in podman. One image holds both, so
-the session pays for one build; tests/unit/test_tools_offline.py covers the rest offline.
+the session pays for one build. install.go/rust/r_lang are locked (not built) against the real
+archive; tests/unit/test_tools_offline.py covers the rest offline.
 """
 
 from __future__ import annotations
@@ -9,12 +10,13 @@ import json
 from pathlib import Path
 
 import pytest
-from _cli import build
+from _cli import build, envnix
 from _podman import podman
 
-pytestmark = [pytest.mark.network, pytest.mark.slow]
+pytestmark = pytest.mark.network
 
 
+@pytest.mark.slow
 def test_uv_and_nodejs_install_from_pinned_wheels_and_run(tmp_path: Path,
                                                           podman_environ: dict) -> None:
     context = tmp_path / "tools"
@@ -43,3 +45,23 @@ def test_uv_and_nodejs_install_from_pinned_wheels_and_run(tmp_path: Path,
     again = build(context, "-t", "tools:dev", "--locked")
     assert (again.config, again.manifest) == (built.config, built.manifest)
     assert "0 derivation(s) built" in again.stderr
+
+
+def test_go_rust_and_r_lock_the_archives_packages(tmp_path: Path) -> None:
+    context = tmp_path / "apt-tools"
+    context.mkdir()
+    head = 'def build():\n    base(os="debian12", language="python3.11")\n'
+    (context / "build.envd").write_text(
+        head + '    install.go(version="1.19")\n    install.rust()\n    install.r_lang()\n')
+    envnix("lock", str(context))
+    lock = json.loads((context / "envnix.lock").read_text())
+    names = {p["name"] for p in lock["apt"]["packages"]}
+    assert {"golang-1.19-go", "rustc", "cargo", "r-base", "r-base-core"} <= names
+    assert "tools" not in lock  # apt tools are apt packages, not tool artifacts
+    # a Go the archive lacks: one line naming the call and the Go it has
+    (context / "build.envd").write_text(head + '    install.go(version="1.25.3")\n')
+    proc = envnix("lock", str(context), check=False)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("envnix: ")
+              and "warning" not in line]
+    assert proc.returncode != 0 and len(errors) == 1, proc.stderr
+    assert 'install.go(version="1.25.3")' in errors[0] and "Go 1.19" in errors[0]
