@@ -3,7 +3,7 @@
 # both make the same image from the same lock by construction.
 #
 # It reads envnix.lock at evaluation time (no import-from-derivation, no Python): the lock's
-# apt, pip and conda sections give the artifacts, each a fixed-output fetch pinned by sha256;
+# apt, pip, conda and tools sections give the artifacts, each a fixed-output fetch pinned by sha256;
 # its image section gives everything else (layer plan, config, files, io.copy, run() steps);
 # the build context gives the files io.copy names. Every package becomes its own tree
 # derivation, trees are packed into layers and the layers into an OCI image layout by the
@@ -180,11 +180,20 @@ let
       name = "wheel:${w.name}";
       value = { kind = "wheel"; inherit (w) name version url sha256;
                 storeName = storeName w.filename; };
-    }) sections.pip.wheels);
+    }) sections.pip.wheels
+    ++ map (t: {
+      name = "tool:${t.name}";
+      value = { kind = "tool"; inherit (t) name version url sha256;
+                storeName = storeName t.filename;
+                paths = toJSON t.paths; links = toJSON t.links; };
+    }) (sections.tools or [ ]));
 
   tree = key: a:
     if a.kind == "deb" then run "deb-${a.storeName}" "unpack_deb.py" {
       src = fetch a; pkgName = a.name; pkgVersion = a.version;
+    }
+    else if a.kind == "tool" then run "tool-${a.storeName}" "install_tool.py" {
+      src = fetch a; pkgName = a.name; pkgVersion = a.version; inherit (a) paths links;
     }
     else if a.kind == "wheel" then run "wheel-${a.storeName}" "install_wheel.py" {
       src = fetch a; pkgName = a.name; pkgVersion = a.version;

@@ -23,6 +23,7 @@ from envnix.frontend.envyaml import parse_env_yaml
 from envnix.frontend.evaluate import Evaluator, one_line, parse_from
 from envnix.frontend.iocopy import read_copy_call
 from envnix.frontend.runsteps import RunReading, read_run_command
+from envnix.frontend.tools import ToolCalls
 from envnix.spec import (
     CONDA_PREFIX,
     CUSTOM_IMAGE_RELEASE,
@@ -80,7 +81,7 @@ def _implied_cuda_spec(version: str, implied_by: str, cudnn: str) -> CudaSpec:
                     requirements=cuda_conda.release_pin(version), implied_by=implied_by)
 
 
-class SpecBuilder:
+class SpecBuilder(ToolCalls):
     """Accumulates API calls into an ImageSpec, following envd's last-call-wins rules."""
 
     def __init__(self, context: Path, warn: Progress,
@@ -490,9 +491,9 @@ class SpecBuilder:
         ).installer in ("pip", "conda")
         if self.language is None and (self.conda.requested or self.conda_enabled
                                       or cuda_needs_python or self.pip.packages
-                                      or self.pip.requirements_files):
-            # envd: pip/conda need a Python, 3.11 by default.
-            self.language = DEFAULT_PYTHON
+                                      or self.pip.requirements_files or self.uv_python):
+            # envd: pip/conda need a Python, 3.11 by default (uv: its python_version).
+            self.language = self.uv_python or DEFAULT_PYTHON
         python = PythonSpec(self._provider(), self.language) if self.language else None
         workdir = image_path(f"/home/envd/{name}", "working directory")
         copies = self._copies(dev, python)
@@ -537,6 +538,7 @@ class SpecBuilder:
             base_image=self.base_image,
             cuda=cuda,
             apt_profile=apt_profile_from_env(),
+            tools=self.tool_specs(python),
         )
 
     def _copies(self, dev: bool, python: PythonSpec | None) -> list[CopySpec]:

@@ -60,7 +60,13 @@ def _p(name: str, kind: str = "str", default: object = None) -> Param:
     return Param(name, kind, default)
 
 
-_DOWNLOADS = "it downloads a toolchain at build time from a source envnix cannot pin yet"
+_PIXI = ("pixi comes from a release download envnix cannot pin; write "
+         'install.conda_packages(name=["pixi"], channel=["conda-forge"]) for conda-forge\'s '
+         "pixi in the conda env")
+_CODEX = ("codex is an npm package envnix does not lock yet; put the codex binary in the build "
+          'context and write io.copy(source="codex", target="/usr/bin/codex")')
+_JULIA = ("Julia comes from a release download envnix cannot pin; build on an image that has "
+          'it, pinned by digest: base(image="julia:1.10@sha256:<digest>")')
 _RUNTIME_ONLY = "it only affects `envd up` (the running container), not the image"
 
 FUNCTIONS: tuple[Function, ...] = (
@@ -85,15 +91,14 @@ FUNCTIONS: tuple[Function, ...] = (
        "package server at build time, unpinned, and envnix builds no Julia yet"),
     _f("install.vscode_extensions", _p("name", "list"), skip="VS Code extensions are fetched "
        "from a marketplace on the host, unpinned"),
-    _f("install.uv", _p("python_version"), skip=_DOWNLOADS),
-    _f("install.pixi", _p("use_pixi_mirror", "bool"), _p("pypi_index"), skip=_DOWNLOADS),
-    _f("install.r_lang", skip=_DOWNLOADS),
-    _f("install.julia", skip=_DOWNLOADS),
-    _f("install.rust", _p("version"), skip=_DOWNLOADS),
-    _f("install.go", _p("version"), skip=_DOWNLOADS),
-    _f("install.nodejs", _p("version"), skip=_DOWNLOADS),
-    _f("install.codex", _p("version"), skip="it resolves the latest release at build "
-       "time"),
+    _f("install.uv", _p("python_version")),
+    _f("install.pixi", _p("use_pixi_mirror", "bool"), _p("pypi_index"), skip=_PIXI),
+    _f("install.r_lang"),
+    _f("install.julia", skip=_JULIA),
+    _f("install.rust", _p("version")),
+    _f("install.go", _p("version")),
+    _f("install.nodejs", _p("version")),
+    _f("install.codex", _p("version"), skip=_CODEX),
     # config.*
     _f("config.pip_index", _p("url"), _p("extra_url"), _p("trust", "bool"), _p("mode")),
     _f("config.conda_channel", _p("channel"), _p("use_mamba", "bool")),

