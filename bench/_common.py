@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -19,15 +20,33 @@ from pathlib import Path
 os.environ["ENVNIX_LOAD"] = "0"
 
 
+def try_envnix(*args: str, timeout: float | None = None) -> tuple[float, int | None, str, str]:
+    """Run ``envnix ARGS``; (seconds, exit code or None when it ran out of ``timeout``, stdout,
+    stderr), whatever the outcome: for benchmarks that count failures. A run out of time gets
+    SIGTERM, its whole process group (uv, nix-build), so nothing outlives it."""
+    started = time.monotonic()
+    with subprocess.Popen([sys.executable, "-m", "envnix", *args], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True,
+                          start_new_session=timeout is not None) as proc:
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                stdout, stderr = proc.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                stdout, stderr = proc.communicate()
+            return time.monotonic() - started, None, stdout, stderr
+    return time.monotonic() - started, proc.returncode, stdout, stderr
+
+
 def envnix(*args: str) -> tuple[float, str, str]:
     """Run ``envnix ARGS``; (seconds, stdout, stderr). A failure ends the benchmark."""
-    started = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "envnix", *args], capture_output=True,
-                          text=True, check=False)
-    elapsed = time.monotonic() - started
-    if proc.returncode != 0:
-        sys.exit(f"envnix {' '.join(args)} failed:\n{proc.stderr}")
-    return elapsed, proc.stdout, proc.stderr
+    elapsed, code, stdout, stderr = try_envnix(*args)
+    if code != 0:
+        sys.exit(f"envnix {' '.join(args)} failed:\n{stderr}")
+    return elapsed, stdout, stderr
 
 
 def field(stdout: str, name: str) -> str:
