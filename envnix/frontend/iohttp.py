@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from envnix.core.errors import SpecError
+from envnix.core.nixexpr import shown_url, url_problem
 from envnix.spec import EXTRA_SOURCE_DIR, HttpSpec, has_control_character
 
 _SHA256 = re.compile(r"sha256:([0-9a-f]{64})")
@@ -21,10 +22,11 @@ def http_download(url: str, checksum: str | None, filename: str | None,
                   where: str = "") -> HttpSpec:
     """The checked io.http call; a value envd would refuse, or one that would put the file
     outside EXTRA_SOURCE_DIR, is one SpecError (the evaluator adds the call's place)."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc or has_control_character(url):
-        raise SpecError(f"io.http: url {url!r} is not an http(s) URL",
+    problem = url_problem(url)
+    if problem:
+        raise SpecError(f"io.http: url {shown_url(url)!r}: {problem}",
                         hint='e.g. io.http(url="https://example.org/data.tar.gz")')
+    parts = urlsplit(url)
     sha256 = None
     if checksum is not None:
         match = _SHA256.fullmatch(checksum)
@@ -37,7 +39,8 @@ def http_download(url: str, checksum: str | None, filename: str | None,
     if filename is None and not name:
         raise SpecError(f"io.http: url {url!r} ends in '/', so it names no file",
                         hint='give the file a name: io.http(url=..., filename="data.bin")')
-    if (not name or "/" in name or ".." in name or "\\" in name or has_control_character(name)):
+    if (not name or "/" in name or ".." in name or "\\" in name or has_control_character(name)
+            or len(name) > 255):
         raise SpecError(f"io.http: filename {name!r} is not a plain file name; the file must "
                         f"stay inside {EXTRA_SOURCE_DIR}",
                         hint='name the file without "/" or "..", e.g. filename="data.bin"')
