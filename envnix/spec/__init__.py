@@ -370,6 +370,8 @@ class ImageSpec:
         del data["sources"]  # a fact of this evaluation, not of the image
         if data["owner"] is None:  # (most images): kept out, as before the field existed
             del data["owner"]
+        if not data["downloads"]:  # io.http likewise
+            del data["downloads"]
         return data
 
     def to_json(self) -> str:
