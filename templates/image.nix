@@ -240,13 +240,20 @@ let
     filter = path: type:
       !(ignored (substring (stringLength contextRoot + 1) (stringLength path) path));
   };
-  contextTree = run "envnix-context" "mktree.py" {
+  # io.http: each file fetched as the packages are (fixed-output, the lock's sha256) and
+  # placed in envd's /home/envd/extra_source, owned as io.copy's files (mktree.py checks the
+  # name stays there); the attribute only when there are some, so other trees keep their paths.
+  downloads = map (f: {
+    src = fetch { inherit (f) url sha256; storeName = storeName f.filename; };
+    target = "/home/envd/extra_source/${f.filename}";
+  }) (sections.http.files or [ ]);
+  contextTree = run "envnix-context" "mktree.py" ({
     kind = "context";
     copies = toJSON (genList (i: let c = elemAt image.copies i; in {
       src = copySource i c; inherit (c) source target;
     }) (length image.copies));
     owner = toJSON image.copyOwner;
-  };
+  } // (if downloads == [ ] then { } else { downloads = toJSON downloads; }));
 
   # --cuda-provider nixpkgs: the cudaPackages set of the release, pinned by the nixpkgs revision
   # (nothing of it is in envnix.lock), with its closure as one package tree. CUDA is unfree:

@@ -10,6 +10,9 @@ Run by Nix as `python3 mktree.py` with these environment variables:
   copies   (context) JSON list of {"src": store path, "source": path in the build context
            ("." for the context itself), "target": absolute image path}, in io.copy order
   owner    (context) JSON [uid, gid] every copied file and directory gets (envd chowns)
+  downloads (context, optional) JSON list of {"src": store path of a fetched file,
+           "target": absolute image path}: io.http's files, placed before the copies (envd
+           runs io.http first), mode 0600 as BuildKit's HTTP source leaves them, owned by owner
 
 Why a builder: lib.buildImage is pure Nix and reads the lock at evaluation, so these trees
 are made from the lock's data and from the context's files Nix imported (already filtered by
@@ -115,7 +118,19 @@ def make_context(out: str) -> None:
     owner = _check_ids(B.json_input(B.getenv("owner", "[0, 0]"), "owner"), "owner")
     if not isinstance(copies, list):
         raise B.BuilderError("copies must be a JSON list")
+    downloads = B.json_input(B.getenv("downloads", "[]"), "downloads")
+    if not isinstance(downloads, list):
+        raise B.BuilderError("downloads must be a JSON list")
     selected: dict[str, tuple[str, str, str]] = {}  # image path -> (disk path, kind, source)
+    for download in downloads:
+        if not isinstance(download, dict) or not all(
+                isinstance(download.get(k), str) for k in ("src", "target")):
+            raise B.BuilderError("each download must be {src, target}")
+        target = download["target"]
+        if not target.startswith("/") or _kind(download["src"]) != "file":
+            raise B.BuilderError(f"io.http: {target!r} must be an absolute path of a file")
+        T.safe_relpath(target.lstrip("/"), "io.http target")
+        selected[target] = (download["src"], "download", "")
     for copy in copies:
         if not isinstance(copy, dict) or not all(
                 isinstance(copy.get(k), str) for k in ("src", "source", "target")):
@@ -150,8 +165,8 @@ def make_context(out: str) -> None:
         dest = os.path.join(root, rel) if rel else root
         if rel:
             _mkdirs(root, os.path.dirname(rel))
-        executable = kind == "dir" or os.access(disk, os.X_OK)
-        mode = 0o755 if executable else 0o644
+        executable = kind == "dir" or (kind == "file" and os.access(disk, os.X_OK))
+        mode = 0o600 if kind == "download" else 0o755 if executable else 0o644
         if kind == "link":
             os.symlink(os.readlink(disk), dest)
         elif kind == "dir":
@@ -160,7 +175,7 @@ def make_context(out: str) -> None:
         else:
             shutil.copyfile(disk, dest, follow_symlinks=False)
             os.chmod(dest, mode)
-        if kind != "link" and owner != (0, 0) and rel:
+        if kind != "link" and (owner != (0, 0) or kind == "download") and rel:
             modes[rel] = [mode, *owner]
     B.write_meta(out, "context", "io.copy", "0", modes)
 

@@ -22,6 +22,7 @@ from envnix.frontend.bounds import freeze_error, run_isolated, thaw_error
 from envnix.frontend.envyaml import parse_env_yaml
 from envnix.frontend.evaluate import Evaluator, one_line, parse_from
 from envnix.frontend.iocopy import read_copy_call
+from envnix.frontend.iohttp import io_http
 from envnix.frontend.runsteps import RunReading, read_run_command
 from envnix.frontend.tools import ToolCalls
 from envnix.spec import (
@@ -68,8 +69,7 @@ IMAGE_RELEASES = {
 
 _LANGUAGE_RE = re.compile(r"^python(?P<version>3(?:\.\d+)?)?$")
 _REQUIREMENT_RE = re.compile(
-    r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9._,\s-]*\])?\s*([<>=!~;].*)?$"
-)
+    r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9._,\s-]*\])?\s*([<>=!~;].*)?$")
 
 
 def _implied_cuda_spec(version: str, implied_by: str, cudnn: str) -> CudaSpec:
@@ -83,6 +83,7 @@ def _implied_cuda_spec(version: str, implied_by: str, cudnn: str) -> CudaSpec:
 
 class SpecBuilder(ToolCalls):
     """Accumulates API calls into an ImageSpec, following envd's last-call-wins rules."""
+    _io_http = io_http  # envnix/frontend/iohttp.py
 
     def __init__(self, context: Path, warn: Progress,
                  cuda_provider: str | None = None,
@@ -112,6 +113,7 @@ class SpecBuilder(ToolCalls):
         self.copy_requests: list[tuple[str, CopyRequest]] = []  # (context path, as written)
         self.env_copies: list[CopySpec] = []  # env.yaml's local pip paths, placed exactly
         self.runs: list[RunSpec] = []
+        self.downloads: list[Any] = []  # io.http calls (HttpSpec), in call order
         self.cuda: tuple[str, str] | None = None  # (version, cudnn) of install.cuda
         # (major.minor, what asked, cuDNN major or "") of a CUDA release env.yaml asks for
         self.cuda_implied: tuple[str, str, str] | None = None
@@ -532,7 +534,7 @@ class SpecBuilder(ToolCalls):
             runtime=self.runtime,
             files=files,
             copies=copies + self.env_copies,
-            runs=self.runs,
+            runs=self.runs, downloads=self.downloads,
             labels=labels,
             warnings=self.warnings,
             base_image=self.base_image,

@@ -35,6 +35,7 @@ class Function:
     supported: bool = True
     positional_only: bool = False
     skip: str | None = None
+    located: bool = False  # the handler gets ``where``: the call's file:line (for the lock)
 
     @property
     def module(self) -> str | None:
@@ -51,9 +52,9 @@ class Function:
 
 def _f(
     qualname: str, *params: Param, supported: bool = True, positional_only: bool = False,
-    skip: str | None = None,
+    skip: str | None = None, located: bool = False,
 ) -> Function:
-    return Function(qualname, params, supported, positional_only, skip)
+    return Function(qualname, params, supported, positional_only, skip, located)
 
 
 def _p(name: str, kind: str = "str", default: object = None) -> Param:
@@ -116,7 +117,7 @@ FUNCTIONS: tuple[Function, ...] = (
     # io.*
     _f("io.copy", _p("host_path"), _p("envd_path"), _p("src"), _p("dest"), _p("source"),
        _p("target"), _p("image")),
-    _f("io.http", _p("url", "str", REQUIRED), _p("checksum"), _p("filename"), supported=False),
+    _f("io.http", _p("url", "str", REQUIRED), _p("checksum"), _p("filename"), located=True),
     _f("io.mount", _p("src"), _p("dest")),
     # runtime.*
     _f("runtime.environ", _p("env", "dict"), _p("extra_path", "list")),
@@ -160,7 +161,8 @@ def prelude_source() -> str:
         lines.append(f"def {fn.starlark_name}({', '.join(params)}):")
         values = "[" + ", ".join(names) + "]"
         types = "[" + ", ".join(f"type({n})" for n in names) + "]"
-        lines.append(f"    return _envnix_call({fn.qualname!r}, {values}, {types})")
+        stack = ", call_stack()" if fn.located else ""
+        lines.append(f"    return _envnix_call({fn.qualname!r}, {values}, {types}{stack})")
         lines.append("")
     for module in MODULES:
         members = [f for f in FUNCTIONS if f.module == module]

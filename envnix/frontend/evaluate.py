@@ -65,6 +65,9 @@ class Evaluator:
         self._loaded: dict[Path, sl.FrozenModule] = {}
         self._loading: list[Path] = []
         self._globals = sl.Globals.extended_by([sl.LibraryExtension.StructType])
+        # The prelude alone may call call_stack() (where a located call was made from).
+        self._prelude_globals = sl.Globals.extended_by([sl.LibraryExtension.StructType,
+                                                        sl.LibraryExtension.CallStack])
         self._user_dialect = sl.Dialect.extended()
         self._user_dialect.enable_load = True
         self._budget = Budget()  # a fresh one for each run()
@@ -120,7 +123,7 @@ class Evaluator:
         module.add_callable("_envnix_call", self._record)
         sl.eval_with(self._options(), module,
                      _prelude_ast(),
-                     self._globals)
+                     self._prelude_globals)
         sl.eval_with(self._options(), module, sl.parse(display, text, self._user_dialect),
                      self._globals, sl.FileLoader(self._load))
         return module.freeze()
@@ -157,9 +160,14 @@ class Evaluator:
         return self._loaded[path]
 
     # -- Python side of the prelude ----------------------------------------------------------
-    def _record(self, qualname: str, values: list[Any], types: list[str]) -> Any:
+    def _record(self, qualname: str, values: list[Any], types: list[str],
+                stack: str | None = None) -> Any:
         fn = BY_NAME[qualname]
         args: dict[str, Any] = {}
+        if stack is not None:  # the innermost frame of a build file: the call's place
+            frames = [m for m in re.finditer(r"^\s*\* (.+?):(\d+), in ", stack, flags=re.M)
+                      if m[1] != PRELUDE_FILE]
+            args["where"] = f"{frames[-1][1]}:{frames[-1][2]}" if frames else ""
         for param, value, type_name in zip(fn.params, values, types, strict=True):
             if value is None:
                 continue

@@ -35,6 +35,8 @@ from envnix.lock.apt.sources import machine_apt_sources, sources_for_mirror
 from envnix.lock.conda import lock_conda
 from envnix.lock.cuda import lock_cuda_pip
 from envnix.lock.diff import diff_locks
+from envnix.lock.downloads import SECTION, kept_downloads, lock_downloads
+from envnix.lock.downloads import lock_inputs as download_inputs
 from envnix.lock.image import resolve_base
 from envnix.lock.model import (
     LOCK_NAME,
@@ -172,6 +174,8 @@ def lock_inputs(spec: ImageSpec, context: Path, plan: CondaPlan | None = None,
             "extra-index": request.extra_index_urls,
         },
     }
+    if spec.downloads:  # only then: locks of other images keep their bytes
+        inputs[SECTION] = download_inputs(spec.downloads)
     if spec.base_image:  # the ref as written: another tag or digest makes the lock stale
         inputs["base"] = {"ref": spec.base_image, "architecture": platform.deb_arch}
     if tool_inputs(spec):  # only then: locks of images without tools keep their bytes
@@ -200,10 +204,12 @@ class Pins:
     """The base image's pin, while base(image=...) names the same reference."""
     tools: dict[str, dict[str, Any]] = field(default_factory=dict)
     """name -> tool artifact, while the tool is asked for as when it was locked."""
+    http: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """io.http's pins by URL: kept while a call names the URL (and agrees with its checksum)."""
 
     def __len__(self) -> int:
         return (len(self.apt) + len(self.pip) + len(self.conda) + (self.base is not None)
-                + len(self.tools))
+                + len(self.tools) + len(self.http))
 
 
 def kept_pins(lock: Lock | None, inputs: dict[str, Any], *, upgrade: bool = False,
@@ -236,6 +242,7 @@ def kept_pins(lock: Lock | None, inputs: dict[str, Any], *, upgrade: bool = Fals
         tools={t["name"]: t for t in lock.tools if t["name"] not in names
                and lock.inputs.get("tools", {}).get(t["name"])
                == inputs.get("tools", {}).get(t["name"])},
+        http=kept_downloads(lock.http_files),
     )
 
 
@@ -292,6 +299,8 @@ def make_lock(spec: ImageSpec, context: Path, sources: list[AptSource],
 def _make_lock(spec: ImageSpec, context: Path, sources: list[AptSource],
                progress: Progress | None, pins: Pins, platform: Platform) -> Lock:
     plan = conda_plan(spec)
+    # io.http first: a checksum that does not match fails before anything is resolved.
+    http_files = lock_downloads(spec.downloads, pins.http, progress)
     base: dict[str, Any] | None = None
     indexes: list[IndexSnapshot] = []
     packages: list[DebPackage] = []
@@ -357,6 +366,7 @@ def _make_lock(spec: ImageSpec, context: Path, sources: list[AptSource],
         base=base,
         toolchain=shipped_pin_data(),
         tools=lock_tools(spec, context, progress, platform, preferred=pins.tools),
+        http_files=http_files,
     )
 
 

@@ -119,6 +119,9 @@ _ID = S.integer(maximum=(1 << 31) - 1)
 # absolute, no ".." component; spaces and non-ASCII letters are fine.
 _BELOW = S.string(r"(?!/)(?!(?:.*/)?\.\.(?:/|$))[^\x00-\x1f\x7f]{1,1024}",
                   "a relative path without '..'", max_len=1024)
+# io.http's file name: it lands in /home/envd/extra_source itself, never elsewhere.
+_HTTP_NAME = S.string(r"(?!.*\.\.)[^/\\\x00-\x1f\x7f]{1,255}", "a file name without '/' or '..'",
+                      max_len=255)
 _IMAGE = S.obj({
     "format": S.anything,  # checked first, for its own message
     "name": S.text,
@@ -165,6 +168,9 @@ _SECTIONS_OPTIONAL = {
     "base": _BASE,
     "image": _IMAGE,
     "tools": S.array(_TOOL, unique=_name, unique_field="name"),
+    # io.http: each call's file (envnix.lock.downloads), placed in /home/envd/extra_source.
+    "http": S.obj({"files": S.array(S.obj({"url": S.url, "sha256": S.sha256, "size": S.size,
+                                           "filename": _HTTP_NAME}))}),
 }
 _PLATFORM_NAME = S.string(r"linux/[a-z0-9]{1,20}", "a platform such as linux/arm64")
 _LOCK = S.obj(
@@ -247,6 +253,8 @@ class Lock:
     conda_packages: list[dict[str, Any]] = field(default_factory=list)
     # base(image=...): the pinned base image (envnix.lock.image.resolve_base); None otherwise.
     base: dict[str, Any] | None = None
+    # io.http's files: {url, sha256, size, filename} per call, in call order.
+    http_files: list[dict[str, Any]] = field(default_factory=list)
     # The toolchain pin (envnix/toolchain) this lock builds with; None in locks made before
     # envnix recorded it (they build with the pin shipped in envnix).
     toolchain: dict[str, Any] | None = None
@@ -299,6 +307,8 @@ class Lock:
             data["image"] = self.image
         if self.tools:  # only then, as base
             data["tools"] = sorted(self.tools, key=lambda t: t["name"])
+        if self.http_files:  # only then: locks of other images keep their bytes
+            data["http"] = {"files": self.http_files}
         return data
 
     def to_dict(self) -> dict[str, Any]:
@@ -347,6 +357,7 @@ class Lock:
             base=data.get("base"),
             image=data.get("image"),
             tools=data.get("tools", []),
+            http_files=data.get("http", {}).get("files", []),
         )
 
     def artifacts(self) -> list[dict[str, Any]]:

@@ -189,6 +189,12 @@ def lock_artifacts(lock: Lock) -> dict[str, dict[str, Any]]:
             "url": tool["url"], "sha256": tool["sha256"], "size": tool["size"],
             "storeName": store_name(tool["filename"]),
         }
+    for file in lock.http_files:  # io.http: the later of two calls for one name wins
+        artifacts[_artifact_key("http", file["filename"])] = {
+            "kind": "http", "name": file["filename"], "url": file["url"],
+            "sha256": file["sha256"], "size": file["size"],
+            "storeName": store_name(file["filename"]),
+        }
     for key, artifact in artifacts.items():  # what Nix will fetch, as this user
         check_artifact(artifact, f"artifact {key}", LOCK_NAME)
     return artifacts
@@ -221,7 +227,8 @@ def image_plan(spec: ImageSpec, lock: Lock) -> dict[str, Any]:
             "version": python.version if python else "",
         },
         "layers": plan_layers(artifacts, with_files=bool(image_files(spec) or spec.runtime.mounts),
-                              with_context=bool(spec.copies), custom_base=lock.base is not None,
+                              with_context=bool(spec.copies or lock.http_files),
+                              custom_base=lock.base is not None,
                               with_nixpkgs_cuda=nixpkgs_cuda is not None,
                               with_triggers=bool(triggers)),
         "triggers": triggers,

@@ -157,6 +157,23 @@ class CopySpec:
 
 
 @dataclass
+class HttpSpec:
+    """io.http: a file downloaded into EXTRA_SOURCE_DIR, pinned by sha256 at lock time."""
+
+    url: str
+    sha256: str | None  # the checksum the file gives (hex), or None: the lock computes it
+    filename: str  # a plain file name: it lands in EXTRA_SOURCE_DIR, never elsewhere
+    where: str = ""  # the call's file:line, for lock errors
+
+    @property
+    def target(self) -> str:
+        return f"{EXTRA_SOURCE_DIR}/{self.filename}"
+
+
+EXTRA_SOURCE_DIR = "/home/envd/extra_source"  # envd's directory for io.http downloads
+
+
+@dataclass
 class RunSpec:
     """run(): one group of shell commands, executed hermetically inside the Nix build."""
 
@@ -278,6 +295,7 @@ class ImageSpec:
     files: dict[str, str] = field(default_factory=dict)  # image path -> text (config files)
     copies: list[CopySpec] = field(default_factory=list)
     runs: list[RunSpec] = field(default_factory=list)
+    downloads: list[HttpSpec] = field(default_factory=list)  # io.http, in call order
     labels: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     cuda: CudaSpec | None = None
@@ -384,6 +402,8 @@ class ImageSpec:
             del data["owner"]
         if not data["tools"]:  # likewise
             del data["tools"]
+        if not data["downloads"]:  # io.http likewise
+            del data["downloads"]
         return data
 
     def to_json(self) -> str:

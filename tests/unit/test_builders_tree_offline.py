@@ -98,3 +98,33 @@ def test_hostile_copies_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPa
                                                             "target": "/opt/app"}])]
     with pytest.raises(B.BuilderError, match=message):
         _run(monkeypatch, tmp_path / "out", kind="context", owner=[0, 0], copies=copies)
+
+
+def test_downloads_land_0600_before_the_copies(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """io.http's files (envd places them before io.copy runs, so a copy onto one wins): 0600
+    as BuildKit's HTTP source leaves them, recorded even for root, since the store drops it."""
+    fetched = tmp_path / "fetched"
+    fetched.write_bytes(b"\x00model")
+    single = tmp_path / "one.txt"
+    single.write_text("one\n")
+    meta = _run(monkeypatch, tmp_path / "out", kind="context", owner=[0, 0], copies=[
+        {"src": str(single), "source": "one.txt", "target": "/home/envd/extra_source/b"}],
+        downloads=[{"src": str(fetched), "target": "/home/envd/extra_source/a"},
+                   {"src": str(fetched), "target": "/home/envd/extra_source/b"}])
+    root = tmp_path / "out" / "root" / "home/envd/extra_source"
+    assert (root / "a").read_bytes() == b"\x00model" and (root / "b").read_text() == "one\n"
+    assert meta["modes"] == {"home/envd/extra_source/a": [0o600, 0, 0]}
+
+
+@pytest.mark.parametrize(("target", "message"), [
+    ("/home/envd/extra_source/../../../etc/passwd", "'..' component"),
+    ("extra_source/a", "absolute path of a file"),
+])
+def test_hostile_downloads_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                       target: str, message: str) -> None:
+    fetched = tmp_path / "fetched"
+    fetched.write_bytes(b"x")
+    with pytest.raises(B.BuilderError, match=message):
+        _run(monkeypatch, tmp_path / "out", kind="context", owner=[0, 0], copies=[],
+             downloads=[{"src": str(fetched), "target": target}])

@@ -171,11 +171,6 @@ def mirror_config():
     assert str(err) == (f"build.envd:2:5: env_file 'nope.yaml' does not exist in {tmp_path}")
 
 
-def test_not_yet_supported_envd_function_is_loud(tmp_path: Path) -> None:
-    err = error_of(tmp_path, 'def build():\n    io.http(url="https://example.com/x")\n')
-    assert "io.http() is part of envd's API but envnix cannot build it yet" in str(err)
-
-
 def test_missing_function_and_file(tmp_path: Path) -> None:
     err = error_of(tmp_path, 'def biuld():\n    pass\n')
     assert "has no function 'build'" in str(err) and "did you mean 'biuld'" in str(err)
