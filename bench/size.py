@@ -141,9 +141,10 @@ def conventional(lock: dict, work: Path) -> tuple[int, int]:
         subprocess.run(["curl", "-sSfL", "-o", str(wheels / w["filename"]), w["url"]],
                        check=True)
     site = root / "usr/local/lib/python3.11/dist-packages"
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
-                    "--no-index", "--target", str(site), *map(str, wheels.iterdir())],
-                   check=True)
+    if lock["pip"]["wheels"]:  # an apt-only image has none, and pip refuses an empty install
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
+                        "--no-index", "--target", str(site), *map(str, wheels.iterdir())],
+                       check=True)
     tar = subprocess.Popen(["tar", "-C", str(root), "--numeric-owner", "-cf", "-", "."],
                            stdout=subprocess.PIPE)
     gz = subprocess.run(["gzip", "-6"], stdin=tar.stdout, capture_output=True, check=True)

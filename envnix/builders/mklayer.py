@@ -25,6 +25,12 @@ the host's tar, Python or file system. So:
   tar hard link is `meta.json` `hardlinks` (the package's own hard-link groups, which the
   store cannot hold): in each group the names with the same mode, owner and size are one
   file, stored under the name that comes first in archive order, the others link to it;
+- a regular file under usr/ with the same content, mode and owner as one earlier in archive
+  order (a licence text, a duplicated module, ...) is a tar hard link to it, so no file is
+  stored twice in a layer (size.py's "duplicate files"). Only usr/: what packages own there is
+  replaced, never edited in place, so the shared inode an unpacker that keeps links (vfs,
+  umoci) gives the twins can never make an edit of one show in the other; /etc, /root and
+  /home keep separate copies;
 - the same path in two trees is fine only for directories with the same mode/owner, regular
   files with the same content/mode/owner, or symlinks with the same target/mode/owner;
   anything else is an error naming both trees.
@@ -36,6 +42,7 @@ Errors: one line `envnix-builder: layer: ...` on stderr, exit 1.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import stat
@@ -227,7 +234,9 @@ def merge_trees(trees: list[str], path_filter: list[str] | None = None
     before = len(merged)
     if path_filter:
         merged, groups = _filtered(merged, groups, path_filter)
-    for rel, first in link_plan(merged, groups).items():
+    plan = link_plan(merged, groups)
+    plan.update(dedupe_plan(merged, {*plan, *plan.values()}))
+    for rel, first in plan.items():
         item = merged[rel]
         merged[rel] = replace(item, entry=replace(item.entry, kind="hardlink", size=0,
                                                   linkname=first))
@@ -279,6 +288,38 @@ def link_plan(merged: dict[bytes, Item], groups: list[list[bytes]]) -> dict[byte
                 raise LayerError(f"{merged[rel].tree}: meta.json hardlinks: {_show(rel)} and "
                                  f"{_show(names[0])} differ in content")
             plan[rel] = names[0]
+    return plan
+
+
+DEDUPE_UNDER = b"usr/"
+
+
+def _digest(path: bytes) -> bytes:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(COMPARE_CHUNK):
+            h.update(chunk)
+    return h.digest()
+
+
+def dedupe_plan(merged: dict[bytes, Item], taken: set[bytes]) -> dict[bytes, bytes]:
+    """name -> the earlier name (archive order) of a regular file under usr/ with the same
+    content, mode and owner; names in ``taken`` (meta.json's hard-link groups) are left as
+    planned. Only files whose size, mode and owner match another's are read."""
+    shapes: dict[tuple[int, int, int, int], list[bytes]] = {}
+    for rel, item in merged.items():
+        e = item.entry
+        if e.kind == "file" and e.size > 0 and rel.startswith(DEDUPE_UNDER) and rel not in taken:
+            shapes.setdefault((e.size, e.mode, e.uid, e.gid), []).append(rel)
+    plan: dict[bytes, bytes] = {}
+    for names in shapes.values():
+        if len(names) < 2:
+            continue
+        first: dict[bytes, bytes] = {}
+        for rel in sorted(names, key=_order):
+            stored = first.setdefault(_digest(merged[rel].source), rel)
+            if stored != rel:
+                plan[rel] = stored
     return plan
 
 

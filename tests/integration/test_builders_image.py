@@ -418,14 +418,33 @@ def test_package_hard_links_become_tar_hard_links(tmp_path: Path) -> None:
                                                  "usr/lib/dri/z_dri.so", "usr/lib/m")}
     assert len(inodes) == 1 and (root / "usr/lib/m").read_bytes() == data
 
-    # The group's order in meta.json does not matter; without the groups every name is a file.
+    # The group's order in meta.json does not matter; without the groups, the same files
+    # under usr/ are found by content and give the same layer.
     same = write_tree(tmp_path / "o", "t", files, {"usr/bin/ro": [0o444, 0, 0]}, hardlinks=[
         ["usr/bin/rw", "usr/bin/ro"],
         ["usr/lib/dri/a_dri.so", "usr/lib/m", "usr/lib/dri/z_dri.so"]])
     assert mklayer(tmp_path / "lo", [same]) == layer
     plain = write_tree(tmp_path / "p", "t", files, {"usr/bin/ro": [0o444, 0, 0]})
-    mklayer(tmp_path / "lp", [plain])
-    assert not any(m.islnk() for m in tar_members(tmp_path / "lp").values())
+    assert mklayer(tmp_path / "lp", [plain]) == layer
+
+
+def test_the_same_file_twice_under_usr_is_stored_once(tmp_path: Path) -> None:
+    """Content dedupe: under usr/ a file equal in content, mode and owner to an earlier one is
+    a hard link to it; a different mode, an empty file, or a path outside usr/ (/etc, /root:
+    edited in place) keeps its own copy."""
+    text = b"Apache License 2.0\n" * 500
+    files = {"usr/share/doc/b/LICENSE": text, "usr/share/doc/a/LICENSE": text,
+             "usr/lib/python3/x/LICENSE": text, "usr/bin/tool": text,
+             "usr/share/e1": b"", "usr/share/e2": b"",
+             "etc/skel/.bashrc": text, "root/.bashrc": text}
+    tree = write_tree(tmp_path, "t", files, {"usr/bin/tool": [0o755, 0, 0]})
+    mklayer(tmp_path / "l", [tree])
+    members = tar_members(tmp_path / "l")
+    links = {n: m.linkname for n, m in members.items() if m.islnk()}
+    assert links == {"usr/share/doc/a/LICENSE": "usr/lib/python3/x/LICENSE",
+                     "usr/share/doc/b/LICENSE": "usr/lib/python3/x/LICENSE"}
+    assert all(members[n].isreg() for n in ("usr/bin/tool", "usr/share/e1", "usr/share/e2",
+                                            "etc/skel/.bashrc", "root/.bashrc"))
 
 
 def test_hard_link_groups_of_two_trees_that_share_a_name_are_one(tmp_path: Path) -> None:
