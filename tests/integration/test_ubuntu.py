@@ -32,7 +32,7 @@ from _ubuntu_archive import (
     serve_archive,
     write_suite,
 )
-from test_ubuntu_offline import JAMMY, MU, NO_MIRROR
+from test_ubuntu_offline import JAMMY, MU, NO_MIRROR, NO_MIRROR_HINT
 
 from envnix.core.errors import LockError
 from envnix.frontend import load_spec
@@ -117,7 +117,7 @@ def test_lock_without_ubuntu_mirror_is_one_line_exit_4(tmp_path: Path) -> None:
            or k == "ENVNIX_APT_KEYRING"}
     proc = envnix("lock", str(tmp_path), env=env, check=False)
     assert proc.returncode == 4
-    assert proc.stderr == f"envnix: {NO_MIRROR}\n"
+    assert proc.stderr == f"envnix: {NO_MIRROR}\n  hint: {NO_MIRROR_HINT}\n"
     assert not (tmp_path / "envnix.lock").exists()
 
 

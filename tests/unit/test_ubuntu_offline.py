@@ -29,8 +29,10 @@ from envnix.spec.apt import AptSource, snapshot_of
 JAMMY = KNOWN_RELEASES["ubuntu22.04"]
 FOCAL = KNOWN_RELEASES["ubuntu20.04"]
 BOOKWORM = KNOWN_RELEASES["debian12"]
-NO_MIRROR = ("no Ubuntu mirror for jammy: pass --apt-mirror URL (an Ubuntu archive or "
-             "snapshot, e.g. <scheme>://<your mirror>/ubuntu)")
+NO_MIRROR = "no Ubuntu mirror for jammy: this machine's apt sources name none"
+NO_MIRROR_HINT = ("pass --apt-mirror URL (an Ubuntu archive or snapshot, <scheme>://<your "
+                  "mirror>/ubuntu) or set ENVNIX_APT_MIRROR, with the archive's keyring in "
+                  "ENVNIX_APT_KEYRING")
 MU = ("main", "universe")
 
 
@@ -143,7 +145,7 @@ def test_machine_without_ubuntu_source_is_one_line(tmp_path: Path) -> None:
                            "Components: main\n")
     with pytest.raises(LockError) as info:
         machine_apt_sources("jammy", paths=[debian_only], distro="ubuntu")
-    assert str(info.value) == NO_MIRROR and info.value.hint is None
+    assert (str(info.value), info.value.hint) == (NO_MIRROR, NO_MIRROR_HINT)
 
 
 def test_apt_sources_reads_release_and_environment(monkeypatch: pytest.MonkeyPatch,

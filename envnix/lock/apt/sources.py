@@ -50,11 +50,15 @@ _ARCHIVE_PATH_RES: dict[str, re.Pattern[str]] = {
 # the path alone cannot tell them apart; their hosts are named ppa.* / private-ppa.*.
 _PPA_HOST_LABELS = ("ppa", "private-ppa")
 
+# distro -> (message, hint) when the machine's apt sources name no archive for the release
 _NO_SOURCE_MESSAGES = {
-    "debian": "no Debian {codename} apt source found in {where}; pass --apt-mirror URL "
-              "(the base URL of a Debian mirror, ending in /debian)",
-    "ubuntu": "no Ubuntu mirror for {codename}: pass --apt-mirror URL (an Ubuntu archive or "
-              "snapshot, e.g. <scheme>://<your mirror>/ubuntu)",
+    "debian": ("no Debian {codename} apt source found in {where}",
+               "pass --apt-mirror URL (the base URL of a Debian mirror, ending in /debian), or "
+               "set ENVNIX_APT_MIRROR"),
+    "ubuntu": ("no Ubuntu mirror for {codename}: this machine's apt sources name none",
+               "pass --apt-mirror URL (an Ubuntu archive or snapshot, <scheme>://<your "
+               "mirror>/ubuntu) or set ENVNIX_APT_MIRROR, with the archive's keyring in "
+               "ENVNIX_APT_KEYRING"),
 }
 
 
@@ -180,7 +184,8 @@ def machine_apt_sources(
         template = _NO_SOURCE_MESSAGES.get(distro)
         if template is None:
             raise LockError(f"envnix cannot read {distro} apt sources; pass --apt-mirror URL")
-        raise LockError(template.format(codename=codename, where=where))
+        message, hint = template
+        raise LockError(message.format(codename=codename, where=where), hint=hint)
     ordered = sorted(found.items(), key=lambda kv: rank[kv[0][1]])  # stable: file order kept
     default = default_keyring(distro)
     return [
