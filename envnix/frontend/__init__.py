@@ -279,7 +279,9 @@ class SpecBuilder(ToolCalls):
         if not path.is_relative_to(self.context.resolve()):
             raise SpecError(f"{what} {rel!r} is outside the build context")
         if not path.exists():
-            raise SpecError(f"{what} {rel!r} does not exist in {self.context}")
+            raise SpecError(f"{what} {rel!r} does not exist in {self.context}",
+                            hint="name it relative to the build context, the directory "
+                                 "holding build.envd, and keep it there")
         if not path.is_file():
             raise SpecError(f"{what} {rel!r} is {file_kind(path.stat().st_mode)}, not a file")
         return path.relative_to(self.context.resolve()).as_posix()

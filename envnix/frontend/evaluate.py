@@ -244,7 +244,10 @@ class Evaluator:
             if err.file:
                 return err
             return FrontendError(err.message, file=file, line=line, col=col, hint=err.hint)
-        return FrontendError(self._rewrite(message, file, line, col), file=file, line=line, col=col)
+        text = self._rewrite(message, file, line, col)
+        return FrontendError(text, file=file, line=line, col=col, hint=_ADJACENT_STRINGS_HINT
+                             if text.startswith("Parse error: unexpected string literal")
+                             else None)
 
     def _column_of_call(self, file: str, line: int) -> int | None:
         lines = self.sources.get(file, "").splitlines()
@@ -296,6 +299,9 @@ class Evaluator:
                          lambda mm: mm[1].replace("__", "."), message)
         return message
 
+
+_ADJACENT_STRINGS_HINT = ("Starlark, unlike Python, does not join adjacent strings: put a comma "
+                         "between two list items, or + between two parts of one string")
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
 

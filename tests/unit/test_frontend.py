@@ -169,6 +169,7 @@ def mirror_config():
     assert len(warnings) == 1 and "env_file together with name/channel" in warnings[0]
     err = error_of(tmp_path, 'def build():\n    install.conda_packages(env_file="nope.yaml")\n')
     assert str(err) == (f"build.envd:2:5: env_file 'nope.yaml' does not exist in {tmp_path}")
+    assert err.hint and "relative to the build context" in err.hint
 
 
 def test_missing_function_and_file(tmp_path: Path) -> None:
@@ -333,3 +334,11 @@ def build():
     assert not [w for w in warnings if "data." in w]
     err = error_of(tmp_path, 'def build():\n    data.envd(name="a/b")\n')
     assert str(err).startswith("build.envd:2:5: data.envd: name 'a/b' is not a plain data set")
+
+
+def test_adjacent_strings_get_a_hint_python_users_need(tmp_path: Path) -> None:
+    """A Python habit in a real build.envd: two strings side by side in a run() list."""
+    err = error_of(tmp_path, 'def build():\n    run(commands=[\n        "echo a"\n'
+                             '        "echo b",\n    ])\n')
+    assert str(err).startswith("build.envd:4:9: Parse error: unexpected string literal")
+    assert err.hint and "does not join adjacent strings" in err.hint
