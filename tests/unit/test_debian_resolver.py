@@ -487,8 +487,9 @@ def test_machine_apt_sources_deb822_and_one_line(tmp_path: Path) -> None:
 def test_machine_apt_sources_none_found(tmp_path: Path) -> None:
     empty = tmp_path / "sources.list"
     empty.write_text("deb https://thirdparty.test/apt bookworm main\n")
-    with pytest.raises(LockError, match="pass --apt-mirror URL"):
+    with pytest.raises(LockError, match="no Debian bookworm apt source found") as info:
         machine_apt_sources("bookworm", paths=[empty])
+    assert "pass --apt-mirror URL" in (info.value.hint or "")
 
 
 def test_debian_keyring_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
