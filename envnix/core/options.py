@@ -77,6 +77,15 @@ CUDA_APT_REPO = Option("ENVNIX_CUDA_APT_REPO", "NVIDIA's CUDA apt repository for
 CUDA_APT_KEYRING = Option("ENVNIX_CUDA_APT_KEYRING", "the keyring NVIDIA's repository is "
                           "signed with (its cuda-archive-keyring.gpg, or .asc)",
                           "none: set it, or ENVNIX_APT_UNVERIFIED=1")
+CONDA_DEFAULT_CHANNELS = Option("ENVNIX_CONDA_DEFAULT_CHANNELS", "conda's default_channels "
+                                "(comma-separated URLs): what 'defaults' means, and the "
+                                "channels of a file that names none, as conda's own defaults "
+                                "are for envd", "none: such a file must name its channels",
+                                key="conda.default-channels", join=",")
+CONDA_CHANNEL_ALIAS = Option("ENVNIX_CONDA_CHANNEL_ALIAS", "conda's channel_alias: the URL a "
+                             "bare channel name (conda-forge, pytorch, ...) is looked up under "
+                             "when the file's .condarc does not say", "none: the file says "
+                             "where its channels are", key="conda.channel-alias")
 INSECURE_REGISTRIES = Option("ENVNIX_INSECURE_REGISTRIES", "comma-separated host[:port] of "
                              "registries spoken to over plain HTTP when locking a base image",
                              "none", key="registry.insecure", join=",", project=False)
@@ -106,7 +115,7 @@ BUILDERS = Option("ENVNIX_BUILDERS", "Nix remote builders, as nix.conf's builder
 OPTIONS: tuple[Option, ...] = (
     APT_MIRROR, APT_SECURITY_MIRROR, APT_SNAPSHOT, APT_KEYRING, DEBIAN_KEYRING, APT_UNVERIFIED,
     APT_PROFILE,
-    CUDA_PROVIDER, CUDA_APT_REPO, CUDA_APT_KEYRING,
+    CUDA_PROVIDER, CUDA_APT_REPO, CUDA_APT_KEYRING, CONDA_DEFAULT_CHANNELS, CONDA_CHANNEL_ALIAS,
     INSECURE_REGISTRIES, REGISTRY_CREDS, REGISTRY_CERT_DIR, REGISTRY_TLS_VERIFY,
     SUBSTITUTERS, TRUSTED_PUBLIC_KEYS, BUILDERS, LOAD,
 )
@@ -192,6 +201,17 @@ def cuda_apt_repo(environ: Environ = None) -> str | None:
 def cuda_apt_keyring(environ: Environ = None) -> str:
     """``""`` when unset."""
     return CUDA_APT_KEYRING.raw(environ) or ""
+
+
+def conda_default_channels(environ: Environ = None) -> tuple[str, ...]:
+    """The URLs listed, each stripped of spaces and a trailing slash; empty ones ignored."""
+    return tuple(u.strip().rstrip("/") for u in (CONDA_DEFAULT_CHANNELS.raw(environ) or "")
+                 .split(",") if u.strip())
+
+
+def conda_channel_alias(environ: Environ = None) -> str:
+    """``""`` when unset or blank."""
+    return (CONDA_CHANNEL_ALIAS.raw(environ) or "").strip().rstrip("/")
 
 
 def insecure_registries(environ: Environ = None) -> frozenset[str]:

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import yaml
 
+from envnix.core import options
 from envnix.core.errors import FrontendError, LockError
 from envnix.core.http import local_path
 from envnix.spec.envyaml import EnvFile, conda_spec_channel
@@ -577,7 +578,8 @@ def resolve_channel(name_or_url: str, condarc: Condarc | None) -> ChannelLocatio
         f"conda channel {value!r} has no URL: no channel_alias, custom_channels entry or "
         "default_channels URL names it",
         hint='say where it is with config.conda_channel(channel="""channel_alias: <URL>""") '
-             "or a custom_channels entry, or list the channel's full URL",
+             "or a custom_channels entry, or list the channel's full URL; or set "
+             f"{options.CONDA_CHANNEL_ALIAS.name} for every file on this machine",
     )
 
 
@@ -599,7 +601,9 @@ def resolve_channels(names: Sequence[str], condarc: Condarc | None,
             if not rc.default_channels:
                 raise LockError(
                     "the channel list has 'defaults' but no default_channels are configured",
-                    hint="set default_channels in config.conda_channel, or use nodefaults")
+                    hint="set default_channels in config.conda_channel or, for every "
+                         f"file on this machine, {options.CONDA_DEFAULT_CHANNELS.name}; or "
+                         "use nodefaults")
             expanded = [resolve_channel(d, rc) for d in rc.default_channels if d != "defaults"]
         else:
             expanded = [resolve_channel(name, rc)]

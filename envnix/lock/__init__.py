@@ -92,14 +92,31 @@ class CondaPlan:
     env_file: EnvFile | None
 
 
+def _with_settings(condarc: Condarc | None) -> Condarc | None:
+    """The file's .condarc with what it leaves unsaid taken from ENVNIX_CONDA_DEFAULT_CHANNELS
+    and ENVNIX_CONDA_CHANNEL_ALIAS: the place conda's built-in defaults have for envd, which
+    envnix leaves to the user's settings rather than naming a conda host itself. As in conda,
+    a .condarc without ``channels`` means ``[defaults]`` once defaults are known."""
+    defaults, alias = options.conda_default_channels(), options.conda_channel_alias()
+    if not defaults and not alias:
+        return condarc
+    rc = condarc or Condarc(origin=f"{options.CONDA_DEFAULT_CHANNELS.name} and "
+                                   f"{options.CONDA_CHANNEL_ALIAS.name}")
+    default_channels = rc.default_channels or defaults
+    return dataclasses.replace(
+        rc, default_channels=default_channels, channel_alias=rc.channel_alias or alias,
+        channels=rc.channels or (("defaults",) if default_channels else ()))
+
+
 def conda_plan(spec: ImageSpec) -> CondaPlan | None:
     """env.yaml (as the frontend read it) and config.conda_channel for a conda-provided
     Python; None otherwise."""
     if spec.python is None or spec.python.provider != "conda":
         return None
     env = spec.conda.env
-    condarc = (parse_condarc(spec.conda.condarc, f"{spec.manifest}: config.conda_channel")
-               if spec.conda.condarc else None)
+    condarc = _with_settings(parse_condarc(spec.conda.condarc,
+                                           f"{spec.manifest}: config.conda_channel")
+                             if spec.conda.condarc else None)
     names = effective_channels(env.channels if env else (), condarc,
                                nodefaults=env.nodefaults if env else False,
                                first=spec.conda.channels)
@@ -110,7 +127,9 @@ def conda_plan(spec: ImageSpec) -> CondaPlan | None:
     if not names and not any("::" in s for s in specs):
         raise LockError("no conda channel is configured for this image's conda packages",
                         hint="name one in install.conda_packages(channel=[...]), env.yaml "
-                             "channels:, or config.conda_channel")
+                             "channels:, or config.conda_channel; or give this machine's "
+                             f"conda defaults in {options.CONDA_DEFAULT_CHANNELS.name} (or "
+                             f"{options.CONDA_DEFAULT_CHANNELS.key} in envnix's config.toml)")
     channels = resolve_channels(names, condarc, specs)
     for location in channels:
         for url in (location.canonical, *location.urls):

@@ -5,6 +5,7 @@ installed by Nix without conda, and run under podman."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -255,3 +256,35 @@ def test_local_pip_image_rebuilds_bit_identical_in_separate_store(
                                                   local_pip_image.manifest)
     finally:
         subprocess.run(["chmod", "-R", "u+w", str(store)], check=False)
+
+
+def test_a_file_naming_no_channel_takes_the_machines_conda_defaults(
+        channel: tuple[ChannelInfo, ChannelServer], tmp_path: Path) -> None:
+    """envd's files often name no conda channel: conda's defaults then apply. envnix names no
+    conda host itself; ENVNIX_CONDA_DEFAULT_CHANNELS (here the loopback mirror) says what the
+    defaults are on this machine, ENVNIX_CONDA_CHANNEL_ALIAS where a bare name is."""
+    _, server = channel
+    context = tmp_path / "nochannel"
+    context.mkdir()
+    (context / "build.envd").write_text(
+        'def build():\n    base(os="debian12", language="python3.11")\n'
+        '    install.conda_packages(name=["pyhello"])\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ENVNIX_CONDA_")}
+    proc = envnix("lock", str(context), env=env, check=False)
+    assert proc.returncode != 0 and not (context / "envnix.lock").exists()
+    assert "no conda channel is configured" in proc.stderr
+    assert "ENVNIX_CONDA_DEFAULT_CHANNELS" in proc.stderr
+
+    defaults = server.url("mirror-a") + "/fixture"
+    envnix("lock", str(context), env={**env, "ENVNIX_CONDA_DEFAULT_CHANNELS": defaults})
+    lock = json.loads((context / "envnix.lock").read_text())
+    assert {"python", "pyhello"} <= {p["name"] for p in lock["conda"]["packages"]}
+    assert [c["url"] for c in lock["conda"]["channels"]] == [defaults]
+
+    (context / "build.envd").write_text(
+        'def build():\n    base(os="debian12", language="python3.11")\n'
+        '    install.conda_packages(name=["pyhello"], channel=["fixture"])\n')
+    envnix("lock", str(context), "--upgrade",
+           env={**env, "ENVNIX_CONDA_CHANNEL_ALIAS": server.url("mirror-b")})
+    lock = json.loads((context / "envnix.lock").read_text())
+    assert [c["url"] for c in lock["conda"]["channels"]] == [server.url("mirror-b") + "/fixture"]
