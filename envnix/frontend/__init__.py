@@ -19,6 +19,7 @@ from envnix.core.progress import REPORTER, Progress
 from envnix.core.reference import InvalidReference, Reference
 from envnix.frontend.api import BY_NAME
 from envnix.frontend.bounds import freeze_error, run_isolated, thaw_error
+from envnix.frontend.cudacalls import CudaCalls
 from envnix.frontend.envyaml import parse_env_yaml
 from envnix.frontend.evaluate import Evaluator, one_line, parse_from
 from envnix.frontend.iocopy import read_copy_call
@@ -33,7 +34,6 @@ from envnix.spec import (
     SYSTEM_PYTHONS,
     CondaRequest,
     CopySpec,
-    CudaSpec,
     DevSpec,
     ImageSpec,
     OsRelease,
@@ -44,7 +44,6 @@ from envnix.spec import (
     apt_profile_from_env,
     check_env_name,
     cuda_conda,
-    cuda_provider,
     file_kind,
     has_control_character,
     image_path,
@@ -72,16 +71,7 @@ _REQUIREMENT_RE = re.compile(
     r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9._,\s-]*\])?\s*([<>=!~;].*)?$")
 
 
-def _implied_cuda_spec(version: str, implied_by: str, cudnn: str) -> CudaSpec:
-    """CUDA that conda packages ask for: the solver's __cuda and NVIDIA's config follow the
-    release, and only its pin is added (the packages bring their own components)."""
-    components = ["cudart", *(["cudnn"] if cudnn else [])]
-    return CudaSpec(version=version, cudnn=cudnn, provider="conda",
-                    variant=cuda_table.variant_for(cudnn, dev=False), components=components,
-                    requirements=cuda_conda.release_pin(version), implied_by=implied_by)
-
-
-class SpecBuilder(ToolCalls):
+class SpecBuilder(ToolCalls, CudaCalls):
     """Accumulates API calls into an ImageSpec, following envd's last-call-wins rules."""
     _io_http = io_http  # envnix/frontend/iohttp.py
 
@@ -223,16 +213,6 @@ class SpecBuilder(ToolCalls):
     def _install_conda(self, use_mamba: bool | None = None) -> None:
         self.v1_signals.append("install.conda()")
         self.conda_enabled = True
-
-    def _install_cuda(self, version: str, cudnn: str | None = None) -> None:
-        # envd: cudnn defaults to "8" and the last call wins. envnix reads cudnn="" as "no
-        # cuDNN" (envd would ask for a "-cudnn-" tag); see README "CUDA".
-        version = version.strip()
-        cudnn = "8" if cudnn is None else cudnn.strip()
-        # Checked here, with the provider the calls so far imply, so that an unsatisfiable
-        # version points at this line; build() re-checks if a later call changed the provider.
-        cuda_provider.choose(self.cuda_provider, self.conda.requested, version, cudnn, self.os)
-        self.cuda = (version, cudnn)
 
     def _install_apt_packages(self, name: list[str] | None = None) -> None:
         self.apt.extend(name or [])
@@ -490,9 +470,8 @@ class SpecBuilder(ToolCalls):
         if self.base_image:
             self._check_custom_base(dev)
         # CUDA's wheels (and conda packages) need a Python; apt and nixpkgs CUDA do not.
-        cuda_needs_python = self.cuda is not None and provider_named(cuda_provider.choose(
-            self.cuda_provider, self.conda.requested, *self.cuda, self.os)[0]
-        ).installer in ("pip", "conda")
+        cuda_needs_python = self.cuda is not None and provider_named(
+            self._choose_cuda(self.conda.requested)[0]).installer in ("pip", "conda")
         if self.language is None and (self.conda.requested or self.conda_enabled
                                       or cuda_needs_python or self.pip.packages
                                       or self.pip.requirements_files or self.uv_python):
@@ -595,48 +574,6 @@ class SpecBuilder(ToolCalls):
             f"{CONDA_PREFIX}/bin/python", "-m", "pip", "install", "--no-deps", "--no-index",
             "--no-build-isolation", "--no-compile", "--no-cache-dir",
             "--disable-pip-version-check", *arguments])]))
-
-    def _cuda_spec(self, dev: bool, python: PythonSpec | None) -> CudaSpec | None:
-        """install.cuda from the image's provider: serving images get runtime libraries, dev
-        images add the compiler pieces (envd's devel variant). Without install.cuda, a CUDA
-        release that conda packages ask for (env.yaml's pytorch-cuda=12.4, ...) is the image's.
-        """
-        implied = self.cuda_implied or self._names_cuda_request()
-        if self.cuda is None:
-            return _implied_cuda_spec(*implied) if implied else None
-        assert self.os is not None
-        version, cudnn = self.cuda
-        if implied and implied[0] != cuda_conda.major_minor(version):
-            raise SpecError(f'install.cuda(version="{version}") and {implied[1]} ask for '
-                            f"different CUDA releases ({cuda_conda.major_minor(version)} and "
-                            f"{implied[0]}); an image has one",
-                            hint="make them name the same release")
-        conda_env = bool(python and python.provider == "conda" and self.conda.requested)
-        provider, version, note = cuda_provider.choose(self.cuda_provider, conda_env,
-                                                       version, cudnn, self.os)
-        if note:
-            self._warn(note)
-        source = provider_named(provider)
-        if source.installer == "conda" and not (python and python.provider == "conda"):
-            raise SpecError("the conda CUDA provider installs into envd's conda env, and this "
-                            "image has a system Python",
-                            hint="add install.conda_packages(...), or --cuda-provider pypi")
-        if implied and source.installer != "conda":
-            self._warn(f"{implied[1]} brings CUDA from conda packages and the {provider} "
-                       "provider adds its own: the image gets both")
-        components = cuda_table.components_for(cudnn, dev)
-        return CudaSpec(version=version, cudnn=cudnn, provider=provider,
-                        variant=cuda_table.variant_for(cudnn, dev), components=components,
-                        requirements=source.requirements(version, cudnn, components,
-                                                         self.os))
-
-    def _names_cuda_request(self) -> tuple[str, str, str] | None:
-        """A CUDA release asked for by install.conda_packages(name=[...]), as env.yaml's."""
-        found = cuda_conda.implied_request(self.conda.packages, "install.conda_packages")
-        if found is None:
-            return None
-        return (found[0], f"install.conda_packages: {found[1]}",
-                cuda_conda.implied_cudnn(self.conda.packages))
 
 
 def load_spec(context: Path, from_: str = "build.envd:build",

@@ -83,7 +83,7 @@ FUNCTIONS: tuple[Function, ...] = (
     _f("install.python_packages", _p("name", "list"), _p("requirements"),
        _p("local_wheels", "list")),
     _f("install.conda_packages", _p("name", "list"), _p("channel", "list"), _p("env_file")),
-    _f("install.cuda", _p("version", "str", REQUIRED), _p("cudnn")),
+    _f("install.cuda", _p("version", "str", REQUIRED), _p("cudnn"), located=True),
     _f("install.python", _p("version")),
     _f("install.conda", _p("use_mamba", "bool")),
     _f("install.r_packages", _p("name", "list"), skip="R packages come from CRAN at build "

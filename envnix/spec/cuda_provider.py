@@ -246,16 +246,19 @@ def choose(asked: str | None, conda_env: bool, version: str, cudnn: str,
     and none was asked for, NVIDIA's apt repository has it: with ENVNIX_CUDA_APT_REPO set,
     its packages are taken, and the note says so. They name releases by MAJOR.MINOR, so an
     update (11.3.1) becomes its release (11.3). Without the setting, the error's hint says
-    that setting it is the other way. Without a release yet (install.cuda before base()),
-    or on a base(image=...), only the default is checked.
+    that setting it is the other way. Without a release yet (install.cuda before base(), as
+    envd v1 files often write it) the choice waits for build(); on a base(image=...) only the
+    default is checked.
     """
     default = cuda_pypi.choose_provider(asked, conda_env)
     try:
         provider(default).check_request(version, cudnn, os_release)
         return default, version, None
     except SpecError as first:
-        if asked or default != "pypi" or os_release is None or not os_release.codename:
+        if asked or default != "pypi" or (os_release is not None and not os_release.codename):
             raise
+        if os_release is None:  # install.cuda before base(): build() chooses with the release
+            return default, version, None
         release = ".".join(version.split(".")[:2])
         if not options.cuda_apt_repo():
             raise SpecError(first.message, hint=f"{first.hint}; or {cuda_apt.repo_hint(os_release)}"

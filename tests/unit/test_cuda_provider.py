@@ -8,10 +8,13 @@ plan entry. The apt index check reads a real DebIndex, through cuda_apt.PackageI
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from envnix.core import options
 from envnix.core.errors import LockError, SpecError
+from envnix.frontend import load_spec
 from envnix.lock.apt.index import DebIndex
 from envnix.spec import CudaSpec, OsRelease, release_for
 from envnix.spec.apt import AptSource
@@ -190,3 +193,23 @@ def test_choose_falls_back_to_apt_for_a_release_without_wheels(
     with pytest.raises(SpecError, match=r"^CUDA 11\.3\.1 has no NVIDIA wheels"):
         choose("pypi", False, "11.3.1", "8", UBUNTU)  # asked for: no second guess
     assert choose("apt", False, "11.3", "8", UBUNTU) == ("apt", "11.3", None)
+
+
+def test_install_cuda_before_base_is_chosen_with_the_release(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch
+                                                             ) -> None:
+    """envd v1 files call install.cuda before base() (or never call base): the choice waits
+    until the release is known, so the apt repository is found for an old release then."""
+    monkeypatch.delenv(options.CUDA_APT_REPO.name, raising=False)
+    assert choose(None, False, "11.6.2", "8", None) == ("pypi", "11.6.2", None)
+    (tmp_path / "build.envd").write_text(
+        '# syntax=v1\ndef build():\n    install.cuda(version="11.6.2")\n'
+        '    base(os="ubuntu22.04", dev=True)\n    install.python()\n')
+    with pytest.raises(SpecError, match=r"^build\.envd:3: CUDA 11\.6\.2 has no NVIDIA wheels"):
+        load_spec(tmp_path, warn=lambda _: None)  # found in build(), named at the call
+    monkeypatch.setenv(options.CUDA_APT_REPO.name, "http://repo.test/cuda")
+    warnings: list[str] = []
+    spec = load_spec(tmp_path, warn=warnings.append)
+    assert spec.cuda is not None and (spec.cuda.provider, spec.cuda.version) == ("apt", "11.6")
+    assert any("comes from the apt repository ENVNIX_CUDA_APT_REPO names" in w
+               for w in warnings)
