@@ -23,8 +23,9 @@ from _common import envnix, field, work_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
 
-from envnix.lock.apt.sources import machine_apt_sources  # noqa: E402
+from _mmdebstrap import mmdebstrap  # noqa: E402
 
 # Directories whose contents neither side is expected to share: mounts, and what docs and
 # man pages are (counted apart so the interesting figure is not drowned).
@@ -80,12 +81,7 @@ def main() -> None:
     store = Path(field(out, "store"))
     with work_dir(args.keep, "parity") as work:
         ref, bundle = work / "mmdebstrap", work / "envnix"
-        sources = machine_apt_sources(lock["inputs"]["apt"]["release"])
-        lines = [f"deb {s.uri} {s.suite} {' '.join(s.components)}" for s in sources]
-        roots = lock["inputs"]["apt"]["packages"]
-        subprocess.run(["mmdebstrap", "--variant=apt", "--include=" + ",".join(roots),
-                        lock["inputs"]["apt"]["release"], str(ref), *lines],
-                       check=True, capture_output=True)
+        mmdebstrap(lock["inputs"]["apt"]["packages"], ref, lock["inputs"]["apt"]["release"])
         tag = next(iter(json.loads((store / "oci" / "index.json").read_text())["manifests"]))
         ref_name = tag.get("annotations", {}).get("org.opencontainers.image.ref.name", "")
         subprocess.run(["umoci", "unpack", "--image", f"{store / 'oci'}:{ref_name}",

@@ -41,8 +41,9 @@ from _common import envnix, field, print_table, work_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
 
-from envnix.lock.apt.sources import machine_apt_sources  # noqa: E402
+from _mmdebstrap import mmdebstrap  # noqa: E402
 
 # What an opt-in slim mode would leave out, as Debian's slim images do with dpkg path-exclude
 # (the licences, usr/share/doc/*/copyright, stay).
@@ -128,13 +129,8 @@ def image_figures(store_path: Path, slim: bool = False) -> dict[str, int]:
 
 def conventional(lock: dict, work: Path) -> tuple[int, int]:
     """(gzip bytes, unpacked bytes) of mmdebstrap + pip of the same packages."""
-    root = work / "root"
-    release = lock["inputs"]["apt"]["release"]
-    lines = [f"deb {s.uri} {s.suite} {' '.join(s.components)}"
-             for s in machine_apt_sources(release)]
-    subprocess.run(["mmdebstrap", "--variant=apt",
-                    "--include=" + ",".join(lock["inputs"]["apt"]["packages"]),
-                    release, str(root), *lines], check=True, capture_output=True)
+    root = mmdebstrap(lock["inputs"]["apt"]["packages"], work / "root",
+                      lock["inputs"]["apt"]["release"])
     wheels = work / "wheels"
     wheels.mkdir()
     for w in lock["pip"]["wheels"]:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from _cli import Built, build, envnix
+from _mmdebstrap import mmdebstrap
 from _podman import podman
 
 from envnix.lock.apt import lock_apt
@@ -198,12 +199,7 @@ def _against_mmdebstrap(built: Built, tag: str, tmp_path: Path) -> tuple[Path, P
     """(the image's root, mmdebstrap's root of the same packages from the same mirror), after
     checking that nothing of the reference is missing but what ACCEPTED_MISSING explains."""
     lock = json.loads((built.context / "envnix.lock").read_text())
-    roots = lock["inputs"]["apt"]["packages"]
-    sources = machine_apt_sources("bookworm")
-    lines = [f"deb {s.uri} {s.suite} {' '.join(s.components)}" for s in sources]
-    ref = tmp_path / "ref"
-    subprocess.run(["mmdebstrap", "--variant=apt", "--include=" + ",".join(roots),
-                    "bookworm", str(ref), *lines], check=True, capture_output=True)
+    ref = mmdebstrap(lock["inputs"]["apt"]["packages"], tmp_path / "ref")
     bundle = tmp_path / "bundle"
     subprocess.run(["umoci", "unpack", "--image", f"{built.layout}:{tag}", str(bundle)],
                    check=True, capture_output=True)
