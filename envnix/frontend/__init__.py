@@ -350,7 +350,7 @@ class SpecBuilder(ToolCalls, CudaCalls):
             self._warn(call.warning)
         self.copy_requests.append((call.rel, call.request))
 
-    def _run(self, commands: list[str], mount_host: bool | None = None) -> None:
+    def _run(self, commands: list[str], mount_host: bool | None = None, where: str = "") -> None:
         if mount_host:
             raise SpecError(
                 "run(mount_host=True) bind-mounts the host's build context into the build, "
@@ -360,16 +360,17 @@ class SpecBuilder(ToolCalls, CudaCalls):
         kept: list[str] = []
         for command in commands or []:
             reading = read_run_command(command)
+            at = f"{where}: " if where else ""  # the step's file:line
             for message in reading.fetches:
-                self._warn(message)
+                self._warn(at + message)
             if reading.taken:
-                self._take_run_installs(reading)
+                self._take_run_installs(reading, at)
             if reading.kept is not None:
                 kept.append(reading.kept)
         if kept:
             self.runs.append(RunSpec(kept))
 
-    def _take_run_installs(self, reading: RunReading) -> None:
+    def _take_run_installs(self, reading: RunReading, at: str) -> None:
         """A run() step's package installs, locked as the install.* calls they mean."""
         for function, kwargs in reading.install_calls():
             if "requirements" in kwargs:  # every -r of a step applies, unlike requirements=
@@ -377,7 +378,7 @@ class SpecBuilder(ToolCalls, CudaCalls):
                     self._context_file(kwargs["requirements"], "requirements file"))
             else:
                 getattr(self, "_" + function.replace(".", "_"))(**kwargs)
-        self._warn(reading.summary())
+        self._warn(at + reading.summary())
 
     def _include(self, git: str) -> None:
         raise SpecError(

@@ -74,7 +74,7 @@ FUNCTIONS: tuple[Function, ...] = (
     # global functions
     _f("base", _p("os"), _p("language"), _p("image"), _p("dev", "bool")),
     _f("shell", _p("name", "str", REQUIRED), positional_only=True),
-    _f("run", _p("commands", "list", REQUIRED), _p("mount_host", "bool")),
+    _f("run", _p("commands", "list", REQUIRED), _p("mount_host", "bool"), located=True),
     _f("git_config", _p("name"), _p("email"), _p("editor")),
     _f("include", _p("git", "str", REQUIRED)),
     # install.*

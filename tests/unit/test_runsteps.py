@@ -97,7 +97,7 @@ def test_the_spec_gets_the_installs_and_a_warning_per_step(tmp_path: Path) -> No
     assert spec.pip.requirements_files == ["requirements.txt"]
     assert "curl" in spec.apt_packages
     assert [run.commands for run in spec.runs] == [["echo hello > /tmp/x"]]
-    assert sum("run(): `" in w and "locked like the install.* calls" in w
+    assert sum(w.startswith("build.envd:3: run(): `") and "locked like the install.* calls" in w
                for w in warnings) == 3
 
 
@@ -109,7 +109,7 @@ def test_a_fetch_in_the_spec_is_one_warning_and_the_step_stays(tmp_path: Path) -
     assert [run.commands for run in spec.runs] == [["git clone https://git.example.org/foo.git "
                                                     "/opt/foo"]]
     assert [w for w in warnings if "git.example.org" in w] == [
-        "run(): `git clone https://git.example.org/foo.git /opt/foo` fetches from "
+        "build.envd:3: run(): `git clone https://git.example.org/foo.git /opt/foo` fetches from "
         "git.example.org during the build, which has no network: the build stops at this step; "
         "vendor the repository into the build context at the commit you want (a submodule or "
         "a copy) and io.copy it; a clone made during the build cannot be pinned"]
