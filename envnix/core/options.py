@@ -58,6 +58,14 @@ APT_SECURITY_MIRROR = Option("ENVNIX_APT_SECURITY_MIRROR", "the security suites'
                              "(Ubuntu), none (Debian)", key="apt.security-mirror")
 APT_SNAPSHOT = Option("ENVNIX_APT_SNAPSHOT", "lock from the mirror (a snapshot service) as it "
                       "was at this time", "the mirror as it is now", key="apt.snapshot")
+UBUNTU_MIRROR = Option("ENVNIX_UBUNTU_MIRROR", "Ubuntu archive (or snapshot service) base URL, "
+                       "ending in /ubuntu, for Ubuntu images when --apt-mirror is not given; "
+                       "Debian images keep this machine's apt sources",
+                       "this machine's Ubuntu apt sources, if any", key="apt.ubuntu-mirror")
+UBUNTU_KEYRING = Option("ENVNIX_UBUNTU_KEYRING", "Ubuntu's archive keyring (a Debian machine "
+                        "has none unless ubuntu-keyring is installed)",
+                        "/usr/share/keyrings/ubuntu-archive-keyring.gpg",
+                        key="apt.ubuntu-keyring", path=True, project=False)
 APT_KEYRING = Option("ENVNIX_APT_KEYRING", "keyring(s) the mirror's InRelease must be signed "
                      "with", "the distribution's archive keyring")
 DEBIAN_KEYRING = Option("ENVNIX_DEBIAN_KEYRING", "Debian's archive keyring, where a source "
@@ -114,7 +122,7 @@ BUILDERS = Option("ENVNIX_BUILDERS", "Nix remote builders, as nix.conf's builder
 
 OPTIONS: tuple[Option, ...] = (
     APT_MIRROR, APT_SECURITY_MIRROR, APT_SNAPSHOT, APT_KEYRING, DEBIAN_KEYRING, APT_UNVERIFIED,
-    APT_PROFILE,
+    APT_PROFILE, UBUNTU_MIRROR, UBUNTU_KEYRING,
     CUDA_PROVIDER, CUDA_APT_REPO, CUDA_APT_KEYRING, CONDA_DEFAULT_CHANNELS, CONDA_CHANNEL_ALIAS,
     INSECURE_REGISTRIES, REGISTRY_CREDS, REGISTRY_CERT_DIR, REGISTRY_TLS_VERIFY,
     SUBSTITUTERS, TRUSTED_PUBLIC_KEYS, BUILDERS, LOAD,
@@ -171,6 +179,16 @@ def apt_security_mirror(environ: Environ = None) -> str | None:
 def apt_snapshot(environ: Environ = None) -> str | None:
     """None when unset or empty."""
     return APT_SNAPSHOT.raw(environ) or None
+
+
+def ubuntu_mirror(environ: Environ = None) -> str | None:
+    """None when unset or blank."""
+    return (UBUNTU_MIRROR.raw(environ) or "").strip() or None
+
+
+def ubuntu_keyring(environ: Environ = None) -> str:
+    """Unset or empty: the path ubuntu-keyring installs it at."""
+    return UBUNTU_KEYRING.raw(environ) or UBUNTU_KEYRING.default
 
 
 def apt_keyring(environ: Environ = None) -> str | None:

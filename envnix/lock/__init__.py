@@ -270,13 +270,14 @@ def apt_sources(release: OsRelease, mirror: str | None = None,
                 snapshot: str | None = None) -> list[AptSource]:
     """Where the release's apt indexes come from, with its components (Ubuntu: main + universe).
 
-    --apt-mirror / ENVNIX_APT_MIRROR (plus ENVNIX_APT_SECURITY_MIRROR), taken at
-    ENVNIX_APT_SNAPSHOT when that is set (the mirror is then a snapshot service's base URL);
-    else the machine's apt sources for that release.
+    --apt-mirror / ENVNIX_APT_MIRROR (plus ENVNIX_APT_SECURITY_MIRROR), or for an Ubuntu
+    release ENVNIX_UBUNTU_MIRROR, taken at ENVNIX_APT_SNAPSHOT when that is set (the mirror is
+    then a snapshot service's base URL); else the machine's apt sources for that release.
     """
     if release.distro == CUSTOM_IMAGE_RELEASE.distro:
         return []  # base(image=...): the base brings its OS, nothing to resolve from
-    mirror = mirror or options.apt_mirror()
+    mirror = mirror or options.apt_mirror() or (
+        options.ubuntu_mirror() if release.distro == "ubuntu" else None)
     security_mirror = security_mirror or options.apt_security_mirror()
     snapshot = snapshot or options.apt_snapshot()
     if mirror:

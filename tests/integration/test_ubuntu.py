@@ -36,9 +36,11 @@ from test_ubuntu_offline import JAMMY, MU, NO_MIRROR, NO_MIRROR_HINT
 
 from envnix.core.errors import LockError
 from envnix.frontend import load_spec
+from envnix.lock import apt_sources
 from envnix.lock.apt import lock_apt
 from envnix.lock.apt.fetch import load_index
 from envnix.lock.apt.sources import machine_apt_sources, sources_for_mirror
+from envnix.spec import release_for
 from envnix.spec.apt import AptSource
 
 # ------------------------------------------------------------------------------------------
@@ -248,6 +250,28 @@ def test_snapshot_env_gives_the_same_apt_lock(
     assert lock_of(again)["apt"] == lock_of(context)["apt"]
     check = envnix("lock", "--check", str(context), env=env)
     assert "up to date" in check.stdout
+
+
+@pytest.mark.network
+def test_ubuntu_mirror_setting_locks_ubuntu_and_leaves_debian_alone(
+        locked: tuple[Path, str], archive: tuple[UbuntuArchive, ChannelServer],
+        tmp_path: Path) -> None:
+    """ENVNIX_UBUNTU_MIRROR + ENVNIX_UBUNTU_KEYRING (as a config.toml would set them) give the
+    --apt-mirror lock; a Debian release still reads this machine's apt sources."""
+    context, _ = locked
+    _, server = archive
+    again = tmp_path / context.name
+    again.mkdir()
+    (again / "build.envd").write_text((context / "build.envd").read_text())
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ENVNIX_APT_")}
+    env |= {"ENVNIX_UBUNTU_MIRROR": server.url("ubuntu"), "ENVNIX_APT_SNAPSHOT": SNAPSHOT,
+            "ENVNIX_UBUNTU_KEYRING": str(KEYRING)}
+    envnix("lock", str(again), env=env)
+    assert lock_of(again)["apt"] == lock_of(context)["apt"]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ENVNIX_UBUNTU_MIRROR", server.url("ubuntu"))
+        mp.delenv("ENVNIX_APT_MIRROR", raising=False)
+        assert apt_sources(release_for("debian12")) == machine_apt_sources("bookworm")
 
 
 @pytest.mark.network

@@ -30,15 +30,16 @@ JAMMY = KNOWN_RELEASES["ubuntu22.04"]
 FOCAL = KNOWN_RELEASES["ubuntu20.04"]
 BOOKWORM = KNOWN_RELEASES["debian12"]
 NO_MIRROR = "no Ubuntu mirror for jammy: this machine's apt sources name none"
-NO_MIRROR_HINT = ("pass --apt-mirror URL (an Ubuntu archive or snapshot, <scheme>://<your "
-                  "mirror>/ubuntu) or set ENVNIX_APT_MIRROR, with the archive's keyring in "
-                  "ENVNIX_APT_KEYRING")
+NO_MIRROR_HINT = ("set ENVNIX_UBUNTU_MIRROR (an Ubuntu archive or snapshot, <scheme>://<your "
+                  "mirror>/ubuntu; Debian images keep this machine's sources) and "
+                  "ENVNIX_UBUNTU_KEYRING, or pass --apt-mirror URL")
 MU = ("main", "universe")
 
 
 @pytest.fixture
 def no_apt_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("ENVNIX_APT_MIRROR", "ENVNIX_APT_SECURITY_MIRROR", "ENVNIX_APT_SNAPSHOT"):
+    for name in ("ENVNIX_APT_MIRROR", "ENVNIX_APT_SECURITY_MIRROR", "ENVNIX_APT_SNAPSHOT",
+                 "ENVNIX_UBUNTU_MIRROR"):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -146,6 +147,20 @@ def test_machine_without_ubuntu_source_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(LockError) as info:
         machine_apt_sources("jammy", paths=[debian_only], distro="ubuntu")
     assert (str(info.value), info.value.hint) == (NO_MIRROR, NO_MIRROR_HINT)
+
+
+def test_ubuntu_mirror_setting_serves_ubuntu_releases_only(monkeypatch: pytest.MonkeyPatch,
+                                                          no_apt_env: None) -> None:
+    """ENVNIX_UBUNTU_MIRROR: where Ubuntu images lock from, checked with ENVNIX_UBUNTU_KEYRING
+    (tests/integration/test_ubuntu.py: a Debian image is not sent there)."""
+    monkeypatch.setenv("ENVNIX_UBUNTU_MIRROR", "http://m.test/ubuntu")
+    monkeypatch.setenv("ENVNIX_UBUNTU_KEYRING", "/keys/ubuntu.gpg")
+    monkeypatch.delenv("ENVNIX_APT_KEYRING", raising=False)
+    sources = apt_sources(FOCAL)
+    assert [(s.uri, s.suite) for s in sources] == [
+        ("http://m.test/ubuntu", "focal"), ("http://m.test/ubuntu", "focal-updates"),
+        ("http://m.test/ubuntu", "focal-security")]
+    assert {s.keyring for s in sources} == {"/keys/ubuntu.gpg"}
 
 
 def test_apt_sources_reads_release_and_environment(monkeypatch: pytest.MonkeyPatch,

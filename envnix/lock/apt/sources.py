@@ -19,14 +19,17 @@ from envnix.spec.apt import SNAPSHOT_PATTERN, URL_SCHEMES, AptSource, snapshot_o
 
 DEFAULT_KEYRINGS = {
     "debian": options.DEBIAN_KEYRING.default,
-    "ubuntu": "/usr/share/keyrings/ubuntu-archive-keyring.gpg",
+    "ubuntu": options.UBUNTU_KEYRING.default,
 }
 
 
 def default_keyring(distro: str) -> str:
     """The distribution's archive keyring; Debian's is ENVNIX_DEBIAN_KEYRING when set (so
-    envnix's flake checks with the keyring it ships, on a machine without Debian's)."""
-    return options.debian_keyring() if distro == "debian" else DEFAULT_KEYRINGS.get(distro, "")
+    envnix's flake checks with the keyring it ships, on a machine without Debian's), Ubuntu's
+    ENVNIX_UBUNTU_KEYRING."""
+    if distro == "debian":
+        return options.debian_keyring()
+    return options.ubuntu_keyring() if distro == "ubuntu" else DEFAULT_KEYRINGS.get(distro, "")
 
 
 def _keyring_of(signed_by: str, distro: str) -> str:
@@ -56,9 +59,9 @@ _NO_SOURCE_MESSAGES = {
                "pass --apt-mirror URL (the base URL of a Debian mirror, ending in /debian), or "
                "set ENVNIX_APT_MIRROR"),
     "ubuntu": ("no Ubuntu mirror for {codename}: this machine's apt sources name none",
-               "pass --apt-mirror URL (an Ubuntu archive or snapshot, <scheme>://<your "
-               "mirror>/ubuntu) or set ENVNIX_APT_MIRROR, with the archive's keyring in "
-               "ENVNIX_APT_KEYRING"),
+               "set ENVNIX_UBUNTU_MIRROR (an Ubuntu archive or snapshot, <scheme>://<your "
+               "mirror>/ubuntu; Debian images keep this machine's sources) and "
+               "ENVNIX_UBUNTU_KEYRING, or pass --apt-mirror URL"),
 }
 
 
