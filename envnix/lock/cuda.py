@@ -15,19 +15,18 @@ import dataclasses
 import email.parser
 import hashlib
 import io
-import json
 import re
 import urllib.parse
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
-from html.parser import HTMLParser
 from pathlib import Path
 
 from envnix.core import http
 from envnix.core.errors import FetchError, LockError, PackageNotFoundError, os_reason
 from envnix.core.progress import Progress
 from envnix.lock import pip
+from envnix.lock.simpleindex import page_url, project_files
 from envnix.spec import CudaSpec, PipRequest
 from envnix.spec.cuda import matches, release_key, satisfiable_summary
 
@@ -145,73 +144,31 @@ def parse_pins(metadata: str) -> list[str]:
 
 def _project_releases(index: str, trusted_hosts: Sequence[str]) -> list[ToolkitRelease]:
     """cuda-toolkit wheels from a PEP 691 (JSON) or PEP 503 (HTML) simple index page."""
-    url = index.rstrip("/") + f"/{TOOLKIT}/"
+    url = page_url(index, TOOLKIT)
     try:
-        body, content_type = _get_page(url, trusted_hosts)
+        files = project_files(url, trusted_hosts, timeout=_TIMEOUT)
     except http.HttpError as exc:
         if exc.code == 404:
             return []
+        if exc.code is None:
+            raise FetchError(f"cuda: cannot reach the index {url}: {os_reason(exc.cause)}"
+                             ) from exc
         raise FetchError(f"cuda: cannot read {url}: HTTP {exc.code}") from exc
-    files = (_json_files(body) if "json" in content_type or body.lstrip().startswith("{")
-             else _html_files(body, url))
+    except http.RequestError as exc:
+        raise FetchError(f"cuda: cannot reach the index {url}: {os_reason(exc.cause)}") from exc
+    except ValueError as exc:
+        raise FetchError(f"cuda: {exc}") from None
     releases = []
-    for filename, file_url, sha256 in files:
-        m = re.fullmatch(r"cuda_toolkit-([0-9][0-9.]*)-[^-]+-[^-]+-[^-]+\.whl", filename)
-        if m and re.fullmatch(r"\d+(\.\d+)+", m[1]):
-            releases.append(ToolkitRelease(m[1], file_url, sha256))
+    for f in files:
+        m = re.fullmatch(r"cuda_toolkit-([0-9][0-9.]*)-[^-]+-[^-]+-[^-]+\.whl", f.filename)
+        if not f.yanked and m and re.fullmatch(r"\d+(\.\d+)+", m[1]):
+            releases.append(ToolkitRelease(m[1], f.url, f.sha256))
     return releases
-
-
-def _json_files(body: str) -> list[tuple[str, str, str | None]]:
-    data = json.loads(body)
-    return [(f["filename"], f["url"], (f.get("hashes") or {}).get("sha256"))
-            for f in data.get("files", []) if not f.get("yanked")]
-
-
-class _Links(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.links: list[tuple[dict[str, str | None], list[str]]] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag == "a":
-            self.links.append((dict(attrs), []))
-
-    def handle_data(self, data: str) -> None:
-        if self.links:
-            self.links[-1][1].append(data)
-
-
-def _html_files(body: str, base: str) -> list[tuple[str, str, str | None]]:
-    parser = _Links()
-    parser.feed(body)
-    out = []
-    for attrs, text in parser.links:
-        href = attrs.get("href")
-        if not href or "data-yanked" in attrs:
-            continue
-        url, _, fragment = urllib.parse.urljoin(base, href).partition("#")
-        sha = fragment.removeprefix("sha256=") if fragment.startswith("sha256=") else None
-        name = "".join(text).strip() or url.rsplit("/", 1)[-1]
-        out.append((name, url, sha))
-    return out
 
 
 def _insecure(url: str, trusted_hosts: Sequence[str]) -> bool:
     """config.pip_index(trust=True) hosts are reached without certificate checks, as uv does."""
     return urllib.parse.urlsplit(url).hostname in trusted_hosts
-
-
-def _get_page(url: str, trusted_hosts: Sequence[str]) -> tuple[str, str]:
-    """The index page and its Content-Type; HttpError when the index answers an error."""
-    try:
-        with http.open_url(url, {"Accept": "application/vnd.pypi.simple.v1+json, text/html;q=0.1"},
-                           timeout=_TIMEOUT, insecure=_insecure(url, trusted_hosts)) as resp:
-            return resp.body.read().decode("utf-8", "replace"), resp.content_type
-    except http.RequestError as exc:
-        if isinstance(exc, http.HttpError) and exc.code is not None:
-            raise
-        raise FetchError(f"cuda: cannot reach the index {url}: {os_reason(exc.cause)}") from exc
 
 
 def _get(url: str, trusted_hosts: Sequence[str], limit: int) -> bytes:

@@ -14,7 +14,6 @@ the tool's own terms what the archive lacks.
 from __future__ import annotations
 
 import fnmatch
-import json
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -24,6 +23,7 @@ from envnix.core.errors import FetchError, LockError
 from envnix.core.progress import Progress
 from envnix.lock import pip
 from envnix.lock.apt.index import DebIndex
+from envnix.lock.simpleindex import page_url, project_files
 from envnix.spec import ImageSpec, PipRequest, ToolSpec
 from envnix.spec.platform import AMD64, Platform
 
@@ -152,19 +152,13 @@ def pick_node(requested: str | None, available: list[str], index: str) -> str:
 def index_versions(index: str, project: str, platform: Platform = AMD64) -> list[str]:
     """The X.Y.Z[rcN] versions of ``project`` the index has a manylinux wheel of for ``platform``
     (PEP 691 JSON, or a PEP 503 HTML page's file names)."""
-    url = f"{index.rstrip('/')}/{project}/"
+    url = page_url(index, project)
     try:
-        body = http.get(url, {"Accept": "application/vnd.pypi.simple.v1+json, text/html;q=0.1"})
+        names = [f.filename for f in project_files(url)]
     except http.RequestError as err:
         raise FetchError(f"tools: cannot read {url}: {http.reason(err)}") from None
-    text = body.decode("utf-8", "replace")
-    if text.lstrip().startswith("{"):
-        try:
-            names = [f["filename"] for f in json.loads(text).get("files", [])]
-        except (ValueError, KeyError, TypeError, AttributeError):
-            raise FetchError(f"tools: {url} is not a PEP 691 project page") from None
-    else:
-        names = re.findall(r">\s*([^<>\s]+\.whl)\s*<", text)
+    except ValueError as err:
+        raise FetchError(f"tools: {err}") from None
     prefix = re.sub(r"[-_.]+", "_", project) + "-"
     versions = set()
     for name in names:
