@@ -358,9 +358,9 @@ class SpecBuilder(ToolCalls, CudaCalls):
                 hint="copy what the commands need with io.copy, then run(commands=[...])",
             )
         kept: list[str] = []
+        at = f"{where}: " if where else ""  # the step's file:line
         for command in commands or []:
             reading = read_run_command(command)
-            at = f"{where}: " if where else ""  # the step's file:line
             for message in reading.fetches:
                 self._warn(at + message)
             if reading.taken:
@@ -377,7 +377,7 @@ class SpecBuilder(ToolCalls, CudaCalls):
                 self.pip.requirements_files.append(
                     self._context_file(kwargs["requirements"], "requirements file"))
             else:
-                getattr(self, "_" + function.replace(".", "_"))(**kwargs)
+                self(function, kwargs)
         self._warn(at + reading.summary())
 
     def _include(self, git: str) -> None:
