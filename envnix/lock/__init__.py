@@ -197,8 +197,9 @@ def lock_inputs(spec: ImageSpec, context: Path, plan: CondaPlan | None = None,
         inputs[SECTION] = download_inputs(spec.downloads)
     if spec.base_image:  # the ref as written: another tag or digest makes the lock stale
         inputs["base"] = {"ref": spec.base_image, "architecture": platform.deb_arch}
-    if tool_inputs(spec):  # only then: locks of images without tools keep their bytes
-        inputs["tools"] = tool_inputs(spec)
+    tools = tool_inputs(spec)
+    if tools:  # only then: locks of images without tools keep their bytes
+        inputs["tools"] = tools
     if plan is not None:
         inputs["conda"] = {
             "specs": list(plan.specs),
