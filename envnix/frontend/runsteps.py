@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from envnix.core.errors import SpecError
+from envnix.spec import EXTRA_SOURCE_DIR
 
 __all__ = ["RunReading", "read_run_command"]
 
@@ -87,20 +88,20 @@ _CLEANUP = re.compile(r"^(rm -[rf]+ (/var/lib/apt/lists/?\*?|/var/cache/apt/\S*|
                       r"\S*|/root/\.cache\S*|/tmp/\*)( \S+)*|pip3? cache purge|"
                       r"(conda|mamba|micromamba) clean( -\S+)*)$")
 
+_IO_HTTP = ('io.http(url="{url}", checksum="sha256:<its sha256>") puts the file in '
+            f"{EXTRA_SOURCE_DIR}/, pinned; a later run() step can move it")
+_NO_NPM = ("envnix locks no npm packages yet: install the tool from a PyPI wheel or a Debian "
+           "package (install.python_packages / install.apt_packages)")
 # Fetchers: what each needs, and what to write instead. {url} is the URL in the step, if any.
 _FETCHERS: dict[str, str] = {
     "git": "vendor the repository into the build context at the commit you want (a submodule "
            "or a copy) and io.copy it; a clone made during the build cannot be pinned",
-    "curl": 'io.http(url="{url}", checksum="sha256:<its sha256>") puts the file in '
-            "/home/envd/extra_source/, pinned; a later run() step can move it",
-    "wget": 'io.http(url="{url}", checksum="sha256:<its sha256>") puts the file in '
-            "/home/envd/extra_source/, pinned; a later run() step can move it",
+    "curl": _IO_HTTP,
+    "wget": _IO_HTTP,
     "mim": 'install.python_packages(name=["<package> -f <the wheel index mim uses for your '
            'torch and CUDA>"]) locks the wheel mim would pick',
-    "npm": "envnix locks no npm packages yet: install the tool from a PyPI wheel or a Debian "
-           "package (install.python_packages / install.apt_packages)",
-    "yarn": "envnix locks no npm packages yet: install the tool from a PyPI wheel or a Debian "
-            "package (install.python_packages / install.apt_packages)",
+    "npm": _NO_NPM,
+    "yarn": _NO_NPM,
     "go": "envnix locks no Go modules yet: install the program from a Debian package "
           "(install.apt_packages) or copy a built binary with io.copy",
     "cargo": "envnix locks no crates yet: install the program from a Debian package "
