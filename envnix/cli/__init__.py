@@ -276,10 +276,11 @@ def lock_cmd(path: str | None, path_opt: str | None, from_: str, cuda_provider: 
     if as_json:
         results.emit_json({"lock": str(lock_path), "changed": changed, "digest": lock.digest,
                            "debs": len(lock.apt_packages), "wheels": len(lock.pip_wheels),
-                           "conda": len(lock.conda_packages)})
+                           "conda": len(lock.conda_packages), "sdists": len(lock.sdists)})
         return
+    sdists = f", {len(lock.sdists)} built from sdists" if lock.sdists else ""
     click.echo(f"{lock_path} {'written' if changed else 'unchanged'}: "
-               f"{len(lock.apt_packages)} debs, {len(lock.pip_wheels)} wheels")
+               f"{len(lock.apt_packages)} debs, {len(lock.pip_wheels)} wheels{sdists}")
 
 
 def _build_options(fn):  # type: ignore[no-untyped-def]

@@ -46,6 +46,7 @@ from envnix.lock.model import (
     stale_reason,
     write_lock,
 )
+from envnix.lock.sources import lock_source_builds
 from envnix.lock.toolchain_pin import shipped_pin_data
 from envnix.lock.tools import apt_check, lock_tools, tool_inputs
 from envnix.spec import CUSTOM_IMAGE_RELEASE, ImageSpec, OsRelease, PipRequest
@@ -218,7 +219,7 @@ class Pins:
 
     apt: dict[str, str] = field(default_factory=dict)
     """name -> version; only when the lock was made for the same release and architecture."""
-    pip: tuple[pip.Wheel, ...] = ()
+    pip: tuple[pip.Wheel | pip.Sdist, ...] = ()
     conda: tuple[dict[str, Any], ...] = ()
     base: dict[str, Any] | None = None
     """The base image's pin, while base(image=...) names the same reference."""
@@ -239,7 +240,9 @@ def kept_pins(lock: Lock | None, inputs: dict[str, Any], *, upgrade: bool = Fals
     if lock is None or upgrade:
         return Pins()
     names = set(upgrade_packages)
-    wheels = [pip.Wheel.from_lock_dict(w) for w in lock.pip_wheels]
+    wheels: list[pip.Wheel | pip.Sdist] = [pip.Wheel.from_lock_dict(w) for w in lock.pip_wheels]
+    wheels += [pip.Sdist(**{k: s[k] for k in ("name", "version", "filename", "url", "sha256",
+                                              "size")}) for s in lock.sdists]
     pinned = ({p["name"] for p in lock.apt_packages} | {p["name"] for p in lock.conda_packages}
               | {S.pep503(w.name) for w in wheels} | {t["name"] for t in lock.tools})
     unknown = sorted(n for n in names if n not in pinned and S.pep503(n) not in pinned)
@@ -364,10 +367,14 @@ def _make_lock(spec: ImageSpec, context: Path, sources: list[AptSource],
         wheels = []
     elif spec.cuda is None or provider_named(spec.cuda.provider).installer != "pip":
         wheels = pip.lock_pip(request, context, spec.python.version, spec.os.glibc, progress,
-                              preferred=pins.pip, platform=platform)
+                              preferred=pins.pip, platform=platform, sources=True)
     else:
         wheels = lock_cuda_pip(request, context, spec.cuda, spec.python.version,
                                spec.os.glibc, progress, preferred=pins.pip)
+    sdists = [w for w in wheels if isinstance(w, pip.Sdist)]
+    wheels = [w for w in wheels if isinstance(w, pip.Wheel)]
+    source_builds = lock_source_builds(sdists, spec, request, context, sources,
+                                       {p.name: p.version for p in packages}, platform, progress)
     if spec.cuda is None and progress:
         implied = implied_by_wheels((w.name, w.version) for w in wheels)
         if implied:
@@ -388,6 +395,7 @@ def _make_lock(spec: ImageSpec, context: Path, sources: list[AptSource],
         toolchain=shipped_pin_data(),
         tools=lock_tools(spec, context, progress, platform, preferred=pins.tools),
         http_files=http_files,
+        source_builds=source_builds,
     )
 
 

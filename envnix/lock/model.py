@@ -57,12 +57,23 @@ _APT_PACKAGE = S.obj({
     "sha256": S.sha256, "size": S.size, "priority": S.text, "essential": S.boolean,
     "source_suite": S.text, "control": S.any_text,
 })
+_WHEEL_NAME = S.string(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,198}[A-Za-z0-9])?",
+                       "a pip project name", max_len=200)
 _WHEEL = S.obj({
-    "name": S.string(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,198}[A-Za-z0-9])?", "a pip project name",
-                     max_len=200),
+    "name": _WHEEL_NAME,
     "version": S.version, "url": S.url, "sha256": S.sha256, "size": S.size,
     "filename": S.string(r"[A-Za-z0-9_][A-Za-z0-9_.+~%!-]{0,250}\.whl", "a wheel file name",
                          max_len=255),
+})
+_SDIST = S.obj({
+    "name": _WHEEL_NAME, "version": S.version, "url": S.url, "sha256": S.sha256, "size": S.size,
+    "filename": S.string(r"[A-Za-z0-9_][A-Za-z0-9_.+~%!-]{0,240}\.(tar\.gz|tar\.bz2|tar\.xz|zip)",
+                         "an sdist file name", max_len=255),
+    "requires": S.array(S.string(r"[^\x00-\x1f\x7f]{1,400}", "a build requirement",
+                                 max_len=400)),
+    "backend": S.string(r"[A-Za-z_][A-Za-z0-9_.]*(:[A-Za-z_][A-Za-z0-9_.]*)?",
+                        "a PEP 517 build-backend", max_len=200),
+    "backend_path": S.array(S.rel_path),
 })
 # install.uv, install.nodejs: one archive each, the members that go into the image and where
 # (image paths without their "/"), and the links the tool needs (target relative to the link).
@@ -168,6 +179,13 @@ _SECTIONS_OPTIONAL = {
     "base": _BASE,
     "image": _IMAGE,
     "tools": S.array(_TOOL, unique=_name, unique_field="name"),
+    # pip packages built from source (envnix.lock.sources): each sdist with its PEP 517 build
+    # system, and the build root's extra wheels and .debs (none of which is in the image).
+    "source_builds": S.obj({
+        "sdists": S.array(_SDIST, unique=lambda s: S.pep503(s.get("name")), unique_field="name"),
+        "wheels": S.array(_WHEEL, unique=lambda w: S.pep503(w.get("name")), unique_field="name"),
+        "debs": S.array(_APT_PACKAGE, unique=_name, unique_field="name"),
+    }),
     # io.http: each call's file (envnix.lock.downloads), placed in /home/envd/extra_source.
     "http": S.obj({"files": S.array(S.obj({"url": S.url, "sha256": S.sha256, "size": S.size,
                                            "filename": _HTTP_NAME}))}),
@@ -198,7 +216,8 @@ def _check_across(data: dict[str, Any]) -> None:
     seen: dict[str, str] = {}
     sections = (("apt.packages", data["apt"]["packages"]),
                 ("conda.packages", data.get("conda", {}).get("packages", [])),
-                ("pip.wheels", data["pip"]["wheels"]), ("tools", data.get("tools", [])))
+                ("pip.wheels", data["pip"]["wheels"]), ("tools", data.get("tools", [])),
+                ("source_builds.sdists", data.get("source_builds", {}).get("sdists", [])))
     for where, entries in sections:
         for i, entry in enumerate(entries):
             here = f"{where}[{i}].url"
@@ -263,6 +282,9 @@ class Lock:
     image: dict[str, Any] | None = None
     # install.uv, install.nodejs, ...: pinned archives and what of them goes where (lock/tools).
     tools: list[dict[str, Any]] = field(default_factory=list)
+    # pip packages without a wheel for the target: their sdists and the build root's wheels
+    # and .debs (envnix.lock.sources); None when every package has a wheel.
+    source_builds: dict[str, Any] | None = None
     # The other platforms' locks (--platform linux/amd64,linux/arm64), by name; each has no
     # toolchain of its own (the builders run on the host's).
     platforms: dict[str, Lock] = field(default_factory=dict)
@@ -309,6 +331,8 @@ class Lock:
             data["tools"] = sorted(self.tools, key=lambda t: t["name"])
         if self.http_files:  # only then: locks of other images keep their bytes
             data["http"] = {"files": self.http_files}
+        if self.source_builds is not None:  # only then, as http
+            data["source_builds"] = self.source_builds
         return data
 
     def to_dict(self) -> dict[str, Any]:
@@ -358,7 +382,13 @@ class Lock:
             image=data.get("image"),
             tools=data.get("tools", []),
             http_files=data.get("http", {}).get("files", []),
+            source_builds=data.get("source_builds"),
         )
+
+    @property
+    def sdists(self) -> list[dict[str, Any]]:
+        """The pip packages pinned as sdists (built into wheels by the image build)."""
+        return (self.source_builds or {}).get("sdists", [])
 
     def artifacts(self) -> list[dict[str, Any]]:
         return [*self.apt_packages, *self.conda_packages, *self.pip_wheels, *self.tools]

@@ -23,6 +23,8 @@ import gzip
 import json
 import os
 import re
+import shlex
+import sys
 import tempfile
 import time
 import tomllib
@@ -72,6 +74,19 @@ class Wheel:
 
 
 @dataclass(frozen=True)
+class Sdist:
+    """A package with no wheel for the target, pinned as its source archive: the image build
+    turns it into a wheel inside Nix (lock/sources.py adds how)."""
+
+    name: str
+    version: str
+    filename: str
+    url: str
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
 class _Found:
     """A wheel as pylock.toml names it; ``sha256``/``size`` are None when the index gave none."""
 
@@ -80,6 +95,7 @@ class _Found:
     url: str
     sha256: str | None
     size: int | None
+    sdist: bool = False
 
 
 def manylinux_platform(glibc: str, platform: Platform = AMD64) -> str:
@@ -166,14 +182,18 @@ def lock_pip(
     progress: Progress | None = None,
     constraints: Sequence[str] = (),
     platform: Platform = AMD64,
-    preferred: Sequence[Wheel] = (),
-) -> list[Wheel]:
+    preferred: Sequence[Wheel | Sdist] = (),
+    sources: bool = False,
+) -> list[Wheel | Sdist]:
     """Resolve the request to wheels for CPython ``python_version`` on manylinux ``glibc``
     (for ``platform``'s machine: x86_64 or aarch64 wheels).
 
     ``constraints`` (pip constraint lines) bound the versions of packages that something
     requires without requiring them themselves: install.cuda's release pins. ``preferred``
-    (the wheels of the lock being redone) are kept where they still fit.
+    (the pins of the lock being redone) are kept where they still fit. With ``sources``, a
+    package that has no wheel for the target is pinned as its sdist (an :class:`Sdist`), which
+    the image build compiles; only packages uv names as wheel-less are, one by one, so a
+    package with wheels never moves to its source.
     """
     lines, options = _gather(request, context)
     if not lines:
@@ -183,12 +203,12 @@ def lock_pip(
     if progress:
         progress(f"pip: resolving {len(reqs.splitlines())} requirement(s) for "
                  f"python{python_version} {manylinux_platform(glibc, platform)} with uv")
+    started = time.monotonic()
+    from_source: list[str] = []
     with tempfile.TemporaryDirectory(prefix="envnix-uv-") as tmp:
         req_in = Path(tmp) / "requirements.in"
         req_in.write_text(reqs, encoding="utf-8")
         out = Path(tmp) / "pylock.toml"
-        if preferred:
-            out.write_text(_preferences_text(preferred), encoding="utf-8")
         cmd = [
             _uv_binary(), "pip", "compile", str(req_in),
             "--python-version", python_version,
@@ -215,20 +235,81 @@ def lock_pip(
         for host in dict.fromkeys([*request.trusted_hosts, *options.trusted_hosts]):
             cmd += ["--allow-insecure-host", host]
         env = {k: v for k, v in os.environ.items() if not k.startswith("UV_")}
-        started = time.monotonic()
-        proc = process.run(cmd, error=LockError, env=env)
-        if proc.returncode != 0:
-            raise _uv_error(proc.stderr, index)
+        while True:
+            if preferred:
+                out.write_text(_preferences_text(preferred), encoding="utf-8")
+            sourced = []
+            if from_source:
+                sourced = ["--python", str(guarded_interpreter(Path(tmp))),
+                           "--no-build-isolation"]
+                sourced += [a for name in from_source for a in ("--no-binary", name)]
+            proc = process.run(cmd + sourced, error=LockError, env=env)
+            if proc.returncode == 0:
+                break
+            wheel_less = re.findall(r"Wheels are required for `([^`]+)` because building from "
+                                    r"source is disabled", _plain(proc.stderr))
+            new = [n for n in wheel_less if n not in from_source]
+            if not sources or not new or len(from_source) >= _MAX_SOURCE_BUILDS:
+                raise _uv_error(proc.stderr, index)
+            if progress:
+                progress(f"pip: {', '.join(new)} {'has' if len(new) == 1 else 'have'} no wheel "
+                         "for the target; taking the sdist, built inside the image build")
+            from_source += new
         found = _parse_pylock(out.read_text(encoding="utf-8"))
     wheels = _complete(found, {*request.trusted_hosts, *options.trusted_hosts}, progress)
     if progress:
         total = sum(w.size for w in wheels)
-        progress(f"pip: locked {len(wheels)} wheel(s), {total / 1e6:.1f} MB, "
+        progress(f"pip: locked {len(wheels)} package(s), {total / 1e6:.1f} MB, "
                  f"in {time.monotonic() - started:.1f}s")
     return wheels
 
 
-def _preferences_text(wheels: Sequence[Wheel]) -> str:
+_MAX_SOURCE_BUILDS = 64
+"""Packages one lock may take from source: each retry of uv names one more."""
+_REFUSED = "envnix-refused-build"
+
+
+def guarded_interpreter(directory: Path) -> Path:
+    """An interpreter for uv that answers uv's interpreter query and runs nothing else.
+
+    uv needs an interpreter even to resolve for another target, and with sdists allowed it
+    would run a package's build backend (setup.py: any code) on this machine to learn its
+    dependencies. Given ``--no-build-isolation`` it runs builds with the interpreter it was
+    given, whose path the query reports: ``bin/python`` here, a shell script that execs
+    envnix's own Python for the exact query command and refuses every other (a build), so
+    only sdists with static metadata (PEP 621 pyproject.toml, PKG-INFO 2.2) resolve.
+    """
+    real = os.path.realpath(getattr(sys, "_base_executable", sys.executable))
+    venv = directory / "guarded-python"
+    (venv / "bin").mkdir(parents=True, exist_ok=True)
+    atomic_write(venv / "pyvenv.cfg",
+                 f"home = {os.path.dirname(real)}\ninclude-system-site-packages = false\n"
+                 f"version = {'.'.join(map(str, sys.version_info[:3]))}\n".encode())
+    guard = venv / "guard.py"
+    atomic_write(guard, _GUARD.replace("@REAL@", repr(real)).replace("@REFUSED@", _REFUSED))
+    python = venv / "bin" / "python"
+    atomic_write(python, (f"#!/bin/sh\nexec {shlex.quote(real)} -I -S "
+                          f"{shlex.quote(str(guard))} \"$0\" \"$@\"\n").encode(), mode=0o755)
+    return python
+
+
+_GUARD = r'''import os, re, sys
+QUERY = re.compile(r'import sys; sys\.path = \[__import__\("os"\)\.fsdecode\('
+                   r'b"[A-Za-z0-9/._-]+"\)\] \+ sys\.path; '
+                   r'from python\.get_interpreter_info import main; main\(\)')
+argv0, args = sys.argv[1], sys.argv[2:]
+if len(args) == 4 and args[:3] == ["-I", "-B", "-c"] and QUERY.fullmatch(args[3]):
+    os.execv(@REAL@, [argv0, *args])
+sys.stderr.write("@REFUSED@\n")
+sys.exit(97)
+'''
+
+
+def _plain(text: str) -> str:
+    return re.sub(r"\x1b\[[0-9;]*m", "", text)
+
+
+def _preferences_text(wheels: Sequence[Wheel | Sdist]) -> str:
     """A PEP 751 pylock.toml of ``wheels``, as uv reads an existing output file's pins.
 
     JSON strings are TOML basic strings (same quotes and escapes), so json.dumps quotes them.
@@ -237,8 +318,10 @@ def _preferences_text(wheels: Sequence[Wheel]) -> str:
     for w in sorted(wheels, key=lambda w: w.name):
         lines += ["", "[[packages]]", f"name = {json.dumps(w.name)}",
                   f"version = {json.dumps(w.version)}",
-                  f"wheels = [{{ url = {json.dumps(w.url)}, size = {w.size}, "
-                  f"hashes = {{ sha256 = {json.dumps(w.sha256)} }} }}]"]
+                  f"{'sdist = ' if isinstance(w, Sdist) else 'wheels = ['}"
+                  f"{{ url = {json.dumps(w.url)}, size = {w.size}, "
+                  f"hashes = {{ sha256 = {json.dumps(w.sha256)} }} }}"
+                  f"{'' if isinstance(w, Sdist) else ']'}"]
     return "\n".join(lines) + "\n"
 
 
@@ -250,22 +333,23 @@ def _parse_pylock(text: str) -> list[_Found]:
         archive = pkg.get("archive") or {}
         if not files and str(archive.get("url", "")).endswith(".whl"):
             files = [archive]  # a direct URL (name @ https://...whl): pinned by its sha256
-        if not files:
+        sdist = pkg.get("sdist") if not files else None
+        if not files and not sdist:
             raise LockError(f"pip: {pkg['name']} {pkg.get('version')} has no wheel for the "
-                            "target platform (sdists are not built)")
-        wheel = max(files, key=lambda f: _wheel_preference(f["url"].rsplit("/", 1)[-1]))
-        sha256 = (wheel.get("hashes") or {}).get("sha256")
-        size = wheel.get("size")
+                            "target platform and no sdist")
+        chosen = sdist or max(files, key=lambda f: _wheel_preference(f["url"].rsplit("/", 1)[-1]))
+        sha256 = (chosen.get("hashes") or {}).get("sha256")
+        size = chosen.get("size")
         found.append(_Found(
-            name=pkg["name"], version=str(pkg["version"]), url=wheel["url"],
+            name=pkg["name"], version=str(pkg["version"]), url=chosen["url"],
             sha256=str(sha256).lower() if sha256 else None,
-            size=int(size) if size is not None else None,
+            size=int(size) if size is not None else None, sdist=bool(sdist),
         ))
     return sorted(found, key=lambda f: f.name)
 
 
 def _complete(found: list[_Found], trusted_hosts: set[str],
-              progress: Progress | None = None) -> list[Wheel]:
+              progress: Progress | None = None) -> list[Wheel | Sdist]:
     """Wheels with sha256 and size, asking the index for what its pages did not say.
 
     A PEP 503 HTML page gives no sizes: one HEAD per wheel (in parallel) reads them. A wheel
@@ -287,13 +371,14 @@ def _complete(found: list[_Found], trusted_hosts: set[str],
             progress(f"pip: the index gave no size for {len(missing)} wheel(s)"
                      + (f" and no sha256 for {hashed}" if hashed else "")
                      + f"; asked the server in {time.monotonic() - started:.1f}s")
-    wheels = []
+    wheels: list[Wheel | Sdist] = []
     for f in found:
         full = done[f.url]
         assert full.sha256 is not None and full.size is not None
-        wheels.append(Wheel(name=f.name, version=f.version,
-                            filename=f.url.rsplit("/", 1)[-1],
-                            url=f.url, sha256=full.sha256, size=full.size))
+        pinned = Sdist if f.sdist else Wheel
+        wheels.append(pinned(name=f.name, version=f.version,
+                             filename=urllib.parse.unquote(f.url.rsplit("/", 1)[-1]),
+                             url=f.url, sha256=full.sha256, size=full.size))
     return wheels
 
 
@@ -345,11 +430,19 @@ def _wheel_preference(filename: str) -> tuple[int, tuple[int, int], str]:
 
 def _uv_error(stderr: str, index: str) -> LockError:
     """Turn uv's resolver report into one line; unknown names get did-you-mean suggestions."""
-    text = re.sub(r"\x1b\[[0-9;]*m", "", stderr)
+    text = _plain(stderr)
     denied = re.search(r"index URL \((\S+)\) could not be queried due to a lack of valid "
                        r"authentication credentials \((\d+)", text)
     if denied:
         return _login_refused(denied[1], denied[2])
+    refused = re.search(r"Failed to build `([^`=]+)==([^`]+)`", text)
+    if refused and _REFUSED in text:
+        return LockError(f"pip: {refused[1]} {refused[2]} has no wheel for the target, and its "
+                         "sdist's dependencies are computed by its build script; envnix runs no "
+                         "package code at lock time",
+                         hint=f"pin a version of {refused[1]} that has a wheel for the target, "
+                              "or one whose sdist declares its dependencies statically "
+                              "(pyproject.toml [project] without dynamic dependencies)")
     missing = re.search(r"Because (\S+) was not found in the package registry", text)
     if missing:
         name = missing[1]

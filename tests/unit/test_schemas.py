@@ -66,6 +66,17 @@ def _committed_lock() -> dict[str, Any]:
     return json.loads((QUICKSTART / "envnix.lock").read_text(encoding="utf-8"))
 
 
+def _with_source_builds(lock: dict[str, Any]) -> dict[str, Any]:
+    deb = {**lock["apt"]["packages"][0], "url": "http://127.0.0.1:1/build/gcc.deb"}
+    wheel = {"name": "setuptools", "version": "80.9.0", "url": "http://127.0.0.1:1/st.whl",
+             "sha256": "1" * 64, "size": 1, "filename": "setuptools-80.9.0-py3-none-any.whl"}
+    sdist = {"name": "probe", "version": "0.1.0", "url": "http://127.0.0.1:1/probe.tar.gz",
+             "sha256": "2" * 64, "size": 2, "filename": "probe-0.1.0.tar.gz",
+             "requires": ["setuptools>=61"], "backend": "setuptools.build_meta",
+             "backend_path": ["."]}
+    return {**lock, "source_builds": {"sdists": [sdist], "wheels": [wheel], "debs": [deb]}}
+
+
 def _digests() -> dict[str, Any]:
     """digests.json as mkimage writes it, with the quickstart's committed digests."""
     expected = json.loads((QUICKSTART / "expected-digests.json").read_text(encoding="utf-8"))
@@ -81,6 +92,10 @@ DOCUMENTS = {
                             lambda: {**_committed_lock(), "toolchain": shipped_pin_data()},
                             _lock_ok),
     "digests": ("digests.schema.json", _digests, _file_ok(read_digests, BuildError)),
+    # A lock with a package built from its sdist: the sdist, and the build root's wheel and
+    # .deb (here the quickstart's own, under new URLs: a URL is listed once per lock).
+    "lock with source builds": ("envnix.lock.schema.json", lambda: _with_source_builds(
+        _committed_lock()), _lock_ok),
 }
 
 
