@@ -27,7 +27,7 @@
 let
   inherit (builtins) fromJSON readFile toJSON toFile hashFile hashString attrNames
     concatMap elemAt filter genList head length listToAttrs map substring stringLength
-    match split isString concatStringsSep pathExists;
+    match split isString concatStringsSep pathExists elem;
 
   lockText = readFile lock;
   lockData = fromJSON lockText;
@@ -181,6 +181,11 @@ let
       value = { kind = "wheel"; inherit (w) name version url sha256;
                 storeName = storeName w.filename; };
     }) sections.pip.wheels
+    ++ map (s: {
+      name = "sdist:${s.name}";
+      value = { kind = "sdist"; inherit (s) name version url sha256 backend;
+                storeName = storeName s.filename; backendPath = toJSON s.backend_path; };
+    }) sourceBuilds.sdists
     ++ map (t: {
       name = "tool:${t.name}";
       value = { kind = "tool"; inherit (t) name version url sha256;
@@ -188,18 +193,42 @@ let
                 paths = toJSON t.paths; links = toJSON t.links; };
     }) (sections.tools or [ ]));
 
+  # pip packages without a wheel for the target (envnix.lock.sources): each sdist is built
+  # into a wheel by builders/build_sdist.py over a root of the image's .debs and conda
+  # packages plus the lock's build-only .debs (gcc, headers) and build-requirement wheels,
+  # then installed like any wheel. Same inputs, same derivations: a build .deb or wheel the
+  # image also has is one store path.
+  sourceBuilds = { sdists = [ ]; wheels = [ ]; debs = [ ]; } // (sections.source_builds or { });
+  wheelTree = a: run "wheel-${a.storeName}" "install_wheel.py" {
+    src = a.src or (fetch a); pkgName = a.name; pkgVersion = a.version;
+    inherit (plan.python) sitePackages scriptsDir dataDir interpreter;
+    headersDir = "${plan.python.headersRoot}/${a.name}";
+  };
+  debTree = a: run "deb-${a.storeName}" "unpack_deb.py" {
+    src = fetch a; pkgName = a.name; pkgVersion = a.version;
+  };
+  buildRoot = [ skeleton ]
+    ++ map (k: trees.${k}) (filter (k: elem artifacts.${k}.kind [ "deb" "conda" ])
+         (attrNames artifacts))
+    ++ map (p: debTree { inherit (p) name version url sha256;
+                         storeName = storeName (baseNameOf p.url); }) sourceBuilds.debs
+    ++ map (w: wheelTree { inherit (w) name version url sha256;
+                           storeName = storeName w.filename; }) sourceBuilds.wheels;
+  builtWheel = a: run "build-${a.storeName}" "build_sdist.py" ({
+    src = fetch a; pkgName = a.name; pkgVersion = a.version;
+    trees = toJSON buildRoot;
+    inherit (a) backend backendPath;
+    inherit (plan.python) interpreter;
+    inherit proot prootLoader;
+  } // emulated);
+
   tree = key: a:
-    if a.kind == "deb" then run "deb-${a.storeName}" "unpack_deb.py" {
-      src = fetch a; pkgName = a.name; pkgVersion = a.version;
-    }
+    if a.kind == "deb" then debTree a
     else if a.kind == "tool" then run "tool-${a.storeName}" "install_tool.py" {
       src = fetch a; pkgName = a.name; pkgVersion = a.version; inherit (a) paths links;
     }
-    else if a.kind == "wheel" then run "wheel-${a.storeName}" "install_wheel.py" {
-      src = fetch a; pkgName = a.name; pkgVersion = a.version;
-      inherit (plan.python) sitePackages scriptsDir dataDir interpreter;
-      headersDir = "${plan.python.headersRoot}/${a.name}";
-    }
+    else if a.kind == "wheel" then wheelTree a
+    else if a.kind == "sdist" then wheelTree (a // { src = builtWheel a; })
     else run "conda-${a.storeName}" "install_conda.py" ({
       src = fetch a; pkgName = a.name; pkgVersion = a.version; pkgFile = a.fn;
       prefix = plan.condaPrefix; pythonVersion = plan.python.version; record = a.record;

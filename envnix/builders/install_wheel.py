@@ -7,7 +7,8 @@ target ``interpreter``; INSTALLER is ``envnix`` and RECORD is rewritten. No .pyc
 (that must be done with the target Python, see locking-notes §5.2).
 
 Environment (all image paths are absolute paths inside the image, e.g. /usr/local/...):
-  src           path of the .whl (a fixed-output fetch)
+  src           path of the .whl (a fixed-output fetch), or of a directory holding one .whl
+                (build_sdist.py's output: a wheel built from the lock's sdist)
   out           output directory (Nix's $out)
   pkgName       distribution name for meta.json (optional: from the .dist-info dir name)
   pkgVersion    version for meta.json (optional: from the .dist-info dir name)
@@ -207,6 +208,11 @@ def find_dist_info(names: list[str], name_hint: str) -> str:
 
 def main() -> None:
     src = B.getenv("src")
+    if os.path.isdir(src):
+        built = [f for f in sorted(os.listdir(src)) if f.endswith(".whl")]
+        if len(built) != 1:
+            raise B.BuilderError(f"{src} holds {len(built)} wheels, not one")
+        src = os.path.join(src, built[0])
     out = B.getenv("out")
     name = B.getenv("pkgName", "")
     version = B.getenv("pkgVersion", "")

@@ -104,8 +104,9 @@ def plan_layers(artifacts: dict[str, dict[str, Any]], with_files: bool = False,
     """
     layers: list[dict[str, Any]] = ([] if custom_base else
                                     [{"name": "skeleton", "trees": ["@skeleton"]}])
-    for kind, group in (("deb", "os"), ("conda", "conda"), ("wheel", "pip"), ("tool", "tools")):
-        keys = sorted(k for k, a in artifacts.items() if a["kind"] == kind)
+    for kinds, group in ((("deb",), "os"), (("conda",), "conda"), (("wheel", "sdist"), "pip"),
+                         (("tool",), "tools")):
+        keys = sorted(k for k, a in artifacts.items() if a["kind"] in kinds)
         small = [k for k in keys if artifacts[k]["size"] < OWN_LAYER_BYTES]
         big = [k for k in keys if artifacts[k]["size"] >= OWN_LAYER_BYTES]
         if small:
@@ -182,6 +183,25 @@ def lock_artifacts(lock: Lock) -> dict[str, dict[str, Any]]:
             "kind": "wheel", "name": wheel["name"], "version": wheel["version"],
             "url": wheel["url"], "sha256": wheel["sha256"], "size": wheel["size"],
             "storeName": store_name(wheel["filename"]),
+        }
+    builds = lock.source_builds or {}
+    for sdist in lock.sdists:  # built into a wheel inside Nix (builders/build_sdist.py)
+        artifacts[_artifact_key("sdist", sdist["name"])] = {
+            "kind": "sdist", "name": sdist["name"], "version": sdist["version"],
+            "url": sdist["url"], "sha256": sdist["sha256"], "size": sdist["size"],
+            "storeName": store_name(sdist["filename"]),
+        }
+    for wheel in builds.get("wheels", []):  # the build root's: never in a layer
+        artifacts[_artifact_key("build-wheel", wheel["name"])] = {
+            "kind": "build-wheel", "name": wheel["name"], "version": wheel["version"],
+            "url": wheel["url"], "sha256": wheel["sha256"], "size": wheel["size"],
+            "storeName": store_name(wheel["filename"]),
+        }
+    for pkg in builds.get("debs", []):
+        artifacts[_artifact_key("build-deb", pkg["name"])] = {
+            "kind": "build-deb", "name": pkg["name"], "version": pkg["version"],
+            "url": pkg["url"], "sha256": pkg["sha256"], "size": pkg["size"],
+            "storeName": store_name(pkg["url"].rsplit("/", 1)[-1]),
         }
     for tool in lock.tools:  # install.uv, ...: the members builders/install_tool.py places
         artifacts[_artifact_key("tool", tool["name"])] = {
