@@ -222,8 +222,24 @@ let
     inherit proot prootLoader;
   } // emulated);
 
+  # The .debs of one layer are unpacked by one derivation, each into a directory of its own
+  # (builders/unpack_deb.py with `debs`): Nix's cost per derivation, not the unpacking, was
+  # most of what a cold build spent over the floor. A layer of one .deb keeps its own
+  # derivation, as do the source builds' .debs.
+  debGroups = listToAttrs (concatMap (l:
+    let
+      keys = filter (k: (artifacts.${k}.kind or "") == "deb") l.trees;
+      group = run "debs-${l.name}" "unpack_deb.py" {
+        debs = toJSON (map (k: let a = artifacts.${k}; in {
+          src = fetch a; inherit (a) name version; dir = a.storeName;
+        }) keys);
+      };
+    in if length keys < 2 then [ ]
+       else map (k: { name = k; value = "${group}/${artifacts.${k}.storeName}"; }) keys)
+    plan.layers);
+
   tree = key: a:
-    if a.kind == "deb" then debTree a
+    if a.kind == "deb" then debGroups.${key} or (debTree a)
     else if a.kind == "tool" then run "tool-${a.storeName}" "install_tool.py" {
       src = fetch a; pkgName = a.name; pkgVersion = a.version; inherit (a) paths links;
     }

@@ -79,6 +79,17 @@ def die(what: str, why: str) -> NoReturn:
     sys.exit(1)
 
 
+def failure_line(exc: BaseException) -> str:
+    """``<what>: <why>`` for an exception a builder step ended with, as main_wrapper says it
+    (for work done in a child process, whose parent prints it)."""
+    if isinstance(exc, BuilderError):
+        return f"{_one_line(exc.what or _context[0])}: {_one_line(exc.why)}"
+    if isinstance(exc, _INPUT_ERRORS):
+        return f"{_one_line(_context[0])}: {_one_line(_describe(exc))}"
+    return (f"{_one_line(_context[0])}: internal error: "
+            f"{_one_line(type(exc).__name__ + ': ' + str(exc))}")
+
+
 def main_wrapper(fn: Callable[[], None], what: str) -> None:
     """Run a builder's main; bad input becomes one ``envnix-builder:`` line and exit 1.
 

@@ -2,6 +2,9 @@
 
 Environment:
   src      path of the .deb (a fixed-output fetch, already checked by hash)
+  debs     instead of src/pkgName/pkgVersion: a JSON list of {src, name, version, dir}, each
+           unpacked into $out/<dir> as the package tree described below, in parallel on
+           NIX_BUILD_CORES cores (templates/image.nix: one derivation per layer's .debs)
   out      output directory (Nix's $out)
   pkgName  package name for meta.json (optional: defaults to the control file's Package)
   pkgVersion package version for meta.json (optional: defaults to the control's Version)
@@ -27,6 +30,8 @@ regular files with different content are an error.
 
 from __future__ import annotations
 
+import concurrent.futures
+import multiprocessing
 import os
 import re
 import sys
@@ -99,13 +104,59 @@ def control_field(control: bytes, field: str) -> str | None:
 
 
 def main() -> None:
-    src = B.getenv("src")
     out = B.getenv("out")
+    if B.optional_env("debs") is not None:
+        unpack_group(out, B.json_input(B.getenv("debs"), "debs", "["))
+        return
+    src = B.getenv("src")
     name_env = B.getenv("pkgName", "")
     version_env = B.getenv("pkgVersion", "")
     B.set_context(f"deb {name_env or os.path.basename(src)}"
                   + (f" {version_env}" if version_env else ""))
+    unpack(src, out, name_env, version_env)
 
+
+GROUP_DIR_RE = re.compile(r"[A-Za-z0-9+._?=-]{1,200}")
+
+
+def _group_job(job: dict[str, str]) -> str | None:
+    """One .deb of a group (in a worker process): None, or the error line it ends with."""
+    B.set_context(f"deb {job['name']} {job['version']}")
+    try:
+        unpack(job["src"], job["out"], job["name"], job["version"])
+    except Exception as exc:  # reported by the parent, as main_wrapper would
+        return B.failure_line(exc)
+    return None
+
+
+def unpack_group(out: str, debs: object) -> None:
+    """Several .debs, each into ``$out/<dir>`` as its own package tree, on every core.
+
+    Why: one derivation per layer's .debs instead of one per .deb; Nix's cost per
+    derivation, not the unpacking, was most of a cold build over the floor (bench/profile.py).
+    """
+    if not isinstance(debs, list) or not all(
+            isinstance(d, dict) and all(isinstance(d.get(k), str)
+                                        for k in ("src", "name", "version", "dir"))
+            for d in debs):
+        raise B.BuilderError("debs: must be a JSON list of {src, name, version, dir}")
+    dirs = [d["dir"] for d in debs]
+    if len(set(dirs)) != len(dirs) or not all(GROUP_DIR_RE.fullmatch(d) and d not in (".", "..")
+                                              for d in dirs):
+        raise B.BuilderError("debs: each dir must be a distinct plain file name")
+    os.makedirs(out)
+    jobs = [{**d, "out": os.path.join(out, d["dir"])} for d in debs]
+    workers = int(os.environ.get("NIX_BUILD_CORES") or 0) or len(os.sched_getaffinity(0))
+    context = multiprocessing.get_context("fork")
+    with concurrent.futures.ProcessPoolExecutor(min(workers, len(jobs)) or 1,
+                                                mp_context=context) as pool:
+        for failure in pool.map(_group_job, jobs):
+            if failure is not None:
+                B.die(*failure.split(": ", 1))
+
+
+def unpack(src: str, out: str, name_env: str, version_env: str) -> None:
+    """One .deb into the package tree ``out`` (see the module docstring)."""
     with open(src, "rb") as f:
         members = A.read_ar(f)
         if not members or members[0].name != "debian-binary":
