@@ -76,7 +76,7 @@ def _entries(lock: Lock, section: str) -> dict[str, dict[str, Any]]:
     if section == "apt":
         return {p["name"]: p for p in lock.apt_packages}
     if section == "pip":
-        return {S.pep503(w["name"]): w for w in lock.pip_wheels}
+        return {S.pep503(w["name"]): w for w in [*lock.pip_wheels, *lock.sdists]}
     return {p["name"]: p for p in lock.conda_packages}
 
 

@@ -44,7 +44,7 @@ _SPDX_HOST = re.compile(r"[a-z0-9]+(?:[-.][a-z0-9]+)*\.[a-z]{2,5}", re.I)
 class Component:
     """One artifact of the image, as both SBOM formats describe it."""
 
-    kind: str  # deb, wheel, conda
+    kind: str  # deb, wheel, sdist, conda
     name: str
     version: str
     sha256: str
@@ -95,6 +95,11 @@ def components(lock: Lock, local_file: Callable[[dict[str, Any]], Path | None] |
             "wheel", whl["name"], whl["version"], whl["sha256"], whl["url"],
             f"pkg:pypi/{_enc(S.pep503(whl['name']))}@{_enc(whl['version'])}",
             wheel_license(path) if path else None))
+    for sdist in lock.sdists:  # built into a wheel by the image build: the source is pinned
+        found.append(Component(
+            "sdist", sdist["name"], sdist["version"], sdist["sha256"], sdist["url"],
+            f"pkg:pypi/{_enc(S.pep503(sdist['name']))}@{_enc(sdist['version'])}",
+            None))
     return found
 
 
