@@ -139,6 +139,13 @@ _IMAGE = S.obj({
     "copyOwner": S.tuple_of(_ID, _ID),
     "ignore": S.array(S.obj({"regex": S.text, "negate": S.boolean})),
     "sources": S.mapping(_BELOW, S.sha256),
+}, {
+    # include(git=URL)'s repositories (envnix.frontend.include), in call order
+    "includes": S.array(S.obj({
+        "url": S.string(r"(?i:https?|git)://[!-.0-?A-~]{1,255}(?:/[!-~]*)?",
+                        "an http(s) or git:// URL without credentials", max_len=2048),
+        "commit": S.string(r"[0-9a-f]{40}|[0-9a-f]{64}", "a commit id (40 or 64 hex digits)"),
+        "sha256": S.sha256}), unique=lambda i: i.get("url"), unique_field="url"),
 })
 
 

@@ -297,6 +297,9 @@ def image_section(spec: ImageSpec, lock: Lock, context: Path) -> dict[str, Any]:
         "ignore": [{"regex": r.regex, "negate": r.negate} for r in load_ignore(context)]
                   if spec.copies else [],
         "sources": image_sources(spec, context),
+        # include(git=URL): each repository's commit and the sha256 of its .envd files, so
+        # later evaluations read the same commit (only then: other locks keep their bytes)
+        **({"includes": spec.includes} if spec.includes else {}),
     }
 
 
