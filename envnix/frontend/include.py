@@ -139,6 +139,11 @@ def cache_root() -> Path:
     return Path(base) / "envnix" / "include"
 
 
+def cache_dir(url: str, root: Path | None = None) -> Path:
+    """The cache's bare repository for ``url`` (one per URL, whatever it is named)."""
+    return (root or cache_root()) / f"{hashlib.sha256(url.encode()).hexdigest()[:32]}.git"
+
+
 def pins_from_lock(image: Mapping[str, Any] | None) -> dict[str, dict[str, str]]:
     """The include pins an envnix.lock's image section records, by URL."""
     return {p["url"]: p for p in (image or {}).get("includes", [])}
@@ -197,8 +202,8 @@ class Fetcher:
     def _gitdir(self, url: str) -> Path:
         """The cache's bare repository for ``url``, made whole (init in a temporary directory,
         then renamed) so an interrupted first fetch never leaves a half-made one."""
-        key = hashlib.sha256(url.encode()).hexdigest()[:32]
-        gitdir = self.root / f"{key}.git"
+        gitdir = cache_dir(url, self.root)
+        key = gitdir.stem
         if gitdir.is_dir():
             return gitdir
         try:
