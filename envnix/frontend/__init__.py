@@ -362,12 +362,9 @@ class SpecBuilder(ToolCalls, CudaCalls):
         self.copy_requests.append((call.rel, call.request))
 
     def _run(self, commands: list[str], mount_host: bool | None = None, where: str = "") -> None:
-        if mount_host:
-            raise SpecError(
-                "run(mount_host=True) bind-mounts the host's build context into the build, "
-                "so the result depends on whatever the context holds at that moment",
-                hint="copy what the commands need with io.copy, then run(commands=[...])",
-            )
+        """mount_host=True: the build context (ignore rules applied, as for io.copy) is an
+        input of the step and appears at its working directory while it runs, never in its
+        layer (templates/image.nix, builders/run_steps.py)."""
         kept: list[str] = []
         at = f"{where}: " if where else ""  # the step's file:line
         for command in commands or []:
@@ -379,7 +376,7 @@ class SpecBuilder(ToolCalls, CudaCalls):
             if reading.kept is not None:
                 kept.append(reading.kept)
         if kept:
-            self.runs.append(RunSpec(kept))
+            self.runs.append(RunSpec(kept, mount_host=bool(mount_host)))
 
     def _take_run_installs(self, reading: RunReading, at: str) -> None:
         """A run() step's package installs, locked as the install.* calls they mean."""

@@ -109,7 +109,7 @@ _PLAN = S.obj({
     "nixpkgsCuda": S.nullable(S.obj({}, other_keys=True)),
     "baseLayers": S.array(_PLAN_BASE_LAYER),
     "users": S.array(S.tuple_of(S.text, S.integer(), S.integer(), S.text, S.text)),
-    "runs": S.array(S.obj({"commands": S.array(S.any_text)})),
+    "runs": S.array(S.obj({"commands": S.array(S.any_text)}, {"mountHost": S.boolean})),
     "runEnv": S.mapping(S.text, S.any_text),
     "aptSources": S.array(_PLAN_APT_SOURCE), "triggers": S.array(S.token),
     "aptAuto": S.array(S.token),
