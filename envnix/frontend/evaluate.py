@@ -319,10 +319,14 @@ class Evaluator:
         pending = re.search(r"envnix-error-\d+", message)
         if pending and pending[0] in self._pending:
             err = self._pending[pending[0]]
-            if isinstance(err, IncludeNeeded) and not err.file:
-                return IncludeNeeded(err.url, file=file, line=line, col=col)
             if err.file:
                 return err
+            if err.message.startswith("include(") and line is not None and not (
+                    pointer and pointer[1] != PRELUDE_FILE):  # the call's own column
+                found = self._source_at(file, line, 1).find("include(")
+                col = found + 1 if found >= 0 else col
+            if isinstance(err, IncludeNeeded):
+                return IncludeNeeded(err.url, file=file, line=line, col=col)
             return FrontendError(err.message, file=file, line=line, col=col, hint=err.hint)
         text = self._rewrite(message, file, line, col)
         return FrontendError(text, file=file, line=line, col=col, hint=_ADJACENT_STRINGS_HINT

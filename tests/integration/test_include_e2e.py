@@ -80,7 +80,7 @@ def test_include_is_pinned_built_kept_and_upgraded(tmp_path: Path,
         proc = envnix("build", str(context), "--locked", "--no-load", check=False)
     assert proc.returncode == 5
     errors = [line for line in proc.stderr.splitlines() if line.startswith("envnix:")]
-    assert errors == [f"envnix: build.envd:1:1: include(git='{served.url}'): commit "
+    assert errors == [f"envnix: build.envd:1:11: include(git='{served.url}'): commit "
                       f"{second[:12]}'s .envd files have sha256 "
                       f"{content_sha256((('src/greeting.envd', LIB_V2),))}, but envnix.lock "
                       f"recorded {'0' * 64}"]
@@ -92,7 +92,7 @@ def test_an_unreachable_repository_is_one_line_and_exit_8(tmp_path: Path) -> Non
         proc = envnix("spec", str(context), check=False)
     assert proc.returncode == 8, proc.stderr
     [line] = [ln for ln in proc.stderr.splitlines() if ln.startswith("envnix:")]
-    assert line.startswith(f"envnix: build.envd:1:1: include(git='{served.url[:-7]}missing'): "
+    assert line.startswith(f"envnix: build.envd:1:11: include(git='{served.url[:-7]}missing'): "
                            "cannot reach the repository: ")
     assert "Traceback" not in proc.stderr
 

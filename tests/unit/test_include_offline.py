@@ -103,7 +103,7 @@ def test_an_unfetched_repository_stops_the_evaluation_at_its_call(tmp_path: Path
     with pytest.raises(IncludeNeeded) as info:
         evaluate_spec(tmp_path)
     assert (info.value.url, info.value.file, info.value.line, info.value.col) == (
-        URL, "build.envd", 3, 5)
+        URL, "build.envd", 3, 11)
 
 
 def test_the_included_functions_run_as_build_envd_calls(tmp_path: Path) -> None:
@@ -223,5 +223,5 @@ def test_locked_without_a_pin_stops_before_any_git(tmp_path: Path) -> None:
     with pytest.raises(EnvnixError) as info:
         load_spec(tmp_path, include_pins={}, locked=True)
     assert info.value.exit_code == 5
-    assert str(info.value) == (f"build.envd:1:1: include(git='{URL}') is not pinned in "
+    assert str(info.value) == (f"build.envd:1:11: include(git='{URL}') is not pinned in "
                                "envnix.lock")
