@@ -16,6 +16,7 @@ from _cli import build, envnix
 from _git_daemon import served_repository
 from _podman import podman
 
+from envnix.frontend import load_spec
 from envnix.frontend.include import cache_dir, content_sha256
 
 LIB_V1 = ('def greeting(msg="hello"):\n'
@@ -84,6 +85,20 @@ def test_include_is_pinned_built_kept_and_upgraded(tmp_path: Path,
                       f"{second[:12]}'s .envd files have sha256 "
                       f"{content_sha256((('src/greeting.envd', LIB_V2),))}, but envnix.lock "
                       f"recorded {'0' * 64}"]
+
+
+def test_smart_http_serves_the_pinned_commit_too(tmp_path: Path) -> None:
+    """Over git's smart HTTP (git-http-backend): HEAD pinned, then, after a new commit and
+    with an empty cache, the pinned commit fetched by its id."""
+    with served_repository(tmp_path / "srv", {"lib.envd": LIB_V1}, http=True) as served:
+        first = served.git("rev-parse", "HEAD")
+        context = _context(tmp_path, served.url)
+        spec = json.loads(envnix("spec", str(context)).stdout)
+        assert spec["includes"][0]["commit"] == first and spec["env"] == {"GREETING": "hi v1"}
+        served.commit({"lib.envd": LIB_V2})
+        shutil.rmtree(cache_dir(served.url))
+        again = load_spec(context, include_pins={served.url: spec["includes"][0]})
+    assert again.includes == spec["includes"] and again.env == {"GREETING": "hi v1"}
 
 
 def test_an_unreachable_repository_is_one_line_and_exit_8(tmp_path: Path) -> None:
