@@ -371,6 +371,14 @@ let
   # Every tree below the run() layers, in layer order: the root the commands run over.
   baseTrees = fromBase baseTree ++ concatMap (l: map treeFor l.trees) plan.layers;
 
+  # run(mount_host=True): the context, imported as io.copy's sources are (ignore rules
+  # applied), an input of that group only; run_steps.py shows it at the working directory.
+  contextMount = builtins.path {
+    path = context;
+    name = "envnix-context-mount";
+    filter = path: type:
+      !(ignored (substring (stringLength contextRoot + 1) (stringLength path) path));
+  };
   runTrees = genList (i: run "envnix-run-${toString (i + 1)}" "run_steps.py" ({
     trees = toJSON (baseTrees ++ genList (j: elemAt runTrees j) i);
     commands = toJSON (elemAt plan.runs i).commands;
@@ -378,7 +386,8 @@ let
     env = toJSON plan.runEnv;
     inherit proot prootLoader;
     pkgName = "run-${toString (i + 1)}";
-  } // emulated)) (length plan.runs);
+  } // (if (elemAt plan.runs i).mountHost or false then { mount = contextMount; } else { })
+    // emulated)) (length plan.runs);
 
   # run() layers hold what the user's commands made: packed, never filtered (an apt install
   # there already follows the image's dpkg filters).

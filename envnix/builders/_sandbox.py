@@ -183,13 +183,17 @@ class RunResult:
 
 
 def run_group(rootfs: Rootfs, work: str, proot: list[str], shell: str, workdir: str,
-              commands: list[str], env: dict[str, str], bash: bool) -> RunResult:
+              commands: list[str], env: dict[str, str], bash: bool,
+              binds: tuple[tuple[str, str], ...] = ()) -> RunResult:
+    """Run the group's script through proot; ``binds``: (host directory, image path) pairs
+    shown inside for this run only (run(mount_host=True)'s context)."""
     tmp = os.path.join(work, "proot-tmp")
     os.mkdir(tmp, 0o700)
     log = os.path.join(work, "output.log")
     errfile = os.path.join(work, "err-lines")
     argv = [*proot, "-0", "-r", rootfs.root, "-w", workdir, "-b", "/proc"]
     argv += [arg for n in DEV_NODES if os.path.exists(f"/dev/{n}") for arg in ("-b", f"/dev/{n}")]
+    argv += [arg for host, guest in binds for arg in ("-b", f"{host}:{guest}")]
     argv += [shell, "-c", script_for(commands, env, bash)]
     proc_env = {k: v for k, v in env.items() if not k.startswith("LD_")}
     proc_env["PROOT_TMP_DIR"] = tmp

@@ -21,6 +21,11 @@ Environment:
   proot     absolute path of the proot binary (host toolchain: /usr/bin/proot)
   prootLoader  optional JSON list: the command that starts ``proot`` (pinned toolchain: its
             ld.so and --library-path, since the sandbox has no /lib64/ld-linux-x86-64.so.2)
+  mount     optional: a directory (run(mount_host=True): the build context, ignore rules
+            applied) shown at the working directory while the commands run. They get a
+            writable scratch copy of it, as BuildKit's mount of the context is a throwaway
+            layer in envd: what they write there is discarded, and neither the store path nor
+            the layer sees it. The image's own working directory stays as it was.
   pkgName, pkgVersion  optional, for meta.json (default "run", "0")
   qemu, arch  optional, for an image of another platform (``arch`` arm64): the qemu-user
             program proot runs the image's programs with (``proot -q``; the toolchain pin's
@@ -92,6 +97,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import sys
 import tempfile
 import time
@@ -215,6 +221,21 @@ def _make_workdir(rootfs: Rootfs, workdir: str) -> str:
     return "/" + rel
 
 
+def _scratch_copy(source: str, dest: str) -> str:
+    """A writable copy of ``source`` (a store path: read-only) for the commands to see; links
+    are copied as links, never followed."""
+    if not os.path.isdir(source):
+        raise B.BuilderError(f"mount {source!r} is not a directory")
+    shutil.copytree(source, dest, symlinks=True)
+    for dirpath, _, filenames in os.walk(dest):
+        os.chmod(dirpath, 0o755)
+        for name in filenames:
+            path = os.path.join(dirpath, name)
+            if not os.path.islink(path):
+                os.chmod(path, (os.lstat(path).st_mode & 0o777) | 0o600)
+    return dest
+
+
 def _wait_for_clock_tick() -> None:
     """Let the coarse clock (file timestamps) advance past the assembly's last write, so a
     later write by the commands always changes ctime."""
@@ -225,7 +246,7 @@ def _wait_for_clock_tick() -> None:
 def execute(out: str, trees: list[str], commands_for: Callable[[Rootfs], list[str]],
             env: dict[str, str], workdir: str, proot: str, loader: object, shell_given: str,
             name: str, version: str, notes: list[str] | None = None,
-            keep_pyc: bool = False, qemu: str = "") -> None:
+            keep_pyc: bool = False, qemu: str = "", mount: str = "") -> None:
     """Assemble the root from ``trees``, run the commands ``commands_for`` picks from it
     through proot, and write the changes as a package tree in ``out`` (also the entry point
     of triggers.py, which picks the image's own cache tools). No commands: an empty tree.
@@ -269,7 +290,11 @@ def execute(out: str, trees: list[str], commands_for: Callable[[Rootfs], list[st
         _wait_for_clock_tick()
 
         launcher = [*loader, proot, *(["-q", qemu] if qemu else [])]
-        result = run_group(rootfs, work, launcher, shell, cwd, commands, env, bash)
+        if mount and ":" in cwd:  # proot's -b HOST:GUEST would split it
+            raise B.BuilderError(f"workdir {cwd} contains ':', where run(mount_host=True) "
+                                 "cannot show the build context")
+        binds = ((_scratch_copy(mount, os.path.join(work, "mount")), cwd),) if mount else ()
+        result = run_group(rootfs, work, launcher, shell, cwd, commands, env, bash, binds)
         if result.code != 0:
             fail(commands, result)
 
@@ -289,7 +314,8 @@ def main() -> None:
     B.set_context("run")
     execute(out, trees, lambda _rootfs: commands, env, B.getenv("workdir"), B.getenv("proot"),
             json.loads(B.getenv("prootLoader", "[]")), B.getenv("shell", ""),
-            B.getenv("pkgName", "run"), B.getenv("pkgVersion", "0"), qemu=B.getenv("qemu", ""))
+            B.getenv("pkgName", "run"), B.getenv("pkgVersion", "0"), qemu=B.getenv("qemu", ""),
+            mount=B.getenv("mount", ""))
 
 if __name__ == "__main__":
     B.main_wrapper(main, "run")

@@ -33,6 +33,7 @@ from envnix.core.progress import REPORTER
 from envnix.core.reference import default_name, image_name
 from envnix.frontend import load_spec
 from envnix.frontend.evaluate import parse_from
+from envnix.frontend.include import pins_from_lock
 from envnix.frontend.migrate import build_envd_from_conda
 from envnix.lock import LOCK_NAME, Describe, check_lock, ensure_lock, lock_file, read_lock, relock
 from envnix.nix import NixConfig, nix_build
@@ -73,18 +74,21 @@ def _platforms(flag: str | None) -> tuple[Platform, ...] | None:
     return parse_platforms(flag) if flag else None
 
 
-def _load_spec(context: Path, from_: str, cuda_provider: str | None) -> ImageSpec:
+def _load_spec(context: Path, from_: str, cuda_provider: str | None, *,
+               locked: bool = False, upgrade: bool = False) -> ImageSpec:
     """build.envd's spec, named as the project's lock recorded it (envd derives the image's
     name and working directory from the context directory's name: a checkout under another
-    name must not change the image the lock describes)."""
+    name must not change the image the lock describes), its include()s at the lock's
+    commits (``upgrade``: at HEAD; ``locked``: an include the lock lacks is an error)."""
     manifest = context / parse_from(from_)[0]
     try:
         lock = read_lock(manifest.parent / LOCK_NAME)
     except EnvnixError:
         lock = None  # a damaged lock is reported where it is used
     name = lock.image.get("name") if lock is not None and lock.image else None
+    pins = pins_from_lock(lock.image if lock is not None and not upgrade else None)
     return load_spec(context, from_, cuda_provider=_cuda_provider(cuda_provider),
-                     owner=_owner(), name=name)
+                     owner=_owner(), name=name, include_pins=pins, locked=locked)
 
 
 def _describer(spec: ImageSpec, context: Path) -> Describe:
@@ -261,7 +265,7 @@ def lock_cmd(path: str | None, path_opt: str | None, from_: str, cuda_provider: 
     if check and (upgrade or upgrade_packages):
         raise UsageError("--check resolves nothing: it cannot --upgrade")
     context = _context(path, path_opt)
-    spec = _load_spec(context, from_, cuda_provider)
+    spec = _load_spec(context, from_, cuda_provider, locked=check, upgrade=upgrade)
     lock_path = lock_file(context, spec)
     if check:
         check_lock(context, spec, _describer(spec, context), _platforms(platform))
@@ -358,7 +362,7 @@ def render_cmd(path: str | None, path_opt: str | None, from_: str, cuda_provider
     if tag:
         image_name(tag, "-t")
     tag = tag or _default_tag(context)
-    spec = _load_spec(context, from_, cuda_provider)
+    spec = _load_spec(context, from_, cuda_provider, locked=locked)
     lock = ensure_lock(context, spec, apt_mirror, locked, REPORTER, _describer(spec, context),
                        _platforms(platform))
     rendered = render(spec, lock, out_dir or context / GENERATED_DIR, tag, toolchain,
@@ -403,7 +407,7 @@ def build_cmd(path: str | None, path_opt: str | None, from_: str, cuda_provider:
     if tag:
         image_name(tag, "-t")
     tag = output.build_tag(tag, _default_tag(context)) if output else tag or _default_tag(context)
-    spec = _load_spec(context, from_, cuda_provider)
+    spec = _load_spec(context, from_, cuda_provider, locked=locked)
     lock = ensure_lock(context, spec, apt_mirror, locked, REPORTER, _describer(spec, context),
                        _platforms(platform))
     rendered = render(spec, lock, out_dir or context / GENERATED_DIR, tag, toolchain,

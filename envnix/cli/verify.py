@@ -100,7 +100,7 @@ def verify_cmd(path: str, image_ref: str, from_: str, cuda_provider: str | None,
     tag = tag or (str(Reference(ref.domain, ref.path, ref.tag)) if ref.tag
                   else _default_tag(context))
     # What fails fast comes first: the lock (offline), then the registry, then the build.
-    spec = _load_spec(context, from_, cuda_provider)
+    spec = _load_spec(context, from_, cuda_provider, locked=True)
     lock = ensure_lock(context, spec, None, True, REPORTER, _describer(spec, context))
     raw = remote_manifest(ref, opts)
     served = "sha256:" + hashlib.sha256(raw).hexdigest()

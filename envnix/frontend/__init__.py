@@ -10,11 +10,12 @@ from __future__ import annotations
 import re
 import shlex
 import textwrap
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from envnix.core.errors import EnvnixError, SpecError, UsageError
+from envnix.core.errors import EnvnixError, FrontendError, SpecError, UsageError
 from envnix.core.progress import REPORTER, Progress
 from envnix.core.reference import InvalidReference, Reference
 from envnix.frontend.api import BY_NAME
@@ -22,6 +23,13 @@ from envnix.frontend.bounds import freeze_error, run_isolated, thaw_error
 from envnix.frontend.cudacalls import CudaCalls
 from envnix.frontend.envyaml import parse_env_yaml
 from envnix.frontend.evaluate import Evaluator, one_line, parse_from
+from envnix.frontend.include import (
+    MAX_INCLUDES,
+    Fetcher,
+    IncludedRepo,
+    IncludeNeeded,
+    check_url,
+)
 from envnix.frontend.iocopy import read_copy_call
 from envnix.frontend.iohttp import io_http
 from envnix.frontend.runsteps import RunReading, read_run_command
@@ -77,8 +85,11 @@ class SpecBuilder(ToolCalls, CudaCalls):
 
     def __init__(self, context: Path, warn: Progress,
                  cuda_provider: str | None = None,
-                 owner: tuple[int, int] | None = None) -> None:
+                 owner: tuple[int, int] | None = None,
+                 includes: Mapping[str, IncludedRepo] | None = None) -> None:
         self.context = context
+        self.includes = dict(includes or {})  # include(git=URL): the fetched repositories
+        self.include_pins: dict[str, dict[str, str]] = {}  # those used, in call order
         self.warn = warn
         self.cuda_provider = cuda_provider  # --cuda-provider; None: chosen per image
         self.os: OsRelease | None = None
@@ -351,12 +362,9 @@ class SpecBuilder(ToolCalls, CudaCalls):
         self.copy_requests.append((call.rel, call.request))
 
     def _run(self, commands: list[str], mount_host: bool | None = None, where: str = "") -> None:
-        if mount_host:
-            raise SpecError(
-                "run(mount_host=True) bind-mounts the host's build context into the build, "
-                "so the result depends on whatever the context holds at that moment",
-                hint="copy what the commands need with io.copy, then run(commands=[...])",
-            )
+        """mount_host=True: the build context (ignore rules applied, as for io.copy) is an
+        input of the step and appears at its working directory while it runs, never in its
+        layer (templates/image.nix, builders/run_steps.py)."""
         kept: list[str] = []
         at = f"{where}: " if where else ""  # the step's file:line
         for command in commands or []:
@@ -368,7 +376,7 @@ class SpecBuilder(ToolCalls, CudaCalls):
             if reading.kept is not None:
                 kept.append(reading.kept)
         if kept:
-            self.runs.append(RunSpec(kept))
+            self.runs.append(RunSpec(kept, mount_host=bool(mount_host)))
 
     def _take_run_installs(self, reading: RunReading, at: str) -> None:
         """A run() step's package installs, locked as the install.* calls they mean."""
@@ -380,12 +388,14 @@ class SpecBuilder(ToolCalls, CudaCalls):
                 self(function, kwargs)
         self._warn(at + reading.summary())
 
-    def _include(self, git: str) -> None:
-        raise SpecError(
-            f"include(git={git!r}) clones the repository's current HEAD at every build, so "
-            "the image would change whenever the repository does",
-            hint="copy the .envd files you need next to build.envd and use load()",
-        )
+    def _include(self, git: str, where: str = "") -> None:
+        """envd's include(): the repository must have been fetched (pinned) before this
+        evaluation; otherwise the caller fetches it and evaluates again."""
+        check_url(git)
+        repo = self.includes.get(git)
+        if repo is None:
+            raise IncludeNeeded(git)
+        self.include_pins.setdefault(git, repo.pin())
 
     # -- runtime.* -------------------------------------------------------------------------------
     def _runtime_environ(self, env: dict[str, str] | None = None,
@@ -580,37 +590,56 @@ class SpecBuilder(ToolCalls, CudaCalls):
 def load_spec(context: Path, from_: str = "build.envd:build",
               warn: Progress = REPORTER.warning,
               cuda_provider: str | None = None, owner: tuple[int, int] | None = None,
-              name: str | None = None) -> ImageSpec:
+              name: str | None = None,
+              include_pins: Mapping[str, Mapping[str, str]] | None = None,
+              locked: bool = False, fetcher: Fetcher | None = None) -> ImageSpec:
     """Evaluate ``<context>/<file>`` and call its build function; return the ImageSpec.
 
     ``cuda_provider`` (--cuda-provider) overrides where CUDA libraries come from, ``owner``
     (--owner) the config.owner, ``name`` the context directory's (the lock's). The file
     is untrusted: it is evaluated in a child process with bounded memory and CPU time
     (envnix.frontend.bounds); its warnings are passed to ``warn`` here, in order.
+
+    include(git=URL): the child never runs git. An evaluation that meets a repository not
+    fetched yet stops; this process fetches it (at ``include_pins``' commit when the lock
+    has one, else at HEAD; ``locked``: an unpinned one is an error) and evaluates again.
     """
     file_name = Path(parse_from(from_)[0]).name
+    includes: dict[str, IncludedRepo] = {}
+    while True:
+        def work() -> tuple[ImageSpec | None, list[str], Any]:
+            warnings: list[str] = []
+            try:
+                return (evaluate_spec(context, from_, warnings.append, cuda_provider, owner,
+                                      name, includes), warnings, None)
+            except EnvnixError as exc:  # sent with the warnings printed before it
+                return None, warnings, freeze_error(exc)
 
-    def work() -> tuple[ImageSpec | None, list[str], Any]:
-        warnings: list[str] = []
-        try:
-            return (evaluate_spec(context, from_, warnings.append, cuda_provider, owner, name),
-                    warnings, None)
-        except EnvnixError as exc:  # sent with the warnings printed before it
-            return None, warnings, freeze_error(exc)
-
-    spec, warnings, error = run_isolated(work, file_name)
-    for message in warnings:
-        warn(message)
-    if error is not None:
-        raise thaw_error(error)
-    assert spec is not None
-    return spec
+        spec, warnings, error = run_isolated(work, file_name)
+        failed = thaw_error(error) if error is not None else None
+        if isinstance(failed, IncludeNeeded):  # this round's warnings come again in the next
+            where = ":".join(str(p) for p in (failed.file, failed.line, failed.col) if p)
+            if len(includes) >= MAX_INCLUDES:
+                raise FrontendError(f"include(git={failed.url!r}): more than {MAX_INCLUDES} "
+                                    "repositories included", file=failed.file,
+                                    line=failed.line, col=failed.col)
+            fetcher = fetcher or Fetcher()
+            includes[failed.url] = fetcher.repo(
+                failed.url, (include_pins or {}).get(failed.url), where, locked)
+            continue
+        for message in warnings:
+            warn(message)
+        if failed is not None:
+            raise failed
+        assert spec is not None
+        return spec
 
 
 def evaluate_spec(context: Path, from_: str = "build.envd:build",
                   warn: Progress = REPORTER.warning,
                   cuda_provider: str | None = None, owner: tuple[int, int] | None = None,
-                  name: str | None = None) -> ImageSpec:
+                  name: str | None = None,
+                  includes: Mapping[str, IncludedRepo] | None = None) -> ImageSpec:
     """load_spec in this process: the nesting, step and CPU checks apply, but nothing stops
     one huge allocation or a native crash from taking the process down (load_spec's child
     does). For callers that run their own child, such as the fuzz test."""
@@ -619,15 +648,16 @@ def evaluate_spec(context: Path, from_: str = "build.envd:build",
         raise UsageError(f"build context {context} is not a directory")
     file, function = parse_from(from_)
     manifest = context / file
-    builder = SpecBuilder(context, warn, cuda_provider, owner)
+    builder = SpecBuilder(context, warn, cuda_provider, owner, includes)
     try:
-        evaluator = Evaluator(manifest, builder)
+        evaluator = Evaluator(manifest, builder, includes)
         syntax = evaluator.run(function)
         spec = builder.build(name or context.name, file, function, syntax)
     except EnvnixError as exc:
         raise one_line(exc) from None
     read = [manifest, *evaluator.loaded_files(), *(
         [context / spec.conda.env_file] if spec.conda.env_file else [])]
+    spec.includes = list(builder.include_pins.values())
     spec.sources = sorted({p.resolve().relative_to(context).as_posix() for p in read
                            if p.resolve().is_relative_to(context)})
     return spec

@@ -76,7 +76,7 @@ FUNCTIONS: tuple[Function, ...] = (
     _f("shell", _p("name", "str", REQUIRED), positional_only=True),
     _f("run", _p("commands", "list", REQUIRED), _p("mount_host", "bool"), located=True),
     _f("git_config", _p("name"), _p("email"), _p("editor")),
-    _f("include", _p("git", "str", REQUIRED)),
+    _f("include", _p("git", "str", REQUIRED), located=True),
     # install.*
     _f("install.apt_packages", _p("name", "list")),
     _f("install.system_packages", _p("name", "list")),
@@ -162,7 +162,12 @@ def prelude_source() -> str:
         values = "[" + ", ".join(names) + "]"
         types = "[" + ", ".join(f"type({n})" for n in names) + "]"
         stack = ", call_stack()" if fn.located else ""
-        lines.append(f"    return _envnix_call({fn.qualname!r}, {values}, {types}{stack})")
+        call = f"_envnix_call({fn.qualname!r}, {values}, {types}{stack})"
+        if fn.qualname == "include":  # the repository's module, which the evaluator made
+            lines.append(f"    {call}")
+            lines.append("    return _envnix_included[git]")
+        else:
+            lines.append(f"    return {call}")
         lines.append("")
     for module in MODULES:
         members = [f for f in FUNCTIONS if f.module == module]

@@ -13,7 +13,7 @@ import functools
 import os
 import re
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -29,9 +29,11 @@ from envnix.frontend.bounds import (
     is_panic,
     panic_error,
 )
+from envnix.frontend.include import IncludedRepo, IncludeNeeded
 from envnix.spec import file_kind
 
 PRELUDE_FILE = "<envnix prelude>"
+INCLUDE_TABLE_FILE = "<envnix includes>"
 
 _STARLARK_TYPE_WANTED = {
     "str": "string", "list": "list", "dict": "dict", "bool": "bool", "int": "int",
@@ -55,14 +57,19 @@ class _CallError(Exception):
 class Evaluator:
     """Runs one manifest: top-level statements first, then the chosen function."""
 
-    def __init__(self, manifest: Path, handler: CallHandler) -> None:
+    def __init__(self, manifest: Path, handler: CallHandler,
+                 includes: Mapping[str, IncludedRepo] | None = None) -> None:
         self.manifest = manifest
+        self.includes = dict(includes or {})  # include(git=URL)'s repositories, fetched
         self.display_name = manifest.name
         self.source = ""
         self.sources: dict[str, str] = {}  # display name -> text, for error columns
         self.handler = handler
         self._pending: dict[str, EnvnixError] = {}
         self._loaded: dict[Path, sl.FrozenModule] = {}
+        self._included: dict[str, tuple[sl.FrozenModule, list[str]]] = {}  # display -> names
+        self._include_table: str | None = None
+        self._include_files: set[str] = set()  # display names of included repositories' files
         self._loading: list[Path] = []
         self._globals = sl.Globals.extended_by([sl.LibraryExtension.StructType])
         # The prelude alone may call call_stack() (where a located call was made from).
@@ -112,21 +119,86 @@ class Evaluator:
     def _options(self) -> sl.EvalOptions:
         return sl.EvalOptions(check_cancelled=self._budget)
 
-    def _evaluate(self, display: str, text: str) -> sl.FrozenModule:
+    def _evaluate(self, display: str, text: str, *, included: bool = False) -> sl.FrozenModule:
         """One .envd file in a fresh module that has the API prelude; load() resolves here.
 
         The text is checked for nesting before the parser sees it (bounds.check_source);
-        every evaluation runs under the same step/CPU/memory budget.
+        every evaluation runs under the same step/CPU/memory budget. ``included``: a file of
+        an include()d repository, which gets no include table and no load().
         """
         check_source(text, display)
+        module = self._module(display, text, included=included)
+        return module.freeze()
+
+    def _module(self, display: str, text: str, *, included: bool = False) -> sl.Module:
         module = sl.Module()
         module.add_callable("_envnix_call", self._record)
+        # include()'s repositories as structs, by URL: the prelude's include returns one.
+        sl.eval_with(self._options(), module,
+                     sl.parse(INCLUDE_TABLE_FILE, "_envnix_included = {}\n" if included
+                              else self._table_source(), self._table_dialect()),
+                     self._globals, sl.FileLoader(self._load_included))
         sl.eval_with(self._options(), module,
                      _prelude_ast(),
                      self._prelude_globals)
         sl.eval_with(self._options(), module, sl.parse(display, text, self._user_dialect),
-                     self._globals, sl.FileLoader(self._load))
-        return module.freeze()
+                     self._globals, sl.FileLoader(self._refuse_load if included else self._load))
+        return module
+
+    # -- include(git=URL) --------------------------------------------------------------------
+    @staticmethod
+    def _table_dialect() -> sl.Dialect:
+        dialect = sl.Dialect.extended()
+        dialect.enable_load = True
+        return dialect
+
+    def _table_source(self) -> str:
+        """Starlark binding ``_envnix_included``: each fetched repository's exported names
+        (envd: every global of every .envd file, but ``_``-prefixed ones) as one struct.
+        Made once, when the manifest's module is, so every repository file is evaluated
+        once; an error in one is raised here, naming that file."""
+        if self._include_table is None:
+            loads, entries = [], []
+            for i, (url, repo) in enumerate(self.includes.items()):
+                fields, taken = [], {}
+                for path, text in repo.files:
+                    display = include_display(url, path)
+                    names = self._included_file(display, text)
+                    for name in names:
+                        if name in taken:
+                            raise FrontendError(
+                                f"include(git={url!r}): found duplicated object name: {name} "
+                                f"in {path} (also in {taken[name]})")
+                        taken[name] = path
+                    if names:
+                        symbols = ", ".join(f"_envnix_i{i}_{n}={n!r}" for n in names)
+                        loads.append(f"load({display!r}, {symbols})")
+                    fields += [f"{n}=_envnix_i{i}_{n}" for n in names]
+                entries.append(f"{url!r}: struct({', '.join(fields)})")
+            self._include_table = "".join(line + "\n" for line in loads) + (
+                "_envnix_included = {" + ", ".join(entries) + "}\n")
+        return self._include_table
+
+    def _load_included(self, display: str) -> sl.FrozenModule:
+        return self._included[display][0]
+
+    def _included_file(self, display: str, text: str) -> list[str]:
+        """Evaluate one file of an included repository (as build.envd: same prelude, same
+        budget); the names it exports."""
+        self.sources[display] = text
+        self._include_files.add(display)
+        try:
+            check_source(text, display)
+            module = self._module(display, text, included=True)
+            frozen, names = _module_names(module, text, self._options())
+        except sl.StarlarkError as exc:
+            raise self._translate(exc) from None
+        self._included[display] = (frozen, names)
+        return names
+
+    def _refuse_load(self, name: str) -> sl.FrozenModule:
+        self._fail(f"load({name!r}) inside an included repository is not supported",
+                   hint="envnix reads an included repository's .envd files as one module each")
 
     def _load(self, name: str) -> sl.FrozenModule:
         """load("lib.envd", ...): relative to the manifest's directory (envd resolves it against
@@ -195,6 +267,10 @@ class Evaluator:
                 self._fail(f"{qualname}: parameter {param.name}: {shown} contains a NUL "
                            "character")
             args[param.name] = value
+        if qualname == "include" and args.get("where", "").rpartition(":")[0] in (
+                self._include_files):
+            self._fail("include() inside an included repository is not supported",
+                       hint="include that repository from build.envd itself")
         if not fn.supported:
             self._fail(
                 f"{qualname}() is part of envd's API but envnix cannot build it yet",
@@ -204,6 +280,8 @@ class Evaluator:
         # is what lets the error point at the call site.
         try:
             return self.handler(qualname, args)  # a value only for data.envd
+        except IncludeNeeded as exc:  # kept whole: the caller fetches and evaluates again
+            self._fail_with(exc)
         except EnvnixError as exc:
             self._fail(exc.message, exc.hint)
 
@@ -243,6 +321,12 @@ class Evaluator:
             err = self._pending[pending[0]]
             if err.file:
                 return err
+            if err.message.startswith("include(") and line is not None and not (
+                    pointer and pointer[1] != PRELUDE_FILE):  # the call's own column
+                found = self._source_at(file, line, 1).find("include(")
+                col = found + 1 if found >= 0 else col
+            if isinstance(err, IncludeNeeded):
+                return IncludeNeeded(err.url, file=file, line=line, col=col)
             return FrontendError(err.message, file=file, line=line, col=col, hint=err.hint)
         text = self._rewrite(message, file, line, col)
         return FrontendError(text, file=file, line=line, col=col, hint=_ADJACENT_STRINGS_HINT
@@ -317,6 +401,54 @@ def one_line(error: EnvnixError) -> EnvnixError:
         error.args = (error.message,)
         error.hint = escape(error.hint) if error.hint else error.hint
     return error
+
+
+def include_display(url: str, path: str) -> str:
+    """How errors name a file of an included repository: its URL, then its path."""
+    return f"{url.rstrip('/')}/{path}"
+
+
+_IDENTIFIER = re.compile(r"\b[A-Za-z][A-Za-z0-9_]*\b")
+
+
+def _module_names(module: sl.Module, text: str,
+                  options: sl.EvalOptions) -> tuple[sl.FrozenModule, list[str]]:
+    """The module frozen, and the globals it defines but ``_``-prefixed ones and the API.
+
+    starlark-pyo3 cannot list a module's names, so every identifier of the text is asked
+    for: a value, or an error converting one (a function), means bound; None means an
+    unbound name or a global set to None, which a load() of it from the frozen module tells
+    apart.
+    """
+    names, maybe = [], []
+    for name in sorted(set(_IDENTIFIER.findall(text)) - set(GLOBALS) - _KEYWORDS):
+        try:
+            value = module[name]
+        except sl.StarlarkError:
+            names.append(name)  # a function, a struct of them, ...
+            continue
+        (names if value is not None else maybe).append(name)
+    frozen = module.freeze()
+    dialect = sl.Dialect.extended()
+    dialect.enable_load = True
+    loader = sl.FileLoader(lambda _: frozen)
+    for name in maybe:
+        try:
+            sl.eval_with(options, sl.Module(),
+                         sl.parse("<probe>", f"load('m', {name!r})\n", dialect),
+                         sl.Globals.standard(), loader)
+        except sl.StarlarkError:
+            continue
+        names.append(name)
+    return frozen, sorted(names)
+
+
+_KEYWORDS = frozenset({
+    "and", "as", "assert", "break", "class", "continue", "def", "del", "elif", "else",
+    "except", "finally", "for", "from", "global", "if", "import", "in", "is", "lambda",
+    "load", "nonlocal", "not", "or", "pass", "raise", "return", "try", "while", "with",
+    "yield", "True", "False", "None",
+})
 
 
 def _strings(value: Any) -> list[str]:

@@ -120,7 +120,7 @@ _PLAN = S.obj({
     "nixpkgsCuda": S.nullable(S.obj({}, other_keys=True)),
     "baseLayers": S.array(_PLAN_BASE_LAYER),
     "users": S.array(S.tuple_of(S.text, S.integer(), S.integer(), S.text, S.text)),
-    "runs": S.array(S.obj({"commands": S.array(S.any_text)})),
+    "runs": S.array(S.obj({"commands": S.array(S.any_text)}, {"mountHost": S.boolean})),
     "runEnv": S.mapping(S.text, S.any_text),
     "aptSources": S.array(_PLAN_APT_SOURCE), "triggers": S.array(S.token),
     "aptAuto": S.array(S.token),
@@ -150,6 +150,13 @@ _IMAGE = S.obj({
     "copyOwner": S.tuple_of(_ID, _ID),
     "ignore": S.array(S.obj({"regex": S.text, "negate": S.boolean})),
     "sources": S.mapping(_BELOW, S.sha256),
+}, {
+    # include(git=URL)'s repositories (envnix.frontend.include), in call order
+    "includes": S.array(S.obj({
+        "url": S.string(r"(?i:https?|git)://[!-.0-?A-~]{1,255}(?:/[!-~]*)?",
+                        "an http(s) or git:// URL without credentials", max_len=2048),
+        "commit": S.string(r"[0-9a-f]{40}|[0-9a-f]{64}", "a commit id (40 or 64 hex digits)"),
+        "sha256": S.sha256}), unique=lambda i: i.get("url"), unique_field="url"),
 })
 
 

@@ -38,7 +38,7 @@ from envnix.lock.apt.resolver import auto_installed
 from envnix.lock.model import IMAGE_FORMAT, LOCK_NAME, Lock
 from envnix.lock.toolchain_pin import for_lock
 from envnix.render.baseimage import base_layers, inherit_config, merged_env
-from envnix.render.context import check_copies, ignore_file, load_ignore
+from envnix.render.context import MOUNT_HOST, check_copies, ignore_file, load_ignore
 from envnix.render.files import (
     INIT_PATH,
     files_tree,
@@ -258,7 +258,8 @@ def image_plan(spec: ImageSpec, lock: Lock) -> dict[str, Any]:
                     spec.dev.shell_path]] if spec.dev else
                   [[SERVING_USER, *spec.owner, f"/home/{SERVING_USER}", "/bin/sh"]]
                   if spec.owner and not lock.base else []),
-        "runs": [{"commands": r.commands} for r in spec.runs],
+        "runs": [{"commands": r.commands, **({"mountHost": True} if r.mount_host else {})}
+                 for r in spec.runs],
         "aptSources": image_apt_sources(spec, lock),
         "aptAuto": image_apt_auto(lock),
         "runEnv": dict(item.split("=", 1) for item in (
@@ -275,11 +276,17 @@ def _sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def reads_context(spec: ImageSpec) -> bool:
+    """Whether Nix imports files of the context (io.copy, run(mount_host=True)): then the
+    ignore rules decide which."""
+    return bool(spec.copies) or any(r.mount_host for r in spec.runs)
+
+
 def image_sources(spec: ImageSpec, context: Path) -> dict[str, str]:
     """sha256 of each context file the image was described from (manifest, load()ed files,
     env.yaml, requirements files, the ignore file io.copy honours): Nix checks them."""
     names = {*spec.sources, *spec.pip.requirements_files}
-    ignore = ignore_file(context) if spec.copies else None
+    ignore = ignore_file(context) if reads_context(spec) else None
     if ignore:
         names.add(ignore)
     out = {}
@@ -301,6 +308,8 @@ def image_section(spec: ImageSpec, lock: Lock, context: Path) -> dict[str, Any]:
              else list(spec.owner) if spec.owner else [0, 0])
     if spec.copies:
         check_copies(context, spec.copies)
+    if any(r.mount_host for r in spec.runs):
+        check_copies(context, [MOUNT_HOST])
     return {
         "format": IMAGE_FORMAT,
         # The context directory's name when first locked: envd's image name and working
@@ -315,8 +324,11 @@ def image_section(spec: ImageSpec, lock: Lock, context: Path) -> dict[str, Any]:
         "copies": [{"source": c.source, "target": c.target} for c in spec.copies],
         "copyOwner": owner,  # envd chowns copies to the dev user (or config.owner's ids)
         "ignore": [{"regex": r.regex, "negate": r.negate} for r in load_ignore(context)]
-                  if spec.copies else [],
+                  if reads_context(spec) else [],
         "sources": image_sources(spec, context),
+        # include(git=URL): each repository's commit and the sha256 of its .envd files, so
+        # later evaluations read the same commit (only then: other locks keep their bytes)
+        **({"includes": spec.includes} if spec.includes else {}),
     }
 
 

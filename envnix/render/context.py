@@ -112,7 +112,13 @@ class _Entry(NamedTuple):
     copy: CopySpec
 
 
+MOUNT_HOST = CopySpec(".", "/")
+"""run(mount_host=True)'s view of the context, checked as an io.copy of all of it is."""
+
+
 def _describe(copy: CopySpec) -> str:
+    if copy is MOUNT_HOST:
+        return "run(mount_host=True)"
     return f"io.copy({copy.source!r}, {copy.target!r})"
 
 
@@ -163,8 +169,9 @@ def _entry(root: Path, path: Path, copy: CopySpec) -> _Entry:
     if kind == "link":
         resolved = (path.parent / os.readlink(path)).resolve()
         if not resolved.is_relative_to(root):
-            raise SpecError(f"io.copy: {rel} is a symlink pointing out of the build "
-                            f"context ({os.readlink(path)})")
+            raise SpecError(f"{'run(mount_host=True)' if copy is MOUNT_HOST else 'io.copy'}: "
+                            f"{rel} is a symlink pointing out of the build context "
+                            f"({os.readlink(path)})")
     return _Entry(path, kind, copy)
 
 

@@ -309,6 +309,9 @@ class ImageSpec:
     sources: list[str] = field(default_factory=list)
     # install.uv, install.nodejs, install.go, ...: in call order, one per tool (last call wins).
     tools: list[ToolSpec] = field(default_factory=list)
+    # include(git=URL): {url, commit, sha256} of each repository read, in call order; the
+    # lock's image section records them, so later evaluations read the same commit.
+    includes: list[dict[str, str]] = field(default_factory=list)
 
     # Base packages every image gets: libc, a /bin/sh and CA certificates.
     BASE_APT = ("base-files", "libc6", "dash", "ca-certificates")
@@ -404,6 +407,8 @@ class ImageSpec:
             del data["tools"]
         if not data["downloads"]:  # io.http likewise
             del data["downloads"]
+        if not data["includes"]:  # include() likewise
+            del data["includes"]
         return data
 
     def to_json(self) -> str:

@@ -250,12 +250,6 @@ def build():
     assert "get a wrong uid or gid" in str(err)
 
 
-def test_include_is_refused_as_unreproducible(tmp_path: Path) -> None:
-    err = error_of(tmp_path, 'def build():\n    include(git="https://example.invalid/lib")\n')
-    assert str(err).startswith("build.envd:2:5: include(git='https://example.invalid/lib') "
-                               "clones the repository's current HEAD at every build")
-
-
 def test_load_of_local_envd_relative_to_manifest(tmp_path: Path) -> None:
     (tmp_path / "lib").mkdir()
     (tmp_path / "lib" / "common.envd").write_text(
