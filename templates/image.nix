@@ -186,6 +186,15 @@ let
       value = { kind = "sdist"; inherit (s) name version url sha256 backend;
                 storeName = storeName s.filename; backendPath = toJSON s.backend_path; };
     }) sourceBuilds.sdists
+    ++ map (g: {
+      name = "sdist:${g.name}";
+      value = { kind = "git"; inherit (g) name version backend;
+                storeName = storeName "${g.name}-${substring 0 12 g.commit}";
+                backendPath = toJSON g.backend_path;
+                # Nix's own git fetcher, at the pinned commit (any branch may hold it)
+                source = builtins.fetchGit { inherit (g) url; rev = g.commit; allRefs = true;
+                                             name = "source"; }; };
+    }) (sourceBuilds.git or [ ])
     ++ map (t: {
       name = "tool:${t.name}";
       value = { kind = "tool"; inherit (t) name version url sha256;
@@ -215,7 +224,7 @@ let
     ++ map (w: wheelTree { inherit (w) name version url sha256;
                            storeName = storeName w.filename; }) sourceBuilds.wheels;
   builtWheel = a: run "build-${a.storeName}" "build_sdist.py" ({
-    src = fetch a; pkgName = a.name; pkgVersion = a.version;
+    src = a.source or (fetch a); pkgName = a.name; pkgVersion = a.version;
     trees = toJSON buildRoot;
     inherit (a) backend backendPath;
     inherit (plan.python) interpreter;
@@ -244,7 +253,7 @@ let
       src = fetch a; pkgName = a.name; pkgVersion = a.version; inherit (a) paths links;
     }
     else if a.kind == "wheel" then wheelTree a
-    else if a.kind == "sdist" then wheelTree (a // { src = builtWheel a; })
+    else if a.kind == "sdist" || a.kind == "git" then wheelTree (a // { src = builtWheel a; })
     else run "conda-${a.storeName}" "install_conda.py" ({
       src = fetch a; pkgName = a.name; pkgVersion = a.version; pkgFile = a.fn;
       prefix = plan.condaPrefix; pythonVersion = plan.python.version; record = a.record;

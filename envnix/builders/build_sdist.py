@@ -11,7 +11,8 @@ build isolation or download is attempted.
 
 Environment:
   out          output directory (Nix's $out): the wheel file, alone
-  src          the sdist (.tar.gz, .tar.bz2, .tar.xz or .zip; a fixed-output fetch)
+  src          the sdist (.tar.gz, .tar.bz2, .tar.xz or .zip; a fixed-output fetch), or a
+               source directory (a git reference's tree, from builtins.fetchGit)
   trees        the build root's package trees in order (JSON list, or a file holding it)
   interpreter  the image's Python, e.g. /usr/bin/python3.11
   backend      PEP 517 build-backend, ``module:object`` (the lock read it from pyproject.toml)
@@ -54,11 +55,35 @@ def _top_dir(names: list[str]) -> str:
     return tops.pop()
 
 
+def _copy_tree(src: str, writer: T.TreeWriter, prefix: str) -> None:
+    """A source directory (a store path: no special files) under ``prefix``, in sorted order."""
+    writer.add_dir(prefix, 0o755, 0, 0, source=".")
+    for dirpath, dirnames, filenames in os.walk(src):
+        dirnames.sort()
+        rel_dir = os.path.relpath(dirpath, src)
+        for name in sorted(dirnames + filenames):
+            path = os.path.join(dirpath, name)
+            rel = name if rel_dir == "." else f"{rel_dir}/{name}"
+            target = f"{prefix}/{T.safe_relpath(rel, 'source file')}"
+            st = os.lstat(path)
+            if os.path.islink(path):
+                writer.add_symlink(target, os.readlink(path), 0o777, 0, 0, source=rel)
+            elif os.path.isdir(path):
+                writer.add_dir(target, 0o755, 0, 0, source=rel)
+            elif os.path.isfile(path):
+                with open(path, "rb") as f:
+                    writer.add_file(target, f, 0o755 if st.st_mode & 0o111 else 0o644, 0, 0,
+                                    source=rel)
+
+
 def unpack_sdist(src: str, tree: str) -> str:
     """The sdist as a package tree under SOURCE_DIR, plus the frontend; its top directory."""
     writer = T.TreeWriter(os.path.join(tree, "root"), what="sdist member")
     names: list[str] = []
-    if src.endswith(".zip") or zipfile.is_zipfile(src):
+    if os.path.isdir(src):  # a git reference's tree (builtins.fetchGit): copied as it is
+        names.append("source")
+        _copy_tree(src, writer, f"{SOURCE_DIR}/source")
+    elif src.endswith(".zip") or zipfile.is_zipfile(src):
         with zipfile.ZipFile(src) as zf:
             for info in zf.infolist():
                 rel = T.safe_relpath(info.filename, "sdist member")

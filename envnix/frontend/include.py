@@ -177,6 +177,28 @@ class Fetcher:
                      "envnix lock --upgrade to pin the repository's HEAD again")
         return repo
 
+    def file_at(self, url: str, commit: str, path: str, shown: str,
+                max_bytes: int = 1 << 20) -> bytes | None:
+        """One file of ``url`` at ``commit`` (fetched into the cache when missing), or None
+        when the commit's tree has no such regular file: for a pip git reference's
+        pyproject.toml (lock/sources.py)."""
+        gitdir = self._gitdir(url)
+        if not self._has_commit(gitdir, commit):
+            self._fetch(gitdir, url, commit, shown, pinned=True)
+        kind = self._git(["cat-file", "-t", f"{commit}:{path}"], gitdir=gitdir,
+                         error=FrontendError)
+        if kind.returncode != 0 or kind.text.strip() != "blob":
+            return None
+        size = self._git(["cat-file", "-s", f"{commit}:{path}"], gitdir=gitdir,
+                         error=FrontendError)
+        if size.returncode != 0 or int(size.text.strip() or 0) > max_bytes:
+            raise FrontendError(f"{shown}: {path} is missing or larger than {max_bytes} bytes")
+        blob = self._git(["cat-file", "blob", f"{commit}:{path}"], gitdir=gitdir,
+                         error=FrontendError)
+        if blob.returncode != 0:
+            raise FrontendError(f"{shown}: cannot read {path}: {blob.last_error_line()}")
+        return blob.stdout
+
     # -- git ---------------------------------------------------------------------------------
     def _env(self) -> dict[str, str]:
         env = {k: os.environ[k] for k in _PASS_ENV if k in os.environ}

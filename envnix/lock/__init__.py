@@ -219,7 +219,7 @@ class Pins:
 
     apt: dict[str, str] = field(default_factory=dict)
     """name -> version; only when the lock was made for the same release and architecture."""
-    pip: tuple[pip.Wheel | pip.Sdist, ...] = ()
+    pip: tuple[pip.Pinned, ...] = ()
     conda: tuple[dict[str, Any], ...] = ()
     base: dict[str, Any] | None = None
     """The base image's pin, while base(image=...) names the same reference."""
@@ -240,9 +240,11 @@ def kept_pins(lock: Lock | None, inputs: dict[str, Any], *, upgrade: bool = Fals
     if lock is None or upgrade:
         return Pins()
     names = set(upgrade_packages)
-    wheels: list[pip.Wheel | pip.Sdist] = [pip.Wheel.from_lock_dict(w) for w in lock.pip_wheels]
+    wheels: list[pip.Pinned] = [pip.Wheel.from_lock_dict(w) for w in lock.pip_wheels]
     wheels += [pip.Sdist(**{k: s[k] for k in ("name", "version", "filename", "url", "sha256",
                                               "size")}) for s in lock.sdists]
+    wheels += [pip.GitSource(g["name"], g["version"], g["url"], g["commit"])
+               for g in (lock.source_builds or {}).get("git", [])]
     pinned = ({p["name"] for p in lock.apt_packages} | {p["name"] for p in lock.conda_packages}
               | {S.pep503(w.name) for w in wheels} | {t["name"] for t in lock.tools})
     unknown = sorted(n for n in names if n not in pinned and S.pep503(n) not in pinned)
@@ -372,9 +374,11 @@ def _make_lock(spec: ImageSpec, context: Path, sources: list[AptSource],
         wheels = lock_cuda_pip(request, context, spec.cuda, spec.python.version,
                                spec.os.glibc, progress, preferred=pins.pip)
     sdists = [w for w in wheels if isinstance(w, pip.Sdist)]
+    git = [w for w in wheels if isinstance(w, pip.GitSource)]
     wheels = [w for w in wheels if isinstance(w, pip.Wheel)]
     source_builds = lock_source_builds(sdists, spec, request, context, sources,
-                                       {p.name: p.version for p in packages}, platform, progress)
+                                       {p.name: p.version for p in packages}, platform, progress,
+                                       git=git)
     if spec.cuda is None and progress:
         implied = implied_by_wheels((w.name, w.version) for w in wheels)
         if implied:

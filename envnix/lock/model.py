@@ -65,15 +65,25 @@ _WHEEL = S.obj({
     "filename": S.string(r"[A-Za-z0-9_][A-Za-z0-9_.+~%!-]{0,250}\.whl", "a wheel file name",
                          max_len=255),
 })
-_SDIST = S.obj({
-    "name": _WHEEL_NAME, "version": S.version, "url": S.url, "sha256": S.sha256, "size": S.size,
-    "filename": S.string(r"[A-Za-z0-9_][A-Za-z0-9_.+~%!-]{0,240}\.(tar\.gz|tar\.bz2|tar\.xz|zip)",
-                         "an sdist file name", max_len=255),
+# A source build's PEP 517 build system, as its pyproject.toml declares it.
+_BUILD_SYSTEM = {
     "requires": S.array(S.string(r"[^\x00-\x1f\x7f]{1,400}", "a build requirement",
                                  max_len=400)),
     "backend": S.string(r"[A-Za-z_][A-Za-z0-9_.]*(:[A-Za-z_][A-Za-z0-9_.]*)?",
                         "a PEP 517 build-backend", max_len=200),
     "backend_path": S.array(S.rel_path),
+}
+_SDIST = S.obj({
+    "name": _WHEEL_NAME, "version": S.version, "url": S.url, "sha256": S.sha256, "size": S.size,
+    "filename": S.string(r"[A-Za-z0-9_][A-Za-z0-9_.+~%!-]{0,240}\.(tar\.gz|tar\.bz2|tar\.xz|zip)",
+                         "an sdist file name", max_len=255),
+    **_BUILD_SYSTEM,
+})
+# name @ git+https://...: the commit its ref named when locked, built like an sdist.
+_GIT_SOURCE = S.obj({
+    "name": _WHEEL_NAME, "version": S.version, "url": S.url,
+    "commit": S.string(r"[0-9a-f]{40}|[0-9a-f]{64}", "a git commit id", max_len=64),
+    **_BUILD_SYSTEM,
 })
 # install.uv, install.nodejs: one archive each, the members that go into the image and where
 # (image paths without their "/"), and the links the tool needs (target relative to the link).
@@ -192,6 +202,9 @@ _SECTIONS_OPTIONAL = {
         "sdists": S.array(_SDIST, unique=lambda s: S.pep503(s.get("name")), unique_field="name"),
         "wheels": S.array(_WHEEL, unique=lambda w: S.pep503(w.get("name")), unique_field="name"),
         "debs": S.array(_APT_PACKAGE, unique=_name, unique_field="name"),
+    }, {
+        "git": S.array(_GIT_SOURCE, unique=lambda s: S.pep503(s.get("name")),
+                       unique_field="name"),
     }),
     # io.http: each call's file (envnix.lock.downloads), placed in /home/envd/extra_source.
     "http": S.obj({"files": S.array(S.obj({"url": S.url, "sha256": S.sha256, "size": S.size,
@@ -391,6 +404,11 @@ class Lock:
             http_files=data.get("http", {}).get("files", []),
             source_builds=data.get("source_builds"),
         )
+
+    @property
+    def git_sources(self) -> list[dict[str, Any]]:
+        """The pip packages pinned as git commits (built like sdists)."""
+        return (self.source_builds or {}).get("git", [])
 
     @property
     def sdists(self) -> list[dict[str, Any]]:

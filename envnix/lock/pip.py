@@ -87,6 +87,20 @@ class Sdist:
 
 
 @dataclass(frozen=True)
+class GitSource:
+    """A ``name @ git+https://...`` requirement, pinned to the commit its ref named at lock
+    time; built from that commit's tree like an sdist (lock/sources.py)."""
+
+    name: str
+    version: str
+    url: str
+    commit: str
+
+
+Pinned = Wheel | Sdist | GitSource
+
+
+@dataclass(frozen=True)
 class _Found:
     """A wheel as pylock.toml names it; ``sha256``/``size`` are None when the index gave none."""
 
@@ -96,6 +110,7 @@ class _Found:
     sha256: str | None
     size: int | None
     sdist: bool = False
+    commit: str | None = None  # a git reference's: url is the repository
 
 
 def manylinux_platform(glibc: str, platform: Platform = AMD64) -> str:
@@ -182,9 +197,9 @@ def lock_pip(
     progress: Progress | None = None,
     constraints: Sequence[str] = (),
     platform: Platform = AMD64,
-    preferred: Sequence[Wheel | Sdist] = (),
+    preferred: Sequence[Pinned] = (),
     sources: bool = False,
-) -> list[Wheel | Sdist]:
+) -> list[Pinned]:
     """Resolve the request to wheels for CPython ``python_version`` on manylinux ``glibc``
     (for ``platform``'s machine: x86_64 or aarch64 wheels).
 
@@ -198,6 +213,7 @@ def lock_pip(
     lines, options = _gather(request, context)
     if not lines:
         return []
+    lines = _keep_git_commits(lines, [p for p in preferred if isinstance(p, GitSource)])
     reqs = "\n".join(lines) + "\n"
     index = request.index_url or DEFAULT_INDEX
     if progress:
@@ -234,15 +250,21 @@ def lock_pip(
             cmd += ["--prerelease", "allow"]
         for host in dict.fromkeys([*request.trusted_hosts, *options.trusted_hosts]):
             cmd += ["--allow-insecure-host", host]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("UV_")}
+        # uv may read a project's metadata (git references, sdists) but never run its code
+        # here: its interpreter is the guarded one (see guarded_interpreter). git sees none
+        # of the user's configuration and fetches over http(s) only; "file" stays git's
+        # default "user" (uv's own clone of its cache, never a submodule's file:// URL).
+        cmd += ["--python", str(guarded_interpreter(Path(tmp))), "--no-build-isolation"]
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("UV_", "GIT_"))}
+        env.update(GIT_CONFIG_NOSYSTEM="1", GIT_CONFIG_GLOBAL=os.devnull,
+                   GIT_TERMINAL_PROMPT="0", **_git_config(
+                       ("protocol.allow", "never"), ("protocol.http.allow", "always"),
+                       ("protocol.https.allow", "always"), ("protocol.file.allow", "user"),
+                       ("credential.helper", ""), ("core.hooksPath", os.devnull)))
         while True:
             if preferred:
                 out.write_text(_preferences_text(preferred), encoding="utf-8")
-            sourced = []
-            if from_source:
-                sourced = ["--python", str(guarded_interpreter(Path(tmp))),
-                           "--no-build-isolation"]
-                sourced += [a for name in from_source for a in ("--no-binary", name)]
+            sourced = [a for name in from_source for a in ("--no-binary", name)]
             proc = process.run(cmd + sourced, error=LockError, env=env)
             if proc.returncode == 0:
                 break
@@ -258,10 +280,26 @@ def lock_pip(
         found = _parse_pylock(out.read_text(encoding="utf-8"))
     wheels = _complete(found, {*request.trusted_hosts, *options.trusted_hosts}, progress)
     if progress:
-        total = sum(w.size for w in wheels)
+        total = sum(getattr(w, "size", 0) for w in wheels)
         progress(f"pip: locked {len(wheels)} package(s), {total / 1e6:.1f} MB, "
                  f"in {time.monotonic() - started:.1f}s")
     return wheels
+
+
+def _keep_git_commits(lines: list[str], pinned: Sequence[GitSource]) -> list[str]:
+    """Requirement lines with each git reference the lock pins (same project, same
+    repository) asking for the pinned commit: uv takes no preference for a git ref, and a
+    branch moves, so a re-lock would otherwise follow it."""
+    by_name = {re.sub(r"[-_.]+", "-", g.name).lower(): g for g in pinned}
+    kept = []
+    for line in lines:
+        match = re.fullmatch(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*@\s*git\+(\S+?)(@[^@/]+)?\s*",
+                             line)
+        pin = by_name.get(re.sub(r"[-_.]+", "-", match[1]).lower()) if match else None
+        if match and pin and match[2] == pin.url:
+            line = f"{match[1]} @ git+{pin.url}@{pin.commit}"
+        kept.append(line)
+    return kept
 
 
 _MAX_SOURCE_BUILDS = 64
@@ -305,23 +343,34 @@ sys.exit(97)
 '''
 
 
+def _git_config(*pairs: tuple[str, str]) -> dict[str, str]:
+    """git configuration as environment variables (GIT_CONFIG_COUNT/KEY_n/VALUE_n)."""
+    env = {"GIT_CONFIG_COUNT": str(len(pairs))}
+    for i, (key, value) in enumerate(pairs):
+        env[f"GIT_CONFIG_KEY_{i}"], env[f"GIT_CONFIG_VALUE_{i}"] = key, value
+    return env
+
+
 def _plain(text: str) -> str:
     return re.sub(r"\x1b\[[0-9;]*m", "", text)
 
 
-def _preferences_text(wheels: Sequence[Wheel | Sdist]) -> str:
-    """A PEP 751 pylock.toml of ``wheels``, as uv reads an existing output file's pins.
+def _preferences_text(pins: Sequence[Pinned]) -> str:
+    """A PEP 751 pylock.toml of ``pins``, as uv reads an existing output file's pins.
 
     JSON strings are TOML basic strings (same quotes and escapes), so json.dumps quotes them.
     """
     lines = ['lock-version = "1.0"', 'created-by = "envnix"']
-    for w in sorted(wheels, key=lambda w: w.name):
+    for w in sorted(pins, key=lambda w: w.name):
         lines += ["", "[[packages]]", f"name = {json.dumps(w.name)}",
-                  f"version = {json.dumps(w.version)}",
-                  f"{'sdist = ' if isinstance(w, Sdist) else 'wheels = ['}"
-                  f"{{ url = {json.dumps(w.url)}, size = {w.size}, "
-                  f"hashes = {{ sha256 = {json.dumps(w.sha256)} }} }}"
-                  f"{'' if isinstance(w, Sdist) else ']'}"]
+                  f"version = {json.dumps(w.version)}"]
+        if isinstance(w, GitSource):
+            lines.append(f'vcs = {{ type = "git", url = {json.dumps(w.url)}, '
+                         f"commit-id = {json.dumps(w.commit)} }}")
+            continue
+        where = (f"{{ url = {json.dumps(w.url)}, size = {w.size}, "
+                 f"hashes = {{ sha256 = {json.dumps(w.sha256)} }} }}")
+        lines.append(f"sdist = {where}" if isinstance(w, Sdist) else f"wheels = [{where}]")
     return "\n".join(lines) + "\n"
 
 
@@ -333,6 +382,12 @@ def _parse_pylock(text: str) -> list[_Found]:
         archive = pkg.get("archive") or {}
         if not files and str(archive.get("url", "")).endswith(".whl"):
             files = [archive]  # a direct URL (name @ https://...whl): pinned by its sha256
+        vcs = pkg.get("vcs")
+        if vcs and vcs.get("type") == "git" and vcs.get("commit-id"):
+            found.append(_Found(name=pkg["name"], version=str(pkg.get("version", "0")),
+                                url=str(vcs["url"]), sha256=None, size=None,
+                                commit=str(vcs["commit-id"])))
+            continue
         sdist = pkg.get("sdist") if not files else None
         if not files and not sdist:
             raise LockError(f"pip: {pkg['name']} {pkg.get('version')} has no wheel for the "
@@ -349,13 +404,14 @@ def _parse_pylock(text: str) -> list[_Found]:
 
 
 def _complete(found: list[_Found], trusted_hosts: set[str],
-              progress: Progress | None = None) -> list[Wheel | Sdist]:
+              progress: Progress | None = None) -> list[Pinned]:
     """Wheels with sha256 and size, asking the index for what its pages did not say.
 
     A PEP 503 HTML page gives no sizes: one HEAD per wheel (in parallel) reads them. A wheel
     without a sha256, or whose server sends no Content-Length, is downloaded and hashed; a
     download that contradicts the sha256 the page gave is an error, not a silent re-pin.
     """
+    found, git = [f for f in found if f.commit is None], [f for f in found if f.commit]
     missing = [f for f in found if f.sha256 is None or f.size is None]
     done = {f.url: f for f in found if f not in missing}
     if missing:
@@ -371,7 +427,7 @@ def _complete(found: list[_Found], trusted_hosts: set[str],
             progress(f"pip: the index gave no size for {len(missing)} wheel(s)"
                      + (f" and no sha256 for {hashed}" if hashed else "")
                      + f"; asked the server in {time.monotonic() - started:.1f}s")
-    wheels: list[Wheel | Sdist] = []
+    wheels: list[Pinned] = [GitSource(f.name, f.version, f.url, str(f.commit)) for f in git]
     for f in found:
         full = done[f.url]
         assert full.sha256 is not None and full.size is not None

@@ -24,6 +24,7 @@ from typing import Any
 from envnix.core import http
 from envnix.core.errors import LockError
 from envnix.core.progress import Progress
+from envnix.frontend.include import Fetcher
 from envnix.lock import pip
 from envnix.lock.apt import lock_apt
 from envnix.spec import ImageSpec, PipRequest, has_control_character
@@ -50,7 +51,11 @@ class BuildSystem:
 def read_build_system(archive: Path, label: str) -> BuildSystem:
     """``[build-system]`` of the sdist at ``archive``: only ``<top>/pyproject.toml`` is read,
     without unpacking anything. ``label`` names the sdist in errors."""
-    text = _pyproject_text(archive, label)
+    return build_system_of(_pyproject_text(archive, label), label)
+
+
+def build_system_of(text: str | None, label: str) -> BuildSystem:
+    """The build system a pyproject.toml text declares (None: the file is absent)."""
     if text is None:
         return BuildSystem(LEGACY_REQUIRES, LEGACY_BACKEND, ())
     try:
@@ -106,24 +111,41 @@ def _pyproject_text(archive: Path, label: str) -> str | None:
         raise LockError(f"pip: {label}: pyproject.toml is not UTF-8") from None
 
 
+def _git_entry(source: pip.GitSource, fetcher: Fetcher) -> tuple[dict[str, Any], BuildSystem]:
+    """A git reference's lock entry and build system, read from its commit's pyproject.toml
+    with envnix's hardened git (frontend/include.py), never from a checkout."""
+    shown = f"pip: {source.name} @ git+{source.url}"
+    raw = fetcher.file_at(source.url, source.commit, "pyproject.toml", shown)
+    try:
+        text = raw.decode("utf-8") if raw is not None else None
+    except UnicodeDecodeError:
+        raise LockError(f"{shown}: pyproject.toml is not UTF-8") from None
+    system = build_system_of(text, f"{source.name} at {source.commit[:12]}")
+    return ({**asdict(source), "requires": list(system.requires), "backend": system.backend,
+             "backend_path": list(system.backend_path)}, system)
+
+
 def lock_source_builds(
     sdists: Sequence[pip.Sdist], spec: ImageSpec, request: PipRequest, context: Path,
     apt_sources: Sequence[Any], image_debs: Mapping[str, str], platform: Platform,
-    progress: Progress | None = None,
+    progress: Progress | None = None, git: Sequence[pip.GitSource] = (),
 ) -> dict[str, Any] | None:
-    """The lock's ``source_builds`` section for ``sdists``; None when there are none.
+    """The lock's ``source_builds`` section for ``sdists`` and ``git`` references; None when
+    there are none.
 
     ``image_debs`` (name -> version) are the image's own packages: the build root has them,
     so only the others are recorded, at the versions the same indexes resolve to."""
-    if not sdists:
+    if not sdists and not git:
         return None
+    sdists = list(sdists)
     python = spec.python
     if python is None:  # lock_pip needs a Python before it finds an sdist
         raise LockError("pip: sdists need a Python in the image")
     if spec.base_image:
+        names = [s.name for s in [*sdists, *git]]
         raise LockError(
-            f"pip: {', '.join(s.name for s in sdists)} {'has' if len(sdists) == 1 else 'have'} "
-            "no wheel for the target, and sdists are built only on envnix's own base",
+            f"pip: {', '.join(names)} {'has' if len(names) == 1 else 'have'} no wheel for the "
+            "target, and sources are built only on envnix's own base",
             hint="pin versions with wheels for the image's Python, or drop base(image=...)")
     entries = []
     requires: dict[str, None] = {}
@@ -141,13 +163,22 @@ def lock_source_builds(
             if progress:
                 progress(f"pip: {sdist.name} {sdist.version} builds with {system.backend} "
                          f"({', '.join(system.requires) or 'no requirements'})")
+    git_entries = []
+    fetcher = Fetcher()
+    for source in git:
+        entry, system = _git_entry(source, fetcher)
+        requires.update(dict.fromkeys(system.requires))
+        git_entries.append(entry)
+        if progress:
+            progress(f"pip: {source.name} {source.version} at commit {source.commit[:12]} "
+                     f"builds with {system.backend}")
     build_request = replace(request, packages=list(requires), requirements_files=[])
     try:
         wheels = pip.lock_pip(build_request, context, python.version, spec.os.glibc, progress,
                               platform=platform)
     except LockError as exc:
         raise LockError(f"pip: the build requirements of "
-                        f"{', '.join(s.name for s in sdists)}: {exc.message}",
+                        f"{', '.join(s.name for s in [*sdists, *git])}: {exc.message}",
                         hint=exc.hint) from None
     roots = [*spec.apt_roots(), *BUILD_DEBS]
     if python.provider == "system":
@@ -158,6 +189,9 @@ def lock_source_builds(
     if progress:
         progress(f"pip: source builds get {len(wheels)} build wheel(s) and {len(debs)} build "
                  f".deb(s); none of them goes into the image")
-    return {"sdists": sorted(entries, key=lambda e: e["name"]),
+    section: dict[str, Any] = {"sdists": sorted(entries, key=lambda e: e["name"])}
+    if git_entries:  # only then: locks without git references keep their bytes
+        section["git"] = sorted(git_entries, key=lambda e: e["name"])
+    return {**section,
             "wheels": sorted((w.to_lock_dict() for w in wheels), key=lambda w: w["name"]),
             "debs": sorted(debs, key=lambda d: d["name"])}

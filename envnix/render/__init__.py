@@ -104,7 +104,8 @@ def plan_layers(artifacts: dict[str, dict[str, Any]], with_files: bool = False,
     """
     layers: list[dict[str, Any]] = ([] if custom_base else
                                     [{"name": "skeleton", "trees": ["@skeleton"]}])
-    for kinds, group in ((("deb",), "os"), (("conda",), "conda"), (("wheel", "sdist"), "pip"),
+    for kinds, group in ((("deb",), "os"), (("conda",), "conda"),
+                         (("wheel", "sdist", "git"), "pip"),
                          (("tool",), "tools")):
         keys = sorted(k for k, a in artifacts.items() if a["kind"] in kinds)
         small = [k for k in keys if artifacts[k]["size"] < OWN_LAYER_BYTES]
@@ -220,6 +221,14 @@ def lock_artifacts(lock: Lock) -> dict[str, dict[str, Any]]:
     return artifacts
 
 
+def git_sources(lock: Lock) -> dict[str, dict[str, Any]]:
+    """The pip git references, keyed as the layer plan names them (``sdist:NAME``, built as
+    sdists are): Nix fetches them with builtins.fetchGit at the pinned commit, so they are no
+    fixed-output artifacts (nothing to seed or check by sha256)."""
+    return {_artifact_key("sdist", g["name"]): {"kind": "git", "name": g["name"], "size": 0}
+            for g in lock.git_sources}
+
+
 SERVING_USER = "envd"
 """The account a serving image with config.owner gets for those ids (envd's user name)."""
 
@@ -246,7 +255,8 @@ def image_plan(spec: ImageSpec, lock: Lock) -> dict[str, Any]:
             "headersRoot": python.headers_dir if python else "",
             "version": python.version if python else "",
         },
-        "layers": plan_layers(artifacts, with_files=bool(image_files(spec) or spec.runtime.mounts),
+        "layers": plan_layers({**artifacts, **git_sources(lock)},
+                              with_files=bool(image_files(spec) or spec.runtime.mounts),
                               with_context=bool(spec.copies or lock.http_files),
                               custom_base=lock.base is not None,
                               with_nixpkgs_cuda=nixpkgs_cuda is not None,

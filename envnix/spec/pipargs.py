@@ -62,11 +62,7 @@ def _url(value: str, option: str, where: str) -> str:
 def _direct(name: str, url: str, where: str) -> str:
     """``name @ url``: an http(s) wheel, pinned by sha256 when the lock downloads it."""
     if url.startswith("git+"):
-        raise SpecError(f"{_at(where)}{name + ' @ ' if name else ''}{url!r} is a git reference, "
-                        "which envnix cannot pin yet",
-                        hint="name a built wheel instead: 'name @ https://host/name-1.0-py3-"
-                             "none-any.whl' (pinned by sha256 at lock time), or a released "
-                             "version from an index")
+        return _git_reference(name, url, where)
     _url(url, "URL", where)
     filename = urlsplit(url).path.rsplit("/", 1)[-1]
     if not filename.endswith(".whl"):
@@ -79,6 +75,26 @@ def _direct(name: str, url: str, where: str) -> str:
                             hint="write 'name @ URL'")
         name = match[1]
     return f"{name} @ {url}"
+
+
+def _git_reference(name: str, url: str, where: str) -> str:
+    """``name @ git+https://host/repo@ref``: the lock pins the ref's commit and the image
+    build compiles the project from that commit's tree (lock/sources.py)."""
+    plain, _, fragment = url.removeprefix("git+").partition("#")
+    egg = re.search(r"(?:^|&)egg=([A-Za-z0-9][A-Za-z0-9._-]*)", fragment)
+    name = name or (egg[1] if egg else "")
+    parts = urlsplit(plain)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.username or any(
+            ord(c) < 33 or ord(c) == 127 for c in url):
+        raise SpecError(f"{_at(where)}{url!r}: only git+https:// (and git+http://) references "
+                        "are fetched",
+                        hint="a local, ssh or file repository cannot be pinned for every "
+                             "machine: push it to an http(s) git server, or io.copy the "
+                             "project and install it with run()")
+    if not name:
+        raise SpecError(f"{_at(where)}{url!r} does not say which project it is",
+                        hint=f"write 'name @ {url}'")
+    return f"{name} @ git+{plain}"
 
 
 def parse_pip_words(entry: str, where: str) -> PipWords:

@@ -166,3 +166,48 @@ def test_an_sdist_with_a_c_extension_is_built_in_nix_and_imported(
     again = parse_build(context, envnix("build", str(context), "-t", "sdist:dev", "--locked",
                                         "--no-load"))
     assert (again.config, again.manifest) == (built.config, built.manifest)
+
+
+@pytest.mark.slow
+def test_a_git_reference_is_pinned_to_its_commit_built_and_kept(
+        tmp_path: Path, podman_environ: dict[str, str]) -> None:
+    """``name @ git+http://.../repo@main`` on git's smart HTTP (loopback): the lock pins the
+    commit main named, Nix fetches that commit and builds it as an sdist, podman imports the
+    extension; a new upstream commit moves nothing until --upgrade-package."""
+    from _git_daemon import served_repository
+    from _podman import podman
+
+    files = {"pyproject.toml": (
+        '[build-system]\nrequires = ["setuptools>=61"]\nbuild-backend = "setuptools.build_meta"\n'
+        f'\n[project]\nname = "{NAME}"\nversion = "0.2.0"\n'),
+        "setup.py": ("from setuptools import Extension, setup\n"
+                     f"setup(ext_modules=[Extension('{MODULE}', ['probe.c'])])\n"),
+        "probe.c": C_SOURCE.decode()}
+    with served_repository(tmp_path / "srv", files, http=True) as served:
+        first = served.git("rev-parse", "HEAD")
+        context = tmp_path / "gitref"
+        context.mkdir()
+        (context / "build.envd").write_text(
+            "def build():\n"
+            '    base(os="debian12", language="python3.11")\n'
+            f'    install.python_packages(name=["{NAME} @ git+{served.url}@main"])\n')
+        envnix("lock", str(context))
+        [pin] = json.loads((context / "envnix.lock").read_text())["source_builds"]["git"]
+        assert (pin["name"], pin["url"], pin["commit"], pin["version"]) == (
+            NAME, served.url, first, "0.2.0")
+        assert pin["backend"] == "setuptools.build_meta"
+
+        built = parse_build(context, envnix("build", str(context), "-t", "gitref:dev",
+                                            "--no-load"))
+        out = podman("run", "--rm", f"oci:{built.layout}", "python3", "-c",
+                     f"import {MODULE}; print({MODULE}.add(20, 22))", env=podman_environ)
+        assert out.stdout.split() == ["42"]
+
+        served.commit({"probe.c": C_SOURCE.decode().replace("a + b", "a * b")}, "moved")
+        envnix("lock", str(context))
+        [kept] = json.loads((context / "envnix.lock").read_text())["source_builds"]["git"]
+        assert kept["commit"] == first
+        envnix("lock", str(context), "--upgrade-package", NAME)
+        [moved] = json.loads((context / "envnix.lock").read_text())["source_builds"]["git"]
+        assert moved["commit"] == served.git("rev-parse", "HEAD") != first
+

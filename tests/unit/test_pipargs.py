@@ -40,8 +40,8 @@ def test_entry_words(entry: str, words: PipWords) -> None:
     ("torch --no-binary :all:", "here: pip option '--no-binary' cannot be locked"),
     ("torch --index-url", "here: --index-url needs a value"),
     ("dgl -f ./wheels", "here: -f './wheels' is not an http(s) URL"),
-    ("x @ git+https://git.example/x@v1", "here: x @ 'git+https://git.example/x@v1' is a git "
-                                         "reference, which envnix cannot pin yet"),
+    ("x @ git+ssh://git.example/x@v1", "here: 'git+ssh://git.example/x@v1': only git+https:// "
+                                       "(and git+http://) references are fetched"),
     ("https://files.example/x-1.0.tar.gz", "here: 'https://files.example/x-1.0.tar.gz' is not "
                                            "a wheel; envnix installs wheels only"),
     ("tok 'unclosed", "here: \"tok 'unclosed\" is not valid shell words"),

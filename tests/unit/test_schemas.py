@@ -74,7 +74,11 @@ def _with_source_builds(lock: dict[str, Any]) -> dict[str, Any]:
              "sha256": "2" * 64, "size": 2, "filename": "probe-0.1.0.tar.gz",
              "requires": ["setuptools>=61"], "backend": "setuptools.build_meta",
              "backend_path": ["."]}
-    return {**lock, "source_builds": {"sdists": [sdist], "wheels": [wheel], "debs": [deb]}}
+    git = {"name": "gitprobe", "version": "0.2.0", "url": "http://127.0.0.1:1/probe.git",
+           "commit": "3" * 40, "requires": [], "backend": "flit_core.buildapi",
+           "backend_path": []}
+    return {**lock, "source_builds": {"sdists": [sdist], "wheels": [wheel], "debs": [deb],
+                                      "git": [git]}}
 
 
 def _digests() -> dict[str, Any]:

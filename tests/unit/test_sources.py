@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from envnix.core.errors import LockError
+from envnix.core.errors import LockError, SpecError
 from envnix.lock.sources import LEGACY_BACKEND, LEGACY_REQUIRES, BuildSystem, read_build_system
+from envnix.spec.pipargs import parse_pip_words
 
 
 def _tar(path: Path, files: dict[str, bytes]) -> Path:
@@ -67,3 +68,15 @@ def test_an_archive_that_is_not_one_is_one_line(tmp_path: Path) -> None:
     junk.write_bytes(b"\x1f\x8b not really gzip")
     with pytest.raises(LockError, match=r"j-1\.tar\.gz is not a readable sdist archive"):
         read_build_system(junk, "j-1.tar.gz")
+
+
+def test_only_http_git_references_are_taken() -> None:
+    assert parse_pip_words("probe @ git+https://git.example/o/probe@v1", "").requirements == [
+        "probe @ git+https://git.example/o/probe@v1"]
+    assert parse_pip_words("git+https://git.example/o/probe.git@v1#egg=probe", "").requirements \
+        == ["probe @ git+https://git.example/o/probe.git@v1"]
+    for bad, needle in (("probe @ git+file:///srv/probe", r"only git\+https"),
+                        ("probe @ git+ssh://git@git.example/o/probe", r"only git\+https"),
+                        ("git+https://git.example/o/probe@v1", "does not say which project")):
+        with pytest.raises(SpecError, match=needle):
+            parse_pip_words(bad, "build.envd:3")
