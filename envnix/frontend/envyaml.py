@@ -36,9 +36,10 @@ from pathlib import Path
 import yaml
 
 from envnix.core import options
-from envnix.core.errors import FrontendError, LockError
+from envnix.core.errors import FrontendError, LockError, SpecError
 from envnix.core.http import local_path
 from envnix.spec.envyaml import EnvFile, conda_spec_channel
+from envnix.spec.pipargs import git_reference
 
 ENV_KEYS = ("name", "prefix", "channels", "dependencies", "variables")
 """The top-level keys conda's env.yaml understands; any other key is an error here."""
@@ -320,9 +321,10 @@ class _PipSection:
                 self._line(line, where, base, stack)
 
     def _line(self, line: str, where: _Where, base: Path, stack: tuple[Path, ...]) -> None:
-        if _VCS_RE.search(line.removeprefix("-e").removeprefix("--editable").strip(" =")):
-            raise where.error(f"pip VCS requirement {line!r} is not supported yet",
-                              hint="pin a released version, or build a wheel and list its path")
+        vcs = line.removeprefix("--editable").removeprefix("-e").strip(" =")
+        if _VCS_RE.search(vcs):
+            self._vcs(vcs, line, where)
+            return
         if not line.startswith("-"):
             self._requirement(line, where, base, editable=False)
             return
@@ -383,6 +385,22 @@ class _PipSection:
         entries = ((line, _Where(str(target), number)) for number, line in _logical_lines(text))
         # pip resolves paths in an included file against that file's directory.
         self.read(entries, target.parent, (*stack, target))
+
+    def _vcs(self, req: str, line: str, where: _Where) -> None:
+        """``git+https://...#egg=name`` or ``name @ git+https://...`` (also after ``-e``: the
+        image holds the project installed, as the editable's import would find it): pinned
+        to a commit and built from it like build.envd's git references; other VCSs and
+        non-http(s) repositories are one line."""
+        if not re.search(r"(^|@\s*)git\+", req, re.I):
+            raise where.error(f"pip VCS requirement {line!r} is not supported",
+                              hint="only git over http(s) is pinned; pin a released version")
+        name, _, url = req.rpartition(" @ ") if " @ " in req else ("", "", req)
+        try:
+            self.lines.append(git_reference(name.strip(), url.strip(), ""))
+        except SpecError as exc:
+            raise where.error(f"pip VCS requirement {line!r}: "
+                              f"{exc.message.removeprefix(repr(url.strip()) + ': ')}",
+                              hint=exc.hint) from None
 
     def _requirement(self, req: str, where: _Where, base: Path, *, editable: bool) -> None:
         local = _local_path(req)

@@ -62,7 +62,7 @@ def _url(value: str, option: str, where: str) -> str:
 def _direct(name: str, url: str, where: str) -> str:
     """``name @ url``: an http(s) wheel, pinned by sha256 when the lock downloads it."""
     if url.startswith("git+"):
-        return _git_reference(name, url, where)
+        return git_reference(name, url, where)
     _url(url, "URL", where)
     filename = urlsplit(url).path.rsplit("/", 1)[-1]
     if not filename.endswith(".whl"):
@@ -77,7 +77,7 @@ def _direct(name: str, url: str, where: str) -> str:
     return f"{name} @ {url}"
 
 
-def _git_reference(name: str, url: str, where: str) -> str:
+def git_reference(name: str, url: str, where: str) -> str:
     """``name @ git+https://host/repo@ref``: the lock pins the ref's commit and the image
     build compiles the project from that commit's tree (lock/sources.py)."""
     plain, _, fragment = url.removeprefix("git+").partition("#")

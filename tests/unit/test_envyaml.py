@@ -299,24 +299,37 @@ def test_pip_paths_are_relative_to_env_yaml_not_cwd(tmp_path: Path,
     assert parsed.pip_local == ((str((project / "pkg").resolve()), True),)
 
 
-@pytest.mark.parametrize("line", [
-    "git+https://example.invalid/user/repo.git@v1.0#egg=repo",
-    "-e git+https://example.invalid/user/repo.git#egg=repo",
-    "--editable=git+ssh://git@example.invalid/user/repo.git",
-    "repo @ git+https://example.invalid/user/repo.git@v1.0",
-    "hg+https://example.invalid/repo#egg=repo",
+@pytest.mark.parametrize(("line", "requirement"), [
+    ("git+https://example.invalid/user/repo.git@v1.0#egg=repo",
+     "repo @ git+https://example.invalid/user/repo.git@v1.0"),
+    ("-e git+https://example.invalid/user/repo.git#egg=repo",
+     "repo @ git+https://example.invalid/user/repo.git"),
+    ("repo @ git+https://example.invalid/user/repo.git@v1.0",
+     "repo @ git+https://example.invalid/user/repo.git@v1.0"),
 ])
-def test_pip_vcs_lines_are_not_supported_yet(tmp_path: Path, line: str) -> None:
+def test_pip_git_lines_become_git_references(tmp_path: Path, line: str,
+                                             requirement: str) -> None:
+    write(tmp_path / "env.yaml", f"dependencies:\n  - python\n  - pip:\n    - {line}\n")
+    assert parse_env_yaml(tmp_path / "env.yaml").pip == (requirement,)
+
+
+@pytest.mark.parametrize(("line", "needle"), [
+    ("--editable=git+ssh://git@example.invalid/user/repo.git", "only git+https"),
+    ("hg+https://example.invalid/repo#egg=repo", "only git over http(s)"),
+    ("git+https://example.invalid/user/repo.git", "does not say which project"),
+])
+def test_other_vcs_lines_are_one_line_at_their_place(tmp_path: Path, line: str,
+                                                     needle: str) -> None:
     err = error(tmp_path, f"dependencies:\n  - python\n  - pip:\n    - requests\n    - {line}\n")
-    assert "not supported yet" in str(err) and line in str(err)
+    assert needle in str(err) + str(err.hint) and line in str(err)
     assert (err.line, err.col) == (5, 7)
 
 
 def test_vcs_line_inside_requirements_file_points_at_that_file(tmp_path: Path) -> None:
-    write(tmp_path / "r.txt", "requests\n\ngit+https://example.invalid/x.git#egg=x\n")
+    write(tmp_path / "r.txt", "requests\n\ngit+ssh://example.invalid/x.git#egg=x\n")
     err = error(tmp_path, "dependencies:\n  - pip:\n    - -r r.txt\n")
     assert err.file == str((tmp_path / "r.txt").resolve()) and err.line == 3
-    assert "not supported yet" in str(err)
+    assert "only git+https" in str(err)
 
 
 def test_requirements_cycle_is_detected(tmp_path: Path) -> None:
