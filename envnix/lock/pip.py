@@ -55,8 +55,8 @@ _PARALLEL = 8
 
 
 @dataclass(frozen=True)
-class Wheel:
-    """One pinned wheel, as the lock records it."""
+class PinnedFile:
+    """One pinned file of a package, as the lock records it."""
 
     name: str
     version: str
@@ -68,22 +68,20 @@ class Wheel:
     def to_lock_dict(self) -> dict[str, object]:
         return asdict(self)
 
+
+@dataclass(frozen=True)
+class Wheel(PinnedFile):
+    """A pinned wheel: installed as it is."""
+
     @classmethod
     def from_lock_dict(cls, data: dict[str, object]) -> Wheel:
         return cls(**data)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
-class Sdist:
+class Sdist(PinnedFile):
     """A package with no wheel for the target, pinned as its source archive: the image build
     turns it into a wheel inside Nix (lock/sources.py adds how)."""
-
-    name: str
-    version: str
-    filename: str
-    url: str
-    sha256: str
-    size: int
 
 
 @dataclass(frozen=True)
