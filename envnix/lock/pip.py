@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from envnix.core import credentials, http, process
+from envnix.core import schema as S
 from envnix.core.errors import (
     FetchError,
     LockError,
@@ -288,14 +289,14 @@ def _keep_git_commits(lines: list[str], pinned: Sequence[GitSource]) -> list[str
     """Requirement lines with each git reference the lock pins (same project, same
     repository) asking for the pinned commit: uv takes no preference for a git ref, and a
     branch moves, so a re-lock would otherwise follow it."""
-    by_name = {re.sub(r"[-_.]+", "-", g.name).lower(): g for g in pinned}
+    by_url = {g.url: g for g in pinned}
     kept = []
     for line in lines:
-        match = re.fullmatch(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*@\s*git\+(\S+?)(@[^@/]+)?\s*",
-                             line)
-        pin = by_name.get(re.sub(r"[-_.]+", "-", match[1]).lower()) if match else None
-        if match and pin and match[2] == pin.url:
-            line = f"{match[1]} @ git+{pin.url}@{pin.commit}"
+        match = re.fullmatch(r"\s*(?:([A-Za-z0-9][A-Za-z0-9._-]*)\s*@\s*)?git\+(\S+?)"
+                             r"(@[^@/]+)?\s*", line)
+        pin = by_url.get(match[2]) if match else None
+        if match and pin and (not match[1] or S.pep503(match[1]) == S.pep503(pin.name)):
+            line = f"{match[1] + ' @ ' if match[1] else ''}git+{pin.url}@{pin.commit}"
         kept.append(line)
     return kept
 

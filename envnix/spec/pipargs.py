@@ -91,10 +91,9 @@ def git_reference(name: str, url: str, where: str) -> str:
                         hint="a local, ssh or file repository cannot be pinned for every "
                              "machine: push it to an http(s) git server, or io.copy the "
                              "project and install it with run()")
-    if not name:
-        raise SpecError(f"{_at(where)}{url!r} does not say which project it is",
-                        hint=f"write 'name @ {url}'")
-    return f"{name} @ git+{plain}"
+    # Without a name, uv learns it from the project's static metadata, as pip would by
+    # building it (which the lock never does).
+    return f"{name} @ git+{plain}" if name else f"git+{plain}"
 
 
 def parse_pip_words(entry: str, where: str) -> PipWords:

@@ -211,3 +211,23 @@ def test_a_git_reference_is_pinned_to_its_commit_built_and_kept(
         [moved] = json.loads((context / "envnix.lock").read_text())["source_builds"]["git"]
         assert moved["commit"] == served.git("rev-parse", "HEAD") != first
 
+
+
+def test_an_unnamed_git_reference_takes_its_name_from_the_project_and_keeps_its_commit(
+        tmp_path: Path) -> None:
+    """``git+https://host/repo@main`` (real files write it so): uv reads the name from the
+    commit's static pyproject.toml; handed the pin back, it keeps the commit after main moves."""
+    from _git_daemon import served_repository
+
+    from envnix.lock.pip import GitSource
+
+    files = {"pyproject.toml": f'[project]\nname = "{NAME}"\nversion = "0.3.0"\n'}
+    with served_repository(tmp_path / "srv", files, http=True) as served:
+        request = PipRequest(packages=[f"git+{served.url}@main"])
+        [pin] = lock_pip(request, tmp_path, "3.11", "2.36", sources=True)
+        assert pin == GitSource(NAME, "0.3.0", served.url, served.git("rev-parse", "HEAD"))
+        served.commit({"README": "moved\n"})
+        [kept] = lock_pip(request, tmp_path, "3.11", "2.36", sources=True, preferred=[pin])
+        assert kept == pin
+        [moved] = lock_pip(request, tmp_path, "3.11", "2.36", sources=True)
+        assert moved.commit == served.git("rev-parse", "HEAD") != pin.commit

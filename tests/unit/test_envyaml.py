@@ -316,7 +316,6 @@ def test_pip_git_lines_become_git_references(tmp_path: Path, line: str,
 @pytest.mark.parametrize(("line", "needle"), [
     ("--editable=git+ssh://git@example.invalid/user/repo.git", "only git+https"),
     ("hg+https://example.invalid/repo#egg=repo", "only git over http(s)"),
-    ("git+https://example.invalid/user/repo.git", "does not say which project"),
 ])
 def test_other_vcs_lines_are_one_line_at_their_place(tmp_path: Path, line: str,
                                                      needle: str) -> None:
