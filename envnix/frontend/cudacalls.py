@@ -68,16 +68,22 @@ class CudaCalls:
             return _implied_cuda_spec(*implied) if implied else None
         assert self.os is not None
         version, cudnn = self.cuda
-        if implied and implied[0] != cuda_conda.major_minor(version):
-            raise SpecError(f'install.cuda(version="{version}") and {implied[1]} ask for '
-                            f"different CUDA releases ({cuda_conda.major_minor(version)} and "
-                            f"{implied[0]}); an image has one",
-                            hint="make them name the same release")
+        differing = (f'install.cuda(version="{version}") and {implied[1]} ask for different '
+                     f"CUDA releases ({cuda_conda.major_minor(version)} and {implied[0]})"
+                     if implied and implied[0] != cuda_conda.major_minor(version) else "")
         conda_env = bool(python and python.provider == "conda" and self.conda.requested)
-        provider, version, note = self._choose_cuda(conda_env)
+        provider, version, note = self._choose_cuda(conda_env and not differing)
         if note:
             self._warn(note)
         source = provider_named(provider)
+        if differing and source.installer == "conda":
+            raise SpecError(f"{differing}; one conda env holds one",
+                            hint="make them name the same release, or --cuda-provider apt "
+                                 "for install.cuda's")
+        if differing:  # as envd: its base image's CUDA, and the conda packages' in the env
+            self._warn(f"{differing}: the image gets both, as under envd: {provider} brings "
+                       f"CUDA {cuda_conda.major_minor(version)}, the conda env its own")
+            implied = None
         if source.installer == "conda" and not (python and python.provider == "conda"):
             raise SpecError("the conda CUDA provider installs into envd's conda env, and this "
                             "image has a system Python",

@@ -191,12 +191,20 @@ def test_conda_package_names_ask_for_cuda_too(tmp_path: Path) -> None:
 
 
 def test_install_cuda_and_env_yaml_disagree(tmp_path: Path) -> None:
+    """As under envd (install.cuda picks the base image, conda installs its own cudatoolkit):
+    the image gets both, install.cuda's from a provider other than the conda env; asking for
+    conda's provider too is the one conflict left."""
+    source = ENV_FILE_BUILD.format(extra='    install.cuda(version="12.4")\n')
+    warnings: list[str] = []
+    spec = spec_of(tmp_path, source, env_yaml("pytorch-cuda=11.8"), warn=warnings)
+    assert spec.cuda is not None and (spec.cuda.provider, spec.cuda.version) == ("pypi", "12.4")
+    assert any('install.cuda(version="12.4") and env.yaml: pytorch-cuda=11.8 ask for different '
+               "CUDA releases (12.4 and 11.8): the image gets both" in w for w in warnings)
     with pytest.raises(EnvnixError) as info:
-        spec_of(tmp_path, ENV_FILE_BUILD.format(extra='    install.cuda(version="12.4")\n'),
-                env_yaml("pytorch-cuda=11.8"))
+        spec_of(tmp_path, source, env_yaml("pytorch-cuda=11.8"), cuda_provider="conda")
     assert str(info.value) == ('install.cuda(version="12.4") and env.yaml: pytorch-cuda=11.8 '
-                               "ask for different CUDA releases (12.4 and 11.8); an image "
-                               "has one")
+                               "ask for different CUDA releases (12.4 and 11.8); one conda env "
+                               "holds one")
     # Two CUDA packages of different releases in env.yaml itself.
     with pytest.raises(EnvnixError, match=r"'cudatoolkit=11\.3' and 'cuda-version=12\.4' ask "
                                           r"for different CUDA releases \(11\.3 and 12\.4\)"):
