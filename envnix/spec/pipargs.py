@@ -152,7 +152,10 @@ def parse_pip_words(entry: str, where: str) -> PipWords:
 
 
 def check_name(requirement: str, where: str) -> None:
-    """A bare word must at least start like a requirement (a name, then a specifier)."""
+    """A bare word must at least start like a requirement (a name, then a specifier), or be
+    a git reference parse_pip_words already checked."""
+    if requirement.startswith("git+"):
+        return
     head = re.split(r"[<>=!~;@ ]", requirement, maxsplit=1)[0]
     if not _NAME.match(head):
         raise SpecError(f"{_at(where)}{requirement!r} is not a pip requirement",

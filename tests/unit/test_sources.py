@@ -81,3 +81,12 @@ def test_only_http_git_references_are_taken() -> None:
     for bad in ("probe @ git+file:///srv/probe", "probe @ git+ssh://git@git.example/o/probe"):
         with pytest.raises(SpecError, match=r"only git\+https"):
             parse_pip_words(bad, "build.envd:3")
+
+
+def test_a_bare_git_url_entry_is_a_requirement() -> None:
+    from envnix.spec import PipRequest
+    from envnix.spec.pipargs import add_entry
+
+    request = PipRequest()
+    add_entry(request, "git+https://git.example/org/tool", "build.envd:35:5")
+    assert request.packages == ["git+https://git.example/org/tool"]
