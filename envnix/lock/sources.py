@@ -35,6 +35,8 @@ BUILD_DEBS = ("gcc", "g++", "make", "libc6-dev")
 LEGACY_BACKEND = "setuptools.build_meta:__legacy__"
 LEGACY_REQUIRES = ("setuptools>=40.8.0", "wheel")
 _BACKEND = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*(:[A-Za-z_][A-Za-z0-9_.]*)?")
+_REQUIREMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\s*(\[[A-Za-z0-9._,\s-]*\])?\s*"
+                         r"([<>=!~;(]|$)")
 _PYPROJECT_MAX = 1 << 20
 _SDIST_MAX = 512 << 20
 
@@ -68,8 +70,12 @@ def build_system_of(text: str | None, label: str) -> BuildSystem:
     requires = table.get("requires", list(LEGACY_REQUIRES))
     backend = table.get("build-backend", LEGACY_BACKEND)
     paths = table.get("backend-path", [])
+    # Each becomes a line of the requirements.in uv reads: a line that is not a named
+    # requirement ("-r /etc/passwd", "-e .", "x @ file:///etc") would make uv read or build
+    # something of this machine's.
     if not isinstance(requires, list) or not all(
-            isinstance(r, str) and r.strip() and not has_control_character(r) for r in requires):
+            isinstance(r, str) and _REQUIREMENT.match(r.strip()) and not has_control_character(r)
+            for r in requires):
         raise LockError(f"pip: {label}: build-system.requires is not a list of requirements")
     if not isinstance(backend, str) or not _BACKEND.fullmatch(backend):
         raise LockError(f"pip: {label}: build-backend {backend!r} is not a module:object name")
@@ -176,6 +182,9 @@ def lock_source_builds(
     try:
         wheels = pip.lock_pip(build_request, context, python.version, spec.os.glibc, progress,
                               platform=platform)
+        if not all(isinstance(w, pip.Wheel) for w in wheels):
+            raise LockError("a build requirement is a git reference; build requirements are "
+                            "taken as wheels only")
     except LockError as exc:
         raise LockError(f"pip: the build requirements of "
                         f"{', '.join(s.name for s in [*sdists, *git])}: {exc.message}",

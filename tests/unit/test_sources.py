@@ -54,6 +54,9 @@ def test_no_pyproject_or_no_table_means_pep_517s_default(tmp_path: Path) -> None
     (b'[build-system]\nbuild-backend = "os; rm -rf /"\n', "is not a module:object name"),
     (b'[build-system]\nrequires = ["ok", "bad\\nline"]\n', "is not a list of requirements"),
     (b'[build-system]\nrequires = "setuptools"\n', "is not a list of requirements"),
+    (b'[build-system]\nrequires = ["-r /etc/passwd"]\n', "is not a list of requirements"),
+    (b'[build-system]\nrequires = ["-e ."]\n', "is not a list of requirements"),
+    (b'[build-system]\nrequires = ["x @ file:///etc"]\n', "is not a list of requirements"),
     (b"[build-system\n", "is not TOML"),
 ])
 def test_a_hostile_or_broken_build_system_is_one_line(tmp_path: Path, pyproject: bytes,
