@@ -24,7 +24,7 @@ from typing import Any
 from envnix.core import http
 from envnix.core.errors import LockError
 from envnix.core.progress import Progress
-from envnix.frontend.include import Fetcher
+from envnix.frontend.include import COMMIT_RE, Fetcher
 from envnix.lock import pip
 from envnix.lock.apt import lock_apt
 from envnix.spec import ImageSpec, PipRequest, has_control_character
@@ -121,6 +121,8 @@ def _git_entry(source: pip.GitSource, fetcher: Fetcher) -> tuple[dict[str, Any],
     """A git reference's lock entry and build system, read from its commit's pyproject.toml
     with envnix's hardened git (frontend/include.py), never from a checkout."""
     shown = f"pip: {source.name} @ git+{source.url}"
+    if not COMMIT_RE.fullmatch(source.commit):
+        raise LockError(f"{shown}: uv named {source.commit!r}, not a commit id")
     raw = fetcher.file_at(source.url, source.commit, "pyproject.toml", shown)
     try:
         text = raw.decode("utf-8") if raw is not None else None
