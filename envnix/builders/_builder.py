@@ -79,15 +79,22 @@ def die(what: str, why: str) -> NoReturn:
     sys.exit(1)
 
 
-def failure_line(exc: BaseException) -> str:
-    """``<what>: <why>`` for an exception a builder step ended with, as main_wrapper says it
-    (for work done in a child process, whose parent prints it)."""
+def expected_failure(exc: BaseException) -> tuple[str, str] | None:
+    """``(what, why)`` of the one line a builder step that raised ``exc`` ends with when the
+    input was bad; None for anything else (a builder bug). main_wrapper prints it, and so
+    does a parent for the work of its child processes (unpack_deb.py's groups)."""
     if isinstance(exc, BuilderError):
-        return f"{_one_line(exc.what or _context[0])}: {_one_line(exc.why)}"
+        return exc.what or _context[0], exc.why
     if isinstance(exc, _INPUT_ERRORS):
-        return f"{_one_line(_context[0])}: {_one_line(_describe(exc))}"
-    return (f"{_one_line(_context[0])}: internal error: "
-            f"{_one_line(type(exc).__name__ + ': ' + str(exc))}")
+        return _context[0], _describe(exc)
+    if _is_zstd_error(exc):
+        return _context[0], f"bad zstd data: {exc}"
+    return None
+
+
+def internal_failure(exc: BaseException) -> tuple[str, str]:
+    """``(what, why)`` for an exception :func:`expected_failure` does not know: a bug."""
+    return _context[0], f"internal error: {type(exc).__name__}: {exc}"
 
 
 def main_wrapper(fn: Callable[[], None], what: str) -> None:
@@ -98,17 +105,12 @@ def main_wrapper(fn: Callable[[], None], what: str) -> None:
     set_context(what)
     try:
         fn()
-    except BuilderError as exc:
-        die(exc.what or _context[0], exc.why)
-    except _INPUT_ERRORS as exc:
-        die(_context[0], _describe(exc))
     except Exception as exc:
-        if _is_zstd_error(exc):
-            die(_context[0], f"bad zstd data: {exc}")
-        sys.stderr.write(
-            f"envnix-builder: {_one_line(_context[0])}: internal error: "
-            f"{_one_line(type(exc).__name__ + ': ' + str(exc))}\n"
-        )
+        known = expected_failure(exc)
+        if known is not None:
+            die(*known)
+        where, why = internal_failure(exc)
+        sys.stderr.write(f"envnix-builder: {_one_line(where)}: {_one_line(why)}\n")
         traceback.print_exc()
         sys.exit(1)
 

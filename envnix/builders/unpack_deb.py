@@ -119,13 +119,13 @@ def main() -> None:
 GROUP_DIR_RE = re.compile(r"[A-Za-z0-9+._?=-]{1,200}")
 
 
-def _group_job(job: dict[str, str]) -> str | None:
-    """One .deb of a group (in a worker process): None, or the error line it ends with."""
+def _group_job(job: dict[str, str]) -> tuple[str, str] | None:
+    """One .deb of a group (in a worker process): None, or the (what, why) it failed with."""
     B.set_context(f"deb {job['name']} {job['version']}")
     try:
         unpack(job["src"], job["out"], job["name"], job["version"])
     except Exception as exc:  # reported by the parent, as main_wrapper would
-        return B.failure_line(exc)
+        return B.expected_failure(exc) or B.internal_failure(exc)
     return None
 
 
@@ -152,7 +152,7 @@ def unpack_group(out: str, debs: object) -> None:
                                                 mp_context=context) as pool:
         for failure in pool.map(_group_job, jobs):
             if failure is not None:
-                B.die(*failure.split(": ", 1))
+                B.die(*failure)
 
 
 def unpack(src: str, out: str, name_env: str, version_env: str) -> None:
