@@ -160,14 +160,17 @@ let
     impureEnvVars = [ "http_proxy" "https_proxy" "ftp_proxy" "all_proxy" "no_proxy" ];
   };
 
+  # A .deb or a wheel of the lock as the builders take it (the image's and the source
+  # builds' alike: the same entry gives the same derivation).
+  debArtifact = p: { kind = "deb"; inherit (p) name version url sha256;
+                     storeName = storeName (baseNameOf p.url); };
+  wheelArtifact = w: { kind = "wheel"; inherit (w) name version url sha256;
+                       storeName = storeName w.filename; };
+
   # The artifacts, keyed "kind:name" as the layer plan names them (envnix.render's
   # lock_artifacts makes the same list for seeding a --store).
   artifacts = listToAttrs (
-    map (p: {
-      name = "deb:${p.name}";
-      value = { kind = "deb"; inherit (p) name version url sha256;
-                storeName = storeName (baseNameOf p.url); };
-    }) sections.apt.packages
+    map (p: { name = "deb:${p.name}"; value = debArtifact p; }) sections.apt.packages
     ++ map (p: {
       name = "conda:${p.name}";
       value = { kind = "conda"; inherit (p) name version sha256 fn;
@@ -176,11 +179,7 @@ let
                 storeName = storeName p.fn;
                 record = toJSON (removeAttrs p [ "kind" "mirrors" ]); };
     }) (sections.conda.packages or [ ])
-    ++ map (w: {
-      name = "wheel:${w.name}";
-      value = { kind = "wheel"; inherit (w) name version url sha256;
-                storeName = storeName w.filename; };
-    }) sections.pip.wheels
+    ++ map (w: { name = "wheel:${w.name}"; value = wheelArtifact w; }) sections.pip.wheels
     ++ map (s: {
       name = "sdist:${s.name}";
       value = { kind = "sdist"; inherit (s) name version url sha256 backend;
@@ -219,10 +218,8 @@ let
   buildRoot = [ skeleton ]
     ++ map (k: trees.${k}) (filter (k: elem artifacts.${k}.kind [ "deb" "conda" ])
          (attrNames artifacts))
-    ++ map (p: debTree { inherit (p) name version url sha256;
-                         storeName = storeName (baseNameOf p.url); }) sourceBuilds.debs
-    ++ map (w: wheelTree { inherit (w) name version url sha256;
-                           storeName = storeName w.filename; }) sourceBuilds.wheels;
+    ++ map (p: debTree (debArtifact p)) sourceBuilds.debs
+    ++ map (w: wheelTree (wheelArtifact w)) sourceBuilds.wheels;
   builtWheel = a: run "build-${a.storeName}" "build_sdist.py" ({
     src = a.source or (fetch a); pkgName = a.name; pkgVersion = a.version;
     trees = toJSON buildRoot;
@@ -288,11 +285,13 @@ let
     builtins.elem (head (split "/" rel)) [ ".envnix" ".git" ]
     || builtins.foldl' (out: rule: if match rule.regex rel != null then !rule.negate else out)
          false image.ignore;
+  # What of the context Nix imports: everything the ignore rules leave (path relative to it).
+  notIgnored = path: type:
+    !(ignored (substring (stringLength contextRoot + 1) (stringLength path) path));
   copySource = i: c: builtins.path {
     path = inContext "io.copy source" c.source;
     name = "envnix-copy-${toString (i + 1)}";
-    filter = path: type:
-      !(ignored (substring (stringLength contextRoot + 1) (stringLength path) path));
+    filter = notIgnored;
   };
   # io.http: each file fetched as the packages are (fixed-output, the lock's sha256) and
   # placed in envd's /home/envd/extra_source, owned as io.copy's files (mktree.py checks the
@@ -385,8 +384,7 @@ let
   contextMount = builtins.path {
     path = context;
     name = "envnix-context-mount";
-    filter = path: type:
-      !(ignored (substring (stringLength contextRoot + 1) (stringLength path) path));
+    filter = notIgnored;
   };
   runTrees = genList (i: run "envnix-run-${toString (i + 1)}" "run_steps.py" ({
     trees = toJSON (baseTrees ++ genList (j: elemAt runTrees j) i);
