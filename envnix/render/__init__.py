@@ -164,12 +164,17 @@ def lock_artifacts(lock: Lock) -> dict[str, dict[str, Any]]:
     ``--store`` build seeds these (same URL, sha256 and store name), each checked as Nix
     would fetch it."""
     artifacts: dict[str, dict[str, Any]] = {}
-    for pkg in lock.apt_packages:
-        artifacts[_artifact_key("deb", pkg["name"])] = {
-            "kind": "deb", "name": pkg["name"], "version": pkg["version"], "url": pkg["url"],
-            "sha256": pkg["sha256"], "size": pkg["size"],
-            "storeName": store_name(pkg["url"].rsplit("/", 1)[-1]),
+
+    def pinned(kind: str, entry: dict[str, Any], file_name: str) -> None:
+        """A .deb, wheel, sdist or tool: fetched from its URL at its sha256."""
+        artifacts[_artifact_key(kind, entry["name"])] = {
+            "kind": kind, "name": entry["name"], "version": entry["version"],
+            "url": entry["url"], "sha256": entry["sha256"], "size": entry["size"],
+            "storeName": store_name(file_name),
         }
+
+    for pkg in lock.apt_packages:
+        pinned("deb", pkg, pkg["url"].rsplit("/", 1)[-1])
     for pkg in lock.conda_packages:
         # Nix's builtin fetcher takes one URL: the channel's configured mirror (what this
         # machine reached when locking) before the canonical URL. The hash pins the bytes.
@@ -180,36 +185,16 @@ def lock_artifacts(lock: Lock) -> dict[str, dict[str, Any]]:
             "storeName": store_name(pkg["fn"]),
         }
     for wheel in lock.pip_wheels:
-        artifacts[_artifact_key("wheel", wheel["name"])] = {
-            "kind": "wheel", "name": wheel["name"], "version": wheel["version"],
-            "url": wheel["url"], "sha256": wheel["sha256"], "size": wheel["size"],
-            "storeName": store_name(wheel["filename"]),
-        }
+        pinned("wheel", wheel, wheel["filename"])
     builds = lock.source_builds or {}
     for sdist in lock.sdists:  # built into a wheel inside Nix (builders/build_sdist.py)
-        artifacts[_artifact_key("sdist", sdist["name"])] = {
-            "kind": "sdist", "name": sdist["name"], "version": sdist["version"],
-            "url": sdist["url"], "sha256": sdist["sha256"], "size": sdist["size"],
-            "storeName": store_name(sdist["filename"]),
-        }
+        pinned("sdist", sdist, sdist["filename"])
     for wheel in builds.get("wheels", []):  # the build root's: never in a layer
-        artifacts[_artifact_key("build-wheel", wheel["name"])] = {
-            "kind": "build-wheel", "name": wheel["name"], "version": wheel["version"],
-            "url": wheel["url"], "sha256": wheel["sha256"], "size": wheel["size"],
-            "storeName": store_name(wheel["filename"]),
-        }
+        pinned("build-wheel", wheel, wheel["filename"])
     for pkg in builds.get("debs", []):
-        artifacts[_artifact_key("build-deb", pkg["name"])] = {
-            "kind": "build-deb", "name": pkg["name"], "version": pkg["version"],
-            "url": pkg["url"], "sha256": pkg["sha256"], "size": pkg["size"],
-            "storeName": store_name(pkg["url"].rsplit("/", 1)[-1]),
-        }
+        pinned("build-deb", pkg, pkg["url"].rsplit("/", 1)[-1])
     for tool in lock.tools:  # install.uv, ...: the members builders/install_tool.py places
-        artifacts[_artifact_key("tool", tool["name"])] = {
-            "kind": "tool", "name": tool["name"], "version": tool["version"],
-            "url": tool["url"], "sha256": tool["sha256"], "size": tool["size"],
-            "storeName": store_name(tool["filename"]),
-        }
+        pinned("tool", tool, tool["filename"])
     for file in lock.http_files:  # io.http: the later of two calls for one name wins
         artifacts[_artifact_key("http", file["filename"])] = {
             "kind": "http", "name": file["filename"], "url": file["url"],
