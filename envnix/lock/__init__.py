@@ -241,10 +241,8 @@ def kept_pins(lock: Lock | None, inputs: dict[str, Any], *, upgrade: bool = Fals
         return Pins()
     names = set(upgrade_packages)
     wheels: list[pip.Pinned] = [pip.Wheel.from_lock_dict(w) for w in lock.pip_wheels]
-    wheels += [pip.Sdist(**{k: s[k] for k in ("name", "version", "filename", "url", "sha256",
-                                              "size")}) for s in lock.sdists]
-    wheels += [pip.GitSource(g["name"], g["version"], g["url"], g["commit"])
-               for g in (lock.source_builds or {}).get("git", [])]
+    wheels += [pip.Sdist.from_lock_dict(s) for s in lock.sdists]
+    wheels += [pip.GitSource.from_lock_dict(g) for g in lock.git_sources]
     pinned = ({p["name"] for p in lock.apt_packages} | {p["name"] for p in lock.conda_packages}
               | {S.pep503(w.name) for w in wheels} | {t["name"] for t in lock.tools})
     unknown = sorted(n for n in names if n not in pinned and S.pep503(n) not in pinned)

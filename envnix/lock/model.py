@@ -57,6 +57,7 @@ _APT_PACKAGE = S.obj({
     "sha256": S.sha256, "size": S.size, "priority": S.text, "essential": S.boolean,
     "source_suite": S.text, "control": S.any_text,
 })
+_COMMIT = S.string(r"[0-9a-f]{40}|[0-9a-f]{64}", "a commit id (40 or 64 hex digits)")
 _WHEEL_NAME = S.string(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,198}[A-Za-z0-9])?",
                        "a pip project name", max_len=200)
 _WHEEL = S.obj({
@@ -82,7 +83,7 @@ _SDIST = S.obj({
 # name @ git+https://...: the commit its ref named when locked, built like an sdist.
 _GIT_SOURCE = S.obj({
     "name": _WHEEL_NAME, "version": S.version, "url": S.url,
-    "commit": S.string(r"[0-9a-f]{40}|[0-9a-f]{64}", "a git commit id", max_len=64),
+    "commit": _COMMIT,
     **_BUILD_SYSTEM,
 })
 # install.uv, install.nodejs: one archive each, the members that go into the image and where
@@ -165,7 +166,7 @@ _IMAGE = S.obj({
     "includes": S.array(S.obj({
         "url": S.string(r"(?i:https?|git)://[!-.0-?A-~]{1,255}(?:/[!-~]*)?",
                         "an http(s) or git:// URL without credentials", max_len=2048),
-        "commit": S.string(r"[0-9a-f]{40}|[0-9a-f]{64}", "a commit id (40 or 64 hex digits)"),
+        "commit": _COMMIT,
         "sha256": S.sha256}), unique=lambda i: i.get("url"), unique_field="url"),
 })
 

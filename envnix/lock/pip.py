@@ -29,9 +29,10 @@ import tempfile
 import time
 import tomllib
 import urllib.parse
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
+from typing import Any, Self
 
 from envnix.core import credentials, http, process
 from envnix.core import schema as S
@@ -69,14 +70,15 @@ class PinnedFile:
     def to_lock_dict(self) -> dict[str, object]:
         return asdict(self)
 
+    @classmethod
+    def from_lock_dict(cls, data: Mapping[str, Any]) -> Self:
+        """The pin of a lock entry (an sdist's entry also holds its build system)."""
+        return cls(**{f.name: data[f.name] for f in fields(cls)})
+
 
 @dataclass(frozen=True)
 class Wheel(PinnedFile):
     """A pinned wheel: installed as it is."""
-
-    @classmethod
-    def from_lock_dict(cls, data: dict[str, object]) -> Wheel:
-        return cls(**data)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,10 @@ class GitSource:
     version: str
     url: str
     commit: str
+
+    @classmethod
+    def from_lock_dict(cls, data: Mapping[str, Any]) -> Self:
+        return cls(**{f.name: data[f.name] for f in fields(cls)})
 
 
 Pinned = Wheel | Sdist | GitSource
@@ -260,9 +266,10 @@ def lock_pip(
                        ("protocol.allow", "never"), ("protocol.http.allow", "always"),
                        ("protocol.https.allow", "always"), ("protocol.file.allow", "user"),
                        ("credential.helper", ""), ("core.hooksPath", os.devnull)))
+        preferences = _preferences_text(preferred) if preferred else None
         while True:
-            if preferred:
-                out.write_text(_preferences_text(preferred), encoding="utf-8")
+            if preferences is not None:  # each try starts from the old lock's pins
+                out.write_text(preferences, encoding="utf-8")
             sourced = [a for name in from_source for a in ("--no-binary", name)]
             proc = process.run(cmd + sourced, error=LockError, env=env)
             if proc.returncode == 0:
@@ -279,7 +286,7 @@ def lock_pip(
         found = _parse_pylock(out.read_text(encoding="utf-8"))
     wheels = _complete(found, {*request.trusted_hosts, *options.trusted_hosts}, progress)
     if progress:
-        total = sum(getattr(w, "size", 0) for w in wheels)
+        total = sum(w.size for w in wheels if isinstance(w, PinnedFile))
         progress(f"pip: locked {len(wheels)} package(s), {total / 1e6:.1f} MB, "
                  f"in {time.monotonic() - started:.1f}s")
     return wheels
