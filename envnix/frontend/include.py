@@ -185,16 +185,16 @@ class Fetcher:
         gitdir = self._gitdir(url)
         if not self._has_commit(gitdir, commit):
             self._fetch(gitdir, url, commit, shown, pinned=True)
-        kind = self._git(["cat-file", "-t", f"{commit}:{path}"], gitdir=gitdir,
-                         error=FrontendError)
-        if kind.returncode != 0 or kind.text.strip() != "blob":
+        listed = self._git(["ls-tree", "-l", "--full-tree", commit, "--", path],
+                           gitdir=gitdir, error=FrontendError)
+        meta, _, name = listed.text.partition("\t")  # "<mode> <type> <oid> <size>\t<path>"
+        fields = meta.split()
+        if listed.returncode != 0 or name.rstrip("\n") != path or len(fields) != 4 \
+                or fields[1] != "blob":
             return None
-        size = self._git(["cat-file", "-s", f"{commit}:{path}"], gitdir=gitdir,
-                         error=FrontendError)
-        if size.returncode != 0 or int(size.text.strip() or 0) > max_bytes:
-            raise FrontendError(f"{shown}: {path} is missing or larger than {max_bytes} bytes")
-        blob = self._git(["cat-file", "blob", f"{commit}:{path}"], gitdir=gitdir,
-                         error=FrontendError)
+        if int(fields[3]) > max_bytes:
+            raise FrontendError(f"{shown}: {path} is larger than {max_bytes} bytes")
+        blob = self._git(["cat-file", "blob", fields[2]], gitdir=gitdir, error=FrontendError)
         if blob.returncode != 0:
             raise FrontendError(f"{shown}: cannot read {path}: {blob.last_error_line()}")
         return blob.stdout
