@@ -268,7 +268,12 @@ let
     users = toJSON plan.users;
     aptSources = toJSON plan.aptSources;
     aptAuto = toJSON plan.aptAuto;
-  } // (if slim then { dpkgFilter = toJSON slimFilter; } else { }) // targetEnv);
+  } // (if slim then { dpkgFilter = toJSON slimFilter; } else { })
+    # base(image=...): the base's dpkg database and accounts are merged with what is added
+    // (if plan.baseLayers == [ ] then { } else {
+         baseTrees = toJSON (fromBase baseTree); baseStatus = plan.baseStatus or "";
+       })
+    // targetEnv);
 
   # Config files envd writes (pip.conf, sudoers, init script, ...) and runtime.mount points.
   files = run "envnix-files" "mktree.py" {
@@ -337,7 +342,7 @@ let
   # The caches the image's own tools compile (builders/triggers.py), run through proot over
   # every layer below this one; only when plan.layers has a triggers layer.
   triggersTree = run "envnix-triggers" "triggers.py" ({
-    trees = toJSON (concatMap (l: map treeFor l.trees)
+    trees = toJSON (fromBase baseTree ++ concatMap (l: map treeFor l.trees)
       (filter (l: l.name != "triggers") plan.layers));
     triggers = toJSON plan.triggers;
     epoch = toString plan.mtime;

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import _builder as B
@@ -169,15 +170,89 @@ def sysusers_confs(trees: list[Tree], find: Find, names: list[str]
     return out
 
 
+def _rows(text: bytes | None, fields: int) -> list[list[str]]:
+    """The well-formed lines of a base image's account file, split (others are kept as
+    lines by the callers but never parsed)."""
+    rows = []
+    for line in (text or b"").decode("utf-8", "replace").splitlines():
+        row = line.split(":")
+        ids = row[2:4] if fields == 7 else row[2:3]
+        if len(row) == fields and row[0] and all(f.isdigit() for f in ids):
+            rows.append(row)
+    return rows
+
+
+def _on_base(base: Mapping[str, bytes | None], users: list[User]) -> Accounts:
+    """The accounts a base image has, plus the image's users it lacks (and a group for each
+    of their gids it lacks), as useradd in the base would add them."""
+    accounts = Accounts({r[0]: [int(r[2]), int(r[3]), r[4], r[5], r[6]]
+                         for r in _rows(base.get("etc/passwd"), 7)},
+                        {r[0]: int(r[2]) for r in _rows(base.get("etc/group"), 4)})
+    for r in _rows(base.get("etc/group"), 4):
+        if r[3]:
+            accounts.members[r[0]] = r[3].split(",")
+    for u in users:
+        if u.name in accounts.users:
+            continue
+        if u.gid not in accounts.groups.values():
+            accounts.add_group(u.name, u.gid)
+        accounts.add_user(u.name, u.uid, u.gid, u.gecos, u.home, u.shell, create_home=False)
+    return accounts
+
+
+def _base_written(base: Mapping[str, bytes | None], acc: Accounts, writer: T.TreeWriter
+                  ) -> None:
+    """etc/passwd, etc/group (and shadow files where the base has them): the base's lines as
+    they are, members the scripts added, then the new accounts in the order made."""
+    old_users = {r[0] for r in _rows(base.get("etc/passwd"), 7)}
+    old_groups = {r[0] for r in _rows(base.get("etc/group"), 4)}
+    new_users = [n for n in acc.users if n not in old_users]
+    new_groups = [n for n in acc.groups if n not in old_groups]
+
+    def kept(name: str, fields: int, rewrite: bool) -> str:
+        lines = []
+        for line in (base.get(name) or b"").decode("utf-8", "replace").splitlines():
+            row = line.split(":")
+            if rewrite and len(row) == fields and row[0] in acc.members:
+                row[-1] = ",".join(acc.members[row[0]])
+                line = ":".join(row)
+            lines.append(line + "\n")
+        return "".join(lines)
+
+    passwd = kept("etc/passwd", 7, False) + "".join(
+        f"{n}:x:{':'.join(map(str, acc.users[n][:2]))}:{':'.join(acc.users[n][2:])}\n"
+        for n in new_users)
+    group = kept("etc/group", 4, True) + "".join(
+        f"{n}:x:{acc.groups[n]}:{','.join(acc.members.get(n, []))}\n" for n in new_groups)
+    writer.add_file("etc/passwd", passwd.encode("utf-8"), 0o644)
+    writer.add_file("etc/group", group.encode("utf-8"), 0o644)
+    if base.get("etc/shadow") is not None:
+        shadow = kept("etc/shadow", 9, False) + "".join(
+            (SHADOW_SYSUSERS if n in acc.sysusers else SHADOW_CREATED).format(name=n)
+            for n in new_users)
+        writer.add_file("etc/shadow", shadow.encode("utf-8"), 0o640, 0, SHADOW_GID)
+    if base.get("etc/gshadow") is not None:
+        gshadow = kept("etc/gshadow", 4, True) + "".join(
+            f"{n}:{_gshadow_password(n, acc)}::{','.join(acc.members.get(n, []))}\n"
+            for n in new_groups)
+        writer.add_file("etc/gshadow", gshadow.encode("utf-8"), 0o640, 0, SHADOW_GID)
+
+
 def write_accounts(trees: list[Tree], debs: list[tuple[Tree, str, DebInfo]],
-                   users: list[User], find: Find, writer: T.TreeWriter
+                   users: list[User], find: Find, writer: T.TreeWriter,
+                   base: Mapping[str, bytes | None] | None = None
                    ) -> tuple[list[User], dict[str, int]]:
     """etc/passwd and etc/group (base-passwd's masters, the image's users, then the system
     accounts the packages' scripts add: see sysaccounts.Accounts), and with passwd installed
-    etc/shadow and etc/gshadow. Returns every user, and every group's id by name."""
-    base = groups_for(users, master_groups(trees))
-    acc = Accounts({u.name: [u.uid, u.gid, u.gecos, u.home, u.shell] for u in users},
-                          {name: gid for name, gid in base})
+    etc/shadow and etc/gshadow. Returns every user, and every group's id by name.
+
+    ``base``: a base image's etc/passwd, etc/group, etc/shadow and etc/gshadow (None where
+    it has none): its accounts come first and stay as they are (onbase.py)."""
+    if base is None:
+        acc = Accounts({u.name: [u.uid, u.gid, u.gecos, u.home, u.shell] for u in users},
+                       dict(groups_for(users, master_groups(trees))))
+    else:
+        acc = _on_base(base, users)
     notes: list[str] = []
     conf_path = find("etc/adduser.conf")
     conf = adduser_conf(read_regular(conf_path).decode("utf-8", "replace")
@@ -198,6 +273,11 @@ def write_accounts(trees: list[Tree], debs: list[tuple[Tree, str, DebInfo]],
                     acc.apply(call, conf, notes)
     everyone = sorted((User(n, *v) for n, v in acc.users.items()), key=lambda u: (u.uid, u.name))
     groups = sorted(((n, g) for n, g in acc.groups.items()), key=lambda x: (x[1], x[0]))
+    if base is not None:
+        _base_written(base, acc, writer)
+        for note in notes:
+            writer.note(note)
+        return everyone, dict(acc.groups)
     writer.add_file("etc/passwd", passwd_text(everyone), 0o644)
     writer.add_file("etc/group", group_text(groups, acc.members), 0o644)
     if find("usr/sbin/pwconv") is not None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import _builder as B
@@ -184,10 +185,25 @@ def dpkg_status(debs: list[tuple[Tree, str, DebInfo]], find: Find
     return "".join(text + "\n" for _, (_, text) in sorted(stanzas.items())).encode("utf-8")
 
 
+Read = Callable[[str], "bytes | None"]
+"""A base image's file by image path (onbase.py), or None where it has none."""
+
+
+def merged_lines(base: bytes | None, new: bytes) -> bytes:
+    """A line-per-entry database file: the base's lines, then the new ones it lacks."""
+    old = (base or b"").splitlines(keepends=True)
+    if old and not old[-1].endswith(b"\n"):
+        old[-1] += b"\n"
+    return b"".join(old) + b"".join(line for line in new.splitlines(keepends=True)
+                                    if line not in old)
+
+
 def write_dpkg_database(debs: list[tuple[Tree, str, DebInfo]], find: Find,
-                        writer: T.TreeWriter) -> list[tuple[str, str]]:
+                        writer: T.TreeWriter, base: Read | None = None
+                        ) -> list[tuple[str, str]]:
     """info/ files of every package, then alternatives in auto mode (see alternatives.py); returns
-    the alternatives' links (rel, target)."""
+    the alternatives' links (rel, target). On a ``base`` image its trigger interests are kept
+    and an alternative it already has is left as the base has it."""
     notes: list[str] = []
     choices: list[Choice] = []
     written: set[str] = set()
@@ -204,19 +220,26 @@ def write_dpkg_database(debs: list[tuple[Tree, str, DebInfo]], find: Find,
             choices += parse_alternatives(info.name, info.files["postinst"], notes)
     writer.add_file("var/lib/dpkg/arch", f"{B.target_arch()}\n".encode(), 0o644)
     for name, data in sorted(triggers([d[2] for d in debs]).items()):
-        writer.add_file(f"var/lib/dpkg/triggers/{name}", data, 0o644)
+        rel = f"var/lib/dpkg/triggers/{name}"
+        writer.add_file(rel, merged_lines(base(rel), data) if base else data, 0o644)
     links, db = alternatives(choices, find, notes)
+    kept = {name for name in db
+            if base is not None and base(f"var/lib/dpkg/alternatives/{name}") is not None}
+    for name in sorted(kept):
+        notes.append(f"alternative {name}: the base has it; its choice stays")
     for name, data in sorted(db.items()):
-        writer.add_file(f"var/lib/dpkg/alternatives/{name}", data, 0o644)
+        if name not in kept:
+            writer.add_file(f"var/lib/dpkg/alternatives/{name}", data, 0o644)
     for rel, target in links:
-        writer.add_symlink(rel, target)
+        if rel.rpartition("/")[2] not in kept or not rel.startswith("etc/alternatives/"):
+            writer.add_symlink(rel, target)
     for note in notes:
         writer.note(note)
     return links
 
 
 def write_diversions(debs: list[tuple[Tree, str, DebInfo]], find: Find,
-                     writer: T.TreeWriter) -> set[str]:
+                     writer: T.TreeWriter, base: Read | None = None) -> set[str]:
     """var/lib/dpkg/diversions from the scripts' dpkg-divert calls (see diversions.py), with
     what the calls do to the files: a --rename diversion puts the other package's file at
     the diverted name (and the diverting package's own file, if it ships one, at the path);
@@ -227,7 +250,9 @@ def write_diversions(debs: list[tuple[Tree, str, DebInfo]], find: Find,
         for script in ("preinst", "postinst"):
             calls += parse_diversions(info.name, info.files.get(script, b""), notes)
     active = diversions(calls, notes)
-    writer.add_file("var/lib/dpkg/diversions", diversions_file(active), 0o644)
+    text = diversions_file(active)  # a base's diversions first: dpkg-divert appends
+    writer.add_file("var/lib/dpkg/diversions", (base("var/lib/dpkg/diversions") or b"") + text
+                    if base else text, 0o644)
     written: set[str] = set()
     for d in reversed(active):
         rel = canonical(d.path)

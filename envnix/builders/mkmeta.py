@@ -71,6 +71,7 @@ from accounts import User, load_users, write_accounts
 from aptstate import apt_state
 from basesystem import base_system
 from dpkgdb import deb_infos, dpkg_status, write_diversions, write_dpkg_database
+from onbase import ACCOUNT_FILES, STATUS, combined, load_base, merged_status
 from trees import ALIASED, Find, Tree, finder, image_rel, load_trees, read_regular
 
 CA_TOP = "usr/share/ca-certificates/"
@@ -114,11 +115,13 @@ def image_view(trees: list[Tree], links: dict[str, str]) -> ldcache.View:
 
 
 def ld_cache(trees: list[Tree], find: Find, links: list[tuple[str, str]],
-             writer: T.TreeWriter) -> None:
+             writer: T.TreeWriter, own: Find | None = None) -> None:
     """etc/ld.so.cache as libc-bin's ldconfig writes it when libc6 is configured (and the
-    SONAME links it would add), so a library in an /etc/ld.so.conf.d directory is found."""
+    SONAME links it would add), so a library in an /etc/ld.so.conf.d directory is found.
+    ``own``: on a base image, the added trees only (the base's cache is then replaced by
+    one that also lists their libraries)."""
     ldconfig = find("usr/sbin/ldconfig")
-    if ldconfig is None or not os.path.isfile(ldconfig) or find("etc/ld.so.cache"):
+    if ldconfig is None or not os.path.isfile(ldconfig) or (own or find)("etc/ld.so.cache"):
         return
     view = image_view(trees, dict(links))
     notes: list[str] = []
@@ -200,39 +203,57 @@ def pam_inputs(trees: list[Tree], find: Find) -> dict[str, str]:
 
 def build_meta(out: str, writer: T.TreeWriter) -> None:
     trees = load_trees(required=True)
+    base = load_base()
     users, given = load_users(trees)
-    find = finder(trees)
+    own_find = finder(trees)
     debs = deb_infos(trees)
+    if base is not None:  # the base has its OS: only the users asked for are added to it
+        users = [u for u in users if u.name in given]
+        find, read = combined(own_find, base), base.read
+    else:
+        find, read = own_find, None
 
-    writer.add_dir("tmp", 0o1777)
-    writer.add_dir("root", 0o700)
-    users, groups = write_accounts(trees, debs, users, find, writer)
+    if base is None:
+        writer.add_dir("tmp", 0o1777)
+        writer.add_dir("root", 0o700)
+    users, groups = write_accounts(trees, debs, users, find, writer,
+                                   {f: base.read(f) for f in ACCOUNT_FILES} if base else None)
 
-    certs = ca_certificates(trees)  # read once: the bundle, its links and the .conf list
+    # read once: the bundle, its links and the .conf list (a base's certificates too, when
+    # the added packages bring some: the bundle then replaces the base's)
+    certs = ca_certificates(trees)
+    if base is not None and certs:
+        certs = {**ca_certificates(base.top_first()), **certs}
     status = dpkg_status(debs, find)
     diverted: set[str] = set()
     if status is not None:
+        if base is not None:
+            status = merged_status(base.read(STATUS), status)
         writer.add_file("var/lib/dpkg/status", status, 0o644)
-        alt_links = write_dpkg_database(debs, find, writer)
-        diverted = write_diversions(debs, find, writer)
-        ld_cache(trees, find, alt_links, writer)
+        alt_links = write_dpkg_database(debs, find, writer, read)
+        diverted = write_diversions(debs, find, writer, read)
+        ld_cache(trees + (base.top_first() if base else []), find, alt_links, writer,
+                 own_find if base else None)
         ca_names = [rel.removeprefix(CA_TOP) for rel in certs]
         notes: list[str] = []
         services.write_services([d[2] for d in debs], find, ca_names,
-                                ({u.name: u.uid for u in users}, groups), writer, notes)
-        for rel, data in sorted(pamconfig.pam_files(pam_inputs(trees, find), notes).items()):
-            writer.add_file(rel, data, 0o644)
+                                ({u.name: u.uid for u in users}, groups), writer, notes, read)
+        if base is None or any(t.has(pamconfig.PROFILES_DIR) for t in trees):
+            pam = pamconfig.pam_files(pam_inputs(trees + (base.top_first() if base else []),
+                                                 find), notes)
+            for rel, data in sorted(pam.items()):
+                writer.add_file(rel, data, 0o644)
         for note in notes:
             writer.note(note)
-    base_system(trees, find, writer)
-    apt_state(users, find, writer)
+    if base is None:  # a base keeps its own base files, apt sources and /bin/sh
+        base_system(trees, find, writer)
+        apt_state(users, find, writer)
     bundle = ca_bundle(certs)
     if bundle is not None:
         writer.add_file("etc/ssl/certs/ca-certificates.crt", bundle, 0o644)
-        ca_links(certs, find, writer)
-    if not any(t.has("usr/bin/sh") for t in trees) and any(t.has("usr/bin/dash")
-                                                             for t in trees) \
-            and "usr/bin/sh" not in diverted:
+        ca_links(certs, own_find if base else find, writer)
+    if base is None and not any(t.has("usr/bin/sh") for t in trees) \
+            and any(t.has("usr/bin/dash") for t in trees) and "usr/bin/sh" not in diverted:
         writer.add_symlink("usr/bin/sh", "dash")
 
     homes: dict[str, User] = {}

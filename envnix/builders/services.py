@@ -274,7 +274,7 @@ def fontconfig_links(debs: list[dpkgdb.DebInfo], find: Find) -> dict[str, str]:
 
 def write_services(debs: list[dpkgdb.DebInfo], find: Find, ca_names: list[str],
                    ids: tuple[dict[str, int], dict[str, int]], writer: T.TreeWriter,
-                   notes: list[str]) -> None:
+                   notes: list[str], base: dpkgdb.Read | None = None) -> None:
     """Write everything this module computes into the meta tree (parents the trees lack
     are made 0755 root, as the scripts' mkdir -p makes them). *ids*: the image's user and
     group ids by name, for the stat overrides."""
@@ -303,6 +303,8 @@ def write_services(debs: list[dpkgdb.DebInfo], find: Find, ca_names: list[str],
         with open(src, "rb") as f:
             writer.add_file(canonical(o.path), f.read(), o.mode, uid, gid)
         overrides.append(o)
-    if overrides:
+    if overrides:  # after a base image's own, as dpkg-statoverride --add appends
+        text = "".join(o.line for o in overrides).encode()
         writer.add_file("var/lib/dpkg/statoverride",
-                        "".join(o.line for o in overrides).encode(), 0o644)
+                        dpkgdb.merged_lines(base("var/lib/dpkg/statoverride"), text)
+                        if base else text, 0o644)

@@ -192,19 +192,11 @@ class SpecBuilder(ToolCalls, CudaCalls):
                                  '"name@sha256:<64 hex>"') from None
         return None
 
-    def _check_custom_base(self, dev: bool) -> None:
-        """What envnix cannot add on top of an arbitrary base yet, said before locking."""
+    def _check_custom_base(self) -> None:
+        """What envnix cannot add on top of an arbitrary base yet, said before locking. apt
+        packages and dev=True are resolved against the base's own dpkg status at lock time
+        (envnix.lock.basesystem), which also says when the base is no Debian or Ubuntu."""
         image = self.base_image
-        if dev:
-            raise SpecError(f"base(image={image!r}, dev=True) is not supported yet: the dev "
-                            "stack (user envd, sudo, shell) needs the base's own apt archive",
-                            hint="build a serving image (dev=False) on it, or use a release "
-                                 'base such as base(image="debian:12", dev=True)')
-        if self.apt:
-            raise SpecError(f"install.apt_packages on base(image={image!r}) is not supported "
-                            "yet: it would need the base distribution's archive",
-                            hint="put the packages into the base image, or use a release base "
-                                 'such as base(image="debian:12")')
         if self.language is None and (self.pip.packages or self.pip.requirements_files):
             raise SpecError(f"pip packages on base(image={image!r}) need install.python(): "
                             "envnix does not use the base's own Python yet",
@@ -479,7 +471,7 @@ class SpecBuilder(ToolCalls, CudaCalls):
         if self.owner is not None:
             self.dev_spec.uid, self.dev_spec.gid = self.owner
         if self.base_image:
-            self._check_custom_base(dev)
+            self._check_custom_base()
         # CUDA's wheels (and conda packages) need a Python; apt and nixpkgs CUDA do not.
         cuda_needs_python = self.cuda is not None and provider_named(
             self._choose_cuda(self.conda.requested)[0]).installer in ("pip", "conda")

@@ -30,8 +30,9 @@ from envnix.frontend.envyaml import (
 )
 from envnix.lock import pip
 from envnix.lock.apt import lock_apt
-from envnix.lock.apt.index import DebPackage, IndexSnapshot
+from envnix.lock.apt.index import DebPackage, IndexSnapshot, installed_entries
 from envnix.lock.apt.sources import machine_apt_sources, sources_for_mirror
+from envnix.lock.basesystem import read_base_system
 from envnix.lock.conda import lock_conda
 from envnix.lock.cuda import lock_cuda_pip
 from envnix.lock.diff import diff_locks
@@ -301,27 +302,30 @@ def apt_sources(release: OsRelease, mirror: str | None = None,
 def make_lock(spec: ImageSpec, context: Path, sources: list[AptSource],
               progress: Progress | None = None, pins: Pins | None = None,
               platforms: Sequence[Platform] = (AMD64,),
-              platform_pins: Mapping[str, Pins] | None = None) -> Lock:
+              platform_pins: Mapping[str, Pins] | None = None,
+              apt_mirror: str | None = None) -> Lock:
     """Resolve everything the spec asks for, for each platform (the first one's sections at
     the top, the others' under ``platforms``), preferring ``pins`` (the first platform's) and
-    ``platform_pins`` (by platform name: the lock being redone) where they still fit. Network
-    access happens here and only here."""
+    ``platform_pins`` (by platform name: the lock being redone) where they still fit.
+    ``apt_mirror``: --apt-mirror, for apt packages on a base(image=...) (whose release is
+    known only once its layers are read). Network access happens here and only here."""
     first, *others = platforms
     platform_pins = platform_pins or {}
     lock = _make_lock(spec, context, sources, progress,
-                      pins or platform_pins.get(first.name) or Pins(), first)
+                      pins or platform_pins.get(first.name) or Pins(), first, apt_mirror)
     for platform in others:
         if progress:
             progress(f"lock: resolving for {platform.name}")
         lock.platforms[platform.name] = dataclasses.replace(
             _make_lock(spec, context, sources, progress,
-                       platform_pins.get(platform.name) or Pins(), platform),
+                       platform_pins.get(platform.name) or Pins(), platform, apt_mirror),
             toolchain=None)
     return lock
 
 
 def _make_lock(spec: ImageSpec, context: Path, sources: list[AptSource],
-               progress: Progress | None, pins: Pins, platform: Platform) -> Lock:
+               progress: Progress | None, pins: Pins, platform: Platform,
+               apt_mirror: str | None = None) -> Lock:
     plan = conda_plan(spec)
     # io.http first: a checksum that does not match fails before anything is resolved.
     http_files = lock_downloads(spec.downloads, pins.http, progress)
@@ -330,13 +334,17 @@ def _make_lock(spec: ImageSpec, context: Path, sources: list[AptSource],
     packages: list[DebPackage] = []
     if spec.cuda and platform != AMD64:
         raise UsageError(f"install.cuda builds for linux/amd64 only, not {platform.name}")
-    if spec.base_image and pins.base is not None:
-        base = pins.base
-    elif spec.base_image:
-        base = resolve_base(spec.base_image, arch=platform.deb_arch)
-        if progress:
-            progress(f"base: {spec.base_image} pinned at {base['digest']} "
-                     f"({len(base['manifest']['layers'])} layers)")
+    if spec.base_image:
+        if pins.base is not None:
+            base = {k: v for k, v in pins.base.items() if k != "system"}
+        else:
+            base = resolve_base(spec.base_image, arch=platform.deb_arch)
+            if progress:
+                progress(f"base: {spec.base_image} pinned at {base['digest']} "
+                         f"({len(base['manifest']['layers'])} layers)")
+        if spec.apt_roots():
+            sources, indexes, packages = _lock_apt_on_base(spec, base, pins, platform,
+                                                           apt_mirror, progress)
     else:
         # --cuda-provider apt: NVIDIA's repository or Debian's non-free join the sources (and
         # the lock's record of them); the driver's packages are the host's, never installed.
@@ -399,6 +407,26 @@ def _make_lock(spec: ImageSpec, context: Path, sources: list[AptSource],
         http_files=http_files,
         source_builds=source_builds,
     )
+
+
+def _lock_apt_on_base(spec: ImageSpec, base: dict[str, Any], pins: Pins, platform: Platform,
+                      apt_mirror: str | None, progress: Progress | None
+                      ) -> tuple[list[AptSource], list[IndexSnapshot], list[DebPackage]]:
+    """apt packages on base(image=...): what the base lacks, from its own release's archive,
+    as apt-get in the base would install them. Records the base's release and the sha256 of
+    its dpkg status in ``base["system"]``, which the build checks."""
+    system = read_base_system(base)
+    release = system.release(spec.base_image or base["ref"])
+    base["system"] = system.to_lock_dict()
+    sources = apt_sources(release, apt_mirror)
+    installed = installed_entries(system.status, platform.deb_arch)
+    if progress:
+        progress(f"base: {release.distro} {release.codename} with {len(installed)} "
+                 "packages installed; apt adds what it lacks")
+    indexes, packages = lock_apt(sources, spec.apt_roots(), progress=progress,
+                                 preferred=pins.apt, arch=platform.deb_arch,
+                                 installed=installed)
+    return sources, indexes, packages
 
 
 def _all(checks: Sequence[IndexCheck | None]) -> IndexCheck | None:
@@ -551,7 +579,7 @@ def _resolve(spec: ImageSpec, context: Path, apt_mirror: str | None, progress: P
         progress(f"lock: preferring the {kept} pins of {LOCK_NAME} where they still fit "
                  "(envnix lock --upgrade moves them all)")
     lock = make_lock(spec, context, apt_sources(spec.os, apt_mirror), progress,
-                     platforms=platforms, platform_pins=pins)
+                     platforms=platforms, platform_pins=pins, apt_mirror=apt_mirror)
     if existing is not None:
         for line in diff_locks(existing, lock).lines():
             progress(f"lock: {line.strip()}" if line != "no differences"

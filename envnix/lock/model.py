@@ -114,6 +114,11 @@ _BASE = S.obj({
                      "User": _OPTIONAL_STR, "Entrypoint": _OPTIONAL_ARGS,
                      "Cmd": _OPTIONAL_ARGS}),
     "blob_urls": S.array(S.url),
+}, {
+    # apt packages on the base (envnix.lock.basesystem): the release they come from and the
+    # sha256 of the base's dpkg status they were resolved against, which the build checks.
+    "system": S.obj({"distro": S.token, "codename": S.token, "version_id": S.text,
+                     "dpkg_status": S.sha256}),
 })
 
 
@@ -135,7 +140,7 @@ _PLAN = S.obj({
     "runEnv": S.mapping(S.text, S.any_text),
     "aptSources": S.array(_PLAN_APT_SOURCE), "triggers": S.array(S.token),
     "aptAuto": S.array(S.token),
-})
+}, {"baseStatus": S.sha256})
 _ID = S.integer(maximum=(1 << 31) - 1)
 # A path below a root (an image path without its "/", a file of the build context): never
 # absolute, no ".." component; spaces and non-ASCII letters are fine.

@@ -95,12 +95,13 @@ def _artifact_key(kind: str, name: str) -> str:
 def plan_layers(artifacts: dict[str, dict[str, Any]], with_files: bool = False,
                 with_context: bool = False, custom_base: bool = False,
                 with_nixpkgs_cuda: bool = False, with_triggers: bool = False,
-                ) -> list[dict[str, Any]]:
+                base_meta: bool = False) -> list[dict[str, Any]]:
     """Group artifacts into layers: skeleton, OS, conda, pip, tools, metadata, triggers; big
     artifacts alone.
 
-    On a base(image=...) the base's layers come first and bring the OS: no skeleton and no
-    metadata layer (its /etc/passwd would replace the base's), no triggers layer either.
+    On a base(image=...) the base's layers come first and bring the OS: no skeleton; a
+    metadata layer only with ``base_meta`` (apt packages or users on the base: mkmeta.py
+    then merges the base's dpkg database and accounts with what is added).
     """
     layers: list[dict[str, Any]] = ([] if custom_base else
                                     [{"name": "skeleton", "trees": ["@skeleton"]}])
@@ -122,7 +123,7 @@ def plan_layers(artifacts: dict[str, dict[str, Any]], with_files: bool = False,
         layers.append({"name": "config", "trees": ["@files"]})
     # run() groups come last, as in envd, each its own layer over everything below it (see
     # the template: their whiteouts only mean something over the layers beneath).
-    if not custom_base:
+    if not custom_base or base_meta:
         layers.append({"name": "meta", "trees": ["@meta"]})
         if with_triggers:  # the caches the image's own tools compile over all of the above
             layers.append({"name": "triggers", "trees": ["@triggers"]})
@@ -151,9 +152,8 @@ TRIGGER_PACKAGES: dict[str, tuple[str, ...]] = {
 
 
 def image_triggers(lock: Lock) -> list[str]:
-    """The cache triggers the locked apt packages bring (none on a base(image=...))."""
-    if lock.base is not None:
-        return []
+    """The cache triggers the locked apt packages bring (on a base(image=...): those the
+    packages added to it bring)."""
     names = {p["name"] for p in lock.apt_packages}
     return sorted({t for pkg, ts in TRIGGER_PACKAGES.items() if pkg in names for t in ts})
 
@@ -245,10 +245,14 @@ def image_plan(spec: ImageSpec, lock: Lock) -> dict[str, Any]:
                               with_context=bool(spec.copies or lock.http_files),
                               custom_base=lock.base is not None,
                               with_nixpkgs_cuda=nixpkgs_cuda is not None,
-                              with_triggers=bool(triggers)),
+                              with_triggers=bool(triggers),
+                              base_meta=bool(lock.base and (lock.apt_packages or spec.dev))),
         "triggers": triggers,
         "nixpkgsCuda": nixpkgs_cuda,
         "baseLayers": base,
+        # the sha256 of the base's dpkg status the apt packages were resolved against
+        **({"baseStatus": lock.base["system"]["dpkg_status"]}
+           if lock.base and "system" in lock.base else {}),
         "users": ([[spec.dev.user, spec.dev.uid, spec.dev.gid, spec.dev.home,
                     spec.dev.shell_path]] if spec.dev else
                   [[SERVING_USER, *spec.owner, f"/home/{SERVING_USER}", "/bin/sh"]]
@@ -336,7 +340,7 @@ def image_apt_sources(spec: ImageSpec, lock: Lock) -> list[dict[str, Any]]:
     Nothing when ``config.apt_source`` wrote sources.list: as in envd, that is apt's only list.
     Flat repositories (a CUDA repository) are left out: the image has no keyring for them,
     and one unverifiable source makes every ``apt-get update`` fail."""
-    if APT_SOURCES_LIST in spec.files:
+    if APT_SOURCES_LIST in spec.files or lock.base is not None:  # a base keeps its own
         return []
     out = []
     for src in lock.apt_sources:

@@ -56,9 +56,14 @@ def merged_env(spec: ImageSpec, base: dict[str, Any]) -> list[str]:
 
 
 def inherit_config(config: dict[str, Any], spec: ImageSpec, base: dict[str, Any]) -> None:
-    """Rewrite envnix's image config (a serving image) to start from the base's config."""
+    """Rewrite envnix's image config to start from the base's config: its Env for every
+    image; a serving image also its WorkingDir, User, Entrypoint and Cmd (a dev image keeps
+    envd's user, working directory and shell, which is what dev=True asks for)."""
     inherited = base["config"]
     config["Env"] = merged_env(spec, base)
+    config["Labels"]["io.envnix.base"] = f"{base['ref']}@{base['digest']}"
+    if spec.dev:
+        return
     for key in ("WorkingDir", "User"):
         if inherited.get(key):
             config[key] = inherited[key]
@@ -73,4 +78,3 @@ def inherit_config(config: dict[str, Any], spec: ImageSpec, base: dict[str, Any]
                 config[key] = inherited[key]
             else:
                 config.pop(key, None)
-    config["Labels"]["io.envnix.base"] = f"{base['ref']}@{base['digest']}"

@@ -323,7 +323,10 @@ class ImageSpec:
     def apt_roots(self) -> list[str]:
         """The package names the apt resolver starts from, in a stable order."""
         if self.base_image:
-            return []  # the base image brings its OS; the frontend refuses apt packages on it
+            # The base brings its OS: only what the file asks for, resolved against the base's
+            # own dpkg status at lock time (envnix.lock.basesystem); no release set, no apt.
+            return self._unique([*(("sudo", self.dev.shell, "coreutils") if self.dev else ()),
+                                 *self.apt_packages])
         roots = list(self.BASE_APT)
         if self.python:
             roots += self.python.apt_packages
@@ -340,10 +343,11 @@ class ImageSpec:
                 roots.append("apt")  # a dev image is a Debian system: apt as in Debian's images
         roots += self.apt_packages
         roots += [p for tool in self.tools if tool.source == "apt" for p in tool.packages]
-        seen: dict[str, None] = {}
-        for name in roots:
-            seen.setdefault(name, None)
-        return list(seen)
+        return self._unique(roots)
+
+    @staticmethod
+    def _unique(names: Sequence[str]) -> list[str]:
+        return list(dict.fromkeys(names))
 
     def env_list(self, cuda_library_dirs: Sequence[str] = ()) -> list[str]:
         """The image config's Env, in a fixed order.

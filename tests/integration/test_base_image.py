@@ -210,3 +210,97 @@ def test_fresh_store_fetches_only_the_locked_blobs(registry: Registry, derived: 
     for layer in lock["base"]["manifest"]["layers"]:
         blob = next((tmp_path / "store/nix/store").glob(f"*-base-{layer['digest'][7:23]}.tar.gz"))
         assert hashlib.sha256(blob.read_bytes()).hexdigest() == layer["digest"][7:]
+
+
+# --------------------------------------------------------------------------------------------
+# apt packages and dev=True on a base: resolved against the base's own dpkg status
+# --------------------------------------------------------------------------------------------
+
+# A serving Debian 12 image: its Essential set and dpkg database, no sudo, no user envd.
+SERVING_BASE_ENVD = ('# syntax=v1\ndef build():\n    base(image="debian:12", dev=False)\n'
+                     '    install.apt_packages(name=["less"])\n')
+
+
+@pytest.fixture(scope="module")
+def serving_base(tmp_path_factory: pytest.TempPathFactory, registry: Registry) -> Built:
+    context = tmp_path_factory.mktemp("servingbase") / "plain"
+    context.mkdir()
+    (context / "build.envd").write_text(SERVING_BASE_ENVD)
+    built = build(context, "-t", "plain:1")
+    envnix("push", "-p", str(context), f"{registry.host}/team/plain:1", "--tls-verify=false")
+    return built
+
+
+@pytest.fixture(scope="module")
+def dev_on_base(tmp_path_factory: pytest.TempPathFactory, registry: Registry,
+                serving_base: Built) -> Built:
+    context = tmp_path_factory.mktemp("devbase") / "devtools"
+    context.mkdir()
+    (context / "build.envd").write_text(
+        "# syntax=v1\ndef build():\n"
+        f'    base(image="{registry.host}/team/plain:1", dev=True)\n'
+        '    install.apt_packages(name=["jq", "less"])\n')
+    envnix("lock", str(context), env=_insecure(registry))
+    return parse_build(context, envnix("build", str(context), "--locked", "-t", "devtools:1"))
+
+
+@pytest.mark.slow
+def test_apt_on_a_base_adds_only_what_it_lacks(dev_on_base: Built, serving_base: Built) -> None:
+    lock = json.loads((dev_on_base.context / "envnix.lock").read_text())
+    system = lock["base"]["system"]
+    assert (system["distro"], system["codename"]) == ("debian", "bookworm")
+    names = {p["name"] for p in lock["apt"]["packages"]}
+    assert {"jq", "sudo"} <= names  # asked for, and the dev stack's
+    base_lock = json.loads((serving_base.context / "envnix.lock").read_text())
+    assert not names & {p["name"] for p in base_lock["apt"]["packages"]}, \
+        "a package the base has installed was pinned again"
+    assert {"less", "bash", "coreutils", "libc6"} <= {
+        p["name"] for p in base_lock["apt"]["packages"]}
+
+
+@pytest.mark.slow
+def test_dev_image_on_a_base_runs_with_both_package_sets(
+        dev_on_base: Built, serving_base: Built, podman_environ: dict[str, str]) -> None:
+    manifest = json.loads((dev_on_base.layout / "blobs/sha256" / dev_on_base.manifest[7:])
+                          .read_text())
+    base_manifest = json.loads((serving_base.layout / "blobs/sha256"
+                                / serving_base.manifest[7:]).read_text())
+    n = len(base_manifest["layers"])
+    assert manifest["layers"][:n] == base_manifest["layers"]  # the base's blobs, unchanged
+    config = json.loads((dev_on_base.layout / "blobs/sha256" / manifest["config"]["digest"][7:])
+                        .read_text())["config"]
+    assert config["User"] == "envd" and config["WorkingDir"] == "/home/envd/devtools"
+    script = ("set -e; id -un; id -u; echo '{\"a\": 7}' | jq .a; sudo -n id -u; "
+              "dpkg-query -W -f='${Package} ${Status}\\n' jq less bash sudo; "
+              "dpkg --audit && echo audit-clean; grep -c '^Package:' /var/lib/dpkg/status; "
+              "getent passwd root | cut -d: -f7; ldconfig -p | grep -c libjq")
+    out = podman("run", "--rm", f"oci:{dev_on_base.layout}", "/bin/bash", "-c", script,
+                 env=podman_environ).stdout.splitlines()
+    assert out[:4] == ["envd", "1000", "7", "0"], out
+    assert out[4:8] == [f"{p} install ok installed"  # dpkg-query sorts by name
+                        for p in ("bash", "jq", "less", "sudo")]
+    assert out[8] == "audit-clean"
+    lock = json.loads((dev_on_base.context / "envnix.lock").read_text())
+    base_lock = json.loads((serving_base.context / "envnix.lock").read_text())
+    assert int(out[9]) == len(lock["apt"]["packages"]) + len(base_lock["apt"]["packages"])
+    assert out[10] == "/bin/bash" and int(out[11]) >= 1, out
+
+
+@pytest.mark.slow
+def test_apt_on_a_base_is_reproducible_and_checks_the_base(
+        dev_on_base: Built, tmp_path: Path) -> None:
+    again = parse_build(dev_on_base.context, envnix(
+        "build", str(dev_on_base.context), "--locked", "-t", "devtools:1", "--store",
+        str(tmp_path / "store"), "--out-dir", str(tmp_path / "gen")))
+    assert (again.config, again.manifest) == (dev_on_base.config, dev_on_base.manifest)
+    lock_path = dev_on_base.context / "envnix.lock"
+    text = lock_path.read_text()
+    lock = json.loads(text)
+    real = lock["base"]["system"]["dpkg_status"]
+    lock_path.write_text(text.replace(real, "0" * 64))
+    try:
+        proc = envnix("build", str(dev_on_base.context), "--locked", "-t", "devtools:1",
+                      check=False)
+        assert proc.returncode != 0 and "lock again" in proc.stderr, proc.stderr
+    finally:
+        lock_path.write_text(text)

@@ -50,7 +50,7 @@ def _fake_base(ref: str = "r.example/team/base:1") -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 
 
-def test_frontend_records_the_base_image_and_refuses_what_needs_its_archive(
+def test_frontend_records_the_base_image_and_refuses_what_it_cannot_add(
         tmp_path: Path) -> None:
     spec = _spec(tmp_path, '    base(image="r.example:5000/team/base:1")\n')
     assert spec.base_image == "r.example:5000/team/base:1" and spec.dev is None
@@ -59,10 +59,11 @@ def test_frontend_records_the_base_image_and_refuses_what_needs_its_archive(
         "ref": "r.example:5000/team/base:1", "architecture": "amd64"}
     # release images keep building from their archives
     assert _spec(tmp_path, '    base(image="debian:12")\n', "rel").base_image is None
+    # apt packages and the dev stack are resolved against the base's dpkg status at lock
+    dev = _spec(tmp_path, '    base(image="r.example/b:1", dev=True)\n'
+                '    install.apt_packages(name=["jq"])\n', "dev")
+    assert dev.dev is not None and dev.apt_roots() == ["sudo", "bash", "coreutils", "jq"]
     cases = {
-        '    base(image="r.example/b:1", dev=True)\n': "dev=True) is not supported yet",
-        '    base(image="r.example/b:1")\n    install.apt_packages(name=["curl"])\n':
-            "install.apt_packages on base(image=",
         '    base(image="r.example/b:1")\n    install.python_packages(name=["six"])\n':
             "need install.python()",
         '    base(image="Not A Ref")\n': "is not a valid image reference",

@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 
 from envnix.lock.apt.fetch import Progress, human_size, load_index
-from envnix.lock.apt.index import DebIndex, DebPackage, IndexSnapshot
+from envnix.lock.apt.index import DebIndex, DebPackage, Entry, IndexSnapshot
 from envnix.lock.apt.relations import ARCH
 from envnix.lock.apt.resolver import resolve
 from envnix.spec.apt import AptSource
@@ -51,6 +51,7 @@ def lock_apt(
     essential: bool = False,
     arch: str = ARCH,
     preferred: Mapping[str, str] | None = None,
+    installed: Sequence[Entry] = (),
 ) -> tuple[list[IndexSnapshot], list[DebPackage]]:
     """Fetch the indexes of *sources* and resolve *roots*: everything ``envnix lock`` needs.
 
@@ -59,12 +60,14 @@ def lock_apt(
     rather than as a missing package name. *essential*, *preferred*: see :func:`resolve`;
     a preferred version the index no longer has (Debian drops superseded .debs) is said in
     one line. *arch*: the Debian architecture whose ``binary-<arch>`` indexes are read.
+    *installed*: a base image's packages (see :func:`resolve`).
     """
     started = time.monotonic()
     snapshots, index = load_index(sources, cache_dir, progress, arch)
     if check is not None:
         check(index)
-    packages = resolve(index, roots, host_provided, essential=essential, preferred=preferred)
+    packages = resolve(index, roots, host_provided, essential=essential, preferred=preferred,
+                       installed=installed)
     if progress and preferred:
         moved = [(p, preferred[p.name]) for p in packages
                  if p.name in preferred and p.version != preferred[p.name]]

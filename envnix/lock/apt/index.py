@@ -275,6 +275,30 @@ def essential_names(index: DebIndex) -> list[str]:
             if index.entries(name)[0].fields.get("Essential", "").strip().lower() == "yes"]
 
 
+def installed_entries(status: str, arch: str = ARCH) -> list[Entry]:
+    """The packages a dpkg status file (a base image's /var/lib/dpkg/status) lists as
+    installed, as resolver entries (origin -1: they come from no index and are never pinned).
+
+    Why: apt on a base(image=...) installs on top of what the base has; its packages meet
+    dependencies as apt's own view of the installed system does.
+    """
+    entries: list[Entry] = []
+    for stanza in status.split("\n\n"):
+        fields = dict(_FIELD_RE.findall(stanza))
+        state = re.search(r"^Status:[ \t]*(.*)", stanza, re.M)
+        name = fields.get("Package", "").rstrip()
+        version = fields.get("Version", "").rstrip()
+        if (not name or not version or state is None
+                or state[1].split()[-1:] != ["installed"]
+                or fields.get("Architecture", "").rstrip() not in (arch, "all")):
+            continue
+        provides: tuple[Relation, ...] = ()
+        with contextlib.suppress(LockError):
+            provides = tuple(g[0] for g in parse_relations(fields.get("Provides", ""), arch))
+        entries.append(Entry(name, version, fields, -1, provides))
+    return entries
+
+
 def deb822_paragraphs(text: str) -> list[dict[str, str]]:
     """Paragraphs of a deb822 file, keys lower-cased; comment lines may sit inside one."""
     paragraphs: list[dict[str, str]] = []

@@ -43,7 +43,8 @@ class _Resolver:
     """Breadth-first closure over Pre-Depends + Depends; see :func:`resolve`."""
 
     def __init__(self, index: DebIndex, host_provided: Collection[str] = (),
-                 preferred: Mapping[str, str] | None = None) -> None:
+                 preferred: Mapping[str, str] | None = None,
+                 installed: Sequence[Entry] = ()) -> None:
         self.index = index
         self.host_provided = frozenset(host_provided)
         self.preferred = dict(preferred or {})
@@ -51,8 +52,17 @@ class _Resolver:
         self.parent: dict[str, str | None] = {}
         self.provided: dict[str, list[tuple[Entry, str | None]]] = {}
         self.queue: deque[Entry] = deque()
+        for entry in installed:  # met already: their own dependencies are the base's affair
+            self.select(entry, None)
+        self.installed = {e.name: e for e in installed}
+        self.queue.clear()
 
     def select(self, entry: Entry, parent: str | None) -> None:
+        replaced = self.selected.get(entry.name)
+        if replaced is not None:  # an upgrade of an installed package: its Provides go
+            for rel in replaced.provides:
+                self.provided[rel.name] = [p for p in self.provided[rel.name]
+                                           if p[0] is not replaced]
         self.selected[entry.name] = entry
         self.parent[entry.name] = parent
         for rel in entry.provides:
@@ -60,6 +70,11 @@ class _Resolver:
                 (entry, rel.version if rel.op == "=" else None)
             )
         self.queue.append(entry)
+
+    def replaceable(self, name: str) -> bool:
+        """Free to take from the index: not selected yet, or only installed (an upgrade)."""
+        entry = self.selected.get(name)
+        return entry is None or entry is self.installed.get(name)
 
     def chain(self, name: str) -> list[str]:
         out: list[str] = []
@@ -90,10 +105,10 @@ class _Resolver:
         only one version of a package can be installed."""
         out = [
             e for e in self.index.entries(rel.name)
-            if e.name not in self.selected and rel.satisfied_by(e.version)
+            if self.replaceable(e.name) and rel.satisfied_by(e.version)
         ]
         for entry, provided_version in self.index.providers(rel.name):
-            if entry.name in self.selected or entry in out:
+            if not self.replaceable(entry.name) or entry in out:
                 continue
             if rel.op is not None and (
                 provided_version is None or not rel.satisfied_by(provided_version)
@@ -153,7 +168,8 @@ class _Resolver:
             return
         rel = Relation(name, "=", want) if want else Relation(name)
         chosen = self.selected.get(name)
-        if chosen is not None:
+        if chosen is not None and not (chosen is self.installed.get(name)
+                                       and not rel.satisfied_by(chosen.version)):
             if not rel.satisfied_by(chosen.version):
                 raise LockError(
                     f"apt package {name} is requested as both {chosen.version} and {want}"
@@ -231,16 +247,18 @@ class _Resolver:
     def check_conflicts(self) -> None:
         """Report Conflicts/Breaks between selected packages (a package may conflict with a
         virtual name it provides itself, the usual Provides+Conflicts+Replaces idiom)."""
+        base = set(map(id, self.installed.values()))  # the base's own clashes are its own
         for name in sorted(self.selected):
             entry = self.selected[name]
             for field in ("Conflicts", "Breaks"):
                 for group in self.relations(entry, field):
                     for rel in group:
                         hit = self.selected.get(rel.name)
-                        if hit is not None and hit is not entry and rel.satisfied_by(hit.version):
+                        if (hit is not None and hit is not entry and rel.satisfied_by(hit.version)
+                                and not {id(hit), id(entry)} <= base):
                             self._conflict(entry, field, rel, hit, hit.version)
                         for provider, pv in self.provided.get(rel.name, ()):
-                            if provider is entry:
+                            if provider is entry or {id(provider), id(entry)} <= base:
                                 continue
                             if rel.op is None or (pv is not None and rel.satisfied_by(pv)):
                                 self._conflict(entry, field, rel, provider, pv)
@@ -261,7 +279,8 @@ class _Resolver:
 
 def resolve(index: DebIndex, roots: Sequence[str],
             host_provided: Collection[str] = (), *, essential: bool = False,
-            preferred: Mapping[str, str] | None = None) -> list[DebPackage]:
+            preferred: Mapping[str, str] | None = None,
+            installed: Sequence[Entry] = ()) -> list[DebPackage]:
     """Resolve *roots* (``name``, ``name=version`` or ``name=glob``) to a dependency closure,
     sorted by name.
 
@@ -280,10 +299,14 @@ def resolve(index: DebIndex, roots: Sequence[str],
     newest version wherever it meets the relation, so a re-lock moves only what changed. A kept
     pin that fails a dependency or conflicts is dropped and the resolution starts again, until
     nothing clashes: what an upgraded package needs moves with it.
+
+    *installed* (a base image's dpkg status, :func:`installed_entries`) are there already:
+    they meet relations as selected packages do and are not returned, unless a relation or
+    a root needs another version, which is then taken from the index (apt's upgrade).
     """
     preferred = dict(preferred or {})
     while True:
-        r = _Resolver(index, host_provided, preferred)
+        r = _Resolver(index, host_provided, preferred, installed)
         try:
             for spec in roots:
                 r.add_root(spec)
@@ -296,7 +319,8 @@ def resolve(index: DebIndex, roots: Sequence[str],
         except _PreferenceClash as clash:
             del preferred[clash.name]
             continue
-        return [to_package(index, r.selected[n]) for n in sorted(r.selected)]
+        return [to_package(index, r.selected[n]) for n in sorted(r.selected)
+                if r.selected[n] is not r.installed.get(n)]
 
 
 def auto_installed(packages: Sequence[Mapping[str, Any]], roots: Sequence[str]) -> list[str]:

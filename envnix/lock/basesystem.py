@@ -1,0 +1,191 @@
+"""What OS a base(image=...) runs, read from its pinned layers: for apt packages on top of it.
+
+Why: apt on a custom base installs what the base lacks, from the base's own distribution
+release, as ``apt-get install`` in envd's Dockerfile-like build does. envnix therefore needs
+the base's /etc/os-release (which release's archive) and /var/lib/dpkg/status (what is
+installed already). Both are read here, at lock time, from the layer blobs the lock pins,
+top layer first, stopping as soon as both are found; nothing is extracted. The lock records
+the release and the sha256 of the status file; the build reads the same file from the same
+layers and checks it against that sha256 (builders/mkmeta.py), so lock and build agree on
+what the base has.
+
+Results are cached by manifest digest (``$XDG_CACHE_HOME/envnix/base``): a re-lock with the
+base pin kept reads nothing from the registry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import posixpath
+import tarfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from envnix.core import credentials, fileio, http, options
+from envnix.core.errors import FetchError, LockError
+from envnix.lock.image import parse_image_ref
+from envnix.spec import KNOWN_RELEASES, OsRelease
+
+__all__ = ["BaseSystem", "read_base_system"]
+
+STATUS = "var/lib/dpkg/status"
+OS_RELEASE = ("etc/os-release", "usr/lib/os-release")
+WHITEOUT = ".wh."
+OPAQUE = ".wh..wh..opq"
+MAX_STATUS = 64 << 20  # a full CUDA devel image's status is under 2 MB
+MAX_OS_RELEASE = 64 << 10
+
+
+@dataclass(frozen=True)
+class BaseSystem:
+    """The base's OS as /etc/os-release names it, and its dpkg status text ("" if none)."""
+
+    distro: str
+    codename: str
+    version_id: str
+    status: str
+    status_sha256: str
+    """Of the file's bytes, as the build reads them."""
+
+    def to_lock_dict(self) -> dict[str, str]:
+        return {"distro": self.distro, "codename": self.codename,
+                "version_id": self.version_id, "dpkg_status": self.status_sha256}
+
+    def release(self, written: str) -> OsRelease:
+        """The release whose archive apt packages come from, or one line saying why none."""
+        if not self.status:
+            raise LockError(f"base image {written} has no dpkg database ({STATUS}): apt "
+                            "packages and dev=True need a Debian or Ubuntu base",
+                            hint="install the packages in the base image itself, or build "
+                                 'on a release base such as base(image="debian:12")')
+        for release in KNOWN_RELEASES.values():
+            if (release.distro, release.codename) == (self.distro, self.codename):
+                return release
+        known = ", ".join(f"{r.distro} {r.codename}" for r in KNOWN_RELEASES.values())
+        raise LockError(f"base image {written} runs {self.distro or 'an unnamed OS'} "
+                        f"{self.codename or self.version_id or '(no release)'}; envnix "
+                        f"resolves apt packages for {known}",
+                        hint="install the packages in the base image itself, or pick a base "
+                             "of a supported release")
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "envnix" / "base"
+
+
+def _os_release_fields(text: str) -> dict[str, str]:
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key.strip().isidentifier():
+            fields[key.strip()] = value.strip().strip("\"'")
+    return fields
+
+
+class _Scan:
+    """The files wanted, as the layers seen so far (top first) leave them."""
+
+    def __init__(self) -> None:
+        self.found: dict[str, bytes] = {}
+        self.hidden: set[str] = set()  # removed by a whiteout in a layer above
+        self.links: dict[str, str] = {}  # etc/os-release -> ../usr/lib/os-release
+
+    def wanted(self) -> list[str]:
+        names = [STATUS, *OS_RELEASE]
+        return [n for n in names if n not in self.found and not self._gone(n)]
+
+    def _gone(self, rel: str) -> bool:
+        return rel in self.hidden or any(rel.startswith(h + "/") for h in self.hidden)
+
+    def done(self) -> bool:
+        os_release = any(n in self.found for n in OS_RELEASE) or all(
+            self._gone(n) for n in OS_RELEASE)
+        return (STATUS in self.found or self._gone(STATUS)) and os_release
+
+    def layer(self, tar: tarfile.TarFile, what: str) -> None:
+        wanted = set(self.wanted())
+        hidden_here: set[str] = set()
+        for member in tar:
+            rel = posixpath.normpath(member.name.lstrip("/")).removeprefix("./")
+            directory, _, name = rel.rpartition("/")
+            if name == OPAQUE:
+                hidden_here.add(directory)
+            elif name.startswith(WHITEOUT):
+                hidden_here.add(posixpath.join(directory, name[len(WHITEOUT):]))
+            elif rel in wanted:
+                wanted.discard(rel)
+                if member.issym() and rel in OS_RELEASE:
+                    self.links[rel] = posixpath.normpath(
+                        posixpath.join(directory, member.linkname)).lstrip("/")
+                elif member.isfile():
+                    limit = MAX_STATUS if rel == STATUS else MAX_OS_RELEASE
+                    if member.size > limit:
+                        raise LockError(f"{what}: /{rel} is {member.size} bytes, over "
+                                        f"envnix's limit of {limit}")
+                    f = tar.extractfile(member)
+                    assert f is not None
+                    self.found[rel] = f.read()
+                else:
+                    self.hidden.add(rel)  # a directory or device where the file should be
+        # An opaque directory hides what lower layers hold below it, not its own entries.
+        self.hidden |= {h for h in hidden_here if h not in self.found}
+
+    def os_release(self) -> dict[str, str]:
+        for rel in OS_RELEASE:
+            data = self.found.get(rel)
+            if data is None and rel in self.links:
+                data = self.found.get(self.links[rel])
+            if data is not None:
+                return _os_release_fields(data.decode("utf-8", "replace"))
+        return {}
+
+
+def _stream_layers(base: dict[str, Any], scan: _Scan) -> None:
+    """Read the layers top first until ``scan`` has what it needs."""
+    ref = parse_image_ref(base["ref"])
+    insecure = ref.host in options.insecure_registries()
+    login = credentials.registry_login(ref.api_host)
+    headers: dict[str, str] | None = None
+    for url, layer in reversed(list(zip(base["blob_urls"], base["manifest"]["layers"],
+                                        strict=True))):
+        if scan.done():
+            return
+        what = f"base image {base['ref']}: layer {layer['digest'][:19]}"
+        if headers is None:
+            headers = http.registry_headers(url, login, insecure=insecure) if login else {}
+        try:
+            with http.open_url(url, headers or {"Authorization": ""}, insecure=insecure,
+                               timeout=120) as resp, \
+                    tarfile.open(fileobj=resp.body, mode="r|gz") as tar:
+                scan.layer(tar, what)
+        except http.RequestError as exc:
+            raise FetchError(f"{what}: {http.reason(exc)}") from None
+        except (tarfile.TarError, zlib.error, EOFError, OSError) as exc:
+            raise LockError(f"{what} is not a gzip tar archive: {exc}") from None
+
+
+def read_base_system(base: dict[str, Any]) -> BaseSystem:
+    """The base's OS and dpkg status, from the layers the lock's ``base`` section pins."""
+    cached = _cache_dir() / f"{base['digest'].replace(':', '-')}.json"
+    try:
+        data = json.loads(cached.read_text())
+        return BaseSystem(**data)
+    except (OSError, ValueError, TypeError):
+        pass
+    scan = _Scan()
+    _stream_layers(base, scan)
+    fields = scan.os_release()
+    status = scan.found.get(STATUS, b"")
+    system = BaseSystem(fields.get("ID", ""), fields.get("VERSION_CODENAME", ""),
+                        fields.get("VERSION_ID", ""), status.decode("utf-8", "replace"),
+                        hashlib.sha256(status).hexdigest() if status else "")
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        fileio.atomic_write(cached, json.dumps(system.__dict__))
+    except OSError:
+        pass  # a cache it cannot write only costs the next re-lock a download
+    return system
