@@ -592,3 +592,45 @@ def test_auto_installed_is_what_the_roots_pulled_in_beyond_the_base() -> None:
                 pkg("libpython"), pkg("media-types", provides="mime-support"),
                 pkg("sudo")]
     assert auto_installed(packages, ["python3", "sudo"]) == ["libpython", "media-types"]
+
+
+# ------------------------------------------------------------------------------------------
+# apt on a base(image=...): the base's dpkg status as installed packages
+# ------------------------------------------------------------------------------------------
+
+
+def _status(*entries: tuple[str, str, str]) -> str:
+    """A dpkg status file: (name, version, extra field lines) with Status: installed."""
+    return "\n\n".join(f"Package: {n}\nStatus: install ok installed\nArchitecture: amd64\n"
+                       f"Version: {v}\n{extra}".rstrip("\n") for n, v, extra in entries) + "\n"
+
+
+def test_installed_packages_meet_relations_and_are_not_pinned() -> None:
+    from envnix.lock.apt.index import installed_entries
+
+    index = make_index(
+        stanza("jq", "1.6", Depends="libjq1 (= 1.6), libc6 (>= 2.34)"),
+        stanza("libjq1", "1.6", Depends="libonig5, libc6"),
+        stanza("libonig5", "6.9"),
+        stanza("libc6", "2.36-9"),
+        stanza("tool", "2.0", Depends="libc6 (>= 2.40) | nothing"),
+        stanza("libc6", "2.41"),
+        stanza("mailer", "1.0", Depends="mail-transport-agent"),
+        stanza("exim", "4.0", Provides="mail-transport-agent"),
+    )
+    status = _status(("libc6", "2.36-9", ""), ("libonig5", "6.9", ""),
+                     ("postfix", "3.7", "Provides: mail-transport-agent\n"),
+                     ("removed", "1.0", ""))
+    status = status.replace("Package: removed\nStatus: install ok installed",
+                            "Package: removed\nStatus: deinstall ok config-files")
+    installed = installed_entries(status)
+    assert sorted(e.name for e in installed) == ["libc6", "libonig5", "postfix"]
+    got = resolve(index, ["jq", "libonig5", "mailer"], installed=installed)
+    # what the base has is met (by name, or through its Provides) and never pinned again
+    assert [p.name for p in got] == ["jq", "libjq1", "mailer"]
+    # a relation the installed version fails takes a newer one from the index (an upgrade)
+    got = resolve(index, ["tool"], installed=installed)
+    assert [(p.name, p.version) for p in got] == [("libc6", "2.41"), ("tool", "2.0")]
+    # a root naming another version than the installed one is installed at that version
+    assert [(p.name, p.version) for p in resolve(index, ["libc6=2.41"], installed=installed)
+            ] == [("libc6", "2.41")]

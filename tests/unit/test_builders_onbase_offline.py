@@ -1,0 +1,73 @@
+"""builders/onbase.py: a base image's root as mkmeta reads it (whiteouts applied) and the
+dpkg status merged with the added packages' stanzas. Plain trees in tmp_path; the real build
+on a base is tests/integration/test_base_image.py."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+BUILDERS = Path(__file__).resolve().parents[2] / "envnix" / "builders"
+
+
+def _onbase() -> ModuleType:
+    sys.path.insert(0, str(BUILDERS))
+    return importlib.import_module("onbase")
+
+
+def _layer(tmp_path: Path, name: str, files: dict[str, str]) -> str:
+    root = tmp_path / name / "root"
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    (tmp_path / name / "meta.json").write_text(json.dumps({"kind": "base"}))
+    return str(tmp_path / name)
+
+
+def test_whiteouts_and_opaque_directories_hide_lower_layers(tmp_path: Path) -> None:
+    onbase = _onbase()
+    trees = [onbase.Tree(p, "layer") for p in (
+        _layer(tmp_path, "l1", {"etc/passwd": "old\n", "etc/gone": "x", "opt/a/f": "1",
+                                "var/lib/dpkg/status": "Package: a\n"}),
+        _layer(tmp_path, "l2", {"etc/.wh.gone": "", "opt/a/.wh..wh..opq": "", "opt/a/g": "2",
+                                "etc/passwd": "new\n"}),
+    )]
+    base = onbase.BaseRoot(trees)
+    assert base.read("etc/passwd") == b"new\n"  # the upper layer's
+    assert base.find("etc/gone") is None  # deleted by a whiteout
+    assert base.find("opt/a/f") is None and base.read("opt/a/g") == b"2"  # opaque dir
+    assert base.read("var/lib/dpkg/status") == b"Package: a\n"
+
+
+def test_status_is_checked_against_the_lock(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    onbase = _onbase()
+    layer = _layer(tmp_path, "l1", {"var/lib/dpkg/status": "Package: a\n"})
+    monkeypatch.setenv("baseTrees", json.dumps([layer]))
+    monkeypatch.setenv("baseStatus", hashlib.sha256(b"Package: a\n").hexdigest())
+    assert onbase.load_base() is not None
+    monkeypatch.setenv("baseStatus", "0" * 64)
+    with pytest.raises(onbase.B.BuilderError, match="lock again"):
+        onbase.load_base()
+
+
+def test_merged_status_keeps_the_base_and_takes_the_new_stanza_of_an_upgrade() -> None:
+    onbase = _onbase()
+    base = (b"Package: zlib1g\nStatus: install ok installed\nArchitecture: amd64\n"
+            b"Version: 1\n\nPackage: bash\nStatus: install ok installed\n"
+            b"Architecture: amd64\nVersion: 5.1\n")
+    new = (b"Package: bash\nStatus: install ok installed\nArchitecture: amd64\n"
+           b"Version: 5.2\n\nPackage: jq\nStatus: install ok installed\n"
+           b"Architecture: amd64\nVersion: 1.6\n\n")
+    merged = onbase.merged_status(base, new)
+    assert merged is not None
+    stanzas = merged.decode().strip().split("\n\n")
+    assert [s.split("\n")[0] for s in stanzas] == ["Package: bash", "Package: jq",
+                                                   "Package: zlib1g"]
+    assert "Version: 5.2" in stanzas[0] and merged.endswith(b"\n\n")
