@@ -192,17 +192,6 @@ class SpecBuilder(ToolCalls, CudaCalls):
                                  '"name@sha256:<64 hex>"') from None
         return None
 
-    def _check_custom_base(self) -> None:
-        """What envnix cannot add on top of an arbitrary base yet, said before locking. apt
-        packages and dev=True are resolved against the base's own dpkg status at lock time
-        (envnix.lock.basesystem), which also says when the base is no Debian or Ubuntu."""
-        image = self.base_image
-        if self.language is None and (self.pip.packages or self.pip.requirements_files):
-            raise SpecError(f"pip packages on base(image={image!r}) need install.python(): "
-                            "envnix does not use the base's own Python yet",
-                            hint="add install.python() (a conda Python in "
-                                 "/opt/conda/envs/envd)")
-
     # -- install.* -------------------------------------------------------------------------------
 
     def _install_python(self, version: str | None = None) -> None:
@@ -470,17 +459,20 @@ class SpecBuilder(ToolCalls, CudaCalls):
         dev = self.dev if self.dev is not None else self.syntax == "v0"
         if self.owner is not None:
             self.dev_spec.uid, self.dev_spec.gid = self.owner
-        if self.base_image:
-            self._check_custom_base()
         # CUDA's wheels (and conda packages) need a Python; apt and nixpkgs CUDA do not.
         cuda_needs_python = self.cuda is not None and provider_named(
             self._choose_cuda(self.conda.requested)[0]).installer in ("pip", "conda")
-        if self.language is None and (self.conda.requested or self.conda_enabled
-                                      or cuda_needs_python or self.pip.packages
-                                      or self.pip.requirements_files or self.uv_python):
+        wants_pip = bool(self.pip.packages or self.pip.requirements_files)
+        base_python = (self.base_image is not None and self.language is None and wants_pip
+                       and not (self.conda.requested or self.conda_enabled
+                                or cuda_needs_python or self.uv_python))
+        if self.language is None and not base_python and (
+                self.conda.requested or self.conda_enabled or cuda_needs_python or wants_pip
+                or self.uv_python):
             # envd: pip/conda need a Python, 3.11 by default (uv: its python_version).
             self.language = self.uv_python or DEFAULT_PYTHON
-        python = PythonSpec(self._provider(), self.language) if self.language else None
+        python = (PythonSpec("base", "") if base_python  # the base's own, found at lock time
+                  else PythonSpec(self._provider(), self.language) if self.language else None)
         workdir = image_path(f"/home/envd/{name}", "working directory")
         copies = self._copies(dev, python)
         if python and python.provider == "conda" and self.conda.env_file:

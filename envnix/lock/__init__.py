@@ -32,7 +32,7 @@ from envnix.lock import pip
 from envnix.lock.apt import lock_apt
 from envnix.lock.apt.index import DebPackage, IndexSnapshot, installed_entries
 from envnix.lock.apt.sources import machine_apt_sources, sources_for_mirror
-from envnix.lock.basesystem import read_base_system
+from envnix.lock.basesystem import base_python, read_base_system
 from envnix.lock.conda import lock_conda
 from envnix.lock.cuda import lock_cuda_pip
 from envnix.lock.diff import diff_locks
@@ -50,7 +50,13 @@ from envnix.lock.model import (
 from envnix.lock.sources import lock_source_builds
 from envnix.lock.toolchain_pin import shipped_pin_data
 from envnix.lock.tools import apt_check, lock_tools, tool_inputs
-from envnix.spec import CUSTOM_IMAGE_RELEASE, ImageSpec, OsRelease, PipRequest
+from envnix.spec import (
+    CUSTOM_IMAGE_RELEASE,
+    ImageSpec,
+    OsRelease,
+    PipRequest,
+    with_base_python,
+)
 from envnix.spec.apt import AptSource
 from envnix.spec.cuda import implied_by_wheels
 from envnix.spec.cuda_provider import IndexCheck
@@ -188,7 +194,7 @@ def lock_inputs(spec: ImageSpec, context: Path, plan: CondaPlan | None = None,
         "apt": {"release": spec.os.codename, "architecture": platform.deb_arch,
                 "packages": spec.apt_roots(), "profile": spec.apt_profile},
         "pip": {
-            "python": python.version if python else None,
+            "python": (python.version or python.provider) if python else None,
             "platform": pip.manylinux_platform(spec.os.glibc, platform),
             "requirements": pip.requirements_text(request, context).splitlines(),
             "index": request.index_url,
@@ -335,8 +341,8 @@ def _make_lock(spec: ImageSpec, context: Path, sources: list[AptSource],
     if spec.cuda and platform != AMD64:
         raise UsageError(f"install.cuda builds for linux/amd64 only, not {platform.name}")
     if spec.base_image:
-        if pins.base is not None:
-            base = {k: v for k, v in pins.base.items() if k != "system"}
+        if pins.base is not None:  # what was read from its layers is read again
+            base = {k: v for k, v in pins.base.items() if k not in ("system", "python")}
         else:
             base = resolve_base(spec.base_image, arch=platform.deb_arch)
             if progress:
@@ -345,6 +351,12 @@ def _make_lock(spec: ImageSpec, context: Path, sources: list[AptSource],
         if spec.apt_roots():
             sources, indexes, packages = _lock_apt_on_base(spec, base, pins, platform,
                                                            apt_mirror, progress)
+        if spec.python is not None and spec.python.provider == "base":
+            found = base
+            base["python"] = base_python(base, lambda: read_base_system(found))
+            if progress:
+                progress(f"base: pip packages go to its Python {base['python']['version']} "
+                         f"({with_base_python(spec, base).python.interpreter})")
     else:
         # --cuda-provider apt: NVIDIA's repository or Debian's non-free join the sources (and
         # the lock's record of them); the driver's packages are the host's, never installed.
@@ -368,16 +380,17 @@ def _make_lock(spec: ImageSpec, context: Path, sources: list[AptSource],
                                     progress=progress, preferred=pins.conda,
                                     platform=platform.conda_subdir)
     request = pip_request(spec, plan)
-    if spec.python is None:
+    python = with_base_python(spec, base).python  # the base's own, once known
+    if python is None:
         if request.packages or request.requirements_files:
             raise LockError("pip packages need a Python: add base(language=...) or "
                             "install.python()")
         wheels = []
     elif spec.cuda is None or provider_named(spec.cuda.provider).installer != "pip":
-        wheels = pip.lock_pip(request, context, spec.python.version, spec.os.glibc, progress,
+        wheels = pip.lock_pip(request, context, python.version, spec.os.glibc, progress,
                               preferred=pins.pip, platform=platform, sources=True)
     else:
-        wheels = lock_cuda_pip(request, context, spec.cuda, spec.python.version,
+        wheels = lock_cuda_pip(request, context, spec.cuda, python.version,
                                spec.os.glibc, progress, preferred=pins.pip)
     sdists = [w for w in wheels if isinstance(w, pip.Sdist)]
     git = [w for w in wheels if isinstance(w, pip.GitSource)]

@@ -19,18 +19,21 @@ import hashlib
 import json
 import os
 import posixpath
+import re
 import tarfile
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from envnix.core import credentials, fileio, http, options
 from envnix.core.errors import FetchError, LockError
+from envnix.lock.apt.index import installed_entries
 from envnix.lock.image import parse_image_ref
 from envnix.spec import KNOWN_RELEASES, OsRelease
 
-__all__ = ["BaseSystem", "read_base_system"]
+__all__ = ["BaseSystem", "base_python", "read_base_system"]
 
 STATUS = "var/lib/dpkg/status"
 OS_RELEASE = ("etc/os-release", "usr/lib/os-release")
@@ -71,6 +74,25 @@ class BaseSystem:
                         f"resolves apt packages for {known}",
                         hint="install the packages in the base image itself, or pick a base "
                              "of a supported release")
+
+
+def base_python(base: dict[str, Any], read_system: Callable[[], BaseSystem]) -> dict[str, str]:
+    """The base's own Python, where envd's pip in the base would install to: a python.org
+    build in /usr/local when the Env names its PYTHON_VERSION (the official python images'
+    convention), else the newest Debian python3.X the dpkg status lists (``read_system``:
+    read only then). The lock's ``base.python``: {"provider", "version"}."""
+    env = dict(item.split("=", 1) for item in base["config"].get("Env") or [] if "=" in item)
+    m = re.match(r"(3\.[0-9]+)(\.|$)", env.get("PYTHON_VERSION", ""))
+    if m:
+        return {"provider": "local", "version": m[1]}
+    versions = [m[1] for e in installed_entries(read_system().status)
+                if (m := re.fullmatch(r"python(3\.[0-9]+)-minimal", e.name))]
+    if not versions:
+        raise LockError(f"base image {base['ref']} has no Python envnix can find (no "
+                        "PYTHON_VERSION in its Env, no python3.X package installed)",
+                        hint="add install.python() (a conda Python in /opt/conda/envs/envd)")
+    newest = max(versions, key=lambda v: tuple(map(int, v.split("."))))
+    return {"provider": "system", "version": newest}
 
 
 def _cache_dir() -> Path:

@@ -119,6 +119,9 @@ _BASE = S.obj({
     # sha256 of the base's dpkg status they were resolved against, which the build checks.
     "system": S.obj({"distro": S.token, "codename": S.token, "version_id": S.text,
                      "dpkg_status": S.sha256}),
+    # pip packages without install.python(): the base's own Python they are installed for
+    "python": S.obj({"provider": S.string(r"local|system", "local or system"),
+                     "version": S.string(r"3\.[0-9]{1,2}", "a Python version like 3.11")}),
 })
 
 

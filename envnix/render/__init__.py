@@ -46,7 +46,7 @@ from envnix.render.files import (
     image_path,
     init_script,
 )
-from envnix.spec import CONDA_PREFIX, CudaSpec, ImageSpec
+from envnix.spec import CONDA_PREFIX, CudaSpec, ImageSpec, with_base_python
 from envnix.spec.cuda import gpu_labels, implied_by_wheels, variant_for
 from envnix.spec.cuda_provider import provider as provider_named
 
@@ -398,7 +398,9 @@ def _mkdirs(root: Path, rel: str) -> Path:
 def with_locked_cuda(spec: ImageSpec, lock: Lock) -> ImageSpec:
     """``spec`` with the CUDA its pip packages brought (torch's NVIDIA wheels) when
     install.cuda asked for none: the image then gets the same NVIDIA env, library path and
-    GPU labels as if it had. Only the lock knows the release, so this happens here."""
+    GPU labels as if it had. Only the lock knows the release, so this happens here. The
+    same goes for the Python of a base(image=...) (spec.with_base_python)."""
+    spec = with_base_python(spec, lock.base)
     if spec.cuda is not None or spec.python is None:
         return spec
     implied = implied_by_wheels((w["name"], w["version"]) for w in lock.pip_wheels)

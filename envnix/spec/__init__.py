@@ -22,7 +22,7 @@ from envnix.spec.cuda import DRIVER_LIBRARY_DIRS, release_key
 from envnix.spec.cuda_provider import provider as provider_named
 from envnix.spec.envyaml import EnvFile
 
-PythonProvider = Literal["system", "conda"]
+PythonProvider = Literal["system", "conda", "local", "base"]
 
 
 @dataclass(frozen=True)
@@ -72,6 +72,11 @@ class PythonSpec:
     "system": the distribution's python (Debian's python3.X packages, /usr/bin/python3.X, pip
     packages in /usr/local/lib/python3.X/dist-packages). "conda": python from conda channels
     in envd's env at /opt/conda/envs/envd, pip packages in that env's site-packages.
+
+    On a base(image=...) pip packages without install.python() go to the base's own Python,
+    as envd's pip in the base would install them: "base" until the lock has read which one
+    (envnix.lock.basesystem.base_python), then "local" (a python.org build in /usr/local, as
+    the official python images have: PYTHON_VERSION in their Env) or "system" (Debian's).
     """
 
     provider: PythonProvider
@@ -79,18 +84,16 @@ class PythonSpec:
 
     @property
     def prefix(self) -> str:
-        return CONDA_PREFIX if self.provider == "conda" else "/usr"
+        return {"conda": CONDA_PREFIX, "local": "/usr/local"}.get(self.provider, "/usr")
 
     @property
     def interpreter(self) -> str:
-        if self.provider == "conda":
-            return f"{CONDA_PREFIX}/bin/python{self.version}"
-        return f"/usr/bin/python{self.version}"
+        return f"{self.prefix}/bin/python{self.version}"
 
     @property
     def site_packages(self) -> str:
-        if self.provider == "conda":
-            return f"{CONDA_PREFIX}/lib/python{self.version}/site-packages"
+        if self.provider in ("conda", "local"):
+            return f"{self.prefix}/lib/python{self.version}/site-packages"
         # Debian's python puts /usr/local/lib/pythonX.Y/dist-packages on sys.path.
         return f"/usr/local/lib/python{self.version}/dist-packages"
 
@@ -447,6 +450,15 @@ def release_for(os_name: str) -> OsRelease:
             f"os {os_name!r} is not supported yet (supported: {known})",
             hint='write base(os="debian12", language="python3.11")',
         ) from None
+
+
+def with_base_python(spec: ImageSpec, base: Mapping[str, Any] | None) -> ImageSpec:
+    """``spec`` with the base's own Python (PythonSpec "base") replaced by the one the lock
+    found in the base (its ``python`` record); any other spec as it is."""
+    if spec.python is None or spec.python.provider != "base" or not base or "python" not in base:
+        return spec
+    found = base["python"]
+    return dataclasses.replace(spec, python=PythonSpec(found["provider"], found["version"]))
 
 
 _FILE_KINDS = {stat.S_IFDIR: "a directory", stat.S_IFIFO: "a FIFO (named pipe)",

@@ -304,3 +304,25 @@ def test_apt_on_a_base_is_reproducible_and_checks_the_base(
         assert proc.returncode != 0 and "lock again" in proc.stderr, proc.stderr
     finally:
         lock_path.write_text(text)
+
+
+@pytest.mark.slow
+def test_pip_packages_go_to_the_bases_own_python(
+        registry: Registry, base_image: Built, tmp_path: Path,
+        podman_environ: dict[str, str]) -> None:
+    """As envd's pip in the base: no install.python(), so the wheels are locked for the
+    base's python3.11 (Debian's, found in its dpkg status) and land where it imports them."""
+    context = tmp_path / "withsix"
+    context.mkdir()
+    (context / "build.envd").write_text(
+        "# syntax=v1\ndef build():\n"
+        f'    base(image="{registry.host}/team/base:1")\n'
+        '    install.python_packages(name=["six"])\n')
+    envnix("lock", str(context), env=_insecure(registry))
+    lock = json.loads((context / "envnix.lock").read_text())
+    assert lock["base"]["python"] == {"provider": "system", "version": "3.11"}
+    assert [w["name"] for w in lock["pip"]["wheels"]] == ["six"]
+    built = parse_build(context, envnix("build", str(context), "--locked", "-t", "withsix:1"))
+    out = podman("run", "--rm", f"oci:{built.layout}", "/usr/bin/python3.11", "-c",
+                 "import six; print(six.__file__)", env=podman_environ)
+    assert out.stdout.strip() == "/usr/local/lib/python3.11/dist-packages/six.py"

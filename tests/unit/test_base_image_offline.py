@@ -50,7 +50,7 @@ def _fake_base(ref: str = "r.example/team/base:1") -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 
 
-def test_frontend_records_the_base_image_and_refuses_what_it_cannot_add(
+def test_frontend_records_the_base_image(
         tmp_path: Path) -> None:
     spec = _spec(tmp_path, '    base(image="r.example:5000/team/base:1")\n')
     assert spec.base_image == "r.example:5000/team/base:1" and spec.dev is None
@@ -63,11 +63,7 @@ def test_frontend_records_the_base_image_and_refuses_what_it_cannot_add(
     dev = _spec(tmp_path, '    base(image="r.example/b:1", dev=True)\n'
                 '    install.apt_packages(name=["jq"])\n', "dev")
     assert dev.dev is not None and dev.apt_roots() == ["sudo", "bash", "coreutils", "jq"]
-    cases = {
-        '    base(image="r.example/b:1")\n    install.python_packages(name=["six"])\n':
-            "need install.python()",
-        '    base(image="Not A Ref")\n': "is not a valid image reference",
-    }
+    cases = {'    base(image="Not A Ref")\n': "is not a valid image reference"}
     for i, (body, message) in enumerate(cases.items()):
         with pytest.raises((SpecError, FrontendError), match=re.escape(message)):
             _spec(tmp_path, body, f"bad{i}")
@@ -123,3 +119,37 @@ def test_plan_puts_base_layers_first_and_drops_skeleton_and_meta(tmp_path: Path)
     assert config["Entrypoint"] == ["/bin/run"] and "Cmd" not in config
     path = dict(item.split("=", 1) for item in config["Env"])["PATH"].split(":")
     assert path[:3] == ["/opt/conda/envs/envd/bin", "/opt/conda/bin", "/opt/base/bin"]
+
+
+def test_pip_on_a_base_without_install_python_uses_the_bases_python(tmp_path: Path) -> None:
+    from envnix.core.errors import LockError
+    from envnix.lock.basesystem import BaseSystem, base_python
+    from envnix.spec import with_base_python
+
+    spec = _spec(tmp_path, '    base(image="r.example/b:1", dev=True)\n'
+                 '    install.python_packages(name=["via"])\n', "slim")
+    assert spec.python is not None and spec.python.provider == "base"
+    assert lock_inputs(spec, tmp_path / "slim")["pip"]["python"] == "base"
+
+    def unread() -> BaseSystem:
+        raise AssertionError("the Env named the Python: no layer needs reading")
+
+    # the official python images: a python.org build in /usr/local, named in the Env
+    slim = {"ref": "python:3.11-slim", "config": {"Env": ["PATH=/usr/local/bin:/usr/bin",
+                                                          "PYTHON_VERSION=3.11.9"]}}
+    slim["python"] = base_python(slim, unread)
+    assert slim["python"] == {"provider": "local", "version": "3.11"}
+    python = with_base_python(spec, slim).python
+    assert python is not None
+    assert (python.interpreter, python.site_packages) == (
+        "/usr/local/bin/python3.11", "/usr/local/lib/python3.11/site-packages")
+
+    def status(text: str) -> BaseSystem:
+        return BaseSystem("debian", "bookworm", "12", text, "0" * 64)
+
+    plain = {"ref": "r.example/b:1", "config": {"Env": None}}
+    both = status("".join(f"Package: python3.{v}-minimal\nStatus: install ok installed\n"
+                          f"Architecture: amd64\nVersion: 3.{v}.2-1\n\n" for v in (9, 11)))
+    assert base_python(plain, lambda: both) == {"provider": "system", "version": "3.11"}
+    with pytest.raises(LockError, match="has no Python envnix can find"):
+        base_python(plain, lambda: status(""))
