@@ -41,6 +41,9 @@ WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
 MAX_STATUS = 64 << 20  # a full CUDA devel image's status is under 2 MB
 MAX_OS_RELEASE = 64 << 10
+# The distributions whose archives apt packages on a base come from, and the components an
+# image of theirs reads (Ubuntu's universe holds much of what Debian has in main).
+ARCHIVE_COMPONENTS = {"debian": ("main",), "ubuntu": ("main", "universe")}
 
 
 @dataclass(frozen=True)
@@ -68,12 +71,16 @@ class BaseSystem:
         for release in KNOWN_RELEASES.values():
             if (release.distro, release.codename) == (self.distro, self.codename):
                 return release
-        known = ", ".join(f"{r.distro} {r.codename}" for r in KNOWN_RELEASES.values())
+        if self.distro in ARCHIVE_COMPONENTS and re.fullmatch(r"[a-z]{2,32}", self.codename):
+            # Another release of a distribution envnix reads the archives of (Debian 11,
+            # Ubuntu 18.04, ...): the same archive layout; apt never needs its glibc.
+            return OsRelease(self.distro, self.version_id, self.codename, "",
+                             ARCHIVE_COMPONENTS[self.distro])
         raise LockError(f"base image {written} runs {self.distro or 'an unnamed OS'} "
                         f"{self.codename or self.version_id or '(no release)'}; envnix "
-                        f"resolves apt packages for {known}",
-                        hint="install the packages in the base image itself, or pick a base "
-                             "of a supported release")
+                        "resolves apt packages from Debian and Ubuntu archives only",
+                        hint="install the packages in the base image itself, or pick a "
+                             "Debian or Ubuntu base")
 
 
 def base_python(base: dict[str, Any], read_system: Callable[[], BaseSystem]) -> dict[str, str]:

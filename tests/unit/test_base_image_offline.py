@@ -153,3 +153,21 @@ def test_pip_on_a_base_without_install_python_uses_the_bases_python(tmp_path: Pa
     assert base_python(plain, lambda: both) == {"provider": "system", "version": "3.11"}
     with pytest.raises(LockError, match="has no Python envnix can find"):
         base_python(plain, lambda: status(""))
+
+
+def test_apt_on_a_base_reads_the_archive_of_its_release() -> None:
+    from envnix.core.errors import LockError
+    from envnix.lock.basesystem import BaseSystem
+
+    def system(distro: str, codename: str, status: str = "Package: dpkg\n") -> BaseSystem:
+        return BaseSystem(distro, codename, "", status, "0" * 64)
+
+    assert system("debian", "bookworm").release("b").label == "debian12"  # a known release
+    bullseye = system("debian", "bullseye").release("b")  # any other Debian or Ubuntu one
+    assert (bullseye.distro, bullseye.codename, bullseye.components) == (
+        "debian", "bullseye", ("main",))
+    assert system("ubuntu", "bionic").release("b").components == ("main", "universe")
+    with pytest.raises(LockError, match="runs alpine"):
+        system("alpine", "").release("b")
+    with pytest.raises(LockError, match="has no dpkg database"):
+        system("debian", "bookworm", status="").release("b")
