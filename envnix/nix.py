@@ -363,38 +363,56 @@ def _add_fixed(store: str | None, batch: list[tuple[str, Path]]) -> None:
 _BLOB_URL = re.compile(r"https?://([^/]+)/v2/.+/blobs/sha256:[0-9a-f]{64}")
 
 
-def _registry_headers(url: str) -> dict[str, str] | None:
-    """The login a registry blob URL needs, from the user's auth files; None for others."""
+def _registry_headers(url: str) -> dict[str, str]:
+    """The ``Authorization`` a registry blob URL needs (a token, anonymous or for the login
+    the user stored in their auth files; or basic auth); {} for other URLs and for blobs
+    anyone may fetch."""
     m = _BLOB_URL.fullmatch(url)
-    login = credentials.registry_login(m[1]) if m else None
-    return http.registry_headers(url, login) if login else None
+    return http.registry_headers(url, credentials.registry_login(m[1])) if m else {}
 
 
 def seed_private_layers(lock_path: Path, store: str | None,
                         progress: Progress | None = None) -> None:
-    """Download the base layers whose registry needs a login, with the login the user stored
-    for it (auth.json, docker's config.json, a credential helper), into ``store``.
+    """Download the base layers the store lacks whose registry wants a token or a login,
+    into ``store``: with the login the user stored for it (auth.json, docker's config.json, a
+    credential helper), or with the anonymous token a public repository on a registry with a
+    token service gives anyone.
 
     Why not Nix: builtin:fetchurl knows a netrc but not a registry's token flow, and a login
     handed to it in the derivation would be written into the world-readable .drv. The path
-    added is the one Nix's fetch would make, so Nix then finds it built.
+    added is the one Nix's fetch would make, so Nix then finds it built. Layers anyone may
+    download are left to Nix: one anonymous HEAD per repository tells them apart.
     """
-    layers = _seedable(lock_path, base_only=True)
-    hosts = {m[1] for a in layers if (m := _BLOB_URL.fullmatch(a["url"]))}
-    logged_in = {h for h in hosts if credentials.registry_login(h)}
-    private = {fixed_output_path(a["sha256"], a["storeName"]): a for a in layers
-               if (m := _BLOB_URL.fullmatch(a["url"])) and m[1] in logged_in}
-    missing = _invalid(list(private), store)
+    layers = {fixed_output_path(a["sha256"], a["storeName"]): a
+              for a in _seedable(lock_path, base_only=True) if _BLOB_URL.fullmatch(a["url"])}
+    missing = _invalid(list(layers), store)
     if not missing:
         return
+    by_repo: dict[str, list[str]] = {}
+    for path in missing:
+        by_repo.setdefault(layers[path]["url"].rsplit("/blobs/", 1)[0], []).append(path)
+    logins: dict[str, credentials.Login | None] = {}
+    guarded: list[tuple[str, credentials.Login | None]] = []
+    for paths in by_repo.values():
+        url = layers[paths[0]]["url"]
+        host = urllib.parse.urlsplit(url).netloc
+        if host not in logins:
+            logins[host] = credentials.registry_login(host)
+        if http.registry_headers(url, logins[host]):
+            guarded += [(path, logins[host]) for path in paths]
+    if not guarded:
+        return
     if progress:
-        progress(f"nix: fetching {len(missing)} base layer(s) with the registry login")
+        how = ("the registry login" if any(login for _, login in guarded)
+               else "an anonymous registry token")
+        progress(f"nix: fetching {len(guarded)} base layer(s) with {how}")
     with tempfile.TemporaryDirectory(prefix="envnix-seed-") as tmp:
-        for path in missing:
-            layer = private[path]
+        for path, login in guarded:
+            layer = layers[path]
             file = Path(tmp) / layer["storeName"]
+            # Asked again for each layer: a token may expire while big layers download.
             http.download(layer["url"], layer["sha256"], file, progress=progress,
-                          headers=_registry_headers(layer["url"]))
+                          headers=http.registry_headers(layer["url"], login))
             _add_fixed(store, [(path, file)])
 
 

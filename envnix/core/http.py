@@ -320,10 +320,17 @@ def open_url(url: str, headers: Mapping[str, str] | None = None, *, method: str 
 _CHALLENGE = re.compile(r'(\w+)="([^"]*)"')
 
 
-def registry_headers(url: str, login: Login, *, insecure: bool = False) -> dict[str, str]:
-    """The ``Authorization`` a registry wants for ``url`` from ``login``: basic auth (an
-    htpasswd registry), or the bearer token its token service (``WWW-Authenticate: Bearer
-    realm=...``) gives that login for the scope it names, as docker and skopeo do."""
+def registry_headers(url: str, login: Login | None, *,
+                     insecure: bool = False) -> dict[str, str]:
+    """The ``Authorization`` a registry wants for the blob ``url``, as docker and skopeo work
+    it out: none when an anonymous request is answered; for a token service's challenge
+    (``WWW-Authenticate: Bearer realm=...``), the bearer token it gives for the scope named,
+    asked with ``login`` if there is one, else anonymously (public repositories on such
+    registries take anonymous tokens); basic auth from ``login`` for any other challenge.
+
+    Empty without a login when the registry wants basic auth: the caller's own request then
+    gets the 401 to report. A token service that refuses (the login, or anonymous access to a
+    private repository) raises :class:`Unauthorized`, as the blob itself would."""
     try:
         with open_url(url, {"Authorization": ""}, method="HEAD", insecure=insecure):
             return {}  # anonymous pulls allowed
@@ -333,7 +340,7 @@ def registry_headers(url: str, login: Login, *, insecure: bool = False) -> dict[
                      if isinstance(cause, urllib.error.HTTPError) else "")
     scheme = challenge.split(" ", 1)[0].lower()
     if scheme != "bearer":
-        return {"Authorization": login.basic()}
+        return {"Authorization": login.basic()} if login else {}
     fields = dict(_CHALLENGE.findall(challenge))
     realm = fields.pop("realm", "")
     if url_problem(realm):
@@ -341,8 +348,9 @@ def registry_headers(url: str, login: Login, *, insecure: bool = False) -> dict[
                          f"{shown_url(realm)} is not a URL envnix fetches")
     query = urllib.parse.urlencode({k: v for k, v in fields.items() if k in ("service", "scope")})
     token_url = realm + ("&" if "?" in realm else "?") + query
-    try:
-        answer = json.loads(get(token_url, {"Authorization": login.basic()}, insecure=insecure))
+    try:  # "" keeps a netrc's login for the realm's host out of an anonymous request
+        answer = json.loads(get(token_url, {"Authorization": login.basic() if login else ""},
+                                insecure=insecure))
         token = answer.get("token") or answer.get("access_token")
     except (ValueError, AttributeError):
         token = None

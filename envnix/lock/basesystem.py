@@ -184,9 +184,9 @@ def _stream_layers(base: dict[str, Any], scan: _Scan) -> None:
         if scan.done():
             return
         what = f"base image {base['ref']}: layer {layer['digest'][:19]}"
-        if headers is None:
-            headers = http.registry_headers(url, login, insecure=insecure) if login else {}
         try:
+            if headers is None:  # the same for every layer: one repository, one scope
+                headers = http.registry_headers(url, login, insecure=insecure)
             with http.open_url(url, headers or {"Authorization": ""}, insecure=insecure,
                                timeout=120) as resp, \
                     tarfile.open(fileobj=resp.body, mode="r|gz") as tar:

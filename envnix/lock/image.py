@@ -7,7 +7,9 @@ blob's URL for Nix's fixed-output fetch), so ``envnix build --locked`` never ask
 
 A registry that needs a login: skopeo finds the user's (auth.json, docker's config.json,
 credential helpers), and :func:`_check_pull` checks with core/credentials' copy of it that
-the layers can be downloaded; ``envnix build`` then fetches them with it (nix.py).
+the layers can be downloaded; ``envnix build`` then fetches them with it (nix.py). A public
+repository on a registry with a token service needs no login: skopeo and envnix ask it for
+an anonymous token.
 
 Registries listed in ``ENVNIX_INSECURE_REGISTRIES`` (comma-separated ``host[:port]``) are
 spoken to over plain HTTP (``--tls-verify=false``), e.g. a loopback test registry.
@@ -132,12 +134,14 @@ def _pick_platform(ref: ImageRef, index: dict[str, Any], arch: str) -> str:
 
 
 def _check_pull(ref: ImageRef, url: str, insecure: bool) -> None:
-    """Check at lock time that the build can download the layers: anonymously, or with the
-    login the user stored for the registry (``envnix build`` then fetches them itself with it,
-    nix.seed_private_layers, since Nix's fetcher cannot speak a registry's token flow)."""
+    """Check at lock time that the build can download the layers: anonymously, with an
+    anonymous token (a public repository on a registry with a token service), or with the
+    login the user stored for the registry. A blob that needs a token or a login is fetched
+    by ``envnix build`` itself (nix.seed_private_layers), since Nix's fetcher cannot speak a
+    registry's token flow."""
     login = credentials.registry_login(ref.api_host)
     try:
-        headers = http.registry_headers(url, login, insecure=insecure) if login else None
+        headers = http.registry_headers(url, login, insecure=insecure)
         with http.open_url(url, headers or {"Authorization": ""}, method="HEAD",
                            insecure=insecure):
             return
