@@ -1,9 +1,11 @@
 """Credentials as people store them (issue 19, item 6): a private package index behind a
 password, used from a netrc in a temporary HOME, and a private registry (htpasswd) for
-base(image=...), used from docker's config.json there.
+base(image=...), used from docker's config.json there; then a registry with a token service
+(the Docker token flow), whose public repositories need no login at all.
 
-Both on loopback, both real: the index of tests/_pip_index.py answering 401 without the login,
-Debian's docker-registry with htpasswd. The password is then looked for, as bytes, in every
+All on loopback, all real: the index of tests/_pip_index.py answering 401 without the login,
+Debian's docker-registry with htpasswd, and with ``auth: token`` trusting the JWTs of the
+token server in tests/_registry.py. The password is then looked for, as bytes, in every
 file envnix wrote and every store path and image layer the build made: it must be in none.
 """
 
@@ -23,6 +25,7 @@ import pytest
 from _cli import Built, build, envnix, parse_build
 from _conda_channel import ChannelInfo, ChannelServer, serve
 from _pip_index import Dist, serve_index
+from _podman import podman
 from _registry import Registry, have_registry_tools
 from test_builders_unpack import make_wheel
 
@@ -245,6 +248,132 @@ def test_base_image_from_a_registry_behind_htpasswd(private_registry: tuple[Regi
     # (a 200 from an htpasswd registry is an authenticated answer; its app log names the user)
     assert fetched and all("/blobs/sha256:" in a.uri for a in fetched)
     assert reg.authenticated_users() == {USER}
+    secret = password.encode()
+    assert _files_holding(secret, [context / "envnix.lock", context / ".envnix"]) == []
+    assert _files_holding(secret, _built_paths(built.store_path)) == []
+
+
+# --------------------------------------------------------------------------------------------
+# a registry with a token service (the Docker token flow), as the big public registries run
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def token_registry(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """docker-registry with ``auth: token``; its token server lets anyone pull public/*."""
+    if not have_registry_tools():
+        pytest.fail("docker-registry, htpasswd or openssl missing: run ./scripts/setup")
+    password = "tok-" + uuid.uuid4().hex
+    reg = Registry(tmp_path_factory.mktemp("tokenreg"), auth=(USER, password), token=True,
+                   public=("public/",)).start()
+    yield reg, password
+    reg.close()
+
+
+def _push_small_base(root: Path, reg: Registry, password: str, ref: str) -> Built:
+    """A small envnix image with a layer of its own (a file no other image has, so no store
+    holds that blob yet and the derived build must download it), pushed with the login."""
+    base = root / "small"
+    base.mkdir(parents=True)
+    (base / "unique.txt").write_text(uuid.uuid4().hex + "\n")
+    (base / "build.envd").write_text('def build():\n    base(os="debian12", '
+                                     'language="python3.11")\n'
+                                     '    io.copy(source="unique.txt", target="/unique.txt")\n')
+    built = build(base, "-t", "small:dev")
+    envnix("push", "-p", str(base), f"{reg.host}/{ref}", "--tls-verify=false",
+           env={**os.environ, "ENVNIX_REGISTRY_CREDS": f"{USER}:{password}"})
+    return built
+
+
+def _derived_on(context: Path, ref: str) -> Path:
+    context.mkdir(parents=True)
+    (context / "greeting.txt").write_text("hello\n")
+    (context / "build.envd").write_text(
+        "# syntax=v1\ndef build():\n"
+        f'    base(image="{ref}")\n'
+        '    io.copy(source="greeting.txt", target="/opt/greeting.txt")\n')
+    return context
+
+
+def _layers(built: Built) -> list[dict[str, object]]:
+    manifest = json.loads((built.layout / "blobs/sha256" / built.manifest[7:]).read_text())
+    return list(manifest["layers"])
+
+
+def test_public_base_on_a_token_registry_needs_no_login(
+        token_registry: tuple[Registry, str], tmp_path: Path,
+        podman_environ: dict[str, str]) -> None:
+    """Anyone may pull a public repository: the token service gives an anonymous token.
+    envnix locks with it, and builds by downloading the layers with it (Nix could not)."""
+    reg, password = token_registry
+    assert reg.tokens is not None
+    base = _push_small_base(tmp_path / "base", reg, password, "public/base:1")
+    ref = f"{reg.host}/public/base:1"
+    context = _derived_on(tmp_path / "derived", ref)
+    nobody = {**_home(tmp_path / "nobody"), "ENVNIX_INSECURE_REGISTRIES": reg.host}
+
+    def anonymous_pulls(since: int) -> int:
+        assert reg.tokens is not None
+        return sum(1 for r in reg.tokens.requests[since:] if r.user is None
+                   and r.granted == ("repository:public/base:pull",))
+
+    before = len(reg.tokens.requests)
+    envnix("lock", str(context), env=nobody)
+    assert anonymous_pulls(before) >= 1  # skopeo's, and envnix's own check of the blobs
+    lock = json.loads((context / "envnix.lock").read_text())
+    assert lock["base"]["blob_urls"][0].startswith(f"http://{reg.host}/v2/public/base/blobs/")
+
+    before, mark = len(reg.tokens.requests), reg.mark()
+    proc = envnix("build", str(context), "--locked", "-t", "derived:1", env=nobody)
+    built = parse_build(context, proc)
+    assert "base layer(s) with an anonymous registry token" in proc.stderr, proc.stderr
+    assert anonymous_pulls(before) >= 1
+    fetched = [a for a in reg.access_log()[mark:] if a.method == "GET" and a.status == 200]
+    assert fetched and all("/v2/public/base/blobs/sha256:" in a.uri for a in fetched)
+    assert not any(a.status == 200 for a in reg.access_log()[mark:]
+                   if "/manifests/" in a.uri)  # --locked: blobs only
+    assert not [r for r in reg.tokens.requests[before:] if r.user is not None]
+
+    base_layers = _layers(base)
+    assert _layers(built)[:len(base_layers)] == base_layers
+    unique = (base.context / "unique.txt").read_text()
+    out = podman("run", "--rm", f"oci:{built.layout}", "/bin/sh", "-c",
+                 "cat /unique.txt /opt/greeting.txt", env=podman_environ)
+    assert out.stdout == unique + "hello\n"
+
+
+def test_private_repository_on_a_token_registry_needs_the_login(
+        token_registry: tuple[Registry, str], tmp_path: Path) -> None:
+    """The token service gives no anonymous pull on a private repository: without a login
+    the lock is one line saying so; with the stored login the token carries it."""
+    reg, password = token_registry
+    assert reg.tokens is not None
+    _push_small_base(tmp_path / "base", reg, password, "team/privbase:1")
+    context = _derived_on(tmp_path / "derived", f"{reg.host}/team/privbase:1")
+    insecure = {"ENVNIX_INSECURE_REGISTRIES": reg.host}
+
+    before = len(reg.tokens.requests)
+    proc = envnix("lock", str(context), env={**_home(tmp_path / "nobody"), **insecure},
+                  check=False)
+    line = _one_error(proc)
+    assert reg.host in line and "needs a login" in line, line
+    assert proc.returncode == FetchError.exit_code, proc.stderr
+    asked = reg.tokens.requests[before:]
+    assert asked and all(r.user is None and r.granted == () for r in asked), asked
+    wrong = {**_home(tmp_path / "wrong", docker_auths={reg.host: f"{USER}:nope"}), **insecure}
+    line = _one_error(envnix("lock", str(context), env=wrong, check=False))
+    assert reg.host in line and "refused" in line, line
+
+    env = {**_home(tmp_path, docker_auths={reg.host: f"{USER}:{password}"}), **insecure}
+    envnix("lock", str(context), env=env)
+    before, mark = len(reg.tokens.requests), reg.mark()
+    proc = envnix("build", str(context), "--locked", "-t", "derived:1", env=env)
+    built = parse_build(context, proc)
+    assert "base layer(s) with the registry login" in proc.stderr, proc.stderr
+    assert any(r.user == USER and r.granted == ("repository:team/privbase:pull",)
+               for r in reg.tokens.requests[before:])
+    fetched = [a for a in reg.access_log()[mark:] if a.method == "GET" and a.status == 200]
+    assert fetched and all("/v2/team/privbase/blobs/sha256:" in a.uri for a in fetched)
     secret = password.encode()
     assert _files_holding(secret, [context / "envnix.lock", context / ".envnix"]) == []
     assert _files_holding(secret, _built_paths(built.store_path)) == []
