@@ -364,9 +364,8 @@ _BLOB_URL = re.compile(r"https?://([^/]+)/v2/.+/blobs/sha256:[0-9a-f]{64}")
 
 
 def _registry_headers(url: str) -> dict[str, str]:
-    """The ``Authorization`` a registry blob URL needs (a token, anonymous or for the login
-    the user stored in their auth files; or basic auth); {} for other URLs and for blobs
-    anyone may fetch."""
+    """The ``Authorization`` a registry blob URL needs with the login the user stored, if
+    any (http.registry_headers); {} for other URLs."""
     m = _BLOB_URL.fullmatch(url)
     return http.registry_headers(url, credentials.registry_login(m[1])) if m else {}
 
@@ -381,33 +380,20 @@ def seed_private_layers(lock_path: Path, store: str | None,
     Why not Nix: builtin:fetchurl knows a netrc but not a registry's token flow, and a login
     handed to it in the derivation would be written into the world-readable .drv. The path
     added is the one Nix's fetch would make, so Nix then finds it built. Layers anyone may
-    download are left to Nix: one anonymous HEAD per repository tells them apart.
+    download are left to Nix: they are one base's, so one anonymous HEAD tells which.
     """
     layers = {fixed_output_path(a["sha256"], a["storeName"]): a
               for a in _seedable(lock_path, base_only=True) if _BLOB_URL.fullmatch(a["url"])}
     missing = _invalid(list(layers), store)
-    if not missing:
-        return
-    by_repo: dict[str, list[str]] = {}
-    for path in missing:
-        by_repo.setdefault(layers[path]["url"].rsplit("/blobs/", 1)[0], []).append(path)
-    logins: dict[str, credentials.Login | None] = {}
-    guarded: list[tuple[str, credentials.Login | None]] = []
-    for paths in by_repo.values():
-        url = layers[paths[0]]["url"]
-        host = urllib.parse.urlsplit(url).netloc
-        if host not in logins:
-            logins[host] = credentials.registry_login(host)
-        if http.registry_headers(url, logins[host]):
-            guarded += [(path, logins[host]) for path in paths]
-    if not guarded:
+    first = layers[missing[0]]["url"] if missing else ""
+    login = credentials.registry_login(urllib.parse.urlsplit(first).netloc) if first else None
+    if not first or not http.registry_headers(first, login):
         return
     if progress:
-        how = ("the registry login" if any(login for _, login in guarded)
-               else "an anonymous registry token")
-        progress(f"nix: fetching {len(guarded)} base layer(s) with {how}")
+        how = "the registry login" if login else "an anonymous registry token"
+        progress(f"nix: fetching {len(missing)} base layer(s) with {how}")
     with tempfile.TemporaryDirectory(prefix="envnix-seed-") as tmp:
-        for path, login in guarded:
+        for path in missing:
             layer = layers[path]
             file = Path(tmp) / layer["storeName"]
             # Asked again for each layer: a token may expire while big layers download.
