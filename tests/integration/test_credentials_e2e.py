@@ -188,6 +188,31 @@ def test_private_conda_channel_locks_from_the_netrc(channel: tuple[ChannelInfo, 
     assert password not in json.dumps(entries)
 
 
+def _push_small_base(root: Path, reg: Registry, password: str, ref: str) -> Built:
+    """A small envnix image with a layer of its own (a file no other image has, so no store
+    holds that blob yet and the derived build must download it), pushed with the login."""
+    base = root / "small"
+    base.mkdir(parents=True)
+    (base / "unique.txt").write_text(uuid.uuid4().hex + "\n")
+    (base / "build.envd").write_text('def build():\n    base(os="debian12", '
+                                     'language="python3.11")\n'
+                                     '    io.copy(source="unique.txt", target="/unique.txt")\n')
+    built = build(base, "-t", "small:dev")
+    envnix("push", "-p", str(base), f"{reg.host}/{ref}", "--tls-verify=false",
+           env={**os.environ, "ENVNIX_REGISTRY_CREDS": f"{USER}:{password}"})
+    return built
+
+
+def _derived_on(context: Path, ref: str) -> Path:
+    context.mkdir(parents=True)
+    (context / "greeting.txt").write_text("hello\n")
+    (context / "build.envd").write_text(
+        "# syntax=v1\ndef build():\n"
+        f'    base(image="{ref}")\n'
+        '    io.copy(source="greeting.txt", target="/opt/greeting.txt")\n')
+    return context
+
+
 @pytest.fixture(scope="module")
 def private_registry(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     if not have_registry_tools():
@@ -201,25 +226,8 @@ def private_registry(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[
 def test_base_image_from_a_registry_behind_htpasswd(private_registry: tuple[Registry, str],
                                                     tmp_path: Path) -> None:
     reg, password = private_registry
-    base = tmp_path / "small"
-    base.mkdir()
-    # A file of its own makes one layer no store has, so the build must download it.
-    (base / "unique.txt").write_text(uuid.uuid4().hex)
-    (base / "build.envd").write_text('def build():\n    base(os="debian12", '
-                                     'language="python3.11")\n'
-                                     '    io.copy(source="unique.txt", target="/unique.txt")\n')
-    build(base, "-t", "small:dev")
-    ref = f"{reg.host}/team/privbase:1"
-    envnix("push", "-p", str(base), ref, "--tls-verify=false",
-           env={**os.environ, "ENVNIX_REGISTRY_CREDS": f"{USER}:{password}"})
-
-    context = tmp_path / "derived"
-    context.mkdir()
-    (context / "greeting.txt").write_text("hello\n")
-    (context / "build.envd").write_text(
-        "# syntax=v1\ndef build():\n"
-        f'    base(image="{ref}")\n'
-        '    io.copy(source="greeting.txt", target="/opt/greeting.txt")\n')
+    _push_small_base(tmp_path, reg, password, "team/privbase:1")
+    context = _derived_on(tmp_path / "derived", f"{reg.host}/team/privbase:1")
     insecure = {"ENVNIX_INSECURE_REGISTRIES": reg.host}
 
     nobody = {**_home(tmp_path / "nobody"), **insecure}
@@ -268,31 +276,6 @@ def token_registry(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no
                    public=("public/",)).start()
     yield reg, password
     reg.close()
-
-
-def _push_small_base(root: Path, reg: Registry, password: str, ref: str) -> Built:
-    """A small envnix image with a layer of its own (a file no other image has, so no store
-    holds that blob yet and the derived build must download it), pushed with the login."""
-    base = root / "small"
-    base.mkdir(parents=True)
-    (base / "unique.txt").write_text(uuid.uuid4().hex + "\n")
-    (base / "build.envd").write_text('def build():\n    base(os="debian12", '
-                                     'language="python3.11")\n'
-                                     '    io.copy(source="unique.txt", target="/unique.txt")\n')
-    built = build(base, "-t", "small:dev")
-    envnix("push", "-p", str(base), f"{reg.host}/{ref}", "--tls-verify=false",
-           env={**os.environ, "ENVNIX_REGISTRY_CREDS": f"{USER}:{password}"})
-    return built
-
-
-def _derived_on(context: Path, ref: str) -> Path:
-    context.mkdir(parents=True)
-    (context / "greeting.txt").write_text("hello\n")
-    (context / "build.envd").write_text(
-        "# syntax=v1\ndef build():\n"
-        f'    base(image="{ref}")\n'
-        '    io.copy(source="greeting.txt", target="/opt/greeting.txt")\n')
-    return context
 
 
 def _layers(built: Built) -> list[dict[str, object]]:
