@@ -151,9 +151,9 @@ def _check_pull(ref: ImageRef, url: str, insecure: bool) -> None:
                              f"login for {login.user!r} (HTTP {exc.code})",
                              hint=f"it may be wrong or expired: log in again (podman login "
                                   f"{ref.host}, or docker login)") from None
-        raise LockError(f"base image {ref.written}: registry {ref.host} needs a login to "
-                        f"download layers (HTTP {exc.code}) and none is stored for it",
-                        hint=f"log in: podman login {ref.host} (or docker login)") from None
+        raise FetchError(f"base image {ref.written}: registry {ref.host} needs a login to "
+                         f"download layers (HTTP {exc.code}) and none is stored for it",
+                         hint=f"log in: podman login {ref.host} (or docker login)") from None
     except http.HttpError as exc:
         raise FetchError(f"base image {ref.written}: HTTP {exc.code} for {url}") from None
     except http.Unreachable as exc:
