@@ -85,15 +85,23 @@ def registry(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyp
     reg.stop()
 
 
+def _pushed_base(tmp_path_factory: pytest.TempPathFactory, registry: Registry, name: str,
+                 envd: str, tag: str, repository: str) -> Built:
+    """An envnix image built from ``envd`` in a context called ``name``, pushed as
+    ``repository`` to the loopback registry."""
+    context = tmp_path_factory.mktemp(name) / name
+    context.mkdir()
+    (context / "build.envd").write_text(envd)
+    built = build(context, "-t", tag)
+    envnix("push", "-p", str(context), f"{registry.host}/{repository}", "--tls-verify=false")
+    return built
+
+
 @pytest.fixture(scope="module")
 def base_image(tmp_path_factory: pytest.TempPathFactory, registry: Registry) -> Built:
     """A small envnix image (Debian 12 + python3.11, a dev image) pushed as team/base:1."""
-    context = tmp_path_factory.mktemp("base") / "small"
-    context.mkdir()
-    (context / "build.envd").write_text(SMALL_ENVD)
-    built = build(context, "-t", "small:dev")
-    envnix("push", "-p", str(context), f"{registry.host}/team/base:1", "--tls-verify=false")
-    return built
+    return _pushed_base(tmp_path_factory, registry, "small", SMALL_ENVD, "small:dev",
+                        "team/base:1")
 
 
 def _insecure(registry: Registry) -> dict[str, str]:
@@ -223,12 +231,8 @@ SERVING_BASE_ENVD = ('# syntax=v1\ndef build():\n    base(image="debian:12", dev
 
 @pytest.fixture(scope="module")
 def serving_base(tmp_path_factory: pytest.TempPathFactory, registry: Registry) -> Built:
-    context = tmp_path_factory.mktemp("servingbase") / "plain"
-    context.mkdir()
-    (context / "build.envd").write_text(SERVING_BASE_ENVD)
-    built = build(context, "-t", "plain:1")
-    envnix("push", "-p", str(context), f"{registry.host}/team/plain:1", "--tls-verify=false")
-    return built
+    return _pushed_base(tmp_path_factory, registry, "plain", SERVING_BASE_ENVD, "plain:1",
+                        "team/plain:1")
 
 
 @pytest.fixture(scope="module")
