@@ -71,16 +71,27 @@ from accounts import User, load_users, write_accounts
 from aptstate import apt_state
 from basesystem import base_system
 from dpkgdb import deb_infos, dpkg_status, write_diversions, write_dpkg_database
-from onbase import ACCOUNT_FILES, STATUS, combined, load_base, merged_status
+from onbase import (
+    ACCOUNT_FILES,
+    STATUS,
+    combined,
+    load_base,
+    merged_status,
+    split_usr,
+    split_usr_links,
+)
 from trees import ALIASED, Find, Tree, finder, image_rel, load_trees, read_regular
 
 CA_TOP = "usr/share/ca-certificates/"
 
 
-def image_view(trees: list[Tree], links: dict[str, str]) -> ldcache.View:
+def image_view(trees: list[Tree], links: dict[str, str],
+               split: frozenset[str] = frozenset()) -> ldcache.View:
     """The image root as the trees, the merged-/usr links and *links* (rel -> target, the
-    links this tree adds) make it, for scans that follow links as the running system does."""
-    aliases = {a.rstrip("/"): "usr/" + a.rstrip("/") for a in ALIASED}
+    links this tree adds) make it, for scans that follow links as the running system does.
+    ``split``: top-level directories a base has as real directories (no merged-/usr link)."""
+    aliases = {a.rstrip("/"): "usr/" + a.rstrip("/") for a in ALIASED
+               if a.rstrip("/") not in split}
 
     def node(rel: str) -> ldcache.Node | None:
         if rel in aliases:
@@ -115,7 +126,8 @@ def image_view(trees: list[Tree], links: dict[str, str]) -> ldcache.View:
 
 
 def ld_cache(trees: list[Tree], find: Find, links: list[tuple[str, str]],
-             writer: T.TreeWriter, own: Find | None = None) -> None:
+             writer: T.TreeWriter, own: Find | None = None,
+             split: frozenset[str] = frozenset()) -> None:
     """etc/ld.so.cache as libc-bin's ldconfig writes it when libc6 is configured (and the
     SONAME links it would add), so a library in an /etc/ld.so.conf.d directory is found.
     ``own``: on a base image, the added trees only (the base's cache is then replaced by
@@ -123,7 +135,7 @@ def ld_cache(trees: list[Tree], find: Find, links: list[tuple[str, str]],
     ldconfig = find("usr/sbin/ldconfig")
     if ldconfig is None or not os.path.isfile(ldconfig) or (own or find)("etc/ld.so.cache"):
         return
-    view = image_view(trees, dict(links))
+    view = image_view(trees, dict(links), split)
     notes: list[str] = []
     entries, soname_links = ldcache.scan(view, notes, B.target_arch())
     for rel, target in soname_links:
@@ -232,8 +244,11 @@ def build_meta(out: str, writer: T.TreeWriter) -> None:
         writer.add_file("var/lib/dpkg/status", status, 0o644)
         alt_links = write_dpkg_database(debs, find, writer, read)
         diverted = write_diversions(debs, find, writer, read)
+        split = split_usr(base) if base else frozenset()
+        for rel, target in split_usr_links(split, debs, own_find):
+            writer.add_symlink(rel, target)
         ld_cache(trees + (base.top_first() if base else []), find, alt_links, writer,
-                 own_find if base else None)
+                 own_find if base else None, split)
         ca_names = [rel.removeprefix(CA_TOP) for rel in certs]
         notes: list[str] = []
         services.write_services([d[2] for d in debs], find, ca_names,

@@ -21,7 +21,8 @@ import os
 import re
 
 import _builder as B
-from trees import Find, Tree, read_regular
+from dpkgdb import DebInfo
+from trees import ALIASED, Find, Tree, read_regular
 
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
@@ -105,6 +106,39 @@ def merged_status(base: bytes | None, new: bytes | None) -> bytes | None:
     if not stanzas:
         return None
     return b"".join(stanzas[key] + b"\n\n" for key in sorted(stanzas))
+
+
+def split_usr(base: BaseRoot) -> frozenset[str]:
+    """The top-level directories (bin, lib, ...) that are real directories in the base, not
+    merged-/usr links to usr/ (Debian 11, Ubuntu 18.04 and older images)."""
+    out = set()
+    for alias in ALIASED:
+        name = alias.rstrip("/")
+        path = base.find(name)
+        if path is not None and os.path.isdir(path) and not os.path.islink(path):
+            out.add(name)
+    return frozenset(out)
+
+
+def split_usr_links(split: frozenset[str], debs: list[tuple[Tree, str, DebInfo]],
+                    own: Find) -> list[tuple[str, str]]:
+    """On a base that is not merged-/usr, the links usrmerge would make for what the added
+    packages ship under bin/, lib/...: the deb trees hold those files under usr/ (envnix's
+    layout), so each shipped path gets a relative link to its usr/ copy. Without it, an
+    upgraded library would sit in /usr/lib while the base's old copy in /lib stays first."""
+    links: dict[str, str] = {}
+    if not split:
+        return []
+    for _tree, _control, info in debs:
+        for line in info.files.get("list", b"").decode("utf-8", "replace").splitlines():
+            rel = line.strip().lstrip("/")
+            if rel.split("/", 1)[0] not in split or "/" not in rel:
+                continue
+            copy = own("usr/" + rel)
+            if copy is None or (os.path.isdir(copy) and not os.path.islink(copy)):
+                continue
+            links[rel] = os.path.relpath("usr/" + rel, os.path.dirname(rel))
+    return sorted(links.items())
 
 
 def combined(find: Find, base: BaseRoot) -> Find:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
+import os
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -71,3 +72,27 @@ def test_merged_status_keeps_the_base_and_takes_the_new_stanza_of_an_upgrade() -
     assert [s.split("\n")[0] for s in stanzas] == ["Package: bash", "Package: jq",
                                                    "Package: zlib1g"]
     assert "Version: 5.2" in stanzas[0] and merged.endswith(b"\n\n")
+
+
+def test_split_usr_base_gets_links_at_the_paths_packages_ship(tmp_path: Path) -> None:
+    """A base that is not merged-/usr (Debian 11): the deb tree holds lib/... under usr/
+    (envnix's layout), so the meta layer links each shipped path to that copy; a base that
+    is merged gets none."""
+    onbase = _onbase()
+    layer = _layer(tmp_path, "l1", {"lib/x86_64-linux-gnu/libz.so.1": "old",
+                                    "usr/bin/true": ""})
+    os.symlink("usr/bin", os.path.join(layer, "root", "bin"))
+    base = onbase.BaseRoot([onbase.Tree(layer, "layer")])
+    split = onbase.split_usr(base)
+    assert split == {"lib"}  # bin is a merged-/usr link there, lib a real directory
+    deb = _layer(tmp_path, "zlib", {"usr/lib/x86_64-linux-gnu/libz.so.1": "new",
+                                    "usr/bin/zcat": ""})
+    info = onbase.DebInfo(deb, "zlib1g", "amd64", "same",
+                          {"list": b"/.\n/lib\n/lib/x86_64-linux-gnu\n"
+                                   b"/lib/x86_64-linux-gnu/libz.so.1\n/bin/zcat\n"})
+    tree = onbase.Tree(deb, "deb")
+    own = lambda rel: (p if os.path.lexists(p := os.path.join(deb, "root", rel))  # noqa: E731
+                       else None)
+    assert onbase.split_usr_links(split, [(tree, "", info)], own) == [
+        ("lib/x86_64-linux-gnu/libz.so.1", "../../usr/lib/x86_64-linux-gnu/libz.so.1")]
+    assert onbase.split_usr_links(frozenset(), [(tree, "", info)], own) == []
