@@ -353,10 +353,19 @@ let
     else if k == "@context" then contextTree
     else trees.${k} or (fail "the layer plan names ${k}, which the lock does not list");
 
-  layer = l: run "envnix-layer-${l.name}" "mklayer.py" ({
-    trees = toJSON (map treeFor l.trees);
+  # Why layers are named "z-...": when more derivations are ready than there are build slots,
+  # Nix starts them in the order of their names. Named "envnix-layer-..." they went before the
+  # "wheel-..." trees, so each big layer's gzip (on every core) kept envnix-meta (which needs
+  # every tree) and envnix-triggers waiting, and they ran last, on one core. After every tree
+  # name ("build-", "conda-", "deb-", "debs-", "envnix-", "tool-", "wheel-"), the trees, meta
+  # and triggers go first and the layers fill the cores around them. The image's history
+  # still names each layer "envnix-layer-<name>" (layerName, in layer.json).
+  layerDrv = name: trees: extra: run "z-envnix-layer-${name}" "mklayer.py" ({
+    inherit trees;
     mtime = toString plan.mtime;
-  } // packing // slimmed);
+    layerName = "envnix-layer-${name}";
+  } // extra);
+  layer = l: layerDrv l.name (toJSON (map treeFor l.trees)) (packing // slimmed);
 
   # base(image=...): each base layer blob, fetched by its digest, is an image layer as is
   # (layer dir for mkimage) and, for run(), a package tree with its whiteouts kept as files.
@@ -398,10 +407,7 @@ let
 
   # run() layers hold what the user's commands made: packed, never filtered (an apt install
   # there already follows the image's dpkg filters).
-  runLayer = i: t: run "envnix-layer-run-${toString (i + 1)}" "mklayer.py" ({
-    trees = toJSON [ t ];
-    mtime = toString plan.mtime;
-  } // packing);
+  runLayer = i: t: layerDrv "run-${toString (i + 1)}" (toJSON [ t ]) packing;
 
   layers = fromBase baseLayer ++ map layer plan.layers
     ++ genList (i: runLayer i (elemAt runTrees i)) (length runTrees);
