@@ -262,13 +262,26 @@ let
 
   skeleton = run "envnix-skeleton" "mkmeta.py" { skeleton = "1"; };
 
-  meta = run "envnix-meta" "mkmeta.py" ({
+  metaEnv = {
     trees = toJSON (map (k: trees.${k}) (attrNames trees));
     workdir = plan.workdir;
     users = toJSON plan.users;
     aptSources = toJSON plan.aptSources;
     aptAuto = toJSON plan.aptAuto;
-  } // (if slim then { dpkgFilter = toJSON slimFilter; } else { }) // targetEnv);
+  } // (if slim then { dpkgFilter = toJSON slimFilter; } else { }) // targetEnv;
+  # With a triggers layer, one derivation writes the metadata tree (out) and then the
+  # triggers' tree (caches): run on their own, the triggers waited for a build slot after
+  # meta, behind any layer ready by then (builders/mkmeta_triggers.py says why).
+  hasTriggers = builtins.any (l: l.name == "triggers") plan.layers;
+  metaAndTriggers = run "envnix-meta" "mkmeta_triggers.py" (metaEnv // {
+    outputs = [ "out" "caches" ];
+    triggerTrees = toJSON (concatMap (l: map (k: if k == "@meta" then "@meta" else treeFor k)
+      l.trees) (filter (l: l.name != "triggers") plan.layers));
+    triggers = toJSON plan.triggers;
+    epoch = toString plan.mtime;
+    inherit proot prootLoader;
+  } // emulated);
+  meta = if hasTriggers then metaAndTriggers.out else run "envnix-meta" "mkmeta.py" metaEnv;
 
   # Config files envd writes (pip.conf, sudoers, init script, ...) and runtime.mount points.
   files = run "envnix-files" "mktree.py" {
@@ -336,13 +349,7 @@ let
 
   # The caches the image's own tools compile (builders/triggers.py), run through proot over
   # every layer below this one; only when plan.layers has a triggers layer.
-  triggersTree = run "envnix-triggers" "triggers.py" ({
-    trees = toJSON (concatMap (l: map treeFor l.trees)
-      (filter (l: l.name != "triggers") plan.layers));
-    triggers = toJSON plan.triggers;
-    epoch = toString plan.mtime;
-    inherit proot prootLoader;
-  } // emulated);
+  triggersTree = metaAndTriggers.caches;
 
   treeFor = k:
     if k == "@skeleton" then skeleton
