@@ -120,7 +120,8 @@ def floor(artifacts: list[str], root: Path) -> tuple[float, float]:
 
 def run_one(drv: dict, scratch: Path) -> float:
     out = scratch / "out"
-    env = {k: v for k, v in drv["env"].items() if k != "out"}
+    # every output into the scratch directory (envnix-meta has two: out and caches)
+    env = {**drv["env"], **{name: str(scratch / name) for name in drv["outputs"]}}
     env.update(out=str(out), NIX_BUILD_CORES=str(os.cpu_count() or 1), HOME="/homeless",
                TMPDIR=str(scratch), NIX_BUILD_TOP=str(scratch))
     started = time.monotonic()
@@ -128,7 +129,8 @@ def run_one(drv: dict, scratch: Path) -> float:
                           capture_output=True, text=True, check=False)
     elapsed = time.monotonic() - started
     subprocess.run(["chmod", "-R", "u+w", str(scratch)], check=False, capture_output=True)
-    shutil.rmtree(out, ignore_errors=True)
+    for name in drv["outputs"]:
+        shutil.rmtree(scratch / name, ignore_errors=True)
     if proc.returncode != 0:
         print(f"warning: {drv['env'].get('name')} failed outside the sandbox: "
               f"{proc.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
