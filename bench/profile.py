@@ -12,7 +12,11 @@ and timed; the seconds are summed per builder. In the same run:
 Nix's own share is estimated as the cold build's wall clock minus the builders' sequential
 seconds divided by the cores.
 
-Usage:  .venv/bin/python bench/profile.py [CONTEXT] [--no-cold] [--keep DIR]
+With --timeline, the cold build's schedule too: when each derivation started and ended
+(Nix's own start/stop events, `--log-format internal-json`, read through a nix-build wrapper
+put first on PATH for that build), in seconds from nix-build's start.
+
+Usage:  .venv/bin/python bench/profile.py [CONTEXT] [--no-cold] [--timeline] [--keep DIR]
 CONTEXT defaults to bench/contexts/opencv, built --locked.
 """
 
@@ -48,6 +52,57 @@ def closure_derivations(store_path: str) -> tuple[list[dict], list[str]]:
     return builders, fetched
 
 
+# nix-build with Nix's JSON log: every stderr line goes, stamped with the seconds since this
+# wrapper started, to $ENVNIX_BENCH_NIXLOG; builds and messages go on to envnix as plain lines.
+NIX_BUILD_WRAPPER = """#!{python}
+import json, os, shutil, subprocess, sys, time
+here = os.path.dirname(os.path.abspath(__file__))
+path = os.pathsep.join(d for d in os.environ["PATH"].split(os.pathsep) if d != here)
+real = shutil.which("nix-build", path=path)
+started = time.monotonic()
+with open(os.environ["ENVNIX_BENCH_NIXLOG"], "w") as log:
+    proc = subprocess.Popen([real, *sys.argv[1:], "--log-format", "internal-json"],
+                            stderr=subprocess.PIPE, text=True)
+    for line in proc.stderr:
+        log.write(f"{{time.monotonic() - started:.3f}} {{line}}")
+        if not line.startswith("@nix "):
+            sys.stderr.write(line)
+            continue
+        event = json.loads(line[5:])
+        if event.get("action") == "start" and event.get("type") == 105:
+            sys.stderr.write(f"building '{{event['fields'][0]}}'...\\n")
+        elif event.get("action") == "msg":
+            sys.stderr.write(event.get("msg", "") + "\\n")
+sys.exit(proc.wait())
+"""
+
+
+def schedule(nixlog: Path) -> list[tuple[str, float, float]]:
+    """(derivation name, start, end) of each build in a stamped JSON log, by start."""
+    started: dict[int, tuple[str, float]] = {}
+    rows = []
+    for line in nixlog.read_text().splitlines():
+        stamp, _, rest = line.partition(" ")
+        if not rest.startswith("@nix "):
+            continue
+        event = json.loads(rest[5:])
+        if event.get("action") == "start" and event.get("type") == 105:
+            name = re.sub(r"^.*/[0-9a-z]{32}-|\.drv$", "", event["fields"][0])
+            started[event["id"]] = (name, float(stamp))
+        elif event.get("action") == "stop" and event.get("id") in started:
+            name, begin = started.pop(event["id"])
+            rows.append((name, begin, float(stamp)))
+    return sorted(rows, key=lambda r: r[1])
+
+
+def print_schedule(rows: list[tuple[str, float, float]]) -> None:
+    end = max((e for _, _, e in rows), default=0.0) or 1.0
+    print(f"\ncold build's schedule (s from nix-build's start; {len(rows)} builds):")
+    for name, begin, stop in rows:
+        bar = " " * int(40 * begin / end) + "#" * max(1, round(40 * (stop - begin) / end))
+        print(f"  {name[:40]:40} {begin:6.1f} {stop:6.1f} {stop - begin:5.1f}  |{bar}")
+
+
 def floor(artifacts: list[str], root: Path) -> tuple[float, float]:
     """(seconds to extract every artifact into one root, seconds of tar | pigz -p2 of it)."""
     site = root / "usr/local/lib/python3.11/dist-packages"
@@ -65,7 +120,8 @@ def floor(artifacts: list[str], root: Path) -> tuple[float, float]:
 
 def run_one(drv: dict, scratch: Path) -> float:
     out = scratch / "out"
-    env = {k: v for k, v in drv["env"].items() if k != "out"}
+    # every output into the scratch directory (envnix-meta has two: out and caches)
+    env = {**drv["env"], **{name: str(scratch / name) for name in drv["outputs"]}}
     env.update(out=str(out), NIX_BUILD_CORES=str(os.cpu_count() or 1), HOME="/homeless",
                TMPDIR=str(scratch), NIX_BUILD_TOP=str(scratch))
     started = time.monotonic()
@@ -73,7 +129,8 @@ def run_one(drv: dict, scratch: Path) -> float:
                           capture_output=True, text=True, check=False)
     elapsed = time.monotonic() - started
     subprocess.run(["chmod", "-R", "u+w", str(scratch)], check=False, capture_output=True)
-    shutil.rmtree(out, ignore_errors=True)
+    for name in drv["outputs"]:
+        shutil.rmtree(scratch / name, ignore_errors=True)
     if proc.returncode != 0:
         print(f"warning: {drv['env'].get('name')} failed outside the sandbox: "
               f"{proc.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
@@ -86,15 +143,32 @@ def main() -> None:
     ap.add_argument("context", nargs="?",
                     default=str(Path(__file__).resolve().parents[1] / "bench/contexts/opencv"))
     ap.add_argument("--no-cold", action="store_true", help="skip the cold build in a fresh store")
+    ap.add_argument("--timeline", action="store_true",
+                    help="also print when each derivation of the cold build started and ended")
     ap.add_argument("--keep", type=Path)
     args = ap.parse_args()
+    rows: list[tuple[str, float, float]] = []
     with work_dir(args.keep, "profile") as work:
         _, out, _ = envnix("build", args.context, "--locked", "--out-dir", str(work / "gen"))
         store_path = field(out, "store")
         cold = None
         if not args.no_cold:
-            cold, _, err = envnix("build", args.context, "--locked", "--store",
-                                  str(work / "store"), "--out-dir", str(work / "gen-cold"))
+            saved = dict(os.environ)
+            if args.timeline:
+                (work / "bin").mkdir()
+                wrapper = work / "bin" / "nix-build"
+                wrapper.write_text(NIX_BUILD_WRAPPER.format(python=sys.executable))
+                wrapper.chmod(0o755)
+                os.environ["PATH"] = f"{work / 'bin'}{os.pathsep}{os.environ['PATH']}"
+                os.environ["ENVNIX_BENCH_NIXLOG"] = str(work / "nixlog")
+            try:
+                cold, _, err = envnix("build", args.context, "--locked", "--store",
+                                      str(work / "store"), "--out-dir", str(work / "gen-cold"))
+            finally:
+                os.environ.clear()
+                os.environ.update(saved)
+            if args.timeline:
+                rows = schedule(work / "nixlog")
             m = re.search(r"build: (\d+) derivation\(s\) built in ([0-9.]+)s", err)
             built, nix_secs = (int(m[1]), float(m[2])) if m else (0, float("nan"))
         drvs, artifacts = closure_derivations(store_path)
@@ -104,26 +178,28 @@ def main() -> None:
         for drv in drvs:
             scratch.mkdir(exist_ok=True)
             per[os.path.basename(drv["args"][-1])].append(run_one(drv, scratch))
-    rows = []
+    table = []
     total = 0.0
     for name, times in sorted(per.items(), key=lambda kv: -sum(kv[1])):
         s = sum(times)
         total += s
-        rows.append((name.removesuffix(".py"), f"{s:.1f} s", f"{len(times)} derivations, "
-                                                              f"max {max(times):.1f} s"))
-    rows.append(("all builders, one at a time", f"{total:.1f} s", ""))
+        table.append((name.removesuffix(".py"), f"{s:.1f} s", f"{len(times)} derivations, "
+                                                               f"max {max(times):.1f} s"))
+    table.append(("all builders, one at a time", f"{total:.1f} s", ""))
     cores = os.cpu_count() or 1
-    rows.append(("floor: extract every artifact", f"{extract:.1f} s", ""))
-    rows.append(("floor: tar | pigz -p2", f"{pack:.1f} s", f"floor {extract + pack:.1f} s"))
+    table.append(("floor: extract every artifact", f"{extract:.1f} s", ""))
+    table.append(("floor: tar | pigz -p2", f"{pack:.1f} s", f"floor {extract + pack:.1f} s"))
     if cold is not None:
-        rows.append(("cold build, wall", f"{cold:.1f} s",
+        table.append(("cold build, wall", f"{cold:.1f} s",
                      f"{cold / (extract + pack):.2f}x the floor"))
-        rows.append(("  of it nix-build", f"{nix_secs:.1f} s",
+        table.append(("  of it nix-build", f"{nix_secs:.1f} s",
                      f"{built} derivations; Nix's own share about "
                      f"{nix_secs - total / cores:.1f} s (nix-build - builders/{cores})"))
-        rows.append(("  of it envnix before nix-build", f"{cold - nix_secs:.1f} s",
+        table.append(("  of it envnix before nix-build", f"{cold - nix_secs:.1f} s",
                      "start-up, lock check, render, seeding the fresh store"))
-    print_table(rows)
+    print_table(table)
+    if rows:
+        print_schedule(rows)
 
 
 if __name__ == "__main__":

@@ -262,7 +262,7 @@ let
 
   skeleton = run "envnix-skeleton" "mkmeta.py" { skeleton = "1"; };
 
-  meta = run "envnix-meta" "mkmeta.py" ({
+  metaEnv = {
     trees = toJSON (map (k: trees.${k}) (attrNames trees));
     workdir = plan.workdir;
     users = toJSON plan.users;
@@ -273,7 +273,22 @@ let
     // (if plan.baseLayers == [ ] then { } else {
          baseTrees = toJSON (fromBase baseTree); baseStatus = plan.baseStatus or "";
        })
-    // targetEnv);
+    // targetEnv;
+  # With a triggers layer, one derivation writes the metadata tree (out) and then the
+  # triggers' tree (caches): run on their own, the triggers waited for a build slot after
+  # meta, behind any layer ready by then (builders/mkmeta_triggers.py says why). On a
+  # base(image=...) the triggers run over the base's layers too.
+  hasTriggers = builtins.any (l: l.name == "triggers") plan.layers;
+  metaAndTriggers = run "envnix-meta" "mkmeta_triggers.py" (metaEnv // {
+    outputs = [ "out" "caches" ];
+    triggerTrees = toJSON (fromBase baseTree ++ concatMap
+      (l: map (k: if k == "@meta" then "@meta" else treeFor k) l.trees)
+      (filter (l: l.name != "triggers") plan.layers));
+    triggers = toJSON plan.triggers;
+    epoch = toString plan.mtime;
+    inherit proot prootLoader;
+  } // emulated);
+  meta = if hasTriggers then metaAndTriggers.out else run "envnix-meta" "mkmeta.py" metaEnv;
 
   # Config files envd writes (pip.conf, sudoers, init script, ...) and runtime.mount points.
   files = run "envnix-files" "mktree.py" {
@@ -341,13 +356,7 @@ let
 
   # The caches the image's own tools compile (builders/triggers.py), run through proot over
   # every layer below this one; only when plan.layers has a triggers layer.
-  triggersTree = run "envnix-triggers" "triggers.py" ({
-    trees = toJSON (fromBase baseTree ++ concatMap (l: map treeFor l.trees)
-      (filter (l: l.name != "triggers") plan.layers));
-    triggers = toJSON plan.triggers;
-    epoch = toString plan.mtime;
-    inherit proot prootLoader;
-  } // emulated);
+  triggersTree = metaAndTriggers.caches;
 
   treeFor = k:
     if k == "@skeleton" then skeleton
@@ -358,10 +367,19 @@ let
     else if k == "@context" then contextTree
     else trees.${k} or (fail "the layer plan names ${k}, which the lock does not list");
 
-  layer = l: run "envnix-layer-${l.name}" "mklayer.py" ({
-    trees = toJSON (map treeFor l.trees);
+  # Why layers are named "z-...": when more derivations are ready than there are build slots,
+  # Nix starts them in the order of their names. Named "envnix-layer-..." they went before the
+  # "wheel-..." trees, so each big layer's gzip (on every core) kept envnix-meta (which needs
+  # every tree) and envnix-triggers waiting, and they ran last, on one core. After every tree
+  # name ("build-", "conda-", "deb-", "debs-", "envnix-", "tool-", "wheel-"), the trees, meta
+  # and triggers go first and the layers fill the cores around them. The image's history
+  # still names each layer "envnix-layer-<name>" (layerName, in layer.json).
+  layerDrv = name: trees: extra: run "z-envnix-layer-${name}" "mklayer.py" ({
+    inherit trees;
     mtime = toString plan.mtime;
-  } // packing // slimmed);
+    layerName = "envnix-layer-${name}";
+  } // extra);
+  layer = l: layerDrv l.name (toJSON (map treeFor l.trees)) (packing // slimmed);
 
   # base(image=...): each base layer blob, fetched by its digest, is an image layer as is
   # (layer dir for mkimage) and, for run(), a package tree with its whiteouts kept as files.
@@ -403,10 +421,7 @@ let
 
   # run() layers hold what the user's commands made: packed, never filtered (an apt install
   # there already follows the image's dpkg filters).
-  runLayer = i: t: run "envnix-layer-run-${toString (i + 1)}" "mklayer.py" ({
-    trees = toJSON [ t ];
-    mtime = toString plan.mtime;
-  } // packing);
+  runLayer = i: t: layerDrv "run-${toString (i + 1)}" (toJSON [ t ]) packing;
 
   layers = fromBase baseLayer ++ map layer plan.layers
     ++ genList (i: runLayer i (elemAt runTrees i)) (length runTrees);

@@ -14,7 +14,7 @@ import json
 import os
 import shutil
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 import _builder as B
@@ -127,7 +127,8 @@ class Rootfs:
         for name in sorted(os.listdir(path)):
             self._drop(f"{rel}/{name}" if rel else name)
 
-    def add_tree(self, tree: str) -> None:
+    def add_tree(self, tree: str, skip: Collection[str] = ()) -> None:
+        """Copy ``tree`` in; a directory named in ``skip`` (tree-relative) gets no contents."""
         with open(os.path.join(tree, "meta.json"), encoding="utf-8") as f:
             meta = json.load(f)
         if isinstance(meta, dict):
@@ -160,7 +161,7 @@ class Rootfs:
                     raise B.BuilderError(f"{tree}: meta.json modes[{rel!r}] is not "
                                          "[mode, uid, gid]")
                 self._add(rel, src, st, given, tree)
-                if stat.S_ISDIR(st.st_mode):
+                if stat.S_ISDIR(st.st_mode) and rel not in skip:
                     subdirs.append(rel)
             stack.extend(reversed(subdirs))
 

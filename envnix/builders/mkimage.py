@@ -27,8 +27,8 @@ also resolves inside a chroot store (`nix-build --store DIR`); other layers get 
 
 All JSON is `sort_keys=True, separators=(",", ":")`, UTF-8, no trailing newline; digests are
 over exactly those bytes. `created` defaults to 1970-01-01T00:00:00Z; every history entry
-uses it and says `created_by: "envnix <layer name>"` (the layer path's name, store hash
-stripped). Errors: one line `envnix-builder: image: ...` on stderr, exit 1.
+uses it and says `created_by: "envnix <layer name>"` (layer.json's "name", else the layer
+path's name, store hash stripped). Errors: one line `envnix-builder: image: ...` on stderr, exit 1.
 """
 
 from __future__ import annotations
@@ -118,6 +118,7 @@ def layer_name(path: str) -> str:
 
 
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+_STORE_NAME = re.compile(r"[A-Za-z0-9+_?=-][A-Za-z0-9+._?=-]{0,210}")
 
 
 def read_layer(path: str) -> Layer:
@@ -144,8 +145,11 @@ def read_layer(path: str) -> Layer:
     if actual != meta["size"]:
         raise ImageError(f"{blob} has {actual} bytes, layer.json says {meta['size']}")
     paths = meta.get("paths")
-    return Layer(path, layer_name(path), blob, meta["diff_id"], meta["digest"], meta["size"],
-                 paths if isinstance(paths, int) else None, media_type)
+    name = meta.get("name")
+    if name is not None and not (isinstance(name, str) and _STORE_NAME.fullmatch(name)):
+        raise ImageError(f"{meta_path}: name {name!r} is not a store path name")
+    return Layer(path, name or layer_name(path), blob, meta["diff_id"], meta["digest"],
+                 meta["size"], paths if isinstance(paths, int) else None, media_type)
 
 
 def make_config(template: dict[str, object], layers: list[Layer]) -> bytes:

@@ -36,7 +36,8 @@ the host's tar, Python or file system. So:
   anything else is an error naming both trees.
 Writes are streamed (tar -> gzip/zstd -> file); the uncompressed tar is hashed, never stored.
 `layer.json` = {"diff_id", "digest", "size" (blob bytes), "tar_size", "paths" (members)}, plus
-"compression" when it is not gzip and "dropped" (members left out) with a pathFilter.
+"compression" when it is not gzip, "dropped" (members left out) with a pathFilter and "name"
+with the optional `layerName` (what mkimage.py's history calls the layer).
 Errors: one line `envnix-builder: layer: ...` on stderr, exit 1.
 """
 
@@ -385,6 +386,9 @@ def _main() -> None:
     layer = write_layer(items, out, mtime, compression)
     if path_filter:
         layer["dropped"] = dropped
+    name = B.optional_env("layerName")
+    if name:
+        layer["name"] = name
     with open(os.path.join(out, "layer.json"), "w", encoding="utf-8") as f:
         f.write(json.dumps(layer, sort_keys=True, separators=(",", ":")))
 

@@ -101,7 +101,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 import _builder as B
 import _treewrite as T
@@ -246,12 +246,15 @@ def _wait_for_clock_tick() -> None:
 def execute(out: str, trees: list[str], commands_for: Callable[[Rootfs], list[str]],
             env: dict[str, str], workdir: str, proot: str, loader: object, shell_given: str,
             name: str, version: str, notes: list[str] | None = None,
-            keep_pyc: bool = False, qemu: str = "", mount: str = "") -> None:
+            keep_pyc: bool = False, qemu: str = "", mount: str = "",
+            skip: Collection[str] = ()) -> None:
     """Assemble the root from ``trees``, run the commands ``commands_for`` picks from it
     through proot, and write the changes as a package tree in ``out`` (also the entry point
     of triggers.py, which picks the image's own cache tools). No commands: an empty tree.
     ``notes`` (meta.json) may be appended to by ``commands_for``. ``qemu``: for an image of
-    another platform, the qemu-user program proot runs its programs with (``proot -q``)."""
+    another platform, the qemu-user program proot runs its programs with (``proot -q``).
+    ``skip``: directories (image paths without the leading /) assembled empty, for
+    triggers.py's tools, which never read them (users' commands get every file)."""
     if not os.path.isabs(proot) or not os.access(proot, os.X_OK):
         raise B.BuilderError(f"proot {proot!r} is not an executable file")
     if qemu and (not os.path.isabs(qemu) or not os.access(qemu, os.X_OK)):
@@ -264,7 +267,7 @@ def execute(out: str, trees: list[str], commands_for: Callable[[Rootfs], list[st
     work = tempfile.mkdtemp(prefix="envnix-run-", dir=top)
     rootfs = Rootfs(os.path.join(work, "rootfs"))
     for tree in trees:
-        rootfs.add_tree(tree)
+        rootfs.add_tree(tree, skip)
     notes = notes if notes is not None else []
     commands = commands_for(rootfs)
     changes: list[Change] = []

@@ -139,6 +139,34 @@ def bytecode_commands(rootfs: Rootfs) -> list[str]:
     return out
 
 
+# What no trigger of the table reads or writes: documentation, manual and info pages,
+# message catalogues (the tools run with LC_ALL=C.UTF-8) and lintian overrides. The root the
+# tools run in has these directories empty: they were a third of its files, and copying the
+# files in (the store is read-only, Nix's sandbox forbids hard links out of it) was most of
+# this builder's time. A directory a postinst's py3compile names is kept.
+UNREAD = ("usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale",
+          "usr/share/lintian")
+
+
+def unread_dirs(trees: list[str]) -> list[str]:
+    """UNREAD but the directories a literal ``py3compile -p PKG DIR`` of a postinst in the
+    trees compiles in (or lies in), so what it compiles is the same."""
+    named: list[str] = []
+    for tree in trees:
+        info = os.path.join(tree, "root", "var/lib/dpkg/info")
+        if not os.path.isdir(info) or os.path.islink(info):
+            continue
+        for name in sorted(os.listdir(info)):
+            path = os.path.join(info, name)
+            if name.endswith(".postinst") and os.path.isfile(path) and not os.path.islink(path):
+                with open(path, "rb") as f:
+                    text = f.read().decode("utf-8", "replace")
+                named += [m.group(2).strip().strip("/") for m in PY3COMPILE_RE.finditer(text)
+                          if m.group(2).strip()]
+    return [d for d in UNREAD if not any(
+        n in ("", d) or n.startswith(d + "/") or d.startswith(n + "/") for n in named)]
+
+
 def set_image_times(root: str, epoch: int) -> None:
     """Give every path the mtime it has in the image (the layers' epoch): fontconfig keys
     each cache by its directory's mtime and drops caches whose time does not match."""
@@ -189,7 +217,7 @@ def main() -> None:
     table = trigger_table(f"/usr/lib/{B.MULTIARCH[B.target_arch()]}")
     R.execute(out, trees, commands_for(names, int(epoch), notes, table), env, "/",
               B.getenv("proot"), json.loads(B.getenv("prootLoader", "[]")), "", "triggers",
-              "0", notes, keep_pyc=True, qemu=B.getenv("qemu", ""))
+              "0", notes, keep_pyc=True, qemu=B.getenv("qemu", ""), skip=unread_dirs(trees))
 
 
 if __name__ == "__main__":

@@ -614,6 +614,26 @@ def test_image_bad_input_is_one_line(built: Built, tmp_path: Path, env: dict, me
     assert message in proc.stderr
 
 
+def test_history_names_the_layer_by_its_layer_name(built: Built, tmp_path: Path) -> None:
+    """image.nix names layer derivations "z-envnix-layer-<name>" (so Nix schedules them after
+    the trees) and passes layerName "envnix-layer-<name>": the history keeps that name."""
+    named = tmp_path / ("b" * 32 + "-z-envnix-layer-skeleton")
+    meta = mklayer(named, [built.skeleton], layerName="envnix-layer-skeleton")
+    plain = json.loads((built.layer_skel / "layer.json").read_text())
+    assert meta == {**plain, "name": "envnix-layer-skeleton"}
+    mkimage(tmp_path / "img", [named, built.layer_bb], config_template(tmp_path / "c.json"))
+    digests = json.loads((tmp_path / "img/digests.json").read_text())
+    config = json.loads(blob(tmp_path / "img", digests["config"]))
+    assert [h["created_by"] for h in config["history"]] == [
+        "envnix envnix-layer-skeleton", "envnix layer-busybox"]
+    bad = tmp_path / "layer-bad"
+    shutil.copytree(named, bad)
+    (bad / "layer.json").write_text(json.dumps({**meta, "name": "a/b"}))
+    proc = run_builder("mkimage.py", {"out": str(tmp_path / "img2"), "layers": json.dumps(
+        [str(bad)]), "config": str(config_template(tmp_path / "c2.json"))})
+    assert proc.returncode == 1 and "name 'a/b' is not a store path name" in proc.stderr
+
+
 def test_tag_without_tag_part_means_latest(built: Built, tmp_path: Path) -> None:
     mkimage(tmp_path / "img", [built.layer_skel], config_template(tmp_path / "c.json"),
             tag="localhost:5000/team/app")

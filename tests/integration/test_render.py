@@ -52,8 +52,8 @@ def test_generated_project_evaluates_for_both_toolchains(tmp_path: Path) -> None
     assert fetches == {k: {"name": a["storeName"], "url": a["url"]}
                        for k, a in lock_artifacts(small_lock()).items()}
     layers = nix_eval(out, "map (l: l.name) (import ./default.nix {}).layers")
-    assert layers == ["envnix-layer-skeleton", "envnix-layer-os", "envnix-layer-os-libllvm15",
-                      "envnix-layer-pip", "envnix-layer-meta"]
+    assert layers == ["z-envnix-layer-skeleton", "z-envnix-layer-os",
+                      "z-envnix-layer-os-libllvm15", "z-envnix-layer-pip", "z-envnix-layer-meta"]
 
 
 @pytest.mark.parametrize("name", ["six-1.17.0-py2.py3-none-any.whl", "libc6_2.36-9_amd64.deb",

@@ -69,3 +69,33 @@ def test_a_trigger_runs_only_with_its_tool_and_the_programs_its_line_needs(
             assert commands == list(triggers.TRIGGERS["glib-schemas"].commands)
             assert notes == ["trigger gdk-pixbuf-loaders not run: the image has no find, sort"]
             assert os.lstat(tmp_path / "shell-root" / glib).st_mtime == 0
+
+
+def test_the_tools_root_leaves_docs_out_but_what_a_py3compile_line_names(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tools run over a root whose docs, manuals and message catalogues are empty
+    directories (no trigger reads them); a postinst compiling a directory there keeps it."""
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[2] / "envnix" / "builders"))
+    import _rootfs
+    import triggers
+
+    pkg = _tree(tmp_path / "pkg", {"usr/share/doc/pkg/copyright": 0o644,
+                                   "usr/share/doc/pkg/examples/demo.py": 0o644,
+                                   "usr/share/man/man1/pkg.1.gz": 0o644,
+                                   "usr/share/pkg/mod.py": 0o644})
+    assert triggers.unread_dirs([pkg]) == list(triggers.UNREAD)
+    rootfs = _rootfs.Rootfs(str(tmp_path / "root"))
+    rootfs.add_tree(pkg, triggers.unread_dirs([pkg]))
+    root = tmp_path / "root"
+    assert sorted(os.listdir(root / "usr/share")) == ["doc", "man", "pkg"]
+    assert os.listdir(root / "usr/share/doc") == os.listdir(root / "usr/share/man") == []
+    assert (root / "usr/share/pkg/mod.py").exists()
+
+    info = tmp_path / "meta" / "root" / "var/lib/dpkg/info"
+    info.mkdir(parents=True)
+    (tmp_path / "meta" / "meta.json").write_text('{"kind": "meta"}')
+    (info / "pkg.postinst").write_text(
+        "#!/bin/sh\nset -e\npy3compile -p pkg /usr/share/doc/pkg/examples\n")
+    assert "usr/share/doc" not in triggers.unread_dirs([pkg, str(tmp_path / "meta")])
+    (info / "pkg.postinst").write_text("#!/bin/sh\npy3compile -p pkg /\n")
+    assert triggers.unread_dirs([pkg, str(tmp_path / "meta")]) == []
