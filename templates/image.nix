@@ -370,12 +370,12 @@ let
   # Why layers are named "z-...": when more derivations are ready than there are build slots,
   # Nix starts them in the order of their names. Named "envnix-layer-..." they went before the
   # "wheel-..." trees, so each big layer's gzip (on every core) kept envnix-meta (which needs
-  # every tree) and envnix-triggers waiting, and they ran last, on one core. After every tree
+  # every tree) and the triggers waiting, and they ran last, on one core. After every tree
   # name ("build-", "conda-", "deb-", "debs-", "envnix-", "tool-", "wheel-"), the trees, meta
   # and triggers go first and the layers fill the cores around them. The image's history
   # still names each layer "envnix-layer-<name>" (layerName, in layer.json).
-  layerDrv = name: trees: extra: run "z-envnix-layer-${name}" "mklayer.py" ({
-    inherit trees;
+  layerDrv = name: treesJSON: extra: run "z-envnix-layer-${name}" "mklayer.py" ({
+    trees = treesJSON;
     mtime = toString plan.mtime;
     layerName = "envnix-layer-${name}";
   } // extra);
