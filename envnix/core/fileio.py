@@ -15,6 +15,13 @@ from pathlib import Path
 from typing import BinaryIO
 
 
+def cache_dir(name: str) -> Path:
+    """envnix's cache directory ``name``: ``$XDG_CACHE_HOME/envnix/NAME``, by default
+    ``~/.cache/envnix/NAME`` (an empty XDG_CACHE_HOME counts as unset)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "envnix" / name
+
+
 def _umask() -> int:
     current = os.umask(0)
     os.umask(current)

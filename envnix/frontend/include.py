@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from envnix.core import fileio
 from envnix.core.errors import EnvnixError, FetchError, FrontendError, SpecError, StaleLockError
 from envnix.core.process import Completed, run
 from envnix.frontend.bounds import MAX_SOURCE_BYTES
@@ -135,8 +136,7 @@ def walk_order(path: str) -> tuple[str, ...]:
 
 def cache_root() -> Path:
     """``$XDG_CACHE_HOME/envnix/include``, default ``~/.cache/envnix/include``."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "envnix" / "include"
+    return fileio.cache_dir("include")
 
 
 def cache_dir(url: str, root: Path | None = None) -> Path:

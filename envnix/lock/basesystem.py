@@ -17,14 +17,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import posixpath
 import re
 import tarfile
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from envnix.core import credentials, fileio, http, options
@@ -100,10 +98,6 @@ def base_python(base: dict[str, Any], read_system: Callable[[], BaseSystem]) -> 
                         hint="add install.python() (a conda Python in /opt/conda/envs/envd)")
     newest = max(versions, key=lambda v: tuple(map(int, v.split("."))))
     return {"provider": "system", "version": newest}
-
-
-def _cache_dir() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "envnix" / "base"
 
 
 def _os_release_fields(text: str) -> dict[str, str]:
@@ -199,7 +193,7 @@ def _stream_layers(base: dict[str, Any], scan: _Scan) -> None:
 
 def read_base_system(base: dict[str, Any]) -> BaseSystem:
     """The base's OS and dpkg status, from the layers the lock's ``base`` section pins."""
-    cached = _cache_dir() / f"{base['digest'].replace(':', '-')}.json"
+    cached = fileio.cache_dir("base") / f"{base['digest'].replace(':', '-')}.json"
     try:
         data = json.loads(cached.read_text())
         return BaseSystem(**data)

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, TypeVar
 
 from envnix.core import http
 from envnix.core.errors import FetchError, LockError, PackageNotFoundError
-from envnix.core.fileio import atomic_write, atomic_writer
+from envnix.core.fileio import atomic_write, atomic_writer, cache_dir
 from envnix.core.progress import Progress
 from envnix.spec.cuda import satisfiable_summary
 from envnix.spec.envyaml import conda_spec_channel
@@ -70,8 +70,7 @@ class ChannelLike(Protocol):
 
 def default_cache_dir() -> Path:
     """``$XDG_CACHE_HOME/envnix/conda``, default ``~/.cache/envnix/conda``."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "envnix" / "conda"
+    return cache_dir("conda")
 
 
 # --------------------------------------------------------------------------------------------

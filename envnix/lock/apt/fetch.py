@@ -19,7 +19,7 @@ from pathlib import Path
 
 from envnix.core import http, options, process
 from envnix.core.errors import FetchError, LockError, ToolMissingError
-from envnix.core.fileio import atomic_write
+from envnix.core.fileio import atomic_write, cache_dir
 from envnix.core.progress import Progress
 from envnix.lock.apt.index import DebIndex, IndexSnapshot
 from envnix.lock.apt.relations import ARCH
@@ -28,8 +28,7 @@ from envnix.spec.apt import AptSource
 
 def default_cache_dir() -> Path:
     """``$XDG_CACHE_HOME/envnix/apt``, default ``~/.cache/envnix/apt``."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "envnix" / "apt"
+    return cache_dir("apt")
 
 
 def human_size(n: int) -> str:
