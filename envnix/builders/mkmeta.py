@@ -224,6 +224,8 @@ def build_meta(out: str, writer: T.TreeWriter) -> None:
         find, read = combined(own_find, base), base.read
     else:
         find, read = own_find, None
+    # what scans that take the first tree holding a path look at: the base's layers last
+    scanned = trees + base.top_first() if base else trees
 
     if base is None:
         writer.add_dir("tmp", 0o1777)
@@ -247,15 +249,13 @@ def build_meta(out: str, writer: T.TreeWriter) -> None:
         split = split_usr(base) if base else frozenset()
         for rel, target in split_usr_links(split, debs, own_find):
             writer.add_symlink(rel, target)
-        ld_cache(trees + (base.top_first() if base else []), find, alt_links, writer,
-                 own_find if base else None, split)
+        ld_cache(scanned, find, alt_links, writer, own_find if base else None, split)
         ca_names = [rel.removeprefix(CA_TOP) for rel in certs]
         notes: list[str] = []
         services.write_services([d[2] for d in debs], find, ca_names,
                                 ({u.name: u.uid for u in users}, groups), writer, notes, read)
         if base is None or any(t.has(pamconfig.PROFILES_DIR) for t in trees):
-            pam = pamconfig.pam_files(pam_inputs(trees + (base.top_first() if base else []),
-                                                 find), notes)
+            pam = pamconfig.pam_files(pam_inputs(scanned, find), notes)
             for rel, data in sorted(pam.items()):
                 writer.add_file(rel, data, 0o644)
         for note in notes:

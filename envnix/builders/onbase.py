@@ -21,11 +21,10 @@ import os
 import re
 
 import _builder as B
+from _rootfs import OPAQUE, WHITEOUT
 from dpkgdb import DebInfo
 from trees import ALIASED, Find, Tree, read_regular
 
-WHITEOUT = ".wh."
-OPAQUE = ".wh..wh..opq"
 STATUS = "var/lib/dpkg/status"
 ACCOUNT_FILES = ("etc/passwd", "etc/group", "etc/shadow", "etc/gshadow")
 
