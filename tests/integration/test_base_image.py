@@ -235,16 +235,23 @@ def serving_base(tmp_path_factory: pytest.TempPathFactory, registry: Registry) -
                         "team/plain:1")
 
 
+def _locked_on_base(context: Path, registry: Registry, base_args: str, body: str) -> Path:
+    """A v1 build.envd calling base(<base_args>) (``{registry}`` is the loopback registry),
+    then ``body``, written to ``context`` and locked."""
+    context.mkdir(parents=True)
+    (context / "build.envd").write_text(
+        "# syntax=v1\ndef build():\n"
+        f"    base({base_args.format(registry=registry.host)})\n" + body)
+    envnix("lock", str(context), env=_insecure(registry))
+    return context
+
+
 @pytest.fixture(scope="module")
 def dev_on_base(tmp_path_factory: pytest.TempPathFactory, registry: Registry,
                 serving_base: Built) -> Built:
-    context = tmp_path_factory.mktemp("devbase") / "devtools"
-    context.mkdir()
-    (context / "build.envd").write_text(
-        "# syntax=v1\ndef build():\n"
-        f'    base(image="{registry.host}/team/plain:1", dev=True)\n'
-        '    install.apt_packages(name=["jq", "less"])\n')
-    envnix("lock", str(context), env=_insecure(registry))
+    context = _locked_on_base(tmp_path_factory.mktemp("devbase") / "devtools", registry,
+                              'image="{registry}/team/plain:1", dev=True',
+                              '    install.apt_packages(name=["jq", "less"])\n')
     return parse_build(context, envnix("build", str(context), "--locked", "-t", "devtools:1"))
 
 
@@ -316,13 +323,8 @@ def test_pip_packages_go_to_the_bases_own_python(
         podman_environ: dict[str, str]) -> None:
     """As envd's pip in the base: no install.python(), so the wheels are locked for the
     base's python3.11 (Debian's, found in its dpkg status) and land where it imports them."""
-    context = tmp_path / "withsix"
-    context.mkdir()
-    (context / "build.envd").write_text(
-        "# syntax=v1\ndef build():\n"
-        f'    base(image="{registry.host}/team/base:1")\n'
-        '    install.python_packages(name=["six"])\n')
-    envnix("lock", str(context), env=_insecure(registry))
+    context = _locked_on_base(tmp_path / "withsix", registry, 'image="{registry}/team/base:1"',
+                              '    install.python_packages(name=["six"])\n')
     lock = json.loads((context / "envnix.lock").read_text())
     assert lock["base"]["python"] == {"provider": "system", "version": "3.11"}
     assert [w["name"] for w in lock["pip"]["wheels"]] == ["six"]
