@@ -328,8 +328,7 @@ class ImageSpec:
         if self.base_image:
             # The base brings its OS: only what the file asks for, resolved against the base's
             # own dpkg status at lock time (envnix.lock.basesystem); no release set, no apt.
-            return self._unique([*(("sudo", self.dev.shell, "coreutils") if self.dev else ()),
-                                 *self.apt_packages])
+            return self._unique([*self._dev_apt_roots(), *self.apt_packages])
         roots = list(self.BASE_APT)
         if self.python:
             roots += self.python.apt_packages
@@ -340,13 +339,16 @@ class ImageSpec:
         if self.cuda and provider_named(self.cuda.provider).installer == "apt":
             roots += self.cuda.requirements
         if self.dev:
-            # envd's dev stack, minus its downloaded tools (sshd, horust, starship).
-            roots += ("sudo", self.dev.shell, "coreutils")
+            roots += self._dev_apt_roots()
             if self.apt_profile == "essential":
                 roots.append("apt")  # a dev image is a Debian system: apt as in Debian's images
         roots += self.apt_packages
         roots += [p for tool in self.tools if tool.source == "apt" for p in tool.packages]
         return self._unique(roots)
+
+    def _dev_apt_roots(self) -> tuple[str, ...]:
+        """envd's dev stack, minus its downloaded tools (sshd, horust, starship)."""
+        return ("sudo", self.dev.shell, "coreutils") if self.dev else ()
 
     @staticmethod
     def _unique(names: Sequence[str]) -> list[str]:
