@@ -43,6 +43,27 @@ def _ensure_key() -> None:
     KEYRING.write_bytes(_gpg("--export", USER_ID))
 
 
+def public_keyring() -> bytes:
+    """The test key's public keyring (binary)."""
+    _ensure_key()
+    return KEYRING.read_bytes()
+
+
+def armored_public_key() -> bytes:
+    """The test key's public key, ASCII-armored (as NVIDIA publishes its 3bf863cc.pub)."""
+    _ensure_key()
+    return _gpg("--export", "--armor", USER_ID)
+
+
+def fingerprint() -> str:
+    """The test key's primary fingerprint (upper-case hex), as gpgv's VALIDSIG reports it."""
+    _ensure_key()
+    for line in _gpg("--with-colons", "--list-keys", USER_ID).decode().splitlines():
+        if line.startswith("fpr:"):
+            return line.split(":")[9]
+    raise RuntimeError("the test key has no fingerprint")
+
+
 def clearsign(text: str) -> str:
     """*text* clearsigned with the test key: an InRelease as archives publish it."""
     _ensure_key()

@@ -39,10 +39,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from _apt_signing import clearsign
+from _apt_signing import armored_public_key, clearsign
 from _conda_channel import ChannelServer, serve
 from _ubuntu_archive import MTIME, write_ar
 
+from envnix.lock.apt.anchors import NVIDIA_KEY_FILE
 from envnix.lock.apt.fetch import default_cache_dir
 from envnix.lock.pip import Wheel, lock_pip
 from envnix.spec import PipRequest
@@ -236,6 +237,8 @@ def build_repo(root: Path, cache: Path | None = None) -> NvidiaRepo:
              "Architecture": "all", **common,
              "Description": "CUDA toolkit configuration files (envnix fixture)"},
             {path: text.encode()}))
+    # NVIDIA publishes its signing key next to InRelease; here it is the test key.
+    (root / NVIDIA_KEY_FILE).write_bytes(armored_public_key())
     return NvidiaRepo(root, _packages(root, [*published, *cudarts]), tuple(wheels))
 
 

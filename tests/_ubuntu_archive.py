@@ -45,7 +45,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from _apt_signing import clearsign
+from _apt_signing import clearsign, public_keyring
 from _conda_channel import ChannelServer, serve
 
 from envnix.lock.apt.fetch import default_cache_dir, fetch_index, fetch_release
@@ -177,6 +177,32 @@ def write_ar(members: Sequence[tuple[str, bytes]], mtime: int = MTIME) -> bytes:
         assert len(header) == 60, header
         out += [header, data, b"\n" if len(data) & 1 else b""]
     return b"".join(out)
+
+
+KEYRING_PACKAGE = "ubuntu-keyring"
+KEYRING_VERSION = "2023.11.28.1"
+
+
+def keyring_deb(keyring: bytes) -> bytes:
+    """An ``ubuntu-keyring`` .deb as Ubuntu ships it, carrying *keyring* (the test archive's
+    public key) at ``usr/share/keyrings/ubuntu-archive-keyring.gpg``: where envnix takes
+    Ubuntu's keys from when the machine has no Ubuntu keyring."""
+    def tar(files: Mapping[str, bytes]) -> bytes:
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tf:
+            for name, data in files.items():
+                info = tarfile.TarInfo(name)
+                info.size, info.mtime, info.mode = len(data), MTIME, 0o644
+                tf.addfile(info, io.BytesIO(data))
+        return lzma.compress(buf.getvalue())
+
+    control = (f"Package: {KEYRING_PACKAGE}\nVersion: {KEYRING_VERSION}\nArchitecture: all\n"
+               "Maintainer: envnix tests <tests@envnix.invalid>\nSection: misc\n"
+               "Priority: optional\nDescription: GnuPG keys of the Ubuntu archive\n")
+    return write_ar([("debian-binary", b"2.0\n"),
+                     ("control.tar.xz", tar({"./control": control.encode()})),
+                     ("data.tar.xz", tar({
+                         "./usr/share/keyrings/ubuntu-archive-keyring.gpg": keyring}))])
 
 
 def _decompress_member(name: str, data: bytes) -> bytes:
@@ -358,6 +384,12 @@ def build_archive(root: Path, roots: Sequence[str] = (),
                     [f"{CODENAME}-updates", f"{CODENAME}-security"],
                     f"{pkg.name}_{version.split(':')[-1]}_{pkg.arch}.deb",
                     {"Version": version})
+
+    keyring = keyring_deb(public_keyring())
+    publish(keyring, (f"Package: {KEYRING_PACKAGE}\nVersion: {KEYRING_VERSION}\n"
+                      "Architecture: all\nSection: misc\nPriority: optional\n"
+                      "Description: GnuPG keys of the Ubuntu archive\n"),
+            "main", [CODENAME], f"{KEYRING_PACKAGE}_{KEYRING_VERSION}_all.deb")
 
     for suite, comps in suite_stanzas.items():
         write_suite(root, suite, {c: sorted(s, key=lambda t: _field(t, "Package"))

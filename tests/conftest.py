@@ -6,10 +6,13 @@ The helpers that run the CLI are in _cli.py; tests/unit/conftest.py adds the uni
 
 from __future__ import annotations
 
+import atexit
 import difflib
+import json
 import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -84,10 +87,27 @@ def golden(update_golden: bool) -> Callable[[Path, bytes], None]:
     return check
 
 
+def _empty_conda_channel() -> Path:
+    """A conda channel with no packages (linux-64, linux-aarch64 and noarch), removed at exit."""
+    root = Path(tempfile.mkdtemp(prefix="envnix-empty-channel-"))
+    for subdir in ("linux-64", "linux-aarch64", "noarch"):
+        (root / subdir).mkdir()
+        (root / subdir / "repodata.json").write_text(json.dumps(
+            {"info": {"subdir": subdir}, "packages": {}, "packages.conda": {}}))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    return root
+
+
 def pytest_configure(config: pytest.Config) -> None:
     # The fixture archives are signed with a key made for this session (tests/_apt_signing.py):
     # trust it as a user would configure their archive's keyring.
     trust_test_archives(os.environ)
+    # A file that names a conda channel also reads the defaults after it, as envd's conda
+    # does (conda-forge, out of reach here). The tests' defaults are an empty channel served on
+    # loopback, as a user points them at a mirror; tests about the defaults set their own.
+    server = ChannelServer({"defaults/empty": _empty_conda_channel()})
+    config.add_cleanup(server.stop)
+    os.environ[options.CONDA_DEFAULT_CHANNELS.name] = server.url("defaults/empty")
     # envnix build loads into docker or podman by default; tests build hundreds of images and
     # must not fill the machine's engine. A test about loading passes --load (and its own
     # podman storage, _podman.podman_env).

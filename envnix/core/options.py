@@ -61,9 +61,11 @@ APT_SNAPSHOT = Option("ENVNIX_APT_SNAPSHOT", "lock from the mirror (a snapshot s
 UBUNTU_MIRROR = Option("ENVNIX_UBUNTU_MIRROR", "Ubuntu archive (or snapshot service) base URL, "
                        "ending in /ubuntu, for Ubuntu images when --apt-mirror is not given; "
                        "Debian images keep this machine's apt sources",
-                       "this machine's Ubuntu apt sources, if any", key="apt.ubuntu-mirror")
-UBUNTU_KEYRING = Option("ENVNIX_UBUNTU_KEYRING", "Ubuntu's archive keyring (a Debian machine "
-                        "has none unless ubuntu-keyring is installed)",
+                       "this machine's Ubuntu apt sources, else Ubuntu's archive (its "
+                       "snapshot service with ENVNIX_APT_SNAPSHOT)", key="apt.ubuntu-mirror")
+UBUNTU_KEYRING = Option("ENVNIX_UBUNTU_KEYRING", "Ubuntu's archive keyring (where this "
+                        "default path is missing, as on Debian, envnix takes the keys from "
+                        "the archive and trusts them by their pinned fingerprints)",
                         "/usr/share/keyrings/ubuntu-archive-keyring.gpg",
                         key="apt.ubuntu-keyring", path=True, project=False)
 APT_KEYRING = Option("ENVNIX_APT_KEYRING", "keyring(s) the mirror's InRelease must be signed "
@@ -80,20 +82,22 @@ CUDA_PROVIDER = Option("ENVNIX_CUDA_PROVIDER", "where install.cuda's libraries c
                        key="cuda.provider")
 CUDA_APT_REPO = Option("ENVNIX_CUDA_APT_REPO", "NVIDIA's CUDA apt repository for the image's "
                        "release (a flat repository: InRelease and Packages at the URL "
-                       "itself), or a mirror of it", "none: the apt provider cannot lock",
+                       "itself), or a mirror of it", "NVIDIA's own for an Ubuntu release; "
+                       "none for Debian (its non-free CUDA 11.8)",
                        key="cuda.apt-repo")
 CUDA_APT_KEYRING = Option("ENVNIX_CUDA_APT_KEYRING", "the keyring NVIDIA's repository is "
                           "signed with (its cuda-archive-keyring.gpg, or .asc)",
-                          "none: set it, or ENVNIX_APT_UNVERIFIED=1")
+                          "the key NVIDIA publishes beside InRelease, trusted by its "
+                          "pinned fingerprint")
 CONDA_DEFAULT_CHANNELS = Option("ENVNIX_CONDA_DEFAULT_CHANNELS", "conda's default_channels "
                                 "(comma-separated URLs): what 'defaults' means, and the "
                                 "channels of a file that names none, as conda's own defaults "
-                                "are for envd", "none: such a file must name its channels",
+                                "are for envd", "conda-forge, as envd's .condarc says",
                                 key="conda.default-channels", join=",")
 CONDA_CHANNEL_ALIAS = Option("ENVNIX_CONDA_CHANNEL_ALIAS", "conda's channel_alias: the URL a "
                              "bare channel name (conda-forge, pytorch, ...) is looked up under "
-                             "when the file's .condarc does not say", "none: the file says "
-                             "where its channels are", key="conda.channel-alias")
+                             "when the file's .condarc does not say", "conda's own, as "
+                             "py-rattler knows it", key="conda.channel-alias")
 INSECURE_REGISTRIES = Option("ENVNIX_INSECURE_REGISTRIES", "comma-separated host[:port] of "
                              "registries spoken to over plain HTTP when locking a base image",
                              "none", key="registry.insecure", join=",", project=False)

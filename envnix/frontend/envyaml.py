@@ -563,12 +563,15 @@ def _is_url(value: str) -> bool:
     return bool(_URL_RE.match(value))
 
 
-def resolve_channel(name_or_url: str, condarc: Condarc | None) -> ChannelLocation:
+def resolve_channel(name_or_url: str, condarc: Condarc | None,
+                    fallback_alias: str = "") -> ChannelLocation:
     """Where one channel (not ``defaults``: see :func:`resolve_channels`) is fetched from.
 
     A full URL is itself. A name goes, in conda's order, through ``custom_channels`` (longest
     matching name prefix, so ``conda-forge/label/dev`` uses the ``conda-forge`` entry), then a
-    ``default_channels`` URL ending in ``/<name>``, then ``channel_alias``.
+    ``default_channels`` URL ending in ``/<name>``, then ``channel_alias``, then
+    ``fallback_alias`` (conda's own alias when nothing configured one: only a name nothing
+    else places goes there, so a mirror's channels keep their mirror URLs as their identity).
     """
     value = name_or_url.strip().rstrip("/")
     if value == "defaults":
@@ -592,6 +595,9 @@ def resolve_channel(name_or_url: str, condarc: Condarc | None) -> ChannelLocatio
             return ChannelLocation(value, canonical_by_alias or url, (url,))
     if canonical_by_alias:
         return ChannelLocation(value, canonical_by_alias, (canonical_by_alias,))
+    if fallback_alias:
+        url = f"{fallback_alias.rstrip('/')}/{value}"
+        return ChannelLocation(value, url, (url,))
     raise LockError(
         f"conda channel {value!r} has no URL: no channel_alias, custom_channels entry or "
         "default_channels URL names it",
@@ -602,7 +608,8 @@ def resolve_channel(name_or_url: str, condarc: Condarc | None) -> ChannelLocatio
 
 
 def resolve_channels(names: Sequence[str], condarc: Condarc | None,
-                     specs: Sequence[str] = ()) -> tuple[ChannelLocation, ...]:
+                     specs: Sequence[str] = (),
+                     fallback_alias: str = "") -> tuple[ChannelLocation, ...]:
     """Resolve a channel list in priority order: ``defaults`` expands to default_channels,
     and channels named only in ``chan::pkg`` specs come last (conda and pixi add them too).
     Duplicates (same canonical URL) keep their first position."""
@@ -622,9 +629,10 @@ def resolve_channels(names: Sequence[str], condarc: Condarc | None,
                     hint="set default_channels in config.conda_channel or, for every "
                          f"file on this machine, {options.CONDA_DEFAULT_CHANNELS.name}; or "
                          "use nodefaults")
-            expanded = [resolve_channel(d, rc) for d in rc.default_channels if d != "defaults"]
+            expanded = [resolve_channel(d, rc, fallback_alias)
+                        for d in rc.default_channels if d != "defaults"]
         else:
-            expanded = [resolve_channel(name, rc)]
+            expanded = [resolve_channel(name, rc, fallback_alias)]
         for location in expanded:
             out.setdefault(location.canonical, location)
     return tuple(out.values())

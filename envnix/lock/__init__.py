@@ -31,9 +31,13 @@ from envnix.frontend.envyaml import (
 from envnix.lock import pip
 from envnix.lock.apt import lock_apt
 from envnix.lock.apt.index import DebPackage, IndexSnapshot, installed_entries
-from envnix.lock.apt.sources import machine_apt_sources, sources_for_mirror
+from envnix.lock.apt.sources import (
+    machine_apt_sources,
+    sources_for_mirror,
+    ubuntu_archive_sources,
+)
 from envnix.lock.basesystem import base_python, read_base_system
-from envnix.lock.conda import lock_conda
+from envnix.lock.conda import default_channel_alias, lock_conda
 from envnix.lock.cuda import lock_cuda_pip
 from envnix.lock.diff import diff_locks
 from envnix.lock.downloads import SECTION, kept_downloads, lock_downloads
@@ -100,20 +104,25 @@ class CondaPlan:
     env_file: EnvFile | None
 
 
-def _with_settings(condarc: Condarc | None) -> Condarc | None:
-    """The file's .condarc with what it leaves unsaid taken from ENVNIX_CONDA_DEFAULT_CHANNELS
-    and ENVNIX_CONDA_CHANNEL_ALIAS: the place conda's built-in defaults have for envd, which
-    envnix leaves to the user's settings rather than naming a conda host itself. As in conda,
-    a .condarc without ``channels`` means ``[defaults]`` once defaults are known."""
-    defaults, alias = options.conda_default_channels(), options.conda_channel_alias()
-    if not defaults and not alias:
-        return condarc
-    rc = condarc or Condarc(origin=f"{options.CONDA_DEFAULT_CHANNELS.name} and "
-                                   f"{options.CONDA_CHANNEL_ALIAS.name}")
+ENVD_DEFAULT_CHANNELS = ("conda-forge",)
+"""What envd's conda reads when a file names no channel: its ``/opt/conda/.condarc`` sets
+``default_channels`` and ``channels`` to conda-forge (envd-reference.md, install.conda)."""
+
+
+def _with_settings(condarc: Condarc | None) -> Condarc:
+    """The file's .condarc with what it leaves unsaid filled in as envd's conda would:
+    default_channels from ENVNIX_CONDA_DEFAULT_CHANNELS, else envd's (conda-forge), and the
+    channel_alias from ENVNIX_CONDA_CHANNEL_ALIAS (conda's own is the fallback that
+    :func:`conda_plan` gives the resolver). As in conda, a .condarc without ``channels``
+    means ``[defaults]``."""
+    defaults = options.conda_default_channels() or ENVD_DEFAULT_CHANNELS
+    alias = options.conda_channel_alias()
+    rc = condarc or Condarc(origin=f"envd's defaults ({options.CONDA_DEFAULT_CHANNELS.name}, "
+                                   f"{options.CONDA_CHANNEL_ALIAS.name})")
     default_channels = rc.default_channels or defaults
     return dataclasses.replace(
         rc, default_channels=default_channels, channel_alias=rc.channel_alias or alias,
-        channels=rc.channels or (("defaults",) if default_channels else ()))
+        channels=rc.channels or ("defaults",))
 
 
 def conda_plan(spec: ImageSpec) -> CondaPlan | None:
@@ -133,12 +142,11 @@ def conda_plan(spec: ImageSpec) -> CondaPlan | None:
     specs = (f"python {spec.python.version}.*", *spec.conda.packages,
              *(env.dependencies if env else ()), *cuda)
     if not names and not any("::" in s for s in specs):
-        raise LockError("no conda channel is configured for this image's conda packages",
+        raise LockError("no conda channel is left for this image's conda packages (env.yaml "
+                        "says nodefaults and names none)",
                         hint="name one in install.conda_packages(channel=[...]), env.yaml "
-                             "channels:, or config.conda_channel; or give this machine's "
-                             f"conda defaults in {options.CONDA_DEFAULT_CHANNELS.name} (or "
-                             f"{options.CONDA_DEFAULT_CHANNELS.key} in envnix's config.toml)")
-    channels = resolve_channels(names, condarc, specs)
+                             "channels:, or config.conda_channel")
+    channels = resolve_channels(names, condarc, specs, fallback_alias=default_channel_alias())
     for location in channels:
         for url in (location.canonical, *location.urls):
             if m := _CHANNEL_TOKEN.match(url):
@@ -283,7 +291,9 @@ def apt_sources(release: OsRelease, mirror: str | None = None,
 
     --apt-mirror / ENVNIX_APT_MIRROR (plus ENVNIX_APT_SECURITY_MIRROR), or for an Ubuntu
     release ENVNIX_UBUNTU_MIRROR, taken at ENVNIX_APT_SNAPSHOT when that is set (the mirror is
-    then a snapshot service's base URL); else the machine's apt sources for that release.
+    then a snapshot service's base URL); else the machine's apt sources for that release, and
+    for Ubuntu, where the machine names none, Ubuntu's archive (its snapshot service at
+    ENVNIX_APT_SNAPSHOT).
     """
     if release.distro == CUSTOM_IMAGE_RELEASE.distro:
         return []  # base(image=...): the base brings its OS, nothing to resolve from
@@ -295,6 +305,8 @@ def apt_sources(release: OsRelease, mirror: str | None = None,
         return sources_for_mirror(
             mirror, release.codename, security_mirror=security_mirror, distro=release.distro,
             components=release.components, snapshot=snapshot)
+    if snapshot and release.distro == "ubuntu":
+        return ubuntu_archive_sources(release.codename, release.components, snapshot)
     if snapshot:
         raise UsageError(f"ENVNIX_APT_SNAPSHOT={snapshot} needs a snapshot service to apply "
                          "to: pass --apt-mirror URL (its base URL, without the time)")
@@ -364,7 +376,7 @@ def _make_lock(spec: ImageSpec, context: Path, sources: list[AptSource],
         checks: list[IndexCheck | None] = [apt_check(spec)]  # install.go, ...: in its terms
         if spec.cuda:
             cuda = provider_named(spec.cuda.provider)
-            sources = cuda.apt_sources(spec.cuda, sources)
+            sources = cuda.apt_sources(spec.cuda, sources, spec.os)
             host_provided = cuda.host_provided(spec.cuda)
             checks.append(cuda.index_check(spec.cuda, sources, progress))
         indexes, packages = lock_apt(

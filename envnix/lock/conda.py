@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, TypeVar
 
-from envnix.core import http
+from envnix.core import http, options
 from envnix.core.errors import FetchError, LockError, PackageNotFoundError
 from envnix.core.fileio import atomic_write, atomic_writer, cache_dir
 from envnix.core.progress import Progress
@@ -66,6 +66,16 @@ class ChannelLike(Protocol):
 
     @property
     def urls(self) -> tuple[str, ...]: ...
+
+
+def default_channel_alias() -> str:
+    """conda's own channel_alias, as py-rattler knows it (the URL a bare name such as
+    ``conda-forge`` lives under when nothing else says): envnix takes it from rattler, as it
+    takes PyPI from uv's defaults, rather than naming a conda host itself."""
+    from rattler import Channel, ChannelConfig
+
+    probe = "envnix-probe"
+    return Channel(probe, ChannelConfig()).base_url.rstrip("/").removesuffix("/" + probe)
 
 
 def default_cache_dir() -> Path:
@@ -143,7 +153,8 @@ def fetch_repodata(channel: ChannelLike, subdir: str, cache_dir: Path,
     label = channel.canonical if channel.name in ("", channel.canonical) else (
         f"{channel.name!r} ({channel.canonical})")
     raise FetchError(f"conda channel {label} {what}: tried {', '.join(tried)}",
-                     hint="check the mirror URLs in config.conda_channel / env.yaml channels")
+                     hint="check the mirror URLs in config.conda_channel / env.yaml channels, or "
+                          f"point {options.CONDA_CHANNEL_ALIAS.name} at a mirror")
 
 
 def _fetch_cached(url: str, cache_dir: Path) -> Path:

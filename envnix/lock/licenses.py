@@ -10,17 +10,16 @@ Artifacts are read as streams, never unpacked to disk.
 
 from __future__ import annotations
 
-import gzip
 import lzma
 import re
 import tarfile
 import zipfile
 from email.parser import HeaderParser
 from pathlib import Path
-from typing import BinaryIO
 
 import zstandard
 
+from envnix.lock.apt.debfile import read_deb_file
 from envnix.lock.spdx_ids import EXCEPTIONS, LICENSES
 
 __all__ = ["deb_license", "dep5_license", "spdx_expression", "wheel_license"]
@@ -153,48 +152,12 @@ def _debian_to_spdx(names: str) -> str:
     return spdx_expression(" ".join(out)) or names
 
 
-def _ar_member(f: BinaryIO, prefix: str) -> tuple[str, int] | None:
-    """Seek ``f`` (a .deb: an ar archive) to the first member named ``prefix*``."""
-    if f.read(8) != b"!<arch>\n":
-        return None
-    while len(header := f.read(60)) == 60:
-        name = header[:16].decode("ascii", "replace").strip().rstrip("/")
-        try:
-            size = int(header[48:58].decode("ascii").strip() or "0")
-        except ValueError:
-            return None
-        if name.startswith(prefix):
-            return name, size
-        f.seek(size + (size & 1), 1)
-    return None
-
-
-def _decompressed(f: BinaryIO, name: str) -> BinaryIO:
-    if name.endswith(".xz"):
-        return lzma.LZMAFile(f)  # type: ignore[return-value]
-    if name.endswith(".zst"):
-        return zstandard.ZstdDecompressor().stream_reader(f)  # type: ignore[return-value]
-    if name.endswith(".gz"):
-        return gzip.GzipFile(fileobj=f)  # type: ignore[return-value]
-    return f
-
-
 def deb_license(path: Path, package: str) -> str | None:
     """What ``package``'s .deb says in ``usr/share/doc/PACKAGE/copyright`` (DEP-5 only).
     Streams data.tar until that member; None when it is missing, a link or free text."""
-    want = {f"./usr/share/doc/{package}/copyright", f"usr/share/doc/{package}/copyright"}
     try:
         with open(path, "rb") as f:
-            member = _ar_member(f, "data.tar")
-            if member is None:
-                return None
-            with _decompressed(f, member[0]) as stream, \
-                    tarfile.open(fileobj=stream, mode="r|") as tf:
-                for m in tf:
-                    if m.name in want:
-                        data = tf.extractfile(m) if m.isreg() else None
-                        raw = data.read(MAX_COPYRIGHT) if data else b""
-                        return dep5_license(raw.decode("utf-8", "replace")) if raw else None
+            raw = read_deb_file(f, f"usr/share/doc/{package}/copyright", MAX_COPYRIGHT)
     except (OSError, EOFError, lzma.LZMAError, tarfile.TarError, zstandard.ZstdError):
         return None
-    return None
+    return dep5_license(raw.decode("utf-8", "replace")) if raw else None

@@ -46,6 +46,10 @@ class AptSource:
     # same archive is the same archive whatever file its keys were read from.
     keyring: str = dataclasses.field(default="", compare=False)
     keyring_setting: str = dataclasses.field(default=KEYRING_ENV, compare=False)
+    # Whose pinned key fingerprints the signature must come from ("ubuntu", "nvidia": see
+    # envnix.lock.apt.anchors), when the keyring is the vendor's default: the keys are then
+    # fetched from the archive if the machine lacks that keyring file. "" checks the keyring.
+    anchor: str = dataclasses.field(default="", compare=False)
 
     @property
     def flat(self) -> bool:

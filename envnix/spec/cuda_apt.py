@@ -68,6 +68,22 @@ class PackageIndex(Protocol):
     def versions(self, name: str) -> list[str]: ...
 
 
+NVIDIA_CUDA_REPOS = "https://developer.download.nvidia.com/compute/cuda/repos"
+"""Where NVIDIA publishes a flat CUDA apt repository per release (``ubuntu2204/x86_64``):
+the packages NVIDIA's own CUDA images install."""
+
+
+def repository(os_release: OsRelease | None) -> str | None:
+    """NVIDIA's CUDA repository for *os_release*: ENVNIX_CUDA_APT_REPO when set, else NVIDIA's
+    own for an Ubuntu release (envd's CUDA bases are Ubuntu with these packages). Debian keeps
+    its own non-free CUDA unless the setting names a repository."""
+    if url := options.cuda_apt_repo():
+        return url
+    if os_release is None or os_release.distro != "ubuntu" or not os_release.codename:
+        return None
+    return f"{NVIDIA_CUDA_REPOS}/{os_release.distro}{os_release.release.replace('.', '')}/x86_64"
+
+
 def repo_hint(os_release: OsRelease | None) -> str:
     """How to name NVIDIA's repository for ``os_release``, for a hint."""
     where = (f" ({os_release.distro}{os_release.release.replace('.', '')}/x86_64)"
@@ -78,7 +94,7 @@ def repo_hint(os_release: OsRelease | None) -> str:
 
 def _debian(os_release: OsRelease) -> tuple[str, dict[str, tuple[str, ...]]] | None:
     """Debian's own CUDA for this release, when no NVIDIA repository is named."""
-    if options.cuda_apt_repo() or os_release.distro != "debian":
+    if repository(os_release) or os_release.distro != "debian":
         return None
     return DEBIAN_CUDA.get(os_release.codename)
 
@@ -117,7 +133,7 @@ def check_request(version: str, cudnn: str, os_release: OsRelease | None) -> Non
                             f"{release} without cuDNN (cudnn=\"\")",
                             hint=f'write cudnn="", or {repo_hint(os_release)}')
         return
-    if not options.cuda_apt_repo():
+    if repository(os_release) is None:
         raise SpecError(f"--cuda-provider apt on {os_release.label} needs NVIDIA's CUDA apt "
                         f"repository: {options.CUDA_APT_REPO.name} is not set",
                         hint=repo_hint(os_release) + (
@@ -218,21 +234,26 @@ def host_provided(cuda: CudaSpec | None) -> tuple[str, ...]:
     return (*DRIVER_PACKAGES, f"libcuda-{cuda.major_minor}-1")
 
 
-def lock_sources(cuda: CudaSpec | None, sources: Sequence[AptSource]) -> list[AptSource]:
+def lock_sources(cuda: CudaSpec | None, sources: Sequence[AptSource],
+                 os_release: OsRelease | None) -> list[AptSource]:
     """The image's apt sources plus where its CUDA packages come from: NVIDIA's repository
     (a flat repository, after the distribution's suites), or Debian's non-free component
-    added to the Debian suites."""
+    added to the Debian suites. Without ENVNIX_CUDA_APT_KEYRING, NVIDIA's repository is
+    checked against NVIDIA's pinned key fingerprint (envnix.lock.apt.anchors)."""
     if cuda is None or cuda.provider != "apt":
         return list(sources)
     if is_nvidia(cuda):
-        url = options.cuda_apt_repo()
+        url = repository(os_release)
         if url is None:
             raise UsageError(f"the spec asks for NVIDIA's CUDA packages ({cuda.requirements[0]})"
                              f" but {options.CUDA_APT_REPO.name} is not set now",
                              hint=f"set {options.CUDA_APT_REPO.name} as it was for envnix spec")
-        return [*sources, flat_source(url, options.CUDA_APT_REPO.name,
-                                      options.cuda_apt_keyring(),
-                                      options.CUDA_APT_KEYRING.name)]
+        keyring = options.cuda_apt_keyring()
+        setting = (options.CUDA_APT_REPO.name if options.cuda_apt_repo()
+                   else f"{options.CUDA_APT_REPO.name} (unset: NVIDIA's repository)")
+        return [*sources, dataclasses.replace(
+            flat_source(url, setting, keyring, options.CUDA_APT_KEYRING.name),
+            anchor="" if keyring else "nvidia")]
     return [dataclasses.replace(s, components=(*s.components, "non-free"))
             if "non-free" not in s.components else s for s in sources]
 
@@ -318,7 +339,8 @@ def index_check(cuda: CudaSpec | None, where: str,
 
 def describe_source(cuda: CudaSpec | None, sources: Sequence[AptSource]) -> str:
     """How error messages name the CUDA source: the repository URL, or Debian's non-free."""
-    if cuda is not None and is_nvidia(cuda):
-        return f"the CUDA apt repository {options.cuda_apt_repo()}"
+    flat = [s for s in sources if s.flat]
+    if cuda is not None and is_nvidia(cuda) and flat:
+        return f"the CUDA apt repository {flat[-1].uri}"
     uris = ", ".join(dict.fromkeys(s.uri for s in sources)) or "the Debian mirror"
     return f"Debian's non-free component on {uris}"

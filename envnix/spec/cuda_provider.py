@@ -45,7 +45,8 @@ class CudaProvider(Protocol):
         """What the provider installs for ``components``, in its own terms."""
         ...
 
-    def apt_sources(self, cuda: CudaSpec, sources: Sequence[AptSource]) -> list[AptSource]:
+    def apt_sources(self, cuda: CudaSpec, sources: Sequence[AptSource],
+                    os_release: OsRelease | None) -> list[AptSource]:
         """The image's apt sources plus those the CUDA packages come from."""
         ...
 
@@ -81,7 +82,8 @@ class _AddsNothing:
     """The answers of a provider that adds nothing to the apt resolution, the loader path, the
     Nix plan or PATH; each provider overrides what it does add."""
 
-    def apt_sources(self, cuda: CudaSpec, sources: Sequence[AptSource]) -> list[AptSource]:
+    def apt_sources(self, cuda: CudaSpec, sources: Sequence[AptSource],
+                    os_release: OsRelease | None) -> list[AptSource]:
         return list(sources)
 
     def host_provided(self, cuda: CudaSpec) -> tuple[str, ...]:
@@ -173,8 +175,9 @@ class AptProvider(_AddsNothing):
                      os_release: OsRelease) -> list[str]:
         return cuda_apt.requirements_for(version, cudnn, components, os_release)
 
-    def apt_sources(self, cuda: CudaSpec, sources: Sequence[AptSource]) -> list[AptSource]:
-        return cuda_apt.lock_sources(cuda, sources)
+    def apt_sources(self, cuda: CudaSpec, sources: Sequence[AptSource],
+                    os_release: OsRelease | None) -> list[AptSource]:
+        return cuda_apt.lock_sources(cuda, sources, os_release)
 
     def host_provided(self, cuda: CudaSpec) -> tuple[str, ...]:
         return cuda_apt.host_provided(cuda)
@@ -260,7 +263,7 @@ def choose(asked: str | None, conda_env: bool, version: str, cudnn: str,
         if os_release is None:  # install.cuda before base(): build() chooses with the release
             return default, version, None
         release = ".".join(version.split(".")[:2])
-        if not options.cuda_apt_repo():
+        if cuda_apt.repository(os_release) is None:
             raise SpecError(first.message, hint=f"{first.hint}; or {cuda_apt.repo_hint(os_release)}"
                             f": envnix then takes CUDA {release} from it") from None
         try:
@@ -270,6 +273,6 @@ def choose(asked: str | None, conda_env: bool, version: str, cudnn: str,
                             f"{options.CUDA_APT_REPO.name} names: {second.message}",
                             hint=second.hint) from None
     as_release = f", as CUDA {release} (its newest packages)" if release != version else ""
-    return "apt", release, (f"CUDA {version} has no NVIDIA wheels on PyPI: it comes from the "
-                            f"apt repository {options.CUDA_APT_REPO.name} names{as_release} "
-                            "(--cuda-provider chooses another)")
+    return "apt", release, (f"CUDA {version} has no NVIDIA wheels on PyPI: it comes from "
+                            f"NVIDIA's CUDA apt repository {cuda_apt.repository(os_release)}"
+                            f"{as_release} (--cuda-provider chooses another)")

@@ -6,12 +6,14 @@ NVIDIA's CUDA apt repository named by ENVNIX_CUDA_APT_REPO.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _apt_signing import fingerprint
 from _cli import Built, build, envnix
 from _conda_channel import ChannelInfo, ChannelServer
 from _nvidia_apt_repo import LIBRARY_DIR, PREFIX, NvidiaRepo, build_repo, serve_repo
@@ -23,6 +25,7 @@ from test_cuda_offline import DRIVER_DIRS
 from envnix.core import options
 from envnix.core.errors import LockError
 from envnix.lock.apt import lock_apt
+from envnix.lock.apt.anchors import ANCHORS
 from envnix.lock.apt.index import DebPackage, IndexSnapshot
 from envnix.lock.apt.sources import machine_apt_sources
 from envnix.spec import ImageSpec, cuda_apt
@@ -40,7 +43,7 @@ def lock_cuda_apt(spec: ImageSpec, sources: list[AptSource],
                   ) -> tuple[list[AptSource], list[IndexSnapshot],
                              list[DebPackage]]:
     """The apt part of envnix.lock.make_lock for a CUDA spec (without its conda solve)."""
-    sources = cuda_apt.lock_sources(spec.cuda, sources)
+    sources = cuda_apt.lock_sources(spec.cuda, sources, spec.os)
     indexes, packages = lock_apt(
         sources, spec.apt_roots(), progress=progress.append if progress is not None else None,
         host_provided=cuda_apt.host_provided(spec.cuda),
@@ -98,6 +101,31 @@ def test_lock_from_the_flat_repository(nvidia_repo: tuple[NvidiaRepo, ChannelSer
         assert (pins[name].url, pins[name].sha256, pins[name].size) == (
             f"{url}/{deb.filename}", deb.sha256, deb.size)
     assert pins["libc6"].url.startswith(sources[0].uri)
+
+
+@pytest.mark.network
+def test_nvidias_key_is_trusted_by_its_pinned_fingerprint(
+        nvidia_repo: tuple[NvidiaRepo, ChannelServer], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without ENVNIX_CUDA_APT_KEYRING, envnix takes the key file NVIDIA publishes next to
+    InRelease and accepts the repository only when gpgv reports a good signature by NVIDIA's
+    pinned fingerprint. The stand-in is signed with the session's test key, so it is refused;
+    with the test key's fingerprint pinned instead (NVIDIA's private key being out of
+    reach), the same repository verifies and locks."""
+    _, server = nvidia_repo
+    monkeypatch.setenv(options.CUDA_APT_REPO.name, server.url(PREFIX))
+    monkeypatch.delenv(options.CUDA_APT_KEYRING.name, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    spec = spec_of(tmp_path, V1.format(image="debian:12", dev="False",
+                                       args='version="12.4", cudnn=""'))
+    with pytest.raises(LockError, match=r"InRelease: not signed by NVIDIA's CUDA "
+                                        r"repository's keys"):
+        lock_cuda_apt(spec, machine_apt_sources("bookworm"))
+    pinned = dataclasses.replace(ANCHORS["nvidia"], fingerprints=frozenset({fingerprint()}))
+    monkeypatch.setitem(ANCHORS, "nvidia", pinned)
+    sources, _, packages = lock_cuda_apt(spec, machine_apt_sources("bookworm"))
+    assert sources[-1].anchor == "nvidia"
+    assert "cuda-cudart-12-4" in {p.name for p in packages}
 
 
 @pytest.mark.network
@@ -288,8 +316,8 @@ def test_a_release_without_wheels_comes_from_the_repository_on_its_own(
     context = serving_context(tmp_path, channel[1].url("conda/fixture"),
                               'version="11.7.1", cudnn=""')
     locked = envnix("lock", str(context))
-    assert ("warning: CUDA 11.7.1 has no NVIDIA wheels on PyPI: it comes from the apt "
-            "repository ENVNIX_CUDA_APT_REPO names, as CUDA 11.7 (its newest packages) "
+    assert ("warning: CUDA 11.7.1 has no NVIDIA wheels on PyPI: it comes from NVIDIA's CUDA "
+            f"apt repository {url}, as CUDA 11.7 (its newest packages) "
             "(--cuda-provider chooses another)") in locked.stderr
     lock = json.loads((context / "envnix.lock").read_text())
     cudart = next(p for p in lock["apt"]["packages"] if p["name"] == "cuda-cudart-11-7")

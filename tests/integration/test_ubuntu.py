@@ -10,6 +10,7 @@ Python from conda (the conda fixture channel), run under podman.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -17,12 +18,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _apt_signing import KEYRING
+from _apt_signing import KEYRING, fingerprint, public_keyring
 from _cli import Built, build, envnix
 from _conda_channel import ChannelInfo, ChannelServer
 from _podman import podman
 from _ubuntu_archive import (
     CODENAME,
+    KEYRING_PACKAGE,
     SNAPSHOT,
     UNIVERSE_ONLY,
     UPDATED,
@@ -32,14 +34,15 @@ from _ubuntu_archive import (
     serve_archive,
     write_suite,
 )
-from test_ubuntu_offline import JAMMY, MU, NO_MIRROR, NO_MIRROR_HINT
+from test_ubuntu_offline import JAMMY, MU
 
 from envnix.core.errors import LockError
 from envnix.frontend import load_spec
 from envnix.lock import apt_sources
 from envnix.lock.apt import lock_apt
+from envnix.lock.apt.anchors import ANCHORS
 from envnix.lock.apt.fetch import load_index
-from envnix.lock.apt.sources import machine_apt_sources, sources_for_mirror
+from envnix.lock.apt.sources import DEFAULT_KEYRINGS, machine_apt_sources, sources_for_mirror
 from envnix.spec import release_for
 from envnix.spec.apt import AptSource
 
@@ -105,22 +108,54 @@ def test_debian_mirror_for_ubuntu_release_names_missing_suite(tmp_path: Path) ->
 # ------------------------------------------------------------------------------------------
 
 
-def test_lock_without_ubuntu_mirror_is_one_line_exit_4(tmp_path: Path) -> None:
-    try:
-        machine_apt_sources(CODENAME, distro="ubuntu")
-    except LockError:
-        pass
-    else:
-        pytest.skip("this machine has Ubuntu apt sources")
+@pytest.mark.network
+def test_ubuntus_keys_come_from_the_archive_trusted_by_fingerprint(
+        archive: tuple[UbuntuArchive, ChannelServer], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """With Ubuntu's keyring missing (a Debian machine), envnix takes the keys from the
+    archive's own ubuntu-keyring .deb and accepts an InRelease only when gpgv reports a good
+    signature by a pinned fingerprint. The stand-in archive is signed with the session's test
+    key, so it is refused as not Ubuntu's; with the test key's fingerprint pinned instead
+    (Ubuntu's private key being out of reach), the same archive verifies and locks."""
+    if Path(DEFAULT_KEYRINGS["ubuntu"]).exists():
+        pytest.skip("this machine has Ubuntu's keyring: the keys are not fetched")
+    _, server = archive
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    for name in ("ENVNIX_APT_KEYRING", "ENVNIX_UBUNTU_KEYRING", "ENVNIX_APT_MIRROR"):
+        monkeypatch.delenv(name, raising=False)
+    sources = sources_for_mirror(server.url("ubuntu"), CODENAME, distro="ubuntu",
+                                 components=MU)
+    assert {s.anchor for s in sources} == {"ubuntu"}
+    with pytest.raises(LockError, match=r"InRelease: not signed by Ubuntu's archive's keys"):
+        load_index(sources, tmp_path / "apt")
+
+    pinned = dataclasses.replace(ANCHORS["ubuntu"], fingerprints=frozenset({fingerprint()}))
+    monkeypatch.setitem(ANCHORS, "ubuntu", pinned)
+    snapshots, index = load_index(sources, tmp_path / "apt")
+    assert (snapshots[0].suite, snapshots[0].component) == (CODENAME, "main")
+    assert UPDATED in index.names()
+    cached = list((tmp_path / "cache" / "envnix" / "keys").iterdir())
+    assert [c.read_bytes() for c in cached] == [public_keyring()]
+
+
+@pytest.mark.network
+def test_cli_refuses_an_ubuntu_mirror_signed_by_another_key(
+        archive: tuple[UbuntuArchive, ChannelServer], tmp_path: Path) -> None:
+    """The same refusal through the CLI: one line, exit 4, no lock written."""
+    if Path(DEFAULT_KEYRINGS["ubuntu"]).exists():
+        pytest.skip("this machine has Ubuntu's keyring: the keys are not fetched")
+    _, server = archive
     (tmp_path / "build.envd").write_text(
         'def build():\n    base(os="ubuntu22.04", language="python3.11")\n'
-        '    install.conda_packages(name=["pyhello"], channel=["http://127.0.0.1:9/c"])\n')
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ENVNIX_APT_")
-           or k == "ENVNIX_APT_KEYRING"}
+        '    install.apt_packages(name=["figlet"])\n')
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("ENVNIX_APT_KEYRING", "ENVNIX_UBUNTU_KEYRING", "ENVNIX_APT_MIRROR")}
+    env.update(ENVNIX_UBUNTU_MIRROR=server.url("ubuntu"), XDG_CACHE_HOME=str(tmp_path / "c"))
     proc = envnix("lock", str(tmp_path), env=env, check=False)
-    assert proc.returncode == 4
-    assert proc.stderr == f"envnix: {NO_MIRROR}\n  hint: {NO_MIRROR_HINT}\n"
-    assert not (tmp_path / "envnix.lock").exists()
+    assert proc.returncode == 4, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("envnix:")]
+    assert len(errors) == 1 and "not signed by Ubuntu's archive's keys" in errors[0]
+    assert not (tmp_path / "envnix.lock").exists() and "Traceback" not in proc.stderr
 
 
 # ------------------------------------------------------------------------------------------
@@ -218,7 +253,7 @@ def test_lock_pins_suites_components_snapshot_and_newest(
     assert "apt: jammy-security has no universe component; skipped" in stderr
     assert "/ubuntu/20260101T000000Z/dists/jammy/InRelease" in server.hits(f"ubuntu/{SNAPSHOT}")
     packages = {p["name"]: p for p in lock["apt"]["packages"]}
-    assert set(packages) == built.names("jammy")
+    assert set(packages) == built.names("jammy") - {KEYRING_PACKAGE}  # the archive's keys, unasked
     for p in packages.values():
         assert p["url"] == f"{base}/{p['filename']}"
         assert p["filename"].startswith(("pool/main/", "pool/universe/"))

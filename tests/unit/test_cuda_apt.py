@@ -23,11 +23,14 @@ from envnix.lock.apt.index import DebIndex
 from envnix.lock.apt.resolver import resolve
 from envnix.lock.model import Lock
 from envnix.render import cuda_library_dirs, image_config
-from envnix.spec import CudaSpec, ImageSpec, cuda_apt
+from envnix.spec import KNOWN_RELEASES, CudaSpec, ImageSpec, cuda_apt
 from envnix.spec.apt import AptSource, flat_source
 
 REPO = "http://127.0.0.1:9/cuda/repos/debian12/x86_64"  # never fetched by offline tests
 TARGET_LIB = "/usr/local/cuda-12.4/targets/x86_64-linux/lib"
+
+BOOKWORM = KNOWN_RELEASES["debian12"]
+JAMMY = KNOWN_RELEASES["ubuntu22.04"]
 
 
 pytestmark = pytest.mark.usefixtures("no_cuda_repo")
@@ -112,14 +115,13 @@ def test_debian_lists_what_it_can_satisfy(tmp_path: Path, args: str, message: st
 # ------------------------------------------------------------------------------------------
 
 
-def test_ubuntu_without_the_repository_is_a_clear_error(tmp_path: Path) -> None:
-    text = error_of(tmp_path, V0.format(os="ubuntu22.04", args='version="12.4", cudnn=""'))
-    assert text == (
-        "build.envd:3:5: --cuda-provider apt on ubuntu22.04 needs NVIDIA's CUDA apt "
-        "repository: ENVNIX_CUDA_APT_REPO is not set\n"
-        "set ENVNIX_CUDA_APT_REPO to NVIDIA's CUDA repository for your release "
-        "(ubuntu2204/x86_64), or a mirror of it; debian12 also has CUDA 11.8 in Debian's "
-        "non-free component")
+def test_ubuntu_takes_nvidias_repository_unless_one_is_set(tmp_path: Path) -> None:
+    """envd's CUDA bases are Ubuntu with NVIDIA's packages: without ENVNIX_CUDA_APT_REPO an
+    Ubuntu image takes them from NVIDIA's repository for its release."""
+    spec = spec_of(tmp_path, V0.format(os="ubuntu22.04", args='version="12.4", cudnn=""'))
+    assert spec.cuda is not None and spec.cuda.requirements[0] == "cuda-cudart-12-4"
+    assert cuda_apt.repository(spec.os) == f"{cuda_apt.NVIDIA_CUDA_REPOS}/ubuntu2204/x86_64"
+    assert cuda_apt.repository(BOOKWORM) is None  # Debian keeps its own non-free CUDA
 
 
 def test_nvidia_serving_image_with_cudnn(tmp_path: Path,
@@ -212,18 +214,26 @@ def test_lock_sources(monkeypatch: pytest.MonkeyPatch) -> None:
     machine = [AptSource("http://m.test/debian", "bookworm"),
                AptSource("http://m.test/debian-security", "bookworm-security",
                                 ("main", "non-free"))]
-    with_nonfree = cuda_apt.lock_sources(cuda_spec(["libcudart11.0"], "11.8"), machine)
+    with_nonfree = cuda_apt.lock_sources(cuda_spec(["libcudart11.0"], "11.8"), machine,
+                                         BOOKWORM)
     assert [s.components for s in with_nonfree] == [("main", "non-free"), ("main", "non-free")]
     nvidia = cuda_spec(["cuda-cudart-12-4"])
     with pytest.raises(UsageError, match="ENVNIX_CUDA_APT_REPO is not set now"):
-        cuda_apt.lock_sources(nvidia, machine)
+        cuda_apt.lock_sources(nvidia, machine, BOOKWORM)
+    # Ubuntu: NVIDIA's own repository for the release, checked against NVIDIA's pinned key
+    monkeypatch.delenv(options.CUDA_APT_KEYRING.name, raising=False)
+    default = cuda_apt.lock_sources(nvidia, machine, JAMMY)[2]
+    assert (default.uri, default.suite, default.anchor) == (
+        f"{cuda_apt.NVIDIA_CUDA_REPOS}/ubuntu2204/x86_64", "/", "nvidia")
     monkeypatch.setenv(options.CUDA_APT_REPO.name, REPO + "/")
-    sources = cuda_apt.lock_sources(nvidia, machine)
+    monkeypatch.setenv(options.CUDA_APT_KEYRING.name, "/keys/cuda.gpg")
+    sources = cuda_apt.lock_sources(nvidia, machine, BOOKWORM)
     assert sources[:2] == machine
     assert sources[2].to_lock_dict() == {"uri": REPO, "suite": "/", "components": [],
                                          "flat": True}
+    assert (sources[2].keyring, sources[2].anchor) == ("/keys/cuda.gpg", "")
     assert "flat" not in machine[0].to_lock_dict()  # other locks keep their bytes
-    assert cuda_apt.lock_sources(None, machine) == machine
+    assert cuda_apt.lock_sources(None, machine, BOOKWORM) == machine
     assert {"libcuda1", "libcuda.so.1", "libnvidia-ml1", "libcuda-12.4-1"} <= set(
         cuda_apt.host_provided(nvidia))
     assert cuda_apt.host_provided(None) == ()

@@ -19,7 +19,7 @@ from envnix.lock.apt.index import DebIndex
 from envnix.spec import CudaSpec, OsRelease, release_for
 from envnix.spec.apt import AptSource
 from envnix.spec.cuda import PROVIDERS, components_for, variant_for
-from envnix.spec.cuda_apt import DRIVER_PACKAGES
+from envnix.spec.cuda_apt import DRIVER_PACKAGES, NVIDIA_CUDA_REPOS
 from envnix.spec.cuda_provider import CudaProvider, choose, provider
 
 DEBIAN = release_for("debian12")
@@ -100,12 +100,12 @@ def test_check_request_keeps_each_providers_message() -> None:
 def test_apt_sources_driver_and_index_check_only_for_apt() -> None:
     for name in ("pypi", "conda", "nixpkgs"):
         cuda = cuda_of(name)
-        assert provider(name).apt_sources(cuda, MIRROR) == MIRROR
+        assert provider(name).apt_sources(cuda, MIRROR, DEBIAN) == MIRROR
         assert provider(name).host_provided(cuda) == ()
         assert provider(name).index_check(cuda, MIRROR) is None
     apt = provider("apt")
     cuda = cuda_of("apt", "11.8", "")
-    sources = apt.apt_sources(cuda, MIRROR)
+    sources = apt.apt_sources(cuda, MIRROR, DEBIAN)
     assert [s.components for s in sources] == [("main", "non-free")]
     assert apt.host_provided(cuda) == (*DRIVER_PACKAGES, "libcuda-11.8-1")
     check = apt.index_check(cuda, sources)
@@ -173,23 +173,27 @@ def test_tools_dir_of_nvidia_apt_packages(monkeypatch: pytest.MonkeyPatch) -> No
 
 def test_choose_falls_back_to_apt_for_a_release_without_wheels(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """NVIDIA's wheels start at 11.8: older releases come from apt where it has a source."""
+    """NVIDIA's wheels start at 11.8: older releases come from NVIDIA's apt repository (its
+    own for an Ubuntu release, or the one ENVNIX_CUDA_APT_REPO names), and the note says so."""
+    monkeypatch.delenv(options.CUDA_APT_REPO.name, raising=False)
     assert choose(None, False, "12.4", "9", UBUNTU) == ("pypi", "12.4", None)
     assert choose(None, True, "12.4", "9", UBUNTU)[:2] == ("conda", "12.4")
-    with pytest.raises(SpecError) as info:  # no repository named: both reasons, and the fix
-        choose(None, False, "11.3.1", "8", UBUNTU)
+    name, version, note = choose(None, False, "11.3.1", "8", UBUNTU)
+    assert (name, version) == ("apt", "11.3")
+    assert note == ("CUDA 11.3.1 has no NVIDIA wheels on PyPI: it comes from NVIDIA's CUDA apt "
+                    f"repository {NVIDIA_CUDA_REPOS}/ubuntu2204/x86_64, as CUDA 11.3 (its newest "
+                    "packages) (--cuda-provider chooses another)")
+    with pytest.raises(SpecError) as info:  # Debian: no repository unless one is named
+        choose(None, False, "11.3.1", "8", DEBIAN)
     assert str(info.value).startswith("CUDA 11.3.1 has no NVIDIA wheels on PyPI; versions "
                                       "that can be satisfied: 11.8, ")
     assert info.value.hint == (
         'write e.g. install.cuda(version="12.1", cudnn="8"); or set ENVNIX_CUDA_APT_REPO to '
-        "NVIDIA's CUDA repository for your release (ubuntu2204/x86_64), or a mirror of it: "
+        "NVIDIA's CUDA repository for your release (debian12/x86_64), or a mirror of it: "
         "envnix then takes CUDA 11.3 from it")
     monkeypatch.setenv(options.CUDA_APT_REPO.name, "http://repo.test/cuda")
-    name, version, note = choose(None, False, "11.3.1", "8", UBUNTU)
-    assert (name, version) == ("apt", "11.3")
-    assert note == ("CUDA 11.3.1 has no NVIDIA wheels on PyPI: it comes from the apt "
-                    "repository ENVNIX_CUDA_APT_REPO names, as CUDA 11.3 (its newest packages) "
-                    "(--cuda-provider chooses another)")
+    assert "repository http://repo.test/cuda, as CUDA 11.3" in choose(
+        None, False, "11.3.1", "8", UBUNTU)[2]
     with pytest.raises(SpecError, match=r"^CUDA 11\.3\.1 has no NVIDIA wheels"):
         choose("pypi", False, "11.3.1", "8", UBUNTU)  # asked for: no second guess
     assert choose("apt", False, "11.3", "8", UBUNTU) == ("apt", "11.3", None)
@@ -204,12 +208,11 @@ def test_install_cuda_before_base_is_chosen_with_the_release(tmp_path: Path,
     assert choose(None, False, "11.6.2", "8", None) == ("pypi", "11.6.2", None)
     (tmp_path / "build.envd").write_text(
         '# syntax=v1\ndef build():\n    install.cuda(version="11.6.2")\n'
-        '    base(os="ubuntu22.04", dev=True)\n    install.python()\n')
-    with pytest.raises(SpecError, match=r"^build\.envd:3: CUDA 11\.6\.2 has no NVIDIA wheels"):
-        load_spec(tmp_path, warn=lambda _: None)  # found in build(), named at the call
-    monkeypatch.setenv(options.CUDA_APT_REPO.name, "http://repo.test/cuda")
+        '    base(os="{os}", dev=True)\n    install.python()\n')
+    source = (tmp_path / "build.envd").read_text()
+    (tmp_path / "build.envd").write_text(source.replace("{os}", "ubuntu22.04"))
     warnings: list[str] = []
     spec = load_spec(tmp_path, warn=warnings.append)
     assert spec.cuda is not None and (spec.cuda.provider, spec.cuda.version) == ("apt", "11.6")
-    assert any("comes from the apt repository ENVNIX_CUDA_APT_REPO names" in w
+    assert any(f"comes from NVIDIA's CUDA apt repository {NVIDIA_CUDA_REPOS}/ubuntu2204" in w
                for w in warnings)

@@ -18,6 +18,8 @@ from envnix.core.errors import LockError, UsageError
 from envnix.lock import apt_sources
 from envnix.lock.apt.fetch import parse_release, release_lacks
 from envnix.lock.apt.sources import (
+    UBUNTU_ARCHIVE,
+    UBUNTU_SNAPSHOTS,
     at_snapshot,
     check_snapshot,
     machine_apt_sources,
@@ -29,10 +31,6 @@ from envnix.spec.apt import AptSource, snapshot_of
 JAMMY = KNOWN_RELEASES["ubuntu22.04"]
 FOCAL = KNOWN_RELEASES["ubuntu20.04"]
 BOOKWORM = KNOWN_RELEASES["debian12"]
-NO_MIRROR = "no Ubuntu mirror for jammy: this machine's apt sources name none"
-NO_MIRROR_HINT = ("set ENVNIX_UBUNTU_MIRROR (an Ubuntu archive or snapshot, <scheme>://<your "
-                  "mirror>/ubuntu; Debian images keep this machine's sources) and "
-                  "ENVNIX_UBUNTU_KEYRING, or pass --apt-mirror URL")
 MU = ("main", "universe")
 
 
@@ -140,13 +138,36 @@ def test_machine_sources_for_ubuntu(tmp_path: Path) -> None:
         machine_apt_sources("jammy", paths=[deb822, one_line])
 
 
-def test_machine_without_ubuntu_source_is_one_line(tmp_path: Path) -> None:
+def test_machine_without_ubuntu_source_takes_ubuntus_archive(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Debian machine names no Ubuntu mirror: an Ubuntu release then locks from Ubuntu's
+    own archive, as apt inside an Ubuntu image would, checked against Ubuntu's pinned key
+    fingerprints (its keyring, which Debian lacks, comes from the archive)."""
+    monkeypatch.delenv("ENVNIX_UBUNTU_KEYRING", raising=False)
+    monkeypatch.delenv("ENVNIX_APT_KEYRING", raising=False)
     debian_only = tmp_path / "debian.sources"
     debian_only.write_text("Types: deb\nURIs: http://m.test/debian\nSuites: jammy\n"
                            "Components: main\n")
-    with pytest.raises(LockError) as info:
-        machine_apt_sources("jammy", paths=[debian_only], distro="ubuntu")
-    assert (str(info.value), info.value.hint) == (NO_MIRROR, NO_MIRROR_HINT)
+    sources = machine_apt_sources("jammy", paths=[debian_only], distro="ubuntu", components=MU)
+    assert [(s.uri, s.suite, s.components) for s in sources] == [
+        (UBUNTU_ARCHIVE, "jammy", MU), (UBUNTU_ARCHIVE, "jammy-updates", MU),
+        (UBUNTU_ARCHIVE, "jammy-security", MU)]
+    assert {(s.anchor, s.keyring) for s in sources} == {
+        ("ubuntu", "/usr/share/keyrings/ubuntu-archive-keyring.gpg")}
+    assert "ENVNIX_UBUNTU_MIRROR" in sources[0].setting
+    # a keyring the user names is checked as it is: no anchor
+    monkeypatch.setenv("ENVNIX_UBUNTU_KEYRING", "/keys/ubuntu.gpg")
+    assert {s.anchor for s in machine_apt_sources("jammy", paths=[debian_only],
+                                                  distro="ubuntu")} == {""}
+
+
+def test_snapshot_without_mirror_takes_ubuntus_snapshot_service(
+        monkeypatch: pytest.MonkeyPatch, no_apt_env: None) -> None:
+    monkeypatch.setenv("ENVNIX_APT_SNAPSHOT", SNAPSHOT)
+    sources = apt_sources(JAMMY)
+    assert {s.uri for s in sources} == {f"{UBUNTU_SNAPSHOTS}/{SNAPSHOT}"}
+    assert [s.suite for s in sources] == ["jammy", "jammy-updates", "jammy-security"]
+    assert sources[0].to_lock_dict()["snapshot"] == SNAPSHOT
 
 
 def test_ubuntu_mirror_setting_serves_ubuntu_releases_only(monkeypatch: pytest.MonkeyPatch,
@@ -177,7 +198,7 @@ def test_apt_sources_reads_release_and_environment(monkeypatch: pytest.MonkeyPat
     assert sources[0].to_lock_dict()["snapshot"] == SNAPSHOT
     monkeypatch.delenv("ENVNIX_APT_MIRROR")
     with pytest.raises(UsageError, match="ENVNIX_APT_SNAPSHOT=20260101T000000Z needs"):
-        apt_sources(JAMMY)
+        apt_sources(BOOKWORM)  # Debian: this machine's sources, which no time applies to
 
 
 # ------------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from envnix.core import http, options, process
 from envnix.core.errors import FetchError, LockError, ToolMissingError
 from envnix.core.fileio import atomic_write, cache_dir
 from envnix.core.progress import Progress
+from envnix.lock.apt.anchors import anchored_keyring, check_signers
 from envnix.lock.apt.index import DebIndex, IndexSnapshot
 from envnix.lock.apt.relations import ARCH
 from envnix.spec.apt import AptSource
@@ -159,6 +160,10 @@ def verify_release(source: AptSource, url: str, raw: bytes,
     hint = (f"set {source.keyring_setting} to the archive's public keyring, or "
             f"{options.APT_UNVERIFIED.name}=1 to lock from it unverified")
     keyrings = [k for k in source.keyring.split(os.pathsep) if k]
+    fetched = bool(source.anchor) and not (keyrings and all(Path(k).is_file()
+                                                           for k in keyrings))
+    if fetched:
+        keyrings = [str(anchored_keyring(source))]  # the vendor's keys, from its archive
     if not keyrings:
         raise LockError(f"cannot verify {url}: no keyring is known for {source.uri}", hint=hint)
     for keyring in keyrings:
@@ -167,13 +172,27 @@ def verify_release(source: AptSource, url: str, raw: bytes,
     clearsigned = b"-----BEGIN PGP SIGNED MESSAGE-----" in raw
     if detached is None and not clearsigned:
         raise LockError(f"{url} is not signed (no Release.gpg either)", hint=hint)
+    try:
+        return _gpgv(source, url, raw, detached, keyrings, hint)
+    except LockError:
+        if not fetched:
+            raise
+        # keys cached before the vendor rotated them: fetch them again, once
+        keyrings = [str(anchored_keyring(source, refresh=True))]
+        return _gpgv(source, url, raw, detached, keyrings, hint)
+
+
+def _gpgv(source: AptSource, url: str, raw: bytes, detached: bytes | None,
+          keyrings: list[str], hint: str) -> str:
+    """gpgv's verdict on *raw* (clearsigned, or with *detached*) against *keyrings*: the signed
+    text, or a one-line LockError; with the source's anchor, the signer must be pinned."""
     gpgv = shutil.which("gpgv")
     if gpgv is None:
         raise ToolMissingError("gpgv is not installed; it checks the archive's signatures",
                                hint="apt-get install gpgv")
     with tempfile.TemporaryDirectory(prefix="envnix-gpgv-") as tmp:
         work = Path(tmp)
-        args = [gpgv, "--homedir", str(work)]
+        args = [gpgv, "--homedir", str(work), "--status-fd", "1"]
         for i, keyring in enumerate(keyrings):
             args += ["--keyring", str(_binary_keyring(Path(keyring), work / f"keyring{i}.gpg"))]
         (work / "signed").write_bytes(raw)
@@ -190,6 +209,8 @@ def verify_release(source: AptSource, url: str, raw: bytes,
                         in line or "Can't check" in line), lines[-1] if lines else "no reason")
             raise LockError(f"{url}: signature check failed against "
                             f"{', '.join(keyrings)}: {why}", hint=hint)
+        if source.anchor:
+            check_signers(source, url, proc.stdout.decode("utf-8", "replace"))
         body = (work / "body").read_bytes() if detached is None else raw
     return body.decode("utf-8", errors="replace")
 

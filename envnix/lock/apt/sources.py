@@ -4,6 +4,7 @@ here."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import os
 import re
@@ -23,6 +24,13 @@ DEFAULT_KEYRINGS = {
 }
 
 
+UBUNTU_ARCHIVE = "http://archive.ubuntu.com/ubuntu"
+"""Ubuntu's archive: where an Ubuntu release's packages come from when nothing names a mirror,
+as apt in an Ubuntu image finds them (the -security pocket lives there too)."""
+UBUNTU_SNAPSHOTS = "https://snapshot.ubuntu.com/ubuntu"
+"""Ubuntu's snapshot service: the archive as it was at ENVNIX_APT_SNAPSHOT's time."""
+
+
 def default_keyring(distro: str) -> str:
     """The distribution's archive keyring; Debian's is ENVNIX_DEBIAN_KEYRING when set (so
     envnix's flake checks with the keyring it ships, on a machine without Debian's), Ubuntu's
@@ -30,6 +38,13 @@ def default_keyring(distro: str) -> str:
     if distro == "debian":
         return options.debian_keyring()
     return options.ubuntu_keyring() if distro == "ubuntu" else DEFAULT_KEYRINGS.get(distro, "")
+
+
+def anchor_of(distro: str, keyring: str) -> str:
+    """The pinned-fingerprint anchor (envnix.lock.apt.anchors) for a source checked with
+    *keyring*: Ubuntu's, when that is Ubuntu's keyring at its standard path (which a Debian
+    machine lacks: the keys then come from the archive, trusted by fingerprint)."""
+    return "ubuntu" if distro == "ubuntu" and keyring == DEFAULT_KEYRINGS["ubuntu"] else ""
 
 
 def _keyring_of(signed_by: str, distro: str) -> str:
@@ -58,10 +73,6 @@ _NO_SOURCE_MESSAGES = {
     "debian": ("no Debian {codename} apt source found in {where}",
                "pass --apt-mirror URL (the base URL of a Debian mirror, ending in /debian), or "
                "set ENVNIX_APT_MIRROR"),
-    "ubuntu": ("no Ubuntu mirror for {codename}: this machine's apt sources name none",
-               "set ENVNIX_UBUNTU_MIRROR (an Ubuntu archive or snapshot, <scheme>://<your "
-               "mirror>/ubuntu; Debian images keep this machine's sources) and "
-               "ENVNIX_UBUNTU_KEYRING, or pass --apt-mirror URL"),
 }
 
 
@@ -182,6 +193,8 @@ def machine_apt_sources(
             comps += [c for c in listed if c not in comps]
             if keyring:
                 keyrings.setdefault((uri.rstrip("/"), suite), keyring)
+    if not found and distro == "ubuntu":
+        return ubuntu_archive_sources(codename, components or ("main",))
     if not found:
         where = ", ".join(str(f) for f in files) or "(no files)"
         template = _NO_SOURCE_MESSAGES.get(distro)
@@ -191,12 +204,25 @@ def machine_apt_sources(
         raise LockError(message.format(codename=codename, where=where), hint=hint)
     ordered = sorted(found.items(), key=lambda kv: rank[kv[0][1]])  # stable: file order kept
     default = default_keyring(distro)
-    return [
-        AptSource(uri, suite, tuple(components) if components else tuple(comps) or ("main",),
-                  keyring=_keyring_of(keyrings.get((uri, suite), ""), distro) or default,
-                  keyring_setting="Signed-By in the machine's apt sources")
-        for (uri, suite), comps in ordered
-    ]
+    out = []
+    for (uri, suite), comps in ordered:
+        keyring = _keyring_of(keyrings.get((uri, suite), ""), distro) or default
+        out.append(AptSource(
+            uri, suite, tuple(components) if components else tuple(comps) or ("main",),
+            keyring=keyring, keyring_setting="Signed-By in the machine's apt sources",
+            anchor=anchor_of(distro, keyring)))
+    return out
+
+
+def ubuntu_archive_sources(codename: str, components: Sequence[str],
+                           snapshot: str | None = None) -> list[AptSource]:
+    """Ubuntu's own archive for *codename* (its snapshot service at *snapshot*), as apt in an
+    Ubuntu image would read it: what an Ubuntu release locks from when neither the user nor
+    this machine's apt sources name a mirror."""
+    sources = sources_for_mirror(UBUNTU_SNAPSHOTS if snapshot else UBUNTU_ARCHIVE, codename,
+                                 distro="ubuntu", components=components, snapshot=snapshot)
+    setting = f"{options.UBUNTU_MIRROR.name} (unset: Ubuntu's archive)"
+    return [dataclasses.replace(s, setting=setting) for s in sources]
 
 
 def sources_for_mirror(
@@ -227,6 +253,7 @@ def sources_for_mirror(
         if snapshot is not None:
             url = at_snapshot(url, snapshot)
         keyring = options.apt_keyring() or default_keyring(distro)
-        out += [AptSource(url.rstrip("/"), codename + s, tuple(components), keyring=keyring)
+        out += [AptSource(url.rstrip("/"), codename + s, tuple(components), keyring=keyring,
+                          anchor=anchor_of(distro, keyring))
                 for s in suites]
     return out
