@@ -58,6 +58,7 @@ from envnix.spec import (
     release_for,
 )
 from envnix.spec import cuda as cuda_table
+from envnix.spec.apt import RunAptRepo
 from envnix.spec.copyrules import BASE_DIRS, CONDA_DIRS, CopyRequest, copy_targets, dev_dirs
 from envnix.spec.cuda_provider import provider as provider_named
 from envnix.spec.pipargs import add_entry, check_index_url, has_pip_words
@@ -115,6 +116,8 @@ class SpecBuilder(ToolCalls, CudaCalls):
         self.env_copies: list[CopySpec] = []  # env.yaml's local pip paths, placed exactly
         self.runs: list[RunSpec] = []
         self.downloads: list[Any] = []  # io.http calls (HttpSpec), in call order
+        self.apt_repos: list[tuple[str, str]] = []  # (source line, file:line) run() adds
+        self.apt_keys: list[str] = []  # URLs of the keys run() steps install, for all of them
         self.cuda: tuple[str, str] | None = None  # (version, cudnn) of install.cuda
         # (major.minor, what asked, cuDNN major or "") of a CUDA release env.yaml asks for
         self.cuda_implied: tuple[str, str, str] | None = None
@@ -362,7 +365,10 @@ class SpecBuilder(ToolCalls, CudaCalls):
     def _take_run_installs(self, reading: RunReading, at: str) -> None:
         """A run() step's package installs, locked as the install.* calls they mean."""
         for function, kwargs in reading.install_calls():
-            if "requirements" in kwargs:  # every -r of a step applies, unlike requirements=
+            if function == "apt repository":
+                self.apt_repos += [(line, at.rstrip(": ")) for line in kwargs["source"]]
+                self.apt_keys += [k for k in kwargs["key"] if k not in self.apt_keys]
+            elif "requirements" in kwargs:  # every -r of a step applies, unlike requirements=
                 self.pip.requirements_files.append(
                     self._context_file(kwargs["requirements"], "requirements file"))
             else:
@@ -511,6 +517,8 @@ class SpecBuilder(ToolCalls, CudaCalls):
             files=files,
             copies=copies + self.env_copies,
             runs=self.runs, downloads=self.downloads,
+            apt_repos=[RunAptRepo(line, tuple(self.apt_keys), where)
+                       for line, where in self.apt_repos],
             labels=labels,
             warnings=self.warnings,
             base_image=self.base_image,

@@ -41,10 +41,14 @@ class RunReading:
     kept: str | None = None  # the command without what was taken out; None: nothing left
     taken: list[str] = field(default_factory=list)  # the simple commands taken out, as written
     fetches: list[str] = field(default_factory=list)  # a warning per step that needs the network
+    apt_repos: list[str] = field(default_factory=list)  # one-line ``deb ...`` sources added
+    apt_keys: list[str] = field(default_factory=list)  # URLs of the keys they are signed with
 
     def install_calls(self) -> list[tuple[str, dict[str, Any]]]:
         """The install.* calls the taken commands stand for, as (function, keyword arguments)."""
         calls: list[tuple[str, dict[str, Any]]] = []
+        if self.apt_repos or self.apt_keys:
+            calls.append(("apt repository", {"source": self.apt_repos, "key": self.apt_keys}))
         if self.apt:
             calls.append(("install.apt_packages", {"name": self.apt}))
         if self.pip:
@@ -58,8 +62,13 @@ class RunReading:
     def summary(self) -> str:
         """The warning that says what was taken out of the step and what it became."""
         steps = "; ".join(f"`{t}`" for t in self.taken)
-        calls = ", ".join(f"{function}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())})"
-                          for function, kwargs in self.install_calls())
+        calls = ", ".join(
+            f"{function}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())})"
+            for function, kwargs in self.install_calls() if function != "apt repository")
+        calls = ", ".join([*(f"the apt source `{line}` (read at lock time, like the release's "
+                             "archive)" for line in self.apt_repos),
+                           *(f"the key {url} of run()'s apt sources" for url in self.apt_keys),
+                           *([calls] if calls else [])])
         return (f"run(): {steps} reads as {calls or 'nothing to install'}: locked like the "
                 "install.* calls, since the build has no network")
 
@@ -288,12 +297,92 @@ def _conda(args: list[str], reading: RunReading) -> bool:
     return True
 
 
+_SOURCES_LIST = re.compile(r"^/etc/apt/sources\.list(\.d/[\w.@+-]+\.list)?$")
+_KEY_PATH = re.compile(r"^/(etc/apt/(trusted\.gpg\.d|keyrings)|usr/share/keyrings)/[\w.@+-]+$")
+_FETCH_TOOLS = ("curl", "wget")
+
+
+def _pipeline(simple: str) -> list[list[str]] | None:
+    """The words of each command of a plain pipeline (``a | b``, no other shell syntax), or
+    None."""
+    stages = []
+    for part in re.split(r"(?<!\|)\|(?!\|)", simple):
+        if any(t in part for t in ("||", "&", "`", "$(", "(", ")")):
+            return None
+        words = _words(part.strip())
+        if not words:
+            return None
+        stages.append(words)
+    return stages
+
+
+def _deb_line(words: list[str]) -> str | None:
+    """The ``deb ...`` line an ``echo``/``printf`` prints (one argument or several words)."""
+    if words[0] not in ("echo", "printf"):
+        return None
+    args = [w for w in words[1:] if w not in ("-e", "-n")]
+    line = " ".join(args).replace("\\n", "\n").strip()
+    if not line.startswith("deb ") or "\n" in line:
+        return None
+    return line
+
+
+def _apt_repo(simple: str) -> str | None:
+    """The one-line apt source a step adds: ``echo 'deb ...' | tee [-a] /etc/apt/sources.list
+    [.d/NAME.list]``, ``echo 'deb ...' >> FILE`` or ``add-apt-repository 'deb ...'``. The line
+    keeps shell expansions such as ``$(lsb_release -cs)`` for the lock to fill in."""
+    text = simple.replace("$(lsb_release -cs)", "@CODENAME@").replace(
+        "$(lsb_release -sc)", "@CODENAME@")
+    m = re.fullmatch(r"(.*?)\s*>>?\s*(\S+)", text)
+    if m and _SOURCES_LIST.match(m[2]) and (words := _words(m[1])):
+        return _deb_line(words)
+    stages = _pipeline(text)
+    if stages is None:
+        return None
+    if len(stages) == 1 and stages[0][0] == "add-apt-repository":
+        line = " ".join(w for w in stages[0][1:] if not w.startswith("-"))
+        return line if line.startswith("deb ") else None
+    if len(stages) == 2 and stages[1][0] == "tee" and any(
+            _SOURCES_LIST.match(w) for w in stages[1][1:]):
+        return _deb_line(stages[0])
+    return None
+
+
+def _apt_key(simple: str) -> str | None:
+    """The URL of an archive key a step installs: ``curl|wget URL | apt-key add -``,
+    ``... | gpg --dearmor -o PATH`` or ``... | tee PATH``, or ``curl -o PATH URL`` /
+    ``wget -O PATH URL`` into apt's key directories."""
+    stages = _pipeline(simple)
+    if not stages or stages[0][0] not in _FETCH_TOOLS:
+        return None
+    url = _url(stages[0])
+    if url == "URL":
+        return None
+    if len(stages) == 1:
+        out = next((b for a, b in zip(stages[0], stages[0][1:], strict=False)
+                    if a in ("-o", "-O", "--output", "--output-document")), "")
+        return url if _KEY_PATH.match(out) else None
+    sink = stages[-1]
+    if sink[:2] == ["apt-key", "add"] or (
+            sink[0] in ("gpg", "tee") and any(_KEY_PATH.match(w) for w in sink[1:])):
+        return url
+    return None
+
+
 def read_run_command(command: str) -> RunReading:
     """Read one run() command (see the module doc); SpecError for an install that cannot be
     taken apart from the shell syntax around it."""
     reading = RunReading()
     kept: list[str] = []
     for simple, opaque in _split(command):
+        if (line := _apt_repo(simple)) is not None:
+            reading.apt_repos.append(line)
+            reading.taken.append(simple)
+            continue
+        if (key := _apt_key(simple)) is not None:
+            reading.apt_keys.append(key)
+            reading.taken.append(simple)
+            continue
         words = _words(simple)
         if words is None:
             kept.append(simple)

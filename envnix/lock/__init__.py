@@ -30,6 +30,7 @@ from envnix.frontend.envyaml import (
 )
 from envnix.lock import pip
 from envnix.lock.apt import lock_apt
+from envnix.lock.apt.anchors import fetched_keyring
 from envnix.lock.apt.index import DebPackage, IndexSnapshot, installed_entries
 from envnix.lock.apt.sources import (
     machine_apt_sources,
@@ -211,6 +212,9 @@ def lock_inputs(spec: ImageSpec, context: Path, plan: CondaPlan | None = None,
     }
     if spec.downloads:  # only then: locks of other images keep their bytes
         inputs[SECTION] = download_inputs(spec.downloads)
+    if spec.apt_repos:  # likewise
+        inputs["apt"]["repos"] = [{"line": r.line, "keys": list(r.keys)}
+                                  for r in spec.apt_repos]
     if spec.base_image:  # the ref as written: another tag or digest makes the lock stale
         inputs["base"] = {"ref": spec.base_image, "architecture": platform.deb_arch}
     tools = tool_inputs(spec)
@@ -374,6 +378,10 @@ def _make_lock(spec: ImageSpec, context: Path, sources: list[AptSource],
         # the lock's record of them); the driver's packages are the host's, never installed.
         host_provided: tuple[str, ...] = ()
         checks: list[IndexCheck | None] = [apt_check(spec)]  # install.go, ...: in its terms
+        if spec.apt_repos:  # run()'s apt sources, after the release's
+            keyring = fetched_keyring(spec.apt_repos[0].keys)
+            sources = [*sources, *(repo.source(spec.os.codename, keyring)
+                                   for repo in spec.apt_repos)]
         if spec.cuda:
             cuda = provider_named(spec.cuda.provider)
             sources = cuda.apt_sources(spec.cuda, sources, spec.os)

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from envnix.core import options
 from envnix.core.errors import SpecError, UsageError
+from envnix.spec.apt import RunAptRepo
 from envnix.spec.cuda import DRIVER_LIBRARY_DIRS, release_key
 from envnix.spec.cuda_provider import provider as provider_named
 from envnix.spec.envyaml import EnvFile
@@ -315,6 +316,9 @@ class ImageSpec:
     # include(git=URL): {url, commit, sha256} of each repository read, in call order; the
     # lock's image section records them, so later evaluations read the same commit.
     includes: list[dict[str, str]] = field(default_factory=list)
+    # apt sources run() steps add (echo 'deb ...' | tee ...), read at lock time like the
+    # release's archive, with the keys the steps install.
+    apt_repos: list[RunAptRepo] = field(default_factory=list)
 
     # Base packages every image gets: libc, a /bin/sh and CA certificates.
     BASE_APT = ("base-files", "libc6", "dash", "ca-certificates")
@@ -418,6 +422,8 @@ class ImageSpec:
             del data["downloads"]
         if not data["includes"]:  # include() likewise
             del data["includes"]
+        if not data["apt_repos"]:  # run()'s apt sources likewise
+            del data["apt_repos"]
         return data
 
     def to_json(self) -> str:

@@ -102,3 +102,42 @@ def snapshot_of(uri: str) -> str | None:
     """The ``YYYYMMDDTHHMMSSZ`` time a snapshot URL ends with, or None for a plain mirror."""
     m = _SNAPSHOT_TAIL_RE.search(urllib.parse.urlsplit(uri).path.rstrip("/"))
     return m.group(1) if m else None
+
+
+CODENAME_PLACEHOLDER = "@CODENAME@"
+"""Where a run() step's source line had ``$(lsb_release -cs)``: the image's codename."""
+
+
+@dataclass(frozen=True)
+class RunAptRepo:
+    """An apt source a run() step adds (``echo 'deb URL SUITE main' | tee
+    /etc/apt/sources.list.d/x.list``), with the URLs of the keys the file's steps install
+    (``curl URL | apt-key add -``). Why: envd runs such steps with the network open, then
+    installs packages from the source; envnix reads the source's indexes at lock time, like
+    the release's, so those packages are pinned by URL + sha256 too."""
+
+    line: str
+    keys: tuple[str, ...] = ()
+    where: str = ""  # the run() call's file:line, for lock errors
+
+    def source(self, codename: str, keyring: str) -> AptSource:
+        """The source the line names for an image of *codename*, checked with *keyring*;
+        UsageError for a line apt would not read or that names no http(s) archive."""
+        words = self.line.replace(CODENAME_PLACEHOLDER, codename).split()
+        if words[:1] == ["deb"] and len(words) > 1 and words[1].startswith("["):
+            end = next((i for i, w in enumerate(words) if w.endswith("]")), None)
+            words = ["deb", *words[end + 1:]] if end is not None else words
+        if len(words) < 3 or "$" in " ".join(words):
+            raise UsageError(f"{self.where}: run() adds the apt source {self.line!r}, which "
+                             "is not a `deb URL SUITE [COMPONENT...]` line envnix can read",
+                             hint="write the source with its release spelled out")
+        uri, suite, components = words[1], words[2], tuple(words[3:])
+        if urllib.parse.urlsplit(uri).scheme not in ("http", "https"):
+            raise UsageError(f"{self.where}: run() adds the apt source {uri}, which is not an "
+                             "http(s) URL")
+        setting = f"the apt source run() adds at {self.where}" if self.where else "run()"
+        if suite.endswith("/"):
+            return dataclasses.replace(flat_source(uri, setting, keyring, setting),
+                                       suite=suite)
+        return AptSource(uri.rstrip("/"), suite, components or ("main",), setting, keyring,
+                         setting)

@@ -7,11 +7,15 @@ of an index's package in run() is locked like install.python_packages (frontend/
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 from _cli import build, envnix
+from _nvidia_apt_repo import LIBRARY_DIR, PREFIX, build_repo, serve_repo
 from _podman import podman
+
+from envnix.lock.apt.anchors import NVIDIA_KEY_FILE
 
 pytestmark = [pytest.mark.network, pytest.mark.slow]
 
@@ -64,3 +68,50 @@ def test_network_in_run_fails_with_the_declarative_replacement(tmp_path: Path) -
               and not line.startswith("envnix: warning:")]
     assert len(errors) == 1
     assert "needs the network" in errors[0] and "--no-build-isolation" in errors[0]
+
+
+def test_an_apt_source_a_step_adds_is_locked_and_installed(
+        tmp_path: Path, podman_environ: dict) -> None:
+    """Files add third-party apt repositories in run() (an echo of a `deb` line into
+    sources.list, the key piped to apt-key or gpg) and then apt-get install from them. The
+    repository here is a flat one on loopback (tests/_nvidia_apt_repo.py, signed with the
+    session's test key, which it also serves as its key file): its index is read at lock
+    time with the key the step names, the package is pinned by URL + sha256 from it, and the
+    image runs with it. A key that does not sign the repository stops the lock in one line."""
+    repo = build_repo(tmp_path / "repo" / "x86_64")
+    with serve_repo(repo.root) as server:
+        url = server.url(PREFIX)
+        context = tmp_path / "thirdparty"
+        context.mkdir()
+        steps = [
+            f"echo 'deb [signed-by=/usr/share/keyrings/cuda.gpg] {url} /' | sudo tee "
+            "/etc/apt/sources.list.d/cuda.list",
+            f"curl -fsSL {url}/{NVIDIA_KEY_FILE} | sudo gpg --dearmor -o "
+            "/usr/share/keyrings/cuda.gpg",
+            "sudo apt-get update && sudo apt-get install -y cuda-cudart-12-4",
+        ]
+        (context / "build.envd").write_text(
+            'def build():\n    base(os="debian12", language="python3.11")\n'
+            f"    run(commands={steps!r})\n")
+        built = build(context, "-t", "thirdparty:dev")
+        assert f"the apt source `deb [signed-by=/usr/share/keyrings/cuda.gpg] {url} /`" in (
+            built.stderr)
+        lock = json.loads((context / "envnix.lock").read_text())
+        assert {"uri": url, "suite": "/", "components": [], "flat": True} in (
+            lock["apt"]["sources"])
+        cudart = next(p for p in lock["apt"]["packages"] if p["name"] == "cuda-cudart-12-4")
+        deb = repo.get("cuda-cudart-12-4")
+        assert (cudart["url"], cudart["sha256"]) == (f"{url}/{deb.filename}", deb.sha256)
+        out = podman("run", "--rm", f"oci:{built.layout}", "sh", "-c",
+                     f"ls {LIBRARY_DIR}/libcudart.so.12", env=podman_environ)
+        assert out.stdout == f"{LIBRARY_DIR}/libcudart.so.12\n"
+
+        steps[1] = steps[1].replace(f"/{NVIDIA_KEY_FILE}", "/Packages")  # not a key of it
+        (context / "build.envd").write_text(
+            'def build():\n    base(os="debian12", language="python3.11")\n'
+            f"    run(commands={steps!r})\n")
+        proc = envnix("lock", str(context), check=False)
+        assert proc.returncode == 4, proc.stderr
+        errors = [line for line in proc.stderr.splitlines() if line.startswith("envnix:")
+                  and "warning" not in line]
+        assert len(errors) == 1 and f"{url}/InRelease" in errors[0], proc.stderr

@@ -113,3 +113,52 @@ def test_a_fetch_in_the_spec_is_one_warning_and_the_step_stays(tmp_path: Path) -
         "git.example.org during the build, which has no network: the build stops at this step; "
         "vendor the repository into the build context at the commit you want (a submodule or "
         "a copy) and io.copy it; a clone made during the build cannot be pinned"]
+
+
+@pytest.mark.parametrize(("command", "line"), [
+    ("echo 'deb http://apt.test/$(lsb_release -cs)/ tools-$(lsb_release -cs) main' | sudo tee "
+     "-a /etc/apt/sources.list", "deb http://apt.test/@CODENAME@/ tools-@CODENAME@ main"),
+    ('echo "deb [arch=amd64 signed-by=/usr/share/keyrings/t.gpg] https://apt.test/repo stable '
+     'main" > /etc/apt/sources.list.d/t.list',
+     "deb [arch=amd64 signed-by=/usr/share/keyrings/t.gpg] https://apt.test/repo stable main"),
+    ("add-apt-repository -y 'deb https://apt.test/flat /'", "deb https://apt.test/flat /"),
+])
+def test_a_step_that_adds_an_apt_source_is_taken(command: str, line: str) -> None:
+    reading = read_run_command(command)
+    assert (reading.apt_repos, reading.kept) == ([line], None)
+
+
+@pytest.mark.parametrize("command", [
+    "wget --quiet -O - https://apt.test/key.asc | sudo apt-key add -",
+    "curl -fsSL https://apt.test/key.asc | sudo gpg --dearmor -o /usr/share/keyrings/t.gpg",
+    "curl -fsSL -o /etc/apt/keyrings/t.asc https://apt.test/key.asc",
+])
+def test_a_step_that_installs_an_archive_key_is_taken(command: str) -> None:
+    reading = read_run_command(command)
+    assert (reading.apt_keys, reading.kept) == (["https://apt.test/key.asc"], None)
+
+
+def test_other_pipes_and_downloads_are_not_apt_sources() -> None:
+    for command in ("echo 'deb http://x.test/ a main' | tee /tmp/notes",
+                    "curl -fsSL https://x.test/install.sh | sh",
+                    "curl -o /opt/tool.tgz https://x.test/tool.tgz"):
+        reading = read_run_command(command)
+        assert not reading.apt_repos and not reading.apt_keys and reading.kept == command
+
+
+def test_the_spec_gets_the_apt_source_with_every_key_of_the_file(tmp_path: Path) -> None:
+    (tmp_path / "build.envd").write_text(V0 + '    run(commands=[\n'
+        '        "echo \'deb https://apt.test/repo stable main\' | tee /etc/apt/sources.list",\n'
+        '        "apt-get update && apt-get install -y tool",\n'
+        '    ])\n'
+        '    run(commands=["curl -fsSL https://apt.test/key.asc | apt-key add -"])\n')
+    warnings: list[str] = []
+    spec = load_spec(tmp_path, warn=warnings.append)
+    assert [(r.line, r.keys, r.where) for r in spec.apt_repos] == [
+        ("deb https://apt.test/repo stable main", ("https://apt.test/key.asc",), "build.envd:3")]
+    assert "tool" in spec.apt_packages and spec.runs == []
+    assert any("the apt source `deb https://apt.test/repo stable main`" in w for w in warnings)
+    source = spec.apt_repos[0].source("bookworm", "/keys/k.asc")
+    assert (source.uri, source.suite, source.components, source.keyring) == (
+        "https://apt.test/repo", "stable", ("main",), "/keys/k.asc")
+    assert spec.to_dict()["apt_repos"][0]["line"] == "deb https://apt.test/repo stable main"

@@ -16,6 +16,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import lzma
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,10 +88,9 @@ ANCHORS: dict[str, KeyAnchor] = {
 
 def _get(url: str) -> bytes:
     try:
-        data = http.get(url)
-    except http.RequestError as e:
-        raise FetchError(f"cannot fetch {url} (for the archive's signing keys): {e}") from e
-    return data
+        return http.get(url)
+    except http.RequestError as e:  # its message names the URL and why
+        raise FetchError(f"{e} (an apt archive's signing key)") from e
 
 
 def anchored_keyring(source: AptSource, refresh: bool = False) -> Path:
@@ -130,3 +130,18 @@ def check_signers(source: AptSource, url: str, status: str) -> None:
                         f"{', '.join(sorted(anchor.fingerprints))})",
                         hint=f"set {source.keyring_setting} to the keyring this mirror signs "
                              "with, if it re-signs the archive")
+
+
+def fetched_keyring(urls: tuple[str, ...]) -> str:
+    """The keys run() steps install (``curl URL | apt-key add -``), fetched now as those steps
+    would, one file each under ``envnix/keys``: an os.pathsep-separated keyring list."""
+    paths = []
+    for url in urls:
+        path = cache_dir("keys") / f"run-{_digest(url)}.key"
+        data = _get(url)
+        if len(data) > MAX_KEYRING:
+            raise LockError(f"{url}: {len(data)} bytes is no archive key (over {MAX_KEYRING})")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, data)
+        paths.append(str(path))
+    return os.pathsep.join(paths)
