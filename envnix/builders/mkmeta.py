@@ -67,6 +67,7 @@ import cacerts
 import ldcache
 import pamconfig
 import services
+import ucffiles
 from accounts import User, load_users, write_accounts
 from aptstate import apt_state
 from basesystem import base_system
@@ -260,6 +261,8 @@ def build_meta(out: str, writer: T.TreeWriter) -> None:
                 writer.add_file(rel, data, 0o644)
         for note in notes:
             writer.note(note)
+        for rel, data in ucffiles.ucf_files(find, read_regular):
+            writer.add_file(rel, data, 0o644)
     if base is None:  # a base keeps its own base files, apt sources and /bin/sh
         base_system(trees, find, writer)
         apt_state(users, find, writer)

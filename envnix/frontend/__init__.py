@@ -76,6 +76,9 @@ IMAGE_RELEASES = {
 }
 
 _LANGUAGE_RE = re.compile(r"^python(?P<version>3(?:\.\d+)?)?$")
+_R_LANGUAGE_RE = re.compile(r"^[rR](?:\d[\d.]*)?$")  # envd v0: "r", "r4.2"
+_JULIA_WHY = ("envd downloads Julia from its release host at build time, which envnix cannot "
+              "pin yet")
 _REQUIREMENT_RE = re.compile(
     r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9._,\s-]*\])?\s*([<>=!~;].*)?$")
 
@@ -164,13 +167,29 @@ class SpecBuilder(ToolCalls, CudaCalls):
         self.v0_signals.append("base(os=, language=)")
         if language is None:
             raise SpecError("language is required")
+        if _R_LANGUAGE_RE.match(language):
+            # envd v0's R images (its r-base:4.2 base): R here is the release's r-base, as
+            # install.r_lang() gives it, and no Python unless the file asks for one.
+            self._warn(f'base(language="{language}"): R comes from the release\'s r-base '
+                       "package, as install.r_lang() gives it")
+            self._base_os(os)
+            self._install_r_lang()
+            return
+        if language.lower().startswith("julia"):
+            raise SpecError(f"language {language} is not supported: {_JULIA_WHY}",
+                            hint='build on an image that has Julia, pinned by digest: '
+                                 'base(image="julia:1.10@sha256:<digest>")')
         version = self._language_version(language)
-        os_name = os if os is not None else "ubuntu22.04"  # envd >= 0.4's default
+        self._base_os(os)
+        self.language = version
+
+    def _base_os(self, os: str | None) -> None:
+        """v0's base(os=...): the release (envd >= 0.4's default ubuntu22.04)."""
+        os_name = os if os is not None else "ubuntu22.04"
         if os_name in RELEASE_ALIASES:
             self._warn(f'base(os="{os_name}") read as "{RELEASE_ALIASES[os_name]}"')
             os_name = RELEASE_ALIASES[os_name]
-        release = release_for(os_name)
-        self.os, self.language, self.base_called = release, version, True
+        self.os, self.base_called = release_for(os_name), True
 
     @staticmethod
     def _language_version(language: str) -> str:
@@ -211,6 +230,19 @@ class SpecBuilder(ToolCalls, CudaCalls):
 
     def _install_apt_packages(self, name: list[str] | None = None) -> None:
         self.apt.extend(name or [])
+
+    def _install_r_packages(self, name: list[str] | None = None) -> None:
+        """CRAN packages as the distribution packages them (``r-cran-<name>``), pinned like any
+        .deb: envd installs them from CRAN at build time, which nothing pins. A package the
+        release does not carry fails the lock naming the r-cran- package."""
+        if not name:
+            raise SpecError("Can not install empty R package")
+        packages = [f"r-cran-{n.strip().lower()}" for n in name]
+        self._warn(f"install.r_packages({name!r}): from the release's {', '.join(packages)} "
+                   "(CRAN's packages as the distribution builds them), pinned like any .deb")
+        if "install.r_lang" not in self.tool_calls:  # R itself, as envd's R images have it
+            self._install_r_lang()
+        self.apt.extend(packages)
 
     def _install_system_packages(self, name: list[str] | None = None) -> None:
         self.v0_signals.append("install.system_packages()")

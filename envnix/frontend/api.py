@@ -86,8 +86,7 @@ FUNCTIONS: tuple[Function, ...] = (
     _f("install.cuda", _p("version", "str", REQUIRED), _p("cudnn"), located=True),
     _f("install.python", _p("version")),
     _f("install.conda", _p("use_mamba", "bool")),
-    _f("install.r_packages", _p("name", "list"), skip="R packages come from CRAN at build "
-       "time, unpinned, and envnix builds no R yet"),
+    _f("install.r_packages", _p("name", "list")),
     _f("install.julia_packages", _p("name", "list"), skip="Julia packages come from a "
        "package server at build time, unpinned, and envnix builds no Julia yet"),
     _f("install.vscode_extensions", _p("name", "list"), skip="VS Code extensions are fetched "

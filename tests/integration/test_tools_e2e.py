@@ -65,3 +65,23 @@ def test_go_rust_and_r_lock_the_archives_packages(tmp_path: Path) -> None:
               and "warning" not in line]
     assert proc.returncode != 0 and len(errors) == 1, proc.stderr
     assert 'install.go(version="1.25.3")' in errors[0] and "Go 1.19" in errors[0]
+
+
+@pytest.mark.slow
+def test_an_r_image_runs_r_with_the_cran_packages_it_asks_for(tmp_path: Path,
+                                                              podman_environ: dict) -> None:
+    """envd v0's base(language="r") with install.r_packages: R and the packages come from the
+    release's r-base and r-cran-* .debs, pinned; Rscript starts (its /etc/R/Renviron, which
+    r-base-core's postinst makes with ucf, is there: builders/ucffiles.py) and loads them."""
+    context = tmp_path / "rlang"
+    context.mkdir()
+    (context / "build.envd").write_text(
+        'def build():\n    base(os="debian12", language="r")\n'
+        '    install.r_packages(["rlang"])\n')
+    built = build(context, "-t", "rlang:dev")
+    lock = json.loads((context / "envnix.lock").read_text())
+    rlang = next(p for p in lock["apt"]["packages"] if p["name"] == "r-cran-rlang")
+    out = podman("run", "--rm", f"oci:{built.layout}", "Rscript", "-e",
+                 'library(rlang); cat(as.character(packageVersion("rlang")), "\\n")',
+                 env=podman_environ)
+    assert rlang["version"].startswith(out.stdout.strip()), (out.stdout, rlang["version"])

@@ -77,6 +77,23 @@ def test_go_rust_and_r_come_from_the_archive(tmp_path: Path) -> None:
     assert latest.apt_roots()[-1] == "golang-go" and len(latest.tools) == 1  # last call wins
 
 
+def test_v0_language_r_and_r_packages_come_from_the_archive(tmp_path: Path) -> None:
+    """envd v0's base(language="r") and install.r_packages: R and CRAN's packages as the
+    release packages them (r-base, r-cran-<name>), pinned like any .deb."""
+    spec, warnings = spec_of(tmp_path, '    install.r_packages(["remotes", "data.table"])\n',
+                             head='def build():\n    base(os="ubuntu22.04", language="r")\n')
+    assert spec.python is None and spec.os.codename == "jammy"
+    assert {"r-base", "r-cran-remotes", "r-cran-data.table"} <= set(spec.apt_roots())
+    assert [t.name for t in spec.tools] == ["r"]
+    assert any("r-cran-remotes, r-cran-data.table" in w for w in warnings)
+    (tmp_path / "build.envd").write_text('def build():\n    base(os="ubuntu22.04", '
+                                         'language="julia")\n')
+    with pytest.raises(FrontendError) as info:
+        load_spec(tmp_path, warn=lambda _: None)
+    assert "language julia is not supported: envd downloads Julia" in str(info.value)
+    assert 'base(image="julia:1.10@sha256:<digest>")' in (info.value.hint or "")
+
+
 def test_unreadable_versions_and_custom_bases_are_one_line_at_the_call(tmp_path: Path) -> None:
     (tmp_path / "build.envd").write_text(V0 + '    install.go(version="latest")\n')
     with pytest.raises(FrontendError) as info:
