@@ -126,9 +126,13 @@ def canonical(name: str) -> str:
 def check_lock(spec: dict, lock: dict, ctx: Path) -> list[str]:
     """What the spec declares that the lock lacks (a light check, by name)."""
     missing = []
-    apt = {p["name"] for p in lock.get("apt", {}).get("packages", [])}
+    debs = list(lock.get("apt", {}).get("packages", []))
     for p in lock.get("platforms", {}).values() if isinstance(lock.get("platforms"), dict) else ():
-        apt |= {q["name"] for q in p.get("apt", {}).get("packages", [])}
+        debs += p.get("apt", {}).get("packages", [])
+    apt = {p["name"] for p in debs}
+    for p in debs:  # a virtual name (libxslt-dev) is met by a package that Provides it
+        m = re.search(r"^Provides:(.*)$", str(p.get("control", "")), re.M)
+        apt |= {re.split(r"[\s(]", v.strip())[0] for v in m[1].split(",")} if m else set()
     for name in spec["apt_packages"]:
         if re.split(r"[=<>:]", name)[0] not in apt:
             missing.append(f"apt:{name}")

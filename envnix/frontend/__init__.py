@@ -383,8 +383,10 @@ class SpecBuilder(ToolCalls, CudaCalls):
         layer (templates/image.nix, builders/run_steps.py)."""
         kept: list[str] = []
         at = f"{where}: " if where else ""  # the step's file:line
+        cwd: str | None = None  # a `cd` in one command holds for the next (one script)
         for command in commands or []:
-            reading = read_run_command(command)
+            reading = read_run_command(command, cwd)
+            cwd = reading.cwd
             for message in reading.fetches:
                 self._warn(at + message)
             if reading.taken:

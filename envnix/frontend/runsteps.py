@@ -43,6 +43,7 @@ class RunReading:
     fetches: list[str] = field(default_factory=list)  # a warning per step that needs the network
     apt_repos: list[str] = field(default_factory=list)  # one-line ``deb ...`` sources added
     apt_keys: list[str] = field(default_factory=list)  # URLs of the keys they are signed with
+    cwd: str | None = None  # where an earlier `cd` of the step left the shell (None: its own)
 
     def install_calls(self) -> list[tuple[str, dict[str, Any]]]:
         """The install.* calls the taken commands stand for, as (function, keyword arguments)."""
@@ -243,7 +244,7 @@ def _is_local(word: str) -> bool:
     return word in (".", "..") or word.startswith(("./", "../", "/", "file:"))
 
 
-def _pip(args: list[str], simple: str, reading: RunReading) -> bool:
+def _pip(args: list[str], simple: str, reading: RunReading, cwd: str | None = None) -> bool:
     """Take ``pip install ARGS`` into ``reading``; False if it is not an install of packages
     from an index. A local project (``-e /src``, ``.``, ``--no-index``) stays a run() step: it
     builds offline from what the image holds, as the seed's ``pip install -e`` does."""
@@ -265,6 +266,8 @@ def _pip(args: list[str], simple: str, reading: RunReading) -> bool:
             continue
         if a in ("-r", "--requirement") or a.startswith("--requirement="):
             path = a.split("=", 1)[1] if "=" in a else next(it, "")
+            if cwd is not None and not path.startswith(("/", "~")):
+                path = f"{cwd.rstrip('/')}/{path}"  # where pip reads it after the `cd`
             if path.startswith(("/", "~")):
                 raise SpecError(f"run(): `{simple}` reads {path}, a file inside the image, "
                                 "and installs from the network during the build",
@@ -369,10 +372,12 @@ def _apt_key(simple: str) -> str | None:
     return None
 
 
-def read_run_command(command: str) -> RunReading:
+def read_run_command(command: str, cwd: str | None = None) -> RunReading:
     """Read one run() command (see the module doc); SpecError for an install that cannot be
-    taken apart from the shell syntax around it."""
-    reading = RunReading()
+    taken apart from the shell syntax around it. *cwd*: where an earlier command of the same
+    run() left the shell with ``cd`` (envd runs a step's commands as one script), so that a
+    relative ``-r FILE`` is read where pip would read it; the reading's ``cwd`` carries it on."""
+    reading = RunReading(cwd=cwd)
     kept: list[str] = []
     for simple, opaque in _split(command):
         if (line := _apt_repo(simple)) is not None:
@@ -388,6 +393,12 @@ def read_run_command(command: str) -> RunReading:
             kept.append(simple)
             continue
         tool, args = _tool(words)
+        if tool == "cd" and not opaque:
+            target = args[0] if args else "~"
+            relative = not target.startswith(("/", "~")) and reading.cwd is not None
+            reading.cwd = f"{reading.cwd}/{target}" if relative else target
+            kept.append(simple)
+            continue
         verb = next((a for a in args if not a.startswith("-")), "")
         if tool in _FETCHERS and (tool not in _FETCHING_VERBS or verb in _FETCHING_VERBS[tool]):
             reading.fetches.append(
@@ -412,7 +423,7 @@ def read_run_command(command: str) -> RunReading:
             taken = packages is not None
             reading.apt += packages or []
         elif tool == "pip":
-            taken = _pip(args, simple, reading)
+            taken = _pip(args, simple, reading, reading.cwd)
         elif tool in _CONDA_TOOLS:
             taken = _conda(args, reading)
         else:

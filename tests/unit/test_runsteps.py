@@ -162,3 +162,17 @@ def test_the_spec_gets_the_apt_source_with_every_key_of_the_file(tmp_path: Path)
     assert (source.uri, source.suite, source.components, source.keyring) == (
         "https://apt.test/repo", "stable", ("main",), "/keys/k.asc")
     assert spec.to_dict()["apt_repos"][0]["line"] == "deb https://apt.test/repo stable main"
+
+
+def test_a_cd_earlier_in_the_step_moves_where_a_requirements_file_is_read() -> None:
+    """envd runs a step's commands as one script: after `cd /home`, `-r requirements.txt` is
+    /home/requirements.txt in the image, not the context's file; a relative cd stays in the
+    context."""
+    moved = read_run_command("cd /home")
+    assert (moved.cwd, moved.kept) == ("/home", "cd /home")
+    with pytest.raises(SpecError, match=r"reads /home/requirements\.txt, a file inside the "):
+        read_run_command("pip install -r requirements.txt", moved.cwd)
+    relative = read_run_command("cd sub && pip install -r req.txt")
+    assert (relative.pip_requirements, relative.kept) == (["sub/req.txt"], "cd sub")
+    assert read_run_command("pip install -r r.txt", "sub/deeper").pip_requirements == [
+        "sub/deeper/r.txt"]
