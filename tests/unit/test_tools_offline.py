@@ -290,3 +290,20 @@ def test_install_tool_refuses_what_a_stranger_lock_could_ask(
     install_tool.install(str(src), str(tmp_path / "ok"), "t", "1", [("a/b", "usr/bin/b")],
                          [("usr/bin/x", "../../../../etc/shadow")])
     assert not os.path.lexists(tmp_path / "ok" / "root" / "usr/bin/x")
+
+
+def test_a_cran_package_the_release_lacks_is_said_in_install_r_packages_terms(
+        tmp_path: Path) -> None:
+    spec, _ = spec_of(tmp_path, '    install.r_packages(["rlang", "mlr3"])\n',
+                      head='def build():\n    base(os="debian12", language="r")\n')
+    index = DebIndex.from_packages_text("".join(
+        f"Package: {name}\nVersion: 1.0-1\nArchitecture: amd64\nFilename: ./{name}.deb\n"
+        f"Size: 10\nSHA256: {'ab' * 32}\n\n" for name in ("r-base", "r-cran-rlang")),
+        "http://m.test", "bookworm")
+    check = apt_check(spec)
+    assert check is not None
+    with pytest.raises(LockError) as info:
+        check(index)
+    assert "install.r_packages: " in str(info.value) and "no r-cran-mlr3, so CRAN's 'mlr3'" \
+        in str(info.value)
+    assert "R CMD INSTALL" in (info.value.hint or "")
