@@ -47,7 +47,13 @@ from envnix.core.fileio import atomic_write
 from envnix.core.progress import Progress
 from envnix.frontend.envyaml import read_context_text, resolve_in_context
 from envnix.spec import PipRequest, has_control_character
-from envnix.spec.pipargs import PipWords, check_name, has_pip_words, parse_pip_words
+from envnix.spec.pipargs import (
+    PipWords,
+    check_name,
+    has_pip_words,
+    local_project,
+    parse_pip_words,
+)
 from envnix.spec.platform import AMD64, Platform
 
 DEFAULT_INDEX = "https://pypi.org/simple"
@@ -170,6 +176,8 @@ def _gather(request: PipRequest, context: Path) -> tuple[list[str], PipWords]:
             line = raw.strip()
             if not line or line.startswith("#"):
                 continue
+            if local_project(re.sub(r"(^|\s+)#.*$", "", line)):
+                continue  # a project of the build context: installed in the image by pip
             if not has_pip_words(line):
                 lines.append(line)
                 continue

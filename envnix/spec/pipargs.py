@@ -96,6 +96,22 @@ def git_reference(name: str, url: str, where: str) -> str:
     return f"{name} @ git+{plain}" if name else f"git+{plain}"
 
 
+_EDITABLE = re.compile(r"^(?:-e|--editable)(?:\s*=\s*|\s+)(?P<path>\S.*)$")
+
+
+def local_project(line: str) -> tuple[str, bool] | None:
+    """(path, editable) when a requirements-file line installs a project from a directory
+    (``-e .``, ``--editable ./pkg``, ``./pkg``, ``.``), else None. Such a project is the
+    build context's: the frontend copies it into the image and pip installs it there,
+    offline (envnix.frontend), and the lock leaves the line to it."""
+    m = _EDITABLE.match(line.strip())
+    text, editable = (m["path"], True) if m else (line.strip(), False)
+    text = text.strip().strip("'\"")
+    if text in (".", "..") or text.startswith(("./", "../", "/", "file:")):
+        return text.removeprefix("file://").removeprefix("file:"), editable
+    return None
+
+
 def parse_pip_words(entry: str, where: str) -> PipWords:
     """Split one entry (or requirements-file line) into requirements and pip options."""
     try:

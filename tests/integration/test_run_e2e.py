@@ -115,3 +115,28 @@ def test_an_apt_source_a_step_adds_is_locked_and_installed(
         errors = [line for line in proc.stderr.splitlines() if line.startswith("envnix:")
                   and "warning" not in line]
         assert len(errors) == 1 and f"{url}/InRelease" in errors[0], proc.stderr
+
+
+def test_a_requirements_file_with_the_contexts_own_project(tmp_path: Path,
+                                                           podman_environ: dict) -> None:
+    """envd's own e2e fixture writes `-e .` in requirements.txt next to a setup.py: the
+    project is copied in and installed by pip inside the build (offline, setuptools pinned),
+    the rest of the file is locked, and the image imports both from the workdir's copy."""
+    context = tmp_path / "reqlocal"
+    (context / "reqlocal_pkg").mkdir(parents=True)
+    (context / "setup.py").write_text(
+        "from setuptools import setup, find_packages\n"
+        "setup(name='reqlocal-pkg', version='1.0.0', packages=find_packages())\n")
+    (context / "reqlocal_pkg" / "__init__.py").write_text("WHERE = 'from the context'\n")
+    (context / "requirements.txt").write_text("six==1.16.0\n-e .\n")
+    (context / "build.envd").write_text(
+        'def build():\n    base(os="debian12", language="python3.11")\n'
+        '    install.python_packages(requirements="requirements.txt")\n')
+    built = build(context, "-t", "reqlocal:dev")
+    lock = json.loads((context / "envnix.lock").read_text())
+    assert {"six", "pip", "setuptools"} <= {w["name"] for w in lock["pip"]["wheels"]}
+    out = podman("run", "--rm", f"oci:{built.layout}", "python3", "-c",
+                 "import reqlocal_pkg, six; print(reqlocal_pkg.WHERE, reqlocal_pkg.__file__, "
+                 "six.__version__)", env=podman_environ)
+    assert out.stdout == ("from the context /home/envd/reqlocal/reqlocal_pkg/__init__.py "
+                          "1.16.0\n")

@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from envnix.core.errors import SpecError
+from envnix.core.errors import FrontendError, SpecError
 from envnix.frontend import load_spec
 from envnix.frontend.runsteps import read_run_command
+from envnix.lock.pip import _gather
+from envnix.spec.pipargs import local_project
 
 V0 = 'def build():\n    base(os="debian12", language="python3.11")\n'
 
@@ -176,3 +178,36 @@ def test_a_cd_earlier_in_the_step_moves_where_a_requirements_file_is_read() -> N
     assert (relative.pip_requirements, relative.kept) == (["sub/req.txt"], "cd sub")
     assert read_run_command("pip install -r r.txt", "sub/deeper").pip_requirements == [
         "sub/deeper/r.txt"]
+
+
+@pytest.mark.parametrize(("line", "local"), [
+    ("-e .", (".", True)), ("--editable=./pkg", ("./pkg", True)), ("./pkg", ("./pkg", False)),
+    (".", (".", False)), ("-e git+https://git.test/x.git#egg=x", None), ("six==1.16.0", None),
+])
+def test_local_project_lines_of_a_requirements_file(line: str,
+                                                    local: tuple[str, bool] | None) -> None:
+    assert local_project(line) == local
+
+
+def test_a_requirements_file_installs_the_contexts_project_offline(tmp_path: Path) -> None:
+    """`-e .` in install.python_packages(requirements=): the project is copied in at the
+    workdir and pip-installed there in the build, with pip and its build backend pinned; the
+    lock resolves the other lines only."""
+    (tmp_path / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["hatchling>=1.20"]\nbuild-backend = "hatchling.build"\n')
+    (tmp_path / "requirements.txt").write_text("six==1.16.0\n-e .  # the project itself\n")
+    (tmp_path / "build.envd").write_text(
+        V0 + '    install.python_packages(requirements="requirements.txt")\n')
+    spec = load_spec(tmp_path, warn=lambda _: None)
+    workdir = f"/home/envd/{tmp_path.name}"
+    assert [(c.source, c.target) for c in spec.copies][-1] == (".", workdir)
+    assert {"pip", "hatchling>=1.20"} <= set(spec.pip.packages)
+    install = spec.runs[0].commands[0]
+    assert install.endswith(f"--no-build-isolation --no-compile --no-cache-dir "
+                            f"--disable-pip-version-check -e {workdir}")
+    lines, _ = _gather(spec.pip, tmp_path)
+    assert "six==1.16.0" in lines and not any("-e" in line for line in lines)
+    (tmp_path / "requirements.txt").write_text("-e ../elsewhere\n")
+    with pytest.raises(FrontendError, match=r"requirements\.txt:1: local project '\.\./elsewhere' "
+                                        r"is outside the build context"):
+        load_spec(tmp_path, warn=lambda _: None)
