@@ -8,7 +8,6 @@ Starlark stack, so every complaint points at the line that caused it.
 from __future__ import annotations
 
 import re
-import shlex
 import textwrap
 from collections.abc import Mapping
 from pathlib import Path
@@ -32,12 +31,16 @@ from envnix.frontend.include import (
 )
 from envnix.frontend.iocopy import read_copy_call
 from envnix.frontend.iohttp import io_http
+from envnix.frontend.localprojects import (
+    install_local_projects,
+    local_projects,
+    offline_pip_install,
+)
 from envnix.frontend.runsteps import RunReading, read_run_command
 from envnix.frontend.tools import ToolCalls
 from envnix.spec import (
     CONDA_PREFIX,
     CUSTOM_IMAGE_RELEASE,
-    R_CRAN,
     RELEASE_ALIASES,
     SHELLS,
     SYSTEM_PYTHONS,
@@ -62,7 +65,7 @@ from envnix.spec import cuda as cuda_table
 from envnix.spec.apt import RunAptRepo
 from envnix.spec.copyrules import BASE_DIRS, CONDA_DIRS, CopyRequest, copy_targets, dev_dirs
 from envnix.spec.cuda_provider import provider as provider_named
-from envnix.spec.pipargs import add_entry, check_index_url, has_pip_words, local_project
+from envnix.spec.pipargs import add_entry, check_index_url, has_pip_words
 
 __all__ = ["evaluate_spec", "load_spec", "parse_from"]
 
@@ -233,19 +236,6 @@ class SpecBuilder(ToolCalls, CudaCalls):
     def _install_apt_packages(self, name: list[str] | None = None) -> None:
         self.apt.extend(name or [])
 
-    def _install_r_packages(self, name: list[str] | None = None) -> None:
-        """CRAN packages as the distribution packages them (``r-cran-<name>``), pinned like any
-        .deb: envd installs them from CRAN at build time, which nothing pins. A package the
-        release does not carry fails the lock naming the r-cran- package."""
-        if not name:
-            raise SpecError("Can not install empty R package")
-        packages = [f"{R_CRAN}{n.strip().lower()}" for n in name]
-        self._warn(f"install.r_packages({name!r}): from the release's {', '.join(packages)} "
-                   "(CRAN's packages as the distribution builds them), pinned like any .deb")
-        if "install.r_lang" not in self.tool_calls:  # R itself, as envd's R images have it
-            self._install_r_lang()
-        self.apt.extend(packages)
-
     def _install_system_packages(self, name: list[str] | None = None) -> None:
         self.v0_signals.append("install.system_packages()")
         self._warn("install.system_packages is envd's pre-0.2 name; read as install.apt_packages")
@@ -265,7 +255,8 @@ class SpecBuilder(ToolCalls, CudaCalls):
         if requirements is not None:
             # envd: the last requirements= wins.
             self.pip.requirements_files = [self._context_file(requirements, "requirements file")]
-            self.requirements_local = self._local_projects(self.pip.requirements_files[0])
+            self.requirements_local = local_projects(self.context,
+                                                     self.pip.requirements_files[0])
         if local_wheels:
             raise SpecError("install.python_packages(local_wheels=...) is not supported yet")
 
@@ -283,57 +274,6 @@ class SpecBuilder(ToolCalls, CudaCalls):
         if env_file is not None:
             # envd: the last env_file wins.
             self.conda.env_file = self._context_file(env_file, "env_file")
-
-    def _local_projects(self, requirements: str) -> list[tuple[str, bool]]:
-        """The build context's projects a requirements file installs (``-e .``, ``./pkg``),
-        as (context-relative directory, editable); the lock leaves those lines to these."""
-        root = self.context.resolve()
-        found: list[tuple[str, bool]] = []
-        text = (root / requirements).read_text(encoding="utf-8", errors="replace")
-        for number, raw in enumerate(text.splitlines(), 1):
-            local = local_project(re.sub(r"(^|\s+)#.*$", "", raw))
-            if local is None:
-                continue
-            path = ((root / requirements).parent / local[0]).resolve()
-            where = f"{requirements}:{number}"
-            if not path.is_relative_to(root):
-                raise SpecError(f"{where}: local project {local[0]!r} is outside the build "
-                                "context", hint="move it under the directory that holds "
-                                                "build.envd")
-            if not path.is_dir() or not any((path / f).is_file()
-                                            for f in ("pyproject.toml", "setup.py")):
-                raise SpecError(f"{where}: local project {local[0]!r} is not a directory "
-                                "with a pyproject.toml or setup.py",
-                                hint="pip installs a project from its directory; a wheel "
-                                     "or an archive path is not supported")
-            entry = (path.relative_to(root).as_posix(), local[1])
-            if entry not in found:
-                found.append(entry)
-        return found
-
-    def _requirements_local_extras(self, workdir: str, python: PythonSpec) -> None:
-        """The context's projects a requirements file names are copied in like io.copy (at
-        the workdir, where ``envd up`` mounts the context, so an editable install follows the
-        live sources in a dev container) and installed by pip in the hermetic build, offline,
-        before build.envd's run() steps; pip and the projects' build backends are pinned
-        with the other wheels (``--no-build-isolation``: nothing is fetched then)."""
-        arguments: list[str] = []
-        backends: list[str] = []
-        for rel, editable in self.requirements_local:
-            target = workdir if rel == "." else f"{workdir}/{rel}"
-            self.env_copies.append(CopySpec(rel, target))
-            arguments += (["-e"] if editable else []) + [target]
-            backends += _build_requirements(self.context.resolve() / rel)
-        for requirement in ("pip", *backends):
-            if requirement not in self.pip.packages:
-                self.pip.packages.append(requirement)
-        self._warn(f"{self.pip.requirements_files[0]}: the build context's "
-                   f"{', '.join(r for r, _ in self.requirements_local)} installed by pip "
-                   f"inside the build, offline, with {', '.join(backends)} pinned")
-        self.runs.insert(0, RunSpec([shlex.join([
-            python.interpreter, "-m", "pip", "install", "--no-deps", "--no-index",
-            "--no-build-isolation", "--no-compile", "--no-cache-dir",
-            "--disable-pip-version-check", *arguments])]))
 
     def _context_file(self, rel: str, what: str) -> str:
         path = (self.context / rel).resolve()
@@ -572,7 +512,13 @@ class SpecBuilder(ToolCalls, CudaCalls):
         if python and python.provider == "conda" and self.conda.env_file:
             self._env_yaml_extras(workdir)
         if python and self.requirements_local:
-            self._requirements_local_extras(workdir, python)
+            copies, packages, run, note = install_local_projects(
+                self.context, self.requirements_local, self.pip.requirements_files[0],
+                workdir, python)
+            self.env_copies += copies
+            self.pip.packages += [p for p in packages if p not in self.pip.packages]
+            self.runs.insert(0, run)  # before build.envd's run() steps, as envd installs
+            self._warn(note)
         files = dict(self.files)
         labels = {"ai.tensorchord.envd.syntax.version": self.syntax,
                   "ai.tensorchord.envd.vendor": "envnix", **self.labels}
@@ -663,25 +609,7 @@ class SpecBuilder(ToolCalls, CudaCalls):
             self.env_copies.append(CopySpec(rel, target))
             arguments += (["-e"] if editable else []) + [target]
         # Before build.envd's own run() steps, as envd installs env.yaml before running them.
-        self.runs.insert(0, RunSpec([shlex.join([
-            f"{CONDA_PREFIX}/bin/python", "-m", "pip", "install", "--no-deps", "--no-index",
-            "--no-build-isolation", "--no-compile", "--no-cache-dir",
-            "--disable-pip-version-check", *arguments])]))
-
-
-def _build_requirements(project: Path) -> list[str]:
-    """What building *project* needs (PEP 518): its pyproject.toml's [build-system] requires,
-    else setuptools and wheel, as pip assumes for a setup.py project."""
-    import tomllib
-
-    try:
-        data = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError):
-        data = {}
-    requires = data.get("build-system", {}).get("requires")
-    if isinstance(requires, list) and all(isinstance(r, str) for r in requires) and requires:
-        return [r.strip() for r in requires]
-    return ["setuptools", "wheel"]
+        self.runs.insert(0, offline_pip_install(f"{CONDA_PREFIX}/bin/python", arguments))
 
 
 def load_spec(context: Path, from_: str = "build.envd:build",

@@ -15,7 +15,7 @@ from typing import Any
 
 from envnix.core.errors import SpecError
 from envnix.core.progress import Progress
-from envnix.spec import OsRelease, PythonSpec, ToolSpec
+from envnix.spec import R_CRAN, OsRelease, PythonSpec, ToolSpec
 
 UV_VERSION = "0.9.22"
 """The uv envd installs (its uv.go): the same release, as a wheel."""
@@ -57,6 +57,7 @@ class ToolCalls:
     os: OsRelease | None
     base_image: str | None
     _warn: Progress  # SpecBuilder's: a warning line, kept in the spec
+    apt: list[str]  # SpecBuilder's: install.apt_packages' names
 
     @functools.cached_property
     def tool_calls(self) -> dict[str, dict[str, Any]]:
@@ -80,6 +81,19 @@ class ToolCalls:
 
     def _install_r_lang(self) -> None:
         self._tool("install.r_lang")
+
+    def _install_r_packages(self, name: list[str] | None = None) -> None:
+        """CRAN packages as the distribution packages them (``r-cran-<name>``), pinned like any
+        .deb: envd installs them from CRAN at build time, which nothing pins. A package the
+        release does not carry fails the lock naming the r-cran- package."""
+        if not name:
+            raise SpecError("Can not install empty R package")
+        packages = [f"{R_CRAN}{n.strip().lower()}" for n in name]
+        self._warn(f"install.r_packages({name!r}): from the release's {', '.join(packages)} "
+                   "(CRAN's packages as the distribution builds them), pinned like any .deb")
+        if "install.r_lang" not in self.tool_calls:  # R itself, as envd's R images have it
+            self._install_r_lang()
+        self.apt.extend(packages)
 
     @property
     def uv_python(self) -> str | None:

@@ -87,7 +87,12 @@ def test_requirements_file_lines_are_read_the_same_way(tmp_path: Path) -> None:
     (tmp_path / "requirements.txt").write_text("six==1.17.0\n# c\nnumpy  # inline\n")
     assert requirements_text(PipRequest(requirements_files=["requirements.txt"]),
                              tmp_path) == "six==1.17.0\nnumpy  # inline\n"
+    # the context's own project (-e ./local) is the frontend's to install: the lock skips it
     (tmp_path / "requirements.txt").write_text("six\n  -e ./local\n")
+    assert requirements_text(PipRequest(requirements_files=["requirements.txt"]),
+                             tmp_path) == "six\n"
+    (tmp_path / "requirements.txt").write_text("six\n  -e ./local\n  --no-binary :all:\n")
     with pytest.raises(SpecError) as info:
         requirements_text(PipRequest(requirements_files=["requirements.txt"]), tmp_path)
-    assert str(info.value).startswith("requirements.txt:2:3: pip option '-e' cannot be locked")
+    assert str(info.value).startswith(
+        "requirements.txt:3:3: pip option '--no-binary' cannot be locked")
