@@ -512,10 +512,10 @@ class SpecBuilder(ToolCalls, CudaCalls):
         if python and python.provider == "conda" and self.conda.env_file:
             self._env_yaml_extras(workdir)
         if python and self.requirements_local:
-            copies, packages, run, note = install_local_projects(
+            project_copies, packages, run, note = install_local_projects(
                 self.context, self.requirements_local, self.pip.requirements_files[0],
                 workdir, python)
-            self.env_copies += copies
+            self.env_copies += project_copies
             self.pip.packages += [p for p in packages if p not in self.pip.packages]
             self.runs.insert(0, run)  # before build.envd's run() steps, as envd installs
             self._warn(note)

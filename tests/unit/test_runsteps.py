@@ -196,11 +196,15 @@ def test_a_requirements_file_installs_the_contexts_project_offline(tmp_path: Pat
     (tmp_path / "pyproject.toml").write_text(
         '[build-system]\nrequires = ["hatchling>=1.20"]\nbuild-backend = "hatchling.build"\n')
     (tmp_path / "requirements.txt").write_text("six==1.16.0\n-e .  # the project itself\n")
+    (tmp_path / "data.txt").write_text("kept\n")
     (tmp_path / "build.envd").write_text(
-        V0 + '    install.python_packages(requirements="requirements.txt")\n')
+        V0 + '    install.python_packages(requirements="requirements.txt")\n'
+        '    io.copy(host_path="data.txt", envd_path="/srv/data.txt")\n')
     spec = load_spec(tmp_path, warn=lambda _: None)
     workdir = f"/home/envd/{tmp_path.name}"
-    assert [(c.source, c.target) for c in spec.copies][-1] == (".", workdir)
+    # the file's own io.copy stays, and the project is copied once
+    assert [(c.source, c.target) for c in spec.copies] == [
+        ("data.txt", "/srv/data.txt"), (".", workdir)]
     assert {"pip", "hatchling>=1.20"} <= set(spec.pip.packages)
     install = spec.runs[0].commands[0]
     assert install.endswith(f"--no-build-isolation --no-compile --no-cache-dir "
