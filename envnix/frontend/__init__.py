@@ -391,12 +391,12 @@ class SpecBuilder(ToolCalls, CudaCalls):
             self.runs.append(RunSpec(kept, mount_host=bool(mount_host)))
 
     def _take_run_installs(self, reading: RunReading, at: str) -> None:
-        """A run() step's package installs, locked as the install.* calls they mean."""
+        """A run() step's package installs, locked as the install.* calls they mean, and the
+        apt repositories (with their keys) they install from."""
+        self.apt_repos += [(line, at.rstrip(": ")) for line in reading.apt_repos]
+        self.apt_keys += [k for k in reading.apt_keys if k not in self.apt_keys]
         for function, kwargs in reading.install_calls():
-            if function == "apt repository":
-                self.apt_repos += [(line, at.rstrip(": ")) for line in kwargs["source"]]
-                self.apt_keys += [k for k in kwargs["key"] if k not in self.apt_keys]
-            elif "requirements" in kwargs:  # every -r of a step applies, unlike requirements=
+            if "requirements" in kwargs:  # every -r of a step applies, unlike requirements=
                 self.pip.requirements_files.append(
                     self._context_file(kwargs["requirements"], "requirements file"))
             else:

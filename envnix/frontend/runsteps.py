@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 
 from envnix.core.errors import SpecError
 from envnix.spec import EXTRA_SOURCE_DIR
+from envnix.spec.apt import CODENAME_PLACEHOLDER
 
 __all__ = ["RunReading", "read_run_command"]
 
@@ -48,8 +49,6 @@ class RunReading:
     def install_calls(self) -> list[tuple[str, dict[str, Any]]]:
         """The install.* calls the taken commands stand for, as (function, keyword arguments)."""
         calls: list[tuple[str, dict[str, Any]]] = []
-        if self.apt_repos or self.apt_keys:
-            calls.append(("apt repository", {"source": self.apt_repos, "key": self.apt_keys}))
         if self.apt:
             calls.append(("install.apt_packages", {"name": self.apt}))
         if self.pip:
@@ -63,13 +62,12 @@ class RunReading:
     def summary(self) -> str:
         """The warning that says what was taken out of the step and what it became."""
         steps = "; ".join(f"`{t}`" for t in self.taken)
-        calls = ", ".join(
-            f"{function}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())})"
-            for function, kwargs in self.install_calls() if function != "apt repository")
-        calls = ", ".join([*(f"the apt source `{line}` (read at lock time, like the release's "
-                             "archive)" for line in self.apt_repos),
-                           *(f"the key {url} of run()'s apt sources" for url in self.apt_keys),
-                           *([calls] if calls else [])])
+        calls = ", ".join([
+            *(f"the apt source `{line}` (read at lock time, like the release's archive)"
+              for line in self.apt_repos),
+            *(f"the key {url} of run()'s apt sources" for url in self.apt_keys),
+            *(f"{function}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())})"
+              for function, kwargs in self.install_calls())])
         return (f"run(): {steps} reads as {calls or 'nothing to install'}: locked like the "
                 "install.* calls, since the build has no network")
 
@@ -334,8 +332,8 @@ def _apt_repo(simple: str) -> str | None:
     """The one-line apt source a step adds: ``echo 'deb ...' | tee [-a] /etc/apt/sources.list
     [.d/NAME.list]``, ``echo 'deb ...' >> FILE`` or ``add-apt-repository 'deb ...'``. The line
     keeps shell expansions such as ``$(lsb_release -cs)`` for the lock to fill in."""
-    text = simple.replace("$(lsb_release -cs)", "@CODENAME@").replace(
-        "$(lsb_release -sc)", "@CODENAME@")
+    text = simple.replace("$(lsb_release -cs)", CODENAME_PLACEHOLDER).replace(
+        "$(lsb_release -sc)", CODENAME_PLACEHOLDER)
     m = re.fullmatch(r"(.*?)\s*>>?\s*(\S+)", text)
     if m and _SOURCES_LIST.match(m[2]) and (words := _words(m[1])):
         return _deb_line(words)
