@@ -176,12 +176,13 @@ def _gather(request: PipRequest, context: Path) -> tuple[list[str], PipWords]:
             line = raw.strip()
             if not line or line.startswith("#"):
                 continue
-            if local_project(re.sub(r"(^|\s+)#.*$", "", line)):
+            bare = re.sub(r"(^|\s+)#.*$", "", line)  # without its comment
+            if local_project(bare):
                 continue  # a project of the build context: installed in the image by pip
             if not has_pip_words(line):
                 lines.append(line)
                 continue
-            words = _file_line(re.sub(r"(^|\s+)#.*$", "", line), rel, number, raw)
+            words = _file_line(bare, rel, number, raw)
             lines += words.requirements
             for have, new in ((options.indexes, words.indexes),
                               (options.find_links, words.find_links),

@@ -81,13 +81,17 @@ def repository(os_release: OsRelease | None) -> str | None:
         return url
     if os_release is None or os_release.distro != "ubuntu" or not os_release.codename:
         return None
-    return f"{NVIDIA_CUDA_REPOS}/{os_release.distro}{os_release.release.replace('.', '')}/x86_64"
+    return f"{NVIDIA_CUDA_REPOS}/{_repo_dir(os_release)}"
+
+
+def _repo_dir(os_release: OsRelease) -> str:
+    """The release's directory under NVIDIA's repositories: ``ubuntu2204/x86_64``."""
+    return f"{os_release.distro}{os_release.release.replace('.', '')}/x86_64"
 
 
 def repo_hint(os_release: OsRelease | None) -> str:
     """How to name NVIDIA's repository for ``os_release``, for a hint."""
-    where = (f" ({os_release.distro}{os_release.release.replace('.', '')}/x86_64)"
-             if os_release else "")
+    where = f" ({_repo_dir(os_release)})" if os_release else ""
     return (f"set {options.CUDA_APT_REPO.name} to NVIDIA's CUDA repository for your "
             f"release{where}, or a mirror of it")
 

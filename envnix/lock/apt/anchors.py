@@ -99,10 +99,14 @@ def anchored_keyring(source: AptSource, refresh: bool = False) -> Path:
     anchor = ANCHORS[source.anchor]
     path = cache_dir("keys") / f"{source.anchor}-{_digest(source.uri)}.gpg"
     if refresh or not path.is_file():
-        key = anchor.fetch(source)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, key)
+        _store(path, anchor.fetch(source))
     return path
+
+
+def _store(path: Path, key: bytes) -> None:
+    """Write *key* to the keys cache (its directory made on first use)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, key)
 
 
 def _digest(text: str) -> str:
@@ -141,7 +145,6 @@ def fetched_keyring(urls: tuple[str, ...]) -> str:
         data = _get(url)
         if len(data) > MAX_KEYRING:
             raise LockError(f"{url}: {len(data)} bytes is no archive key (over {MAX_KEYRING})")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, data)
+        _store(path, data)
         paths.append(str(path))
     return os.pathsep.join(paths)
