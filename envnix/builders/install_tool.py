@@ -1,11 +1,13 @@
-"""Nix builder: lay out a tool's archive (install.uv, install.nodejs) as a package tree.
+"""Nix builder: lay out a tool's archive (install.uv, install.nodejs, install.codex) as a
+package tree.
 
 A tool is not installed as the package its archive is (uv's and Node.js's wheels are not put
 into a Python): the lock names which members go where in the image, and which symbolic links
 the tool needs, and this builder does exactly that and nothing else.
 
 Environment:
-  src         path of the archive (a fixed-output fetch): a zip (a wheel)
+  src         path of the archive (a fixed-output fetch): a zip (a wheel) or a tar
+              (an npm package's .tgz)
   out         output directory (Nix's $out)
   pkgName     the tool's name, for meta.json
   pkgVersion  its version, for meta.json
@@ -17,6 +19,7 @@ Environment:
               corepack gets no dangling corepack link; meta.json notes it)
 
 Modes come from the archive (the executable bit decides 0755 or 0644); owners are root.
+A member a later ``paths`` entry also names goes where that entry says.
 Output: ``$out/root/...`` and ``$out/meta.json`` ({"kind": "tool", ...}).
 """
 
@@ -25,9 +28,11 @@ from __future__ import annotations
 import os
 import posixpath
 import stat
+import tarfile
 import zipfile
 from typing import Any
 
+import _archive as A
 import _builder as B
 import _treewrite as T
 
@@ -41,9 +46,12 @@ def _pairs(value: str, what: str) -> list[tuple[str, str]]:
     return [(a, b) for a, b in items]
 
 
-def _plan(names: list[str], paths: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """(member, root-relative destination) of every file to lay out, in member order."""
-    chosen: dict[str, str] = {}
+Rules = list[tuple[str, str]]
+
+
+def _rules(paths: list[tuple[str, str]]) -> Rules:
+    """(member, root-relative destination) of each ``paths`` entry, checked."""
+    rules = []
     for member, target in paths:
         if member.endswith("/") != target.endswith("/"):
             raise B.BuilderError(f"paths: {member!r} -> {target!r}: a directory goes to a "
@@ -51,35 +59,82 @@ def _plan(names: list[str], paths: list[tuple[str, str]]) -> list[tuple[str, str
         base = T.safe_relpath(target, "paths target")
         if not base:
             raise B.BuilderError(f"paths: {target!r} is the image root")
+        rules.append((member, base))
+    return rules
+
+
+def _destination(name: str, rules: Rules, used: set[str]) -> str | None:
+    """Where member ``name`` goes (the last rule that takes it wins), or None."""
+    found = None
+    for member, base in rules:
         if member.endswith("/"):
-            found = [n for n in names if n.startswith(member) and not n.endswith("/")]
-        else:
-            found = [member] if member in names else []
-        if not found:
+            if name.startswith(member) and not name.endswith("/"):
+                found = T.safe_relpath(f"{base}/{name[len(member):]}", "member")
+                used.add(member)
+        elif name == member:
+            found = base
+            used.add(member)
+    return found
+
+
+def _check_used(rules: Rules, used: set[str]) -> None:
+    for member, _ in rules:
+        if member not in used:
             raise B.BuilderError(f"the archive has no {member!r}")
-        for name in found:
-            rest = name[len(member):] if member.endswith("/") else ""
-            chosen[name] = T.safe_relpath(f"{base}/{rest}" if rest else base, "member")
-    return sorted(chosen.items())
+
+
+def _from_zip(archive: zipfile.ZipFile, writer: T.TreeWriter, rules: Rules) -> None:
+    """A wheel's members; the executable bit decides 0755 or 0644."""
+    used: set[str] = set()
+    for info in sorted(archive.infolist(), key=lambda i: i.filename):
+        rel = _destination(info.filename, rules, used)
+        if rel is None:
+            continue
+        mode = info.external_attr >> 16
+        if stat.S_ISLNK(mode):
+            writer.add_symlink(rel, archive.read(info).decode("utf-8"), source=info.filename)
+            continue
+        with archive.open(info) as fh:
+            writer.add_file(rel, fh, 0o755 if mode & 0o111 else 0o644, source=info.filename)
+    _check_used(rules, used)
+
+
+def _from_tar(src: str, writer: T.TreeWriter, rules: Rules) -> None:
+    """A tarball's members (an npm package), read as one stream; owners are root whatever
+    the archive says, and its devices, fifos and hard links have no place in a tool."""
+    used: set[str] = set()
+    with open(src, "rb") as fh, A.open_tar_stream(fh) as tf:
+        for m in tf:
+            rel = _destination(m.name, rules, used) if (m.isreg() or m.issym()) else None
+            special = m.islnk() or m.ischr() or m.isblk() or m.isfifo()
+            if special and _destination(m.name, rules, set()) is not None:
+                raise B.BuilderError(f"{m.name}: a tool's archive may hold files, "
+                                     "directories and symbolic links only")
+            if rel is None:
+                continue
+            if m.issym():
+                writer.add_symlink(rel, m.linkname, source=m.name)
+                continue
+            data = tf.extractfile(m)
+            if data is None:
+                raise B.BuilderError(f"{m.name}: cannot read member data")
+            writer.add_file(rel, data, 0o755 if m.mode & 0o111 else 0o644, source=m.name)
+    _check_used(rules, used)
 
 
 def install(src: str, out: str, name: str, version: str, paths: list[tuple[str, str]],
             links: list[tuple[str, str]]) -> None:
     writer = T.TreeWriter(os.path.join(out, "root"))
-    try:
-        archive = zipfile.ZipFile(src)
-    except zipfile.BadZipFile:
-        raise B.BuilderError(f"{src}: not a zip archive (a wheel)") from None
-    with archive:
-        infos = {i.filename: i for i in archive.infolist()}
-        for member, rel in _plan(sorted(infos), paths):
-            info = infos[member]
-            mode = info.external_attr >> 16
-            if stat.S_ISLNK(mode):
-                writer.add_symlink(rel, archive.read(info).decode("utf-8"), source=member)
-                continue
-            with archive.open(info) as fh:
-                writer.add_file(rel, fh, 0o755 if mode & 0o111 else 0o644, source=member)
+    rules = _rules(paths)
+    if zipfile.is_zipfile(src):
+        with zipfile.ZipFile(src) as archive:
+            _from_zip(archive, writer, rules)
+    else:
+        try:
+            _from_tar(src, writer, rules)
+        except tarfile.TarError as exc:
+            raise B.BuilderError(f"{src}: neither a zip archive (a wheel) nor a tar archive "
+                                 f"({exc})") from None
     for link, target in links:
         rel = T.safe_relpath(link, "links")
         if target.startswith("/"):

@@ -98,6 +98,8 @@ CONDA_CHANNEL_ALIAS = Option("ENVNIX_CONDA_CHANNEL_ALIAS", "conda's channel_alia
                              "bare channel name (conda-forge, pytorch, ...) is looked up under "
                              "when the file's .condarc does not say", "conda's own, as "
                              "py-rattler knows it", key="conda.channel-alias")
+NPM_REGISTRY = Option("ENVNIX_NPM_REGISTRY", "npm registry base URL install.codex() is locked "
+                      "from", "npm's own, as `npm config get registry` says", key="npm.registry")
 INSECURE_REGISTRIES = Option("ENVNIX_INSECURE_REGISTRIES", "comma-separated host[:port] of "
                              "registries spoken to over plain HTTP when locking a base image",
                              "none", key="registry.insecure", join=",", project=False)
@@ -128,7 +130,7 @@ OPTIONS: tuple[Option, ...] = (
     APT_MIRROR, APT_SECURITY_MIRROR, APT_SNAPSHOT, APT_KEYRING, DEBIAN_KEYRING, APT_UNVERIFIED,
     APT_PROFILE, UBUNTU_MIRROR, UBUNTU_KEYRING,
     CUDA_PROVIDER, CUDA_APT_REPO, CUDA_APT_KEYRING, CONDA_DEFAULT_CHANNELS, CONDA_CHANNEL_ALIAS,
-    INSECURE_REGISTRIES, REGISTRY_CREDS, REGISTRY_CERT_DIR, REGISTRY_TLS_VERIFY,
+    NPM_REGISTRY, INSECURE_REGISTRIES, REGISTRY_CREDS, REGISTRY_CERT_DIR, REGISTRY_TLS_VERIFY,
     SUBSTITUTERS, TRUSTED_PUBLIC_KEYS, BUILDERS, LOAD,
 )
 
@@ -234,6 +236,11 @@ def conda_default_channels(environ: Environ = None) -> tuple[str, ...]:
 def conda_channel_alias(environ: Environ = None) -> str:
     """``""`` when unset or blank."""
     return (CONDA_CHANNEL_ALIAS.raw(environ) or "").strip().rstrip("/")
+
+
+def npm_registry(environ: Environ = None) -> str:
+    """``""`` when unset or blank; no trailing slash."""
+    return (NPM_REGISTRY.raw(environ) or "").strip().rstrip("/")
 
 
 def insecure_registries(environ: Environ = None) -> frozenset[str]:

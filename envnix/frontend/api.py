@@ -64,8 +64,6 @@ def _p(name: str, kind: str = "str", default: object = None) -> Param:
 _PIXI = ("pixi comes from a release download envnix cannot pin; write "
          'install.conda_packages(name=["pixi"], channel=["conda-forge"]) for conda-forge\'s '
          "pixi in the conda env")
-_CODEX = ("codex is an npm package envnix does not lock yet; put the codex binary in the build "
-          'context and write io.copy(source="codex", target="/usr/bin/codex")')
 _JULIA = ("Julia comes from a release download envnix cannot pin; build on an image that has "
           'it, pinned by digest: base(image="julia:1.10@sha256:<digest>")')
 _RUNTIME_ONLY = "it only affects `envd up` (the running container), not the image"
@@ -98,7 +96,7 @@ FUNCTIONS: tuple[Function, ...] = (
     _f("install.rust", _p("version")),
     _f("install.go", _p("version")),
     _f("install.nodejs", _p("version")),
-    _f("install.codex", _p("version"), skip=_CODEX),
+    _f("install.codex", _p("version")),
     # config.*
     _f("config.pip_index", _p("url"), _p("extra_url"), _p("trust", "bool"), _p("mode")),
     _f("config.conda_channel", _p("channel"), _p("use_mamba", "bool")),

@@ -1,10 +1,11 @@
-"""envd's tool installers (install.uv, install.nodejs, install.go, install.rust,
-install.r_lang) as ToolSpecs: what each asks for and where envd puts it.
+"""envd's tool installers (install.uv, install.nodejs, install.codex, install.go,
+install.rust, install.r_lang) as ToolSpecs: what each asks for and where envd puts it.
 
 envd downloads these at build time from release hosts; envnix takes them from registries it
 can pin instead: uv and Node.js from PyPI wheels (their files go where envd puts the tool,
-not into a Python), Go, Rust and R from the distribution's
-archive (apt). The lock stage pins each artifact; this module only records the request.
+not into a Python), Codex from the npm registry (its native build), Go, Rust and R from the
+distribution's archive (apt). The lock stage pins each artifact; this module only records
+the request.
 """
 
 from __future__ import annotations
@@ -21,15 +22,17 @@ UV_VERSION = "0.9.22"
 """The uv envd installs (its uv.go): the same release, as a wheel."""
 
 # (function) -> the tool's name in the spec and the lock
-TOOL_NAMES = {"install.uv": "uv", "install.nodejs": "nodejs",
+TOOL_NAMES = {"install.uv": "uv", "install.nodejs": "nodejs", "install.codex": "codex",
               "install.go": "go", "install.rust": "rust", "install.r_lang": "r"}
 
 _VERSION = {
     "install.nodejs": re.compile(r"v?(?P<v>\d+(?:\.\d+){0,2})"),
     "install.go": re.compile(r"(?:go|v)?(?P<v>\d+\.\d+(?:\.\d+)?)"),
     "install.rust": re.compile(r"v?(?P<v>\d+\.\d+(?:\.\d+)?)"),
+    # envd takes a release tag of codex's repository (rust-v0.98.0); npm has it as 0.98.0
+    "install.codex": re.compile(r"(?:rust-)?v?(?P<v>\d+\.\d+\.\d+(?:-(?:alpha|beta)\.\d+)?)"),
 }
-_EXAMPLE = {"install.nodejs": "22 or 22.20.0",
+_EXAMPLE = {"install.nodejs": "22 or 22.20.0", "install.codex": "0.98.0",
             "install.go": "1.19 or 1.19.8", "install.rust": "1.63"}
 
 
@@ -72,6 +75,9 @@ class ToolCalls:
 
     def _install_nodejs(self, version: str | None = None) -> None:
         self._tool("install.nodejs", version=version)
+
+    def _install_codex(self, version: str | None = None) -> None:
+        self._tool("install.codex", version=version)
 
     def _install_go(self, version: str | None = None) -> None:
         self._tool("install.go", version=version)
@@ -117,6 +123,8 @@ class ToolCalls:
                 tools.append(_uv(args.get("python_version"), python, self._warn))
             elif qualname == "install.nodejs":
                 tools.append(ToolSpec(name, version, "pypi", path=["/opt/nodejs/bin"]))
+            elif qualname == "install.codex":
+                tools.append(ToolSpec(name, version, "npm"))
             elif self.base_image:
                 raise SpecError(f"{qualname}() on base(image={self.base_image!r}) is not "
                                 "supported: envnix takes it from the distribution's archive, "

