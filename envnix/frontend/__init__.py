@@ -33,7 +33,9 @@ from envnix.frontend.iocopy import read_copy_call
 from envnix.frontend.iohttp import io_http
 from envnix.frontend.localprojects import (
     install_local_projects,
+    install_local_wheels,
     local_projects,
+    local_wheel,
     offline_pip_install,
 )
 from envnix.frontend.runsteps import RunReading, read_run_command
@@ -121,6 +123,7 @@ class SpecBuilder(ToolCalls, CudaCalls):
         self.conda_enabled = False
         self.copy_requests: list[tuple[str, CopyRequest]] = []  # (context path, as written)
         self.requirements_local: list[tuple[str, bool]] = []  # -e . in requirements=
+        self.local_wheels: list[str] = []  # install.python_packages(local_wheels=), in order
         self.env_copies: list[CopySpec] = []  # env.yaml's local pip paths, placed exactly
         self.runs: list[RunSpec] = []
         self.downloads: list[Any] = []  # io.http calls (HttpSpec), in call order
@@ -257,8 +260,11 @@ class SpecBuilder(ToolCalls, CudaCalls):
             self.pip.requirements_files = [self._context_file(requirements, "requirements file")]
             self.requirements_local = local_projects(self.context,
                                                      self.pip.requirements_files[0])
-        if local_wheels:
-            raise SpecError("install.python_packages(local_wheels=...) is not supported yet")
+        for rel in local_wheels or []:
+            rel = self._context_file(rel, "local wheel")
+            self.pip.packages += [r for r in local_wheel(self.context, rel)
+                                  if r not in self.pip.packages]
+            self.local_wheels += [rel] if rel not in self.local_wheels else []
 
     def _install_conda_packages(self, name: list[str] | None = None,
                                 channel: list[str] | None = None,
@@ -496,7 +502,7 @@ class SpecBuilder(ToolCalls, CudaCalls):
         # CUDA's wheels (and conda packages) need a Python; apt and nixpkgs CUDA do not.
         cuda_needs_python = self.cuda is not None and provider_named(
             self._choose_cuda(self.conda.requested)[0]).installer in ("pip", "conda")
-        wants_pip = bool(self.pip.packages or self.pip.requirements_files)
+        wants_pip = bool(self.pip.packages or self.pip.requirements_files or self.local_wheels)
         base_python = (self.base_image is not None and self.language is None and wants_pip
                        and not (self.conda.requested or self.conda_enabled
                                 or cuda_needs_python or self.uv_python))
@@ -511,10 +517,13 @@ class SpecBuilder(ToolCalls, CudaCalls):
         copies = self._copies(dev, python)
         if python and python.provider == "conda" and self.conda.env_file:
             self._env_yaml_extras(workdir)
+        local = [install_local_wheels(self.local_wheels, workdir, python)] if (
+            python and self.local_wheels) else []
         if python and self.requirements_local:
-            project_copies, packages, run, note = install_local_projects(
-                self.context, self.requirements_local, self.pip.requirements_files[0],
-                workdir, python)
+            local.insert(0, install_local_projects(self.context, self.requirements_local,
+                                                   self.pip.requirements_files[0], workdir,
+                                                   python))
+        for project_copies, packages, run, note in reversed(local):
             self.env_copies += project_copies
             self.pip.packages += [p for p in packages if p not in self.pip.packages]
             self.runs.insert(0, run)  # before build.envd's run() steps, as envd installs

@@ -1,4 +1,5 @@
-"""The build context's own projects that a requirements file installs (``-e .``, ``./pkg``).
+"""The build context's own projects that a requirements file installs (``-e .``, ``./pkg``),
+and the wheels install.python_packages(local_wheels=[...]) names.
 
 Why: envd runs ``pip install -r requirements.txt`` with the context mounted, so its own e2e
 fixture writes ``-e .`` next to a setup.py. Nothing there can be locked from an index: the
@@ -8,13 +9,19 @@ container) and installed by the image's own pip inside the hermetic build, offli
 env.yaml's local pip paths are; pip and the project's build backend are pinned with the other
 wheels (``--no-build-isolation``: nothing is fetched then), and the lock leaves those lines
 out (envnix.spec.pipargs.local_project says which they are).
+
+A local wheel goes the same way (envd runs ``pip install <wheel>`` with the context mounted):
+copied to the workdir and installed offline without its dependencies, which are read from its
+METADATA and pinned with the image's other pip packages, so pip never needs an index.
 """
 
 from __future__ import annotations
 
+import email.parser
 import re
 import shlex
 import tomllib
+import zipfile
 from pathlib import Path
 
 from envnix.core.errors import SpecError
@@ -75,6 +82,49 @@ def offline_pip_install(interpreter: str, arguments: list[str]) -> RunSpec:
         interpreter, "-m", "pip", "install", "--no-deps", "--no-index",
         "--no-build-isolation", "--no-compile", "--no-cache-dir",
         "--disable-pip-version-check", *arguments])])
+
+
+_WHEEL_NAME = re.compile(r"(?P<name>[A-Za-z0-9_.]+)-(?P<version>[A-Za-z0-9_.!+]+)"
+                         r"(-\d[^-]*)?-[^-]+-[^-]+-[^-]+\.whl")
+_EXTRA_MARKER = re.compile(r"""\bextra\s*==""")
+
+
+def local_wheel(context: Path, rel: str) -> list[str]:
+    """The requirements (Requires-Dist, extras' left out) of the context's wheel *rel*, read
+    from its METADATA; one line when it is not a wheel envnix can read."""
+    where = f"install.python_packages(local_wheels=[{rel!r}])"
+    match = _WHEEL_NAME.fullmatch(Path(rel).name)
+    if not match:
+        raise SpecError(f"{where}: {Path(rel).name!r} is not a wheel's file name",
+                        hint="name a .whl built for the image (name-version-tags.whl); pip "
+                             "installs an sdist or a directory from requirements= instead")
+    try:
+        with zipfile.ZipFile(context.resolve() / rel) as archive:
+            metadata = [n for n in archive.namelist() if n.count("/") == 1
+                        and n.endswith(".dist-info/METADATA")]
+            if len(metadata) != 1:
+                raise SpecError(f"{where}: the wheel has {len(metadata)} .dist-info/METADATA "
+                                "files, not one")
+            info = archive.getinfo(metadata[0])
+            if info.file_size > 8 << 20:
+                raise SpecError(f"{where}: its METADATA is over 8 MB")
+            text = archive.read(info).decode("utf-8", "replace")
+    except (zipfile.BadZipFile, OSError) as err:
+        raise SpecError(f"{where}: not a readable wheel ({err})") from None
+    headers = email.parser.HeaderParser().parsestr(text)
+    return [r.strip() for r in headers.get_all("Requires-Dist") or []
+            if not _EXTRA_MARKER.search(r.partition(";")[2])]
+
+
+def install_local_wheels(wheels: list[str], workdir: str, python: PythonSpec
+                         ) -> tuple[list[CopySpec], list[str], RunSpec, str]:
+    """What installing the context's *wheels* takes: their copies under the workdir, pip to
+    pin, the offline run() step, and the warning that says so."""
+    targets = [f"{workdir}/{rel}" for rel in wheels]
+    note = (f"install.python_packages: local wheel(s) {', '.join(wheels)} installed by pip "
+            "inside the build, offline; their dependencies pinned with the other packages")
+    return ([CopySpec(rel, target) for rel, target in zip(wheels, targets, strict=True)],
+            ["pip"], offline_pip_install(python.interpreter, targets), note)
 
 
 def build_requirements(project: Path) -> list[str]:

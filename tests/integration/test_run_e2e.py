@@ -140,3 +140,61 @@ def test_a_requirements_file_with_the_contexts_own_project(tmp_path: Path,
                  "six.__version__)", env=podman_environ)
     assert out.stdout == ("from the context /home/envd/reqlocal/reqlocal_pkg/__init__.py "
                           "1.16.0\n")
+
+
+def _wheel(path: Path, name: str, version: str, files: dict[str, str],
+           requires: list[str]) -> Path:
+    """A pure-Python wheel as a build backend writes one (METADATA, WHEEL, RECORD)."""
+    import base64
+    import hashlib
+    import zipfile
+
+    info = f"{name}-{version}.dist-info"
+    members = dict(files)
+    members[f"{info}/METADATA"] = (f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+                                   + "".join(f"Requires-Dist: {r}\n" for r in requires))
+    members[f"{info}/WHEEL"] = ("Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
+                                "Tag: py3-none-any\n")
+
+    def digest(data: str) -> str:
+        raw = hashlib.sha256(data.encode()).digest()
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    record = [f"{n},sha256={digest(d)},{len(d.encode())}" for n, d in members.items()]
+    members[f"{info}/RECORD"] = "\n".join([*record, f"{info}/RECORD,,"]) + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w") as zf:
+        for member, data in members.items():
+            zf.writestr(member, data)
+    return path
+
+
+def test_local_wheels_install_with_their_dependencies_pinned(tmp_path: Path,
+                                                             podman_environ: dict) -> None:
+    """install.python_packages(local_wheels=[...]): envd pip-installs the context's wheel.
+    Its dependencies (not its extras') are read from its METADATA and pinned with the other
+    packages; the wheel is installed by the image's pip inside the build, offline."""
+    context = tmp_path / "wheels"
+    _wheel(context / "dist" / "greet-1.0-py3-none-any.whl", "greet", "1.0",
+           {"greet/__init__.py": "import six\n\ndef hello():\n"
+                                 "    return 'hello from a local wheel, six ' + six.__version__\n"},
+           ["six==1.16.0", 'pytest ; extra == "test"'])
+    (context / "build.envd").write_text(
+        'def build():\n    base(os="debian12", language="python3.11")\n'
+        '    install.python_packages(local_wheels=["dist/greet-1.0-py3-none-any.whl"])\n')
+    built = build(context, "-t", "wheels:dev")
+    assert "local wheel(s) dist/greet-1.0-py3-none-any.whl installed by pip" in built.stderr
+    lock = json.loads((context / "envnix.lock").read_text())
+    names = {w["name"] for w in lock["pip"]["wheels"]}
+    assert {"six", "pip"} <= names and "pytest" not in names and "greet" not in names
+    out = podman("run", "--rm", f"oci:{built.layout}", "python3", "-c",
+                 "import greet; print(greet.hello())", env=podman_environ)
+    assert out.stdout == "hello from a local wheel, six 1.16.0\n"
+    # not a wheel: one line at the call
+    (context / "dist" / "notes-1.0.tar.gz").write_text("x")
+    (context / "build.envd").write_text(
+        'def build():\n    base(os="debian12", language="python3.11")\n'
+        '    install.python_packages(local_wheels=["dist/notes-1.0.tar.gz"])\n')
+    proc = envnix("spec", str(context), check=False)
+    assert proc.returncode != 0 and "is not a wheel's file name" in proc.stderr
+    assert "build.envd:3" in proc.stderr

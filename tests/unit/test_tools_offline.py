@@ -369,7 +369,8 @@ def test_install_tool_lays_out_an_npm_tarball(tmp_path: Path) -> None:
     (_member("package/x/bad", kind=tarfile.LNKTYPE, link="/etc/shadow"),
      "files, directories and symbolic links only"),
     (_member("package/x/dev", kind=tarfile.CHRTYPE), "files, directories and symbolic links"),
-    (_member("package/x/out", kind=tarfile.SYMTYPE, link="../../../../etc"), "climbs above the root"),
+    (_member("package/x/out", kind=tarfile.SYMTYPE, link="../../../../etc"),
+     "climbs above the root"),
 ])
 def test_install_tool_refuses_a_hostile_npm_tarball(tmp_path: Path, member: tarfile.TarInfo,
                                                     why: str) -> None:
