@@ -100,25 +100,32 @@ def _from_zip(archive: zipfile.ZipFile, writer: T.TreeWriter, rules: Rules) -> N
 
 
 def _from_tar(src: str, writer: T.TreeWriter, rules: Rules) -> None:
-    """A tarball's members (an npm package), read as one stream; owners are root whatever
-    the archive says, and its devices, fifos and hard links have no place in a tool."""
+    """A tarball's members (an npm package, a release archive), read as one stream; owners
+    are root whatever the archive says, and devices and fifos have no place in a tool."""
     used: set[str] = set()
     with open(src, "rb") as fh, A.open_tar_stream(fh) as tf:
         for m in tf:
-            rel = _destination(m.name, rules, used) if (m.isreg() or m.issym()) else None
-            special = m.islnk() or m.ischr() or m.isblk() or m.isfifo()
-            if special and _destination(m.name, rules, set()) is not None:
-                raise B.BuilderError(f"{m.name}: a tool's archive may hold files, "
-                                     "directories and symbolic links only")
+            if m.isdir():
+                continue
+            rel = _destination(m.name, rules, used)
             if rel is None:
                 continue
             if m.issym():
                 writer.add_symlink(rel, m.linkname, source=m.name)
-                continue
-            data = tf.extractfile(m)
-            if data is None:
-                raise B.BuilderError(f"{m.name}: cannot read member data")
-            writer.add_file(rel, data, 0o755 if m.mode & 0o111 else 0o644, source=m.name)
+            elif m.islnk():
+                target = _destination(m.linkname, rules, set())
+                if target is None or target not in writer.entries:
+                    raise B.BuilderError(f"{m.name}: a hard link to {m.linkname!r}, which is "
+                                         "not laid out before it")
+                writer.add_hardlink(rel, target, source=m.name)
+            elif m.isreg():
+                data = tf.extractfile(m)
+                if data is None:
+                    raise B.BuilderError(f"{m.name}: cannot read member data")
+                writer.add_file(rel, data, 0o755 if m.mode & 0o111 else 0o644, source=m.name)
+            else:
+                raise B.BuilderError(f"{m.name}: a tool's archive may hold files, "
+                                     "directories and links only")
     _check_used(rules, used)
 
 

@@ -346,17 +346,20 @@ def test_install_tool_lays_out_an_npm_tarball(tmp_path: Path) -> None:
         _member(vendor + "codex-path/rg", 0o755),
         _member(vendor + "codex-resources/lib/libz.so", kind=tarfile.SYMTYPE,
                 link="libz.so.1"),
-        _member(vendor + "codex-resources/lib/libz.so.1", 0o644)],
+        _member(vendor + "codex-resources/lib/libz.so.1", 0o644),
+        _member(vendor + "bin/codex-again", kind=tarfile.LNKTYPE, link=vendor + "bin/codex")],
         {vendor + "bin/codex": b"\x7fELF codex", vendor + "codex-path/rg": b"\x7fELF rg"})
     out = tmp_path / "out"
     install_tool.install(str(src), str(out), "codex", "0.171.0", [(vendor, "opt/codex/")],
                          [("usr/bin/codex", "../../opt/codex/bin/codex")])
     root = out / "root"
     files = sorted(str(p.relative_to(root)) for p in root.rglob("*") if not p.is_dir())
-    assert files == ["opt/codex/bin/codex", "opt/codex/codex-path/rg",
+    assert files == ["opt/codex/bin/codex", "opt/codex/bin/codex-again", "opt/codex/codex-path/rg",
                      "opt/codex/codex-resources/lib/libz.so",
                      "opt/codex/codex-resources/lib/libz.so.1", "usr/bin/codex"]
     assert (root / "usr/bin/codex").read_bytes() == b"\x7fELF codex"
+    assert (root / "opt/codex/bin/codex-again").stat().st_ino == \
+        (root / "opt/codex/bin/codex").stat().st_ino  # the archive's hard link, kept
     assert os.access(root / "opt/codex/bin/codex", os.X_OK)
     assert os.readlink(root / "opt/codex/codex-resources/lib/libz.so") == "libz.so.1"
     meta = json.loads((out / "meta.json").read_text())
@@ -367,8 +370,8 @@ def test_install_tool_lays_out_an_npm_tarball(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("member", "why"), [
     (_member("package/x/../../../etc/passwd"), "escapes the root"),
     (_member("package/x/bad", kind=tarfile.LNKTYPE, link="/etc/shadow"),
-     "files, directories and symbolic links only"),
-    (_member("package/x/dev", kind=tarfile.CHRTYPE), "files, directories and symbolic links"),
+     "a hard link to '/etc/shadow', which is not laid out"),
+    (_member("package/x/dev", kind=tarfile.CHRTYPE), "files, directories and links only"),
     (_member("package/x/out", kind=tarfile.SYMTYPE, link="../../../../etc"),
      "climbs above the root"),
 ])
