@@ -20,7 +20,8 @@ Environment:
 
 Modes come from the archive (the executable bit decides 0755 or 0644); owners are root.
 A member a later ``paths`` entry also names goes where that entry says.
-Output: ``$out/root/...`` and ``$out/meta.json`` ({"kind": "tool", ...}).
+Output: ``$out/root/...`` and ``$out/meta.json`` ({"kind": "tool", ...}, with the archive's
+hard links in "hardlinks", for the layer writer to restore).
 """
 
 from __future__ import annotations
@@ -151,7 +152,7 @@ def install(src: str, out: str, name: str, version: str, paths: list[tuple[str, 
             writer.note(f"{rel}: no link made, the archive has no {pointed}")
             continue
         writer.add_symlink(rel, target, source=f"links: {link}")
-    B.write_meta(out, "tool", name, version, writer.modes, writer.notes)
+    B.write_meta(out, "tool", name, version, writer.modes, writer.notes, writer.hardlinks)
 
 
 def main() -> None:

@@ -100,6 +100,9 @@ CONDA_CHANNEL_ALIAS = Option("ENVNIX_CONDA_CHANNEL_ALIAS", "conda's channel_alia
                              "py-rattler knows it", key="conda.channel-alias")
 NPM_REGISTRY = Option("ENVNIX_NPM_REGISTRY", "npm registry base URL install.codex() is locked "
                       "from", "npm's own, as `npm config get registry` says", key="npm.registry")
+JULIA_MIRROR = Option("ENVNIX_JULIA_MIRROR", "base URL of Julia's release archives (the "
+                      "directory holding linux/<arch>/<series>/) install.julia() is locked from",
+                      "Julia's own download host", key="julia.mirror")
 INSECURE_REGISTRIES = Option("ENVNIX_INSECURE_REGISTRIES", "comma-separated host[:port] of "
                              "registries spoken to over plain HTTP when locking a base image",
                              "none", key="registry.insecure", join=",", project=False)
@@ -130,7 +133,8 @@ OPTIONS: tuple[Option, ...] = (
     APT_MIRROR, APT_SECURITY_MIRROR, APT_SNAPSHOT, APT_KEYRING, DEBIAN_KEYRING, APT_UNVERIFIED,
     APT_PROFILE, UBUNTU_MIRROR, UBUNTU_KEYRING,
     CUDA_PROVIDER, CUDA_APT_REPO, CUDA_APT_KEYRING, CONDA_DEFAULT_CHANNELS, CONDA_CHANNEL_ALIAS,
-    NPM_REGISTRY, INSECURE_REGISTRIES, REGISTRY_CREDS, REGISTRY_CERT_DIR, REGISTRY_TLS_VERIFY,
+    NPM_REGISTRY, JULIA_MIRROR, INSECURE_REGISTRIES, REGISTRY_CREDS, REGISTRY_CERT_DIR,
+    REGISTRY_TLS_VERIFY,
     SUBSTITUTERS, TRUSTED_PUBLIC_KEYS, BUILDERS, LOAD,
 )
 
@@ -241,6 +245,11 @@ def conda_channel_alias(environ: Environ = None) -> str:
 def npm_registry(environ: Environ = None) -> str:
     """``""`` when unset or blank; no trailing slash."""
     return (NPM_REGISTRY.raw(environ) or "").strip().rstrip("/")
+
+
+def julia_mirror(environ: Environ = None) -> str:
+    """``""`` when unset or blank; no trailing slash."""
+    return (JULIA_MIRROR.raw(environ) or "").strip().rstrip("/")
 
 
 def insecure_registries(environ: Environ = None) -> frozenset[str]:

@@ -39,7 +39,7 @@ from envnix.frontend.localprojects import (
     offline_pip_install,
 )
 from envnix.frontend.runsteps import RunReading, read_run_command
-from envnix.frontend.tools import ToolCalls
+from envnix.frontend.tools import JULIA_VERSION, ToolCalls
 from envnix.spec import (
     CONDA_PREFIX,
     CUSTOM_IMAGE_RELEASE,
@@ -83,8 +83,6 @@ IMAGE_RELEASES = {
 
 _LANGUAGE_RE = re.compile(r"^python(?P<version>3(?:\.\d+)?)?$")
 _R_LANGUAGE_RE = re.compile(r"^[rR](?:\d[\d.]*)?$")  # envd v0: "r", "r4.2"
-_JULIA_WHY = ("envd downloads Julia from its release host at build time, which envnix cannot "
-              "pin yet")
 _REQUIREMENT_RE = re.compile(
     r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9._,\s-]*\])?\s*([<>=!~;].*)?$")
 
@@ -183,10 +181,12 @@ class SpecBuilder(ToolCalls, CudaCalls):
             self._base_os(os)
             self._install_r_lang()
             return
-        if language.lower().startswith("julia"):
-            raise SpecError(f"language {language} is not supported: {_JULIA_WHY}",
-                            hint='build on an image that has Julia, pinned by digest: '
-                                 'base(image="julia:1.10@sha256:<digest>")')
+        if language.lower().startswith("julia"):  # envd v0's Julia images: install.julia()
+            self._warn(f'base(language="{language}"): Julia {JULIA_VERSION} as '
+                       "install.julia() installs it")
+            self._base_os(os)
+            self._install_julia()
+            return
         version = self._language_version(language)
         self._base_os(os)
         self.language = version

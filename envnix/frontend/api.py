@@ -64,8 +64,6 @@ def _p(name: str, kind: str = "str", default: object = None) -> Param:
 _PIXI = ("pixi comes from a release download envnix cannot pin; write "
          'install.conda_packages(name=["pixi"], channel=["conda-forge"]) for conda-forge\'s '
          "pixi in the conda env")
-_JULIA = ("Julia comes from a release download envnix cannot pin; build on an image that has "
-          'it, pinned by digest: base(image="julia:1.10@sha256:<digest>")')
 _RUNTIME_ONLY = "it only affects `envd up` (the running container), not the image"
 
 FUNCTIONS: tuple[Function, ...] = (
@@ -92,7 +90,7 @@ FUNCTIONS: tuple[Function, ...] = (
     _f("install.uv", _p("python_version")),
     _f("install.pixi", _p("use_pixi_mirror", "bool"), _p("pypi_index"), skip=_PIXI),
     _f("install.r_lang"),
-    _f("install.julia", skip=_JULIA),
+    _f("install.julia"),
     _f("install.rust", _p("version")),
     _f("install.go", _p("version")),
     _f("install.nodejs", _p("version")),

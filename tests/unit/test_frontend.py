@@ -213,10 +213,10 @@ def test_unreproducible_functions_are_skipped_with_one_warning_each(tmp_path: Pa
     warnings: list[str] = []
     write(tmp_path, 'def build():\n    base(os="debian12", language="python3.11")\n'
                     '    install.vscode_extensions(name=["ms-python.python"])\n'
-                    '    install.julia()\n    config.gpu(count=1)\n')
+                    '    install.julia_packages(name=["Flux"])\n    config.gpu(count=1)\n')
     load_spec(tmp_path, warn=warnings.append)
-    assert [w.split("()")[0] for w in warnings] == [
-        "install.vscode_extensions", "install.julia", "config.gpu"]
+    assert [w.split("(")[0] for w in warnings] == [
+        "install.vscode_extensions", "install.julia_packages", "config.gpu"]
     assert all("skipped" in w for w in warnings)
 
 

@@ -91,10 +91,10 @@ def test_v0_language_r_and_r_packages_come_from_the_archive(tmp_path: Path) -> N
     assert any("r-cran-remotes, r-cran-data.table" in w for w in warnings)
     (tmp_path / "build.envd").write_text('def build():\n    base(os="ubuntu22.04", '
                                          'language="julia")\n')
-    with pytest.raises(FrontendError) as info:
-        load_spec(tmp_path, warn=lambda _: None)
-    assert "language julia is not supported: envd downloads Julia" in str(info.value)
-    assert 'base(image="julia:1.10@sha256:<digest>")' in (info.value.hint or "")
+    julia = load_spec(tmp_path, warn=lambda _: None)  # envd v0's Julia image: install.julia()
+    assert julia.python is None
+    assert [(t.name, t.version, t.source) for t in julia.tools] == [("julia", "1.10.10",
+                                                                     "release")]
 
 
 def test_unreadable_versions_and_custom_bases_are_one_line_at_the_call(tmp_path: Path) -> None:
@@ -142,7 +142,6 @@ def test_the_codex_layout_is_read_from_the_tarball() -> None:
 
 
 @pytest.mark.parametrize(("call", "says"), [
-    ("install.julia()", 'base(image="julia:1.10@sha256:<digest>")'),
     ("install.pixi()", 'install.conda_packages(name=["pixi"], channel=["conda-forge"])'),
 ])
 def test_skipped_tools_say_what_to_write_instead(tmp_path: Path, call: str, says: str) -> None:
@@ -365,6 +364,7 @@ def test_install_tool_lays_out_an_npm_tarball(tmp_path: Path) -> None:
     meta = json.loads((out / "meta.json").read_text())
     assert (meta["kind"], meta["name"], meta["version"]) == ("tool", "codex", "0.171.0")
     assert "notes" not in meta  # every link made
+    assert meta["hardlinks"] == [["opt/codex/bin/codex", "opt/codex/bin/codex-again"]]
 
 
 @pytest.mark.parametrize(("member", "why"), [

@@ -1,0 +1,100 @@
+"""install.julia() and envd v0's base(language="julia"): Julia's release archive pinned at lock
+time and laid out as envd's julia.sh does (/opt/julia-<version>, /usr/local/bin/julia).
+
+Julia's download host cannot be reached from these machines, so its archive comes from a
+mirror on loopback (ENVNIX_JULIA_MIRROR, tests/_conda_channel.py's server) holding an archive
+of the release's layout: a julia launcher, a library with its soname links and a hard link.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tarfile
+from pathlib import Path
+
+import pytest
+from _cli import build, envnix
+from _conda_channel import serve
+from _podman import podman
+
+pytestmark = pytest.mark.slow
+TOP = "julia-1.10.10"
+
+
+def _archive() -> bytes:
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w:gz") as tf:
+        def add(name: str, data: bytes = b"", mode: int = 0o644, kind: bytes = tarfile.REGTYPE,
+                link: str = "") -> None:
+            info = tarfile.TarInfo(f"{TOP}/{name}")
+            info.size, info.mode, info.type, info.linkname = len(data), mode, kind, link
+            info.uid = info.gid = 1000  # as the release's archives: the builder's owner
+            tf.addfile(info, io.BytesIO(data) if kind == tarfile.REGTYPE else None)
+        add("bin", mode=0o755, kind=tarfile.DIRTYPE)
+        add("bin/julia", b'#!/bin/sh\nd=$(dirname "$(readlink -f "$0")")\n'
+                         b'echo "julia version 1.10.10 from $d"\n', 0o755)
+        add("lib/libjulia.so.1.10.10", b"\x7fELF", 0o755)
+        add("lib/libjulia.so.1.10", kind=tarfile.SYMTYPE, link="libjulia.so.1.10.10")
+        add("share/julia/base/version_git.jl", b"# the same bytes twice\n")
+        add("share/julia/base/version.jl", kind=tarfile.LNKTYPE,
+            link=f"{TOP}/share/julia/base/version_git.jl")
+    return raw.getvalue()
+
+
+def test_julia_comes_from_its_pinned_release_archive(tmp_path: Path,
+                                                     podman_environ: dict) -> None:
+    mirror = tmp_path / "mirror"
+    release = mirror / "linux" / "x64" / "1.10"
+    release.mkdir(parents=True)
+    data = _archive()
+    (release / f"{TOP}-linux-x86_64.tar.gz").write_bytes(data)
+    context = tmp_path / "julia"
+    context.mkdir()
+    (context / "build.envd").write_text(
+        'def build():\n    base(os="debian12", language="julia")\n')
+    with serve({"julia": mirror}) as server:
+        env = {**os.environ, "ENVNIX_JULIA_MIRROR": server.url("julia")}
+        built = build(context, "-t", "julia:dev", env=env)
+    assert 'base(language="julia"): Julia 1.10.10 as install.julia() installs it' \
+        in built.stderr
+    (tool,) = json.loads((context / "envnix.lock").read_text())["tools"]
+    assert (tool["name"], tool["version"], tool["source"]) == ("julia", "1.10.10", "release")
+    assert (tool["sha256"], tool["size"]) == (hashlib.sha256(data).hexdigest(), len(data))
+    assert tool["paths"] == [[f"{TOP}/", f"opt/{TOP}/"]]
+    out = podman("run", "--rm", f"oci:{built.layout}", "sh", "-c",
+                 "julia; readlink /opt/julia-1.10.10/lib/libjulia.so.1.10; "
+                 "stat -c '%U %h' /opt/julia-1.10.10/bin/julia "
+                 "/opt/julia-1.10.10/share/julia/base/version.jl", env=podman_environ)
+    assert out.stdout.splitlines() == ["julia version 1.10.10 from /opt/julia-1.10.10/bin",
+                                       "libjulia.so.1.10.10", "root 1", "root 2"]
+    # the lock alone rebuilds it, mirror gone: nothing of it is fetched again from the lock's URL
+    again = build(context, "-t", "julia:dev", "--locked")
+    assert (again.config, again.manifest) == (built.config, built.manifest)
+
+
+def test_an_archive_without_julia_is_one_line(tmp_path: Path) -> None:
+    mirror = tmp_path / "mirror"
+    release = mirror / "linux" / "x64" / "1.10"
+    release.mkdir(parents=True)
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w:gz") as tf:
+        tf.addfile(tarfile.TarInfo("README"))
+    (release / f"{TOP}-linux-x86_64.tar.gz").write_bytes(raw.getvalue())
+    context = tmp_path / "julia"
+    context.mkdir()
+    (context / "build.envd").write_text(
+        '# syntax=v1\ndef build():\n    base(image="debian:12")\n    install.julia()\n')
+    with serve({"julia": mirror}) as server:
+        env = {**os.environ, "ENVNIX_JULIA_MIRROR": server.url("julia")}
+        proc = envnix("lock", str(context), env=env, check=False)
+        gone = envnix("lock", str(context), env={**env, "ENVNIX_JULIA_MIRROR":
+                                                  server.url("nothing-here")}, check=False)
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("envnix: ")
+              and "warning" not in ln]
+    assert proc.returncode != 0 and len(errors) == 1, proc.stderr
+    assert f"has no {TOP}/bin/julia" in errors[0]
+    assert gone.returncode != 0 and "install.julia(): cannot download" in gone.stderr
+    assert "HTTP 404" in gone.stderr and not (context / "envnix.lock").exists()
