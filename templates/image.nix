@@ -246,9 +246,12 @@ let
 
   tree = key: a:
     if a.kind == "deb" then debGroups.${key} or (debTree a)
-    else if a.kind == "tool" then run "tool-${a.storeName}" "install_tool.py" {
+    else if a.kind == "tool" then run "tool-${a.storeName}" "install_tool.py" ({
       src = fetch a; pkgName = a.name; pkgVersion = a.version; inherit (a) paths links;
-    }
+    } // (if toolchain == "host" && zstdPath != null
+             && builtins.match ".*[.]conda" a.storeName != null
+          then { zstdPath = builtins.path { path = zstdPath; name = "envnix-zstandard"; }; }
+          else { }))
     else if a.kind == "wheel" then wheelTree a
     else if a.kind == "sdist" || a.kind == "git" then wheelTree (a // { src = builtWheel a; })
     else run "conda-${a.storeName}" "install_conda.py" ({

@@ -1,13 +1,16 @@
-"""Nix builder: lay out a tool's archive (install.uv, install.nodejs, install.codex) as a
-package tree.
+"""Nix builder: lay out a tool's archive (install.uv, install.nodejs, install.codex,
+install.julia, install.pixi) as a package tree.
 
 A tool is not installed as the package its archive is (uv's and Node.js's wheels are not put
 into a Python): the lock names which members go where in the image, and which symbolic links
 the tool needs, and this builder does exactly that and nothing else.
 
 Environment:
-  src         path of the archive (a fixed-output fetch): a zip (a wheel) or a tar
-              (an npm package's .tgz)
+  src         path of the archive (a fixed-output fetch): a zip (a wheel), a tar (an npm
+              package's .tgz, a release archive, a conda .tar.bz2) or a .conda (the members
+              are its pkg-*.tar.zst's)
+  zstdPath    optional: a directory holding the ``zstandard`` package, for a .conda
+              (host toolchain only)
   out         output directory (Nix's $out)
   pkgName     the tool's name, for meta.json
   pkgVersion  its version, for meta.json
@@ -31,7 +34,7 @@ import posixpath
 import stat
 import tarfile
 import zipfile
-from typing import Any
+from typing import IO, Any
 
 import _archive as A
 import _builder as B
@@ -100,11 +103,12 @@ def _from_zip(archive: zipfile.ZipFile, writer: T.TreeWriter, rules: Rules) -> N
     _check_used(rules, used)
 
 
-def _from_tar(src: str, writer: T.TreeWriter, rules: Rules) -> None:
-    """A tarball's members (an npm package, a release archive), read as one stream; owners
-    are root whatever the archive says, and devices and fifos have no place in a tool."""
+def _from_tar(fh: IO[bytes], writer: T.TreeWriter, rules: Rules) -> None:
+    """A tarball's members (an npm package, a release archive, a conda package's files),
+    read as one stream; owners are root whatever the archive says, and devices and fifos
+    have no place in a tool."""
     used: set[str] = set()
-    with open(src, "rb") as fh, A.open_tar_stream(fh) as tf:
+    with A.open_tar_stream(fh) as tf:
         for m in tf:
             if m.isdir():
                 continue
@@ -136,10 +140,17 @@ def install(src: str, out: str, name: str, version: str, paths: list[tuple[str, 
     rules = _rules(paths)
     if zipfile.is_zipfile(src):
         with zipfile.ZipFile(src) as archive:
-            _from_zip(archive, writer, rules)
+            inner = [n for n in archive.namelist() if n.startswith("pkg-")
+                     and n.endswith(".tar.zst") and "/" not in n]
+            if "metadata.json" in archive.namelist() and len(inner) == 1:  # a .conda
+                with archive.open(inner[0]) as fh:
+                    _from_tar(fh, writer, rules)
+            else:
+                _from_zip(archive, writer, rules)
     else:
         try:
-            _from_tar(src, writer, rules)
+            with open(src, "rb") as fh:
+                _from_tar(fh, writer, rules)
         except tarfile.TarError as exc:
             raise B.BuilderError(f"{src}: neither a zip archive (a wheel) nor a tar archive "
                                  f"({exc})") from None
@@ -156,6 +167,9 @@ def install(src: str, out: str, name: str, version: str, paths: list[tuple[str, 
 
 
 def main() -> None:
+    zstd_path = B.getenv("zstdPath", "")
+    if zstd_path:
+        A.import_zstandard_from(zstd_path)
     install(B.getenv("src"), B.getenv("out"), B.getenv("pkgName"), B.getenv("pkgVersion"),
             _pairs(B.getenv("paths"), "paths"), _pairs(B.getenv("links", "[]"), "links"))
 

@@ -61,9 +61,6 @@ def _p(name: str, kind: str = "str", default: object = None) -> Param:
     return Param(name, kind, default)
 
 
-_PIXI = ("pixi comes from a release download envnix cannot pin; write "
-         'install.conda_packages(name=["pixi"], channel=["conda-forge"]) for conda-forge\'s '
-         "pixi in the conda env")
 _RUNTIME_ONLY = "it only affects `envd up` (the running container), not the image"
 
 FUNCTIONS: tuple[Function, ...] = (
@@ -88,7 +85,7 @@ FUNCTIONS: tuple[Function, ...] = (
     _f("install.vscode_extensions", _p("name", "list"), skip="VS Code extensions are fetched "
        "from a marketplace on the host, unpinned"),
     _f("install.uv", _p("python_version")),
-    _f("install.pixi", _p("use_pixi_mirror", "bool"), _p("pypi_index"), skip=_PIXI),
+    _f("install.pixi", _p("use_pixi_mirror", "bool"), _p("pypi_index")),
     _f("install.r_lang"),
     _f("install.julia"),
     _f("install.rust", _p("version")),

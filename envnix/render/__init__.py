@@ -645,7 +645,8 @@ def _render_into(out_dir: Path, spec: ImageSpec, lock: Lock, tag: str, toolchain
     _write(out_dir / LOCK_NAME, lock.dumps())
     # Only the host toolchain needs a copy of zstandard (.conda, zstd layers): pinned has it.
     _write_zstandard(out_dir / "toolchain", needed=toolchain == "host" and (compression == "zstd"
-                     or any(p["fn"].endswith(".conda") for p in lock.conda_packages)))
+                     or any(p["fn"].endswith(".conda") for p in lock.conda_packages)
+                     or any(t["filename"].endswith(".conda") for t in lock.tools)))
     builders = _real_dir(out_dir / "builders")
     for name in previous:  # only builder files envnix wrote there itself
         stale = builders / name

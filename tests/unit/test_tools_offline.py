@@ -141,14 +141,16 @@ def test_the_codex_layout_is_read_from_the_tarball() -> None:
         codex_layout(new, ARM64, "install.codex()", "u")
 
 
-@pytest.mark.parametrize(("call", "says"), [
-    ("install.pixi()", 'install.conda_packages(name=["pixi"], channel=["conda-forge"])'),
-])
-def test_skipped_tools_say_what_to_write_instead(tmp_path: Path, call: str, says: str) -> None:
-    spec, warnings = spec_of(tmp_path, f"    {call}\n")
-    assert spec.tools == []
-    assert len(warnings) == 1 and warnings[0].startswith(f"{call} skipped: ")
-    assert says in warnings[0]
+def test_pixi_is_envds_release_as_a_conda_package_with_its_pypi_index(tmp_path: Path) -> None:
+    spec, warnings = spec_of(tmp_path, '    install.pixi(pypi_index="https://pypi.example/simple",'
+                                       " use_pixi_mirror=True)\n")
+    assert [(t.name, t.version, t.source) for t in spec.tools] == [("pixi", "0.62.2", "conda")]
+    assert spec.files["/etc/pixi/config.toml"] == (
+        '[pypi-config]\nindex-url = "https://pypi.example/simple"\n')
+    assert len(warnings) == 1 and "use_pixi_mirror=True): not applied" in warnings[0]
+    (tmp_path / "build.envd").write_text(V0 + '    install.pixi(pypi_index="file:///etc")\n')
+    with pytest.raises(FrontendError, match="only http"):
+        load_spec(tmp_path, warn=lambda _: None)
 
 
 NODE = ["20.18.0", "22.9.0rc0", "22.19.0", "22.20.0", "24.19.0", "25.2.1rc0", "25.9.0rc0"]

@@ -1,9 +1,11 @@
-"""install.julia() and envd v0's base(language="julia"): Julia's release archive pinned at lock
-time and laid out as envd's julia.sh does (/opt/julia-<version>, /usr/local/bin/julia).
+"""The tools whose hosts these machines cannot reach, each from a mirror on loopback.
 
-Julia's download host cannot be reached from these machines, so its archive comes from a
-mirror on loopback (ENVNIX_JULIA_MIRROR, tests/_conda_channel.py's server) holding an archive
-of the release's layout: a julia launcher, a library with its soname links and a hard link.
+install.julia() and envd v0's base(language="julia"): Julia's release archive pinned at lock
+time and laid out as envd's julia.sh does (/opt/julia-<version>, /usr/local/bin/julia); the
+mirror (ENVNIX_JULIA_MIRROR, tests/_conda_channel.py's server) holds an archive of the
+release's layout: a julia launcher, a library with its soname links and a hard link.
+install.pixi(): pixi's conda package from the channels envd's conda reads, here a channel on
+loopback (ENVNIX_CONDA_DEFAULT_CHANNELS) holding a pixi package in .conda format.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from _cli import build, envnix
-from _conda_channel import serve
+from _conda_channel import GLIBC_DEP, Package, build_channel, serve
 from _podman import podman
 
 pytestmark = pytest.mark.slow
@@ -98,3 +100,28 @@ def test_an_archive_without_julia_is_one_line(tmp_path: Path) -> None:
     assert f"has no {TOP}/bin/julia" in errors[0]
     assert gone.returncode != 0 and "install.julia(): cannot download" in gone.stderr
     assert "HTTP 404" in gone.stderr and not (context / "envnix.lock").exists()
+
+
+def test_pixi_comes_from_its_conda_package(tmp_path: Path, podman_environ: dict) -> None:
+    def pixi(version: str) -> Package:
+        return Package("pixi", version, build="h0_0", subdir="linux-64", noarch=None,
+                       depends=[GLIBC_DEP], formats=(".conda",),
+                       files={"bin/pixi": f"#!/bin/sh\necho pixi {version}\n".encode()},
+                       executables={"bin/pixi"})
+    info = build_channel(tmp_path / "channel", packages=[pixi("0.40.0"), pixi("0.62.2")])
+    context = tmp_path / "pixi"
+    context.mkdir()
+    (context / "build.envd").write_text(
+        '# syntax=v1\ndef build():\n    base(image="debian:12")\n'
+        '    install.pixi(pypi_index="https://pypi.example/simple")\n')
+    with serve({"forge": info.root}) as server:
+        env = {**os.environ, "ENVNIX_CONDA_DEFAULT_CHANNELS": server.url("forge")}
+        built = build(context, "-t", "pixi:dev", env=env)
+    (tool,) = json.loads((context / "envnix.lock").read_text())["tools"]
+    assert (tool["name"], tool["version"], tool["source"]) == ("pixi", "0.62.2", "conda")
+    assert tool["filename"] == "pixi-0.62.2-h0_0.conda"
+    assert tool["sha256"] == info.get("pixi", "0.62.2").sha256
+    out = podman("run", "--rm", f"oci:{built.layout}", "sh", "-c",
+                 "pixi; cat /etc/pixi/config.toml", env=podman_environ)
+    assert out.stdout == ('pixi 0.62.2\n[pypi-config]\n'
+                          'index-url = "https://pypi.example/simple"\n')
