@@ -81,7 +81,8 @@ FUNCTIONS: tuple[Function, ...] = (
     _f("install.conda", _p("use_mamba", "bool")),
     _f("install.r_packages", _p("name", "list")),
     _f("install.julia_packages", _p("name", "list"), skip="Julia packages come from a "
-       "package server at build time, unpinned, and envnix builds no Julia yet"),
+       "package server at build time, unpinned; Julia itself is installed: io.copy a depot "
+       "from the build context and point JULIA_DEPOT_PATH at it with runtime.environ"),
     _f("install.vscode_extensions", _p("name", "list"), skip="VS Code extensions are fetched "
        "from a marketplace on the host, unpinned"),
     _f("install.uv", _p("python_version")),
@@ -99,8 +100,10 @@ FUNCTIONS: tuple[Function, ...] = (
     _f("config.jupyter", _p("token"), _p("port", "int"), _p("password")),
     _f("config.gpu", _p("count", "int"), skip=_RUNTIME_ONLY),
     _f("config.shm_size", _p("size", "int"), skip=_RUNTIME_ONLY),
-    _f("config.cran_mirror", _p("url"), skip="envnix builds no R yet"),
-    _f("config.julia_pkg_server", _p("url"), skip="envnix builds no Julia yet"),
+    _f("config.cran_mirror", _p("url"), skip="R packages come from the release's r-cran-* "
+       "packages, pinned, not from CRAN"),
+    _f("config.julia_pkg_server", _p("url"), skip="no Julia packages are installed at build "
+       "time"),
     _f("config.rstudio_server", skip="RStudio Server is downloaded at "
        "build time, unpinned"),
     _f("config.entrypoint", _p("args", "list")),
