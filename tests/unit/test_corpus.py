@@ -2,7 +2,8 @@
 several targets, every function family), each evaluated to an ImageSpec and compared with a
 reviewed golden JSON; five of them are also built with Nix and run under podman.
 
-Regenerate the goldens after an intended change with ENVNIX_REGEN_GOLDEN=1, then review the diff.
+Regenerate the goldens after an intended change with ``pytest --update-golden`` (as the README
+says; ENVNIX_REGEN_GOLDEN=1 too), then review the diff.
 """
 
 from __future__ import annotations
@@ -26,12 +27,12 @@ def test_corpus_is_wide() -> None:
 
 
 @pytest.mark.parametrize(("stem", "func"), CASES, ids=[f"{s}:{f}" for s, f in CASES])
-def test_spec_matches_golden(stem: str, func: str) -> None:
+def test_spec_matches_golden(stem: str, func: str, update_golden: bool) -> None:
     warnings: list[str] = []
     spec = load_spec(CORPUS, f"{stem}.envd:{func}", warn=warnings.append)
     got = json.loads(spec.to_json())
     golden = CORPUS / "golden" / f"{stem}.{func}.json"
-    if os.environ.get("ENVNIX_REGEN_GOLDEN"):
+    if update_golden or os.environ.get("ENVNIX_REGEN_GOLDEN"):
         golden.parent.mkdir(exist_ok=True)
         golden.write_text(spec.to_json())
     assert got == json.loads(golden.read_text())
