@@ -103,6 +103,9 @@ NPM_REGISTRY = Option("ENVNIX_NPM_REGISTRY", "npm registry base URL install.code
 JULIA_MIRROR = Option("ENVNIX_JULIA_MIRROR", "base URL of Julia's release archives (the "
                       "directory holding linux/<arch>/<series>/) install.julia() is locked from",
                       "Julia's own download host", key="julia.mirror")
+OPENVSX_URL = Option("ENVNIX_OPENVSX_URL", "Open VSX (or a mirror of its API) that "
+                     "install.vscode_extensions() is locked from", "Open VSX itself, where "
+                     "envd downloads them", key="vscode.openvsx")
 INSECURE_REGISTRIES = Option("ENVNIX_INSECURE_REGISTRIES", "comma-separated host[:port] of "
                              "registries spoken to over plain HTTP when locking a base image",
                              "none", key="registry.insecure", join=",", project=False)
@@ -133,7 +136,8 @@ OPTIONS: tuple[Option, ...] = (
     APT_MIRROR, APT_SECURITY_MIRROR, APT_SNAPSHOT, APT_KEYRING, DEBIAN_KEYRING, APT_UNVERIFIED,
     APT_PROFILE, UBUNTU_MIRROR, UBUNTU_KEYRING,
     CUDA_PROVIDER, CUDA_APT_REPO, CUDA_APT_KEYRING, CONDA_DEFAULT_CHANNELS, CONDA_CHANNEL_ALIAS,
-    NPM_REGISTRY, JULIA_MIRROR, INSECURE_REGISTRIES, REGISTRY_CREDS, REGISTRY_CERT_DIR,
+    NPM_REGISTRY, JULIA_MIRROR, OPENVSX_URL, INSECURE_REGISTRIES, REGISTRY_CREDS,
+    REGISTRY_CERT_DIR,
     REGISTRY_TLS_VERIFY,
     SUBSTITUTERS, TRUSTED_PUBLIC_KEYS, BUILDERS, LOAD,
 )
@@ -250,6 +254,11 @@ def npm_registry(environ: Environ = None) -> str:
 def julia_mirror(environ: Environ = None) -> str:
     """``""`` when unset or blank; no trailing slash."""
     return (JULIA_MIRROR.raw(environ) or "").strip().rstrip("/")
+
+
+def openvsx_url(environ: Environ = None) -> str:
+    """``""`` when unset or blank; no trailing slash."""
+    return (OPENVSX_URL.raw(environ) or "").strip().rstrip("/")
 
 
 def insecure_registries(environ: Environ = None) -> frozenset[str]:

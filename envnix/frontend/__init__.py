@@ -569,7 +569,7 @@ class SpecBuilder(ToolCalls, CudaCalls):
             base_image=self.base_image,
             cuda=cuda,
             apt_profile=apt_profile_from_env(),
-            tools=self.tool_specs(python),
+            tools=self.tool_specs(python, dev),
         )
 
     def _copies(self, dev: bool, python: PythonSpec | None) -> list[CopySpec]:

@@ -83,8 +83,7 @@ FUNCTIONS: tuple[Function, ...] = (
     _f("install.julia_packages", _p("name", "list"), skip="Julia packages come from a "
        "package server at build time, unpinned; Julia itself is installed: io.copy a depot "
        "from the build context and point JULIA_DEPOT_PATH at it with runtime.environ"),
-    _f("install.vscode_extensions", _p("name", "list"), skip="VS Code extensions are fetched "
-       "from a marketplace on the host, unpinned"),
+    _f("install.vscode_extensions", _p("name", "list")),
     _f("install.uv", _p("python_version")),
     _f("install.pixi", _p("use_pixi_mirror", "bool"), _p("pypi_index")),
     _f("install.r_lang"),

@@ -24,6 +24,10 @@ from envnix.spec import R_CRAN, OsRelease, PythonSpec, ToolSpec
 
 UV_VERSION = "0.9.22"
 """The uv envd installs (its uv.go): the same release, as a wheel."""
+VSCODE_PREFIX = "vscode-"
+"""A VS Code extension's tool name: ``vscode-<publisher>.<name>``."""
+_EXTENSION = re.compile(r"(?P<id>[A-Za-z0-9][A-Za-z0-9-]*\.[A-Za-z0-9][A-Za-z0-9_-]*?)"
+                        r"(?:-(?P<version>\d+\.\d+\.\d+[A-Za-z0-9.+-]*))?")
 PIXI_VERSION = "0.62.2"
 """The pixi envd installs (its pixi.go): the same release, as its conda package."""
 JULIA_VERSION = "1.10.10"
@@ -105,6 +109,21 @@ class ToolCalls:
                        "default channels' hosts (set a mirror in /etc/pixi/config.toml with "
                        "io.copy)")
 
+    @functools.cached_property
+    def vscode_extensions(self) -> dict[str, str | None]:
+        return {}  # publisher.name -> version (None: the newest), in call order
+
+    def _install_vscode_extensions(self, name: list[str] | None = None) -> None:
+        """envd's ``publisher.name[-version]``: each one pinned at lock time from Open VSX,
+        where envd downloads it on the host at every build."""
+        for entry in name or []:
+            match = _EXTENSION.fullmatch(entry.strip())
+            if not match:
+                raise SpecError(f"install.vscode_extensions: {entry!r}: invalid publisher",
+                                hint='name each as publisher.name or publisher.name-1.2.3, '
+                                     'e.g. "ms-python.python"')
+            self.vscode_extensions[match["id"]] = match["version"]
+
     def _install_julia(self) -> None:
         self._tool("install.julia")
 
@@ -140,11 +159,16 @@ class ToolCalls:
             raise SpecError("envd doesn't support this Python version")
         return ".".join(version.split(".")[:2])
 
-    def tool_specs(self, python: PythonSpec | None) -> list[ToolSpec]:
-        """The ToolSpecs of the calls made, in the order first called. A base(image=...) has
-        no archive envnix resolves from: the apt tools are refused there."""
+    def tool_specs(self, python: PythonSpec | None, dev: bool) -> list[ToolSpec]:
+        """The ToolSpecs of the calls made, in the order first called, then the VS Code
+        extensions (dev images only, as envd). A base(image=...) has no archive envnix
+        resolves from: the apt tools are refused there."""
         assert self.os is not None
-        tools = []
+        tools = [ToolSpec(f"{VSCODE_PREFIX}{ext}", version, "openvsx")
+                 for ext, version in self.vscode_extensions.items()] if dev else []
+        if self.vscode_extensions and not dev:
+            self._warn("install.vscode_extensions skipped: envd installs them in dev images "
+                       "only (base(dev=True))")
         for qualname, args in self.tool_calls.items():
             version = args.get("version")
             name = TOOL_NAMES[qualname]

@@ -86,12 +86,13 @@ _GIT_SOURCE = S.obj({
     "commit": _COMMIT,
     **_BUILD_SYSTEM,
 })
-# install.uv, install.nodejs, install.codex, install.julia, install.pixi: one archive each (a
-# wheel, an npm tarball, a release archive, a conda package), the members that go into the
-# image and where (image paths without their "/"), and the links the tool needs (target
-# relative to the link).
+# install.uv, install.nodejs, install.codex, install.julia, install.pixi, VS Code extensions:
+# one archive each (a wheel, an npm tarball, a release archive, a conda package, a .vsix), the
+# members that go into the image and where (image paths without their "/"), and the links the
+# tool needs (target relative to the link).
 _TOOL = S.obj({
-    "name": S.name, "version": S.version, "source": S.one_of("pypi", "npm", "release", "conda"),
+    "name": S.name, "version": S.version,
+    "source": S.one_of("pypi", "npm", "release", "conda", "openvsx"),
     "filename": S.file_name,
     "url": S.url, "sha256": S.sha256, "size": S.size,
     "paths": S.array(S.tuple_of(S.rel_path, S.rel_path)),

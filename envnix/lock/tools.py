@@ -8,7 +8,8 @@ official Node.js builds as wheels), found with the pip resolver for the image's 
 the configured indexes, so a mirror set with config.pip_index serves them too. Codex comes from
 the npm registry (lock/npm.py): its native build for the platform, the one envd downloads;
 Julia from its release archive (lock/tarballs.py), the one envd's julia.sh downloads; pixi
-from its conda package in the channels envd's conda reads (lock/conda.py).
+from its conda package in the channels envd's conda reads (lock/conda.py); VS Code extensions
+from Open VSX, where envd downloads them.
 
 Go, Rust and R are apt packages (their ToolSpec's ``packages``); :func:`apt_check` says in
 the tool's own terms what the archive lacks.
@@ -17,12 +18,14 @@ the tool's own terms what the archive lacks.
 from __future__ import annotations
 
 import fnmatch
+import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from envnix.core import http, options
 from envnix.core.errors import FetchError, LockError
+from envnix.core.nixexpr import url_problem
 from envnix.core.progress import Progress
 from envnix.lock import npm, pip, tarballs
 from envnix.lock.apt.index import DebIndex
@@ -45,6 +48,10 @@ _NPM_CPU = {"x86_64": "x64", "aarch64": "arm64"}
 JULIA_RELEASES = "https://julialang-s3.julialang.org/bin"
 """Julia's release archives, as envd's julia.sh downloads them (ENVNIX_JULIA_MIRROR: another)."""
 _JULIA_ARCH = {"x86_64": "x64", "aarch64": "aarch64"}
+OPENVSX = "https://open-vsx.org"
+"""Where envd downloads VS Code extensions (ENVNIX_OPENVSX_URL: a mirror of its API)."""
+VSCODE_EXTENSIONS = "home/envd/.vscode-server/extensions"
+"""Where envd copies them in a dev image."""
 
 
 def tool_inputs(spec: ImageSpec) -> dict[str, Any]:
@@ -78,6 +85,8 @@ def lock_tools(spec: ImageSpec, context: Any, progress: Progress | None = None,
             entry = _julia(tool, progress, platform)
         elif tool.name == "pixi":
             entry = _pixi(spec, tool, progress, platform, conda_channels())
+        elif tool.source == "openvsx":
+            entry = _vscode_extension(tool)
         else:
             raise LockError(f"install.{tool.name}(): envnix cannot lock it yet")
         if progress:
@@ -184,6 +193,42 @@ def _pixi(spec: ImageSpec, tool: ToolSpec, progress: Progress | None, platform: 
     return {"name": "pixi", "version": entry["version"], "source": "conda",
             "filename": entry["fn"], "url": entry["url"], "sha256": entry["sha256"],
             "size": entry["size"], "paths": [["bin/pixi", "usr/bin/pixi"]], "links": []}
+
+
+def _vscode_extension(tool: ToolSpec) -> dict[str, Any]:
+    """One VS Code extension as envd copies it: the .vsix's ``extension/`` directory in
+    ~/.vscode-server/extensions/<publisher>.<name>-<version>, the .vsix pinned by sha256."""
+    ident = tool.name.split("-", 1)[1]
+    publisher, name = ident.split(".", 1)
+    call = f"install.vscode_extensions([{ident + (f'-{tool.version}' if tool.version else '')!r}])"
+    base = options.openvsx_url() or OPENVSX
+    api = f"{base}/api/{publisher}/{name}" + (f"/{tool.version}" if tool.version else "")
+    try:
+        meta = json.loads(http.get(api))
+    except http.NotFound:
+        raise LockError(f"{call}: {base} has no such extension" + (
+            " at that version" if tool.version else ""),
+            hint="check the name (publisher.name) and version on Open VSX") from None
+    except http.RequestError as err:
+        raise FetchError(f"{call}: cannot read {api}: {http.reason(err)}",
+                         hint="check the network, or set ENVNIX_OPENVSX_URL (config key "
+                              "vscode.openvsx) to a mirror") from None
+    except ValueError:
+        meta = None
+    files = meta.get("files") if isinstance(meta, dict) else None
+    url = files.get("download") if isinstance(files, dict) else None
+    version = meta.get("version") if isinstance(meta, dict) else None
+    if not isinstance(url, str) or url_problem(url) or not isinstance(version, str) \
+            or not re.fullmatch(r"[0-9][0-9A-Za-z.+-]{0,63}", version):
+        raise LockError(f"{call}: {api} is not an Open VSX extension's metadata")
+    try:
+        sha256, size = http.hash_url(url)
+    except http.RequestError as err:
+        raise FetchError(f"{call}: cannot download {url}: {http.reason(err)}") from None
+    return {"name": tool.name, "version": version, "source": "openvsx",
+            "filename": f"{ident}-{version}.vsix", "url": url, "sha256": sha256, "size": size,
+            "paths": [["extension/", f"{VSCODE_EXTENSIONS}/{ident.lower()}-{version}/"]],
+            "links": []}
 
 
 def codex_layout(files: tuple[str, ...] | list[str], platform: Platform, call: str,

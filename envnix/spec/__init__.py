@@ -261,7 +261,8 @@ class ToolSpec:
     """A tool envd's install.* puts into the image (uv, Node.js, Go, ...), and where from.
 
     ``source`` says which installer locks it: "pypi" (a wheel whose files go to the tool's
-    paths, not a Python package), "npm" (a registry's tarball, likewise) or "apt"
+    paths, not a Python package), "npm" (a registry's tarball, likewise), "release" (a
+    release archive), "conda" (a conda package), "openvsx" (a VS Code extension) or "apt"
     (``packages`` join the image's apt roots). ``env``
     and ``path`` are what envd sets for the tool (PATH entries are appended after the
     system's).

@@ -125,3 +125,43 @@ def test_pixi_comes_from_its_conda_package(tmp_path: Path, podman_environ: dict)
                  "pixi; cat /etc/pixi/config.toml", env=podman_environ)
     assert out.stdout == ('pixi 0.62.2\n[pypi-config]\n'
                           'index-url = "https://pypi.example/simple"\n')
+
+
+def test_vscode_extensions_come_from_open_vsx_pinned(tmp_path: Path,
+                                                     podman_environ: dict) -> None:
+    """install.vscode_extensions in a dev image: the newest release Open VSX names (here a
+    stand-in of its API on loopback: ENVNIX_OPENVSX_URL), its .vsix pinned by sha256 and its
+    extension/ directory where envd copies it; a version Open VSX lacks is one line."""
+    import zipfile
+    vsx = tmp_path / "openvsx"
+    (vsx / "files").mkdir(parents=True)
+    (vsx / "api" / "ms-python").mkdir(parents=True)
+    with zipfile.ZipFile(vsx / "files" / "python.vsix", "w") as zf:
+        zf.writestr("extension.vsixmanifest", "<PackageManifest/>")
+        zf.writestr("extension/package.json", '{"name": "python", "version": "2024.1.0"}')
+    data = (vsx / "files" / "python.vsix").read_bytes()
+    context = tmp_path / "dev"
+    context.mkdir()
+    with serve({"vsx": vsx}) as server:
+        (vsx / "api" / "ms-python" / "python").write_text(json.dumps({
+            "version": "2024.1.0",
+            "files": {"download": server.url("vsx") + "/files/python.vsix"}}))
+        env = {**os.environ, "ENVNIX_OPENVSX_URL": server.url("vsx")}
+        (context / "build.envd").write_text(
+            'def build():\n    base(os="debian12", language="python3.11")\n'
+            '    install.vscode_extensions(["ms-python.python-9.9.9"])\n')
+        missing = envnix("lock", str(context), env=env, check=False)
+        (context / "build.envd").write_text(
+            'def build():\n    base(os="debian12", language="python3.11")\n'
+            '    install.vscode_extensions(["ms-python.python"])\n')
+        built = build(context, "-t", "vscode:dev", env=env)
+    assert missing.returncode != 0 and "install.vscode_extensions(['ms-python.python-9.9.9'])" \
+        f": {server.url('vsx')} has no such extension at that version" in missing.stderr
+    (tool,) = json.loads((context / "envnix.lock").read_text())["tools"]
+    assert (tool["name"], tool["version"], tool["source"]) == ("vscode-ms-python.python",
+                                                               "2024.1.0", "openvsx")
+    assert (tool["sha256"], tool["size"]) == (hashlib.sha256(data).hexdigest(), len(data))
+    out = podman("run", "--rm", f"oci:{built.layout}", "sh", "-c",
+                 "cat /home/envd/.vscode-server/extensions/ms-python.python-2024.1.0/"
+                 "package.json", env=podman_environ)
+    assert out.stdout == '{"name": "python", "version": "2024.1.0"}'

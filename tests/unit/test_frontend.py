@@ -212,11 +212,11 @@ def test_syntax_is_chosen_and_explained(tmp_path: Path) -> None:
 def test_unreproducible_functions_are_skipped_with_one_warning_each(tmp_path: Path) -> None:
     warnings: list[str] = []
     write(tmp_path, 'def build():\n    base(os="debian12", language="python3.11")\n'
-                    '    install.vscode_extensions(name=["ms-python.python"])\n'
+                    '    config.julia_pkg_server(url="https://pkg.example")\n'
                     '    install.julia_packages(name=["Flux"])\n    config.gpu(count=1)\n')
     load_spec(tmp_path, warn=warnings.append)
     assert [w.split("(")[0] for w in warnings] == [
-        "install.vscode_extensions", "install.julia_packages", "config.gpu"]
+        "config.julia_pkg_server", "install.julia_packages", "config.gpu"]
     assert all("skipped" in w for w in warnings)
 
 

@@ -127,6 +127,37 @@ def test_codex_is_an_npm_tool_and_takes_envds_release_tags(tmp_path: Path) -> No
     assert info.value.line == 3 and 'install.codex(version="0.98.0")' in (info.value.hint or "")
 
 
+def test_vscode_extensions_are_pinned_tools_of_dev_images(tmp_path: Path) -> None:
+    spec, warnings = spec_of(tmp_path, '    install.vscode_extensions(["ms-python.python", '
+                                       '"eamodio.gitlens-14.0.0"])\n')
+    assert [(t.name, t.version, t.source) for t in spec.tools] == [
+        ("vscode-ms-python.python", None, "openvsx"),
+        ("vscode-eamodio.gitlens", "14.0.0", "openvsx")]
+    assert warnings == []
+    serving, warnings = spec_of(tmp_path, '    install.vscode_extensions(["ms-python.python"])\n',
+                                head='# syntax=v1\ndef build():\n    base(image="debian:12")\n')
+    assert serving.tools == [] and warnings == [
+        "install.vscode_extensions skipped: envd installs them in dev images only "
+        "(base(dev=True))"]
+    (tmp_path / "build.envd").write_text(V0 + '    install.vscode_extensions(["python"])\n')
+    with pytest.raises(FrontendError, match="'python': invalid publisher") as info:
+        load_spec(tmp_path, warn=lambda _: None)
+    assert info.value.line == 3
+
+
+def test_install_tool_lays_out_a_vsix(tmp_path: Path) -> None:
+    src = _wheel(tmp_path / "ext.vsix", {
+        "extension.vsixmanifest": (b"<x/>", 0),
+        "extension/package.json": (b"{}", 0),
+        "extension/out/main.js": (b"//", 0)})
+    out = tmp_path / "out"
+    install_tool.install(str(src), str(out), "vscode-a.b", "1.0.0",
+                         [("extension/", "home/envd/.vscode-server/extensions/a.b-1.0.0/")], [])
+    root = out / "root" / "home/envd/.vscode-server/extensions/a.b-1.0.0"
+    assert sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()) == [
+        "out/main.js", "package.json"]
+
+
 def test_the_codex_layout_is_read_from_the_tarball() -> None:
     new = ("package/package.json", "package/vendor/x86_64-unknown-linux-musl/bin/codex",
            "package/vendor/x86_64-unknown-linux-musl/codex-path/rg")
