@@ -46,17 +46,23 @@ def _archive() -> bytes:
     return raw.getvalue()
 
 
-def test_julia_comes_from_its_pinned_release_archive(tmp_path: Path,
-                                                     podman_environ: dict) -> None:
+def _julia_mirror(tmp_path: Path, archive: bytes, envd: str) -> tuple[Path, Path]:
+    """(mirror root holding ``archive`` as Julia's linux x64 release, context of ``envd``)."""
     mirror = tmp_path / "mirror"
     release = mirror / "linux" / "x64" / "1.10"
     release.mkdir(parents=True)
-    data = _archive()
-    (release / f"{TOP}-linux-x86_64.tar.gz").write_bytes(data)
+    (release / f"{TOP}-linux-x86_64.tar.gz").write_bytes(archive)
     context = tmp_path / "julia"
     context.mkdir()
-    (context / "build.envd").write_text(
-        'def build():\n    base(os="debian12", language="julia")\n')
+    (context / "build.envd").write_text(envd)
+    return mirror, context
+
+
+def test_julia_comes_from_its_pinned_release_archive(tmp_path: Path,
+                                                     podman_environ: dict) -> None:
+    data = _archive()
+    mirror, context = _julia_mirror(tmp_path, data, 'def build():\n    base(os="debian12", '
+                                                    'language="julia")\n')
     with serve({"julia": mirror}) as server:
         env = {**os.environ, "ENVNIX_JULIA_MIRROR": server.url("julia")}
         built = build(context, "-t", "julia:dev", env=env)
@@ -78,17 +84,11 @@ def test_julia_comes_from_its_pinned_release_archive(tmp_path: Path,
 
 
 def test_an_archive_without_julia_is_one_line(tmp_path: Path) -> None:
-    mirror = tmp_path / "mirror"
-    release = mirror / "linux" / "x64" / "1.10"
-    release.mkdir(parents=True)
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w:gz") as tf:
         tf.addfile(tarfile.TarInfo("README"))
-    (release / f"{TOP}-linux-x86_64.tar.gz").write_bytes(raw.getvalue())
-    context = tmp_path / "julia"
-    context.mkdir()
-    (context / "build.envd").write_text(
-        '# syntax=v1\ndef build():\n    base(image="debian:12")\n    install.julia()\n')
+    mirror, context = _julia_mirror(tmp_path, raw.getvalue(), '# syntax=v1\ndef build():\n'
+                                    '    base(image="debian:12")\n    install.julia()\n')
     with serve({"julia": mirror}) as server:
         env = {**os.environ, "ENVNIX_JULIA_MIRROR": server.url("julia")}
         proc = envnix("lock", str(context), env=env, check=False)
