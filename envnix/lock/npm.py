@@ -72,11 +72,15 @@ def packument(base: str, name: str) -> dict[str, Any]:
 
 def pick_version(doc: dict[str, Any], requested: str | None, call: str) -> str:
     """``requested`` if the registry has it, else (None) its ``latest`` tag; one line naming
-    the newest releases when it has not."""
+    the newest releases when it has not. A registry's answer goes into the lock and the build
+    only as a plain semantic version."""
     versions = doc["versions"]
     if requested is None:
         latest = (doc.get("dist-tags") or {}).get("latest")
         if isinstance(latest, str) and latest in versions:
+            if not _VERSION.fullmatch(latest):
+                raise LockError(f"{call}: the registry's latest release of {doc.get('name')} "
+                                f"is {latest[:80]!r}, not a version")
             return latest
         raise LockError(f"{call}: the registry names no latest release of {doc.get('name')}",
                         hint="name a version")

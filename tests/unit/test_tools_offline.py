@@ -20,6 +20,7 @@ from envnix.frontend import load_spec
 from envnix.lock import Lock, lock_inputs
 from envnix.lock.apt.index import DebIndex
 from envnix.lock.model import CorruptLockError
+from envnix.lock.npm import pick_version
 from envnix.lock.tools import apt_check, codex_layout, index_versions, pick_node
 from envnix.render import lock_artifacts, plan_layers
 from envnix.spec.platform import AMD64, ARM64
@@ -156,6 +157,15 @@ def test_install_tool_lays_out_a_vsix(tmp_path: Path) -> None:
     root = out / "root" / "home/envd/.vscode-server/extensions/a.b-1.0.0"
     assert sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()) == [
         "out/main.js", "package.json"]
+
+
+def test_a_registrys_latest_must_be_a_version() -> None:
+    doc = {"name": "@openai/codex", "versions": {"0.1.0": {}, "../../x": {}},
+           "dist-tags": {"latest": "0.1.0"}}
+    assert pick_version(doc, None, "install.codex()") == "0.1.0"
+    doc["dist-tags"]["latest"] = "../../x"
+    with pytest.raises(LockError, match=r"is '\.\./\.\./x', not a version"):
+        pick_version(doc, None, "install.codex()")
 
 
 def test_the_codex_layout_is_read_from_the_tarball() -> None:
