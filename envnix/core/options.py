@@ -137,8 +137,7 @@ OPTIONS: tuple[Option, ...] = (
     APT_PROFILE, UBUNTU_MIRROR, UBUNTU_KEYRING,
     CUDA_PROVIDER, CUDA_APT_REPO, CUDA_APT_KEYRING, CONDA_DEFAULT_CHANNELS, CONDA_CHANNEL_ALIAS,
     NPM_REGISTRY, JULIA_MIRROR, OPENVSX_URL, INSECURE_REGISTRIES, REGISTRY_CREDS,
-    REGISTRY_CERT_DIR,
-    REGISTRY_TLS_VERIFY,
+    REGISTRY_CERT_DIR, REGISTRY_TLS_VERIFY,
     SUBSTITUTERS, TRUSTED_PUBLIC_KEYS, BUILDERS, LOAD,
 )
 
@@ -241,24 +240,26 @@ def conda_default_channels(environ: Environ = None) -> tuple[str, ...]:
                  .split(",") if u.strip())
 
 
+def _base_url(option: Option, environ: Environ) -> str:
+    """A base-URL setting as its users read it: ``""`` when unset or blank, no trailing
+    slash (they append paths to it)."""
+    return (option.raw(environ) or "").strip().rstrip("/")
+
+
 def conda_channel_alias(environ: Environ = None) -> str:
-    """``""`` when unset or blank."""
-    return (CONDA_CHANNEL_ALIAS.raw(environ) or "").strip().rstrip("/")
+    return _base_url(CONDA_CHANNEL_ALIAS, environ)
 
 
 def npm_registry(environ: Environ = None) -> str:
-    """``""`` when unset or blank; no trailing slash."""
-    return (NPM_REGISTRY.raw(environ) or "").strip().rstrip("/")
+    return _base_url(NPM_REGISTRY, environ)
 
 
 def julia_mirror(environ: Environ = None) -> str:
-    """``""`` when unset or blank; no trailing slash."""
-    return (JULIA_MIRROR.raw(environ) or "").strip().rstrip("/")
+    return _base_url(JULIA_MIRROR, environ)
 
 
 def openvsx_url(environ: Environ = None) -> str:
-    """``""`` when unset or blank; no trailing slash."""
-    return (OPENVSX_URL.raw(environ) or "").strip().rstrip("/")
+    return _base_url(OPENVSX_URL, environ)
 
 
 def insecure_registries(environ: Environ = None) -> frozenset[str]:
