@@ -360,11 +360,19 @@ def registry_headers(url: str, login: Login | None, *,
 
 
 def get(url: str, headers: Mapping[str, str] | None = None, *, timeout: float = TIMEOUT,
-        insecure: bool = False, user_agent: str = USER_AGENT) -> bytes:
-    """The whole body of ``url`` (an index page, a Release file: small enough to hold)."""
+        insecure: bool = False, user_agent: str = USER_AGENT, limit: int | None = None,
+        what: str = "what was asked for") -> bytes:
+    """The whole body of ``url`` (an index page, a Release file: small enough to hold). With
+    ``limit``, a body over that many bytes is a LockError saying it is not ``what``: a
+    server's answer read into memory must not be as big as the server likes."""
     with open_url(url, headers, timeout=timeout, insecure=insecure,
                   user_agent=user_agent) as resp:
-        return resp.body.read()
+        if limit is None:
+            return resp.body.read()
+        body = resp.body.read(limit + 1)
+    if len(body) > limit:
+        raise LockError(f"{url} is over {limit >> 20} MB, not {what}")
+    return body
 
 
 def content_length(url: str, *, insecure: bool = False) -> int | None:

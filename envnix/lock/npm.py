@@ -51,16 +51,14 @@ def packument(base: str, name: str) -> dict[str, Any]:
     """The registry's document for package ``name`` (``@scope/name`` allowed)."""
     url = f"{base}/{urllib.parse.quote(name, safe='@')}"
     try:
-        with http.open_url(url, {"Accept": "application/json"}) as resp:
-            body = resp.body.read(MAX_PACKUMENT + 1)
+        body = http.get(url, {"Accept": "application/json"}, limit=MAX_PACKUMENT,
+                        what="a package's metadata")
     except http.NotFound:
         raise LockError(f"npm: {base} has no package {name}") from None
     except http.RequestError as err:
         raise FetchError(f"npm: cannot read {url}: {http.reason(err)}",
                          hint="check the network, or set ENVNIX_NPM_REGISTRY to a mirror") \
             from None
-    if len(body) > MAX_PACKUMENT:
-        raise LockError(f"npm: {url} is over {MAX_PACKUMENT >> 20} MB, not a package's metadata")
     try:
         data = json.loads(body)
     except ValueError:

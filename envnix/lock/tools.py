@@ -50,6 +50,8 @@ JULIA_RELEASES = "https://julialang-s3.julialang.org/bin"
 _JULIA_ARCH = {"x86_64": "x64", "aarch64": "aarch64"}
 OPENVSX = "https://open-vsx.org"
 """Where envd downloads VS Code extensions (ENVNIX_OPENVSX_URL: a mirror of its API)."""
+MAX_EXTENSION_METADATA = 8 << 20
+"""Bytes Open VSX's answer about one extension may have (a few kB)."""
 VSCODE_EXTENSIONS = "home/envd/.vscode-server/extensions"
 """Where envd copies them in a dev image."""
 
@@ -204,7 +206,8 @@ def _vscode_extension(tool: ToolSpec) -> dict[str, Any]:
     base = options.openvsx_url() or OPENVSX
     api = f"{base}/api/{publisher}/{name}" + (f"/{tool.version}" if tool.version else "")
     try:
-        meta = json.loads(http.get(api))
+        meta = json.loads(http.get(api, limit=MAX_EXTENSION_METADATA,
+                                   what="an extension's metadata"))
     except http.NotFound:
         raise LockError(f"{call}: {base} has no such extension" + (
             " at that version" if tool.version else ""),

@@ -130,6 +130,13 @@ def test_conditional_request_gets_304_as_an_answer(server: Server) -> None:
         assert (resp.status, resp.etag, resp.body.read()) == (304, '"v1"', b"")
 
 
+def test_a_bounded_get_refuses_a_body_over_its_limit(server: Server) -> None:
+    server.script["/meta"] = [(200, {}, b"x" * (1 << 20)), (200, {}, b"x" * ((1 << 20) + 1))]
+    assert get(server.url("/meta"), limit=1 << 20) == b"x" * (1 << 20)
+    with pytest.raises(LockError, match=r"/meta is over 1 MB, not a package's metadata"):
+        get(server.url("/meta"), limit=1 << 20, what="a package's metadata")
+
+
 def test_size_and_hash_of_what_a_url_serves(server: Server) -> None:
     data = b"wheel bytes" * 1000
     server.script["/w.whl"] = [(200, {}, data)]
