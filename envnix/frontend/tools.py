@@ -99,9 +99,8 @@ class ToolCalls:
         (``use_pixi_mirror``) is a conda channel mirror, which the file does not name."""
         self._tool("install.pixi")
         if pypi_index:
-            if url_problem(pypi_index):
-                raise SpecError(f"install.pixi(pypi_index={pypi_index!r}): "
-                                f"{url_problem(pypi_index)}")
+            if problem := url_problem(pypi_index):
+                raise SpecError(f"install.pixi(pypi_index={pypi_index!r}): {problem}")
             self.files["/etc/pixi/config.toml"] = (
                 f"[pypi-config]\nindex-url = {json.dumps(pypi_index)}\n")
         if use_pixi_mirror:
