@@ -91,10 +91,13 @@ let
     if compression != "gzip" && compression != "zstd" then
       throw "envnix: compression ${toJSON compression}: expected \"gzip\" or \"zstd\""
     else if compression == "gzip" then { }
-    else { inherit compression; }
-      // (if toolchain == "host" && zstdPath != null
-          then { zstdPath = builtins.path { path = zstdPath; name = "envnix-zstandard"; }; }
-          else { });
+    else { inherit compression; } // hostZstd;
+  # The host toolchain's Python has no zstandard: a builder that reads zstd (zstd layers,
+  # .conda packages) gets envnix's copy as an input. Nothing for the pinned toolchain.
+  hostZstd =
+    if toolchain == "host" && zstdPath != null
+    then { zstdPath = builtins.path { path = zstdPath; name = "envnix-zstandard"; }; }
+    else { };
   # Debian's slim images' dpkg path filters (their /etc/dpkg/dpkg.cfg.d/docker): mklayer
   # leaves out what they exclude, and mkmeta writes them into the image so a later
   # `apt install` does the same.
@@ -248,18 +251,13 @@ let
     if a.kind == "deb" then debGroups.${key} or (debTree a)
     else if a.kind == "tool" then run "tool-${a.storeName}" "install_tool.py" ({
       src = fetch a; pkgName = a.name; pkgVersion = a.version; inherit (a) paths links;
-    } // (if toolchain == "host" && zstdPath != null
-             && builtins.match ".*[.]conda" a.storeName != null
-          then { zstdPath = builtins.path { path = zstdPath; name = "envnix-zstandard"; }; }
-          else { }))
+    } // (if builtins.match ".*[.]conda" a.storeName != null then hostZstd else { }))
     else if a.kind == "wheel" then wheelTree a
     else if a.kind == "sdist" || a.kind == "git" then wheelTree (a // { src = builtWheel a; })
     else run "conda-${a.storeName}" "install_conda.py" ({
       src = fetch a; pkgName = a.name; pkgVersion = a.version; pkgFile = a.fn;
       prefix = plan.condaPrefix; pythonVersion = plan.python.version; record = a.record;
-    } // (if toolchain == "host" && zstdPath != null
-          then { zstdPath = builtins.path { path = zstdPath; name = "envnix-zstandard"; }; }
-          else { }));
+    } // hostZstd);
 
   trees = builtins.mapAttrs tree artifacts;
 
