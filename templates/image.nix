@@ -22,6 +22,7 @@
 , checkSources ? true     # refuse a lock older than the files the frontend read
 , compression ? "gzip"    # layer blobs: "gzip" or "zstd" (tar+zstd media type); other bytes
 , slim ? false            # leave out docs (but copyright files), man/info pages, locales
+                          # (always so on a slim base: the lock's image.slim)
 , platform ? null         # "linux/arm64": that platform's sections of a multi-platform lock
 }@args:
 let
@@ -111,7 +112,8 @@ let
     "path-exclude /usr/share/locale/*"
     "path-exclude /usr/share/man/*"
   ];
-  slimmed = if slim then { pathFilter = toJSON slimFilter; } else { };
+  slimImage = slim || (image.slim or false) == true;  # a lock may say anything
+  slimmed = if slimImage then { pathFilter = toJSON slimFilter; } else { };
   storeName = s:
     let
       swapped = concatMap (p: if isString p then [ p ] else [ "-" ])
@@ -269,7 +271,7 @@ let
     users = toJSON plan.users;
     aptSources = toJSON plan.aptSources;
     aptAuto = toJSON plan.aptAuto;
-  } // (if slim then { dpkgFilter = toJSON slimFilter; } else { })
+  } // (if slimImage then { dpkgFilter = toJSON slimFilter; } else { })
     # base(image=...): the base's dpkg database and accounts are merged with what is added
     // (if plan.baseLayers == [ ] then { } else {
          baseTrees = toJSON (fromBase baseTree); baseStatus = plan.baseStatus or "";

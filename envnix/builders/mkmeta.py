@@ -316,8 +316,9 @@ def dpkg_filter(writer: T.TreeWriter) -> None:
         _pathfilter.parse(lines)
     except _pathfilter.FilterError as e:
         raise B.BuilderError(str(e)) from None
-    text = ("# envnix --slim: what the image was built without; dpkg leaves the same out of\n"
-            "# later installs (delete this file to get docs, man pages and locales again).\n"
+    text = ("# envnix --slim or a slim base: what the image was built without; dpkg leaves\n"
+            "# the same out of later installs (delete this file to get docs, man pages and\n"
+            "# locales again).\n"
             + "".join(line + "\n" for line in lines))
     writer.add_file("etc/dpkg/dpkg.cfg.d/envnix-slim", text.encode(), 0o644)
 

@@ -79,6 +79,7 @@ IMAGE_RELEASES = {
     "ubuntu:22.04": "ubuntu22.04", "ubuntu:jammy": "ubuntu22.04",
     "ubuntu:20.04": "ubuntu20.04", "ubuntu:focal": "ubuntu20.04",
     "debian:12": "debian12", "debian:bookworm": "debian12",
+    "debian:12-slim": "debian12", "debian:bookworm-slim": "debian12",  # ImageSpec.slim
 }
 
 _LANGUAGE_RE = re.compile(r"^python(?P<version>3(?:\.\d+)?)?$")
@@ -109,6 +110,7 @@ class SpecBuilder(ToolCalls, CudaCalls):
         self.extra_path: list[str] = []
         self.warnings: list[str] = []
         self.base_called = False
+        self.slim = False  # base(image="debian:12-slim")
         self.dev: bool | None = None
         self.dev_spec = DevSpec()
         self.owner: tuple[int, int] | None = owner  # --owner: wins over config.owner
@@ -166,6 +168,7 @@ class SpecBuilder(ToolCalls, CudaCalls):
                 self.v1_signals.append("base(image=/dev=)")
             self.dev = bool(dev)
             os = self._os_for_image(image or V1_DEFAULT_IMAGE)
+            self.slim = bool(os) and (image or "").endswith("-slim")
             self.base_image = None if os else image
             self.os = release_for(os) if os else CUSTOM_IMAGE_RELEASE
             self.base_called = True
@@ -568,7 +571,7 @@ class SpecBuilder(ToolCalls, CudaCalls):
             warnings=self.warnings,
             base_image=self.base_image,
             cuda=cuda,
-            apt_profile=apt_profile_from_env(),
+            apt_profile=apt_profile_from_env(), slim=self.slim,
             tools=self.tool_specs(python, dev),
         )
 

@@ -180,6 +180,8 @@ _IMAGE = S.obj({
                         "an http(s) or git:// URL without credentials", max_len=2048),
         "commit": _COMMIT,
         "sha256": S.sha256}), unique=lambda i: i.get("url"), unique_field="url"),
+    # a slim base (debian:12-slim): the layers leave out what its dpkg filters do
+    "slim": S.boolean,
 })
 
 

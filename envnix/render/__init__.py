@@ -328,6 +328,8 @@ def image_section(spec: ImageSpec, lock: Lock, context: Path) -> dict[str, Any]:
         # include(git=URL): each repository's commit and the sha256 of its .envd files, so
         # later evaluations read the same commit (only then: other locks keep their bytes)
         **({"includes": spec.includes} if spec.includes else {}),
+        # a slim base (debian:12-slim): image.nix packs it as --slim does
+        **({"slim": True} if spec.slim else {}),
     }
 
 

@@ -315,6 +315,9 @@ class ImageSpec:
     base_image: str | None = None
     # Which of the release's always-there packages the image gets (see APT_PROFILES).
     apt_profile: str = "essential"
+    # A slim release image (debian:12-slim): as its /etc/dpkg/dpkg.cfg.d/docker does, the
+    # image leaves out docs (but copyright files), man and info pages and locales.
+    slim: bool = False
     # The files the frontend read, relative to the build context (the manifest, load()ed
     # files, env.yaml): the lock records their hashes, so Nix alone can tell it is stale.
     sources: list[str] = field(default_factory=list)
@@ -431,6 +434,8 @@ class ImageSpec:
             del data["includes"]
         if not data["apt_repos"]:  # run()'s apt sources likewise
             del data["apt_repos"]
+        if not data["slim"]:  # a slim base likewise
+            del data["slim"]
         return data
 
     def to_json(self) -> str:

@@ -46,3 +46,23 @@ def test_slim_zstd_image_runs_without_docs(tmp_path: Path, podman_environ: dict)
     out = podman("run", "--rm", f"oci:{built.layout}", "sh", "-c", script,
                  env=podman_environ).stdout.splitlines()
     assert out == ["(3, 11)", "0", "0", "copyright", "8"]
+
+
+def test_a_slim_base_is_packed_slim_without_the_flag(tmp_path: Path, podman_environ: dict) -> None:
+    """base(image="debian:12-slim") leaves out what that image's dpkg filters leave out, as
+    `--slim` does, with no flag: the lock's image section says so, so any build of that lock
+    (envnix build, a Nix-only build) packs it the same way."""
+    context = tmp_path / "slimbase"
+    context.mkdir()
+    (context / "build.envd").write_text('def build():\n    base(image="debian:12-slim")\n'
+                                        '    install.apt_packages(name=["bzip2"])\n')
+    built = build(context, "-t", "slimbase:dev")
+    assert json.loads((context / "envnix.lock").read_text())["image"]["slim"] is True
+    script = ("bzip2 --help 2>&1 | head -c 5; echo; "
+              "find /usr/share/doc /usr/share/man /usr/share/locale ! -type d "
+              "! -name copyright 2>/dev/null | wc -l; "
+              "test -s /usr/share/doc/bzip2/copyright && echo copyright; "
+              "grep -c '^path-' /etc/dpkg/dpkg.cfg.d/envnix-slim")
+    out = podman("run", "--rm", f"oci:{built.layout}", "sh", "-c", script,
+                 env=podman_environ).stdout.splitlines()
+    assert out == ["bzip2", "0", "copyright", "8"]

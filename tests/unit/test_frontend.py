@@ -209,6 +209,18 @@ def test_syntax_is_chosen_and_explained(tmp_path: Path) -> None:
     assert spec.dev is None and spec.python is None  # v1 serving image: only what's declared
 
 
+def test_a_slim_release_image_is_that_release_packed_slim(tmp_path: Path) -> None:
+    """debian:12-slim is Debian 12 with its dpkg path filters (ImageSpec.slim), which the
+    lock's image section carries so that a Nix-only build packs it the same way."""
+    for image, slim in (("debian:12-slim", True), ("docker.io/library/debian:bookworm-slim",
+                                                   True), ("debian:12", False)):
+        spec = load_spec(write(tmp_path, f'def build():\n    base(image="{image}")\n'))
+        assert (spec.os.label, spec.base_image, spec.slim) == ("debian12", None, slim), image
+        assert ("slim" in spec.to_dict()) is slim
+    spec = load_spec(write(tmp_path, 'def build():\n    base(image="r.example/py:3-slim")\n'))
+    assert (spec.base_image, spec.slim) == ("r.example/py:3-slim", False)  # its own files
+
+
 def test_unreproducible_functions_are_skipped_with_one_warning_each(tmp_path: Path) -> None:
     warnings: list[str] = []
     write(tmp_path, 'def build():\n    base(os="debian12", language="python3.11")\n'
