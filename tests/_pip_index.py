@@ -14,7 +14,9 @@ the lock can be tried against every one:
 and never sees its hash); ``head_length=False`` makes HEAD answer without Content-Length, as
 some proxies do. ``login=(user, password)`` makes every path answer 401 without that basic
 auth, as a private index behind a password does. ``requests`` records (method, path) of every
-request; ``agents`` the User-Agent of each file request that got its file.
+request; ``agents`` the User-Agent of each file request that got its file. ``file_delay``
+holds each file answer back that many seconds, and ``most_at_once`` is the largest number of
+file answers that were being served at the same time (how parallel the downloads were).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import http.server
 import json
 import re
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -60,7 +63,8 @@ class PipIndex:
     """Serve ``dists`` at ``<url>/simple/`` (see the module docstring for the styles)."""
 
     def __init__(self, dists: list[Dist], style: str = "html", *, ranges: bool = False,
-                 head_length: bool = True, login: tuple[str, str] | None = None) -> None:
+                 head_length: bool = True, login: tuple[str, str] | None = None,
+                 file_delay: float = 0.0) -> None:
         if style not in ("html", "html-nohash", "json"):
             raise ValueError(style)
         self.dists, self.style, self.ranges, self.head_length = dists, style, ranges, head_length
@@ -68,6 +72,9 @@ class PipIndex:
         self.agents: list[str] = []
         self.login = login
         self.files = {d.path.name: d for d in dists}
+        self.file_delay = file_delay
+        self.at_once = self.most_at_once = 0
+        self._counting = threading.Lock()
         index = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -161,6 +168,13 @@ class PipIndex:
             status, ctype = 200, "application/octet-stream"
             body = self.files[path[len("/files/"):]].path.read_bytes()
             self.agents.append(req.headers.get("User-Agent", ""))
+            if not head and self.file_delay:
+                with self._counting:
+                    self.at_once += 1
+                    self.most_at_once = max(self.most_at_once, self.at_once)
+                time.sleep(self.file_delay)
+                with self._counting:
+                    self.at_once -= 1
         ranged = self._range(req, body) if status == 200 and path.startswith("/files/") else None
         if ranged is not None:
             start, end = ranged

@@ -67,14 +67,19 @@ def dead_port() -> int:
 
 
 class Server:
-    """Loopback HTTP: GET /<anything> answers ``data``, or after ``delay`` seconds."""
+    """Loopback HTTP: GET /<anything> answers ``data``, or after ``delay`` seconds; a client
+    whose User-Agent holds ``refuse_agent`` gets a 404 at once (envnix's own download fails,
+    Nix's fetch then waits)."""
 
-    def __init__(self, data: bytes, delay: float = 0.0) -> None:
+    def __init__(self, data: bytes, delay: float = 0.0, refuse_agent: str | None = None) -> None:
         self.data, self.delay, self.requests = data, delay, 0
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:
+                if refuse_agent and refuse_agent in self.headers.get("User-Agent", ""):
+                    self.send_error(404)
+                    return
                 outer.requests += 1
                 end = time.monotonic() + outer.delay
                 while time.monotonic() < end and not outer.closing:

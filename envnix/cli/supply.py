@@ -27,7 +27,7 @@ from envnix.core.reference import Reference
 from envnix.lock.diff import diff_locks
 from envnix.lock.model import LOCK_NAME, Lock, read_lock
 from envnix.lock.sbom import FORMATS, cyclonedx, spdx
-from envnix.nix import fixed_output_path
+from envnix.nix.seed import fixed_output_path
 from envnix.oci.attach import ARTIFACT_TYPES, MT_MANIFEST, referrer_layout, sbom_tag
 from envnix.oci.imagediff import Image, diff_images, is_image_ref, open_image, read_layout
 from envnix.oci.registry import (

@@ -137,7 +137,7 @@ def _check_pull(ref: ImageRef, url: str, insecure: bool) -> None:
     """Check at lock time that the build can download the layers: anonymously, with an
     anonymous token (a public repository on a registry with a token service), or with the
     login the user stored for the registry. A blob that needs a token or a login is fetched
-    by ``envnix build`` itself (nix.seed_private_layers), since Nix's fetcher cannot speak a
+    by ``envnix build`` itself (nix.seed.seed_private_layers), since Nix's fetcher cannot speak a
     registry's token flow."""
     login = credentials.registry_login(ref.api_host)
     try:

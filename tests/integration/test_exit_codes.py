@@ -18,7 +18,7 @@ from _cli import envnix, without_nix_path
 from _tiny import Server, dead_port, lock_text, tiny_context, wheel
 
 from envnix.core.errors import EXIT_CODES, BuildError, LockError
-from envnix.nix import seed_chroot_store
+from envnix.nix.seed import seed_chroot_store
 
 
 def one_error(proc: subprocess.CompletedProcess[str]) -> str:
@@ -91,11 +91,11 @@ def missing_tool(tmp: Path, built: Path) -> subprocess.CompletedProcess[str]:
 
 
 def interrupted(tmp: Path, built: Path) -> subprocess.CompletedProcess[str]:
-    return interrupt_build(tmp, signal.SIGINT)
+    return interrupt_build(tmp, signal.SIGINT, in_nix=False)  # in envnix's own download
 
 
 def terminated(tmp: Path, built: Path) -> subprocess.CompletedProcess[str]:
-    return interrupt_build(tmp, signal.SIGTERM)
+    return interrupt_build(tmp, signal.SIGTERM, in_nix=True)  # in Nix's fetch
 
 
 SCENARIOS: dict[int, Callable[[Path, Path], subprocess.CompletedProcess[str]]] = {
@@ -151,9 +151,12 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
-def interrupt_build(tmp: Path, sig: int) -> subprocess.CompletedProcess[str]:
-    """Start a build whose download never answers; signal envnix while Nix waits for it."""
-    with Server(b"never sent", delay=600).running() as server:
+def interrupt_build(tmp: Path, sig: int, in_nix: bool) -> subprocess.CompletedProcess[str]:
+    """Start a build whose download never answers; signal envnix while it waits for it: in
+    envnix's own download before nix-build (nix/seed.py), or (``in_nix``) in Nix's fetch
+    once envnix's was refused."""
+    with Server(b"never sent", delay=600,
+                refuse_agent="envnix" if in_nix else None).running() as server:
         context = tiny_context(tmp, wheels=[wheel(f"{server.url}/envnixprobe-1.0-py3-none-"
                                                   "any.whl")])
         before = lock_text(context)
@@ -164,9 +167,9 @@ def interrupt_build(tmp: Path, sig: int) -> subprocess.CompletedProcess[str]:
         deadline = time.monotonic() + 120
         while server.requests == 0 and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert server.requests and proc.poll() is None, "Nix never started the download"
+        assert server.requests and proc.poll() is None, "the download never started"
         below = _descendants(proc.pid)
-        assert any("nix-build" in _cmdline(p) for p in below), below
+        assert any("nix-build" in _cmdline(p) for p in below) is in_nix, below
         proc.send_signal(sig)
         try:
             out, err = proc.communicate(timeout=60)

@@ -60,7 +60,7 @@ def test_generated_project_evaluates_for_both_toolchains(tmp_path: Path) -> None
                                   "base-0123456789abcdef.tar.gz"])
 def test_fixed_output_path_is_nixs(name: str) -> None:
     """build --store seeds artifacts by their fixed-output paths, computed in Python."""
-    from envnix.nix import fixed_output_path
+    from envnix.nix.seed import fixed_output_path
 
     sha = hashlib.sha256(name.encode()).hexdigest()
     nix = subprocess.run(["nix-store", "--print-fixed-path", "sha256", sha, name],

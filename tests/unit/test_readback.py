@@ -16,7 +16,7 @@ from test_lockfile import conda, deb, wheel
 
 from envnix.core.errors import BuildError
 from envnix.lock.model import IMAGE_FORMAT, LOCK_HINT, CorruptLockError, Lock, read_lock
-from envnix.nix import seed_chroot_store
+from envnix.nix.seed import seed_chroot_store
 from envnix.oci.layout import DIGESTS_SCHEMA, read_digests
 from envnix.render import lock_artifacts, render
 from envnix.spec import ImageSpec, PipRequest, PythonSpec, release_for

@@ -14,7 +14,6 @@ import base64
 import json
 import re
 import shutil
-import tempfile
 import threading
 import time
 import urllib.parse
@@ -37,8 +36,16 @@ from envnix.core.errors import (
 from envnix.core.nixlog import JsonLog
 from envnix.core.progress import REPORTER, Progress, Reporter, status, transfer
 from envnix.core.progress import step as progress_step
-from envnix.lock.model import LOCK_NAME, CorruptLockError, read_lock
-from envnix.render import lock_artifacts, nix_options
+from envnix.lock.model import LOCK_NAME
+from envnix.nix.seed import (
+    invalid_paths,
+    is_chroot_store,
+    prefetch,
+    seed_chroot_store,
+    seed_private_layers,
+    store_run,
+)
+from envnix.render import nix_options
 from envnix.toolchain import ensure
 
 # Nix 2.8 keeps `nix show-config` and `nix copy` behind the new CLI's feature flag.
@@ -138,14 +145,15 @@ def nix_build(
     cmd = [require_nix(), str(directory / "default.nix"), "-A", attr,
            *build_options(toolchain, config or NixConfig(), progress)]
     cmd += ["--argstr", "toolchain", toolchain, *args]
-    if not store or not _is_chroot_store(store):
-        seed_private_layers(directory / LOCK_NAME, store, progress)
     if store:
         cmd += ["--store", store]
-        if _is_chroot_store(store):
-            seed_chroot_store(directory / LOCK_NAME, store, progress)
-            if toolchain == "pinned":  # the same path Nix would make, without a fetch there
-                ensure(store=store, progress=progress)
+    if store and is_chroot_store(store):
+        seed_chroot_store(directory / LOCK_NAME, store, progress)
+        if toolchain == "pinned":  # the same path Nix would make, without a fetch there
+            ensure(store=store, progress=progress)
+    else:
+        seed_private_layers(directory / LOCK_NAME, store, progress)
+        prefetch(directory / LOCK_NAME, store, [*cmd, "--no-out-link", "--dry-run"], progress)
     if out_link:
         cmd += ["--out-link", str(out_link)]
     else:
@@ -302,160 +310,6 @@ def unreachable(urls: list[str], seconds: float = PROBE_SECONDS) -> dict[str, st
         return dict(dead)
 
 
-def _is_chroot_store(store: str) -> bool:
-    """A local directory given as --store (not a daemon or remote store URL)."""
-    return "://" not in store and store not in ("auto", "daemon", "local")
-
-
-def seed_chroot_store(lock_path: Path, store: str,
-                      progress: Progress | None = None) -> None:
-    """Put every pinned artifact into the chroot store ``store`` before nix-build runs.
-
-    Why: Nix 2.8's ``builtin:fetchurl`` inside a chroot store (``--store DIR``) writes to the
-    *host's* /nix/store path of its output, and a failed fetch leaves a 0-byte file there that
-    later host builds can take for the artifact. Adding each artifact up front (from the host
-    store when it has it, else downloaded here and checked against its sha256) means no fetch
-    runs inside the chroot store at all. The store paths are the same fixed-output paths.
-    """
-    wanted = {fixed_output_path(a["sha256"], a["storeName"]): a for a in _seedable(lock_path)}
-    missing = _invalid(list(wanted), store)
-    if not missing:
-        return
-    on_host = set(missing) - set(_invalid(missing, None))
-    if progress:
-        progress(f"nix: seeding {store} with {len(missing)} artifact(s) "
-                 f"({len(on_host)} from this machine's store)")
-    with tempfile.TemporaryDirectory(prefix="envnix-seed-") as tmp:
-        batch: list[str] = []
-        held = 0
-        for i, path in enumerate(missing):
-            artifact = wanted[path]
-            file = Path(tmp) / artifact["storeName"]
-            if path in on_host and Path(path).is_file():
-                shutil.copyfile(path, file)
-            else:
-                http.download(artifact["url"], artifact["sha256"], file, progress=progress,
-                              headers=_registry_headers(artifact["url"]))
-            batch.append(path)
-            held += file.stat().st_size
-            if held >= SEED_BATCH_BYTES or len(batch) >= SEED_BATCH_FILES or i == len(missing) - 1:
-                _add_fixed(store, [(p, Path(tmp) / wanted[p]["storeName"]) for p in batch])
-                batch, held = [], 0
-
-
-# One nix-store --add-fixed per batch, not per artifact: each call opens the store's database
-# (60 .debs: 6.1 s one by one, 0.8 s in one call); bytes bound the temporary copies on disk.
-SEED_BATCH_FILES = 200
-SEED_BATCH_BYTES = 1 << 30
-
-
-def _add_fixed(store: str | None, batch: list[tuple[str, Path]]) -> None:
-    """Add each file to ``store`` (None: the host's) as the fixed output path Nix expects."""
-    added = _run(["nix-store", *(["--store", store] if store else []), "--add-fixed", "sha256",
-                  *(str(file) for _, file in batch)]).split()
-    for (path, file), got in zip(batch, added + [""] * len(batch), strict=False):
-        if got != path:
-            raise BuildError(f"adding {file.name} to the store gave {got or 'nothing'}, "
-                             f"expected {path}")
-        file.unlink()
-
-
-_BLOB_URL = re.compile(r"https?://([^/]+)/v2/.+/blobs/sha256:[0-9a-f]{64}")
-
-
-def _registry_headers(url: str) -> dict[str, str]:
-    """The ``Authorization`` a registry blob URL needs with the login the user stored, if
-    any (http.registry_headers); {} for other URLs."""
-    m = _BLOB_URL.fullmatch(url)
-    return http.registry_headers(url, credentials.registry_login(m[1])) if m else {}
-
-
-def seed_private_layers(lock_path: Path, store: str | None,
-                        progress: Progress | None = None) -> None:
-    """Download the base layers the store lacks whose registry wants a token or a login,
-    into ``store``: with the login the user stored for it (auth.json, docker's config.json, a
-    credential helper), or with the anonymous token a public repository on a registry with a
-    token service gives anyone.
-
-    Why not Nix: builtin:fetchurl knows a netrc but not a registry's token flow, and a login
-    handed to it in the derivation would be written into the world-readable .drv. The path
-    added is the one Nix's fetch would make, so Nix then finds it built. Layers anyone may
-    download are left to Nix: they are one base's, so one anonymous HEAD tells which.
-    """
-    layers = {fixed_output_path(a["sha256"], a["storeName"]): a
-              for a in _seedable(lock_path, base_only=True) if _BLOB_URL.fullmatch(a["url"])}
-    missing = _invalid(list(layers), store)
-    first = layers[missing[0]]["url"] if missing else ""
-    login = credentials.registry_login(urllib.parse.urlsplit(first).netloc) if first else None
-    if not first or not http.registry_headers(first, login):
-        return
-    if progress:
-        how = "the registry login" if login else "an anonymous registry token"
-        progress(f"nix: fetching {len(missing)} base layer(s) with {how}")
-    with tempfile.TemporaryDirectory(prefix="envnix-seed-") as tmp:
-        for path in missing:
-            layer = layers[path]
-            file = Path(tmp) / layer["storeName"]
-            # Asked again for each layer: a token may expire while big layers download.
-            http.download(layer["url"], layer["sha256"], file, progress=progress,
-                          headers=http.registry_headers(layer["url"], login))
-            _add_fixed(store, [(path, file)])
-
-
-_NIX_BASE32 = "0123456789abcdfghijklmnpqrsvwxyz"
-
-
-def fixed_output_path(sha256: str, name: str, store_dir: str = "/nix/store") -> str:
-    """The store path of a flat sha256 fixed-output (``builtin:fetchurl``'s), as Nix computes
-    it (``nix-store --print-fixed-path sha256 HASH NAME``), without a process per artifact:
-    a --store build checks every locked artifact, also when nothing is missing."""
-    import hashlib
-
-    inner = hashlib.sha256(f"fixed:out:sha256:{sha256}:".encode()).hexdigest()
-    digest = hashlib.sha256(f"output:out:sha256:{inner}:{store_dir}:{name}".encode()).digest()
-    folded = bytearray(20)
-    for i, byte in enumerate(digest):  # Nix's compressHash: XOR-fold to 160 bits
-        folded[i % 20] ^= byte
-    bits = int.from_bytes(folded, "little")
-    # Nix's base32: 5-bit groups, most significant group first, over the little-endian number.
-    text = "".join(_NIX_BASE32[(bits >> (5 * i)) & 31] for i in range(31, -1, -1))
-    return f"{store_dir}/{text}-{name}"
-
-
-def _seedable(lock_path: Path, base_only: bool = False) -> list[dict[str, str]]:
-    """The rendered lock's artifacts and base layers, checked as Nix would fetch them: http(s)
-    only, no credentials, a sha256 and a store name that is also a safe file name. Seeding
-    runs outside any sandbox, so this holds on its own, whatever wrote the file: the lock is
-    read back checked, and lock_artifacts applies check_artifact to every entry."""
-    try:
-        lock = read_lock(lock_path)
-    except CorruptLockError as exc:
-        raise BuildError(exc.message, hint="it is generated: run envnix render (or envnix "
-                         "build) again") from None
-    if lock is None or lock.image is None:
-        raise BuildError(f"{lock_path}: missing, or without an image section",
-                         hint="run envnix render (or envnix build) again")
-    if base_only:
-        return list(lock.image["plan"]["baseLayers"])
-    return [*lock_artifacts(lock).values(), *lock.image["plan"]["baseLayers"]]
-
-
-def _run(cmd: list[str]) -> str:
-    proc = process.run(cmd, error=BuildError)
-    if proc.returncode != 0:
-        raise BuildError(f"{' '.join(cmd[:3])} failed: {proc.last_error_line()}")
-    return proc.text
-
-
-def _invalid(paths: list[str], store: str | None) -> list[str]:
-    """The ``paths`` that are not valid in ``store`` (None: the host's store)."""
-    if not paths:
-        return []
-    cmd = ["nix-store", *(["--store", store] if store else []), "--check-validity",
-           "--print-invalid", *paths]
-    return _run(cmd).split()
-
-
 # What --toolchain host makes Nix say through a daemon that drops an untrusted user's
 # extra-sandbox-paths (scripts/nix-daemon.conf grants none: no host path).
 _HOST_PYTHON_MISSING = "executing '/usr/bin/python3': No such file or directory"
@@ -609,15 +463,15 @@ def cache_paths(out_path: Path, store: str | None = None) -> list[str]:
     consumer that changes one package rebuilds only that. The locked downloads
     (``builtin:fetchurl``) stay out: each comes from its URL, checked by its sha256."""
     store_args = ["--store", store] if store else []
-    deriver = _run(["nix-store", *store_args, "--query", "--deriver", str(out_path)]).strip()
+    deriver = store_run(["nix-store", *store_args, "--query", "--deriver", str(out_path)]).strip()
     wanted = [str(out_path)]
-    if deriver.startswith("/") and not _invalid([deriver], store):
-        drvs = json.loads(_run([*NIX, "show-derivation", *store_args, "--recursive", deriver]))
+    if deriver.startswith("/") and not invalid_paths([deriver], store):
+        drvs = json.loads(store_run([*NIX, "show-derivation", *store_args, "--recursive", deriver]))
         for drv in drvs.values():
             if drv.get("builder") != "builtin:fetchurl":
                 wanted += [o["path"] for o in drv.get("outputs", {}).values() if "path" in o]
     wanted = list(dict.fromkeys(wanted))
-    missing = set(_invalid(wanted, store))
+    missing = set(invalid_paths(wanted, store))
     return [p for p in wanted if p not in missing]
 
 
@@ -636,7 +490,7 @@ def cache_push(out_path: Path, cache: str, sign_key: Path | None = None,
     if dead := unreachable([plain]):
         raise NetworkError(f"binary cache {plain} does not answer ({dead[plain]})",
                            hint="check the URL and that the server is up")
-    source = str(Path(store).absolute()) if store and _is_chroot_store(store) else store
+    source = str(Path(store).absolute()) if store and is_chroot_store(store) else store
     paths = cache_paths(out_path, source)
     if progress:
         progress(f"cache: copying {len(paths)} store path(s) and their closure to {url}, "
