@@ -255,15 +255,90 @@ def _open_file(url: str) -> Iterator[Response]:
         yield Response(url, 200, _Body(url, f), length=path.stat().st_size)
 
 
+_SMALL_ANSWER = 1 << 16
+"""The largest answer :class:`Connections` reads through to keep its connection."""
+
+
+class Connections:
+    """Kept-alive HTTP/1.1 connections, one per scheme://host:port, for one thread's downloads:
+    many files from one mirror over one connection, as apt and curl do. A new connection (and
+    TLS handshake) per file is what Nix's fetches and urllib pay; on a network that admits a
+    few new connections a second that alone made 166 small downloads take 26 s (0.5 s reused).
+
+    Only the plain case goes this way: GET, no proxy, a 200 answer. Anything else (a
+    redirect, an error status, a proxy, a connection that fails) is left to urllib's full path
+    in :func:`open_url`, with its redirect rule, retries and error messages."""
+
+    def __init__(self) -> None:
+        self._open: dict[str, http.client.HTTPConnection] = {}
+
+    def close(self) -> None:
+        for conn in self._open.values():
+            conn.close()
+        self._open.clear()
+
+    def request(self, url: str, headers: Mapping[str, str],
+                timeout: float) -> http.client.HTTPResponse | None:
+        """A 200 answer to GET ``url`` over a kept connection, or None (see the class)."""
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname or _proxied(parts):
+            return None
+        key = f"{parts.scheme}://{parts.netloc}"
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        for _ in range(2):
+            conn = self._open.get(key)
+            new = conn is None
+            if conn is None:
+                kind = (http.client.HTTPSConnection if parts.scheme == "https"
+                        else http.client.HTTPConnection)
+                conn = self._open[key] = kind(parts.hostname, parts.port, timeout=timeout)
+            try:
+                conn.request("GET", target, headers=dict(headers))
+                resp = conn.getresponse()
+            except (OSError, http.client.HTTPException):
+                self._drop(key)
+                if new:
+                    return None
+                continue  # the server closed the kept connection meanwhile: once, anew
+            identity = resp.getheader("Content-Encoding", "identity") in ("", "identity")
+            if resp.status == 200 and identity:
+                return resp
+            if (resp.length or 0) <= _SMALL_ANSWER:  # a redirect or an error page: read it,
+                resp.read()                          # so the connection can carry the next
+            self.release(url, resp)
+            return None
+        return None
+
+    def release(self, url: str, resp: http.client.HTTPResponse) -> None:
+        """After an answer from :meth:`request`: its connection is kept only when the whole
+        body was read and the server keeps it open."""
+        if not resp.isclosed() or resp.will_close:
+            parts = urllib.parse.urlsplit(url)
+            self._drop(f"{parts.scheme}://{parts.netloc}")
+
+    def _drop(self, key: str) -> None:
+        conn = self._open.pop(key, None)
+        if conn is not None:
+            conn.close()
+
+
+def _proxied(parts: urllib.parse.SplitResult) -> bool:
+    """Whether the environment sends requests for this URL through a proxy."""
+    return (parts.scheme in urllib.request.getproxies()
+            and not urllib.request.proxy_bypass(parts.netloc))
+
+
 @contextlib.contextmanager
 def open_url(url: str, headers: Mapping[str, str] | None = None, *, method: str = "GET",
              timeout: float = TIMEOUT, insecure: bool = False, ca_files: Sequence[Path] = (),
              proxies: bool = True, retries: int = RETRIES,
-             user_agent: str = USER_AGENT, login: Login | None = None) -> Iterator[Response]:
+             user_agent: str = USER_AGENT, login: Login | None = None,
+             reuse: Connections | None = None) -> Iterator[Response]:
     """Open ``url`` for streaming: the answer, or HttpError/NotFound/Unauthorized/Unreachable.
 
     ``login`` is sent with basic auth; without one (and without an ``Authorization`` header),
-    the user's netrc login for the host, if any.
+    the user's netrc login for the host, if any. ``reuse``: a plain GET tries that thread's
+    kept connection first (:class:`Connections`).
 
     Streaming matters: a big channel's repodata.json is hundreds of MB, and a package that
     must be hashed can be a GB. ValueError for a URL urllib cannot parse, as urllib does.
@@ -281,6 +356,17 @@ def open_url(url: str, headers: Mapping[str, str] | None = None, *, method: str 
                                      headers={"User-Agent": user_agent, **headers})
     if authorization:  # kept off redirects: a blob's CDN must not see the registry's token
         request.add_unredirected_header("Authorization", authorization)
+    if reuse is not None and method == "GET" and proxies and not insecure and not ca_files:
+        kept = reuse.request(url, dict(request.header_items()), timeout)
+        if kept is not None:
+            try:
+                yield Response(url, 200, _Body(url, kept), kept.getheader("ETag"),
+                               kept.getheader("Last-Modified"),
+                               _length(kept.getheader("Content-Length")),
+                               kept.getheader("Content-Type", ""))
+            finally:
+                reuse.release(url, kept)
+            return
     opener = _opener(insecure, ca_files, proxies)
     attempt = 0
     while True:
@@ -403,17 +489,20 @@ def hash_url(url: str, *, insecure: bool = False) -> tuple[str, int]:
 
 def download(url: str, sha256: str, dest: Path, *, timeout: float = 120,
              progress: Progress | None = None,
-             headers: Mapping[str, str] | None = None) -> None:
+             headers: Mapping[str, str] | None = None,
+             reuse: Connections | None = None) -> None:
     """``url`` to ``dest``, which appears only whole and matching ``sha256``; else a one-line
     FetchError or HashMismatchError (LockError for a URL envnix does not fetch at all).
-    ``progress`` hears one line per file once it is in place, with its size."""
+    ``progress`` hears one line per file once it is in place, with its size. ``reuse``: the
+    calling thread's kept connections, for many files from one host."""
     problem = url_problem(url)  # the caller checked; this function must not rely on it
     if problem:
         raise LockError(f"refusing to download {url[:200]!r}: {problem}")
     digest = hashlib.sha256()
     done = 0
     try:
-        with open_url(url, headers, timeout=timeout) as resp, atomic_writer(dest) as out:
+        with open_url(url, headers, timeout=timeout, reuse=reuse) as resp, \
+                atomic_writer(dest) as out:
             while chunk := resp.body.read(CHUNK):
                 digest.update(chunk)
                 out.write(chunk)

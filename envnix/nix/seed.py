@@ -117,7 +117,7 @@ def add_artifacts(store: str | None, artifacts: list[dict[str, str]], progress: 
     failed: list[str] = []
     with tempfile.TemporaryDirectory(prefix="envnix-seed-") as tmp:
 
-        def place(artifact: dict[str, str]) -> tuple[str, Path] | None:
+        def place(artifact: dict[str, str], reuse: http.Connections) -> tuple[str, Path] | None:
             path = fixed_output_path(artifact["sha256"], artifact["storeName"])
             file = Path(tmp) / artifact["storeName"]
             if path in on_host and Path(path).is_file():
@@ -125,7 +125,7 @@ def add_artifacts(store: str | None, artifacts: list[dict[str, str]], progress: 
                 return path, file
             try:
                 http.download(artifact["url"], artifact["sha256"], file, progress=progress,
-                              headers=_registry_headers(artifact["url"]))
+                              headers=_registry_headers(artifact["url"]), reuse=reuse)
             except EnvnixError as exc:
                 if fatal:
                     raise
@@ -134,15 +134,19 @@ def add_artifacts(store: str | None, artifacts: list[dict[str, str]], progress: 
             return path, file
 
         def worker() -> None:
-            while not stop.is_set():
-                try:
-                    artifact = todo.get_nowait()
-                except queue.Empty:
-                    return
-                try:
-                    done.put(place(artifact))
-                except BaseException as exc:  # handed to the main thread, which reports it
-                    done.put(exc)
+            reuse = http.Connections()  # one mirror's files over one connection per thread
+            try:
+                while not stop.is_set():
+                    try:
+                        artifact = todo.get_nowait()
+                    except queue.Empty:
+                        return
+                    try:
+                        done.put(place(artifact, reuse))
+                    except BaseException as exc:  # handed to the main thread to report
+                        done.put(exc)
+            finally:
+                reuse.close()
 
         # Daemon threads: Ctrl-C or a failure returns at once; a download still waiting on
         # a silent server does not hold the process (its file is in the removed directory).

@@ -19,6 +19,7 @@ import pytest
 
 from envnix.core.errors import FetchError, HashMismatchError, LockError
 from envnix.core.http import (
+    Connections,
     HttpError,
     NotFound,
     Unreachable,
@@ -42,6 +43,7 @@ class Server:
     script: dict[str, list[Answer]]
     seen: list[str] = field(default_factory=list)
     port: int = 0
+    connections: int = 0  # accepted, over the server's life (HTTP/1.1: kept alive)
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
@@ -52,6 +54,12 @@ def server() -> Iterator[Server]:
     state = Server({})
 
     class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def setup(self) -> None:
+            state.connections += 1
+            super().setup()
+
         def log_message(self, format: str, *args: object) -> None:
             pass
 
@@ -195,6 +203,40 @@ def test_redirects_followed_only_to_what_envnix_fetches(server: Server, tmp_path
             download(server.url(path), hashlib.sha256(b"a local file").hexdigest(),
                      tmp_path / "copy")
     assert not (tmp_path / "copy").exists()
+
+
+def test_downloads_from_one_host_share_one_kept_connection(
+        server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Connections: many files from one host over one connection, as apt does; what is not a
+    plain 200 (a redirect, a 404) takes urllib's full path, with its rules and messages, and
+    a server that closes the connection gets a new one for the next file."""
+    monkeypatch.delenv("http_proxy", raising=False)
+    bodies = {f"/f{i}": f"file {i}\n".encode() * 4000 for i in range(5)}
+    for path, body in bodies.items():
+        server.script[path] = [(200, {}, body)]
+    reuse = Connections()
+    try:
+        for path, body in bodies.items():
+            download(server.url(path), hashlib.sha256(body).hexdigest(), tmp_path / path[1:],
+                     reuse=reuse)
+            assert (tmp_path / path[1:]).read_bytes() == body
+        assert server.connections == 1
+        server.script["/moved"] = [(302, {"Location": "/f0"}, b"")]
+        download(server.url("/moved"), hashlib.sha256(bodies["/f0"]).hexdigest(),
+                 tmp_path / "moved", reuse=reuse)
+        assert (tmp_path / "moved").read_bytes() == bodies["/f0"]
+        with pytest.raises(FetchError, match=r"^cannot download .*/nothing: HTTP 404"):
+            download(server.url("/nothing"), "0" * 64, tmp_path / "nothing", reuse=reuse)
+        assert not (tmp_path / "nothing").exists()
+        server.script["/bye"] = [(200, {"Connection": "close"}, b"bye")]
+        before = server.connections
+        download(server.url("/bye"), hashlib.sha256(b"bye").hexdigest(), tmp_path / "bye",
+                 reuse=reuse)
+        download(server.url("/f1"), hashlib.sha256(bodies["/f1"]).hexdigest(),
+                 tmp_path / "again", reuse=reuse)
+        assert server.connections == before + 1  # /bye's was kept, then closed by the server
+    finally:
+        reuse.close()
 
 
 def test_file_urls_are_read_from_disk(tmp_path: Path) -> None:
