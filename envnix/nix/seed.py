@@ -11,12 +11,14 @@ downloads nothing (only what nix-build would fetch is fetched).
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import queue
 import re
 import shutil
 import tempfile
 import threading
+import time
 import urllib.parse
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -34,6 +36,7 @@ DOWNLOAD_JOBS = 8
 # (60 .debs: 6.1 s one by one, 0.8 s in one call); bytes bound the temporary copies on disk.
 SEED_BATCH_FILES = 200
 SEED_BATCH_BYTES = 1 << 30
+WORKER_GRACE = 2.0
 
 _NIX_BASE32 = "0123456789abcdfghijklmnpqrsvwxyz"
 _BLOB_URL = re.compile(r"https?://([^/]+)/v2/.+/blobs/sha256:[0-9a-f]{64}")
@@ -115,7 +118,9 @@ def add_artifacts(store: str | None, artifacts: list[dict[str, str]], progress: 
         todo.put(artifact)
     stop = threading.Event()
     failed: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="envnix-seed-") as tmp:
+    tmp = tempfile.mkdtemp(prefix="envnix-seed-")
+    workers: list[threading.Thread] = []
+    try:
 
         def place(artifact: dict[str, str], reuse: http.Connections) -> tuple[str, Path] | None:
             path = fixed_output_path(artifact["sha256"], artifact["storeName"])
@@ -149,33 +154,46 @@ def add_artifacts(store: str | None, artifacts: list[dict[str, str]], progress: 
                 reuse.close()
 
         # Daemon threads: Ctrl-C or a failure returns at once; a download still waiting on
-        # a silent server does not hold the process (its file is in the removed directory).
+        # a silent server does not hold the process.
         for _ in range(min(DOWNLOAD_JOBS, len(artifacts))):
-            threading.Thread(target=worker, daemon=True, name="envnix-seed").start()
+            workers.append(threading.Thread(target=worker, daemon=True, name="envnix-seed"))
+            workers[-1].start()
         batch: list[tuple[str, Path]] = []
         held = 0
-        try:
-            for i in range(len(artifacts)):
-                while True:  # with a timeout, so that Ctrl-C is seen at once
-                    try:
-                        placed = done.get(timeout=0.5)
-                        break
-                    except queue.Empty:
-                        continue
-                if isinstance(placed, BaseException):
-                    raise placed
-                if placed:
-                    batch.append(placed)
-                    held += placed[1].stat().st_size
-                if batch and (held >= SEED_BATCH_BYTES or len(batch) >= SEED_BATCH_FILES
-                              or i == len(artifacts) - 1):
-                    _add_fixed(store, batch)
-                    batch, held = [], 0
-        finally:
-            stop.set()  # the first failure is the one reported; the queued ones do not start
+        for i in range(len(artifacts)):
+            while True:  # with a timeout, so that Ctrl-C is seen at once
+                try:
+                    placed = done.get(timeout=0.5)
+                    break
+                except queue.Empty:
+                    continue
+            if isinstance(placed, BaseException):
+                raise placed
+            if placed:
+                batch.append(placed)
+                held += placed[1].stat().st_size
+            if batch and (held >= SEED_BATCH_BYTES or len(batch) >= SEED_BATCH_FILES
+                          or i == len(artifacts) - 1):
+                _add_fixed(store, batch)
+                batch, held = [], 0
+    finally:
+        stop.set()  # the first failure is the one reported; the queued ones do not start
+        _remove_when_idle(tmp, workers)
     if failed and progress:
         progress(f"nix: {len(failed)} artifact(s) not downloaded here ({failed[0]}): "
                  "Nix fetches them itself")
+
+
+def _remove_when_idle(tmp: str, workers: list[threading.Thread]) -> None:
+    """Remove the download directory once the workers have stopped writing into it: a copy
+    or a download in flight ends within ``WORKER_GRACE`` seconds, or (a server that never
+    answers) the directory goes when the process exits."""
+    deadline = time.monotonic() + WORKER_GRACE
+    for worker in workers:
+        worker.join(max(0.0, deadline - time.monotonic()))
+    if any(w.is_alive() for w in workers):
+        atexit.register(shutil.rmtree, tmp, True)
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _add_fixed(store: str | None, batch: list[tuple[str, Path]]) -> None:
