@@ -38,6 +38,7 @@ from envnix.core.progress import REPORTER, Progress, Reporter, status, transfer
 from envnix.core.progress import step as progress_step
 from envnix.lock.model import LOCK_NAME
 from envnix.nix.seed import (
+    WILL_BUILD,
     invalid_paths,
     is_chroot_store,
     prefetch,
@@ -52,7 +53,6 @@ from envnix.toolchain import ensure
 NIX_COMMAND = ("--extra-experimental-features", "nix-command")
 NIX = ("nix", *NIX_COMMAND)
 _BUILDING = re.compile(r"^building '/nix/store/[0-9a-z]{32}-(.+?)\.drv'(?: on '([^']+)')?")
-_WILL_BUILD = re.compile(r"^these (\d+) derivations? will be built:")
 # Nix (require-sigs) skips a cache's path nobody it trusts signed, warns, and builds it.
 _UNSIGNED = re.compile(r"^warning: the substitute for '[^']+' from '([^']+)' is not signed by "
                        r"any of the keys in 'trusted-public-keys'")
@@ -168,7 +168,7 @@ def nix_build(
             REPORTER.verbose(line)
         if m := _UNSIGNED.match(line):
             unsigned[m[1]] = unsigned.get(m[1], 0) + 1
-        elif m := _WILL_BUILD.match(line):
+        elif m := WILL_BUILD.match(line):
             total = int(m[1])
             if progress:
                 progress(f"nix: {total} derivation(s) to build")

@@ -40,9 +40,14 @@ WORKER_GRACE = 2.0
 
 _NIX_BASE32 = "0123456789abcdfghijklmnpqrsvwxyz"
 _BLOB_URL = re.compile(r"https?://([^/]+)/v2/.+/blobs/sha256:[0-9a-f]{64}")
-# nix-build --dry-run: the header of the derivations it would build, then one path a line
-_WILL_BUILD = re.compile(r"^these (?:\d+ )?derivations? will be built:")
+# nix-build's header of the derivations it will build (its count), then one path a line
+WILL_BUILD = re.compile(r"^these (\d+) derivations? will be built:")
 _LISTED_PATH = re.compile(r"^\s+/\S+/[0-9a-z]{32}-(\S+)$")
+
+
+def by_path(artifacts: list[dict[str, str]]) -> dict[str, dict[str, str]]:
+    """The artifacts keyed by the store path Nix's fetch of each makes."""
+    return {fixed_output_path(a["sha256"], a["storeName"]): a for a in artifacts}
 
 
 def is_chroot_store(store: str) -> bool:
@@ -60,11 +65,11 @@ def seed_chroot_store(lock_path: Path, store: str,
     front (from the host store when it has it, else downloaded here) means no fetch runs
     inside the chroot store at all.
     """
-    wanted = {fixed_output_path(a["sha256"], a["storeName"]): a for a in seedable(lock_path)}
+    wanted = by_path(seedable(lock_path))
     missing = invalid_paths(list(wanted), store)
     if missing:
-        add_artifacts(store, [wanted[p] for p in missing], progress,
-              on_host=set(missing) - set(invalid_paths(missing, None)))
+        add_artifacts(store, {p: wanted[p] for p in missing}, progress,
+                      on_host=set(missing) - set(invalid_paths(missing, None)))
 
 
 def prefetch(lock_path: Path, store: str | None, dry_run: Sequence[str],
@@ -73,7 +78,7 @@ def prefetch(lock_path: Path, store: str | None, dry_run: Sequence[str],
     lacks and that nix-build would fetch; ``dry_run`` is the nix-build command with
     ``--dry-run``, which says so (a binary cache may hold the image, and then nothing is
     fetched). An evaluation error is left to the build itself to report."""
-    wanted = {fixed_output_path(a["sha256"], a["storeName"]): a for a in seedable(lock_path)}
+    wanted = by_path(seedable(lock_path))
     missing = invalid_paths(list(wanted), store)
     if not missing:
         return
@@ -81,7 +86,7 @@ def prefetch(lock_path: Path, store: str | None, dry_run: Sequence[str],
     if proc.returncode != 0:
         return
     names = set(_to_build(proc.stderr.splitlines()))
-    fetch = [wanted[p] for p in missing if wanted[p]["storeName"] + ".drv" in names]
+    fetch = {p: wanted[p] for p in missing if wanted[p]["storeName"] + ".drv" in names}
     if fetch:
         add_artifacts(store, fetch, progress, fatal=False)
 
@@ -90,7 +95,7 @@ def _to_build(lines: list[str]) -> Iterator[str]:
     """The names (``<name>.drv``) of the derivations nix-build --dry-run would build."""
     listing = False
     for line in lines:
-        if _WILL_BUILD.match(line):
+        if WILL_BUILD.match(line):
             listing = True
         elif listing and (m := _LISTED_PATH.match(line)):
             yield m[1]
@@ -98,32 +103,32 @@ def _to_build(lines: list[str]) -> Iterator[str]:
             listing = False
 
 
-def add_artifacts(store: str | None, artifacts: list[dict[str, str]], progress: Progress | None,
-          on_host: frozenset[str] | set[str] = frozenset(), fatal: bool = True) -> None:
-    """Add ``artifacts`` to ``store``: copied from the host's store (paths in ``on_host``)
-    or downloaded, ``DOWNLOAD_JOBS`` at a time, then added in batches as they arrive. With
-    ``fatal`` False a failed download is left to Nix's own fetch (which honours its proxy
-    settings and reports in its terms); the others are still added."""
-    fetched = [a for a in artifacts
-               if fixed_output_path(a["sha256"], a["storeName"]) not in on_host]
+def add_artifacts(store: str | None, artifacts: dict[str, dict[str, str]],
+                  progress: Progress | None, on_host: frozenset[str] | set[str] = frozenset(),
+                  fatal: bool = True) -> None:
+    """Add ``artifacts`` (:func:`by_path`) to ``store``: copied from the host's store (paths
+    in ``on_host``) or downloaded, ``DOWNLOAD_JOBS`` at a time, then added in batches as they
+    arrive. With ``fatal`` False a failed download is left to Nix's own fetch (which honours
+    its proxy settings and reports in its terms); the others are still added."""
+    fetched = [a for path, a in artifacts.items() if path not in on_host]
     if progress:
         size = sum(int(a.get("size") or 0) for a in fetched)
         copied = f", {len(artifacts) - len(fetched)} from this machine's store" if on_host else ""
         progress(f"nix: seeding {store or 'the store'} with {len(artifacts)} artifact(s): "
                  f"{len(fetched)} to download ({size / 1e6:.1f} MB, "
                  f"{min(DOWNLOAD_JOBS, len(fetched) or 1)} at a time){copied}")
-    todo: queue.SimpleQueue[dict[str, str]] = queue.SimpleQueue()
+    todo: queue.SimpleQueue[tuple[str, dict[str, str]]] = queue.SimpleQueue()
     done: queue.SimpleQueue[tuple[str, Path] | BaseException | None] = queue.SimpleQueue()
-    for artifact in artifacts:
-        todo.put(artifact)
+    for entry in artifacts.items():
+        todo.put(entry)
     stop = threading.Event()
     failed: list[str] = []
     tmp = tempfile.mkdtemp(prefix="envnix-seed-")
     workers: list[threading.Thread] = []
     try:
 
-        def place(artifact: dict[str, str], reuse: http.Connections) -> tuple[str, Path] | None:
-            path = fixed_output_path(artifact["sha256"], artifact["storeName"])
+        def place(path: str, artifact: dict[str, str],
+                  reuse: http.Connections) -> tuple[str, Path] | None:
             file = Path(tmp) / artifact["storeName"]
             if path in on_host and Path(path).is_file():
                 shutil.copyfile(path, file)
@@ -143,11 +148,11 @@ def add_artifacts(store: str | None, artifacts: list[dict[str, str]], progress: 
             try:
                 while not stop.is_set():
                     try:
-                        artifact = todo.get_nowait()
+                        path, artifact = todo.get_nowait()
                     except queue.Empty:
                         return
                     try:
-                        done.put(place(artifact, reuse))
+                        done.put(place(path, artifact, reuse))
                     except BaseException as exc:  # handed to the main thread to report
                         done.put(exc)
             finally:
@@ -226,8 +231,8 @@ def seed_private_layers(lock_path: Path, store: str | None,
     added is the one Nix's fetch would make, so Nix then finds it built. Layers anyone may
     download are left to Nix: they are one base's, so one anonymous HEAD tells which.
     """
-    layers = {fixed_output_path(a["sha256"], a["storeName"]): a
-              for a in seedable(lock_path, base_only=True) if _BLOB_URL.fullmatch(a["url"])}
+    layers = by_path([a for a in seedable(lock_path, base_only=True)
+                      if _BLOB_URL.fullmatch(a["url"])])
     missing = invalid_paths(list(layers), store)
     first = layers[missing[0]]["url"] if missing else ""
     login = credentials.registry_login(urllib.parse.urlsplit(first).netloc) if first else None
