@@ -40,16 +40,15 @@ from pathlib import Path
 from profile import closure_derivations, floor
 
 from _common import envnix, field, print_table, work_dir
-from size import image_figures
+from size import file_bytes, image_figures, install_wheels
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from _mmdebstrap import MERGED_USR_HOOKS  # noqa: E402
+from _mmdebstrap import mmdebstrap  # noqa: E402
 
-from envnix.lock.apt.sources import machine_apt_sources  # noqa: E402
-from envnix.nix.seed import add_artifacts, seedable  # noqa: E402
+from envnix.nix.seed import add_artifacts, by_path, seedable  # noqa: E402
 
 OPENCV = ROOT / "bench/contexts/opencv"
 NUMPY = ROOT / "bench/contexts/numpy-serving"
@@ -66,29 +65,12 @@ def conventional_pipeline(lock: dict, work: Path, slim: bool = False,
     """(seconds, gzip bytes, unpacked bytes) of mmdebstrap + pip + tar | pigz -p2, downloads
     included. ``extra_wheels``: pip requirements downloaded from the index (the yardstick's
     numpy wheel)."""
-    from size import file_bytes
-    root, wheels = work / "root", work / "wheels"
-    wheels.mkdir(parents=True)
-    release = lock["inputs"]["apt"]["release"]
-    lines = [f"deb {s.uri} {s.suite} {' '.join(s.components)}"
-             for s in machine_apt_sources(release)]
+    root = work / "root"
+    work.mkdir(parents=True)
     started = time.monotonic()
-    subprocess.run(["mmdebstrap", "--variant=apt", f"--hook-dir={MERGED_USR_HOOKS}",
-                    *(f"--dpkgopt={o}" for o in (SLIM_DPKG if slim else [])),
-                    "--include=" + ",".join(lock["inputs"]["apt"]["packages"]),
-                    release, str(root), *lines], check=True, capture_output=True)
-    for w in lock["pip"]["wheels"]:
-        subprocess.run(["curl", "-sSfL", "-o", str(wheels / w["filename"]), w["url"]],
-                       check=True)
-    if extra_wheels:
-        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps",
-                        "--only-binary=:all:", "--python-version", "3.11", "-d", str(wheels),
-                        *extra_wheels], check=True)
-    site = root / "usr/local/lib/python3.11/dist-packages"
-    if any(wheels.iterdir()):
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
-                        "--no-index", "--target", str(site), *map(str, wheels.iterdir())],
-                       check=True)
+    mmdebstrap(lock["inputs"]["apt"]["packages"], root, lock["inputs"]["apt"]["release"],
+               SLIM_DPKG if slim else ())
+    install_wheels(lock, root, work / "wheels", extra_wheels)
     packed = work / "root.tar.gz"
     subprocess.run(f"tar -C {root} --numeric-owner -cf - . | pigz -p2 -6 > {packed}",
                    shell=True, check=True)
@@ -104,7 +86,7 @@ def cold_with_download(work: Path) -> tuple[float, float, int]:
     artifacts = seedable(work / "gen-dl" / "envnix.lock")
     store = str(work / "store-dl")
     started = time.monotonic()
-    add_artifacts(store, artifacts, None)
+    add_artifacts(store, by_path(artifacts), None)
     downloaded = time.monotonic() - started
     build, _, _ = envnix("build", str(OPENCV), "--locked", "--store", store,
                          "--out-dir", str(work / "gen-dl"))

@@ -131,21 +131,31 @@ def conventional(lock: dict, work: Path) -> tuple[int, int]:
     """(gzip bytes, unpacked bytes) of mmdebstrap + pip of the same packages."""
     root = mmdebstrap(lock["inputs"]["apt"]["packages"], work / "root",
                       lock["inputs"]["apt"]["release"])
-    wheels = work / "wheels"
-    wheels.mkdir()
-    for w in lock["pip"]["wheels"]:
-        subprocess.run(["curl", "-sSfL", "-o", str(wheels / w["filename"]), w["url"]],
-                       check=True)
-    site = root / "usr/local/lib/python3.11/dist-packages"
-    if lock["pip"]["wheels"]:  # an apt-only image has none, and pip refuses an empty install
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
-                        "--no-index", "--target", str(site), *map(str, wheels.iterdir())],
-                       check=True)
+    install_wheels(lock, root, work / "wheels")
     tar = subprocess.Popen(["tar", "-C", str(root), "--numeric-owner", "-cf", "-", "."],
                            stdout=subprocess.PIPE)
     gz = subprocess.run(["gzip", "-6"], stdin=tar.stdout, capture_output=True, check=True)
     tar.wait()
     return len(gz.stdout), file_bytes(root)
+
+
+def install_wheels(lock: dict, root: Path, wheels: Path, extra: tuple[str, ...] = ()) -> None:
+    """The lock's wheels downloaded with curl into ``wheels`` (and ``extra`` requirements with
+    pip download), then installed with pip into ``root``'s dist-packages, as pip in a chroot
+    would put them."""
+    wheels.mkdir(parents=True)
+    for w in lock["pip"]["wheels"]:
+        subprocess.run(["curl", "-sSfL", "-o", str(wheels / w["filename"]), w["url"]],
+                       check=True)
+    if extra:
+        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps",
+                        "--only-binary=:all:", "--python-version", "3.11", "-d", str(wheels),
+                        *extra], check=True)
+    site = root / "usr/local/lib/python3.11/dist-packages"
+    if any(wheels.iterdir()):  # an apt-only image has none, and pip refuses an empty install
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
+                        "--no-index", "--target", str(site), *map(str, wheels.iterdir())],
+                       check=True)
 
 
 def file_bytes(root: Path) -> int:

@@ -11,6 +11,7 @@ envnix's (whose resolver takes usr-is-merged) have.
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 from envnix.lock.apt.sources import machine_apt_sources
@@ -18,11 +19,15 @@ from envnix.lock.apt.sources import machine_apt_sources
 MERGED_USR_HOOKS = "/usr/share/mmdebstrap/hooks/merged-usr"
 
 
-def mmdebstrap(packages: list[str], dest: Path, release: str = "bookworm") -> Path:
-    """``mmdebstrap --variant=apt`` of ``packages`` into ``dest``; returns ``dest``."""
+def mmdebstrap(packages: list[str], dest: Path, release: str = "bookworm",
+               dpkgopts: Sequence[str] = ()) -> Path:
+    """``mmdebstrap --variant=apt`` of ``packages`` into ``dest``; returns ``dest``.
+    ``dpkgopts``: dpkg.cfg lines for the packages' installation (a slim image's
+    ``path-exclude=...``)."""
     lines = [f"deb {s.uri} {s.suite} {' '.join(s.components)}"
              for s in machine_apt_sources(release)]
     subprocess.run(["mmdebstrap", "--variant=apt", f"--hook-dir={MERGED_USR_HOOKS}",
+                    *(f"--dpkgopt={o}" for o in dpkgopts),
                     "--include=" + ",".join(packages), release, str(dest), *lines],
                    check=True, capture_output=True)
     return dest
